@@ -1,0 +1,3 @@
+"""hatchway: a serverless-style action gateway."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,153 @@
+"""Start a gateway process: logging, wiring, the default project and token, examples, serving.
+
+Used by ``hatchway serve`` and ``hatchway worker``; kept out of ``cli.py`` so the CLI's help stays
+cheap and so tests can start the same thing in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from hatchway.config import Settings
+from hatchway.errors import HatchwayError
+from hatchway.service import Gateway, Principal, build_gateway
+from hatchway.spec import resolve_local_paths
+
+log = logging.getLogger("hatchway")
+
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the correlation fields (run_id, project_id, exceptionId)."""
+
+    converter = time.gmtime
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                data[key] = value
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, default=str)
+
+
+def configure_logging(level: str = "INFO", stream: Any = None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger("hatchway")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def find_examples_dir() -> Path | None:
+    """The repository's ``examples/`` (source checkout), else ``./examples``."""
+    for candidate in (Path(__file__).resolve().parents[2] / "examples", Path.cwd() / "examples"):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def register_examples(gateway: Gateway, directory: Path) -> list[str]:
+    """Register every ``*/action.json`` under ``directory`` in the default project."""
+    admin = Principal(None, None, frozenset({"admin"}))
+    loaded = []
+    for path in sorted(directory.glob("*/action.json")):
+        document = resolve_local_paths(json.loads(path.read_text()), path.parent)
+        try:
+            record, _ = gateway.register_action(admin, "proj_local", "development", document)
+        except HatchwayError as err:
+            log.warning("example not loaded", extra={"example": path.parent.name, "reason": err.message})
+            continue
+        loaded.append(f"{record.name}@{record.version}")
+    return loaded
+
+
+def start_gateway(
+    settings: Settings,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    load_examples: bool = False,
+    examples_dir: Path | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+) -> None:
+    """Serve the API with a worker pool until SIGINT/SIGTERM."""
+    from hatchway.api import create_app
+    from hatchway.server import AsgiGateway, serve
+    from hatchway.worker import WorkerPool
+
+    configure_logging(settings.log_level)
+    gateway = build_gateway(settings)
+    gateway.bootstrap()
+    examples: list[str] = []
+    if load_examples:
+        directory = examples_dir or find_examples_dir()
+        if directory is None:
+            log.warning("no examples directory found; pass --examples-dir")
+        else:
+            examples = register_examples(gateway, directory)
+    pool = WorkerPool(gateway) if settings.workers > 0 else None
+    resolver = create_app(gateway, settings.max_body_bytes)
+    app = AsgiGateway(
+        resolver.resolve,
+        settings.max_body_bytes,
+        is_networked=settings.backend == "aws",
+        on_startup=pool.start if pool else None,
+        on_shutdown=(lambda: pool.stop(settings.shutdown_grace_seconds)) if pool else None,
+    )
+    scheme = "https" if tls_cert else "http"
+
+    def ready() -> None:
+        token_source = (
+            "HATCHWAY_BOOTSTRAP_TOKEN" if settings.bootstrap_token else str(settings.token_path)
+        )
+        lines = [
+            f"hatchway serving on {scheme}://{host}:{port} (docs: {scheme}://{host}:{port}/docs)",
+            f"  home      {settings.home}",
+            f"  backend   {settings.backend}; executor {gateway.executor.name}; workers {settings.workers}",
+            f"  token     admin token in {token_source}",
+        ]
+        if examples:
+            lines.append(f"  examples  {', '.join(examples)} in proj_local")
+        print("\n".join(lines), file=sys.stderr, flush=True)
+
+    try:
+        serve(app, host, port, settings.log_level if settings.log_level == "DEBUG" else "warning",
+              tls_cert, tls_key, settings.shutdown_grace_seconds + 5, on_ready=ready)  # fmt: skip
+    finally:
+        gateway.executor.close()
+        gateway.store.close()
+
+
+
+def run_worker(settings: Settings) -> None:
+    """Run a worker pool on ``settings.home`` until SIGINT/SIGTERM."""
+    from hatchway.worker import WorkerPool
+
+    configure_logging(settings.log_level)
+    gateway = build_gateway(settings)
+    pool = WorkerPool(gateway).start()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"hatchway worker on {settings.home}: {pool.size} threads, executor {gateway.executor.name}",
+          file=sys.stderr, flush=True)  # fmt: skip
+    stop.wait()
+    pool.stop(settings.shutdown_grace_seconds)
+    gateway.executor.close()
+    gateway.store.close()

@@ -1,0 +1,166 @@
+"""Settings: the one place that knows environment variable names.
+
+The CLI, the local server and the Lambda handlers build a :class:`Settings` at their edge and pass
+it down; nothing below reads ``os.environ`` for configuration. Every variable ``template.yaml``
+gives a function must be listed in :data:`ENV_VARS` (a test checks it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from hatchway.errors import ValidationFailed
+
+SYNC_LIMIT_SECONDS = 30
+MIB = 1024 * 1024
+
+#: Every environment variable hatchway reads, with what it sets.
+ENV_VARS: dict[str, str] = {
+    "HATCHWAY_HOME": "state directory of the embedded default (database, key file, token)",
+    "HATCHWAY_BACKEND": "embedded (SQLite + local key file) or aws (DynamoDB + KMS)",
+    "HATCHWAY_EXECUTOR": "process, docker or lambda-local for actions run on this host",
+    "HATCHWAY_BOOTSTRAP_TOKEN": "the global admin token; generated into $HATCHWAY_HOME/token if unset",
+    "HATCHWAY_SYNC_TIMEOUT_SECONDS": "limit of a sync action call, at most 30",
+    "HATCHWAY_SYNC_CONCURRENCY": "sync calls running at once before 429 answers",
+    "HATCHWAY_LEASE_SECONDS": "how long a worker owns a claimed run without a heartbeat",
+    "HATCHWAY_HEARTBEAT_SECONDS": "how often a worker renews its lease (must be below the lease)",
+    "HATCHWAY_WORKERS": "size of the local worker pool",
+    "HATCHWAY_MAX_LOST_ATTEMPTS": "extra attempts granted when a worker dies under a run",
+    "HATCHWAY_SHUTDOWN_GRACE_SECONDS": "how long a stopping gateway lets running attempts finish",
+    "HATCHWAY_DB_SYNCHRONOUS": "SQLite durability: NORMAL (default, crash-safe in WAL) or FULL",
+    "HATCHWAY_LOG_LEVEL": "log level of the gateway's own JSON logs",
+    "HATCHWAY_SANDBOX": "auto, bwrap or none: how the process executor isolates actions",
+    "HATCHWAY_URL": "gateway URL used by the CLI and the Python client",
+    "HATCHWAY_TOKEN": "token used by the CLI and the Python client",
+    "HATCHWAY_TABLE_NAME": "DynamoDB table of the aws backend",
+    "HATCHWAY_KMS_KEY_ID": "KMS key (id, ARN or alias) of the aws backend",
+    "HATCHWAY_BUCKET": "S3 bucket for run outputs on the aws backend",
+    "AWS_ENDPOINT_URL": "points boto3 at LocalStack or a moto server",
+    "AWS_REGION": "region of the aws backend",
+    "AWS_DEFAULT_REGION": "region of the aws backend (fallback)",
+}
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationFailed.at(["env", name], f"{name} must be an integer") from None
+    if value < minimum:
+        raise ValidationFailed.at(["env", name], f"{name} must be at least {minimum}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValidationFailed.at(["env", name], f"{name} must be a number") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable about one gateway process."""
+
+    home: Path = field(default_factory=lambda: Path("~/.hatchway").expanduser())
+    backend: str = "embedded"
+    executor: str = "process"
+    bootstrap_token: str | None = None
+    sync_timeout_seconds: int = SYNC_LIMIT_SECONDS
+    sync_concurrency: int = 32
+    lease_seconds: float = 30.0
+    heartbeat_seconds: float = 10.0
+    workers: int = 2
+    max_lost_attempts: int = 3
+    db_synchronous: str = "NORMAL"
+    log_level: str = "INFO"
+    sandbox: str = "auto"
+    max_body_bytes: int = 6 * MIB
+    max_sync_stdout_bytes: int = 6 * MIB
+    max_log_bytes: int = 10 * MIB
+    kill_grace_seconds: float = 5.0
+    shutdown_grace_seconds: float = 10.0
+    idempotency_seconds: int = 24 * 3600
+    url: str = "http://127.0.0.1:8080"
+    token: str | None = None
+    table_name: str = "hatchway"
+    kms_key_id: str | None = None
+    bucket: str | None = None
+    aws_region: str | None = None
+    aws_endpoint_url: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read settings from ``env`` (default ``os.environ``); keyword overrides win."""
+        env = os.environ if env is None else env
+        lease = _float(env, "HATCHWAY_LEASE_SECONDS", 30.0)
+        settings = cls(
+            home=Path(env.get("HATCHWAY_HOME") or "~/.hatchway").expanduser(),
+            backend=env.get("HATCHWAY_BACKEND") or "embedded",
+            executor=env.get("HATCHWAY_EXECUTOR") or "process",
+            bootstrap_token=env.get("HATCHWAY_BOOTSTRAP_TOKEN") or None,
+            sync_timeout_seconds=_int(env, "HATCHWAY_SYNC_TIMEOUT_SECONDS", SYNC_LIMIT_SECONDS, 1),
+            sync_concurrency=_int(env, "HATCHWAY_SYNC_CONCURRENCY", 32, 1),
+            lease_seconds=lease,
+            heartbeat_seconds=_float(env, "HATCHWAY_HEARTBEAT_SECONDS", max(lease / 3, 0.05)),
+            workers=_int(env, "HATCHWAY_WORKERS", 2, 0),
+            max_lost_attempts=_int(env, "HATCHWAY_MAX_LOST_ATTEMPTS", 3, 0),
+            shutdown_grace_seconds=_float(env, "HATCHWAY_SHUTDOWN_GRACE_SECONDS", 10.0),
+            db_synchronous=(env.get("HATCHWAY_DB_SYNCHRONOUS") or "NORMAL").upper(),
+            log_level=(env.get("HATCHWAY_LOG_LEVEL") or "INFO").upper(),
+            sandbox=env.get("HATCHWAY_SANDBOX") or "auto",
+            url=(env.get("HATCHWAY_URL") or "http://127.0.0.1:8080").rstrip("/"),
+            token=env.get("HATCHWAY_TOKEN") or None,
+            table_name=env.get("HATCHWAY_TABLE_NAME") or "hatchway",
+            kms_key_id=env.get("HATCHWAY_KMS_KEY_ID") or None,
+            bucket=env.get("HATCHWAY_BUCKET") or None,
+            aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+            aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+        )
+        if overrides:
+            settings = replace(settings, **overrides)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuse configurations that cannot work, before anything starts."""
+        if self.sync_timeout_seconds > SYNC_LIMIT_SECONDS:
+            raise ValidationFailed.at(
+                ["env", "HATCHWAY_SYNC_TIMEOUT_SECONDS"],
+                f"the sync limit can be lowered, not raised above {SYNC_LIMIT_SECONDS} s",
+            )
+        if self.heartbeat_seconds >= self.lease_seconds:
+            raise ValidationFailed.at(
+                ["env", "HATCHWAY_HEARTBEAT_SECONDS"],
+                "the heartbeat interval must be shorter than the lease, or runs would be claimed twice",
+            )
+        if self.db_synchronous not in ("NORMAL", "FULL"):
+            raise ValidationFailed.at(["env", "HATCHWAY_DB_SYNCHRONOUS"], "must be NORMAL or FULL")
+        if self.backend not in ("embedded", "aws"):
+            raise ValidationFailed.at(["env", "HATCHWAY_BACKEND"], "must be embedded or aws")
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "hatchway.db"
+
+    @property
+    def key_path(self) -> Path:
+        return self.home / "secret.key"
+
+    @property
+    def token_path(self) -> Path:
+        return self.home / "token"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.home / "work"

@@ -1,0 +1,20 @@
+"""Secrets: envelope encryption (``box.py``) and redaction (``redact.py``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hatchway.config import Settings
+    from hatchway.secrets.box import SecretBox
+
+
+def make_secret_box(settings: Settings, **clients: object) -> SecretBox:
+    """A KMS-backed box on the aws backend, the local key file otherwise."""
+    if settings.backend == "aws":
+        from hatchway.secrets.kms import kms_secret_box
+
+        return kms_secret_box(settings, **clients)
+    from hatchway.secrets.box import local_secret_box
+
+    return local_secret_box(settings.key_path)

@@ -1,0 +1,880 @@
+"""Use cases of the gateway, free of any transport.
+
+:class:`Gateway` is what the HTTP API, the worker pool and the Lambda handlers call: authenticate
+and authorise, register and resolve action versions, accept async runs, answer sync calls, run one
+attempt of a claimed run, cancel, read logs. It talks to a store, an executor and a secret box it
+is given, and raises only :mod:`hatchway.errors`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets as pysecrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hatchway.config import Settings
+from hatchway.errors import (
+    ActionAppError,
+    ActionTimeout,
+    ActionUserError,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Overloaded,
+    SecretBindingError,
+    TransitionConflict,
+    Unauthorized,
+    Unavailable,
+    ValidationFailed,
+    new_exception_id,
+)
+from hatchway.executors.base import BaseExecutor, Invocation, OutputCollector, Verdict, judge
+from hatchway.runs import LogEntry, Mode, Run, RunError, RunStatus, new_run_id, now_ms, preview
+from hatchway.secrets.box import SecretBox, is_ciphertext
+from hatchway.secrets.redact import HIDDEN, Redactor
+from hatchway.spec import (
+    DIGEST_RE,
+    RUN_ACTION,
+    ActionSpec,
+    coerce_str,
+    is_secret_name,
+    parse_spec,
+)
+from hatchway.store.base import ActionRecord, BaseStore, Page, Project, TokenRecord
+
+log = logging.getLogger("hatchway")
+
+SCOPES = ("admin", "actions:read", "actions:write", "runs:read", "runs:write", "secrets:encrypt")
+DEFAULT_PROJECT = "proj_local"
+DEFAULT_ENVIRONMENT = "development"
+TOKEN_PREFIX = "hw_"
+MAX_INHERIT_DEPTH = 5
+MAX_BACKOFF_SECONDS = 300.0
+#: how long an Idempotency-Key stays INPROGRESS before a retry may take it over
+IDEMPOTENCY_IN_PROGRESS_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a project token, or the global admin (``project_id`` None)."""
+
+    token_id: str | None
+    project_id: str | None
+    scopes: frozenset[str]
+    environments: frozenset[str] | None = None
+
+    @property
+    def is_global_admin(self) -> bool:
+        return self.project_id is None
+
+
+@dataclass
+class RunRequest:
+    """A run or sync call as the API received it (already shape-validated)."""
+
+    parameters: dict[str, Any] = field(default_factory=dict)
+    version: int | None = None
+    digest: str | None = None
+    timeout_seconds: int | None = None
+    retries: int | None = None
+    external_user_id: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self, route: str) -> str:
+        body = {
+            "route": route,
+            "parameters": self.parameters,
+            "version": self.version,
+            "digest": self.digest,
+            "timeout_seconds": self.timeout_seconds,
+            "retries": self.retries,
+            "external_user_id": self.external_user_id,
+            "options": self.options,
+        }
+        return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass
+class Resolved:
+    """An action version with its effective spec (inheritance applied)."""
+
+    record: ActionRecord
+    spec: ActionSpec
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class Gateway:
+    """The gateway's use cases over a store, an executor and a secret box."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: BaseStore,
+        executor: BaseExecutor,
+        secret_box: SecretBox | Callable[[], SecretBox],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.executor = executor
+        self._secret_box = secret_box
+        self.clock = clock
+        self.node_id = f"node-{os.getpid()}-{pysecrets.token_hex(3)}"
+        self._bootstrap_hash: str | None = None
+        self._active: dict[str, threading.Event] = {}
+        self._active_lock = threading.Lock()
+        self._sync_slots = threading.BoundedSemaphore(settings.sync_concurrency)
+        self._touched: dict[str, int] = {}
+        self.on_enqueue: Callable[[], None] = lambda: None
+
+    # ---- set-up ----------------------------------------------------------------------------
+
+    @property
+    def secret_box(self) -> SecretBox:
+        if not isinstance(self._secret_box, SecretBox):
+            self._secret_box = self._secret_box()
+        return self._secret_box
+
+    def bootstrap(self) -> str:
+        """Create the default project and settle the bootstrap admin token; returns the token."""
+        self.store.ensure_project(Project(DEFAULT_PROJECT, "local", now_ms()))
+        token = self.settings.bootstrap_token
+        if token is None:
+            token = _read_or_create_token_file(self.settings)
+        self.set_bootstrap_token(token)
+        return token
+
+    def set_bootstrap_token(self, token: str) -> None:
+        self._bootstrap_hash = hash_secret(token)
+
+    # ---- authentication and authorisation --------------------------------------------------
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        if not authorization:
+            raise Unauthorized()
+        scheme, _, token = authorization.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("use 'Authorization: Bearer <token>'")
+        presented = hash_secret(token)
+        if self._bootstrap_hash is not None and hmac.compare_digest(presented, self._bootstrap_hash):
+            return Principal(None, None, frozenset(SCOPES))
+        token_id, secret = _split_token(token)
+        record = self.store.get_token(token_id) if token_id else None
+        expected = record.secret_hash if record else hash_secret("x")  # same work either way
+        if record is None or not hmac.compare_digest(hash_secret(secret), expected):
+            raise Unauthorized("the token is unknown or revoked")
+        now = now_ms()
+        if record.expires_at is not None and record.expires_at <= now:
+            raise Unauthorized("the token has expired")
+        if now - self._touched.get(record.id, 0) > 60_000:
+            self._touched[record.id] = now
+            self.store.touch_token(record.id, now)
+        envs = frozenset(record.environments) if record.environments is not None else None
+        return Principal(record.id, record.project_id, frozenset(record.scopes), envs)
+
+    def authorize(self, principal: Principal, project_id: str, environment: str | None, scope: str | None) -> None:
+        """Raise 403 if the principal may not use ``scope`` in this project and environment.
+
+        Every project-scoped operation calls this first; a token of another project is refused the
+        same way whether or not the project exists, so nothing about other tenants leaks.
+        """
+        if principal.is_global_admin:
+            return
+        if principal.project_id != project_id:
+            raise Forbidden("this token belongs to another project")
+        if environment is not None and principal.environments is not None and environment not in principal.environments:
+            raise Forbidden(f"this token may not use the {environment} environment")
+        if scope is not None and scope not in principal.scopes and "admin" not in principal.scopes:
+            raise Forbidden(f"this token lacks the {scope} scope")
+
+    # ---- projects and tokens ---------------------------------------------------------------
+
+    def create_project(self, principal: Principal, name: str, project_id: str | None = None) -> Project:
+        if not principal.is_global_admin:
+            raise Forbidden("only the global admin token creates projects")
+        project = Project(project_id or "proj_" + _random_alnum(16), name, now_ms())
+        return self.store.create_project(project)
+
+    def get_project(self, principal: Principal, project_id: str) -> Project:
+        self.authorize(principal, project_id, None, None)
+        project = self.store.get_project(project_id)
+        if project is None:
+            raise NotFound(f"no project {project_id}")
+        return project
+
+    def create_token(
+        self,
+        principal: Principal,
+        project_id: str,
+        scopes: list[str],
+        environments: list[str] | None = None,
+        expires_at: int | None = None,
+        name: str | None = None,
+    ) -> tuple[TokenRecord, str]:
+        self.get_project(principal, project_id)
+        self.authorize(principal, project_id, None, "admin")
+        unknown = sorted(set(scopes) - set(SCOPES))
+        if unknown:
+            raise ValidationFailed.at(["body", "scopes"], f"unknown scope(s): {', '.join(unknown)}")
+        if principal.environments is not None and (environments is None or not set(environments) <= principal.environments):
+            raise Forbidden("a token cannot create a token for environments it may not use itself")
+        if expires_at is not None and expires_at <= now_ms():
+            raise ValidationFailed.at(["body", "expires_at"], "the expiry is in the past")
+        token_id_part = _random_alnum(16).lower()
+        secret = pysecrets.token_urlsafe(32)
+        record = TokenRecord(
+            id="tok_" + token_id_part,
+            project_id=project_id,
+            secret_hash=hash_secret(secret),
+            scopes=sorted(set(scopes)),
+            environments=sorted(set(environments)) if environments is not None else None,
+            created_at=now_ms(),
+            expires_at=expires_at,
+            name=name,
+        )
+        self.store.put_token(record)
+        return record, f"{TOKEN_PREFIX}{token_id_part}_{secret}"
+
+    def list_tokens(self, principal: Principal, project_id: str) -> list[TokenRecord]:
+        self.get_project(principal, project_id)
+        self.authorize(principal, project_id, None, "admin")
+        return self.store.list_tokens(project_id)
+
+    def revoke_token(self, principal: Principal, project_id: str, token_id: str) -> None:
+        self.get_project(principal, project_id)
+        self.authorize(principal, project_id, None, "admin")
+        if not self.store.delete_token(project_id, token_id):
+            raise NotFound(f"no token {token_id}")
+
+    # ---- secrets ---------------------------------------------------------------------------
+
+    def encrypt(
+        self, principal: Principal, project_id: str, environment: str, value: str, action: str | None = None
+    ) -> str:
+        self.authorize(principal, project_id, environment, "secrets:encrypt")
+        self._require_project(project_id)
+        if is_ciphertext(value):
+            return value
+        return self.secret_box.encrypt(value, project_id, environment, action)
+
+    # ---- actions ---------------------------------------------------------------------------
+
+    def register_action(
+        self, principal: Principal, project_id: str, environment: str, document: Any
+    ) -> tuple[ActionRecord, bool]:
+        self.authorize(principal, project_id, environment, "actions:write")
+        self._require_project(project_id)
+        spec = document if isinstance(document, ActionSpec) else parse_spec(document)
+        if spec.inherits is not None:
+            self._check_inherits(project_id, environment, spec)
+        return self.store.register_version(project_id, environment, spec.normalised(), spec.digest())
+
+    def _check_inherits(self, project_id: str, environment: str, spec: ActionSpec) -> None:
+        assert spec.inherits is not None
+        if spec.inherits.owner not in (None, project_id):
+            raise ValidationFailed.at(
+                ["body", "inherits", "owner"], "an action can inherit only from its own project"
+            )
+        if spec.inherits.name == spec.name:
+            raise ValidationFailed.at(["body", "inherits", "name"], "an action cannot inherit from itself")
+        try:
+            self._effective(project_id, environment, spec)
+        except NotFound:
+            raise ValidationFailed.at(
+                ["body", "inherits"], f"the inherited action {spec.inherits.name} (or that digest) does not exist"
+            ) from None
+
+    def _effective(self, project_id: str, environment: str, spec: ActionSpec, depth: int = 0) -> ActionSpec:
+        """Apply inheritance: the parent's image, container and parameters, pinned by digest if given."""
+        if spec.inherits is None:
+            return spec
+        if depth >= MAX_INHERIT_DEPTH:
+            raise ValidationFailed.at(["body", "inherits"], f"inheritance is deeper than {MAX_INHERIT_DEPTH} levels")
+        ref = spec.inherits
+        parent_record = self.store.get_action(project_id, environment, ref.name, digest=ref.digest)
+        if parent_record is None:
+            raise NotFound(f"the inherited action {ref.name} does not exist")
+        parent = self._effective(project_id, environment, ActionSpec.model_validate(parent_record.spec), depth + 1)
+        return spec.with_parent(parent)
+
+    def resolve(
+        self,
+        project_id: str,
+        environment: str,
+        name: str,
+        version: int | None = None,
+        digest: str | None = None,
+        include_deleted: bool = False,
+    ) -> Resolved:
+        if digest is not None and not DIGEST_RE.match(digest):
+            raise ValidationFailed.at(["digest"], "a digest is 'sha256:' followed by 64 lowercase hex digits")
+        record = self.store.get_action(project_id, environment, name, version, digest, include_deleted)
+        if record is None:
+            what = f" version {version}" if version else (f" with digest {digest}" if digest else "")
+            raise NotFound(f"no action {name}{what}")
+        spec = ActionSpec.model_validate(record.spec)
+        try:
+            return Resolved(record, self._effective(project_id, environment, spec))
+        except NotFound as exc:
+            raise BadRequest(f"action {name} inherits from an action that no longer exists ({exc.message})") from None
+
+    def get_action(
+        self,
+        principal: Principal,
+        project_id: str,
+        environment: str,
+        name: str,
+        version: int | None = None,
+        digest: str | None = None,
+    ) -> ActionRecord:
+        self.authorize(principal, project_id, environment, "actions:read")
+        return self.resolve(project_id, environment, name, version, digest).record
+
+    def list_actions(
+        self,
+        principal: Principal,
+        project_id: str,
+        environment: str,
+        limit: int,
+        cursor: str | None,
+        tag: str | None = None,
+    ) -> Page[ActionRecord]:
+        self.authorize(principal, project_id, environment, "actions:read")
+        return self.store.list_actions(project_id, environment, limit, cursor, tag)
+
+    def list_versions(
+        self, principal: Principal, project_id: str, environment: str, name: str, limit: int, cursor: str | None
+    ) -> Page[ActionRecord]:
+        self.authorize(principal, project_id, environment, "actions:read")
+        return self.store.list_versions(project_id, environment, name, limit, cursor)
+
+    def delete_action(self, principal: Principal, project_id: str, environment: str, name: str) -> None:
+        self.authorize(principal, project_id, environment, "actions:write")
+        if not self.store.delete_action(project_id, environment, name):
+            raise NotFound(f"no action {name}")
+
+    # ---- parameters ------------------------------------------------------------------------
+
+    def _prepare_parameters(
+        self, project_id: str, environment: str, resolved: Resolved, given: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Check given parameters against the spec, apply defaults, encrypt secrets on receipt."""
+        spec = resolved.spec
+        declared = {p.name: p for p in spec.parameters}
+        unknown = sorted(set(given) - set(declared))
+        if unknown:
+            raise BadRequest(f"unknown parameter(s): {', '.join(unknown)}")
+        out: dict[str, Any] = {}
+        problems = []
+        for name, value in given.items():
+            if value is None or isinstance(value, dict | list):
+                problems.append(
+                    {
+                        "loc": ["body", "parameters", name],
+                        "msg": "a parameter value is a string, a number or a boolean",
+                        "type": "scalar_type",
+                    }
+                )
+                continue
+            out[name] = coerce_str(value)
+        if problems:
+            raise ValidationFailed(f"invalid parameter {problems[0]['loc'][-1]!r}: {problems[0]['msg']}", problems)
+        for param in spec.parameters:
+            if param.name not in out:
+                if param.default is not None:
+                    out[param.name] = param.default
+                elif param.required:
+                    raise BadRequest(f"missing required parameter {param.name!r}")
+        for name, value in out.items():
+            if is_secret_name(name) and not is_ciphertext(value):
+                out[name] = self.secret_box.encrypt(value, project_id, environment, resolved.record.name)
+        return out
+
+    def _decrypt_parameters(self, run: Run) -> tuple[dict[str, Any], list[str]]:
+        """Plain parameters for ``config.json`` and the secret values (for redaction)."""
+        plain: dict[str, Any] = {}
+        secret_values: list[str] = []
+        for name, value in run.parameters.items():
+            if is_ciphertext(value):
+                try:
+                    text = self.secret_box.decrypt(value, run.project_id, run.environment, run.action_name)
+                except SecretBindingError:
+                    raise SecretBindingError(
+                        f"parameter {name!r}: the ciphertext belongs to another project, environment or action"
+                    ) from None
+                plain[name] = text
+                secret_values.append(text)
+            else:
+                plain[name] = value
+        return plain, secret_values
+
+    # ---- runs: submit ----------------------------------------------------------------------
+
+    def submit_run(
+        self,
+        principal: Principal,
+        project_id: str,
+        environment: str,
+        name: str,
+        request: RunRequest,
+        idempotency_key: str | None = None,
+    ) -> tuple[dict[str, Any], int]:
+        """Accept an async run: (answer, HTTP-neutral status code 202), replayed for a reused key."""
+        self.authorize(principal, project_id, environment, "runs:write")
+        if idempotency_key is None:
+            return self.present_run(self._create_async_run(project_id, environment, name, request)), 202
+        scope = f"{project_id}/{environment}/runs/{name}/{idempotency_key}"
+        fingerprint = request.fingerprint(f"runs/{name}")
+        deadline = time.monotonic() + IDEMPOTENCY_IN_PROGRESS_SECONDS
+        while True:
+            outcome = self.store.idempotency_begin(
+                scope, fingerprint, new_run_id(), IDEMPOTENCY_IN_PROGRESS_SECONDS, self.settings.idempotency_seconds
+            )
+            record = outcome.record
+            if outcome.is_owner:
+                break
+            if record.status == "COMPLETED" and record.response is not None:
+                return record.response, record.response_code or 202
+            if time.monotonic() > deadline:
+                raise Conflict("a request with this Idempotency-Key is still in progress")
+            time.sleep(0.005)
+        try:
+            existing = self.store.get_run(record.run_id)
+            run = existing or self._create_async_run(
+                project_id, environment, name, request, run_id=record.run_id, idempotency_key=idempotency_key
+            )
+        except BaseException:
+            self.store.idempotency_abandon(scope)
+            raise
+        answer = self.present_run(run)
+        self.store.idempotency_complete(record, answer, 202, self.settings.idempotency_seconds)
+        return answer, 202
+
+    def _create_async_run(
+        self,
+        project_id: str,
+        environment: str,
+        name: str,
+        request: RunRequest,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Run:
+        resolved = self.resolve(project_id, environment, name, request.version, request.digest)
+        spec = resolved.spec
+        self.executor.check(spec, RUN_ACTION)
+        parameters = self._prepare_parameters(project_id, environment, resolved, request.parameters)
+        timeout = spec.timeout_seconds
+        if request.timeout_seconds is not None:
+            timeout = min(timeout, request.timeout_seconds)
+        retries = request.retries if request.retries is not None else (spec.retry.count if spec.retry else 0)
+        now = now_ms()
+        run = Run(
+            id=run_id or new_run_id(now),
+            project_id=project_id,
+            environment=environment,
+            action_name=resolved.record.name,
+            action_version=resolved.record.version,
+            action_digest=resolved.record.digest,
+            invoked=RUN_ACTION,
+            mode=Mode.ASYNC,
+            status=RunStatus.ENQUEUED,
+            max_attempts=1 + retries,
+            parameters=parameters,
+            created_at=now,
+            available_at=now,
+            external_user_id=request.external_user_id,
+            idempotency_key=idempotency_key,
+            timeout_seconds=timeout,
+            retry_interval_seconds=spec.retry.interval_seconds if spec.retry else 0.0,
+            options=request.options,
+        )
+        self.store.create_run(run)
+        self.on_enqueue()
+        return run
+
+    # ---- runs: sync ------------------------------------------------------------------------
+
+    def call_sync(
+        self,
+        principal: Principal,
+        project_id: str,
+        environment: str,
+        name: str,
+        sync_action: str,
+        request: RunRequest,
+    ) -> dict[str, Any]:
+        """Run a declared sync action to its end and answer its JSON, or raise the contract's error."""
+        self.authorize(principal, project_id, environment, "runs:write")
+        resolved = self.resolve(project_id, environment, name, request.version, request.digest)
+        spec = resolved.spec
+        if sync_action not in spec.sync_actions:
+            raise NotFound(f"action {name} has no sync action {sync_action}")
+        self.executor.check(spec, sync_action)
+        parameters = self._prepare_parameters(project_id, environment, resolved, request.parameters)
+        limit = float(min(self.settings.sync_timeout_seconds, spec.timeout_seconds))
+        if request.timeout_seconds is not None:
+            limit = min(limit, float(request.timeout_seconds))
+        if not self._sync_slots.acquire(timeout=0.5):
+            raise Overloaded("too many sync calls are running; try again shortly", retry_after=1)
+        try:
+            now = now_ms()
+            run = Run(
+                id=new_run_id(now),
+                project_id=project_id,
+                environment=environment,
+                action_name=resolved.record.name,
+                action_version=resolved.record.version,
+                action_digest=resolved.record.digest,
+                invoked=sync_action,
+                mode=Mode.SYNC,
+                status=RunStatus.INPROGRESS,
+                attempt=1,
+                parameters=parameters,
+                created_at=now,
+                started_at=now,
+                available_at=now,
+                external_user_id=request.external_user_id,
+                timeout_seconds=int(limit),
+                options=request.options,
+                lease_owner=self.node_id,
+                lease_until=now + int((limit + self.settings.kill_grace_seconds + 30) * 1000),
+            )
+            self.store.create_run(run)
+            final, verdict, entries = self._attempt(run, resolved, limit)
+        finally:
+            self._sync_slots.release()
+        if verdict.is_success:
+            return {
+                "run_id": final.id,
+                "status": final.status.value,
+                "ret": verdict.ret,
+                "exports": verdict.exports,
+                "os": [entry.to_api() for entry in entries],
+                "duration_ms": final.duration_ms,
+            }
+        error = verdict.error
+        assert error is not None
+        if error.kind == "user":
+            raise ActionUserError(error.message, final.id)
+        if error.kind == "timeout":
+            raise ActionTimeout(error.message, final.id, error.exception_id)
+        if error.kind == "cancelled":
+            raise Conflict(f"run {final.id} was cancelled")
+        if error.kind == "unavailable":
+            raise Unavailable(error.message)
+        self._log_app_error(final, error)
+        raise ActionAppError(error.message, final.id, error.exception_id)
+
+    # ---- runs: one attempt (sync calls and claimed async runs) ------------------------------
+
+    def execute_claimed(self, run: Run) -> Run:
+        """Run one attempt of a run a worker claimed (status INPROGRESS) and record the outcome."""
+        try:
+            resolved = self.resolve(
+                run.project_id, run.environment, run.action_name, run.action_version, None, include_deleted=True
+            )
+        except (NotFound, BadRequest) as exc:
+            return self._finish(run, Verdict(RunStatus.FAILED, RunError("platform", exc.message)), [])
+        limit = max(0.0, run.timeout_seconds - 0.0)
+        final, _, _ = self._attempt(run, resolved, float(limit))
+        return final
+
+    def _attempt(self, run: Run, resolved: Resolved, limit: float) -> tuple[Run, Verdict, list[LogEntry]]:
+        cancel = threading.Event()
+        with self._active_lock:
+            self._active[run.id] = cancel
+        flush = None
+        if run.mode == Mode.ASYNC:
+            def flush(batch: list[LogEntry]) -> None:
+                self.store.append_logs(run.id, batch)
+        try:
+            try:
+                plain, secret_values = self._decrypt_parameters(run)
+            except SecretBindingError as exc:
+                verdict = Verdict(RunStatus.FAILED, RunError("user", exc.message, None, 400))
+                return self._finish(run, verdict, []), verdict, []
+            except Unavailable as exc:
+                verdict = Verdict(RunStatus.FAILED, RunError("unavailable", exc.message, new_exception_id(), 503))
+                return self._finish(run, verdict, []), verdict, []
+            redactor = Redactor(secret_values)
+            collector = OutputCollector(
+                run.mode,
+                redactor,
+                max_log_bytes=self.settings.max_log_bytes,
+                max_stdout_bytes=self.settings.max_sync_stdout_bytes,
+                flush=flush,
+            )
+            if run.mode == Mode.ASYNC and run.attempt > 1:
+                collector.system(f"attempt {run.attempt} of {run.max_attempts + run.lost_attempts}")
+            invocation = Invocation(
+                run_id=run.id,
+                project_id=run.project_id,
+                environment=run.environment,
+                action_name=run.action_name,
+                version=run.action_version,
+                digest=run.action_digest,
+                invoked=run.invoked,
+                mode=run.mode,
+                spec=resolved.spec,
+                parameters=plain,
+                attempt=run.attempt,
+                deadline=self.clock() + limit,
+                redactor=redactor,
+            )
+            try:
+                execution = self.executor.execute(invocation, collector, cancel)
+            except Exception as exc:  # an executor bug or an unreachable engine: the run must still end
+                exception_id = new_exception_id()
+                log.exception("executor failed", extra={"run_id": run.id, "exceptionId": exception_id})
+                from hatchway.executors.base import Execution
+
+                execution = Execution(platform_error=f"the executor failed ({type(exc).__name__})")
+            collector.close()
+            verdict = judge(execution, collector, run.mode, limit)
+            if verdict.error and verdict.error.kind == "application":
+                self._log_app_error(run, verdict.error)
+            entries = collector.entries
+            if run.mode == Mode.SYNC:
+                entries = self.store.append_logs(run.id, entries)
+            final = self._finish(run, verdict, entries, duration_ms=execution.duration_ms)
+            return final, verdict, entries
+        finally:
+            with self._active_lock:
+                self._active.pop(run.id, None)
+
+    def _finish(self, run: Run, verdict: Verdict, entries: list[LogEntry], duration_ms: int | None = None) -> Run:
+        """Record the end of an attempt: terminal status, or back to the queue for a retry."""
+        now = now_ms()
+        fields: dict[str, Any] = {
+            "ret": verdict.ret,
+            "exports": verdict.exports,
+            "os": preview(entries) if entries else run.os,
+            "error": verdict.error,
+            "lease_owner": None,
+            "lease_until": None,
+            "duration_ms": duration_ms if duration_ms is not None else run.duration_ms,
+        }
+        if verdict.status == RunStatus.TERMINATED:
+            return self._settle_cancel(run, fields, now)
+        own_attempts = run.attempt - run.lost_attempts
+        if (
+            run.mode == Mode.ASYNC
+            and verdict.status == RunStatus.FAILED
+            and verdict.is_retryable
+            and own_attempts < run.max_attempts
+        ):
+            delay = _backoff(run.retry_interval_seconds, own_attempts)
+            reason = verdict.error.message if verdict.error else "failed"
+            try:
+                return self.store.transition(
+                    run.id,
+                    RunStatus.INPROGRESS,
+                    RunStatus.ENQUEUED,
+                    available_at=now + int(delay * 1000),
+                    status_reason=f"attempt {run.attempt} failed ({_first_line(reason)}); retrying in {delay:g} s",
+                    **fields,
+                )
+            except TransitionConflict:
+                return self._settle_cancel(run, fields, now)
+            finally:
+                self.on_enqueue()
+        reason = None
+        if verdict.error:
+            reason = {
+                "user": "the action reported a user error",
+                "application": "the action failed",
+                "timeout": "the action timed out",
+                "platform": "the gateway could not run the action",
+                "unavailable": "a dependency was unavailable; the action was not started",
+            }.get(verdict.error.kind, verdict.error.kind)
+        try:
+            return self.store.transition(
+                run.id, RunStatus.INPROGRESS, verdict.status, finished_at=now, status_reason=reason, **fields
+            )
+        except TransitionConflict:
+            return self._settle_cancel(run, fields, now)
+
+    def _settle_cancel(self, run: Run, fields: dict[str, Any], now: int) -> Run:
+        """The attempt ended while the run was no longer simply ours: a cancel, a release, or a lost lease."""
+        current = self.store.get_run(run.id)
+        if current is None:
+            return run
+        try:
+            if current.status == RunStatus.TERMINATING:
+                return self.store.transition(
+                    run.id, RunStatus.TERMINATING, RunStatus.TERMINATED, finished_at=now,
+                    status_reason="cancelled", **{**fields, "error": RunError("cancelled", "the run was cancelled")},
+                )  # fmt: skip
+            if current.status == RunStatus.INPROGRESS and current.lease_owner == run.lease_owner:
+                # stopped by this gateway itself (shutdown): hand the run to the next worker, and
+                # do not count the interrupted attempt against the run's retry budget
+                return self.store.transition(
+                    run.id, RunStatus.INPROGRESS, RunStatus.ENQUEUED, available_at=now,
+                    lost_attempts=current.lost_attempts + 1,
+                    status_reason=f"attempt {run.attempt} was interrupted by a shutdown; queued again",
+                    lease_owner=None, lease_until=None,
+                )  # fmt: skip
+        except TransitionConflict:
+            return self.store.get_run(run.id) or current
+        # another worker or the sweeper owns the run now; this attempt's outcome is dropped
+        return current
+
+    def _log_app_error(self, run: Run, error: RunError) -> None:
+        log.error(
+            "application error",
+            extra={"run_id": run.id, "project_id": run.project_id, "exceptionId": error.exception_id,
+                   "reason": error.message},
+        )  # fmt: skip
+
+    # ---- runs: read and cancel -------------------------------------------------------------
+
+    def get_run(self, principal: Principal, project_id: str, environment: str, run_id: str) -> Run:
+        self.authorize(principal, project_id, environment, "runs:read")
+        run = self.store.get_run(run_id, project_id, environment)
+        if run is None:
+            raise NotFound(f"no run {run_id}")
+        return run
+
+    def list_runs(
+        self,
+        principal: Principal,
+        project_id: str,
+        environment: str,
+        limit: int,
+        cursor: str | None,
+        filters: dict[str, str],
+    ) -> Page[Run]:
+        self.authorize(principal, project_id, environment, "runs:read")
+        if "status" in filters and filters["status"] and filters["status"] not in RunStatus.__members__:
+            raise ValidationFailed.at(["query", "status"], f"status is one of {', '.join(RunStatus.__members__)}")
+        return self.store.list_runs(project_id, environment, limit, cursor, filters)
+
+    def read_logs(
+        self, principal: Principal, project_id: str, environment: str, run_id: str, after: int, limit: int
+    ) -> Page[LogEntry]:
+        self.get_run(principal, project_id, environment, run_id)
+        return self.store.read_logs(run_id, after, limit)
+
+    def cancel_run(self, principal: Principal, project_id: str, environment: str, run_id: str) -> Run:
+        self.authorize(principal, project_id, environment, "runs:write")
+        for _ in range(10):
+            run = self.store.get_run(run_id, project_id, environment)
+            if run is None:
+                raise NotFound(f"no run {run_id}")
+            try:
+                if run.status.is_terminal:
+                    raise Conflict(f"run {run_id} already finished ({run.status.value})")
+                if run.status == RunStatus.TERMINATING:
+                    self._signal_cancel(run_id)
+                    return run
+                if run.status == RunStatus.ENQUEUED:
+                    return self.store.transition(
+                        run_id, RunStatus.ENQUEUED, RunStatus.TERMINATED, finished_at=now_ms(),
+                        status_reason="cancelled before it started", error=RunError("cancelled", "the run was cancelled"),
+                    )  # fmt: skip
+                updated = self.store.transition(
+                    run_id, RunStatus.INPROGRESS, RunStatus.TERMINATING, status_reason="cancel requested"
+                )
+                self._signal_cancel(run_id)
+                return updated
+            except TransitionConflict:
+                continue
+        raise Conflict(f"run {run_id} is changing too fast to cancel; try again")
+
+    def _signal_cancel(self, run_id: str) -> None:
+        with self._active_lock:
+            event = self._active.get(run_id)
+        if event is not None:
+            event.set()
+
+    def cancel_local(self, run_id: str) -> None:
+        """Stop a locally running attempt (used by the worker when its lease is lost)."""
+        self._signal_cancel(run_id)
+
+    def is_active(self, run_id: str) -> bool:
+        with self._active_lock:
+            return run_id in self._active
+
+    # ---- presentation ----------------------------------------------------------------------
+
+    def present_run(self, run: Run) -> dict[str, Any]:
+        """The API's run body: secret parameters never shown."""
+        body = run.to_api()
+        body["parameters"] = {k: (HIDDEN if is_secret_name(k) else v) for k, v in run.parameters.items()}
+        return body
+
+    def _require_project(self, project_id: str) -> None:
+        if self.store.get_project(project_id) is None:
+            raise NotFound(f"no project {project_id}")
+
+
+def _backoff(interval: float, attempt: int) -> float:
+    """Exponential backoff from the action's interval, capped."""
+    if interval <= 0:
+        return 0.0
+    return float(min(interval * (2 ** max(0, attempt - 1)), max(interval, MAX_BACKOFF_SECONDS)))
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else text
+    return line[:200]
+
+
+def _random_alnum(length: int) -> str:
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    return "".join(pysecrets.choice(alphabet) for _ in range(length))
+
+
+def _split_token(token: str) -> tuple[str | None, str]:
+    if not token.startswith(TOKEN_PREFIX) or len(token) < len(TOKEN_PREFIX) + 18:
+        return None, token
+    id_part = token[len(TOKEN_PREFIX) : len(TOKEN_PREFIX) + 16]
+    if token[len(TOKEN_PREFIX) + 16] != "_":
+        return None, token
+    return "tok_" + id_part, token[len(TOKEN_PREFIX) + 17 :]
+
+
+def _read_or_create_token_file(settings: Settings) -> str:
+    path = settings.token_path
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    token = "hwadmin_" + pysecrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    return token
+
+
+def build_gateway(
+    settings: Settings, store: BaseStore | None = None, executor: BaseExecutor | None = None
+) -> Gateway:
+    """A gateway wired from settings: the named store, executor and secret box."""
+    from hatchway.executors import make_executor
+    from hatchway.secrets import make_secret_box
+    from hatchway.store import make_store
+
+    return Gateway(
+        settings,
+        store or make_store(settings),
+        executor or make_executor(settings),
+        lambda: make_secret_box(settings),
+    )

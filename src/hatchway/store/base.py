@@ -1,0 +1,678 @@
+"""The store: rules here, primitives in the backends.
+
+:class:`BaseStore` owns every rule about state - version numbering and no-op re-registration,
+status transitions (compare-and-set on a revision, checked against :data:`~hatchway.runs.TRANSITIONS`),
+queue claims with leases, the lease sweeper, log sequence numbers and truncation, idempotency
+records, and opaque tenant-bound pagination cursors. A backend (``sqlite.py``, ``dynamodb.py``)
+implements only the ``_``-prefixed primitives: get/put/conditional-update of a handful of record
+kinds. The same contract suite (``tests/contract``) runs against every backend.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, Generic, TypeVar
+
+from hatchway.errors import Conflict, NotFound, TransitionConflict, ValidationFailed
+from hatchway.runs import LogEntry, Mode, Run, RunError, RunStatus, can_transition, iso, now_ms
+
+T = TypeVar("T")
+
+MAX_PAGE = 500
+DEFAULT_PAGE = 50
+
+
+@dataclass
+class Page(Generic[T]):
+    items: list[T]
+    next: str | None = None
+
+
+@dataclass
+class Project:
+    id: str
+    name: str
+    created_at: int
+
+    def to_api(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "created_at": iso(self.created_at)}
+
+
+@dataclass
+class TokenRecord:
+    """A project token. Only a hash of its secret part is kept."""
+
+    id: str
+    project_id: str
+    secret_hash: str
+    scopes: list[str]
+    environments: list[str] | None
+    created_at: int
+    expires_at: int | None = None
+    last_used_at: int | None = None
+    name: str | None = None
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "scopes": self.scopes,
+            "environments": self.environments,
+            "created_at": iso(self.created_at),
+            "expires_at": iso(self.expires_at),
+            "last_used_at": iso(self.last_used_at),
+        }
+
+
+@dataclass
+class ActionRecord:
+    """One immutable version of an action."""
+
+    project_id: str
+    environment: str
+    name: str
+    version: int
+    digest: str
+    created_at: int
+    spec: dict[str, Any]
+
+    @property
+    def tags(self) -> list[str]:
+        return list(self.spec.get("tags", []))
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "digest": self.digest,
+            "created_at": iso(self.created_at),
+            "spec": self.spec,
+        }
+
+
+@dataclass
+class ActionHead:
+    """Points at an action's latest version; ``deleted`` hides the action but keeps its versions."""
+
+    project_id: str
+    environment: str
+    name: str
+    latest_version: int
+    tags: list[str] = field(default_factory=list)
+    deleted: bool = False
+
+
+@dataclass
+class IdempotencyRecord:
+    """What the gateway answered (or is answering) to a request carrying an Idempotency-Key."""
+
+    scope: str
+    request_hash: str
+    run_id: str
+    status: str  # "INPROGRESS" | "COMPLETED"
+    expires_at: int
+    response: dict[str, Any] | None = None
+    response_code: int | None = None
+
+
+@dataclass
+class IdempotencyOutcome:
+    """``owner``: the caller should do the work; otherwise ``record`` holds the earlier answer."""
+
+    is_owner: bool
+    record: IdempotencyRecord
+
+
+# ---------------------------------------------------------------------------------------------
+# run (de)serialisation shared by backends
+
+
+def run_to_dict(run: Run) -> dict[str, Any]:
+    """Everything of a run as plain JSON-able data (backends store it as they like)."""
+    return {
+        "id": run.id,
+        "project_id": run.project_id,
+        "environment": run.environment,
+        "action_name": run.action_name,
+        "action_version": run.action_version,
+        "action_digest": run.action_digest,
+        "invoked": run.invoked,
+        "mode": run.mode.value,
+        "status": run.status.value,
+        "status_reason": run.status_reason,
+        "attempt": run.attempt,
+        "max_attempts": run.max_attempts,
+        "parameters": run.parameters,
+        "ret": run.ret,
+        "exports": run.exports,
+        "os": [[e.seq, e.k, e.ts, e.msg, e.err] for e in run.os],
+        "error": run.error.to_dict() if run.error else None,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "duration_ms": run.duration_ms,
+        "external_user_id": run.external_user_id,
+        "idempotency_key": run.idempotency_key,
+        "timeout_seconds": run.timeout_seconds,
+        "retry_interval_seconds": run.retry_interval_seconds,
+        "options": run.options,
+        "available_at": run.available_at,
+        "lease_owner": run.lease_owner,
+        "lease_until": run.lease_until,
+        "lost_attempts": run.lost_attempts,
+    }
+
+
+def run_from_dict(data: dict[str, Any]) -> Run:
+    return Run(
+        id=data["id"],
+        project_id=data["project_id"],
+        environment=data["environment"],
+        action_name=data["action_name"],
+        action_version=int(data["action_version"]),
+        action_digest=data["action_digest"],
+        invoked=data["invoked"],
+        mode=Mode(data["mode"]),
+        status=RunStatus(data["status"]),
+        status_reason=data.get("status_reason"),
+        attempt=int(data["attempt"]),
+        max_attempts=int(data["max_attempts"]),
+        parameters=data.get("parameters") or {},
+        ret=data.get("ret"),
+        exports=data.get("exports") or {},
+        os=[LogEntry(seq=s, k=k, ts=ts, msg=m, err=e) for s, k, ts, m, e in data.get("os") or []],
+        error=RunError.from_dict(data.get("error")),
+        created_at=int(data["created_at"]),
+        started_at=data.get("started_at"),
+        finished_at=data.get("finished_at"),
+        duration_ms=data.get("duration_ms"),
+        external_user_id=data.get("external_user_id"),
+        idempotency_key=data.get("idempotency_key"),
+        timeout_seconds=int(data.get("timeout_seconds") or 0),
+        retry_interval_seconds=float(data.get("retry_interval_seconds") or 0),
+        options=data.get("options") or {},
+        available_at=int(data.get("available_at") or 0),
+        lease_owner=data.get("lease_owner"),
+        lease_until=data.get("lease_until"),
+        lost_attempts=int(data.get("lost_attempts") or 0),
+    )
+
+
+@dataclass
+class SweepResult:
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    terminated: list[str] = field(default_factory=list)
+
+
+class BaseStore(ABC):
+    """Rules of hatchway's state; backends supply the primitives."""
+
+    #: how many claim candidates to look at per attempt (others may race for the first)
+    claim_batch = 8
+
+    # ---- primitives ------------------------------------------------------------------------
+
+    @abstractmethod
+    def _put_project(self, project: Project) -> bool:
+        """Insert if absent; False if the id exists."""
+
+    @abstractmethod
+    def _get_project(self, project_id: str) -> Project | None: ...
+
+    @abstractmethod
+    def _put_token(self, token: TokenRecord) -> None: ...
+
+    @abstractmethod
+    def _get_token(self, token_id: str) -> TokenRecord | None: ...
+
+    @abstractmethod
+    def _list_tokens(self, project_id: str) -> list[TokenRecord]: ...
+
+    @abstractmethod
+    def _delete_token(self, token_id: str) -> bool: ...
+
+    @abstractmethod
+    def _touch_token(self, token_id: str, when: int) -> None: ...
+
+    @abstractmethod
+    def _get_head(self, project_id: str, environment: str, name: str) -> ActionHead | None: ...
+
+    @abstractmethod
+    def _put_version(self, record: ActionRecord, head: ActionHead, expected_latest: int | None) -> bool:
+        """Write a version and move the head, if the head's latest version is still ``expected_latest``
+        (None: no head yet). False when another registration won the race."""
+
+    @abstractmethod
+    def _set_head_deleted(self, project_id: str, environment: str, name: str) -> bool: ...
+
+    @abstractmethod
+    def _get_version(self, project_id: str, environment: str, name: str, version: int) -> ActionRecord | None: ...
+
+    @abstractmethod
+    def _find_version_by_digest(
+        self, project_id: str, environment: str, name: str, digest: str
+    ) -> ActionRecord | None:
+        """The newest version with that digest."""
+
+    @abstractmethod
+    def _list_heads(
+        self, project_id: str, environment: str, after: str | None, limit: int, tag: str | None
+    ) -> list[ActionHead]:
+        """Live heads ordered by name, strictly after ``after``."""
+
+    @abstractmethod
+    def _list_versions(
+        self, project_id: str, environment: str, name: str, before: int | None, limit: int
+    ) -> list[ActionRecord]:
+        """Versions newest first, strictly below ``before``."""
+
+    @abstractmethod
+    def _insert_run(self, run: Run) -> bool:
+        """Insert if absent; False if the id exists."""
+
+    @abstractmethod
+    def _get_run(self, run_id: str) -> tuple[Run, int] | None:
+        """The run and its revision."""
+
+    @abstractmethod
+    def _replace_run(self, run: Run, expected_rev: int) -> bool:
+        """Write the whole run if its revision is still ``expected_rev`` (the new revision is +1)."""
+
+    @abstractmethod
+    def _list_runs(
+        self,
+        project_id: str,
+        environment: str,
+        before: str | None,
+        limit: int,
+        filters: dict[str, str],
+    ) -> list[Run]:
+        """Runs newest first (by id), strictly before ``before``; filters: action, status, external_user_id."""
+
+    @abstractmethod
+    def _ready_runs(self, now: int, limit: int) -> list[Run]:
+        """Async runs in ENQUEUED whose ``available_at`` has passed, oldest first."""
+
+    @abstractmethod
+    def _expired_leases(self, now: int, limit: int) -> list[Run]:
+        """INPROGRESS or TERMINATING runs whose lease ended before ``now``."""
+
+    @abstractmethod
+    def _set_lease(self, run_id: str, owner: str, until: int) -> str | None:
+        """Extend the lease if ``owner`` still holds it; the run's status, or None if the lease is lost."""
+
+    @abstractmethod
+    def _append_logs(self, run_id: str, entries: list[LogEntry]) -> list[LogEntry]:
+        """Store entries after the run's last ``seq``, numbering them; returns them numbered."""
+
+    @abstractmethod
+    def _read_logs(self, run_id: str, after: int, limit: int) -> list[LogEntry]: ...
+
+    @abstractmethod
+    def _get_idempotency(self, scope: str) -> IdempotencyRecord | None: ...
+
+    @abstractmethod
+    def _put_idempotency(self, record: IdempotencyRecord, replace_expired_before: int | None) -> bool:
+        """Insert; or, when ``replace_expired_before`` is given, replace an INPROGRESS record that
+        expired before that time. False when a live record is in the way."""
+
+    @abstractmethod
+    def _complete_idempotency(self, record: IdempotencyRecord) -> None: ...
+
+    @abstractmethod
+    def _delete_idempotency(self, scope: str) -> None: ...
+
+    def close(self) -> None:
+        """Release connections."""
+
+    def ping(self) -> None:
+        """Raise :class:`~hatchway.errors.Unavailable` if the store cannot be reached."""
+
+    # ---- projects and tokens ---------------------------------------------------------------
+
+    def create_project(self, project: Project) -> Project:
+        if not self._put_project(project):
+            raise Conflict(f"project {project.id} already exists")
+        return project
+
+    def ensure_project(self, project: Project) -> Project:
+        self._put_project(project)
+        found = self._get_project(project.id)
+        assert found is not None
+        return found
+
+    def get_project(self, project_id: str) -> Project | None:
+        return self._get_project(project_id)
+
+    def put_token(self, token: TokenRecord) -> None:
+        self._put_token(token)
+
+    def get_token(self, token_id: str) -> TokenRecord | None:
+        return self._get_token(token_id)
+
+    def list_tokens(self, project_id: str) -> list[TokenRecord]:
+        return self._list_tokens(project_id)
+
+    def delete_token(self, project_id: str, token_id: str) -> bool:
+        token = self._get_token(token_id)
+        if token is None or token.project_id != project_id:
+            return False
+        return self._delete_token(token_id)
+
+    def touch_token(self, token_id: str, when: int) -> None:
+        self._touch_token(token_id, when)
+
+    # ---- actions ---------------------------------------------------------------------------
+
+    def register_version(
+        self, project_id: str, environment: str, spec: dict[str, Any], digest: str
+    ) -> tuple[ActionRecord, bool]:
+        """A new version, or the latest one if it has the same digest (``created`` False)."""
+        name = spec["name"]
+        for _ in range(50):
+            head = self._get_head(project_id, environment, name)
+            if head is not None and not head.deleted:
+                latest = self._get_version(project_id, environment, name, head.latest_version)
+                if latest is not None and latest.digest == digest:
+                    return latest, False
+            expected = head.latest_version if head else None
+            record = ActionRecord(
+                project_id=project_id,
+                environment=environment,
+                name=name,
+                version=(expected or 0) + 1,
+                digest=digest,
+                created_at=now_ms(),
+                spec=spec,
+            )
+            new_head = ActionHead(project_id, environment, name, record.version, record.tags, False)
+            if self._put_version(record, new_head, expected):
+                return record, True
+        raise Conflict(f"action {name} is being registered concurrently; try again")
+
+    def get_action(
+        self,
+        project_id: str,
+        environment: str,
+        name: str,
+        version: int | None = None,
+        digest: str | None = None,
+        include_deleted: bool = False,
+    ) -> ActionRecord | None:
+        head = self._get_head(project_id, environment, name)
+        if head is None or (head.deleted and not include_deleted):
+            return None
+        if digest is not None:
+            record = self._find_version_by_digest(project_id, environment, name, digest)
+            if record is None or (version is not None and record.version != version):
+                return None
+            return record
+        return self._get_version(project_id, environment, name, version or head.latest_version)
+
+    def list_actions(
+        self, project_id: str, environment: str, limit: int, cursor: str | None, tag: str | None = None
+    ) -> Page[ActionRecord]:
+        scope = ("actions", project_id, environment, tag or "")
+        after = decode_cursor(cursor, scope)
+        heads = self._list_heads(project_id, environment, after, limit + 1, tag)
+        records = []
+        for head in heads[:limit]:
+            record = self._get_version(project_id, environment, head.name, head.latest_version)
+            if record is not None:
+                records.append(record)
+        more = len(heads) > limit
+        return Page(records, encode_cursor(scope, heads[limit - 1].name) if more else None)
+
+    def list_versions(
+        self, project_id: str, environment: str, name: str, limit: int, cursor: str | None
+    ) -> Page[ActionRecord]:
+        head = self._get_head(project_id, environment, name)
+        if head is None or head.deleted:
+            raise NotFound(f"no action named {name}")
+        scope = ("versions", project_id, environment, name)
+        before = decode_cursor(cursor, scope)
+        items = self._list_versions(project_id, environment, name, before, limit + 1)
+        more = len(items) > limit
+        items = items[:limit]
+        return Page(items, encode_cursor(scope, items[-1].version) if more else None)
+
+    def delete_action(self, project_id: str, environment: str, name: str) -> bool:
+        head = self._get_head(project_id, environment, name)
+        if head is None or head.deleted:
+            return False
+        return self._set_head_deleted(project_id, environment, name)
+
+    # ---- runs ------------------------------------------------------------------------------
+
+    def create_run(self, run: Run) -> Run:
+        if not self._insert_run(run):
+            raise Conflict(f"run {run.id} already exists")
+        return run
+
+    def get_run(self, run_id: str, project_id: str | None = None, environment: str | None = None) -> Run | None:
+        """A run, or None - also when it belongs to another project or environment."""
+        found = self._get_run(run_id)
+        if found is None:
+            return None
+        run = found[0]
+        if project_id is not None and run.project_id != project_id:
+            return None
+        if environment is not None and run.environment != environment:
+            return None
+        return run
+
+    def list_runs(
+        self,
+        project_id: str,
+        environment: str,
+        limit: int,
+        cursor: str | None,
+        filters: dict[str, str] | None = None,
+    ) -> Page[Run]:
+        filters = {k: v for k, v in (filters or {}).items() if v}
+        scope = ("runs", project_id, environment, json.dumps(filters, sort_keys=True))
+        before = decode_cursor(cursor, scope)
+        runs = self._list_runs(project_id, environment, before, limit + 1, filters)
+        more = len(runs) > limit
+        runs = runs[:limit]
+        return Page(runs, encode_cursor(scope, runs[-1].id) if more else None)
+
+    def transition(self, run_id: str, src: RunStatus, dst: RunStatus, **changes: Any) -> Run:
+        """Move a run from ``src`` to ``dst`` and apply ``changes``, atomically.
+
+        Raises :class:`TransitionConflict` if the run is not in ``src`` (somebody else moved it).
+        """
+        if not can_transition(src, dst):
+            raise ValueError(f"{src.value} -> {dst.value} is not an allowed transition")
+        for _ in range(100):
+            found = self._get_run(run_id)
+            if found is None:
+                raise TransitionConflict(run_id, src.value, None)
+            run, rev = found
+            if run.status != src:
+                raise TransitionConflict(run_id, src.value, run.status.value)
+            updated = replace(run, status=dst, **changes)
+            if self._replace_run(updated, rev):
+                return updated
+        raise TransitionConflict(run_id, src.value, "contended")
+
+    def update_run(self, run_id: str, expect: RunStatus, **changes: Any) -> Run:
+        """Change fields of a run that must still be in ``expect`` (no status change)."""
+        for _ in range(100):
+            found = self._get_run(run_id)
+            if found is None:
+                raise TransitionConflict(run_id, expect.value, None)
+            run, rev = found
+            if run.status != expect:
+                raise TransitionConflict(run_id, expect.value, run.status.value)
+            updated = replace(run, **changes)
+            if self._replace_run(updated, rev):
+                return updated
+        raise TransitionConflict(run_id, expect.value, "contended")
+
+    def claim(self, owner: str, lease_seconds: float, now: int | None = None) -> Run | None:
+        """Take the oldest ready async run: ENQUEUED -> INPROGRESS, attempt + 1, leased to ``owner``."""
+        now = now if now is not None else now_ms()
+        for candidate in self._ready_runs(now, self.claim_batch):
+            try:
+                return self.transition(
+                    candidate.id,
+                    RunStatus.ENQUEUED,
+                    RunStatus.INPROGRESS,
+                    attempt=candidate.attempt + 1,
+                    started_at=candidate.started_at or now,
+                    lease_owner=owner,
+                    lease_until=now + int(lease_seconds * 1000),
+                    status_reason=None,
+                )
+            except TransitionConflict:
+                continue
+        return None
+
+    def heartbeat(self, run_id: str, owner: str, lease_seconds: float) -> RunStatus | None:
+        """Renew a lease; the run's current status, or None if this owner lost the lease."""
+        status = self._set_lease(run_id, owner, now_ms() + int(lease_seconds * 1000))
+        return RunStatus(status) if status is not None else None
+
+    def sweep(self, max_lost_attempts: int, now: int | None = None, limit: int = 100) -> SweepResult:
+        """Settle runs whose worker stopped renewing its lease.
+
+        An async INPROGRESS run goes back to the queue while it has attempts left (its own budget
+        plus ``max_lost_attempts`` granted for lost workers), else it fails; a sync run fails (its
+        caller is gone); a TERMINATING run becomes TERMINATED.
+        """
+        now = now if now is not None else now_ms()
+        result = SweepResult()
+        for run in self._expired_leases(now, limit):
+            try:
+                if run.status == RunStatus.TERMINATING:
+                    self.transition(
+                        run.id, RunStatus.TERMINATING, RunStatus.TERMINATED,
+                        finished_at=now, lease_owner=None, lease_until=None,
+                        status_reason="cancelled; the worker stopped before confirming",
+                    )  # fmt: skip
+                    result.terminated.append(run.id)
+                elif run.mode == Mode.ASYNC and run.lost_attempts < max_lost_attempts:
+                    self.transition(
+                        run.id, RunStatus.INPROGRESS, RunStatus.ENQUEUED,
+                        available_at=now, lease_owner=None, lease_until=None,
+                        lost_attempts=run.lost_attempts + 1,
+                        status_reason=f"attempt {run.attempt} lost its worker; queued again",
+                    )  # fmt: skip
+                    result.requeued.append(run.id)
+                else:
+                    reason = (
+                        "the gateway stopped during the sync call"
+                        if run.mode == Mode.SYNC
+                        else f"the worker was lost {run.lost_attempts + 1} times"
+                    )
+                    self.transition(
+                        run.id, RunStatus.INPROGRESS, RunStatus.FAILED,
+                        finished_at=now, lease_owner=None, lease_until=None, status_reason=reason,
+                        error=RunError("platform", reason),
+                    )  # fmt: skip
+                    result.failed.append(run.id)
+            except TransitionConflict:
+                continue
+        return result
+
+    # ---- logs ------------------------------------------------------------------------------
+
+    def append_logs(self, run_id: str, entries: Iterable[LogEntry]) -> list[LogEntry]:
+        batch = list(entries)
+        if not batch:
+            return []
+        return self._append_logs(run_id, batch)
+
+    def read_logs(self, run_id: str, after: int = 0, limit: int = DEFAULT_PAGE) -> Page[LogEntry]:
+        entries = self._read_logs(run_id, after, limit + 1)
+        more = len(entries) > limit
+        entries = entries[:limit]
+        return Page(entries, str(entries[-1].seq) if more else None)
+
+    # ---- idempotency -----------------------------------------------------------------------
+
+    def idempotency_begin(
+        self, scope: str, request_hash: str, run_id: str, in_progress_seconds: float, ttl_seconds: int
+    ) -> IdempotencyOutcome:
+        """Claim an idempotency key for a request, or learn what it already answered.
+
+        A key held INPROGRESS past ``in_progress_seconds`` (its first request died) is taken over;
+        the new owner keeps the first request's run id, so a run created before the crash is found
+        instead of duplicated.
+        """
+        now = now_ms()
+        record = IdempotencyRecord(
+            scope=scope,
+            request_hash=request_hash,
+            run_id=run_id,
+            status="INPROGRESS",
+            expires_at=now + int(in_progress_seconds * 1000),
+        )
+        for _ in range(10):
+            if self._put_idempotency(record, None):
+                return IdempotencyOutcome(True, record)
+            existing = self._get_idempotency(scope)
+            if existing is None:
+                continue
+            if existing.status == "COMPLETED" and existing.expires_at < now:
+                self._delete_idempotency(scope)
+                continue
+            if existing.request_hash != request_hash:
+                raise Conflict("this Idempotency-Key was used with a different request body")
+            if existing.status == "INPROGRESS" and existing.expires_at < now:
+                takeover = replace(existing, expires_at=now + int(in_progress_seconds * 1000))
+                if self._put_idempotency(takeover, now):
+                    return IdempotencyOutcome(True, takeover)
+                continue
+            return IdempotencyOutcome(False, existing)
+        raise Conflict("this Idempotency-Key is contended; try again")
+
+    def idempotency_complete(
+        self, record: IdempotencyRecord, response: dict[str, Any], code: int, ttl_seconds: int
+    ) -> None:
+        done = replace(
+            record,
+            status="COMPLETED",
+            response=response,
+            response_code=code,
+            expires_at=now_ms() + ttl_seconds * 1000,
+        )
+        self._complete_idempotency(done)
+
+    def idempotency_abandon(self, scope: str) -> None:
+        self._delete_idempotency(scope)
+
+
+# ---------------------------------------------------------------------------------------------
+# cursors
+
+
+def encode_cursor(scope: tuple[str, ...], position: str | int) -> str:
+    raw = json.dumps([list(scope), position], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, scope: tuple[str, ...]) -> Any:
+    """The position inside a cursor; a cursor made for another list or tenant is refused."""
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        made_for, position = json.loads(raw)
+    except (ValueError, binascii.Error, TypeError):
+        raise ValidationFailed.at(["query", "cursor"], "not a cursor this API issued") from None
+    if made_for != list(scope) or not isinstance(position, str | int):
+        raise ValidationFailed.at(["query", "cursor"], "this cursor belongs to another list")
+    return position
+
+
+def monotonic_ms() -> int:
+    return int(time.monotonic() * 1000)
