@@ -72,7 +72,9 @@ def run(ctx: hw.Context) -> dict[str, object]:
                 "events": events,
             }
         )
-        print(f"{flight_id}: {len(samples)} samples, mean norm {sum(norms) / len(norms):.2f} µT, {len(events)} event(s)")
+        print(
+            f"{flight_id}: {len(samples)} samples, mean norm {sum(norms) / len(norms):.2f} µT, {len(events)} event(s)"
+        )
     flagged = [f["flight_id"] for f in report if f["events"]]
     hw.export("flights_checked", len(report))
     hw.export("flights_flagged", len(flagged))

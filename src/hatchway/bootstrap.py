@@ -28,11 +28,9 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
 class JsonFormatter(logging.Formatter):
     """One JSON object per line, with the correlation fields (run_id, project_id, exceptionId)."""
 
-    converter = time.gmtime
-
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -113,9 +111,7 @@ def start_gateway(
     scheme = "https" if tls_cert else "http"
 
     def ready() -> None:
-        token_source = (
-            "HATCHWAY_BOOTSTRAP_TOKEN" if settings.bootstrap_token else str(settings.token_path)
-        )
+        token_source = "HATCHWAY_BOOTSTRAP_TOKEN" if settings.bootstrap_token else str(settings.token_path)
         lines = [
             f"hatchway serving on {scheme}://{host}:{port} (docs: {scheme}://{host}:{port}/docs)",
             f"  home      {settings.home}",
@@ -134,14 +130,14 @@ def start_gateway(
         gateway.store.close()
 
 
-
 def run_worker(settings: Settings) -> None:
     """Run a worker pool on ``settings.home`` until SIGINT/SIGTERM."""
     from hatchway.worker import WorkerPool
 
     configure_logging(settings.log_level)
     gateway = build_gateway(settings)
-    pool = WorkerPool(gateway).start()
+    pool = WorkerPool(gateway)
+    pool.start()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

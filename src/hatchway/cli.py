@@ -36,7 +36,9 @@ app.add_typer(projects_app, name="projects")
 app.add_typer(tokens_app, name="tokens")
 
 UrlOpt = Annotated[str | None, typer.Option("--url", envvar="HATCHWAY_URL", help="gateway URL")]
-TokenOpt = Annotated[str | None, typer.Option("--token", envvar="HATCHWAY_TOKEN", help="bearer token", show_default=False)]
+TokenOpt = Annotated[
+    str | None, typer.Option("--token", envvar="HATCHWAY_TOKEN", help="bearer token", show_default=False)
+]
 ProjectOpt = Annotated[str, typer.Option("--project", envvar="HATCHWAY_PROJECT", help="project id")]
 EnvOpt = Annotated[str | None, typer.Option("--env", envvar="HATCHWAY_ENVIRONMENT", help="environment")]
 ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="parameter as key=value (repeatable)")]
@@ -201,7 +203,9 @@ def actions_create(
 
 
 @actions_app.command("list")
-def actions_list(tag: Annotated[str | None, typer.Option(help="only actions with this tag")] = None, as_json: JsonOpt = False) -> None:
+def actions_list(
+    tag: Annotated[str | None, typer.Option(help="only actions with this tag")] = None, as_json: JsonOpt = False
+) -> None:
     """List actions (latest versions)."""
     with _client() as hw:
         items = _api(lambda: hw.list_actions(tag=tag))
@@ -215,7 +219,8 @@ def actions_list(tag: Annotated[str | None, typer.Option(help="only actions with
     for item in items:
         spec = item["spec"]
         table.add_row(
-            item["name"], str(item["version"]), ", ".join(spec.get("sync_actions", [])), ", ".join(spec.get("tags", [])),
+            item["name"], str(item["version"]), ", ".join(spec.get("sync_actions", [])),
+            ", ".join(spec.get("tags", [])),
             spec.get("short_description") or "",
         )  # fmt: skip
     Console().print(table)
@@ -311,11 +316,16 @@ def _summarise(run: dict[str, Any]) -> None:
         typer.echo("exports: " + json.dumps(run["exports"]))
     if run.get("error"):
         err = run["error"]
-        typer.echo(f"error ({err['kind']}): {err['message']}" + (f" [exceptionId {err['exceptionId']}]" if err.get("exceptionId") else ""))
+        typer.echo(
+            f"error ({err['kind']}): {err['message']}"
+            + (f" [exceptionId {err['exceptionId']}]" if err.get("exceptionId") else "")
+        )
 
 
 @app.command("sync")
-def sync_cmd(name: str, action: str, param: ParamOpt = None, version: Annotated[int | None, typer.Option()] = None) -> None:
+def sync_cmd(
+    name: str, action: str, param: ParamOpt = None, version: Annotated[int | None, typer.Option()] = None
+) -> None:
     """Call a sync action and print its JSON answer."""
     with _client() as hw:
         result = _api(lambda: hw.call_sync(name, action, _params(param), version=version))
@@ -373,21 +383,27 @@ def runs_get(run_id: str) -> None:
 
 
 @runs_app.command("logs")
-def runs_logs(run_id: str, follow: Annotated[bool, typer.Option("--follow", "-f", help="follow until the run ends")] = False) -> None:
+def runs_logs(
+    run_id: str, follow: Annotated[bool, typer.Option("--follow", "-f", help="follow until the run ends")] = False
+) -> None:
     """Print a run's log."""
     with _client() as hw:
         if follow:
-            entries = hw.follow_logs(run_id)
-            _api(lambda: [_print_entry(entry) for entry in entries])
+            _api(lambda: _print_all(hw.follow_logs(run_id)))
             return
         after = 0
         while True:
-            page = _api(lambda: hw.logs(run_id, after=after))
+            page = _api(lambda after=after: hw.logs(run_id, after=after))
             for entry in page["items"]:
                 _print_entry(entry)
                 after = entry["seq"]
             if not page.get("next"):
                 break
+
+
+def _print_all(entries: Any) -> None:
+    for entry in entries:
+        _print_entry(entry)
 
 
 def _print_entry(entry: dict[str, Any]) -> None:

@@ -139,7 +139,9 @@ class Client:
             headers["authorization"] = f"Bearer {self.token}"
         if environment:
             headers["x-hatchway-environment"] = environment
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport, verify=verify)
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport, verify=verify
+        )
 
     def __enter__(self) -> Client:
         return self
@@ -291,7 +293,9 @@ class Client:
             external_user_id=external_user_id,
         )  # fmt: skip
         headers = {"idempotency-key": idempotency_key} if idempotency_key else None
-        result: dict[str, Any] = self.request("POST", f"{self._p(project)}/actions/{name}/runs", json=body, headers=headers)
+        result: dict[str, Any] = self.request(
+            "POST", f"{self._p(project)}/actions/{name}/runs", json=body, headers=headers
+        )
         return result
 
     def call_sync(

@@ -13,11 +13,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     """Where a run is in its life."""
 
     ENQUEUED = "ENQUEUED"
@@ -51,7 +51,7 @@ def can_transition(src: RunStatus, dst: RunStatus) -> bool:
     return dst in TRANSITIONS[src]
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     ASYNC = "async"
     SYNC = "sync"
 

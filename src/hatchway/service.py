@@ -56,7 +56,7 @@ log = logging.getLogger("hatchway")
 SCOPES = ("admin", "actions:read", "actions:write", "runs:read", "runs:write", "secrets:encrypt")
 DEFAULT_PROJECT = "proj_local"
 DEFAULT_ENVIRONMENT = "development"
-TOKEN_PREFIX = "hw_"
+TOKEN_PREFIX = "hw_"  # noqa: S105 - a prefix, not a secret
 MAX_INHERIT_DEPTH = 5
 MAX_BACKOFF_SECONDS = 300.0
 #: how long an Idempotency-Key stays INPROGRESS before a retry may take it over
@@ -229,7 +229,9 @@ class Gateway:
         unknown = sorted(set(scopes) - set(SCOPES))
         if unknown:
             raise ValidationFailed.at(["body", "scopes"], f"unknown scope(s): {', '.join(unknown)}")
-        if principal.environments is not None and (environments is None or not set(environments) <= principal.environments):
+        if principal.environments is not None and (
+            environments is None or not set(environments) <= principal.environments
+        ):
             raise Forbidden("a token cannot create a token for environments it may not use itself")
         if expires_at is not None and expires_at <= now_ms():
             raise ValidationFailed.at(["body", "expires_at"], "the expiry is in the past")
@@ -283,11 +285,10 @@ class Gateway:
         return self.store.register_version(project_id, environment, spec.normalised(), spec.digest())
 
     def _check_inherits(self, project_id: str, environment: str, spec: ActionSpec) -> None:
-        assert spec.inherits is not None
+        if spec.inherits is None:
+            return
         if spec.inherits.owner not in (None, project_id):
-            raise ValidationFailed.at(
-                ["body", "inherits", "owner"], "an action can inherit only from its own project"
-            )
+            raise ValidationFailed.at(["body", "inherits", "owner"], "an action can inherit only from its own project")
         if spec.inherits.name == spec.name:
             raise ValidationFailed.at(["body", "inherits", "name"], "an action cannot inherit from itself")
         try:
@@ -565,8 +566,7 @@ class Gateway:
                 "os": [entry.to_api() for entry in entries],
                 "duration_ms": final.duration_ms,
             }
-        error = verdict.error
-        assert error is not None
+        error = verdict.error or RunError("application", "the action failed", new_exception_id())
         if error.kind == "user":
             raise ActionUserError(error.message, final.id)
         if error.kind == "timeout":
@@ -598,8 +598,10 @@ class Gateway:
             self._active[run.id] = cancel
         flush = None
         if run.mode == Mode.ASYNC:
+
             def flush(batch: list[LogEntry]) -> None:
                 self.store.append_logs(run.id, batch)
+
         try:
             try:
                 plain, secret_values = self._decrypt_parameters(run)
@@ -677,21 +679,21 @@ class Gateway:
             and own_attempts < run.max_attempts
         ):
             delay = _backoff(run.retry_interval_seconds, own_attempts)
-            reason = verdict.error.message if verdict.error else "failed"
+            why = verdict.error.message if verdict.error else "failed"
             try:
                 return self.store.transition(
                     run.id,
                     RunStatus.INPROGRESS,
                     RunStatus.ENQUEUED,
                     available_at=now + int(delay * 1000),
-                    status_reason=f"attempt {run.attempt} failed ({_first_line(reason)}); retrying in {delay:g} s",
+                    status_reason=f"attempt {run.attempt} failed ({_first_line(why)}); retrying in {delay:g} s",
                     **fields,
                 )
             except TransitionConflict:
                 return self._settle_cancel(run, fields, now)
             finally:
                 self.on_enqueue()
-        reason = None
+        reason: str | None = None
         if verdict.error:
             reason = {
                 "user": "the action reported a user error",
@@ -783,7 +785,8 @@ class Gateway:
                 if run.status == RunStatus.ENQUEUED:
                     return self.store.transition(
                         run_id, RunStatus.ENQUEUED, RunStatus.TERMINATED, finished_at=now_ms(),
-                        status_reason="cancelled before it started", error=RunError("cancelled", "the run was cancelled"),
+                        status_reason="cancelled before it started",
+                        error=RunError("cancelled", "the run was cancelled"),
                     )  # fmt: skip
                 updated = self.store.transition(
                     run_id, RunStatus.INPROGRESS, RunStatus.TERMINATING, status_reason="cancel requested"
@@ -864,9 +867,7 @@ def _read_or_create_token_file(settings: Settings) -> str:
     return token
 
 
-def build_gateway(
-    settings: Settings, store: BaseStore | None = None, executor: BaseExecutor | None = None
-) -> Gateway:
+def build_gateway(settings: Settings, store: BaseStore | None = None, executor: BaseExecutor | None = None) -> Gateway:
     """A gateway wired from settings: the named store, executor and secret box."""
     from hatchway.executors import make_executor
     from hatchway.secrets import make_secret_box

@@ -62,7 +62,7 @@ class WorkerPool:
 
     # ---- life cycle ------------------------------------------------------------------------
 
-    def start(self) -> WorkerPool:
+    def start(self) -> None:
         self.gateway.on_enqueue = self.wake
         for index in range(self.size):
             owner = f"{self.gateway.node_id}/w{index}"
@@ -72,7 +72,6 @@ class WorkerPool:
         monitor = threading.Thread(target=self._monitor, name="hatchway-monitor", daemon=True)
         monitor.start()
         self._threads.append(monitor)
-        return self
 
     def wake(self) -> None:
         with self._wake:

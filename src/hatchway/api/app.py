@@ -193,7 +193,9 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> APIGa
     @app.post(
         "/v1/projects/<project_id>/encrypt", tags=["secrets"], summary="Encrypt secret values", responses=_errors(404)
     )
-    def encrypt(project_id: ProjectId, body: Annotated[EncryptRequest, Body()], environment: Environment = None) -> Response[str]:
+    def encrypt(
+        project_id: ProjectId, body: Annotated[EncryptRequest, Body()], environment: Environment = None
+    ) -> Response[str]:
         who, env = principal(), env_name(environment)
         if body.value is not None:
             return _json(200, {"ciphertext": gateway.encrypt(who, project_id, env, body.value, body.action)})
@@ -249,7 +251,11 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> APIGa
         responses=_errors(404),
     )
     def list_versions(
-        project_id: ProjectId, name: str, environment: Environment = None, limit: Limit = DEFAULT_PAGE, cursor: Cursor = None
+        project_id: ProjectId,
+        name: str,
+        environment: Environment = None,
+        limit: Limit = DEFAULT_PAGE,
+        cursor: Cursor = None,
     ) -> Response[str]:
         page = gateway.list_versions(principal(), project_id, env_name(environment), name, limit, cursor)
         return _json(200, _page([r.to_api() for r in page.items], page.next))
@@ -329,7 +335,10 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> APIGa
         return _json(200, gateway.present_run(run))
 
     @app.get(
-        "/v1/projects/<project_id>/runs/<run_id>/logs", tags=["runs"], summary="Read a run's log", responses=_errors(404)
+        "/v1/projects/<project_id>/runs/<run_id>/logs",
+        tags=["runs"],
+        summary="Read a run's log",
+        responses=_errors(404),
     )
     def read_logs(
         project_id: ProjectId,
@@ -353,4 +362,3 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> APIGa
         return _json(202, gateway.present_run(run))
 
     return app
-

@@ -95,7 +95,7 @@ def validation_details(errors: Any) -> list[dict[str, Any]]:
     """pydantic/powertools errors as ``details``; the offending input is never echoed."""
     details = []
     for err in errors:
-        loc = [part for part in err.get("loc", ())]
+        loc = list(err.get("loc", ()))
         kind = err.get("type", "value_error")
         msg = str(err.get("msg", "invalid value"))
         if kind == "extra_forbidden":

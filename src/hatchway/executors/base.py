@@ -369,9 +369,7 @@ def judge(execution: Execution, collector: OutputCollector, mode: Mode, limit_se
         return _app_error(execution.output_problem)
     if execution.exports is not None and not isinstance(execution.exports, dict):
         return _app_error("out/exports.json must hold a JSON object")
-    return Verdict(
-        RunStatus.SUCCESSFUL, None, collector.redactor.data(execution.ret), _exports(execution, collector)
-    )
+    return Verdict(RunStatus.SUCCESSFUL, None, collector.redactor.data(execution.ret), _exports(execution, collector))
 
 
 def _exports(execution: Execution, collector: OutputCollector) -> dict[str, Any]:

@@ -213,7 +213,8 @@ class ProcessExecutor(BaseExecutor):
         collector: OutputCollector,
         cancel: threading.Event,
     ) -> Execution:
-        assert proc.stdout is not None and proc.stderr is not None
+        if proc.stdout is None or proc.stderr is None:  # pragma: no cover - Popen was given PIPE
+            raise RuntimeError("the action's pipes are missing")
         deadline = time.monotonic() + max(0.0, invocation.seconds_left)
         pgid = proc.pid
         selector = selectors.DefaultSelector()

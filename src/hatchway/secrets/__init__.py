@@ -12,9 +12,10 @@ if TYPE_CHECKING:
 def make_secret_box(settings: Settings, **clients: object) -> SecretBox:
     """A KMS-backed box on the aws backend, the local key file otherwise."""
     if settings.backend == "aws":
-        from hatchway.secrets.kms import kms_secret_box
+        from hatchway.secrets.kms import kms_secret_box  # type: ignore[import-not-found]
 
-        return kms_secret_box(settings, **clients)
+        box: SecretBox = kms_secret_box(settings, **clients)
+        return box
     from hatchway.secrets.box import local_secret_box
 
     return local_secret_box(settings.key_path)

@@ -13,10 +13,11 @@ def make_store(settings: Settings, **clients: object) -> BaseStore:
     """The store the settings name: SQLite on the embedded default, DynamoDB on AWS."""
     if settings.backend == "aws":
         try:
-            from hatchway.store.dynamodb import DynamoDbStore
+            from hatchway.store.dynamodb import DynamoDbStore  # type: ignore[import-not-found]
         except ImportError as exc:  # pragma: no cover - depends on the installed extras
             raise RuntimeError("the aws backend needs boto3: pip install 'hatchway[aws]'") from exc
-        return DynamoDbStore.from_settings(settings, **clients)
+        store: BaseStore = DynamoDbStore.from_settings(settings, **clients)
+        return store
     from hatchway.store.sqlite import SqliteStore
 
     return SqliteStore(settings.db_path, synchronous=settings.db_synchronous)

@@ -256,9 +256,7 @@ class BaseStore(ABC):
     def _get_version(self, project_id: str, environment: str, name: str, version: int) -> ActionRecord | None: ...
 
     @abstractmethod
-    def _find_version_by_digest(
-        self, project_id: str, environment: str, name: str, digest: str
-    ) -> ActionRecord | None:
+    def _find_version_by_digest(self, project_id: str, environment: str, name: str, digest: str) -> ActionRecord | None:
         """The newest version with that digest."""
 
     @abstractmethod
@@ -344,9 +342,7 @@ class BaseStore(ABC):
 
     def ensure_project(self, project: Project) -> Project:
         self._put_project(project)
-        found = self._get_project(project.id)
-        assert found is not None
-        return found
+        return self._get_project(project.id) or project
 
     def get_project(self, project_id: str) -> Project | None:
         return self._get_project(project_id)

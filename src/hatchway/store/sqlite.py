@@ -9,6 +9,7 @@ concurrent workers, even in separate processes, never both win.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -145,10 +146,8 @@ class SqliteStore(BaseStore):
     def close(self) -> None:
         with self._all_lock:
             for conn in self._all:
-                try:
+                with contextlib.suppress(sqlite3.Error):
                     conn.close()
-                except sqlite3.Error:
-                    pass
             self._all.clear()
         self._local = threading.local()
 
@@ -167,9 +166,7 @@ class SqliteStore(BaseStore):
         )
 
     def _get_project(self, project_id: str) -> Project | None:
-        return self._one(
-            "SELECT id, name, created_at FROM projects WHERE id = ?", (project_id,), lambda r: Project(*r)
-        )
+        return self._one("SELECT id, name, created_at FROM projects WHERE id = ?", (project_id,), lambda r: Project(*r))
 
     def _put_token(self, token: TokenRecord) -> None:
         self._write(
@@ -202,7 +199,7 @@ class SqliteStore(BaseStore):
             name=row[8],
         )
 
-    _TOKEN_COLS = "id, project_id, secret_hash, scopes, environments, created_at, expires_at, last_used_at, name"
+    _TOKEN_COLS = "id, project_id, secret_hash, scopes, environments, created_at, expires_at, last_used_at, name"  # noqa: S105
 
     def _get_token(self, token_id: str) -> TokenRecord | None:
         return self._one(f"SELECT {self._TOKEN_COLS} FROM tokens WHERE id = ?", (token_id,), self._token)
@@ -294,9 +291,7 @@ class SqliteStore(BaseStore):
             self._version,
         )
 
-    def _find_version_by_digest(
-        self, project_id: str, environment: str, name: str, digest: str
-    ) -> ActionRecord | None:
+    def _find_version_by_digest(self, project_id: str, environment: str, name: str, digest: str) -> ActionRecord | None:
         return self._one(
             f"SELECT {self._VERSION_COLS} FROM action_versions "
             "WHERE project_id = ? AND environment = ? AND name = ? AND digest = ? ORDER BY version DESC LIMIT 1",
@@ -424,10 +419,7 @@ class SqliteStore(BaseStore):
                 entry.seq = last + offset
             conn.executemany(
                 "INSERT INTO logs(run_id, seq, k, ts, msg, err) VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (run_id, e.seq, e.k, e.ts, e.msg, None if e.err is None else _dumps(e.err))
-                    for e in entries
-                ],
+                [(run_id, e.seq, e.k, e.ts, e.msg, None if e.err is None else _dumps(e.err)) for e in entries],
             )
         return entries
 
@@ -436,7 +428,9 @@ class SqliteStore(BaseStore):
             "SELECT seq, k, ts, msg, err FROM logs WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             (run_id, after, limit),
         )
-        return [LogEntry(seq=r[0], k=r[1], ts=r[2], msg=r[3], err=None if r[4] is None else json.loads(r[4])) for r in rows]
+        return [
+            LogEntry(seq=r[0], k=r[1], ts=r[2], msg=r[3], err=None if r[4] is None else json.loads(r[4])) for r in rows
+        ]
 
     # ---- idempotency -----------------------------------------------------------------------
 
