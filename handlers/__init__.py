@@ -1,0 +1,1 @@
+"""Lambda entry points. Wiring only: each module builds its collaborators once and delegates."""

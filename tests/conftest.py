@@ -1,0 +1,93 @@
+"""Fixtures shared by every tier."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hatchway.client import Client
+from hatchway.config import Settings
+from hatchway.service import Gateway, build_gateway
+from tests.helpers import ADMIN_TOKEN, LiveServer
+
+PY = sys.executable
+
+
+def make_settings(home: Path, **overrides: Any) -> Settings:
+    base: dict[str, Any] = {
+        "HATCHWAY_HOME": str(home),
+        "HATCHWAY_BOOTSTRAP_TOKEN": ADMIN_TOKEN,
+        "HATCHWAY_LEASE_SECONDS": "3",
+        "HATCHWAY_HEARTBEAT_SECONDS": "0.5",
+    }
+    return Settings.from_env(base, **{"kill_grace_seconds": 1.0, **overrides})
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "home")
+
+
+@pytest.fixture
+def gateway(settings: Settings) -> Iterator[Gateway]:
+    gw = build_gateway(settings)
+    gw.bootstrap()
+    yield gw
+    gw.executor.close()
+    gw.store.close()
+
+
+@pytest.fixture
+def pool(gateway: Gateway) -> Iterator[Any]:
+    from hatchway.worker import WorkerPool
+
+    workers = WorkerPool(gateway, size=2)
+    workers.start()
+    yield workers
+    workers.stop(grace_seconds=2)
+
+
+def inprocess_client(gateway: Gateway, token: str = ADMIN_TOKEN, **kwargs: Any) -> Client:
+    from hatchway.api import create_app
+    from hatchway.testing import ResolverTransport
+
+    resolver = create_app(gateway, gateway.settings.max_body_bytes)
+    return Client("http://hatchway.local", token, transport=ResolverTransport(resolver.resolve), **kwargs)
+
+
+@pytest.fixture
+def client(gateway: Gateway, pool: Any) -> Iterator[Client]:
+    """The Python client over the resolver in-process, with a worker pool running."""
+    with inprocess_client(gateway) as hw:
+        yield hw
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A real `hatchway serve` process (examples loaded), stopped at the end."""
+    server = LiveServer(tmp_path / "live", "--examples", HATCHWAY_LEASE_SECONDS="3", HATCHWAY_HEARTBEAT_SECONDS="0.5")
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture(params=["inprocess", "server"])
+def hw(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Client]:
+    """The same client calls, once in-process and once against a real `hatchway serve`."""
+    if request.param == "inprocess":
+        gw = request.getfixturevalue("gateway")
+        request.getfixturevalue("pool")
+        with inprocess_client(gw) as c:
+            yield c
+    else:
+        server = LiveServer(tmp_path / "live", HATCHWAY_LEASE_SECONDS="3", HATCHWAY_HEARTBEAT_SECONDS="0.5")
+        server.start()
+        try:
+            with server.client() as c:
+                yield c
+        finally:
+            server.kill()
