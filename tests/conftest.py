@@ -37,7 +37,7 @@ def gateway(settings: Settings) -> Iterator[Gateway]:
     gw = build_gateway(settings)
     gw.bootstrap()
     yield gw
-    gw.executor.close()
+    gw.executors.close()
     gw.store.close()
 
 

@@ -115,7 +115,7 @@ def start_gateway(
         lines = [
             f"hatchway serving on {scheme}://{host}:{port} (docs: {scheme}://{host}:{port}/docs)",
             f"  home      {settings.home}",
-            f"  backend   {settings.backend}; executor {gateway.executor.name}; workers {settings.workers}",
+            f"  backend   {settings.backend}; executor {gateway.executors.describe()}; workers {settings.workers}",
             f"  token     admin token in {token_source}",
         ]
         if examples:
@@ -126,7 +126,7 @@ def start_gateway(
         serve(app, host, port, settings.log_level if settings.log_level == "DEBUG" else "warning",
               tls_cert, tls_key, settings.shutdown_grace_seconds + 5, on_ready=ready)  # fmt: skip
     finally:
-        gateway.executor.close()
+        gateway.executors.close()
         gateway.store.close()
 
 
@@ -141,9 +141,9 @@ def run_worker(settings: Settings) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    print(f"hatchway worker on {settings.home}: {pool.size} threads, executor {gateway.executor.name}",
+    print(f"hatchway worker on {settings.home}: {pool.size} threads, executor {gateway.executors.describe()}",
           file=sys.stderr, flush=True)  # fmt: skip
     stop.wait()
     pool.stop(settings.shutdown_grace_seconds)
-    gateway.executor.close()
+    gateway.executors.close()
     gateway.store.close()

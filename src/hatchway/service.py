@@ -37,7 +37,8 @@ from hatchway.errors import (
     ValidationFailed,
     new_exception_id,
 )
-from hatchway.executors.base import BaseExecutor, Invocation, OutputCollector, Verdict, judge
+from hatchway.executors import Executors
+from hatchway.executors.base import BaseExecutor, Execution, Invocation, OutputCollector, Verdict, judge
 from hatchway.runs import LogEntry, Mode, Run, RunError, RunStatus, new_run_id, now_ms, preview
 from hatchway.secrets.box import SecretBox, is_ciphertext
 from hatchway.secrets.redact import HIDDEN, Redactor
@@ -122,13 +123,13 @@ class Gateway:
         self,
         settings: Settings,
         store: BaseStore,
-        executor: BaseExecutor,
+        executors: Executors | BaseExecutor,
         secret_box: SecretBox | Callable[[], SecretBox],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.store = store
-        self.executor = executor
+        self.executors = executors if isinstance(executors, Executors) else Executors(executors)
         self._secret_box = secret_box
         self.clock = clock
         self.node_id = f"node-{os.getpid()}-{pysecrets.token_hex(3)}"
@@ -475,7 +476,7 @@ class Gateway:
     ) -> Run:
         resolved = self.resolve(project_id, environment, name, request.version, request.digest)
         spec = resolved.spec
-        self.executor.check(spec, RUN_ACTION)
+        self.executors.pick(spec, Mode.ASYNC).check(spec, RUN_ACTION)
         parameters = self._prepare_parameters(project_id, environment, resolved, request.parameters)
         timeout = spec.timeout_seconds
         if request.timeout_seconds is not None:
@@ -523,7 +524,7 @@ class Gateway:
         spec = resolved.spec
         if sync_action not in spec.sync_actions:
             raise NotFound(f"action {name} has no sync action {sync_action}")
-        self.executor.check(spec, sync_action)
+        self.executors.pick(spec, Mode.SYNC).check(spec, sync_action)
         parameters = self._prepare_parameters(project_id, environment, resolved, request.parameters)
         limit = float(min(self.settings.sync_timeout_seconds, spec.timeout_seconds))
         if request.timeout_seconds is not None:
@@ -637,12 +638,11 @@ class Gateway:
                 redactor=redactor,
             )
             try:
-                execution = self.executor.execute(invocation, collector, cancel)
+                executor = self.executors.pick(resolved.spec, run.mode)
+                execution = executor.execute(invocation, collector, cancel)
             except Exception as exc:  # an executor bug or an unreachable engine: the run must still end
                 exception_id = new_exception_id()
                 log.exception("executor failed", extra={"run_id": run.id, "exceptionId": exception_id})
-                from hatchway.executors.base import Execution
-
                 execution = Execution(platform_error=f"the executor failed ({type(exc).__name__})")
             collector.close()
             verdict = judge(execution, collector, run.mode, limit)
@@ -867,15 +867,17 @@ def _read_or_create_token_file(settings: Settings) -> str:
     return token
 
 
-def build_gateway(settings: Settings, store: BaseStore | None = None, executor: BaseExecutor | None = None) -> Gateway:
-    """A gateway wired from settings: the named store, executor and secret box."""
-    from hatchway.executors import make_executor
+def build_gateway(
+    settings: Settings, store: BaseStore | None = None, executors: Executors | BaseExecutor | None = None
+) -> Gateway:
+    """A gateway wired from settings: the named store, executors and secret box."""
+    from hatchway.executors import make_executors
     from hatchway.secrets import make_secret_box
     from hatchway.store import make_store
 
     return Gateway(
         settings,
         store or make_store(settings),
-        executor or make_executor(settings),
+        executors or make_executors(settings),
         lambda: make_secret_box(settings),
     )

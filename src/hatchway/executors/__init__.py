@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from hatchway.config import Settings
     from hatchway.executors.base import BaseExecutor
+    from hatchway.runs import Mode
+    from hatchway.spec import ActionSpec
 
 #: executor name -> "module:Class"; modules are imported only when the executor is used
 REGISTRY: dict[str, str] = {
@@ -42,3 +44,32 @@ def executor_class(name: str) -> type[BaseExecutor]:
 def make_executor(settings: Settings, name: str | None = None) -> BaseExecutor:
     """The executor ``name`` (default: the settings' choice), configured from the settings."""
     return executor_class(name or settings.executor).from_settings(settings)
+
+
+class Executors:
+    """Which executor runs what: sync calls and async runs may go to different places
+    (on AWS a container Lambda answers sync calls while Batch runs the queue)."""
+
+    def __init__(self, sync: BaseExecutor, run: BaseExecutor | None = None) -> None:
+        self.sync = sync
+        self.run = run or sync
+
+    def pick(self, spec: ActionSpec, mode: Mode) -> BaseExecutor:
+        from hatchway.runs import Mode
+
+        return self.sync if mode == Mode.SYNC else self.run
+
+    def describe(self) -> str:
+        if self.run is self.sync:
+            return self.sync.name
+        return f"{self.sync.name} (sync), {self.run.name} (runs)"
+
+    def close(self) -> None:
+        self.sync.close()
+        if self.run is not self.sync:
+            self.run.close()
+
+
+def make_executors(settings: Settings) -> Executors:
+    """The executors the settings name."""
+    return Executors(make_executor(settings))
