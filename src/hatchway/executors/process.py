@@ -1,12 +1,11 @@
 """Run actions as host processes (the embedded default).
 
-The action's ``entry_point + command`` is executed as an argv list, never through a shell, in its
-own session and process group, with a scrubbed environment (the contract's variables, the
-action's ``env_vars``, a PATH that finds the gateway's Python first). One thread per attempt waits
-on both pipes and a pidfd with ``selectors``, so output is collected, the deadline kept and a
-cancel noticed without extra threads. At the deadline or on cancel the whole group gets SIGTERM
-and, after the grace period, SIGKILL (the answer does not wait for the grace: a background reaper
-finishes the job). When the main process exits, whatever it left running in its group is killed.
+The action's ``entry_point + command`` is executed as an argv list, never through a shell, in a
+private workspace, with a scrubbed environment (the contract's variables, the action's
+``env_vars``, a PATH that finds the gateway's Python first) and, where configured, inside a
+sandbox. The process loop itself - own process group, deadline, cancel, SIGTERM then SIGKILL of
+the whole group - is :func:`hatchway.runtime.spawn.spawn`, shared with the container adapter.
+At a deadline or cancel the answer does not wait for the kill grace: a background reaper ends it.
 
 Where the code lives: ``workdir`` if absolute; else relative to ``docker_config.context`` (the
 action's source directory on this host, made absolute at registration); else the data directory.
@@ -14,11 +13,6 @@ action's source directory on this host, made absolute at registration); else the
 
 from __future__ import annotations
 
-import contextlib
-import os
-import selectors
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -35,12 +29,10 @@ from hatchway.executors.base import (
     read_outputs,
 )
 from hatchway.executors.sandbox import Sandbox
+from hatchway.runtime.spawn import ProcessReaper, enable_subreaper, spawn
 from hatchway.spec import ActionSpec
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
-#: how long the collector waits for the pipes after the main process exited
-DRAIN_SECONDS = 0.05
-_READ = 65536
 
 
 def action_path() -> str:
@@ -48,86 +40,17 @@ def action_path() -> str:
     return f"{Path(sys.executable).parent}:{DEFAULT_PATH}"
 
 
-class ProcessReaper:
-    """Finishes kills in the background: SIGKILL to a group after its grace, then reaps."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pending: list[tuple[float, int, subprocess.Popen[bytes]]] = []
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._stopped = False
-
-    def later(self, pgid: int, proc: subprocess.Popen[bytes], grace: float) -> None:
-        with self._lock:
-            self._pending.append((time.monotonic() + grace, pgid, proc))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="hatchway-reaper", daemon=True)
-                self._thread.start()
-        self._wake.set()
-
-    def _loop(self) -> None:
-        while not self._stopped:
-            now = time.monotonic()
-            with self._lock:
-                due = [item for item in self._pending if item[0] <= now or _group_gone(item[1], item[2])]
-                self._pending = [item for item in self._pending if item not in due]
-                wait = min((item[0] for item in self._pending), default=now + 60) - now
-            for _, pgid, proc in due:
-                _kill_group(pgid, signal.SIGKILL)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=5)
-            self._wake.wait(timeout=max(0.01, min(wait, 0.05)))
-            self._wake.clear()
-
-    def flush(self) -> None:
-        """Kill everything pending now (shutdown)."""
-        with self._lock:
-            pending, self._pending = self._pending, []
-        for _, pgid, proc in pending:
-            _kill_group(pgid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
-
-    def stop(self) -> None:
-        self.flush()
-        self._stopped = True
-        self._wake.set()
-
-
-def _group_gone(pgid: int, proc: subprocess.Popen[bytes]) -> bool:
-    """True once the leader is reaped and no process of the group is left."""
-    if proc.poll() is None:
-        return False
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-def _kill_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
 class ProcessExecutor(BaseExecutor):
     """Actions as host processes in a private workspace."""
 
     name = "process"
 
-    def __init__(
-        self,
-        work_dir: Path,
-        kill_grace_seconds: float = 5.0,
-        sandbox: Sandbox | None = None,
-    ) -> None:
+    def __init__(self, work_dir: Path, kill_grace_seconds: float = 5.0, sandbox: Sandbox | None = None) -> None:
         self.work_dir = work_dir
         self.kill_grace_seconds = kill_grace_seconds
         self.sandbox = sandbox or Sandbox.none()
         self.reaper = ProcessReaper()
+        enable_subreaper()
         self._path = action_path()
         work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
@@ -161,134 +84,40 @@ class ProcessExecutor(BaseExecutor):
         except OSError as exc:
             return Execution(platform_error=f"could not prepare the workspace ({exc.strerror})")
         try:
-            execution = self._run(invocation, collector, cancel, workspace)
+            env = invocation.environment_for(str(workspace.path))
+            env.setdefault("PATH", self._path)
+            env.setdefault("HOME", str(workspace.path))
+            env.setdefault("TMPDIR", str(workspace.path))
+            env.setdefault("LANG", "C.UTF-8")
+            env.setdefault("PYTHONUNBUFFERED", "1")
+            spec = invocation.spec
+            cwd = self._cwd(spec, workspace.path)
+            ended = spawn(
+                self.sandbox.wrap(spec.argv, workspace.path, cwd, spec),
+                cwd=cwd,
+                env=env,
+                seconds=invocation.seconds_left,
+                on_output=collector.feed,
+                is_cancelled=cancel.is_set,
+                on_tick=collector.tick,
+                kill_grace=self.kill_grace_seconds,
+                reaper=self.reaper,
+                on_start=lambda pid: self.sandbox.limit(pid, spec),
+            )
+            if ended.start_error:
+                collector.system(f"cannot start the action: {ended.start_error}")
+            execution = Execution(
+                exit_code=ended.exit_code,
+                signal=ended.signal,
+                timed_out=ended.timed_out,
+                cancelled=ended.cancelled,
+            )
             if execution.exit_code == 0 and not (execution.cancelled or execution.timed_out):
                 read_outputs(workspace, execution)
             execution.duration_ms = int((time.monotonic() - started) * 1000)
             return execution
         finally:
             workspace.remove()
-
-    def _run(
-        self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event, workspace: Workspace
-    ) -> Execution:
-        env = invocation.environment_for(str(workspace.path))
-        env.setdefault("PATH", self._path)
-        env.setdefault("HOME", str(workspace.path))
-        env.setdefault("TMPDIR", str(workspace.path))
-        env.setdefault("LANG", "C.UTF-8")
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        cwd = self._cwd(invocation.spec, workspace.path)
-        argv = self.sandbox.wrap(invocation.spec.argv, workspace.path, cwd, invocation.spec)
-        try:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=cwd,
-                env=env,
-                start_new_session=True,
-                close_fds=True,
-            )
-        except FileNotFoundError:
-            collector.system(f"cannot start the action: {invocation.spec.argv[0]!r} was not found")
-            return Execution(exit_code=127)
-        except PermissionError:
-            collector.system(f"cannot start the action: {invocation.spec.argv[0]!r} is not executable")
-            return Execution(exit_code=126)
-        except NotADirectoryError:
-            collector.system("cannot start the action: its working directory does not exist")
-            return Execution(exit_code=127)
-        except OSError as exc:
-            collector.system(f"cannot start the action ({exc.strerror})")
-            return Execution(exit_code=127)
-        self.sandbox.limit(proc.pid, invocation.spec)
-        return self._wait(proc, invocation, collector, cancel)
-
-    def _wait(
-        self,
-        proc: subprocess.Popen[bytes],
-        invocation: Invocation,
-        collector: OutputCollector,
-        cancel: threading.Event,
-    ) -> Execution:
-        if proc.stdout is None or proc.stderr is None:  # pragma: no cover - Popen was given PIPE
-            raise RuntimeError("the action's pipes are missing")
-        deadline = time.monotonic() + max(0.0, invocation.seconds_left)
-        pgid = proc.pid
-        selector = selectors.DefaultSelector()
-        streams = {proc.stdout.fileno(): "stdout", proc.stderr.fileno(): "stderr"}
-        for fd, stream in streams.items():
-            os.set_blocking(fd, False)
-            selector.register(fd, selectors.EVENT_READ, stream)
-        pidfd = os.pidfd_open(proc.pid)
-        selector.register(pidfd, selectors.EVENT_READ, "exit")
-        open_streams = set(streams)
-        exited_at: float | None = None
-        execution = Execution()
-        try:
-            while open_streams or exited_at is None:
-                now = time.monotonic()
-                if cancel.is_set() or now >= deadline:
-                    execution.cancelled = cancel.is_set()
-                    execution.timed_out = not execution.cancelled
-                    self._terminate(pgid, proc)
-                    break
-                if exited_at is not None and now - exited_at > DRAIN_SECONDS:
-                    # the main process is gone but something it started still holds the pipes
-                    _kill_group(pgid, signal.SIGKILL)
-                    self._drain(open_streams, streams, collector)
-                    break
-                timeout = min(deadline - now, 0.1, *([DRAIN_SECONDS] if exited_at is not None else []))
-                for key, _ in selector.select(max(timeout, 0.0)):
-                    if key.data == "exit":
-                        exited_at = time.monotonic()
-                        selector.unregister(pidfd)
-                        continue
-                    fd = key.fd
-                    try:
-                        chunk = os.read(fd, _READ)
-                    except BlockingIOError:
-                        continue
-                    if chunk:
-                        collector.feed(key.data, chunk)
-                    else:
-                        selector.unregister(fd)
-                        open_streams.discard(fd)
-                collector.tick()
-        finally:
-            selector.close()
-            os.close(pidfd)
-            proc.stdout.close()
-            proc.stderr.close()
-        if execution.timed_out or execution.cancelled:
-            return execution
-        returncode = proc.wait()
-        # anything the action left behind in its group goes with it
-        _kill_group(pgid, signal.SIGKILL)
-        if returncode < 0:
-            execution.signal = -returncode
-            execution.exit_code = 128 - returncode
-        else:
-            execution.exit_code = returncode
-        return execution
-
-    @staticmethod
-    def _drain(open_streams: set[int], streams: dict[int, str], collector: OutputCollector) -> None:
-        for fd in list(open_streams):
-            with contextlib.suppress(BlockingIOError, OSError):
-                while chunk := os.read(fd, _READ):
-                    collector.feed(streams[fd], chunk)
-
-    def _terminate(self, pgid: int, proc: subprocess.Popen[bytes]) -> None:
-        """SIGTERM the group now; SIGKILL what is left after the grace period, in the background."""
-        _kill_group(pgid, signal.SIGTERM)
-        if self.kill_grace_seconds <= 0:
-            _kill_group(pgid, signal.SIGKILL)
-            proc.wait()
-            return
-        self.reaper.later(pgid, proc, self.kill_grace_seconds)
 
     def close(self) -> None:
         self.reaper.stop()

@@ -34,9 +34,10 @@ class Redactor:
     """Hides a fixed set of secret values in text and in JSON-like data."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self.secrets = [s for s in secrets if s]
         forms: set[str] = set()
-        for secret in secrets:
-            if secret and len(secret) >= MIN_SECRET_LENGTH:
+        for secret in self.secrets:
+            if len(secret) >= MIN_SECRET_LENGTH:
                 forms |= spellings(secret)
         self._pattern = (
             re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))) if forms else None

@@ -1,0 +1,127 @@
+"""The runtime adapter: the action's side of the contract inside a container.
+
+In a container Lambda (``awslambdaric`` with ``hatchway.runtime.adapter.lambda_handler`` as its
+handler) or under the Lambda Runtime Interface Emulator, the gateway invokes the function with an
+*invocation payload*; the adapter writes the private data directory, runs the action's command as
+a subprocess under the deadline (:func:`hatchway.runtime.spawn.spawn`), and answers an *outcome*
+that the gateway maps to the API's answers exactly as it does for a host process.
+
+Payload (``"hatchway": 1``)::
+
+    {"hatchway": 1, "config": {config.json}, "argv": [...], "env": {...}, "workdir": "/action"|null,
+     "timeout_seconds": 29.0, "kill_grace_seconds": 1.0, "max_log_bytes": ..., "max_stdout_bytes": ...,
+     "redact": [secret values to hide, when the gateway decrypted them]}
+
+Outcome::
+
+    {"hatchway": 1, "exit_code": 0, "signal": null, "timed_out": false, "duration_ms": 12,
+     "start_error": null, "stdout": "..." (sync actions), "stdout_truncated": false,
+     "logs": [[k, ts, msg], ...], "logs_dropped": [lines, bytes],
+     "result": ..., "exports": ..., "output_problem": null}
+
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from hatchway.runs import Mode
+from hatchway.runtime.contract import MIB, OutputCollector, Workspace
+from hatchway.runtime.spawn import enable_subreaper, spawn
+from hatchway.secrets.redact import Redactor
+
+PROTOCOL = 1
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def invoke(payload: dict[str, Any]) -> dict[str, Any]:
+    """Run one invocation described by ``payload`` and describe how it ended."""
+    if payload.get("hatchway") != PROTOCOL:
+        return _refused(f"unsupported invocation protocol {payload.get('hatchway')!r}")
+    config = payload["config"]
+    run = config.get("run") or {}
+    mode = Mode.ASYNC if config.get("action", "run") == "run" else Mode.SYNC
+    argv = [str(part) for part in payload.get("argv") or []]
+    if not argv:
+        return _refused("the invocation names no command")
+    root = Path(payload.get("data_root") or os.environ.get("HATCHWAY_ADAPTER_ROOT") or tempfile.gettempdir())
+    workspace = Workspace(root, f"hatchway-{run.get('id', 'run')}-{run.get('attempt', 1)}-{os.getpid()}")
+    collector = OutputCollector(
+        mode,
+        Redactor(payload.get("redact") or ()),
+        max_log_bytes=int(payload.get("max_log_bytes") or 10 * MIB),
+        max_stdout_bytes=int(payload.get("max_stdout_bytes") or 6 * MIB),
+    )
+    started = time.monotonic()
+    try:
+        workspace.create(config)
+    except OSError as exc:
+        return _refused(f"could not prepare the workspace ({exc.strerror})")
+    try:
+        env = {str(k): str(v) for k, v in (payload.get("env") or {}).items()}
+        env["HATCHWAY_DATA_DIR"] = str(workspace.path)
+        env.setdefault("PATH", os.environ.get("PATH") or DEFAULT_PATH)
+        env.setdefault("HOME", str(workspace.path))
+        env.setdefault("TMPDIR", str(workspace.path))
+        env.setdefault("LANG", "C.UTF-8")
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        workdir = payload.get("workdir") or None
+        ended = spawn(
+            argv,
+            cwd=workdir or workspace.path,
+            env=env,
+            seconds=float(payload.get("timeout_seconds") or 30.0),
+            on_output=collector.feed,
+            kill_grace=float(payload.get("kill_grace_seconds", 1.0)),
+        )
+        collector.close()
+        outcome: dict[str, Any] = {
+            "hatchway": PROTOCOL,
+            "exit_code": ended.exit_code,
+            "signal": ended.signal,
+            "timed_out": ended.timed_out,
+            "start_error": ended.start_error,
+            "stdout": collector.stdout.decode("utf-8", errors="replace") if mode == Mode.SYNC else "",
+            "stdout_truncated": collector.stdout_overflow,
+            "logs": [[e.k, e.ts, e.msg] for e in collector.entries if e.k != "system"],
+            "logs_dropped": [collector.dropped_lines, collector.dropped_bytes],
+            "result": None,
+            "exports": None,
+            "output_problem": None,
+        }
+        if ended.exit_code == 0 and not ended.timed_out:
+            outcome["result"], problem = workspace.read_json("result.json")
+            outcome["exports"], problem2 = workspace.read_json("exports.json")
+            outcome["output_problem"] = problem or problem2
+        outcome["duration_ms"] = int((time.monotonic() - started) * 1000)
+        return outcome
+    finally:
+        workspace.remove()
+
+
+def _refused(reason: str) -> dict[str, Any]:
+    return {"hatchway": PROTOCOL, "exit_code": None, "start_error": reason, "logs": [], "duration_ms": 0}
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Entry point for ``awslambdaric`` / the Lambda runtime: one invocation per event."""
+    enable_subreaper()
+    return invoke(event)
+
+
+def main() -> None:  # pragma: no cover - exercised inside containers
+    """``python -m hatchway.runtime.adapter < payload.json``: run one invocation, print its outcome."""
+    import json
+
+    outcome = invoke(json.load(sys.stdin))
+    json.dump(outcome, sys.stdout)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

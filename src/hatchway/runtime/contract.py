@@ -1,0 +1,194 @@
+"""The container contract's mechanics, the same on the gateway and inside a container.
+
+Standard library only (this module is installed into action images with the runtime adapter):
+
+* :class:`Workspace` - the private data directory (``config.json``, ``out/``), removed afterwards.
+* :class:`OutputCollector` - turns the action's byte streams into log entries: lines, timestamps,
+  redaction of secrets, the per-run log cap with an explicit truncation entry, and the sync stdout cap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hatchway.runs import LogEntry, Mode
+from hatchway.secrets.redact import NO_SECRETS, Redactor
+
+MIB = 1024 * 1024
+#: a line longer than this is cut into pieces (each piece still redacted as a whole)
+MAX_LINE_BYTES = 64 * 1024
+#: result.json / exports.json larger than this are an application error
+MAX_OUTPUT_FILE_BYTES = 6 * MIB
+#: how many trailing lines of each stream are kept for error messages
+TAIL_LINES = 20
+
+
+class Workspace:
+    """A private directory for one attempt: ``config.json`` and an empty ``out/``."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        self.path = root / name
+        self.out = self.path / "out"
+
+    def create(self, config: dict[str, Any]) -> Workspace:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path.mkdir(mode=0o700)
+        self.out.mkdir(mode=0o700)
+        fd = os.open(self.path / "config.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(config, handle, ensure_ascii=False)
+        return self
+
+    def read_json(self, name: str) -> tuple[Any, str | None]:
+        """A JSON file from ``out/``: (value, problem); missing is (None, None)."""
+        path = self.out / name
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return None, None
+        except OSError:
+            return None, f"out/{name} cannot be read"
+        if size > MAX_OUTPUT_FILE_BYTES:
+            return None, f"out/{name} is larger than {MAX_OUTPUT_FILE_BYTES // MIB} MiB"
+        try:
+            with path.open("rb") as handle:
+                return json.loads(handle.read()), None
+        except (OSError, ValueError):
+            return None, f"out/{name} is not valid JSON"
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+class OutputCollector:
+    """Collects an action's stdout/stderr as log entries, within the contract's limits.
+
+    For sync actions stdout is the answer (kept as bytes up to ``max_stdout_bytes``), not a log.
+    Entries are handed to ``flush`` in batches (every ``flush_every`` seconds or 200 entries), so a
+    follower sees a long run's log while it runs and the store writes one transaction per batch.
+    """
+
+    def __init__(
+        self,
+        mode: Mode,
+        redactor: Redactor = NO_SECRETS,
+        max_log_bytes: int = 10 * MIB,
+        max_stdout_bytes: int = 6 * MIB,
+        flush: Callable[[list[LogEntry]], None] | None = None,
+        flush_every: float = 0.2,
+    ) -> None:
+        self.mode = mode
+        self.redactor = redactor
+        self.max_log_bytes = max_log_bytes
+        self.max_stdout_bytes = max_stdout_bytes
+        self._flush = flush
+        self._flush_every = flush_every
+        self._last_flush = time.monotonic()
+        self._partial: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+        self._pending: list[LogEntry] = []
+        self.entries: list[LogEntry] = []  # everything kept (sync answers and the run's os preview)
+        self._tails: dict[str, deque[str]] = {"stdout": deque(maxlen=TAIL_LINES), "stderr": deque(maxlen=TAIL_LINES)}
+        self.log_bytes = 0
+        self.dropped_lines = 0
+        self.dropped_bytes = 0
+        self.stdout = bytearray()
+        self.stdout_overflow = False
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # -- feeding ------------------------------------------------------------------------------
+
+    def feed(self, stream: str, data: bytes) -> None:
+        if self.mode == Mode.SYNC and stream == "stdout":
+            if len(self.stdout) + len(data) > self.max_stdout_bytes:
+                self.stdout_overflow = True
+                self.stdout += data[: max(0, self.max_stdout_bytes - len(self.stdout))]
+            else:
+                self.stdout += data
+            return
+        buffer = self._partial[stream]
+        buffer += data
+        while True:
+            cut = buffer.find(b"\n")
+            if cut < 0:
+                if len(buffer) > MAX_LINE_BYTES:
+                    self._line(stream, bytes(buffer[:MAX_LINE_BYTES]))
+                    del buffer[:MAX_LINE_BYTES]
+                    continue
+                break
+            self._line(stream, bytes(buffer[:cut]))
+            del buffer[: cut + 1]
+        self._maybe_flush()
+
+    def system(self, message: str, err: dict[str, str] | None = None) -> None:
+        with self._lock:
+            entry = LogEntry("system", _now_ms(), self.redactor.text(message), err)
+            self.entries.append(entry)
+            self._pending.append(entry)
+
+    def _line(self, stream: str, raw: bytes) -> None:
+        self.add(stream, raw.decode("utf-8", errors="replace").rstrip("\r"), _now_ms())
+
+    def add(self, stream: str, text: str, ts: int) -> None:
+        """Keep one line (already split, e.g. by a remote adapter), redacted and within the cap."""
+        text = self.redactor.text(text)
+        self._tails[stream].append(text)
+        size = len(text) + 1
+        with self._lock:
+            if self.log_bytes + size > self.max_log_bytes:
+                self.dropped_lines += 1
+                self.dropped_bytes += size
+                return
+            self.log_bytes += size
+            entry = LogEntry(stream, ts, text)
+            self.entries.append(entry)
+            self._pending.append(entry)
+
+    def _maybe_flush(self, force: bool = False) -> None:
+        if self._flush is None:
+            return
+        now = time.monotonic()
+        if not force and len(self._pending) < 200 and now - self._last_flush < self._flush_every:
+            return
+        with self._lock:
+            batch, self._pending = self._pending, []
+        self._last_flush = now
+        if batch:
+            self._flush(batch)
+
+    def tick(self) -> None:
+        """Called by executors while waiting: flushes a batch that has waited long enough."""
+        self._maybe_flush()
+
+    def close(self) -> None:
+        """Emit unterminated last lines, record truncation, flush everything."""
+        if self._closed:
+            return
+        self._closed = True
+        for stream, buffer in self._partial.items():
+            if buffer:
+                self._line(stream, bytes(buffer))
+                buffer.clear()
+        if self.dropped_lines:
+            self.system(
+                f"log truncated: {self.dropped_lines} lines ({self.dropped_bytes} bytes) over the "
+                f"{self.max_log_bytes // MIB} MiB limit were dropped"
+            )
+        self._maybe_flush(force=True)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def tail(self, stream: str) -> list[str]:
+        return list(self._tails[stream])
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

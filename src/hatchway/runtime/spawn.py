@@ -1,0 +1,316 @@
+"""Run a command to its end under a deadline: the one process loop of hatchway.
+
+Standard library only, because the same loop runs on the gateway's host (the process executor)
+and inside action containers (the Lambda/ECS runtime adapter). The command gets its own session
+and process group; one thread waits on both pipes and a pidfd with ``selectors``, hands output to
+a callback as it arrives, keeps the deadline and notices a cancel. At the deadline or on cancel
+the whole group gets SIGTERM and, after the grace period, SIGKILL - in the background when a
+:class:`ProcessReaper` is given (so the caller can answer at once), else before returning. When
+the main process exits, whatever it left running in its group is killed.
+
+Orphans: a process that outlives its parent is normally re-parented to PID 1, which in a
+container (or this gateway's own sandbox) may reap it late or never. :func:`enable_subreaper`
+makes this process their new parent instead, and :func:`reap_orphans` collects those that are
+not a :class:`subprocess.Popen` of ours, so no zombie outlives a run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+#: how long output is awaited after the main process exited (a child may still hold the pipes)
+DRAIN_SECONDS = 0.05
+_READ = 65536
+
+
+_tracked: set[int] = set()
+_tracked_lock = threading.Lock()
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def enable_subreaper() -> bool:
+    """Become the parent of orphaned descendants (Linux); True if it worked."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        return False
+
+
+def reap_orphans() -> int:
+    """Reap exited children that no Popen of ours is waiting for; how many were reaped."""
+    me = os.getpid()
+    reaped = 0
+    try:
+        entries = os.listdir("/proc")
+    except OSError:  # pragma: no cover - no procfs
+        return 0
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        with _tracked_lock:
+            if pid in _tracked:
+                continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) < 2 or fields[0] != b"Z" or int(fields[1]) != me:
+            continue
+        with contextlib.suppress(ChildProcessError, OSError):
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                reaped += 1
+    return reaped
+
+
+@dataclass
+class Spawned:
+    """How a command ended."""
+
+    exit_code: int | None = None
+    signal: int | None = None
+    timed_out: bool = False
+    cancelled: bool = False
+    start_error: str | None = None
+
+
+def kill_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def group_gone(pgid: int, proc: subprocess.Popen[bytes]) -> bool:
+    """True once the leader is reaped and no process of the group is left (orphans reaped)."""
+    if proc.poll() is None:
+        return False
+    for attempt in range(2):
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        if attempt == 0:
+            reap_orphans()
+    return False
+
+
+class ProcessReaper:
+    """Finishes kills in the background: SIGKILL to a group after its grace, then reaps."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: list[tuple[float, int, subprocess.Popen[bytes]]] = []
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def later(self, pgid: int, proc: subprocess.Popen[bytes], grace: float) -> None:
+        with self._lock:
+            self._pending.append((time.monotonic() + grace, pgid, proc))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="hatchway-reaper", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def _loop(self) -> None:
+        while not self._stopped:
+            now = time.monotonic()
+            with self._lock:
+                due = [item for item in self._pending if item[0] <= now or group_gone(item[1], item[2])]
+                self._pending = [item for item in self._pending if item not in due]
+                wait = min((item[0] for item in self._pending), default=now + 60) - now
+            for _, pgid, proc in due:
+                kill_group(pgid, signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=5)
+                if not group_gone(pgid, proc):
+                    # killed but not yet reaped (orphans of ours): look again shortly
+                    with self._lock:
+                        self._pending.append((time.monotonic() + 0.05, pgid, proc))
+                    continue
+                with _tracked_lock:
+                    _tracked.discard(proc.pid)
+            self._wake.wait(timeout=max(0.01, min(wait, 0.05)))
+            self._wake.clear()
+
+    def flush(self) -> None:
+        """Kill everything pending now (shutdown)."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for _, pgid, proc in pending:
+            _finish(pgid, proc, 0.0, None)
+
+    def stop(self) -> None:
+        self.flush()
+        self._stopped = True
+        self._wake.set()
+
+
+def spawn(
+    argv: list[str],
+    *,
+    cwd: str | os.PathLike[str] | None,
+    env: dict[str, str],
+    seconds: float,
+    on_output: Callable[[str, bytes], None],
+    is_cancelled: Callable[[], bool] = lambda: False,
+    on_tick: Callable[[], None] | None = None,
+    kill_grace: float = 5.0,
+    reaper: ProcessReaper | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> Spawned:
+    """Run ``argv`` for at most ``seconds``, streaming its output to ``on_output(stream, chunk)``."""
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except FileNotFoundError:
+        return Spawned(exit_code=127, start_error=f"{argv[0]!r} was not found")
+    except PermissionError:
+        return Spawned(exit_code=126, start_error=f"{argv[0]!r} is not executable")
+    except NotADirectoryError:
+        return Spawned(exit_code=127, start_error="the working directory does not exist")
+    except OSError as exc:
+        return Spawned(exit_code=127, start_error=exc.strerror or type(exc).__name__)
+    with _tracked_lock:
+        _tracked.add(proc.pid)
+    try:
+        if on_start is not None:
+            on_start(proc.pid)
+        return _collect(proc, seconds, on_output, is_cancelled, on_tick, kill_grace, reaper)
+    finally:
+        if proc.returncode is not None:
+            with _tracked_lock:
+                _tracked.discard(proc.pid)
+
+
+def _collect(
+    proc: subprocess.Popen[bytes],
+    seconds: float,
+    on_output: Callable[[str, bytes], None],
+    is_cancelled: Callable[[], bool],
+    on_tick: Callable[[], None] | None,
+    kill_grace: float,
+    reaper: ProcessReaper | None,
+) -> Spawned:
+    if proc.stdout is None or proc.stderr is None:  # pragma: no cover - Popen was given PIPE
+        raise RuntimeError("the command's pipes are missing")
+    deadline = time.monotonic() + max(0.0, seconds)
+    pgid = proc.pid
+    selector = selectors.DefaultSelector()
+    streams = {proc.stdout.fileno(): "stdout", proc.stderr.fileno(): "stderr"}
+    for fd, stream in streams.items():
+        os.set_blocking(fd, False)
+        selector.register(fd, selectors.EVENT_READ, stream)
+    pidfd = os.pidfd_open(proc.pid)
+    selector.register(pidfd, selectors.EVENT_READ, "exit")
+    open_streams = set(streams)
+    exited_at: float | None = None
+    result = Spawned()
+    try:
+        while open_streams or exited_at is None:
+            now = time.monotonic()
+            if is_cancelled() or now >= deadline:
+                result.cancelled = is_cancelled()
+                result.timed_out = not result.cancelled
+                _terminate(pgid, proc, kill_grace, reaper)
+                break
+            if exited_at is not None and now - exited_at > DRAIN_SECONDS:
+                # the main process is gone but something it started still holds the pipes
+                kill_group(pgid, signal.SIGKILL)
+                _drain(open_streams, streams, on_output)
+                break
+            timeout = min(deadline - now, 0.1, DRAIN_SECONDS if exited_at is not None else 0.1)
+            for key, _ in selector.select(max(timeout, 0.0)):
+                if key.data == "exit":
+                    exited_at = time.monotonic()
+                    selector.unregister(pidfd)
+                    continue
+                try:
+                    chunk = os.read(key.fd, _READ)
+                except BlockingIOError:
+                    continue
+                if chunk:
+                    on_output(key.data, chunk)
+                else:
+                    selector.unregister(key.fd)
+                    open_streams.discard(key.fd)
+            if on_tick is not None:
+                on_tick()
+    finally:
+        selector.close()
+        os.close(pidfd)
+        proc.stdout.close()
+        proc.stderr.close()
+    if result.timed_out or result.cancelled:
+        return result
+    returncode = proc.wait()
+    if not group_gone(pgid, proc):
+        # anything the command left behind in its group goes with it
+        kill_group(pgid, signal.SIGKILL)
+        _finish(pgid, proc, 0.0, reaper)
+    if returncode < 0:
+        result.signal = -returncode
+        result.exit_code = 128 - returncode
+    else:
+        result.exit_code = returncode
+    return result
+
+
+def _drain(open_streams: set[int], streams: dict[int, str], on_output: Callable[[str, bytes], None]) -> None:
+    for fd in list(open_streams):
+        with contextlib.suppress(BlockingIOError, OSError):
+            while chunk := os.read(fd, _READ):
+                on_output(streams[fd], chunk)
+
+
+def _terminate(pgid: int, proc: subprocess.Popen[bytes], grace: float, reaper: ProcessReaper | None) -> None:
+    """SIGTERM the group now; SIGKILL what is left after the grace (in the background with a reaper)."""
+    kill_group(pgid, signal.SIGTERM)
+    if grace <= 0:
+        kill_group(pgid, signal.SIGKILL)
+    _finish(pgid, proc, grace, reaper)
+
+
+def _finish(pgid: int, proc: subprocess.Popen[bytes], grace: float, reaper: ProcessReaper | None) -> None:
+    """SIGKILL the group after ``grace`` unless it is gone by then; reap everything of it."""
+    if reaper is not None:
+        reaper.later(pgid, proc, grace)
+        return
+    deadline = time.monotonic() + grace
+    while not group_gone(pgid, proc) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    kill_group(pgid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+    settle = time.monotonic() + 2.0
+    while not group_gone(pgid, proc) and time.monotonic() < settle:
+        time.sleep(0.01)
+    with _tracked_lock:
+        _tracked.discard(proc.pid)
