@@ -15,6 +15,8 @@ from hatchway.service import Gateway, build_gateway
 from tests.helpers import ADMIN_TOKEN, LiveServer
 
 PY = sys.executable
+#: settings that keep timing tests short: a 3 s lease, 0.5 s heartbeats, a 1 s kill grace
+FAST = {"HATCHWAY_LEASE_SECONDS": "3", "HATCHWAY_HEARTBEAT_SECONDS": "0.5", "HATCHWAY_KILL_GRACE_SECONDS": "1"}
 
 
 def make_settings(home: Path, **overrides: Any) -> Settings:
@@ -69,7 +71,7 @@ def client(gateway: Gateway, pool: Any) -> Iterator[Client]:
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     """A real `hatchway serve` process (examples loaded), stopped at the end."""
-    server = LiveServer(tmp_path / "live", "--examples", HATCHWAY_LEASE_SECONDS="3", HATCHWAY_HEARTBEAT_SECONDS="0.5")
+    server = LiveServer(tmp_path / "live", "--examples", **FAST)
     server.start()
     yield server
     server.kill()
@@ -84,7 +86,7 @@ def hw(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Client]:
         with inprocess_client(gw) as c:
             yield c
     else:
-        server = LiveServer(tmp_path / "live", HATCHWAY_LEASE_SECONDS="3", HATCHWAY_HEARTBEAT_SECONDS="0.5")
+        server = LiveServer(tmp_path / "live", **FAST)
         server.start()
         try:
             with server.client() as c:

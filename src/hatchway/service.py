@@ -62,6 +62,7 @@ MAX_INHERIT_DEPTH = 5
 MAX_BACKOFF_SECONDS = 300.0
 #: how long an Idempotency-Key stays INPROGRESS before a retry may take it over
 IDEMPOTENCY_IN_PROGRESS_SECONDS = 60.0
+SPEC_CACHE_SIZE = 1024
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ class Gateway:
         self._active_lock = threading.Lock()
         self._sync_slots = threading.BoundedSemaphore(settings.sync_concurrency)
         self._touched: dict[str, int] = {}
+        self._specs: dict[str, ActionSpec] = {}
         self.on_enqueue: Callable[[], None] = lambda: None
 
     # ---- set-up ----------------------------------------------------------------------------
@@ -309,8 +311,18 @@ class Gateway:
         parent_record = self.store.get_action(project_id, environment, ref.name, digest=ref.digest)
         if parent_record is None:
             raise NotFound(f"the inherited action {ref.name} does not exist")
-        parent = self._effective(project_id, environment, ActionSpec.model_validate(parent_record.spec), depth + 1)
+        parent = self._effective(project_id, environment, self._parsed(parent_record), depth + 1)
         return spec.with_parent(parent)
+
+    def _parsed(self, record: ActionRecord) -> ActionSpec:
+        """The spec of a stored version; versions are immutable, so parsed specs are cached by digest."""
+        spec = self._specs.get(record.digest)
+        if spec is None:
+            spec = ActionSpec.model_validate(record.spec)
+            if len(self._specs) >= SPEC_CACHE_SIZE:
+                self._specs.pop(next(iter(self._specs)))
+            self._specs[record.digest] = spec
+        return spec
 
     def resolve(
         self,
@@ -327,7 +339,7 @@ class Gateway:
         if record is None:
             what = f" version {version}" if version else (f" with digest {digest}" if digest else "")
             raise NotFound(f"no action {name}{what}")
-        spec = ActionSpec.model_validate(record.spec)
+        spec = self._parsed(record)
         try:
             return Resolved(record, self._effective(project_id, environment, spec))
         except NotFound as exc:

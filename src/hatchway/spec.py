@@ -261,7 +261,11 @@ class ActionSpec(_Model):
         return None
 
     def normalised(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_none=True)
+        data = self.model_dump(mode="json", exclude_none=True)
+        if self.inherits is not None:
+            for name in _INHERITED:
+                data.pop(name, None)  # defaults only: the real values come from the parent
+        return data
 
     def digest(self) -> str:
         return digest_of(self.normalised())
