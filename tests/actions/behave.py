@@ -42,7 +42,7 @@ elif behaviour == "sleep":
     time.sleep(float(params["seconds"]))
     answer({"slept": params["seconds"]})
 elif behaviour == "sleep_tree":
-    os.execvp("sh", ["sh", "-c", f"sleep {params['seconds']} & sleep {params['seconds']} & wait"])
+    os.execvp("sh", ["sh", "-c", f"sleep {params['seconds']} & sleep {params['seconds']} & wait"])  # noqa: S606
 elif behaviour == "fail_until":
     if config["run"]["attempt"] < int(params["succeed_on"]):
         print(f"attempt {config['run']['attempt']} fails", file=sys.stderr)
