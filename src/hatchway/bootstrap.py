@@ -92,6 +92,9 @@ def start_gateway(
     configure_logging(settings.log_level)
     gateway = build_gateway(settings)
     gateway.bootstrap()
+    recovered = gateway.executors.recover()
+    if recovered:
+        log.warning("stopped actions left running by a previous gateway", extra={"count": recovered})
     examples: list[str] = []
     if load_examples:
         directory = examples_dir or find_examples_dir()
@@ -136,6 +139,7 @@ def run_worker(settings: Settings) -> None:
 
     configure_logging(settings.log_level)
     gateway = build_gateway(settings)
+    gateway.executors.recover()
     pool = WorkerPool(gateway)
     pool.start()
     stop = threading.Event()

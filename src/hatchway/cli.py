@@ -93,6 +93,8 @@ def _params(pairs: list[str] | None) -> dict[str, str]:
 
 def _api(fn: Any) -> Any:
     """Run an API call, printing API errors in one line each instead of a traceback."""
+    import httpx
+
     from hatchway.client import ApiError
 
     try:
@@ -102,7 +104,7 @@ def _api(fn: Any) -> Any:
         extra = f" [exceptionId {err.exception_id}]" if err.exception_id else ""
         run = f" [run {err.run_id}]" if err.run_id else ""
         _fail(f"{err.status_code} {err.error}: {err.message}{detail}{run}{extra}")
-    except OSError as err:
+    except (OSError, httpx.TransportError) as err:
         _fail(f"cannot reach the gateway at {_conn.url or os.environ.get('HATCHWAY_URL') or 'http://127.0.0.1:8080'}"
               f" ({type(err).__name__}); is `hatchway serve` running?")  # fmt: skip
 

@@ -64,6 +64,13 @@ class Executors:
             return self.sync.name
         return f"{self.sync.name} (sync), {self.run.name} (runs)"
 
+    def recover(self) -> int:
+        """Clean up after a crashed gateway (each executor once)."""
+        cleaned = self.sync.recover()
+        if self.run is not self.sync:
+            cleaned += self.run.recover()
+        return cleaned
+
     def close(self) -> None:
         self.sync.close()
         if self.run is not self.sync:

@@ -232,6 +232,10 @@ class BaseExecutor(ABC):
     def execute(self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event) -> Execution:
         """Run one attempt to its end (success, failure, deadline or ``cancel``)."""
 
+    def recover(self) -> int:
+        """At start-up: clean up what a crashed gateway left behind (processes, containers)."""
+        return 0
+
     def close(self) -> None:
         """Stop background work and release resources."""
 

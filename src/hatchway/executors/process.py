@@ -7,12 +7,23 @@ sandbox. The process loop itself - own process group, deadline, cancel, SIGTERM 
 the whole group - is :func:`hatchway.runtime.spawn.spawn`, shared with the container adapter.
 At a deadline or cancel the answer does not wait for the kill grace: a background reaper ends it.
 
+A gateway killed with SIGKILL cannot stop its actions (they run in their own sessions). Each
+running action therefore has a small record under ``work/.pids`` (outside the action's reach):
+its pid and start time, and those of the gateway that started it. :meth:`ProcessExecutor.recover`,
+called at start-up, kills the process groups of records whose gateway is gone and removes their
+workspaces; records of a live gateway on the same home (``hatchway worker``) are left alone.
+
 Where the code lives: ``workdir`` if absolute; else relative to ``docker_config.context`` (the
 action's source directory on this host, made absolute at registration); else the data directory.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import shutil
+import signal
 import sys
 import threading
 import time
@@ -29,10 +40,25 @@ from hatchway.executors.base import (
     read_outputs,
 )
 from hatchway.executors.sandbox import Sandbox
-from hatchway.runtime.spawn import ProcessReaper, enable_subreaper, spawn
+from hatchway.runtime.spawn import ProcessReaper, enable_subreaper, kill_group, spawn
 from hatchway.spec import ActionSpec
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def start_time(pid: int) -> int | None:
+    """A process's start time in clock ticks since boot (tells a pid from a re-used one)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    return int(stat[stat.rfind(b")") + 2 :].split()[19])
+
+
+def _alive(pid: int, started: int | None) -> bool:
+    """Whether ``pid`` is still the process that started at ``started``."""
+    return started is not None and start_time(pid) == started
 
 
 def action_path() -> str:
@@ -52,7 +78,9 @@ class ProcessExecutor(BaseExecutor):
         self.reaper = ProcessReaper()
         enable_subreaper()
         self._path = action_path()
-        work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._pids = work_dir / ".pids"
+        self._pids.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._me = {"owner_pid": os.getpid(), "owner_start": start_time(os.getpid())}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ProcessExecutor:
@@ -102,7 +130,7 @@ class ProcessExecutor(BaseExecutor):
                 on_tick=collector.tick,
                 kill_grace=self.kill_grace_seconds,
                 reaper=self.reaper,
-                on_start=lambda pid: self.sandbox.limit(pid, spec),
+                on_start=lambda pid: self._started(pid, workspace, spec),
             )
             if ended.start_error:
                 collector.system(f"cannot start the action: {ended.start_error}")
@@ -118,6 +146,31 @@ class ProcessExecutor(BaseExecutor):
             return execution
         finally:
             workspace.remove()
+            with contextlib.suppress(OSError):
+                (self._pids / workspace.path.name).unlink()
+
+    def _started(self, pid: int, workspace: Workspace, spec: ActionSpec) -> None:
+        self.sandbox.limit(pid, spec)
+        record = {"pid": pid, "start": start_time(pid), "workspace": workspace.path.name, **self._me}
+        (self._pids / workspace.path.name).write_text(json.dumps(record))
+
+    def recover(self) -> int:
+        """Kill actions left running by a gateway that died on this home; how many groups were killed."""
+        killed = 0
+        for path in self._pids.iterdir():
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, ValueError):
+                path.unlink(missing_ok=True)
+                continue
+            if record["owner_pid"] != os.getpid() and _alive(record["owner_pid"], record["owner_start"]):
+                continue  # another live gateway on this home owns it
+            if _alive(record["pid"], record["start"]):
+                kill_group(record["pid"], signal.SIGKILL)
+                killed += 1
+            shutil.rmtree(self.work_dir / record["workspace"], ignore_errors=True)
+            path.unlink(missing_ok=True)
+        return killed
 
     def close(self) -> None:
         self.reaper.stop()

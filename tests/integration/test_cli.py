@@ -1,0 +1,135 @@
+"""The `hatchway` command line against a real server with the examples loaded."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ADMIN_TOKEN, REPO, LiveServer, child_env
+
+pytestmark = pytest.mark.integration
+SAMPLE_DB = str(REPO / "examples" / "db-extractor" / "sample.db")
+
+
+def cli(
+    server: LiveServer, *args: str, check: bool = True, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = child_env(server.home, HATCHWAY_URL=server.url, HATCHWAY_TOKEN=ADMIN_TOKEN, COLUMNS="200")
+    done = subprocess.run(
+        [sys.executable, "-m", "hatchway", *args], env=env, capture_output=True, text=True, timeout=120, cwd=cwd
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"hatchway {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def test_help_is_quick_to_reach() -> None:
+    done = subprocess.run([sys.executable, "-m", "hatchway", "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "serve" in done.stdout and "actions" in done.stdout
+
+
+def test_examples_through_the_cli(live_server: LiveServer) -> None:
+    listed = cli(live_server, "actions", "list", "--json")
+    assert {a["name"] for a in json.loads(listed.stdout)} == {"check-magnetometer-norm", "db-extractor"}
+
+    ok = cli(live_server, "sync", "db-extractor", "test-connection", "-p", f"database={SAMPLE_DB}")
+    assert json.loads(ok.stdout) == {"status": "success", "tables": 2}
+    tables = json.loads(cli(live_server, "sync", "db-extractor", "list-tables", "-p", f"database={SAMPLE_DB}").stdout)
+    assert [t["name"] for t in tables] == ["customers", "orders"]
+
+    missing = cli(live_server, "sync", "db-extractor", "test-connection", "-p", "database=/nope.db", check=False)
+    assert missing.returncode == 1 and "400 User error" in missing.stderr and "does not exist" in missing.stderr
+
+    run = cli(live_server, "run", "check-magnetometer-norm", "--wait", "--json")
+    final = json.loads(run.stdout)
+    assert final["status"] == "SUCCESSFUL"
+    assert final["ret"]["flagged"] == ["flight-002", "flight-003"]
+    assert final["exports"] == {"flights_checked": 3, "flights_flagged": 2}
+
+    narrow = json.loads(
+        cli(live_server, "run", "check-magnetometer-norm", "-p", "max_norm=50", "--wait", "--json").stdout
+    )
+    assert narrow["ret"]["flagged"] == ["flight-001", "flight-002", "flight-003"]
+
+    bad = cli(live_server, "run", "check-magnetometer-norm", "-p", "min_norm=70", "--wait", check=False)
+    assert bad.returncode == 1 and "must be below max_norm" in bad.stdout
+
+    extract = cli(
+        live_server,
+        "run",
+        "db-extractor",
+        "-p",
+        f"database={SAMPLE_DB}",
+        "-p",
+        "#password=hunter2-x",
+        "--wait",
+        "--json",
+    )
+    extracted = json.loads(extract.stdout)
+    assert extracted["exports"] == {"tables_extracted": 2, "rows_extracted": 29}
+    assert extracted["parameters"]["#password"] == "[hidden]"
+
+    run_id = extracted["id"]
+    logs = cli(live_server, "runs", "logs", run_id)
+    assert "extracted customers: 4 rows" in logs.stdout
+    followed = cli(live_server, "runs", "logs", run_id, "--follow")
+    assert "extracted orders: 25 rows" in followed.stdout
+    assert run_id in cli(live_server, "runs", "list", "--action", "db-extractor").stdout
+    assert json.loads(cli(live_server, "runs", "get", run_id).stdout)["id"] == run_id
+    assert "SUCCESSFUL" in cli(live_server, "runs", "wait", run_id).stdout
+    versions = cli(live_server, "actions", "versions", "db-extractor")
+    assert versions.stdout.split()[0] == "1"
+
+
+def test_cancel_through_the_cli(live_server: LiveServer, tmp_path: Path) -> None:
+    spec = {
+        "name": "sleeper",
+        "container_parameters": {"entry_point": ["sleep"], "command": ["60"]},
+    }
+    (tmp_path / "action.json").write_text(json.dumps(spec))
+    cli(live_server, "actions", "create", "--from-file", str(tmp_path / "action.json"))
+    run_id = cli(live_server, "run", "sleeper").stdout.strip()
+    cancelled = cli(live_server, "runs", "cancel", run_id)
+    assert run_id in cancelled.stdout
+    done = cli(live_server, "runs", "wait", run_id, check=False)
+    assert done.returncode == 1 and "TERMINATED" in done.stdout
+
+
+def test_init_scaffolds_an_action_that_runs(live_server: LiveServer, tmp_path: Path) -> None:
+    cli(live_server, "init", "hello-world", cwd=tmp_path)
+    project = tmp_path / "hello-world"
+    assert {p.name for p in project.iterdir()} == {"action.json", "main.py", "Dockerfile", "test_main.py"}
+    created = cli(live_server, "actions", "create", "--from-file", str(project / "action.json"))
+    assert "hello-world version 1" in created.stdout
+    final = json.loads(
+        cli(live_server, "run", "hello-world", "-p", "greeting=hi", "-p", "times=3", "--wait", "--json").stdout
+    )
+    assert final["ret"] == {"greeting": "hi", "times": 3} and final["exports"] == {"printed": 3}
+    assert json.loads(cli(live_server, "sync", "hello-world", "check", "-p", "greeting=hey").stdout) == {
+        "ok": True,
+        "length": 3,
+    }
+    again = cli(live_server, "init", "hello-world", cwd=tmp_path, check=False)
+    assert again.returncode == 1 and "not empty" in again.stderr
+    # the scaffold's own tests pass as generated
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(project / "test_main.py")],
+        capture_output=True, text=True, timeout=120, cwd=project,
+        env=child_env(live_server.home),
+    )  # fmt: skip
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+
+
+def test_cli_errors_are_one_line(live_server: LiveServer, tmp_path: Path) -> None:
+    (tmp_path / "bad.json").write_text(json.dumps({"name": "x", "compute_requirements": {"vCPU": 256, "memory": 8192}}))
+    bad = cli(live_server, "actions", "create", "--from-file", str(tmp_path / "bad.json"), check=False)
+    assert bad.returncode == 1 and "422 Validation error" in bad.stderr and "Traceback" not in bad.stderr
+    env = child_env(live_server.home, HATCHWAY_URL="http://127.0.0.1:9", HATCHWAY_TOKEN="x")
+    down = subprocess.run(
+        [sys.executable, "-m", "hatchway", "actions", "list"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert down.returncode == 1 and "cannot reach the gateway" in down.stderr

@@ -1,0 +1,111 @@
+"""A real `hatchway serve` through crashes, restarts and shutdowns, and a separate `hatchway worker`."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FAST
+from tests.functional.actions import behave
+from tests.functional.test_api import processes_with
+from tests.helpers import LiveServer, child_env, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_run_survives_a_sigkilled_server(tmp_path: Path) -> None:
+    # Given a server running a long async run
+    home = tmp_path / "home"
+    server = LiveServer(home, **FAST).start()
+    marker = f"3.{int(time.time() * 1000) % 1000000:06d}"  # a unique `sleep` argument of about 3 s
+    with server.client() as hw:
+        hw.register_action(behave())
+        run = hw.start_run("behave", {"behaviour": "sleep_tree", "seconds": marker})
+        wait_until(lambda: hw.get_run(run["id"])["status"] == "INPROGRESS", 15, what="the run to start")
+        wait_until(lambda: processes_with(marker), 10, what="the action process")
+    # When the server is SIGKILLed mid-run (its action survives it, orphaned) and started again
+    server.kill()
+    assert processes_with(marker), "the orphaned action should still be running"
+    restarted = LiveServer(home, **FAST)
+    restarted.port = server.port
+    restarted.url = server.url
+    restarted.start()
+    try:
+        # Then the orphan is stopped at start-up and the run ends terminal, its lost attempt counted
+        wait_until(lambda: not processes_with(marker), 10, what="the orphaned action to be stopped")
+        with restarted.client() as hw:
+            hw.register_action(behave())
+            final = hw.wait(run["id"], timeout=60)
+    finally:
+        restarted.kill()
+    assert final["status"] in ("SUCCESSFUL", "FAILED")
+    assert final["attempt"] == 2
+    assert final["max_attempts"] == 1
+
+
+def test_sigterm_releases_inflight_runs_to_the_next_process(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    server = LiveServer(home, HATCHWAY_SHUTDOWN_GRACE_SECONDS="0.5", **FAST).start()
+    with server.client() as hw:
+        hw.register_action(behave())
+        run = hw.start_run("behave", {"behaviour": "sleep", "seconds": "2"})
+        wait_until(lambda: hw.get_run(run["id"])["status"] == "INPROGRESS", 15, what="the run to start")
+    # When the server is stopped gracefully while the run is in flight
+    assert server.stop(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once stopped
+    assert "releasing run at shutdown" in server.log()
+    # Then the run went back to the queue, not lost and not failed
+    restarted = LiveServer(home, **FAST).start()
+    try:
+        with restarted.client() as hw:
+            released = hw.get_run(run["id"])
+            assert released["status"] in ("ENQUEUED", "INPROGRESS", "SUCCESSFUL")
+            final = hw.wait(run["id"], timeout=30)
+    finally:
+        restarted.kill()
+    assert final["status"] == "SUCCESSFUL" and final["attempt"] == 2
+    assert final["max_attempts"] == 1  # the interrupted attempt did not use up the retry budget
+
+
+def test_a_separate_worker_process_runs_the_queue(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    server = LiveServer(home, "--workers", "0", **FAST).start()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "hatchway", "worker"],
+        env=child_env(home, **FAST),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        with server.client() as hw:
+            hw.register_action(behave())
+            runs = [hw.start_run("behave", {"who": str(i)})["id"] for i in range(4)]
+            finals = [hw.wait(run_id, timeout=30) for run_id in runs]
+            assert [f["status"] for f in finals] == ["SUCCESSFUL"] * 4
+            # a cancel issued through the server reaches the run in the worker process
+            long = hw.start_run("behave", {"behaviour": "sleep", "seconds": "60"})
+            wait_until(lambda: hw.get_run(long["id"])["status"] == "INPROGRESS", 15, what="the run to start")
+            hw.cancel_run(long["id"])
+            assert hw.wait(long["id"], timeout=15)["status"] == "TERMINATED"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+        server.kill()
+    assert worker.returncode == 0
+
+
+def test_a_queued_run_is_cancelled_at_once(tmp_path: Path) -> None:
+    server = LiveServer(tmp_path / "home", "--workers", "0", **FAST).start()
+    try:
+        with server.client() as hw:
+            hw.register_action(behave())
+            run = hw.start_run("behave")
+            cancelled = hw.cancel_run(run["id"])
+            assert cancelled["status"] == "TERMINATED"
+            assert cancelled["status_reason"] == "cancelled before it started"
+    finally:
+        server.kill()
