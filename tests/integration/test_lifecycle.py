@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from hatchway.executors.sandbox import bwrap_works
 from tests.conftest import FAST
 from tests.functional.actions import behave
 from tests.functional.test_api import processes_with
@@ -18,20 +19,28 @@ from tests.helpers import LiveServer, child_env, wait_until
 pytestmark = pytest.mark.integration
 
 
-def test_a_run_survives_a_sigkilled_server(tmp_path: Path) -> None:
+SANDBOXES = ["limits", pytest.param("bwrap", marks=pytest.mark.skipif(not bwrap_works(), reason="no bubblewrap"))]
+
+
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+def test_a_run_survives_a_sigkilled_server(tmp_path: Path, sandbox: str) -> None:
     # Given a server running a long async run
     home = tmp_path / "home"
-    server = LiveServer(home, **FAST).start()
+    server = LiveServer(home, HATCHWAY_SANDBOX=sandbox, **FAST).start()
     marker = f"3.{int(time.time() * 1000) % 1000000:06d}"  # a unique `sleep` argument of about 3 s
     with server.client() as hw:
         hw.register_action(behave())
         run = hw.start_run("behave", {"behaviour": "sleep_tree", "seconds": marker})
         wait_until(lambda: hw.get_run(run["id"])["status"] == "INPROGRESS", 15, what="the run to start")
         wait_until(lambda: processes_with(marker), 10, what="the action process")
-    # When the server is SIGKILLed mid-run (its action survives it, orphaned) and started again
+    # When the server is SIGKILLed mid-run and started again
     server.kill()
-    assert processes_with(marker), "the orphaned action should still be running"
-    restarted = LiveServer(home, **FAST)
+    if sandbox == "bwrap":
+        # bubblewrap's --die-with-parent takes the action down with the gateway
+        wait_until(lambda: not processes_with(marker), 10, what="the sandboxed action to die with its gateway")
+    else:
+        assert processes_with(marker), "the orphaned action should still be running"
+    restarted = LiveServer(home, HATCHWAY_SANDBOX=sandbox, **FAST)
     restarted.port = server.port
     restarted.url = server.url
     restarted.start()

@@ -120,8 +120,15 @@ class ProcessExecutor(BaseExecutor):
             env.setdefault("PYTHONUNBUFFERED", "1")
             spec = invocation.spec
             cwd = self._cwd(spec, workspace.path)
+            confinement = self.sandbox.confine(spec.argv, spec, workspace.path, cwd, workspace.path.name)
+            oom: list[bool] = []
+
+            def finished() -> None:
+                oom.append(confinement.oom_killed())
+                confinement.release()
+
             ended = spawn(
-                self.sandbox.wrap(spec.argv, workspace.path, cwd, spec),
+                confinement.argv,
                 cwd=cwd,
                 env=env,
                 seconds=invocation.seconds_left,
@@ -130,7 +137,8 @@ class ProcessExecutor(BaseExecutor):
                 on_tick=collector.tick,
                 kill_grace=self.kill_grace_seconds,
                 reaper=self.reaper,
-                on_start=lambda pid: self._started(pid, workspace, spec),
+                on_start=lambda pid: self._started(pid, workspace),
+                on_finished=finished,
             )
             if ended.start_error:
                 collector.system(f"cannot start the action: {ended.start_error}")
@@ -139,6 +147,7 @@ class ProcessExecutor(BaseExecutor):
                 signal=ended.signal,
                 timed_out=ended.timed_out,
                 cancelled=ended.cancelled,
+                oom=bool(oom and oom[0]),
             )
             if execution.exit_code == 0 and not (execution.cancelled or execution.timed_out):
                 read_outputs(workspace, execution)
@@ -149,13 +158,13 @@ class ProcessExecutor(BaseExecutor):
             with contextlib.suppress(OSError):
                 (self._pids / workspace.path.name).unlink()
 
-    def _started(self, pid: int, workspace: Workspace, spec: ActionSpec) -> None:
-        self.sandbox.limit(pid, spec)
+    def _started(self, pid: int, workspace: Workspace) -> None:
         record = {"pid": pid, "start": start_time(pid), "workspace": workspace.path.name, **self._me}
         (self._pids / workspace.path.name).write_text(json.dumps(record))
 
     def recover(self) -> int:
         """Kill actions left running by a gateway that died on this home; how many groups were killed."""
+        self.sandbox.recover()
         killed = 0
         for path in self._pids.iterdir():
             try:

@@ -17,6 +17,7 @@ not a :class:`subprocess.Popen` of ours, so no zombie outlives a run.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import selectors
 import signal
@@ -31,6 +32,7 @@ DRAIN_SECONDS = 0.05
 _READ = 65536
 
 
+Done = Callable[[], None] | None
 _tracked: set[int] = set()
 _tracked_lock = threading.Lock()
 PR_SET_CHILD_SUBREAPER = 36
@@ -113,14 +115,15 @@ class ProcessReaper:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pending: list[tuple[float, int, subprocess.Popen[bytes]]] = []
+        self._pending: list[tuple[float, int, subprocess.Popen[bytes], Done]] = []
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._stopped = False
 
-    def later(self, pgid: int, proc: subprocess.Popen[bytes], grace: float) -> None:
+    def later(self, pgid: int, proc: subprocess.Popen[bytes], grace: float, on_done: Done = None) -> None:
+        """SIGKILL the group after ``grace`` (sooner if it is gone by then), then call ``on_done``."""
         with self._lock:
-            self._pending.append((time.monotonic() + grace, pgid, proc))
+            self._pending.append((time.monotonic() + grace, pgid, proc, on_done))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="hatchway-reaper", daemon=True)
                 self._thread.start()
@@ -138,17 +141,18 @@ class ProcessReaper:
                 due = [item for item in self._pending if item[0] <= now or group_gone(item[1], item[2])]
                 self._pending = [item for item in self._pending if item not in due]
                 wait = min((item[0] for item in self._pending), default=now + 60) - now
-            for _, pgid, proc in due:
+            for _, pgid, proc, on_done in due:
                 kill_group(pgid, signal.SIGKILL)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=5)
                 if not group_gone(pgid, proc):
                     # killed but not yet reaped (orphans of ours): look again shortly
                     with self._lock:
-                        self._pending.append((time.monotonic() + 0.05, pgid, proc))
+                        self._pending.append((time.monotonic() + 0.05, pgid, proc, on_done))
                     continue
                 with _tracked_lock:
                     _tracked.discard(proc.pid)
+                _call(on_done)
             self._wake.wait(timeout=max(0.01, min(wait, 0.05)))
             self._wake.clear()
 
@@ -156,8 +160,8 @@ class ProcessReaper:
         """Kill everything pending now (shutdown)."""
         with self._lock:
             pending, self._pending = self._pending, []
-        for _, pgid, proc in pending:
-            _finish(pgid, proc, 0.0, None)
+        for _, pgid, proc, on_done in pending:
+            _finish(pgid, proc, 0.0, None, on_done)
 
     def stop(self) -> None:
         self.flush()
@@ -177,8 +181,13 @@ def spawn(
     kill_grace: float = 5.0,
     reaper: ProcessReaper | None = None,
     on_start: Callable[[int], None] | None = None,
+    on_finished: Done = None,
 ) -> Spawned:
-    """Run ``argv`` for at most ``seconds``, streaming its output to ``on_output(stream, chunk)``."""
+    """Run ``argv`` for at most ``seconds``, streaming its output to ``on_output(stream, chunk)``.
+
+    ``on_finished`` is called once every process of the command's group is gone - before this
+    returns, or later from the reaper after a deadline or cancel.
+    """
     try:
         proc = subprocess.Popen(
             argv,
@@ -190,20 +199,21 @@ def spawn(
             start_new_session=True,
             close_fds=True,
         )
-    except FileNotFoundError:
-        return Spawned(exit_code=127, start_error=f"{argv[0]!r} was not found")
-    except PermissionError:
-        return Spawned(exit_code=126, start_error=f"{argv[0]!r} is not executable")
-    except NotADirectoryError:
-        return Spawned(exit_code=127, start_error="the working directory does not exist")
     except OSError as exc:
+        _call(on_finished)
+        if isinstance(exc, FileNotFoundError):
+            return Spawned(exit_code=127, start_error=f"{argv[0]!r} was not found")
+        if isinstance(exc, PermissionError):
+            return Spawned(exit_code=126, start_error=f"{argv[0]!r} is not executable")
+        if isinstance(exc, NotADirectoryError):
+            return Spawned(exit_code=127, start_error="the working directory does not exist")
         return Spawned(exit_code=127, start_error=exc.strerror or type(exc).__name__)
     with _tracked_lock:
         _tracked.add(proc.pid)
     try:
         if on_start is not None:
             on_start(proc.pid)
-        return _collect(proc, seconds, on_output, is_cancelled, on_tick, kill_grace, reaper)
+        return _collect(proc, seconds, on_output, is_cancelled, on_tick, kill_grace, reaper, on_finished)
     finally:
         if proc.returncode is not None:
             with _tracked_lock:
@@ -218,6 +228,7 @@ def _collect(
     on_tick: Callable[[], None] | None,
     kill_grace: float,
     reaper: ProcessReaper | None,
+    on_finished: Done,
 ) -> Spawned:
     if proc.stdout is None or proc.stderr is None:  # pragma: no cover - Popen was given PIPE
         raise RuntimeError("the command's pipes are missing")
@@ -239,7 +250,7 @@ def _collect(
             if is_cancelled() or now >= deadline:
                 result.cancelled = is_cancelled()
                 result.timed_out = not result.cancelled
-                _terminate(pgid, proc, kill_grace, reaper)
+                _terminate(pgid, proc, kill_grace, reaper, on_finished)
                 break
             if exited_at is not None and now - exited_at > DRAIN_SECONDS:
                 # the main process is gone but something it started still holds the pipes
@@ -271,10 +282,12 @@ def _collect(
     if result.timed_out or result.cancelled:
         return result
     returncode = proc.wait()
-    if not group_gone(pgid, proc):
+    if group_gone(pgid, proc):
+        _call(on_finished)
+    else:
         # anything the command left behind in its group goes with it
         kill_group(pgid, signal.SIGKILL)
-        _finish(pgid, proc, 0.0, reaper)
+        _finish(pgid, proc, 0.0, reaper, on_finished)
     if returncode < 0:
         result.signal = -returncode
         result.exit_code = 128 - returncode
@@ -290,18 +303,22 @@ def _drain(open_streams: set[int], streams: dict[int, str], on_output: Callable[
                 on_output(streams[fd], chunk)
 
 
-def _terminate(pgid: int, proc: subprocess.Popen[bytes], grace: float, reaper: ProcessReaper | None) -> None:
+def _terminate(
+    pgid: int, proc: subprocess.Popen[bytes], grace: float, reaper: ProcessReaper | None, on_finished: Done
+) -> None:
     """SIGTERM the group now; SIGKILL what is left after the grace (in the background with a reaper)."""
     kill_group(pgid, signal.SIGTERM)
     if grace <= 0:
         kill_group(pgid, signal.SIGKILL)
-    _finish(pgid, proc, grace, reaper)
+    _finish(pgid, proc, grace, reaper, on_finished)
 
 
-def _finish(pgid: int, proc: subprocess.Popen[bytes], grace: float, reaper: ProcessReaper | None) -> None:
+def _finish(
+    pgid: int, proc: subprocess.Popen[bytes], grace: float, reaper: ProcessReaper | None, on_finished: Done
+) -> None:
     """SIGKILL the group after ``grace`` unless it is gone by then; reap everything of it."""
     if reaper is not None:
-        reaper.later(pgid, proc, grace)
+        reaper.later(pgid, proc, grace, on_finished)
         return
     deadline = time.monotonic() + grace
     while not group_gone(pgid, proc) and time.monotonic() < deadline:
@@ -314,3 +331,12 @@ def _finish(pgid: int, proc: subprocess.Popen[bytes], grace: float, reaper: Proc
         time.sleep(0.01)
     with _tracked_lock:
         _tracked.discard(proc.pid)
+    _call(on_finished)
+
+
+def _call(callback: Done) -> None:
+    if callback is not None:
+        try:
+            callback()
+        except Exception:  # a cleanup hook must not break the process loop
+            logging.getLogger("hatchway.spawn").exception("cleanup after an action failed")
