@@ -17,6 +17,7 @@ from typing import Any
 
 from hatchway.config import Settings
 from hatchway.errors import HatchwayError
+from hatchway.secrets.redact import ACTIVE_SECRETS
 from hatchway.service import Gateway, Principal, build_gateway
 from hatchway.spec import resolve_local_paths
 
@@ -40,7 +41,8 @@ class JsonFormatter(logging.Formatter):
                 data[key] = value
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
-        return json.dumps(data, default=str)
+        # a secret of a run in flight never reaches the gateway's own log
+        return ACTIVE_SECRETS.text(json.dumps(data, default=str))
 
 
 def configure_logging(level: str = "INFO", stream: Any = None) -> None:

@@ -41,7 +41,7 @@ from hatchway.executors import Executors
 from hatchway.executors.base import BaseExecutor, Execution, Invocation, OutputCollector, Verdict, judge
 from hatchway.runs import LogEntry, Mode, Run, RunError, RunStatus, new_run_id, now_ms, preview
 from hatchway.secrets.box import SecretBox, is_ciphertext
-from hatchway.secrets.redact import HIDDEN, Redactor
+from hatchway.secrets.redact import ACTIVE_SECRETS, HIDDEN, Redactor
 from hatchway.spec import (
     DIGEST_RE,
     RUN_ACTION,
@@ -610,6 +610,7 @@ class Gateway:
         with self._active_lock:
             self._active[run.id] = cancel
         flush = None
+        registered: int | None = None
         if run.mode == Mode.ASYNC:
 
             def flush(batch: list[LogEntry]) -> None:
@@ -625,6 +626,7 @@ class Gateway:
                 verdict = Verdict(RunStatus.FAILED, RunError("unavailable", exc.message, new_exception_id(), 503))
                 return self._finish(run, verdict, []), verdict, []
             redactor = Redactor(secret_values)
+            registered = ACTIVE_SECRETS.add(secret_values)
             collector = OutputCollector(
                 run.mode,
                 redactor,
@@ -666,6 +668,8 @@ class Gateway:
             final = self._finish(run, verdict, entries, duration_ms=execution.duration_ms)
             return final, verdict, entries
         finally:
+            if registered is not None:
+                ACTIVE_SECRETS.remove(registered)
             with self._active_lock:
                 self._active.pop(run.id, None)
 

@@ -50,14 +50,16 @@ elif behaviour == "fail_until":
     answer({"succeeded_on": config["run"]["attempt"]})
 elif behaviour == "print_secret":
     secret = params["#secret"]
-    print(f"raw {secret}")
-    print("b64 " + base64.b64encode(secret.encode()).decode())
-    print("json " + json.dumps({"s": secret}))
-    print("url " + quote(secret, safe=""))
-    sys.stdout.write("split " + secret[:3])
-    sys.stdout.flush()
+    log = sys.stdout if action == "run" else sys.stderr  # a sync action's stdout is its answer
+    print(f"raw {secret}", file=log)
+    print("b64 " + base64.b64encode(secret.encode()).decode(), file=log)
+    print("json " + json.dumps({"s": secret}), file=log)
+    print("url " + quote(secret, safe=""), file=log)
+    log.write("split " + secret[:3])
+    log.flush()
     time.sleep(0.05)
-    sys.stdout.write(secret[3:] + " done\n")
+    log.write(secret[3:] + " done\n")
+    log.flush()
     print(f"stderr {secret}", file=sys.stderr)
     answer({"secret": secret, "nested": [secret]})
 elif behaviour == "lines":

@@ -8,21 +8,28 @@ leaves in the single error shape of :mod:`hatchway.api.errors`.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import re
 import time
+from contextvars import ContextVar
 from datetime import UTC
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 
 from hatchway import __version__
+from hatchway.api import schemas as S
 from hatchway.api.errors import dumps, error_answer, unexpected_answer, validation_details
 from hatchway.api.models import ENVIRONMENT_PATTERN, EncryptRequest, ProjectCreate, RunRequestBody, TokenCreate
-from hatchway.errors import HatchwayError, NotFound, PayloadTooLarge, ValidationFailed
+from hatchway.errors import Forbidden, HatchwayError, NotFound, PayloadTooLarge, ValidationFailed
 from hatchway.service import DEFAULT_ENVIRONMENT, Gateway, Principal, RunRequest
 from hatchway.spec import ActionSpec
 from hatchway.store.base import DEFAULT_PAGE, MAX_PAGE
@@ -38,40 +45,6 @@ Environment = Annotated[
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")]
 Cursor = Annotated[str | None, Query(description="cursor from the previous page's next")]
 
-_ERROR_SCHEMA = {
-    "type": "object",
-    "required": ["status", "error", "code", "message"],
-    "properties": {
-        "status": {"type": "string", "enum": ["error"]},
-        "error": {"type": "string"},
-        "code": {"type": "integer"},
-        "message": {"type": "string"},
-        "exceptionId": {"type": "string"},
-        "runId": {"type": "string"},
-        "details": {"type": "array", "items": {"type": "object"}},
-    },
-}
-
-
-def _errors(*codes: int) -> dict[int, Any]:
-    described = {
-        400: "User error",
-        401: "Unauthorized",
-        403: "Forbidden",
-        404: "Not found",
-        409: "Conflict",
-        413: "Payload too large",
-        422: "Validation error",
-        429: "Too many requests",
-        500: "Application error",
-        503: "Service unavailable",
-        504: "Timeout",
-    }
-    return {
-        code: {"description": described[code], "content": {JSON: {"schema": _ERROR_SCHEMA}}}
-        for code in (401, 403, 422, 500, 503, *codes)
-    }
-
 
 def _json(code: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
     return Response(status_code=code, content_type=JSON, body=dumps(body), headers=headers or {})
@@ -81,8 +54,135 @@ def _page(items: list[dict[str, Any]], next_cursor: str | None) -> dict[str, Any
     return {"items": items, "next": next_cursor}
 
 
-def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> APIGatewayHttpResolver:
-    """The API's resolver, bound to ``gateway``."""
+#: routes anyone may call; everything else needs a token, checked before the request is validated
+PUBLIC_PATHS = {"/health", "/openapi.json", "/docs"}
+PUBLIC_PREFIXES: tuple[str, ...] = ()
+_PROJECT_PATH = re.compile(r"^/v1/projects/([^/]+)")
+_principal: ContextVar[Principal | None] = ContextVar("hatchway_principal", default=None)
+
+
+def _header(event: dict[str, Any], name: str) -> str | None:
+    for key, value in (event.get("headers") or {}).items():
+        if key.lower() == name:
+            return str(value)
+    return None
+
+
+def _is_json(content_type: str | None) -> bool:
+    kind = (content_type or "").split(";")[0].strip().lower()
+    return kind == JSON or kind.endswith("+json")
+
+
+def _event_answer(code: int, body: Any, headers: dict[str, str]) -> dict[str, Any]:
+    return {
+        "statusCode": code,
+        "headers": {"Content-Type": JSON, **headers},
+        "body": dumps(body),
+        "isBase64Encoded": False,
+        "cookies": [],
+    }
+
+
+class Api:
+    """The API: the powertools resolver, behind the checks that come before any validation.
+
+    The body-size limit (413) and authentication (401) are settled before powertools parses and
+    validates a request, so an anonymous caller learns nothing from validation errors and a huge
+    body is never parsed.
+    """
+
+    def __init__(self, gateway: Gateway, resolver: APIGatewayHttpResolver, max_body_bytes: int) -> None:
+        self.gateway = gateway
+        self.resolver = resolver
+        self.max_body_bytes = max_body_bytes
+        self._document: dict[str, Any] | None = None
+        self._routes: list[tuple[re.Pattern[str], dict[str, set[str]]]] | None = None
+
+    def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        path = event.get("rawPath") or event.get("path") or "/"
+        body = event.get("body") or ""
+        size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body)
+        try:
+            if size > self.max_body_bytes:
+                raise PayloadTooLarge(f"the request body is larger than {self.max_body_bytes // (1024 * 1024)} MiB")
+            who = None
+            if path not in PUBLIC_PATHS and not path.startswith(PUBLIC_PREFIXES):
+                who = self.gateway.authenticate(_header(event, "authorization"))
+                project = _PROJECT_PATH.match(path)
+                if path.rstrip("/") == "/v1/projects" and not who.is_global_admin:
+                    raise Forbidden("only the global admin token creates projects")
+                if project:
+                    # a token of another project is refused before anything about the request is looked at
+                    env = _header(event, "x-hatchway-environment")
+                    env = env if env and re.match(ENVIRONMENT_PATTERN, env) else None
+                    self.gateway.authorize(who, project.group(1), env, None)
+            unknown = self._unknown_query(event, path)
+            if unknown:
+                raise ValidationFailed(
+                    f"unknown query parameter(s): {', '.join(unknown)}",
+                    [
+                        {"loc": ["query", name], "msg": "unknown query parameter", "type": "extra_forbidden"}
+                        for name in unknown
+                    ],
+                )
+        except HatchwayError as exc:
+            return _event_answer(*error_answer(exc))
+        if event.get("isBase64Encoded") and body:
+            try:
+                text = base64.b64decode(body).decode("utf-8")
+            except (ValueError, UnicodeDecodeError):
+                return _event_answer(
+                    *error_answer(ValidationFailed.at(["body"], "the body is not UTF-8 JSON", "json_invalid"))
+                )
+            event = {**event, "body": text, "isBase64Encoded": False}
+        if body and not _is_json(_header(event, "content-type")):
+            # `curl -d` and friends label JSON as a form or text: read the body as JSON anyway
+            headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
+            event = {**event, "headers": {**headers, "content-type": JSON}}
+        token = _principal.set(who)
+        try:
+            return self.resolver.resolve(event, context)
+        finally:
+            _principal.reset(token)
+
+    def openapi(self) -> dict[str, Any]:
+        """The OpenAPI document (built once)."""
+        if self._document is None:
+            document: dict[str, Any] = json.loads(self.resolver.get_openapi_json_schema())
+            for path, operations in document.get("paths", {}).items():
+                if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+                    for operation in operations.values():
+                        operation["security"] = []
+            self._document = document
+        return self._document
+
+    def routes(self) -> list[tuple[re.Pattern[str], dict[str, set[str]]]]:
+        """Each documented path as a pattern, with its methods and their query parameters."""
+        if self._routes is None:
+            self._routes = []
+            for path, operations in self.openapi().get("paths", {}).items():
+                pattern = re.compile("^" + re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(path)) + "$")
+                queries = {
+                    method.upper(): {p["name"] for p in op.get("parameters", []) if p.get("in") == "query"}
+                    for method, op in operations.items()
+                }
+                self._routes.append((pattern, queries))
+        return self._routes
+
+    def _unknown_query(self, event: dict[str, Any], path: str) -> list[str]:
+        """Query parameters the route does not know (a typo such as ?stauts= should not be ignored)."""
+        given = set((event.get("queryStringParameters") or {}).keys())
+        if not given:
+            return []
+        method = (event.get("requestContext", {}).get("http", {}).get("method") or "GET").upper()
+        for pattern, queries in self.routes():
+            if pattern.match(path) and method in queries:
+                return sorted(given - queries[method])
+        return []
+
+
+def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
+    """The API bound to ``gateway``."""
     app = APIGatewayHttpResolver(enable_validation=True)
     app.configure_openapi(
         title="hatchway",
@@ -91,13 +191,13 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> APIGa
         security_schemes={"bearer": HTTPBearer(description="a hatchway token")},
         security=[{"bearer": []}],
     )
-    app.enable_swagger(path="/docs", title="hatchway", version=__version__)
-    openapi_json: list[str] = []
+    cached: dict[str, str] = {}
+    api = Api(gateway, app, max_body_bytes)
 
     # ---- plumbing ------------------------------------------------------------------------
 
     def principal() -> Principal:
-        return gateway.authenticate(app.current_event.headers.get("authorization"))
+        return _principal.get() or gateway.authenticate(app.current_event.headers.get("authorization"))
 
     def env_name(value: str | None) -> str:
         if value is None or value == "":
@@ -108,14 +208,6 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> APIGa
                 "an environment name is lowercase letters, digits, '_' and '-', at most 63 characters",
             )
         return value
-
-    def body_limit(app: APIGatewayHttpResolver, next_middleware: Any) -> Any:
-        body = app.current_event.body
-        if body is not None and len(body) > max_body_bytes:
-            raise PayloadTooLarge(f"the request body is larger than {max_body_bytes // (1024 * 1024)} MiB")
-        return next_middleware(app)
-
-    app.use([body_limit])
 
     @app.exception_handler(HatchwayError)
     def _domain_error(exc: HatchwayError) -> Response[str]:
@@ -130,6 +222,11 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> APIGa
         code, body, headers = error_answer(ValidationFailed(f"{where}: {first['msg']}", details))
         return _json(code, body, headers)
 
+    @app.exception_handler(RequestUnsupportedContentType)
+    def _unsupported(exc: RequestUnsupportedContentType) -> Response[str]:
+        body = {"status": "error", "error": "Unsupported media type", "code": 415, "message": "send JSON"}
+        return _json(415, body)
+
     @app.exception_handler(Exception)
     def _unexpected(exc: Exception) -> Response[str]:
         code, body, headers = unexpected_answer(exc)
@@ -137,33 +234,60 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> APIGa
 
     @app.not_found
     def _not_found(exc: Exception) -> Response[str]:
-        code, body, headers = error_answer(NotFound("no such route"))
-        return _json(code, body, headers)
+        path, method = app.current_event.path, app.current_event.http_method.upper()
+        allowed = set().union(*(set(queries) for pattern, queries in api.routes() if pattern.match(path)))
+        if allowed and method not in allowed:
+            body = {"status": "error", "error": "Method not allowed", "code": 405,
+                    "message": f"{method} is not allowed here; use {', '.join(sorted(allowed))}"}  # fmt: skip
+            return _json(405, body, {"Allow": ", ".join(sorted(allowed))})
+        code, answer, headers = error_answer(NotFound("no such route"))
+        return _json(code, answer, headers)
 
     # ---- meta ----------------------------------------------------------------------------
 
-    @app.get("/health", security=[], tags=["meta"], summary="Liveness")
+    @app.get("/health", tags=["meta"], summary="Liveness", responses=S.responses(200, S.HEALTH, "the gateway is up"))
     def health() -> Response[str]:
         return _json(200, {"status": "ok", "version": __version__})
 
-    @app.get("/openapi.json", security=[], include_in_schema=False)
+    @app.get("/openapi.json", include_in_schema=False)
     def openapi() -> Response[str]:
-        if not openapi_json:
-            openapi_json.append(app.get_openapi_json_schema())
-        return Response(200, JSON, openapi_json[0])
+        if "json" not in cached:
+            cached["json"] = dumps(api.openapi())
+        return Response(200, JSON, cached["json"])
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> Response[str]:
+        if "html" not in cached:
+            cached["html"] = _swagger_html(dumps(api.openapi()))
+        return Response(200, "text/html; charset=utf-8", cached["html"])
 
     # ---- projects and tokens ---------------------------------------------------------------
 
-    @app.post("/v1/projects", tags=["projects"], summary="Create a project", responses=_errors(409))
+    @app.post(
+        "/v1/projects",
+        tags=["projects"],
+        summary="Create a project (global admin)",
+        responses=S.responses(201, S.PROJECT, "the new project", 409),
+    )
     def create_project(body: Annotated[ProjectCreate, Body()]) -> Response[str]:
         project = gateway.create_project(principal(), body.name, body.id)
         return _json(201, project.to_api())
 
-    @app.get("/v1/projects/<project_id>", tags=["projects"], summary="Get a project", responses=_errors(404))
+    @app.get(
+        "/v1/projects/<project_id>",
+        tags=["projects"],
+        summary="Get a project",
+        responses=S.responses(200, S.PROJECT, "the project", 404),
+    )
     def get_project(project_id: ProjectId) -> Response[str]:
         return _json(200, gateway.get_project(principal(), project_id).to_api())
 
-    @app.post("/v1/projects/<project_id>/tokens", tags=["tokens"], summary="Create a token", responses=_errors(404))
+    @app.post(
+        "/v1/projects/<project_id>/tokens",
+        tags=["tokens"],
+        summary="Create a token (shown once)",
+        responses=S.responses(201, S.NEW_TOKEN, "the new token", 404),
+    )
     def create_token(project_id: ProjectId, body: Annotated[TokenCreate, Body()]) -> Response[str]:
         expires_at = None
         if body.expires_at is not None:
@@ -176,13 +300,21 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> APIGa
         )
         return _json(201, {"token": token, **record.to_api()})
 
-    @app.get("/v1/projects/<project_id>/tokens", tags=["tokens"], summary="List tokens", responses=_errors(404))
+    @app.get(
+        "/v1/projects/<project_id>/tokens",
+        tags=["tokens"],
+        summary="List tokens (never their values)",
+        responses=S.responses(200, S.page(S.TOKEN), "the project's tokens", 404),
+    )
     def list_tokens(project_id: ProjectId) -> Response[str]:
         tokens = gateway.list_tokens(principal(), project_id)
         return _json(200, _page([t.to_api() for t in tokens], None))
 
     @app.delete(
-        "/v1/projects/<project_id>/tokens/<token_id>", tags=["tokens"], summary="Revoke a token", responses=_errors(404)
+        "/v1/projects/<project_id>/tokens/<token_id>",
+        tags=["tokens"],
+        summary="Revoke a token",
+        responses=S.responses(204, None, "revoked; it stops working at once", 404),
     )
     def revoke_token(project_id: ProjectId, token_id: str) -> Response[str]:
         gateway.revoke_token(principal(), project_id, token_id)
@@ -191,7 +323,10 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> APIGa
     # ---- secrets -------------------------------------------------------------------------
 
     @app.post(
-        "/v1/projects/<project_id>/encrypt", tags=["secrets"], summary="Encrypt secret values", responses=_errors(404)
+        "/v1/projects/<project_id>/encrypt",
+        tags=["secrets"],
+        summary="Encrypt secret values",
+        responses=S.responses(200, S.ENCRYPTED, "ciphertexts bound to this project and environment", 404),
     )
     def encrypt(
         project_id: ProjectId, body: Annotated[EncryptRequest, Body()], environment: Environment = None
@@ -208,7 +343,13 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> APIGa
         "/v1/projects/<project_id>/actions",
         tags=["actions"],
         summary="Register an action version from its action.json",
-        responses={200: {"description": "identical to the latest version; nothing changed"}, **_errors(404, 413)},
+        responses={
+            200: {
+                "description": "identical to the latest version; nothing changed",
+                "content": {JSON: {"schema": S.ACTION}},
+            },
+            **S.responses(201, S.ACTION, "a new version", 404),
+        },
         status_code=201,
     )
     def register_action(
@@ -217,7 +358,12 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> APIGa
         record, created = gateway.register_action(principal(), project_id, env_name(environment), body)
         return _json(201 if created else 200, record.to_api())
 
-    @app.get("/v1/projects/<project_id>/actions", tags=["actions"], summary="List actions", responses=_errors())
+    @app.get(
+        "/v1/projects/<project_id>/actions",
+        tags=["actions"],
+        summary="List actions (their latest versions)",
+        responses=S.responses(200, S.page(S.ACTION), "a page of actions"),
+    )
     def list_actions(
         project_id: ProjectId,
         environment: Environment = None,
@@ -232,7 +378,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> APIGa
         "/v1/projects/<project_id>/actions/<name>",
         tags=["actions"],
         summary="Get an action (latest, or a version or digest)",
-        responses=_errors(404),
+        responses=S.responses(200, S.ACTION, "the action version", 404),
     )
     def get_action(
         project_id: ProjectId,
@@ -248,7 +394,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> APIGa
         "/v1/projects/<project_id>/actions/<name>/versions",
         tags=["actions"],
         summary="List an action's versions",
-        responses=_errors(404),
+        responses=S.responses(200, S.page(S.ACTION), "versions, newest first", 404),
     )
     def list_versions(
         project_id: ProjectId,
@@ -261,7 +407,10 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> APIGa
         return _json(200, _page([r.to_api() for r in page.items], page.next))
 
     @app.delete(
-        "/v1/projects/<project_id>/actions/<name>", tags=["actions"], summary="Delete an action", responses=_errors(404)
+        "/v1/projects/<project_id>/actions/<name>",
+        tags=["actions"],
+        summary="Delete an action (its runs stay readable)",
+        responses=S.responses(204, None, "deleted", 404),
     )
     def delete_action(project_id: ProjectId, name: str, environment: Environment = None) -> Response[str]:
         gateway.delete_action(principal(), project_id, env_name(environment), name)
@@ -284,7 +433,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> APIGa
         "/v1/projects/<project_id>/actions/<name>/runs",
         tags=["runs"],
         summary="Start an async run",
-        responses=_errors(400, 404, 409, 413),
+        responses=S.responses(202, S.RUN, "the run, ENQUEUED", 400, 404, 409),
         status_code=202,
     )
     def submit_run(
@@ -303,7 +452,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> APIGa
         "/v1/projects/<project_id>/actions/<name>/sync/<sync_action>",
         tags=["runs"],
         summary="Call a sync action and wait for its JSON answer",
-        responses=_errors(400, 404, 409, 413, 429, 504),
+        responses=S.responses(200, S.SYNC_RESULT, "the action's answer", 400, 404, 409, 429, 504),
     )
     def call_sync(
         project_id: ProjectId,
@@ -315,7 +464,12 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> APIGa
         result = gateway.call_sync(principal(), project_id, env_name(environment), name, sync_action, run_request(body))
         return _json(200, result)
 
-    @app.get("/v1/projects/<project_id>/runs", tags=["runs"], summary="List runs, newest first", responses=_errors())
+    @app.get(
+        "/v1/projects/<project_id>/runs",
+        tags=["runs"],
+        summary="List runs, newest first",
+        responses=S.responses(200, S.page(S.RUN), "a page of runs"),
+    )
     def list_runs(
         project_id: ProjectId,
         environment: Environment = None,
@@ -329,7 +483,12 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> APIGa
         page = gateway.list_runs(principal(), project_id, env_name(environment), limit, cursor, filters)
         return _json(200, _page([gateway.present_run(r) for r in page.items], page.next))
 
-    @app.get("/v1/projects/<project_id>/runs/<run_id>", tags=["runs"], summary="Get a run", responses=_errors(404))
+    @app.get(
+        "/v1/projects/<project_id>/runs/<run_id>",
+        tags=["runs"],
+        summary="Get a run",
+        responses=S.responses(200, S.RUN, "the run", 404),
+    )
     def get_run(project_id: ProjectId, run_id: str, environment: Environment = None) -> Response[str]:
         run = gateway.get_run(principal(), project_id, env_name(environment), run_id)
         return _json(200, gateway.present_run(run))
@@ -338,7 +497,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> APIGa
         "/v1/projects/<project_id>/runs/<run_id>/logs",
         tags=["runs"],
         summary="Read a run's log",
-        responses=_errors(404),
+        responses=S.responses(200, S.page(S.LOG_ENTRY), "log entries after the given seq", 404),
     )
     def read_logs(
         project_id: ProjectId,
@@ -354,11 +513,27 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> APIGa
         "/v1/projects/<project_id>/runs/<run_id>/cancel",
         tags=["runs"],
         summary="Cancel a run",
-        responses=_errors(404, 409),
+        responses=S.responses(202, S.RUN, "the run, TERMINATING or TERMINATED", 404, 409),
         status_code=202,
     )
     def cancel_run(project_id: ProjectId, run_id: str, environment: Environment = None) -> Response[str]:
         run = gateway.cancel_run(principal(), project_id, env_name(environment), run_id)
         return _json(202, gateway.present_run(run))
 
-    return app
+    return api
+
+
+def _swagger_html(spec: str) -> str:
+    """Swagger UI with powertools' bundled assets (no CDN), showing ``spec``."""
+    from pathlib import Path
+
+    import aws_lambda_powertools.event_handler.openapi.swagger_ui as swagger_ui
+
+    assets = Path(swagger_ui.__file__).parent
+    return swagger_ui.generate_swagger_html(
+        spec.replace("</", "<\\/"),
+        (assets / "swagger-ui-bundle.min.js").read_text(encoding="utf-8"),
+        (assets / "swagger-ui.min.css").read_text(encoding="utf-8"),
+        "",
+        None,
+    )

@@ -66,3 +66,37 @@ class Redactor:
 
 
 NO_SECRETS = Redactor()
+
+
+class ActiveSecrets:
+    """The secret values of attempts running in this process, so log lines can be redacted too."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._values: dict[int, list[str]] = {}
+        self._redactor = NO_SECRETS
+
+    def add(self, values: list[str]) -> int:
+        """Register values; returns a handle for :meth:`remove`."""
+        with self._lock:
+            handle = id(values)
+            self._values[handle] = values
+            self._rebuild()
+        return handle
+
+    def remove(self, handle: int) -> None:
+        with self._lock:
+            self._values.pop(handle, None)
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        self._redactor = Redactor(v for values in self._values.values() for v in values)
+
+    def text(self, value: str) -> str:
+        return self._redactor.text(value)
+
+
+#: every attempt registers its decrypted values here while it runs (see the log formatter)
+ACTIVE_SECRETS = ActiveSecrets()

@@ -1,0 +1,132 @@
+"""Host actions are contained: resource limits, cgroups, bubblewrap, a scrubbed environment."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hatchway.client import Client
+from hatchway.executors.sandbox import Cgroups, bwrap_works
+from hatchway.service import build_gateway
+from hatchway.worker import WorkerPool
+from tests.conftest import inprocess_client, make_settings
+from tests.functional.test_api import processes_with
+from tests.helpers import wait_until
+
+pytestmark = pytest.mark.integration
+HAS_CGROUPS = Cgroups.detect("hatchway-test-probe") is not None
+
+
+def python_action(name: str, code: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "parameters": [{"name": "target"}],
+        "sync_actions": ["check"],
+        "container_parameters": {"entry_point": [sys.executable, "-c"], "command": [code]},
+        **fields,
+    }
+
+
+@pytest.fixture(
+    params=["limits", pytest.param("bwrap", marks=pytest.mark.skipif(not bwrap_works(), reason="no bwrap"))]
+)
+def sandboxed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Client]:
+    settings = make_settings(tmp_path / "home", sandbox=request.param)
+    gateway = build_gateway(settings)
+    gateway.bootstrap()
+    pool = WorkerPool(gateway, size=2)
+    pool.start()
+    with inprocess_client(gateway) as hw:
+        hw.sandbox = request.param  # type: ignore[attr-defined]
+        yield hw
+    pool.stop(2)
+    gateway.executors.close()
+    gateway.store.close()
+
+
+ENV_CODE = "import json,os; print(json.dumps(sorted(os.environ)))"
+ALLOWED_ENV = {
+    "HATCHWAY_DATA_DIR", "HATCHWAY_RUN_ID", "HATCHWAY_ACTION", "HATCHWAY_ACTION_NAME", "HATCHWAY_PROJECT_ID",
+    "HATCHWAY_ENVIRONMENT", "HATCHWAY_ATTEMPT", "HATCHWAY_DEADLINE", "PATH", "HOME", "TMPDIR", "LANG",
+    "PYTHONUNBUFFERED", "MY_SETTING",
+}  # fmt: skip
+
+
+def test_the_environment_is_scrubbed(sandboxed: Client) -> None:
+    sandboxed.register_action(python_action("env", ENV_CODE, container_parameters={
+        "entry_point": [sys.executable, "-c"], "command": [ENV_CODE], "env_vars": {"MY_SETTING": "1"}}))  # fmt: skip
+    names = set(sandboxed.call_sync("env", "check")["ret"])
+    assert "MY_SETTING" in names and names <= ALLOWED_ENV | {"PWD", "SHLVL", "_", "LC_CTYPE"}, names - ALLOWED_ENV
+
+
+@pytest.mark.skipif(not HAS_CGROUPS, reason="this machine gives no writable pids cgroup")
+def test_a_fork_bomb_is_contained_and_the_gateway_keeps_answering(sandboxed: Client) -> None:
+    bomb = "import os, time\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        time.sleep(0.05)\n"
+    sandboxed.register_action(python_action("bomb", bomb, timeout=1))
+    run = sandboxed.start_run("bomb", timeout_seconds=3)
+    wait_until(lambda: sandboxed.get_run(run["id"])["status"] == "INPROGRESS", 10, what="the bomb to start")
+    health = []
+    while sandboxed.get_run(run["id"])["status"] == "INPROGRESS":
+        health.append(sandboxed.health()["status"])
+    final = sandboxed.wait(run["id"], timeout=30)
+    assert final["status"] == "FAILED" and final["error"]["kind"] in ("timeout", "application")
+    assert health and set(health) == {"ok"}
+    wait_until(lambda: not processes_with("os.fork()"), 15, what="every forked process to be gone")
+
+
+@pytest.mark.skipif(not HAS_CGROUPS, reason="this machine gives no writable memory cgroup")
+def test_a_4_gib_allocation_is_stopped_and_reported_as_out_of_memory(sandboxed: Client) -> None:
+    hog = "data = bytearray(4 * 1024 ** 3)\nprint('allocated', len(data))"
+    sandboxed.register_action(python_action("hog", hog, compute_requirements={"vCPU": 256, "memory": 512}))
+    final = sandboxed.wait(sandboxed.start_run("hog")["id"], timeout=60)
+    assert final["status"] == "FAILED"
+    assert final["error"]["kind"] == "application" and final["error"]["message"] == "out of memory"
+    assert sandboxed.health()["status"] == "ok"
+
+
+def test_no_network_unless_the_metadata_allows_it(sandboxed: Client) -> None:
+    if sandboxed.sandbox != "bwrap":  # type: ignore[attr-defined]
+        pytest.skip("only bubblewrap isolates the network")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    accepted = threading.Thread(target=lambda: [listener.accept() for _ in range(1)], daemon=True)
+    accepted.start()
+    probe = (
+        "import json, socket, sys\n"
+        "try:\n"
+        f"    socket.create_connection(('127.0.0.1', {port}), timeout=2).close(); ok = True\n"
+        "except OSError:\n"
+        "    ok = False\n"
+        "print(json.dumps({'connected': ok}))\n"
+    )
+    sandboxed.register_action(python_action("offline", probe))
+    sandboxed.register_action(python_action("online", probe, metadata={"network": True}))
+    assert sandboxed.call_sync("offline", "check")["ret"] == {"connected": False}
+    assert sandboxed.call_sync("online", "check")["ret"] == {"connected": True}
+    listener.close()
+
+
+def test_the_gateway_home_is_hidden(sandboxed: Client, tmp_path: Path) -> None:
+    if sandboxed.sandbox != "bwrap":  # type: ignore[attr-defined]
+        pytest.skip("only bubblewrap hides the gateway's home")
+    reader = (
+        "import json, os, sys\n"
+        "path = json.load(open(os.environ['HATCHWAY_DATA_DIR'] + '/config.json'))['parameters']['target']\n"
+        "print(json.dumps({'exists': os.path.exists(path)}))\n"
+    )
+    sandboxed.register_action(python_action("peek", reader))
+    key = tmp_path / "home" / "secret.key"
+    sandboxed.encrypt("make-the-key-exist")
+    assert key.exists()
+    assert sandboxed.call_sync("peek", "check", {"target": str(key)})["ret"] == {"exists": False}
+    assert sandboxed.call_sync("peek", "check", {"target": str(tmp_path / "home" / "hatchway.db")})["ret"] == {
+        "exists": False
+    }
