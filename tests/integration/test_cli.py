@@ -133,3 +133,24 @@ def test_cli_errors_are_one_line(live_server: LiveServer, tmp_path: Path) -> Non
         [sys.executable, "-m", "hatchway", "actions", "list"], env=env, capture_output=True, text=True, timeout=60
     )
     assert down.returncode == 1 and "cannot reach the gateway" in down.stderr
+
+
+def test_secrets_projects_and_tokens_through_the_cli(live_server: LiveServer) -> None:
+    ciphertext = cli(live_server, "encrypt", "s3cret-value").stdout.strip()
+    assert ciphertext.startswith("hwenc:v1:")
+    bound = cli(live_server, "encrypt", "s3cret-value", "--action", "db-extractor").stdout.strip()
+    assert bound.startswith("hwenc:v1:") and bound != ciphertext
+    project = json.loads(cli(live_server, "projects", "create", "team-a").stdout)
+    assert project["id"].startswith("proj_")
+    created = json.loads(
+        cli(live_server, "--project", project["id"], "tokens", "create", "-s", "runs:read", "--name", "ci").stdout
+    )
+    assert created["token"].startswith("hw_")
+    listed = json.loads(cli(live_server, "--project", project["id"], "tokens", "list").stdout)
+    assert [t["id"] for t in listed] == [created["id"]]
+    env = child_env(live_server.home, HATCHWAY_URL=live_server.url, HATCHWAY_TOKEN=created["token"])
+    as_token = [sys.executable, "-m", "hatchway", "--project", project["id"], "runs", "list", "--json"]
+    assert subprocess.run(as_token, env=env, capture_output=True, text=True, timeout=60).returncode == 0
+    cli(live_server, "--project", project["id"], "tokens", "revoke", created["id"])
+    refused = subprocess.run(as_token, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "401 Unauthorized" in refused.stderr
