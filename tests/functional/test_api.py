@@ -338,3 +338,21 @@ def test_an_image_only_action_needs_a_container_executor(hw: Client) -> None:
     with pytest.raises(ValidationErrorResponse) as caught:
         hw.start_run("image-only")
     assert "container executor" in caught.value.message
+
+
+def test_idempotency_key_replays_the_first_answer(hw: Client) -> None:
+    hw.register_action(behave())
+    first = hw.start_run("behave", {"who": "a"}, idempotency_key="order-17")
+    again = hw.start_run("behave", {"who": "a"}, idempotency_key="order-17")
+    assert again == first
+    with pytest.raises(ConflictResponse) as caught:
+        hw.start_run("behave", {"who": "b"}, idempotency_key="order-17")
+    assert "different request" in caught.value.message
+    other = hw.start_run("behave", {"who": "a"}, idempotency_key="order-18")
+    assert other["id"] != first["id"]
+    assert len(hw.list_runs()["items"]) == 2
+
+
+def test_answers_are_not_cacheable(hw: Client) -> None:
+    answer = hw._http.get(f"/v1/projects/{hw.project}/runs")
+    assert answer.headers["cache-control"] == "no-store" and answer.headers["x-content-type-options"] == "nosniff"

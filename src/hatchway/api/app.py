@@ -46,8 +46,12 @@ Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")]
 Cursor = Annotated[str | None, Query(description="cursor from the previous page's next")]
 
 
+#: API answers are never cached by intermediaries and never sniffed as something else
+SAFE_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
 def _json(code: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
-    return Response(status_code=code, content_type=JSON, body=dumps(body), headers=headers or {})
+    return Response(status_code=code, content_type=JSON, body=dumps(body), headers={**SAFE_HEADERS, **(headers or {})})
 
 
 def _page(items: list[dict[str, Any]], next_cursor: str | None) -> dict[str, Any]:
@@ -76,7 +80,7 @@ def _is_json(content_type: str | None) -> bool:
 def _event_answer(code: int, body: Any, headers: dict[str, str]) -> dict[str, Any]:
     return {
         "statusCode": code,
-        "headers": {"Content-Type": JSON, **headers},
+        "headers": {"Content-Type": JSON, **SAFE_HEADERS, **headers},
         "body": dumps(body),
         "isBase64Encoded": False,
         "cookies": [],
