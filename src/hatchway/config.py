@@ -35,6 +35,8 @@ ENV_VARS: dict[str, str] = {
     "HATCHWAY_DB_SYNCHRONOUS": "SQLite durability: NORMAL (default, crash-safe in WAL) or FULL",
     "HATCHWAY_LOG_LEVEL": "log level of the gateway's own JSON logs",
     "HATCHWAY_SANDBOX": "auto, bwrap or none: how the process executor isolates actions",
+    "HATCHWAY_HTTP_ALLOW": "ranges HTTP actions and callbacks may reach besides public ones (CIDRs, loopback, private)",
+    "HATCHWAY_CONNECT_REPLAY_SECONDS": "how long an identical Connect request is answered from the first one",
     "HATCHWAY_URL": "gateway URL used by the CLI and the Python client",
     "HATCHWAY_TOKEN": "token used by the CLI and the Python client",
     "HATCHWAY_TABLE_NAME": "DynamoDB table of the aws backend",
@@ -92,6 +94,8 @@ class Settings:
     kill_grace_seconds: float = 5.0
     shutdown_grace_seconds: float = 10.0
     idempotency_seconds: int = 24 * 3600
+    http_allow: tuple[str, ...] = ()
+    connect_replay_seconds: int = 60
     url: str = "http://127.0.0.1:8080"
     token: str | None = None
     table_name: str = "hatchway"
@@ -121,6 +125,8 @@ class Settings:
             db_synchronous=(env.get("HATCHWAY_DB_SYNCHRONOUS") or "NORMAL").upper(),
             log_level=(env.get("HATCHWAY_LOG_LEVEL") or "INFO").upper(),
             sandbox=env.get("HATCHWAY_SANDBOX") or "auto",
+            http_allow=tuple(p.strip() for p in (env.get("HATCHWAY_HTTP_ALLOW") or "").split(",") if p.strip()),
+            connect_replay_seconds=_int(env, "HATCHWAY_CONNECT_REPLAY_SECONDS", 60, 0),
             url=(env.get("HATCHWAY_URL") or "http://127.0.0.1:8080").rstrip("/"),
             token=env.get("HATCHWAY_TOKEN") or None,
             table_name=env.get("HATCHWAY_TABLE_NAME") or "hatchway",
@@ -166,3 +172,7 @@ class Settings:
     @property
     def work_dir(self) -> Path:
         return self.home / "work"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.home / "blobs"

@@ -142,3 +142,37 @@ class ActionAppError(ActionFailed):
 
 class ActionTimeout(ActionFailed):
     """The action did not finish within its limit."""
+
+
+def error_record(exc: HatchwayError) -> dict[str, Any]:
+    """A domain error as data (to replay the same answer to a repeated request)."""
+    record: dict[str, Any] = {"type": type(exc).__name__, "message": exc.message}
+    for name in ("run_id", "exception_id", "details", "retry_after"):
+        if hasattr(exc, name):
+            record[name] = getattr(exc, name)
+    return record
+
+
+def rebuild_error(record: dict[str, Any]) -> HatchwayError:
+    """The domain error :func:`error_record` described."""
+    classes = {cls.__name__: cls for cls in _all_errors(HatchwayError)}
+    cls = classes.get(record.get("type", ""), InternalError)
+    message = record.get("message", "")
+    if issubclass(cls, ActionFailed):
+        return cls(message, record.get("run_id", ""), record.get("exception_id"))
+    if issubclass(cls, ValidationFailed):
+        return cls(message, record.get("details"))
+    if issubclass(cls, Overloaded | Unavailable):
+        return cls(message, record.get("retry_after", 1))
+    if issubclass(cls, InternalError):
+        return cls(message, record.get("exception_id"))
+    if issubclass(cls, TransitionConflict):
+        return Conflict(message)
+    return cls(message)
+
+
+def _all_errors(base: type[HatchwayError]) -> list[type[HatchwayError]]:
+    found = [base]
+    for sub in base.__subclasses__():
+        found.extend(_all_errors(sub))
+    return found

@@ -18,8 +18,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from hatchway import parameters as params
+from hatchway.blobs import BlobInfo, BlobStore, LocalBlobStore, clean_path
+from hatchway.cache import ResultCache, check_tag
+from hatchway.callbacks import Callbacks, check_url
 from hatchway.config import Settings
 from hatchway.errors import (
     ActionAppError,
@@ -28,6 +33,7 @@ from hatchway.errors import (
     BadRequest,
     Conflict,
     Forbidden,
+    HatchwayError,
     NotFound,
     Overloaded,
     SecretBindingError,
@@ -35,21 +41,26 @@ from hatchway.errors import (
     Unauthorized,
     Unavailable,
     ValidationFailed,
+    error_record,
     new_exception_id,
+    rebuild_error,
 )
 from hatchway.executors import Executors
 from hatchway.executors.base import BaseExecutor, Execution, Invocation, OutputCollector, Verdict, judge
-from hatchway.runs import LogEntry, Mode, Run, RunError, RunStatus, new_run_id, now_ms, preview
+from hatchway.net import allowed_networks
+from hatchway.parameters import fill_session, has_session_placeholders
+from hatchway.runs import LogEntry, Mode, Run, RunError, RunStatus, iso, new_run_id, now_ms, preview
 from hatchway.secrets.box import SecretBox, is_ciphertext
-from hatchway.secrets.redact import ACTIVE_SECRETS, HIDDEN, Redactor
+from hatchway.secrets.redact import ACTIVE_SECRETS, Redactor
+from hatchway.sessions import SessionTypes
 from hatchway.spec import (
     DIGEST_RE,
     RUN_ACTION,
     ActionSpec,
-    coerce_str,
     is_secret_name,
     parse_spec,
 )
+from hatchway.stash import FileStashes
 from hatchway.store.base import ActionRecord, BaseStore, Page, Project, TokenRecord
 
 log = logging.getLogger("hatchway")
@@ -89,19 +100,26 @@ class RunRequest:
     timeout_seconds: int | None = None
     retries: int | None = None
     external_user_id: str | None = None
+    #: Ductape's request records (body, query, params, headers): config.json's ``input``
+    input: dict[str, Any] | None = None
+    #: project files placed in ``in/`` for actions that download their inputs
+    inputs: list[str] = field(default_factory=list)
+    #: a file stash: "NEW" / "" / True for a new one, or an existing id
+    stash_id: str | bool | None = None
+    #: a cache tag (sync calls): a fresh stored answer is reused
+    cache: str | None = None
+    #: a session {tag, token}: a JWT whose claims fill $Session{...} placeholders
+    session: dict[str, Any] | None = None
+    #: where the final run record is POSTed (signed)
+    callback_url: str | None = None
+    #: extra top-level keys of config.json (Keboola's ``runtime``)
+    config: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
 
     def fingerprint(self, route: str) -> str:
-        body = {
-            "route": route,
-            "parameters": self.parameters,
-            "version": self.version,
-            "digest": self.digest,
-            "timeout_seconds": self.timeout_seconds,
-            "retries": self.retries,
-            "external_user_id": self.external_user_id,
-            "options": self.options,
-        }
+        body = {"route": route, **{k: v for k, v in vars(self).items() if k != "session"}}
+        if self.session is not None:
+            body["session"] = hashlib.sha256(json.dumps(self.session, sort_keys=True).encode()).hexdigest()
         return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -127,11 +145,17 @@ class Gateway:
         executors: Executors | BaseExecutor,
         secret_box: SecretBox | Callable[[], SecretBox],
         clock: Callable[[], float] = time.time,
+        blobs: BlobStore | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.executors = executors if isinstance(executors, Executors) else Executors(executors)
         self._secret_box = secret_box
+        self.blobs = blobs or LocalBlobStore(settings.blob_dir)
+        self.stashes = FileStashes(store, self.blobs)
+        self.cache = ResultCache(store, lambda: self.secret_box)
+        self.sessions = SessionTypes(store, lambda: self.secret_box)
+        self.callbacks = Callbacks(store, lambda: self.secret_box, allowed_networks(settings.http_allow))
         self.clock = clock
         self.node_id = f"node-{os.getpid()}-{pysecrets.token_hex(3)}"
         self._bootstrap_hash: str | None = None
@@ -382,58 +406,103 @@ class Gateway:
 
     # ---- parameters ------------------------------------------------------------------------
 
-    def _prepare_parameters(
-        self, project_id: str, environment: str, resolved: Resolved, given: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Check given parameters against the spec, apply defaults, encrypt secrets on receipt."""
-        spec = resolved.spec
-        declared = {p.name: p for p in spec.parameters}
-        unknown = sorted(set(given) - set(declared))
-        if unknown:
-            raise BadRequest(f"unknown parameter(s): {', '.join(unknown)}")
-        out: dict[str, Any] = {}
-        problems = []
-        for name, value in given.items():
-            if value is None or isinstance(value, dict | list):
-                problems.append(
-                    {
-                        "loc": ["body", "parameters", name],
-                        "msg": "a parameter value is a string, a number or a boolean",
-                        "type": "scalar_type",
-                    }
-                )
-                continue
-            out[name] = coerce_str(value)
-        if problems:
-            raise ValidationFailed(f"invalid parameter {problems[0]['loc'][-1]!r}: {problems[0]['msg']}", problems)
-        for param in spec.parameters:
-            if param.name not in out:
-                if param.default is not None:
-                    out[param.name] = param.default
-                elif param.required:
-                    raise BadRequest(f"missing required parameter {param.name!r}")
-        for name, value in out.items():
-            if is_secret_name(name) and not is_ciphertext(value):
-                out[name] = self.secret_box.encrypt(value, project_id, environment, resolved.record.name)
-        return out
+    def _prepare(
+        self, project_id: str, environment: str, resolved: Resolved, request: RunRequest, invoked: str
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Parameters (secrets encrypted) and the run's options, from a request.
 
-    def _decrypt_parameters(self, run: Run) -> tuple[dict[str, Any], list[str]]:
-        """Plain parameters for ``config.json`` and the secret values (for redaction)."""
-        plain: dict[str, Any] = {}
-        secret_values: list[str] = []
-        for name, value in run.parameters.items():
-            if is_ciphertext(value):
-                try:
-                    text = self.secret_box.decrypt(value, run.project_id, run.environment, run.action_name)
-                except SecretBindingError:
-                    raise SecretBindingError(
-                        f"parameter {name!r}: the ciphertext belongs to another project, environment or action"
-                    ) from None
-                plain[name] = text
-                secret_values.append(text)
-            else:
-                plain[name] = value
-        return plain, secret_values
+        Session claims are filled in first (a bad token is 401 before anything is stored), then
+        parameters are checked against the action, then every ``#`` value - parameters and
+        ``input`` alike, at any depth - is encrypted on receipt.
+        """
+        given: dict[str, Any] = request.parameters
+        payload = request.input
+        if request.session is not None:
+            claims = self.sessions.verify(project_id, environment, request.session)
+            given = fill_session(given, claims)
+            payload = fill_session(payload, claims) if payload is not None else None
+        elif has_session_placeholders(given) or has_session_placeholders(payload):
+            raise BadRequest("$Session placeholders need a session: {tag, token}")
+        parameters = params.prepare(resolved.spec, given)
+
+        def seal(value: str) -> str:
+            return (
+                value
+                if is_ciphertext(value)
+                else self.secret_box.encrypt(value, project_id, environment, resolved.record.name)
+            )
+
+        options: dict[str, Any] = {}
+        if payload is not None:
+            options["input"] = params.map_secrets(payload, seal)
+        if request.inputs:
+            if invoked != RUN_ACTION:
+                raise ValidationFailed.at(["body", "inputs"], "sync actions get no input files")
+            for path in request.inputs:
+                clean_path(path, "inputs")
+                if self.blobs.local_path(self._file_key(project_id, environment, path)) is None:
+                    raise NotFound(f"no file {path!r} in this project (upload it with PUT .../files/{path})")
+            options["inputs"] = list(request.inputs)
+        if request.stash_id is not None:
+            options["stash_id"] = self.stashes.open(project_id, environment, request.stash_id)
+        if request.callback_url is not None:
+            options["callback_url"] = check_url(request.callback_url)
+        if request.config:
+            options["config"] = request.config
+        options.update(request.options)
+        return params.map_secrets(parameters, seal), options
+
+    def _cache_key(self, run_parameters: dict[str, Any], options: dict[str, Any], resolved: Resolved,
+                   invoked: str, tag: str, project_id: str, environment: str) -> str:  # fmt: skip
+        """The cache key of a sync call: secret values enter only as HMACs under the gateway's pepper."""
+
+        def mask(value: str) -> str:
+            plain = self.secret_box.decrypt(value, project_id, environment, resolved.record.name)
+            return self.cache.mask(plain)
+
+        parts = [
+            project_id,
+            environment,
+            resolved.record.digest,
+            invoked,
+            params.map_secrets(run_parameters, mask),
+            params.map_secrets(options.get("input"), mask),
+            options.get("config"),
+        ]
+        return self.cache.key(tag, parts)
+
+    def _open(self, run: Run, value: Any, where: str) -> tuple[Any, list[str]]:
+        """Decrypt every ``#`` value of ``value``; the plain data and the secrets (for redaction)."""
+        found: list[str] = []
+
+        def unseal(text: str) -> str:
+            if not is_ciphertext(text):
+                found.append(text)
+                return text
+            try:
+                plain = self.secret_box.decrypt(text, run.project_id, run.environment, run.action_name)
+            except SecretBindingError:
+                raise SecretBindingError(
+                    f"{where}: the ciphertext belongs to another project, environment or action"
+                ) from None
+            found.append(plain)
+            return plain
+
+        opened = {}
+        if isinstance(value, dict):
+            for key, item in value.items():
+                label = f"parameter {key!r}" if where == "parameters" else f"{where}.{key}"
+                if is_secret_name(key) and isinstance(item, str):
+                    try:
+                        opened[key] = unseal(item)
+                    except SecretBindingError:
+                        raise SecretBindingError(
+                            f"{label}: the ciphertext belongs to another project, environment or action"
+                        ) from None
+                else:
+                    opened[key] = params.map_secrets(item, unseal)
+            return opened, found
+        return params.map_secrets(value, unseal), found
 
     # ---- runs: submit ----------------------------------------------------------------------
 
@@ -451,31 +520,65 @@ class Gateway:
         if idempotency_key is None:
             return self.present_run(self._create_async_run(project_id, environment, name, request)), 202
         scope = f"{project_id}/{environment}/runs/{name}/{idempotency_key}"
-        fingerprint = request.fingerprint(f"runs/{name}")
+        return self._once(
+            scope,
+            request.fingerprint(f"runs/{name}"),
+            self.settings.idempotency_seconds,
+            keep_errors=False,
+            work=lambda run_id: (
+                self.present_run(
+                    self.store.get_run(run_id)
+                    or self._create_async_run(
+                        project_id, environment, name, request, run_id=run_id, idempotency_key=idempotency_key
+                    )
+                ),
+                202,
+            ),
+        )
+
+    def _once(
+        self,
+        scope: str,
+        fingerprint: str,
+        ttl_seconds: int,
+        work: Callable[[str], tuple[dict[str, Any], int]],
+        keep_errors: bool,
+    ) -> tuple[dict[str, Any], int]:
+        """Do ``work`` once per (scope, fingerprint); a repeat gets the first answer.
+
+        ``work`` gets the run id reserved for the request (kept across a takeover after a crash,
+        so a run created before the crash is found, not duplicated). A repeat that arrives while
+        the first request is still working waits for its answer. With ``keep_errors`` an error
+        is replayed too (the same error, raised again); otherwise it frees the key.
+        """
         deadline = time.monotonic() + IDEMPOTENCY_IN_PROGRESS_SECONDS
         while True:
             outcome = self.store.idempotency_begin(
-                scope, fingerprint, new_run_id(), IDEMPOTENCY_IN_PROGRESS_SECONDS, self.settings.idempotency_seconds
+                scope, fingerprint, new_run_id(), IDEMPOTENCY_IN_PROGRESS_SECONDS, ttl_seconds
             )
             record = outcome.record
             if outcome.is_owner:
                 break
             if record.status == "COMPLETED" and record.response is not None:
-                return record.response, record.response_code or 202
+                if "__error__" in record.response:
+                    raise rebuild_error(record.response["__error__"])
+                return record.response, record.response_code or 200
             if time.monotonic() > deadline:
                 raise Conflict("a request with this Idempotency-Key is still in progress")
             time.sleep(0.005)
         try:
-            existing = self.store.get_run(record.run_id)
-            run = existing or self._create_async_run(
-                project_id, environment, name, request, run_id=record.run_id, idempotency_key=idempotency_key
-            )
+            answer, code = work(record.run_id)
+        except HatchwayError as exc:
+            if keep_errors and not isinstance(exc, Overloaded | Unavailable):
+                self.store.idempotency_complete(record, {"__error__": error_record(exc)}, 0, ttl_seconds)
+            else:
+                self.store.idempotency_abandon(scope)
+            raise
         except BaseException:
             self.store.idempotency_abandon(scope)
             raise
-        answer = self.present_run(run)
-        self.store.idempotency_complete(record, answer, 202, self.settings.idempotency_seconds)
-        return answer, 202
+        self.store.idempotency_complete(record, answer, code, ttl_seconds)
+        return answer, code
 
     def _create_async_run(
         self,
@@ -489,7 +592,7 @@ class Gateway:
         resolved = self.resolve(project_id, environment, name, request.version, request.digest)
         spec = resolved.spec
         self.executors.pick(spec, Mode.ASYNC).check(spec, RUN_ACTION)
-        parameters = self._prepare_parameters(project_id, environment, resolved, request.parameters)
+        parameters, options = self._prepare(project_id, environment, resolved, request, RUN_ACTION)
         timeout = spec.timeout_seconds
         if request.timeout_seconds is not None:
             timeout = min(timeout, request.timeout_seconds)
@@ -513,7 +616,7 @@ class Gateway:
             idempotency_key=idempotency_key,
             timeout_seconds=timeout,
             retry_interval_seconds=spec.retry.interval_seconds if spec.retry else 0.0,
-            options=request.options,
+            options=options,
         )
         self.store.create_run(run)
         self.on_enqueue()
@@ -533,11 +636,29 @@ class Gateway:
         """Run a declared sync action to its end and answer its JSON, or raise the contract's error."""
         self.authorize(principal, project_id, environment, "runs:write")
         resolved = self.resolve(project_id, environment, name, request.version, request.digest)
-        spec = resolved.spec
-        if sync_action not in spec.sync_actions:
+        if sync_action not in resolved.spec.sync_actions:
             raise NotFound(f"action {name} has no sync action {sync_action}")
-        self.executors.pick(spec, Mode.SYNC).check(spec, sync_action)
-        parameters = self._prepare_parameters(project_id, environment, resolved, request.parameters)
+        return self.run_now(project_id, environment, resolved, sync_action, request)
+
+    def run_now(
+        self, project_id: str, environment: str, resolved: Resolved, invoked: str, request: RunRequest
+    ) -> dict[str, Any]:
+        """Run ``invoked`` (a sync action, or ``run`` for Connect callers) while the caller waits.
+
+        The answer is ``{run_id, status, ret, exports, os, duration_ms}`` (plus ``stash_id`` and
+        ``cached`` when asked for); a failure raises the contract's error. With a cache tag, a
+        fresh stored answer is returned without running anything.
+        """
+        spec = resolved.spec
+        self.executors.pick(spec, Mode.SYNC).check(spec, invoked)
+        parameters, options = self._prepare(project_id, environment, resolved, request, invoked)
+        cache_key = None
+        if request.cache is not None:
+            check_tag(request.cache, ["body", "cache"])
+            cache_key = self._cache_key(parameters, options, resolved, invoked, request.cache, project_id, environment)
+            hit = self.cache.get(project_id, environment, cache_key)
+            if hit is not None:
+                return {**hit, "cached": True}
         limit = float(min(self.settings.sync_timeout_seconds, spec.timeout_seconds))
         if request.timeout_seconds is not None:
             limit = min(limit, float(request.timeout_seconds))
@@ -552,17 +673,18 @@ class Gateway:
                 action_name=resolved.record.name,
                 action_version=resolved.record.version,
                 action_digest=resolved.record.digest,
-                invoked=sync_action,
+                invoked=invoked,
                 mode=Mode.SYNC,
                 status=RunStatus.INPROGRESS,
                 attempt=1,
+                max_attempts=1 + (request.retries or 0),
                 parameters=parameters,
                 created_at=now,
                 started_at=now,
                 available_at=now,
                 external_user_id=request.external_user_id,
                 timeout_seconds=int(limit),
-                options=request.options,
+                options=options,
                 lease_owner=self.node_id,
                 lease_until=now + int((limit + self.settings.kill_grace_seconds + 30) * 1000),
             )
@@ -571,7 +693,7 @@ class Gateway:
         finally:
             self._sync_slots.release()
         if verdict.is_success:
-            return {
+            answer: dict[str, Any] = {
                 "run_id": final.id,
                 "status": final.status.value,
                 "ret": verdict.ret,
@@ -579,6 +701,13 @@ class Gateway:
                 "os": [entry.to_api() for entry in entries],
                 "duration_ms": final.duration_ms,
             }
+            if "stash_id" in options:
+                answer["stash_id"] = options["stash_id"]
+            if cache_key is not None and request.cache is not None:
+                self.cache.put(project_id, environment, cache_key, answer,
+                               self.cache.ttl(project_id, environment, request.cache))  # fmt: skip
+                answer["cached"] = False
+            return answer
         error = verdict.error or RunError("application", "the action failed", new_exception_id())
         if error.kind == "user":
             raise ActionUserError(error.message, final.id)
@@ -618,17 +747,19 @@ class Gateway:
 
         try:
             try:
-                plain, secret_values = self._decrypt_parameters(run)
+                plain, secret_values = self._open(run, run.parameters, "parameters")
+                payload, input_secrets = self._open(run, run.options.get("input"), "input")
             except SecretBindingError as exc:
                 verdict = Verdict(RunStatus.FAILED, RunError("user", exc.message, None, 400))
                 return self._finish(run, verdict, []), verdict, []
             except Unavailable as exc:
                 verdict = Verdict(RunStatus.FAILED, RunError("unavailable", exc.message, new_exception_id(), 503))
                 return self._finish(run, verdict, []), verdict, []
+            secret_values += input_secrets
             redactor = Redactor(secret_values)
             registered = ACTIVE_SECRETS.add(secret_values)
             collector = OutputCollector(
-                run.mode,
+                Mode.ASYNC if run.invoked == RUN_ACTION else Mode.SYNC,
                 redactor,
                 max_log_bytes=self.settings.max_log_bytes,
                 max_stdout_bytes=self.settings.max_sync_stdout_bytes,
@@ -650,7 +781,9 @@ class Gateway:
                 attempt=run.attempt,
                 deadline=self.clock() + limit,
                 redactor=redactor,
+                retries=max(0, run.max_attempts - 1) if run.mode == Mode.SYNC else 0,
             )
+            self._stage(run, resolved, invocation, payload)
             try:
                 executor = self.executors.pick(resolved.spec, run.mode)
                 execution = executor.execute(invocation, collector, cancel)
@@ -659,7 +792,7 @@ class Gateway:
                 log.exception("executor failed", extra={"run_id": run.id, "exceptionId": exception_id})
                 execution = Execution(platform_error=f"the executor failed ({type(exc).__name__})")
             collector.close()
-            verdict = judge(execution, collector, run.mode, limit)
+            verdict = judge(execution, collector, invocation.output_mode, limit)
             if verdict.error and verdict.error.kind == "application":
                 self._log_app_error(run, verdict.error)
             entries = collector.entries
@@ -672,6 +805,41 @@ class Gateway:
                 ACTIVE_SECRETS.remove(registered)
             with self._active_lock:
                 self._active.pop(run.id, None)
+
+    def _stage(self, run: Run, resolved: Resolved, invocation: Invocation, payload: Any) -> None:
+        """What the attempt finds beside its parameters: input, input files, stash, artifacts."""
+        options = run.options
+        if payload is not None:
+            invocation.extra_config["input"] = payload
+        for key, value in (options.get("config") or {}).items():
+            invocation.extra_config.setdefault(key, value)
+        if options.get("inputs") and resolved.spec.requires_downloaded_inputs is not False:
+            for path in options["inputs"]:
+                local = self.blobs.local_path(self._file_key(run.project_id, run.environment, path))
+                if local is not None:
+                    invocation.input_files.append((path, local))
+        stash_id = options.get("stash_id")
+        if stash_id:
+            scratch = self.settings.work_dir / ".stash" / f"{run.id}-{run.attempt}"
+            invocation.tmp_source = self.stashes.directory(run.project_id, run.environment, stash_id, scratch)
+
+        def keep(workspace: Path) -> None:
+            if stash_id:
+                self.stashes.save(run.project_id, run.environment, stash_id, workspace / "tmp")
+            if run.invoked == RUN_ACTION:
+                self._keep_artifacts(run.id, workspace / "out")
+
+        invocation.before_cleanup = keep
+
+    def _keep_artifacts(self, run_id: str, out: Path) -> None:
+        """Files the action left in ``out/files/`` (and Keboola's ``out/tables/``) become artifacts."""
+        for folder in ("files", "tables"):
+            base = out / folder
+            if not base.is_dir():
+                continue
+            for path in sorted(base.rglob("*")):
+                if path.is_file() and not path.is_symlink():
+                    self.blobs.put_file(f"artifacts/{run_id}/{folder}/{path.relative_to(base).as_posix()}", path)
 
     def _finish(self, run: Run, verdict: Verdict, entries: list[LogEntry], duration_ms: int | None = None) -> Run:
         """Record the end of an attempt: terminal status, or back to the queue for a retry."""
@@ -719,11 +887,13 @@ class Gateway:
                 "unavailable": "a dependency was unavailable; the action was not started",
             }.get(verdict.error.kind, verdict.error.kind)
         try:
-            return self.store.transition(
+            final = self.store.transition(
                 run.id, RunStatus.INPROGRESS, verdict.status, finished_at=now, status_reason=reason, **fields
             )
         except TransitionConflict:
             return self._settle_cancel(run, fields, now)
+        self.after_terminal(final)
+        return final
 
     def _settle_cancel(self, run: Run, fields: dict[str, Any], now: int) -> Run:
         """The attempt ended while the run was no longer simply ours: a cancel, a release, or a lost lease."""
@@ -732,10 +902,12 @@ class Gateway:
             return run
         try:
             if current.status == RunStatus.TERMINATING:
-                return self.store.transition(
+                final = self.store.transition(
                     run.id, RunStatus.TERMINATING, RunStatus.TERMINATED, finished_at=now,
                     status_reason="cancelled", **{**fields, "error": RunError("cancelled", "the run was cancelled")},
                 )  # fmt: skip
+                self.after_terminal(final)
+                return final
             if current.status == RunStatus.INPROGRESS and current.lease_owner == run.lease_owner:
                 # stopped by this gateway itself (shutdown): hand the run to the next worker, and
                 # do not count the interrupted attempt against the run's retry budget
@@ -799,11 +971,13 @@ class Gateway:
                     self._signal_cancel(run_id)
                     return run
                 if run.status == RunStatus.ENQUEUED:
-                    return self.store.transition(
+                    final = self.store.transition(
                         run_id, RunStatus.ENQUEUED, RunStatus.TERMINATED, finished_at=now_ms(),
                         status_reason="cancelled before it started",
                         error=RunError("cancelled", "the run was cancelled"),
                     )  # fmt: skip
+                    self.after_terminal(final)
+                    return final
                 updated = self.store.transition(
                     run_id, RunStatus.INPROGRESS, RunStatus.TERMINATING, status_reason="cancel requested"
                 )
@@ -830,14 +1004,108 @@ class Gateway:
     # ---- presentation ----------------------------------------------------------------------
 
     def present_run(self, run: Run) -> dict[str, Any]:
-        """The API's run body: secret parameters never shown."""
+        """The API's run body: secret values (``#`` keys at any depth) never shown."""
         body = run.to_api()
-        body["parameters"] = {k: (HIDDEN if is_secret_name(k) else v) for k, v in run.parameters.items()}
+        body["parameters"] = params.hide_secrets(run.parameters)
         return body
+
+    # ---- files and artifacts ---------------------------------------------------------------
+
+    @staticmethod
+    def _file_key(project_id: str, environment: str, path: str) -> str:
+        return f"files/{project_id}/{environment}/{clean_path(path)}"
+
+    def put_file(
+        self, principal: Principal, project_id: str, environment: str, path: str, data: bytes
+    ) -> dict[str, Any]:
+        """Store a project file (an input runs can name)."""
+        self.authorize(principal, project_id, environment, "runs:write")
+        self._require_project(project_id)
+        info = self.blobs.put_bytes(self._file_key(project_id, environment, path), data)
+        return _file_info(info, path)
+
+    def list_files(self, principal: Principal, project_id: str, environment: str) -> list[dict[str, Any]]:
+        self.authorize(principal, project_id, environment, "runs:read")
+        prefix = f"files/{project_id}/{environment}"
+        return [_file_info(info, info.key[len(prefix) + 1 :]) for info in self.blobs.list(prefix)]
+
+    def get_file(self, principal: Principal, project_id: str, environment: str, path: str) -> bytes:
+        self.authorize(principal, project_id, environment, "runs:read")
+        data = self.blobs.read(self._file_key(project_id, environment, path))
+        if data is None:
+            raise NotFound(f"no file {path!r}")
+        return data
+
+    def delete_file(self, principal: Principal, project_id: str, environment: str, path: str) -> None:
+        self.authorize(principal, project_id, environment, "runs:write")
+        if not self.blobs.delete_prefix(self._file_key(project_id, environment, path)):
+            raise NotFound(f"no file {path!r}")
+
+    def list_artifacts(
+        self, principal: Principal, project_id: str, environment: str, run_id: str
+    ) -> list[dict[str, Any]]:
+        self.get_run(principal, project_id, environment, run_id)
+        prefix = f"artifacts/{run_id}"
+        return [_file_info(info, info.key[len(prefix) + 1 :]) for info in self.blobs.list(prefix)]
+
+    def get_artifact(self, principal: Principal, project_id: str, environment: str, run_id: str, path: str) -> bytes:
+        self.get_run(principal, project_id, environment, run_id)
+        data = self.blobs.read(f"artifacts/{run_id}/{clean_path(path)}")
+        if data is None:
+            raise NotFound(f"run {run_id} has no artifact {path!r}")
+        return data
+
+    # ---- cache tags, session types, callback secrets ----------------------------------------
+
+    def set_cache_tag(
+        self, principal: Principal, project_id: str, environment: str, tag: str, ttl_seconds: int
+    ) -> dict[str, Any]:
+        self.authorize(principal, project_id, environment, "actions:write")
+        self._require_project(project_id)
+        return self.cache.set_tag(project_id, environment, tag, ttl_seconds)
+
+    def get_cache_tag(self, principal: Principal, project_id: str, environment: str, tag: str) -> dict[str, Any]:
+        self.authorize(principal, project_id, environment, "actions:read")
+        return self.cache.get_tag(project_id, environment, tag)
+
+    def delete_cache_tag(self, principal: Principal, project_id: str, environment: str, tag: str) -> None:
+        self.authorize(principal, project_id, environment, "actions:write")
+        self.cache.delete_tag(project_id, environment, tag)
+
+    def put_session_type(
+        self, principal: Principal, project_id: str, environment: str, tag: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        self.authorize(principal, project_id, environment, "admin")
+        self._require_project(project_id)
+        return self.sessions.put(project_id, environment, tag, body)
+
+    def get_session_type(self, principal: Principal, project_id: str, environment: str, tag: str) -> dict[str, Any]:
+        self.authorize(principal, project_id, environment, "admin")
+        return self.sessions.get(project_id, environment, tag)
+
+    def delete_session_type(self, principal: Principal, project_id: str, environment: str, tag: str) -> None:
+        self.authorize(principal, project_id, environment, "admin")
+        self.sessions.delete(project_id, environment, tag)
+
+    def callback_secret(self, principal: Principal, project_id: str, rotate: bool) -> str:
+        """The project's callback signing secret (admins only; ``rotate`` makes a new one)."""
+        self.authorize(principal, project_id, None, "admin")
+        self._require_project(project_id)
+        return self.callbacks.secret(project_id, rotate)
+
+    def after_terminal(self, run: Run) -> None:
+        """A run reached its end: deliver its callback, if it asked for one."""
+        url = run.options.get("callback_url")
+        if url and run.is_terminal:
+            self.callbacks.enqueue(url, self.present_run(run), run.project_id, run.environment)
 
     def _require_project(self, project_id: str) -> None:
         if self.store.get_project(project_id) is None:
             raise NotFound(f"no project {project_id}")
+
+
+def _file_info(info: BlobInfo, path: str) -> dict[str, Any]:
+    return {"path": path, "size": info.size, "sha256": info.sha256, "modified_at": iso(info.modified_at)}
 
 
 def _backoff(interval: float, attempt: int) -> float:

@@ -180,6 +180,40 @@ class RetryPolicy(_Model):
     interval_seconds: Annotated[float, Field(ge=0, le=3600)] = 0
 
 
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
+
+
+class HttpCall(_Model):
+    """An HTTP action: the gateway makes this call itself (Ductape-style), no container involved.
+
+    ``url``, ``headers``, ``query`` and ``body`` are templates: ``{params.customerId}``,
+    ``{query.x}``, ``{body.x}``, ``{headers.x}`` read the run request's ``input``;
+    ``{parameters.name}`` reads the action's (decrypted) parameters.
+    """
+
+    method: str = "GET"
+    url: Annotated[str, Field(min_length=1, max_length=4096)]
+    headers: dict[str, str] = Field(default_factory=dict)
+    query: dict[str, Any] = Field(default_factory=dict)
+    body: Any = None
+    timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 30.0
+    follow_redirects: bool = True
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, value: str) -> str:
+        if value.upper() not in HTTP_METHODS:
+            raise ValueError(f"method is one of {', '.join(HTTP_METHODS)}")
+        return value.upper()
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.lower().startswith(("http://", "https://")):
+            raise ValueError("url must start with http:// or https://")
+        return value
+
+
 _INHERITED = ("image_uri", "docker_config", "container_parameters", "parameters", "requires_downloaded_inputs")
 
 
@@ -201,6 +235,8 @@ class ActionSpec(_Model):
     timeout: Annotated[int, Field(ge=1, le=MAX_TIMEOUT_MINUTES)] | None = None
     sync_actions: list[str] = Field(default_factory=list)
     retry: RetryPolicy | None = None
+    parameters_schema: dict[str, Any] | None = None
+    http: HttpCall | None = None
 
     @field_validator("name")
     @classmethod
@@ -232,10 +268,26 @@ class ActionSpec(_Model):
             raise ValueError("parameter names must be unique")
         return value
 
+    @field_validator("parameters_schema")
+    @classmethod
+    def _schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        from jsonschema import SchemaError
+        from jsonschema.validators import validator_for
+
+        try:
+            validator_for(value).check_schema(value)
+        except SchemaError as exc:
+            raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+        return value
+
     @model_validator(mode="after")
     def _exclusive(self) -> ActionSpec:
         if self.image_uri is not None and self.docker_config is not None:
             raise ValueError("image_uri and docker_config are mutually exclusive: give one")
+        if self.http is not None and (self.image_uri or self.docker_config or self.argv or self.inherits):
+            raise ValueError("an HTTP action has no image, command or inherited action")
         if self.inherits is not None:
             given = [name for name in _INHERITED if name in self.model_fields_set]
             if given:

@@ -148,6 +148,10 @@ class WorkerPool:
                     continue
                 if swept.requeued:
                     self.wake()
+                for run_id in [*swept.failed, *swept.terminated]:
+                    ended = store.get_run(run_id)
+                    if ended is not None:
+                        self.gateway.after_terminal(ended)
 
     def _check(self, item: _InFlight, now: float) -> None:
         store = self.gateway.store

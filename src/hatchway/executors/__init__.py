@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 #: executor name -> "module:Class"; modules are imported only when the executor is used
 REGISTRY: dict[str, str] = {
     "process": "hatchway.executors.process:ProcessExecutor",
+    "http": "hatchway.executors.http:HttpExecutor",
     "docker": "hatchway.executors.docker:DockerExecutor",
     "lambda-local": "hatchway.executors.lambda_local:LocalLambdaExecutor",
     "lambda": "hatchway.executors.aws_lambda:LambdaExecutor",
@@ -50,13 +51,20 @@ class Executors:
     """Which executor runs what: sync calls and async runs may go to different places
     (on AWS a container Lambda answers sync calls while Batch runs the queue)."""
 
-    def __init__(self, sync: BaseExecutor, run: BaseExecutor | None = None) -> None:
+    def __init__(self, sync: BaseExecutor, run: BaseExecutor | None = None, http: BaseExecutor | None = None) -> None:
         self.sync = sync
         self.run = run or sync
+        self.http = http
 
     def pick(self, spec: ActionSpec, mode: Mode) -> BaseExecutor:
         from hatchway.runs import Mode
 
+        if spec.http is not None:
+            if self.http is None:
+                from hatchway.executors.http import HttpExecutor
+
+                self.http = HttpExecutor()
+            return self.http
         return self.sync if mode == Mode.SYNC else self.run
 
     def describe(self) -> str:
@@ -78,5 +86,5 @@ class Executors:
 
 
 def make_executors(settings: Settings) -> Executors:
-    """The executors the settings name."""
-    return Executors(make_executor(settings))
+    """The executors the settings name (HTTP actions always go to the gateway's own HTTP executor)."""
+    return Executors(make_executor(settings), http=make_executor(settings, "http"))

@@ -14,13 +14,12 @@ and report how it ended. Everything the contract says about an invocation lives 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import shutil
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,16 +53,36 @@ class Invocation:
     redactor: Redactor = NO_SECRETS
     extra_env: dict[str, str] = field(default_factory=dict)
     extra_config: dict[str, Any] = field(default_factory=dict)
+    #: files to place in ``in/`` before the action starts: (path inside in/, host file)
+    input_files: list[tuple[str, Path]] = field(default_factory=list)
+    #: a directory whose files the action finds in its TMPDIR (a file stash)
+    tmp_source: Path | None = None
+    #: called with the workspace before it is removed (artifacts, the stash's new content)
+    before_cleanup: Callable[[Path], None] | None = None
+    #: retries an executor may make itself within this attempt (HTTP actions)
+    retries: int = 0
+
+    @property
+    def output_mode(self) -> Mode:
+        """How output is read: a sync action answers on stdout; ``run`` writes ``out/result.json``."""
+        return Mode.ASYNC if self.invoked == "run" else Mode.SYNC
 
     @property
     def seconds_left(self) -> float:
         return self.deadline - time.time()
 
     def config_document(self) -> dict[str, Any]:
-        """The content of ``config.json``."""
+        """The content of ``config.json``.
+
+        Objects a Keboola component reads (``image_parameters``, ``storage``, ``authorization``)
+        are always present, never ``null``.
+        """
         return {
             "action": self.invoked,
             "parameters": self.parameters,
+            "image_parameters": {},
+            "storage": {},
+            "authorization": {},
             "run": {
                 "id": self.run_id,
                 "project_id": self.project_id,
@@ -78,9 +97,16 @@ class Invocation:
         }
 
     def environment_for(self, data_dir: str) -> dict[str, str]:
-        """The contract's variables plus the action's own ``env_vars`` (never parameters)."""
+        """The contract's variables plus the action's own ``env_vars`` (never parameters).
+
+        Besides hatchway's own variables the contract speaks Keboola's (``KBC_*``) and Roboto's
+        (``ROBOTO_*``) dialects, so components written for those platforms run unchanged. The
+        Roboto SDK builds an API client at start-up, so it gets a placeholder key and an endpoint
+        that is not Roboto's: no real credential ever enters the action.
+        """
         env = dict(self.spec.container_parameters.env_vars or {}) if self.spec.container_parameters else {}
         env.update(self.extra_env)
+        base = data_dir.rstrip("/")
         env.update(
             {
                 "HATCHWAY_DATA_DIR": data_dir,
@@ -91,6 +117,22 @@ class Invocation:
                 "HATCHWAY_ENVIRONMENT": self.environment,
                 "HATCHWAY_ATTEMPT": str(self.attempt),
                 "HATCHWAY_DEADLINE": f"{self.deadline:.3f}",
+                # Keboola's common interface
+                "KBC_DATADIR": base + "/",
+                "KBC_RUNID": self.run_id,
+                "KBC_PROJECTID": self.project_id,
+                "KBC_COMPONENTID": self.action_name,
+                "KBC_CONFIGID": f"{self.action_name}-v{self.version}",
+                # Roboto's invocation context
+                "ROBOTO_INVOCATION_ID": self.run_id,
+                "ROBOTO_ORG_ID": self.project_id,
+                "ROBOTO_DATASET_ID": f"ds_{self.project_id}_{self.environment}",
+                "ROBOTO_INPUT_DIR": f"{base}/in",
+                "ROBOTO_OUTPUT_DIR": f"{base}/out",
+                "ROBOTO_ACTION_PARAMETERS_FILE": f"{base}/parameters.json",
+                "ROBOTO_ACTION_TIMEOUT": str(max(1, int((self.deadline - time.time()) // 60))),
+                "ROBOTO_API_KEY": "hatchway-placeholder-not-a-credential",
+                "ROBOTO_SERVICE_ENDPOINT": "http://roboto.invalid",
             }
         )
         return env
@@ -320,8 +362,3 @@ __all__ = [
     "judge",
     "read_outputs",
 ]
-
-
-def safe_remove(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        shutil.rmtree(path)

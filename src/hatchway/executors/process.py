@@ -109,13 +109,15 @@ class ProcessExecutor(BaseExecutor):
         started = time.monotonic()
         try:
             workspace.create(invocation.config_document())
+            workspace.stage(invocation.input_files, invocation.tmp_source)
         except OSError as exc:
+            workspace.remove()
             return Execution(platform_error=f"could not prepare the workspace ({exc.strerror})")
         try:
             env = invocation.environment_for(str(workspace.path))
             env.setdefault("PATH", self._path)
             env.setdefault("HOME", str(workspace.path))
-            env.setdefault("TMPDIR", str(workspace.path))
+            env.setdefault("TMPDIR", str(workspace.tmp))
             env.setdefault("LANG", "C.UTF-8")
             env.setdefault("PYTHONUNBUFFERED", "1")
             spec = invocation.spec
@@ -152,6 +154,8 @@ class ProcessExecutor(BaseExecutor):
             if execution.exit_code == 0 and not (execution.cancelled or execution.timed_out):
                 read_outputs(workspace, execution)
             execution.duration_ms = int((time.monotonic() - started) * 1000)
+            if invocation.before_cleanup is not None and not execution.timed_out:
+                invocation.before_cleanup(workspace.path)
             return execution
         finally:
             workspace.remove()

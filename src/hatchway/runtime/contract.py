@@ -32,19 +32,26 @@ TAIL_LINES = 20
 
 
 class Workspace:
-    """A private directory for one attempt: ``config.json`` and an empty ``out/``."""
+    """A private directory for one attempt.
+
+    ``config.json`` (the contract), ``parameters.json`` (the parameters alone, for Roboto's
+    ``ROBOTO_ACTION_PARAMETERS_FILE``), an ``in/`` directory (inputs; Keboola's and Roboto's input
+    directory), an empty ``out/``, and ``tmp/`` (the action's TMPDIR, where a file stash lives).
+    """
 
     def __init__(self, root: Path, name: str) -> None:
         self.path = root / name
+        self.inputs = self.path / "in"
         self.out = self.path / "out"
+        self.tmp = self.path / "tmp"
 
     def create(self, config: dict[str, Any]) -> Workspace:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path.mkdir(mode=0o700)
-        self.out.mkdir(mode=0o700)
-        fd = os.open(self.path / "config.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(config, handle, ensure_ascii=False)
+        for directory in (self.inputs, self.out, self.tmp):
+            directory.mkdir(mode=0o700)
+        _write_private(self.path / "config.json", config)
+        _write_private(self.path / "parameters.json", config.get("parameters") or {})
         return self
 
     def read_json(self, name: str) -> tuple[Any, str | None]:
@@ -64,14 +71,40 @@ class Workspace:
         except (OSError, ValueError):
             return None, f"out/{name} is not valid JSON"
 
+    def stage(self, inputs: list[tuple[str, Path]], tmp_source: Path | None) -> None:
+        """Place input files in ``in/`` and a stash's files in ``tmp/`` (hard links where possible)."""
+        for relative, source in inputs:
+            target = (self.inputs / relative).resolve()
+            if not target.is_relative_to(self.inputs.resolve()):
+                raise ValueError(f"input {relative!r} leaves the input directory")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _copy(source, target)
+        if tmp_source is not None and tmp_source.is_dir():
+            shutil.copytree(tmp_source, self.tmp, dirs_exist_ok=True, copy_function=_copy)
+
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _copy(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Copy a file; stored files are immutable, so a hard link will do where it can."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def _write_private(path: Path, data: Any) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, ensure_ascii=False)
 
 
 class OutputCollector:
     """Collects an action's stdout/stderr as log entries, within the contract's limits.
 
-    For sync actions stdout is the answer (kept as bytes up to ``max_stdout_bytes``), not a log.
+    ``mode`` says how the output is read: with :attr:`Mode.SYNC` (a sync action was invoked)
+    stdout is the answer (kept as bytes up to ``max_stdout_bytes``), not a log.
     Entries are handed to ``flush`` in batches (every ``flush_every`` seconds or 200 entries), so a
     follower sees a long run's log while it runs and the store writes one transaction per batch.
     """

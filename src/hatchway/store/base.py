@@ -122,6 +122,26 @@ class IdempotencyRecord:
 
 
 @dataclass
+class Document:
+    """A small named JSON document of a project and environment, optionally expiring.
+
+    Holds what is neither an action nor a run: cache tags and cached answers, session types,
+    file stash records, callback secrets. ``kind`` separates the families.
+    """
+
+    project_id: str
+    environment: str
+    kind: str
+    name: str
+    body: dict[str, Any]
+    updated_at: int = 0
+    expires_at: int | None = None
+
+    def is_expired(self, now: int) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+
+@dataclass
 class IdempotencyOutcome:
     """``owner``: the caller should do the work; otherwise ``record`` holds the earlier answer."""
 
@@ -326,6 +346,22 @@ class BaseStore(ABC):
 
     @abstractmethod
     def _delete_idempotency(self, scope: str) -> None: ...
+
+    @abstractmethod
+    def _put_document(self, document: Document) -> None:
+        """Insert or replace."""
+
+    @abstractmethod
+    def _get_document(self, project_id: str, environment: str, kind: str, name: str) -> Document | None: ...
+
+    @abstractmethod
+    def _delete_document(self, project_id: str, environment: str, kind: str, name: str) -> bool: ...
+
+    @abstractmethod
+    def _list_documents(
+        self, project_id: str, environment: str, kind: str, after: str | None, limit: int
+    ) -> list[Document]:
+        """Documents of a kind ordered by name, strictly after ``after``."""
 
     def close(self) -> None:
         """Release connections."""
@@ -578,6 +614,37 @@ class BaseStore(ABC):
             except TransitionConflict:
                 continue
         return result
+
+    # ---- documents -------------------------------------------------------------------------
+
+    def put_document(self, document: Document) -> Document:
+        document.updated_at = now_ms()
+        self._put_document(document)
+        return document
+
+    def get_document(self, project_id: str, environment: str, kind: str, name: str) -> Document | None:
+        """A live document; an expired one is removed and reported missing."""
+        document = self._get_document(project_id, environment, kind, name)
+        if document is not None and document.is_expired(now_ms()):
+            self._delete_document(project_id, environment, kind, name)
+            return None
+        return document
+
+    def delete_document(self, project_id: str, environment: str, kind: str, name: str) -> bool:
+        return self._delete_document(project_id, environment, kind, name)
+
+    def list_documents(
+        self, project_id: str, environment: str, kind: str, limit: int = DEFAULT_PAGE, cursor: str | None = None
+    ) -> Page[Document]:
+        scope = ("documents", project_id, environment, kind)
+        after = decode_cursor(cursor, scope)
+        now = now_ms()
+        found = [
+            d for d in self._list_documents(project_id, environment, kind, after, limit + 1) if not d.is_expired(now)
+        ]
+        more = len(found) > limit
+        found = found[:limit]
+        return Page(found, encode_cursor(scope, found[-1].name) if more else None)
 
     # ---- logs ------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from hatchway.store.base import (
     ActionHead,
     ActionRecord,
     BaseStore,
+    Document,
     IdempotencyRecord,
     Project,
     TokenRecord,
@@ -62,6 +63,11 @@ CREATE INDEX IF NOT EXISTS runs_leased ON runs(lease_until) WHERE status IN ('IN
 CREATE TABLE IF NOT EXISTS logs (
     run_id TEXT NOT NULL, seq INTEGER NOT NULL, k TEXT NOT NULL, ts INTEGER NOT NULL, msg TEXT NOT NULL,
     err TEXT, PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS documents (
+    project_id TEXT NOT NULL, environment TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
+    body TEXT NOT NULL, updated_at INTEGER NOT NULL, expires_at INTEGER,
+    PRIMARY KEY (project_id, environment, kind, name)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS idempotency (
     scope TEXT PRIMARY KEY, request_hash TEXT NOT NULL, run_id TEXT NOT NULL, status TEXT NOT NULL,
@@ -431,6 +437,55 @@ class SqliteStore(BaseStore):
         return [
             LogEntry(seq=r[0], k=r[1], ts=r[2], msg=r[3], err=None if r[4] is None else json.loads(r[4])) for r in rows
         ]
+
+    # ---- documents -------------------------------------------------------------------------
+
+    _DOCUMENT_COLS = "project_id, environment, kind, name, body, updated_at, expires_at"
+
+    @staticmethod
+    def _document(row: tuple[Any, ...]) -> Document:
+        return Document(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6])
+
+    def _put_document(self, document: Document) -> None:
+        self._write(
+            f"INSERT OR REPLACE INTO documents({self._DOCUMENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                document.project_id,
+                document.environment,
+                document.kind,
+                document.name,
+                _dumps(document.body),
+                document.updated_at,
+                document.expires_at,
+            ),
+        )
+
+    def _get_document(self, project_id: str, environment: str, kind: str, name: str) -> Document | None:
+        return self._one(
+            f"SELECT {self._DOCUMENT_COLS} FROM documents "
+            "WHERE project_id = ? AND environment = ? AND kind = ? AND name = ?",
+            (project_id, environment, kind, name),
+            self._document,
+        )
+
+    def _delete_document(self, project_id: str, environment: str, kind: str, name: str) -> bool:
+        return (
+            self._write(
+                "DELETE FROM documents WHERE project_id = ? AND environment = ? AND kind = ? AND name = ?",
+                (project_id, environment, kind, name),
+            )
+            == 1
+        )
+
+    def _list_documents(
+        self, project_id: str, environment: str, kind: str, after: str | None, limit: int
+    ) -> list[Document]:
+        rows = self._all_rows(
+            f"SELECT {self._DOCUMENT_COLS} FROM documents "
+            "WHERE project_id = ? AND environment = ? AND kind = ? AND name > ? ORDER BY name LIMIT ?",
+            (project_id, environment, kind, after or "", limit),
+        )
+        return [self._document(row) for row in rows]
 
     # ---- idempotency -----------------------------------------------------------------------
 

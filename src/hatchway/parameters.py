@@ -1,0 +1,175 @@
+"""Run parameters: checked against the action, secrets found at any depth, session claims filled in.
+
+Two shapes of parameters exist. The flat ``parameters`` list of ``action.json`` takes scalars
+(coerced to strings, as defaults are) and refuses unknown names. An action that declares a
+``parameters_schema`` (a JSON Schema) takes any JSON that validates, with ``#`` keys secret at any
+depth - Keboola's convention. Both can be declared together: the flat list then supplies
+defaults and required names, the schema validates the whole.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from hatchway.errors import BadRequest, ValidationFailed
+from hatchway.secrets.redact import HIDDEN
+from hatchway.spec import ActionSpec, coerce_str, is_secret_name
+
+Transform = Callable[[str, str], str]  # (dotted path, value) -> value
+
+
+def prepare(spec: ActionSpec, given: dict[str, Any]) -> dict[str, Any]:
+    """Given parameters checked and defaulted (secrets still as given)."""
+    if spec.parameters_schema is not None:
+        return _with_schema(spec, given)
+    declared = {p.name for p in spec.parameters}
+    unknown = sorted(set(given) - declared)
+    if unknown:
+        raise BadRequest(f"unknown parameter(s): {', '.join(unknown)}")
+    out: dict[str, Any] = {}
+    problems = []
+    for name, value in given.items():
+        if value is None or isinstance(value, dict | list):
+            problems.append(
+                {
+                    "loc": ["body", "parameters", name],
+                    "msg": "a parameter value is a string, a number or a boolean",
+                    "type": "scalar_type",
+                }
+            )
+            continue
+        out[name] = coerce_str(value)
+    if problems:
+        raise ValidationFailed(f"invalid parameter {problems[0]['loc'][-1]!r}: {problems[0]['msg']}", problems)
+    _defaults(spec, out)
+    return out
+
+
+def _defaults(spec: ActionSpec, out: dict[str, Any]) -> None:
+    for param in spec.parameters:
+        if param.name not in out:
+            if param.default is not None:
+                out[param.name] = param.default
+            elif param.required:
+                raise BadRequest(f"missing required parameter {param.name!r}")
+
+
+def _with_schema(spec: ActionSpec, given: dict[str, Any]) -> dict[str, Any]:
+    from jsonschema.validators import validator_for
+
+    out = dict(given)
+    _defaults(spec, out)
+    schema = spec.parameters_schema or {}
+    validator = validator_for(schema)(schema)
+    errors = sorted(validator.iter_errors(out), key=lambda e: list(e.absolute_path))
+    if errors:
+        details = [
+            {
+                "loc": ["body", "parameters", *error.absolute_path],
+                "msg": _schema_message(error),
+                "type": f"schema_{error.validator}",
+            }
+            for error in errors
+        ]
+        where = ".".join(str(p) for p in details[0]["loc"][2:]) or "parameters"
+        raise ValidationFailed(f"parameters do not match the action's schema at {where}: {details[0]['msg']}", details)
+    for path, value in walk_secrets(out):
+        if not isinstance(value, str):
+            raise ValidationFailed.at(["body", "parameters", *path], "a secret (# key) holds a string", "secret_type")
+    return out
+
+
+def _schema_message(error: Any) -> str:
+    # jsonschema quotes the offending instance in its message; a secret must never be echoed
+    if any(is_secret_name(str(p)) for p in error.absolute_path):
+        return f"does not satisfy '{error.validator}'"
+    message = str(error.message)
+    return message if len(message) <= 300 else message[:300] + "..."
+
+
+def walk_secrets(data: Any, path: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], Any]]:
+    """Every (path, value) whose key starts with ``#``, at any depth."""
+    found: list[tuple[tuple[Any, ...], Any]] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if isinstance(key, str) and is_secret_name(key):
+                found.append(((*path, key), value))
+            else:
+                found.extend(walk_secrets(value, (*path, key)))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            found.extend(walk_secrets(value, (*path, index)))
+    return found
+
+
+def map_secrets(data: Any, transform: Callable[[str], str]) -> Any:
+    """A copy of ``data`` with every ``#`` key's string value transformed (encrypt, decrypt)."""
+    if isinstance(data, dict):
+        return {
+            key: (transform(value) if isinstance(key, str) and is_secret_name(key) and isinstance(value, str)
+                  else map_secrets(value, transform))
+            for key, value in data.items()
+        }  # fmt: skip
+    if isinstance(data, list):
+        return [map_secrets(value, transform) for value in data]
+    return data
+
+
+def hide_secrets(data: Any) -> Any:
+    """A copy of ``data`` with every ``#`` key's value shown as ``[hidden]``."""
+    if isinstance(data, dict):
+        return {
+            key: (HIDDEN if isinstance(key, str) and is_secret_name(key) else hide_secrets(value))
+            for key, value in data.items()
+        }
+    if isinstance(data, list):
+        return [hide_secrets(value) for value in data]
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# session placeholders: $Session{claim}{nested.path}
+
+SESSION_PLACEHOLDER = re.compile(r"\$Session\{([^{}]+)\}(?:\{([^{}]*)\})?")
+
+
+def claim_value(claims: dict[str, Any], claim: str, path: str | None) -> Any:
+    if claim not in claims:
+        raise BadRequest(f"the session token has no claim {claim!r}")
+    value = claims[claim]
+    for part in [p for p in (path or "").split(".") if p]:
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            raise BadRequest(f"the session token's claim {claim!r} has no {path!r}")
+    return value
+
+
+def fill_session(data: Any, claims: dict[str, Any]) -> Any:
+    """Replace ``$Session{claim}{path}`` placeholders in every string of ``data``.
+
+    A string that is exactly one placeholder takes the claim's value with its JSON type; a
+    placeholder inside a longer string is replaced by the value's text.
+    """
+    if isinstance(data, dict):
+        return {key: fill_session(value, claims) for key, value in data.items()}
+    if isinstance(data, list):
+        return [fill_session(value, claims) for value in data]
+    if not isinstance(data, str) or "$Session{" not in data:
+        return data
+    whole = SESSION_PLACEHOLDER.fullmatch(data)
+    if whole:
+        return claim_value(claims, whole.group(1), whole.group(2))
+    return SESSION_PLACEHOLDER.sub(lambda m: coerce_str(claim_value(claims, m.group(1), m.group(2))), data)
+
+
+def has_session_placeholders(data: Any) -> bool:
+    if isinstance(data, dict):
+        return any(has_session_placeholders(v) for v in data.values())
+    if isinstance(data, list):
+        return any(has_session_placeholders(v) for v in data)
+    return isinstance(data, str) and "$Session{" in data

@@ -1,0 +1,80 @@
+"""File stashes (Pipedream's File Stash): a directory that survives between runs for 24 hours.
+
+A run or sync call that names a stash finds its files in its TMPDIR (``/tmp`` in containers);
+whatever the action leaves there is saved back when it ends. ``"NEW"``, ``""`` or ``true`` create
+a stash; an existing id loads it. A stash belongs to one project and environment; an unknown or
+expired id is a 404, like any object that is not there.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any
+
+from hatchway.blobs import BlobStore, LocalBlobStore
+from hatchway.errors import NotFound, ValidationFailed
+from hatchway.runs import now_ms
+from hatchway.store.base import BaseStore, Document
+
+KIND = "stash"
+LIFETIME_MS = 24 * 3600 * 1000
+
+
+def wants_new(value: Any) -> bool:
+    """``"NEW"``, ``""`` and ``true`` ask for a new stash."""
+    return value is True or (isinstance(value, str) and value in ("NEW", ""))
+
+
+class FileStashes:
+    """Stash records in the store, stash files in the blob store."""
+
+    def __init__(self, store: BaseStore, blobs: BlobStore) -> None:
+        self.store = store
+        self.blobs = blobs
+
+    @staticmethod
+    def _prefix(project_id: str, environment: str, stash_id: str) -> str:
+        return f"stashes/{project_id}/{environment}/{stash_id}"
+
+    def open(self, project_id: str, environment: str, requested: Any) -> str:
+        """The stash a request names: a new one, or an existing one of this project (else 404)."""
+        if wants_new(requested):
+            stash_id = "stash_" + secrets.token_hex(12)
+            now = now_ms()
+            self.store.put_document(
+                Document(project_id, environment, KIND, stash_id, {"created_at": now}, expires_at=now + LIFETIME_MS)
+            )
+            return stash_id
+        if not isinstance(requested, str) or not requested.startswith("stash_") or len(requested) > 64:
+            raise ValidationFailed.at(["body", "stash_id"], 'a stash id, or "NEW" / true for a new stash')
+        if self.store.get_document(project_id, environment, KIND, requested) is None:
+            self.blobs.delete_prefix(self._prefix(project_id, environment, requested))
+            raise NotFound(f"no stash {requested} (stashes last 24 hours)")
+        return requested
+
+    def directory(self, project_id: str, environment: str, stash_id: str, scratch: Path) -> Path:
+        """A local directory with the stash's files (the blob directory itself when local)."""
+        prefix = self._prefix(project_id, environment, stash_id)
+        if isinstance(self.blobs, LocalBlobStore):
+            return self.blobs.root / prefix
+        scratch.mkdir(parents=True, exist_ok=True)
+        for info in self.blobs.list(prefix):
+            local = self.blobs.local_path(info.key)
+            if local is not None:
+                target = scratch / info.key[len(prefix) + 1 :]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(local, target)
+        return scratch
+
+    def save(self, project_id: str, environment: str, stash_id: str, source: Path) -> int:
+        """Replace the stash's files with the files under ``source``; how many were saved."""
+        prefix = self._prefix(project_id, environment, stash_id)
+        self.blobs.delete_prefix(prefix)
+        saved = 0
+        for path in sorted(source.rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                self.blobs.put_file(f"{prefix}/{path.relative_to(source).as_posix()}", path)
+                saved += 1
+        return saved
