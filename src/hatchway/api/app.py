@@ -13,7 +13,6 @@ import json
 import logging
 import re
 import time
-from contextvars import ContextVar
 from datetime import UTC
 from typing import Annotated, Any
 
@@ -23,68 +22,36 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
-from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
 
 from hatchway import __version__
 from hatchway.api import schemas as S
+from hatchway.api.common import (
+    JSON,
+    PRINCIPAL,
+    PROJECT_PATH,
+    PUBLIC_PATHS,
+    PUBLIC_PREFIXES,
+    Cursor,
+    Environment,
+    Limit,
+    ProjectId,
+    env_name,
+    event_answer,
+    header,
+    is_json,
+    json_answer,
+    page_of,
+)
+from hatchway.api.common import principal as common_principal
 from hatchway.api.errors import dumps, error_answer, unexpected_answer, validation_details
 from hatchway.api.models import ENVIRONMENT_PATTERN, EncryptRequest, ProjectCreate, RunRequestBody, TokenCreate
 from hatchway.errors import Forbidden, HatchwayError, NotFound, PayloadTooLarge, ValidationFailed
-from hatchway.service import DEFAULT_ENVIRONMENT, Gateway, Principal, RunRequest
+from hatchway.service import Gateway, Principal, RunRequest
 from hatchway.spec import ActionSpec
-from hatchway.store.base import DEFAULT_PAGE, MAX_PAGE
+from hatchway.store.base import DEFAULT_PAGE
 
 log = logging.getLogger("hatchway.api")
-
-JSON = "application/json"
-ProjectId = Annotated[str, Path(pattern=r"^proj_[a-zA-Z0-9]+$", description="project id")]
-Environment = Annotated[
-    str | None,
-    Header(alias="x-hatchway-environment", description="environment inside the project (default development)"),
-]
-Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")]
-Cursor = Annotated[str | None, Query(description="cursor from the previous page's next")]
-
-
-#: API answers are never cached by intermediaries and never sniffed as something else
-SAFE_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
-
-
-def _json(code: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
-    return Response(status_code=code, content_type=JSON, body=dumps(body), headers={**SAFE_HEADERS, **(headers or {})})
-
-
-def _page(items: list[dict[str, Any]], next_cursor: str | None) -> dict[str, Any]:
-    return {"items": items, "next": next_cursor}
-
-
-#: routes anyone may call; everything else needs a token, checked before the request is validated
-PUBLIC_PATHS = {"/health", "/openapi.json", "/docs"}
-PUBLIC_PREFIXES: tuple[str, ...] = ()
-_PROJECT_PATH = re.compile(r"^/v1/projects/([^/]+)")
-_principal: ContextVar[Principal | None] = ContextVar("hatchway_principal", default=None)
-
-
-def _header(event: dict[str, Any], name: str) -> str | None:
-    for key, value in (event.get("headers") or {}).items():
-        if key.lower() == name:
-            return str(value)
-    return None
-
-
-def _is_json(content_type: str | None) -> bool:
-    kind = (content_type or "").split(";")[0].strip().lower()
-    return kind == JSON or kind.endswith("+json")
-
-
-def _event_answer(code: int, body: Any, headers: dict[str, str]) -> dict[str, Any]:
-    return {
-        "statusCode": code,
-        "headers": {"Content-Type": JSON, **SAFE_HEADERS, **headers},
-        "body": dumps(body),
-        "isBase64Encoded": False,
-        "cookies": [],
-    }
 
 
 class Api:
@@ -111,13 +78,13 @@ class Api:
                 raise PayloadTooLarge(f"the request body is larger than {self.max_body_bytes // (1024 * 1024)} MiB")
             who = None
             if path not in PUBLIC_PATHS and not path.startswith(PUBLIC_PREFIXES):
-                who = self.gateway.authenticate(_header(event, "authorization"))
-                project = _PROJECT_PATH.match(path)
+                who = self.gateway.authenticate(header(event, "authorization"))
+                project = PROJECT_PATH.match(path)
                 if path.rstrip("/") == "/v1/projects" and not who.is_global_admin:
                     raise Forbidden("only the global admin token creates projects")
                 if project:
                     # a token of another project is refused before anything about the request is looked at
-                    env = _header(event, "x-hatchway-environment")
+                    env = header(event, "x-hatchway-environment")
                     env = env if env and re.match(ENVIRONMENT_PATTERN, env) else None
                     self.gateway.authorize(who, project.group(1), env, None)
             unknown = self._unknown_query(event, path)
@@ -130,24 +97,24 @@ class Api:
                     ],
                 )
         except HatchwayError as exc:
-            return _event_answer(*error_answer(exc))
+            return event_answer(*error_answer(exc))
         if event.get("isBase64Encoded") and body:
             try:
                 text = base64.b64decode(body).decode("utf-8")
             except (ValueError, UnicodeDecodeError):
-                return _event_answer(
+                return event_answer(
                     *error_answer(ValidationFailed.at(["body"], "the body is not UTF-8 JSON", "json_invalid"))
                 )
             event = {**event, "body": text, "isBase64Encoded": False}
-        if body and not _is_json(_header(event, "content-type")):
+        if body and not is_json(header(event, "content-type")):
             # `curl -d` and friends label JSON as a form or text: read the body as JSON anyway
             headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
             event = {**event, "headers": {**headers, "content-type": JSON}}
-        token = _principal.set(who)
+        token = PRINCIPAL.set(who)
         try:
             return self.resolver.resolve(event, context)
         finally:
-            _principal.reset(token)
+            PRINCIPAL.reset(token)
 
     def openapi(self) -> dict[str, Any]:
         """The OpenAPI document (built once)."""
@@ -201,22 +168,12 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
     # ---- plumbing ------------------------------------------------------------------------
 
     def principal() -> Principal:
-        return _principal.get() or gateway.authenticate(app.current_event.headers.get("authorization"))
-
-    def env_name(value: str | None) -> str:
-        if value is None or value == "":
-            return DEFAULT_ENVIRONMENT
-        if not re.match(ENVIRONMENT_PATTERN, value):
-            raise ValidationFailed.at(
-                ["header", "X-Hatchway-Environment"],
-                "an environment name is lowercase letters, digits, '_' and '-', at most 63 characters",
-            )
-        return value
+        return common_principal(gateway, app.current_event.headers)
 
     @app.exception_handler(HatchwayError)
     def _domain_error(exc: HatchwayError) -> Response[str]:
         code, body, headers = error_answer(exc)
-        return _json(code, body, headers)
+        return json_answer(code, body, headers)
 
     @app.exception_handler(RequestValidationError)
     def _validation_error(exc: RequestValidationError) -> Response[str]:
@@ -224,17 +181,17 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         first = details[0] if details else {"loc": [], "msg": "invalid request"}
         where = ".".join(str(p) for p in first["loc"]) or "request"
         code, body, headers = error_answer(ValidationFailed(f"{where}: {first['msg']}", details))
-        return _json(code, body, headers)
+        return json_answer(code, body, headers)
 
     @app.exception_handler(RequestUnsupportedContentType)
     def _unsupported(exc: RequestUnsupportedContentType) -> Response[str]:
         body = {"status": "error", "error": "Unsupported media type", "code": 415, "message": "send JSON"}
-        return _json(415, body)
+        return json_answer(415, body)
 
     @app.exception_handler(Exception)
     def _unexpected(exc: Exception) -> Response[str]:
         code, body, headers = unexpected_answer(exc)
-        return _json(code, body, headers)
+        return json_answer(code, body, headers)
 
     @app.not_found
     def _not_found(exc: Exception) -> Response[str]:
@@ -243,15 +200,15 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         if allowed and method not in allowed:
             body = {"status": "error", "error": "Method not allowed", "code": 405,
                     "message": f"{method} is not allowed here; use {', '.join(sorted(allowed))}"}  # fmt: skip
-            return _json(405, body, {"Allow": ", ".join(sorted(allowed))})
+            return json_answer(405, body, {"Allow": ", ".join(sorted(allowed))})
         code, answer, headers = error_answer(NotFound("no such route"))
-        return _json(code, answer, headers)
+        return json_answer(code, answer, headers)
 
     # ---- meta ----------------------------------------------------------------------------
 
     @app.get("/health", tags=["meta"], summary="Liveness", responses=S.responses(200, S.HEALTH, "the gateway is up"))
     def health() -> Response[str]:
-        return _json(200, {"status": "ok", "version": __version__})
+        return json_answer(200, {"status": "ok", "version": __version__})
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi() -> Response[str]:
@@ -275,7 +232,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
     )
     def create_project(body: Annotated[ProjectCreate, Body()]) -> Response[str]:
         project = gateway.create_project(principal(), body.name, body.id)
-        return _json(201, project.to_api())
+        return json_answer(201, project.to_api())
 
     @app.get(
         "/v1/projects/<project_id>",
@@ -284,7 +241,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         responses=S.responses(200, S.PROJECT, "the project", 404),
     )
     def get_project(project_id: ProjectId) -> Response[str]:
-        return _json(200, gateway.get_project(principal(), project_id).to_api())
+        return json_answer(200, gateway.get_project(principal(), project_id).to_api())
 
     @app.post(
         "/v1/projects/<project_id>/tokens",
@@ -302,7 +259,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         record, token = gateway.create_token(
             principal(), project_id, body.scopes, body.environments, expires_at, body.name
         )
-        return _json(201, {"token": token, **record.to_api()})
+        return json_answer(201, {"token": token, **record.to_api()})
 
     @app.get(
         "/v1/projects/<project_id>/tokens",
@@ -312,7 +269,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
     )
     def list_tokens(project_id: ProjectId) -> Response[str]:
         tokens = gateway.list_tokens(principal(), project_id)
-        return _json(200, _page([t.to_api() for t in tokens], None))
+        return json_answer(200, page_of([t.to_api() for t in tokens], None))
 
     @app.delete(
         "/v1/projects/<project_id>/tokens/<token_id>",
@@ -337,9 +294,9 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
     ) -> Response[str]:
         who, env = principal(), env_name(environment)
         if body.value is not None:
-            return _json(200, {"ciphertext": gateway.encrypt(who, project_id, env, body.value, body.action)})
+            return json_answer(200, {"ciphertext": gateway.encrypt(who, project_id, env, body.value, body.action)})
         values = {k: gateway.encrypt(who, project_id, env, v, body.action) for k, v in (body.values or {}).items()}
-        return _json(200, {"values": values})
+        return json_answer(200, {"values": values})
 
     # ---- actions -------------------------------------------------------------------------
 
@@ -360,7 +317,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         project_id: ProjectId, body: Annotated[ActionSpec, Body()], environment: Environment = None
     ) -> Response[str]:
         record, created = gateway.register_action(principal(), project_id, env_name(environment), body)
-        return _json(201 if created else 200, record.to_api())
+        return json_answer(201 if created else 200, record.to_api())
 
     @app.get(
         "/v1/projects/<project_id>/actions",
@@ -376,7 +333,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         cursor: Cursor = None,
     ) -> Response[str]:
         page = gateway.list_actions(principal(), project_id, env_name(environment), limit, cursor, tag)
-        return _json(200, _page([r.to_api() for r in page.items], page.next))
+        return json_answer(200, page_of([r.to_api() for r in page.items], page.next))
 
     @app.get(
         "/v1/projects/<project_id>/actions/<name>",
@@ -392,7 +349,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         digest: Annotated[str | None, Query(pattern=r"^sha256:[0-9a-f]{64}$")] = None,
     ) -> Response[str]:
         record = gateway.get_action(principal(), project_id, env_name(environment), name, version, digest)
-        return _json(200, record.to_api())
+        return json_answer(200, record.to_api())
 
     @app.get(
         "/v1/projects/<project_id>/actions/<name>/versions",
@@ -408,7 +365,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         cursor: Cursor = None,
     ) -> Response[str]:
         page = gateway.list_versions(principal(), project_id, env_name(environment), name, limit, cursor)
-        return _json(200, _page([r.to_api() for r in page.items], page.next))
+        return json_answer(200, page_of([r.to_api() for r in page.items], page.next))
 
     @app.delete(
         "/v1/projects/<project_id>/actions/<name>",
@@ -450,7 +407,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         answer, code = gateway.submit_run(
             principal(), project_id, env_name(environment), name, run_request(body), idempotency_key
         )
-        return _json(code, answer, {"Location": f"/v1/projects/{project_id}/runs/{answer['id']}"})
+        return json_answer(code, answer, {"Location": f"/v1/projects/{project_id}/runs/{answer['id']}"})
 
     @app.post(
         "/v1/projects/<project_id>/actions/<name>/sync/<sync_action>",
@@ -466,7 +423,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         environment: Environment = None,
     ) -> Response[str]:
         result = gateway.call_sync(principal(), project_id, env_name(environment), name, sync_action, run_request(body))
-        return _json(200, result)
+        return json_answer(200, result)
 
     @app.get(
         "/v1/projects/<project_id>/runs",
@@ -485,7 +442,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
     ) -> Response[str]:
         filters = {"action": action or "", "status": status or "", "external_user_id": external_user_id or ""}
         page = gateway.list_runs(principal(), project_id, env_name(environment), limit, cursor, filters)
-        return _json(200, _page([gateway.present_run(r) for r in page.items], page.next))
+        return json_answer(200, page_of([gateway.present_run(r) for r in page.items], page.next))
 
     @app.get(
         "/v1/projects/<project_id>/runs/<run_id>",
@@ -495,7 +452,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
     )
     def get_run(project_id: ProjectId, run_id: str, environment: Environment = None) -> Response[str]:
         run = gateway.get_run(principal(), project_id, env_name(environment), run_id)
-        return _json(200, gateway.present_run(run))
+        return json_answer(200, gateway.present_run(run))
 
     @app.get(
         "/v1/projects/<project_id>/runs/<run_id>/logs",
@@ -511,7 +468,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
     ) -> Response[str]:
         page = gateway.read_logs(principal(), project_id, env_name(environment), run_id, after, limit)
-        return _json(200, _page([e.to_api() for e in page.items], page.next))
+        return json_answer(200, page_of([e.to_api() for e in page.items], page.next))
 
     @app.post(
         "/v1/projects/<project_id>/runs/<run_id>/cancel",
@@ -522,7 +479,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
     )
     def cancel_run(project_id: ProjectId, run_id: str, environment: Environment = None) -> Response[str]:
         run = gateway.cancel_run(principal(), project_id, env_name(environment), run_id)
-        return _json(202, gateway.present_run(run))
+        return json_answer(202, gateway.present_run(run))
 
     return api
 

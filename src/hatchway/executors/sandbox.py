@@ -193,7 +193,7 @@ class Sandbox:
             kind = "bwrap" if bwrap_works() else "limits"
         elif kind == "bwrap" and not bwrap_works():
             raise RuntimeError("HATCHWAY_SANDBOX=bwrap but bubblewrap is missing or cannot run here")
-        cgroups = Cgroups.detect(f"hatchway-{os.getpid()}") if kind != "none" else None
+        cgroups = Cgroups.detect(cgroup_owner_name()) if kind != "none" else None
         return cls(kind, settings.home, cgroups)
 
     def describe(self) -> str:
@@ -251,17 +251,35 @@ class Sandbox:
         return args
 
     def recover(self) -> None:
-        """Remove cgroups left by a gateway that died (they are empty once their processes are gone)."""
+        """Remove cgroups left by gateways that died; those of live gateways (tests, `hatchway worker`) stay."""
         if self.cgroups is None:
             return
         for parent in {p.parent for p in (self.cgroups.pids, self.cgroups.memory) if p is not None}:
             for stale in parent.glob("hatchway-*"):
-                if stale.name == f"hatchway-{os.getpid()}":
+                owner = stale.name.split("-")[1:]
+                if len(owner) == 2 and owner[0].isdigit() and _alive(int(owner[0]), owner[1]):
                     continue
                 for child in [c for c in stale.iterdir() if c.is_dir()]:
                     Confinement([], [child]).release()
                 with contextlib.suppress(OSError):
                     stale.rmdir()
+
+
+def cgroup_owner_name() -> str:
+    """``hatchway-<pid>-<start time>``: tells this gateway's cgroups from those of a dead one."""
+    return f"hatchway-{os.getpid()}-{_start_time(os.getpid())}"
+
+
+def _start_time(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return "0"
+    return stat[stat.rfind(b")") + 2 :].split()[19].decode()
+
+
+def _alive(pid: int, started: str) -> bool:
+    return _start_time(pid) == started != "0"
 
 
 _bwrap_checked: bool | None = None

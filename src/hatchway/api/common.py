@@ -1,0 +1,82 @@
+"""Plumbing shared by the API's route modules: answers, headers, the caller, the environment."""
+
+from __future__ import annotations
+
+import re
+from contextvars import ContextVar
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
+
+from hatchway.api.errors import dumps
+from hatchway.api.models import ENVIRONMENT_PATTERN
+from hatchway.errors import ValidationFailed
+from hatchway.service import DEFAULT_ENVIRONMENT, Gateway, Principal
+from hatchway.store.base import MAX_PAGE
+
+JSON = "application/json"
+ProjectId = Annotated[str, Path(pattern=r"^proj_[a-zA-Z0-9]+$", description="project id")]
+Environment = Annotated[
+    str | None,
+    Header(alias="x-hatchway-environment", description="environment inside the project (default development)"),
+]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")]
+Cursor = Annotated[str | None, Query(description="cursor from the previous page's next")]
+
+
+#: API answers are never cached by intermediaries and never sniffed as something else
+SAFE_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+def json_answer(code: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
+    return Response(status_code=code, content_type=JSON, body=dumps(body), headers={**SAFE_HEADERS, **(headers or {})})
+
+
+def page_of(items: list[dict[str, Any]], next_cursor: str | None) -> dict[str, Any]:
+    return {"items": items, "next": next_cursor}
+
+
+#: routes anyone may call; everything else needs a token, checked before the request is validated
+PUBLIC_PATHS = {"/health", "/openapi.json", "/docs"}
+PUBLIC_PREFIXES: tuple[str, ...] = ()
+PROJECT_PATH = re.compile(r"^/v1/projects/([^/]+)")
+PRINCIPAL: ContextVar[Principal | None] = ContextVar("hatchway_principal", default=None)
+
+
+def header(event: dict[str, Any], name: str) -> str | None:
+    for key, value in (event.get("headers") or {}).items():
+        if key.lower() == name:
+            return str(value)
+    return None
+
+
+def is_json(content_type: str | None) -> bool:
+    kind = (content_type or "").split(";")[0].strip().lower()
+    return kind == JSON or kind.endswith("+json")
+
+
+def event_answer(code: int, body: Any, headers: dict[str, str]) -> dict[str, Any]:
+    return {
+        "statusCode": code,
+        "headers": {"Content-Type": JSON, **SAFE_HEADERS, **headers},
+        "body": dumps(body),
+        "isBase64Encoded": False,
+        "cookies": [],
+    }
+
+
+def principal(gateway: Gateway, headers: Any) -> Principal:
+    """The caller, authenticated before validation by :class:`hatchway.api.app.Api`."""
+    return PRINCIPAL.get() or gateway.authenticate(headers.get("authorization"))
+
+
+def env_name(value: str | None, header: str = "X-Hatchway-Environment") -> str:
+    if value is None or value == "":
+        return DEFAULT_ENVIRONMENT
+    if not re.match(ENVIRONMENT_PATTERN, value):
+        raise ValidationFailed.at(
+            ["header", header],
+            "an environment name is lowercase letters, digits, '_' and '-', at most 63 characters",
+        )
+    return value
