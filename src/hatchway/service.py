@@ -61,7 +61,7 @@ from hatchway.spec import (
     parse_spec,
 )
 from hatchway.stash import FileStashes
-from hatchway.store.base import ActionRecord, BaseStore, Page, Project, TokenRecord
+from hatchway.store.base import MAX_PAGE, ActionRecord, BaseStore, Page, Project, TokenRecord
 
 log = logging.getLogger("hatchway")
 
@@ -719,6 +719,55 @@ class Gateway:
             raise Unavailable(error.message)
         self._log_app_error(final, error)
         raise ActionAppError(error.message, final.id, error.exception_id)
+
+    def connect_run(
+        self,
+        principal: Principal,
+        project_id: str,
+        environment: str,
+        action: str,
+        version: str | None,
+        request: RunRequest,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Pipedream Connect's ``actions/run``: the action's ``run`` while the caller waits.
+
+        Connect SDKs retry on 5xx, 408, 409, 429 and dropped connections, so a request is
+        identified by its caller and content (or its ``Idempotency-Key``): a repeat within
+        ``connect_replay_seconds`` gets the first answer - success or error - and never runs the
+        action a second time.
+        """
+        self.authorize(principal, project_id, environment, "runs:write")
+        resolved = self._connect_version(project_id, environment, action, version)
+
+        def work(_: str) -> tuple[dict[str, Any], int]:
+            answer = self.run_now(project_id, environment, resolved, RUN_ACTION, request)
+            return {
+                "exports": answer["exports"],
+                "os": [{k: v for k, v in entry.items() if k != "seq"} for entry in answer["os"]],
+                "ret": answer["ret"],
+                "stash_id": answer.get("stash_id"),
+            }, 200
+
+        if self.settings.connect_replay_seconds <= 0 and idempotency_key is None:
+            return work("")[0]
+        fingerprint = request.fingerprint(f"connect/{action}/{version}")
+        caller = principal.token_id or "admin"
+        scope = f"connect/{project_id}/{environment}/{caller}/{idempotency_key or fingerprint}"
+        ttl = self.settings.connect_replay_seconds if idempotency_key is None else self.settings.idempotency_seconds
+        return self._once(scope, fingerprint, ttl, work, keep_errors=True)[0]
+
+    def _connect_version(self, project_id: str, environment: str, name: str, version: str | None) -> Resolved:
+        """A Connect ``version``: latest, a version number, or the ``metadata.version`` of a version."""
+        if version in (None, "", "latest"):
+            return self.resolve(project_id, environment, name)
+        assert version is not None  # noqa: S101 - narrowed above
+        if version.isdigit():
+            return self.resolve(project_id, environment, name, int(version))
+        for record in self.store.list_versions(project_id, environment, name, MAX_PAGE, None).items:
+            if str(record.spec.get("metadata", {}).get("version")) == version:
+                return self.resolve(project_id, environment, name, record.version)
+        raise NotFound(f"action {name} has no version {version}")
 
     # ---- runs: one attempt (sync calls and claimed async runs) ------------------------------
 

@@ -25,6 +25,7 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
 
 from hatchway import __version__
+from hatchway.api import compat
 from hatchway.api import schemas as S
 from hatchway.api.common import (
     JSON,
@@ -44,6 +45,7 @@ from hatchway.api.common import (
     page_of,
 )
 from hatchway.api.common import principal as common_principal
+from hatchway.api.compat import raw_routes, serve_raw
 from hatchway.api.errors import dumps, error_answer, unexpected_answer, validation_details
 from hatchway.api.models import ENVIRONMENT_PATTERN, EncryptRequest, ProjectCreate, RunRequestBody, TokenCreate
 from hatchway.errors import Forbidden, HatchwayError, NotFound, PayloadTooLarge, ValidationFailed
@@ -67,6 +69,7 @@ class Api:
         self.resolver = resolver
         self.max_body_bytes = max_body_bytes
         self._document: dict[str, Any] | None = None
+        self.raw = raw_routes(gateway)
         self._routes: list[tuple[re.Pattern[str], dict[str, set[str]]]] | None = None
 
     def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -84,9 +87,10 @@ class Api:
                     raise Forbidden("only the global admin token creates projects")
                 if project:
                     # a token of another project is refused before anything about the request is looked at
-                    env = header(event, "x-hatchway-environment")
+                    env_header = "x-pd-environment" if project.group(1) == "connect" else "x-hatchway-environment"
+                    env = header(event, env_header) or ("development" if project.group(1) == "connect" else None)
                     env = env if env and re.match(ENVIRONMENT_PATTERN, env) else None
-                    self.gateway.authorize(who, project.group(1), env, None)
+                    self.gateway.authorize(who, project.group(2), env, None)
             unknown = self._unknown_query(event, path)
             if unknown:
                 raise ValidationFailed(
@@ -98,6 +102,9 @@ class Api:
                 )
         except HatchwayError as exc:
             return event_answer(*error_answer(exc))
+        raw = serve_raw(self.raw, event, who, path)
+        if raw is not None:
+            return raw
         if event.get("isBase64Encoded") and body:
             try:
                 text = base64.b64decode(body).decode("utf-8")
@@ -120,6 +127,10 @@ class Api:
         """The OpenAPI document (built once)."""
         if self._document is None:
             document: dict[str, Any] = json.loads(self.resolver.get_openapi_json_schema())
+            for route in self.raw:
+                operation = json.loads(json.dumps(route.doc))
+                operation["responses"] = {str(k): v for k, v in operation["responses"].items()}
+                document["paths"].setdefault(route.doc_path, {})[route.method.lower()] = operation
             for path, operations in document.get("paths", {}).items():
                 if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
                     for operation in operations.values():
@@ -164,6 +175,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
     )
     cached: dict[str, str] = {}
     api = Api(gateway, app, max_body_bytes)
+    compat.register(app, gateway)
 
     # ---- plumbing ------------------------------------------------------------------------
 
@@ -388,6 +400,12 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
             timeout_seconds=body.timeout_seconds,
             retries=body.retries,
             external_user_id=body.external_user_id,
+            input=body.input.model_dump(exclude_none=True) if body.input is not None else None,
+            inputs=body.inputs,
+            stash_id=body.stash_id,
+            cache=body.cache,
+            session=body.session.model_dump() if body.session is not None else None,
+            callback_url=body.callback_url,
         )
 
     @app.post(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -46,6 +46,61 @@ class EncryptRequest(_Body):
         return self
 
 
+class RunInput(_Body):
+    """Ductape-style request records; they reach the action as ``input`` in config.json."""
+
+    body: Any = None
+    query: dict[str, Any] | None = None
+    params: dict[str, Any] | None = None
+    headers: dict[str, Any] | None = None
+
+
+class SessionRef(_Body):
+    tag: Annotated[str, Field(min_length=1, max_length=128)]
+    token: Annotated[str, Field(min_length=1, max_length=16384)]
+
+
+class CacheTagBody(_Body):
+    ttl_seconds: Annotated[int, Field(ge=1, le=30 * 86400)]
+
+
+class SessionTypeBody(_Body):
+    algorithm: Literal["HS256", "RS256", "ES256"]
+    secret: Annotated[str, Field(min_length=16, max_length=4096)] | None = None
+    public_key: Annotated[str, Field(max_length=16384)] | None = None
+    issuer: Annotated[str, Field(max_length=512)] | None = None
+    audience: Annotated[str, Field(max_length=512)] | None = None
+
+
+class KeboolaConfigData(BaseModel):
+    """Keboola's ``configData``: the parameters and runtime a component sees in its config.json."""
+
+    model_config = ConfigDict(extra="allow")
+
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    runtime: dict[str, Any] | None = None
+    image_parameters: dict[str, Any] | None = None
+
+
+class KeboolaActionBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    configData: KeboolaConfigData = Field(default_factory=KeboolaConfigData)  # noqa: N815 - Keboola's name
+
+
+class ConnectRunBody(BaseModel):
+    """Pipedream Connect's ``actions/run`` request."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: Annotated[str, Field(min_length=1, max_length=128)]
+    external_user_id: Annotated[str, Field(min_length=1, max_length=256)]
+    version: str | None = None
+    configured_props: dict[str, Any] | None = None
+    dynamic_props_id: str | None = None
+    stash_id: str | bool | None = None
+
+
 class RunRequestBody(_Body):
     """The body of ``POST .../runs`` and ``POST .../sync/{sync_action}``."""
 
@@ -55,3 +110,9 @@ class RunRequestBody(_Body):
     timeout_seconds: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] | None = None
     retries: Annotated[int, Field(ge=0, le=10)] | None = None
     external_user_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    input: RunInput | None = None
+    inputs: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(default_factory=list, max_length=100)
+    stash_id: str | bool | None = None
+    cache: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    session: SessionRef | None = None
+    callback_url: Annotated[str, Field(min_length=8, max_length=2048)] | None = None
