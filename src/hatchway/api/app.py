@@ -441,7 +441,8 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         environment: Environment = None,
     ) -> Response[str]:
         result = gateway.call_sync(principal(), project_id, env_name(environment), name, sync_action, run_request(body))
-        return json_answer(200, result)
+        cache = {"X-Hatchway-Cache": "hit" if result["cached"] else "miss"} if "cached" in result else None
+        return json_answer(200, result, cache)
 
     @app.get(
         "/v1/projects/<project_id>/runs",

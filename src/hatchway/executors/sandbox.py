@@ -255,19 +255,24 @@ class Sandbox:
         if self.cgroups is None:
             return
         for parent in {p.parent for p in (self.cgroups.pids, self.cgroups.memory) if p is not None}:
-            for stale in parent.glob("hatchway-*"):
+            for stale in [*parent.glob(f"{CGROUP_PREFIX}-*"), *parent.glob("hatchway-*")]:
                 owner = stale.name.split("-")[1:]
-                if len(owner) == 2 and owner[0].isdigit() and _alive(int(owner[0]), owner[1]):
-                    continue
+                if owner and owner[0].isdigit():
+                    started = owner[1] if len(owner) > 1 else None
+                    if _alive(int(owner[0]), started):
+                        continue
                 for child in [c for c in stale.iterdir() if c.is_dir()]:
                     Confinement([], [child]).release()
                 with contextlib.suppress(OSError):
                     stale.rmdir()
 
 
+CGROUP_PREFIX = "hwsandbox"
+
+
 def cgroup_owner_name() -> str:
-    """``hatchway-<pid>-<start time>``: tells this gateway's cgroups from those of a dead one."""
-    return f"hatchway-{os.getpid()}-{_start_time(os.getpid())}"
+    """``hwsandbox-<pid>-<start time>``: tells this gateway's cgroups from those of a dead one."""
+    return f"{CGROUP_PREFIX}-{os.getpid()}-{_start_time(os.getpid())}"
 
 
 def _start_time(pid: int) -> str:
@@ -278,8 +283,10 @@ def _start_time(pid: int) -> str:
     return stat[stat.rfind(b")") + 2 :].split()[19].decode()
 
 
-def _alive(pid: int, started: str) -> bool:
-    return _start_time(pid) == started != "0"
+def _alive(pid: int, started: str | None) -> bool:
+    """Whether ``pid`` runs (and, when ``started`` is known, is still the process that started then)."""
+    current = _start_time(pid)
+    return current != "0" and (started is None or current == started)
 
 
 _bwrap_checked: bool | None = None

@@ -1,0 +1,453 @@
+"""What users bring from other platforms runs unchanged: Keboola components, Roboto actions,
+Pipedream-style stashes, Ductape-style input, HTTP actions, cache tags, sessions and callbacks.
+
+These run in-process against real processes with the real libraries (keboola.component, roboto).
+Real SDK clients against a real server are in tests/integration/test_clients.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+
+from hatchway.client import (
+    Client,
+    NotFoundResponse,
+    UnauthorizedResponse,
+    UserErrorResponse,
+    ValidationErrorResponse,
+)
+from hatchway.service import Gateway, build_gateway
+from hatchway.spec import resolve_local_paths
+from hatchway.worker import WorkerPool
+from tests.conftest import inprocess_client, make_settings
+from tests.helpers import REPO, wait_until
+
+COMPAT = REPO / "examples" / "compat"
+SAMPLE_DB = str(REPO / "examples" / "db-extractor" / "sample.db")
+
+
+def example(name: str) -> dict[str, Any]:
+    folder = COMPAT / name
+    document: dict[str, Any] = resolve_local_paths(json.loads((folder / "action.json").read_text()), folder)
+    return document
+
+
+# ---- a local HTTP server for HTTP actions and callbacks ---------------------------------------
+
+
+class Recorder(BaseHTTPRequestHandler):
+    calls: list[dict[str, Any]] = []
+    plan: list[tuple[int, dict[str, str], bytes]] = []
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length) if length else b""
+        Recorder.calls.append({"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body})
+        status, headers, payload = Recorder.plan.pop(0) if Recorder.plan else (200, {}, b'{"ok": true}')
+        self.send_response(status)
+        self.send_header("content-type", headers.pop("content-type", "application/json"))
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _answer  # noqa: N815
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def upstream() -> Iterator[str]:
+    Recorder.calls, Recorder.plan = [], []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture
+def open_gateway(tmp_path: Path) -> Iterator[Gateway]:
+    """A gateway whose HTTP actions and callbacks may reach loopback (the test's upstream)."""
+    gateway = build_gateway(make_settings(tmp_path / "home", http_allow=("loopback",)))
+    gateway.bootstrap()
+    pool = WorkerPool(gateway, size=2)
+    pool.start()
+    yield gateway
+    pool.stop(2)
+    gateway.executors.close()
+    gateway.store.close()
+
+
+@pytest.fixture
+def hw_open(open_gateway: Gateway) -> Iterator[Client]:
+    with inprocess_client(open_gateway) as client:
+        yield client
+
+
+# ---- Keboola -------------------------------------------------------------------------------------
+
+KEBOOLA_PARAMS = {"db": {"path": SAMPLE_DB, "#password": "letmein"}, "table": "orders"}
+
+
+def test_keboola_component_sync_actions_and_run(client: Client) -> None:
+    client.register_action(example("keboola-component"))
+    # Given an unmodified keboola.component component, its camelCase sync actions answer
+    assert client.call_sync("keboola-extractor", "testConnection", KEBOOLA_PARAMS)["ret"] == {
+        "message": "Connection OK",
+        "type": "info",
+        "status": "success",
+    }
+    tables = client.call_sync("keboola-extractor", "listTables", KEBOOLA_PARAMS)["ret"]
+    assert tables == [{"value": "customers", "label": "customers"}, {"value": "orders", "label": "orders"}]
+    # and the Keboola-shaped call answers the action's JSON unwrapped
+    answer = client._http.post(
+        f"/v1/projects/{client.project}/actions/keboola-extractor/action/testConnection",
+        json={"configData": {"parameters": KEBOOLA_PARAMS, "runtime": {"safe": True}}},
+    )
+    assert answer.status_code == 200 and answer.json()["message"] == "Connection OK"
+    # a UserException is a user error with the component's message
+    wrong = {"db": {"path": SAMPLE_DB, "#password": "nope"}}
+    refused = client._http.post(
+        f"/v1/projects/{client.project}/actions/keboola-extractor/action/testConnection",
+        json={"configData": {"parameters": wrong}},
+    )
+    assert refused.status_code == 400 and "wrong database password" in refused.json()["message"]
+    assert "nope" not in refused.text
+    # the run writes its table; it becomes an artifact
+    run = client.wait(client.start_run("keboola-extractor", KEBOOLA_PARAMS)["id"], timeout=60)
+    assert run["status"] == "SUCCESSFUL", run
+    assert run["parameters"]["db"]["#password"] == "[hidden]"
+    artifacts = client.request("GET", f"/v1/projects/{client.project}/runs/{run['id']}/artifacts")["items"]
+    assert [a["path"] for a in artifacts] == ["tables/orders.csv"]
+    csv = client._http.get(f"/v1/projects/{client.project}/runs/{run['id']}/artifacts/tables/orders.csv")
+    assert csv.status_code == 200 and csv.content.splitlines()[0] == b"id,customer_id,total,placed"
+    assert len(csv.content.splitlines()) == 26
+
+
+def test_parameters_schema_validates_with_the_failing_path(client: Client) -> None:
+    client.register_action(example("keboola-component"))
+    with pytest.raises(ValidationErrorResponse) as caught:
+        client.call_sync("keboola-extractor", "testConnection", {"db": {"path": 7, "#password": "secret-pw"}})
+    assert caught.value.details[0]["loc"] == ["body", "parameters", "db", "path"]
+    assert "secret-pw" not in json.dumps(caught.value.body)
+    with pytest.raises(ValidationErrorResponse) as missing:
+        client.call_sync("keboola-extractor", "testConnection", {"db": {"path": "x"}})
+    assert missing.value.details[0]["loc"] == ["body", "parameters", "db"]
+
+
+def test_keboola_environment_and_config(client: Client, tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import json, os, sys\n"
+        "config = json.load(open(os.environ['KBC_DATADIR'] + 'config.json'))\n"
+        "keys = {k: os.environ[k] for k in ('KBC_RUNID', 'KBC_PROJECTID', 'KBC_COMPONENTID', 'KBC_CONFIGID')}\n"
+        "print(json.dumps({'datadir_slash': os.environ['KBC_DATADIR'].endswith('/'), 'env': keys,\n"
+        "  'nulls': [k for k, v in config.items() if v is None], 'runtime': config.get('runtime'),\n"
+        "  'objects': {k: config[k] for k in ('image_parameters', 'storage', 'authorization')}}))\n"
+    )
+    client.register_action(
+        {
+            "name": "kbc-probe",
+            "parameters_schema": {"type": "object"},
+            "sync_actions": ["probe"],
+            "container_parameters": {"entry_point": [sys.executable], "command": [str(probe)]},
+        }
+    )
+    answer = client._http.post(
+        f"/v1/projects/{client.project}/actions/kbc-probe/action/probe",
+        json={"configData": {"parameters": {}, "runtime": {"backend": "x"}}},
+    ).json()
+    assert answer["datadir_slash"] is True and answer["nulls"] == []
+    assert answer["runtime"] == {"backend": "x"}
+    assert answer["objects"] == {"image_parameters": {}, "storage": {}, "authorization": {}}
+    assert answer["env"]["KBC_PROJECTID"] == client.project and answer["env"]["KBC_COMPONENTID"] == "kbc-probe"
+    assert answer["env"]["KBC_RUNID"].startswith("run_")
+
+
+# ---- Roboto ----------------------------------------------------------------------------------
+
+
+def test_roboto_action_reads_its_context_inputs_and_leaves_artifacts(client: Client) -> None:
+    client.register_action(example("roboto-action"))
+    for path, lines in (("logs/flight-1.log", 3), ("logs/flight-2.log", 12)):
+        uploaded = client._http.put(
+            f"/v1/projects/{client.project}/files/{path}", content=b"".join(b"line\n" for _ in range(lines))
+        )
+        assert uploaded.status_code == 201 and uploaded.json()["size"] == lines * 5
+    listed = client.request("GET", f"/v1/projects/{client.project}/files")["items"]
+    assert [f["path"] for f in listed] == ["logs/flight-1.log", "logs/flight-2.log"]
+    run = client.request(
+        "POST",
+        f"/v1/projects/{client.project}/actions/roboto-line-count/runs",
+        json={"parameters": {"threshold": 5, "label": "nightly"}, "inputs": ["logs/flight-1.log", "logs/flight-2.log"]},
+    )
+    final = client.wait(run["id"], timeout=60)
+    assert final["status"] == "SUCCESSFUL", final
+    assert final["ret"] == {
+        "label": "nightly",
+        "threshold": 5.0,
+        "files": {"logs/flight-1.log": 3, "logs/flight-2.log": 12},
+        "over": ["logs/flight-2.log"],
+    }
+    log_lines = [e["msg"] for e in client.logs(run["id"])["items"]]
+    assert any(f"invocation {run['id']} in {client.project}" in line for line in log_lines)
+    artifacts = client.request("GET", f"/v1/projects/{client.project}/runs/{run['id']}/artifacts")["items"]
+    assert [a["path"] for a in artifacts] == ["files/nightly.json"]
+    # a missing input is a clear 404 and nothing is queued
+    with pytest.raises(NotFoundResponse):
+        client.request(
+            "POST",
+            f"/v1/projects/{client.project}/actions/roboto-line-count/runs",
+            json={"parameters": {"threshold": 5}, "inputs": ["logs/missing.log"]},
+        )
+    traversal = client._http.put(f"/v1/projects/{client.project}/files/../../etc/passwd", content=b"x")
+    assert traversal.status_code in (404, 422)
+
+
+def test_files_are_private_to_their_project(gateway: Gateway, client: Client) -> None:
+    other = client.create_project("other")["id"]
+    token = client.create_token(["runs:read", "runs:write"], project=other)["token"]
+    stranger = inprocess_client(gateway, token, project=other)
+    client._http.put(f"/v1/projects/{client.project}/files/private.txt", content=b"mine")
+    assert stranger._http.get(f"/v1/projects/{client.project}/files/private.txt").status_code == 403
+    assert stranger._http.get(f"/v1/projects/{other}/files/private.txt").status_code == 404
+    assert client._http.delete(f"/v1/projects/{client.project}/files/private.txt").status_code == 204
+    assert client._http.get(f"/v1/projects/{client.project}/files/private.txt").status_code == 404
+
+
+# ---- Pipedream-style stash (the real SDKs are in the integration tier) --------------------------
+
+
+def test_a_stash_carries_files_between_calls(client: Client) -> None:
+    client.register_action(example("pipedream-action"))
+    connect = f"/v1/connect/{client.project}/actions/run"
+    first = client.request(
+        "POST", connect, json={"id": "greet-user", "external_user_id": "u-1", "configured_props": {}, "stash_id": "NEW"}
+    )
+    assert first["ret"]["count"] == 1 and first["exports"] == {"count": 1} and first["stash_id"].startswith("stash_")
+    assert all(set(e) >= {"k", "ts", "msg"} and "seq" not in e for e in first["os"])
+    second = client.request(
+        "POST", connect, json={"id": "greet-user", "external_user_id": "u-1", "stash_id": first["stash_id"],
+                               "configured_props": {"name": "ada"}},
+    )  # fmt: skip
+    assert second["ret"]["count"] == 2 and second["stash_id"] == first["stash_id"]
+    assert second["ret"]["greeting"] == "hello, ada"
+    with pytest.raises(NotFoundResponse):
+        client.request("POST", connect, json={"id": "greet-user", "external_user_id": "u-1", "stash_id": "stash_nope"})
+    runs = client.list_runs(external_user_id="u-1")["items"]
+    assert len(runs) == 2 and {r["external_user_id"] for r in runs} == {"u-1"}
+
+
+def test_connect_versions(client: Client) -> None:
+    client.register_action(example("pipedream-action"))
+    connect = f"/v1/connect/{client.project}/actions/run"
+    body = {"id": "greet-user", "external_user_id": "u-2"}
+    assert client.request("POST", connect, json={**body, "version": "1.0.0"})["ret"]["count"] == 1
+    assert client.request("POST", connect, json={**body, "version": "1", "configured_props": {"name": "x"}})
+    with pytest.raises(NotFoundResponse):
+        client.request("POST", connect, json={**body, "version": "9.9.9"})
+
+
+# ---- Ductape-style input and HTTP actions ------------------------------------------------------
+
+
+def test_input_reaches_the_action(client: Client, tmp_path: Path) -> None:
+    echo = tmp_path / "echo.py"
+    echo.write_text(
+        "import json, os\nprint(json.dumps(json.load(open(os.environ['HATCHWAY_DATA_DIR'] + '/config.json'))['input']))\n"
+    )
+    client.register_action(
+        {
+            "name": "echo-input",
+            "sync_actions": ["show"],
+            "container_parameters": {"entry_point": [sys.executable], "command": [str(echo)]},
+        }
+    )
+    given = {
+        "body": {"email": "ada@example.com"},
+        "query": {"limit": 10},
+        "params": {"id": "c1"},
+        "headers": {"X-Id": "r1"},
+    }
+    answer = client.request(
+        "POST", f"/v1/projects/{client.project}/actions/echo-input/sync/show", json={"input": given}
+    )
+    assert answer["ret"] == given
+
+
+def http_action(url: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "name": "get-customer",
+        "parameters": [{"name": "#api_key"}],
+        "sync_actions": ["call"],
+        "http": {
+            "method": "GET",
+            "url": url + "/v1/customers/{params.customerId}",
+            "headers": {"Authorization": "Bearer {parameters.#api_key}"},
+            "query": {"expand": "{query.expand}"},
+            **fields,
+        },
+    }
+
+
+def test_http_action_fills_templates_and_retries(hw_open: Client, upstream: str) -> None:
+    hw_open.register_action(http_action(upstream))
+    Recorder.plan = [(429, {"retry-after": "0"}, b"{}"), (200, {}, b'{"id": "c/1", "name": "Ada"}')]
+    answer = hw_open.request(
+        "POST",
+        f"/v1/projects/{hw_open.project}/actions/get-customer/sync/call",
+        json={"parameters": {"#api_key": "k3y-VALUE-123"}, "input": {"params": {"customerId": "c/1"},
+              "query": {"expand": "orders"}}, "retries": 2},
+    )  # fmt: skip
+    assert answer["ret"]["status"] == 200 and answer["ret"]["body"] == {"id": "c/1", "name": "Ada"}
+    assert len(Recorder.calls) == 2
+    call = Recorder.calls[-1]
+    assert call["path"] == "/v1/customers/c%2F1?expand=orders"
+    assert call["headers"]["Authorization"] == "Bearer k3y-VALUE-123"
+    assert "k3y-VALUE-123" not in json.dumps(answer)
+    # an upstream 4xx is a user error
+    Recorder.plan = [(404, {}, b'{"error": "missing"}')]
+    with pytest.raises(UserErrorResponse) as caught:
+        hw_open.request(
+            "POST", f"/v1/projects/{hw_open.project}/actions/get-customer/sync/call",
+            json={"parameters": {"#api_key": "k"}, "input": {"params": {"customerId": "x"}, "query": {"expand": "no"}}},
+        )  # fmt: skip
+    assert "404" in caught.value.message
+
+
+def test_http_action_refuses_private_and_metadata_destinations(client: Client) -> None:
+    for url in ("http://169.254.169.254/latest/meta-data", "http://127.0.0.1:9", "http://10.0.0.1", "http://[::1]:9"):
+        client.register_action({"name": "nosy", "sync_actions": ["call"], "http": {"url": url}})
+        with pytest.raises(UserErrorResponse) as caught:
+            client.call_sync("nosy", "call")
+        assert "does not call" in caught.value.message, url
+
+
+def test_http_action_refuses_a_redirect_to_metadata(hw_open: Client, upstream: str) -> None:
+    hw_open.register_action({"name": "hop", "sync_actions": ["call"], "http": {"url": upstream + "/start"}})
+    Recorder.plan = [(302, {"location": "http://169.254.169.254/latest/meta-data/iam"}, b"")]
+    with pytest.raises(UserErrorResponse) as caught:
+        hw_open.call_sync("hop", "call")
+    assert "does not call" in caught.value.message
+    assert len(Recorder.calls) == 1
+
+
+# ---- cache tags ------------------------------------------------------------------------------
+
+
+def test_cache_hit_miss_and_expiry(client: Client, tmp_path: Path) -> None:
+    counter = tmp_path / "counter.py"
+    counter.write_text(
+        "import json, os, time\n"
+        "print(json.dumps({'at': time.time_ns(), 'p': json.load(open(os.environ['HATCHWAY_DATA_DIR'] + '/config.json'))['parameters']}))\n"
+    )
+    client.register_action(
+        {"name": "clock", "parameters": [{"name": "x"}, {"name": "#key"}], "sync_actions": ["now"],
+         "container_parameters": {"entry_point": [sys.executable], "command": [str(counter)]}}
+    )  # fmt: skip
+    path = f"/v1/projects/{client.project}/actions/clock/sync/now"
+    assert client.request("PUT", f"/v1/projects/{client.project}/caches/short", json={"ttl_seconds": 1}) == {
+        "tag": "short",
+        "ttl_seconds": 1,
+    }
+    first = client._http.post(path, json={"parameters": {"x": "1", "#key": "s3cret"}, "cache": "short"})
+    assert first.headers["x-hatchway-cache"] == "miss" and first.json()["cached"] is False
+    again = client._http.post(path, json={"parameters": {"x": "1", "#key": client.encrypt("s3cret")}, "cache": "short"})
+    assert again.headers["x-hatchway-cache"] == "hit" and again.json()["cached"] is True
+    assert again.json()["ret"] == first.json()["ret"]
+    other_secret = client._http.post(path, json={"parameters": {"x": "1", "#key": "different"}, "cache": "short"})
+    assert other_secret.json()["cached"] is False
+    other_param = client._http.post(path, json={"parameters": {"x": "2", "#key": "s3cret"}, "cache": "short"})
+    assert other_param.json()["cached"] is False
+    wait_until(
+        lambda: client._http.post(path, json={"parameters": {"x": "1", "#key": "s3cret"}, "cache": "short"}).json()["cached"] is False,
+        timeout=10, interval=0.2, what="the cached answer to expire",
+    )  # fmt: skip
+    documents = client.request("GET", f"/v1/projects/{client.project}/caches/short")
+    assert documents["ttl_seconds"] == 1
+
+
+# ---- sessions --------------------------------------------------------------------------------
+
+
+def test_session_claims_fill_placeholders_and_bad_tokens_are_refused(client: Client, tmp_path: Path) -> None:
+    show = tmp_path / "show.py"
+    show.write_text(
+        "import json, os\nc = json.load(open(os.environ['HATCHWAY_DATA_DIR'] + '/config.json'))\n"
+        "print(json.dumps({'parameters': c['parameters'], 'input': c.get('input')}))\n"
+    )
+    client.register_action(
+        {"name": "whoami", "parameters": [{"name": "user"}], "sync_actions": ["show"],
+         "container_parameters": {"entry_point": [sys.executable], "command": [str(show)]}}
+    )  # fmt: skip
+    secret = "a-shared-secret-of-enough-length"
+    described = client.request(
+        "PUT", f"/v1/projects/{client.project}/sessions/users", json={"algorithm": "HS256", "secret": secret}
+    )
+    assert described["has_secret"] is True and secret not in json.dumps(described)
+    claims = {"user": {"id": "u-42", "plan": "pro"}, "exp": int(time.time()) + 60}
+    token = jwt.encode(claims, secret, algorithm="HS256")
+    path = f"/v1/projects/{client.project}/actions/whoami/sync/show"
+    body = {
+        "parameters": {"user": "$Session{user}{id}"},
+        "input": {"params": {"plan": "$Session{user}{plan}", "label": "plan=$Session{user}{plan}"}},
+        "session": {"tag": "users", "token": token},
+    }
+    answer = client.request("POST", path, json=body)
+    assert answer["ret"] == {"parameters": {"user": "u-42"}, "input": {"params": {"plan": "pro", "label": "plan=pro"}}}
+    expired = jwt.encode({**claims, "exp": int(time.time()) - 60}, secret, algorithm="HS256")
+    forged = jwt.encode(claims, "another-secret-of-enough-length", algorithm="HS256")
+    for bad in (expired, forged, "not-a-jwt"):
+        with pytest.raises(UnauthorizedResponse):
+            client.request("POST", path, json={**body, "session": {"tag": "users", "token": bad}})
+    with pytest.raises(UnauthorizedResponse):
+        client.request("POST", path, json={**body, "session": {"tag": "unknown", "token": token}})
+    with pytest.raises(UserErrorResponse):
+        client.request("POST", path, json={"parameters": {"user": "$Session{user}{id}"}})
+    assert all(r["invoked"] == "show" for r in client.list_runs(action="whoami")["items"])
+    assert len(client.list_runs(action="whoami")["items"]) == 1  # refused tokens ran nothing
+
+
+# ---- callbacks -------------------------------------------------------------------------------
+
+
+def test_signed_callback_is_delivered(hw_open: Client, upstream: str) -> None:
+    hw_open.register_action(
+        {"name": "quick", "container_parameters": {"entry_point": [sys.executable, "-c"], "command": ["print('hi')"]}}
+    )
+    secret = hw_open.request("GET", f"/v1/projects/{hw_open.project}/callbacks/secret")["secret"]
+    run = hw_open.request(
+        "POST", f"/v1/projects/{hw_open.project}/actions/quick/runs", json={"callback_url": upstream + "/hook"}
+    )
+    wait_until(lambda: Recorder.calls, timeout=20, what="the callback to arrive")
+    call = Recorder.calls[0]
+    assert call["path"] == "/hook" and call["headers"]["X-Hatchway-Run-Id"] == run["id"]
+    parts = dict(p.split("=", 1) for p in call["headers"]["X-Hatchway-Signature"].split(","))
+    expected = hmac.new(secret.encode(), f"{parts['t']}.".encode() + call["body"], hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(parts["v1"], expected)
+    delivered = json.loads(call["body"])
+    assert delivered["id"] == run["id"] and delivered["status"] == "SUCCESSFUL"
+
+
+def test_a_callback_url_must_be_http(client: Client) -> None:
+    client.register_action({"name": "quick", "container_parameters": {"entry_point": ["true"]}})
+    with pytest.raises(ValidationErrorResponse) as caught:
+        client.request(
+            "POST", f"/v1/projects/{client.project}/actions/quick/runs", json={"callback_url": "ftp://example.com/x"}
+        )
+    assert caught.value.details[0]["loc"] == ["body", "callback_url"]
