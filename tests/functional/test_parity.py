@@ -54,7 +54,8 @@ class Recorder(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else b""
-        Recorder.calls.append({"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body})
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        Recorder.calls.append({"method": self.command, "path": self.path, "headers": headers, "body": body})
         status, headers, payload = Recorder.plan.pop(0) if Recorder.plan else (200, {}, b'{"ok": true}')
         self.send_response(status)
         self.send_header("content-type", headers.pop("content-type", "application/json"))
@@ -269,7 +270,9 @@ def test_connect_versions(client: Client) -> None:
 def test_input_reaches_the_action(client: Client, tmp_path: Path) -> None:
     echo = tmp_path / "echo.py"
     echo.write_text(
-        "import json, os\nprint(json.dumps(json.load(open(os.environ['HATCHWAY_DATA_DIR'] + '/config.json'))['input']))\n"
+        "import json, os\n"
+        "config = json.load(open(os.environ['HATCHWAY_DATA_DIR'] + '/config.json'))\n"
+        "print(json.dumps(config['input']))\n"
     )
     client.register_action(
         {
@@ -318,7 +321,7 @@ def test_http_action_fills_templates_and_retries(hw_open: Client, upstream: str)
     assert len(Recorder.calls) == 2
     call = Recorder.calls[-1]
     assert call["path"] == "/v1/customers/c%2F1?expand=orders"
-    assert call["headers"]["Authorization"] == "Bearer k3y-VALUE-123"
+    assert call["headers"]["authorization"] == "Bearer k3y-VALUE-123"
     assert "k3y-VALUE-123" not in json.dumps(answer)
     # an upstream 4xx is a user error
     Recorder.plan = [(404, {}, b'{"error": "missing"}')]
@@ -354,7 +357,8 @@ def test_cache_hit_miss_and_expiry(client: Client, tmp_path: Path) -> None:
     counter = tmp_path / "counter.py"
     counter.write_text(
         "import json, os, time\n"
-        "print(json.dumps({'at': time.time_ns(), 'p': json.load(open(os.environ['HATCHWAY_DATA_DIR'] + '/config.json'))['parameters']}))\n"
+        "config = json.load(open(os.environ['HATCHWAY_DATA_DIR'] + '/config.json'))\n"
+        "print(json.dumps({'at': time.time_ns(), 'p': config['parameters']}))\n"
     )
     client.register_action(
         {"name": "clock", "parameters": [{"name": "x"}, {"name": "#key"}], "sync_actions": ["now"],
@@ -374,8 +378,9 @@ def test_cache_hit_miss_and_expiry(client: Client, tmp_path: Path) -> None:
     assert other_secret.json()["cached"] is False
     other_param = client._http.post(path, json={"parameters": {"x": "2", "#key": "s3cret"}, "cache": "short"})
     assert other_param.json()["cached"] is False
+    repeat = {"parameters": {"x": "1", "#key": "s3cret"}, "cache": "short"}
     wait_until(
-        lambda: client._http.post(path, json={"parameters": {"x": "1", "#key": "s3cret"}, "cache": "short"}).json()["cached"] is False,
+        lambda: client._http.post(path, json=repeat).json()["cached"] is False,
         timeout=10, interval=0.2, what="the cached answer to expire",
     )  # fmt: skip
     documents = client.request("GET", f"/v1/projects/{client.project}/caches/short")
@@ -395,7 +400,7 @@ def test_session_claims_fill_placeholders_and_bad_tokens_are_refused(client: Cli
         {"name": "whoami", "parameters": [{"name": "user"}], "sync_actions": ["show"],
          "container_parameters": {"entry_point": [sys.executable], "command": [str(show)]}}
     )  # fmt: skip
-    secret = "a-shared-secret-of-enough-length"
+    secret = "a-shared-secret-of-enough-length-32"
     described = client.request(
         "PUT", f"/v1/projects/{client.project}/sessions/users", json={"algorithm": "HS256", "secret": secret}
     )
@@ -411,7 +416,7 @@ def test_session_claims_fill_placeholders_and_bad_tokens_are_refused(client: Cli
     answer = client.request("POST", path, json=body)
     assert answer["ret"] == {"parameters": {"user": "u-42"}, "input": {"params": {"plan": "pro", "label": "plan=pro"}}}
     expired = jwt.encode({**claims, "exp": int(time.time()) - 60}, secret, algorithm="HS256")
-    forged = jwt.encode(claims, "another-secret-of-enough-length", algorithm="HS256")
+    forged = jwt.encode(claims, "another-secret-of-enough-length-32b", algorithm="HS256")
     for bad in (expired, forged, "not-a-jwt"):
         with pytest.raises(UnauthorizedResponse):
             client.request("POST", path, json={**body, "session": {"tag": "users", "token": bad}})
@@ -436,8 +441,8 @@ def test_signed_callback_is_delivered(hw_open: Client, upstream: str) -> None:
     )
     wait_until(lambda: Recorder.calls, timeout=20, what="the callback to arrive")
     call = Recorder.calls[0]
-    assert call["path"] == "/hook" and call["headers"]["X-Hatchway-Run-Id"] == run["id"]
-    parts = dict(p.split("=", 1) for p in call["headers"]["X-Hatchway-Signature"].split(","))
+    assert call["path"] == "/hook" and call["headers"]["x-hatchway-run-id"] == run["id"]
+    parts = dict(p.split("=", 1) for p in call["headers"]["x-hatchway-signature"].split(","))
     expected = hmac.new(secret.encode(), f"{parts['t']}.".encode() + call["body"], hashlib.sha256).hexdigest()
     assert hmac.compare_digest(parts["v1"], expected)
     delivered = json.loads(call["body"])

@@ -20,7 +20,7 @@ from urllib.parse import quote
 from hatchway.config import Settings
 from hatchway.errors import BadRequest
 from hatchway.executors.base import BaseExecutor, Execution, Invocation, OutputCollector
-from hatchway.net import IPNetwork, allowed_networks, guarded_client, refused_cause
+from hatchway.net import DestinationRefused, IPNetwork, allowed_networks, guarded_client, refused_cause
 from hatchway.runs import Mode
 from hatchway.spec import ActionSpec, coerce_str
 
@@ -142,10 +142,15 @@ class HttpExecutor(BaseExecutor):
             )  # fmt: skip
         except httpx.TimeoutException:
             return Execution(timed_out=True)
+        except DestinationRefused as exc:
+            collector.system(exc.message)
+            collector.feed("stderr", (exc.message + "\n").encode())
+            return Execution(exit_code=1)
         except httpx.HTTPError as exc:
             refused = refused_cause(exc)
             if refused is not None:
                 collector.system(refused.message)
+                collector.feed("stderr", (refused.message + "\n").encode())
                 return Execution(exit_code=1)
             collector.system(f"the call failed: {type(exc).__name__}")
             return Execution(exit_code=2)

@@ -108,13 +108,14 @@ class Cgroups:
 
 
 def _sources(spec: ActionSpec, cwd: Path, data_dir: Path) -> list[Path]:
-    """Host directories holding the action's code: its working directory and build context."""
+    """Host paths holding the action's code: its working directory, build context, and the files
+    its command names by absolute path (a script in /tmp must stay visible behind the private /tmp)."""
     found: list[Path] = []
-    candidates = [cwd]
+    candidates = [cwd, *(Path(arg) for arg in spec.argv if arg.startswith("/"))]
     if spec.docker_config and spec.docker_config.context:
         candidates.append(Path(spec.docker_config.context))
     for path in candidates:
-        if path.is_absolute() and path.is_dir() and not path.is_relative_to(data_dir) and path not in found:
+        if path.is_absolute() and path.exists() and not path.is_relative_to(data_dir) and path not in found:
             found.append(path)
     return found
 

@@ -72,26 +72,19 @@ class Workspace:
             return None, f"out/{name} is not valid JSON"
 
     def stage(self, inputs: list[tuple[str, Path]], tmp_source: Path | None) -> None:
-        """Place input files in ``in/`` and a stash's files in ``tmp/`` (hard links where possible)."""
+        """Copy input files into ``in/`` and a stash's files into ``tmp/`` (copies the action owns,
+        never links to the stored originals)."""
         for relative, source in inputs:
             target = (self.inputs / relative).resolve()
             if not target.is_relative_to(self.inputs.resolve()):
                 raise ValueError(f"input {relative!r} leaves the input directory")
             target.parent.mkdir(parents=True, exist_ok=True)
-            _copy(source, target)
+            shutil.copyfile(source, target)
         if tmp_source is not None and tmp_source.is_dir():
-            shutil.copytree(tmp_source, self.tmp, dirs_exist_ok=True, copy_function=_copy)
+            shutil.copytree(tmp_source, self.tmp, dirs_exist_ok=True, copy_function=shutil.copyfile)
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
-
-
-def _copy(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
-    """Copy a file; stored files are immutable, so a hard link will do where it can."""
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
 
 
 def _write_private(path: Path, data: Any) -> None:
