@@ -212,6 +212,15 @@ class Gateway:
         envs = frozenset(record.environments) if record.environments is not None else None
         return Principal(record.id, record.project_id, frozenset(record.scopes), envs)
 
+    def exchange_client_credentials(self, client_id: str, client_secret: str) -> str:
+        """OAuth client credentials for SDKs that speak them: the client is a token (its id and the
+        token itself; ``hatchway-admin`` for the bootstrap token) and the access token is that token."""
+        principal = self.authenticate(f"Bearer {client_secret}")
+        expected = principal.token_id or "hatchway-admin"
+        if not hmac.compare_digest(client_id.encode(), expected.encode()):
+            raise Unauthorized("the client id does not match the client secret")
+        return client_secret
+
     def authorize(self, principal: Principal, project_id: str, environment: str | None, scope: str | None) -> None:
         """Raise 403 if the principal may not use ``scope`` in this project and environment.
 

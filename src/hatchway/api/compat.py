@@ -38,7 +38,7 @@ from hatchway.api.common import (
 )
 from hatchway.api.common import principal as common_principal
 from hatchway.api.errors import error_answer
-from hatchway.api.models import CacheTagBody, ConnectRunBody, KeboolaActionBody, SessionTypeBody
+from hatchway.api.models import CacheTagBody, ConnectRunBody, KeboolaActionBody, OAuthTokenBody, SessionTypeBody
 from hatchway.errors import HatchwayError
 from hatchway.service import Gateway, Principal, RunRequest
 
@@ -208,6 +208,19 @@ def register(app: APIGatewayHttpResolver, gateway: Gateway) -> None:
         environment = env_name(pd_environment, "x-pd-environment")
         answer = gateway.connect_run(who(), project_id, environment, body.id, body.version, request, idempotency_key)
         return json_answer(200, answer)
+
+    @app.post(
+        "/v1/oauth/token",
+        tags=["compatibility"],
+        summary="OAuth client credentials (Pipedream SDKs): client_id = token id, client_secret = the token",
+        responses=S.responses(
+            200, S.obj(["access_token", "token_type", "expires_in"], access_token=S.STRING, token_type=S.STRING,
+                       expires_in=S.INT), "a bearer token",
+        ),
+    )  # fmt: skip
+    def oauth_token(body: Annotated[OAuthTokenBody, Body()]) -> Response[str]:
+        token = gateway.exchange_client_credentials(body.client_id, body.client_secret or "")
+        return json_answer(200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600})
 
     # ---- files and artifacts (listing; the bytes are raw routes) --------------------------------
 

@@ -88,6 +88,17 @@ class KeboolaActionBody(BaseModel):
     configData: KeboolaConfigData = Field(default_factory=KeboolaConfigData)  # noqa: N815 - Keboola's name
 
 
+class OAuthTokenBody(BaseModel):
+    """An OAuth client-credentials exchange, as the Pipedream SDKs send it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    grant_type: Literal["client_credentials"] = "client_credentials"
+    client_id: Annotated[str, Field(min_length=1, max_length=256)]
+    client_secret: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    scope: str | None = None
+
+
 class ConnectRunBody(BaseModel):
     """Pipedream Connect's ``actions/run`` request."""
 
