@@ -141,7 +141,7 @@ def raw_routes(gateway: Gateway) -> list[RawRoute]:
             "responses": dict(S.responses(ok, schema, summary, 404)),
         }
         if upload:
-            operation["requestBody"] = {"required": True, "content": binary}
+            operation["requestBody"] = {"required": False, "content": binary}  # an empty file is a file
         if ok == 200 and schema is None:
             operation["responses"][200] = {"description": summary, "content": binary}
         return operation
@@ -336,12 +336,20 @@ def register(app: APIGatewayHttpResolver, gateway: Gateway) -> None:
 def serve_raw(routes: list[RawRoute], event: dict[str, Any], who: Principal | None, path: str) -> dict[str, Any] | None:
     """The answer of a raw route matching the request, or None."""
     method = (event.get("requestContext", {}).get("http", {}).get("method") or "GET").upper()
+    allowed = []
     for route in routes:
         match = route.pattern.match(path)
-        if match and route.method == method:
+        if match is None:
+            continue
+        allowed.append(route.method)
+        if route.method == method:
             assert who is not None  # noqa: S101 - raw routes are never public
             try:
                 return route.handle(event, who, match)
             except HatchwayError as exc:
                 return event_answer(*error_answer(exc))
+    if allowed:
+        body = {"status": "error", "error": "Method not allowed", "code": 405,
+                "message": f"{method} is not allowed here; use {', '.join(sorted(allowed))}"}  # fmt: skip
+        return event_answer(405, body, {"Allow": ", ".join(sorted(allowed))})
     return None
