@@ -456,3 +456,46 @@ def test_a_callback_url_must_be_http(client: Client) -> None:
             "POST", f"/v1/projects/{client.project}/actions/quick/runs", json={"callback_url": "ftp://example.com/x"}
         )
     assert caught.value.details[0]["loc"] == ["body", "callback_url"]
+
+
+def test_sessions_with_a_public_key(client: Client) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    client.request(
+        "PUT", f"/v1/projects/{client.project}/sessions/partners",
+        json={"algorithm": "ES256", "public_key": public, "audience": "hatchway"},
+    )  # fmt: skip
+    show = "import json,os;print(json.dumps(json.load(open(os.environ['HATCHWAY_DATA_DIR']+'/config.json'))['parameters']))"
+    client.register_action(
+        {"name": "partner", "parameters": [{"name": "who"}], "sync_actions": ["show"],
+         "container_parameters": {"entry_point": [sys.executable, "-c"], "command": [show]}}
+    )  # fmt: skip
+    claims = {"sub": "partner-9", "aud": "hatchway", "exp": int(time.time()) + 60}
+    token = jwt.encode(claims, key, algorithm="ES256")
+    path = f"/v1/projects/{client.project}/actions/partner/sync/show"
+    answer = client.request(
+        "POST", path, json={"parameters": {"who": "$Session{sub}"}, "session": {"tag": "partners", "token": token}}
+    )
+    assert answer["ret"] == {"who": "partner-9"}
+    wrong_audience = jwt.encode({**claims, "aud": "someone-else"}, key, algorithm="ES256")
+    with pytest.raises(UnauthorizedResponse):
+        client.request(
+            "POST",
+            path,
+            json={"parameters": {"who": "$Session{sub}"}, "session": {"tag": "partners", "token": wrong_audience}},
+        )
+    described = client.request("GET", f"/v1/projects/{client.project}/sessions/partners")
+    assert described == {
+        "tag": "partners",
+        "algorithm": "ES256",
+        "issuer": None,
+        "audience": "hatchway",
+        "has_secret": False,
+    }
