@@ -472,7 +472,10 @@ def test_sessions_with_a_public_key(client: Client) -> None:
         "PUT", f"/v1/projects/{client.project}/sessions/partners",
         json={"algorithm": "ES256", "public_key": public, "audience": "hatchway"},
     )  # fmt: skip
-    show = "import json,os;print(json.dumps(json.load(open(os.environ['HATCHWAY_DATA_DIR']+'/config.json'))['parameters']))"
+    show = (
+        "import json, os\n"
+        "print(json.dumps(json.load(open(os.environ['HATCHWAY_DATA_DIR'] + '/config.json'))['parameters']))"
+    )
     client.register_action(
         {"name": "partner", "parameters": [{"name": "who"}], "sync_actions": ["show"],
          "container_parameters": {"entry_point": [sys.executable, "-c"], "command": [show]}}
