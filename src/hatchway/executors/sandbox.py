@@ -28,6 +28,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,6 +119,15 @@ def _sources(spec: ActionSpec, cwd: Path, data_dir: Path) -> list[Path]:
         if path.is_absolute() and path.exists() and not path.is_relative_to(data_dir) and path not in found:
             found.append(path)
     return found
+
+
+def _runtime_paths() -> list[Path]:
+    """The gateway's interpreter (venv and base) and the hatchway package: ``python3`` in an action
+    is the gateway's own, with ``hatchway.runtime`` importable."""
+    import hatchway
+
+    candidates = {Path(sys.prefix), Path(sys.base_prefix), Path(hatchway.__file__).resolve().parent.parent}
+    return sorted(p for p in candidates if p.is_dir() and p != Path("/"))
 
 
 def _usable(path: Path) -> bool:
@@ -243,8 +253,9 @@ class Sandbox:
         ]  # fmt: skip
         if self.home is not None:
             args += ["--tmpfs", str(self.home)]
-        # the action's own code stays visible (read-only) even where it lives under /tmp or the home
-        for source in _sources(spec, cwd, data_dir):
+        # the action's own code, and the Python that runs hatchway actions, stay visible (read-only)
+        # even where they live under /tmp or the home (a checkout and its venv in /tmp, say)
+        for source in [*_sources(spec, cwd, data_dir), *_runtime_paths()]:
             args += ["--ro-bind", str(source), str(source)]
         args += ["--bind", str(data_dir), str(data_dir), "--chdir", str(cwd), "--cap-drop", "ALL"]
         if not allows_network(spec):
