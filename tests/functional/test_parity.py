@@ -35,7 +35,6 @@ from tests.conftest import inprocess_client, make_settings
 from tests.helpers import REPO, wait_until
 
 COMPAT = REPO / "examples" / "compat"
-SAMPLE_DB = str(REPO / "examples" / "db-extractor" / "sample.db")
 
 
 def example(name: str) -> dict[str, Any]:
@@ -102,7 +101,8 @@ def hw_open(open_gateway: Gateway) -> Iterator[Client]:
 
 # ---- Keboola -------------------------------------------------------------------------------------
 
-KEBOOLA_PARAMS = {"db": {"path": SAMPLE_DB, "#password": "letmein"}, "table": "orders"}
+# relative to the component's own folder: a sandboxed action sees its own files, not the caller's
+KEBOOLA_PARAMS = {"db": {"path": "sample.db", "#password": "letmein"}, "table": "orders"}
 
 
 def test_keboola_component_sync_actions_and_run(client: Client) -> None:
@@ -122,7 +122,7 @@ def test_keboola_component_sync_actions_and_run(client: Client) -> None:
     )
     assert answer.status_code == 200 and answer.json()["message"] == "Connection OK"
     # a UserException is a user error with the component's message
-    wrong = {"db": {"path": SAMPLE_DB, "#password": "nope"}}
+    wrong = {"db": {"path": "sample.db", "#password": "nope"}}
     refused = client._http.post(
         f"/v1/projects/{client.project}/actions/keboola-extractor/action/testConnection",
         json={"configData": {"parameters": wrong}},

@@ -80,11 +80,15 @@ def test_nothing_at_rest_or_in_the_server_log_holds_the_plaintext(tmp_path: Path
             hw.start_run("behave", {"behaviour": "sleep", "seconds": "30", "#secret": CANARY})  # still queued/running
     finally:
         server.kill()
+    # a crash leaves the running attempt's private workspace behind; the next start removes it
+    restarted = LiveServer(tmp_path / "home", HATCHWAY_LOG_LEVEL="DEBUG", HATCHWAY_WORKERS="0").start()
+    restarted.kill()
     home = tmp_path / "home"
     for path in home.rglob("*"):
         if path.is_file():
             assert_absent(path.read_bytes())
     assert_absent(server.log())
+    assert_absent(restarted.log())
     assert not any((home / "work").glob("run_*")), "a workspace (with its config.json) was left behind"
 
 

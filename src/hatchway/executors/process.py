@@ -107,6 +107,8 @@ class ProcessExecutor(BaseExecutor):
     def execute(self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event) -> Execution:
         workspace = Workspace(self.work_dir, f"{invocation.run_id}-{invocation.attempt}")
         started = time.monotonic()
+        # the record comes first: a gateway killed at any later point leaves nothing recovery misses
+        self._record(workspace, None)
         try:
             workspace.create(invocation.config_document())
             workspace.stage(invocation.input_files, invocation.tmp_source)
@@ -139,7 +141,7 @@ class ProcessExecutor(BaseExecutor):
                 on_tick=collector.tick,
                 kill_grace=self.kill_grace_seconds,
                 reaper=self.reaper,
-                on_start=lambda pid: self._started(pid, workspace),
+                on_start=lambda pid: self._record(workspace, pid),
                 on_finished=finished,
             )
             if ended.start_error:
@@ -162,8 +164,10 @@ class ProcessExecutor(BaseExecutor):
             with contextlib.suppress(OSError):
                 (self._pids / workspace.path.name).unlink()
 
-    def _started(self, pid: int, workspace: Workspace) -> None:
-        record = {"pid": pid, "start": start_time(pid), "workspace": workspace.path.name, **self._me}
+    def _record(self, workspace: Workspace, pid: int | None) -> None:
+        """Note a workspace (and, once started, its action) for recovery after a crash."""
+        started = start_time(pid) if pid is not None else None
+        record = {"pid": pid, "start": started, "workspace": workspace.path.name, **self._me}
         (self._pids / workspace.path.name).write_text(json.dumps(record))
 
     def recover(self) -> int:
@@ -178,7 +182,7 @@ class ProcessExecutor(BaseExecutor):
                 continue
             if record["owner_pid"] != os.getpid() and _alive(record["owner_pid"], record["owner_start"]):
                 continue  # another live gateway on this home owns it
-            if _alive(record["pid"], record["start"]):
+            if record.get("pid") is not None and _alive(record["pid"], record["start"]):
                 kill_group(record["pid"], signal.SIGKILL)
                 killed += 1
             shutil.rmtree(self.work_dir / record["workspace"], ignore_errors=True)
