@@ -130,13 +130,17 @@ class MotoServer:
 
 
 class CallCounter:
-    """Counts AWS API calls made through clients of one boto3 session (botocore ``before-call``)."""
+    """Counts AWS API calls made through clients of one boto3 session.
+
+    botocore emits ``before-parameter-build`` once per API call (retries do not repeat it) with the
+    call's own parameters, which ``hooks`` also receive.
+    """
 
     def __init__(self, session: Any) -> None:
         self.calls: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self.hooks: list[Callable[[str, str, dict[str, Any]], None]] = []
-        session.events.register("before-call", self._seen)
+        session.events.register("before-parameter-build", self._seen)
 
     def _seen(self, model: Any, params: dict[str, Any], **_: Any) -> None:
         service = model.service_model.service_name
@@ -162,3 +166,116 @@ class CallCounter:
 
 def localstack_endpoint() -> str | None:
     return os.environ.get("LOCALSTACK_ENDPOINT") or None
+
+
+def aws_settings(home: Any, endpoint: str | None = None, **overrides: Any) -> Any:
+    """Settings of the aws backend with unique resource names (tests share one moto)."""
+    import uuid
+
+    from tests.conftest import make_settings
+
+    suffix = uuid.uuid4().hex[:8]
+    values: dict[str, Any] = {
+        "backend": "aws",
+        "table_name": f"hatchway-{suffix}",
+        "kms_key_id": f"alias/hatchway-{suffix}",
+        "bucket": f"hatchway-outputs-{suffix}",
+        "resource_prefix": f"hw{suffix}",
+        "aws_region": REGION,
+        "aws_endpoint_url": endpoint,
+    }
+    values.update(overrides)
+    return make_settings(home, **values)
+
+
+def aws_gateway(settings: Any, session: Any, executors: Any) -> Any:
+    """A gateway on the aws backend whose every AWS client comes from ``session``."""
+    from hatchway.aws import AwsClients
+    from hatchway.aws_setup import bootstrap
+    from hatchway.secrets.kms import kms_secret_box
+    from hatchway.service import Gateway
+    from hatchway.store.dynamodb import DynamoDbStore
+
+    aws = AwsClients(settings.aws_region, settings.aws_endpoint_url, session)
+    bootstrap(settings, aws)
+    gateway = Gateway(
+        settings, DynamoDbStore.from_settings(settings, aws=aws), executors, lambda: kms_secret_box(settings, aws=aws)
+    )
+    gateway.bootstrap()
+    return gateway
+
+
+def make_infrastructure(session: Any, prefix: str) -> dict[str, Any]:
+    """What template.yaml would have made for the executors: roles, a VPC, a Batch queue, an ECS
+    cluster, the task policy. Returns the settings that point at them."""
+    iam = session.client("iam", region_name=REGION)
+    ec2 = session.client("ec2", region_name=REGION)
+    batch = session.client("batch", region_name=REGION)
+    ecs = session.client("ecs", region_name=REGION)
+
+    def role(name: str, service: str) -> str:
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
+        }
+        arn: str = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+        return arn
+
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*"}]}
+    policy_arn = iam.create_policy(PolicyName=f"{prefix}-task", PolicyDocument=json.dumps(policy))["Policy"]["Arn"]
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName=f"{prefix}-tasks", Description="tasks", VpcId=vpc)["GroupId"]
+    environment = batch.create_compute_environment(
+        computeEnvironmentName=f"{prefix}-fargate",
+        type="MANAGED",
+        state="ENABLED",
+        computeResources={"type": "FARGATE", "maxvCpus": 64, "subnets": [subnet], "securityGroupIds": [group]},
+        serviceRole=role(f"{prefix}-batch-service", "batch.amazonaws.com"),
+    )["computeEnvironmentArn"]
+    queue = batch.create_job_queue(
+        jobQueueName=f"{prefix}-runs",
+        state="ENABLED",
+        priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment}],
+    )["jobQueueName"]
+    cluster = ecs.create_cluster(clusterName=f"{prefix}-runs")["cluster"]["clusterName"]
+    return {
+        "lambda_role_arn": role(f"{prefix}-functions", "lambda.amazonaws.com"),
+        "execution_role_arn": role(f"{prefix}-execution", "ecs-tasks.amazonaws.com"),
+        "task_policy_arn": policy_arn,
+        "batch_job_queue": queue,
+        "ecs_cluster": cluster,
+        "subnets": (subnet,),
+        "security_groups": (group,),
+        "log_group": f"/{prefix}/runs",
+    }
+
+
+def answer_instead(client: Any, operation: str, status: int, parsed: dict[str, Any]) -> None:
+    """The next ``operation`` call of ``client`` gets this answer instead of reaching moto - how a
+    test makes AWS fail the way only the real service can (throttling, a function error)."""
+    from botocore.awsrequest import AWSResponse
+
+    event = f"before-call.{client.meta.service_model.service_id.hyphenize()}.{operation}"
+    unique = f"answer-instead-{id(parsed)}"
+
+    def answer(**_: Any) -> Any:
+        client.meta.events.unregister(event, unique_id=unique)
+        return AWSResponse("https://aws.invalid", status, {}, None), parsed
+
+    client.meta.events.register(event, answer, unique_id=unique)
+
+
+def lambda_error(code: str, status: int = 429) -> dict[str, Any]:
+    return {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+
+
+def lambda_function_error(body: dict[str, Any]) -> dict[str, Any]:
+    import io
+
+    from botocore.response import StreamingBody
+
+    raw = json.dumps(body).encode()
+    return {"StatusCode": 200, "FunctionError": "Unhandled", "Payload": StreamingBody(io.BytesIO(raw), len(raw))}

@@ -48,6 +48,9 @@ MISSING_CODES = frozenset({"ResourceNotFoundException", "NoSuchBucket"})
 #: read timeouts per service; Lambda answers sync calls for up to 30 s
 READ_TIMEOUTS = {"lambda": 40.0}
 
+_shared: dict[tuple[str, str | None], AwsClients] = {}
+_shared_lock = threading.Lock()
+
 
 class AwsClients:
     """Lazily built, shared boto3 clients for one region and endpoint."""
@@ -67,7 +70,20 @@ class AwsClients:
 
     @classmethod
     def from_settings(cls, settings: Settings, session: Any = None, **clients: Any) -> AwsClients:
+        """Clients for the settings' region and endpoint: new ones when given a session or clients,
+        else the ones this process already shares (a warm Lambda reuses their connections)."""
+        if session is None and not clients:
+            return cls.shared(settings.aws_region, settings.aws_endpoint_url)
         return cls(settings.aws_region, settings.aws_endpoint_url, session, **clients)
+
+    @classmethod
+    def shared(cls, region: str | None, endpoint_url: str | None) -> AwsClients:
+        key = (region or DEFAULT_REGION, endpoint_url)
+        with _shared_lock:
+            found = _shared.get(key)
+            if found is None:
+                found = _shared[key] = cls(region, endpoint_url)
+        return found
 
     @property
     def session(self) -> Any:

@@ -56,6 +56,9 @@ ENV_VARS: dict[str, str] = {
     "HATCHWAY_TASK_ROLE_ARN": "one task role for every project instead of per-project roles (development)",
     "HATCHWAY_LOG_GROUP": "CloudWatch log group of Batch jobs and ECS tasks",
     "AWS_ENDPOINT_URL": "points boto3 at LocalStack or a moto server",
+    "AWS_BATCH_JOB_ID": "set by AWS Batch inside a job: names the container that holds a run",
+    "AWS_BATCH_JOB_ATTEMPT": "set by AWS Batch inside a job: its attempt number",
+    "ECS_CONTAINER_METADATA_URI_V4": "set by ECS inside a task: names the container that holds a run",
     "AWS_REGION": "region of the aws backend",
     "AWS_DEFAULT_REGION": "region of the aws backend (fallback)",
 }
@@ -203,6 +206,16 @@ class Settings:
             )
 
     @property
+    def kms_key(self) -> str:
+        """The KMS key of the aws backend (default: the alias ``hatchway aws bootstrap`` creates)."""
+        return self.kms_key_id or f"alias/{self.resource_prefix}"
+
+    @property
+    def outputs_bucket(self) -> str:
+        """The S3 bucket for run outputs and large records of the aws backend."""
+        return self.bucket or f"{self.resource_prefix}-outputs"
+
+    @property
     def db_path(self) -> Path:
         return self.home / "hatchway.db"
 
@@ -221,3 +234,14 @@ class Settings:
     @property
     def blob_dir(self) -> Path:
         return self.home / "blobs"
+
+def container_identity(env: Mapping[str, str] | None = None) -> str:
+    """Who holds a run inside a Batch job or ECS task: the job and attempt, the task, or host and pid."""
+    env = os.environ if env is None else env
+    job = env.get("AWS_BATCH_JOB_ID")
+    if job:
+        return f"batch/{job}/{env.get('AWS_BATCH_JOB_ATTEMPT') or '1'}"
+    metadata = env.get("ECS_CONTAINER_METADATA_URI_V4")
+    if metadata:
+        return "ecs/" + metadata.rstrip("/").rsplit("/", 1)[-1]
+    return f"host/{os.uname().nodename}/{os.getpid()}"

@@ -514,6 +514,8 @@ class BaseStore(ABC):
         """Store a sync run that already ended, with its log; the entries come back numbered."""
         if run.mode != Mode.SYNC or not run.is_terminal:
             raise ValueError("only a finished sync run is recorded at its end")
+        for seq, entry in enumerate(entries, start=1):
+            entry.seq = seq  # the run is new, so is its log (the record's preview shares these entries)
         inserted, numbered = self._record_sync_run(run, entries)
         if not inserted:
             raise Conflict(f"run {run.id} already exists")

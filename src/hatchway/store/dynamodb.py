@@ -147,7 +147,8 @@ class DynamoDbStore(BaseStore):
     @classmethod
     def from_settings(cls, settings: Settings, aws: AwsClients | None = None, **clients: Any) -> DynamoDbStore:
         session = clients.pop("session", None)
-        return cls(settings.table_name, aws or AwsClients.from_settings(settings, session, **clients), settings.bucket)
+        aws = aws or AwsClients.from_settings(settings, session, **clients)
+        return cls(settings.table_name, aws, settings.outputs_bucket, blob_prefix="records/")
 
     @property
     def db(self) -> Any:
