@@ -108,7 +108,7 @@ def _apply(gateway: Gateway, run: Run, change: StateChange) -> Run:
             run.id, RunStatus.TERMINATING, RunStatus.TERMINATED, finished_at=now, status_reason="cancelled",
             lease_owner=None, error=RunError("cancelled", "the run was cancelled"),
         )  # fmt: skip
-    if change.phase == "succeeded":
+    if change.phase == "succeeded" or (change.phase == "stopped" and change.exit_code == 0):
         if run.status == RunStatus.ENQUEUED:
             run = store.transition(
                 run.id, RunStatus.ENQUEUED, RunStatus.INPROGRESS, attempt=max(1, run.attempt),
@@ -132,11 +132,13 @@ def _apply(gateway: Gateway, run: Run, change: StateChange) -> Run:
 
 
 def _wants_another_task(run: Run, change: StateChange) -> bool:
-    """An ECS attempt ended and another one is due: the adapter asked for it, or it died mid-attempt."""
+    """An ECS attempt ended and another one is due: the adapter asked for it, or the adapter had
+    claimed the run (so the attempt is counted) and its container died with attempts left. A task
+    that died before its adapter claimed the run (a broken image) ends the run instead of looping."""
     if run.status == RunStatus.ENQUEUED:
         return change.exit_code == RETRY_EXIT_CODE
     own_attempts = run.attempt - run.lost_attempts
-    return change.exit_code != 1 and own_attempts < run.max_attempts
+    return run.lease_owner is not None and change.exit_code != 1 and own_attempts < run.max_attempts
 
 
 def _next_task(gateway: Gateway, run: Run, change: StateChange) -> Run:
