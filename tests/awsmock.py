@@ -183,6 +183,8 @@ def aws_settings(home: Any, endpoint: str | None = None, **overrides: Any) -> An
         "resource_prefix": f"hw{suffix}",
         "aws_region": REGION,
         "aws_endpoint_url": endpoint,
+        # these tests are about AWS, not host isolation (tests/integration/test_sandbox.py)
+        "sandbox": "none",
     }
     values.update(overrides)
     return make_settings(home, **values)

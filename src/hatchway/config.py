@@ -235,6 +235,7 @@ class Settings:
     def blob_dir(self) -> Path:
         return self.home / "blobs"
 
+
 def container_identity(env: Mapping[str, str] | None = None) -> str:
     """Who holds a run inside a Batch job or ECS task: the job and attempt, the task, or host and pid."""
     env = os.environ if env is None else env

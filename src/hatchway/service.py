@@ -1246,9 +1246,15 @@ def build_gateway(
     from hatchway.secrets import make_secret_box
     from hatchway.store import make_store
 
+    blobs = None
+    if settings.backend == "aws":
+        from hatchway.s3blobs import S3BlobStore
+
+        blobs = S3BlobStore.from_settings(settings)
     return Gateway(
         settings,
         store or make_store(settings),
         executors or make_executors(settings),
         lambda: make_secret_box(settings),
+        blobs=blobs,
     )

@@ -650,3 +650,63 @@ def test_racing_requests_with_one_key_have_one_owner(store: BaseStore) -> None:
     owners = [r for r in results if r.is_owner]
     assert len(owners) == 1
     assert {r.record.run_id for r in results} == {owners[0].record.run_id}
+
+
+# ---------------------------------------------------------------------------------------------
+# documents
+
+
+def doc(
+    name: str, body: dict[str, Any] | None = None, project: str = P, env: str = DEV, kind: str = "k", **kw: Any
+) -> Any:
+    from hatchway.store.base import Document
+
+    return Document(project, env, kind, name, body if body is not None else {"name": name}, **kw)
+
+
+def test_documents_are_replaced_and_isolated(store: BaseStore) -> None:
+    first = store.put_document(doc("a", {"v": 1}))
+    assert first.updated_at > 0
+    assert store.get_document(P, DEV, "k", "a") == first
+    store.put_document(doc("a", {"v": 2, "nested": {"x": [1, "ü"]}}))
+    assert store.get_document(P, DEV, "k", "a").body == {"v": 2, "nested": {"x": [1, "ü"]}}  # type: ignore[union-attr]
+    for other in ((Q, DEV, "k"), (P, PROD, "k"), (P, DEV, "other")):
+        assert store.get_document(*other, "a") is None
+    assert store.delete_document(P, DEV, "k", "a") is True
+    assert store.delete_document(P, DEV, "k", "a") is False
+    assert store.get_document(P, DEV, "k", "a") is None
+
+
+def test_expired_documents_are_gone(store: BaseStore) -> None:
+    now = now_ms()
+    store.put_document(doc("old", expires_at=now - 1))
+    store.put_document(doc("fresh", expires_at=now + 60_000))
+    store.put_document(doc("forever"))
+    assert store.get_document(P, DEV, "k", "old") is None
+    assert [d.name for d in store.list_documents(P, DEV, "k", 10).items] == ["forever", "fresh"]
+    assert store.get_document(P, DEV, "k", "fresh").expires_at == now + 60_000  # type: ignore[union-attr]
+
+
+def test_documents_list_by_name_in_pages(store: BaseStore) -> None:
+    for name in ("d", "b", "e", "a", "c"):
+        store.put_document(doc(name))
+    store.put_document(doc("z", kind="another"))
+    first = store.list_documents(P, DEV, "k", 2)
+    assert [d.name for d in first.items] == ["a", "b"]
+    second = store.list_documents(P, DEV, "k", 2, first.next)
+    assert [d.name for d in second.items] == ["c", "d"]
+    last = store.list_documents(P, DEV, "k", 2, second.next)
+    assert [d.name for d in last.items] == ["e"] and last.next is None
+    with pytest.raises(ValidationFailed):
+        store.list_documents(P, DEV, "another", 2, first.next)
+    with pytest.raises(ValidationFailed):
+        store.list_documents(Q, DEV, "k", 2, first.next)
+
+
+def test_a_large_document_round_trips(store: BaseStore) -> None:
+    body = {"ret": ["v" * 1000 + str(i) for i in range(4000)]}
+    store.put_document(doc("big", body))
+    assert store.get_document(P, DEV, "k", "big").body == body  # type: ignore[union-attr]
+    store.put_document(doc("big", {"small": True}))
+    assert store.get_document(P, DEV, "k", "big").body == {"small": True}  # type: ignore[union-attr]
+    assert store.delete_document(P, DEV, "k", "big")

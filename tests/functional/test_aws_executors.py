@@ -90,17 +90,23 @@ class Stack:
         return self.session.client(service, region_name=REGION)
 
 
-def build_stack(tmp_path: Path, run_executor: type[Any]) -> Iterator[Stack]:
+@pytest.fixture(scope="module")
+def infrastructure() -> Iterator[dict[str, Any]]:
+    """What template.yaml makes, once per module on moto (slow to make: a VPC, roles, a queue)."""
     with moto_in_process():
-        session = boto3.session.Session(region_name=REGION)
-        counter = CallCounter(session)
-        base = aws_settings(tmp_path / "home")
-        settings = replace(base, **make_infrastructure(session, base.resource_prefix))
-        aws = AwsClients(REGION, None, session)
-        executors = Executors(LambdaExecutor.from_settings(settings, aws), run_executor.from_settings(settings, aws))
-        gateway = aws_gateway(settings, session, executors)
-        counter.hooks.append(_lambda_runtime)
-        yield Stack(gateway, counter, session, settings)
+        yield make_infrastructure(boto3.session.Session(region_name=REGION), "hwtests")
+
+
+def build_stack(tmp_path: Path, infrastructure: dict[str, Any], run_executor: type[Any]) -> Stack:
+    """A gateway with its own table, key, bucket and name prefix, and a session that counts calls."""
+    session = boto3.session.Session(region_name=REGION)
+    counter = CallCounter(session)
+    settings = replace(aws_settings(tmp_path / "home"), **infrastructure)
+    aws = AwsClients(REGION, None, session)
+    executors = Executors(LambdaExecutor.from_settings(settings, aws), run_executor.from_settings(settings, aws))
+    gateway = aws_gateway(settings, session, executors)
+    counter.hooks.append(_lambda_runtime)
+    return Stack(gateway, counter, session, settings)
 
 
 def _lambda_runtime(service: str, operation: str, params: dict[str, Any]) -> None:
@@ -110,13 +116,13 @@ def _lambda_runtime(service: str, operation: str, params: dict[str, Any]) -> Non
 
 
 @pytest.fixture
-def batch(tmp_path: Path) -> Iterator[Stack]:
-    yield from build_stack(tmp_path, BatchExecutor)
+def batch(tmp_path: Path, infrastructure: dict[str, Any]) -> Stack:
+    return build_stack(tmp_path, infrastructure, BatchExecutor)
 
 
 @pytest.fixture
-def ecs(tmp_path: Path) -> Iterator[Stack]:
-    yield from build_stack(tmp_path, EcsExecutor)
+def ecs(tmp_path: Path, infrastructure: dict[str, Any]) -> Stack:
+    return build_stack(tmp_path, infrastructure, EcsExecutor)
 
 
 def container(stack: Stack, run_id: str, owner: str) -> int:
@@ -250,7 +256,8 @@ def test_an_action_without_an_image_is_refused_and_nothing_is_stored(batch: Stac
 
 def test_an_action_without_sync_actions_gets_no_function(batch: Stack) -> None:
     batch.gateway.register_action(ADMIN, P, ENV, {**ACTION, "sync_actions": []})
-    assert batch.client("lambda").list_functions()["Functions"] == []
+    functions = batch.client("lambda").list_functions()["Functions"]
+    assert [f for f in functions if f["FunctionName"].startswith(batch.settings.resource_prefix)] == []
 
 
 def test_the_ecs_task_definition_is_derived_from_the_spec(ecs: Stack) -> None:

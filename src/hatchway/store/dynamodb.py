@@ -14,8 +14,9 @@ run              ``RUN#<id>``               ``R``                  gsi1 ``RUNS#<
                                                                    gsi2 ``READY#<s>``, available_at#id
                                                                    or ``LEASE#<s>``, lease_until#id
 log sequence     ``RUN#<id>``               ``LSEQ``
-log entry        ``RUN#<id>``               ``L#<seq:012d>``
+log page         ``RUN#<id>``               ``L#<last seq:012d>``  (consecutive entries, compressed)
 idempotency key  ``IDEM#<sha256(scope)>``   ``I``                  TTL attribute ``expiration``
+document         ``DOC#<p>#<env>#<kind>``   ``N#<name>``           TTL attribute ``expiration``
 ===============  =========================  =====================  ===================================
 
 Every status change is a ``PutItem`` conditioned on the run's revision (``rev = :expected``), so
@@ -23,9 +24,11 @@ concurrent workers, the event handler and container adapters never both win. A r
 ``gsi2`` only while it is claimable (ENQUEUED, async, not handed to Batch/ECS) or leased, so the
 queue and the sweeper read small sparse indexes. The head of an action embeds its latest version:
 resolving an action is one ``GetItem``. A finished sync call is written with its log in one
-``TransactWriteItems`` (:attr:`records_sync_runs_at_end`). Records and specs are stored as
+``TransactWriteItems`` (:attr:`records_sync_runs_at_end`). Log entries are numbered by a counter
+item moved in the same transaction that writes them, in pages of consecutive entries (one item
+per flush, usually), so a follower never sees a gap that fills in later. Records and specs are stored as
 zlib-compressed JSON; one too large for an item (400 KB) goes to the outputs bucket and the item
-keeps its key. Idempotency keys expire through DynamoDB TTL.
+keeps its key. Idempotency keys and expiring documents are removed by DynamoDB TTL.
 
 Idempotency: the rules live in :class:`BaseStore` (shared with SQLite and checked by one contract
 suite), and this backend writes them the way powertools' ``DynamoDBPersistenceLayer`` does - a
@@ -53,6 +56,7 @@ from hatchway.store.base import (
     ActionHead,
     ActionRecord,
     BaseStore,
+    Document,
     IdempotencyRecord,
     Project,
     TokenRecord,
@@ -68,6 +72,9 @@ INLINE_BYTES = 300 * 1024
 #: DynamoDB transactions: 100 items and 4 MB at most
 TRANSACTION_ITEMS = 100
 TRANSACTION_BYTES = 3 * 1024 * 1024
+#: log entries are stored in pages (one item per flush, usually), each under this raw size
+LOG_PAGE_BYTES = 256 * 1024
+LOG_PAGE_ENTRIES = 5000
 MAX_SEQ = 10**12 - 1
 WHAT = "the DynamoDB table"
 
@@ -612,32 +619,39 @@ class DynamoDbStore(BaseStore):
 
     # ---- logs ------------------------------------------------------------------------------
 
-    @staticmethod
-    def _log_item(run_id: str, entry: LogEntry) -> dict[str, Any]:
-        item: dict[str, Any] = {
+    def _page_item(self, run_id: str, page: list[LogEntry]) -> dict[str, Any]:
+        rows = [[e.seq, e.k, e.ts, e.msg, e.err] for e in page]
+        return {
             "pk": _s(f"RUN#{run_id}"),
-            "sk": _s(f"L#{entry.seq:012d}"),
-            "k": _s(entry.k),
-            "ts": _n(entry.ts),
-            "msg": _s(entry.msg),
+            "sk": _s(f"L#{page[-1].seq:012d}"),
+            "first": _n(page[0].seq),
+            "data": {"B": zlib.compress(_dumps(rows).encode(), 6)},
         }
-        if entry.err is not None:
-            item["err"] = _s(_dumps(entry.err))
-        return item
 
-    def _chunks(self, entries: list[LogEntry], room: int) -> Iterator[list[LogEntry]]:
-        """Entries in groups that fit one transaction beside ``TRANSACTION_ITEMS - room`` other items."""
-        chunk: list[LogEntry] = []
+    @staticmethod
+    def _pages(entries: list[LogEntry]) -> list[list[LogEntry]]:
+        """Consecutive entries grouped into items well under DynamoDB's 400 KB."""
+        pages: list[list[LogEntry]] = []
         size = 0
         for entry in entries:
-            cost = len(entry.msg.encode()) + 200 + (len(_dumps(entry.err)) if entry.err else 0)
-            if chunk and (len(chunk) >= room or size + cost > TRANSACTION_BYTES):
-                yield chunk
-                chunk, size = [], 0
-            chunk.append(entry)
+            cost = len(entry.msg.encode()) + 64 + (len(_dumps(entry.err)) if entry.err else 0)
+            if not pages or size + cost > LOG_PAGE_BYTES or len(pages[-1]) >= LOG_PAGE_ENTRIES:
+                pages.append([])
+                size = 0
+            pages[-1].append(entry)
             size += cost
-        if chunk:
-            yield chunk
+        return pages
+
+    def _transactions(self, pages: list[list[LogEntry]], room: int) -> Iterator[list[list[LogEntry]]]:
+        """Pages in groups that fit one transaction beside ``TRANSACTION_ITEMS - room`` other items."""
+        group: list[list[LogEntry]] = []
+        for page in pages:
+            if len(group) >= room or len(group) * LOG_PAGE_BYTES >= TRANSACTION_BYTES:
+                yield group
+                group = []
+            group.append(page)
+        if group:
+            yield group
 
     def _remember_seq(self, run_id: str, last: int | None) -> None:
         with self._log_seq_lock:
@@ -662,22 +676,28 @@ class DynamoDbStore(BaseStore):
             }
         }
 
+    def _log_writes(self, run_id: str, last: int, entries: list[LogEntry]) -> list[dict[str, Any]]:
+        """Number ``entries`` after ``last``; the counter move and the page puts that store them."""
+        for offset, entry in enumerate(entries, start=1):
+            entry.seq = last + offset
+        writes = [self._seq_update(run_id, last, last + len(entries))]
+        for page in self._pages(entries):
+            writes.append({"Put": {"TableName": self.table, "Item": self._page_item(run_id, page)}})
+        return writes
+
     def _append_logs(self, run_id: str, entries: list[LogEntry]) -> list[LogEntry]:
-        # The sequence counter is its own item; each chunk moves it from the value this process
-        # last saw (one write per flush) and re-reads it only when another writer moved it.
+        # The sequence counter is its own item; each transaction moves it from the value this
+        # process last saw (one write per flush) and re-reads it only when another writer moved it.
         with self._log_seq_lock:
             last = self._log_seq.get(run_id)
-        for chunk in self._chunks(entries, TRANSACTION_ITEMS - 1):
+        for group in self._transactions(self._pages(entries), TRANSACTION_ITEMS - 1):
+            chunk = [entry for page in group for entry in page]
             for _ in range(50):
                 if last is None:
                     item = self._get(f"RUN#{run_id}", "LSEQ")
                     last = _num(item or {}, "last") or 0
-                for offset, entry in enumerate(chunk, start=1):
-                    entry.seq = last + offset
-                writes = [self._seq_update(run_id, last, last + len(chunk))]
-                writes += [{"Put": {"TableName": self.table, "Item": self._log_item(run_id, entry)}} for entry in chunk]
                 try:
-                    self._transact(writes)
+                    self._transact(self._log_writes(run_id, last, chunk))
                 except _Canceled:
                     last = None
                     continue
@@ -690,42 +710,108 @@ class DynamoDbStore(BaseStore):
         return entries
 
     def _read_logs(self, run_id: str, after: int, limit: int) -> list[LogEntry]:
-        if after >= MAX_SEQ:
+        # a page is keyed by its last entry, so the first page at or above after+1 holds after+1
+        if after >= MAX_SEQ or limit <= 0:
             return []
-        items = self._between(f"RUN#{run_id}", f"L#{max(after, 0) + 1:012d}", f"L#{MAX_SEQ:012d}", limit)
-        return [
-            LogEntry(
-                seq=int(item["sk"]["S"][2:]),
-                k=item["k"]["S"],
-                ts=int(item["ts"]["N"]),
-                msg=item["msg"]["S"],
-                err=json.loads(item["err"]["S"]) if "err" in item else None,
-            )
-            for item in items
-        ]
+        pages = self._query(
+            KeyConditionExpression="pk = :p AND sk BETWEEN :lo AND :hi",
+            ExpressionAttributeValues={
+                ":p": _s(f"RUN#{run_id}"),
+                ":lo": _s(f"L#{max(after, 0) + 1:012d}"),
+                ":hi": _s(f"L#{MAX_SEQ:012d}"),
+            },
+            ConsistentRead=True,
+            Limit=8,
+        )
+        out: list[LogEntry] = []
+        for page in pages:
+            for seq, k, ts, msg, err in json.loads(zlib.decompress(page["data"]["B"])):
+                if seq > after:
+                    out.append(LogEntry(seq=seq, k=k, ts=ts, msg=msg, err=err))
+                    if len(out) >= limit:
+                        return out
+        return out
 
     def _record_sync_run(self, run: Run, entries: list[LogEntry]) -> tuple[bool, list[LogEntry]]:
-        chunks = list(self._chunks(entries, TRANSACTION_ITEMS - 2))
-        first = chunks[0] if chunks else []
-        for offset, entry in enumerate(first, start=1):
-            entry.seq = offset
+        groups = list(self._transactions(self._pages(entries), TRANSACTION_ITEMS - 2))
+        first = [entry for page in groups[0] for entry in page] if groups else []
         item = self._run_item(run, 0)
         writes: list[dict[str, Any]] = [
             {"Put": {"TableName": self.table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
         ]
         if first:
-            writes.append(self._seq_update(run.id, 0, len(first)))
-            writes += [{"Put": {"TableName": self.table, "Item": self._log_item(run.id, e)}} for e in first]
+            writes += self._log_writes(run.id, 0, first)
         try:
             self._transact(writes)
         except _Canceled:
             self._drop_blob(item)
             return False, []
         self._remember_seq(run.id, len(first))
-        rest = [entry for chunk in chunks[1:] for entry in chunk]
+        rest = [entry for group in groups[1:] for page in group for entry in page]
         if rest:
             self._append_logs(run.id, rest)
         return True, entries
+
+    # ---- documents -------------------------------------------------------------------------
+
+    @staticmethod
+    def _document_key(project_id: str, environment: str, kind: str, name: str) -> dict[str, Any]:
+        return {"pk": _s(f"DOC#{project_id}#{environment}#{kind}"), "sk": _s(f"N#{name}")}
+
+    def _document(self, item: dict[str, Any]) -> Document:
+        _, project_id, environment, kind = item["pk"]["S"].split("#", 3)
+        return Document(
+            project_id=project_id,
+            environment=environment,
+            kind=kind,
+            name=item["sk"]["S"][2:],
+            body=self._unpack(item),
+            updated_at=int(item["updated_at"]["N"]),
+            expires_at=_num(item, "expires_at"),
+        )
+
+    def _put_document(self, document: Document) -> None:
+        item: dict[str, Any] = {
+            **self._document_key(document.project_id, document.environment, document.kind, document.name),
+            "updated_at": _n(document.updated_at),
+            **self._pack(document.body, f"documents/{uuid.uuid4().hex}.json.z"),
+        }
+        if document.expires_at is not None:
+            item["expires_at"] = _n(document.expires_at)
+            item[TTL_ATTRIBUTE] = self._expiration(document.expires_at)
+        with translate(WHAT):
+            answer = self.db.put_item(TableName=self.table, Item=item, ReturnValues="ALL_OLD")
+        self._drop_blob(answer.get("Attributes"), keep=item)
+
+    def _get_document(self, project_id: str, environment: str, kind: str, name: str) -> Document | None:
+        key = self._document_key(project_id, environment, kind, name)
+        item = self._get(key["pk"]["S"], key["sk"]["S"])
+        return self._document(item) if item else None
+
+    def _delete_document(self, project_id: str, environment: str, kind: str, name: str) -> bool:
+        with translate(WHAT):
+            answer = self.db.delete_item(
+                TableName=self.table,
+                Key=self._document_key(project_id, environment, kind, name),
+                ReturnValues="ALL_OLD",
+            )
+        old = answer.get("Attributes")
+        self._drop_blob(old)
+        return bool(old)
+
+    def _list_documents(
+        self, project_id: str, environment: str, kind: str, after: str | None, limit: int
+    ) -> list[Document]:
+        if after is not None and not isinstance(after, str):
+            raise ValidationFailed.at(["query", "cursor"], "not a cursor this API issued")
+        values = {":p": self._document_key(project_id, environment, kind, "")["pk"], ":a": _s(f"N#{after or ''}")}
+        # the partition holds only this kind's documents, so "after" is a plain range on the name
+        condition = "pk = :p AND sk > :a" if after else "pk = :p AND begins_with(sk, :a)"
+        query = self._query(
+            KeyConditionExpression=condition, ExpressionAttributeValues=values, ConsistentRead=True, Limit=limit
+        )
+        items = self._take(query, limit)
+        return [self._document(item) for item in items]
 
     # ---- idempotency -----------------------------------------------------------------------
 
