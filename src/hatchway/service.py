@@ -319,7 +319,8 @@ class Gateway:
         if spec.inherits is not None:
             self._check_inherits(project_id, environment, spec)
         effective = self._effective(project_id, environment, spec)
-        for executor in self.executors.all():
+        picked = [self.executors.pick(effective, mode) for mode in (Mode.SYNC, Mode.ASYNC)]
+        for executor in dict.fromkeys(picked):
             executor.prepare(project_id, effective)  # before storing: a refusal stores nothing
         return self.store.register_version(project_id, environment, spec.normalised(), spec.digest())
 

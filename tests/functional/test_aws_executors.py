@@ -254,6 +254,16 @@ def test_an_action_without_an_image_is_refused_and_nothing_is_stored(batch: Stac
     assert batch.gateway.store.get_action(P, ENV, "echo") is None
 
 
+def test_an_http_action_needs_no_image_function_or_definition(batch: Stack) -> None:
+    # the gateway makes an HTTP action's call itself: nothing to create on AWS
+    batch.counter.clear()
+    record, created = batch.gateway.register_action(
+        ADMIN, P, ENV, {"name": "ping", "sync_actions": ["get"], "http": {"url": "https://example.invalid/ping"}}
+    )
+    assert created and record.spec["http"]["url"] == "https://example.invalid/ping"
+    assert batch.counter.count("lambda") == 0 and batch.counter.count("batch") == 0
+
+
 def test_an_action_without_sync_actions_gets_no_function(batch: Stack) -> None:
     batch.gateway.register_action(ADMIN, P, ENV, {**ACTION, "sync_actions": []})
     functions = batch.client("lambda").list_functions()["Functions"]

@@ -67,10 +67,6 @@ class Executors:
             return self.http
         return self.sync if mode == Mode.SYNC else self.run
 
-    def all(self) -> list[BaseExecutor]:
-        """Each distinct executor once."""
-        return [self.sync] if self.run is self.sync else [self.sync, self.run]
-
     def describe(self) -> str:
         if self.run is self.sync:
             return self.sync.name
