@@ -77,16 +77,42 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     server.kill()
 
 
-@pytest.fixture(params=["inprocess", "server"])
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[Any]:
+    """moto over real HTTP for the whole session (each test makes its own table, key and bucket)."""
+    from tests.awsmock import MotoServer
+
+    server = MotoServer().start()
+    yield server
+    server.stop()
+
+
+def aws_server_env(moto: Any, home: Path) -> dict[str, str]:
+    """`hatchway serve --backend aws` against ``moto``: resources made as `hatchway aws bootstrap` does."""
+    from hatchway.aws import AwsClients
+    from hatchway.aws_setup import bootstrap
+    from tests.awsmock import REGION, aws_settings, patched_env
+
+    settings = aws_settings(home, moto.url)
+    with patched_env(moto.env()):
+        made = bootstrap(settings, AwsClients(REGION, moto.url))
+    return {**moto.env(), **made.environment()}
+
+
+@pytest.fixture(params=["inprocess", "server", "aws"])
 def hw(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Client]:
-    """The same client calls, once in-process and once against a real `hatchway serve`."""
+    """The same client calls in-process, against a real `hatchway serve`, and against a real
+    `hatchway serve --backend aws` on a moto server (DynamoDB + KMS over HTTP)."""
     if request.param == "inprocess":
         gw = request.getfixturevalue("gateway")
         request.getfixturevalue("pool")
         with inprocess_client(gw) as c:
             yield c
     else:
-        server = LiveServer(tmp_path / "live", **FAST)
+        aws = (
+            aws_server_env(request.getfixturevalue("moto_server"), tmp_path / "live") if request.param == "aws" else {}
+        )
+        server = LiveServer(tmp_path / "live", **{**FAST, **aws})
         server.start()
         try:
             with server.client() as c:

@@ -34,6 +34,11 @@ app.add_typer(actions_app, name="actions")
 app.add_typer(runs_app, name="runs")
 app.add_typer(projects_app, name="projects")
 app.add_typer(tokens_app, name="tokens")
+aws_app = typer.Typer(
+    help="The aws backend's resources (AWS, or LocalStack / a moto server through AWS_ENDPOINT_URL).",
+    no_args_is_help=True,
+)
+app.add_typer(aws_app, name="aws")
 
 UrlOpt = Annotated[str | None, typer.Option("--url", envvar="HATCHWAY_URL", help="gateway URL")]
 TokenOpt = Annotated[
@@ -137,7 +142,7 @@ def serve(
     tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM)")] = None,
     log_level: Annotated[str | None, typer.Option(help="log level")] = None,
 ) -> None:
-    """Serve the gateway (API + worker pool) on the embedded default."""
+    """Serve the gateway (API + worker pool): SQLite and a key file, or DynamoDB and KMS with --backend aws."""
     from hatchway.bootstrap import start_gateway
 
     settings = _settings(home=home, workers=workers, executor=executor, backend=backend, log_level=log_level)
@@ -467,6 +472,34 @@ def tokens_revoke(token_id: str) -> None:
     with _client() as hw:
         _api(lambda: hw.revoke_token(token_id))
     typer.echo(f"revoked {token_id}")
+
+
+# ---------------------------------------------------------------------------------------------
+# the aws backend
+
+
+@aws_app.command("bootstrap")
+def aws_bootstrap(
+    table: Annotated[str | None, typer.Option(envvar="HATCHWAY_TABLE_NAME", help="DynamoDB table")] = None,
+    key: Annotated[str | None, typer.Option(envvar="HATCHWAY_KMS_KEY_ID", help="KMS key alias (alias/...)")] = None,
+    bucket: Annotated[str | None, typer.Option(envvar="HATCHWAY_BUCKET", help="S3 bucket for outputs")] = None,
+) -> None:
+    """Create the table, KMS key and bucket the aws backend needs, where AWS_ENDPOINT_URL points (idempotent)."""
+    from hatchway.aws_setup import bootstrap
+    from hatchway.errors import HatchwayError
+
+    settings = _settings(backend="aws", table_name=table, kms_key_id=key, bucket=bucket)
+    where = settings.aws_endpoint_url or f"AWS ({settings.aws_region or 'default region'})"
+    try:
+        made = bootstrap(settings)
+    except HatchwayError as err:
+        _fail(f"{err.message} at {where}")
+    except Exception as err:  # botocore: no credentials, access denied, a bad endpoint
+        _fail(f"cannot bootstrap at {where}: {type(err).__name__}: {err}")
+    for line in made.created or ["everything existed already"]:
+        typer.echo(f"created {line}" if made.created else line, err=True)
+    for name, value in made.environment().items():
+        typer.echo(f"export {name}={value}")
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ gives a function must be listed in :data:`ENV_VARS` (a test checks it).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -42,7 +43,22 @@ ENV_VARS: dict[str, str] = {
     "HATCHWAY_TABLE_NAME": "DynamoDB table of the aws backend",
     "HATCHWAY_KMS_KEY_ID": "KMS key (id, ARN or alias) of the aws backend",
     "HATCHWAY_BUCKET": "S3 bucket for run outputs on the aws backend",
+    "HATCHWAY_SYNC_EXECUTOR": "executor for sync actions (default HATCHWAY_EXECUTOR; lambda on AWS)",
+    "HATCHWAY_RUN_EXECUTOR": "executor for async runs (default HATCHWAY_EXECUTOR; batch or ecs on AWS)",
+    "HATCHWAY_RESOURCE_PREFIX": "name prefix of the AWS resources the gateway creates (functions, definitions, roles)",
+    "HATCHWAY_LAMBDA_ROLE_ARN": "execution role of the container Lambdas that answer sync actions",
+    "HATCHWAY_BATCH_JOB_QUEUE": "AWS Batch job queue of async runs",
+    "HATCHWAY_ECS_CLUSTER": "ECS cluster of async runs on Fargate",
+    "HATCHWAY_SUBNETS": "comma-separated subnets of Fargate tasks and jobs",
+    "HATCHWAY_SECURITY_GROUPS": "comma-separated security groups of Fargate tasks and jobs",
+    "HATCHWAY_EXECUTION_ROLE_ARN": "execution role of Batch jobs and ECS tasks (image pull, logs)",
+    "HATCHWAY_TASK_POLICY_ARN": "managed policy (and boundary) of the per-project task roles the gateway creates",
+    "HATCHWAY_TASK_ROLE_ARN": "one task role for every project instead of per-project roles (development)",
+    "HATCHWAY_LOG_GROUP": "CloudWatch log group of Batch jobs and ECS tasks",
     "AWS_ENDPOINT_URL": "points boto3 at LocalStack or a moto server",
+    "AWS_BATCH_JOB_ID": "set by AWS Batch inside a job: names the container that holds a run",
+    "AWS_BATCH_JOB_ATTEMPT": "set by AWS Batch inside a job: its attempt number",
+    "ECS_CONTAINER_METADATA_URI_V4": "set by ECS inside a task: names the container that holds a run",
     "AWS_REGION": "region of the aws backend",
     "AWS_DEFAULT_REGION": "region of the aws backend (fallback)",
 }
@@ -69,6 +85,10 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise ValidationFailed.at(["env", name], f"{name} must be a number") from None
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (env.get(name) or "").split(",") if part.strip())
 
 
 @dataclass(frozen=True)
@@ -103,6 +123,18 @@ class Settings:
     bucket: str | None = None
     aws_region: str | None = None
     aws_endpoint_url: str | None = None
+    sync_executor: str | None = None
+    run_executor: str | None = None
+    resource_prefix: str = "hatchway"
+    lambda_role_arn: str | None = None
+    batch_job_queue: str | None = None
+    ecs_cluster: str | None = None
+    subnets: tuple[str, ...] = ()
+    security_groups: tuple[str, ...] = ()
+    execution_role_arn: str | None = None
+    task_policy_arn: str | None = None
+    task_role_arn: str | None = None
+    log_group: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -134,6 +166,18 @@ class Settings:
             bucket=env.get("HATCHWAY_BUCKET") or None,
             aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            sync_executor=env.get("HATCHWAY_SYNC_EXECUTOR") or None,
+            run_executor=env.get("HATCHWAY_RUN_EXECUTOR") or None,
+            resource_prefix=env.get("HATCHWAY_RESOURCE_PREFIX") or "hatchway",
+            lambda_role_arn=env.get("HATCHWAY_LAMBDA_ROLE_ARN") or None,
+            batch_job_queue=env.get("HATCHWAY_BATCH_JOB_QUEUE") or None,
+            ecs_cluster=env.get("HATCHWAY_ECS_CLUSTER") or None,
+            subnets=_list(env, "HATCHWAY_SUBNETS"),
+            security_groups=_list(env, "HATCHWAY_SECURITY_GROUPS"),
+            execution_role_arn=env.get("HATCHWAY_EXECUTION_ROLE_ARN") or None,
+            task_policy_arn=env.get("HATCHWAY_TASK_POLICY_ARN") or None,
+            task_role_arn=env.get("HATCHWAY_TASK_ROLE_ARN") or None,
+            log_group=env.get("HATCHWAY_LOG_GROUP") or None,
         )
         if overrides:
             settings = replace(settings, **overrides)
@@ -156,6 +200,20 @@ class Settings:
             raise ValidationFailed.at(["env", "HATCHWAY_DB_SYNCHRONOUS"], "must be NORMAL or FULL")
         if self.backend not in ("embedded", "aws"):
             raise ValidationFailed.at(["env", "HATCHWAY_BACKEND"], "must be embedded or aws")
+        if not re.match(r"^[A-Za-z][A-Za-z0-9-]{0,23}$", self.resource_prefix):
+            raise ValidationFailed.at(
+                ["env", "HATCHWAY_RESOURCE_PREFIX"], "a letter, then letters, digits and '-', at most 24 characters"
+            )
+
+    @property
+    def kms_key(self) -> str:
+        """The KMS key of the aws backend (default: the alias ``hatchway aws bootstrap`` creates)."""
+        return self.kms_key_id or f"alias/{self.resource_prefix}"
+
+    @property
+    def outputs_bucket(self) -> str:
+        """The S3 bucket for run outputs and large records of the aws backend."""
+        return self.bucket or f"{self.resource_prefix}-outputs"
 
     @property
     def db_path(self) -> Path:
@@ -176,3 +234,15 @@ class Settings:
     @property
     def blob_dir(self) -> Path:
         return self.home / "blobs"
+
+
+def container_identity(env: Mapping[str, str] | None = None) -> str:
+    """Who holds a run inside a Batch job or ECS task: the job and attempt, the task, or host and pid."""
+    env = os.environ if env is None else env
+    job = env.get("AWS_BATCH_JOB_ID")
+    if job:
+        return f"batch/{job}/{env.get('AWS_BATCH_JOB_ATTEMPT') or '1'}"
+    metadata = env.get("ECS_CONTAINER_METADATA_URI_V4")
+    if metadata:
+        return "ecs/" + metadata.rstrip("/").rsplit("/", 1)[-1]
+    return f"host/{os.uname().nodename}/{os.getpid()}"

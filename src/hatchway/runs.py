@@ -188,6 +188,8 @@ class Run:
     lease_owner: str | None = None
     lease_until: int | None = None
     lost_attempts: int = 0
+    #: the job or task running the run on a remote executor (AWS Batch job id, ECS task ARN)
+    external_id: str | None = None
 
     @property
     def is_terminal(self) -> bool:

@@ -17,7 +17,7 @@ import secrets as pysecrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -318,6 +318,10 @@ class Gateway:
         spec = document if isinstance(document, ActionSpec) else parse_spec(document)
         if spec.inherits is not None:
             self._check_inherits(project_id, environment, spec)
+        effective = self._effective(project_id, environment, spec)
+        picked = [self.executors.pick(effective, mode) for mode in (Mode.SYNC, Mode.ASYNC)]
+        for executor in dict.fromkeys(picked):
+            executor.prepare(project_id, effective)  # before storing: a refusal stores nothing
         return self.store.register_version(project_id, environment, spec.normalised(), spec.digest())
 
     def _check_inherits(self, project_id: str, environment: str, spec: ActionSpec) -> None:
@@ -627,7 +631,15 @@ class Gateway:
             retry_interval_seconds=spec.retry.interval_seconds if spec.retry else 0.0,
             options=options,
         )
-        self.store.create_run(run)
+        executor = self.executors.pick(spec, Mode.ASYNC)
+        if executor.is_remote:
+            run.external_id = executor.submit(run, spec)
+        try:
+            self.store.create_run(run)
+        except BaseException:
+            if run.external_id is not None:
+                executor.terminate(run, "the gateway could not record the run")
+            raise
         self.on_enqueue()
         return run
 
@@ -697,7 +709,8 @@ class Gateway:
                 lease_owner=self.node_id,
                 lease_until=now + int((limit + self.settings.kill_grace_seconds + 30) * 1000),
             )
-            self.store.create_run(run)
+            if not self.store.records_sync_runs_at_end:
+                self.store.create_run(run)
             final, verdict, entries = self._attempt(run, resolved, limit)
         finally:
             self._sync_slots.release()
@@ -854,7 +867,7 @@ class Gateway:
             if verdict.error and verdict.error.kind == "application":
                 self._log_app_error(run, verdict.error)
             entries = collector.entries
-            if run.mode == Mode.SYNC:
+            if run.mode == Mode.SYNC and not self.store.records_sync_runs_at_end:
                 entries = self.store.append_logs(run.id, entries)
             final = self._finish(run, verdict, entries, duration_ms=execution.duration_ms)
             return final, verdict, entries
@@ -911,6 +924,11 @@ class Gateway:
             "lease_until": None,
             "duration_ms": duration_ms if duration_ms is not None else run.duration_ms,
         }
+        if run.mode == Mode.SYNC and self.store.records_sync_runs_at_end:
+            final = replace(run, status=verdict.status, finished_at=now, status_reason=_end_reason(verdict), **fields)
+            entries[:] = self.store.record_sync_run(final, entries)
+            self.after_terminal(final)
+            return final
         if verdict.status == RunStatus.TERMINATED:
             return self._settle_cancel(run, fields, now)
         own_attempts = run.attempt - run.lost_attempts
@@ -935,15 +953,7 @@ class Gateway:
                 return self._settle_cancel(run, fields, now)
             finally:
                 self.on_enqueue()
-        reason: str | None = None
-        if verdict.error:
-            reason = {
-                "user": "the action reported a user error",
-                "application": "the action failed",
-                "timeout": "the action timed out",
-                "platform": "the gateway could not run the action",
-                "unavailable": "a dependency was unavailable; the action was not started",
-            }.get(verdict.error.kind, verdict.error.kind)
+        reason = _end_reason(verdict)
         try:
             final = self.store.transition(
                 run.id, RunStatus.INPROGRESS, verdict.status, finished_at=now, status_reason=reason, **fields
@@ -1035,15 +1045,22 @@ class Gateway:
                         error=RunError("cancelled", "the run was cancelled"),
                     )  # fmt: skip
                     self.after_terminal(final)
+                    self._terminate_remote(final)
                     return final
                 updated = self.store.transition(
                     run_id, RunStatus.INPROGRESS, RunStatus.TERMINATING, status_reason="cancel requested"
                 )
                 self._signal_cancel(run_id)
+                self._terminate_remote(updated)
                 return updated
             except TransitionConflict:
                 continue
         raise Conflict(f"run {run_id} is changing too fast to cancel; try again")
+
+    def _terminate_remote(self, run: Run) -> None:
+        """Stop the Batch job or ECS task of a cancelled run; its state-change event settles it."""
+        if run.external_id is not None:
+            self.executors.run.terminate(run, "cancelled through the hatchway API")
 
     def _signal_cancel(self, run_id: str) -> None:
         with self._active_lock:
@@ -1166,6 +1183,19 @@ def _file_info(info: BlobInfo, path: str) -> dict[str, Any]:
     return {"path": path, "size": info.size, "sha256": info.sha256, "modified_at": iso(info.modified_at)}
 
 
+_END_REASONS = {
+    "user": "the action reported a user error",
+    "application": "the action failed",
+    "timeout": "the action timed out",
+    "platform": "the gateway could not run the action",
+    "unavailable": "a dependency was unavailable; the action was not started",
+}
+
+
+def _end_reason(verdict: Verdict) -> str | None:
+    return _END_REASONS.get(verdict.error.kind, verdict.error.kind) if verdict.error else None
+
+
 def _backoff(interval: float, attempt: int) -> float:
     """Exponential backoff from the action's interval, capped."""
     if interval <= 0:
@@ -1217,9 +1247,15 @@ def build_gateway(
     from hatchway.secrets import make_secret_box
     from hatchway.store import make_store
 
+    blobs = None
+    if settings.backend == "aws":
+        from hatchway.s3blobs import S3BlobStore
+
+        blobs = S3BlobStore.from_settings(settings)
     return Gateway(
         settings,
         store or make_store(settings),
         executors or make_executors(settings),
         lambda: make_secret_box(settings),
+        blobs=blobs,
     )

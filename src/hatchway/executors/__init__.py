@@ -86,5 +86,11 @@ class Executors:
 
 
 def make_executors(settings: Settings) -> Executors:
-    """The executors the settings name (HTTP actions always go to the gateway's own HTTP executor)."""
-    return Executors(make_executor(settings), http=make_executor(settings, "http"))
+    """The executors the settings name: ``HATCHWAY_SYNC_EXECUTOR`` / ``HATCHWAY_RUN_EXECUTOR`` may
+    send sync calls and runs elsewhere than ``HATCHWAY_EXECUTOR`` (on AWS: lambda and batch); HTTP
+    actions always go to the gateway's own HTTP executor."""
+    sync_name = settings.sync_executor or settings.executor
+    run_name = settings.run_executor or settings.executor
+    sync = make_executor(settings, sync_name)
+    run = sync if run_name == sync_name else make_executor(settings, run_name)
+    return Executors(sync, run, http=make_executor(settings, "http"))

@@ -26,7 +26,7 @@ from typing import Any
 
 from hatchway.config import Settings
 from hatchway.errors import new_exception_id
-from hatchway.runs import Mode, RunError, RunStatus
+from hatchway.runs import Mode, Run, RunError, RunStatus
 from hatchway.runtime.contract import MIB, TAIL_LINES, OutputCollector, Workspace
 from hatchway.secrets.redact import NO_SECRETS, Redactor
 from hatchway.spec import ActionSpec
@@ -160,6 +160,8 @@ class Execution:
     exports: Any = None
     output_problem: str | None = None
     platform_error: str | None = None
+    #: the engine could not take the attempt (throttled, not ready, unreachable): 503, nothing ran
+    unavailable: str | None = None
 
 
 @dataclass
@@ -208,6 +210,12 @@ def judge(execution: Execution, collector: OutputCollector, mode: Mode, limit_se
     """Map an attempt's end to the run's status and error, per the contract."""
     if execution.cancelled:
         return Verdict(RunStatus.TERMINATED, RunError("cancelled", "the run was cancelled"))
+    if execution.unavailable:
+        return Verdict(
+            RunStatus.FAILED,
+            RunError("unavailable", execution.unavailable, new_exception_id(), 503),
+            is_retryable=True,
+        )
     if execution.platform_error:
         return Verdict(
             RunStatus.FAILED,
@@ -258,9 +266,18 @@ def _app_error(reason: str) -> Verdict:
 
 
 class BaseExecutor(ABC):
-    """Starts an attempt somewhere and reports how it ended."""
+    """Starts an attempt somewhere and reports how it ended.
+
+    Local executors run an attempt inside :meth:`execute`. A *remote* executor (``is_remote``:
+    AWS Batch, ECS) hands a whole run to an engine with :meth:`submit`; the engine's container
+    runs the attempts itself and its state-change events settle the run. :meth:`prepare` runs when
+    an action version is registered, to create what invocations will need (a Lambda function, a
+    job or task definition); every hook but :meth:`execute` defaults to doing nothing.
+    """
 
     name: str = "base"
+    #: runs go to :meth:`submit` instead of a local worker
+    is_remote: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BaseExecutor:
@@ -277,6 +294,21 @@ class BaseExecutor(ABC):
     def recover(self) -> int:
         """At start-up: clean up what a crashed gateway left behind (processes, containers)."""
         return 0
+
+    def prepare(self, project_id: str, spec: ActionSpec) -> None:
+        """Get ready to run ``spec`` (the effective spec of a version being registered) in a project.
+
+        Idempotent: called on every registration, also of an unchanged spec, so a failure is
+        repaired by registering again. Raise :class:`~hatchway.errors.ValidationFailed` for a spec
+        this executor can never run, :class:`~hatchway.errors.Unavailable` when its engine is down.
+        """
+
+    def submit(self, run: Run, spec: ActionSpec) -> str:
+        """Hand an async run to the remote engine; the job or task id (remote executors only)."""
+        raise NotImplementedError(f"the {self.name} executor runs attempts locally")
+
+    def terminate(self, run: Run, reason: str) -> None:
+        """Stop the remote job or task of ``run`` (remote executors only); a finished one is fine."""
 
     def close(self) -> None:
         """Stop background work and release resources."""

@@ -115,10 +115,23 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return invoke(event)
 
 
-def main() -> None:  # pragma: no cover - exercised inside containers
-    """``python -m hatchway.runtime.adapter < payload.json``: run one invocation, print its outcome."""
+def main(argv: list[str] | None = None) -> None:  # pragma: no cover - exercised inside containers
+    """``python -m hatchway.runtime.adapter < payload.json``: run one invocation, print its outcome.
+
+    ``python -m hatchway.runtime.adapter --run RUN_ID`` is the entry of a Batch job or ECS task: one
+    attempt of a stored run (:func:`hatchway.remote.container_main`). That path reads the store and
+    decrypts with KMS, so it needs the whole package with its ``aws`` extra, unlike the Lambda path.
+    """
     import json
 
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--run"]:
+        if len(args) != 2 or not args[1].startswith("run_"):
+            print("usage: python -m hatchway.runtime.adapter --run RUN_ID", file=sys.stderr)
+            sys.exit(2)
+        from hatchway.remote import container_main
+
+        sys.exit(container_main(args[1]))
     outcome = invoke(json.load(sys.stdin))
     json.dump(outcome, sys.stdout)
 

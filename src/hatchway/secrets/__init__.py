@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hatchway.config import Settings
     from hatchway.secrets.box import SecretBox
 
 
-def make_secret_box(settings: Settings, **clients: object) -> SecretBox:
+def make_secret_box(settings: Settings, **clients: Any) -> SecretBox:
     """A KMS-backed box on the aws backend, the local key file otherwise."""
     if settings.backend == "aws":
-        from hatchway.secrets.kms import kms_secret_box  # type: ignore[import-not-found]
+        from hatchway.secrets.kms import kms_secret_box
 
         box: SecretBox = kms_secret_box(settings, **clients)
         return box

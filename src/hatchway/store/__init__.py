@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hatchway.config import Settings
     from hatchway.store.base import BaseStore
 
 
-def make_store(settings: Settings, **clients: object) -> BaseStore:
+def make_store(settings: Settings, **clients: Any) -> BaseStore:
     """The store the settings name: SQLite on the embedded default, DynamoDB on AWS."""
     if settings.backend == "aws":
         try:
-            from hatchway.store.dynamodb import DynamoDbStore  # type: ignore[import-not-found]
+            from hatchway.store.dynamodb import DynamoDbStore
         except ImportError as exc:  # pragma: no cover - depends on the installed extras
             raise RuntimeError("the aws backend needs boto3: pip install 'hatchway[aws]'") from exc
         store: BaseStore = DynamoDbStore.from_settings(settings, **clients)

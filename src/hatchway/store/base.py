@@ -15,7 +15,7 @@ import binascii
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
@@ -106,6 +106,8 @@ class ActionHead:
     latest_version: int
     tags: list[str] = field(default_factory=list)
     deleted: bool = False
+    #: the latest version itself, when the backend keeps it with the head (saves a read)
+    record: ActionRecord | None = None
 
 
 @dataclass
@@ -186,6 +188,7 @@ def run_to_dict(run: Run) -> dict[str, Any]:
         "lease_owner": run.lease_owner,
         "lease_until": run.lease_until,
         "lost_attempts": run.lost_attempts,
+        "external_id": run.external_id,
     }
 
 
@@ -221,6 +224,7 @@ def run_from_dict(data: dict[str, Any]) -> Run:
         lease_owner=data.get("lease_owner"),
         lease_until=data.get("lease_until"),
         lost_attempts=int(data.get("lost_attempts") or 0),
+        external_id=data.get("external_id"),
     )
 
 
@@ -236,6 +240,10 @@ class BaseStore(ABC):
 
     #: how many claim candidates to look at per attempt (others may race for the first)
     claim_batch = 8
+    #: Record a sync call once, when it ends (:meth:`record_sync_run`), instead of INPROGRESS
+    #: first and terminal later. Nobody knows a sync run's id before its answer, so the early
+    #: record only serves crash bookkeeping; a remote store saves a write per call by skipping it.
+    records_sync_runs_at_end = False
 
     # ---- primitives ------------------------------------------------------------------------
 
@@ -313,6 +321,13 @@ class BaseStore(ABC):
         filters: dict[str, str],
     ) -> list[Run]:
         """Runs newest first (by id), strictly before ``before``; filters: action, status, external_user_id."""
+
+    def _record_sync_run(self, run: Run, entries: list[LogEntry]) -> tuple[bool, list[LogEntry]]:
+        """Insert a finished run with its log (numbered from 1); False if the id exists.
+        Backends that can do it in one write override this."""
+        if not self._insert_run(run):
+            return False, []
+        return True, self._append_logs(run.id, entries) if entries else []
 
     @abstractmethod
     def _ready_runs(self, now: int, limit: int) -> list[Run]:
@@ -411,7 +426,7 @@ class BaseStore(ABC):
         for _ in range(50):
             head = self._get_head(project_id, environment, name)
             if head is not None and not head.deleted:
-                latest = self._get_version(project_id, environment, name, head.latest_version)
+                latest = self._latest(head)
                 if latest is not None and latest.digest == digest:
                     return latest, False
             expected = head.latest_version if head else None
@@ -446,7 +461,14 @@ class BaseStore(ABC):
             if record is None or (version is not None and record.version != version):
                 return None
             return record
-        return self._get_version(project_id, environment, name, version or head.latest_version)
+        if version is None or version == head.latest_version:
+            return self._latest(head)
+        return self._get_version(project_id, environment, name, version)
+
+    def _latest(self, head: ActionHead) -> ActionRecord | None:
+        if head.record is not None and head.record.version == head.latest_version:
+            return head.record
+        return self._get_version(head.project_id, head.environment, head.name, head.latest_version)
 
     def list_actions(
         self, project_id: str, environment: str, limit: int, cursor: str | None, tag: str | None = None
@@ -456,7 +478,7 @@ class BaseStore(ABC):
         heads = self._list_heads(project_id, environment, after, limit + 1, tag)
         records = []
         for head in heads[:limit]:
-            record = self._get_version(project_id, environment, head.name, head.latest_version)
+            record = self._latest(head)
             if record is not None:
                 records.append(record)
         more = len(heads) > limit
@@ -488,6 +510,17 @@ class BaseStore(ABC):
             raise Conflict(f"run {run.id} already exists")
         return run
 
+    def record_sync_run(self, run: Run, entries: list[LogEntry]) -> list[LogEntry]:
+        """Store a sync run that already ended, with its log; the entries come back numbered."""
+        if run.mode != Mode.SYNC or not run.is_terminal:
+            raise ValueError("only a finished sync run is recorded at its end")
+        for seq, entry in enumerate(entries, start=1):
+            entry.seq = seq  # the run is new, so is its log (the record's preview shares these entries)
+        inserted, numbered = self._record_sync_run(run, entries)
+        if not inserted:
+            raise Conflict(f"run {run.id} already exists")
+        return numbered
+
     def get_run(self, run_id: str, project_id: str | None = None, environment: str | None = None) -> Run | None:
         """A run, or None - also when it belongs to another project or environment."""
         found = self._get_run(run_id)
@@ -516,10 +549,13 @@ class BaseStore(ABC):
         runs = runs[:limit]
         return Page(runs, encode_cursor(scope, runs[-1].id) if more else None)
 
-    def transition(self, run_id: str, src: RunStatus, dst: RunStatus, **changes: Any) -> Run:
+    def transition(
+        self, run_id: str, src: RunStatus, dst: RunStatus, guard: Callable[[Run], bool] | None = None, **changes: Any
+    ) -> Run:
         """Move a run from ``src`` to ``dst`` and apply ``changes``, atomically.
 
-        Raises :class:`TransitionConflict` if the run is not in ``src`` (somebody else moved it).
+        Raises :class:`TransitionConflict` if the run is not in ``src`` (somebody else moved it), or
+        if ``guard`` rejects the run as it is now.
         """
         if not can_transition(src, dst):
             raise ValueError(f"{src.value} -> {dst.value} is not an allowed transition")
@@ -530,6 +566,8 @@ class BaseStore(ABC):
             run, rev = found
             if run.status != src:
                 raise TransitionConflict(run_id, src.value, run.status.value)
+            if guard is not None and not guard(run):
+                raise TransitionConflict(run_id, src.value, f"{run.status.value} (changed)")
             updated = replace(run, status=dst, **changes)
             if self._replace_run(updated, rev):
                 return updated
@@ -553,6 +591,8 @@ class BaseStore(ABC):
         """Take the oldest ready async run: ENQUEUED -> INPROGRESS, attempt + 1, leased to ``owner``."""
         now = now if now is not None else now_ms()
         for candidate in self._ready_runs(now, self.claim_batch):
+            if candidate.external_id is not None:
+                continue  # a remote executor (Batch, ECS) runs it; its events move it
             try:
                 return self.transition(
                     candidate.id,
@@ -582,18 +622,23 @@ class BaseStore(ABC):
         """
         now = now if now is not None else now_ms()
         result = SweepResult()
+
+        def still_expired(current: Run) -> bool:
+            # the list may be older than the run: a heartbeat that raced the sweep wins
+            return current.lease_until is not None and current.lease_until < now
+
         for run in self._expired_leases(now, limit):
             try:
                 if run.status == RunStatus.TERMINATING:
                     self.transition(
-                        run.id, RunStatus.TERMINATING, RunStatus.TERMINATED,
+                        run.id, RunStatus.TERMINATING, RunStatus.TERMINATED, still_expired,
                         finished_at=now, lease_owner=None, lease_until=None,
                         status_reason="cancelled; the worker stopped before confirming",
                     )  # fmt: skip
                     result.terminated.append(run.id)
                 elif run.mode == Mode.ASYNC and run.lost_attempts < max_lost_attempts:
                     self.transition(
-                        run.id, RunStatus.INPROGRESS, RunStatus.ENQUEUED,
+                        run.id, RunStatus.INPROGRESS, RunStatus.ENQUEUED, still_expired,
                         available_at=now, lease_owner=None, lease_until=None,
                         lost_attempts=run.lost_attempts + 1,
                         status_reason=f"attempt {run.attempt} lost its worker; queued again",
@@ -606,7 +651,7 @@ class BaseStore(ABC):
                         else f"the worker was lost {run.lost_attempts + 1} times"
                     )
                     self.transition(
-                        run.id, RunStatus.INPROGRESS, RunStatus.FAILED,
+                        run.id, RunStatus.INPROGRESS, RunStatus.FAILED, still_expired,
                         finished_at=now, lease_owner=None, lease_until=None, status_reason=reason,
                         error=RunError("platform", reason),
                     )  # fmt: skip

@@ -1,0 +1,107 @@
+"""`hatchway aws bootstrap` and `hatchway serve --backend aws` as a developer runs them, on a moto server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.awsmock import REGION, MotoServer
+from tests.helpers import LiveServer, child_env
+
+pytestmark = pytest.mark.aws
+
+
+def hatchway(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hatchway", *args],
+        env=child_env(home, **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_bootstrap_creates_the_resources_once_and_prints_their_variables(
+    moto_server: MotoServer, tmp_path: Path
+) -> None:
+    import boto3
+
+    suffix = uuid.uuid4().hex[:8]
+    env = {**moto_server.env(), "HATCHWAY_TABLE_NAME": f"t-{suffix}", "HATCHWAY_BUCKET": f"b-{suffix}"}
+    first = hatchway(tmp_path, "aws", "bootstrap", "--key", f"alias/k-{suffix}", **env)
+    assert first.returncode == 0, first.stderr
+    exports = dict(line.removeprefix("export ").split("=", 1) for line in first.stdout.splitlines())
+    assert exports == {
+        "HATCHWAY_BACKEND": "aws",
+        "HATCHWAY_TABLE_NAME": f"t-{suffix}",
+        "HATCHWAY_KMS_KEY_ID": f"alias/k-{suffix}",
+        "HATCHWAY_BUCKET": f"b-{suffix}",
+    }
+    assert "created table" in first.stderr and "created key" in first.stderr and "created bucket" in first.stderr
+    session = boto3.session.Session(region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
+    table = session.client("dynamodb", endpoint_url=moto_server.url).describe_table(TableName=f"t-{suffix}")["Table"]
+    assert {i["IndexName"] for i in table["GlobalSecondaryIndexes"]} == {"gsi1", "gsi2"}
+    kms = session.client("kms", endpoint_url=moto_server.url)
+    assert kms.describe_key(KeyId=f"alias/k-{suffix}")["KeyMetadata"]["KeyState"] == "Enabled"
+    # a second run changes nothing
+    again = hatchway(tmp_path, "aws", "bootstrap", "--key", f"alias/k-{suffix}", **env)
+    assert again.returncode == 0 and "everything existed already" in again.stderr
+    assert dict(line.removeprefix("export ").split("=", 1) for line in again.stdout.splitlines()) == exports
+
+
+def test_bootstrap_without_a_reachable_aws_fails_in_one_line(tmp_path: Path) -> None:
+    failed = hatchway(
+        tmp_path,
+        "aws",
+        "bootstrap",
+        AWS_ENDPOINT_URL="http://127.0.0.1:9",
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_REGION=REGION,
+        AWS_MAX_ATTEMPTS="1",
+    )
+    assert failed.returncode == 1
+    assert "Traceback" not in failed.stderr and "unavailable" in failed.stderr
+
+
+def test_serve_with_the_aws_backend_keeps_runs_across_a_restart(moto_server: MotoServer, tmp_path: Path) -> None:
+    from tests.conftest import aws_server_env
+
+    env: dict[str, Any] = aws_server_env(moto_server, tmp_path / "home")
+    env.pop("HATCHWAY_BACKEND")  # the flag chooses the backend here
+    # Given a gateway on DynamoDB + KMS with no worker, a run waits in the queue
+    server = LiveServer(tmp_path / "home", "--backend", "aws", "--workers", "0", **env).start()
+    try:
+        with server.client() as hw:
+            hw.register_action(
+                {
+                    "name": "greet",
+                    "parameters": [{"name": "#who"}],
+                    "container_parameters": {
+                        "entry_point": [sys.executable, "-c"],
+                        "command": [
+                            "import json,os; d=os.environ['HATCHWAY_DATA_DIR']; c=json.load(open(d+'/config.json'));"
+                            "json.dump({'hi': len(c['parameters']['#who'])}, open(d+'/out/result.json','w'))"
+                        ],
+                    },
+                }
+            )
+            run = hw.start_run("greet", {"#who": "top-secret-name"})
+            assert run["parameters"] == {"#who": "[hidden]"}
+    finally:
+        server.kill()
+    assert "top-secret-name" not in server.log()
+    # When a gateway with workers starts on the same table
+    restarted = LiveServer(tmp_path / "home2", "--backend", "aws", **env).start()
+    try:
+        with restarted.client() as hw:
+            # Then it finds the run and runs it, decrypting the secret with KMS
+            final = hw.wait(run["id"], timeout=30)
+            assert final["status"] == "SUCCESSFUL" and final["ret"] == {"hi": len("top-secret-name")}
+    finally:
+        restarted.kill()

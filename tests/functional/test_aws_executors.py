@@ -1,0 +1,596 @@
+"""The AWS executors on moto: what registration creates, sync calls through Lambda and the real
+runtime adapter, runs on Batch and ECS settled by their state-change events, cancel, call counts.
+
+moto runs no containers: the Lambda's answer is made by calling the real runtime adapter with the
+exact payload the gateway sent (what awslambdaric would do in the function), and a job's container
+is played by :func:`hatchway.remote.run_attempt` - the adapter's ``--run`` entry - in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from hatchway.aws import AwsClients
+from hatchway.errors import ActionAppError, ActionTimeout, ActionUserError, Unavailable, ValidationFailed
+from hatchway.executors import Executors
+from hatchway.executors.aws_lambda import LambdaExecutor
+from hatchway.executors.aws_remote import RETRY_EXIT_CODE
+from hatchway.executors.batch import BatchExecutor
+from hatchway.executors.ecs import EcsExecutor
+from hatchway.executors.process import ProcessExecutor
+from hatchway.remote import apply_state_change, handle_event, run_attempt
+from hatchway.runs import RunStatus
+from hatchway.runtime import adapter
+from hatchway.service import Gateway, Principal, RunRequest
+from tests.awsmock import (
+    REGION,
+    CallCounter,
+    answer_instead,
+    aws_gateway,
+    aws_settings,
+    lambda_error,
+    lambda_function_error,
+    make_infrastructure,
+    moto_in_process,
+    queue_lambda_result,
+)
+
+pytestmark = pytest.mark.aws
+
+ADMIN = Principal(None, None, frozenset({"admin"}))
+P, ENV = "proj_local", "development"
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/actions/echo:1"
+SCRIPT = (
+    "import json,os,sys\n"
+    "d=os.environ['HATCHWAY_DATA_DIR']\n"
+    "c=json.load(open(d+'/config.json'))\n"
+    "p=c['parameters']\n"
+    "if p.get('#token'): print('secret is', p['#token'], file=sys.stderr)\n"
+    "code=int(p.get('exit','0'))\n"
+    "if code==1: print('bad input: '+p.get('who',''), file=sys.stderr)\n"
+    "if code: sys.exit(code)\n"
+    "if c['action']=='run':\n"
+    "    json.dump({'hi': p['who'], 'attempt': c['run']['attempt']}, open(d+'/out/result.json','w'))\n"
+    "    json.dump({'rows': 3}, open(d+'/out/exports.json','w'))\n"
+    "else:\n"
+    "    print(json.dumps({'sync': p['who']}))\n"
+)
+ACTION: dict[str, Any] = {
+    "name": "echo",
+    "image_uri": IMAGE,
+    "sync_actions": ["hello"],
+    "parameters": [{"name": "who", "required": True}, {"name": "exit", "default": "0"}, {"name": "#token"}],
+    "compute_requirements": {"vCPU": 1024, "memory": 4096, "storage": 50},
+    "container_parameters": {
+        "entry_point": [sys.executable, "-c"],
+        "command": [SCRIPT],
+        "env_vars": {"GREETING": "hello"},
+    },
+    "timeout": 10,
+    "retry": {"count": 1, "interval_seconds": 0},
+}
+
+
+@dataclass
+class Stack:
+    gateway: Gateway
+    counter: CallCounter
+    session: Any
+    settings: Any
+
+    def client(self, service: str) -> Any:
+        return self.session.client(service, region_name=REGION)
+
+
+@pytest.fixture(scope="module")
+def infrastructure() -> Iterator[dict[str, Any]]:
+    """What template.yaml makes, once per module on moto (slow to make: a VPC, roles, a queue)."""
+    with moto_in_process():
+        yield make_infrastructure(boto3.session.Session(region_name=REGION), "hwtests")
+
+
+def build_stack(tmp_path: Path, infrastructure: dict[str, Any], run_executor: type[Any]) -> Stack:
+    """A gateway with its own table, key, bucket and name prefix, and a session that counts calls."""
+    session = boto3.session.Session(region_name=REGION)
+    counter = CallCounter(session)
+    settings = replace(aws_settings(tmp_path / "home"), **infrastructure)
+    aws = AwsClients(REGION, None, session)
+    executors = Executors(LambdaExecutor.from_settings(settings, aws), run_executor.from_settings(settings, aws))
+    gateway = aws_gateway(settings, session, executors)
+    counter.hooks.append(_lambda_runtime)
+    return Stack(gateway, counter, session, settings)
+
+
+def _lambda_runtime(service: str, operation: str, params: dict[str, Any]) -> None:
+    """Play the function: the real adapter answers the exact payload the gateway sends."""
+    if (service, operation) == ("lambda", "Invoke") and params.get("FunctionName", "").startswith("hw"):
+        queue_lambda_result(adapter.invoke(json.loads(params["Payload"])))
+
+
+@pytest.fixture
+def batch(tmp_path: Path, infrastructure: dict[str, Any]) -> Stack:
+    return build_stack(tmp_path, infrastructure, BatchExecutor)
+
+
+@pytest.fixture
+def ecs(tmp_path: Path, infrastructure: dict[str, Any]) -> Stack:
+    return build_stack(tmp_path, infrastructure, EcsExecutor)
+
+
+def container(stack: Stack, run_id: str, owner: str) -> int:
+    """One attempt of the run, as the job's container does it (``--run RUN_ID``)."""
+    settings = stack.settings
+    inside = aws_gateway(settings, stack.session, Executors(ProcessExecutor.from_settings(settings)))
+    try:
+        return run_attempt(inside, run_id, owner)
+    finally:
+        inside.executors.close()
+
+
+def submit(stack: Stack, **parameters: str) -> tuple[str, str]:
+    """Start a run of the echo action; its id and its job or task."""
+    answer, code = stack.gateway.submit_run(ADMIN, P, ENV, "echo", RunRequest(parameters))
+    run = stack.gateway.store.get_run(answer["id"])
+    assert code == 202 and run is not None and run.external_id is not None
+    return run.id, run.external_id
+
+
+def status(stack: Stack, run_id: str) -> RunStatus:
+    run = stack.gateway.store.get_run(run_id)
+    assert run is not None
+    return run.status
+
+
+def watch(stack: Stack, operation: str) -> list[dict[str, Any]]:
+    """The parameters of every later ``operation`` call."""
+    seen: list[dict[str, Any]] = []
+    stack.counter.hooks.append(lambda _, name, params: seen.append(params) if name == operation else None)
+    return seen
+
+
+def batch_event(run_id: str, job_id: str, status: str, **detail: Any) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "detail-type": "Batch Job State Change",
+        "source": "aws.batch",
+        "detail": {"jobName": run_id, "jobId": job_id, "status": status, "parameters": {"run_id": run_id}, **detail},
+    }
+
+
+def ecs_event(run_id: str, task_arn: str, status: str, exit_code: int | None = None, **detail: Any) -> dict[str, Any]:
+    containers = [
+        {"name": "action", "lastStatus": status, **({"exitCode": exit_code} if exit_code is not None else {})}
+    ]
+    return {
+        "version": "0",
+        "detail-type": "ECS Task State Change",
+        "source": "aws.ecs",
+        "detail": {"startedBy": run_id, "taskArn": task_arn, "lastStatus": status, "containers": containers, **detail},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# registration
+
+
+def test_registration_creates_the_function_and_job_definition_with_derived_settings(batch: Stack) -> None:
+    gateway = batch.gateway
+    record, created = gateway.register_action(ADMIN, P, ENV, ACTION)
+    assert created
+    lambda_executor = gateway.executors.sync
+    batch_executor = gateway.executors.run
+    assert isinstance(lambda_executor, LambdaExecutor) and isinstance(batch_executor, BatchExecutor)
+    spec = gateway.resolve(P, ENV, "echo").spec
+
+    function = batch.client("lambda").get_function(FunctionName=lambda_executor.function_name(P, spec))
+    config = function["Configuration"]
+    assert config["PackageType"] == "Image" and function["Code"]["ImageUri"] == IMAGE
+    assert (config["Timeout"], config["MemorySize"], config["EphemeralStorage"]) == (30, 4096, {"Size": 10240})
+    assert config["Role"] == batch.settings.lambda_role_arn
+    assert config["ImageConfigResponse"]["ImageConfig"] == {
+        "EntryPoint": ["python3", "-m", "awslambdaric"],
+        "Command": ["hatchway.runtime.adapter.lambda_handler"],
+    }
+
+    name = batch_executor.definition_name(P, spec)
+    [definition] = batch.client("batch").describe_job_definitions(jobDefinitionName=name, status="ACTIVE")[
+        "jobDefinitions"
+    ]
+    container = definition["containerProperties"]
+    assert definition["platformCapabilities"] == ["FARGATE"]
+    assert container["image"] == IMAGE
+    assert container["command"] == ["python3", "-m", "hatchway.runtime.adapter", "--run", "Ref::run_id"]
+    assert {r["type"]: r["value"] for r in container["resourceRequirements"]} == {"VCPU": "1", "MEMORY": "4096"}
+    assert container["ephemeralStorage"] == {"sizeInGiB": 50}
+    env = {e["name"]: e["value"] for e in container["environment"]}
+    assert env["GREETING"] == "hello" and env["HATCHWAY_TABLE_NAME"] == batch.settings.table_name
+    assert env["HATCHWAY_KMS_KEY_ID"] == batch.settings.kms_key and env["HATCHWAY_BACKEND"] == "aws"
+    assert definition["timeout"] == {"attemptDurationSeconds": 10 * 60 + 60}
+    assert definition["retryStrategy"]["evaluateOnExit"][0]["onExitCode"] == "1"
+    assert definition["retryStrategy"]["evaluateOnExit"][0]["action"].upper() == "EXIT"
+    assert container["executionRoleArn"] == batch.settings.execution_role_arn
+    # the project's own task role, tagged for the key policy's encryption-context condition
+    role_name = container["jobRoleArn"].rsplit("/", 1)[-1]
+    iam = batch.client("iam")
+    assert {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=role_name)["Tags"]} == {"hatchway-project": P}
+    assert iam.get_role(RoleName=role_name)["Role"]["PermissionsBoundary"]["PermissionsBoundaryArn"] == (
+        batch.settings.task_policy_arn
+    )
+
+    # registering the same spec again reuses both; a changed spec gets its own
+    batch.counter.clear()
+    assert gateway.register_action(ADMIN, P, ENV, ACTION)[1] is False
+    assert batch.counter.count("lambda", "CreateFunction") == 0
+    assert batch.counter.count("batch", "RegisterJobDefinition") == 0
+    bigger = {**ACTION, "compute_requirements": {"vCPU": 16384, "memory": 122880, "storage": 21}}
+    gateway.register_action(ADMIN, P, ENV, bigger)
+    spec2 = gateway.resolve(P, ENV, "echo").spec
+    assert lambda_executor.function_name(P, spec2) != lambda_executor.function_name(P, spec)
+    config2 = batch.client("lambda").get_function_configuration(FunctionName=lambda_executor.function_name(P, spec2))
+    assert config2["MemorySize"] == 10240  # Lambda's maximum
+    [definition2] = batch.client("batch").describe_job_definitions(
+        jobDefinitionName=batch_executor.definition_name(P, spec2), status="ACTIVE"
+    )["jobDefinitions"]
+    assert {r["type"]: r["value"] for r in definition2["containerProperties"]["resourceRequirements"]} == {
+        "VCPU": "16",
+        "MEMORY": "122880",
+    }
+
+
+def test_an_action_without_an_image_is_refused_and_nothing_is_stored(batch: Stack) -> None:
+    document = {**ACTION, "image_uri": None, "docker_config": {"context": "."}}
+    document.pop("image_uri")
+    with pytest.raises(ValidationFailed) as refused:
+        batch.gateway.register_action(ADMIN, P, ENV, document)
+    assert refused.value.details[0]["loc"] == ["body", "image_uri"]
+    assert batch.gateway.store.get_action(P, ENV, "echo") is None
+
+
+def test_an_http_action_needs_no_image_function_or_definition(batch: Stack) -> None:
+    # the gateway makes an HTTP action's call itself: nothing to create on AWS
+    batch.counter.clear()
+    record, created = batch.gateway.register_action(
+        ADMIN, P, ENV, {"name": "ping", "sync_actions": ["get"], "http": {"url": "https://example.invalid/ping"}}
+    )
+    assert created and record.spec["http"]["url"] == "https://example.invalid/ping"
+    assert batch.counter.count("lambda") == 0 and batch.counter.count("batch") == 0
+
+
+def test_an_action_without_sync_actions_gets_no_function(batch: Stack) -> None:
+    batch.gateway.register_action(ADMIN, P, ENV, {**ACTION, "sync_actions": []})
+    functions = batch.client("lambda").list_functions()["Functions"]
+    assert [f for f in functions if f["FunctionName"].startswith(batch.settings.resource_prefix)] == []
+
+
+def test_the_ecs_task_definition_is_derived_from_the_spec(ecs: Stack) -> None:
+    ecs.gateway.register_action(
+        ADMIN, P, ENV, {**ACTION, "container_parameters": {**ACTION["container_parameters"], "workdir": "/app"}}
+    )
+    executor = ecs.gateway.executors.run
+    assert isinstance(executor, EcsExecutor)
+    spec = ecs.gateway.resolve(P, ENV, "echo").spec
+    definition = ecs.client("ecs").describe_task_definition(taskDefinition=executor.family(P, spec))["taskDefinition"]
+    assert definition["requiresCompatibilities"] == ["FARGATE"] and definition["networkMode"] == "awsvpc"
+    assert (definition["cpu"], definition["memory"]) == ("1024", "4096")
+    assert definition["ephemeralStorage"] == {"sizeInGiB": 50}
+    [container] = definition["containerDefinitions"]
+    assert container["entryPoint"] == ["python3", "-m", "hatchway.runtime.adapter"]
+    assert container["workingDirectory"] == "/app" and container["image"] == IMAGE
+    assert {e["name"]: e["value"] for e in container["environment"]}["GREETING"] == "hello"
+    assert definition["taskRoleArn"].endswith(f"-task-{P}")
+
+
+# ---------------------------------------------------------------------------------------------
+# sync calls through the container Lambda
+
+
+def test_a_sync_call_answers_what_the_runtime_adapter_produced(batch: Stack) -> None:
+    gateway = batch.gateway
+    gateway.register_action(ADMIN, P, ENV, ACTION)
+    token = gateway.encrypt(ADMIN, P, ENV, "tok-s3cret-value")
+    # When a sync action is called (parameters full of shell metacharacters)
+    answer = gateway.call_sync(ADMIN, P, ENV, "echo", "hello", RunRequest({"who": "a; $(x) `y`", "#token": token}))
+    # Then the adapter's stdout JSON is the answer and stderr lines are the log, secrets hidden
+    assert answer["ret"] == {"sync": "a; $(x) `y`"}
+    assert [e["msg"] for e in answer["os"]] == ["secret is [hidden]"]
+    run = gateway.store.get_run(answer["run_id"])
+    assert run is not None and run.status == RunStatus.SUCCESSFUL and run.mode.value == "sync"
+    assert [e.msg for e in gateway.store.read_logs(run.id).items] == ["secret is [hidden]"]
+
+
+def test_a_sync_user_error_through_lambda_is_a_400(batch: Stack) -> None:
+    batch.gateway.register_action(ADMIN, P, ENV, ACTION)
+    with pytest.raises(ActionUserError) as failed:
+        batch.gateway.call_sync(ADMIN, P, ENV, "echo", "hello", RunRequest({"who": "zed", "exit": "1"}))
+    assert failed.value.message == "bad input: zed"
+    assert batch.gateway.store.get_run(failed.value.run_id).status == RunStatus.FAILED  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("status", "parsed", "error"),
+    [
+        (200, lambda_function_error({"errorMessage": "Task timed out after 30.00 seconds"}), ActionTimeout),
+        (200, lambda_function_error({"errorType": "Runtime.ExitError", "errorMessage": "exited"}), ActionAppError),
+        (200, lambda_function_error({"errorMessage": "Runtime exited with error: signal: killed"}), ActionAppError),
+        (429, lambda_error("TooManyRequestsException"), Unavailable),
+        (409, lambda_error("ResourceConflictException", 409), Unavailable),
+        (500, lambda_error("ServiceException", 500), Unavailable),
+    ],
+)
+def test_lambda_failures_map_to_the_contract(
+    batch: Stack, status: int, parsed: dict[str, Any], error: type[Exception]
+) -> None:
+    gateway = batch.gateway
+    gateway.register_action(ADMIN, P, ENV, ACTION)
+    batch.counter.hooks.clear()
+    answer_instead(gateway.executors.sync.client, "Invoke", status, parsed)  # type: ignore[attr-defined]
+    with pytest.raises(error):
+        gateway.call_sync(ADMIN, P, ENV, "echo", "hello", RunRequest({"who": "w"}))
+
+
+def test_a_missing_function_is_created_again_and_the_call_answers_503(batch: Stack) -> None:
+    gateway = batch.gateway
+    gateway.register_action(ADMIN, P, ENV, ACTION)
+    executor = gateway.executors.sync
+    assert isinstance(executor, LambdaExecutor)
+    name = executor.function_name(P, gateway.resolve(P, ENV, "echo").spec)
+    lam = batch.client("lambda")
+    lam.delete_function(FunctionName=name)
+    batch.counter.hooks.clear()
+    answer_instead(executor.client, "Invoke", 404, lambda_error("ResourceNotFoundException", 404))
+    with pytest.raises(Unavailable):
+        gateway.call_sync(ADMIN, P, ENV, "echo", "hello", RunRequest({"who": "w"}))
+    assert lam.get_function_configuration(FunctionName=name)["PackageType"] == "Image"
+
+
+def test_a_sync_call_makes_at_most_two_aws_calls_besides_the_invoke(batch: Stack) -> None:
+    gateway = batch.gateway
+    gateway.register_action(ADMIN, P, ENV, ACTION)
+    gateway.call_sync(ADMIN, P, ENV, "echo", "hello", RunRequest({"who": "warm-up"}))
+    for _ in range(3):
+        batch.counter.clear()
+        gateway.call_sync(ADMIN, P, ENV, "echo", "hello", RunRequest({"who": "w"}))
+        calls = batch.counter.summary()
+        assert calls.pop("lambda.Invoke") == 1
+        # one read resolves the action, one transaction records the finished run and its log
+        assert sum(calls.values()) <= 2, calls
+        assert calls == {"dynamodb.GetItem": 1, "dynamodb.TransactWriteItems": 1}
+
+
+# ---------------------------------------------------------------------------------------------
+# runs on Batch
+
+
+def test_an_async_submit_makes_at_most_three_aws_calls(batch: Stack) -> None:
+    gateway = batch.gateway
+    gateway.register_action(ADMIN, P, ENV, ACTION)
+    submitted: list[dict[str, Any]] = []
+    batch.counter.hooks.append(lambda s, o, params: submitted.append(params) if o == "SubmitJob" else None)
+    batch.counter.clear()
+    answer, code = gateway.submit_run(ADMIN, P, ENV, "echo", RunRequest({"who": "w"}, retries=2))
+    assert code == 202 and answer["status"] == "ENQUEUED"
+    calls = batch.counter.summary()
+    assert sum(calls.values()) <= 3, calls
+    assert calls == {"dynamodb.GetItem": 1, "batch.SubmitJob": 1, "dynamodb.PutItem": 1}
+    [params] = submitted
+    assert params["jobName"] == answer["id"] and params["parameters"] == {"run_id": answer["id"]}
+    assert params["retryStrategy"] == {"attempts": 3, "evaluateOnExit": [{"onExitCode": "1", "action": "EXIT"}]}
+    assert params["jobQueue"] == batch.settings.batch_job_queue
+    run = gateway.store.get_run(answer["id"])
+    assert run is not None and run.external_id is not None
+    [job] = batch.client("batch").describe_jobs(jobs=[run.external_id])["jobs"]
+    assert job["jobName"] == run.id
+    # a remote run is never claimed by a local worker
+    assert gateway.store.claim("local-worker", 30) is None
+
+
+def test_a_batch_run_succeeds_through_its_container_and_events(batch: Stack) -> None:
+    gateway = batch.gateway
+    gateway.register_action(ADMIN, P, ENV, ACTION)
+    token = gateway.encrypt(ADMIN, P, ENV, "batch-s3cret-value")
+    run_id, job = submit(batch, who="w", **{"#token": token})
+    # Given the job starts (the event may come before or after the container claims the run)
+    assert handle_event(gateway, batch_event(run_id, job, "RUNNING", attempts=[])) == {
+        "run_id": run_id,
+        "status": "INPROGRESS",
+    }
+    # When its container runs the attempt: it decrypts the secret itself and records the outcome
+    assert container(batch, run_id, f"batch/{job}/1") == 0
+    done = gateway.store.get_run(run_id)
+    assert done is not None and done.status == RunStatus.SUCCESSFUL
+    assert done.ret == {"hi": "w", "attempt": 1} and done.exports == {"rows": 3} and done.attempt == 1
+    assert [e.msg for e in gateway.store.read_logs(run_id).items] == ["secret is [hidden]"]
+    # and a copy of the record and the log lands in the outputs bucket
+    s3 = batch.client("s3")
+    prefix = f"runs/{run_id}/attempt-1/"
+    saved = json.loads(s3.get_object(Bucket=batch.settings.outputs_bucket, Key=prefix + "run.json")["Body"].read())
+    assert saved["status"] == "SUCCESSFUL" and saved["parameters"]["#token"] == "[hidden]"
+    assert (
+        b"batch-s3cret-value"
+        not in s3.get_object(Bucket=batch.settings.outputs_bucket, Key=prefix + "logs.jsonl")["Body"].read()
+    )
+    # Then the job's own events change nothing, in any order, any number of times
+    for event in (
+        batch_event(run_id, job, "SUCCEEDED", attempts=[{"container": {"exitCode": 0}}]),
+        batch_event(run_id, job, "RUNNING", attempts=[]),
+        batch_event(run_id, job, "SUCCEEDED"),
+    ):
+        assert handle_event(gateway, event)["status"] == "SUCCESSFUL"
+    assert gateway.store.get_run(run_id) == done
+
+
+def test_a_batch_job_that_never_ran_fails_the_run(batch: Stack) -> None:
+    batch.gateway.register_action(ADMIN, P, ENV, ACTION)
+    run_id, job = submit(batch, who="w")
+    # an event about some other job of the same name is not this run's
+    assert "ignored" in handle_event(batch.gateway, batch_event(run_id, "another-job", "FAILED"))
+    assert status(batch, run_id) == RunStatus.ENQUEUED
+    reason = "CannotPullContainerError: pull image manifest has been retried 5 times"
+    failed_event = batch_event(run_id, job, "FAILED", statusReason=reason)
+    assert handle_event(batch.gateway, failed_event)["status"] == "FAILED"
+    failed = batch.gateway.store.get_run(run_id)
+    assert failed is not None and failed.error is not None and failed.error.kind == "platform"
+    assert "CannotPullContainerError" in failed.error.message and failed.error.exception_id
+    # late or repeated events leave it alone
+    for event in (failed_event, batch_event(run_id, job, "RUNNING"), batch_event(run_id, job, "SUCCEEDED")):
+        handle_event(batch.gateway, event)
+    assert batch.gateway.store.get_run(run_id) == failed
+
+
+def test_a_batch_attempt_over_its_time_limit_is_a_timeout(batch: Stack) -> None:
+    batch.gateway.register_action(ADMIN, P, ENV, ACTION)
+    run_id, job = submit(batch, who="w")
+    handle_event(batch.gateway, batch_event(run_id, job, "RUNNING"))
+    handle_event(
+        batch.gateway, batch_event(run_id, job, "FAILED", statusReason="Job attempt duration exceeded timeout")
+    )
+    run = batch.gateway.store.get_run(run_id)
+    assert run is not None and run.status == RunStatus.FAILED and run.error is not None
+    assert run.error.kind == "timeout"
+
+
+def test_batch_attempts_retry_an_application_error_but_never_a_user_error(batch: Stack) -> None:
+    store = batch.gateway.store
+    batch.gateway.register_action(ADMIN, P, ENV, ACTION)
+    # an application error (exit 3) with one retry: two attempts, each a Batch attempt
+    run_id, job = submit(batch, who="w", exit="3")
+    assert container(batch, run_id, f"batch/{job}/1") == RETRY_EXIT_CODE
+    queued = store.get_run(run_id)
+    assert queued is not None and queued.status == RunStatus.ENQUEUED and queued.attempt == 1
+    # the stale RUNNING of attempt 1 does not move the queued run
+    handle_event(batch.gateway, batch_event(run_id, job, "RUNNING", attempts=[]))
+    assert status(batch, run_id) == RunStatus.ENQUEUED
+    assert container(batch, run_id, f"batch/{job}/2") == 1
+    final = store.get_run(run_id)
+    assert final is not None and final.status == RunStatus.FAILED and final.attempt == 2
+    assert final.error is not None and final.error.kind == "application"
+    # a user error (exit 1) ends at once, and exit 1 is what Batch's evaluateOnExit does not retry
+    run_id, job = submit(batch, who="u", exit="1")
+    assert container(batch, run_id, f"batch/{job}/1") == 1
+    user = store.get_run(run_id)
+    assert user is not None and user.status == RunStatus.FAILED and user.error is not None
+    assert (user.error.kind, user.error.message) == ("user", "bad input: u")
+
+
+def test_cancel_terminates_the_batch_job_and_its_event_ends_the_run(batch: Stack) -> None:
+    gateway = batch.gateway
+    gateway.register_action(ADMIN, P, ENV, ACTION)
+    terminated = watch(batch, "TerminateJob")
+    # a queued run is cancelled at once, and its job terminated
+    run_id, job = submit(batch, who="q")
+    assert gateway.cancel_run(ADMIN, P, ENV, run_id).status == RunStatus.TERMINATED
+    assert terminated[-1]["jobId"] == job
+    # a running one goes TERMINATING; the job's end makes it TERMINATED
+    run_id, job = submit(batch, who="r")
+    handle_event(gateway, batch_event(run_id, job, "RUNNING"))
+    assert gateway.cancel_run(ADMIN, P, ENV, run_id).status == RunStatus.TERMINATING
+    assert terminated[-1]["jobId"] == job
+    handle_event(gateway, batch_event(run_id, job, "FAILED", statusReason="cancelled through the hatchway API"))
+    assert status(batch, run_id) == RunStatus.TERMINATED
+
+
+def test_a_container_that_starts_after_a_cancel_does_not_run(batch: Stack) -> None:
+    batch.gateway.register_action(ADMIN, P, ENV, ACTION)
+    run_id, job = submit(batch, who="w")
+    handle_event(batch.gateway, batch_event(run_id, job, "RUNNING"))
+    batch.gateway.cancel_run(ADMIN, P, ENV, run_id)
+    assert container(batch, run_id, f"batch/{job}/1") == 1
+    run = batch.gateway.store.get_run(run_id)
+    assert run is not None and run.status == RunStatus.TERMINATED and run.ret is None
+
+
+def test_apply_state_change_is_idempotent(batch: Stack) -> None:
+    from hatchway.executors.aws_remote import StateChange
+
+    batch.gateway.register_action(ADMIN, P, ENV, ACTION)
+    run_id, job = submit(batch, who="w")
+    change = StateChange(run_id, job, "succeeded", exit_code=0, engine="batch")
+    first = apply_state_change(batch.gateway, change)
+    assert first is not None and first.status == RunStatus.SUCCESSFUL and first.attempt == 1
+    assert apply_state_change(batch.gateway, change) == first
+
+
+# ---------------------------------------------------------------------------------------------
+# runs on ECS
+
+
+def test_an_ecs_run_succeeds_through_its_task_and_events(ecs: Stack) -> None:
+    ecs.gateway.register_action(ADMIN, P, ENV, ACTION)
+    started = watch(ecs, "RunTask")
+    ecs.counter.clear()
+    answer, _ = ecs.gateway.submit_run(ADMIN, P, ENV, "echo", RunRequest({"who": "e"}))
+    assert ecs.counter.summary() == {"dynamodb.GetItem": 1, "ecs.RunTask": 1, "dynamodb.PutItem": 1}
+    run_id, task = answer["id"], ecs.gateway.store.get_run(answer["id"]).external_id  # type: ignore[union-attr]
+    assert task is not None
+    [params] = started
+    assert params["startedBy"] == run_id and params["launchType"] == "FARGATE"
+    assert params["overrides"]["containerOverrides"] == [{"name": "action", "command": ["--run", run_id]}]
+    assert params["networkConfiguration"]["awsvpcConfiguration"]["subnets"] == list(ecs.settings.subnets)
+    assert task.startswith("arn:aws:ecs:")
+    handle_event(ecs.gateway, ecs_event(run_id, task, "RUNNING"))
+    assert container(ecs, run_id, "ecs/task-1") == 0
+    handle_event(ecs.gateway, ecs_event(run_id, task, "STOPPED", 0, stoppedReason="Essential container in task exited"))
+    run = ecs.gateway.store.get_run(run_id)
+    assert run is not None and run.status == RunStatus.SUCCESSFUL and run.ret == {"hi": "e", "attempt": 1}
+
+
+def test_an_ecs_retry_starts_a_new_task_and_old_task_events_are_ignored(ecs: Stack) -> None:
+    gateway = ecs.gateway
+    gateway.register_action(ADMIN, P, ENV, ACTION)
+    run_id, first = submit(ecs, who="e", exit="3")
+    assert container(ecs, run_id, "ecs/task-1") == RETRY_EXIT_CODE
+    # When the first task's STOPPED event arrives, the next attempt gets a task of its own
+    handle_event(gateway, ecs_event(run_id, first, "STOPPED", RETRY_EXIT_CODE))
+    retried = gateway.store.get_run(run_id)
+    assert retried is not None and retried.status == RunStatus.ENQUEUED
+    second = retried.external_id
+    assert second and second != first
+    # Then the old task's late events are about a task the run no longer has
+    assert "ignored" in handle_event(gateway, ecs_event(run_id, first, "STOPPED", RETRY_EXIT_CODE))
+    assert "ignored" in handle_event(gateway, ecs_event(run_id, first, "RUNNING"))
+    assert container(ecs, run_id, "ecs/task-2") == 1
+    handle_event(gateway, ecs_event(run_id, second, "STOPPED", 1))
+    final = gateway.store.get_run(run_id)
+    assert final is not None and final.status == RunStatus.FAILED and final.attempt == 2
+    assert final.error is not None and final.error.kind == "application"
+
+
+def test_an_ecs_task_killed_mid_attempt_is_retried_then_fails(ecs: Stack) -> None:
+    from hatchway.remote import claim_for_attempt
+
+    gateway = ecs.gateway
+    gateway.register_action(ADMIN, P, ENV, ACTION)
+    run_id, task = submit(ecs, who="e")
+    oom = "OutOfMemoryError: Container killed due to memory usage"
+    for attempt in (1, 2):
+        handle_event(gateway, ecs_event(run_id, task, "RUNNING"))
+        # the container claimed the run and was then killed before recording anything
+        assert claim_for_attempt(gateway, run_id, f"ecs/task-{attempt}") is not None
+        handle_event(gateway, ecs_event(run_id, task, "STOPPED", 137, stoppedReason=oom))
+        after = gateway.store.get_run(run_id)
+        assert after is not None and after.attempt == attempt
+        if attempt == 1:
+            assert after.status == RunStatus.ENQUEUED and after.external_id != task
+            task = after.external_id  # type: ignore[assignment]
+    final = gateway.store.get_run(run_id)
+    assert final is not None and final.status == RunStatus.FAILED
+    assert final.error is not None and final.error.kind == "application" and "137" in final.error.message
+
+
+def test_cancel_stops_the_ecs_task(ecs: Stack) -> None:
+    ecs.gateway.register_action(ADMIN, P, ENV, ACTION)
+    run_id, task = submit(ecs, who="e")
+    handle_event(ecs.gateway, ecs_event(run_id, task, "RUNNING"))
+    assert ecs.gateway.cancel_run(ADMIN, P, ENV, run_id).status == RunStatus.TERMINATING
+    [described] = ecs.client("ecs").describe_tasks(cluster=ecs.settings.ecs_cluster, tasks=[task])["tasks"]
+    assert described["desiredStatus"] == "STOPPED"
+    handle_event(ecs.gateway, ecs_event(run_id, task, "STOPPED", 143, stoppedReason="cancelled"))
+    assert status(ecs, run_id) == RunStatus.TERMINATED

@@ -1,0 +1,122 @@
+"""The Lambda handlers with the sample events of ``events/``, configured as template.yaml configures
+them (the aws backend on moto): what ``sam local invoke`` and the deployed functions receive."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from hatchway.aws_setup import bootstrap
+from hatchway.config import Settings
+from hatchway.runs import Mode, Run, RunStatus, now_ms
+from tests.awsmock import aws_settings, moto_in_process, patched_env
+from tests.helpers import REPO
+
+pytestmark = pytest.mark.aws
+
+EVENTS = REPO / "events"
+SAMPLE_TOKEN = "change-me-bootstrap-token"  # noqa: S105 - the token the sample API events carry
+
+
+def sample(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return loaded
+
+
+@pytest.fixture
+def deployed(tmp_path: Path) -> Iterator[Settings]:
+    """The aws backend's resources on moto, and the variables template.yaml gives the functions."""
+    with moto_in_process():
+        settings = aws_settings(tmp_path / "home", run_executor="ecs", sync_executor="lambda")
+        made = bootstrap(settings)
+        env = {
+            **made.environment(),
+            "HATCHWAY_HOME": str(tmp_path / "home"),
+            "HATCHWAY_BOOTSTRAP_TOKEN": SAMPLE_TOKEN,
+            "HATCHWAY_SYNC_EXECUTOR": "lambda",
+            "HATCHWAY_RUN_EXECUTOR": "ecs",
+            "HATCHWAY_RESOURCE_PREFIX": settings.resource_prefix,
+        }
+        with patched_env(env):
+            yield settings
+
+
+def load(module: str) -> ModuleType:
+    """A handler module as a fresh Lambda container loads it."""
+    return importlib.reload(importlib.import_module(module))
+
+
+def seed_run(settings: Settings, run_id: str, external_id: str) -> None:
+    from hatchway.store.dynamodb import DynamoDbStore
+
+    now = now_ms()
+    store = DynamoDbStore.from_settings(settings)
+    store.create_run(
+        Run(run_id, "proj_local", "development", "hello", 1, "sha256:" + "0" * 64, mode=Mode.ASYNC,
+            created_at=now, available_at=now, external_id=external_id)
+    )  # fmt: skip
+
+
+def stored(settings: Settings, run_id: str) -> Run:
+    from hatchway.store.dynamodb import DynamoDbStore
+
+    run = DynamoDbStore.from_settings(settings).get_run(run_id)
+    assert run is not None
+    return run
+
+
+def test_the_api_function_answers_its_sample_events(deployed: Settings) -> None:
+    api = load("handlers.api")
+    health = api.handler(sample("ApiFunction/health.json"), None)
+    assert health["statusCode"] == 200 and json.loads(health["body"])["status"] == "ok"
+    listed = api.handler(sample("ApiFunction/list-actions.json"), None)
+    assert listed["statusCode"] == 200 and json.loads(listed["body"]) == {"items": [], "next": None}
+    # the sample token is the deployment's bootstrap token; any other is refused
+    other = sample("ApiFunction/list-actions.json")
+    other["headers"]["authorization"] = "Bearer someone-else"
+    refused = api.handler(other, None)
+    assert refused["statusCode"] == 401 and json.loads(refused["body"])["status"] == "error"
+
+
+def test_the_events_function_settles_a_batch_run_from_its_sample_events(deployed: Settings) -> None:
+    running = sample("EventsFunction/batch-job-running.json")
+    run_id, job = running["detail"]["jobName"], running["detail"]["jobId"]
+    seed_run(deployed, run_id, job)
+    events = load("handlers.events")
+    assert events.handler(running, None) == {"run_id": run_id, "status": "INPROGRESS"}
+    assert events.handler(sample("EventsFunction/batch-job-succeeded.json"), None)["status"] == "SUCCESSFUL"
+    assert stored(deployed, run_id).status == RunStatus.SUCCESSFUL
+
+
+def test_the_events_function_fails_a_run_whose_job_failed(deployed: Settings) -> None:
+    failed = sample("EventsFunction/batch-job-failed.json")
+    run_id = failed["detail"]["jobName"]
+    seed_run(deployed, run_id, failed["detail"]["jobId"])
+    assert load("handlers.events").handler(failed, None)["status"] == "FAILED"
+    run = stored(deployed, run_id)
+    assert run.error is not None and run.error.kind == "platform" and "CannotPullContainerError" in run.error.message
+
+
+def test_the_events_function_settles_an_ecs_run_from_its_sample_events(deployed: Settings) -> None:
+    running = sample("EventsFunction/ecs-task-running.json")
+    run_id, task = running["detail"]["startedBy"], running["detail"]["taskArn"]
+    seed_run(deployed, run_id, task)
+    events = load("handlers.events")
+    assert events.handler(running, None)["status"] == "INPROGRESS"
+    assert events.handler(sample("EventsFunction/ecs-task-stopped.json"), None)["status"] == "SUCCESSFUL"
+
+
+def test_the_events_function_ignores_what_is_not_a_hatchway_run(deployed: Settings) -> None:
+    events = load("handlers.events")
+    foreign = sample("EventsFunction/ecs-task-stopped.json")
+    foreign["detail"]["startedBy"] = "AWS Batch"
+    assert "ignored" in events.handler(foreign, None)
+    assert "ignored" in events.handler({"source": "aws.s3", "detail-type": "Object Created", "detail": {}}, None)
+    unknown = sample("EventsFunction/batch-job-succeeded.json")  # no such run in this table
+    assert "ignored" in events.handler(unknown, None)

@@ -1,0 +1,182 @@
+"""template.yaml is tested data: it transforms offline, its handlers import under the environment it
+gives them, that environment is one config.py reads, and its table is the store's schema."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hatchway.config import ENV_VARS, Settings
+from hatchway.store.dynamodb import TABLE_SCHEMA, TTL_ATTRIBUTE
+from tests.helpers import REPO
+
+TEMPLATE = REPO / "template.yaml"
+EVENTS = REPO / "events"
+
+
+@cache
+def source() -> dict[str, Any]:
+    from cfnlint.decode import cfn_yaml
+
+    loaded: dict[str, Any] = json.loads(json.dumps(cfn_yaml.load(str(TEMPLATE))))
+    return loaded
+
+
+@cache
+def transformed() -> dict[str, Any]:
+    """The template as CloudFormation sees it after the SAM transform (no AWS account involved)."""
+    import boto3
+    from samtranslator.parser.parser import Parser
+    from samtranslator.translator.translator import Translator
+
+    template = json.loads(json.dumps(source()))
+    template["Globals"]["Function"]["CodeUri"] = "s3://artifacts/hatchway.zip"  # what `sam package` does
+    translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name="us-east-1"))
+    result: dict[str, Any] = translator.translate(
+        template, parameter_values={"BootstrapToken": "t" * 32}, get_managed_policy_map=lambda: {}
+    )
+    return result
+
+
+def functions() -> dict[str, dict[str, Any]]:
+    return {
+        name: resource["Properties"]
+        for name, resource in transformed()["Resources"].items()
+        if resource["Type"] == "AWS::Lambda::Function"
+    }
+
+
+def resolve(value: Any) -> str:
+    """A plausible literal for an intrinsic: a parameter's default, else a name-shaped stand-in."""
+    if isinstance(value, str):
+        return value
+    if "Ref" in value:
+        parameter = source()["Parameters"].get(value["Ref"], {})
+        return str(parameter.get("Default", f"ref-{value['Ref'].lower()}"))
+    if "Fn::GetAtt" in value:
+        name, attribute = value["Fn::GetAtt"]
+        return f"arn:aws:test:us-east-1:123456789012:{name.lower()}-{attribute.lower()}"
+    if "Fn::Join" in value:
+        return "subnet-0a1b2c3d,subnet-4e5f6a7b"
+    if "Fn::Sub" in value:
+        return str(value["Fn::Sub"]).replace("${", "").replace("}", "")
+    raise AssertionError(f"no stand-in for {value}")
+
+
+def environment_of(properties: dict[str, Any]) -> dict[str, str]:
+    variables = properties.get("Environment", {}).get("Variables", {})
+    return {key: resolve(value) for key, value in variables.items()}
+
+
+def test_the_template_transforms_offline_into_the_deployment() -> None:
+    kinds = {resource["Type"] for resource in transformed()["Resources"].values()}
+    for kind in (
+        "AWS::Lambda::Function",
+        "AWS::ApiGatewayV2::Api",
+        "AWS::Events::Rule",
+        "AWS::DynamoDB::Table",
+        "AWS::KMS::Key",
+        "AWS::S3::Bucket",
+        "AWS::Batch::ComputeEnvironment",
+        "AWS::Batch::JobQueue",
+        "AWS::ECS::Cluster",
+        "AWS::IAM::ManagedPolicy",
+        "AWS::Logs::LogGroup",
+    ):
+        assert kind in kinds, kind
+    assert set(functions()) == {"ApiFunction", "EventsFunction"}
+    assert "ApiUrl" in transformed()["Outputs"]
+
+
+def test_state_changes_reach_the_events_function() -> None:
+    rules = [r["Properties"] for r in transformed()["Resources"].values() if r["Type"] == "AWS::Events::Rule"]
+    patterns = {tuple(rule["EventPattern"]["detail-type"]): rule["EventPattern"] for rule in rules}
+    assert patterns[("Batch Job State Change",)]["source"] == ["aws.batch"]
+    assert patterns[("ECS Task State Change",)]["source"] == ["aws.ecs"]
+    for rule in rules:
+        assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": ["EventsFunction", "Arn"]}
+
+
+@pytest.mark.parametrize("name", ["ApiFunction", "EventsFunction"])
+def test_every_environment_variable_is_one_config_reads(name: str) -> None:
+    env = environment_of(functions()[name])
+    assert env, f"{name} gets no environment"
+    unknown = sorted(set(env) - set(ENV_VARS))
+    assert not unknown, f"{name} gets variables config.py does not read: {unknown}"
+    # and config accepts them as the template sets them
+    settings = Settings.from_env(env)
+    assert settings.backend == "aws" and settings.sync_executor == "lambda"
+    assert settings.run_executor in ("batch", "ecs")
+    if name == "ApiFunction":
+        # API Gateway cuts an HTTP API request at 30 s; the sync limit leaves room to answer
+        assert settings.sync_timeout_seconds < 30 < functions()[name]["Timeout"]
+
+
+@pytest.mark.parametrize("name", ["ApiFunction", "EventsFunction"])
+@pytest.mark.parametrize("run_executor", ["batch", "ecs"])
+def test_every_handler_imports_with_its_deployed_environment(name: str, run_executor: str, tmp_path: Path) -> None:
+    properties = functions()[name]
+    module, _, attribute = properties["Handler"].rpartition(".")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HATCHWAY_", "AWS_"))}
+    env.update(environment_of(properties))
+    env.update(
+        {
+            "HATCHWAY_RUN_EXECUTOR": run_executor,
+            "HATCHWAY_HOME": str(tmp_path),
+            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)]),
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:9",  # nothing may be called at import
+        }
+    )
+    probe = (
+        f"import importlib; m = importlib.import_module({module!r}); f = getattr(m, {attribute!r}); "
+        "assert callable(f); print(type(m.gateway.store).__name__, m.gateway.executors.describe())"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["DynamoDbStore", "lambda", "(sync),", run_executor, "(runs)"]
+
+
+def test_the_table_is_the_store_schema() -> None:
+    table = source()["Resources"]["Table"]["Properties"]
+    assert table["BillingMode"] == TABLE_SCHEMA["BillingMode"]
+    assert table["KeySchema"] == TABLE_SCHEMA["KeySchema"]
+    assert sorted(table["AttributeDefinitions"], key=str) == sorted(TABLE_SCHEMA["AttributeDefinitions"], key=str)
+    assert table["GlobalSecondaryIndexes"] == TABLE_SCHEMA["GlobalSecondaryIndexes"]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
+
+
+def test_project_roles_decrypt_only_their_projects_secrets() -> None:
+    resources = source()["Resources"]
+    [deny] = [s for s in resources["SecretsKey"]["Properties"]["KeyPolicy"]["Statement"] if s["Effect"] == "Deny"]
+    assert deny["Action"] == "kms:Decrypt"
+    assert deny["Condition"]["StringNotEquals"] == {
+        "kms:EncryptionContext:project_id": "${aws:PrincipalTag/hatchway-project}"
+    }
+    assert deny["Condition"]["Null"] == {"aws:PrincipalTag/hatchway-project": "false"}
+    statements = resources["TaskPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    [decrypt] = [s for s in statements if s.get("Action") == "kms:Decrypt"]
+    assert decrypt["Condition"]["StringEquals"] == {
+        "kms:EncryptionContext:project_id": "${aws:PrincipalTag/hatchway-project}"
+    }
+    # the gateway may create task roles only under its path and only with that policy as boundary
+    api_statements = resources["ApiFunction"]["Properties"]["Policies"][-1]["Statement"]
+    [create] = [s for s in api_statements if s["Sid"] == "ProjectTaskRoles"]
+    assert create["Condition"] == {"StringEquals": {"iam:PermissionsBoundary": {"Ref": "TaskPolicy"}}}
+
+
+@pytest.mark.parametrize("name", ["ApiFunction", "EventsFunction"])
+def test_every_function_has_sample_events(name: str) -> None:
+    samples = sorted((EVENTS / name).glob("*.json"))
+    assert samples, f"events/{name}/ holds no sample event"
+    for sample in samples:
+        assert isinstance(json.loads(sample.read_text()), dict)
