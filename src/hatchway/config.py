@@ -55,6 +55,7 @@ ENV_VARS: dict[str, str] = {
     "HATCHWAY_TASK_POLICY_ARN": "managed policy (and boundary) of the per-project task roles the gateway creates",
     "HATCHWAY_TASK_ROLE_ARN": "one task role for every project instead of per-project roles (development)",
     "HATCHWAY_LOG_GROUP": "CloudWatch log group of Batch jobs and ECS tasks",
+    "HATCHWAY_PIPELINE_ENGINE": "local (the worker pool runs pipelines) or stepfunctions (default on aws)",
     "AWS_ENDPOINT_URL": "points boto3 at LocalStack or a moto server",
     "AWS_BATCH_JOB_ID": "set by AWS Batch inside a job: names the container that holds a run",
     "AWS_BATCH_JOB_ATTEMPT": "set by AWS Batch inside a job: its attempt number",
@@ -135,6 +136,7 @@ class Settings:
     task_policy_arn: str | None = None
     task_role_arn: str | None = None
     log_group: str | None = None
+    pipeline_engine: str = "local"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -178,6 +180,8 @@ class Settings:
             task_policy_arn=env.get("HATCHWAY_TASK_POLICY_ARN") or None,
             task_role_arn=env.get("HATCHWAY_TASK_ROLE_ARN") or None,
             log_group=env.get("HATCHWAY_LOG_GROUP") or None,
+            pipeline_engine=env.get("HATCHWAY_PIPELINE_ENGINE")
+            or ("stepfunctions" if env.get("HATCHWAY_BACKEND") == "aws" else "local"),
         )
         if overrides:
             settings = replace(settings, **overrides)
@@ -204,6 +208,8 @@ class Settings:
             raise ValidationFailed.at(
                 ["env", "HATCHWAY_RESOURCE_PREFIX"], "a letter, then letters, digits and '-', at most 24 characters"
             )
+        if self.pipeline_engine not in ("local", "stepfunctions"):
+            raise ValidationFailed.at(["env", "HATCHWAY_PIPELINE_ENGINE"], "must be local or stepfunctions")
 
     @property
     def kms_key(self) -> str:

@@ -115,6 +115,8 @@ class RunRequest:
     #: extra top-level keys of config.json (Keboola's ``runtime``)
     config: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    #: seconds before the first retry (None: the action's ``retry.interval_seconds``)
+    retry_interval_seconds: float | None = None
 
     def fingerprint(self, route: str) -> str:
         body = {"route": route, **{k: v for k, v in vars(self).items() if k != "session"}}
@@ -165,6 +167,8 @@ class Gateway:
         self._touched: dict[str, int] = {}
         self._specs: dict[str, ActionSpec] = {}
         self.on_enqueue: Callable[[], None] = lambda: None
+        #: actions that are not registered but derived ("pipeline:<pipeline>/<step>"), by name prefix
+        self.action_sources: dict[str, Callable[[str, str, str, int | None, str | None], Resolved]] = {}
 
     # ---- set-up ----------------------------------------------------------------------------
 
@@ -372,6 +376,9 @@ class Gateway:
     ) -> Resolved:
         if digest is not None and not DIGEST_RE.match(digest):
             raise ValidationFailed.at(["digest"], "a digest is 'sha256:' followed by 64 lowercase hex digits")
+        prefix, derived, _ = name.partition(":")
+        if derived and prefix in self.action_sources:
+            return self.action_sources[prefix](project_id, environment, name, version, digest)
         record = self.store.get_action(project_id, environment, name, version, digest, include_deleted)
         if record is None:
             what = f" version {version}" if version else (f" with digest {digest}" if digest else "")
@@ -628,7 +635,9 @@ class Gateway:
             external_user_id=request.external_user_id,
             idempotency_key=idempotency_key,
             timeout_seconds=timeout,
-            retry_interval_seconds=spec.retry.interval_seconds if spec.retry else 0.0,
+            retry_interval_seconds=request.retry_interval_seconds
+            if request.retry_interval_seconds is not None
+            else (spec.retry.interval_seconds if spec.retry else 0.0),
             options=options,
         )
         executor = self.executors.pick(spec, Mode.ASYNC)
@@ -653,8 +662,12 @@ class Gateway:
         name: str,
         sync_action: str,
         request: RunRequest,
+        run_id: str | None = None,
     ) -> dict[str, Any]:
-        """Run a declared sync action to its end and answer its JSON, or raise the contract's error."""
+        """Run a declared sync action to its end and answer its JSON, or raise the contract's error.
+
+        ``run_id`` names the run to record (a pipeline step's, chosen before the call).
+        """
         self.authorize(principal, project_id, environment, "runs:write")
         resolved = self.resolve(project_id, environment, name, request.version, request.digest)
         if sync_action not in resolved.spec.sync_actions:
@@ -688,7 +701,7 @@ class Gateway:
         try:
             now = now_ms()
             run = Run(
-                id=new_run_id(now),
+                id=run_id or new_run_id(now),
                 project_id=project_id,
                 environment=environment,
                 action_name=resolved.record.name,

@@ -7,6 +7,9 @@ another process) within a quarter second, stops an attempt whose lease was lost,
 expired leases of dead workers anywhere. A submit in the same process wakes an idle worker at
 once; other processes are noticed by polling. On shutdown the pool stops claiming, lets running
 attempts finish for a grace period, then releases the rest back to the queue.
+
+The pool also advances pipeline executions (:mod:`hatchway.pipelines.advancer`): a worker that
+finishes a step's run wakes the advancer, so the next step starts at once.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from hatchway.pipelines.service import PipelineService
 from hatchway.runs import Run, RunStatus
 from hatchway.service import Gateway
 
@@ -59,6 +63,7 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self.completed = 0
+        self.pipelines = PipelineService.of(gateway)
 
     # ---- life cycle ------------------------------------------------------------------------
 
@@ -72,6 +77,7 @@ class WorkerPool:
         monitor = threading.Thread(target=self._monitor, name="hatchway-monitor", daemon=True)
         monitor.start()
         self._threads.append(monitor)
+        self.pipelines.start_advancer()
 
     def wake(self) -> None:
         with self._wake:
@@ -98,6 +104,7 @@ class WorkerPool:
         for thread in self._threads:
             thread.join(timeout=max(1.0, self.gateway.settings.kill_grace_seconds + 2))
         self._threads.clear()
+        self.pipelines.stop_advancer()
 
     # ---- threads ---------------------------------------------------------------------------
 
@@ -126,6 +133,7 @@ class WorkerPool:
                 with self._lock:
                     self._inflight.pop(run.id, None)
                 self.completed += 1
+                self.pipelines.notice(run)
 
     def _monitor(self) -> None:
         store = self.gateway.store

@@ -500,6 +500,12 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         run = gateway.cancel_run(principal(), project_id, env_name(environment), run_id)
         return json_answer(202, gateway.present_run(run))
 
+    # ---- pipelines (their own module) ------------------------------------------------------
+
+    from hatchway.api.pipelines import add_pipeline_routes
+
+    add_pipeline_routes(app, api, principal, env_name, _json)
+
     return api
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hatchway.errors import Unavailable
+from hatchway.pipelines.records import Execution, PipelineHead, PipelineRecord
 from hatchway.runs import LogEntry, Run
 from hatchway.store.base import (
     ActionHead,
@@ -75,6 +76,27 @@ CREATE TABLE IF NOT EXISTS idempotency (
 ) WITHOUT ROWID;
 """
 
+#: pipeline definitions (versions behind a head, like actions) and executions (whole records + revision)
+PIPELINE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS pipeline_heads (
+    project_id TEXT NOT NULL, environment TEXT NOT NULL, name TEXT NOT NULL,
+    latest_version INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (project_id, environment, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pipeline_versions (
+    project_id TEXT NOT NULL, environment TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,
+    digest TEXT NOT NULL, created_at INTEGER NOT NULL, spec TEXT NOT NULL, engine_ref TEXT,
+    PRIMARY KEY (project_id, environment, name, version)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS executions (
+    id TEXT PRIMARY KEY, project_id TEXT NOT NULL, environment TEXT NOT NULL, pipeline TEXT NOT NULL,
+    status TEXT NOT NULL, engine TEXT NOT NULL, is_active INTEGER NOT NULL, rev INTEGER NOT NULL, data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS executions_by_pipeline ON executions(project_id, environment, pipeline, id);
+CREATE INDEX IF NOT EXISTS executions_by_tenant ON executions(project_id, environment, id);
+CREATE INDEX IF NOT EXISTS executions_active ON executions(engine, id) WHERE is_active = 1;
+"""
+
 T = TypeVar("T")
 
 
@@ -95,7 +117,7 @@ class SqliteStore(BaseStore):
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         with self._guard():
-            self._conn().executescript(SCHEMA)
+            self._conn().executescript(SCHEMA + PIPELINE_SCHEMA)
 
     # ---- connection handling ---------------------------------------------------------------
 
@@ -535,6 +557,142 @@ class SqliteStore(BaseStore):
 
     def _delete_idempotency(self, scope: str) -> None:
         self._write("DELETE FROM idempotency WHERE scope = ?", (scope,))
+
+    # ---- pipelines -------------------------------------------------------------------------
+
+    _PIPELINE_COLS = "project_id, environment, name, version, digest, created_at, spec, engine_ref"
+
+    @staticmethod
+    def _pipeline(row: tuple[Any, ...]) -> PipelineRecord:
+        return PipelineRecord(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]), row[7])
+
+    @staticmethod
+    def _pipeline_head(row: tuple[Any, ...]) -> PipelineHead:
+        return PipelineHead(row[0], row[1], row[2], row[3], bool(row[4]))
+
+    def _get_pipeline_head(self, project_id: str, environment: str, name: str) -> PipelineHead | None:
+        return self._one(
+            "SELECT project_id, environment, name, latest_version, deleted FROM pipeline_heads "
+            "WHERE project_id = ? AND environment = ? AND name = ?",
+            (project_id, environment, name),
+            self._pipeline_head,
+        )
+
+    def _put_pipeline_version(self, record: PipelineRecord, head: PipelineHead, expected_latest: int | None) -> bool:
+        with self._tx() as conn:
+            if expected_latest is None:
+                sql = (
+                    "INSERT OR IGNORE INTO pipeline_heads(latest_version, project_id, environment, name, deleted) "
+                    "VALUES (?, ?, ?, ?, 0)"
+                )
+                args: tuple[Any, ...] = (head.latest_version, head.project_id, head.environment, head.name)
+            else:
+                sql = (
+                    "UPDATE pipeline_heads SET latest_version = ?, deleted = 0 "
+                    "WHERE project_id = ? AND environment = ? AND name = ? AND latest_version = ?"
+                )
+                args = (head.latest_version, head.project_id, head.environment, head.name, expected_latest)
+            if conn.execute(sql, args).rowcount != 1:
+                return False
+            conn.execute(
+                f"INSERT INTO pipeline_versions({self._PIPELINE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.project_id, record.environment, record.name, record.version, record.digest,
+                    record.created_at, _dumps(record.spec), record.engine_ref,
+                ),
+            )  # fmt: skip
+        return True
+
+    def _get_pipeline_version(
+        self, project_id: str, environment: str, name: str, version: int
+    ) -> PipelineRecord | None:
+        return self._one(
+            f"SELECT {self._PIPELINE_COLS} FROM pipeline_versions "
+            "WHERE project_id = ? AND environment = ? AND name = ? AND version = ?",
+            (project_id, environment, name, version),
+            self._pipeline,
+        )
+
+    def _list_pipeline_heads(
+        self, project_id: str, environment: str, after: str | None, limit: int
+    ) -> list[PipelineHead]:
+        rows = self._all_rows(
+            "SELECT project_id, environment, name, latest_version, deleted FROM pipeline_heads "
+            "WHERE project_id = ? AND environment = ? AND deleted = 0 AND name > ? ORDER BY name LIMIT ?",
+            (project_id, environment, after or "", limit),
+        )
+        return [self._pipeline_head(row) for row in rows]
+
+    def _set_pipeline_head_deleted(self, project_id: str, environment: str, name: str) -> bool:
+        return (
+            self._write(
+                "UPDATE pipeline_heads SET deleted = 1 WHERE project_id = ? AND environment = ? AND name = ? "
+                "AND deleted = 0",
+                (project_id, environment, name),
+            )
+            == 1
+        )
+
+    @staticmethod
+    def _execution_args(execution: Execution) -> tuple[Any, ...]:
+        return (
+            execution.project_id,
+            execution.environment,
+            execution.pipeline,
+            execution.status.value,
+            execution.engine,
+            0 if execution.is_terminal else 1,
+            _dumps(execution.to_dict()),
+        )
+
+    def _insert_execution(self, execution: Execution) -> bool:
+        return (
+            self._write(
+                "INSERT OR IGNORE INTO executions(project_id, environment, pipeline, status, engine, is_active, data, "
+                "id, rev) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                (*self._execution_args(execution), execution.id),
+            )
+            == 1
+        )
+
+    def _get_execution(self, execution_id: str) -> tuple[Execution, int] | None:
+        return self._one(
+            "SELECT data, rev FROM executions WHERE id = ?",
+            (execution_id,),
+            lambda r: (Execution.from_dict(json.loads(r[0])), r[1]),
+        )
+
+    def _replace_execution(self, execution: Execution, expected_rev: int) -> bool:
+        return (
+            self._write(
+                "UPDATE executions SET project_id = ?, environment = ?, pipeline = ?, status = ?, engine = ?, "
+                "is_active = ?, data = ?, rev = rev + 1 WHERE id = ? AND rev = ?",
+                (*self._execution_args(execution), execution.id, expected_rev),
+            )
+            == 1
+        )
+
+    def _list_executions(
+        self, project_id: str, environment: str, pipeline: str | None, before: str | None, limit: int,
+        status: str | None,
+    ) -> list[Execution]:  # fmt: skip
+        sql = "SELECT data FROM executions WHERE project_id = ? AND environment = ? AND id < ?"
+        args: list[Any] = [project_id, environment, before or "pex_~"]
+        if pipeline is not None:
+            sql += " AND pipeline = ?"
+            args.append(pipeline)
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(limit)
+        return [Execution.from_dict(json.loads(row[0])) for row in self._all_rows(sql, tuple(args))]
+
+    def _active_executions(self, engine: str, limit: int) -> list[Execution]:
+        rows = self._all_rows(
+            "SELECT data FROM executions WHERE engine = ? AND is_active = 1 ORDER BY id LIMIT ?", (engine, limit)
+        )
+        return [Execution.from_dict(json.loads(row[0])) for row in rows]
 
 
 def _run(row: tuple[Any, ...]) -> Run:

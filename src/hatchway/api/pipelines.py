@@ -1,0 +1,266 @@
+"""The pipeline routes (issue 9), added to the API by :func:`hatchway.api.app.create_app`.
+
+Definitions use the actions scopes (``actions:read``/``actions:write``): a pipeline is a composed
+action. Executions, approvals and terminations use the runs scopes, since they run actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from hatchway.api import schemas as S
+from hatchway.pipelines.model import PipelineSpec, Scalar
+from hatchway.pipelines.service import PipelineService
+from hatchway.store.base import DEFAULT_PAGE, MAX_PAGE
+
+if TYPE_CHECKING:
+    from hatchway.api.app import Api
+    from hatchway.service import Principal
+
+ProjectId = Annotated[str, Path(pattern=r"^proj_[a-zA-Z0-9]+$", description="project id")]
+PipelineName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="pipeline name")]
+StepName = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$", description="step name")]
+ExecutionId = Annotated[str, Path(pattern=r"^pex_[0-9A-Z]{26}$", description="execution id")]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")]
+Cursor = Annotated[str | None, Query(description="cursor from the previous page's next")]
+
+STRING, INT, TIME = S.STRING, S.INT, S.TIME
+STEP_STATUSES = ["ENQUEUED", "INPROGRESS", "SUCCESSFUL", "FAILED", "WARNING", "SKIPPED", "NOT_EXECUTED",
+                 "TERMINATED", "WAITING_FOR_APPROVE"]  # fmt: skip
+EXECUTION_STATUSES = ["ENQUEUED", "INPROGRESS", "WAITING_FOR_APPROVE", "TERMINATING", "SUCCESSFUL", "WARNING",
+                      "FAILED", "TERMINATED"]  # fmt: skip
+
+PIPELINE = S.obj(
+    ["name", "version", "digest", "created_at", "steps", "variables"],
+    name=STRING,
+    version=INT,
+    digest={"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"},
+    created_at=TIME,
+    description=STRING,
+    variables={"type": "array", "items": {"type": "object"}},
+    steps={"type": "array", "items": S.obj(["name", "type"], name=STRING, type=STRING)},
+)
+
+STEP_STATE = S.obj(
+    ["name", "status", "run_id", "started_at", "finished_at"],
+    name=STRING,
+    status={"type": "string", "enum": STEP_STATUSES},
+    run_id=S.nullable(STRING),
+    attempt=INT,
+    started_at=S.nullable(TIME),
+    finished_at=S.nullable(TIME),
+    status_reason=S.nullable(STRING),
+    approved_by=STRING,
+)
+
+EXECUTION = S.obj(
+    ["id", "project_id", "environment", "pipeline", "version", "status", "variables", "steps", "created_at"],
+    id={"type": "string", "pattern": "^pex_[0-9A-Z]{26}$"},
+    project_id=STRING,
+    environment=STRING,
+    pipeline=STRING,
+    version=INT,
+    status={"type": "string", "enum": EXECUTION_STATUSES},
+    status_reason=S.nullable(STRING),
+    outcome=S.nullable(STRING),
+    variables={"type": "object", "additionalProperties": STRING},
+    steps={"type": "array", "items": STEP_STATE},
+    created_at=TIME,
+    started_at=S.nullable(TIME),
+    finished_at=S.nullable(TIME),
+    triggered_by=S.nullable(STRING),
+)
+
+STEP_VIEW = S.obj(
+    ["name", "type", "pipeline", "last_execution_status", "url", "html_url"],
+    name=STRING,
+    type=STRING,
+    pipeline=S.obj(["name", "version"], name=STRING, version=INT),
+    last_execution_status=STRING,
+    url=STRING,
+    html_url=S.nullable(STRING),
+)
+
+
+class VariableValue(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+    value: Scalar
+
+
+class ExecutionRequest(BaseModel):
+    """The body of ``POST .../executions``: overrides of settable variables, as a map or Buddy's list."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    variables: dict[str, Scalar] | list[VariableValue] = Field(default_factory=dict)
+    comment: Annotated[str, Field(max_length=1000)] | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        if isinstance(self.variables, list):
+            return {item.key: item.value for item in self.variables}
+        return dict(self.variables)
+
+
+def add_pipeline_routes(
+    app: APIGatewayHttpResolver,
+    api: Api,
+    principal: Callable[[], Principal],
+    env_name: Callable[[str | None], str],
+    answer: Callable[..., Response[str]],
+) -> None:
+    """Bind the pipeline routes to ``app``; ``answer(code, body, headers)`` builds a JSON response."""
+    from hatchway.api.app import Environment
+
+    pipelines = PipelineService.of(api.gateway)
+
+    def console(fragment: str) -> str | None:
+        """The console page, when this gateway serves the console."""
+        has_console = any(pattern.match("/ui/") for pattern, _ in api.routes())
+        return f"/ui/#/{fragment}" if has_console else None
+
+    @app.put(
+        "/v1/projects/<project_id>/pipelines/<name>",
+        tags=["pipelines"],
+        summary="Create or update a pipeline (a new version unless identical)",
+        responses={
+            200: {"description": "identical to the latest version", "content": {S.JSON: {"schema": PIPELINE}}},
+            **S.responses(201, PIPELINE, "a new version", 400, 404),
+        },
+        status_code=201,
+    )
+    def put_pipeline(
+        project_id: ProjectId,
+        name: PipelineName,
+        body: Annotated[PipelineSpec, Body()],
+        environment: Environment = None,
+    ) -> Response[str]:
+        record, created = pipelines.define(principal(), project_id, env_name(environment), name, body)
+        return answer(201 if created else 200, pipelines.present(record))
+
+    @app.get(
+        "/v1/projects/<project_id>/pipelines",
+        tags=["pipelines"],
+        summary="List pipelines (their latest versions)",
+        responses=S.responses(200, S.page(PIPELINE), "a page of pipelines"),
+    )
+    def list_pipelines(
+        project_id: ProjectId, environment: Environment = None, limit: Limit = DEFAULT_PAGE, cursor: Cursor = None
+    ) -> Response[str]:
+        page = pipelines.list(principal(), project_id, env_name(environment), limit, cursor)
+        return answer(200, {"items": [pipelines.present(r) for r in page.items], "next": page.next})
+
+    @app.get(
+        "/v1/projects/<project_id>/pipelines/<name>",
+        tags=["pipelines"],
+        summary="Get a pipeline (latest, or ?version=N)",
+        responses=S.responses(200, PIPELINE, "the pipeline", 404),
+    )
+    def get_pipeline(
+        project_id: ProjectId,
+        name: PipelineName,
+        environment: Environment = None,
+        version: Annotated[int | None, Query(ge=1)] = None,
+    ) -> Response[str]:
+        record = pipelines.get(principal(), project_id, env_name(environment), name, version)
+        return answer(200, pipelines.present(record))
+
+    @app.delete(
+        "/v1/projects/<project_id>/pipelines/<name>",
+        tags=["pipelines"],
+        summary="Delete a pipeline (its executions stay readable)",
+        responses=S.responses(204, None, "deleted", 404),
+    )
+    def delete_pipeline(project_id: ProjectId, name: PipelineName, environment: Environment = None) -> Response[str]:
+        pipelines.delete(principal(), project_id, env_name(environment), name)
+        return Response(204, S.JSON, "")
+
+    @app.get(
+        "/v1/projects/<project_id>/pipelines/<name>/steps/<step>",
+        tags=["pipelines"],
+        summary="Get a step's definition and the status of its last execution",
+        responses=S.responses(200, STEP_VIEW, "the step", 404),
+    )
+    def get_step(
+        project_id: ProjectId, name: PipelineName, step: StepName, environment: Environment = None
+    ) -> Response[str]:
+        view = pipelines.step_view(principal(), project_id, env_name(environment), name, step)
+        return answer(200, {**view, "html_url": console(f"pipelines/{name}")})
+
+    @app.post(
+        "/v1/projects/<project_id>/pipelines/<name>/executions",
+        tags=["pipelines"],
+        summary="Start an execution (settable variables may be overridden)",
+        responses=S.responses(202, EXECUTION, "the execution, ENQUEUED", 400, 404),
+        status_code=202,
+    )
+    def start_execution(
+        project_id: ProjectId,
+        name: PipelineName,
+        body: Annotated[ExecutionRequest | None, Body()] = None,
+        environment: Environment = None,
+    ) -> Response[str]:
+        overrides = body.overrides() if body else {}
+        execution = pipelines.execute(principal(), project_id, env_name(environment), name, overrides)
+        location = f"/v1/projects/{project_id}/pipelines/{name}/executions/{execution.id}"
+        return answer(202, pipelines.present_execution(execution), {"Location": location})
+
+    @app.get(
+        "/v1/projects/<project_id>/pipelines/<name>/executions",
+        tags=["pipelines"],
+        summary="List a pipeline's executions, newest first",
+        responses=S.responses(200, S.page(EXECUTION), "a page of executions", 404),
+    )
+    def list_executions(
+        project_id: ProjectId,
+        name: PipelineName,
+        environment: Environment = None,
+        status: Annotated[str | None, Query()] = None,
+        limit: Limit = DEFAULT_PAGE,
+        cursor: Cursor = None,
+    ) -> Response[str]:
+        page = pipelines.list_executions(principal(), project_id, env_name(environment), name, limit, cursor, status)
+        return answer(200, {"items": [pipelines.present_execution(e) for e in page.items], "next": page.next})
+
+    @app.get(
+        "/v1/projects/<project_id>/pipelines/<name>/executions/<execution_id>",
+        tags=["pipelines"],
+        summary="Get an execution with the status of each step",
+        responses=S.responses(200, EXECUTION, "the execution", 404),
+    )
+    def get_execution(
+        project_id: ProjectId, name: PipelineName, execution_id: ExecutionId, environment: Environment = None
+    ) -> Response[str]:
+        execution = pipelines.get_execution(principal(), project_id, env_name(environment), name, execution_id)
+        return answer(200, pipelines.present_execution(execution))
+
+    @app.post(
+        "/v1/projects/<project_id>/pipelines/<name>/executions/<execution_id>/approve",
+        tags=["pipelines"],
+        summary="Approve an execution waiting at its approval gate",
+        responses=S.responses(200, EXECUTION, "the execution, going on", 404, 409),
+    )
+    def approve_execution(
+        project_id: ProjectId, name: PipelineName, execution_id: ExecutionId, environment: Environment = None
+    ) -> Response[str]:
+        execution = pipelines.approve(principal(), project_id, env_name(environment), name, execution_id)
+        return answer(200, pipelines.present_execution(execution))
+
+    @app.post(
+        "/v1/projects/<project_id>/pipelines/<name>/executions/<execution_id>/terminate",
+        tags=["pipelines"],
+        summary="Terminate an execution (its ON_TERMINATE steps then run)",
+        responses=S.responses(202, EXECUTION, "the execution, TERMINATING", 404, 409),
+        status_code=202,
+    )
+    def terminate_execution(
+        project_id: ProjectId, name: PipelineName, execution_id: ExecutionId, environment: Environment = None
+    ) -> Response[str]:
+        execution = pipelines.terminate(principal(), project_id, env_name(environment), name, execution_id)
+        return answer(202, pipelines.present_execution(execution))
