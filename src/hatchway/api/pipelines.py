@@ -14,6 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from hatchway.api import schemas as S
+from hatchway.api.app import Environment
 from hatchway.pipelines.model import PipelineSpec, Scalar
 from hatchway.pipelines.service import PipelineService
 from hatchway.store.base import DEFAULT_PAGE, MAX_PAGE
@@ -116,8 +117,6 @@ def add_pipeline_routes(
     answer: Callable[..., Response[str]],
 ) -> None:
     """Bind the pipeline routes to ``app``; ``answer(code, body, headers)`` builds a JSON response."""
-    from hatchway.api.app import Environment
-
     pipelines = PipelineService.of(api.gateway)
 
     def console(fragment: str) -> str | None:

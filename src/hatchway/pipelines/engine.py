@@ -150,7 +150,7 @@ class _Planner:
             state.status_reason = f"attempt {state.attempt - 1} failed; retrying in {delay / 1000:g} s"
             return
         status = StepStatus.WARNING if step.ignore_errors else StepStatus.FAILED
-        state.finish(status, run.finished_at or self.now, _first_line(reason))
+        state.finish(status, run.finished_at or self.now, _last_line(reason))
 
     # ---- sections and groups -------------------------------------------------------------------
 
@@ -265,6 +265,7 @@ class _Planner:
         return True
 
 
-def _first_line(text: str) -> str:
+def _last_line(text: str) -> str:
+    """The most specific line of an error message (a user error's message ends with its cause)."""
     stripped = text.strip()
-    return (stripped.splitlines()[0] if stripped else text)[:500]
+    return (stripped.splitlines()[-1] if stripped else text)[:500]
