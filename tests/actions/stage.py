@@ -21,10 +21,8 @@ if mode == "sleep":
 elif mode == "fail":
     print(f"stage {value} failed on purpose", file=sys.stderr)
     sys.exit(1)
-elif mode == "crash":
-    sys.exit(3)
-elif mode == "crash_until" and config["run"]["attempt"] < int(params.get("seconds", "2")):
-    sys.exit(3)
+elif mode == "crash" or (mode == "crash_until" and config["run"]["attempt"] < int(params.get("seconds", "2"))):
+    sys.exit(3)  # an application error (retried), unlike exit 1
 
 result = {"value": value, "upper": value.upper(), "items": [value, value * 2], "token_length": len(token or "")}
 if config["action"] == "run":
