@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from hatchway.cli_pipelines import executions_app, pipelines_app
+
 if TYPE_CHECKING:
     from hatchway.client import Client
 
@@ -39,6 +41,8 @@ aws_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(aws_app, name="aws")
+app.add_typer(pipelines_app, name="pipelines")
+app.add_typer(executions_app, name="executions")
 
 UrlOpt = Annotated[str | None, typer.Option("--url", envvar="HATCHWAY_URL", help="gateway URL")]
 TokenOpt = Annotated[

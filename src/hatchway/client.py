@@ -25,6 +25,7 @@ import httpx
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_PROJECT = "proj_local"
 TERMINAL = {"SUCCESSFUL", "FAILED", "TERMINATED"}
+EXECUTION_TERMINAL = {"SUCCESSFUL", "WARNING", "FAILED", "TERMINATED"}
 
 
 class ApiError(Exception):
@@ -375,6 +376,79 @@ class Client:
     def cancel_run(self, run_id: str, project: str | None = None) -> dict[str, Any]:
         result: dict[str, Any] = self.request("POST", f"{self._p(project)}/runs/{run_id}/cancel")
         return result
+
+    # ---- pipelines -------------------------------------------------------------------------
+
+    def put_pipeline(self, name: str, definition: dict[str, Any], project: str | None = None) -> dict[str, Any]:
+        """Create or update a pipeline; the new (or unchanged) version."""
+        result: dict[str, Any] = self.request("PUT", f"{self._p(project)}/pipelines/{name}", json=definition)
+        return result
+
+    def list_pipelines(self, project: str | None = None) -> list[dict[str, Any]]:
+        return list(self._pages(f"{self._p(project)}/pipelines", {"limit": 500}))
+
+    def get_pipeline(self, name: str, version: int | None = None, project: str | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "GET", f"{self._p(project)}/pipelines/{name}", params={"version": version}
+        )
+        return result
+
+    def delete_pipeline(self, name: str, project: str | None = None) -> None:
+        self.request("DELETE", f"{self._p(project)}/pipelines/{name}")
+
+    def get_pipeline_step(self, name: str, step: str, project: str | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", f"{self._p(project)}/pipelines/{name}/steps/{step}")
+        return result
+
+    def start_execution(
+        self, name: str, variables: dict[str, Any] | None = None, project: str | None = None
+    ) -> dict[str, Any]:
+        """Start an execution (202), overriding settable variables."""
+        result: dict[str, Any] = self.request(
+            "POST", f"{self._p(project)}/pipelines/{name}/executions", json={"variables": variables or {}}
+        )
+        return result
+
+    def list_executions(
+        self, name: str, status: str | None = None, limit: int = 50, cursor: str | None = None,
+        project: str | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        result: dict[str, Any] = self.request(
+            "GET",
+            f"{self._p(project)}/pipelines/{name}/executions",
+            params={"status": status, "limit": limit, "cursor": cursor},
+        )
+        return result
+
+    def get_execution(self, name: str, execution_id: str, project: str | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", f"{self._p(project)}/pipelines/{name}/executions/{execution_id}")
+        return result
+
+    def approve_execution(self, name: str, execution_id: str, project: str | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "POST", f"{self._p(project)}/pipelines/{name}/executions/{execution_id}/approve"
+        )
+        return result
+
+    def terminate_execution(self, name: str, execution_id: str, project: str | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "POST", f"{self._p(project)}/pipelines/{name}/executions/{execution_id}/terminate"
+        )
+        return result
+
+    def wait_execution(
+        self, name: str, execution_id: str, timeout: float = 3600.0, poll_seconds: float = 0.2,
+        project: str | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Poll an execution until it ends (raises ``TimeoutError`` after ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            execution = self.get_execution(name, execution_id, project=project)
+            if execution["status"] in EXECUTION_TERMINAL:
+                return execution
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"execution {execution_id} is still {execution['status']} after {timeout:g} s")
+            time.sleep(poll_seconds)
 
     def wait(
         self, run_id: str, timeout: float = 3600.0, poll_seconds: float = 0.1, project: str | None = None
