@@ -56,6 +56,8 @@ ENV_VARS: dict[str, str] = {
     "HATCHWAY_TASK_ROLE_ARN": "one task role for every project instead of per-project roles (development)",
     "HATCHWAY_LOG_GROUP": "CloudWatch log group of Batch jobs and ECS tasks",
     "HATCHWAY_PIPELINE_ENGINE": "local (the worker pool runs pipelines) or stepfunctions (default on aws)",
+    "HATCHWAY_STATES_ROLE_ARN": "role the pipelines' Step Functions state machines run as",
+    "HATCHWAY_PIPELINE_FUNCTION_ARN": "hatchway's pipeline Lambda, which state machines call to prepare steps",
     "AWS_ENDPOINT_URL": "points boto3 at LocalStack or a moto server",
     "AWS_BATCH_JOB_ID": "set by AWS Batch inside a job: names the container that holds a run",
     "AWS_BATCH_JOB_ATTEMPT": "set by AWS Batch inside a job: its attempt number",
@@ -137,6 +139,8 @@ class Settings:
     task_role_arn: str | None = None
     log_group: str | None = None
     pipeline_engine: str = "local"
+    states_role_arn: str | None = None
+    pipeline_function_arn: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -182,6 +186,8 @@ class Settings:
             log_group=env.get("HATCHWAY_LOG_GROUP") or None,
             pipeline_engine=env.get("HATCHWAY_PIPELINE_ENGINE")
             or ("stepfunctions" if env.get("HATCHWAY_BACKEND") == "aws" else "local"),
+            states_role_arn=env.get("HATCHWAY_STATES_ROLE_ARN") or None,
+            pipeline_function_arn=env.get("HATCHWAY_PIPELINE_FUNCTION_ARN") or None,
         )
         if overrides:
             settings = replace(settings, **overrides)

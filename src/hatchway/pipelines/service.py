@@ -79,7 +79,7 @@ _services: weakref.WeakKeyDictionary[Gateway, PipelineService] = weakref.WeakKey
 _services_lock = threading.Lock()
 
 
-class StepProblem(Exception):
+class StepProblem(HatchwayError):
     """A step cannot start (a reference without a value, an action that is gone); its message says why."""
 
 
@@ -505,44 +505,50 @@ class PipelineService:
             pool.submit(self._call_sync, execution, spec, step, run_id)
             return
         try:
-            name, version, digest = self._target(execution, step)
-            request = RunRequest(
-                parameters=self._parameters(execution, spec, step, name),
-                version=version,
-                digest=digest,
-                timeout_seconds=step.timeout,
-                retries=step.retry_count,
-                retry_interval_seconds=float(step.retry_interval) if step.retry_interval is not None else None,
-                options={"pipeline": {"execution_id": execution.id, "pipeline": execution.pipeline, "step": step.name}},
-            )
-            self.gateway._create_async_run(execution.project_id, execution.environment, name, request, run_id=run_id)
+            self.create_step_run(execution, spec, step, run_id)
         except Conflict:
             return  # another advancer created it
-        except (StepProblem, HatchwayError) as exc:
-            self._step_failed(execution.id, step, run_id, exc.message if isinstance(exc, HatchwayError) else str(exc))
+        except HatchwayError as exc:
+            self._step_failed(execution.id, step, run_id, _message(exc))
+
+    def create_step_run(self, execution: Execution, spec: PipelineSpec, step: Step, run_id: str) -> Run:
+        """The run of an async step, ENQUEUED under ``run_id`` (raises Conflict if it exists)."""
+        name, version, digest = self._target(execution, step)
+        request = RunRequest(
+            parameters=self._parameters(execution, spec, step, name),
+            version=version,
+            digest=digest,
+            timeout_seconds=step.timeout,
+            retries=step.retry_count,
+            retry_interval_seconds=float(step.retry_interval) if step.retry_interval is not None else None,
+            options={"pipeline": {"execution_id": execution.id, "pipeline": execution.pipeline, "step": step.name}},
+        )
+        return self.gateway._create_async_run(execution.project_id, execution.environment, name, request, run_id=run_id)
+
+    def call_step_sync(self, execution: Execution, spec: PipelineSpec, step: Step, run_id: str) -> dict[str, Any]:
+        """Call a sync step's action as run ``run_id``; its answer, or the contract's error."""
+        name, version, digest = self._target(execution, step)
+        request = RunRequest(
+            parameters=self._parameters(execution, spec, step, name),
+            version=version,
+            digest=digest,
+            timeout_seconds=step.timeout,
+        )
+        return self.gateway.call_sync(
+            SYSTEM, execution.project_id, execution.environment, name, step.sync_action or "", request, run_id
+        )
 
     def _call_sync(self, execution: Execution, spec: PipelineSpec, step: Step, run_id: str) -> None:
         retry_later = False
         try:
-            name, version, digest = self._target(execution, step)
-            request = RunRequest(
-                parameters=self._parameters(execution, spec, step, name),
-                version=version,
-                digest=digest,
-                timeout_seconds=step.timeout,
-            )
-            self.gateway.call_sync(
-                SYSTEM, execution.project_id, execution.environment, name, step.sync_action or "", request, run_id
-            )
+            self.call_step_sync(execution, spec, step, run_id)
         except (Conflict, ActionFailed):
             pass  # the run exists and records its outcome
         except Overloaded:
             retry_later = True
-        except (StepProblem, HatchwayError) as exc:
+        except HatchwayError as exc:
             if self.store.get_run(run_id) is None:
-                self._step_failed(
-                    execution.id, step, run_id, exc.message if isinstance(exc, HatchwayError) else str(exc)
-                )
+                self._step_failed(execution.id, step, run_id, _message(exc))
         except Exception:
             log.exception("a sync step failed inside the gateway", extra={"execution_id": execution.id})
         finally:
@@ -696,6 +702,10 @@ class PipelineService:
 
 # ---------------------------------------------------------------------------------------------
 # secret values in a stored definition
+
+
+def _message(exc: Exception) -> str:
+    return exc.message if isinstance(exc, HatchwayError) else str(exc)
 
 
 def _secret_slots(spec: dict[str, Any]) -> Iterator[tuple[Slot, str]]:

@@ -1,0 +1,22 @@
+"""Lambda entry point of hatchway's pipeline function.
+
+The pipelines' state machines call it for their steps (``{"op": "start_step" | "sync_step" |
+"await_approval", ...}``) and EventBridge sends it their status changes (``aws.states``). The
+gateway and the pipeline service are built once per container and reused by warm invocations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hatchway.config import Settings
+from hatchway.pipelines.aws import PipelineFunction
+from hatchway.pipelines.service import PipelineService
+from hatchway.service import build_gateway
+
+settings = Settings.from_env()
+function = PipelineFunction(PipelineService.of(build_gateway(settings)))
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return function.handle(event)
