@@ -672,10 +672,16 @@ class Gateway:
         resolved = self.resolve(project_id, environment, name, request.version, request.digest)
         if sync_action not in resolved.spec.sync_actions:
             raise NotFound(f"action {name} has no sync action {sync_action}")
-        return self.run_now(project_id, environment, resolved, sync_action, request)
+        return self.run_now(project_id, environment, resolved, sync_action, request, run_id)
 
     def run_now(
-        self, project_id: str, environment: str, resolved: Resolved, invoked: str, request: RunRequest
+        self,
+        project_id: str,
+        environment: str,
+        resolved: Resolved,
+        invoked: str,
+        request: RunRequest,
+        run_id: str | None = None,
     ) -> dict[str, Any]:
         """Run ``invoked`` (a sync action, or ``run`` for Connect callers) while the caller waits.
 

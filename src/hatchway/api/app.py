@@ -26,6 +26,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Que
 
 from hatchway import __version__
 from hatchway.api import compat
+from hatchway.api import pipelines as pipeline_routes
 from hatchway.api import schemas as S
 from hatchway.api.common import (
     JSON,
@@ -176,6 +177,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
     cached: dict[str, str] = {}
     api = Api(gateway, app, max_body_bytes)
     compat.register(app, gateway)
+    pipeline_routes.register(app, api)
 
     # ---- plumbing ------------------------------------------------------------------------
 
@@ -499,12 +501,6 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
     def cancel_run(project_id: ProjectId, run_id: str, environment: Environment = None) -> Response[str]:
         run = gateway.cancel_run(principal(), project_id, env_name(environment), run_id)
         return json_answer(202, gateway.present_run(run))
-
-    # ---- pipelines (their own module) ------------------------------------------------------
-
-    from hatchway.api.pipelines import add_pipeline_routes
-
-    add_pipeline_routes(app, api, principal, env_name, _json)
 
     return api
 

@@ -6,7 +6,6 @@ action. Executions, approvals and terminations use the runs scopes, since they r
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -14,21 +13,19 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from hatchway.api import schemas as S
-from hatchway.api.app import Environment
+from hatchway.api.common import Cursor, Environment, Limit, ProjectId, env_name, json_answer, page_of
+from hatchway.api.common import principal as common_principal
 from hatchway.pipelines.model import PipelineSpec, Scalar
 from hatchway.pipelines.service import PipelineService
-from hatchway.store.base import DEFAULT_PAGE, MAX_PAGE
+from hatchway.store.base import DEFAULT_PAGE
 
 if TYPE_CHECKING:
     from hatchway.api.app import Api
     from hatchway.service import Principal
 
-ProjectId = Annotated[str, Path(pattern=r"^proj_[a-zA-Z0-9]+$", description="project id")]
 PipelineName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="pipeline name")]
 StepName = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$", description="step name")]
 ExecutionId = Annotated[str, Path(pattern=r"^pex_[0-9A-Z]{26}$", description="execution id")]
-Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")]
-Cursor = Annotated[str | None, Query(description="cursor from the previous page's next")]
 
 STRING, INT, TIME = S.STRING, S.INT, S.TIME
 STEP_STATUSES = ["ENQUEUED", "INPROGRESS", "SUCCESSFUL", "FAILED", "WARNING", "SKIPPED", "NOT_EXECUTED",
@@ -109,15 +106,13 @@ class ExecutionRequest(BaseModel):
         return dict(self.variables)
 
 
-def add_pipeline_routes(
-    app: APIGatewayHttpResolver,
-    api: Api,
-    principal: Callable[[], Principal],
-    env_name: Callable[[str | None], str],
-    answer: Callable[..., Response[str]],
-) -> None:
-    """Bind the pipeline routes to ``app``; ``answer(code, body, headers)`` builds a JSON response."""
+def register(app: APIGatewayHttpResolver, api: Api) -> None:
+    """Bind the pipeline routes to ``app``."""
     pipelines = PipelineService.of(api.gateway)
+    answer = json_answer
+
+    def principal() -> Principal:
+        return common_principal(api.gateway, app.current_event.headers)
 
     def console(fragment: str) -> str | None:
         """The console page, when this gateway serves the console."""
@@ -153,7 +148,7 @@ def add_pipeline_routes(
         project_id: ProjectId, environment: Environment = None, limit: Limit = DEFAULT_PAGE, cursor: Cursor = None
     ) -> Response[str]:
         page = pipelines.list(principal(), project_id, env_name(environment), limit, cursor)
-        return answer(200, {"items": [pipelines.present(r) for r in page.items], "next": page.next})
+        return answer(200, page_of([pipelines.present(r) for r in page.items], page.next))
 
     @app.get(
         "/v1/projects/<project_id>/pipelines/<name>",
@@ -225,7 +220,7 @@ def add_pipeline_routes(
         cursor: Cursor = None,
     ) -> Response[str]:
         page = pipelines.list_executions(principal(), project_id, env_name(environment), name, limit, cursor, status)
-        return answer(200, {"items": [pipelines.present_execution(e) for e in page.items], "next": page.next})
+        return answer(200, page_of([pipelines.present_execution(e) for e in page.items], page.next))
 
     @app.get(
         "/v1/projects/<project_id>/pipelines/<name>/executions/<execution_id>",
