@@ -619,8 +619,10 @@ class PipelineService:
         secret_keys: set[str] = set()
         own = {v.key: v.value for v in step.variables}
         for variable in inline.step_variables(spec, step):
-            source = own.get(variable.key, execution.variables.get(variable.key, variable.value))
-            values[variable.key] = resolve(source, variable.encrypted, {})
+            if variable.key in own:  # the step's own variables are templates
+                values[variable.key] = resolve(own[variable.key], variable.encrypted, {})
+            else:  # the pipeline's are values, as the execution set them
+                values[variable.key] = plain(execution.variables.get(variable.key, variable.value))
             if variable.encrypted:
                 secret_keys.add(variable.key)
         parameters: dict[str, Any] = {VARIABLES_PARAMETER: inline.variables_blob(values)}

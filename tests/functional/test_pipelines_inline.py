@@ -1,0 +1,104 @@
+"""Run Docker container steps: the generated action, its shell prelude, variables and secrets.
+
+The gateway here has a stand-in for a container executor (:class:`HostShellAsContainer`): it runs
+the step's argv - the real generated ``/bin/sh -c`` script, against the real ``config.json`` - as
+a host process and ignores the image. Everything of hatchway's own (the derived action, the
+variables blob, the prelude, secrets, redaction, the run) is real; only the image is not pulled.
+The same step on a real Docker engine is covered where the Docker executor is tested.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hatchway.client import Client
+from hatchway.executors import Executors
+from hatchway.executors.process import ProcessExecutor
+from hatchway.service import Gateway, build_gateway
+from tests.conftest import inprocess_client, make_settings
+from tests.functional.stages import execute, explain, finish, put, run_of, stage, statuses, step
+
+
+class HostShellAsContainer(ProcessExecutor):
+    """A container executor's stand-in: the step's command runs on this host, the image is not used."""
+
+    name = "host-shell-as-container"
+
+
+@pytest.fixture
+def hw(tmp_path: Path) -> Iterator[Client]:
+    from hatchway.worker import WorkerPool
+
+    settings = make_settings(tmp_path / "home")
+    gateway: Gateway = build_gateway(settings, executors=Executors(HostShellAsContainer.from_settings(settings)))
+    gateway.bootstrap()
+    pool = WorkerPool(gateway, size=2)
+    pool.start()
+    try:
+        with inprocess_client(gateway) as client:
+            client.register_action(stage())
+            yield client
+    finally:
+        pool.stop(grace_seconds=2)
+        gateway.executors.close()
+        gateway.store.close()
+
+
+def container(name: str, *commands: str, **fields: Any) -> dict[str, Any]:
+    return {"name": name, "docker_image_name": "alpine", "docker_image_tag": "3.20", "execute_commands": list(commands),
+            **fields}  # fmt: skip
+
+
+def test_a_container_step_sees_its_variables_as_shell_variables(hw: Client) -> None:
+    secret = "correct-horse-battery"
+    put(
+        hw,
+        "inline",
+        variables=[
+            {"key": "GREETING", "value": "hello 'quoted' $world"},
+            {"key": "TOKEN", "value": secret, "encrypted": True},
+        ],
+        steps=[
+            step("first", "x"),
+            container(
+                "shell",
+                'echo "$GREETING / $WHO"',
+                'echo "token=$TOKEN"',
+                "pwd",
+                'printf \'{"who": "%s"}\' "$WHO" > "$HATCHWAY_DATA_DIR/out/result.json"',
+                setup_commands=["echo setting up"],
+                working_directory="/usr",
+                variables=[{"key": "WHO", "value": "${steps.first.exports.value}"}],
+            ),
+            container("stops-early", "echo before", "false", "echo never", ignore_errors=True),
+        ],
+    )
+    final = finish(hw, "inline", execute(hw, "inline")["id"])
+    assert final["status"] == "WARNING", explain(final)
+    assert statuses(final) == {"first": "SUCCESSFUL", "shell": "SUCCESSFUL", "stops-early": "WARNING"}
+    shell = run_of(hw, final, "shell")
+    # the step ran as an action of its own, named after the pipeline and the step
+    assert shell["action"]["name"] == "pipeline:inline/shell" and shell["action"]["version"] == 1
+    lines = [e["msg"] for e in hw.logs(shell["id"])["items"] if e["k"] == "stdout"]
+    assert lines == ["setting up", "hello 'quoted' $world / x!", "token=[hidden]", "/usr"]
+    assert shell["ret"] == {"who": "x!"}
+    # variables travel as parameters (config.json), the secret ones hidden and never in the clear
+    assert shell["parameters"]["WHO"] == "x!" and shell["parameters"]["GREETING"] == "hello 'quoted' $world"
+    assert shell["parameters"]["#TOKEN"] == "[hidden]" and shell["parameters"]["#HATCHWAY_VARIABLES"] == "[hidden]"
+    assert secret not in repr(shell)
+    # set -e: the script stops at the first failing command (exit 1: a user error, not retried)
+    early = run_of(hw, final, "stops-early")
+    assert [e["msg"] for e in hw.logs(early["id"])["items"] if e["k"] == "stdout"] == ["before"]
+    assert early["error"]["kind"] == "user"
+
+
+def test_a_container_step_with_an_entrypoint_runs_it_without_a_shell(hw: Client) -> None:
+    put(hw, "entry", steps=[{"name": "direct", "docker_image_name": "alpine", "entrypoint": "echo 'a b' c"}])
+    final = finish(hw, "entry", execute(hw, "entry")["id"])
+    assert final["status"] == "SUCCESSFUL", explain(final)
+    run = run_of(hw, final, "direct")
+    assert [e["msg"] for e in hw.logs(run["id"])["items"] if e["k"] == "stdout"] == ["a b c"]
