@@ -12,7 +12,7 @@ import yaml
 from hatchway.client import Client
 from tests.conftest import FAST
 from tests.functional.stages import explain, stage, statuses, step
-from tests.helpers import LiveServer, wait_until
+from tests.helpers import REPO, LiveServer, wait_until
 from tests.integration.test_cli import cli
 
 pytestmark = pytest.mark.integration
@@ -169,3 +169,23 @@ def test_pipelines_through_the_cli(tmp_path: Path) -> None:
         assert step_view["last_execution_status"] == "FAILED"
     finally:
         server.kill()
+
+
+def test_the_example_pipeline_runs_on_the_examples(live_server: LiveServer) -> None:
+    # Given the README's example pipeline over the example actions, applied from YAML and from JSON
+    examples = REPO / "examples" / "pipelines"
+    assert "nightly version 1" in cli(live_server, "pipelines", "apply", "-f", str(examples / "nightly.yaml")).stdout
+    assert "nightly version 1" in cli(live_server, "pipelines", "apply", "-f", str(examples / "nightly.json")).stdout
+    # When it runs, it waits for approval; approved, it publishes
+    execution_id = cli(live_server, "pipelines", "run", "nightly").stdout.strip()
+    with live_server.client() as hw:
+        waiting = wait_until(
+            lambda: (e := hw.get_execution("nightly", execution_id))["status"] == "WAITING_FOR_APPROVE" and e, 60
+        )
+        assert statuses(waiting)["extract"] == "SUCCESSFUL", explain(waiting)
+        cli(live_server, "executions", "approve", "nightly", execution_id)
+        final = hw.wait_execution("nightly", execution_id, timeout=60)
+        assert final["status"] in ("SUCCESSFUL", "WARNING"), explain(final)
+        assert statuses(final)["publish"] == "SUCCESSFUL" and statuses(final)["when-it-breaks"] == "NOT_EXECUTED"
+        extract = hw.get_run(final["steps"][1]["run_id"])
+        assert extract["exports"]["tables_extracted"] == 2 and extract["parameters"]["#password"] == "[hidden]"
