@@ -184,6 +184,8 @@ class PipelineService:
                 self.gateway.executors.pick(action, Mode.SYNC if step.is_sync else Mode.ASYNC).check(action, invoked)
             except ValidationFailed as exc:
                 raise ValidationFailed.at([*at, "action"], exc.message, "executor_unsupported") from None
+            if action.parameters_schema is not None:
+                continue  # a JSON Schema judges the values, which references only fill in when the step starts
             declared = {p.name for p in action.parameters}
             for pname in step.parameters:
                 if pname not in declared:
