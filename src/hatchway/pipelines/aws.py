@@ -19,6 +19,7 @@ to :class:`PipelineFunction`). The pipeline function is also the Lambda the stat
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -147,7 +148,7 @@ class StepFunctionsEngine:
             for step in effective.steps
             if step.kind != StepType.WAIT_FOR_APPROVE and not step.is_sync
         }
-        targets = Targets(**{**self.targets.__dict__, "definitions": definitions})
+        targets = dataclasses.replace(self.targets, definitions=definitions)
         return state_machine_definition(effective, targets)
 
     def deploy(self, project_id: str, environment: str, spec: PipelineSpec) -> str:
