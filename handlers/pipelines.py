@@ -15,7 +15,8 @@ from hatchway.pipelines.service import PipelineService
 from hatchway.service import build_gateway
 
 settings = Settings.from_env()
-function = PipelineFunction(PipelineService.of(build_gateway(settings)))
+gateway = build_gateway(settings)
+function = PipelineFunction(PipelineService.of(gateway))
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -608,7 +608,10 @@ class Gateway:
         request: RunRequest,
         run_id: str | None = None,
         idempotency_key: str | None = None,
+        submit: bool = True,
     ) -> Run:
+        """Record an async run (ENQUEUED) and, on a remote executor, submit it - unless ``submit`` is
+        False: a pipeline's state machine submits its steps' runs itself."""
         resolved = self.resolve(project_id, environment, name, request.version, request.digest)
         spec = resolved.spec
         self.executors.pick(spec, Mode.ASYNC).check(spec, RUN_ACTION)
@@ -641,7 +644,7 @@ class Gateway:
             options=options,
         )
         executor = self.executors.pick(spec, Mode.ASYNC)
-        if executor.is_remote:
+        if executor.is_remote and submit:
             run.external_id = executor.submit(run, spec)
         try:
             self.store.create_run(run)

@@ -258,10 +258,11 @@ def test_the_pipeline_function_prepares_runs_and_calls_sync_actions(hw: Client, 
     # Then the sync call is a run, and the async step's run is recorded with its references resolved
     assert hw.get_run(runs["s0"])["status"] == "SUCCESSFUL"
     work = hw.get_run(runs["s1"])
-    assert work["status"] == "INPROGRESS" and work["parameters"]["value"] == "HELLO"
+    assert work["status"] == "ENQUEUED" and work["parameters"]["value"] == "HELLO"
     assert work["parameters"]["#token"] == "[hidden]"
     stored = gateway.store.get_run(runs["s1"])
-    assert stored is not None and stored.lease_owner == "stepfunctions"
+    # recorded for the job's adapter to claim, not submitted by the gateway (the state machine does)
+    assert stored is not None and stored.external_id is None
     assert stored.parameters["#token"].startswith("hwenc:")
     # a second delivery of the same task is harmless
     function.handle({"op": "start_step", "execution_id": started["id"], "step": "work", "run_id": runs["s1"]})
@@ -278,3 +279,62 @@ def test_the_handler_module_wires_the_function(monkeypatch: pytest.MonkeyPatch, 
     assert module.handler({"op": "await_approval", "execution_id": "pex_x", "step": "gate"}, None) == {"waiting": True}
     unknown = module.handler({"source": "aws.states", "detail": {"name": "not-ours"}}, None)
     assert unknown == {"updated": False}
+
+
+def test_async_steps_run_on_the_batch_executors_definitions(tmp_path: Any) -> None:
+    """With the real Batch run executor: the state machine uses the executor's own job definition
+    (the runtime adapter for ``Ref::run_id``), and a prepared step's run is recorded, not submitted."""
+    from dataclasses import replace
+
+    from hatchway.aws import AwsClients
+    from hatchway.executors import Executors
+    from hatchway.executors.batch import BatchExecutor
+    from hatchway.executors.process import ProcessExecutor
+    from hatchway.secrets.kms import kms_secret_box
+    from hatchway.service import Principal
+    from hatchway.store.sqlite import SqliteStore
+    from tests.awsmock import REGION, CallCounter, aws_settings, make_infrastructure, moto_in_process
+
+    with moto_in_process():
+        session = boto3.session.Session(region_name=REGION)
+        settings = replace(aws_settings(tmp_path / "home"), **make_infrastructure(session, "hwpipes"))
+        aws = AwsClients(REGION, None, session)
+        from hatchway.aws_setup import bootstrap
+
+        bootstrap(settings, aws)
+        runs = BatchExecutor.from_settings(settings, aws)
+        gateway = Gateway(
+            settings, SqliteStore(tmp_path / "pipelines.db"), Executors(ProcessExecutor.from_settings(settings), runs),
+            lambda: kms_secret_box(settings, aws=aws),
+        )  # fmt: skip
+        gateway.bootstrap()
+        counter = CallCounter(session)
+        sfn = session.client("stepfunctions")
+        role = session.client("iam").create_role(RoleName="hwpipes-states", AssumeRolePolicyDocument="{}")["Role"]
+        service = PipelineService.of(gateway)
+        engine = StepFunctionsEngine(
+            service, sfn, role["Arn"], Targets(function_arn="arn:aws:lambda:us-east-1:123456789012:function:f",
+                                               job_queue=settings.batch_job_queue),
+        )  # fmt: skip
+        service.use_step_functions(engine)
+        admin = Principal(None, None, frozenset({"admin"}))
+        gateway.register_action(admin, "proj_local", "development", stage(image_uri=IMAGE))
+        action = gateway.resolve("proj_local", "development", "stage").spec
+        pipeline, _ = service.define(admin, "proj_local", "development", "batch", {"steps": [step("work")]})
+        # Then the state machine names the executor's job definition, which the executor registered
+        definition = json.loads(sfn.describe_state_machine(stateMachineArn=pipeline.engine_ref)["definition"])
+        job_definition = definition["States"]["work"]["Parameters"]["JobDefinition"]
+        assert job_definition == runs.definition_name("proj_local", action)
+        registered = session.client("batch").describe_job_definitions(jobDefinitionName=job_definition)
+        assert registered["jobDefinitions"][0]["containerProperties"]["command"][-2:] == ["--run", "Ref::run_id"]
+        assert pipeline.engine_ref.split(":stateMachine:")[1].startswith(settings.resource_prefix + "-")
+        # and a step's run prepared by the pipeline function is recorded for the job's adapter, not submitted
+        started = service.execute(admin, "proj_local", "development", "batch", {})
+        counter.clear()
+        run_id = json.loads(sfn.describe_execution(executionArn=started.engine_ref)["input"])["runs"]["s0"]
+        service.create_step_run(started, service.spec_of(pipeline), service.spec_of(pipeline).steps[0], run_id,
+                                submit=False)  # fmt: skip
+        assert counter.count("batch", "SubmitJob") == 0
+        stored = gateway.store.get_run(run_id)
+        assert stored is not None and stored.status.value == "ENQUEUED" and stored.external_id is None
+        gateway.store.close()

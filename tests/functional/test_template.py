@@ -91,7 +91,7 @@ def test_the_template_transforms_offline_into_the_deployment() -> None:
         "AWS::Logs::LogGroup",
     ):
         assert kind in kinds, kind
-    assert set(functions()) == {"ApiFunction", "EventsFunction"}
+    assert set(functions()) == {"ApiFunction", "EventsFunction", "PipelineFunction"}
     assert "ApiUrl" in transformed()["Outputs"]
 
 
@@ -100,11 +100,14 @@ def test_state_changes_reach_the_events_function() -> None:
     patterns = {tuple(rule["EventPattern"]["detail-type"]): rule["EventPattern"] for rule in rules}
     assert patterns[("Batch Job State Change",)]["source"] == ["aws.batch"]
     assert patterns[("ECS Task State Change",)]["source"] == ["aws.ecs"]
+    assert patterns[("Step Functions Execution Status Change",)]["source"] == ["aws.states"]
     for rule in rules:
-        assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": ["EventsFunction", "Arn"]}
+        pipelines = rule["EventPattern"]["source"] == ["aws.states"]
+        target = "PipelineFunction" if pipelines else "EventsFunction"
+        assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": [target, "Arn"]}
 
 
-@pytest.mark.parametrize("name", ["ApiFunction", "EventsFunction"])
+@pytest.mark.parametrize("name", ["ApiFunction", "EventsFunction", "PipelineFunction"])
 def test_every_environment_variable_is_one_config_reads(name: str) -> None:
     env = environment_of(functions()[name])
     assert env, f"{name} gets no environment"
@@ -119,7 +122,7 @@ def test_every_environment_variable_is_one_config_reads(name: str) -> None:
         assert settings.sync_timeout_seconds < 30 < functions()[name]["Timeout"]
 
 
-@pytest.mark.parametrize("name", ["ApiFunction", "EventsFunction"])
+@pytest.mark.parametrize("name", ["ApiFunction", "EventsFunction", "PipelineFunction"])
 @pytest.mark.parametrize("run_executor", ["batch", "ecs"])
 def test_every_handler_imports_with_its_deployed_environment(name: str, run_executor: str, tmp_path: Path) -> None:
     properties = functions()[name]
@@ -174,7 +177,7 @@ def test_project_roles_decrypt_only_their_projects_secrets() -> None:
     assert create["Condition"] == {"StringEquals": {"iam:PermissionsBoundary": {"Ref": "TaskPolicy"}}}
 
 
-@pytest.mark.parametrize("name", ["ApiFunction", "EventsFunction"])
+@pytest.mark.parametrize("name", ["ApiFunction", "EventsFunction", "PipelineFunction"])
 def test_every_function_has_sample_events(name: str) -> None:
     samples = sorted((EVENTS / name).glob("*.json"))
     assert samples, f"events/{name}/ holds no sample event"

@@ -84,7 +84,8 @@ def test_three_steps_run_in_order_with_their_runs_prepared() -> None:
     assert run["Resource"] == BATCH_SYNC and run["Next"] == "transform.start"
     assert run["Parameters"]["JobName.$"] == "$.runs.s0"
     assert run["Parameters"]["JobQueue"] == TARGETS.job_queue
-    assert {"Name": "HATCHWAY_RUN_ID", "Value.$": "$.runs.s0"} in run["Parameters"]["ContainerOverrides"]["Environment"]
+    # the container runs the runtime adapter for that run (the run executors' job definitions)
+    assert run["Parameters"]["Parameters"] == {"run_id.$": "$.runs.s0"}
     assert run["Catch"][0]["Next"] == "main.failed"
     # a sync step: one Lambda call, within the sync limit
     load = states["load"]
@@ -176,8 +177,10 @@ def test_retries_timeouts_and_conditions() -> None:
         variables=[{"key": "ENV", "value": "dev"}],
     )["States"]  # fmt: skip
     flaky = states["flaky"]
-    assert flaky["Retry"] == [{"ErrorEquals": ["States.TaskFailed", "States.Timeout"], "IntervalSeconds": 5,
-                               "MaxAttempts": 3, "BackoffRate": 2.0}]  # fmt: skip
+    # a Batch job's attempts are the run's: its retry strategy, never after a user error (exit 1)
+    assert "Retry" not in flaky
+    assert flaky["Parameters"]["RetryStrategy"] == {"Attempts": 4, "EvaluateOnExit": [{"OnExitCode": "1",
+                                                                                        "Action": "EXIT"}]}  # fmt: skip
     assert flaky["TimeoutSeconds"] == 600 and flaky["Parameters"]["Timeout"] == {"AttemptDurationSeconds": 600}
     when = states["flaky.when"]
     assert when["Default"] == "flaky.start"
@@ -220,13 +223,17 @@ def test_an_approval_gate_waits_for_a_task_token_while_its_hooks_run() -> None:
 def test_ecs_runs_use_run_task_sync() -> None:
     targets = Targets(function_arn=TARGETS.function_arn, runs_on="ecs", cluster="arn:cluster", subnets=["subnet-1"],
                       security_groups=["sg-1"], definitions={"x": "arn:task-def"})  # fmt: skip
-    task = compile_([{"name": "x", "action": "a"}], targets)["States"]["x"]
+    task = compile_([{"name": "x", "action": "a", "retry_count": 2, "retry_interval": 3}], targets)["States"]["x"]
     assert task["Resource"] == ECS_SYNC
     parameters = task["Parameters"]
     assert parameters["Cluster"] == "arn:cluster" and parameters["TaskDefinition"] == "arn:task-def"
     assert parameters["NetworkConfiguration"]["AwsvpcConfiguration"]["Subnets"] == ["subnet-1"]
-    environment = parameters["Overrides"]["ContainerOverrides"][0]["Environment"]
-    assert {"Name": "HATCHWAY_RUN_ID", "Value.$": "$.runs.s0"} in environment
+    assert parameters["StartedBy.$"] == "$.runs.s0"
+    container = parameters["Overrides"]["ContainerOverrides"][0]
+    assert container["Name"] == "action" and container["Command.$"] == "States.Array('--run', $.runs.s0)"
+    # an ECS task is one attempt: the state machine retries with the step's interval
+    assert task["Retry"] == [{"ErrorEquals": ["States.TaskFailed", "States.Timeout"], "IntervalSeconds": 3,
+                              "MaxAttempts": 2, "BackoffRate": 2.0}]  # fmt: skip
 
 
 def test_names_fit_step_functions() -> None:

@@ -8,10 +8,13 @@ The machine follows the local engine's rules (:mod:`hatchway.pipelines.engine`) 
   starts and its Batch job or ECS task carries it.
 * An async step is two tasks: ``<step>.start`` (Lambda: hatchway's pipeline function resolves the
   step's references and records its run) and ``<step>`` (Batch ``submitJob.sync`` or ECS
-  ``runTask.sync``) with ``TimeoutSeconds``, and ``Retry`` from ``retry_count``/``retry_interval``
-  (backoff rate 2, as runs retry). A sync step is one Lambda task: the pipeline function calls the
-  action's sync Lambda, so decrypted parameters never enter the execution history. An approval
-  gate is a ``lambda:invoke.waitForTaskToken`` task; the API's approve sends the token back.
+  ``runTask.sync`` of the run executors' job or task definition, whose container runs the runtime
+  adapter for that run) with ``TimeoutSeconds``. Retries follow the run executors: a Batch job's
+  retry strategy (``1 + retry_count`` attempts, never after exit 1; Batch has no interval), an ECS
+  step's ``Retry`` (``retry_interval``, backoff rate 2). A sync step is one Lambda task with that
+  ``Retry``: the pipeline function calls the action's sync Lambda, so decrypted parameters never
+  enter the execution history. An approval gate is a ``lambda:invoke.waitForTaskToken`` task; the
+  API's approve sends the token back.
 * ``Catch`` sends a failure to the section run on failure, or, with ``ignore_errors``, to a
   ``<step>.warned`` state that marks the execution ``warned`` and goes on.
 * A parallel group is a ``Parallel`` state. Hard: a failing branch fails the state, which stops the
@@ -236,7 +239,8 @@ class _Compiler:
             "Type": "Task",
             **self._run_target(step, run_id),
             **({"TimeoutSeconds": step.timeout} if step.timeout else {}),
-            "Retry": _retry(step, ["States.TaskFailed", "States.Timeout"]),
+            # a Batch job's attempts are the run's attempts (its retry strategy); an ECS task is one attempt
+            "Retry": _retry(step, ["States.TaskFailed", "States.Timeout"]) if self.targets.runs_on == "ecs" else [],
             **common,
             "Next": success,
         }
@@ -244,14 +248,11 @@ class _Compiler:
         return f"{name}.start"
 
     def _run_target(self, step: Step, run_id: str) -> dict[str, Any]:
+        """The Batch job or ECS task of a run, as the run executors define them: the container runs the
+        runtime adapter for the run (job parameter ``run_id``, or the task's command ``--run <id>``)."""
         targets = self.targets
         definition = targets.definitions.get(step.name, f"hatchway-step-{step.name}")
-        environment = [
-            {"Name": "HATCHWAY_RUN_ID", "Value.$": run_id},
-            {"Name": "HATCHWAY_EXECUTION_ID", "Value.$": "$.execution_id"},
-            {"Name": "HATCHWAY_PROJECT_ID", "Value.$": "$.project_id"},
-            {"Name": "HATCHWAY_ENVIRONMENT", "Value.$": "$.environment"},
-        ]
+        environment = [{"Name": "HATCHWAY_PIPELINE_EXECUTION_ID", "Value.$": "$.execution_id"}]
         if targets.runs_on == "ecs":
             return {
                 "Resource": ECS_SYNC,
@@ -259,6 +260,7 @@ class _Compiler:
                     "Cluster": targets.cluster,
                     "TaskDefinition": definition,
                     "LaunchType": "FARGATE",
+                    "StartedBy.$": run_id,
                     "NetworkConfiguration": {
                         "AwsvpcConfiguration": {
                             "Subnets": targets.subnets,
@@ -266,15 +268,29 @@ class _Compiler:
                             "AssignPublicIp": "DISABLED",
                         }
                     },
-                    "Overrides": {"ContainerOverrides": [{"Name": targets.container_name, "Environment": environment}]},
+                    "Overrides": {
+                        "ContainerOverrides": [
+                            {
+                                "Name": targets.container_name,
+                                "Command.$": f"States.Array('--run', {run_id})",
+                                "Environment": environment,
+                            }
+                        ]
+                    },
                 },
             }
         parameters: dict[str, Any] = {
             "JobName.$": run_id,
             "JobQueue": targets.job_queue,
             "JobDefinition": definition,
+            "Parameters": {"run_id.$": run_id},
             "ContainerOverrides": {"Environment": environment},
         }
+        if step.retry_count:
+            parameters["RetryStrategy"] = {
+                "Attempts": min(10, 1 + step.retry_count),
+                "EvaluateOnExit": [{"OnExitCode": "1", "Action": "EXIT"}],  # a user error is not retried
+            }
         if step.timeout:
             parameters["Timeout"] = {"AttemptDurationSeconds": max(60, step.timeout)}
         return {"Resource": BATCH_SYNC, "Parameters": parameters}

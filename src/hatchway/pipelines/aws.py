@@ -4,12 +4,13 @@
 environment and name), compiled by :mod:`hatchway.pipelines.asl` and updated on every new version;
 each execution is a state machine execution named by the execution's id. Before starting it, the
 engine chooses a run id for every step and passes them in the input, so the history, the Batch
-jobs (named by their run ids) and the run records agree. The job definitions of async steps are
-registered when the pipeline is defined: an action's image and compute requirements, or a Run
-Docker container step's image and script. The container learns which run it is from
-``HATCHWAY_RUN_ID`` and reads that run's configuration the way the run executor provides it.
+jobs and ECS tasks (named, or started, by their run ids) and the run records agree. Async steps
+run on the run executors' own job or task definitions (:mod:`hatchway.executors.batch`,
+:mod:`hatchway.executors.ecs`), prepared when the pipeline is defined; their container runs the
+runtime adapter for the step's run, which reads it from the store, decrypts its secrets and
+records its outcome, exactly as for a run started through the API.
 
-:func:`step_states` turns an execution history into step statuses; :meth:`StepFunctionsEngine.refresh`
+:func:`apply_history` turns an execution history into step statuses; :meth:`StepFunctionsEngine.refresh`
 writes them into the execution record (on every read, and when EventBridge reports a status change
 to :class:`PipelineFunction`). The pipeline function is also the Lambda the state machine calls:
 ``start_step`` records a step's run (its references resolved, its secrets encrypted),
@@ -34,7 +35,6 @@ from hatchway.errors import (
     Conflict,
     HatchwayError,
     NotFound,
-    TransitionConflict,
     Unavailable,
     ValidationFailed,
 )
@@ -42,16 +42,13 @@ from hatchway.pipelines import inline
 from hatchway.pipelines.asl import SUFFIXES, Targets, state_machine_definition
 from hatchway.pipelines.model import PipelineSpec, Step, StepType, TriggerTime, references
 from hatchway.pipelines.records import Execution, ExecutionStatus, PipelineRecord, StepState, StepStatus
-from hatchway.runs import RunStatus, new_run_id, now_ms
+from hatchway.runs import Mode, new_run_id, now_ms
 from hatchway.spec import ActionSpec
 
 if TYPE_CHECKING:
     from hatchway.pipelines.service import PipelineService
 
 log = logging.getLogger("hatchway.pipelines")
-
-#: how long a run started by a state machine is leased (the state machine, not a worker, owns it)
-STEP_LEASE_SLACK_SECONDS = 3600
 
 
 class StepInputsPending(HatchwayError):
@@ -75,10 +72,10 @@ def _setting(settings: Settings, name: str) -> Any:
     return getattr(settings, name, None)
 
 
-def machine_name(project_id: str, environment: str, pipeline: str) -> str:
+def machine_name(project_id: str, environment: str, pipeline: str, prefix: str = "hatchway") -> str:
     """A state machine name (at most 80 characters) unique per project, environment and pipeline."""
     tag = hashlib.sha256(f"{project_id}/{environment}/{pipeline}".encode()).hexdigest()[:12]
-    return f"hatchway-{tag}-{pipeline}"[:80]
+    return f"{prefix}-{tag}-{pipeline}"[:80]
 
 
 def terminate_arn(execution_arn: str, execution_id: str) -> str:
@@ -156,7 +153,7 @@ class StepFunctionsEngine:
         from botocore.exceptions import BotoCoreError, ClientError
 
         definition = json.dumps(self.compile(project_id, environment, spec))
-        name = machine_name(project_id, environment, spec.name or "")
+        name = machine_name(project_id, environment, spec.name or "", self.service.settings.resource_prefix)
         try:
             arn = self._find(name)
             if arn is None:
@@ -209,7 +206,7 @@ class StepFunctionsEngine:
         return spec.model_copy(update={"steps": steps})
 
     def _definition(self, project_id: str, environment: str, spec: PipelineSpec, step: Step) -> str:
-        """Register (idempotently) the job or task definition an async step runs; its name."""
+        """The job or task definition an async step runs on; the run executor prepares its own."""
         if step.kind == StepType.RUN_DOCKER_CONTAINER:
             action = inline.inline_spec(spec, step)
         else:
@@ -221,8 +218,16 @@ class StepFunctionsEngine:
                 "on AWS an async step runs an image: its action needs image_uri",
                 "executor_unsupported",
             )
+        executor = self.service.gateway.executors.pick(action, Mode.ASYNC)
+        named = getattr(executor, "definition_name", None) or getattr(executor, "family", None)
+        if executor.is_remote and named is not None:
+            executor.prepare(project_id, action)
+            return str(named(project_id, action))
+        # the gateway's runs go elsewhere (a local executor): register a plain definition of the image
         digest = action.digest().removeprefix("sha256:")[:16]
-        name = re.sub(r"[^A-Za-z0-9_-]", "-", f"hatchway-{step.name}-{digest}")[:128]
+        name = re.sub(r"[^A-Za-z0-9_-]", "-", f"{self.service.settings.resource_prefix}-step-{step.name}-{digest}")[
+            :128
+        ]
         if self.targets.runs_on == "ecs":
             return self._task_definition(name, action)
         if self.batch is None:
@@ -233,6 +238,7 @@ class StepFunctionsEngine:
                 jobDefinitionName=name,
                 type="container",
                 platformCapabilities=["FARGATE"],
+                parameters={"run_id": "none"},
                 containerProperties={
                     "image": action.image_uri,
                     **({"command": action.argv} if action.argv else {}),
@@ -626,20 +632,13 @@ class PipelineFunction:
     def start_step(self, execution_id: str, step_name: str, run_id: str) -> dict[str, Any]:
         """Record the run of an async step (references resolved, secrets encrypted) before its job starts.
 
-        The run is INPROGRESS at once and leased to the state machine, so no worker claims it.
+        The run is recorded, not submitted: the state machine starts its Batch job or ECS task,
+        whose adapter claims it. A second delivery of the same task changes nothing.
         """
         execution, spec, step = self._context(execution_id, step_name)
         execution = self._ready(execution, spec, step)
-        try:
-            run = self.service.create_step_run(execution, spec, step, run_id)
-        except Conflict:
-            return {"run_id": run_id}
-        lease = run.timeout_seconds * run.max_attempts + STEP_LEASE_SLACK_SECONDS
-        with contextlib.suppress(TransitionConflict):
-            self.service.store.transition(
-                run_id, RunStatus.ENQUEUED, RunStatus.INPROGRESS, attempt=1, started_at=now_ms(),
-                lease_owner="stepfunctions", lease_until=now_ms() + lease * 1000,
-            )  # fmt: skip
+        with contextlib.suppress(Conflict):
+            self.service.create_step_run(execution, spec, step, run_id, submit=False)
         return {"run_id": run_id}
 
     def sync_step(self, execution_id: str, step_name: str, run_id: str, attempt: int) -> dict[str, Any]:

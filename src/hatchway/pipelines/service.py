@@ -513,8 +513,13 @@ class PipelineService:
         except HatchwayError as exc:
             self._step_failed(execution.id, step, run_id, _message(exc))
 
-    def create_step_run(self, execution: Execution, spec: PipelineSpec, step: Step, run_id: str) -> Run:
-        """The run of an async step, ENQUEUED under ``run_id`` (raises Conflict if it exists)."""
+    def create_step_run(
+        self, execution: Execution, spec: PipelineSpec, step: Step, run_id: str, submit: bool = True
+    ) -> Run:
+        """The run of an async step, ENQUEUED under ``run_id`` (raises Conflict if it exists).
+
+        ``submit`` False: the run is only recorded (a state machine starts its job or task).
+        """
         name, version, digest = self._target(execution, step)
         request = RunRequest(
             parameters=self._parameters(execution, spec, step, name),
@@ -525,7 +530,9 @@ class PipelineService:
             retry_interval_seconds=float(step.retry_interval) if step.retry_interval is not None else None,
             options={"pipeline": {"execution_id": execution.id, "pipeline": execution.pipeline, "step": step.name}},
         )
-        return self.gateway._create_async_run(execution.project_id, execution.environment, name, request, run_id=run_id)
+        return self.gateway._create_async_run(
+            execution.project_id, execution.environment, name, request, run_id=run_id, submit=submit
+        )
 
     def call_step_sync(self, execution: Execution, spec: PipelineSpec, step: Step, run_id: str) -> dict[str, Any]:
         """Call a sync step's action as run ``run_id``; its answer, or the contract's error."""
