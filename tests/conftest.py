@@ -25,6 +25,8 @@ def make_settings(home: Path, **overrides: Any) -> Settings:
         "HATCHWAY_BOOTSTRAP_TOKEN": ADMIN_TOKEN,
         "HATCHWAY_LEASE_SECONDS": "3",
         "HATCHWAY_HEARTBEAT_SECONDS": "0.5",
+        # host processes unless a test asks for containers, whatever engine this machine has
+        "HATCHWAY_EXECUTOR": "process",
     }
     return Settings.from_env(base, **{"kill_grace_seconds": 1.0, **overrides})
 

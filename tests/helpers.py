@@ -46,6 +46,8 @@ def child_env(home: Path, **extra: str) -> dict[str, str]:
             "HATCHWAY_BOOTSTRAP_TOKEN": ADMIN_TOKEN,
             "PYTHONPATH": str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", ""),
             "HATCHWAY_LOG_LEVEL": "INFO",
+            # host processes unless a test asks for containers (HATCHWAY_EXECUTOR, DOCKER_HOST)
+            "HATCHWAY_EXECUTOR": "process",
         }
     )
     env.update(extra)

@@ -111,7 +111,7 @@ def start_gateway(
         settings.max_body_bytes,
         is_networked=settings.backend == "aws",
         on_startup=pool.start if pool else None,
-        on_shutdown=(lambda: pool.stop(settings.shutdown_grace_seconds)) if pool else None,
+        on_shutdown=lambda: _shutdown(gateway, pool, settings.shutdown_grace_seconds),
     )
     scheme = "https" if tls_cert else "http"
 
@@ -133,6 +133,14 @@ def start_gateway(
     finally:
         gateway.executors.close()
         gateway.store.close()
+
+
+def _shutdown(gateway: Gateway, pool: Any, grace_seconds: float) -> None:
+    """Stop the workers, then the executors (warm containers, reapers). uvicorn re-raises the
+    SIGTERM it caught once the app has shut down, so code after ``serve`` may never run."""
+    if pool is not None:
+        pool.stop(grace_seconds)
+    gateway.executors.close()
 
 
 def run_worker(settings: Settings) -> None:

@@ -23,7 +23,11 @@ MIB = 1024 * 1024
 ENV_VARS: dict[str, str] = {
     "HATCHWAY_HOME": "state directory of the embedded default (database, key file, token)",
     "HATCHWAY_BACKEND": "embedded (SQLite + local key file) or aws (DynamoDB + KMS)",
-    "HATCHWAY_EXECUTOR": "process, docker or lambda-local for actions run on this host",
+    "HATCHWAY_EXECUTOR": "auto (default), process, docker or lambda-local for actions run on this host",
+    "DOCKER_HOST": "the Docker engine for container actions (default unix:///var/run/docker.sock)",
+    "HATCHWAY_LAMBDA_RIE": "path of the Lambda Runtime Interface Emulator (default: found in aws-sam-cli)",
+    "HATCHWAY_LAMBDA_POOL_SIZE": "warm Lambda containers per action version at most (default 4)",
+    "HATCHWAY_LAMBDA_IDLE_SECONDS": "a warm Lambda container idle this long is stopped (default 300)",
     "HATCHWAY_BOOTSTRAP_TOKEN": "the global admin token; generated into $HATCHWAY_HOME/token if unset",
     "HATCHWAY_SYNC_TIMEOUT_SECONDS": "limit of a sync action call, at most 30",
     "HATCHWAY_SYNC_CONCURRENCY": "sync calls running at once before 429 answers",
@@ -100,7 +104,7 @@ class Settings:
 
     home: Path = field(default_factory=lambda: Path("~/.hatchway").expanduser())
     backend: str = "embedded"
-    executor: str = "process"
+    executor: str = "auto"
     bootstrap_token: str | None = None
     sync_timeout_seconds: int = SYNC_LIMIT_SECONDS
     sync_concurrency: int = 32
@@ -141,6 +145,11 @@ class Settings:
     pipeline_engine: str = "local"
     states_role_arn: str | None = None
     pipeline_function_arn: str | None = None
+    # containers (docker and lambda-local executors)
+    docker_host: str | None = None
+    lambda_rie_path: str | None = None
+    lambda_pool_size: int = 4
+    lambda_idle_seconds: float = 300.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -150,7 +159,7 @@ class Settings:
         settings = cls(
             home=Path(env.get("HATCHWAY_HOME") or "~/.hatchway").expanduser(),
             backend=env.get("HATCHWAY_BACKEND") or "embedded",
-            executor=env.get("HATCHWAY_EXECUTOR") or "process",
+            executor=env.get("HATCHWAY_EXECUTOR") or "auto",
             bootstrap_token=env.get("HATCHWAY_BOOTSTRAP_TOKEN") or None,
             sync_timeout_seconds=_int(env, "HATCHWAY_SYNC_TIMEOUT_SECONDS", SYNC_LIMIT_SECONDS, 1),
             sync_concurrency=_int(env, "HATCHWAY_SYNC_CONCURRENCY", 32, 1),
@@ -188,6 +197,10 @@ class Settings:
             or ("stepfunctions" if env.get("HATCHWAY_BACKEND") == "aws" else "local"),
             states_role_arn=env.get("HATCHWAY_STATES_ROLE_ARN") or None,
             pipeline_function_arn=env.get("HATCHWAY_PIPELINE_FUNCTION_ARN") or None,
+            docker_host=env.get("DOCKER_HOST") or None,
+            lambda_rie_path=env.get("HATCHWAY_LAMBDA_RIE") or None,
+            lambda_pool_size=_int(env, "HATCHWAY_LAMBDA_POOL_SIZE", 4, 1),
+            lambda_idle_seconds=_float(env, "HATCHWAY_LAMBDA_IDLE_SECONDS", 300.0),
         )
         if overrides:
             settings = replace(settings, **overrides)

@@ -47,14 +47,64 @@ def make_executor(settings: Settings, name: str | None = None) -> BaseExecutor:
     return executor_class(name or settings.executor).from_settings(settings)
 
 
+#: executors that run containers on a local engine; the Lambda one answers sync calls only
+CONTAINER_EXECUTORS = ("docker", "lambda-local")
+
+
+def action_executor(spec: ActionSpec) -> str | None:
+    """The executor an action asks for in its metadata (``"executor": "docker"``), if any."""
+    choice = spec.metadata.get("executor")
+    return choice if isinstance(choice, str) else None
+
+
+def has_image(spec: ActionSpec) -> bool:
+    return bool(spec.image_uri or spec.docker_config)
+
+
 class Executors:
     """Which executor runs what: sync calls and async runs may go to different places
-    (on AWS a container Lambda answers sync calls while Batch runs the queue)."""
+    (on AWS a container Lambda answers sync calls while Batch runs the queue).
 
-    def __init__(self, sync: BaseExecutor, run: BaseExecutor | None = None, http: BaseExecutor | None = None) -> None:
+    HTTP actions always go to ``http``. ``named`` maps executor names to (sync, run) pairs an
+    action may ask for in ``metadata.executor``; ``images`` is the pair for actions that have an
+    image when the choice is automatic (``hatchway serve`` with a Docker engine).
+    """
+
+    def __init__(
+        self,
+        sync: BaseExecutor,
+        run: BaseExecutor | None = None,
+        http: BaseExecutor | None = None,
+        *,
+        images: tuple[BaseExecutor, BaseExecutor] | None = None,
+        named: dict[str, tuple[BaseExecutor, BaseExecutor]] | None = None,
+        mode: str | None = None,
+    ) -> None:
         self.sync = sync
         self.run = run or sync
         self.http = http
+        self.images = images
+        self.named = named or {}
+        self.mode = mode
+
+    def _pair(self, spec: ActionSpec) -> tuple[BaseExecutor, BaseExecutor]:
+        wanted = action_executor(spec)
+        if wanted is not None and wanted not in self.named and wanted == self.sync.name:
+            return self.sync, self.run
+        if wanted is not None:
+            if wanted not in self.named:
+                from hatchway.errors import ValidationFailed
+
+                offered = ", ".join(self.named) or self.sync.name
+                raise ValidationFailed.at(
+                    ["body", "metadata", "executor"],
+                    f"this gateway cannot run actions with the {wanted} executor (it offers: {offered})",
+                    "executor_unavailable",
+                )
+            return self.named[wanted]
+        if self.images is not None and has_image(spec):
+            return self.images
+        return self.sync, self.run
 
     def pick(self, spec: ActionSpec, mode: Mode) -> BaseExecutor:
         from hatchway.runs import Mode
@@ -65,32 +115,64 @@ class Executors:
 
                 self.http = HttpExecutor()
             return self.http
-        return self.sync if mode == Mode.SYNC else self.run
+        sync, run = self._pair(spec)
+        return sync if mode == Mode.SYNC else run
+
+    def _all(self) -> list[BaseExecutor]:
+        found: list[BaseExecutor] = []
+        pairs = [(self.sync, self.run), *([self.images] if self.images else []), *self.named.values()]
+        if self.http is not None:
+            pairs.append((self.http, self.http))
+        for pair in pairs:
+            for executor in pair:
+                if all(executor is not seen for seen in found):
+                    found.append(executor)
+        return found
 
     def describe(self) -> str:
-        if self.run is self.sync:
-            return self.sync.name
-        return f"{self.sync.name} (sync), {self.run.name} (runs)"
+        def pair(sync: BaseExecutor, run: BaseExecutor) -> str:
+            return sync.name if sync is run else f"{sync.name} (sync), {run.name} (runs)"
+
+        text = pair(self.sync, self.run)
+        if self.images is not None:
+            text = f"{pair(*self.images)} for actions with an image, {text} for the others"
+        if self.mode:
+            text = f"{self.mode}: {text}"
+        return text
 
     def recover(self) -> int:
         """Clean up after a crashed gateway (each executor once)."""
-        cleaned = self.sync.recover()
-        if self.run is not self.sync:
-            cleaned += self.run.recover()
-        return cleaned
+        return sum(executor.recover() for executor in self._all())
 
     def close(self) -> None:
-        self.sync.close()
-        if self.run is not self.sync:
-            self.run.close()
+        for executor in self._all():
+            executor.close()
 
 
 def make_executors(settings: Settings) -> Executors:
-    """The executors the settings name: ``HATCHWAY_SYNC_EXECUTOR`` / ``HATCHWAY_RUN_EXECUTOR`` may
-    send sync calls and runs elsewhere than ``HATCHWAY_EXECUTOR`` (on AWS: lambda and batch); HTTP
-    actions always go to the gateway's own HTTP executor."""
-    sync_name = settings.sync_executor or settings.executor
-    run_name = settings.run_executor or settings.executor
+    """The executors the settings name; HTTP actions always go to the gateway's own HTTP executor.
+
+    ``auto`` (the default) uses containers when a Docker engine answers (see
+    :mod:`hatchway.executors.containers`), else host processes. ``HATCHWAY_SYNC_EXECUTOR`` /
+    ``HATCHWAY_RUN_EXECUTOR`` may send sync calls and runs elsewhere than ``HATCHWAY_EXECUTOR``
+    (on AWS: lambda and batch).
+    """
+    http = make_executor(settings, "http")
+    name = settings.executor
+    is_split = bool(settings.sync_executor or settings.run_executor)
+    if name in ("auto", *CONTAINER_EXECUTORS) and not is_split and settings.backend == "embedded":
+        from hatchway.executors.docker_engine import engine_answers
+
+        if name != "auto" or engine_answers(settings.docker_host):
+            from hatchway.executors.containers import container_executors
+
+            executors = container_executors(settings, name)
+            executors.http = http
+            return executors
+        return Executors(make_executor(settings, "process"), http=http, mode="auto (no Docker engine answers)")
+    base = "process" if name == "auto" else name
+    sync_name = settings.sync_executor or base
+    run_name = settings.run_executor or base
     sync = make_executor(settings, sync_name)
     run = sync if run_name == sync_name else make_executor(settings, run_name)
-    return Executors(sync, run, http=make_executor(settings, "http"))
+    return Executors(sync, run, http=http)

@@ -32,6 +32,8 @@ from hatchway.secrets.redact import NO_SECRETS, Redactor
 from hatchway.spec import ActionSpec
 
 MAX_MESSAGE_CHARS = 4000
+#: stands for the data directory in the environment of an adapter payload (the adapter makes the directory)
+DATA_DIR_TOKEN = "${HATCHWAY_DATA_DIR}"  # noqa: S105 - a placeholder, not a secret
 
 
 @dataclass
@@ -338,7 +340,8 @@ def adapter_payload(
     function's own limit cuts it off.
     """
     spec = invocation.spec
-    env = invocation.environment_for(data_dir_env or "")
+    # the data directory is made by the adapter: variables derived from it carry a token it replaces
+    env = invocation.environment_for(data_dir_env or DATA_DIR_TOKEN)
     env.pop("HATCHWAY_DATA_DIR", None)
     secrets = list(invocation.redactor.secrets) if invocation.redactor else []
     return {
@@ -354,6 +357,7 @@ def adapter_payload(
         "max_log_bytes": max_log_bytes,
         "max_stdout_bytes": max_stdout_bytes,
         "redact": secrets,
+        "data_dir_token": DATA_DIR_TOKEN,
     }
 
 
@@ -377,6 +381,7 @@ def execution_from_outcome(outcome: dict[str, Any], collector: OutputCollector) 
         exit_code=outcome.get("exit_code"),
         signal=outcome.get("signal"),
         timed_out=bool(outcome.get("timed_out")),
+        oom=bool(outcome.get("oom")),
         duration_ms=int(outcome.get("duration_ms") or 0),
         ret=outcome.get("result"),
         exports=outcome.get("exports"),

@@ -10,14 +10,18 @@ Payload (``"hatchway": 1``)::
 
     {"hatchway": 1, "config": {config.json}, "argv": [...], "env": {...}, "workdir": "/action"|null,
      "timeout_seconds": 29.0, "kill_grace_seconds": 1.0, "max_log_bytes": ..., "max_stdout_bytes": ...,
-     "redact": [secret values to hide, when the gateway decrypted them]}
+     "redact": [secret values to hide, when the gateway decrypted them],
+     "data_dir_token": "${HATCHWAY_DATA_DIR}" (optional: replaced by the data directory in env values)}
 
 Outcome::
 
     {"hatchway": 1, "exit_code": 0, "signal": null, "timed_out": false, "duration_ms": 12,
      "start_error": null, "stdout": "..." (sync actions), "stdout_truncated": false,
      "logs": [[k, ts, msg], ...], "logs_dropped": [lines, bytes],
-     "result": ..., "exports": ..., "output_problem": null}
+     "result": ..., "exports": ..., "output_problem": null, "oom": false}
+
+``oom`` is true when the kernel's OOM killer ended the action (the container's memory cgroup
+counted a kill while it ran); where no cgroup is visible it stays false.
 
 Standard library only.
 """
@@ -65,13 +69,17 @@ def invoke(payload: dict[str, Any]) -> dict[str, Any]:
         return _refused(f"could not prepare the workspace ({exc.strerror})")
     try:
         env = {str(k): str(v) for k, v in (payload.get("env") or {}).items()}
+        token = payload.get("data_dir_token")
+        if token:  # variables derived from the data directory (KBC_DATADIR, ROBOTO_INPUT_DIR, ...)
+            env = {key: value.replace(str(token), str(workspace.path)) for key, value in env.items()}
         env["HATCHWAY_DATA_DIR"] = str(workspace.path)
         env.setdefault("PATH", os.environ.get("PATH") or DEFAULT_PATH)
         env.setdefault("HOME", str(workspace.path))
-        env.setdefault("TMPDIR", str(workspace.path))
+        env.setdefault("TMPDIR", str(workspace.tmp))
         env.setdefault("LANG", "C.UTF-8")
         env.setdefault("PYTHONUNBUFFERED", "1")
         workdir = payload.get("workdir") or None
+        oom_kills = _oom_kills()
         ended = spawn(
             argv,
             cwd=workdir or workspace.path,
@@ -94,6 +102,7 @@ def invoke(payload: dict[str, Any]) -> dict[str, Any]:
             "result": None,
             "exports": None,
             "output_problem": None,
+            "oom": ended.signal == 9 and _oom_kills() > oom_kills,
         }
         if ended.exit_code == 0 and not ended.timed_out:
             outcome["result"], problem = workspace.read_json("result.json")
@@ -103,6 +112,24 @@ def invoke(payload: dict[str, Any]) -> dict[str, Any]:
         return outcome
     finally:
         workspace.remove()
+
+
+#: where a container sees the OOM kills of its own memory cgroup (v2, then v1)
+OOM_COUNTERS = ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control")
+
+
+def _oom_kills() -> int:
+    """How many processes the OOM killer ended in this cgroup so far (0 if it cannot be seen)."""
+    for path in OOM_COUNTERS:
+        try:
+            with open(path, encoding="ascii") as handle:
+                for line in handle:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return 0
 
 
 def _refused(reason: str) -> dict[str, Any]:

@@ -1,0 +1,342 @@
+"""Container actions against a real dockerd: ``docker run`` per attempt and warm container Lambdas.
+
+The test action (``docker_action/``) is built FROM hatchway's base image at registration and
+behaves as its ``mode`` parameter says (answer, user error, application error, bad JSON, sleep,
+eat memory, kill its runtime).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hatchway.client import (
+    ApplicationErrorResponse as AppErrorResponse,
+)
+from hatchway.client import (
+    Client,
+    TimeoutResponse,
+    UserErrorResponse,
+    ValidationErrorResponse,
+)
+from hatchway.config import Settings
+from hatchway.executors.docker_engine import LABEL_HOME, LABEL_KIND, LABEL_MANAGED, DockerEngine, action_image_tag
+from hatchway.service import Gateway, build_gateway
+from hatchway.spec import resolve_local_paths
+from hatchway.worker import WorkerPool
+from tests.conftest import inprocess_client, make_settings
+from tests.helpers import REPO, LiveServer, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker]
+
+ACTION_DIR = Path(__file__).parent / "docker_action"
+
+
+def action(name: str = "box", **extra: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "name": name,
+        "parameters": [
+            {"name": "mode", "default": "ok"},
+            {"name": "seconds", "default": "60"},
+            {"name": "who", "required": False},
+        ],
+        "sync_actions": ["go"],
+        "compute_requirements": {"vCPU": 1024, "memory": 2048},
+        "container_parameters": {"entry_point": ["python3"], "command": ["act.py"], "env_vars": {"GREETING": "hi"}},
+        "docker_config": {"context": str(ACTION_DIR), "dockerfile": "Dockerfile"},
+    }
+    doc.update(extra)
+    return doc
+
+
+SMALL = {"vCPU": 256, "memory": 512}
+
+
+def containers(engine: DockerEngine, kind: str | None = None) -> list[Any]:
+    labels = [f"{LABEL_MANAGED}=1", f"{LABEL_HOME}={engine.home_label}"]
+    if kind:
+        labels.append(f"{LABEL_KIND}={kind}")
+    return list(engine.client.containers.list(all=True, filters={"label": labels}, ignore_removed=True))
+
+
+def engine_of(gateway: Gateway) -> DockerEngine:
+    engine: DockerEngine = gateway.executors.named["docker"][0].engine  # type: ignore[attr-defined]
+    return engine
+
+
+def container_settings(home: Path, executor: str, docker_host: str, rie_path: str, **overrides: Any) -> Settings:
+    return make_settings(home, executor=executor, docker_host=docker_host, lambda_rie_path=rie_path, **overrides)
+
+
+@pytest.fixture
+def gateway_for(tmp_path: Path, docker_host: str, base_image: str, rie_path: str) -> Iterator[Any]:
+    """Gateways with container executors; each is closed (and its containers removed) at the end."""
+    made: list[Gateway] = []
+
+    def make(executor: str, **overrides: Any) -> Gateway:
+        home = tmp_path / f"home-{len(made)}"
+        gw = build_gateway(container_settings(home, executor, docker_host, rie_path, **overrides))
+        gw.bootstrap()
+        made.append(gw)
+        return gw
+
+    yield make
+    for gw in made:
+        gw.executors.close()
+        gw.store.close()
+
+
+@pytest.fixture
+def hw_for(gateway_for: Any) -> Iterator[Any]:
+    """A client over an in-process gateway with a worker pool, for one executor choice."""
+    opened: list[tuple[Client, WorkerPool]] = []
+
+    def make(executor: str, **overrides: Any) -> tuple[Client, Gateway]:
+        gw = gateway_for(executor, **overrides)
+        pool = WorkerPool(gw, size=2)
+        pool.start()
+        client = inprocess_client(gw)
+        opened.append((client, pool))
+        return client, gw
+
+    yield make
+    for client, pool in opened:
+        client.close()
+        pool.stop(grace_seconds=2)
+
+
+@pytest.mark.parametrize("executor", ["docker", "lambda-local"])
+def test_sync_answers_errors_and_timeouts(hw_for: Any, executor: str) -> None:
+    hw, gw = hw_for(executor)
+    # Given an action with a docker_config, registered: its image is built, tagged by the digest
+    record = hw.register_action(action())
+    tag = action_image_tag("proj_local", "box", record["digest"])
+    assert tag.startswith("hatchway-action/box:" + record["digest"].removeprefix("sha256:"))
+    assert engine_of(gw).inspect(tag) is not None
+    # When its sync action answers
+    answer = hw.call_sync("box", "go", {"who": "a; $(rm -rf /) `x`"})
+    # Then the JSON on stdout is the answer; it ran as nobody, without a network, with env_vars
+    ret = answer["ret"]
+    assert ret["who"] == "a; $(rm -rf /) `x`"
+    assert ret["uid"] == 65534
+    assert ret["interfaces"] == ["lo"]
+    assert ret["env"] == "hi"
+    assert ret["cwd"] == "/action"
+    assert [e["msg"] for e in answer["os"]] == ["to the log"]
+    # A user error is a 400 with the action's message
+    with pytest.raises(UserErrorResponse) as user:
+        hw.call_sync("box", "go", {"mode": "user"})
+    assert "the table 'x' does not exist" in user.value.message
+    # An application error and invalid JSON are 500s that quote an exceptionId only
+    for mode in ("app", "badjson"):
+        with pytest.raises(AppErrorResponse) as app:
+            hw.call_sync("box", "go", {"mode": mode})
+        assert app.value.body["exceptionId"].startswith("exc_")
+        assert "exit code" not in app.value.message
+    # A call over its limit is a 504, and its container goes away
+    with pytest.raises(TimeoutResponse):
+        hw.call_sync("box", "go", {"mode": "sleep"}, timeout_seconds=2)
+    engine = engine_of(gw)
+    wait_until(lambda: not containers(engine, "run"), 20, 0.1, "the timed-out container to be removed")
+    # and the action still answers afterwards
+    assert hw.call_sync("box", "go", {"who": "again"})["ret"]["who"] == "again"
+
+
+def test_warm_containers_are_reused_and_a_crashed_one_replaced(hw_for: Any) -> None:
+    hw, gw = hw_for("lambda-local")
+    hw.register_action(action())
+    engine = engine_of(gw)
+    # Given a first call that started a warm container
+    first = hw.call_sync("box", "go", {})["ret"]["host"]
+    # When the action is called again, the same container answers
+    assert hw.call_sync("box", "go", {})["ret"]["host"] == first
+    assert len(containers(engine, "lambda")) == 1
+    # When the action kills its runtime, the call fails as an application error
+    with pytest.raises(AppErrorResponse):
+        hw.call_sync("box", "go", {"mode": "crash"})
+    # Then the next call gets a fresh container, and the dead one is removed
+    replaced = hw.call_sync("box", "go", {})["ret"]["host"]
+    assert replaced != first
+    wait_until(lambda: len(containers(engine, "lambda")) == 1, 20, 0.1, "the crashed container to be removed")
+
+
+def test_concurrent_calls_share_a_bounded_pool(hw_for: Any) -> None:
+    hw, gw = hw_for("lambda-local", lambda_pool_size=2)
+    hw.register_action(action(compute_requirements=SMALL))
+    hosts: list[str] = []
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            hosts.append(hw.call_sync("box", "go", {"mode": "sleep", "seconds": "1"})["ret"]["host"])
+        except BaseException as exc:
+            errors.append(exc)
+
+    # When four calls arrive at once for a pool of two
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    # Then all are answered, by at most two containers
+    assert not errors
+    assert len(hosts) == 4
+    assert 1 <= len(set(hosts)) <= 2
+    assert len(containers(engine_of(gw), "lambda")) <= 2
+
+
+def test_async_run_records_ret_exports_and_logs(hw_for: Any) -> None:
+    hw, _ = hw_for("docker")
+    hw.register_action(action())
+    # When a run is started and awaited
+    run = hw.start_run("box", {"who": "w"})
+    final = hw.wait(run["id"], timeout=60)
+    # Then out/result.json, out/exports.json and the output lines are recorded
+    assert final["status"] == "SUCCESSFUL", final
+    assert final["ret"]["who"] == "w"
+    assert final["ret"]["data_dir"] == "/hatchway/data"
+    assert final["exports"] == {"rows": 42}
+    messages = [e["msg"] for e in hw.logs(run["id"])["items"]]
+    assert {"line 0", "line 1", "line 2", "to the log"} <= set(messages)
+
+
+@pytest.mark.parametrize("executor", ["docker", "lambda-local"])
+def test_memory_limit_is_enforced_and_reported(hw_for: Any, executor: str) -> None:
+    hw, gw = hw_for(executor)
+    hw.register_action(action(compute_requirements=SMALL))
+    # When the action allocates more than its 512 MiB
+    with pytest.raises(AppErrorResponse) as err:
+        hw.call_sync("box", "go", {"mode": "oom"})
+    # Then it is killed and the run says why
+    run = hw.get_run(err.value.body["runId"])
+    assert run["error"]["message"] == "out of memory"
+    # and the next call is answered
+    assert hw.call_sync("box", "go", {})["ret"]["uid"] == 65534
+
+
+def test_network_only_when_the_action_allows_it(hw_for: Any) -> None:
+    hw, _ = hw_for("docker")
+    hw.register_action(action("open", metadata={"network": True}))
+    hw.register_action(action("closed"))
+    assert "eth0" in hw.call_sync("open", "go", {})["ret"]["interfaces"]
+    assert hw.call_sync("closed", "go", {})["ret"]["interfaces"] == ["lo"]
+
+
+def test_cancel_and_timeout_leave_no_container(hw_for: Any) -> None:
+    hw, gw = hw_for("docker", kill_grace_seconds=1.0)
+    engine = engine_of(gw)
+    hw.register_action(action())
+    # Given a running run in its container
+    run = hw.start_run("box", {"mode": "sleep"})
+    wait_until(lambda: containers(engine, "run"), 30, 0.1, "the run's container")
+    wait_until(lambda: hw.get_run(run["id"])["status"] == "INPROGRESS", 30, 0.05, "INPROGRESS")
+    # When it is cancelled
+    hw.cancel_run(run["id"])
+    # Then it ends TERMINATED and its container is removed
+    assert hw.wait(run["id"], timeout=30)["status"] == "TERMINATED"
+    wait_until(lambda: not containers(engine, "run"), 30, 0.1, "the cancelled container to be removed")
+    # When a run outlives its timeout
+    late = hw.start_run("box", {"mode": "sleep"}, timeout_seconds=2)
+    final = hw.wait(late["id"], timeout=60)
+    # Then it fails with a timeout and leaves no container either
+    assert final["status"] == "FAILED"
+    assert final["error"]["kind"] == "timeout" or "time" in final["error"]["message"]
+    wait_until(lambda: not containers(engine, "run"), 30, 0.1, "the timed-out container to be removed")
+    # and the workspaces (config.json holds the parameters) go with their containers
+    wait_until(lambda: not list(gw.settings.work_dir.glob("run_*")), 30, 0.1, "the workspaces to be removed")
+
+
+def test_a_failed_build_is_a_422_with_the_log_and_stores_nothing(hw_for: Any, tmp_path: Path) -> None:
+    hw, _ = hw_for("docker")
+    context = tmp_path / "broken"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        "ARG BASE=hatchway/action-base:3.11\nFROM ${BASE}\nRUN echo compiling the thing && exit 7\n"
+    )
+    doc = action("broken", docker_config={"context": str(context), "dockerfile": "Dockerfile"})
+    with pytest.raises(ValidationErrorResponse) as err:
+        hw.register_action(doc)
+    assert "compiling the thing" in err.value.message
+    assert str(context) not in json.dumps(err.value.body)
+    assert hw.list_actions() == []
+
+
+def test_examples_build_from_the_base_image_and_answer(hw_for: Any) -> None:
+    hw, _ = hw_for("lambda-local")
+    for example in ("db-extractor", "check-magnetometer-norm"):
+        path = REPO / "examples" / example / "action.json"
+        hw.register_action(resolve_local_paths(json.loads(path.read_text()), path.parent))
+    tables = hw.call_sync("db-extractor", "list-tables", {"database": "sample.db"})["ret"]
+    assert tables
+    run = hw.start_run("check-magnetometer-norm", {})
+    assert hw.wait(run["id"], timeout=120)["status"] == "SUCCESSFUL"
+
+
+def test_containers_of_a_killed_gateway_are_removed_at_restart(
+    tmp_path: Path, docker_host: str, base_image: str, docker_client: Any
+) -> None:
+    home = tmp_path / "live"
+    env = {"HATCHWAY_EXECUTOR": "docker", "DOCKER_HOST": docker_host, "HATCHWAY_LEASE_SECONDS": "3",
+           "HATCHWAY_HEARTBEAT_SECONDS": "0.5"}  # fmt: skip
+    server = LiveServer(home, **env).start(timeout=60)
+    engine = DockerEngine(docker_host, home, client=docker_client)
+    try:
+        assert "executor Docker engine at" in server.log()
+        with server.client() as hw:
+            hw.register_action(action(retry={"count": 0, "interval_seconds": 0}))
+            run = hw.start_run("box", {"mode": "sleep", "seconds": "300"}, timeout_seconds=10)
+            first = wait_until(lambda: containers(engine, "run"), 60, 0.1, "the run's container")[0].id
+        # When the gateway is SIGKILLed, its container lives on
+        server.kill()
+        assert [c.id for c in containers(engine, "run")] == [first]
+        # Then a restarted gateway removes it at start-up
+        server = LiveServer(home, **env).start(timeout=60)
+        assert first not in [c.id for c in containers(engine, "run")]
+        # and the run, re-claimed after its lease, ends terminal with nothing left behind
+        with server.client() as hw:
+            final = hw.wait(run["id"], timeout=120)
+        assert final["status"] == "FAILED"
+        assert final["attempt"] == 2
+        wait_until(lambda: not containers(engine, "run"), 30, 0.1, "no container of the run")
+    finally:
+        server.kill()
+        for container in containers(engine):
+            container.remove(force=True)
+
+
+def test_serve_picks_containers_for_actions_with_an_image(
+    tmp_path: Path, docker_host: str, base_image: str, rie_path: str, docker_client: Any
+) -> None:
+    # Given a gateway started with the default executor choice and an engine that answers
+    server = LiveServer(
+        tmp_path / "auto", HATCHWAY_EXECUTOR="auto", DOCKER_HOST=docker_host, HATCHWAY_LAMBDA_RIE=rie_path
+    ).start(timeout=60)
+    try:
+        # Then it says so at start-up
+        assert "executor auto (Docker engine at" in server.log()
+        assert "lambda-local (sync), docker (runs) for actions with an image" in server.log()
+        with server.client() as hw:
+            hw.register_action(action())
+            host_action = {
+                "name": "host",
+                "sync_actions": ["go"],
+                "container_parameters": {"entry_point": [shutil.which("python3") or "python3", "-c"],
+                                         "command": ["import os, json; print(json.dumps(os.getuid()))"]},
+            }  # fmt: skip
+            hw.register_action(host_action)
+            # an action with an image runs in a container, one without on the host
+            assert hw.call_sync("box", "go", {})["ret"]["uid"] == 65534
+            assert hw.call_sync("host", "go", {})["ret"] == 0
+        engine = DockerEngine(docker_host, tmp_path / "auto", client=docker_client)
+        assert containers(engine, "lambda")
+        # When the gateway stops gracefully, its warm containers go with it
+        server.stop()
+        wait_until(lambda: not containers(engine), 30, 0.1, "the warm containers to be removed")
+    finally:
+        server.kill()

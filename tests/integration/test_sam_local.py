@@ -1,0 +1,89 @@
+"""``sam local invoke`` of template.yaml's functions against the private dockerd.
+
+The sync-action function is the action image (here the base image) with awslambdaric and the
+runtime adapter; its event is an adapter payload (``events/sync-action.json``). The API function
+is a zip function: where the public Lambda images cannot be pulled it runs on
+``hatchway/lambda-python`` (``--invoke-image``, built by ``infra/images/build --lambda-python``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import REPO
+from tests.integration.conftest import SAM_VENV
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def sam(rie_path: str) -> str:
+    """The ``sam`` command (the rie_path fixture installs aws-sam-cli if it is missing)."""
+    found = shutil.which("sam") or str(SAM_VENV / "bin" / "sam")
+    if not Path(found).exists():
+        pytest.skip("sam is not installed")
+    return found
+
+
+@pytest.fixture(scope="module")
+def lambda_python(docker_client: Any, base_image: str) -> str:
+    from hatchway.images import build_lambda_python
+
+    return build_lambda_python(docker_client)
+
+
+def sam_invoke(
+    sam: str, docker_host: str, tmp_path: Path, function: str, event: str, *extra: str, overrides: str = ""
+) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        "DOCKER_HOST": docker_host,
+        # no account lookup (no network), no telemetry, a home of its own
+        "AWS_ENDPOINT_URL_STS": "http://127.0.0.1:9",
+        "AWS_MAX_ATTEMPTS": "1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "SAM_CLI_TELEMETRY": "0",
+        "HOME": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sam, "local", "invoke", function, "--template", str(REPO / "template.yaml"),
+         "--event", str(REPO / "events" / event), "--skip-pull-image",
+         "--parameter-overrides", f"BootstrapToken=sam-local-token {overrides}".strip(), *extra],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    answer: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return answer
+
+
+def test_sam_local_invoke_of_a_sync_action_function(
+    sam: str, docker_host: str, base_image: str, tmp_path: Path
+) -> None:
+    # When the sync-action function is invoked with an adapter payload
+    outcome = sam_invoke(
+        sam,
+        docker_host,
+        tmp_path,
+        "SyncActionFunction",
+        "sync-action.json",
+        overrides=f"SyncActionImageUri={base_image}",
+    )
+    # Then the runtime adapter answers the outcome the gateway maps to a sync answer
+    assert outcome["hatchway"] == 1
+    assert outcome["exit_code"] == 0
+    assert json.loads(outcome["stdout"]) == {"hello": "sam local"}
+
+
+def test_sam_local_invoke_of_the_api_function(sam: str, docker_host: str, lambda_python: str, tmp_path: Path) -> None:
+    # When the API function is invoked with an HTTP API event for GET /health
+    response = sam_invoke(sam, docker_host, tmp_path, "ApiFunction", "api-health.json", "--invoke-image", lambda_python)
+    # Then the same resolver as `hatchway serve` answers
+    assert response["statusCode"] == 200
+    assert json.loads(response["body"])["status"] == "ok"

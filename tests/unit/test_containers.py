@@ -1,0 +1,257 @@
+"""The container executors' pure parts: argv rules, image tags, the warm pool, executor choice."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hatchway.errors import ValidationFailed
+from hatchway.executors import Executors, make_executors
+from hatchway.executors.base import BaseExecutor, Execution, execution_from_outcome
+from hatchway.executors.docker_engine import (
+    ActionImage,
+    action_image_tag,
+    container_workdir,
+    effective_argv,
+    engine_answers,
+    owner_alive,
+    owner_token,
+)
+from hatchway.executors.lambda_local import PoolBusy, WarmContainer, WarmPool
+from hatchway.runs import Mode
+from hatchway.runtime import adapter
+from hatchway.runtime.contract import OutputCollector
+from hatchway.spec import ActionSpec
+from tests.conftest import make_settings
+
+# the reference grammar of image names (repository path and tag)
+IMAGE_NAME = re.compile(
+    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*:[\w][\w.-]{0,127}$"
+)
+
+
+def spec(**fields: Any) -> ActionSpec:
+    return ActionSpec.model_validate({"name": "a", **fields})
+
+
+IMAGE = ActionImage("img", entrypoint=["/entry"], cmd=["default", "args"], workdir="/app")
+
+
+@pytest.mark.parametrize(
+    ("container", "argv"),
+    [
+        (None, ["/entry", "default", "args"]),
+        ({"command": ["run.py"]}, ["/entry", "run.py"]),
+        ({"entry_point": ["python3"]}, ["python3"]),
+        ({"entry_point": ["python3"], "command": ["main.py", "-v"]}, ["python3", "main.py", "-v"]),
+        ({"entry_point": [], "command": ["sh"]}, ["sh"]),
+    ],
+)
+def test_argv_follows_dockers_rules(container: dict[str, Any] | None, argv: list[str]) -> None:
+    assert effective_argv(spec(image_uri="x", container_parameters=container), IMAGE) == argv
+
+
+def test_workdir_is_relative_to_the_images() -> None:
+    assert container_workdir(spec(image_uri="x"), IMAGE) == "/app"
+    assert container_workdir(spec(image_uri="x", container_parameters={"workdir": "sub"}), IMAGE) == "/app/sub"
+    assert container_workdir(spec(image_uri="x", container_parameters={"workdir": "/w"}), IMAGE) == "/w"
+    assert container_workdir(spec(image_uri="x"), ActionImage("img")) == "/"
+
+
+@pytest.mark.parametrize("name", ["a", "db-extractor", "x-", "9-lives", "a" * 63])
+def test_image_tags_are_valid_and_distinct_per_tenant(name: str) -> None:
+    digest = "sha256:" + "ab" * 32
+    tag = action_image_tag("proj_Local", name, digest)
+    assert IMAGE_NAME.match(tag), tag
+    assert digest.removeprefix("sha256:") in tag
+    assert tag != action_image_tag("proj_other", name, digest)
+
+
+def test_no_engine_is_a_quick_no(tmp_path: Path) -> None:
+    started = time.monotonic()
+    assert not engine_answers(f"unix://{tmp_path}/missing.sock")
+    assert not engine_answers("tcp://127.0.0.1:9")
+    assert time.monotonic() - started < 3
+
+
+def test_owner_tokens_tell_live_from_dead_processes() -> None:
+    assert owner_alive(owner_token())
+    dead = subprocess.Popen(["true"])
+    token = owner_token(dead.pid)
+    dead.wait()
+    assert not owner_alive(token)
+    assert not owner_alive("otherboot:1:1")
+
+
+# ---- the warm pool ------------------------------------------------------------------------------
+
+
+class FakeContainers:
+    def __init__(self) -> None:
+        self.started: list[WarmContainer] = []
+        self.stopped: list[WarmContainer] = []
+        self.lock = threading.Lock()
+
+    def start(self, key: tuple[str, ...]) -> WarmContainer:
+        with self.lock:
+            warm = WarmContainer(f"c{len(self.started)}", key, "", Path("/nonexistent"))
+            self.started.append(warm)
+        return warm
+
+    def stop(self, warm: WarmContainer) -> None:
+        with self.lock:
+            self.stopped.append(warm)
+
+
+def test_pool_reuses_idle_containers_and_bounds_each_key() -> None:
+    fake = FakeContainers()
+    pool = WarmPool(per_key=2, total=10, idle_seconds=60, stop=fake.stop)
+    key = ("p", "e", "d1")
+    first, is_new = pool.acquire(key, lambda: fake.start(key), time.monotonic() + 1)
+    assert is_new
+    pool.release(first)
+    again, is_new = pool.acquire(key, lambda: fake.start(key), time.monotonic() + 1)
+    assert again is first and not is_new
+    second, _ = pool.acquire(key, lambda: fake.start(key), time.monotonic() + 1)
+    assert second is not first
+    # both busy and the key at its bound: a third caller waits, then gives up at its deadline
+    with pytest.raises(PoolBusy):
+        pool.acquire(key, lambda: fake.start(key), time.monotonic() + 0.1)
+    # a release hands the container to a waiting caller
+    got: list[WarmContainer] = []
+    waiter = threading.Thread(
+        target=lambda: got.append(pool.acquire(key, lambda: fake.start(key), time.monotonic() + 5)[0])
+    )
+    waiter.start()
+    time.sleep(0.05)
+    pool.release(second)
+    waiter.join(5)
+    assert got == [second]
+    assert len(fake.started) == 2
+    pool.close()
+    assert set(fake.stopped) == {first, second}
+
+
+def test_pool_evicts_idle_containers_of_other_keys_at_its_total_and_expires_idle_ones() -> None:
+    fake = FakeContainers()
+    pool = WarmPool(per_key=2, total=2, idle_seconds=0.2, stop=fake.stop)
+    a, b = ("a",), ("b",)
+    one, _ = pool.acquire(a, lambda: fake.start(a), time.monotonic() + 1)
+    two, _ = pool.acquire(a, lambda: fake.start(a), time.monotonic() + 1)
+    pool.release(one)
+    # the total is reached: a new key takes the place of the idle container of another key
+    three, is_new = pool.acquire(b, lambda: fake.start(b), time.monotonic() + 1)
+    assert is_new and fake.stopped == [one]
+    pool.release(two)
+    pool.release(three)
+    deadline = time.monotonic() + 5
+    while pool.size() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert pool.size() == 0
+    assert set(fake.stopped) == {one, two, three}
+
+
+def test_a_failed_start_frees_its_place() -> None:
+    fake = FakeContainers()
+    pool = WarmPool(per_key=1, total=1, idle_seconds=60, stop=fake.stop)
+
+    def boom() -> WarmContainer:
+        raise RuntimeError("no")
+
+    with pytest.raises(RuntimeError):
+        pool.acquire(("k",), boom, time.monotonic() + 1)
+    warm, is_new = pool.acquire(("k",), lambda: fake.start(("k",)), time.monotonic() + 1)
+    assert is_new
+
+
+# ---- choosing executors -------------------------------------------------------------------------
+
+
+class Named(BaseExecutor):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.prepared: list[str] = []
+
+    def execute(self, invocation: Any, collector: Any, cancel: Any) -> Execution:
+        raise NotImplementedError
+
+    def prepare(self, project_id: str, spec: ActionSpec) -> None:
+        self.prepared.append(spec.name)
+
+
+def test_images_go_to_containers_others_to_processes_and_metadata_may_choose() -> None:
+    process, warm, docker = Named("process"), Named("lambda-local"), Named("docker")
+    executors = Executors(
+        process,
+        images=(warm, docker),
+        named={"process": (process, process), "docker": (docker, docker), "lambda-local": (warm, docker)},
+        mode="auto",
+    )
+    boxed = spec(image_uri="img")
+    host = spec(container_parameters={"command": ["x"]})
+    assert executors.pick(boxed, Mode.SYNC) is warm
+    assert executors.pick(boxed, Mode.ASYNC) is docker
+    assert executors.pick(host, Mode.SYNC) is process
+    chosen = spec(image_uri="img", metadata={"executor": "docker"})
+    assert executors.pick(chosen, Mode.SYNC) is docker
+    with pytest.raises(ValidationFailed) as err:
+        executors.pick(spec(image_uri="img", metadata={"executor": "batch"}), Mode.SYNC)
+    assert "batch" in err.value.message
+    assert "lambda-local (sync), docker (runs) for actions with an image" in executors.describe()
+
+
+def test_auto_without_an_engine_runs_processes(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "home", executor="auto", docker_host=f"unix://{tmp_path}/none.sock")
+    executors = make_executors(settings)
+    try:
+        assert executors.sync.name == "process"
+        assert executors.images is None
+        assert "no Docker engine" in executors.describe()
+        pinned = spec(container_parameters={"command": ["x"]}, metadata={"executor": "process"})
+        assert executors.pick(pinned, Mode.SYNC).name == "process"
+        with pytest.raises(ValidationFailed):
+            executors.pick(spec(image_uri="i", metadata={"executor": "docker"}), Mode.SYNC)
+    finally:
+        executors.close()
+
+
+# ---- the adapter's out-of-memory report -----------------------------------------------------------
+
+
+def test_the_adapter_reports_an_oom_kill_it_can_see(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    counter = tmp_path / "memory.events"
+    counter.write_text("oom 0\noom_kill 0\n")
+    monkeypatch.setattr(adapter, "OOM_COUNTERS", (str(counter),))
+    # the "action" bumps the counter as the kernel would, then dies by SIGKILL
+    script = (
+        f"import os, pathlib; pathlib.Path({str(counter)!r}).write_text('oom 1\\noom_kill 1\\n'); "
+        "os.kill(os.getpid(), 9)"
+    )
+    outcome = adapter.invoke(
+        {"hatchway": 1, "config": {"action": "check", "parameters": {}, "run": {"id": "r"}},
+         "argv": [sys.executable, "-c", script], "timeout_seconds": 10, "data_root": str(tmp_path)}
+    )  # fmt: skip
+    assert outcome["signal"] == 9 and outcome["oom"] is True
+    execution = execution_from_outcome(outcome, OutputCollector(Mode.SYNC))
+    assert execution.oom
+
+
+def test_the_adapter_puts_its_data_directory_into_derived_variables(tmp_path: Path) -> None:
+    # Given a payload whose variables derive from the data directory the adapter will make
+    script = "import json, os; print(json.dumps([os.environ['KBC_DATADIR'], os.environ['HATCHWAY_DATA_DIR']]))"
+    outcome = adapter.invoke(
+        {"hatchway": 1, "config": {"action": "check", "parameters": {}, "run": {"id": "r"}},
+         "argv": [sys.executable, "-c", script], "timeout_seconds": 10, "data_root": str(tmp_path),
+         "env": {"KBC_DATADIR": "${HATCHWAY_DATA_DIR}/"}, "data_dir_token": "${HATCHWAY_DATA_DIR}"}
+    )  # fmt: skip
+    # Then the action sees the real directory in both
+    kbc, data_dir = json.loads(outcome["stdout"])
+    assert kbc == data_dir + "/" and data_dir.startswith(str(tmp_path))
