@@ -200,11 +200,13 @@ def build_base(client: Any, python: str = DEFAULT_PYTHON, force: bool = False, l
 
 
 def _project_requirements() -> tuple[str, ...]:
+    """hatchway's dependencies with the ``aws`` extra (the deployed functions use the aws backend)."""
     import tomllib
 
     pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
     with pyproject.open("rb") as handle:
-        return tuple(tomllib.load(handle)["project"]["dependencies"])
+        project = tomllib.load(handle)["project"]
+    return (*project["dependencies"], *project.get("optional-dependencies", {}).get("aws", []))
 
 
 def build_lambda_python(client: Any, python: str = DEFAULT_PYTHON, log: Log | None = None) -> str:

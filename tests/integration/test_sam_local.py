@@ -1,8 +1,9 @@
-"""``sam local invoke`` of template.yaml's functions against the private dockerd.
+"""``sam local invoke`` against the private dockerd: the API function of ``template.yaml`` and a
+sync action as a container Lambda (``infra/sam/sync-action.yaml``).
 
 The sync-action function is the action image (here the base image) with awslambdaric and the
-runtime adapter; its event is an adapter payload (``events/sync-action.json``). The API function
-is a zip function: where the public Lambda images cannot be pulled it runs on
+runtime adapter; its event is an adapter payload (``events/SyncActionFunction/hello.json``). The
+API function is a zip function: where the public Lambda images cannot be pulled it runs on
 ``hatchway/lambda-python`` (``--invoke-image``, built by ``infra/images/build --lambda-python``).
 """
 
@@ -40,7 +41,7 @@ def lambda_python(docker_client: Any, base_image: str) -> str:
 
 
 def sam_invoke(
-    sam: str, docker_host: str, tmp_path: Path, function: str, event: str, *extra: str, overrides: str = ""
+    sam: str, docker_host: str, tmp_path: Path, template: str, function: str, event: str, *extra: str
 ) -> dict[str, Any]:
     env = {
         **os.environ,
@@ -53,9 +54,8 @@ def sam_invoke(
         "HOME": str(tmp_path),
     }
     done = subprocess.run(
-        [sam, "local", "invoke", function, "--template", str(REPO / "template.yaml"),
-         "--event", str(REPO / "events" / event), "--skip-pull-image",
-         "--parameter-overrides", f"BootstrapToken=sam-local-token {overrides}".strip(), *extra],
+        [sam, "local", "invoke", function, "--template", str(REPO / template),
+         "--event", str(REPO / "events" / function / event), "--skip-pull-image", *extra],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -68,13 +68,9 @@ def test_sam_local_invoke_of_a_sync_action_function(
 ) -> None:
     # When the sync-action function is invoked with an adapter payload
     outcome = sam_invoke(
-        sam,
-        docker_host,
-        tmp_path,
-        "SyncActionFunction",
-        "sync-action.json",
-        overrides=f"SyncActionImageUri={base_image}",
-    )
+        sam, docker_host, tmp_path, "infra/sam/sync-action.yaml", "SyncActionFunction", "hello.json",
+        "--parameter-overrides", f"ImageUri={base_image}",
+    )  # fmt: skip
     # Then the runtime adapter answers the outcome the gateway maps to a sync answer
     assert outcome["hatchway"] == 1
     assert outcome["exit_code"] == 0
@@ -83,7 +79,10 @@ def test_sam_local_invoke_of_a_sync_action_function(
 
 def test_sam_local_invoke_of_the_api_function(sam: str, docker_host: str, lambda_python: str, tmp_path: Path) -> None:
     # When the API function is invoked with an HTTP API event for GET /health
-    response = sam_invoke(sam, docker_host, tmp_path, "ApiFunction", "api-health.json", "--invoke-image", lambda_python)
+    response = sam_invoke(
+        sam, docker_host, tmp_path, "template.yaml", "ApiFunction", "health.json", "--invoke-image", lambda_python,
+        "--parameter-overrides", "BootstrapToken=sam-local-bootstrap-token-0000 VpcId=vpc-0 SubnetIds=subnet-0",
+    )  # fmt: skip
     # Then the same resolver as `hatchway serve` answers
     assert response["statusCode"] == 200
     assert json.loads(response["body"])["status"] == "ok"
