@@ -108,26 +108,32 @@ class Cgroups:
         return made
 
 
-def _sources(spec: ActionSpec, cwd: Path, data_dir: Path) -> list[Path]:
-    """Host paths holding the action's code: its working directory, build context, and the files
-    its command names by absolute path (a script in /tmp must stay visible behind the private /tmp)."""
-    found: list[Path] = []
-    candidates = [cwd, *(Path(arg) for arg in spec.argv if arg.startswith("/"))]
-    if spec.docker_config and spec.docker_config.context:
-        candidates.append(Path(spec.docker_config.context))
-    for path in candidates:
-        if path.is_absolute() and path.exists() and not path.is_relative_to(data_dir) and path not in found:
-            found.append(path)
-    return found
+def visible_paths(spec: ActionSpec, cwd: Path, data_dir: Path, hidden: list[Path]) -> list[Path]:
+    """Directories to show (read-only) inside the sandbox although they lie under a hidden root.
 
-
-def _runtime_paths() -> list[Path]:
-    """The gateway's interpreter (venv and base) and the hatchway package: ``python3`` in an action
-    is the gateway's own, with ``hatchway.runtime`` importable."""
+    The sandbox hides /tmp, /dev/shm and the gateway's home behind empty file systems. What the
+    action needs from there stays visible: its working directory and build context, the folders
+    of files its command names by absolute path (a script in /tmp), and the Python that runs
+    hatchway actions with the hatchway package (a checkout and its venv in /tmp). Only real
+    directories are bound, each once, never one inside another or inside the data directory.
+    """
     import hatchway
 
-    candidates = {Path(sys.prefix), Path(sys.base_prefix), Path(hatchway.__file__).resolve().parent.parent}
-    return sorted(p for p in candidates if p.is_dir() and p != Path("/"))
+    candidates = [cwd, Path(sys.prefix), Path(sys.base_prefix), Path(hatchway.__file__).resolve().parent.parent]
+    candidates += [Path(arg).parent for arg in spec.argv if arg.startswith("/")]
+    if spec.docker_config and spec.docker_config.context:
+        candidates.append(Path(spec.docker_config.context))
+    chosen: list[Path] = []
+    for candidate in candidates:
+        if not candidate.is_absolute():
+            continue
+        real = candidate.resolve()
+        if not real.is_dir() or real.is_relative_to(data_dir) or not any(real.is_relative_to(h) for h in hidden):
+            continue
+        if any(real.is_relative_to(c) for c in chosen):
+            continue
+        chosen = [c for c in chosen if not c.is_relative_to(real)] + [real]
+    return sorted(chosen)
 
 
 def _usable(path: Path) -> bool:
@@ -255,7 +261,8 @@ class Sandbox:
             args += ["--tmpfs", str(self.home)]
         # the action's own code, and the Python that runs hatchway actions, stay visible (read-only)
         # even where they live under /tmp or the home (a checkout and its venv in /tmp, say)
-        for source in [*_sources(spec, cwd, data_dir), *_runtime_paths()]:
+        hidden = [Path("/tmp"), Path("/dev/shm"), *([self.home] if self.home else [])]  # noqa: S108
+        for source in visible_paths(spec, cwd, data_dir, hidden):
             args += ["--ro-bind", str(source), str(source)]
         args += ["--bind", str(data_dir), str(data_dir), "--chdir", str(cwd), "--cap-drop", "ALL"]
         if not allows_network(spec):
