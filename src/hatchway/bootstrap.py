@@ -11,47 +11,16 @@ import logging
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from hatchway.config import Settings
 from hatchway.errors import HatchwayError
-from hatchway.secrets.redact import ACTIVE_SECRETS
+from hatchway.observability import configure_observability
 from hatchway.service import Gateway, Principal, build_gateway
 from hatchway.spec import resolve_local_paths
 
 log = logging.getLogger("hatchway")
-
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line, with the correlation fields (run_id, project_id, exceptionId)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        data: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                data[key] = value
-        if record.exc_info:
-            data["exception"] = self.formatException(record.exc_info)
-        # a secret of a run in flight never reaches the gateway's own log
-        return ACTIVE_SECRETS.text(json.dumps(data, default=str))
-
-
-def configure_logging(level: str = "INFO", stream: Any = None) -> None:
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger("hatchway")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
 
 
 def find_examples_dir() -> Path | None:
@@ -91,7 +60,7 @@ def start_gateway(
     from hatchway.server import AsgiGateway, serve
     from hatchway.worker import WorkerPool
 
-    configure_logging(settings.log_level)
+    configure_observability(settings)
     gateway = build_gateway(settings)
     gateway.bootstrap()
     recovered = gateway.executors.recover()
@@ -147,7 +116,7 @@ def run_worker(settings: Settings) -> None:
     """Run a worker pool on ``settings.home`` until SIGINT/SIGTERM."""
     from hatchway.worker import WorkerPool
 
-    configure_logging(settings.log_level)
+    configure_observability(settings)
     gateway = build_gateway(settings)
     gateway.executors.recover()
     pool = WorkerPool(gateway)

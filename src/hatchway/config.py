@@ -39,6 +39,10 @@ ENV_VARS: dict[str, str] = {
     "HATCHWAY_SHUTDOWN_GRACE_SECONDS": "how long a stopping gateway lets running attempts finish",
     "HATCHWAY_DB_SYNCHRONOUS": "SQLite durability: NORMAL (default, crash-safe in WAL) or FULL",
     "HATCHWAY_LOG_LEVEL": "log level of the gateway's own JSON logs",
+    "HATCHWAY_METRICS": "prometheus (GET /metrics; embedded default), emf (CloudWatch; aws default) or off",
+    "HATCHWAY_TRACING": "off (default), otlp (OpenTelemetry, exported over OTLP/HTTP) or xray (powertools Tracer)",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "OTLP/HTTP collector for HATCHWAY_TRACING=otlp (default http://localhost:4318)",
+    "HATCHWAY_CONSOLE": "on (default) or off: serve the web console at /ui",
     "HATCHWAY_SANDBOX": "auto, bwrap or none: how the process executor isolates actions",
     "HATCHWAY_HTTP_ALLOW": "ranges HTTP actions and callbacks may reach besides public ones (CIDRs, loopback, private)",
     "HATCHWAY_CONNECT_REPLAY_SECONDS": "how long an identical Connect request is answered from the first one",
@@ -114,6 +118,10 @@ class Settings:
     max_lost_attempts: int = 3
     db_synchronous: str = "NORMAL"
     log_level: str = "INFO"
+    metrics: str = ""
+    tracing: str = "off"
+    otlp_endpoint: str | None = None
+    is_console_enabled: bool = True
     sandbox: str = "auto"
     max_body_bytes: int = 6 * MIB
     max_sync_stdout_bytes: int = 6 * MIB
@@ -171,6 +179,10 @@ class Settings:
             kill_grace_seconds=_float(env, "HATCHWAY_KILL_GRACE_SECONDS", 5.0),
             db_synchronous=(env.get("HATCHWAY_DB_SYNCHRONOUS") or "NORMAL").upper(),
             log_level=(env.get("HATCHWAY_LOG_LEVEL") or "INFO").upper(),
+            metrics=(env.get("HATCHWAY_METRICS") or "").lower(),
+            tracing=(env.get("HATCHWAY_TRACING") or "off").lower(),
+            otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+            is_console_enabled=(env.get("HATCHWAY_CONSOLE") or "on").lower() not in ("off", "0", "false", "no"),
             sandbox=env.get("HATCHWAY_SANDBOX") or "auto",
             http_allow=tuple(p.strip() for p in (env.get("HATCHWAY_HTTP_ALLOW") or "").split(",") if p.strip()),
             connect_replay_seconds=_int(env, "HATCHWAY_CONNECT_REPLAY_SECONDS", 60, 0),
@@ -203,6 +215,8 @@ class Settings:
             lambda_idle_seconds=_float(env, "HATCHWAY_LAMBDA_IDLE_SECONDS", 300.0),
         )
         if overrides:
+            if isinstance(overrides.get("log_level"), str):
+                overrides["log_level"] = overrides["log_level"].upper()
             settings = replace(settings, **overrides)
         settings.check()
         return settings
@@ -221,6 +235,12 @@ class Settings:
             )
         if self.db_synchronous not in ("NORMAL", "FULL"):
             raise ValidationFailed.at(["env", "HATCHWAY_DB_SYNCHRONOUS"], "must be NORMAL or FULL")
+        if self.metrics not in ("", "prometheus", "emf", "off"):
+            raise ValidationFailed.at(["env", "HATCHWAY_METRICS"], "must be prometheus, emf or off")
+        if self.tracing not in ("off", "otlp", "xray"):
+            raise ValidationFailed.at(["env", "HATCHWAY_TRACING"], "must be off, otlp or xray")
+        if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValidationFailed.at(["env", "HATCHWAY_LOG_LEVEL"], "must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         if self.backend not in ("embedded", "aws"):
             raise ValidationFailed.at(["env", "HATCHWAY_BACKEND"], "must be embedded or aws")
         if not re.match(r"^[A-Za-z][A-Za-z0-9-]{0,23}$", self.resource_prefix):

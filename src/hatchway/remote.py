@@ -303,10 +303,10 @@ def container_gateway(settings: Settings) -> Gateway:
 
 def container_main(run_id: str) -> int:
     """``python -m hatchway.runtime.adapter --run RUN_ID`` inside a Batch job or ECS task."""
-    from hatchway.bootstrap import configure_logging
+    from hatchway.observability import configure_observability
 
     settings = Settings.from_env(executor="process")
-    configure_logging(settings.log_level)
+    configure_observability(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     gateway = container_gateway(settings)

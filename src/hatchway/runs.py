@@ -87,6 +87,11 @@ def new_run_id(now_ms: int | None = None) -> str:
     return "run_" + _b32(ms, 10) + _b32(rand, 16)
 
 
+def run_id_floor(ms: int) -> str:
+    """The smallest run id created at ``ms``: ids sort by creation time, so ``id >= floor`` is a time range."""
+    return "run_" + _b32(ms, 10)
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 

@@ -8,6 +8,7 @@ is given, and raises only :mod:`hatchway.errors`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -16,7 +17,7 @@ import os
 import secrets as pysecrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,9 @@ from hatchway.errors import (
 from hatchway.executors import Executors
 from hatchway.executors.base import BaseExecutor, Execution, Invocation, OutputCollector, Verdict, judge
 from hatchway.net import allowed_networks
+from hatchway.observability.logs import log_context
+from hatchway.observability.metrics import make_recorder
+from hatchway.observability.tracing import current_traceparent, instrument_store, span
 from hatchway.parameters import fill_session, has_session_placeholders
 from hatchway.runs import LogEntry, Mode, Run, RunError, RunStatus, iso, new_run_id, now_ms, preview
 from hatchway.secrets.box import SecretBox, is_ciphertext
@@ -169,6 +173,11 @@ class Gateway:
         self.on_enqueue: Callable[[], None] = lambda: None
         #: actions that are not registered but derived ("pipeline:<pipeline>/<step>"), by name prefix
         self.action_sources: dict[str, Callable[[str, str, str, int | None, str | None], Resolved]] = {}
+        #: (size, busy) of the worker pool serving this gateway, when one runs in this process
+        self.capacity: Callable[[], tuple[int, int]] | None = None
+        self.metrics = make_recorder(settings)
+        store.observe(self.metrics.observe)
+        instrument_store(store)
 
     # ---- set-up ----------------------------------------------------------------------------
 
@@ -641,7 +650,7 @@ class Gateway:
             retry_interval_seconds=request.retry_interval_seconds
             if request.retry_interval_seconds is not None
             else (spec.retry.interval_seconds if spec.retry else 0.0),
-            options=options,
+            options=_with_trace(options),
         )
         executor = self.executors.pick(spec, Mode.ASYNC)
         if executor.is_remote and submit:
@@ -733,7 +742,8 @@ class Gateway:
             )
             if not self.store.records_sync_runs_at_end:
                 self.store.create_run(run)
-            final, verdict, entries = self._attempt(run, resolved, limit)
+            with self._observed(run):
+                final, verdict, entries = self._attempt(run, resolved, limit)
         finally:
             self._sync_slots.release()
         if verdict.is_success:
@@ -824,7 +834,8 @@ class Gateway:
         except (NotFound, BadRequest) as exc:
             return self._finish(run, Verdict(RunStatus.FAILED, RunError("platform", exc.message)), [])
         limit = max(0.0, run.timeout_seconds - 0.0)
-        final, _, _ = self._attempt(run, resolved, float(limit))
+        with self._observed(run):
+            final, _, _ = self._attempt(run, resolved, float(limit))
         return final
 
     def _attempt(self, run: Run, resolved: Resolved, limit: float) -> tuple[Run, Verdict, list[LogEntry]]:
@@ -879,7 +890,7 @@ class Gateway:
             self._stage(run, resolved, invocation, payload)
             try:
                 executor = self.executors.pick(resolved.spec, run.mode)
-                execution = executor.execute(invocation, collector, cancel)
+                execution = self._execute(executor, invocation, collector, cancel)
             except Exception as exc:  # an executor bug or an unreachable engine: the run must still end
                 exception_id = new_exception_id()
                 log.exception("executor failed", extra={"run_id": run.id, "exceptionId": exception_id})
@@ -933,6 +944,36 @@ class Gateway:
             for path in sorted(base.rglob("*")):
                 if path.is_file() and not path.is_symlink():
                     self.blobs.put_file(f"artifacts/{run_id}/{folder}/{path.relative_to(base).as_posix()}", path)
+
+    @contextlib.contextmanager
+    def _observed(self, run: Run) -> Iterator[None]:
+        """An attempt's log correlation and span; an async run continues its submitter's trace."""
+        parent = run.options.get("traceparent") if run.mode == Mode.ASYNC else None
+        with (
+            log_context(run_id=run.id, project_id=run.project_id, environment=run.environment),
+            span(f"run {run.action_name} {run.invoked}", "consumer" if parent else "internal", parent,
+                 **{"hatchway.run_id": run.id, "hatchway.action": run.action_name, "hatchway.invoked": run.invoked,
+                    "hatchway.attempt": run.attempt, "hatchway.mode": run.mode.value}),
+        ):  # fmt: skip
+            yield
+
+    def _execute(
+        self, executor: BaseExecutor, invocation: Invocation, collector: OutputCollector, cancel: threading.Event
+    ) -> Execution:
+        """Run the attempt on the executor, the action process in a span of its own whose context
+        the action gets as ``TRACEPARENT``."""
+        with (
+            span(f"executor {executor.name}", "internal", None, **{"hatchway.executor": executor.name}),
+            span(f"action {invocation.action_name} {invocation.invoked}", "internal") as process,
+        ):
+            traceparent = current_traceparent()
+            if traceparent:
+                invocation.extra_env["TRACEPARENT"] = traceparent
+            execution = executor.execute(invocation, collector, cancel)
+            if process is not None and hasattr(process, "set_attribute"):
+                process.set_attribute("process.exit_code", -1 if execution.exit_code is None else execution.exit_code)
+                process.set_attribute("hatchway.timed_out", execution.timed_out)
+            return execution
 
     def _finish(self, run: Run, verdict: Verdict, entries: list[LogEntry], duration_ms: int | None = None) -> Run:
         """Record the end of an attempt: terminal status, or back to the queue for a retry."""
@@ -1098,6 +1139,35 @@ class Gateway:
         with self._active_lock:
             return run_id in self._active
 
+    # ---- observability ---------------------------------------------------------------------
+
+    def stats(self, principal: Principal, project_id: str, environment: str, window: str) -> dict[str, Any]:
+        """The dashboard's numbers for one project and environment over the last hour or day."""
+        from hatchway.observability.stats import WINDOWS, dashboard
+
+        self.authorize(principal, project_id, environment, "runs:read")
+        self._require_project(project_id)
+        if window not in WINDOWS:
+            raise ValidationFailed.at(["query", "window"], f"window is one of {', '.join(WINDOWS)}")
+        span, now = WINDOWS[window], now_ms()
+        summaries, truncated = self.store.run_summaries(project_id, environment, now - (span.seconds + 60) * 1000)
+        # the pool is shared by every tenant: only the global admin sees how busy it is
+        workers = self.capacity() if self.capacity is not None and principal.is_global_admin else None
+        return dashboard(
+            summaries, self.store.active_counts(project_id), span, now,
+            environment=environment, workers=workers, truncated=truncated,
+        )  # fmt: skip
+
+    def metrics_text(self, principal: Principal) -> str:
+        """``GET /metrics``: everything for the global admin, one project's series for its admin token."""
+        from hatchway.observability.metrics import exposition
+
+        if not principal.is_global_admin and "admin" not in principal.scopes:
+            raise Forbidden("this token lacks the admin scope")
+        project_id = principal.project_id
+        workers = self.capacity() if self.capacity is not None and project_id is None else None
+        return exposition(self.metrics, self.store.active_counts(project_id), workers, project_id)
+
     # ---- presentation ----------------------------------------------------------------------
 
     def present_run(self, run: Run) -> dict[str, Any]:
@@ -1216,6 +1286,12 @@ _END_REASONS = {
 
 def _end_reason(verdict: Verdict) -> str | None:
     return _END_REASONS.get(verdict.error.kind, verdict.error.kind) if verdict.error else None
+
+
+def _with_trace(options: dict[str, Any]) -> dict[str, Any]:
+    """A run's options plus the submitting request's trace context, for the worker to continue."""
+    traceparent = current_traceparent()
+    return {**options, "traceparent": traceparent} if traceparent else options
 
 
 def _backoff(interval: float, attempt: int) -> float:

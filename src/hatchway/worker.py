@@ -69,6 +69,7 @@ class WorkerPool:
 
     def start(self) -> None:
         self.gateway.on_enqueue = self.wake
+        self.gateway.capacity = lambda: (self.size, self.busy)
         for index in range(self.size):
             owner = f"{self.gateway.node_id}/w{index}"
             thread = threading.Thread(target=self._work, args=(owner,), name=f"hatchway-worker-{index}", daemon=True)

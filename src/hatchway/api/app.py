@@ -502,6 +502,15 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         run = gateway.cancel_run(principal(), project_id, env_name(environment), run_id)
         return json_answer(202, gateway.present_run(run))
 
+    # ---- operators: metrics, dashboard numbers, the web console ----------------------------
+
+    from hatchway.api.console import add_console_routes
+    from hatchway.api.observe import add_observe_routes
+
+    add_observe_routes(app, gateway, principal, env_name)
+    if gateway.settings.is_console_enabled:
+        add_console_routes(app)
+
     return api
 
 

@@ -38,8 +38,9 @@ def page_of(items: list[dict[str, Any]], next_cursor: str | None) -> dict[str, A
 
 
 #: routes anyone may call; everything else needs a token, checked before the request is validated
-PUBLIC_PATHS = {"/health", "/openapi.json", "/docs", "/v1/oauth/token"}
-PUBLIC_PREFIXES: tuple[str, ...] = ()
+PUBLIC_PATHS = {"/health", "/openapi.json", "/docs", "/v1/oauth/token", "/ui"}
+#: the console's files (its page asks for a token itself, and sends it only to the API)
+PUBLIC_PREFIXES: tuple[str, ...] = ("/ui/",)
 PROJECT_PATH = re.compile(r"^/v1/(projects|connect)/([^/]+)")
 PRINCIPAL: ContextVar[Principal | None] = ContextVar("hatchway_principal", default=None)
 

@@ -19,6 +19,7 @@ import base64
 import binascii
 import copy
 import json
+import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
@@ -235,6 +236,50 @@ def run_from_dict(data: dict[str, Any]) -> Run:
     )
 
 
+@dataclass(frozen=True)
+class RunSummary:
+    """The few fields of a run that statistics need (see :meth:`BaseStore.run_summaries`)."""
+
+    action_name: str
+    invoked: str
+    mode: str
+    status: str
+    created_at: int
+    started_at: int | None
+    finished_at: int | None
+    duration_ms: int | None
+
+    @classmethod
+    def of(cls, run: Run) -> RunSummary:
+        return cls(
+            run.action_name,
+            run.invoked,
+            run.mode.value,
+            run.status.value,
+            run.created_at,
+            run.started_at,
+            run.finished_at,
+            run.duration_ms,
+        )
+
+
+@dataclass(frozen=True)
+class ActiveCount:
+    """How many runs of one tenant are in one unfinished status."""
+
+    project_id: str
+    environment: str
+    mode: str
+    status: str
+    count: int
+
+
+#: called after a run is created (``src`` None) or changes status; see :meth:`BaseStore.observe`
+RunObserver = Callable[[Run, "RunStatus | None"], None]
+#: far enough in the future to mean "any time"
+_FOREVER_MS = 2**62
+
+
 @dataclass
 class SweepResult:
     requeued: list[str] = field(default_factory=list)
@@ -432,6 +477,40 @@ class BaseStore(ABC):
         """Executions of ``engine`` that have not ended, oldest first."""
         raise NotImplementedError(f"{type(self).__name__} does not keep pipelines")
 
+    def _run_summaries(self, project_id: str, environment: str, since_ms: int, limit: int) -> list[RunSummary]:
+        """Runs created at or after ``since_ms``, newest first, at most ``limit``.
+
+        This default pages through :meth:`_list_runs` (whole runs); a backend should answer it with
+        a lean query (SQLite: the tenant index; DynamoDB: a Query on the tenant's runs with
+        ``id >= run_id_floor(since_ms)`` and a projection of these fields).
+        """
+        out: list[RunSummary] = []
+        before: str | None = None
+        while len(out) < limit:
+            runs = self._list_runs(project_id, environment, before, min(MAX_PAGE, limit - len(out)), {})
+            for run in runs:
+                if run.created_at < since_ms:
+                    return out
+                out.append(RunSummary.of(run))
+            if not runs:
+                break
+            before = runs[-1].id
+        return out
+
+    def _active_counts(self, project_id: str | None, cap: int) -> list[ActiveCount]:
+        """Counts of unfinished runs (ENQUEUED, INPROGRESS, TERMINATING) per tenant, mode and status.
+
+        This default reads the queue and the leased runs through :meth:`_ready_runs` and
+        :meth:`_expired_leases` (each bounded by ``cap``); SQLite overrides it with one GROUP BY.
+        """
+        counts: dict[tuple[str, str, str, str], int] = {}
+        for run in [*self._ready_runs(_FOREVER_MS, cap), *self._expired_leases(_FOREVER_MS, cap)]:
+            if project_id is not None and run.project_id != project_id:
+                continue
+            key = (run.project_id, run.environment, run.mode.value, run.status.value)
+            counts[key] = counts.get(key, 0) + 1
+        return [ActiveCount(*key, count) for key, count in sorted(counts.items())]
+
     def close(self) -> None:
         """Release connections."""
 
@@ -562,6 +641,7 @@ class BaseStore(ABC):
     def create_run(self, run: Run) -> Run:
         if not self._insert_run(run):
             raise Conflict(f"run {run.id} already exists")
+        self._notify(run, None)
         return run
 
     def record_sync_run(self, run: Run, entries: list[LogEntry]) -> list[LogEntry]:
@@ -573,7 +653,34 @@ class BaseStore(ABC):
         inserted, numbered = self._record_sync_run(run, entries)
         if not inserted:
             raise Conflict(f"run {run.id} already exists")
+        self._notify(run, None)
         return numbered
+
+    def observe(self, observer: RunObserver) -> None:
+        """Call ``observer(run, previous_status)`` after every run creation and status change.
+
+        Metrics hang here, so every way a run moves (API, worker, sweeper, AWS events) is counted
+        once. An observer must be quick and must not raise; a failing one is logged and skipped.
+        """
+        self.__dict__.setdefault("_observers", []).append(observer)
+
+    def _notify(self, run: Run, src: RunStatus | None) -> None:
+        for observer in self.__dict__.get("_observers", ()):
+            try:
+                observer(run, src)
+            except Exception:
+                logging.getLogger("hatchway.store").exception("a run observer failed", extra={"run_id": run.id})
+
+    def run_summaries(
+        self, project_id: str, environment: str, since_ms: int, limit: int = 20_000
+    ) -> tuple[list[RunSummary], bool]:
+        """Summaries of the runs created since ``since_ms`` (newest first) and whether ``limit`` cut them."""
+        items = self._run_summaries(project_id, environment, since_ms, limit + 1)
+        return items[:limit], len(items) > limit
+
+    def active_counts(self, project_id: str | None = None, cap: int = 100_000) -> list[ActiveCount]:
+        """Unfinished runs per tenant, mode and status; of one project, or of all (``None``)."""
+        return self._active_counts(project_id, cap)
 
     def get_run(self, run_id: str, project_id: str | None = None, environment: str | None = None) -> Run | None:
         """A run, or None - also when it belongs to another project or environment."""
@@ -624,6 +731,7 @@ class BaseStore(ABC):
                 raise TransitionConflict(run_id, src.value, f"{run.status.value} (changed)")
             updated = replace(run, status=dst, **changes)
             if self._replace_run(updated, rev):
+                self._notify(updated, src)
                 return updated
         raise TransitionConflict(run_id, src.value, "contended")
 

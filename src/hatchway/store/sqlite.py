@@ -20,14 +20,16 @@ from typing import Any, TypeVar
 
 from hatchway.errors import Unavailable
 from hatchway.pipelines.records import Execution, PipelineHead, PipelineRecord
-from hatchway.runs import LogEntry, Run
+from hatchway.runs import LogEntry, Run, run_id_floor
 from hatchway.store.base import (
     ActionHead,
     ActionRecord,
+    ActiveCount,
     BaseStore,
     Document,
     IdempotencyRecord,
     Project,
+    RunSummary,
     TokenRecord,
     run_from_dict,
     run_to_dict,
@@ -61,6 +63,8 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_by_tenant ON runs(project_id, environment, id);
 CREATE INDEX IF NOT EXISTS runs_ready ON runs(available_at) WHERE status = 'ENQUEUED' AND mode = 'async';
 CREATE INDEX IF NOT EXISTS runs_leased ON runs(lease_until) WHERE status IN ('INPROGRESS', 'TERMINATING');
+CREATE INDEX IF NOT EXISTS runs_active ON runs(project_id, environment, status)
+    WHERE status IN ('ENQUEUED', 'INPROGRESS', 'TERMINATING');
 CREATE TABLE IF NOT EXISTS logs (
     run_id TEXT NOT NULL, seq INTEGER NOT NULL, k TEXT NOT NULL, ts INTEGER NOT NULL, msg TEXT NOT NULL,
     err TEXT, PRIMARY KEY (run_id, seq)
@@ -437,6 +441,30 @@ class SqliteStore(BaseStore):
                 .fetchone()
             )
         return row[0] if row else None
+
+    # ---- statistics ------------------------------------------------------------------------
+
+    def _run_summaries(self, project_id: str, environment: str, since_ms: int, limit: int) -> list[RunSummary]:
+        rows = self._all_rows(
+            "SELECT action_name, json_extract(data, '$.invoked'), mode, status, json_extract(data, '$.created_at'), "
+            "json_extract(data, '$.started_at'), json_extract(data, '$.finished_at'), "
+            "json_extract(data, '$.duration_ms') FROM runs WHERE project_id = ? AND environment = ? AND id >= ? "
+            "AND json_extract(data, '$.created_at') >= ? ORDER BY id DESC LIMIT ?",
+            (project_id, environment, run_id_floor(since_ms), since_ms, limit),
+        )
+        return [RunSummary(*row) for row in rows]
+
+    def _active_counts(self, project_id: str | None, cap: int) -> list[ActiveCount]:
+        sql = (
+            "SELECT project_id, environment, mode, status, COUNT(*) FROM runs "
+            "WHERE status IN ('ENQUEUED', 'INPROGRESS', 'TERMINATING')"
+        )
+        args: tuple[Any, ...] = ()
+        if project_id is not None:
+            sql += " AND project_id = ?"
+            args = (project_id,)
+        rows = self._all_rows(sql + " GROUP BY project_id, environment, mode, status ORDER BY 1, 2, 3, 4", args)
+        return [ActiveCount(*row) for row in rows]
 
     # ---- logs ------------------------------------------------------------------------------
 

@@ -1,0 +1,33 @@
+"""What the gateway tells its operators: logs, metrics, traces and the dashboard's numbers.
+
+* :mod:`~hatchway.observability.logs` - one JSON object per line through powertools' formatter;
+  ``run_id``, ``project_id``, ``request_id`` come from a context variable set around each request
+  and each attempt, so every line written on their behalf carries them without being passed down.
+* :mod:`~hatchway.observability.metrics` - counters and histograms fed by the store's run
+  observer (every creation and status change, whoever makes it: API, worker, sweeper, AWS
+  events); kept in memory for ``GET /metrics`` (Prometheus text) or emitted as CloudWatch
+  embedded metrics (powertools) on AWS.
+* :mod:`~hatchway.observability.tracing` - spans for request -> store -> executor -> action
+  process over OpenTelemetry (optional import; OTLP export when configured) or X-Ray through
+  powertools Tracer; off by default, then every span is a no-op.
+* :mod:`~hatchway.observability.stats` - the dashboard's aggregates (runs per status over time,
+  duration percentiles per action, queue depth) over the store's lean run summaries.
+
+Nothing here may fail a request: observers and exporters swallow their own faults and log them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hatchway.config import Settings
+
+
+def configure_observability(settings: Settings) -> None:
+    """Set up logs and tracing for this process, as the settings say (idempotent)."""
+    from hatchway.observability.logs import configure_logging
+    from hatchway.observability.tracing import configure_tracing
+
+    configure_logging(settings.log_level)
+    configure_tracing(settings)
