@@ -15,9 +15,10 @@ import gzip
 import hashlib
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Path
@@ -100,6 +101,16 @@ class Assets:
         return self._files.get(name)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _unvalidated(fn: F) -> F:
+    """Pass a file's bytes through untouched: powertools validates (and re-encodes as JSON) a
+    route's answer against its return annotation, so the annotation is hidden from it."""
+    fn.__annotations__.pop("return", None)
+    return fn
+
+
 def add_console_routes(app: APIGatewayHttpResolver, assets: Assets | None = None) -> None:
     """Serve the console at ``/ui/`` (``/ui`` redirects there; relative, so an API stage prefix stays)."""
     files = assets or Assets()
@@ -128,9 +139,11 @@ def add_console_routes(app: APIGatewayHttpResolver, assets: Assets | None = None
         return Response(308, None, "", headers={"Location": "ui/", **SECURITY_HEADERS})
 
     @app.get("/ui/", security=[], tags=["console"], summary="The web console")
+    @_unvalidated
     def console_index() -> Response[bytes | str]:
         return answer(INDEX)
 
     @app.get("/ui/<name>", security=[], tags=["console"], summary="A file of the web console")
+    @_unvalidated
     def console_file(name: Annotated[str, Path(description="file name", max_length=128)]) -> Response[bytes | str]:
         return answer(name)

@@ -1,0 +1,347 @@
+"""The web console in a real browser (Debian's headless Chromium, driven by Playwright) against a
+real `hatchway serve` with the examples loaded.
+
+Screenshots of each page go to ``$HATCHWAY_SCREENSHOTS_DIR`` (default ``tests/artifacts/screenshots``;
+``scripts/screenshots`` refreshes the README's copies in ``docs/screenshots``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import ADMIN_TOKEN, REPO, LiveServer
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright (pip install playwright)")
+if CHROMIUM is None:
+    pytest.skip("browser tests need Debian's chromium (apt-get install chromium)", allow_module_level=True)
+
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+SHOTS = Path(os.environ.get("HATCHWAY_SCREENSHOTS_DIR") or REPO / "tests" / "artifacts" / "screenshots")
+SAMPLE_DB = str(REPO / "examples" / "db-extractor" / "sample.db")
+
+#: prints a numbered line every 0.15 s, then a result: something to watch in the live log
+COUNTER = {
+    "name": "counter",
+    "short_description": "Counts slowly, for watching a live log",
+    "parameters": [{"name": "lines", "default": "8", "description": "how many lines to print"}],
+    "container_parameters": {
+        "entry_point": [sys.executable, "-c"],
+        "command": [
+            "import json,os,sys,time\n"
+            "d=os.environ['HATCHWAY_DATA_DIR']\n"
+            "n=int(json.load(open(d+'/config.json'))['parameters']['lines'])\n"
+            "for i in range(1, n+1):\n"
+            "    print(f'line {i} of {n}', flush=True); time.sleep(0.15)\n"
+            "json.dump({'counted': n}, open(d+'/out/result.json','w'))\n"
+        ],
+    },
+    "tags": ["demo"],
+}
+#: runs until it is cancelled
+SLEEPER = {
+    "name": "sleeper",
+    "short_description": "Sleeps until cancelled",
+    "container_parameters": {
+        "entry_point": [sys.executable, "-c"],
+        "command": ["import time\nprint('sleeping', flush=True)\ntime.sleep(120)\n"],
+    },
+    "tags": ["demo"],
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    live = LiveServer(
+        tmp_path_factory.mktemp("console"), "--examples", HATCHWAY_LEASE_SECONDS="3", HATCHWAY_HEARTBEAT_SECONDS="0.5"
+    )
+    live.start()
+    with live.client() as hw:
+        hw.register_action(COUNTER)
+        hw.register_action(SLEEPER)
+    yield live
+    live.kill()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+class Console:
+    """One browser tab on the console, failing the test on any script error or CSP violation."""
+
+    def __init__(self, browser: Any, server: LiveServer, width: int = 1280, height: int = 900) -> None:
+        self.context = browser.new_context(viewport={"width": width, "height": height}, color_scheme="light")
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(15_000)
+        self.server = server
+        self.problems: list[str] = []
+        self.urls: list[str] = []
+        self.page.on("pageerror", lambda err: self.problems.append(f"script error: {err}"))
+        self.page.on("console", self._console)
+        self.page.on("request", lambda request: self.urls.append(request.url))
+
+    def _console(self, message: Any) -> None:
+        text = message.text
+        if "Content Security Policy" in text or "Refused to" in text:
+            self.problems.append(f"CSP: {text}")
+
+    def open(self, fragment: str = "") -> None:
+        self.page.goto(f"{self.server.url}/ui/{fragment}")
+
+    def sign_in(self, token: str = ADMIN_TOKEN) -> None:
+        self.open()
+        self.page.get_by_label("Token").fill(token)
+        self.page.get_by_role("button", name="Sign in").click()
+        self.page.get_by_role("heading", name="Dashboard", level=1).wait_for()
+
+    def shot(self, name: str) -> None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+    def unlabelled_controls(self) -> list[str]:
+        """Form controls a screen reader could not name."""
+        result: list[str] = self.page.evaluate(
+            """() => [...document.querySelectorAll('input, select, textarea, button')]
+                .filter(el => el.type !== 'hidden' && !el.closest('[hidden]'))
+                .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                              && !el.getAttribute('aria-labelledby') && !(el.tagName === 'BUTTON' && el.textContent.trim())
+                              && !(el.closest('label')))
+                .map(el => el.outerHTML.slice(0, 120))"""
+        )
+        return result
+
+    def close(self) -> None:
+        self.context.close()
+        assert self.problems == []
+
+
+@pytest.fixture
+def console(browser: Any, server: LiveServer) -> Iterator[Console]:
+    tab = Console(browser, server)
+    yield tab
+    tab.close()
+
+
+def test_sign_in_with_the_keyboard_keeps_the_token_out_of_urls_and_cookies(console: Console) -> None:
+    page = console.page
+    # Given the sign-in page
+    console.open()
+    page.get_by_role("heading", name="Sign in to hatchway").wait_for()
+    console.shot("signin")
+    assert console.unlabelled_controls() == []
+    # When a user tabs to the token field, types and presses Enter
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "token"
+    page.keyboard.type(ADMIN_TOKEN)
+    page.keyboard.press("Enter")
+    # Then the dashboard opens with its heading focused
+    page.get_by_role("heading", name="Dashboard", level=1).wait_for()
+    assert page.evaluate("document.activeElement.tagName") == "H1"
+    # and the token is in this tab's session storage only: never in a URL, never a cookie
+    assert page.evaluate("Object.keys(localStorage).length") == 0
+    assert ADMIN_TOKEN in page.evaluate("sessionStorage.getItem('hatchway.session')")
+    assert console.context.cookies() == []
+    assert not [url for url in console.urls if ADMIN_TOKEN in url]
+
+
+def test_a_wrong_token_is_refused_with_a_message(console: Console) -> None:
+    console.open()
+    console.page.get_by_label("Token").fill("not-a-token")
+    console.page.get_by_role("button", name="Sign in").click()
+    alert = console.page.get_by_role("alert")
+    alert.wait_for()
+    assert "does not know this token" in alert.inner_text()
+
+
+def test_run_from_the_generated_form_and_follow_its_live_log(console: Console) -> None:
+    page = console.page
+    console.sign_in()
+    # Given the actions list, searched for the counter
+    page.get_by_role("link", name="Actions", exact=True).click()
+    page.get_by_label("Search actions").fill("count")
+    page.get_by_role("link", name="counter").click()
+    page.get_by_role("heading", name="Run counter").wait_for()
+    assert console.unlabelled_controls() == []
+    # When the generated form starts a run with a parameter
+    page.get_by_label("lines").fill("10")
+    page.get_by_role("button", name="Start run").click()
+    # Then the run page follows the log line by line until the run is SUCCESSFUL
+    page.get_by_role("heading", name="Run run_").wait_for()
+    log = page.get_by_role("log", name="Run log")
+    log.get_by_text("line 1 of 10").wait_for()
+    page.get_by_text("Log complete: the run ended SUCCESSFUL.").wait_for(timeout=30_000)
+    lines = [line for line in log.inner_text().splitlines() if "of 10" in line]
+    assert len(lines) == 10
+    assert page.get_by_role("status").filter(has_text="SUCCESSFUL").count() >= 1
+    assert '"counted": 10' in page.get_by_label("Result").inner_text()
+    console.shot("run")
+
+
+def test_call_a_sync_action_and_see_its_answer(console: Console) -> None:
+    page = console.page
+    console.sign_in()
+    console.open("#/actions/db-extractor")
+    page.get_by_role("heading", name="Run db-extractor").wait_for()
+    # Given the database path typed into the generated form, and a secret typed as a password
+    page.get_by_label("database").fill(SAMPLE_DB)
+    secret = page.get_by_label("#password")
+    assert secret.get_attribute("type") == "password"
+    secret.fill("hunter2")
+    # When the sync action is called
+    page.get_by_role("button", name="Call list-tables").click()
+    # Then its JSON answer is shown
+    answer = page.get_by_label("Answer of list-tables").last
+    answer.wait_for()
+    assert '"customers"' in answer.inner_text()
+    assert "hunter2" not in page.content()
+    console.shot("action")
+    # and a failing call shows the API's error with its run
+    page.get_by_label("database").fill("/no/such.db")
+    page.get_by_role("button", name="Call test-connection").click()
+    error = page.get_by_role("alert").filter(has_text="400 User error")
+    error.wait_for()
+    assert "does not exist" in error.inner_text()
+
+
+def test_cancel_a_run(console: Console) -> None:
+    page = console.page
+    console.sign_in()
+    console.open("#/actions/sleeper")
+    page.get_by_role("button", name="Start run").click()
+    page.get_by_role("log", name="Run log").get_by_text("sleeping").wait_for()
+    # When the user cancels, and confirms
+    page.get_by_role("button", name="Cancel run").click()
+    # (the confirmation takes the focus, so a keyboard user confirms with Enter)
+    page.wait_for_function("document.activeElement.textContent === 'Yes, cancel it'")
+    page.keyboard.press("Enter")
+    # Then the run ends TERMINATED and the cancel button is gone
+    page.get_by_text("Log complete: the run ended TERMINATED.").wait_for(timeout=30_000)
+    assert page.get_by_role("button", name="Cancel run").count() == 0
+
+
+def test_runs_list_filters_and_dashboard_charts(console: Console, server: LiveServer) -> None:
+    page = console.page
+    with server.client() as hw:
+        for lines in ("1", "2"):
+            hw.wait(hw.start_run("counter", {"lines": lines})["id"], timeout=30)
+        hw.call_sync("db-extractor", "test-connection", {"database": SAMPLE_DB})
+    console.sign_in()
+    # Given runs of several actions, the runs list filtered to one action
+    page.get_by_role("link", name="Runs", exact=True).click()
+    page.get_by_label("Action").select_option("counter")
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_function("location.hash === '#/runs?action=counter'")
+    rows = page.locator("table.runs tbody tr")
+    rows.first.wait_for()
+    assert all("counter" in row for row in rows.all_inner_texts())
+    console.shot("runs")
+    # When the dashboard opens
+    page.get_by_role("link", name="Dashboard").click()
+    chart = page.get_by_role("img", name="Stacked bar chart of runs per status")
+    chart.wait_for()
+    # Then the charts are drawn, and their numbers are there as text too
+    assert "SUCCESSFUL" in chart.get_attribute("aria-label")
+    assert page.get_by_role("img", name="Bar chart of durations").get_attribute("aria-label").count("p95") >= 2
+    drawn = page.evaluate(
+        """() => [...document.querySelectorAll('canvas')].map(c => {
+              const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+              let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n; })"""
+    )
+    assert len(drawn) == 2 and min(drawn) > 500
+    console.shot("dashboard")
+
+
+def test_narrow_screen_has_no_sideways_scrolling(browser: Any, server: LiveServer) -> None:
+    tab = Console(browser, server, width=390, height=844)
+    try:
+        tab.sign_in()
+        for fragment, name in (
+            ("#/", "narrow-dashboard"),
+            ("#/actions/db-extractor", "narrow-action"),
+            ("#/runs", "narrow-runs"),
+        ):
+            tab.open(fragment)
+            tab.page.locator("h1").first.wait_for()
+            tab.page.wait_for_load_state("networkidle")
+            assert tab.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), name
+            tab.shot(name)
+    finally:
+        tab.close()
+
+
+def test_pipelines_appear_when_the_gateway_has_them(console: Console) -> None:
+    # The pipelines API is a later issue: its answers are played here from the shapes it specifies.
+    page = console.page
+    pipeline = {
+        "name": "nightly",
+        "steps": [{"name": "extract", "action": "db-extractor"}, {"name": "notify", "action": "counter"}],
+        "variables": [{"key": "TARGET", "value": "eu", "settable": True}],
+    }
+    execution = {
+        "id": "pex_1",
+        "status": "INPROGRESS",
+        "started_at": "2026-01-01T10:00:00Z",
+        "steps": [
+            {"name": "extract", "status": "SUCCESSFUL", "started_at": "2026-01-01T10:00:00Z",
+             "finished_at": "2026-01-01T10:00:20Z"},
+            {"name": "approve", "status": "WAITING_FOR_APPROVE"},
+        ],
+    }  # fmt: skip
+    approved: list[str] = []
+
+    def answer(route: Any) -> None:
+        url = route.request.url.split("?")[0]
+        if route.request.method == "POST" and url.endswith("/approve"):
+            approved.append(url)
+            route.fulfill(json=execution)
+        elif url.endswith("/pipelines"):
+            route.fulfill(json={"items": [pipeline], "next": None})
+        elif url.endswith("/executions"):
+            route.fulfill(json={"items": [execution], "next": None})
+        elif url.endswith("/pex_1"):
+            route.fulfill(json=execution)
+        else:
+            route.fulfill(json=pipeline)
+
+    page.route("**/v1/projects/proj_local/pipelines**", answer)
+    console.sign_in()
+    page.get_by_role("link", name="Pipelines").click()
+    page.get_by_role("link", name="nightly").click()
+    page.get_by_role("link", name="pex_1").click()
+    timeline = page.get_by_role("list", name="Steps of this execution")
+    timeline.wait_for()
+    assert "WAITING_FOR_APPROVE" in timeline.inner_text()
+    page.get_by_role("button", name="Approve").click()
+    page.wait_for_timeout(0)
+    assert approved and approved[0].endswith("/executions/pex_1/approve")
+
+
+def test_offline_gateway_shows_a_banner(browser: Any, tmp_path: Path) -> None:
+    live = LiveServer(tmp_path / "gone").start()
+    tab = Console(browser, live)
+    try:
+        tab.sign_in()
+        # When the gateway goes away
+        live.kill()
+        # Then the console says so instead of failing silently
+        tab.page.get_by_role("status").filter(has_text="the console keeps trying").wait_for(timeout=20_000)
+    finally:
+        tab.problems = [p for p in tab.problems if "CSP" in p]
+        tab.close()
