@@ -121,8 +121,8 @@ class Console:
             """() => [...document.querySelectorAll('input, select, textarea, button')]
                 .filter(el => el.type !== 'hidden' && !el.closest('[hidden]'))
                 .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
-                              && !el.getAttribute('aria-labelledby') && !(el.tagName === 'BUTTON' && el.textContent.trim())
-                              && !(el.closest('label')))
+                              && !el.getAttribute('aria-labelledby') && !el.closest('label')
+                              && !(el.tagName === 'BUTTON' && el.textContent.trim()))
                 .map(el => el.outerHTML.slice(0, 120))"""
         )
         return result
