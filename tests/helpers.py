@@ -65,6 +65,14 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = home / "server.log"
+        #: what httpx verifies the server's certificate with, when it serves HTTPS
+        self.verify: Any = True
+
+    def use_https(self, verify: Any) -> LiveServer:
+        """Talk to the server over HTTPS, trusting ``verify`` (a CA file, or an ssl context)."""
+        self.url = self.url.replace("http://", "https://", 1)
+        self.verify = verify
+        return self
 
     def start(self, timeout: float = 20.0) -> LiveServer:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -82,7 +90,7 @@ class LiveServer:
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(f"server exited early:\n{self.log()}")
             with contextlib.suppress(httpx.HTTPError):
-                return httpx.get(self.url + "/health", timeout=1).status_code == 200
+                return httpx.get(self.url + "/health", timeout=1, verify=self.verify).status_code == 200
             return False
 
         wait_until(healthy, timeout, 0.05, "the server to answer /health")

@@ -144,12 +144,27 @@ def serve(
     examples_dir: Annotated[Path | None, typer.Option(help="where the examples are")] = None,
     tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM)")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM)")] = None,
+    dev_cert: Annotated[
+        bool, typer.Option("--dev-cert", help="HTTPS with a development certificate made under $HATCHWAY_HOME/tls")
+    ] = False,
     log_level: Annotated[str | None, typer.Option(help="log level")] = None,
 ) -> None:
     """Serve the gateway (API + worker pool): SQLite and a key file, or DynamoDB and KMS with --backend aws."""
     from hatchway.bootstrap import start_gateway
 
     settings = _settings(home=home, workers=workers, executor=executor, backend=backend, log_level=log_level)
+    if (tls_cert is None) != (tls_key is None):
+        _fail("give both --tls-cert and --tls-key")
+    if dev_cert:
+        if tls_cert is not None:
+            _fail("--dev-cert makes its own certificate; leave out --tls-cert/--tls-key")
+        import socket
+
+        from hatchway.tls import dev_certificate
+
+        made = dev_certificate(settings.home / "tls", [host, socket.gethostname()])
+        tls_cert, tls_key = made.cert, made.key
+        typer.echo(f"HTTPS with a development certificate: trust {made.ca} (curl --cacert, SSL_CERT_FILE)", err=True)
     start_gateway(
         settings,
         host=host,
