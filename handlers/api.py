@@ -1,22 +1,33 @@
 """Lambda entry point of the HTTP API (API Gateway HTTP API, payload v2).
 
 The resolver and its collaborators are built once per container and reused by warm invocations.
+Logs are powertools JSON lines with the Lambda context and the API request id; with
+``HATCHWAY_TRACING=xray`` the invocation is an X-Ray segment (powertools Tracer).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.logging import correlation_paths
+
 from hatchway.api import create_app
 from hatchway.config import Settings
+from hatchway.observability import configure_observability
+from hatchway.observability.logs import powertools_logger
+from hatchway.observability.tracing import traced_handler
 from hatchway.service import build_gateway
 
 settings = Settings.from_env()
+configure_observability(settings)
 gateway = build_gateway(settings)
 if settings.bootstrap_token:
     gateway.set_bootstrap_token(settings.bootstrap_token)
 app = create_app(gateway, settings.max_body_bytes)
+logger = powertools_logger()
 
 
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@traced_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return app.resolve(event, context)

@@ -170,12 +170,7 @@ class Client:
         if timeout is not None:
             extra["timeout"] = timeout
         response = self._http.request(method, path, json=json, params=query, headers=headers, **extra)
-        if response.status_code >= 400:
-            try:
-                body = response.json()
-            except ValueError:
-                body = {"error": response.reason_phrase, "message": response.text[:500]}
-            raise ERRORS.get(response.status_code, ApiError)(response.status_code, body, response.headers)
+        _raise_for_error(response)
         if response.status_code == 204 or not response.content:
             return None
         return response.json()
@@ -450,6 +445,19 @@ class Client:
                 raise TimeoutError(f"execution {execution_id} is still {execution['status']} after {timeout:g} s")
             time.sleep(poll_seconds)
 
+    # ---- operators -------------------------------------------------------------------------
+
+    def stats(self, window: str = "hour", project: str | None = None) -> dict[str, Any]:
+        """The dashboard's numbers over the last ``hour`` or ``day``."""
+        result: dict[str, Any] = self.request("GET", f"{self._p(project)}/stats", params={"window": window})
+        return result
+
+    def metrics(self) -> str:
+        """``GET /metrics`` (admin scope) in the Prometheus text format."""
+        response = self._http.get("/metrics")
+        _raise_for_error(response)
+        return response.text
+
     def wait(
         self, run_id: str, timeout: float = 3600.0, poll_seconds: float = 0.1, project: str | None = None
     ) -> dict[str, Any]:
@@ -464,3 +472,14 @@ class Client:
                 raise TimeoutError(f"run {run_id} is still {run['status']} after {timeout:g} s")
             time.sleep(delay)
             delay = min(delay * 1.5, max(poll_seconds, 1.0))
+
+
+def _raise_for_error(response: httpx.Response) -> None:
+    """Raise the typed :class:`ApiError` for an error answer."""
+    if response.status_code < 400:
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"error": response.reason_phrase, "message": response.text[:500]}
+    raise ERRORS.get(response.status_code, ApiError)(response.status_code, body, response.headers)

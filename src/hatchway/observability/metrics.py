@@ -270,7 +270,7 @@ def render(families: Iterable[Family]) -> str:
             running = 0
             for bound, count in zip(BUCKETS, hist.buckets, strict=True):
                 running += count
-                lines.append(_series(f"{family.name}_bucket", (*labels, ("le", _number(bound))), running))
+                lines.append(_series(f"{family.name}_bucket", (*labels, ("le", repr(bound))), running))
             lines.append(_series(f"{family.name}_bucket", (*labels, ("le", "+Inf")), hist.count))
             lines.append(_series(f"{family.name}_sum", labels, hist.total))
             lines.append(_series(f"{family.name}_count", labels, hist.count))

@@ -203,6 +203,14 @@ def valid_traceparent(value: str | None) -> str | None:
     return match.group(0)
 
 
+def traced_handler(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """A Lambda handler as an X-Ray segment when tracing is ``xray``; unchanged otherwise."""
+    if isinstance(_backend, _XRay):
+        wrapped: Callable[[Any, Any], Any] = _backend.tracer.capture_lambda_handler(handler)
+        return wrapped
+    return handler
+
+
 def instrument_store(store: BaseStore) -> BaseStore:
     """Give the store's operations spans (inside a trace only); a no-op while tracing is off."""
     if not is_enabled() or store.__dict__.get("_traced"):

@@ -1,0 +1,106 @@
+"""A real `hatchway serve`: its JSON log lines, /metrics, and traces exported over OTLP/HTTP to a
+collector listening in the test."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hatchway.client import ApplicationErrorResponse
+from tests.helpers import LiveServer, wait_until
+
+pytestmark = pytest.mark.integration
+
+CRASH = {
+    "name": "crasher",
+    "sync_actions": ["boom"],
+    "container_parameters": {"entry_point": [sys.executable, "-c"], "command": ["import sys; sys.exit(3)"]},
+}
+
+
+class Collector:
+    """The receiving end of OTLP/HTTP: decodes the protobuf export requests it is sent."""
+
+    def __init__(self) -> None:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        self.spans: list[Any] = []
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers["content-length"]))
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                for resource in request.resource_spans:
+                    for scope in resource.scope_spans:
+                        collector.spans.extend(scope.spans)
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    pytest.importorskip("opentelemetry.proto", reason="needs the otel extra: pip install 'hatchway[otel]'")
+    receiver = Collector()
+    yield receiver
+    receiver.close()
+
+
+def test_logs_metrics_and_traces_of_a_live_server(tmp_path: Path, collector: Collector) -> None:
+    server = LiveServer(
+        tmp_path / "live",
+        HATCHWAY_TRACING="otlp",
+        OTEL_EXPORTER_OTLP_ENDPOINT=collector.url,
+        OTEL_BSP_SCHEDULE_DELAY="100",
+    ).start()
+    try:
+        with server.client() as hw:
+            hw.register_action(CRASH)
+            # When a sync call fails with an application error
+            with pytest.raises(ApplicationErrorResponse) as failure:
+                hw.call_sync("crasher", "boom", {})
+            metrics = hw.metrics()
+
+        # Then the server's log has one JSON line under the exceptionId the caller got, correlated
+        def logged() -> dict[str, Any] | None:
+            for line in server.log().splitlines():
+                if line.startswith("{") and failure.value.exception_id in line:
+                    entry: dict[str, Any] = json.loads(line)
+                    return entry
+            return None
+
+        entry = wait_until(logged, 10, what="the error's log line")
+        assert entry["run_id"] == failure.value.run_id
+        assert entry["project_id"] == "proj_local" and entry["request_id"] and entry["level"] == "ERROR"
+        assert all(json.loads(line) for line in server.log().splitlines() if line.startswith("{"))
+        # and /metrics counted the failed sync call
+        assert 'hatchway_runs_finished_total{project="proj_local",environment="development",action="crasher"' in metrics
+        # and the request's spans reached the collector over OTLP, in one trace
+        request = "POST /v1/projects/{project_id}/actions/{name}/sync/{sync_action}"
+        wanted = {request, "run crasher boom", "executor process", "action crasher boom"}
+        wait_until(lambda: wanted <= {s.name for s in collector.spans}, 15, what="spans at the collector")
+        sync_spans = [s for s in collector.spans if s.name in wanted]
+        assert len({s.trace_id for s in sync_spans}) == 1
+    finally:
+        server.kill()

@@ -1,0 +1,45 @@
+"""X-Ray through powertools' Tracer: spans become subsegments; TRACEPARENT maps the X-Ray ids."""
+
+from __future__ import annotations
+
+import pytest
+
+from hatchway.observability.tracing import configure_tracing, current_traceparent, span, valid_traceparent
+
+
+def test_spans_are_subsegments_and_the_traceparent_carries_the_xray_ids() -> None:
+    from aws_lambda_powertools import Tracer
+    from aws_xray_sdk.core import xray_recorder
+
+    # Given X-Ray tracing, inside a segment (Lambda opens one per invocation)
+    configure_tracing(xray_tracer=Tracer(service="hatchway", disabled=False, auto_patch=False))
+    segment = xray_recorder.begin_segment("hatchway-test", sampling=1)
+    try:
+        # When a span is opened
+        with span("store.get_run", "client", None, **{"db.system": "sqlite"}) as subsegment:
+            traceparent = current_traceparent()
+        # Then it is a subsegment with the attributes as annotations
+        assert subsegment.name == "store.get_run"
+        assert subsegment.annotations["db_system"] == "sqlite"
+        assert subsegment.parent_id == segment.id
+        # and the action would get the X-Ray trace as a W3C traceparent
+        assert traceparent == f"00-{segment.trace_id[2:].replace('-', '')}-{subsegment.id}-01"
+        assert valid_traceparent(traceparent) == traceparent
+    finally:
+        xray_recorder.end_segment()
+        configure_tracing(None)
+
+
+def test_outside_a_segment_there_is_no_trace_to_continue() -> None:
+    from aws_lambda_powertools import Tracer
+
+    configure_tracing(xray_tracer=Tracer(service="hatchway", disabled=False, auto_patch=False))
+    try:
+        assert current_traceparent() is None
+    finally:
+        configure_tracing(None)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_xray(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_XRAY_CONTEXT_MISSING", "IGNORE_ERROR")
