@@ -8,6 +8,7 @@ Screenshots of each page go to ``$HATCHWAY_SCREENSHOTS_DIR`` (default ``tests/ar
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from collections.abc import Iterator
@@ -229,7 +230,7 @@ def test_cancel_a_run(console: Console) -> None:
     # When the user cancels, and confirms
     page.get_by_role("button", name="Cancel run").click()
     # (the confirmation takes the focus, so a keyboard user confirms with Enter)
-    page.wait_for_function("document.activeElement.textContent === 'Yes, cancel it'")
+    sync_api.expect(page.get_by_role("button", name="Yes, cancel it")).to_be_focused()
     page.keyboard.press("Enter")
     # Then the run ends TERMINATED and the cancel button is gone
     page.get_by_text("Log complete: the run ended TERMINATED.").wait_for(timeout=30_000)
@@ -247,7 +248,8 @@ def test_runs_list_filters_and_dashboard_charts(console: Console, server: LiveSe
     page.get_by_role("link", name="Runs", exact=True).click()
     page.get_by_label("Action").select_option("counter")
     page.get_by_role("button", name="Apply").click()
-    page.wait_for_function("location.hash === '#/runs?action=counter'")
+    # (Playwright's wait_for_function would eval() in the page, which the console's CSP forbids)
+    sync_api.expect(page).to_have_url(re.compile(r"#/runs\?action=counter$"))
     rows = page.locator("table.runs tbody tr")
     rows.first.wait_for()
     assert all("counter" in row for row in rows.all_inner_texts())

@@ -47,16 +47,12 @@ export function RunList({ query }: { query: URLSearchParams }) {
     const page = await call<Page<Run>>(session, "GET", projectPath(session, "/runs"), { query: { ...filters, limit: 50, cursor: next } });
     setOlder({ items: [...(older?.items ?? []), ...page.items], next: page.next });
   };
+  // the form edits a draft (re-renders while polling must not reset what the user chose)
+  const [draft, setDraft] = useState(filters);
+  useEffect(() => setDraft(filters), [filters.action, filters.status, filters.external_user_id]);
   const apply = (event: Event) => {
     event.preventDefault();
-    const form = new FormData(event.currentTarget as HTMLFormElement);
-    navigate(
-      href(["runs"], {
-        action: String(form.get("action") ?? ""),
-        status: String(form.get("status") ?? ""),
-        user: String(form.get("user") ?? "").trim(),
-      }),
-    );
+    navigate(href(["runs"], { action: draft.action, status: draft.status, user: draft.external_user_id.trim() }));
   };
   return (
     <>
@@ -64,19 +60,19 @@ export function RunList({ query }: { query: URLSearchParams }) {
       <form class="filters" onSubmit={apply} aria-label="Filter runs">
         <div class="field">
           <label for="filter-action">Action</label>
-          <select id="filter-action" name="action" value={filters.action}>
+          <select id="filter-action" name="action" value={draft.action} onChange={(e) => setDraft({ ...draft, action: e.currentTarget.value })}>
             <option value="">All actions</option>
             {(actions.data ?? []).map((a) => (
               <option value={a.name}>{a.name}</option>
             ))}
-            {filters.action && !(actions.data ?? []).some((a) => a.name === filters.action) && (
-              <option value={filters.action}>{filters.action}</option>
+            {draft.action && !(actions.data ?? []).some((a) => a.name === draft.action) && (
+              <option value={draft.action}>{draft.action}</option>
             )}
           </select>
         </div>
         <div class="field">
           <label for="filter-status">Status</label>
-          <select id="filter-status" name="status" value={filters.status}>
+          <select id="filter-status" name="status" value={draft.status} onChange={(e) => setDraft({ ...draft, status: e.currentTarget.value })}>
             <option value="">All statuses</option>
             {STATUSES.map((s) => (
               <option value={s}>{s}</option>
@@ -85,7 +81,13 @@ export function RunList({ query }: { query: URLSearchParams }) {
         </div>
         <div class="field">
           <label for="filter-user">User</label>
-          <input id="filter-user" name="user" defaultValue={filters.external_user_id} placeholder="external user id" />
+          <input
+            id="filter-user"
+            name="user"
+            value={draft.external_user_id}
+            onInput={(e) => setDraft({ ...draft, external_user_id: e.currentTarget.value })}
+            placeholder="external user id"
+          />
         </div>
         <div class="buttons">
           <button type="submit">Apply</button>
