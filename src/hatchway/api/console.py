@@ -111,6 +111,20 @@ def _unvalidated(fn: F) -> F:
     return fn
 
 
+def _documented(extra: int) -> dict[int, Any]:
+    """The answers of a console route: a file (any of the console's types), ``extra``, or an error."""
+    from hatchway.api import schemas as S
+
+    text = {"schema": {"type": "string"}}
+    documented = S.responses(200, None, "a file of the console", 404)
+    documented[200] = {"description": "a file of the console", "content": dict.fromkeys(TYPES.values(), text)}
+    if extra == 304:
+        documented[304] = {"description": "not modified (ETag)"}
+    else:
+        documented[extra] = {"description": "to ui/ (relative)", "content": {TYPES[".txt"]: text}}
+    return documented
+
+
 def add_console_routes(app: APIGatewayHttpResolver, assets: Assets | None = None) -> None:
     """Serve the console at ``/ui/`` (``/ui`` redirects there; relative, so an API stage prefix stays)."""
     files = assets or Assets()
@@ -134,16 +148,20 @@ def add_console_routes(app: APIGatewayHttpResolver, assets: Assets | None = None
             return Response(200, asset.content_type, asset.gzipped, headers={**headers, "Content-Encoding": "gzip"})
         return Response(200, asset.content_type, asset.body, headers=headers)
 
-    @app.get("/ui", security=[], tags=["console"], summary="The web console (redirects to /ui/)")
+    @app.get(
+        "/ui", security=[], tags=["console"], summary="The web console (redirects to /ui/)", responses=_documented(308)
+    )
     def console_root() -> Response[str]:
-        return Response(308, None, "", headers={"Location": "ui/", **SECURITY_HEADERS})
+        return Response(308, TYPES[".txt"], "the console is at ui/", headers={"Location": "ui/", **SECURITY_HEADERS})
 
-    @app.get("/ui/", security=[], tags=["console"], summary="The web console")
+    @app.get("/ui/", security=[], tags=["console"], summary="The web console", responses=_documented(304))
     @_unvalidated
     def console_index() -> Response[bytes | str]:
         return answer(INDEX)
 
-    @app.get("/ui/<name>", security=[], tags=["console"], summary="A file of the web console")
+    @app.get(
+        "/ui/<name>", security=[], tags=["console"], summary="A file of the web console", responses=_documented(304)
+    )
     @_unvalidated
     def console_file(name: Annotated[str, Path(description="file name", max_length=128)]) -> Response[bytes | str]:
         return answer(name)
