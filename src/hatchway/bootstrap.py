@@ -92,6 +92,8 @@ def start_gateway(
             f"  backend   {settings.backend}; executor {gateway.executors.describe()}; workers {settings.workers}",
             f"  token     admin token in {token_source}",
         ]
+        if settings.is_console_enabled:
+            lines.append(f"  console   {scheme}://{host}:{port}/ui/")
         if examples:
             lines.append(f"  examples  {', '.join(examples)} in proj_local")
         print("\n".join(lines), file=sys.stderr, flush=True)

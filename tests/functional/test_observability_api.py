@@ -71,7 +71,7 @@ def test_metrics_count_runs_and_show_each_project_only_its_own(client: Client, g
     # Given runs in two projects
     client.register_action(ECHO)
     client.call_sync("echo", "hello", {})
-    client.wait(client.start_run("echo", {})["id"], timeout=20)
+    assert client.wait(client.start_run("echo", {})["id"], timeout=20)["status"] == "SUCCESSFUL"
     client.create_project("other", "proj_other")
     client.register_action(ECHO, project="proj_other")
     client.call_sync("echo", "hello", {}, project="proj_other")

@@ -1,0 +1,79 @@
+"""What observability costs: the API in-process with tracing off vs on (in-memory exporter),
+and rendering /metrics for many series. Prints ratios against the baseline measured in the same run.
+
+    python -m bench.observability
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hatchway.api import create_app
+from hatchway.config import Settings
+from hatchway.observability.metrics import PrometheusRecorder, exposition
+from hatchway.observability.tracing import configure_tracing
+from hatchway.runs import Mode, Run, RunStatus, now_ms
+from hatchway.service import build_gateway
+from hatchway.testing import ResolverTransport
+
+TOKEN = "bench-admin"  # noqa: S105 - a throwaway local token
+
+
+def api_latency(home: Path, rounds: int = 300) -> float:
+    """Median seconds of GET /v1/projects/proj_local/runs?limit=5 through the resolver."""
+    import httpx
+
+    settings = Settings.from_env({"HATCHWAY_HOME": str(home), "HATCHWAY_BOOTSTRAP_TOKEN": TOKEN})
+    gateway = build_gateway(settings)
+    gateway.bootstrap()
+    app = create_app(gateway)
+    with httpx.Client(transport=ResolverTransport(app.resolve), base_url="http://bench") as http:
+        headers = {"authorization": f"Bearer {TOKEN}"}
+        samples = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            http.get("/v1/projects/proj_local/runs", params={"limit": 5}, headers=headers)
+            samples.append(time.perf_counter() - start)
+    gateway.store.close()
+    return statistics.median(samples[rounds // 10 :])
+
+
+def metrics_render(series: int = 2000) -> float:
+    recorder = PrometheusRecorder()
+    now = now_ms()
+    for i in range(series):
+        run = Run(
+            id=f"run_{i}", project_id=f"proj_{i % 20}", environment="development", action_name=f"a{i % 100}",
+            action_version=1, action_digest="sha256:" + "0" * 64, invoked="run", mode=Mode.ASYNC,
+            status=RunStatus.ENQUEUED, created_at=now, available_at=now,
+        )  # fmt: skip
+        recorder.observe(run, None)
+    start = time.perf_counter()
+    text = exposition(recorder, [], (2, 1))
+    elapsed = time.perf_counter() - start
+    labels = len({(i % 20, i % 100) for i in range(series)})
+    print(f"/metrics after {series} runs in {labels} label sets: {elapsed * 1000:.1f} ms, {len(text) // 1024} KiB")
+    return elapsed
+
+
+def main() -> int:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    with tempfile.TemporaryDirectory() as tmp:
+        configure_tracing(None)
+        off = api_latency(Path(tmp) / "off")
+        configure_tracing(exporter=InMemorySpanExporter())
+        on = api_latency(Path(tmp) / "on")
+        configure_tracing(None)
+    print(f"API request, tracing off: {off * 1e6:.0f} us; on (in-memory exporter): {on * 1e6:.0f} us")
+    print(f"  ratio on/off {on / off:.2f}")
+    metrics_render()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
