@@ -8,7 +8,6 @@ from typing import Any
 import httpx
 import pytest
 
-from hatchway.api.app import PUBLIC_PATHS, PUBLIC_PREFIXES
 from hatchway.client import (
     Client,
     ForbiddenResponse,
@@ -21,6 +20,7 @@ from tests.conftest import inprocess_client
 from tests.functional.actions import behave
 
 PUBLIC = {"/health", "/openapi.json", "/docs", "/v1/oauth/token"}
+
 
 @pytest.fixture
 def admin(client: Client) -> Client:
