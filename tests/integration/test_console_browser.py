@@ -63,6 +63,52 @@ SLEEPER = {
 }
 
 
+#: structured parameters (parameters_schema): the console builds its form from the schema, and a
+#: sync action fills the choices of one field, as a Keboola form fills its table list
+SCHEMA_ACTION = {
+    "name": "shaped",
+    "short_description": "Takes structured parameters",
+    "parameters_schema": {
+        "type": "object",
+        # (the gateway validates sync calls against the schema too, so a field whose choices a sync
+        # action loads cannot be required: the call that loads them has no value for it yet)
+        "required": ["limits"],
+        "properties": {
+            "table": {
+                "type": "string",
+                "title": "Table",
+                "options": {"async": {"action": "tables", "label": "Load tables"}},
+            },
+            "limits": {
+                "type": "object",
+                "title": "Limits",
+                "required": ["rows"],
+                "properties": {
+                    "rows": {"type": "integer", "title": "Rows"},
+                    "strict": {"type": "boolean", "title": "Strict"},
+                },
+            },
+            "#token": {"type": "string", "title": "API token"},
+        },
+    },
+    "sync_actions": ["tables"],
+    "container_parameters": {
+        "entry_point": [sys.executable, "-c"],
+        "command": [
+            "import json,os\n"
+            "d=os.environ['HATCHWAY_DATA_DIR']\n"
+            "c=json.load(open(d+'/config.json'))\n"
+            "if c['action']=='tables':\n"
+            "    print(json.dumps([{'value': 'orders', 'label': 'Orders'}, 'customers']))\n"
+            "else:\n"
+            "    p=c['parameters']\n"
+            "    json.dump({'table': p['table'], 'rows': p['limits']['rows'], 'strict': p['limits']['strict'],\n"
+            "               'token_length': len(p.get('#token', ''))}, open(d+'/out/result.json','w'))\n"
+        ],
+    },
+}
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     live = LiveServer(
@@ -72,6 +118,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     with live.client() as hw:
         hw.register_action(COUNTER)
         hw.register_action(SLEEPER)
+        hw.register_action(SCHEMA_ACTION)
     yield live
     live.kill()
 
@@ -219,6 +266,31 @@ def test_call_a_sync_action_and_see_its_answer(console: Console) -> None:
     error = page.get_by_role("alert").filter(has_text="400 User error")
     error.wait_for()
     assert "does not exist" in error.inner_text()
+
+
+def test_a_form_from_parameters_schema_with_choices_from_a_sync_action(console: Console) -> None:
+    page = console.page
+    console.sign_in()
+    console.open("#/actions/shaped")
+    page.get_by_role("heading", name="Run shaped").wait_for()
+    assert console.unlabelled_controls() == []
+    # Given typed fields from the schema: a nested integer, a checkbox, a secret as a password
+    assert page.get_by_label("Rows").get_attribute("type") == "number"
+    assert page.get_by_label("API token").get_attribute("type") == "password"
+    # When the table choices are loaded from the sync action and the form is filled
+    page.get_by_label("Rows").fill("7")
+    page.get_by_role("button", name="Load tables").click()
+    page.get_by_label("Table").select_option("orders")
+    page.get_by_label("Strict").check()
+    page.get_by_label("API token").fill("abc123")
+    console.shot("schema-form")
+    page.get_by_role("button", name="Start run").click()
+    # Then the run got typed, nested parameters, and the secret is hidden on the run page
+    page.get_by_text("Log complete: the run ended SUCCESSFUL.").wait_for(timeout=30_000)
+    result = page.get_by_label("Result").inner_text()
+    assert '"rows": 7' in result and '"strict": true' in result and '"table": "orders"' in result
+    assert '"token_length": 6' in result
+    assert "abc123" not in page.content()
 
 
 def test_cancel_a_run(console: Console) -> None:
