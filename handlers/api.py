@@ -7,15 +7,11 @@ Logs are powertools JSON lines with the Lambda context and the API request id; w
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_lambda_powertools.logging import correlation_paths
 
 from hatchway.api import create_app
 from hatchway.config import Settings
-from hatchway.observability import configure_observability
-from hatchway.observability.logs import powertools_logger
-from hatchway.observability.tracing import traced_handler
+from hatchway.observability import configure_observability, lambda_handler
 from hatchway.service import build_gateway
 
 settings = Settings.from_env()
@@ -24,10 +20,4 @@ gateway = build_gateway(settings)
 if settings.bootstrap_token:
     gateway.set_bootstrap_token(settings.bootstrap_token)
 app = create_app(gateway, settings.max_body_bytes)
-logger = powertools_logger()
-
-
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-@traced_handler
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return app.resolve(event, context)
+handler = lambda_handler(app.resolve, correlation_paths.API_GATEWAY_HTTP)

@@ -10,19 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 from hatchway.config import Settings
-from hatchway.observability import configure_observability
-from hatchway.observability.logs import powertools_logger
-from hatchway.observability.tracing import traced_handler
+from hatchway.observability import configure_observability, lambda_handler
 from hatchway.remote import handle_event
 from hatchway.service import build_gateway
 
 settings = Settings.from_env()
 configure_observability(settings)
 gateway = build_gateway(settings)
-logger = powertools_logger()
 
 
-@logger.inject_lambda_context
-@traced_handler
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return handle_event(gateway, event)
+
+
+handler = lambda_handler(handle)

@@ -18,7 +18,8 @@ Nothing here may fail a request: observers and exporters swallow their own fault
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hatchway.config import Settings
@@ -31,3 +32,21 @@ def configure_observability(settings: Settings) -> None:
 
     configure_logging(settings.log_level)
     configure_tracing(settings)
+
+
+def lambda_handler(
+    handle: Callable[[Any, Any], Any], correlation_id_path: str | None = None
+) -> Callable[[Any, Any], Any]:
+    """``handle`` as a Lambda entry point: powertools ``Logger`` adds the Lambda context (and the
+    request id found at ``correlation_id_path``) to every line, and with ``HATCHWAY_TRACING=xray``
+    the invocation is an X-Ray segment. Called without a context (tests, scripts), it just handles."""
+    from hatchway.observability.logs import powertools_logger
+    from hatchway.observability.tracing import traced_handler
+
+    traced = traced_handler(handle)
+    with_context = powertools_logger().inject_lambda_context(traced, correlation_id_path=correlation_id_path)
+
+    def handler(event: Any, context: Any) -> Any:
+        return traced(event, context) if context is None else with_context(event, context)
+
+    return handler
