@@ -20,10 +20,15 @@ from hatchway.spec import ActionSpec, coerce_str, is_secret_name
 Transform = Callable[[str, str], str]  # (dotted path, value) -> value
 
 
-def prepare(spec: ActionSpec, given: dict[str, Any]) -> dict[str, Any]:
-    """Given parameters checked and defaulted (secrets still as given)."""
+def prepare(spec: ActionSpec, given: dict[str, Any], partial: bool = False) -> dict[str, Any]:
+    """Given parameters checked and defaulted (secrets still as given).
+
+    ``partial`` is for sync actions under a schema: a form calls them before it is complete (to
+    load a field's choices, to test a connection), so what is given must be valid but what is
+    missing is no error - Keboola sends its sync actions the configuration as far as it goes.
+    """
     if spec.parameters_schema is not None:
-        return _with_schema(spec, given)
+        return _with_schema(spec, given, partial)
     declared = {p.name for p in spec.parameters}
     unknown = sorted(set(given) - declared)
     if unknown:
@@ -56,14 +61,17 @@ def _defaults(spec: ActionSpec, out: dict[str, Any]) -> None:
                 raise BadRequest(f"missing required parameter {param.name!r}")
 
 
-def _with_schema(spec: ActionSpec, given: dict[str, Any]) -> dict[str, Any]:
+def _with_schema(spec: ActionSpec, given: dict[str, Any], partial: bool) -> dict[str, Any]:
     from jsonschema.validators import validator_for
 
     out = dict(given)
     _defaults(spec, out)
     schema = spec.parameters_schema or {}
     validator = validator_for(schema)(schema)
-    errors = sorted(validator.iter_errors(out), key=lambda e: list(e.absolute_path))
+    errors = sorted(
+        (e for e in validator.iter_errors(out) if not (partial and e.validator == "required")),
+        key=lambda e: list(e.absolute_path),
+    )
     if errors:
         details = [
             {

@@ -452,7 +452,7 @@ class Gateway:
             payload = fill_session(payload, claims) if payload is not None else None
         elif has_session_placeholders(given) or has_session_placeholders(payload):
             raise BadRequest("$Session placeholders need a session: {tag, token}")
-        parameters = params.prepare(resolved.spec, given)
+        parameters = params.prepare(resolved.spec, given, partial=invoked != RUN_ACTION)
 
         def seal(value: str) -> str:
             return (
