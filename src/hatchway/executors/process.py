@@ -133,7 +133,8 @@ class ProcessExecutor(BaseExecutor):
 
             def finished() -> None:
                 oom.append(confinement.oom_killed())
-                confinement.release()
+                confinement.kill()  # what escaped the process group goes now, the cgroups a moment later
+                self.janitor.later(confinement.release)
 
             ended = spawn(
                 confinement.argv,
