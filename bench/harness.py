@@ -34,6 +34,8 @@ import httptools
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
+if str(SRC) not in sys.path:  # the benchmarks measure this checkout's code, here and in the servers they start
+    sys.path.insert(0, str(SRC))
 PY = sys.executable
 TOKEN = "bench-admin-token"  # noqa: S105 - the throwaway admin token of benchmark servers
 PROJECT = "proj_local"
@@ -129,28 +131,33 @@ class Row:
         }
 
 
+def rotate(
+    samplers: Sequence[Callable[[], T]], rounds: int, warmup: int = 2, budget_seconds: float = 60.0
+) -> list[list[T]]:
+    """Samples of each sampler, taken in turn with the order rotating every round (A B C, B C A, ...)
+    after ``warmup`` rounds, so that drift and order effects fall on every side alike.
+
+    Stops early, with what it has, when ``budget_seconds`` run out (at least one round is taken).
+    """
+    for _ in range(warmup):
+        for sampler in samplers:
+            sampler()
+    deadline = time.monotonic() + budget_seconds
+    got: list[list[T]] = [[] for _ in samplers]
+    for index in range(rounds):
+        for offset in range(len(samplers)):
+            which = (index + offset) % len(samplers)
+            got[which].append(samplers[which]())
+        if time.monotonic() > deadline:
+            break
+    return got
+
+
 def interleave(
     a: Callable[[], T], b: Callable[[], T], pairs: int, warmup: int = 2, budget_seconds: float = 60.0
 ) -> tuple[list[T], list[T]]:
-    """Samples of ``a`` and ``b`` taken alternately (A B, B A, A B, ...) after ``warmup`` pairs.
-
-    Stops early, with what it has, when ``budget_seconds`` run out (at least one pair is taken).
-    """
-    for _ in range(warmup):
-        a()
-        b()
-    deadline = time.monotonic() + budget_seconds
-    got_a: list[T] = []
-    got_b: list[T] = []
-    for index in range(pairs):
-        if index % 2 == 0:
-            got_a.append(a())
-            got_b.append(b())
-        else:
-            got_b.append(b())
-            got_a.append(a())
-        if time.monotonic() > deadline:
-            break
+    """Samples of ``a`` and ``b`` taken alternately (A B, B A, A B, ...); see :func:`rotate`."""
+    got_a, got_b = rotate([a, b], pairs, warmup, budget_seconds)
     return got_a, got_b
 
 
@@ -366,8 +373,6 @@ def sandbox_level(setting: str) -> str:
     """What ``HATCHWAY_SANDBOX=setting`` resolves to on this machine."""
     if setting != "auto":
         return setting
-    if str(SRC) not in sys.path:
-        sys.path.insert(0, str(SRC))
     from hatchway.executors.sandbox import bwrap_works
 
     return "bwrap" if bwrap_works() else "limits"
@@ -438,6 +443,12 @@ class Server:
             return record
         finally:
             conn.close()
+
+    def cpu_seconds(self) -> float:
+        """CPU time the gateway process has used so far (all its threads; not its actions)."""
+        with open(f"/proc/{self.pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def rss_mib(self) -> float:
         """Resident memory of the gateway process."""
@@ -521,14 +532,25 @@ def context(quick: bool = False) -> Iterator[Context]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def cpu_pressure() -> float | None:
+    """The share of the last minute in which some task waited for a CPU (Linux PSI), in percent."""
+    try:
+        with open("/proc/pressure/cpu") as handle:
+            return float(handle.readline().split()[2].split("=")[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def minimal_env() -> dict[str, str]:
     """The environment baselines run with: about what the gateway gives an action."""
     return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": os.environ.get("HOME", "/")}
 
 
-def spawn(argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+def spawn(
+    argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[bytes]:
     """A bare spawn, the baseline of every action figure: ``subprocess.run`` capturing the output."""
-    done = subprocess.run(argv, capture_output=True, env=env or minimal_env(), check=False)
+    done = subprocess.run(argv, capture_output=True, env=env or minimal_env(), cwd=cwd, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{argv} exited {done.returncode}: {done.stderr[-300:]!r}")
     return done

@@ -4,33 +4,52 @@ A sync call over HTTP (a real ``hatchway serve``, one keep-alive connection) aga
 ``subprocess.run`` of the very same argv from the benchmark process. The difference is everything
 the gateway does: HTTP, the API Gateway event, authentication, resolving the action, recording the
 run, the workspace and ``config.json``, the sandbox, reading the output, judging it, answering.
-Measured per sandbox level, since the sandbox's own start-up is part of every call.
+
+Measured per sandbox level, since the sandbox's own start is part of every call. For each level
+with a wrapper, a third series starts the same argv inside that sandbox from the benchmark process
+(no gateway): the floor a sync call cannot go below at that level.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
-from bench.harness import PROJECT, PY, Context, Row, Server, interleave, percentile, request_bytes, spawn, timed
+from bench.harness import (
+    PROJECT,
+    PY,
+    Context,
+    Row,
+    Server,
+    percentile,
+    request_bytes,
+    rotate,
+    sandbox_level,
+    spawn,
+    timed,
+)
 
 PY_NOOP = [PY, "-S", "-c", "print('{}')"]
 ECHO = ["/bin/echo", "{}"]
 
 
-def sync_samples(
-    ctx: Context, server: Server, name: str, argv: list[str], pairs: int
-) -> tuple[list[float], list[float], int]:
-    """Latencies (ms) of sync calls of ``argv`` through ``server`` and of bare spawns of it, interleaved,
-    and how many calls failed and were taken again."""
+@contextlib.contextmanager
+def sync_sampler(
+    server: Server, name: str, argv: list[str], failed: list[bytes], limit: int
+) -> Iterator[Callable[[], float]]:
+    """Latency (ms) of one sync call of ``argv`` through ``server`` per call, on one keep-alive connection."""
     server.register({"name": name, "sync_actions": ["call"], "container_parameters": {"entry_point": argv}})
     raw = request_bytes("POST", f"/v1/projects/{PROJECT}/actions/{name}/sync/call", {"parameters": {}})
     conn = server.connect()
-    failed: list[bytes] = []
 
     def call() -> float:
         # On a shared host something outside the gateway may kill an action now and then (the
         # server log says "killed by signal 9"); such a call is counted, reported and taken again.
-        while len(failed) <= max(3, pairs // 50):
+        while len(failed) <= limit:
             began = time.perf_counter_ns()
             status, body = conn.send(raw)
             if status == 200:
@@ -39,18 +58,60 @@ def sync_samples(
         raise RuntimeError(f"{len(failed)} sync calls failed, the last with {failed[-1][:300]!r}")
 
     try:
-        gateway, bare = interleave(call, timed(lambda: spawn(argv)), pairs, ctx.n(10, 2))
+        yield call
     finally:
         conn.close()
-    return gateway, bare, len(failed)
 
 
-def _rows(ctx: Context, figure: str, argv: list[str], what: str, pairs: int, p50_max: float, p99: bool) -> list[Row]:
+@contextlib.contextmanager
+def sandbox_floor(ctx: Context, level: str, argv: list[str]) -> Iterator[Callable[[], float]]:
+    """Latency (ms) of starting ``argv`` inside sandbox ``level`` without a gateway: the same
+    wrapper, limits and cgroups the process executor would use, created and run from here."""
+    from hatchway.config import Settings
+    from hatchway.executors.sandbox import Sandbox
+    from hatchway.spec import parse_spec
+
+    home = Path(tempfile.mkdtemp(prefix=f"floor-{level}-", dir=ctx.root))
+    workspace = home / "work" / "floor"
+    workspace.mkdir(parents=True)
+    sandbox = Sandbox.from_settings(Settings.from_env({"HATCHWAY_HOME": str(home), "HATCHWAY_SANDBOX": level}))
+    spec = parse_spec({"name": "floor", "container_parameters": {"entry_point": argv}})
+    names = itertools.count()
+
+    def start() -> float:
+        began = time.perf_counter_ns()
+        confinement = sandbox.confine(argv, spec, workspace, workspace, f"floor-{next(names)}")
+        spawn(confinement.argv, cwd=workspace)
+        took = (time.perf_counter_ns() - began) / 1e6
+        confinement.release()
+        return took
+
+    try:
+        yield start
+    finally:
+        cgroups = sandbox.cgroups
+        parents = {p for p in (cgroups.pids, cgroups.memory) if p is not None} if cgroups else set()
+        for parent in parents:
+            with contextlib.suppress(OSError):
+                parent.rmdir()
+
+
+def _rows(ctx: Context, figure: str, argv: list[str], what: str, rounds: int, p50_max: float, p99: bool) -> list[Row]:
     rows: list[Row] = []
     for sandbox in ctx.sandboxes():
         server = ctx.server(sandbox=sandbox)
-        gateway, bare, failed = sync_samples(ctx, server, f"bench-{figure.lower()}", argv, pairs)
-        note = f"{failed} calls failed (action killed from outside) and were taken again" if failed else ""
+        level = sandbox_level(sandbox)
+        failed: list[bytes] = []
+        with contextlib.ExitStack() as stack:
+            call = stack.enter_context(
+                sync_sampler(server, f"bench-{figure.lower()}", argv, failed, max(3, rounds // 50))
+            )
+            samplers = [call, timed(lambda: spawn(argv))]
+            if level != "none":
+                samplers.append(stack.enter_context(sandbox_floor(ctx, level, argv)))
+            series = rotate(samplers, rounds, ctx.n(10, 2))
+        gateway, bare = series[0], series[1]
+        note = f"{len(failed)} calls failed (action killed from outside) and were taken again" if failed else ""
         rows.append(
             Row(
                 figure,
@@ -63,7 +124,7 @@ def _rows(ctx: Context, figure: str, argv: list[str], what: str, pairs: int, p50
                 samples=len(gateway),
                 ratio_max=p50_max,
                 note=note,
-            )
+            )  # fmt: skip
         )
         if p99:
             rows.append(
@@ -76,19 +137,33 @@ def _rows(ctx: Context, figure: str, argv: list[str], what: str, pairs: int, p50
                     baseline=percentile(bare, 99),
                     baseline_metric="bare spawn p99",
                     samples=len(gateway),
-                )
+                )  # fmt: skip
+            )
+        if level != "none":
+            floor = series[2]
+            rows.append(
+                Row(
+                    figure,
+                    f"  floor: sandbox start alone, {what}, p50",
+                    f"sandbox {level}",
+                    percentile(floor, 50),
+                    "ms",
+                    baseline=percentile(bare, 50),
+                    baseline_metric="bare spawn p50",
+                    samples=len(floor),
+                )  # fmt: skip
             )
     return rows
 
 
 def p1(ctx: Context) -> list[Row]:
     """Sync call of a Python no-op (``python -S``) vs a bare spawn of it: p50 and p99."""
-    return _rows(ctx, "P1", PY_NOOP, "python -S no-op", ctx.n(200, 5), 1.1, p99=True)
+    return _rows(ctx, "P1", PY_NOOP, "python -S no-op", ctx.n(150, 5), 1.1, p99=True)
 
 
 def p2(ctx: Context) -> list[Row]:
     """Sync call of ``/bin/echo '{}'`` vs a bare spawn of it: p50."""
-    return _rows(ctx, "P2", ECHO, "/bin/echo '{}'", ctx.n(300, 5), 2.5, p99=False)
+    return _rows(ctx, "P2", ECHO, "/bin/echo '{}'", ctx.n(250, 5), 2.5, p99=False)
 
 
 FIGURES = {"P1": p1, "P2": p2}

@@ -28,7 +28,7 @@ from typing import Any
 if __package__ in (None, ""):  # `python bench/run.py`: make `bench` and this checkout's code importable
     sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "src")]
 
-from bench.harness import REPO, Context, Row, Skip, context
+from bench.harness import REPO, Context, Row, Skip, context, cpu_pressure
 
 HERE = Path(__file__).resolve().parent
 LATEST = HERE / "results" / "latest.json"
@@ -97,7 +97,10 @@ def table(rows: list[dict[str, Any]]) -> str:
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip() for line in lines]
     out.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(out)
+    notes = [
+        f"{row['figure']} {row['metric'].strip()} ({row['setting']}): {row['note']}" for row in rows if row.get("note")
+    ]
+    return "\n".join(out + ([""] + notes if notes else []))
 
 
 def machine() -> dict[str, Any]:
@@ -132,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[dict[str, Any]] = [{"figure": name, "skipped": reason} for name, reason in broken.items()]
     failed = False
-    load_before = os.getloadavg()
+    load_before, pressure_before = os.getloadavg(), cpu_pressure()
     started = time.monotonic()
     with context(quick=args.quick) as ctx:
         for figure_id in wanted:
@@ -155,7 +158,14 @@ def main(argv: list[str] | None = None) -> int:
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "quick": args.quick,
         "seconds": round(time.monotonic() - started, 1),
-        "machine": {**machine(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
+        "machine": {
+            **machine(),
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+            # share of the last minute some task waited for a CPU (Linux PSI): how shared the machine was
+            "cpu_pressure_before": pressure_before,
+            "cpu_pressure_after": cpu_pressure(),
+        },
         "rows": rows,
     }
     print(table(rows))

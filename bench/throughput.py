@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.harness import (
@@ -57,13 +59,19 @@ def p4(ctx: Context) -> list[Row]:
     health = request_bytes("GET", "/health")
     seconds = ctx.n(2.0, 0.2)
 
-    def submits() -> Load:
-        return _expect(load(server.port, lambda _: submit, CONNECTIONS, seconds=seconds), 202, "submit")
+    cpu: dict[int, list[float]] = {202: [], 200: []}
 
-    def healths() -> Load:
-        return _expect(load(server.port, lambda _: health, CONNECTIONS, seconds=seconds), 200, "health")
+    def rounds(raw: bytes, status: int) -> Callable[[], Load]:
+        def sample() -> Load:
+            before = server.cpu_seconds()
+            result = _expect(load(server.port, lambda _: raw, CONNECTIONS, seconds=seconds), status, "answer")
+            cpu[status].append((server.cpu_seconds() - before) / max(1, len(result.latencies)))
+            return result
 
-    got, base = interleave(submits, healths, ctx.n(4, 1), warmup=1)
+        return sample
+
+    got, base = interleave(rounds(submit, 202), rounds(health, 200), ctx.n(4, 1), warmup=1)
+    insert = store_floor(ctx, ctx.n(300, 20))
     stored = _count(server.db_path, "SELECT count(*) FROM runs WHERE mode = 'async'")
     accepted = sum(r.statuses[202] for r in got)
     if stored < accepted:
@@ -82,7 +90,12 @@ def p4(ctx: Context) -> list[Row]:
             "GET /health rate",
             len(got),
             value_min=5000,
-            note=f"{accepted} runs accepted and stored",
+            note=f"{accepted} runs accepted and stored; gateway CPU per request: submit "
+            f"{median(cpu[202]) * 1000:.2f} ms, health {median(cpu[200]) * 1000:.2f} ms",
+            extra={
+                "gateway_cpu_ms_per_submit": round(median(cpu[202]) * 1000, 3),
+                "gateway_cpu_ms_per_health": round(median(cpu[200]) * 1000, 3),
+            },
         ),
         Row(
             "P4",
@@ -105,7 +118,41 @@ def p4(ctx: Context) -> list[Row]:
             "GET /health p99",
             len(latencies),
         ),
+        Row(
+            "P4",
+            "  floor: store one run (SQLite insert + commit), p50",
+            "same disk",
+            percentile(insert, 50),
+            "ms",
+            percentile(base_latencies, 50),
+            "GET /health p50",
+            len(insert),
+        ),
     ]
+
+
+def store_floor(ctx: Context, count: int) -> list[float]:
+    """Latencies (ms) of storing a run the way a submit does (one autocommit INSERT of the same
+    record) in a fresh store on the same file system, from this process: a submit's durable part."""
+    from hatchway.runs import Mode, Run, RunStatus, new_run_id, now_ms
+    from hatchway.store.sqlite import SqliteStore
+
+    store = SqliteStore(Path(tempfile.mkdtemp(prefix="floor-store-", dir=ctx.root)) / "hatchway.db")
+    digest = "sha256:" + "0" * 64
+    samples = []
+    try:
+        for _ in range(count):
+            now = now_ms()
+            run = Run(id=new_run_id(now), project_id=PROJECT, environment="development", action_name="bench-true",
+                      action_version=1, action_digest=digest, invoked="run", mode=Mode.ASYNC,
+                      status=RunStatus.ENQUEUED, max_attempts=1, parameters={}, created_at=now,
+                      available_at=now, timeout_seconds=60)  # fmt: skip
+            began = time.perf_counter_ns()
+            store.create_run(run)
+            samples.append((time.perf_counter_ns() - began) / 1e6)
+    finally:
+        store.close()
+    return samples
 
 
 def _count(db: Path, sql: str, *args: object) -> int:
@@ -153,14 +200,23 @@ def spawn_rate(argv: list[str], count: int, threads: int = 2) -> float:
     return count / (time.perf_counter() - started)
 
 
-def end_to_end(ctx: Context, server: Server) -> tuple[int, list[float], list[float]]:
-    """Rounds of trivial runs through ``server`` and of raw spawns, interleaved: (runs per round, rates, rates)."""
+def end_to_end(ctx: Context, server: Server) -> tuple[int, list[float], list[float], float]:
+    """Rounds of trivial runs through ``server`` and of raw spawns, interleaved: the runs per round,
+    both series of rates, and the gateway's CPU time per run (submit included)."""
     server.register(TRUE_ACTION)
     # size the rounds to about two seconds at this server's pace
     pace = run_batch(server, ctx.n(40, 4))
     count = ctx.n(max(50, min(1000, int(pace * 2))), 6)
-    got, base = interleave(lambda: run_batch(server, count), lambda: spawn_rate(TRUE, count), ctx.n(3, 1), 0)
-    return count, got, base
+    cpu: list[float] = []
+
+    def gateway() -> float:
+        before = server.cpu_seconds()
+        rate = run_batch(server, count)
+        cpu.append((server.cpu_seconds() - before) / count)
+        return rate
+
+    got, base = interleave(gateway, lambda: spawn_rate(TRUE, count), ctx.n(3, 1), 0)
+    return count, got, base, median(cpu)
 
 
 def p5(ctx: Context) -> list[Row]:
@@ -168,7 +224,7 @@ def p5(ctx: Context) -> list[Row]:
     rows = []
     for sandbox in ctx.sandboxes():
         server = ctx.server(sandbox=sandbox)
-        count, got, base = end_to_end(ctx, server)
+        count, got, base, cpu = end_to_end(ctx, server)
         rows.append(
             Row(
                 "P5",
@@ -181,8 +237,12 @@ def p5(ctx: Context) -> list[Row]:
                 len(got),
                 ratio_min=0.8,
                 value_min=1000,
-                note=f"rounds of {count} runs",
-                extra={"rounds": [round(x, 1) for x in got], "baseline_rounds": [round(x, 1) for x in base]},
+                note=f"rounds of {count} runs; gateway CPU {cpu * 1000:.2f} ms per run (one core: <= {1 / cpu:,.0f}/s)",
+                extra={
+                    "rounds": [round(x, 1) for x in got],
+                    "baseline_rounds": [round(x, 1) for x in base],
+                    "gateway_cpu_ms_per_run": round(cpu * 1000, 3),
+                },
             )
         )
     return rows
