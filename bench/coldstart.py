@@ -43,7 +43,7 @@ def p6(ctx: Context) -> list[Row]:
     rows = []
     with tempfile.TemporaryDirectory(dir=ctx.root) as home:
         env = _env(home)
-        pairs, warmup = ctx.n(12, 2), ctx.n(2, 1)
+        pairs, warmup = ctx.n(10, 2), ctx.n(2, 1)
         handler, boto = interleave(
             timed(lambda: _python(HANDLER, env=env)), timed(lambda: _python(BOTO3, env=env)), pairs, warmup
         )

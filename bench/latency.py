@@ -158,12 +158,12 @@ def _rows(ctx: Context, figure: str, argv: list[str], what: str, rounds: int, p5
 
 def p1(ctx: Context) -> list[Row]:
     """Sync call of a Python no-op (``python -S``) vs a bare spawn of it: p50 and p99."""
-    return _rows(ctx, "P1", PY_NOOP, "python -S no-op", ctx.n(150, 5), 1.1, p99=True)
+    return _rows(ctx, "P1", PY_NOOP, "python -S no-op", ctx.n(100, 5), 1.1, p99=True)
 
 
 def p2(ctx: Context) -> list[Row]:
     """Sync call of ``/bin/echo '{}'`` vs a bare spawn of it: p50."""
-    return _rows(ctx, "P2", ECHO, "/bin/echo '{}'", ctx.n(250, 5), 2.5, p99=False)
+    return _rows(ctx, "P2", ECHO, "/bin/echo '{}'", ctx.n(150, 5), 2.5, p99=False)
 
 
 FIGURES = {"P1": p1, "P2": p2}

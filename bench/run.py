@@ -103,6 +103,23 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out + ([""] + notes if notes else []))
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The results as a Markdown table (for the README)."""
+    lines = ["| id | figure | setting | measured | baseline | ratio | target | met |", "| --- " * 8 + "|"]
+    for row in report["rows"]:
+        if row.get("skipped"):
+            lines.append(f"| {row['figure']} | skipped: {row['skipped']} | | | | | | |")
+            continue
+        ratio = f"{row['ratio']:.2f}x" if row["ratio"] is not None else "-"
+        met = {True: "yes", False: "**no**", None: "-"}[row["met"]]
+        baseline = f"{_fmt(row['baseline'], row['unit'])} ({row['baseline_metric']})" if row["baseline"] else "-"
+        lines.append(
+            f"| {row['figure']} | {row['metric'].strip()} | {row['setting']} | {_fmt(row['value'], row['unit'])} "
+            f"| {baseline} | {ratio} | {row['target'] or '-'} | {met} |"
+        )
+    return "\n".join(lines)
+
+
 def machine() -> dict[str, Any]:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
     return {
@@ -119,7 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few samples per figure (smoke test)")
     parser.add_argument("--out", type=Path, help=f"where to write the results (default {LATEST.relative_to(REPO)})")
     parser.add_argument("--list", action="store_true", help="list the figures and exit")
+    parser.add_argument("--markdown", action="store_true", help="print the latest results as Markdown and exit")
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads((args.out or LATEST).read_text())))
+        return 0
 
     figures, broken = discover()
     if args.list:
