@@ -21,17 +21,20 @@ from hatchway.cli_pipelines import executions_app, pipelines_app
 if TYPE_CHECKING:
     from hatchway.client import Client
 
+# Plain help text: typer's rich help imports rich's markdown and syntax highlighting (markdown-it,
+# pygments), which doubles the time `hatchway --help` takes; rich still prints tables and JSON.
 app = typer.Typer(
     name="hatchway",
     help="hatchway: register container actions and run them over HTTPS.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-actions_app = typer.Typer(help="Register and inspect actions.", no_args_is_help=True)
-runs_app = typer.Typer(help="Inspect, follow and cancel runs.", no_args_is_help=True)
-projects_app = typer.Typer(help="Projects (global admin).", no_args_is_help=True)
-tokens_app = typer.Typer(help="Project tokens.", no_args_is_help=True)
+actions_app = typer.Typer(help="Register and inspect actions.", no_args_is_help=True, rich_markup_mode=None)
+runs_app = typer.Typer(help="Inspect, follow and cancel runs.", no_args_is_help=True, rich_markup_mode=None)
+projects_app = typer.Typer(help="Projects (global admin).", no_args_is_help=True, rich_markup_mode=None)
+tokens_app = typer.Typer(help="Project tokens.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(actions_app, name="actions")
 app.add_typer(runs_app, name="runs")
 app.add_typer(projects_app, name="projects")

@@ -21,7 +21,6 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
-from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
 
 from hatchway import __version__
@@ -49,6 +48,7 @@ from hatchway.api.common import principal as common_principal
 from hatchway.api.compat import raw_routes, serve_raw
 from hatchway.api.errors import dumps, error_answer, unexpected_answer, validation_details
 from hatchway.api.models import ENVIRONMENT_PATTERN, EncryptRequest, ProjectCreate, RunRequestBody, TokenCreate
+from hatchway.api.validation import CompiledRequestValidation
 from hatchway.errors import Forbidden, HatchwayError, NotFound, PayloadTooLarge, ValidationFailed
 from hatchway.service import Gateway, Principal, RunRequest
 from hatchway.spec import ActionSpec
@@ -127,6 +127,17 @@ class Api:
     def openapi(self) -> dict[str, Any]:
         """The OpenAPI document (built once)."""
         if self._document is None:
+            # powertools' OpenAPI models are hundreds of milliseconds of pydantic classes to import;
+            # only the document needs them, so a cold start does not pay for them
+            from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+
+            self.resolver.configure_openapi(
+                title="hatchway",
+                version=__version__,
+                summary="A serverless-style action gateway",
+                security_schemes={"bearer": HTTPBearer(description="a hatchway token")},
+                security=[{"bearer": []}],
+            )
             document: dict[str, Any] = json.loads(self.resolver.get_openapi_json_schema())
             for route in self.raw:
                 operation = json.loads(json.dumps(route.doc))
@@ -167,13 +178,7 @@ class Api:
 def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
     """The API bound to ``gateway``."""
     app = APIGatewayHttpResolver(enable_validation=True)
-    app.configure_openapi(
-        title="hatchway",
-        version=__version__,
-        summary="A serverless-style action gateway",
-        security_schemes={"bearer": HTTPBearer(description="a hatchway token")},
-        security=[{"bearer": []}],
-    )
+    app._request_validation_middleware = CompiledRequestValidation()  # same checks, derived once per route
     cached: dict[str, str] = {}
     api = Api(gateway, app, max_body_bytes)
     compat.register(app, gateway)

@@ -9,6 +9,7 @@ Standard library only (this module is installed into action images with the runt
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -82,6 +83,12 @@ class Workspace:
             shutil.copyfile(source, target)
         if tmp_source is not None and tmp_source.is_dir():
             shutil.copytree(tmp_source, self.tmp, dirs_exist_ok=True, copy_function=shutil.copyfile)
+
+    def discard_parameters(self) -> None:
+        """Delete the files holding the decrypted parameters, ahead of the rest."""
+        for name in ("config.json", "parameters.json"):
+            with contextlib.suppress(OSError):
+                (self.path / name).unlink()
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import selectors
 import signal
 import subprocess
@@ -167,6 +168,34 @@ class ProcessReaper:
         self.flush()
         self._stopped = True
         self._wake.set()
+
+
+class Janitor:
+    """Runs clean-up tasks in order on a background thread, so that nobody waits for them."""
+
+    def __init__(self) -> None:
+        self._tasks: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def later(self, task: Callable[[], None]) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="hatchway-janitor", daemon=True)
+                self._thread.start()
+        self._tasks.put(task)
+
+    def _loop(self) -> None:
+        while (task := self._tasks.get()) is not None:
+            _call(task)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Finish the tasks queued so far."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._tasks.put(None)
+            thread.join(timeout)
 
 
 def spawn(

@@ -290,8 +290,10 @@ class SweepResult:
 class BaseStore(ABC):
     """Rules of hatchway's state; backends supply the primitives."""
 
-    #: how many claim candidates to look at per attempt (others may race for the first)
-    claim_batch = 8
+    #: how many claim candidates to read first (others may race for them); each costs a full read of
+    #: the run, so a claim reads a few, and more (up to claim_batch_max) only when it could use none
+    claim_batch = 2
+    claim_batch_max = 32
     #: Record a sync call once, when it ends (:meth:`record_sync_run`), instead of INPROGRESS
     #: first and terminal later. Nobody knows a sync run's id before its answer, so the early
     #: record only serves crash bookkeeping; a remote store saves a write per call by skipping it.
@@ -752,23 +754,28 @@ class BaseStore(ABC):
     def claim(self, owner: str, lease_seconds: float, now: int | None = None) -> Run | None:
         """Take the oldest ready async run: ENQUEUED -> INPROGRESS, attempt + 1, leased to ``owner``."""
         now = now if now is not None else now_ms()
-        for candidate in self._ready_runs(now, self.claim_batch):
-            if candidate.external_id is not None:
-                continue  # a remote executor (Batch, ECS) runs it; its events move it
-            try:
-                return self.transition(
-                    candidate.id,
-                    RunStatus.ENQUEUED,
-                    RunStatus.INPROGRESS,
-                    attempt=candidate.attempt + 1,
-                    started_at=candidate.started_at or now,
-                    lease_owner=owner,
-                    lease_until=now + int(lease_seconds * 1000),
-                    status_reason=None,
-                )
-            except TransitionConflict:
-                continue
-        return None
+        limit = self.claim_batch
+        while True:
+            candidates = self._ready_runs(now, limit)
+            for candidate in candidates:
+                if candidate.external_id is not None:
+                    continue  # a remote executor (Batch, ECS) runs it; its events move it
+                try:
+                    return self.transition(
+                        candidate.id,
+                        RunStatus.ENQUEUED,
+                        RunStatus.INPROGRESS,
+                        attempt=candidate.attempt + 1,
+                        started_at=candidate.started_at or now,
+                        lease_owner=owner,
+                        lease_until=now + int(lease_seconds * 1000),
+                        status_reason=None,
+                    )
+                except TransitionConflict:
+                    continue
+            if len(candidates) < limit or limit >= self.claim_batch_max:
+                return None
+            limit *= 4  # others took these, or they are not ours to run: look further
 
     def heartbeat(self, run_id: str, owner: str, lease_seconds: float) -> RunStatus | None:
         """Renew a lease; the run's current status, or None if this owner lost the lease."""

@@ -118,6 +118,9 @@ class SqliteStore(BaseStore):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        # Writers of this process take turns here rather than in SQLite's busy handler, which
+        # sleeps 1, 2, 5, 10 ms... between retries; other processes still meet the busy timeout.
+        self._writing = threading.Lock()
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         with self._guard():
@@ -153,7 +156,7 @@ class SqliteStore(BaseStore):
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
-        with self._guard():
+        with self._writing, self._guard():
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -172,7 +175,7 @@ class SqliteStore(BaseStore):
             return self._conn().execute(sql, args).fetchall()
 
     def _write(self, sql: str, args: tuple[Any, ...]) -> int:
-        with self._guard():
+        with self._writing, self._guard():
             return self._conn().execute(sql, args).rowcount
 
     def close(self) -> None:
@@ -430,7 +433,7 @@ class SqliteStore(BaseStore):
     def _set_lease(self, run_id: str, owner: str, until: int) -> str | None:
         # The lease lives in its own columns (the JSON copy is refreshed on the next full write), so a
         # heartbeat is one small UPDATE that does not bump the revision of the run's content.
-        with self._guard():
+        with self._writing, self._guard():
             row = (
                 self._conn()
                 .execute(

@@ -1,0 +1,169 @@
+"""P1 and P2: what a sync call adds to the action it runs.
+
+A sync call over HTTP (a real ``hatchway serve``, one keep-alive connection) against a bare
+``subprocess.run`` of the very same argv from the benchmark process. The difference is everything
+the gateway does: HTTP, the API Gateway event, authentication, resolving the action, recording the
+run, the workspace and ``config.json``, the sandbox, reading the output, judging it, answering.
+
+Measured per sandbox level, since the sandbox's own start is part of every call. For each level
+with a wrapper, a third series starts the same argv inside that sandbox from the benchmark process
+(no gateway): the floor a sync call cannot go below at that level.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from bench.harness import (
+    PROJECT,
+    PY,
+    Context,
+    Row,
+    Server,
+    percentile,
+    request_bytes,
+    rotate,
+    sandbox_level,
+    spawn,
+    timed,
+)
+
+PY_NOOP = [PY, "-S", "-c", "print('{}')"]
+ECHO = ["/bin/echo", "{}"]
+
+
+@contextlib.contextmanager
+def sync_sampler(
+    server: Server, name: str, argv: list[str], failed: list[bytes], limit: int
+) -> Iterator[Callable[[], float]]:
+    """Latency (ms) of one sync call of ``argv`` through ``server`` per call, on one keep-alive connection."""
+    server.register({"name": name, "sync_actions": ["call"], "container_parameters": {"entry_point": argv}})
+    raw = request_bytes("POST", f"/v1/projects/{PROJECT}/actions/{name}/sync/call", {"parameters": {}})
+    conn = server.connect()
+
+    def call() -> float:
+        # On a shared host something outside the gateway may kill an action now and then (the
+        # server log says "killed by signal 9"); such a call is counted, reported and taken again.
+        while len(failed) <= limit:
+            began = time.perf_counter_ns()
+            status, body = conn.send(raw)
+            if status == 200:
+                return (time.perf_counter_ns() - began) / 1e6
+            failed.append(body)
+        raise RuntimeError(f"{len(failed)} sync calls failed, the last with {failed[-1][:300]!r}")
+
+    try:
+        yield call
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def sandbox_floor(ctx: Context, level: str, argv: list[str]) -> Iterator[Callable[[], float]]:
+    """Latency (ms) of starting ``argv`` inside sandbox ``level`` without a gateway: the same
+    wrapper, limits and cgroups the process executor would use, created and run from here."""
+    from hatchway.config import Settings
+    from hatchway.executors.sandbox import Sandbox
+    from hatchway.spec import parse_spec
+
+    home = Path(tempfile.mkdtemp(prefix=f"floor-{level}-", dir=ctx.root))
+    workspace = home / "work" / "floor"
+    workspace.mkdir(parents=True)
+    sandbox = Sandbox.from_settings(Settings.from_env({"HATCHWAY_HOME": str(home), "HATCHWAY_SANDBOX": level}))
+    spec = parse_spec({"name": "floor", "container_parameters": {"entry_point": argv}})
+    names = itertools.count()
+
+    def start() -> float:
+        began = time.perf_counter_ns()
+        confinement = sandbox.confine(argv, spec, workspace, workspace, f"floor-{next(names)}")
+        spawn(confinement.argv, cwd=workspace)
+        took = (time.perf_counter_ns() - began) / 1e6
+        confinement.release()
+        return took
+
+    try:
+        yield start
+    finally:
+        cgroups = sandbox.cgroups
+        parents = {p for p in (cgroups.pids, cgroups.memory) if p is not None} if cgroups else set()
+        for parent in parents:
+            with contextlib.suppress(OSError):
+                parent.rmdir()
+
+
+def _rows(ctx: Context, figure: str, argv: list[str], what: str, rounds: int, p50_max: float, p99: bool) -> list[Row]:
+    rows: list[Row] = []
+    for sandbox in ctx.sandboxes():
+        server = ctx.server(sandbox=sandbox)
+        level = sandbox_level(sandbox)
+        failed: list[bytes] = []
+        with contextlib.ExitStack() as stack:
+            call = stack.enter_context(
+                sync_sampler(server, f"bench-{figure.lower()}", argv, failed, max(3, rounds // 50))
+            )
+            samplers = [call, timed(lambda: spawn(argv))]
+            if level != "none":
+                samplers.append(stack.enter_context(sandbox_floor(ctx, level, argv)))
+            series = rotate(samplers, rounds, ctx.n(10, 2))
+        gateway, bare = series[0], series[1]
+        note = f"{len(failed)} calls failed (action killed from outside) and were taken again" if failed else ""
+        rows.append(
+            Row(
+                figure,
+                f"sync call {what}, p50",
+                server.setting,
+                percentile(gateway, 50),
+                "ms",
+                baseline=percentile(bare, 50),
+                baseline_metric="bare spawn p50",
+                samples=len(gateway),
+                ratio_max=p50_max,
+                note=note,
+            )  # fmt: skip
+        )
+        if p99:
+            rows.append(
+                Row(
+                    figure,
+                    f"sync call {what}, p99",
+                    server.setting,
+                    percentile(gateway, 99),
+                    "ms",
+                    baseline=percentile(bare, 99),
+                    baseline_metric="bare spawn p99",
+                    samples=len(gateway),
+                )  # fmt: skip
+            )
+        if level != "none":
+            floor = series[2]
+            rows.append(
+                Row(
+                    figure,
+                    f"  floor: sandbox start alone, {what}, p50",
+                    f"sandbox {level}",
+                    percentile(floor, 50),
+                    "ms",
+                    baseline=percentile(bare, 50),
+                    baseline_metric="bare spawn p50",
+                    samples=len(floor),
+                )  # fmt: skip
+            )
+    return rows
+
+
+def p1(ctx: Context) -> list[Row]:
+    """Sync call of a Python no-op (``python -S``) vs a bare spawn of it: p50 and p99."""
+    return _rows(ctx, "P1", PY_NOOP, "python -S no-op", ctx.n(100, 5), 1.1, p99=True)
+
+
+def p2(ctx: Context) -> list[Row]:
+    """Sync call of ``/bin/echo '{}'`` vs a bare spawn of it: p50."""
+    return _rows(ctx, "P2", ECHO, "/bin/echo '{}'", ctx.n(150, 5), 2.5, p99=False)
+
+
+FIGURES = {"P1": p1, "P2": p2}
