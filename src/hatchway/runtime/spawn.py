@@ -143,7 +143,8 @@ class ProcessReaper:
                 self._pending = [item for item in self._pending if item not in due]
                 wait = min((item[0] for item in self._pending), default=now + 60) - now
             for _, pgid, proc, on_done in due:
-                kill_group(pgid, signal.SIGKILL)
+                if not group_gone(pgid, proc):  # once gone, the id may already name a new group
+                    kill_group(pgid, signal.SIGKILL)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=5)
                 if not group_gone(pgid, proc):
