@@ -19,6 +19,15 @@ PY = sys.executable
 FAST = {"HATCHWAY_LEASE_SECONDS": "3", "HATCHWAY_HEARTBEAT_SECONDS": "0.5", "HATCHWAY_KILL_GRACE_SECONDS": "1"}
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--reliability",
+        choices=("full", "bounded"),
+        default="full",
+        help="scale of tests/reliability: the issue's figures (full) or the bounded form CI runs",
+    )
+
+
 def make_settings(home: Path, **overrides: Any) -> Settings:
     base: dict[str, Any] = {
         "HATCHWAY_HOME": str(home),

@@ -48,6 +48,7 @@ from hatchway.api.common import principal as common_principal
 from hatchway.api.compat import raw_routes, serve_raw
 from hatchway.api.errors import dumps, error_answer, unexpected_answer, validation_details
 from hatchway.api.models import ENVIRONMENT_PATTERN, EncryptRequest, ProjectCreate, RunRequestBody, TokenCreate
+from hatchway.api.resolver import ThreadSafeHttpResolver
 from hatchway.api.validation import CompiledRequestValidation
 from hatchway.errors import Forbidden, HatchwayError, NotFound, PayloadTooLarge, ValidationFailed
 from hatchway.service import Gateway, Principal, RunRequest
@@ -177,7 +178,7 @@ class Api:
 
 def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
     """The API bound to ``gateway``."""
-    app = APIGatewayHttpResolver(enable_validation=True)
+    app = ThreadSafeHttpResolver(enable_validation=True)  # hatchway serve resolves from several threads
     app._request_validation_middleware = CompiledRequestValidation()  # same checks, derived once per route
     cached: dict[str, str] = {}
     api = Api(gateway, app, max_body_bytes)
