@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from hatchway import faults
 from hatchway.errors import ValidationFailed
 
 SYNC_LIMIT_SECONDS = 30
@@ -66,6 +67,9 @@ ENV_VARS: dict[str, str] = {
     "HATCHWAY_PIPELINE_ENGINE": "local (the worker pool runs pipelines) or stepfunctions (default on aws)",
     "HATCHWAY_STATES_ROLE_ARN": "role the pipelines' Step Functions state machines run as",
     "HATCHWAY_PIPELINE_FUNCTION_ARN": "hatchway's pipeline Lambda, which state machines call to prepare steps",
+    "HATCHWAY_IDEMPOTENCY_IN_PROGRESS_SECONDS": "how long an unfinished Idempotency-Key blocks a retry (default 60)",
+    "HATCHWAY_RETRY_BACKOFF_MAX_SECONDS": "cap of the exponential backoff between attempts of a run (default 300)",
+    "HATCHWAY_TEST_CRASH_AT": "test hook only: point:n - SIGKILL this process at a crash point (see faults.py)",
     "AWS_ENDPOINT_URL": "points boto3 at LocalStack or a moto server",
     "AWS_BATCH_JOB_ID": "set by AWS Batch inside a job: names the container that holds a run",
     "AWS_BATCH_JOB_ATTEMPT": "set by AWS Batch inside a job: its attempt number",
@@ -131,6 +135,9 @@ class Settings:
     idempotency_seconds: int = 24 * 3600
     http_allow: tuple[str, ...] = ()
     connect_replay_seconds: int = 60
+    idempotency_in_progress_seconds: float = 60.0
+    max_backoff_seconds: float = 300.0
+    crash_at: str | None = None
     url: str = "http://127.0.0.1:8080"
     token: str | None = None
     table_name: str = "hatchway"
@@ -177,6 +184,9 @@ class Settings:
             max_lost_attempts=_int(env, "HATCHWAY_MAX_LOST_ATTEMPTS", 3, 0),
             shutdown_grace_seconds=_float(env, "HATCHWAY_SHUTDOWN_GRACE_SECONDS", 10.0),
             kill_grace_seconds=_float(env, "HATCHWAY_KILL_GRACE_SECONDS", 5.0),
+            idempotency_in_progress_seconds=_float(env, "HATCHWAY_IDEMPOTENCY_IN_PROGRESS_SECONDS", 60.0),
+            max_backoff_seconds=_float(env, "HATCHWAY_RETRY_BACKOFF_MAX_SECONDS", 300.0),
+            crash_at=env.get("HATCHWAY_TEST_CRASH_AT") or None,
             db_synchronous=(env.get("HATCHWAY_DB_SYNCHRONOUS") or "NORMAL").upper(),
             log_level=(env.get("HATCHWAY_LOG_LEVEL") or "INFO").upper(),
             metrics=(env.get("HATCHWAY_METRICS") or "").lower(),
@@ -249,6 +259,12 @@ class Settings:
             )
         if self.pipeline_engine not in ("local", "stepfunctions"):
             raise ValidationFailed.at(["env", "HATCHWAY_PIPELINE_ENGINE"], "must be local or stepfunctions")
+        if self.idempotency_in_progress_seconds <= 0 or self.max_backoff_seconds < 0:
+            raise ValidationFailed.at(["env"], "idempotency and backoff limits must be positive")
+        try:
+            faults.parse(self.crash_at)
+        except ValueError as exc:
+            raise ValidationFailed.at(["env", "HATCHWAY_TEST_CRASH_AT"], str(exc)) from None
 
     @property
     def kms_key(self) -> str:

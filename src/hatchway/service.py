@@ -48,6 +48,7 @@ from hatchway.errors import (
 )
 from hatchway.executors import Executors
 from hatchway.executors.base import BaseExecutor, Execution, Invocation, OutputCollector, Verdict, judge
+from hatchway.faults import CrashPoints
 from hatchway.net import allowed_networks
 from hatchway.observability.logs import log_context
 from hatchway.observability.metrics import make_recorder
@@ -74,9 +75,6 @@ DEFAULT_PROJECT = "proj_local"
 DEFAULT_ENVIRONMENT = "development"
 TOKEN_PREFIX = "hw_"  # noqa: S105 - a prefix, not a secret
 MAX_INHERIT_DEPTH = 5
-MAX_BACKOFF_SECONDS = 300.0
-#: how long an Idempotency-Key stays INPROGRESS before a retry may take it over
-IDEMPOTENCY_IN_PROGRESS_SECONDS = 60.0
 SPEC_CACHE_SIZE = 1024
 
 
@@ -178,6 +176,7 @@ class Gateway:
         self.metrics = make_recorder(settings)
         store.observe(self.metrics.observe)
         instrument_store(store)
+        self.crash_points = CrashPoints(settings.crash_at)  # a test hook; unarmed unless configured
 
     # ---- set-up ----------------------------------------------------------------------------
 
@@ -580,13 +579,13 @@ class Gateway:
         the first request is still working waits for its answer. With ``keep_errors`` an error
         is replayed too (the same error, raised again); otherwise it frees the key.
         """
-        deadline = time.monotonic() + IDEMPOTENCY_IN_PROGRESS_SECONDS
+        in_progress = self.settings.idempotency_in_progress_seconds
+        deadline = time.monotonic() + in_progress
         while True:
-            outcome = self.store.idempotency_begin(
-                scope, fingerprint, new_run_id(), IDEMPOTENCY_IN_PROGRESS_SECONDS, ttl_seconds
-            )
+            outcome = self.store.idempotency_begin(scope, fingerprint, new_run_id(), in_progress, ttl_seconds)
             record = outcome.record
             if outcome.is_owner:
+                self.crash_points.reach("after_idempotency_begin", record.run_id)
                 break
             if record.status == "COMPLETED" and record.response is not None:
                 if "__error__" in record.response:
@@ -902,6 +901,7 @@ class Gateway:
             entries = collector.entries
             if run.mode == Mode.SYNC and not self.store.records_sync_runs_at_end:
                 entries = self.store.append_logs(run.id, entries)
+            self.crash_points.reach("before_result", run.id)
             final = self._finish(run, verdict, entries, duration_ms=execution.duration_ms)
             return final, verdict, entries
         finally:
@@ -994,6 +994,11 @@ class Gateway:
             return final
         if verdict.status == RunStatus.TERMINATED:
             return self._settle_cancel(run, fields, now)
+
+        def still_ours(current: Run) -> bool:
+            # fencing: an attempt whose lease was swept and claimed again must not write its outcome
+            return current.attempt == run.attempt and current.lease_owner == run.lease_owner
+
         own_attempts = run.attempt - run.lost_attempts
         if (
             run.mode == Mode.ASYNC
@@ -1001,13 +1006,14 @@ class Gateway:
             and verdict.is_retryable
             and own_attempts < run.max_attempts
         ):
-            delay = _backoff(run.retry_interval_seconds, own_attempts)
+            delay = _backoff(run.retry_interval_seconds, own_attempts, self.settings.max_backoff_seconds)
             why = verdict.error.message if verdict.error else "failed"
             try:
                 return self.store.transition(
                     run.id,
                     RunStatus.INPROGRESS,
                     RunStatus.ENQUEUED,
+                    still_ours,
                     available_at=now + int(delay * 1000),
                     status_reason=f"attempt {run.attempt} failed ({_first_line(why)}); retrying in {delay:g} s",
                     **fields,
@@ -1019,8 +1025,9 @@ class Gateway:
         reason = _end_reason(verdict)
         try:
             final = self.store.transition(
-                run.id, RunStatus.INPROGRESS, verdict.status, finished_at=now, status_reason=reason, **fields
-            )
+                run.id, RunStatus.INPROGRESS, verdict.status, still_ours,
+                finished_at=now, status_reason=reason, **fields,
+            )  # fmt: skip
         except TransitionConflict:
             return self._settle_cancel(run, fields, now)
         self.after_terminal(final)
@@ -1039,7 +1046,8 @@ class Gateway:
                 )  # fmt: skip
                 self.after_terminal(final)
                 return final
-            if current.status == RunStatus.INPROGRESS and current.lease_owner == run.lease_owner:
+            is_ours = (current.lease_owner, current.attempt) == (run.lease_owner, run.attempt)
+            if current.status == RunStatus.INPROGRESS and is_ours:
                 # stopped by this gateway itself (shutdown): hand the run to the next worker, and
                 # do not count the interrupted attempt against the run's retry budget
                 return self.store.transition(
@@ -1294,11 +1302,11 @@ def _with_trace(options: dict[str, Any]) -> dict[str, Any]:
     return {**options, "traceparent": traceparent} if traceparent else options
 
 
-def _backoff(interval: float, attempt: int) -> float:
-    """Exponential backoff from the action's interval, capped."""
+def _backoff(interval: float, attempt: int, cap: float = 300.0) -> float:
+    """Exponential backoff from the action's interval, capped (an interval above the cap is kept)."""
     if interval <= 0:
         return 0.0
-    return float(min(interval * (2 ** max(0, attempt - 1)), max(interval, MAX_BACKOFF_SECONDS)))
+    return float(min(interval * (2 ** max(0, attempt - 1)), max(interval, cap)))
 
 
 def _first_line(text: str) -> str:

@@ -125,6 +125,7 @@ class WorkerPool:
                 continue
             with self._lock:
                 self._inflight[run.id] = _InFlight(run, owner, time.monotonic())
+            self.gateway.crash_points.reach("after_claim", run.id)
             try:
                 self.gateway.execute_claimed(run)
             except Exception:

@@ -432,12 +432,13 @@ class SqliteStore(BaseStore):
 
     def _set_lease(self, run_id: str, owner: str, until: int) -> str | None:
         # The lease lives in its own columns (the JSON copy is refreshed on the next full write), so a
-        # heartbeat is one small UPDATE that does not bump the revision of the run's content.
+        # heartbeat is one small UPDATE. It moves the revision too: a full write prepared before the
+        # heartbeat (the sweeper requeueing a lease it saw expire) must not undo the renewal.
         with self._writing, self._guard():
             row = (
                 self._conn()
                 .execute(
-                    "UPDATE runs SET lease_until = ? WHERE id = ? AND lease_owner = ? "
+                    "UPDATE runs SET lease_until = ?, rev = rev + 1 WHERE id = ? AND lease_owner = ? "
                     "AND status IN ('INPROGRESS', 'TERMINATING') RETURNING status",
                     (until, run_id, owner),
                 )
