@@ -78,9 +78,9 @@ class ProcessExecutor(BaseExecutor):
         self.work_dir = work_dir
         self.kill_grace_seconds = kill_grace_seconds
         self.sandbox = sandbox or Sandbox.none()
-        self.reaper = ProcessReaper()
+        # as the subreaper, this process inherits the orphans of its actions: reap them twice a second
+        self.reaper = ProcessReaper(reap_orphans_every=0.5 if enable_subreaper() else None)
         self.janitor = Janitor()
-        enable_subreaper()
         self._path = action_path()
         self._pids = work_dir / ".pids"
         self._pids.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -50,14 +50,31 @@ def enable_subreaper() -> bool:
         return False
 
 
-def reap_orphans() -> int:
-    """Reap exited children that no Popen of ours is waiting for; how many were reaped."""
-    me = os.getpid()
-    reaped = 0
+def _children(me: int) -> list[str] | None:
+    """This process's children as the kernel lists them per thread; None where it does not."""
     try:
-        entries = os.listdir("/proc")
+        tasks = os.listdir(f"/proc/{me}/task")
     except OSError:  # pragma: no cover - no procfs
-        return 0
+        return None
+    if not os.access(f"/proc/{me}/task/{me}/children", os.R_OK):
+        return None  # a kernel without CONFIG_PROC_CHILDREN
+    found: list[str] = []
+    for tid in tasks:
+        with contextlib.suppress(OSError), open(f"/proc/{me}/task/{tid}/children") as handle:  # a thread may end
+            found.extend(handle.read().split())
+    return found
+
+
+def orphan_zombies() -> set[int]:
+    """Exited children of this process that no Popen of ours is waiting for."""
+    me = os.getpid()
+    entries = _children(me)
+    if entries is None:
+        try:
+            entries = os.listdir("/proc")
+        except OSError:  # pragma: no cover - no procfs
+            return set()
+    found = set()
     for entry in entries:
         if not entry.isdigit():
             continue
@@ -71,7 +88,16 @@ def reap_orphans() -> int:
         except OSError:
             continue
         fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) < 2 or fields[0] != b"Z" or int(fields[1]) != me:
+        if len(fields) >= 2 and fields[0] == b"Z" and int(fields[1]) == me:
+            found.add(pid)
+    return found
+
+
+def reap_orphans(only: set[int] | None = None) -> int:
+    """Reap exited children that no Popen of ours is waiting for (of ``only``, if given); how many."""
+    reaped = 0
+    for pid in orphan_zombies():
+        if only is not None and pid not in only:
             continue
         with contextlib.suppress(ChildProcessError, OSError):
             if os.waitpid(pid, os.WNOHANG)[0] == pid:
@@ -112,22 +138,34 @@ def group_gone(pgid: int, proc: subprocess.Popen[bytes]) -> bool:
 
 
 class ProcessReaper:
-    """Finishes kills in the background: SIGKILL to a group after its grace, then reaps."""
+    """Finishes kills in the background: SIGKILL to a group after its grace, then reaps.
 
-    def __init__(self) -> None:
+    With ``reap_orphans_every`` (for a subreaper) it also collects, that often, descendants that
+    were re-parented to this process and exited: an action killed at its deadline can leave
+    children that were outside its process group (bubblewrap's, or a ``setsid`` grandchild's).
+    """
+
+    def __init__(self, reap_orphans_every: float | None = None) -> None:
         self._lock = threading.Lock()
         self._pending: list[tuple[float, int, subprocess.Popen[bytes], Done]] = []
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._stopped = False
+        self.reap_orphans_every = reap_orphans_every
+        if reap_orphans_every is not None:
+            self.start()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="hatchway-reaper", daemon=True)
+                self._thread.start()
 
     def later(self, pgid: int, proc: subprocess.Popen[bytes], grace: float, on_done: Done = None) -> None:
         """SIGKILL the group after ``grace`` (sooner if it is gone by then), then call ``on_done``."""
         with self._lock:
             self._pending.append((time.monotonic() + grace, pgid, proc, on_done))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="hatchway-reaper", daemon=True)
-                self._thread.start()
+        self.start()
         self._wake.set()
 
     @property
@@ -136,8 +174,17 @@ class ProcessReaper:
             return len(self._pending)
 
     def _loop(self) -> None:
+        last_orphan_reap = 0.0
+        unclaimed: set[int] = set()
         while not self._stopped:
             now = time.monotonic()
+            if self.reap_orphans_every is not None and now - last_orphan_reap >= self.reap_orphans_every:
+                # only zombies that nobody waited for during a whole period: a subprocess.run()
+                # elsewhere in this process reaps its own child at once and keeps its exit status
+                last_orphan_reap = now
+                zombies = orphan_zombies()
+                reap_orphans(only=zombies & unclaimed)
+                unclaimed = zombies
             with self._lock:
                 due = [item for item in self._pending if item[0] <= now or group_gone(item[1], item[2])]
                 self._pending = [item for item in self._pending if item not in due]
@@ -155,7 +202,9 @@ class ProcessReaper:
                 with _tracked_lock:
                     _tracked.discard(proc.pid)
                 _call(on_done)
-            self._wake.wait(timeout=max(0.01, min(wait, 0.05)))
+            with self._lock:
+                idle = not self._pending
+            self._wake.wait(timeout=(self.reap_orphans_every or 60.0) if idle else max(0.01, min(wait, 0.05)))
             self._wake.clear()
 
     def flush(self) -> None:
