@@ -48,6 +48,9 @@ elif behaviour == "long":
 elif behaviour == "poison":
     print(f"attempt {run['attempt']} at {time.time():.3f}", file=sys.stderr, flush=True)
     sys.exit(2)
+elif behaviour == "user_error":
+    print("the input is wrong", file=sys.stderr)
+    sys.exit(1)
 elif behaviour == "flood":
     # a lot of output as fast as the pipe takes it: lines of `width` bytes up to `bytes` in total
     width = int(params.get("width") or 1000)
