@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hatchway.runs import LogEntry, Mode
+from hatchway.runs import OS_PREVIEW_HEAD, OS_PREVIEW_TAIL, LogEntry, Mode
 from hatchway.secrets.redact import NO_SECRETS, Redactor
 
 MIB = 1024 * 1024
@@ -107,6 +107,8 @@ class OutputCollector:
     stdout is the answer (kept as bytes up to ``max_stdout_bytes``), not a log.
     Entries are handed to ``flush`` in batches (every ``flush_every`` seconds or 200 entries), so a
     follower sees a long run's log while it runs and the store writes one transaction per batch.
+    A run's flushed log lives in the store, so its collector keeps in memory only the head and
+    tail that the run record shows: memory per run stays flat however much the action prints.
     """
 
     def __init__(
@@ -127,7 +129,9 @@ class OutputCollector:
         self._last_flush = time.monotonic()
         self._partial: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
         self._pending: list[LogEntry] = []
-        self.entries: list[LogEntry] = []  # everything kept (sync answers and the run's os preview)
+        # everything kept (a sync answer's log); for a flushed run only the preview's head and tail
+        self._head: list[LogEntry] = []
+        self._tail: deque[LogEntry] | None = deque(maxlen=OS_PREVIEW_TAIL) if flush and mode == Mode.ASYNC else None
         self._tails: dict[str, deque[str]] = {"stdout": deque(maxlen=TAIL_LINES), "stderr": deque(maxlen=TAIL_LINES)}
         self.log_bytes = 0
         self.dropped_lines = 0
@@ -164,7 +168,7 @@ class OutputCollector:
     def system(self, message: str, err: dict[str, str] | None = None) -> None:
         with self._lock:
             entry = LogEntry("system", _now_ms(), self.redactor.text(message), err)
-            self.entries.append(entry)
+            self._keep(entry)
             self._pending.append(entry)
 
     def _line(self, stream: str, raw: bytes) -> None:
@@ -182,8 +186,19 @@ class OutputCollector:
                 return
             self.log_bytes += size
             entry = LogEntry(stream, ts, text)
-            self.entries.append(entry)
+            self._keep(entry)
             self._pending.append(entry)
+
+    def _keep(self, entry: LogEntry) -> None:
+        if self._tail is None or len(self._head) < OS_PREVIEW_HEAD:
+            self._head.append(entry)
+        else:
+            self._tail.append(entry)
+
+    @property
+    def entries(self) -> list[LogEntry]:
+        """The entries kept in memory (all of them, or a flushed run's head and tail)."""
+        return self._head + list(self._tail) if self._tail is not None else self._head
 
     def _maybe_flush(self, force: bool = False) -> None:
         if self._flush is None:
