@@ -39,6 +39,7 @@ ENV_VARS: dict[str, str] = {
     "HATCHWAY_KILL_GRACE_SECONDS": "grace between SIGTERM and SIGKILL of an action at its deadline (default 5)",
     "HATCHWAY_SHUTDOWN_GRACE_SECONDS": "how long a stopping gateway lets running attempts finish",
     "HATCHWAY_DB_SYNCHRONOUS": "SQLite durability: NORMAL (default, crash-safe in WAL) or FULL",
+    "HATCHWAY_DB_BUSY_TIMEOUT_SECONDS": "how long a write waits for a locked SQLite file before 503 (default 10)",
     "HATCHWAY_LOG_LEVEL": "log level of the gateway's own JSON logs",
     "HATCHWAY_METRICS": "prometheus (GET /metrics; embedded default), emf (CloudWatch; aws default) or off",
     "HATCHWAY_TRACING": "off (default), otlp (OpenTelemetry, exported over OTLP/HTTP) or xray (powertools Tracer)",
@@ -121,6 +122,7 @@ class Settings:
     workers: int = 2
     max_lost_attempts: int = 3
     db_synchronous: str = "NORMAL"
+    db_busy_timeout_seconds: float = 10.0
     log_level: str = "INFO"
     metrics: str = ""
     tracing: str = "off"
@@ -188,6 +190,7 @@ class Settings:
             max_backoff_seconds=_float(env, "HATCHWAY_RETRY_BACKOFF_MAX_SECONDS", 300.0),
             crash_at=env.get("HATCHWAY_TEST_CRASH_AT") or None,
             db_synchronous=(env.get("HATCHWAY_DB_SYNCHRONOUS") or "NORMAL").upper(),
+            db_busy_timeout_seconds=_float(env, "HATCHWAY_DB_BUSY_TIMEOUT_SECONDS", 10.0),
             log_level=(env.get("HATCHWAY_LOG_LEVEL") or "INFO").upper(),
             metrics=(env.get("HATCHWAY_METRICS") or "").lower(),
             tracing=(env.get("HATCHWAY_TRACING") or "off").lower(),

@@ -2,9 +2,9 @@
 
 This is the chalice ``LocalGateway`` idea: the laptop runs the production code path. The ASGI
 application below builds the same event API Gateway would send to ``handlers/api.py``, calls the
-same resolver and turns its answer back into HTTP. Short routes are resolved on the event loop
-(they are a few SQLite statements); routes that may wait - sync calls, idempotent submits, any
-route on the networked aws backend - run in a thread pool. uvicorn is imported only to serve.
+same resolver and turns its answer back into HTTP. Reads are resolved on the event loop (they
+are a few SQLite statements); writes, which may wait - sync calls, idempotent submits, a locked
+store - and any route on the networked aws backend run in a thread pool. uvicorn is imported only to serve.
 """
 
 from __future__ import annotations
@@ -126,12 +126,13 @@ class AsgiGateway:
         self.context = LambdaContext()
 
     def blocks(self, method: str, path: str, headers: list[tuple[bytes, bytes]]) -> bool:
-        """Whether a request may wait long enough to stall the event loop."""
-        if self.is_networked or method != "GET" and "/sync/" in path:
-            return True
-        if method == "POST" and path.endswith("/runs"):
-            return any(name.lower() == b"idempotency-key" for name, _ in headers)
-        return method == "POST" and ("/encrypt" in path or "/actions/" in path and "/action/" in path)
+        """Whether a request may wait long enough to stall the event loop.
+
+        Reads are a few statements that never wait for a lock (SQLite in WAL mode). Any write may
+        wait - for a sync action, an Idempotency-Key held by another request, or a store locked by
+        another process (up to its busy timeout) - and must not hold up ``/health`` meanwhile.
+        """
+        return self.is_networked or method not in ("GET", "HEAD", "OPTIONS")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

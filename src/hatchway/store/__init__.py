@@ -20,4 +20,8 @@ def make_store(settings: Settings, **clients: Any) -> BaseStore:
         return store
     from hatchway.store.sqlite import SqliteStore
 
-    return SqliteStore(settings.db_path, synchronous=settings.db_synchronous)
+    return SqliteStore(
+        settings.db_path,
+        synchronous=settings.db_synchronous,
+        busy_timeout_ms=int(settings.db_busy_timeout_seconds * 1000),
+    )
