@@ -209,8 +209,17 @@ class OutputCollector:
         with self._lock:
             batch, self._pending = self._pending, []
         self._last_flush = now
-        if batch:
+        if not batch:
+            return
+        try:
             self._flush(batch)
+        except Exception:
+            # the store is failing (full, locked): keep the batch for the next flush - the log cap
+            # bounds what waits - and let only the last flush, at close, give up
+            with self._lock:
+                self._pending[:0] = batch
+            if force:
+                raise
 
     def tick(self) -> None:
         """Called by executors while waiting: flushes a batch that has waited long enough."""

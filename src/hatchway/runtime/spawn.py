@@ -293,6 +293,13 @@ def spawn(
         if on_start is not None:
             on_start(proc.pid)
         return _collect(proc, seconds, on_output, is_cancelled, on_tick, kill_grace, reaper, on_finished)
+    except BaseException:
+        # a callback failed (the store refused the output): the command must not outlive its loop
+        if group_gone(proc.pid, proc):
+            _call(on_finished)
+        else:
+            _terminate(proc.pid, proc, 0.0, None, on_finished)
+        raise
     finally:
         if proc.returncode is not None:
             with _tracked_lock:
