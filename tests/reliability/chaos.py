@@ -77,6 +77,8 @@ elif behaviour == "rate":
             written += 1
         sys.stdout.flush()
         time.sleep(0.01)
+    if run["attempt"] == 1:
+        time.sleep(float(params.get("linger") or 0))  # quiet afterwards: a closed pipe would not stop it
     result({"lines": total, "seconds": round(time.monotonic() - start, 3)})
 elif behaviour == "sync_sleep":
     time.sleep(float(params.get("seconds") or 0))

@@ -27,7 +27,7 @@ from hatchway.store.base import run_from_dict
 from tests.helpers import ADMIN_TOKEN, LiveServer, child_env, wait_until
 
 CHAOS = Path(__file__).with_name("chaos.py")
-CHAOS_PARAMETERS = ["behaviour", "seconds", "ledger", "bytes", "width", "rate"]
+CHAOS_PARAMETERS = ["behaviour", "seconds", "ledger", "bytes", "width", "rate", "linger"]
 #: a 3 s lease, 0.5 s heartbeats (the sweep runs every 1.5 s), a 1 s kill grace
 FAST = {"HATCHWAY_LEASE_SECONDS": "3", "HATCHWAY_HEARTBEAT_SECONDS": "0.5", "HATCHWAY_KILL_GRACE_SECONDS": "1"}
 API = "/v1/projects/proj_local"
