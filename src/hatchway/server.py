@@ -3,8 +3,9 @@
 This is the chalice ``LocalGateway`` idea: the laptop runs the production code path. The ASGI
 application below builds the same event API Gateway would send to ``handlers/api.py``, calls the
 same resolver and turns its answer back into HTTP. Reads are resolved on the event loop (they
-are a few SQLite statements); writes, which may wait - sync calls, idempotent submits, a locked
-store - and any route on the networked aws backend run in a thread pool. uvicorn is imported only to serve.
+are a few SQLite statements); writes, which may wait - sync calls, runs waited for, idempotent
+submits, a locked store - and any route on the networked aws backend run in a thread pool.
+uvicorn is imported only to serve.
 """
 
 from __future__ import annotations
