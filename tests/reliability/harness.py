@@ -17,10 +17,12 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from hatchway.runs import Run
 from hatchway.store.base import run_from_dict
@@ -98,10 +100,7 @@ class WorkerProcess:
         return self
 
     def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     @property
     def pid(self) -> int:
@@ -235,12 +234,13 @@ class Sampler:
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
+        while True:  # at least one probe, however soon it is stopped
             try:
                 self.values.append(self.probe())
             except Exception:
                 self.errors += 1
-            self._stop.wait(self.interval)
+            if self._stop.wait(self.interval):
+                return
 
     def __enter__(self) -> Sampler:
         self._thread.start()
@@ -249,6 +249,20 @@ class Sampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+
+
+@contextlib.contextmanager
+def health_probe(url: str, interval: float) -> Iterator[Sampler]:
+    """``GET /health`` every ``interval`` seconds: latencies (s) in ``values``, failures in ``errors``."""
+    with httpx.Client(base_url=url, timeout=30) as http:
+
+        def probe() -> float:
+            began = time.perf_counter()
+            http.get("/health").raise_for_status()
+            return time.perf_counter() - began
+
+        with Sampler(probe, interval) as sampler:
+            yield sampler
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -9,7 +9,6 @@ A 7 MiB request is refused with 413 whether it announces its length or streams i
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,43 +20,12 @@ from hatchway.runs import OS_PREVIEW_HEAD, OS_PREVIEW_TAIL, LogEntry, Mode
 from hatchway.runtime.contract import OutputCollector
 from tests.helpers import LiveServer
 from tests.reliability.conftest import Figures, scaled
-from tests.reliability.harness import API, AUTH, Sampler, chaos_spec, percentile, rss_mib
+from tests.reliability.harness import API, AUTH, Sampler, chaos_spec, health_probe, percentile, rss_mib
 
 pytestmark = pytest.mark.integration
 
 MIB = 1024 * 1024
 LOG_CAP = 10 * MIB
-
-
-class HealthProbe:
-    """GET /health every 20 ms from a thread of its own; latencies in seconds."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.latencies: list[float] = []
-        self.failures = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=5) as http:
-            while not self._stop.is_set():
-                began = time.perf_counter()
-                try:
-                    ok = http.get("/health").status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                self.latencies.append(time.perf_counter() - began)
-                self.failures += not ok
-                self._stop.wait(0.02)
-
-    def __enter__(self) -> HealthProbe:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
 
 def _all_logs(hw: object, run_id: str) -> Iterator[dict[str, object]]:
@@ -83,7 +51,7 @@ def test_r8_output_floods_are_capped_and_the_gateway_stays_responsive(
             hw.register_action(chaos_spec())
             hw.wait(hw.start_run("chaos", {"behaviour": "work", "ledger": str(tmp_path / "ledger")})["id"])
             baseline = rss_mib(pid)
-            with HealthProbe(server.url) as health, Sampler(lambda: rss_mib(pid), 0.1) as memory:
+            with health_probe(server.url, 0.02) as health, Sampler(lambda: rss_mib(pid), 0.1) as memory:
                 # When an action prints 100 MB
                 began = time.monotonic()
                 flood = hw.wait(hw.start_run("chaos", {"behaviour": "flood", "bytes": str(flood_bytes)})["id"], 300)
@@ -106,7 +74,7 @@ def test_r8_output_floods_are_capped_and_the_gateway_stays_responsive(
     total = rate * seconds
     in_order = lines == [f"line {i} of {total}" for i in range(total)]
     growth = max(memory.values, default=baseline) - baseline
-    p99 = percentile(health.latencies, 99) * 1000
+    p99 = percentile(health.values, 99) * 1000
     figures.add("R8", f"action printing {flood_bytes // 1_000_000} MB: status, time",
                 f"{flood['status']}, {flood_seconds:.1f} s")  # fmt: skip
     capped = f"{stored / MIB:.2f} MiB / {'yes' if truncated else 'no'}"
@@ -118,15 +86,15 @@ def test_r8_output_floods_are_capped_and_the_gateway_stays_responsive(
                 f"{growth:.1f} MB ({baseline:.0f} -> {max(memory.values, default=baseline):.0f})", "< 50 MB",
                 growth < 50)  # fmt: skip
     figures.add("R8", "GET /health during the floods: p50 / p99 / max",
-                f"{percentile(health.latencies, 50) * 1000:.0f} / {p99:.0f} / {max(health.latencies) * 1000:.0f} ms "
-                f"({len(health.latencies)} probes, {health.failures} failed)", "p99 <= 100 ms",
-                p99 <= 100 and not health.failures)  # fmt: skip
+                f"{percentile(health.values, 50) * 1000:.0f} / {p99:.0f} / {max(health.values) * 1000:.0f} ms "
+                f"({len(health.values)} probes, {health.errors} failed)", "p99 <= 100 ms",
+                p99 <= 100 and not health.errors)  # fmt: skip
     assert flood["status"] == "SUCCESSFUL" and paced["status"] == "SUCCESSFUL"
     assert stored <= LOG_CAP and stored > LOG_CAP - MIB, stored
     assert truncated, last
     assert in_order, (len(lines), lines[:3], lines[-3:])
     assert growth < 50, growth
-    assert health.failures == 0 and p99 <= 100, p99
+    assert health.errors == 0 and p99 <= 100, p99
 
 
 @pytest.mark.parametrize("how", ["content-length", "chunked"])

@@ -15,7 +15,6 @@ import os
 import secrets
 import sqlite3
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ from hatchway.runtime.spawn import spawn
 from tests.functional.test_api import processes_with
 from tests.helpers import LiveServer, wait_until
 from tests.reliability.conftest import Figures
-from tests.reliability.harness import API, AUTH, CHAOS, chaos_spec, percentile, read_runs
+from tests.reliability.harness import API, AUTH, CHAOS, chaos_spec, health_probe, percentile, read_runs
 
 pytestmark = pytest.mark.integration
 
@@ -76,26 +75,9 @@ def _is_503(answer: httpx.Response) -> bool:
 
 def _health_during(url: str, fault: Callable[[], None]) -> list[float]:
     """/health latencies (s) probed every 50 ms while ``fault`` runs."""
-    latencies: list[float] = []
-    stop = threading.Event()
-
-    def probe() -> None:
-        with httpx.Client(base_url=url, timeout=30) as http:
-            while True:  # at least one probe, however short the fault
-                began = time.perf_counter()
-                http.get("/health")
-                latencies.append(time.perf_counter() - began)
-                if stop.wait(0.05):
-                    return
-
-    prober = threading.Thread(target=probe)
-    prober.start()
-    try:
+    with health_probe(url, 0.05) as health:
         fault()
-    finally:
-        stop.set()
-        prober.join(timeout=60)
-    return latencies
+    return list(health.values)
 
 
 def _idempotency_keys(home: Path) -> set[str]:
