@@ -5,12 +5,14 @@ file system remounted read-only, the database locked by another process. Each ti
 get 503 with ``Retry-After`` and the API's error shape, the store must hold exactly the runs that
 were answered 202 (nothing half-written: no run, no idempotency key left behind by a 503), the
 API must keep answering ``/health``, and once the fault clears the same request must succeed and
-its run complete. (The DynamoDB store's faults belong to its own backend.)
+its run complete. The same holds for a DynamoDB endpoint that goes away (a moto server stopped
+and started again), once the DynamoDB store exists.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import secrets
 import sqlite3
@@ -22,8 +24,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from hatchway.config import Settings
 from hatchway.errors import Unavailable
 from hatchway.runtime.spawn import spawn
+from hatchway.service import build_gateway
+from tests.conftest import inprocess_client, make_settings
 from tests.functional.test_api import processes_with
 from tests.helpers import LiveServer, wait_until
 from tests.reliability.conftest import Figures
@@ -246,3 +251,48 @@ def test_r9_an_output_callback_that_fails_never_orphans_the_action(figures: Figu
     left = processes_with(marker)
     figures.add("R9", "output callback failing mid-run: processes left", len(left), "0", not left)
     assert not left
+
+
+def test_r9_an_unreachable_dynamodb_at_submit_answers_503_and_recovers(tmp_path: Path, figures: Figures) -> None:
+    if importlib.util.find_spec("hatchway.store.dynamodb") is None:
+        pytest.skip("hatchway.store.dynamodb does not exist yet (the aws branch brings it)")
+    from hatchway.store import make_store
+    from tests.awsmock import FAKE_CREDENTIALS, MotoServer, patched_env  # type: ignore[import-not-found,unused-ignore]
+
+    # Given a gateway whose store is DynamoDB behind a real HTTP endpoint (a moto server)
+    moto = MotoServer().start()
+    env = {**moto.env(), "HATCHWAY_BACKEND": "aws", "HATCHWAY_TABLE_NAME": "r9-table"}
+    with patched_env(FAKE_CREDENTIALS):
+        store = make_store(Settings.from_env(env))
+        store.create_table()  # type: ignore[attr-defined]
+        gateway = build_gateway(make_settings(tmp_path / "home", sandbox="none"), store=store)
+        gateway.bootstrap()
+        try:
+            with inprocess_client(gateway) as hw:
+                hw.register_action(chaos_spec())
+                before = hw.start_run("chaos", {"behaviour": "work"})["id"]
+                # When the endpoint goes away
+                moto.stop()
+                began = time.monotonic()
+                answer = hw._http.post(f"{API}/actions/chaos/runs", json={"parameters": {"behaviour": "work"}},
+                                       headers={"Idempotency-Key": "gone-1"})  # fmt: skip
+                waited = time.monotonic() - began
+                # and comes back (same port, same data)
+                port = moto.port
+                moto = MotoServer()
+                moto.port, moto.url = port, f"http://127.0.0.1:{port}"
+                moto.start()
+                retry = hw._http.post(f"{API}/actions/chaos/runs", json={"parameters": {"behaviour": "work"}},
+                                      headers={"Idempotency-Key": "gone-1"})  # fmt: skip
+                listed = {r["id"] for r in hw.list_runs()["items"]}
+        finally:
+            gateway.executors.close()
+            moto.stop()
+    # Then the client got 503 with Retry-After while it was gone, and the same request works after
+    shaped = _is_503(answer)
+    figures.add("R9", "DynamoDB unreachable at submit: answer", f"{answer.status_code} after {waited:.1f} s",
+                "503 + Retry-After", shaped)  # fmt: skip
+    figures.add("R9", "DynamoDB back: same key / runs stored", f"{retry.status_code} / {len(listed)}", "202 / 2",
+                retry.status_code == 202 and listed == {before, retry.json()["id"]})  # fmt: skip
+    assert shaped, answer.text
+    assert retry.status_code == 202 and listed == {before, retry.json()["id"]}
