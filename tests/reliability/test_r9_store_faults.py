@@ -1,7 +1,7 @@
-"""R9: the store fails under a submit - disk full, database locked.
+"""R9: the store fails under a submit (disk full, database locked, endpoint gone) and under a run.
 
 The gateway's home is a small tmpfs of its own, so the faults are real: the disk is filled, the
-file system remounted read-only, the database locked by another process. Each time a submit must
+database locked by another process. Each time a submit must
 get 503 with ``Retry-After`` and the API's error shape, the store must hold exactly the runs that
 were answered 202 (nothing half-written: no run, no idempotency key left behind by a 503), the
 API must keep answering ``/health``, and once the fault clears the same request must succeed and
