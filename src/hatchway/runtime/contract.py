@@ -127,6 +127,7 @@ class OutputCollector:
         self._flush = flush
         self._flush_every = flush_every
         self._last_flush = time.monotonic()
+        self._retry_at = 0.0  # after a refused batch, the next try waits a second
         self._partial: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
         self._pending: list[LogEntry] = []
         # everything kept (a sync answer's log); for a flushed run only the preview's head and tail
@@ -204,7 +205,9 @@ class OutputCollector:
         if self._flush is None:
             return
         now = time.monotonic()
-        if not force and len(self._pending) < 200 and now - self._last_flush < self._flush_every:
+        if not force and (
+            now < self._retry_at or len(self._pending) < 200 and now - self._last_flush < self._flush_every
+        ):
             return
         with self._lock:
             batch, self._pending = self._pending, []
@@ -220,6 +223,7 @@ class OutputCollector:
                 self._pending[:0] = batch
             if force:
                 raise
+            self._retry_at = now + 1.0
 
     def tick(self) -> None:
         """Called by executors while waiting: flushes a batch that has waited long enough."""
