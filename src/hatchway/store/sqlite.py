@@ -154,9 +154,20 @@ class SqliteStore(BaseStore):
             raise Unavailable(f"the store is unavailable ({_reason(exc)})") from exc
 
     @contextmanager
+    def _turn(self) -> Iterator[None]:
+        """This process's turn to write, waited for no longer than the busy timeout: while another
+        process holds the database, writers here must not queue behind each other's timeouts."""
+        if not self._writing.acquire(timeout=self.busy_timeout_ms / 1000):
+            raise Unavailable("the store is unavailable (database is locked)")
+        try:
+            yield
+        finally:
+            self._writing.release()
+
+    @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
-        with self._writing, self._guard():
+        with self._turn(), self._guard():
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -175,7 +186,7 @@ class SqliteStore(BaseStore):
             return self._conn().execute(sql, args).fetchall()
 
     def _write(self, sql: str, args: tuple[Any, ...]) -> int:
-        with self._writing, self._guard():
+        with self._turn(), self._guard():
             return self._conn().execute(sql, args).rowcount
 
     def close(self) -> None:
@@ -434,7 +445,7 @@ class SqliteStore(BaseStore):
         # The lease lives in its own columns (the JSON copy is refreshed on the next full write), so a
         # heartbeat is one small UPDATE. It moves the revision too: a full write prepared before the
         # heartbeat (the sweeper requeueing a lease it saw expire) must not undo the renewal.
-        with self._writing, self._guard():
+        with self._turn(), self._guard():
             row = (
                 self._conn()
                 .execute(
