@@ -47,7 +47,7 @@ ENV_VARS: dict[str, str] = {
     "HATCHWAY_CONSOLE": "on (default) or off: serve the web console at /ui",
     "HATCHWAY_SANDBOX": "auto, bwrap or none: how the process executor isolates actions",
     "HATCHWAY_HTTP_ALLOW": "ranges HTTP actions and callbacks may reach besides public ones (CIDRs, loopback, private)",
-    "HATCHWAY_CONNECT_REPLAY_SECONDS": "how long an identical Connect request is answered from the first one",
+    "HATCHWAY_CONNECT_REPLAY_SECONDS": "how long an identical Connect request is answered from the first one's error",
     "HATCHWAY_URL": "gateway URL used by the CLI and the Python client",
     "HATCHWAY_TOKEN": "token used by the CLI and the Python client",
     "HATCHWAY_TABLE_NAME": "DynamoDB table of the aws backend",

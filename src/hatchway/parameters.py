@@ -91,7 +91,8 @@ def _with_schema(spec: ActionSpec, given: dict[str, Any], partial: bool) -> dict
 
 def _schema_message(error: Any) -> str:
     # jsonschema quotes the offending instance in its message; a secret must never be echoed
-    if any(is_secret_name(str(p)) for p in error.absolute_path):
+    # (at a # path, or anywhere inside the value it quotes)
+    if any(is_secret_name(str(p)) for p in error.absolute_path) or walk_secrets(error.instance):
         return f"does not satisfy '{error.validator}'"
     message = str(error.message)
     return message if len(message) <= 300 else message[:300] + "..."

@@ -189,6 +189,12 @@ class Gateway:
     def bootstrap(self) -> str:
         """Create the default project and settle the bootstrap admin token; returns the token."""
         self.store.ensure_project(Project(DEFAULT_PROJECT, "local", now_ms()))
+        if self.settings.backend == "embedded" and not self.settings.key_path.exists():
+            # the master key exists from the first start (so it can be backed up with the home),
+            # not from the first secret; a damaged one is answered 503 where it is used
+            from hatchway.secrets.box import load_or_create_key
+
+            load_or_create_key(self.settings.key_path)
         token = self.settings.bootstrap_token
         if token is None:
             token = _read_or_create_token_file(self.settings)
@@ -571,16 +577,20 @@ class Gateway:
         ttl_seconds: int,
         work: Callable[[str], tuple[dict[str, Any], int]],
         keep_errors: bool,
+        replay_success: bool = True,
     ) -> tuple[dict[str, Any], int]:
         """Do ``work`` once per (scope, fingerprint); a repeat gets the first answer.
 
         ``work`` gets the run id reserved for the request (kept across a takeover after a crash,
         so a run created before the crash is found, not duplicated). A repeat that arrives while
         the first request is still working waits for its answer. With ``keep_errors`` an error
-        is replayed too (the same error, raised again); otherwise it frees the key.
+        is replayed too (the same error, raised again); otherwise it frees the key. Without
+        ``replay_success`` a success is replayed only to repeats that arrived while it was being
+        worked out; a repeat arriving later is a new request and does the work again.
         """
         in_progress = self.settings.idempotency_in_progress_seconds
         deadline = time.monotonic() + in_progress
+        waited = False
         while True:
             outcome = self.store.idempotency_begin(scope, fingerprint, new_run_id(), in_progress, ttl_seconds)
             record = outcome.record
@@ -590,7 +600,11 @@ class Gateway:
             if record.status == "COMPLETED" and record.response is not None:
                 if "__error__" in record.response:
                     raise rebuild_error(record.response["__error__"])
+                if not (replay_success or waited):
+                    self.store.idempotency_abandon(scope)
+                    continue
                 return record.response, record.response_code or 200
+            waited = True
             if time.monotonic() > deadline:
                 raise Conflict("a request with this Idempotency-Key is still in progress")
             time.sleep(0.005)
@@ -785,10 +799,12 @@ class Gateway:
     ) -> dict[str, Any]:
         """Pipedream Connect's ``actions/run``: the action's ``run`` while the caller waits.
 
-        Connect SDKs retry on 5xx, 408, 409, 429 and dropped connections, so a request is
-        identified by its caller and content (or its ``Idempotency-Key``): a repeat within
-        ``connect_replay_seconds`` gets the first answer - success or error - and never runs the
-        action a second time.
+        Connect SDKs retry on 5xx, 408, 409, 429, so a request is identified by its caller and
+        content (or its ``Idempotency-Key``): a repeat within ``connect_replay_seconds`` of an
+        error answer gets that answer and never runs the action a second time, and a repeat
+        arriving while the first is running waits for its answer. A success is never retried by
+        an SDK, so a repeat after it is a deliberate new call and runs the action again - unless
+        it carries the same ``Idempotency-Key``, which replays every answer.
         """
         self.authorize(principal, project_id, environment, "runs:write")
         resolved = self._connect_version(project_id, environment, action, version)
@@ -808,7 +824,8 @@ class Gateway:
         caller = principal.token_id or "admin"
         scope = f"connect/{project_id}/{environment}/{caller}/{idempotency_key or fingerprint}"
         ttl = self.settings.connect_replay_seconds if idempotency_key is None else self.settings.idempotency_seconds
-        return self._once(scope, fingerprint, ttl, work, keep_errors=True)[0]
+        keyed = idempotency_key is not None
+        return self._once(scope, fingerprint, ttl, work, keep_errors=True, replay_success=keyed)[0]
 
     def _connect_version(self, project_id: str, environment: str, name: str, version: str | None) -> Resolved:
         """A Connect ``version``: latest, a version number, or the ``metadata.version`` of a version."""

@@ -146,6 +146,14 @@ def test_parameters_schema_validates_with_the_failing_path(client: Client) -> No
         client.call_sync("keboola-extractor", "testConnection", {"db": {"path": 7, "#password": "secret-pw"}})
     assert caught.value.details[0]["loc"] == ["body", "parameters", "db", "path"]
     assert "secret-pw" not in json.dumps(caught.value.body)
+    # a value of the wrong type that holds a secret is refused without quoting it, on both routes
+    wrong = {"db": [{"#password": "secret-pw"}]}
+    for attempt in (lambda: client.call_sync("keboola-extractor", "testConnection", wrong),
+                    lambda: client.start_run("keboola-extractor", wrong)):  # fmt: skip
+        with pytest.raises(ValidationErrorResponse) as quoted:
+            attempt()
+        assert quoted.value.details[0]["loc"] == ["body", "parameters", "db"]
+        assert "secret-pw" not in json.dumps(quoted.value.body)
     # a sync action may be called with a form not yet complete; the run may not
     with pytest.raises(UserErrorResponse):
         client.call_sync("keboola-extractor", "testConnection", {"db": {"path": "sample.db"}})
@@ -255,6 +263,25 @@ def test_a_stash_carries_files_between_calls(client: Client) -> None:
         client.request("POST", connect, json={"id": "greet-user", "external_user_id": "u-1", "stash_id": "stash_nope"})
     runs = client.list_runs(external_user_id="u-1")["items"]
     assert len(runs) == 2 and {r["external_user_id"] for r in runs} == {"u-1"}
+
+
+def test_a_repeated_connect_call_runs_again_unless_it_carries_the_same_idempotency_key(client: Client) -> None:
+    client.register_action(example("pipedream-action"))
+    connect = f"/v1/connect/{client.project}/actions/run"
+    stash = client.request(
+        "POST", connect, json={"id": "greet-user", "external_user_id": "u-3", "configured_props": {}, "stash_id": "NEW"}
+    )["stash_id"]
+    body = {"id": "greet-user", "external_user_id": "u-3", "configured_props": {}, "stash_id": stash}
+    # When the very same request is sent twice after a success (an SDK never retries a success)
+    counts = [client.request("POST", connect, json=body)["ret"]["count"] for _ in range(2)]
+    # Then the action ran each time
+    assert counts == [2, 3]
+    # And with an Idempotency-Key, a repeat is answered from the first answer without running
+    keyed = [
+        client.request("POST", connect, json=body, headers={"Idempotency-Key": "k-1"})["ret"]["count"] for _ in range(2)
+    ]
+    assert keyed == [4, 4]
+    assert len(client.list_runs(external_user_id="u-3")["items"]) == 4
 
 
 def test_connect_versions(client: Client) -> None:

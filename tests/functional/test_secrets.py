@@ -11,11 +11,12 @@ from urllib.parse import quote
 import pytest
 
 from hatchway.client import ApplicationErrorResponse, Client, UnavailableResponse, UserErrorResponse
+from hatchway.config import Settings
 from hatchway.secrets.box import PREFIX
-from hatchway.service import Gateway
+from hatchway.service import Gateway, build_gateway
 from tests.conftest import inprocess_client, make_settings
 from tests.functional.actions import behave
-from tests.helpers import ADMIN_TOKEN, LiveServer
+from tests.helpers import LiveServer
 
 CANARY = "Canary-7f3a9-s3cr3t/+="
 
@@ -92,10 +93,38 @@ def test_nothing_at_rest_or_in_the_server_log_holds_the_plaintext(tmp_path: Path
     assert not any((home / "work").glob("run_*")), "a workspace (with its config.json) was left behind"
 
 
-def test_key_and_token_files_are_private(gateway: Gateway) -> None:
-    gateway.encrypt(gateway.authenticate(f"Bearer {ADMIN_TOKEN}"), "proj_local", "development", "x-value")
-    mode = stat.S_IMODE(gateway.settings.key_path.stat().st_mode)
-    assert mode == 0o600 and len(gateway.settings.key_path.read_bytes()) == 32
+def test_a_fresh_home_is_private_from_the_first_start(tmp_path: Path) -> None:
+    # Given a home that does not exist yet and no bootstrap token in the environment
+    home = tmp_path / "home"
+    env = {"HATCHWAY_HOME": str(home), "HATCHWAY_EXECUTOR": "process"}
+
+    def start() -> tuple[Gateway, str]:
+        gateway = build_gateway(Settings.from_env(env))
+        return gateway, gateway.bootstrap()
+
+    # When the gateway starts for the first time
+    gateway, token = start()
+    try:
+        # Then the home, the database, the key file and the admin token file are its user's alone,
+        # and the key exists before any secret was sent
+        def mode(path: Path) -> int:
+            return stat.S_IMODE(path.stat().st_mode)
+
+        assert mode(home) == 0o700
+        assert mode(gateway.settings.key_path) == 0o600 and len(gateway.settings.key_path.read_bytes()) == 32
+        assert mode(gateway.settings.token_path) == 0o600
+        assert gateway.settings.token_path.read_text().strip() == token
+        assert all(mode(p) == 0o600 for p in home.glob("*.db*")) and any(home.glob("*.db"))
+        assert gateway.authenticate(f"Bearer {token}").project_id is None  # the global admin
+        key = gateway.settings.key_path.read_bytes()
+    finally:
+        gateway.store.close()
+    # And a second start keeps the same token and key
+    again, token_again = start()
+    try:
+        assert token_again == token and again.settings.key_path.read_bytes() == key
+    finally:
+        again.store.close()
 
 
 def test_ciphertexts_are_bound_to_their_place(hw: Client) -> None:
@@ -123,6 +152,37 @@ def test_ciphertexts_are_bound_to_their_place(hw: Client) -> None:
     # a damaged ciphertext is a user error, not a crash
     with pytest.raises(UserErrorResponse):
         hw.call_sync("behave", "check", {"#secret": PREFIX + "AAAA"})
+
+
+def test_a_stored_secret_the_worker_cannot_open_fails_the_run_as_unavailable(tmp_path: Path) -> None:
+    from hatchway.worker import WorkerPool
+
+    # Given a run accepted with a secret while the key was good, and no worker running yet
+    settings = make_settings(tmp_path / "home")
+    gateway = build_gateway(settings)
+    gateway.bootstrap()
+    with inprocess_client(gateway) as hw:
+        hw.register_action(behave())
+        run_id = hw.start_run("behave", {"#secret": CANARY})["id"]
+    gateway.store.close()
+    # When the key file is damaged and a gateway with workers starts on the same home
+    settings.key_path.write_bytes(b"damaged")
+    gateway = build_gateway(settings)
+    gateway.bootstrap()
+    workers = WorkerPool(gateway, size=1)
+    workers.start()
+    try:
+        with inprocess_client(gateway) as hw:
+            run = hw.wait(run_id, timeout=20)
+    finally:
+        workers.stop(grace_seconds=2)
+        gateway.store.close()
+    # Then the run fails with a platform reason (not the user's fault), the action never started,
+    # and neither the secret nor a workspace was left anywhere
+    assert run["status"] == "FAILED" and run["error"]["kind"] == "unavailable", run
+    assert run["error"]["exceptionId"]
+    assert_absent(json.dumps(run))
+    assert not any((settings.home / "work").glob("run_*"))
 
 
 def test_an_unusable_key_means_503_and_nothing_started(tmp_path: Path) -> None:

@@ -27,6 +27,17 @@ def test_redactor_hides_every_spelling() -> None:
     assert redactor.data({"k": [SECRET, 1], SECRET: "v"}) == {"k": [HIDDEN, 1], HIDDEN: "v"}
 
 
+def test_json_escaped_secrets_are_hidden_however_the_action_serialises_them() -> None:
+    # Given a secret with characters JSON escapes: a quote, a backslash, a tab and non-ASCII text
+    secret = 'pa"ss\\w\tord-\u00e4\u6f22'
+    redactor = Redactor([secret])
+    # Python's json.dumps (ASCII-only), JavaScript's JSON.stringify (non-ASCII kept), and the raw value
+    for form in (json.dumps(secret), json.dumps(secret, ensure_ascii=False), secret):
+        # Then none of them shows
+        assert secret not in redactor.text(form)
+        assert HIDDEN in redactor.text(form), form
+
+
 def test_short_values_are_not_redacted() -> None:
     assert Redactor(["abc"]).text("abc") == "abc"
     assert not Redactor([])

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hatchway.config import Settings
 from hatchway.errors import ValidationFailed
 from hatchway.runs import TERMINAL, TRANSITIONS, RunStatus, can_transition, iso, new_run_id
+from hatchway.spec import ActionSpec
 from hatchway.store.base import decode_cursor, encode_cursor
 
 
@@ -66,3 +69,17 @@ def test_heartbeat_must_be_shorter_than_the_lease() -> None:
 def test_bad_numbers_in_settings() -> None:
     with pytest.raises(ValidationFailed):
         Settings.from_env({"HATCHWAY_WORKERS": "many"})
+
+
+def test_the_sandbox_says_when_nothing_caps_an_actions_processes() -> None:
+    from hatchway.executors.sandbox import Sandbox
+
+    # Given rlimits only (no cgroups): RLIMIT_NPROC binds other users, not root
+    sandbox = Sandbox("limits", cgroups=None)
+    sandbox.is_root = True
+    assert "no process limit" in sandbox.describe()
+    sandbox.is_root = False
+    assert "no process limit" not in sandbox.describe()
+    spec = ActionSpec.model_validate({"name": "t", "image_uri": "x", "sync_actions": ["a"]})
+    confined = sandbox.confine(["/bin/true"], spec, Path("/x"), Path("/x"), "t")
+    assert "ulimit -p" in confined.argv[2]

@@ -219,6 +219,9 @@ class Sandbox:
         parts = ["bubblewrap" if self.kind == "bwrap" else "rlimits"]
         if self.cgroups:
             parts.append(f"cgroups v{self.cgroups.version}")
+        elif self.is_root:
+            # RLIMIT_NPROC does not bind root: without a pids cgroup nothing caps an action's processes
+            parts.append("no process limit (root without cgroups)")
         return " + ".join(parts)
 
     def confine(self, argv: list[str], spec: ActionSpec, data_dir: Path, cwd: Path, name: str) -> Confinement:

@@ -1,9 +1,11 @@
 """Replace secret values, in every spelling an action might print them, by ``[hidden]``.
 
-For each secret the redactor knows its raw form, JSON-escaped form, URL-encoded forms and base64
-forms (standard and URL-safe, padded or not). Matching is one compiled alternation, longest first,
-so a redacted text never reveals a prefix of a longer secret. Streams are redacted line by line
-after the lines are assembled, so a secret split across two writes of the action is still found.
+For each secret the redactor knows its raw form, JSON-escaped forms (ASCII-only as Python's
+``json.dumps`` writes them, and with non-ASCII kept as JavaScript's ``JSON.stringify`` does),
+URL-encoded forms and base64 forms (standard and URL-safe, padded or not). Matching is one
+compiled alternation, longest first, so a redacted text never reveals a prefix of a longer
+secret. Streams are redacted line by line after the lines are assembled, so a secret split across
+two writes of the action is still found.
 """
 
 from __future__ import annotations
@@ -22,7 +24,13 @@ MIN_SECRET_LENGTH = 4
 
 def spellings(secret: str) -> set[str]:
     """Every form of ``secret`` the redactor looks for."""
-    forms = {secret, json.dumps(secret)[1:-1], quote(secret, safe=""), quote_plus(secret)}
+    forms = {
+        secret,
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        quote(secret, safe=""),
+        quote_plus(secret),
+    }
     raw = secret.encode()
     for encoded in (base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()):
         forms.add(encoded)

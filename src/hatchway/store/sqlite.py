@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -122,7 +123,11 @@ class SqliteStore(BaseStore):
         # sleeps 1, 2, 5, 10 ms... between retries; other processes still meet the busy timeout.
         self._writing = threading.Lock()
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            # private to the gateway's user: the database holds tokens' hashes and ciphertexts, and
+            # SQLite gives its -wal and -shm files the database file's mode
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         with self._guard():
             self._conn().executescript(SCHEMA + PIPELINE_SCHEMA)
 
