@@ -296,7 +296,39 @@ def test_bad_run_requests(hw: Client) -> None:
     assert nested.value.details[0]["loc"] == ["body", "parameters", "need"]
     with pytest.raises(NotFoundResponse):
         hw.start_run("no-such-action")
+    # a version or digest the action does not have is 404 for runs and sync calls alike
+    missing_digest = "sha256:" + "0" * 64
+    for call in (
+        lambda: hw.start_run("behave", {"need": "x"}, version=9),
+        lambda: hw.start_run("behave", {"need": "x"}, digest=missing_digest),
+        lambda: hw.call_sync("behave", "check", {"need": "x"}, version=9),
+        lambda: hw.call_sync("behave", "check", {"need": "x"}, digest=missing_digest),
+    ):
+        with pytest.raises(NotFoundResponse):
+            call()
     assert hw.list_runs()["items"] == []
+
+
+def test_a_sync_answer_over_the_limit_is_an_application_error(hw: Client) -> None:
+    # Given a sync action that prints about 9 MiB on stdout (the answer limit is 6 MiB)
+    hw.register_action(behave())
+    # When it is called
+    with pytest.raises(ApplicationErrorResponse) as caught:
+        hw.call_sync("behave", "check", {"behaviour": "lines", "count": "800000"})
+    # Then the caller gets a 500 with an exceptionId, and the run record says why
+    assert caught.value.exception_id and caught.value.exception_id in caught.value.message
+    run = hw.list_runs()["items"][0]
+    assert run["status"] == "FAILED" and run["error"]["kind"] == "application"
+    assert run["error"]["message"] == "sync output over 6 MiB"
+
+
+def test_registration_answers_201_for_a_new_version_and_200_for_the_same_one(hw: Client) -> None:
+    path = f"/v1/projects/{hw.project}/actions"
+    first = hw._http.post(path, json=behave(name="codes"))
+    again = hw._http.post(path, json=behave(name="codes"))
+    changed = hw._http.post(path, json=behave(name="codes", description="changed"))
+    assert (first.status_code, again.status_code, changed.status_code) == (201, 200, 201)
+    assert again.json()["version"] == 1 and changed.json()["version"] == 2
 
 
 def test_malformed_json_and_oversized_bodies(hw: Client) -> None:

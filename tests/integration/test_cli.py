@@ -154,3 +154,31 @@ def test_secrets_projects_and_tokens_through_the_cli(live_server: LiveServer) ->
     cli(live_server, "--project", project["id"], "tokens", "revoke", created["id"])
     refused = subprocess.run(as_token, env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1 and "401 Unauthorized" in refused.stderr
+
+
+def test_without_a_bootstrap_token_the_cli_uses_the_token_file_of_the_home(tmp_path: Path) -> None:
+    # Given a server started with no HATCHWAY_BOOTSTRAP_TOKEN: it writes an admin token file
+    home = tmp_path / "home"
+    server = LiveServer(home, "--examples", HATCHWAY_BOOTSTRAP_TOKEN="")
+    server.start()
+    try:
+        token_file = home / "token"
+        assert f"admin token in {token_file}" in server.log()
+        # When the CLI runs on the same home with neither --token nor HATCHWAY_TOKEN
+        env = child_env(home, HATCHWAY_URL=server.url, HATCHWAY_BOOTSTRAP_TOKEN="", COLUMNS="200")
+        done = subprocess.run(
+            [sys.executable, "-m", "hatchway", "actions", "get", "db-extractor"],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        # Then it authenticates with the file's token and shows the action
+        assert done.returncode == 0, done.stderr
+        action = json.loads(done.stdout)
+        assert action["name"] == "db-extractor" and action["version"] == 1
+        # And a wrong token is refused, so the file is what authenticated it
+        refused = subprocess.run(
+            [sys.executable, "-m", "hatchway", "actions", "get", "db-extractor"],
+            env={**env, "HATCHWAY_TOKEN": "hwadmin_wrong"}, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert refused.returncode != 0 and "401" in refused.stderr
+    finally:
+        server.kill()
