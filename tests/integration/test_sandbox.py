@@ -132,3 +132,23 @@ def test_the_gateway_home_is_hidden(sandboxed: Client, tmp_path: Path) -> None:
     assert sandboxed.call_sync("peek", "check", {"target": str(tmp_path / "home" / "hatchway.db")})["ret"] == {
         "exists": False
     }
+
+
+def test_the_system_is_read_only_and_tmp_is_private(sandboxed: Client, tmp_path: Path) -> None:
+    if sandboxed.sandbox != "bwrap":  # type: ignore[attr-defined]
+        pytest.skip("only bubblewrap makes the host read-only")
+    marker = f"/tmp/hatchway-private-probe-{tmp_path.name}"
+    writer = (
+        "import json, os\n"
+        "def tries(path):\n"
+        "    try:\n"
+        "        open(path, 'w').write('x'); return True\n"
+        "    except OSError:\n"
+        "        return False\n"
+        f"print(json.dumps({{'usr': tries('/usr/hatchway-probe'), 'tmp': tries({marker!r}),\n"
+        f"                  'tmp_seen': os.path.exists({marker!r})}}))\n"
+    )
+    sandboxed.register_action(python_action("writer", writer))
+    # the action may write its own /tmp but not the system, and the host never sees its /tmp
+    assert sandboxed.call_sync("writer", "check")["ret"] == {"usr": False, "tmp": True, "tmp_seen": True}
+    assert not Path(marker).exists() and not Path("/usr/hatchway-probe").exists()
