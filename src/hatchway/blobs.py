@@ -65,6 +65,10 @@ class BlobStore(ABC):
     @abstractmethod
     def delete_prefix(self, prefix: str) -> int: ...
 
+    def exists(self, key: str) -> bool:
+        """Whether the blob is there (without fetching it)."""
+        return self.local_path(key) is not None
+
     def read(self, key: str) -> bytes | None:
         path = self.local_path(key)
         return path.read_bytes() if path is not None else None
@@ -105,6 +109,9 @@ class LocalBlobStore(BlobStore):
     def local_path(self, key: str) -> Path | None:
         path = self._path(key)
         return path if path.is_file() else None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
 
     def list(self, prefix: str) -> Iterator[BlobInfo]:
         base = self._path(prefix.rstrip("/"))

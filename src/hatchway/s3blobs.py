@@ -70,6 +70,17 @@ class S3BlobStore(BlobStore):
                 raise
         return body
 
+    def exists(self, key: str) -> bool:
+        """A HEAD request: checking that an input exists must not download it."""
+        with translate(WHAT):
+            try:
+                self.s3.head_object(Bucket=self.bucket, Key=self._object(key))
+            except self.s3.exceptions.ClientError as exc:
+                if _is_missing(exc):
+                    return False
+                raise
+        return True
+
     def local_path(self, key: str) -> Path | None:
         data = self.read(key)
         if data is None:

@@ -474,7 +474,7 @@ class Gateway:
                 raise ValidationFailed.at(["body", "inputs"], "sync actions get no input files")
             for path in request.inputs:
                 clean_path(path, "inputs")
-                if self.blobs.local_path(self._file_key(project_id, environment, path)) is None:
+                if not self.blobs.exists(self._file_key(project_id, environment, path)):
                     raise NotFound(f"no file {path!r} in this project (upload it with PUT .../files/{path})")
             options["inputs"] = list(request.inputs)
         if request.stash_id is not None:
@@ -715,7 +715,12 @@ class Gateway:
         fresh stored answer is returned without running anything.
         """
         spec = resolved.spec
-        self.executors.pick(spec, Mode.SYNC).check(spec, invoked)
+        executor = self.executors.pick(spec, Mode.SYNC)
+        executor.check(spec, invoked)
+        if not executor.stages_files and (request.stash_id is not None or request.inputs):
+            field = "stash_id" if request.stash_id is not None else "inputs"
+            raise ValidationFailed.at(["body", field], f"file stashes and input files are not available for "
+                                      f"{executor.name} sync actions yet", "executor_unsupported")  # fmt: skip
         parameters, options = self._prepare(project_id, environment, resolved, request, invoked)
         cache_key = None
         if request.cache is not None:

@@ -1,6 +1,8 @@
 """File stashes (Pipedream's File Stash): a directory that survives between runs for 24 hours.
 
-A run or sync call that names a stash finds its files in its TMPDIR (``/tmp`` in containers);
+A run or sync call that names a stash finds its files in its TMPDIR (``/tmp`` in containers of the
+docker and lambda-local executors: a call with a stash runs in a fresh container whose ``/tmp`` is
+bind-mounted from the attempt's workspace);
 whatever the action leaves there is saved back when it ends. ``"NEW"``, ``""`` or ``true`` create
 a stash; an existing id loads it. A stash belongs to one project and environment; an unknown or
 expired id is a 404, like any object that is not there.

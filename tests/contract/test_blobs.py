@@ -39,6 +39,8 @@ def test_bytes_and_files_round_trip(blobs: BlobStore, tmp_path: Path) -> None:
     local = blobs.local_path("files/p/e/dir/big.bin")
     assert local is not None and local.read_bytes() == source.read_bytes()
     assert blobs.read("files/p/e/missing") is None and blobs.local_path("files/p/e/missing") is None
+    assert blobs.exists("files/p/e/a.txt") and not blobs.exists("files/p/e/missing")
+    assert not blobs.exists("files/p/e/dir")  # a prefix is not a blob
 
 
 def test_list_and_delete_by_prefix(blobs: BlobStore) -> None:

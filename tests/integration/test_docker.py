@@ -139,13 +139,21 @@ def test_sync_answers_errors_and_timeouts(hw_for: Any, executor: str) -> None:
             hw.call_sync("box", "go", {"mode": mode})
         assert app.value.body["exceptionId"].startswith("exc_")
         assert "exit code" not in app.value.message
-    # A call over its limit is a 504, and its container goes away
+    # A call over its limit is a 504, and its container goes away (a warm Lambda container too)
+    engine = engine_of(gw)
+    warm_before = {c.id for c in containers(engine, "lambda")}
+    assert len(warm_before) == (1 if executor == "lambda-local" else 0)
     with pytest.raises(TimeoutResponse):
         hw.call_sync("box", "go", {"mode": "sleep"}, timeout_seconds=2)
-    engine = engine_of(gw)
     wait_until(lambda: not containers(engine, "run"), 20, 0.1, "the timed-out container to be removed")
-    # and the action still answers afterwards
-    assert hw.call_sync("box", "go", {"who": "again"})["ret"]["who"] == "again"
+    wait_until(
+        lambda: not warm_before & {c.id for c in containers(engine, "lambda")},
+        20, 0.1, "the timed-out Lambda container to be removed",
+    )  # fmt: skip
+    # and the action still answers afterwards, from a fresh container
+    again = hw.call_sync("box", "go", {"who": "again"})["ret"]
+    assert again["who"] == "again"
+    assert again["host"] != ret["host"]
 
 
 def test_warm_containers_are_reused_and_a_crashed_one_replaced(hw_for: Any) -> None:
@@ -164,6 +172,45 @@ def test_warm_containers_are_reused_and_a_crashed_one_replaced(hw_for: Any) -> N
     replaced = hw.call_sync("box", "go", {})["ret"]["host"]
     assert replaced != first
     wait_until(lambda: len(containers(engine, "lambda")) == 1, 20, 0.1, "the crashed container to be removed")
+
+
+def test_a_rebuilt_image_is_not_served_by_warm_containers(hw_for: Any, tmp_path: Path) -> None:
+    hw, gw = hw_for("lambda-local")
+    source = tmp_path / "source"
+    shutil.copytree(ACTION_DIR, source)
+    doc = action(docker_config={"context": str(source), "dockerfile": "Dockerfile"})
+    first = hw.register_action(doc)
+    # Given a warm container answering from the first build
+    assert hw.call_sync("box", "go", {})["ret"]["env"] == "hi"
+    assert len(containers(engine_of(gw), "lambda")) == 1
+    # When the action's source is edited and the unchanged action.json registered again
+    script = source / "act.py"
+    script.write_text(script.read_text().replace('os.environ.get("GREETING")', '"edited"'))
+    again = hw.register_action(doc)
+    # Then the version (and so the image tag) is the same, but the call runs the new image
+    assert again["digest"] == first["digest"]
+    assert hw.call_sync("box", "go", {})["ret"]["env"] == "edited"
+
+
+def test_a_stash_is_the_containers_tmp(hw_for: Any) -> None:
+    hw, _ = hw_for("lambda-local")
+    counter = (
+        "import json, os\n"
+        "path = '/tmp/count'\n"
+        "count = int(open(path).read()) + 1 if os.path.exists(path) else 1\n"
+        "open(path, 'w').write(str(count))\n"
+        "print(json.dumps({'count': count, 'tmpdir': os.environ['TMPDIR']}))\n"
+    )
+    hw.register_action(action(container_parameters={"entry_point": ["python3", "-c", counter]}))
+    sync = "/v1/projects/proj_local/actions/box/sync/go"
+    # Given a sync call with a new stash that writes /tmp/count in its container
+    first = hw.request("POST", sync, json={"parameters": {}, "stash_id": "NEW"})
+    assert first["ret"] == {"count": 1, "tmpdir": "/tmp"}
+    # When the stash is named again, the file written to /tmp is there
+    second = hw.request("POST", sync, json={"parameters": {}, "stash_id": first["stash_id"]})
+    assert second["ret"]["count"] == 2
+    # and a call without the stash starts from an empty /tmp
+    assert hw.call_sync("box", "go", {})["ret"]["count"] == 1
 
 
 def test_concurrent_calls_share_a_bounded_pool(hw_for: Any) -> None:

@@ -14,6 +14,9 @@ time left); the adapter's outcome maps to the API's answers exactly as a local p
 Lambda's own failures map as the contract wants: a function error (the adapter crashed, ran out of
 memory) is an application error (500), a Lambda timeout a timeout (504), throttling, a function
 still being created or an unreachable Lambda a 503 - in that case nothing ran.
+
+File stashes and input files are not handed to the function yet (``stages_files`` is false): a
+sync call naming a stash or inputs is refused with a 422 before a stash is made.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from hatchway.executors.base import (
 )
 from hatchway.spec import ActionSpec
 
+FILES_UNSUPPORTED = "file stashes and input files are not available for Lambda sync actions yet"
 MIN_MEMORY, MAX_MEMORY = 128, 10240
 MIN_STORAGE_MB, MAX_STORAGE_MB = 512, 10240
 ADAPTER_ENTRY_POINT = ["python3", "-m", "awslambdaric"]
@@ -87,6 +91,7 @@ class LambdaExecutor(BaseExecutor):
     """Sync calls as synchronous invocations of one container Lambda per action version."""
 
     name = "lambda"
+    stages_files = False
 
     def __init__(
         self,
@@ -172,6 +177,8 @@ class LambdaExecutor(BaseExecutor):
 
     def execute(self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event) -> Execution:
         # A sync call cannot be cancelled mid-invoke (nobody knows its run id before it answers).
+        if invocation.tmp_source is not None or invocation.input_files:
+            return Execution(platform_error=FILES_UNSUPPORTED)  # refused at submit; never silently dropped
         name = self.function_name(invocation.project_id, invocation.spec)
         payload = adapter_payload(
             invocation,

@@ -280,6 +280,9 @@ class BaseExecutor(ABC):
     name: str = "base"
     #: runs go to :meth:`submit` instead of a local worker
     is_remote: bool = False
+    #: hands a file stash and input files to the action (``tmp_source``, ``input_files``,
+    #: ``before_cleanup``); a call that needs them elsewhere is refused before anything is made
+    stages_files: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BaseExecutor:

@@ -1,7 +1,9 @@
 """Run actions as Docker containers: one ``docker run`` per attempt.
 
 The container contract goes through a bind mount: the attempt's private workspace on the host
-(``config.json``, ``out/``) is mounted at ``/hatchway/data`` and named by ``HATCHWAY_DATA_DIR``.
+(``config.json``, ``out/``) is mounted at ``/hatchway/data`` and named by ``HATCHWAY_DATA_DIR``;
+its ``tmp/`` is also the container's ``/tmp`` (and ``TMPDIR``), so a file stash is found where
+programs look for temporary files.
 ``entry_point``/``command``/``env_vars``/``workdir`` of ``container_parameters`` override the
 image's own with Docker's rules; limits, user and network come from
 :meth:`DockerEngine.run_options`. Output is attached before the container starts, so nothing
@@ -38,6 +40,9 @@ from hatchway.executors.docker_engine import (
     give_to,
 )
 from hatchway.spec import ActionSpec
+
+#: the container's temporary directory: the workspace's tmp/, bind-mounted
+CONTAINER_TMP = "/tmp"  # noqa: S108 - inside the container
 
 #: how long the output of an exited container is awaited (the attach stream closes right after)
 DRAIN_SECONDS = 5.0
@@ -109,7 +114,7 @@ class DockerExecutor(BaseExecutor):
         spec = invocation.spec
         env = invocation.environment_for(CONTAINER_DATA_DIR)
         env.setdefault("HOME", CONTAINER_DATA_DIR)
-        env.setdefault("TMPDIR", f"{CONTAINER_DATA_DIR}/tmp")  # noqa: S108 - inside the container
+        env.setdefault("TMPDIR", CONTAINER_TMP)
         env.setdefault("LANG", "C.UTF-8")
         env.setdefault("PYTHONUNBUFFERED", "1")
         client = self.engine.client
@@ -138,7 +143,11 @@ class DockerExecutor(BaseExecutor):
     def _host_config(self, spec: ActionSpec, data_dir: Path) -> Any:
         options = self.engine.run_options(spec, "run")
         return self.engine.client.api.create_host_config(
-            binds={str(data_dir): {"bind": CONTAINER_DATA_DIR, "mode": "rw"}},
+            binds={
+                str(data_dir): {"bind": CONTAINER_DATA_DIR, "mode": "rw"},
+                # the workspace's tmp/ (a file stash's files) is the container's /tmp
+                str(data_dir / "tmp"): {"bind": CONTAINER_TMP, "mode": "rw"},
+            },
             mem_limit=options["mem_limit"],
             memswap_limit=options["memswap_limit"],
             nano_cpus=options["nano_cpus"],

@@ -143,6 +143,8 @@ class ActionImage:
     """An image on the engine and the parts of its config an attempt needs."""
 
     ref: str
+    #: the image ID (``sha256:...``): what ``ref`` named when it was inspected
+    id: str = ""
     entrypoint: list[str] = field(default_factory=list)
     cmd: list[str] = field(default_factory=list)
     workdir: str = ""
@@ -158,6 +160,7 @@ class ActionImage:
         config = attrs.get("Config") or {}
         return cls(
             ref=ref,
+            id=str(attrs.get("Id") or ""),
             entrypoint=list(config.get("Entrypoint") or []),
             cmd=list(config.get("Cmd") or []),
             workdir=config.get("WorkingDir") or "",
@@ -194,7 +197,13 @@ def _component(text: str) -> str:
 
 def action_image_tag(project_id: str, name: str, digest: str) -> str:
     """The tag of a built action image: by action name and the digest of its (effective) spec,
-    distinct per project. The version determines it, so it needs no record of its own."""
+    distinct per project. The version determines it, so it needs no record of its own.
+
+    The digest covers ``docker_config`` (context path, dockerfile, build args), not the files in
+    the context: registering an unchanged action.json after editing its sources rebuilds the image
+    under the same tag. The image ID is not recorded in the version (a version is immutable and
+    that registration returns it unchanged); each attempt inspects the tag and runs the image it
+    names, and warm containers are keyed by that image ID, so none serves a replaced image."""
     tenant = hashlib.sha256(project_id.encode()).hexdigest()[:10]
     return f"{ACTION_REPOSITORY}/{_component(name)}:{digest.removeprefix('sha256:')}-{tenant}"
 
@@ -230,6 +239,18 @@ def give_to(path: Path, uid: int) -> None:
             os.chown(target, uid, uid, follow_symlinks=False)
 
 
+def _context_stamp(context: Path) -> str:
+    """Names the state of a build context (paths, sizes, mtimes): an edit between two builds changes it."""
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(context):
+        dirs.sort()
+        for name in sorted(files):
+            with contextlib.suppress(OSError):
+                info = (Path(root) / name).stat()
+                digest.update(f"{root}/{name}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
 class DockerEngine:
     """One Docker engine: images, container options, ownership labels and cleanup."""
 
@@ -240,7 +261,7 @@ class DockerEngine:
         self._client = client
         self._client_lock = threading.Lock()
         self._build_locks: dict[str, threading.Lock] = {}
-        self._fresh: dict[str, float] = {}
+        self._fresh: dict[str, tuple[float, str]] = {}
         self._locks_guard = threading.Lock()
         self._ncpu: float | None = None
         self._removals = threading.Condition()
@@ -386,12 +407,14 @@ class DockerEngine:
             )
         with self._locks_guard:
             lock = self._build_locks.setdefault(tag, threading.Lock())
+        stamp = _context_stamp(context)
         with lock:
-            if time.monotonic() - self._fresh.get(tag, -1e9) < FRESH_BUILD_SECONDS:
+            built_at, built_stamp = self._fresh.get(tag, (-1e9, ""))
+            if time.monotonic() - built_at < FRESH_BUILD_SECONDS and built_stamp == stamp:
                 return
             self._ensure_base_images(context / (config.dockerfile or "Dockerfile"), loc)
             self._build(config.dockerfile, context, config.build_args or {}, tag, loc)
-            self._fresh[tag] = time.monotonic()
+            self._fresh[tag] = (time.monotonic(), stamp)
 
     def _ensure_base_images(self, dockerfile: Path, loc: list[str | int]) -> None:
         """Build hatchway's base image once if the Dockerfile names it and the engine lacks it."""

@@ -7,8 +7,9 @@ handler - the same adapter, the same invocation payload (:func:`~hatchway.execut
 and the same outcome (:func:`~hatchway.executors.base.execution_from_outcome`) as on AWS.
 
 Containers stay warm: the first call of an action version starts one, later calls reuse it.
-A :class:`WarmPool` keeps at most ``pool_size`` containers per (project, environment, digest) -
-tenants never share a container - and a bound over all of them; an idle container expires after
+A :class:`WarmPool` keeps at most ``pool_size`` containers per (project, environment, digest,
+image ID) - tenants never share a container, and an image rebuilt under the same tag (sources
+edited, action.json unchanged) gets new containers - and a bound over all of them; an idle container expires after
 ``idle_seconds``; concurrent calls each get their own container or wait for one; a container
 that died (or whose action was OOM-killed) is replaced. Starting a container and the runtime's
 init are not counted against the call's limit (as an image pull is not); the action's run is.
@@ -309,12 +310,13 @@ class LocalLambdaExecutor(BaseExecutor):
             # no runtime adapter in the image, or files to hand over or collect: a cold container
             shifted = dataclasses.replace(invocation, deadline=invocation.deadline + (time.monotonic() - started))
             return self.docker.run_container(shifted, image, collector, cancel)
-        key = (invocation.project_id, invocation.environment, invocation.digest, image.ref)
+        # keyed by the image ID, not its tag: a rebuild under the same tag must not be served by old containers
+        key = (invocation.project_id, invocation.environment, invocation.digest, image.id or image.ref)
         for attempt in range(2):
             waited = time.monotonic()
             try:
                 warm, is_new = self.pool.acquire(
-                    key, lambda: self._start(invocation, image), time.monotonic() + invocation.seconds_left
+                    key, lambda: self._start(invocation, image, key), time.monotonic() + invocation.seconds_left
                 )
             except PoolBusy:
                 return Execution(timed_out=True, duration_ms=_ms(started))
@@ -408,7 +410,7 @@ class LocalLambdaExecutor(BaseExecutor):
 
     # ---- containers ----------------------------------------------------------------------------
 
-    def _start(self, invocation: Invocation, image: ActionImage) -> WarmContainer:
+    def _start(self, invocation: Invocation, image: ActionImage, key: tuple[str, ...]) -> WarmContainer:
         spec = invocation.spec
         name = f"hatchway-fn-{invocation.digest.removeprefix('sha256:')[:12]}-{secrets.token_hex(4)}"
         ctl_dir = self.ctl_root / name
@@ -420,7 +422,7 @@ class LocalLambdaExecutor(BaseExecutor):
         limit = int(invocation.spec.timeout_seconds) + 60
         try:
             container = api.create_container(
-                image.ref,
+                image.id or image.ref,  # the image inspected, even if the tag moves meanwhile
                 entrypoint=[
                     "python3",
                     "-m",
@@ -463,7 +465,7 @@ class LocalLambdaExecutor(BaseExecutor):
             raise Unavailable(f"the Lambda container could not be started ({engine_reason(exc)})") from exc
         warm = WarmContainer(container["Id"], (), str(ctl_dir / "invoke.sock"), ctl_dir)
         self._wait_ready(warm)
-        warm.key = (invocation.project_id, invocation.environment, invocation.digest, image.ref)
+        warm.key = key
         return warm
 
     def _wait_ready(self, warm: WarmContainer) -> None:

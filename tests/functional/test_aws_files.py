@@ -1,0 +1,97 @@
+"""Files on the AWS backend (moto): what a Lambda sync call refuses, and how inputs are checked.
+
+The Lambda sync path does not hand a file stash or input files to the function yet, so a call
+that names them is refused with a 422 before a stash is made or anything runs. Input files on S3
+are checked for existence at submit with a HEAD request, never downloaded.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from hatchway.aws import AwsClients
+from hatchway.client import ValidationErrorResponse
+from hatchway.errors import NotFound
+from hatchway.executors import Executors
+from hatchway.executors.aws_lambda import LambdaExecutor
+from hatchway.executors.batch import BatchExecutor
+from hatchway.s3blobs import S3BlobStore
+from hatchway.service import Gateway, Principal, RunRequest
+from tests.awsmock import REGION, CallCounter, aws_gateway, aws_settings, make_infrastructure, moto_in_process
+from tests.conftest import inprocess_client
+
+pytestmark = pytest.mark.aws
+
+ADMIN = Principal(None, None, frozenset({"admin"}))
+P, ENV = "proj_local", "development"
+ACTION: dict[str, Any] = {
+    "name": "echo",
+    "image_uri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/actions/echo:1",
+    "sync_actions": ["hello"],
+    "container_parameters": {"entry_point": [sys.executable, "-c"], "command": ["print('{}')"]},
+}
+
+
+@pytest.fixture(scope="module")
+def infrastructure() -> Iterator[dict[str, Any]]:
+    with moto_in_process():
+        yield make_infrastructure(boto3.session.Session(region_name=REGION), "hwfiles")
+
+
+@pytest.fixture
+def stack(tmp_path: Path, infrastructure: dict[str, Any]) -> tuple[Gateway, CallCounter]:
+    """A gateway on Lambda (sync) and Batch (runs) whose blobs are S3 objects; AWS calls counted."""
+    session = boto3.session.Session(region_name=REGION)
+    counter = CallCounter(session)
+    settings = replace(aws_settings(tmp_path / "home"), **infrastructure)
+    aws = AwsClients(REGION, None, session)
+    executors = Executors(LambdaExecutor.from_settings(settings, aws), BatchExecutor.from_settings(settings, aws))
+    gateway = aws_gateway(settings, session, executors)
+    gateway.blobs = S3BlobStore(settings.outputs_bucket, tmp_path / "s3-cache", aws)
+    gateway.stashes.blobs = gateway.blobs
+    gateway.register_action(ADMIN, P, ENV, ACTION)
+    return gateway, counter
+
+
+@pytest.mark.parametrize("body", [{"stash_id": "NEW"}, {"stash_id": True}])
+def test_a_lambda_sync_call_with_a_stash_is_refused_before_anything_is_made(
+    stack: tuple[Gateway, CallCounter], body: dict[str, Any]
+) -> None:
+    gateway, counter = stack
+    counter.clear()
+    # When a sync call through the Lambda executor asks for a file stash
+    with inprocess_client(gateway) as hw, pytest.raises(ValidationErrorResponse) as refused:
+        hw.request("POST", f"/v1/projects/{P}/actions/echo/sync/hello", json={"parameters": {}, **body})
+    # Then it is a 422 in the API's error shape, saying why
+    assert refused.value.status_code == 422
+    assert "not available for lambda sync actions yet" in refused.value.message
+    assert refused.value.details[0]["loc"] == ["body", "stash_id"]
+    # and nothing ran, and no stash (nor run) was written
+    calls = counter.summary()
+    assert calls["lambda.Invoke"] == 0
+    assert not [call for call in calls if call.startswith("dynamodb.") and "Get" not in call], calls
+
+
+def test_inputs_are_checked_with_a_head_request_not_downloaded(stack: tuple[Gateway, CallCounter]) -> None:
+    gateway, counter = stack
+    gateway.put_file(ADMIN, P, ENV, "logs/big.log", b"x" * (1 << 20))
+    counter.clear()
+    # When a run names an input stored on S3
+    gateway.submit_run(ADMIN, P, ENV, "echo", RunRequest({}, inputs=["logs/big.log"]))
+    # Then its existence was checked with HEAD, and nothing was downloaded at submit
+    calls = counter.summary()
+    assert calls["s3.HeadObject"] == 1
+    assert calls["s3.GetObject"] == 0
+    assert not list((gateway.settings.blob_dir / "s3-cache").rglob("*"))
+    # and a missing input is a 404 that submits nothing
+    counter.clear()
+    with pytest.raises(NotFound):
+        gateway.submit_run(ADMIN, P, ENV, "echo", RunRequest({}, inputs=["logs/missing.log"]))
+    assert counter.summary()["batch.SubmitJob"] == 0
