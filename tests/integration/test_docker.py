@@ -387,3 +387,18 @@ def test_serve_picks_containers_for_actions_with_an_image(
         wait_until(lambda: not containers(engine), 30, 0.1, "the warm containers to be removed")
     finally:
         server.kill()
+
+
+def test_building_the_base_image_again_is_a_no_op(docker_client: Any, base_image: str) -> None:
+    from hatchway.images import build_base
+
+    # Given the base image built once (by the session's fixture)
+    before = docker_client.images.get(base_image).id
+    # When it is built again, twice
+    for _ in range(2):
+        said: list[str] = []
+        assert build_base(docker_client, "3.11", log=said.append) == base_image
+        # Then nothing is rebuilt: the same image, "up to date"
+        assert said[-1] == f"{base_image} is up to date", said
+        assert not [line for line in said if line.startswith("building")]
+        assert docker_client.images.get(base_image).id == before

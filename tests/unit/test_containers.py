@@ -255,3 +255,86 @@ def test_the_adapter_puts_its_data_directory_into_derived_variables(tmp_path: Pa
     # Then the action sees the real directory in both
     kbc, data_dir = json.loads(outcome["stdout"])
     assert kbc == data_dir + "/" and data_dir.startswith(str(tmp_path))
+
+
+# ---- limits and the sync clock (a fake engine: no Docker needed) ------------------------------
+
+
+class FakeClock:
+    """Stands in for the ``time`` module of an executor: monotonic time moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+class FakeEngine:
+    """An engine whose image takes ``pull_seconds`` (of the fake clock) to pull or build."""
+
+    def __init__(self, clock: FakeClock, pull_seconds: float, image: ActionImage, ncpu: float = 2.0) -> None:
+        self.clock = clock
+        self.pull_seconds = pull_seconds
+        self.image = image
+        self.removed: list[str] = []
+        self.client = type("Client", (), {"info": lambda _self: {"NCPU": ncpu}})()
+
+    def ensure_image(self, invocation: Any) -> ActionImage:
+        self.clock.now += self.pull_seconds
+        return self.image
+
+    def remove_later(self, container_id: str, delay: float = 0.0, then: Any = None) -> None:
+        self.removed.append(container_id)
+
+
+@pytest.mark.parametrize(
+    ("vcpu", "memory", "nano_cpus"),
+    [(256, 512, 250_000_000), (1024, 2048, 1_000_000_000), (4096, 8192, 2_000_000_000)],  # capped at NCPU=2
+)
+def test_run_options_limit_cpus_and_memory_from_compute(tmp_path: Path, vcpu: int, memory: int, nano_cpus: int) -> None:
+    from hatchway.executors.docker_engine import DockerEngine
+
+    engine = DockerEngine(None, tmp_path, client=FakeEngine(FakeClock(), 0, IMAGE, ncpu=2).client)
+    options = engine.run_options(spec(image_uri="x", compute_requirements={"vCPU": vcpu, "memory": memory}), "run")
+    assert options["nano_cpus"] == nano_cpus
+    assert options["mem_limit"] == options["memswap_limit"] == f"{memory}m"
+    assert options["network_mode"] == "none" and options["cap_drop"] == ["ALL"]
+
+
+def invocation(deadline: float) -> Any:
+    from hatchway.executors.base import Invocation
+
+    return Invocation("run_1", "p", "e", "a", 1, "sha256:" + "0" * 64, "go", Mode.SYNC,
+                      spec(image_uri="x", sync_actions=["go"]), {}, 1, deadline)  # fmt: skip
+
+
+def test_an_image_pull_does_not_count_against_the_sync_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hatchway.executors import docker, lambda_local
+
+    clock = FakeClock()
+    monkeypatch.setattr(docker, "time", clock)
+    monkeypatch.setattr(lambda_local, "time", clock)
+    # Given an engine whose image takes 100 s to pull, and a call with 5 s left
+    engine: Any = FakeEngine(clock, 100.0, ActionImage("img", labels={"io.hatchway.runtime": "1"}))
+    executor = docker.DockerExecutor(engine, tmp_path / "work")
+    given = invocation(time.time() + 5)
+    seen: list[Any] = []
+    monkeypatch.setattr(executor, "run_container", lambda inv, *_: seen.append(inv) or Execution(exit_code=0))
+    # When the Docker executor runs it
+    executor.execute(given, OutputCollector(Mode.SYNC), threading.Event())
+    # Then the container starts with the 5 s still ahead: the pull moved the deadline
+    assert seen[0].deadline - given.deadline == pytest.approx(100.0)
+    # And a warm Lambda call that pulled and started a container (another 7 s) still has its 5 s
+    warm = lambda_local.LocalLambdaExecutor(engine, executor, tmp_path / "rie")
+
+    def start(inv: Any, image: ActionImage, key: tuple[str, ...]) -> WarmContainer:
+        clock.now += 7.0
+        return WarmContainer("c1", key, "", tmp_path / "ctl")
+
+    monkeypatch.setattr(warm, "_start", start)
+    monkeypatch.setattr(warm, "_call", lambda _w, call, *_: seen.append(call) or Execution(exit_code=0))
+    warm.execute(given, OutputCollector(Mode.SYNC), threading.Event())
+    assert seen[1].deadline - given.deadline == pytest.approx(107.0)
+    warm.pool.close()
+    assert engine.removed == ["c1"]
