@@ -9,10 +9,13 @@ same machine load, and every number comes from this one run. The latency is that
 ``Gateway.call_sync`` (auth, parameters, run record, logs, the executor), without HTTP.
 
     python bench/docker_sync.py [--calls 40] [--docker-host unix://...] [--host-sandbox none] [--json]
+    python bench/run.py C1       the same figure in the benchmark table (bench/results/latest.json)
 
 Needs a Docker engine (``--docker-host``, ``HATCHWAY_TEST_DOCKER_HOST`` or ``DOCKER_HOST``; else a
 private daemon is started as the test suite does), the base image (built if missing) and the
-emulator from aws-sam-cli (``HATCHWAY_LAMBDA_RIE`` or ``sam`` on PATH).
+emulator from aws-sam-cli (``HATCHWAY_LAMBDA_RIE`` or ``sam`` on PATH). Under ``bench/run.py``
+(figure C1) it starts no daemon and builds no base image: without an engine that answers, the
+emulator or (in ``--quick`` mode) the base image, the figure is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -58,8 +61,11 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def measure(docker_host: str, calls: int, rie: str | None = None, host_sandbox: str = "none") -> dict[str, Any]:
-    """Latencies (ms) of ``calls`` sync calls per variant, interleaved; p50/p99 and ratios."""
+def measure(
+    docker_host: str, calls: int, rie: str | None = None, host_sandbox: str = "none", budget_seconds: float = 300.0
+) -> dict[str, Any]:
+    """Latencies (ms) of ``calls`` sync calls per variant, interleaved (fewer if ``budget_seconds``
+    run out); p50/p99 and ratios."""
     from hatchway.executors.docker_engine import docker_client
     from hatchway.images import ensure_base
 
@@ -87,13 +93,16 @@ def measure(docker_host: str, calls: int, rie: str | None = None, host_sandbox: 
 
             for executor in VARIANTS:  # warm-up: image checks, the first (cold) Lambda container
                 call(executor)
+            stop_at = time.monotonic() + budget_seconds
             for _ in range(calls):
                 for executor in VARIANTS:
                     samples[executor].append(call(executor))
+                if time.monotonic() > stop_at:
+                    break
         finally:
             gateway.executors.close()
             gateway.store.close()
-    result: dict[str, Any] = {"calls": calls, "cpus": os.cpu_count(), "host_sandbox": sandbox}
+    result: dict[str, Any] = {"calls": len(samples["process"]), "cpus": os.cpu_count(), "host_sandbox": sandbox}
     for name, values in samples.items():
         result[name] = {
             "p50_ms": round(statistics.median(values), 2),
@@ -106,6 +115,50 @@ def measure(docker_host: str, calls: int, rie: str | None = None, host_sandbox: 
         "warm_lambda_over_host_spawn_p50": round(warm / spawn, 2),
     }
     return result
+
+
+def c1(ctx: Any) -> list[Any]:
+    """Sync call: warm container Lambda vs a cold docker run and a bare host spawn (p50, p99)."""
+    from bench.harness import Row, Skip
+
+    try:
+        import docker  # noqa: F401
+
+        from hatchway.executors.docker_engine import docker_client, engine_answers
+        from hatchway.executors.lambda_local import find_rie
+        from hatchway.images import base_tag
+    except ImportError:
+        raise Skip("the docker package is not installed (pip install 'hatchway[docker]')") from None
+    host = os.environ.get("HATCHWAY_TEST_DOCKER_HOST") or os.environ.get("DOCKER_HOST")
+    if not engine_answers(host):
+        raise Skip("no Docker engine answers (set DOCKER_HOST or HATCHWAY_TEST_DOCKER_HOST)")
+    rie = find_rie(os.environ.get("HATCHWAY_LAMBDA_RIE"))
+    if rie is None:
+        raise Skip("no Lambda Runtime Interface Emulator (install aws-sam-cli or set HATCHWAY_LAMBDA_RIE)")
+    if ctx.quick:
+        import docker.errors
+
+        try:
+            docker_client(host).images.get(base_tag("3.11"))
+        except docker.errors.ImageNotFound:
+            raise Skip("the base image is not built (infra/images/build)") from None
+    result = measure(host or "unix:///var/run/docker.sock", ctx.n(40, 3), str(rie), "none", ctx.n(300.0, 60.0))
+    warm, cold, spawn = (result[name] for name in VARIANTS)
+    n = result["calls"]
+    metric = "sync call, warm container Lambda ({})"
+    return [
+        Row("C1", metric.format("p50"), "lambda-local vs docker", warm["p50_ms"], "ms",
+            cold["p50_ms"], "cold docker run p50", n, ratio_max=1.0),
+        Row("C1", metric.format("p99"), "lambda-local vs docker", warm["p99_ms"], "ms",
+            cold["p99_ms"], "cold docker run p99", n),
+        Row("C1", metric.format("p50"), "lambda-local vs process (no sandbox)", warm["p50_ms"], "ms",
+            spawn["p50_ms"], "bare host spawn p50", n),
+        Row("C1", metric.format("p99"), "lambda-local vs process (no sandbox)", warm["p99_ms"], "ms",
+            spawn["p99_ms"], "bare host spawn p99", n),
+    ]  # fmt: skip
+
+
+FIGURES = {"C1": c1}
 
 
 def default_docker_host() -> tuple[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import sys
 import threading
 import time
@@ -54,7 +55,9 @@ class Recorder(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
-        Recorder.calls.append({"method": self.command, "path": self.path, "headers": headers, "body": body})
+        Recorder.calls.append(
+            {"method": self.command, "path": self.path, "headers": headers, "body": body, "at": time.monotonic()}
+        )
         status, headers, payload = Recorder.plan.pop(0) if Recorder.plan else (200, {}, b'{"ok": true}')
         self.send_response(status)
         self.send_header("content-type", headers.pop("content-type", "application/json"))
@@ -532,3 +535,200 @@ def test_sessions_with_a_public_key(client: Client) -> None:
         "audience": "hatchway",
         "has_secret": False,
     }
+
+
+# ---- gaps an audit found ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("new", ["", True])
+def test_an_empty_or_true_stash_id_creates_a_stash(client: Client, new: Any) -> None:
+    client.register_action(example("pipedream-action"))
+    connect = f"/v1/connect/{client.project}/actions/run"
+    body = {"id": "greet-user", "external_user_id": "u-5", "configured_props": {}, "stash_id": new}
+    first = client.request("POST", connect, json=body)
+    second = client.request("POST", connect, json={**body, "configured_props": {"name": "b"}})
+    # each asks for a new, empty stash
+    assert first["stash_id"].startswith("stash_") and second["stash_id"].startswith("stash_")
+    assert first["stash_id"] != second["stash_id"]
+    assert first["ret"]["count"] == second["ret"]["count"] == 1
+
+
+def test_an_expired_stash_is_a_404_and_its_files_go(gateway: Gateway, client: Client) -> None:
+    from hatchway.store.base import Document
+
+    client.register_action(example("pipedream-action"))
+    connect = f"/v1/connect/{client.project}/actions/run"
+    body = {"id": "greet-user", "external_user_id": "u-6", "configured_props": {}}
+    stash = client.request("POST", connect, json={**body, "stash_id": "NEW"})["stash_id"]
+    files = gateway.settings.blob_dir / "stashes" / client.project / "development" / stash
+    assert (files / "counter.txt").is_file()
+    # Given the stash's record past its expiry (a day later)
+    gateway.store.put_document(Document(client.project, "development", "stash", stash, {}, expires_at=1))
+    # When it is named again, it is not found, and its files are removed
+    with pytest.raises(NotFoundResponse):
+        client.request("POST", connect, json={**body, "stash_id": stash})
+    assert not files.exists()
+
+
+def test_sync_calls_get_no_input_files(client: Client) -> None:
+    client.register_action({"name": "quick", "sync_actions": ["go"], "container_parameters": {"entry_point": ["true"]}})
+    client._http.put(f"/v1/projects/{client.project}/files/a.txt", content=b"a")
+    with pytest.raises(ValidationErrorResponse) as caught:
+        client.request("POST", f"/v1/projects/{client.project}/actions/quick/sync/go", json={"inputs": ["a.txt"]})
+    assert caught.value.status_code == 422 and caught.value.details[0]["loc"] == ["body", "inputs"]
+    assert client.list_runs(action="quick")["items"] == []
+
+
+@pytest.mark.parametrize(("requires", "found"), [(None, ["a.txt"]), (False, [])])
+def test_requires_downloaded_inputs_false_leaves_in_empty(client: Client, requires: Any, found: list[str]) -> None:
+    lister = (
+        "import json, os\n"
+        "d = os.environ['HATCHWAY_DATA_DIR']\n"
+        "json.dump(sorted(os.listdir(d + '/in')), open(d + '/out/result.json', 'w'))\n"
+    )
+    doc: dict[str, Any] = {"name": "lister", "container_parameters": {"entry_point": [sys.executable, "-c", lister]}}
+    if requires is not None:
+        doc["requires_downloaded_inputs"] = requires
+    client.register_action(doc)
+    client._http.put(f"/v1/projects/{client.project}/files/a.txt", content=b"a")
+    run = client.request("POST", f"/v1/projects/{client.project}/actions/lister/runs", json={"inputs": ["a.txt"]})
+    final = client.wait(run["id"], timeout=30)
+    assert final["status"] == "SUCCESSFUL" and final["ret"] == found
+
+
+def test_a_failed_callback_is_retried_with_backoff(hw_open: Client, upstream: str) -> None:
+    hw_open.register_action({"name": "quick", "container_parameters": {"entry_point": ["true"]}})
+    # Given a receiver that fails the first delivery
+    Recorder.plan = [(503, {}, b"busy")]
+    hw_open.request("POST", f"/v1/projects/{hw_open.project}/actions/quick/runs", json={"callback_url": upstream})
+    # Then the callback is delivered again, after a pause, with the same body
+    wait_until(lambda: len(Recorder.calls) >= 2, timeout=30, what="the callback to be retried")
+    first, second = Recorder.calls[:2]
+    assert second["at"] - first["at"] >= 1.5  # the first backoff is 2 s
+    assert first["body"] == second["body"]
+
+
+class Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.mark.parametrize("where", ["metadata", "loopback"])
+def test_a_callback_to_a_private_or_metadata_address_is_refused(client: Client, upstream: str, where: str) -> None:
+    # Given a gateway that allows no private destinations, and a receiver on loopback that would answer
+    url = {"metadata": "http://169.254.169.254/latest/meta-data", "loopback": upstream + "/hook"}[where]
+    collect = Collect()
+    logger = logging.getLogger("hatchway.callbacks")
+    logger.addHandler(collect)
+    try:
+        client.register_action({"name": "quick", "container_parameters": {"entry_point": ["true"]}})
+        run = client.request("POST", f"/v1/projects/{client.project}/actions/quick/runs", json={"callback_url": url})
+        assert client.wait(run["id"], timeout=30)["status"] == "SUCCESSFUL"
+        # Then the delivery is refused (not retried) and nothing reaches the receiver
+        wait_until(lambda: "callback refused" in collect.messages, timeout=20, what="the callback to be refused")
+    finally:
+        logger.removeHandler(collect)
+    assert Recorder.calls == []
+
+
+def test_an_http_action_to_a_name_that_resolves_to_loopback_is_refused(client: Client, upstream: str) -> None:
+    # Given a receiver on loopback, named by host name rather than address
+    url = upstream.replace("127.0.0.1", "localhost")
+    client.register_action({"name": "local", "sync_actions": ["call"], "http": {"url": url}})
+    with pytest.raises(UserErrorResponse) as caught:
+        client.call_sync("local", "call")
+    assert "does not call" in caught.value.message
+    assert Recorder.calls == []
+
+
+def session_action(client: Client) -> str:
+    show = (
+        "import json, os\n"
+        "print(json.dumps(json.load(open(os.environ['HATCHWAY_DATA_DIR'] + '/config.json'))['parameters']))"
+    )
+    client.register_action(
+        {"name": "who", "parameters": [{"name": "who"}], "sync_actions": ["show"],
+         "container_parameters": {"entry_point": [sys.executable, "-c", show]}}
+    )  # fmt: skip
+    return f"/v1/projects/{client.project}/actions/who/sync/show"
+
+
+def test_a_session_token_not_valid_yet_is_refused(client: Client) -> None:
+    path = session_action(client)
+    secret = "a-shared-secret-of-enough-length-32"
+    client.request(
+        "PUT", f"/v1/projects/{client.project}/sessions/users", json={"algorithm": "HS256", "secret": secret}
+    )
+    now = int(time.time())
+    body = {"parameters": {"who": "$Session{sub}"}}
+    valid = jwt.encode({"sub": "u-1", "nbf": now - 10, "exp": now + 60}, secret, algorithm="HS256")
+    assert client.request("POST", path, json={**body, "session": {"tag": "users", "token": valid}})["ret"] == {
+        "who": "u-1"
+    }
+    early = jwt.encode({"sub": "u-1", "nbf": now + 600, "exp": now + 900}, secret, algorithm="HS256")
+    with pytest.raises(UnauthorizedResponse):
+        client.request("POST", path, json={**body, "session": {"tag": "users", "token": early}})
+    assert len(client.list_runs(action="who")["items"]) == 1
+
+
+def test_an_rs256_session(client: Client) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    client.request(
+        "PUT", f"/v1/projects/{client.project}/sessions/rsa", json={"algorithm": "RS256", "public_key": public}
+    )
+    path = session_action(client)
+    claims = {"sub": "rsa-user", "exp": int(time.time()) + 60}
+    token = jwt.encode(claims, key, algorithm="RS256")
+    body = {"parameters": {"who": "$Session{sub}"}}
+    assert client.request("POST", path, json={**body, "session": {"tag": "rsa", "token": token}})["ret"] == {
+        "who": "rsa-user"
+    }
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with pytest.raises(UnauthorizedResponse):
+        client.request(
+            "POST",
+            path,
+            json={**body, "session": {"tag": "rsa", "token": jwt.encode(claims, other, algorithm="RS256")}},
+        )
+
+
+def test_connect_log_timestamps_are_epoch_milliseconds(client: Client) -> None:
+    client.register_action(example("pipedream-action"))
+    before = time.time() * 1000
+    answer = client.request(
+        "POST", f"/v1/connect/{client.project}/actions/run",
+        json={"id": "greet-user", "external_user_id": "u-7", "configured_props": {}},
+    )  # fmt: skip
+    after = time.time() * 1000
+    assert answer["os"], answer
+    for entry in answer["os"]:
+        assert isinstance(entry["ts"], int)
+        assert before - 1000 <= entry["ts"] <= after + 1000  # milliseconds, not seconds or microseconds
+
+
+def test_x_pd_environment_production_is_the_production_environment(gateway: Gateway, client: Client) -> None:
+    # Given the action registered in production only
+    with inprocess_client(gateway, environment="production") as production:
+        production.register_action(example("pipedream-action"))
+    connect = f"/v1/connect/{client.project}/actions/run"
+    body = {"id": "greet-user", "external_user_id": "u-8", "configured_props": {}}
+    # When a Connect caller says production, the production action runs and its run is recorded there
+    answer = client.request("POST", connect, json=body, headers={"x-pd-environment": "production"})
+    assert answer["ret"]["count"] == 1
+    runs = gateway.store.list_runs(client.project, "production", 10, None).items
+    assert [r.external_user_id for r in runs] == ["u-8"]
+    # and development does not have it
+    with pytest.raises(NotFoundResponse):
+        client.request("POST", connect, json=body, headers={"x-pd-environment": "development"})
