@@ -479,6 +479,11 @@ class BaseStore(ABC):
         """Executions of ``engine`` that have not ended, oldest first."""
         raise NotImplementedError(f"{type(self).__name__} does not keep pipelines")
 
+    def _remote_runs(self, created_before: int, limit: int) -> list[Run]:
+        """Unfinished runs a remote engine holds (``external_id`` set), created before ``created_before``,
+        oldest first. Only stores that hand runs to Batch or ECS need it."""
+        raise NotImplementedError(f"{type(self).__name__} does not list remote runs")
+
     def _run_summaries(self, project_id: str, environment: str, since_ms: int, limit: int) -> list[RunSummary]:
         """Runs created at or after ``since_ms``, newest first, at most ``limit``.
 
@@ -679,6 +684,11 @@ class BaseStore(ABC):
         """Summaries of the runs created since ``since_ms`` (newest first) and whether ``limit`` cut them."""
         items = self._run_summaries(project_id, environment, since_ms, limit + 1)
         return items[:limit], len(items) > limit
+
+    def remote_runs(self, created_before: int, limit: int = 500) -> list[Run]:
+        """Runs a Batch job or ECS task holds that have not ended, created before ``created_before``
+        (the remote sweeper asks their engines what became of them)."""
+        return self._remote_runs(created_before, limit)
 
     def active_counts(self, project_id: str | None = None, cap: int = 100_000) -> list[ActiveCount]:
         """Unfinished runs per tenant, mode and status; of one project, or of all (``None``)."""

@@ -13,22 +13,36 @@ digest pointer   ``ACTION#<p>#<env>#<n>``   ``D#<digest>``         (embeds that 
 run              ``RUN#<id>``               ``R``                  gsi1 ``RUNS#<p>#<env>``, id;
                                                                    gsi2 ``READY#<s>``, available_at#id
                                                                    or ``LEASE#<s>``, lease_until#id
+                                                                   or ``HELD#<s>``, id
 log sequence     ``RUN#<id>``               ``LSEQ``
 log page         ``RUN#<id>``               ``L#<last seq:012d>``  (consecutive entries, compressed)
 idempotency key  ``IDEM#<sha256(scope)>``   ``I``                  TTL attribute ``expiration``
 document         ``DOC#<p>#<env>#<kind>``   ``N#<name>``           TTL attribute ``expiration``
+pipeline head    ``PIPELINES#<p>#<env>``    ``H#<name>``
+pipeline vers.   ``PIPELINE#<p>#<env>#<n>`` ``V#<version:010d>``
+execution        ``EXEC#<id>``              ``E``                  gsi1 ``EXECS#<p>#<env>#<pipeline>``, id;
+                                                                   gsi2 ``EXECUTING#<s>``, engine#id
+                                                                   or ``EXECUTED#<p>#<env>``, id
 ===============  =========================  =====================  ===================================
 
 Every status change is a ``PutItem`` conditioned on the run's revision (``rev = :expected``), so
 concurrent workers, the event handler and container adapters never both win. A run sits in
-``gsi2`` only while it is claimable (ENQUEUED, async, not handed to Batch/ECS) or leased, so the
-queue and the sweeper read small sparse indexes. The head of an action embeds its latest version:
+``gsi2`` only while it has not ended: claimable (``READY``: ENQUEUED, async, not handed to
+Batch/ECS), leased (``LEASE``), or held outside the gateway's queue (``HELD``: a Batch job or ECS
+task holds it), so the queue, the lease sweeper, the remote sweeper
+and the dashboard's counts of unfinished runs read small sparse indexes. A run item also keeps the
+few fields statistics need as plain attributes, so the dashboard reads a tenant's recent runs
+with a projection instead of whole records. The head of an action embeds its latest version:
 resolving an action is one ``GetItem``. A finished sync call is written with its log in one
 ``TransactWriteItems`` (:attr:`records_sync_runs_at_end`). Log entries are numbered by a counter
 item moved in the same transaction that writes them, in pages of consecutive entries (one item
-per flush, usually), so a follower never sees a gap that fills in later. Records and specs are stored as
-zlib-compressed JSON; one too large for an item (400 KB) goes to the outputs bucket and the item
-keeps its key. Idempotency keys and expiring documents are removed by DynamoDB TTL.
+per flush, usually), so a follower never sees a gap that fills in later. Pipelines follow the
+same discipline: definition versions behind a head moved in one transaction, executions written
+whole with compare-and-set on ``rev``; an execution sits in ``gsi2`` under ``EXECUTING`` while it
+has not ended (the advancer's scan) and under its tenant's ``EXECUTED`` once it has. Records and
+specs are stored as zlib-compressed JSON; one too large for an item (400 KB) goes to the outputs
+bucket and the item keeps its key. Idempotency keys and expiring documents are removed by
+DynamoDB TTL.
 
 Idempotency: the rules live in :class:`BaseStore` (shared with SQLite and checked by one contract
 suite), and this backend writes them the way powertools' ``DynamoDBPersistenceLayer`` does - a
@@ -45,20 +59,24 @@ import json
 import threading
 import uuid
 import zlib
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from hatchway.aws import AwsClients, translate
 from hatchway.errors import InternalError, ValidationFailed
-from hatchway.runs import LogEntry, Mode, Run, RunStatus
+from hatchway.pipelines.records import Execution, PipelineHead, PipelineRecord
+from hatchway.runs import LogEntry, Mode, Run, RunStatus, run_id_floor
 from hatchway.store.base import (
+    MAX_PAGE,
     ActionHead,
     ActionRecord,
+    ActiveCount,
     BaseStore,
     Document,
     IdempotencyRecord,
     Project,
+    RunSummary,
     TokenRecord,
     run_from_dict,
     run_to_dict,
@@ -490,6 +508,8 @@ class DynamoDbStore(BaseStore):
             "environment": _s(run.environment),
             "action_name": _s(run.action_name),
             "available_at": _n(run.available_at),
+            "invoked": _s(run.invoked),
+            "created_at": _n(run.created_at),
             "gsi1pk": _s(f"RUNS#{run.project_id}#{run.environment}"),
             "gsi1sk": _s(run.id),
             **self._pack(run_to_dict(run), f"runs/{run.id}/{uuid.uuid4().hex}.json.z"),
@@ -498,8 +518,10 @@ class DynamoDbStore(BaseStore):
             value = getattr(run, name)
             if value is not None:
                 item[name] = _s(value)
-        if run.lease_until is not None:
-            item["lease_until"] = _n(run.lease_until)
+        for name in ("lease_until", "started_at", "finished_at", "duration_ms"):
+            value = getattr(run, name)
+            if value is not None:
+                item[name] = _n(value)
         shard = self._shard(run.id)
         if run.status == RunStatus.ENQUEUED and run.mode == Mode.ASYNC and run.external_id is None:
             item["gsi2pk"] = _s(f"READY#{shard}")
@@ -507,6 +529,9 @@ class DynamoDbStore(BaseStore):
         elif run.status in (RunStatus.INPROGRESS, RunStatus.TERMINATING) and run.lease_until is not None:
             item["gsi2pk"] = _s(f"LEASE#{shard}")
             item["gsi2sk"] = _s(f"{run.lease_until:015d}#{run.id}")
+        elif not run.is_terminal:
+            item["gsi2pk"] = _s(f"HELD#{shard}")
+            item["gsi2sk"] = _s(run.id)
         return item
 
     def _run(self, item: dict[str, Any]) -> Run:
@@ -529,7 +554,10 @@ class DynamoDbStore(BaseStore):
         return self._run(item), int(item["rev"]["N"])
 
     def _replace_run(self, run: Run, expected_rev: int) -> bool:
-        item = self._run_item(run, expected_rev + 1)
+        return self._swap(self._run_item(run, expected_rev + 1), expected_rev)
+
+    def _swap(self, item: dict[str, Any], expected_rev: int) -> bool:
+        """Replace a whole record if its revision is still ``expected_rev`` (its old blob goes)."""
         answer = self._conditional(
             "put_item",
             Item=item,
@@ -592,6 +620,81 @@ class DynamoDbStore(BaseStore):
 
     def _expired_leases(self, now: int, limit: int) -> list[Run]:
         return self._queue("LEASE", f"{now:015d}", limit)
+
+    def _remote_runs(self, created_before: int, limit: int) -> list[Run]:
+        runs = self._queue("HELD", run_id_floor(created_before), limit)
+        return [run for run in runs if not run.is_terminal and run.external_id is not None]
+
+    # ---- statistics ------------------------------------------------------------------------
+
+    #: what a run summary needs, as plain attributes of the run item
+    _SUMMARY = ("action_name", "invoked", "mode", "status", "created_at", "started_at", "finished_at", "duration_ms")
+
+    def _run_summaries(self, project_id: str, environment: str, since_ms: int, limit: int) -> list[RunSummary]:
+        names = {f"#{index}": name for index, name in enumerate(("gsi1sk", *self._SUMMARY))}
+        items = self._query(
+            IndexName="gsi1",
+            KeyConditionExpression="gsi1pk = :p AND gsi1sk >= :f",
+            ExpressionAttributeValues={
+                ":p": _s(f"RUNS#{project_id}#{environment}"),
+                ":f": _s(run_id_floor(since_ms)),
+            },
+            ProjectionExpression=", ".join(names),
+            ExpressionAttributeNames=names,
+            ScanIndexForward=False,
+            Limit=min(max(limit, 25), 1000),
+        )
+        out: list[RunSummary] = []
+        for item in items:
+            summary = self._summary(item)
+            if summary is None:
+                continue
+            if summary.created_at >= since_ms:
+                out.append(summary)
+                if len(out) >= limit:
+                    break
+        return out
+
+    def _summary(self, item: dict[str, Any]) -> RunSummary | None:
+        if "created_at" not in item or "invoked" not in item:
+            # written before runs kept these attributes: read the whole record once
+            found = self._get_run(item["gsi1sk"]["S"])
+            return RunSummary.of(found[0]) if found else None
+        return RunSummary(
+            item["action_name"]["S"],
+            item["invoked"]["S"],
+            item["mode"]["S"],
+            item["status"]["S"],
+            int(item["created_at"]["N"]),
+            _num(item, "started_at"),
+            _num(item, "finished_at"),
+            _num(item, "duration_ms"),
+        )
+
+    def _active_counts(self, project_id: str | None, cap: int) -> list[ActiveCount]:
+        # every unfinished run is in one of gsi2's run partitions; sync calls are recorded at their end
+        names = {"#p": "project_id", "#e": "environment", "#m": "mode", "#s": "status"}
+        query: dict[str, Any] = {"IndexName": "gsi2", "ProjectionExpression": "#p, #e, #m, #s"}
+        if project_id is not None:
+            query["FilterExpression"] = "#p = :project"
+        counts: Counter[tuple[str, str, str, str]] = Counter()
+        for kind in ("READY", "LEASE", "HELD"):
+            for shard in range(self.queue_shards):
+                values = {":k": _s(f"{kind}#{shard}")}
+                if project_id is not None:
+                    values[":project"] = _s(project_id)
+                items = self._query(
+                    KeyConditionExpression="gsi2pk = :k",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                    Limit=min(max(cap, 25), 1000),
+                    **query,
+                )
+                for item in self._take(items, cap):
+                    counts[
+                        (item["project_id"]["S"], item["environment"]["S"], item["mode"]["S"], item["status"]["S"])
+                    ] += 1
+        return [ActiveCount(*key, count) for key, count in sorted(counts.items())]
 
     def _set_lease(self, run_id: str, owner: str, until: int) -> str | None:
         # the revision moves too, so a full write prepared before this heartbeat cannot undo it
@@ -888,3 +991,209 @@ class DynamoDbStore(BaseStore):
     def _delete_idempotency(self, scope: str) -> None:
         with translate(WHAT):
             self.db.delete_item(TableName=self.table, Key=self._idem_key(scope))
+
+    # ---- pipelines -------------------------------------------------------------------------
+
+    def _get_pipeline_head(self, project_id: str, environment: str, name: str) -> PipelineHead | None:
+        item = self._get(f"PIPELINES#{project_id}#{environment}", f"H#{name}")
+        return self._pipeline_head(project_id, environment, item) if item else None
+
+    @staticmethod
+    def _pipeline_head(project_id: str, environment: str, item: dict[str, Any]) -> PipelineHead:
+        return PipelineHead(
+            project_id,
+            environment,
+            item["sk"]["S"].removeprefix("H#"),
+            int(item["latest_version"]["N"]),
+            bool(item.get("deleted", {}).get("BOOL", False)),
+        )
+
+    def _put_pipeline_version(self, record: PipelineRecord, head: PipelineHead, expected_latest: int | None) -> bool:
+        head_item = {
+            "pk": _s(f"PIPELINES#{record.project_id}#{record.environment}"),
+            "sk": _s(f"H#{head.name}"),
+            "latest_version": _n(head.latest_version),
+            "deleted": {"BOOL": False},
+        }
+        if expected_latest is None:
+            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        else:
+            condition = {
+                "ConditionExpression": "latest_version = :e",
+                "ExpressionAttributeValues": {":e": _n(expected_latest)},
+            }
+        version_item: dict[str, Any] = {
+            "pk": _s(f"PIPELINE#{record.project_id}#{record.environment}#{record.name}"),
+            "sk": _s(f"V#{record.version:010d}"),
+            "version": _n(record.version),
+            "digest": _s(record.digest),
+            "created_at": _n(record.created_at),
+            **self._pack(record.spec, f"pipelines/{record.digest.removeprefix('sha256:')}.json.z"),
+        }
+        if record.engine_ref is not None:
+            version_item["engine_ref"] = _s(record.engine_ref)
+        try:
+            self._transact(
+                [
+                    {"Put": {"TableName": self.table, "Item": head_item, **condition}},
+                    {
+                        "Put": {
+                            "TableName": self.table,
+                            "Item": version_item,
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                ]
+            )
+        except _Canceled:
+            return False
+        return True
+
+    def _get_pipeline_version(
+        self, project_id: str, environment: str, name: str, version: int
+    ) -> PipelineRecord | None:
+        item = self._get(f"PIPELINE#{project_id}#{environment}#{name}", f"V#{version:010d}")
+        if item is None:
+            return None
+        return PipelineRecord(
+            project_id,
+            environment,
+            name,
+            int(item["version"]["N"]),
+            item["digest"]["S"],
+            int(item["created_at"]["N"]),
+            self._unpack(item),
+            _str(item, "engine_ref"),
+        )
+
+    def _list_pipeline_heads(
+        self, project_id: str, environment: str, after: str | None, limit: int
+    ) -> list[PipelineHead]:
+        if after is not None and not isinstance(after, str):
+            raise ValidationFailed.at(["query", "cursor"], "not a cursor this API issued")
+        items = self._query(
+            KeyConditionExpression="pk = :p AND sk > :a",
+            FilterExpression="deleted = :f",
+            ExpressionAttributeValues={
+                ":p": _s(f"PIPELINES#{project_id}#{environment}"),
+                ":a": _s(f"H#{after or ''}"),
+                ":f": {"BOOL": False},
+            },
+            ConsistentRead=True,
+            Limit=max(limit, 25),
+        )
+        return [self._pipeline_head(project_id, environment, item) for item in self._take(items, limit)]
+
+    def _set_pipeline_head_deleted(self, project_id: str, environment: str, name: str) -> bool:
+        answer = self._conditional(
+            "update_item",
+            Key={"pk": _s(f"PIPELINES#{project_id}#{environment}"), "sk": _s(f"H#{name}")},
+            UpdateExpression="SET deleted = :t",
+            ConditionExpression="deleted = :f",
+            ExpressionAttributeValues={":t": {"BOOL": True}, ":f": {"BOOL": False}},
+        )
+        return answer is not None
+
+    def _execution_item(self, execution: Execution, rev: int) -> dict[str, Any]:
+        tenant = f"{execution.project_id}#{execution.environment}"
+        item: dict[str, Any] = {
+            "pk": _s(f"EXEC#{execution.id}"),
+            "sk": _s("E"),
+            "rev": _n(rev),
+            "status": _s(execution.status.value),
+            "engine": _s(execution.engine),
+            "project_id": _s(execution.project_id),
+            "environment": _s(execution.environment),
+            "pipeline": _s(execution.pipeline),
+            "gsi1pk": _s(f"EXECS#{tenant}#{execution.pipeline}"),
+            "gsi1sk": _s(execution.id),
+            **self._pack(execution.to_dict(), f"executions/{execution.id}/{uuid.uuid4().hex}.json.z"),
+        }
+        if execution.is_terminal:
+            item["gsi2pk"] = _s(f"EXECUTED#{tenant}")
+            item["gsi2sk"] = _s(execution.id)
+        else:
+            item["gsi2pk"] = _s(f"EXECUTING#{self._shard(execution.id)}")
+            item["gsi2sk"] = _s(f"{execution.engine}#{execution.id}")
+        return item
+
+    def _insert_execution(self, execution: Execution) -> bool:
+        item = self._execution_item(execution, 0)
+        if self._conditional("put_item", Item=item, ConditionExpression="attribute_not_exists(pk)") is None:
+            self._drop_blob(item)
+            return False
+        return True
+
+    def _get_execution(self, execution_id: str) -> tuple[Execution, int] | None:
+        item = self._get(f"EXEC#{execution_id}", "E")
+        if item is None:
+            return None
+        return Execution.from_dict(self._unpack(item)), int(item["rev"]["N"])
+
+    def _replace_execution(self, execution: Execution, expected_rev: int) -> bool:
+        return self._swap(self._execution_item(execution, expected_rev + 1), expected_rev)
+
+    def _list_executions(
+        self, project_id: str, environment: str, pipeline: str | None, before: str | None, limit: int,
+        status: str | None,
+    ) -> list[Execution]:  # fmt: skip
+        if before is not None and not isinstance(before, str):
+            raise ValidationFailed.at(["query", "cursor"], "not a cursor this API issued")
+        tenant = f"{project_id}#{environment}"
+        below = before or "pex_~"
+        where = {"#st = :st": {":st": _s(status)}} if status else {}
+        if pipeline is not None:
+            return self._executions(f"EXECS#{tenant}#{pipeline}", "gsi1", below, limit, where)
+        # The tenant's ended executions have a partition of their own; those still going are the
+        # few in the EXECUTING partitions (every tenant's), read with a filter and merged in.
+        found = self._executions(f"EXECUTED#{tenant}", "gsi2", below, limit, where)
+        running = {
+            "#p = :p AND #e = :e AND gsi1sk < :b": {":p": _s(project_id), ":e": _s(environment), ":b": _s(below)},
+            **where,
+        }
+        for shard in range(self.queue_shards):
+            # ordered by engine first, so all of them (executions that have not ended are few)
+            found += self._executions(f"EXECUTING#{shard}", "gsi2", None, MAX_PAGE * 2, running)
+        unique = {execution.id: execution for execution in found}
+        return sorted(unique.values(), key=lambda execution: execution.id, reverse=True)[:limit]
+
+    def _executions(
+        self, partition: str, index: str, below: str | None, limit: int, where: dict[str, dict[str, Any]]
+    ) -> list[Execution]:
+        """Up to ``limit`` executions of one index partition, newest first, matching ``where``."""
+        values: dict[str, Any] = {":k": _s(partition)}
+        condition = f"{index}pk = :k"
+        if below is not None:
+            condition += f" AND {index}sk < :below"
+            values[":below"] = _s(below)
+        query: dict[str, Any] = {
+            "IndexName": index,
+            "KeyConditionExpression": condition,
+            "ScanIndexForward": False,
+            "Limit": max(limit, 25),
+        }
+        if where:
+            for extra in where.values():
+                values.update(extra)
+            query["FilterExpression"] = " AND ".join(where)
+            query["ExpressionAttributeNames"] = {
+                name: attribute
+                for name, attribute in (("#st", "status"), ("#p", "project_id"), ("#e", "environment"))
+                if any(name in clause for clause in where)
+            }
+        items = self._query(ExpressionAttributeValues=values, **query)
+        return [Execution.from_dict(self._unpack(item)) for item in self._take(items, limit)]
+
+    def _active_executions(self, engine: str, limit: int) -> list[Execution]:
+        found: list[Execution] = []
+        for shard in range(self.queue_shards):
+            items = self._query(
+                IndexName="gsi2",
+                KeyConditionExpression="gsi2pk = :k AND begins_with(gsi2sk, :engine)",
+                ExpressionAttributeValues={":k": _s(f"EXECUTING#{shard}"), ":engine": _s(f"{engine}#")},
+                Limit=max(limit, 25),
+            )
+            found += [Execution.from_dict(self._unpack(item)) for item in self._take(items, limit)]
+        # an index is eventually consistent: drop what it still shows after the execution ended
+        active = [execution for execution in found if not execution.is_terminal]
+        return sorted(active, key=lambda execution: execution.id)[:limit]

@@ -462,6 +462,13 @@ class SqliteStore(BaseStore):
             )
         return row[0] if row else None
 
+    def _remote_runs(self, created_before: int, limit: int) -> list[Run]:
+        return self._runs(
+            "SELECT data FROM runs WHERE status IN ('ENQUEUED', 'INPROGRESS', 'TERMINATING') AND id < ? "
+            "AND json_extract(data, '$.external_id') IS NOT NULL ORDER BY id LIMIT ?",
+            (run_id_floor(created_before), limit),
+        )
+
     # ---- statistics ------------------------------------------------------------------------
 
     def _run_summaries(self, project_id: str, environment: str, since_ms: int, limit: int) -> list[RunSummary]:
