@@ -12,6 +12,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from hatchway.api import create_app
 from hatchway.config import Settings
 from hatchway.observability import configure_observability, lambda_handler
+from hatchway.runner import LambdaDispatcher
 from hatchway.service import build_gateway
 
 settings = Settings.from_env()
@@ -19,5 +20,7 @@ configure_observability(settings)
 gateway = build_gateway(settings)
 if settings.bootstrap_token:
     gateway.set_bootstrap_token(settings.bootstrap_token)
+# no worker pool here: runs of HTTP actions go to the runner function
+gateway.dispatch = LambdaDispatcher.from_settings(settings)
 app = create_app(gateway, settings.max_body_bytes)
 handler = lambda_handler(app.resolve, correlation_paths.API_GATEWAY_HTTP)

@@ -71,6 +71,8 @@ ENV_VARS: dict[str, str] = {
     "HATCHWAY_IDEMPOTENCY_IN_PROGRESS_SECONDS": "how long an unfinished Idempotency-Key blocks a retry (default 60)",
     "HATCHWAY_RETRY_BACKOFF_MAX_SECONDS": "cap of the exponential backoff between attempts of a run (default 300)",
     "HATCHWAY_TEST_CRASH_AT": "test hook only: point:n - SIGKILL this process at a crash point (see faults.py)",
+    "HATCHWAY_RUNNER_FUNCTION": "the Lambda that executes runs of HTTP actions on AWS (invoked with each run's id)",
+    "HATCHWAY_REMOTE_STALE_SECONDS": "a Batch or ECS run unfinished this long is looked up by the sweep (default 900)",
     "AWS_ENDPOINT_URL": "points boto3 at LocalStack or a moto server",
     "AWS_BATCH_JOB_ID": "set by AWS Batch inside a job: names the container that holds a run",
     "AWS_BATCH_JOB_ATTEMPT": "set by AWS Batch inside a job: its attempt number",
@@ -162,6 +164,8 @@ class Settings:
     pipeline_engine: str = "local"
     states_role_arn: str | None = None
     pipeline_function_arn: str | None = None
+    runner_function: str | None = None
+    remote_stale_seconds: float = 900.0
     # containers (docker and lambda-local executors)
     docker_host: str | None = None
     lambda_rie_path: str | None = None
@@ -222,6 +226,8 @@ class Settings:
             or ("stepfunctions" if env.get("HATCHWAY_BACKEND") == "aws" else "local"),
             states_role_arn=env.get("HATCHWAY_STATES_ROLE_ARN") or None,
             pipeline_function_arn=env.get("HATCHWAY_PIPELINE_FUNCTION_ARN") or None,
+            runner_function=env.get("HATCHWAY_RUNNER_FUNCTION") or None,
+            remote_stale_seconds=_float(env, "HATCHWAY_REMOTE_STALE_SECONDS", 900.0),
             docker_host=env.get("DOCKER_HOST") or None,
             lambda_rie_path=env.get("HATCHWAY_LAMBDA_RIE") or None,
             lambda_pool_size=_int(env, "HATCHWAY_LAMBDA_POOL_SIZE", 4, 1),

@@ -15,6 +15,12 @@ order or late: an event about another job or task than the run's current one is 
 terminal run is left alone, RUNNING only moves a run nobody has claimed yet, and an end settles
 only what the adapter could not record itself (it never started, it was killed, it was cancelled).
 After an ECS attempt that asked for a retry, the next task is started here.
+
+*In the sweeper* :func:`sweep_remote` settles runs whose events never came (EventBridge gave up,
+a rule was missing for a while): every run a job or task has held for longer than a bound is
+looked up with ``DescribeJobs`` / ``DescribeTasks``, whose answers carry the same detail as the
+events, and applied through the same :func:`apply_state_change`. A job or task the engine no
+longer knows ended without telling: the run fails (or, on ECS, gets its next attempt).
 """
 
 from __future__ import annotations
@@ -24,12 +30,12 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from hatchway.config import Settings, container_identity
 from hatchway.errors import Conflict, NotFound, TransitionConflict, new_exception_id
-from hatchway.executors.aws_remote import RETRY_EXIT_CODE, StateChange
+from hatchway.executors.aws_remote import RETRY_EXIT_CODE, RemoteExecutor, StateChange, owner_engine
 from hatchway.runs import Run, RunError, RunStatus, now_ms
 
 if TYPE_CHECKING:
@@ -166,6 +172,70 @@ def _next_task(gateway: Gateway, run: Run, change: StateChange) -> Run:
         raise
 
 
+# ---------------------------------------------------------------------------------------------
+# runs whose events never came
+
+
+@dataclass
+class RemoteSweep:
+    """What one pass of :func:`sweep_remote` found: runs looked up, and those it moved."""
+
+    checked: int = 0
+    settled: list[str] = field(default_factory=list)
+    failures: int = 0
+
+
+def sweep_remote(gateway: Gateway, stale_seconds: float, now: int | None = None, limit: int = 500) -> RemoteSweep:
+    """Ask Batch and ECS about every run they have held for more than ``stale_seconds`` (by its
+    creation) and apply what they say, as if the events had come."""
+    now = now if now is not None else now_ms()
+    runs = gateway.store.remote_runs(now - int(stale_seconds * 1000), limit)
+    result = RemoteSweep(checked=len(runs))
+    engines: dict[str, list[Run]] = {}
+    for run in runs:
+        if run.external_id is not None:
+            engines.setdefault(owner_engine(run.external_id), []).append(run)
+    for engine, held in engines.items():
+        executor = _remote_executor(gateway, engine)
+        try:
+            known = executor.describe([run.external_id for run in held if run.external_id])
+        except Exception:
+            log.exception("cannot ask the engine about its runs", extra={"engine": engine})
+            result.failures += len(held)
+            continue
+        for run in held:
+            assert run.external_id is not None  # noqa: S101 - grouped above
+            change = known[run.external_id] if run.external_id in known else executor.lost(run.id, run.external_id)
+            if change is None:
+                continue  # still queued: its events will come
+            try:
+                applied = apply_state_change(gateway, change)
+            except Exception:
+                log.exception("cannot settle a remote run", extra={"run_id": run.id})
+                result.failures += 1
+                continue
+            if applied is not None and (applied.status, applied.external_id) != (run.status, run.external_id):
+                log.warning(
+                    "settled a remote run whose events never came",
+                    extra={"run_id": run.id, "engine": engine, "status": applied.status.value, "phase": change.phase},
+                )
+                result.settled.append(run.id)
+    return result
+
+
+def _remote_executor(gateway: Gateway, engine: str) -> RemoteExecutor:
+    """The gateway's own executor for ``engine``, or one made from its settings (the deployment
+    may have moved from Batch to ECS with runs still held by the other)."""
+    from hatchway.executors import make_executor
+
+    executor = gateway.executors.run
+    if executor.name != engine:
+        executor = make_executor(gateway.settings, engine)
+    if not isinstance(executor, RemoteExecutor):  # pragma: no cover - the registry maps both names
+        raise TypeError(f"{engine} is not a remote executor")
+    return executor
+
+
 def _remote_error(change: StateChange) -> RunError:
     reason = _short(change.reason)
     exception_id = new_exception_id()
@@ -233,19 +303,26 @@ def run_attempt(gateway: Gateway, run_id: str, owner: str | None = None, stop: t
     wait = min(MAX_WAIT_SECONDS, (run.available_at - now_ms()) / 1000)
     if wait > 0:
         stop.wait(wait)
-    done = threading.Event()
-    watcher = threading.Thread(target=_watch, args=(gateway, run, stop, done), name="hatchway-watch", daemon=True)
-    watcher.start()
-    try:
-        final = gateway.execute_claimed(run)
-    finally:
-        done.set()
-        watcher.join(timeout=WATCH_SECONDS + 1)
+    final = execute_watched(gateway, run, stop)
     _save_outputs(gateway, final)
     log.info("attempt ended", extra={"run_id": run_id, "status": final.status.value, "attempt": final.attempt})
     if final.status == RunStatus.SUCCESSFUL:
         return 0
     return RETRY_EXIT_CODE if final.status == RunStatus.ENQUEUED else 1
+
+
+def execute_watched(gateway: Gateway, run: Run, stop: threading.Event | None = None) -> Run:
+    """Execute a claimed run that no worker heartbeats: the attempt stops on ``stop``, on a cancel
+    through the API, or when another holder took the run (read from the store every few seconds)."""
+    stop = stop or threading.Event()
+    done = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(gateway, run, stop, done), name="hatchway-watch", daemon=True)
+    watcher.start()
+    try:
+        return gateway.execute_claimed(run)
+    finally:
+        done.set()
+        watcher.join(timeout=WATCH_SECONDS + 1)
 
 
 def _watch(gateway: Gateway, run: Run, stop: threading.Event, done: threading.Event) -> None:

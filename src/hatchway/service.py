@@ -169,6 +169,9 @@ class Gateway:
         self._touched: dict[str, int] = {}
         self._specs: dict[str, ActionSpec] = {}
         self.on_enqueue: Callable[[], None] = lambda: None
+        #: where a run recorded for the gateway's own executors goes when no worker pool serves this
+        #: gateway (on AWS: the runner function, :mod:`hatchway.runner`)
+        self.dispatch: Callable[[Run], None] | None = None
         #: actions that are not registered but derived ("pipeline:<pipeline>/<step>"), by name prefix
         self.action_sources: dict[str, Callable[[str, str, str, int | None, str | None], Resolved]] = {}
         #: (size, busy) of the worker pool serving this gateway, when one runs in this process
@@ -675,6 +678,8 @@ class Gateway:
                 executor.terminate(run, "the gateway could not record the run")
             raise
         self.on_enqueue()
+        if self.dispatch is not None and submit and not executor.is_remote:
+            self.dispatch(run)
         return run
 
     # ---- runs: sync ------------------------------------------------------------------------

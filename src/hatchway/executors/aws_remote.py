@@ -177,6 +177,24 @@ class RemoteExecutor(BaseExecutor):
     def timeout_seconds(self, seconds: int) -> int:
         return max(60, seconds + TIMEOUT_GRACE_SECONDS)
 
+    def describe(self, external_ids: list[str]) -> dict[str, StateChange | None]:
+        """What the engine says of these jobs or tasks now, as the state change each one's event
+        would carry (None: still on its way, nothing to apply). One the engine no longer knows is absent."""
+        raise NotImplementedError
+
+    def lost(self, run_id: str, external_id: str) -> StateChange:
+        """The state change to apply when the engine no longer knows the run's job or task."""
+        raise NotImplementedError
+
+
+def owner_engine(external_id: str) -> str:
+    """Which remote executor made ``external_id``: ECS task ARNs name a task, Batch job ids are UUIDs."""
+    return "ecs" if ":task/" in external_id else "batch"
+
+
+def chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
 
 def is_missing_definition(exc: BaseException) -> bool:
     """A job or task definition the engine does not know (registered before this backend, or removed)."""

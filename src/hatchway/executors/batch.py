@@ -6,7 +6,8 @@ runtime adapter as command with the run id as a parameter (``Ref::run_id``), vCP
 project's task role, a timeout from ``timeout`` plus a grace, and a retry strategy whose
 ``evaluateOnExit`` never retries exit code 1 (a user error). Each run is one ``SubmitJob`` whose
 attempts are Batch attempts (``retryStrategy.attempts`` = the run's attempts, at most Batch's 10).
-Cancel is ``TerminateJob``; "Batch Job State Change" events settle the run (:mod:`hatchway.remote`).
+Cancel is ``TerminateJob``; "Batch Job State Change" events settle the run (:mod:`hatchway.remote`),
+and ``DescribeJobs`` tells the remote sweeper what became of a job whose events never came.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from hatchway.executors.aws_remote import (
     RemoteExecutor,
     StateChange,
     as_int,
+    chunks,
     is_missing_definition,
     vcpus,
 )
@@ -28,6 +30,8 @@ from hatchway.runs import Run
 from hatchway.spec import ActionSpec
 
 MAX_ATTEMPTS = 10
+#: jobs per DescribeJobs call (Batch's limit)
+DESCRIBE_BATCH = 100
 #: exit 1 is the action's user error: another attempt cannot help
 NOT_RETRIED = [{"onExitCode": "1", "action": "EXIT"}]
 
@@ -119,6 +123,18 @@ class BatchExecutor(RemoteExecutor):
             return
         with translate("AWS Batch"):
             self.client.terminate_job(jobId=run.external_id, reason=reason[:255])
+
+    def describe(self, external_ids: list[str]) -> dict[str, StateChange | None]:
+        # DescribeJobs answers the same job detail a "Batch Job State Change" event carries
+        found: dict[str, StateChange | None] = {}
+        with translate("AWS Batch"):
+            for batch in chunks(external_ids, DESCRIBE_BATCH):
+                for job in self.client.describe_jobs(jobs=batch).get("jobs") or []:
+                    found[job["jobId"]] = state_change(job)
+        return found
+
+    def lost(self, run_id: str, external_id: str) -> StateChange:
+        return StateChange(run_id, external_id, "failed", reason="AWS Batch no longer knows the job", engine="batch")
 
 
 def state_change(detail: dict[str, Any]) -> StateChange | None:

@@ -6,7 +6,8 @@ container (``action``) whose entry point is the runtime adapter, with the action
 ``workdir`` and the project's task role. ECS has no attempts or time limit of its own: each attempt
 is one ``RunTask`` (``startedBy`` = the run id), the adapter inside enforces the deadline (the
 watchdog), and the events handler starts the next task when an attempt asked for a retry.
-Cancel is ``StopTask``; "ECS Task State Change" events settle the run (:mod:`hatchway.remote`).
+Cancel is ``StopTask``; "ECS Task State Change" events settle the run (:mod:`hatchway.remote`),
+and ``DescribeTasks`` tells the remote sweeper what became of a task whose events never came.
 """
 
 from __future__ import annotations
@@ -21,12 +22,15 @@ from hatchway.executors.aws_remote import (
     CONTAINER_NAME,
     RemoteExecutor,
     StateChange,
+    chunks,
     container_exit,
     is_missing_definition,
 )
 from hatchway.runs import Run
 from hatchway.spec import ActionSpec
 
+#: tasks per DescribeTasks call (ECS's limit)
+DESCRIBE_BATCH = 100
 #: seconds ECS waits after SIGTERM before SIGKILL (the adapter needs a moment to record the end)
 STOP_TIMEOUT_SECONDS = 30
 
@@ -133,6 +137,25 @@ class EcsExecutor(RemoteExecutor):
             return
         with translate("Amazon ECS"):
             self.client.stop_task(cluster=self.cluster, task=run.external_id, reason=reason[:255])
+
+    def describe(self, external_ids: list[str]) -> dict[str, StateChange | None]:
+        # DescribeTasks answers the same task detail an "ECS Task State Change" event carries; a
+        # task ARN names its cluster (arn:...:task/<cluster>/<id>)
+        clusters: dict[str, list[str]] = {}
+        for arn in external_ids:
+            parts = arn.split(":task/", 1)[-1].split("/")
+            clusters.setdefault(parts[0] if len(parts) == 2 else self.cluster, []).append(arn)
+        found: dict[str, StateChange | None] = {}
+        with translate("Amazon ECS"):
+            for cluster, arns in clusters.items():
+                for batch in chunks(arns, DESCRIBE_BATCH):
+                    for task in self.client.describe_tasks(cluster=cluster, tasks=batch).get("tasks") or []:
+                        found[task["taskArn"]] = state_change(task)
+        return found
+
+    def lost(self, run_id: str, external_id: str) -> StateChange:
+        # ECS forgets stopped tasks after about an hour: the attempt ended, how is unknown
+        return StateChange(run_id, external_id, "stopped", reason="ECS no longer knows the task", engine="ecs")
 
 
 def state_change(detail: dict[str, Any]) -> StateChange | None:

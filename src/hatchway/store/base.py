@@ -787,6 +787,11 @@ class BaseStore(ABC):
                 return None
             limit *= 4  # others took these, or they are not ours to run: look further
 
+    def ready_runs(self, now: int | None = None, limit: int = 100) -> list[Run]:
+        """Async runs waiting in the gateway's own queue whose time has come, oldest first."""
+        now = now if now is not None else now_ms()
+        return [run for run in self._ready_runs(now, limit) if run.external_id is None]
+
     def heartbeat(self, run_id: str, owner: str, lease_seconds: float) -> RunStatus | None:
         """Renew a lease; the run's current status, or None if this owner lost the lease."""
         status = self._set_lease(run_id, owner, now_ms() + int(lease_seconds * 1000))
