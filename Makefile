@@ -24,7 +24,7 @@ validate-template:
 # `sam build` (template.yaml: BuildMethod makefile): the package with its aws extra and the
 # handlers, as wheels for the Lambda runtime (python3.12, x86_64) whatever Python builds them.
 LAMBDA_PIP = --platform manylinux2014_x86_64 --implementation cp --python-version 3.12 --only-binary=:all:
-build-ApiFunction build-EventsFunction:
+build-ApiFunction build-EventsFunction build-PipelineFunction build-RunnerFunction build-SweeperFunction:
 	rm -rf "$(ARTIFACTS_DIR)/.wheel" && python3 -m pip wheel --quiet --no-deps -w "$(ARTIFACTS_DIR)/.wheel" .
 	python3 -m pip install --quiet --target "$(ARTIFACTS_DIR)" $(LAMBDA_PIP) "$$(ls "$(ARTIFACTS_DIR)"/.wheel/*.whl)[aws]"
 	rm -rf "$(ARTIFACTS_DIR)/.wheel" && cp -r handlers "$(ARTIFACTS_DIR)/handlers"

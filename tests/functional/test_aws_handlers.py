@@ -15,7 +15,7 @@ import pytest
 from hatchway.aws_setup import bootstrap
 from hatchway.config import Settings
 from hatchway.runs import Mode, Run, RunStatus, now_ms
-from tests.awsmock import aws_settings, moto_in_process, patched_env
+from tests.awsmock import REGION, aws_settings, moto_in_process, patched_env
 from tests.helpers import REPO
 
 pytestmark = pytest.mark.aws
@@ -120,3 +120,29 @@ def test_the_events_function_ignores_what_is_not_a_hatchway_run(deployed: Settin
     assert "ignored" in events.handler({"source": "aws.s3", "detail-type": "Object Created", "detail": {}}, None)
     unknown = sample("EventsFunction/batch-job-succeeded.json")  # no such run in this table
     assert "ignored" in events.handler(unknown, None)
+
+
+def test_the_runner_function_leaves_alone_a_run_it_does_not_know(deployed: Settings) -> None:
+    runner = load("handlers.runner")
+    event = sample("RunnerFunction/run.json")
+    assert runner.handler(event, None) == {"run_id": event["run_id"], "ignored": "no such run"}
+
+
+def test_the_sweeper_function_settles_a_run_whose_task_ecs_no_longer_knows(
+    deployed: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    # Given an ECS run whose task is unknown to ECS (its events never came), and a sweep that
+    # looks up every unfinished remote run at once
+    running = sample("EventsFunction/ecs-task-running.json")
+    run_id, task = running["detail"]["startedBy"], running["detail"]["taskArn"]
+    boto3.client("ecs", region_name=REGION).create_cluster(clusterName="hatchway-runs")
+    seed_run(deployed, run_id, task)
+    monkeypatch.setenv("HATCHWAY_REMOTE_STALE_SECONDS", "0")
+    # When the scheduled event invokes the sweeper
+    report = load("handlers.sweeper").handler(sample("SweeperFunction/scheduled.json"), None)
+    # Then the run ended as a lost task ends it, and the report says so
+    assert report["remote_checked"] == 1 and report["remote_settled"] == [run_id] and report["failures"] == 0
+    run = stored(deployed, run_id)
+    assert run.status == RunStatus.FAILED and run.error is not None and "no longer knows the task" in run.error.message

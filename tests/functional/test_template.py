@@ -19,6 +19,7 @@ from tests.helpers import REPO
 
 TEMPLATE = REPO / "template.yaml"
 EVENTS = REPO / "events"
+FUNCTIONS = ["ApiFunction", "EventsFunction", "PipelineFunction", "RunnerFunction", "SweeperFunction"]
 
 
 @cache
@@ -91,12 +92,16 @@ def test_the_template_transforms_offline_into_the_deployment() -> None:
         "AWS::Logs::LogGroup",
     ):
         assert kind in kinds, kind
-    assert set(functions()) == {"ApiFunction", "EventsFunction", "PipelineFunction"}
+    assert set(functions()) == set(FUNCTIONS)
     assert "ApiUrl" in transformed()["Outputs"]
 
 
 def test_state_changes_reach_the_events_function() -> None:
-    rules = [r["Properties"] for r in transformed()["Resources"].values() if r["Type"] == "AWS::Events::Rule"]
+    rules = [
+        r["Properties"]
+        for r in transformed()["Resources"].values()
+        if r["Type"] == "AWS::Events::Rule" and "EventPattern" in r["Properties"]
+    ]
     patterns = {tuple(rule["EventPattern"]["detail-type"]): rule["EventPattern"] for rule in rules}
     assert patterns[("Batch Job State Change",)]["source"] == ["aws.batch"]
     assert patterns[("ECS Task State Change",)]["source"] == ["aws.ecs"]
@@ -107,7 +112,46 @@ def test_state_changes_reach_the_events_function() -> None:
         assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": [target, "Arn"]}
 
 
-@pytest.mark.parametrize("name", ["ApiFunction", "EventsFunction", "PipelineFunction"])
+def test_the_sweeper_runs_every_minute_and_may_dispatch_to_the_runner() -> None:
+    resources = transformed()["Resources"]
+    [schedule] = [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Events::Rule" and "ScheduleExpression" in r["Properties"]
+    ]
+    assert schedule["ScheduleExpression"] == "rate(1 minute)"
+    assert schedule["Targets"][0]["Arn"] == {"Fn::GetAtt": ["SweeperFunction", "Arn"]}
+    # the API function and the sweeper name the runner; the runner is the function of that name
+    runner = resolve(source()["Resources"]["RunnerFunction"]["Properties"]["FunctionName"])
+    for name in ("ApiFunction", "SweeperFunction"):
+        assert Settings.from_env(environment_of(functions()[name])).runner_function == runner
+    assert Settings.from_env(environment_of(functions()["RunnerFunction"])).runner_function is None
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_every_function_is_traced_with_xray(name: str) -> None:
+    properties = functions()[name]
+    assert properties["TracingConfig"] == {"Mode": "Active"}
+    assert Settings.from_env(environment_of(properties)).tracing == "xray"
+    # the transform grants the segment writes
+    role = transformed()["Resources"][properties["Role"]["Fn::GetAtt"][0]]["Properties"]
+    assert any("AWSXrayWriteOnlyAccess" in json.dumps(arn) for arn in role.get("ManagedPolicyArns", []))
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_every_function_built_by_the_makefile_has_its_target(name: str) -> None:
+    resource = source()["Resources"][name]
+    assert resource["Metadata"]["BuildMethod"] == "makefile"
+    targets = {
+        target
+        for line in (REPO / "Makefile").read_text().splitlines()
+        if line.startswith("build-") and ":" in line
+        for target in line.split(":", 1)[0].split()
+    }
+    assert f"build-{name}" in targets
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
 def test_every_environment_variable_is_one_config_reads(name: str) -> None:
     env = environment_of(functions()[name])
     assert env, f"{name} gets no environment"
@@ -122,7 +166,7 @@ def test_every_environment_variable_is_one_config_reads(name: str) -> None:
         assert settings.sync_timeout_seconds < 30 < functions()[name]["Timeout"]
 
 
-@pytest.mark.parametrize("name", ["ApiFunction", "EventsFunction", "PipelineFunction"])
+@pytest.mark.parametrize("name", FUNCTIONS)
 @pytest.mark.parametrize("run_executor", ["batch", "ecs"])
 def test_every_handler_imports_with_its_deployed_environment(name: str, run_executor: str, tmp_path: Path) -> None:
     properties = functions()[name]
@@ -177,7 +221,7 @@ def test_project_roles_decrypt_only_their_projects_secrets() -> None:
     assert create["Condition"] == {"StringEquals": {"iam:PermissionsBoundary": {"Ref": "TaskPolicy"}}}
 
 
-@pytest.mark.parametrize("name", ["ApiFunction", "EventsFunction", "PipelineFunction"])
+@pytest.mark.parametrize("name", FUNCTIONS)
 def test_every_function_has_sample_events(name: str) -> None:
     samples = sorted((EVENTS / name).glob("*.json"))
     assert samples, f"events/{name}/ holds no sample event"
