@@ -185,19 +185,38 @@ class RemoteSweep:
     failures: int = 0
 
 
-def sweep_remote(gateway: Gateway, stale_seconds: float, now: int | None = None, limit: int = 500) -> RemoteSweep:
+def sweep_remote(
+    gateway: Gateway, stale_seconds: float, now: int | None = None, limit: int = 500, pages: int = 10
+) -> RemoteSweep:
     """Ask Batch and ECS about every run they have held for more than ``stale_seconds`` (by its
-    creation) and apply what they say, as if the events had come."""
+    creation) and apply what they say, as if the events had come.
+
+    Runs are read oldest first, ``limit`` at a time, up to ``pages`` pages: jobs that legitimately
+    run (or wait in Batch's queue) for hours are looked up every pass, and must not hide the
+    newer runs behind them.
+    """
     now = now if now is not None else now_ms()
-    runs = gateway.store.remote_runs(now - int(stale_seconds * 1000), limit)
-    result = RemoteSweep(checked=len(runs))
+    result = RemoteSweep()
+    after: str | None = None
+    for _ in range(pages):
+        runs = gateway.store.remote_runs(now - int(stale_seconds * 1000), limit, after)
+        result.checked += len(runs)
+        _settle(gateway, runs, result)
+        if len(runs) < limit:
+            break
+        after = runs[-1].id
+    return result
+
+
+def _settle(gateway: Gateway, runs: list[Run], result: RemoteSweep) -> None:
+    """Look up one page of remote runs, by engine, and apply what each engine says."""
     engines: dict[str, list[Run]] = {}
     for run in runs:
         if run.external_id is not None:
             engines.setdefault(owner_engine(run.external_id), []).append(run)
     for engine, held in engines.items():
-        executor = _remote_executor(gateway, engine)
         try:
+            executor = _remote_executor(gateway, engine)
             known = executor.describe([run.external_id for run in held if run.external_id])
         except Exception:
             log.exception("cannot ask the engine about its runs", extra={"engine": engine})
@@ -220,7 +239,6 @@ def sweep_remote(gateway: Gateway, stale_seconds: float, now: int | None = None,
                     extra={"run_id": run.id, "engine": engine, "status": applied.status.value, "phase": change.phase},
                 )
                 result.settled.append(run.id)
-    return result
 
 
 def _remote_executor(gateway: Gateway, engine: str) -> RemoteExecutor:

@@ -38,3 +38,16 @@ def test_remote_runs_are_the_old_unfinished_ones_with_an_engine_oldest_first(sto
     # once a run ends it is no longer listed
     store.transition(running.id, RunStatus.INPROGRESS, RunStatus.FAILED, finished_at=now)
     assert [run.id for run in store.remote_runs(now - 600_000)] == [queued.id, stopping.id]
+
+
+def test_remote_runs_page_after_the_last_id_of_the_previous_page(store: BaseStore) -> None:
+    # the sweeper reads every stale remote run in pages, however many run for a long time
+    now = now_ms()
+    made = [remote_run(store, now - 3_600_000 + index * 1000) for index in range(5)]
+    first = store.remote_runs(now - 600_000, limit=2)
+    second = store.remote_runs(now - 600_000, limit=2, after=first[-1].id)
+    third = store.remote_runs(now - 600_000, limit=2, after=second[-1].id)
+    assert [run.id for run in first + second + third] == [run.id for run in made]
+    assert store.remote_runs(now - 600_000, limit=2, after=made[-1].id) == []
+    # a cursor past the bound finds nothing (and is no error)
+    assert store.remote_runs(now - 3_600_000, after=made[-1].id) == []

@@ -4,17 +4,24 @@ them (the aws backend on moto): what ``sam local invoke`` and the deployed funct
 from __future__ import annotations
 
 import importlib
+import io
 import json
+import threading
+import zipfile
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import boto3
 import pytest
 
 from hatchway.aws_setup import bootstrap
 from hatchway.config import Settings
+from hatchway.runner import LambdaDispatcher
 from hatchway.runs import Mode, Run, RunStatus, now_ms
+from hatchway.service import Principal
 from tests.awsmock import REGION, aws_settings, moto_in_process, patched_env
 from tests.helpers import REPO
 
@@ -131,8 +138,6 @@ def test_the_runner_function_leaves_alone_a_run_it_does_not_know(deployed: Setti
 def test_the_sweeper_function_settles_a_run_whose_task_ecs_no_longer_knows(
     deployed: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import boto3
-
     # Given an ECS run whose task is unknown to ECS (its events never came), and a sweep that
     # looks up every unfinished remote run at once
     running = sample("EventsFunction/ecs-task-running.json")
@@ -146,3 +151,60 @@ def test_the_sweeper_function_settles_a_run_whose_task_ecs_no_longer_knows(
     assert report["remote_checked"] == 1 and report["remote_settled"] == [run_id] and report["failures"] == 0
     run = stored(deployed, run_id)
     assert run.status == RunStatus.FAILED and run.error is not None and "no longer knows the task" in run.error.message
+
+
+def test_a_run_of_an_http_action_goes_from_the_api_function_to_the_runner_function(
+    deployed: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    received: list[dict[str, Any]] = []
+
+    class Upstream(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the handler's protocol
+            received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", "12")
+            self.end_headers()
+            self.wfile.write(b'{"ok": true}')
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # Given the runner function deployed, and the API and runner functions configured as the template does
+    iam = boto3.client("iam", region_name=REGION)
+    role = iam.create_role(RoleName="runner", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as made:
+        made.writestr("handler.py", "def handler(event, context):\n    return event\n")
+    boto3.client("lambda", region_name=REGION).create_function(
+        FunctionName="hatchway-runner", Runtime="python3.12", Role=role, Handler="handler.handler",
+        Code={"ZipFile": archive.getvalue()},
+    )  # fmt: skip
+    monkeypatch.setenv("HATCHWAY_RUNNER_FUNCTION", "hatchway-runner")
+    monkeypatch.setenv("HATCHWAY_HTTP_ALLOW", "loopback")
+    try:
+        api = load("handlers.api")
+        assert isinstance(api.gateway.dispatch, LambdaDispatcher) and api.gateway.dispatch.function == "hatchway-runner"
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        admin = Principal(None, None, frozenset({"admin"}))
+        api.gateway.create_project(admin, "local", project_id="proj_local")
+        api.gateway.register_action(
+            admin, "proj_local", "development",
+            {"name": "hello", "parameters": [{"name": "who", "required": True}],
+             "http": {"method": "POST", "url": url, "body": {"to": "{parameters.who}"}}},
+        )  # fmt: skip
+        # When the sample run request reaches the API function
+        answer = api.handler(sample("ApiFunction/start-run.json"), None)
+        assert answer["statusCode"] == 202, answer["body"]
+        run_id = json.loads(answer["body"])["id"]
+        assert stored(deployed, run_id).status == RunStatus.ENQUEUED and received == []
+        # and the runner function is invoked with its id (as the dispatch asked Lambda to)
+        summary = load("handlers.runner").handler({"run_id": run_id}, None)
+        # Then the runner made the call and recorded the run's end
+        assert summary == {"run_id": run_id, "status": "SUCCESSFUL", "attempts": 1}
+        assert received == [{"to": "you"}]
+        assert stored(deployed, run_id).ret["body"] == {"ok": True}
+    finally:
+        server.shutdown()

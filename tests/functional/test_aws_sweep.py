@@ -148,6 +148,24 @@ def test_many_runs_are_looked_up_in_few_calls(batch: Stack) -> None:
     assert len(described) == 1 and len(described[0]["jobs"]) == 5
 
 
+def test_runs_behind_a_page_of_long_running_jobs_are_looked_up_too(batch: Stack) -> None:
+    # Given more long-running jobs than one page holds, and a newer run whose events were lost
+    running = [submit(batch, who=str(index)) for index in range(3)]
+    for _, job in running:
+        moto_job(job).status = "RUNNING"
+    sweep_remote(batch.gateway, STALE, now_ms() + LATER)  # their RUNNING events, applied
+    lost, _ = submit(batch, who="late")
+    described = watch(batch, "DescribeJobs")
+    # When the sweep reads two runs a page
+    result = sweep_remote(batch.gateway, STALE, now_ms() + LATER, limit=2)
+    # Then it reached the newer run behind them, page after page
+    assert result.checked == 4 and result.settled == [lost] and len(described) == 2
+    assert run_of(batch, lost).status == RunStatus.SUCCESSFUL
+    assert {run_of(batch, run_id).status for run_id, _ in running} == {RunStatus.INPROGRESS}
+    # and a bound on pages keeps one pass short
+    assert sweep_remote(batch.gateway, STALE, now_ms() + LATER, limit=1, pages=2).checked == 2
+
+
 def moto_tasks() -> dict[str, Any]:
     from moto.ecs.models import ecs_backends
 

@@ -479,9 +479,9 @@ class BaseStore(ABC):
         """Executions of ``engine`` that have not ended, oldest first."""
         raise NotImplementedError(f"{type(self).__name__} does not keep pipelines")
 
-    def _remote_runs(self, created_before: int, limit: int) -> list[Run]:
+    def _remote_runs(self, created_before: int, limit: int, after: str | None = None) -> list[Run]:
         """Unfinished runs a remote engine holds (``external_id`` set), created before ``created_before``,
-        oldest first. Only stores that hand runs to Batch or ECS need it."""
+        oldest first, with ids above ``after`` if given. Only stores that hand runs to Batch or ECS need it."""
         raise NotImplementedError(f"{type(self).__name__} does not list remote runs")
 
     def _run_summaries(self, project_id: str, environment: str, since_ms: int, limit: int) -> list[RunSummary]:
@@ -685,10 +685,11 @@ class BaseStore(ABC):
         items = self._run_summaries(project_id, environment, since_ms, limit + 1)
         return items[:limit], len(items) > limit
 
-    def remote_runs(self, created_before: int, limit: int = 500) -> list[Run]:
-        """Runs a Batch job or ECS task holds that have not ended, created before ``created_before``
-        (the remote sweeper asks their engines what became of them)."""
-        return self._remote_runs(created_before, limit)
+    def remote_runs(self, created_before: int, limit: int = 500, after: str | None = None) -> list[Run]:
+        """Runs a Batch job or ECS task holds that have not ended, created before ``created_before``,
+        oldest first (the remote sweeper asks their engines what became of them); ``after``: the
+        last run id of the previous page."""
+        return self._remote_runs(created_before, limit, after)
 
     def active_counts(self, project_id: str | None = None, cap: int = 100_000) -> list[ActiveCount]:
         """Unfinished runs per tenant, mode and status; of one project, or of all (``None``)."""

@@ -600,16 +600,23 @@ class DynamoDbStore(BaseStore):
             query["ExpressionAttributeNames"] = names
         return [self._run(item) for item in self._take(self._query(**query), limit)]
 
-    def _queue(self, kind: str, below: str, limit: int) -> list[Run]:
+    def _queue(self, kind: str, below: str, limit: int, above: str | None = None) -> list[Run]:
+        if above is not None and above >= below:
+            return []  # (DynamoDB refuses BETWEEN with its bounds reversed)
         found: list[tuple[str, dict[str, Any]]] = []
         for shard in range(self.queue_shards):
+            values = {":p": _s(f"{kind}#{shard}"), ":b": _s(below)}
+            if above is None:
+                condition = "gsi2pk = :p AND gsi2sk < :b"
+            else:
+                # a key condition has one range: BETWEEN is inclusive, so the bounds are dropped below
+                condition = "gsi2pk = :p AND gsi2sk BETWEEN :a AND :b"
+                values[":a"] = _s(above)
             items = self._query(
-                IndexName="gsi2",
-                KeyConditionExpression="gsi2pk = :p AND gsi2sk < :b",
-                ExpressionAttributeValues={":p": _s(f"{kind}#{shard}"), ":b": _s(below)},
-                Limit=limit,
+                IndexName="gsi2", KeyConditionExpression=condition, ExpressionAttributeValues=values, Limit=limit + 2
             )
-            found.extend((item["gsi2sk"]["S"], item) for item in self._take(items, limit))
+            kept = (item for item in items if above is None or above < item["gsi2sk"]["S"] < below)
+            found.extend((item["gsi2sk"]["S"], item) for item in self._take(kept, limit))
         found.sort(key=lambda pair: pair[0])
         return [self._run(item) for _, item in found[:limit]]
 
@@ -621,8 +628,8 @@ class DynamoDbStore(BaseStore):
     def _expired_leases(self, now: int, limit: int) -> list[Run]:
         return self._queue("LEASE", f"{now:015d}", limit)
 
-    def _remote_runs(self, created_before: int, limit: int) -> list[Run]:
-        runs = self._queue("HELD", run_id_floor(created_before), limit)
+    def _remote_runs(self, created_before: int, limit: int, after: str | None = None) -> list[Run]:
+        runs = self._queue("HELD", run_id_floor(created_before), limit, after)
         return [run for run in runs if not run.is_terminal and run.external_id is not None]
 
     # ---- statistics ------------------------------------------------------------------------

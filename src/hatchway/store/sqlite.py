@@ -462,11 +462,11 @@ class SqliteStore(BaseStore):
             )
         return row[0] if row else None
 
-    def _remote_runs(self, created_before: int, limit: int) -> list[Run]:
+    def _remote_runs(self, created_before: int, limit: int, after: str | None = None) -> list[Run]:
         return self._runs(
-            "SELECT data FROM runs WHERE status IN ('ENQUEUED', 'INPROGRESS', 'TERMINATING') AND id < ? "
+            "SELECT data FROM runs WHERE status IN ('ENQUEUED', 'INPROGRESS', 'TERMINATING') AND id < ? AND id > ? "
             "AND json_extract(data, '$.external_id') IS NOT NULL ORDER BY id LIMIT ?",
-            (run_id_floor(created_before), limit),
+            (run_id_floor(created_before), after or "", limit),
         )
 
     # ---- statistics ------------------------------------------------------------------------
