@@ -37,7 +37,22 @@ def sam(rie_path: str) -> str:
 def lambda_python(docker_client: Any, base_image: str) -> str:
     from hatchway.images import build_lambda_python
 
-    return build_lambda_python(docker_client)
+    tag = build_lambda_python(docker_client)
+    _drop_stale_derivatives(docker_client, tag)
+    return tag
+
+
+def _drop_stale_derivatives(client: Any, tag: str) -> None:
+    """sam adds its emulator to an ``--invoke-image`` once, as ``<repository>:rapid-<arch>``, and
+    under ``--skip-pull-image`` reuses that image even after the invoke image was rebuilt (new
+    dependencies): drop a derivative that is not built on the current image."""
+    repository = tag.rsplit(":", 1)[0]
+    current = client.images.get(tag).id
+    for image in client.images.list(name=repository):
+        derived = [name for name in image.tags if name.startswith(f"{repository}:rapid-")]
+        if derived and current not in {layer.get("Id") for layer in client.api.history(image.id)}:
+            for name in derived:
+                client.images.remove(name, force=True)
 
 
 def sam_invoke(
@@ -84,5 +99,5 @@ def test_sam_local_invoke_of_the_api_function(sam: str, docker_host: str, lambda
         "--parameter-overrides", "BootstrapToken=sam-local-bootstrap-token-0000 VpcId=vpc-0 SubnetIds=subnet-0",
     )  # fmt: skip
     # Then the same resolver as `hatchway serve` answers
-    assert response["statusCode"] == 200
+    assert response.get("statusCode") == 200, response
     assert json.loads(response["body"])["status"] == "ok"
