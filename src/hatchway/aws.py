@@ -109,6 +109,10 @@ class AwsClients:
                 found = self.session.client(
                     service, region_name=self.region, endpoint_url=self.endpoint_url, config=self.config(service)
                 )
+                # botocore makes a client's exception classes on first use, unlocked: threads racing
+                # there get different classes, and `except client.exceptions.X` misses the X another
+                # thread's call raised. Made here, once, before the client is shared.
+                _ = found.exceptions
                 self._clients[service] = found
         return found
 
