@@ -28,11 +28,12 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler.api_gateway import Route
     from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
-#: (method, route) answered directly: submitting a run and reading one, what clients do most
+#: (method, route) answered directly: submitting a run, reading one, calling a sync action
 DIRECT_ROUTES = frozenset(
     {
         ("POST", "/v1/projects/<project_id>/actions/<name>/runs"),
         ("GET", "/v1/projects/<project_id>/runs/<run_id>"),
+        ("POST", "/v1/projects/<project_id>/actions/<name>/sync/<sync_action>"),
     }
 )
 
