@@ -38,6 +38,7 @@ class Spares:
         self.keep = keep
         self._names: list[str] = []
         self._lock = threading.Lock()
+        self._is_made = False
 
     def take(self, workspace: Workspace) -> bool:
         """Move a spare to ``workspace``'s place; False when there is none (make the workspace)."""
@@ -60,7 +61,9 @@ class Spares:
             return False
         name = uuid.uuid4().hex
         try:
-            self.dir.mkdir(mode=0o700, exist_ok=True)
+            if not self._is_made:
+                self.dir.mkdir(mode=0o700, exist_ok=True)
+                self._is_made = True
             workspace.path.rename(self.dir / name)
         except OSError:
             return False
@@ -71,6 +74,7 @@ class Spares:
     def close(self) -> None:
         with self._lock:
             self._names.clear()
+            self._is_made = False
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def recover(self, is_alive: Callable[[str], bool]) -> None:
