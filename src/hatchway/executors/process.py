@@ -8,7 +8,8 @@ the whole group - is :func:`hatchway.runtime.spawn.spawn`, shared with the conta
 At a deadline or cancel the answer does not wait for the kill grace: a background reaper ends it.
 Nor does it wait for the workspace's removal: the files with the decrypted parameters are deleted
 at once, the directories by a background janitor (an ``rmdir`` costs a journal commit on some file
-systems - 0.1 to 3 ms on an ext4 mounted with ``discard``).
+systems - 0.1 to 3 ms on an ext4 mounted with ``discard``) - or, when the attempt left them empty,
+they are kept for the next attempt (:mod:`hatchway.executors.spares`).
 
 A gateway killed with SIGKILL cannot stop its actions (they run in their own sessions). Each
 running action therefore has a small record under ``work/.pids`` (outside the action's reach):
