@@ -46,6 +46,7 @@ from hatchway.api.common import (
 )
 from hatchway.api.common import principal as common_principal
 from hatchway.api.compat import raw_routes, serve_raw
+from hatchway.api.direct import DirectRoutes
 from hatchway.api.errors import dumps, error_answer, unexpected_answer, validation_details
 from hatchway.api.models import ENVIRONMENT_PATTERN, EncryptRequest, ProjectCreate, RunRequestBody, TokenCreate
 from hatchway.api.resolver import ThreadSafeHttpResolver
@@ -73,6 +74,7 @@ class Api:
         self._document: dict[str, Any] | None = None
         self.raw = raw_routes(gateway)
         self._routes: list[tuple[re.Pattern[str], dict[str, set[str]]]] | None = None
+        self.direct = DirectRoutes(resolver)
 
     def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         path = event.get("rawPath") or event.get("path") or "/"
@@ -121,7 +123,7 @@ class Api:
             event = {**event, "headers": {**headers, "content-type": JSON}}
         token = PRINCIPAL.set(who)
         try:
-            return self.resolver.resolve(event, context)
+            return self.direct.answer(event, context) or self.resolver.resolve(event, context)
         finally:
             PRINCIPAL.reset(token)
 

@@ -7,8 +7,9 @@ own project's series, the global admin token also the process-wide worker gauges
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Literal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
@@ -70,17 +71,23 @@ def request_context(app: APIGatewayHttpResolver, next_middleware: Callable[..., 
     """Around every matched route: the request's log correlation, and a server span that
     continues the caller's ``traceparent`` when it sends one."""
     event = app.current_event
-    route = app.request.route
     params = app.request.path_parameters or {}
-    with (
-        log_context(request_id=event.request_context.request_id, project_id=params.get("project_id")),
-        span(f"{event.http_method} {route}", "server", event.headers.get("traceparent"),
-             **{"http.request.method": event.http_method, "http.route": route, "url.path": event.path}) as current,
-    ):  # fmt: skip
+    with request_scope(event, app.request.route, params.get("project_id")) as current:
         response = next_middleware(app)
         if current is not None and hasattr(current, "set_attribute"):
             current.set_attribute("http.response.status_code", response.status_code)
         return response
+
+
+@contextmanager
+def request_scope(event: Any, route: str, project_id: str | None) -> Iterator[Any]:
+    """The log correlation and server span of one request to ``route`` (a proxy event)."""
+    with (
+        log_context(request_id=event.request_context.request_id, project_id=project_id),
+        span(f"{event.http_method} {route}", "server", event.headers.get("traceparent"),
+             **{"http.request.method": event.http_method, "http.route": route, "url.path": event.path}) as current,
+    ):  # fmt: skip
+        yield current
 
 
 def add_observe_routes(

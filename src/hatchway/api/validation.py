@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class Plan:
     """What a route's request validation needs, derived once."""
 
     path: tuple[ModelField, ...]
@@ -40,7 +40,7 @@ class _Plan:
     body: ModelField | None
 
     @classmethod
-    def of(cls, route: Route) -> _Plan | None:
+    def of(cls, route: Route) -> Plan | None:
         """The plan of ``route``, or None when its parameters need powertools' general path."""
         dependant = route.dependant
         scalars = [*dependant.path_params, *dependant.query_params, *dependant.header_params]
@@ -54,6 +54,21 @@ class _Plan:
             if getattr(body.field_info, "embed", None) or not _is_model(body.field_info.annotation):
                 return None
         return cls(tuple(dependant.path_params), tuple(dependant.query_params), tuple(dependant.header_params), body)
+
+    def check(self, route_args: dict[str, Any], headers: Any, body: Any) -> tuple[dict[str, Any], list[Any]]:
+        """The route's arguments validated (a request without a query string), and the errors."""
+        values: dict[str, Any] = {}
+        errors: list[Any] = []
+        for field in self.path:
+            validate(field, route_args.get(field.alias), ("path", field.alias), values, errors)
+        for field in self.query:
+            validate(field, None, ("query", field.alias), values, errors)
+        for field in self.headers:
+            validate(field, headers.get(field.alias), ("header", field.alias), values, errors)
+        if self.body is not None:
+            # the body alone, not embedded under its name: powertools validates it at ("body",)
+            validate(self.body, body, ("body",), values, errors)
+        return values, errors
 
 
 def _is_model(annotation: Any) -> bool:
@@ -72,41 +87,29 @@ class CompiledRequestValidation(OpenAPIRequestValidationMiddleware):
     """powertools' request validation with each route's plan derived once (see the module docstring)."""
 
     def __init__(self) -> None:  # powertools' own __init__ sets nothing
-        self._plans: dict[int, _Plan | None] = {}
+        self._plans: dict[int, Plan | None] = {}
 
     def handler(self, app: EventHandlerInstance, next_middleware: NextMiddleware) -> Response[Any]:
         route: Route = app.context["_route"]
         key = id(route)  # routes live as long as the resolver
         if key not in self._plans:
-            self._plans[key] = _Plan.of(route)
+            self._plans[key] = Plan.of(route)
         plan = self._plans[key]
         event = app.current_event
         if plan is None or event.get("rawQueryString") or event.get("queryStringParameters") or event.get("cookies"):
             return super().handler(app, next_middleware)
 
-        values: dict[str, Any] = {}
-        errors: list[Any] = []
-        route_args = app.context["_route_args"]
-        for field in plan.path:
-            _validate(field, route_args.get(field.alias), ("path", field.alias), values, errors)
-        for field in plan.query:
-            _validate(field, None, ("query", field.alias), values, errors)
-        headers = event.resolved_headers_field
-        for field in plan.headers:
-            _validate(field, headers.get(field.alias), ("header", field.alias), values, errors)
-        if plan.body is not None:
-            body = self._get_body(app)
-            if isinstance(body, list) and body:
-                body = body[0]  # as powertools does where one object is expected
-            # the body alone, not embedded under its name: powertools validates it at ("body",)
-            _validate(plan.body, body, ("body",), values, errors)
+        body = self._get_body(app) if plan.body is not None else None
+        if isinstance(body, list) and body:
+            body = body[0]  # as powertools does where one object is expected
+        values, errors = plan.check(app.context["_route_args"], event.resolved_headers_field, body)
         if errors:
             raise RequestValidationError(errors)
         app.context["_route_args"] = values
         return next_middleware(app)
 
 
-def _validate(field: ModelField, value: Any, loc: tuple[str, ...], values: dict[str, Any], errors: list[Any]) -> None:
+def validate(field: ModelField, value: Any, loc: tuple[str, ...], values: dict[str, Any], errors: list[Any]) -> None:
     if value is None:
         if field.required:
             errors.append(get_missing_field_error(loc))

@@ -8,7 +8,8 @@ the whole group - is :func:`hatchway.runtime.spawn.spawn`, shared with the conta
 At a deadline or cancel the answer does not wait for the kill grace: a background reaper ends it.
 Nor does it wait for the workspace's removal: the files with the decrypted parameters are deleted
 at once, the directories by a background janitor (an ``rmdir`` costs a journal commit on some file
-systems - 0.1 to 3 ms on an ext4 mounted with ``discard``).
+systems - 0.1 to 3 ms on an ext4 mounted with ``discard``) - or, when the attempt left them empty,
+they are kept for the next attempt (:mod:`hatchway.executors.spares`).
 
 A gateway killed with SIGKILL cannot stop its actions (they run in their own sessions). Each
 running action therefore has a small record under ``work/.pids`` (outside the action's reach):
@@ -43,6 +44,7 @@ from hatchway.executors.base import (
     read_outputs,
 )
 from hatchway.executors.sandbox import Sandbox
+from hatchway.executors.spares import Spares
 from hatchway.runtime.spawn import Janitor, ProcessReaper, enable_subreaper, kill_group, spawn
 from hatchway.spec import ActionSpec
 
@@ -62,6 +64,12 @@ def start_time(pid: int) -> int | None:
 def _alive(pid: int, started: int | None) -> bool:
     """Whether ``pid`` is still the process that started at ``started``."""
     return started is not None and start_time(pid) == started
+
+
+def _owner_alive(owner: str) -> bool:
+    """Whether ``owner`` ("<pid>-<start time>") is a live process."""
+    pid, _, started = owner.partition("-")
+    return pid.isdigit() and started.isdigit() and _alive(int(pid), int(started))
 
 
 def action_path() -> str:
@@ -85,6 +93,7 @@ class ProcessExecutor(BaseExecutor):
         self._pids = work_dir / ".pids"
         self._pids.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._me = {"owner_pid": os.getpid(), "owner_start": start_time(os.getpid())}
+        self.spares = Spares(work_dir, f"{self._me['owner_pid']}-{self._me['owner_start']}")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ProcessExecutor:
@@ -113,8 +122,9 @@ class ProcessExecutor(BaseExecutor):
         started = time.monotonic()
         # the record comes first: a gateway killed at any later point leaves nothing recovery misses
         self._record(workspace, None)
+        is_reusable = False  # the workspace may go back to the spares: its processes are known gone
         try:
-            workspace.create(invocation.config_document())
+            workspace.create(invocation.config_document(), is_made=self.spares.take(workspace))
             workspace.stage(invocation.input_files, invocation.tmp_source)
         except OSError as exc:
             workspace.remove()
@@ -132,6 +142,7 @@ class ProcessExecutor(BaseExecutor):
             oom: list[bool] = []
 
             def finished() -> None:
+                # called before spawn returns when the group ended with the action, else by the reaper
                 oom.append(confinement.oom_killed())
                 confinement.kill()  # what escaped the process group goes now, the cgroups a moment later
                 self.janitor.later(confinement.release)
@@ -149,6 +160,7 @@ class ProcessExecutor(BaseExecutor):
                 on_start=lambda pid: self._record(workspace, pid),
                 on_finished=finished,
             )
+            is_reusable = bool(oom) and not (ended.timed_out or ended.cancelled)
             if ended.start_error:
                 collector.system(f"cannot start the action: {ended.start_error}")
             execution = Execution(
@@ -166,10 +178,11 @@ class ProcessExecutor(BaseExecutor):
             return execution
         finally:
             workspace.discard_parameters()  # the decrypted parameters go at once, the directories a moment later
-            self.janitor.later(lambda: self._clean_up(workspace))
+            self.janitor.later(lambda: self._clean_up(workspace, is_reusable))
 
-    def _clean_up(self, workspace: Workspace) -> None:
-        workspace.remove()
+    def _clean_up(self, workspace: Workspace, is_reusable: bool = False) -> None:
+        if not (is_reusable and self.spares.give(workspace)):
+            workspace.remove()
         # the record goes last: a crash before this leaves it, and recovery removes the workspace
         with contextlib.suppress(OSError):
             (self._pids / workspace.path.name).unlink()
@@ -183,6 +196,7 @@ class ProcessExecutor(BaseExecutor):
     def recover(self) -> int:
         """Kill actions left running by a gateway that died on this home; how many groups were killed."""
         self.sandbox.recover()
+        self.spares.recover(_owner_alive)
         killed = 0
         for path in self._pids.iterdir():
             try:
@@ -202,3 +216,4 @@ class ProcessExecutor(BaseExecutor):
     def close(self) -> None:
         self.reaper.stop()
         self.janitor.close()
+        self.spares.close()

@@ -46,11 +46,13 @@ class Workspace:
         self.out = self.path / "out"
         self.tmp = self.path / "tmp"
 
-    def create(self, config: dict[str, Any]) -> Workspace:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.path.mkdir(mode=0o700)
-        for directory in (self.inputs, self.out, self.tmp):
-            directory.mkdir(mode=0o700)
+    def create(self, config: dict[str, Any], is_made: bool = False) -> Workspace:
+        """Make the directories (unless ``is_made``: an empty workspace was moved here) and write the contract."""
+        if not is_made:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.path.mkdir(mode=0o700)
+            for directory in (self.inputs, self.out, self.tmp):
+                directory.mkdir(mode=0o700)
         _write_private(self.path / "config.json", config)
         _write_private(self.path / "parameters.json", config.get("parameters") or {})
         return self

@@ -36,6 +36,9 @@ _READ = 65536
 Done = Callable[[], None] | None
 _tracked: set[int] = set()
 _tracked_lock = threading.Lock()
+#: spawns between fork and their pid joining ``_tracked``; their fresh children must not be reaped
+#: as orphans (their exit status would be lost), so session leaders wait for a later round then
+_starting = 0
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -82,13 +85,16 @@ def orphan_zombies() -> set[int]:
         with _tracked_lock:
             if pid in _tracked:
                 continue
+            is_starting = _starting > 0
         try:
             with open(f"/proc/{entry}/stat", "rb") as handle:
                 stat = handle.read()
         except OSError:
             continue
         fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) >= 2 and fields[0] == b"Z" and int(fields[1]) == me:
+        if len(fields) >= 4 and fields[0] == b"Z" and int(fields[1]) == me:
+            if is_starting and int(fields[3]) == pid:
+                continue  # perhaps a command that exited before spawn() tracked it (each leads a session)
             found.add(pid)
     return found
 
@@ -267,6 +273,9 @@ def spawn(
     ``on_finished`` is called once every process of the command's group is gone - before this
     returns, or later from the reaper after a deadline or cancel.
     """
+    global _starting
+    with _tracked_lock:
+        _starting += 1
     try:
         proc = subprocess.Popen(
             argv,
@@ -278,6 +287,8 @@ def spawn(
             start_new_session=True,
             close_fds=True,
         )
+        with _tracked_lock:
+            _tracked.add(proc.pid)
     except OSError as exc:
         _call(on_finished)
         if isinstance(exc, FileNotFoundError):
@@ -287,8 +298,9 @@ def spawn(
         if isinstance(exc, NotADirectoryError):
             return Spawned(exit_code=127, start_error="the working directory does not exist")
         return Spawned(exit_code=127, start_error=exc.strerror or type(exc).__name__)
-    with _tracked_lock:
-        _tracked.add(proc.pid)
+    finally:
+        with _tracked_lock:
+            _starting -= 1
     try:
         if on_start is not None:
             on_start(proc.pid)

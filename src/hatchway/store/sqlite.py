@@ -280,12 +280,22 @@ class SqliteStore(BaseStore):
     _VERSION_COLS = "project_id, environment, name, version, digest, created_at, spec"
 
     def _get_head(self, project_id: str, environment: str, name: str) -> ActionHead | None:
+        # the latest version comes along in the same statement: resolving an action is one read
         return self._one(
-            "SELECT project_id, environment, name, latest_version, tags, deleted FROM action_heads "
-            "WHERE project_id = ? AND environment = ? AND name = ?",
+            "SELECT h.project_id, h.environment, h.name, h.latest_version, h.tags, h.deleted, "
+            "v.version, v.digest, v.created_at, v.spec FROM action_heads h LEFT JOIN action_versions v "
+            "ON v.project_id = h.project_id AND v.environment = h.environment AND v.name = h.name "
+            "AND v.version = h.latest_version WHERE h.project_id = ? AND h.environment = ? AND h.name = ?",
             (project_id, environment, name),
-            self._head,
+            self._head_with_latest,
         )
+
+    @classmethod
+    def _head_with_latest(cls, row: tuple[Any, ...]) -> ActionHead:
+        head = cls._head(row)
+        if row[6] is not None:
+            head.record = cls._version((*row[:3], *row[6:]))
+        return head
 
     def _put_version(self, record: ActionRecord, head: ActionHead, expected_latest: int | None) -> bool:
         with self._tx() as conn:

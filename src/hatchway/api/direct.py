@@ -1,0 +1,112 @@
+"""The hottest routes answered without powertools' per-request machinery, with the same result.
+
+Resolving a request through powertools costs about as much CPU as an async submission's own work
+(validate the body, resolve the action, insert the run): a proxy event, a linear route search,
+a chain of middleware frames built per call, request and response validation layers, the
+response builder. For the routes named here, in their common form - no query string, no
+cookies, a JSON object as the body or none - this module does the same steps directly: the route
+is found by the same search in the same order, its arguments are validated with the route's own
+pydantic fields (:class:`hatchway.api.validation.Plan`), the route function runs inside the same
+request scope (log correlation, span), an exception goes to the resolver's own exception
+handlers and powertools' ``ResponseBuilder`` builds the answer. Any other request, and any
+request whose arguments fail validation, goes through powertools unchanged, so every error
+answer is the one powertools gives.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, cast
+
+from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder
+
+from hatchway.api.observe import request_scope
+from hatchway.api.validation import Plan
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+    from aws_lambda_powertools.event_handler.api_gateway import Route
+    from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+
+#: (method, route) answered directly: submitting a run, reading one, calling a sync action
+DIRECT_ROUTES = frozenset(
+    {
+        ("POST", "/v1/projects/<project_id>/actions/<name>/runs"),
+        ("GET", "/v1/projects/<project_id>/runs/<run_id>"),
+        ("POST", "/v1/projects/<project_id>/actions/<name>/sync/<sync_action>"),
+    }
+)
+
+
+class DirectRoutes:
+    """Answers the common form of :data:`DIRECT_ROUTES` as powertools would (module docstring)."""
+
+    def __init__(self, resolver: APIGatewayHttpResolver, routes: frozenset[tuple[str, str]] = DIRECT_ROUTES) -> None:
+        self.resolver = resolver
+        self.wanted = routes
+        self._plans: dict[int, Plan | None] = {}
+
+    def _route(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+        # the first route that matches, as powertools searches them (static routes first)
+        for route in (*self.resolver._static_routes, *self.resolver._dynamic_routes):
+            if route.method != method:
+                continue
+            match = route.rule.match(path)
+            if match:
+                return route, match.groupdict()
+        return None
+
+    def _plan(self, route: Route) -> Plan | None:
+        key = id(route)  # routes live as long as the resolver
+        if key not in self._plans:
+            wanted = (route.method, route.path) in self.wanted and route.enable_validation is not False
+            self._plans[key] = Plan.of(route) if wanted else None
+        return self._plans[key]
+
+    def answer(self, event: dict[str, Any], context: Any) -> dict[str, Any] | None:
+        """The answer to ``event``, or None when it needs powertools' general path."""
+        if (
+            event.get("rawQueryString")
+            or event.get("queryStringParameters")
+            or event.get("cookies")
+            or event.get("isBase64Encoded")
+        ):
+            return None
+        method = (event.get("requestContext", {}).get("http", {}).get("method") or "").upper()
+        found = self._route(method, event.get("rawPath") or "")
+        if found is None:
+            return None
+        route, route_args = found
+        plan = self._plan(route)
+        if plan is None:
+            return None
+        body: Any = None
+        if event.get("body"):
+            try:
+                body = json.loads(event["body"])
+            except ValueError:
+                return None
+            if not isinstance(body, dict):
+                return None
+        resolver = self.resolver
+        proxy = cast("APIGatewayProxyEventV2", resolver._to_proxy_event(event))
+        if plan.body is None and body is not None:
+            return None
+        values, errors = plan.check(route_args, proxy.resolved_headers_field, body)
+        if errors:
+            return None
+        # route functions and exception handlers may read the request being resolved
+        resolver.current_event = proxy
+        resolver.lambda_context = context
+        try:
+            with request_scope(proxy, route.openapi_path, values.get("project_id")) as current:
+                response = cast("Response[Any]", resolver._to_response(route.func(**values)))
+                if current is not None and hasattr(current, "set_attribute"):
+                    current.set_attribute("http.response.status_code", response.status_code)
+            builder: ResponseBuilder[Any] = ResponseBuilder(response, resolver._serializer, route)
+        except Exception as exc:
+            handled = resolver._call_exception_handler(exc, route)
+            if handled is None:
+                raise
+            builder = handled
+        return builder.build(proxy, resolver._cors)
