@@ -124,6 +124,10 @@ class LogEntry:
         return out
 
 
+#: why the sweeper fails a sync run whose gateway stopped mid-call (not the action's fault)
+SYNC_GATEWAY_LOST = "the gateway stopped during the sync call"
+
+
 @dataclass
 class RunError:
     """Why a run did not succeed. ``kind`` is user | application | timeout | platform | cancelled."""

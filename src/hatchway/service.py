@@ -761,7 +761,7 @@ class Gateway:
                 timeout_seconds=int(limit),
                 options=options,
                 lease_owner=self.node_id,
-                lease_until=now + int((limit + self.settings.kill_grace_seconds + 30) * 1000),
+                lease_until=now + int((limit + self.settings.kill_grace_seconds + self.settings.lease_seconds) * 1000),
             )
             if not self.store.records_sync_runs_at_end:
                 self.store.create_run(run)

@@ -78,6 +78,43 @@ def test_a_pipeline_survives_a_sigkilled_server_without_rerunning_finished_steps
         again.kill()
 
 
+def test_a_sync_step_cut_off_by_a_sigkill_is_called_again_after_the_restart(tmp_path: Path) -> None:
+    # Given a pipeline whose sync step (no retry_count) is in the middle of its call
+    server = LiveServer(tmp_path / "home", **FAST).start()
+    with server.client() as hw:
+        hw.register_action(stage())
+        # (its run's lease is its timeout + kill grace + lease: the sweeper fails it ~7 s after the call began)
+        probe = step("probe", sync_action="peek", timeout=3, parameters={"mode": "sleep", "seconds": "2"})
+        hw.put_pipeline("checked", {"steps": [step("first"), probe, step("after", "${steps.first.exports.value}")]})
+        started = hw.start_execution("checked")
+
+        def calling() -> str | None:
+            state = hw.get_execution("checked", started["id"])["steps"][1]
+            if state["status"] != "INPROGRESS" or not state["run_id"]:
+                return None
+            run_id: str = state["run_id"]
+            return run_id if hw.get_run(run_id)["status"] == "INPROGRESS" else None
+
+        cut_off = wait_until(calling, 30, what="the sync step's call to be under way")
+    # When the server is killed with SIGKILL mid-call and started again
+    server.kill()
+    again = restarted(server)
+    try:
+        with again.client() as hw:
+            final = hw.wait_execution("checked", started["id"], timeout=90)
+            # Then the lost call was failed by the sweeper, and the step was called again with a new run
+            assert final["status"] == "SUCCESSFUL", explain(final)
+            lost = hw.get_run(cut_off)
+            assert lost["status"] == "FAILED" and lost["error"]["kind"] == "platform", lost
+            probe_state = final["steps"][1]
+            assert probe_state["run_id"] != cut_off and probe_state["attempt"] == 2
+            assert hw.get_run(probe_state["run_id"])["status"] == "SUCCESSFUL"
+            # the finished first step ran once
+            assert len(runs_with_value(hw, "first")) == 1
+    finally:
+        again.kill()
+
+
 def test_an_approval_survives_a_restart(tmp_path: Path) -> None:
     server = LiveServer(tmp_path / "home", **FAST).start()
     with server.client() as hw:

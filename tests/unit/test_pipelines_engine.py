@@ -13,7 +13,7 @@ from hatchway.pipelines.engine import backoff_ms, plan
 from hatchway.pipelines.inline import PRELUDE, inline_spec, variables_blob
 from hatchway.pipelines.model import PipelineSpec, Reference, parse_pipeline, references, render, runs_before
 from hatchway.pipelines.records import Execution, ExecutionStatus, StepState, StepStatus
-from hatchway.runs import Run, RunError, RunStatus
+from hatchway.runs import SYNC_GATEWAY_LOST, Run, RunError, RunStatus
 
 
 def spec_of(*steps: dict[str, Any], **fields: Any) -> PipelineSpec:
@@ -124,6 +124,37 @@ def test_a_sync_step_is_retried_with_a_new_run_after_its_interval() -> None:
     # a user error is never retried
     user = plan(spec, started, {first: run(first, RunStatus.FAILED, "user")}, 2_000, lambda: None, ids())
     assert user.steps[0].status == StepStatus.FAILED
+
+
+def test_a_sync_step_cut_off_by_a_stopped_gateway_is_called_again_without_retries() -> None:
+    # Given a sync step with no retries whose call was cut off by a gateway that stopped
+    spec = spec_of({"name": "a", "action": "x", "sync_action": "check"})
+    new_id = ids()
+    state = plan(spec, execution_of(spec), {}, 1_000, lambda: None, new_id)
+    lost: list[str] = []
+    for n in range(2):
+        run_id = state.steps[0].run_id
+        assert run_id
+        lost.append(run_id)
+        swept = run(run_id, RunStatus.FAILED)
+        swept.error = RunError("platform", SYNC_GATEWAY_LOST)
+        # When the sweeper failed its run
+        state = plan(spec, state, {run_id: swept}, 2_000 + n, lambda: None, new_id, max_lost_attempts=2)
+        # Then the step is called again at once with a new run (its retries untouched)
+        step = state.steps[0]
+        assert step.status == StepStatus.INPROGRESS and step.run_id not in lost and step.available_at is None
+        assert (step.attempt, step.lost_attempts) == (n + 2, n + 1)
+    # and past the allowance the loss fails the step, like any platform error without retries
+    last = state.steps[0].run_id
+    assert last
+    swept = run(last, RunStatus.FAILED)
+    swept.error = RunError("platform", SYNC_GATEWAY_LOST)
+    failed = plan(spec, state, {last: swept}, 3_000, lambda: None, new_id, max_lost_attempts=2)
+    assert failed.steps[0].status == StepStatus.FAILED and failed.status == ExecutionStatus.FAILED
+    # another platform error is not a lost gateway: without retries it fails the step
+    other = run(lost[0], RunStatus.FAILED, "platform")
+    first = plan(spec, execution_of(spec), {}, 1_000, lambda: None, ids())
+    assert plan(spec, first, {lost[0]: other}, 2_000, lambda: None, ids()).steps[0].status == StepStatus.FAILED
 
 
 def test_terminate_before_anything_ran_goes_to_the_terminate_section() -> None:

@@ -14,6 +14,11 @@ end, then the pipeline fails; in a hard group the failure stops the siblings (TE
 ``ON_WAIT_FOR_APPROVE`` steps are notifications: they start when the gate begins to wait, and
 their failures do not change the pipeline's outcome. A failing step of the section run after the
 main one (``ON_SUCCESS``, ...) turns a successful execution into a failed one.
+
+A sync step whose call was cut off because its gateway stopped (the sweeper fails such a run with
+:data:`~hatchway.runs.SYNC_GATEWAY_LOST`) is called again with a new run, whatever its
+``retry_count``: the loss is not the action's fault. Such calls have their own budget, the
+lost-worker allowance of runs (``HATCHWAY_MAX_LOST_ATTEMPTS``), and do not use the step's retries.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Literal
 
 from hatchway.pipelines.model import SECTIONS, Group, PipelineSpec, Step, TriggerTime
 from hatchway.pipelines.records import Execution, ExecutionStatus, StepState, StepStatus
-from hatchway.runs import Run, RunStatus
+from hatchway.runs import SYNC_GATEWAY_LOST, Run, RunStatus
 
 MAX_BACKOFF_SECONDS = 300.0
 RETRYABLE = frozenset({"application", "timeout", "platform"})
@@ -46,9 +51,11 @@ def plan(
     now: int,
     previous_status: Callable[[], str | None],
     new_run_id: Callable[[], str],
+    max_lost_attempts: int = 3,
 ) -> Execution:
     """The execution as it should be now (a new object; the argument is not changed)."""
-    return _Planner(spec, copy.deepcopy(execution), runs, now, previous_status, new_run_id).advance()
+    planner = _Planner(spec, copy.deepcopy(execution), runs, now, previous_status, new_run_id, max_lost_attempts)
+    return planner.advance()
 
 
 class _Planner:
@@ -60,6 +67,7 @@ class _Planner:
         now: int,
         previous_status: Callable[[], str | None],
         new_run_id: Callable[[], str],
+        max_lost_attempts: int = 3,
     ) -> None:
         self.spec = spec
         self.ex = execution
@@ -67,6 +75,7 @@ class _Planner:
         self.now = now
         self._previous = previous_status
         self.new_run_id = new_run_id
+        self.max_lost_attempts = max_lost_attempts
 
     def advance(self) -> Execution:
         ex = self.ex
@@ -140,9 +149,19 @@ class _Planner:
         if run.status == RunStatus.TERMINATED:
             reason = "its run was cancelled"
         kind = run.error.kind if run.error else None
+        lost = run.error is not None and kind == "platform" and run.error.message == SYNC_GATEWAY_LOST
+        if step.is_sync and lost and state.lost_attempts < self.max_lost_attempts and not state.cancel_requested:
+            state.attempt += 1
+            state.lost_attempts += 1
+            state.run_id = self.new_run_id()
+            state.available_at = None
+            state.status = StepStatus.INPROGRESS
+            state.status_reason = f"attempt {state.attempt - 1} was cut off by a stopped gateway; calling again"
+            return
         attempts = 1 + (step.retry_count or 0)
-        if step.is_sync and kind in RETRYABLE and state.attempt < attempts and not state.cancel_requested:
-            delay = backoff_ms(step.retry_interval or 0, state.attempt)
+        tried = state.attempt - state.lost_attempts
+        if step.is_sync and kind in RETRYABLE and tried < attempts and not state.cancel_requested:
+            delay = backoff_ms(step.retry_interval or 0, tried)
             state.attempt += 1
             state.run_id = self.new_run_id()
             state.available_at = self.now + delay

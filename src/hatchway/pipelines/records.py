@@ -115,6 +115,8 @@ class StepState:
     #: the engine asked for the step's run to stop (terminate, or a hard-parallel sibling failed)
     cancel_requested: bool = False
     approved_by: str | None = None
+    #: attempts of a sync step cut off by a stopped gateway (they do not use its retries)
+    lost_attempts: int = 0
 
     @property
     def is_started(self) -> bool:

@@ -467,7 +467,10 @@ class PipelineService:
             specs[:] = [spec]
             seen.clear()
             seen.update({s.run_id: self.store.get_run(s.run_id) for s in current.steps if s.run_id})
-            return plan(spec, current, seen, now_ms(), lambda: self._previous_status(current), new_run_id)
+            lost_allowance = self.gateway.settings.max_lost_attempts
+            return plan(
+                spec, current, seen, now_ms(), lambda: self._previous_status(current), new_run_id, lost_allowance
+            )
 
         try:
             execution = self.store.update_execution(execution_id, change)

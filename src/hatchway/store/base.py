@@ -28,7 +28,7 @@ from typing import Any, Generic, TypeVar
 
 from hatchway.errors import Conflict, NotFound, TransitionConflict, ValidationFailed
 from hatchway.pipelines.records import Execution, PipelineHead, PipelineRecord
-from hatchway.runs import LogEntry, Mode, Run, RunError, RunStatus, can_transition, iso, now_ms
+from hatchway.runs import SYNC_GATEWAY_LOST, LogEntry, Mode, Run, RunError, RunStatus, can_transition, iso, now_ms
 
 T = TypeVar("T")
 
@@ -831,7 +831,7 @@ class BaseStore(ABC):
                     result.requeued.append(run.id)
                 else:
                     reason = (
-                        "the gateway stopped during the sync call"
+                        SYNC_GATEWAY_LOST
                         if run.mode == Mode.SYNC
                         else f"the worker was lost {run.lost_attempts + 1} times"
                     )
