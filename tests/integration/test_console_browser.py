@@ -360,51 +360,67 @@ def test_narrow_screen_has_no_sideways_scrolling(browser: Any, server: LiveServe
         tab.close()
 
 
-def test_pipelines_appear_when_the_gateway_has_them(console: Console) -> None:
-    # The pipelines API is a later issue: its answers are played here from the shapes it specifies.
+#: a pipeline with an approval gate and a step that runs when an execution is terminated
+RELEASE = {
+    "variables": [{"key": "TARGET", "value": "eu", "settable": True}],
+    "steps": [
+        {"name": "build", "action": "counter", "parameters": {"lines": "2"}},
+        {"name": "gate", "type": "WAIT_FOR_APPROVE"},
+        {"name": "ship", "action": "counter", "parameters": {"lines": "1"}},
+        {"name": "clean-up", "action": "counter", "parameters": {"lines": "1"}, "trigger_time": "ON_TERMINATE"},
+    ],
+}
+
+
+def test_a_gated_pipeline_is_approved_and_terminated_in_the_browser(console: Console, server: LiveServer) -> None:
     page = console.page
-    pipeline = {
-        "name": "nightly",
-        "steps": [{"name": "extract", "action": "db-extractor"}, {"name": "notify", "action": "counter"}],
-        "variables": [{"key": "TARGET", "value": "eu", "settable": True}],
-    }
-    execution = {
-        "id": "pex_1",
-        "status": "INPROGRESS",
-        "started_at": "2026-01-01T10:00:00Z",
-        "steps": [
-            {"name": "extract", "status": "SUCCESSFUL", "started_at": "2026-01-01T10:00:00Z",
-             "finished_at": "2026-01-01T10:00:20Z"},
-            {"name": "approve", "status": "WAITING_FOR_APPROVE"},
-        ],
-    }  # fmt: skip
-    approved: list[str] = []
-
-    def answer(route: Any) -> None:
-        url = route.request.url.split("?")[0]
-        if route.request.method == "POST" and url.endswith("/approve"):
-            approved.append(url)
-            route.fulfill(json=execution)
-        elif url.endswith("/pipelines"):
-            route.fulfill(json={"items": [pipeline], "next": None})
-        elif url.endswith("/executions"):
-            route.fulfill(json={"items": [execution], "next": None})
-        elif url.endswith("/pex_1"):
-            route.fulfill(json=execution)
-        else:
-            route.fulfill(json=pipeline)
-
-    page.route("**/v1/projects/proj_local/pipelines**", answer)
+    with server.client() as hw:
+        hw.put_pipeline("release", RELEASE)
     console.sign_in()
+    # Given the pipeline's page, reached from the pipelines list
     page.get_by_role("link", name="Pipelines").click()
-    page.get_by_role("link", name="nightly").click()
-    page.get_by_role("link", name="pex_1").click()
+    page.get_by_role("link", name="release").click()
+    page.get_by_role("heading", name="Pipeline release").wait_for()
+    assert console.unlabelled_controls() == []
+    # When an execution is started and reaches its gate
+    page.get_by_role("button", name="Start execution").click()
+    page.get_by_role("heading", name=re.compile(r"^Execution pex_")).wait_for()
+    status = page.get_by_role("status").filter(has_text="Status")
+    sync_api.expect(status).to_contain_text("WAITING_FOR_APPROVE", timeout=30_000)
     timeline = page.get_by_role("list", name="Steps of this execution")
-    timeline.wait_for()
-    assert "WAITING_FOR_APPROVE" in timeline.inner_text()
+    sync_api.expect(timeline.get_by_role("listitem").filter(has_text="build")).to_contain_text("SUCCESSFUL")
+    # Then approving it lets the execution finish
     page.get_by_role("button", name="Approve").click()
-    page.wait_for_timeout(0)
-    assert approved and approved[0].endswith("/executions/pex_1/approve")
+    sync_api.expect(status).to_contain_text("SUCCESSFUL", timeout=30_000)
+    rows = timeline.get_by_role("listitem")
+    sync_api.expect(rows.filter(has_text="ship")).to_contain_text("SUCCESSFUL")
+    sync_api.expect(rows.filter(has_text="clean-up")).to_contain_text("NOT_EXECUTED")
+    assert page.get_by_role("button", name="Terminate").count() == 0
+    assert page.locator(".timeline-bar").count() >= 2  # the steps that ran are drawn as bars
+    console.shot("pipeline-execution")
+    approved_id = page.get_by_role("heading", name=re.compile(r"^Execution pex_")).inner_text().split()[-1]
+
+    # When a second execution is terminated at its gate
+    page.get_by_role("link", name="Pipeline release").click()
+    page.get_by_role("button", name="Start execution").click()
+    sync_api.expect(page.get_by_role("heading", name=re.compile(r"^Execution pex_"))).not_to_have_text(
+        f"Execution {approved_id}"
+    )
+    status = page.get_by_role("status").filter(has_text="Status")
+    sync_api.expect(status).to_contain_text("WAITING_FOR_APPROVE", timeout=30_000)
+    page.get_by_role("button", name="Terminate").click()
+    # Then it ends TERMINATED after running its ON_TERMINATE step, and the gateway agrees
+    sync_api.expect(status).to_contain_text("TERMINATED", timeout=30_000)
+    rows = page.get_by_role("list", name="Steps of this execution").get_by_role("listitem")
+    sync_api.expect(rows.filter(has_text="clean-up")).to_contain_text("SUCCESSFUL")
+    sync_api.expect(rows.filter(has_text="ship")).to_contain_text("NOT_EXECUTED")
+    terminated_id = page.get_by_role("heading", name=re.compile(r"^Execution pex_")).inner_text().split()[-1]
+    with server.client() as hw:
+        assert hw.get_execution("release", approved_id)["status"] == "SUCCESSFUL"
+        final = hw.get_execution("release", terminated_id)
+    assert final["status"] == "TERMINATED"
+    assert {s["name"]: s["status"] for s in final["steps"]}["gate"] == "TERMINATED"
+    console.shot("pipeline-terminated")
 
 
 def test_offline_gateway_shows_a_banner(browser: Any, tmp_path: Path) -> None:
