@@ -49,6 +49,7 @@ def http_event(
     body: bytes,
     client: str = "127.0.0.1",
     host: str = "localhost",
+    scheme: str = "http",
 ) -> dict[str, Any]:
     """An API Gateway HTTP API payload v2.0 event for one request."""
     merged: dict[str, str] = {}
@@ -60,6 +61,7 @@ def http_event(
             cookies.extend(part.strip() for part in value.split(";") if part.strip())
             continue
         merged[name] = f"{merged[name]},{value}" if name in merged else value
+    merged["x-forwarded-proto"] = scheme  # as API Gateway does, whatever the client sent
     params: dict[str, str] = {}
     if query:
         from urllib.parse import parse_qsl
@@ -151,8 +153,9 @@ class AsgiGateway:
                              dumps(answer).encode())  # fmt: skip
             return
         client = scope.get("client") or ("127.0.0.1", 0)
+        query = scope.get("query_string", b"").decode("latin-1")
         event = http_event(
-            scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1"), headers, body, client[0]
+            scope["method"], scope["path"], query, headers, body, client[0], scheme=scope.get("scheme", "http")
         )
         if self.blocks(scope["method"], scope["path"], headers):
             loop = asyncio.get_running_loop()

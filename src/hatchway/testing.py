@@ -27,7 +27,9 @@ class ResolverTransport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         body = request.read()
         headers = [(k.lower(), v) for k, v in request.headers.raw]
-        event = http_event(request.method, request.url.path, request.url.query.decode(), headers, body)
+        event = http_event(
+            request.method, request.url.path, request.url.query.decode(), headers, body, scheme=request.url.scheme
+        )
         result = self.resolve(event, self.context)
         payload = result.get("body") or ""
         data = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()

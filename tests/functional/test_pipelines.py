@@ -6,13 +6,17 @@ is what a user sees: statuses, run records, parameters, logs.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
+from hatchway.api import create_app
 from hatchway.client import Client, ConflictResponse, UserErrorResponse, ValidationErrorResponse
+from hatchway.server import LambdaContext, http_event
+from hatchway.service import Gateway
 from tests.functional.stages import base, execute, execution, explain, finish, put, run_of, stage, statuses, step
-from tests.helpers import wait_until
+from tests.helpers import ADMIN_TOKEN, wait_until
 
 
 @pytest.fixture
@@ -515,16 +519,29 @@ def test_definitions_are_versioned_and_an_identical_put_is_a_no_op(hw: Client) -
     assert hw.request("GET", base(hw))["items"] == []
 
 
-def test_a_step_view_answers_its_last_execution_status(hw: Client) -> None:
+def test_a_step_view_answers_its_last_execution_status(hw: Client, gateway: Gateway) -> None:
     put(hw, "viewed", steps=[step("first"), step("second", parameters={"mode": "fail"})])
     view = hw.request("GET", f"{base(hw)}/viewed/steps/second")
     assert view["last_execution_status"] == "INITIAL"
-    assert view["url"] == f"{base(hw)}/viewed/steps/second"
+    # the links are absolute, at the scheme and host the request came to
+    assert view["url"] == f"http://hatchway.local{base(hw)}/viewed/steps/second"
+    assert view["html_url"] == "http://hatchway.local/ui/#/pipelines/viewed"
     assert view["type"] == "ACTION" and view["trigger_time"] == "ON_EVERY_EXECUTION"
-    assert "html_url" in view
+    # an action step shows no container fields
+    assert view["parameters"] == {"value": "second", "mode": "fail"}
+    assert not {"execute_commands", "setup_commands", "variables"} & view.keys()
     finish(hw, "viewed", execute(hw, "viewed")["id"])
     assert hw.request("GET", f"{base(hw)}/viewed/steps/second")["last_execution_status"] == "FAILED"
     assert hw.request("GET", f"{base(hw)}/viewed/steps/first")["last_execution_status"] == "SUCCESSFUL"
+    # behind API Gateway on a named stage (the first segment of the path): its scheme, domain and stage
+    path = f"{base(hw)}/viewed/steps/first"
+    auth = [(b"authorization", f"Bearer {ADMIN_TOKEN}".encode())]
+    event = http_event("GET", f"/prod{path}", "", auth, b"", scheme="https")
+    event["requestContext"].update(domainName="abc123.execute-api.eu-west-1.amazonaws.com", stage="prod")
+    answer = create_app(gateway, gateway.settings.max_body_bytes).resolve(event, LambdaContext())
+    via_api = json.loads(answer["body"])
+    assert via_api["url"] == f"https://abc123.execute-api.eu-west-1.amazonaws.com/prod{path}"
+    assert via_api["html_url"] == "https://abc123.execute-api.eu-west-1.amazonaws.com/prod/ui/#/pipelines/viewed"
 
 
 def test_executions_are_listed_newest_first_and_filtered(hw: Client) -> None:

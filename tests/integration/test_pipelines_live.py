@@ -111,6 +111,10 @@ def test_a_sync_step_cut_off_by_a_sigkill_is_called_again_after_the_restart(tmp_
             assert hw.get_run(probe_state["run_id"])["status"] == "SUCCESSFUL"
             # the finished first step ran once
             assert len(runs_with_value(hw, "first")) == 1
+            # (over real HTTP, the step's links carry the server's scheme and host)
+            view = hw.request("GET", f"/v1/projects/{hw.project}/pipelines/checked/steps/probe")
+            assert view["url"] == f"{again.url}/v1/projects/{hw.project}/pipelines/checked/steps/probe"
+            assert view["html_url"] == f"{again.url}/ui/#/pipelines/checked"
     finally:
         again.kill()
 

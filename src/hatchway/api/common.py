@@ -52,6 +52,21 @@ def header(event: dict[str, Any], name: str) -> str | None:
     return None
 
 
+def public_base(event: dict[str, Any]) -> str:
+    """Where this request reached the gateway, up to the API's root: scheme, host and stage prefix.
+
+    API Gateway sets ``X-Forwarded-Proto`` itself and names its domain and stage in the request
+    context (a named stage is the first segment of its default URL); the local server fills the
+    same fields from the connection (uvicorn takes the scheme from a trusted proxy only).
+    """
+    context = event.get("requestContext") or {}
+    scheme = (header(event, "x-forwarded-proto") or "https").split(",")[0].strip()
+    host = context.get("domainName") or header(event, "host") or "localhost"
+    stage = context.get("stage")
+    prefix = f"/{stage}" if stage and stage != "$default" else ""
+    return f"{scheme}://{host}{prefix}"
+
+
 def is_json(content_type: str | None) -> bool:
     kind = (content_type or "").split(";")[0].strip().lower()
     return kind == JSON or kind.endswith("+json")

@@ -13,7 +13,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from hatchway.api import schemas as S
-from hatchway.api.common import Cursor, Environment, Limit, ProjectId, env_name, json_answer, page_of
+from hatchway.api.common import Cursor, Environment, Limit, ProjectId, env_name, json_answer, page_of, public_base
 from hatchway.api.common import principal as common_principal
 from hatchway.pipelines.model import PipelineSpec, Scalar
 from hatchway.pipelines.service import PipelineService
@@ -185,7 +185,10 @@ def register(app: APIGatewayHttpResolver, api: Api) -> None:
         project_id: ProjectId, name: PipelineName, step: StepName, environment: Environment = None
     ) -> Response[str]:
         view = pipelines.step_view(principal(), project_id, env_name(environment), name, step)
-        return answer(200, {**view, "html_url": console(f"pipelines/{name}")})
+        root = public_base(app.current_event.raw_event)
+        page = console(f"pipelines/{name}")
+        url = f"{root}/v1/projects/{project_id}/pipelines/{name}/steps/{step}"
+        return answer(200, {**view, "url": url, "html_url": root + page if page else None})
 
     @app.post(
         "/v1/projects/<project_id>/pipelines/<name>/executions",

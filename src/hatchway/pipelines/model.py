@@ -380,6 +380,15 @@ _CONTAINER_FIELDS = ("execute_commands", "setup_commands", "shell", "working_dir
 _ACTION_FIELDS = ("action", "version", "digest", "parameters", "sync_action")
 
 
+def concise(step: dict[str, Any]) -> dict[str, Any]:
+    """A stored step without the empty fields of the other kinds (``execute_commands: []`` on an action)."""
+    kind = step.get("type") or ("RUN_DOCKER_CONTAINER" if step.get("docker_image_name") else "ACTION")
+    foreign = {"ACTION": _CONTAINER_FIELDS, "RUN_DOCKER_CONTAINER": _ACTION_FIELDS}.get(
+        kind, _CONTAINER_FIELDS + _ACTION_FIELDS
+    )
+    return {k: v for k, v in step.items() if not (k in foreign and v in ([], {}))}
+
+
 def _rules(spec: PipelineSpec) -> Iterator[dict[str, Any]]:
     """Every rule a definition breaks, each with the field it concerns."""
     keys = [v.key for v in spec.variables]

@@ -47,6 +47,7 @@ from hatchway.pipelines.model import (
     Step,
     StepType,
     check_template,
+    concise,
     parse_pipeline,
     render,
 )
@@ -295,10 +296,9 @@ class PipelineService:
                 last = self._refreshed(execution).step(step).status.value
                 break
         return {
-            **self.present(record)["steps"][index],
+            **concise(self.present(record)["steps"][index]),
             "pipeline": {"name": name, "version": record.version},
             "last_execution_status": last,
-            "url": f"/v1/projects/{project_id}/pipelines/{name}/steps/{step}",
         }
 
     # ---- executions --------------------------------------------------------------------------
