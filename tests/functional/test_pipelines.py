@@ -7,14 +7,22 @@ is what a user sees: statuses, run records, parameters, logs.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import pytest
 
 from hatchway.api import create_app
-from hatchway.client import Client, ConflictResponse, UserErrorResponse, ValidationErrorResponse
+from hatchway.client import (
+    Client,
+    ConflictResponse,
+    ForbiddenResponse,
+    UserErrorResponse,
+    ValidationErrorResponse,
+)
 from hatchway.server import LambdaContext, http_event
 from hatchway.service import Gateway
+from tests.conftest import inprocess_client
 from tests.functional.stages import base, execute, execution, explain, finish, put, run_of, stage, statuses, step
 from tests.helpers import ADMIN_TOKEN, wait_until
 
@@ -452,6 +460,35 @@ def test_a_sync_step_is_retried_by_the_pipeline(hw: Client) -> None:
     assert run_of(hw, final, "ask")["error"]["kind"] == "application"
 
 
+def test_retry_interval_delays_each_retry_doubling(hw: Client) -> None:
+    # Given an async step crashing twice and a sync step crashing once, each retried after 1 s
+    put(
+        hw,
+        "spaced",
+        steps=[
+            step("async", parameters={"mode": "crash_until", "seconds": "3"}, retry_count=2, retry_interval=1),
+            step("sync", parameters={"mode": "crash"}, sync_action="peek", retry_count=1, retry_interval=1,
+                 ignore_errors=True),
+        ],
+    )  # fmt: skip
+    final = finish(hw, "spaced", execute(hw, "spaced")["id"], timeout=90)
+    assert final["status"] == "WARNING", explain(final)
+    # Then the async step's attempts began at least 1 s, then 2 s, after the previous one
+    entries = hw.logs(run_of(hw, final, "async")["id"])["items"]
+    starts = [e["ts"] for e in entries if e["msg"].startswith("stage async attempt")]
+    assert len(starts) == 3, entries
+    assert starts[1] - starts[0] >= 1000 and starts[2] - starts[1] >= 2000, starts
+    # and the sync step's second call (a new run) began at least 1 s after the first ended
+    sync_runs = [r for r in hw.list_runs(action="stage", limit=100)["items"] if r["parameters"]["value"] == "sync"]
+    assert len(sync_runs) == 2
+    first, second = sorted(sync_runs, key=lambda r: r["created_at"])
+    assert iso_ms(second["started_at"]) - iso_ms(first["finished_at"]) >= 1000
+
+
+def iso_ms(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
 # ---- definitions --------------------------------------------------------------------------------------
 
 
@@ -542,6 +579,40 @@ def test_a_step_view_answers_its_last_execution_status(hw: Client, gateway: Gate
     via_api = json.loads(answer["body"])
     assert via_api["url"] == f"https://abc123.execute-api.eu-west-1.amazonaws.com/prod{path}"
     assert via_api["html_url"] == "https://abc123.execute-api.eu-west-1.amazonaws.com/prod/ui/#/pipelines/viewed"
+
+
+def test_starting_an_execution_answers_202_with_its_location(hw: Client) -> None:
+    put(hw, "located", steps=[step("only")])
+    response = hw._http.post(f"{base(hw)}/located/executions", json={})
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "ENQUEUED"
+    assert response.headers["Location"] == f"{base(hw)}/located/executions/{body['id']}"
+    assert execution(hw, "located", body["id"])["id"] == body["id"]
+
+
+def test_pipelines_need_the_actions_scopes_and_executions_the_runs_scopes(hw: Client, gateway: Gateway) -> None:
+    put(hw, "scoped", steps=[step("only")])
+
+    def as_token(*scopes: str) -> Client:
+        return inprocess_client(gateway, hw.create_token(list(scopes), project=hw.project)["token"])
+
+    # an actions:read token reads definitions but cannot change them
+    with as_token("actions:read") as reader:
+        assert reader.request("GET", f"{base(hw)}/scoped")["name"] == "scoped"
+        with pytest.raises(ForbiddenResponse) as refused:
+            reader.request("PUT", f"{base(hw)}/scoped", json={"steps": [step("other")]})
+        assert refused.value.status_code == 403 and "actions:write" in str(refused.value)
+    # a runs:read token reads executions but cannot start one
+    with as_token("runs:read", "actions:read") as watcher:
+        assert watcher.request("GET", f"{base(hw)}/scoped/executions")["items"] == []
+        with pytest.raises(ForbiddenResponse) as refused:
+            watcher.request("POST", f"{base(hw)}/scoped/executions", json={})
+        assert refused.value.status_code == 403 and "runs:write" in str(refused.value)
+    # the write scopes are enough
+    with as_token("runs:write") as runner:
+        assert execute(runner, "scoped")["status"] == "ENQUEUED"
+    assert hw.request("GET", f"{base(hw)}/scoped")["version"] == 1
 
 
 def test_executions_are_listed_newest_first_and_filtered(hw: Client) -> None:
