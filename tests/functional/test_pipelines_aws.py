@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from hatchway.client import Client, ConflictResponse
+from hatchway.client import Client, ConflictResponse, NotFoundResponse
 from hatchway.pipelines.asl import Targets
 from hatchway.pipelines.aws import PipelineFunction, StepFunctionsEngine
 from hatchway.pipelines.service import PipelineService
@@ -206,6 +206,28 @@ def test_terminating_stops_the_state_machine_and_runs_on_terminate_steps(hw: Cli
     machine = aws.sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"]
     names = {e["name"] for e in aws.sfn.list_executions(stateMachineArn=machine)["executions"]}
     assert names == {started["id"], f"{started['id']}-terminate"}
+
+
+def test_deleting_a_pipeline_deletes_its_state_machine_once_its_executions_ended(hw: Client, aws: Aws) -> None:
+    # Given a pipeline on Step Functions with an execution waiting at its gate
+    put(hw, "retired", steps=[sync("before"), {"name": "gate", "type": "WAIT_FOR_APPROVE"}, sync("after")])
+    started = execute(hw, "retired")
+    settle(hw, "retired", started["id"], {"WAITING_FOR_APPROVE"})
+    # When it is deleted while the execution is unfinished, the deletion is refused (it would stop it)
+    with pytest.raises(ConflictResponse, match="unfinished executions"):
+        hw.request("DELETE", f"{base(hw)}/retired")
+    assert len(aws.sfn.list_state_machines()["stateMachines"]) == 1
+    # Then once the execution ended, DELETE removes the state machine; the execution stays readable
+    hw.request("POST", f"{base(hw)}/retired/executions/{started['id']}/terminate")
+    settle(hw, "retired", started["id"], {"TERMINATED"})
+    hw.request("DELETE", f"{base(hw)}/retired")
+    assert aws.sfn.list_state_machines()["stateMachines"] == []
+    assert execution(hw, "retired", started["id"])["status"] == "TERMINATED"
+    with pytest.raises(NotFoundResponse):
+        hw.request("GET", f"{base(hw)}/retired")
+    # and defining it again creates a new state machine
+    put(hw, "retired", steps=[sync("before")])
+    assert len(aws.sfn.list_state_machines()["stateMachines"]) == 1
 
 
 @pytest.mark.parametrize(

@@ -173,6 +173,16 @@ class StepFunctionsEngine:
         except BotoCoreError as exc:
             raise Unavailable("Step Functions is unavailable; the pipeline was not changed") from exc
 
+    def retire(self, arn: str) -> None:
+        """Delete a deleted pipeline's state machine (one already gone is fine)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            with _suppress("StateMachineDoesNotExist"):
+                self.sfn.delete_state_machine(stateMachineArn=arn)
+        except (ClientError, BotoCoreError) as exc:
+            raise Unavailable("Step Functions is unavailable; the pipeline was not deleted") from exc
+
     def _find(self, name: str) -> str | None:
         paginator = self.sfn.get_paginator("list_state_machines")
         for page in paginator.paginate():

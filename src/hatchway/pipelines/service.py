@@ -266,9 +266,31 @@ class PipelineService:
         return self.store.list_pipelines(project_id, environment, limit, cursor)
 
     def delete(self, principal: Principal, project_id: str, environment: str, name: str) -> None:
+        """Hide a pipeline (its versions and executions stay readable); on AWS, delete its state machine.
+
+        Step Functions stops a deleted state machine's running executions at their next transition,
+        so there a pipeline with unfinished executions is not deleted (409) until they end.
+        """
         self.gateway.authorize(principal, project_id, environment, "actions:write")
+        if self.engine_name == "stepfunctions":
+            record = self._record(project_id, environment, name)
+            if self._unfinished(project_id, environment, name):
+                raise Conflict(f"pipeline {name} has unfinished executions; terminate them or let them end first")
+            if record.engine_ref:
+                self.sfn.retire(record.engine_ref)
         if not self.store.delete_pipeline(project_id, environment, name):
             raise NotFound(f"no pipeline {name}")
+
+    def _unfinished(self, project_id: str, environment: str, name: str) -> bool:
+        for status in ExecutionStatus:
+            if status.is_terminal:
+                continue
+            for execution in self.store.list_executions(
+                project_id, environment, name, PREVIOUS_SCAN, None, status
+            ).items:
+                if not self._refreshed(execution).is_terminal:
+                    return True
+        return False
 
     def present(self, record: PipelineRecord) -> dict[str, Any]:
         """The API's pipeline body: the definition with secret values hidden, and its version."""
