@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -96,7 +95,8 @@ def start_gateway(
             lines.append(f"  console   {scheme}://{host}:{port}/ui/")
         if examples:
             lines.append(f"  examples  {', '.join(examples)} in proj_local")
-        print("\n".join(lines), file=sys.stderr, flush=True)
+        # on stdout: stderr carries only the JSON log lines, for whatever collects them
+        print("\n".join(lines), flush=True)
 
     try:
         serve(app, host, port, settings.log_level if settings.log_level == "DEBUG" else "warning",
@@ -127,7 +127,7 @@ def run_worker(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     print(f"hatchway worker on {settings.home}: {pool.size} threads, executor {gateway.executors.describe()}",
-          file=sys.stderr, flush=True)  # fmt: skip
+          flush=True)  # fmt: skip
     stop.wait()
     pool.stop(settings.shutdown_grace_seconds)
     gateway.executors.close()

@@ -167,7 +167,7 @@ def serve(
 
         made = dev_certificate(settings.home / "tls", [host, socket.gethostname()])
         tls_cert, tls_key = made.cert, made.key
-        typer.echo(f"HTTPS with a development certificate: trust {made.ca} (curl --cacert, SSL_CERT_FILE)", err=True)
+        typer.echo(f"HTTPS with a development certificate: trust {made.ca} (curl --cacert, SSL_CERT_FILE)")
     start_gateway(
         settings,
         host=host,

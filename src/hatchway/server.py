@@ -244,6 +244,7 @@ def serve(
         port=port,
         lifespan="on",
         log_level=log_level.lower(),
+        log_config=None,  # its loggers write through the gateway's JSON handler (observability.logs)
         access_log=False,
         http="httptools",
         loop=loop,

@@ -4,6 +4,10 @@ collector listening in the test."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -13,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from hatchway.client import ApplicationErrorResponse
-from tests.helpers import LiveServer, wait_until
+from hatchway.client import ApplicationErrorResponse, Client
+from tests.helpers import ADMIN_TOKEN, LiveServer, child_env, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -104,3 +108,38 @@ def test_logs_metrics_and_traces_of_a_live_server(tmp_path: Path, collector: Col
         assert len({s.trace_id for s in sync_spans}) == 1
     finally:
         server.kill()
+
+
+def test_stderr_holds_only_json_lines_and_the_banner_goes_to_stdout(tmp_path: Path) -> None:
+    # Given `hatchway serve` with its two streams kept apart, as an operator collecting logs would
+    home = tmp_path / "home"
+    home.mkdir()
+    port = free_port()
+    with (home / "out.txt").open("wb") as out, (home / "err.jsonl").open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hatchway", "serve", "--port", str(port)],
+            env=child_env(home), stdout=out, stderr=err, start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_until(lambda: "hatchway serving on" in (home / "out.txt").read_text(), 20, what="the banner")
+        # When a request logs at INFO and a malformed request makes the HTTP server warn
+        with Client(f"http://127.0.0.1:{port}", ADMIN_TOKEN) as hw:
+            hw.register_action(CRASH)
+            with pytest.raises(ApplicationErrorResponse):
+                hw.call_sync("crasher", "boom", {})
+        with socket.create_connection(("127.0.0.1", port)) as raw:
+            raw.sendall(b"NOT HTTP\r\n\r\n")
+            raw.recv(1024)
+
+        # Then stderr is JSON lines only, the server's warning among them
+        def warned() -> list[dict[str, Any]] | None:
+            lines = (home / "err.jsonl").read_text().splitlines()
+            entries = [json.loads(line) for line in lines]
+            return entries if any(e.get("logger", "").startswith("uvicorn") for e in entries) else None
+
+        entries = wait_until(warned, 10, what="the HTTP server's warning in the log")
+        assert any(e["level"] == "ERROR" and e.get("exceptionId") for e in entries)
+        assert "hatchway serving on" not in (home / "err.jsonl").read_text()
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

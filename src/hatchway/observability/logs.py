@@ -82,6 +82,11 @@ def configure_logging(level: str = "INFO", stream: IO[str] | None = None) -> log
     logger.powertools_handler = handler  # type: ignore[attr-defined]
     logger.powertools_buffer_config = None  # type: ignore[attr-defined]
     logger.powertools_buffer_cache = None  # type: ignore[attr-defined]
+    # uvicorn's own warnings (a malformed request, a slow shutdown) become JSON lines too; the
+    # server passes uvicorn no logging config of its own, and uvicorn sets these loggers' levels
+    server_logger = logging.getLogger("uvicorn")
+    server_logger.handlers[:] = [handler]
+    server_logger.propagate = False
     return logger
 
 
