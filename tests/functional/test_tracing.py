@@ -111,7 +111,14 @@ def test_an_async_run_continues_the_trace_of_the_request_that_submitted_it(
             final = hw.wait(run["id"], timeout=20)
     finally:
         pool.stop(grace_seconds=2)
-    spans = wait_until(lambda: by_name(exporter.get_finished_spans()) if len(exporter.get_finished_spans()) else None)
+    # (the attempt's span ends after the run's outcome is written: wait for the very spans we read)
+    wanted = ("POST /v1/projects/{project_id}/actions/{name}/runs", "run trace-echo run")
+
+    def finished() -> dict[str, Any] | None:
+        named = by_name(exporter.get_finished_spans())
+        return named if all(name in named for name in wanted) else None
+
+    spans = wait_until(finished, 10, what="the request's and the attempt's spans")
     submit = spans["POST /v1/projects/{project_id}/actions/{name}/runs"]
     attempt = spans["run trace-echo run"]
     # Then the worker's attempt is a child of the submitting request, in the same trace
