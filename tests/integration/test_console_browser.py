@@ -338,7 +338,10 @@ def test_runs_list_filters_and_dashboard_charts(console: Console, server: LiveSe
               const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
               let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n; })"""
     )
-    assert len(drawn) == 2 and min(drawn) > 500
+    assert len(drawn) == 3 and min(drawn) > 500
+    # and the queue and the workers are charted as sampled at each refresh
+    load = page.get_by_role("img", name=re.compile("^Bar chart of the queue and the workers"))
+    assert re.search(r"now \d+ runs waiting, \d+ of \d+ workers busy", load.get_attribute("aria-label"))
     console.shot("dashboard")
 
 

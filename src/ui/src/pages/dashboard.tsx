@@ -1,7 +1,8 @@
-// The dashboard: queue and workers now, runs per status over the last hour or day, and the
-// p50/p95 duration of each action - refreshed every few seconds while the tab is visible.
+// The dashboard: queue and workers now (and as sampled while the page is open), runs per status
+// over the last hour or day, and the p50/p95 duration of each action - refreshed every few
+// seconds while the tab is visible.
 import type { ChartConfiguration } from "chart.js";
-import { useMemo, useState } from "preact/hooks";
+import { useEffect, useMemo, useState } from "preact/hooks";
 import { call, projectPath, type Stats, type Status } from "../api";
 import { BarChart, cssColor } from "../charts";
 import { href } from "../router";
@@ -21,6 +22,32 @@ function bucketLabel(iso: string, window: string): string {
   return window === "hour"
     ? date.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" })
     : date.toLocaleString(undefined, { weekday: "short", hour: "2-digit", minute: "2-digit" });
+}
+
+/** The queue and the workers at one refresh: the stats API answers them as of now only. */
+interface Sample {
+  at: number;
+  queued: number;
+  busy: number | null;
+}
+const MAX_SAMPLES = 60;
+
+function loadChart(samples: Sample[]): ChartConfiguration<"bar"> {
+  const labels = samples.map((s) => new Date(s.at).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" }));
+  const datasets = [{ label: "Queue depth", data: samples.map((s) => s.queued), backgroundColor: cssColor(...COLORS.ENQUEUED) }];
+  if (samples.some((s) => s.busy !== null)) {
+    datasets.push({ label: "Workers busy", data: samples.map((s) => s.busy ?? 0), backgroundColor: cssColor(...COLORS.INPROGRESS) });
+  }
+  return {
+    type: "bar",
+    data: { labels, datasets },
+    options: {
+      animation: false,
+      maintainAspectRatio: false,
+      scales: { x: { ticks: { maxTicksLimit: 8 } }, y: { beginAtZero: true, ticks: { precision: 0 } } },
+      plugins: { legend: { position: "bottom" } },
+    },
+  };
 }
 
 function Card({ label, value, hint, to }: { label: string; value: string | number; hint?: string; to?: string }) {
@@ -86,6 +113,12 @@ export function Dashboard() {
     5000,
   );
   const data = stats.data;
+  const [samples, setSamples] = useState<Sample[]>([]);
+  useEffect(() => setSamples([]), [session.project, session.environment]);
+  useEffect(() => {
+    if (data) setSamples((kept) => [...kept, { at: Date.now(), queued: data.queue.enqueued, busy: data.workers?.busy ?? null }].slice(-MAX_SAMPLES));
+  }, [data]);
+  const loadConfig = useMemo(() => (samples.length ? loadChart(samples) : null), [samples]);
   const statusConfig = useMemo(() => (data ? statusChart(data) : null), [data]);
   const durationConfig = useMemo(() => (data ? durationChart(data) : null), [data]);
   const total = data ? Object.values(data.totals).reduce((a, b) => a + b, 0) : 0;
@@ -121,6 +154,35 @@ export function Dashboard() {
             <Card label={`Failed, ${windowText}`} value={data.totals.FAILED ?? 0} to={href(["runs"], { status: "FAILED" })} />
           </ul>
           <div class="charts">
+            {loadConfig && (
+              <BarChart
+                config={loadConfig}
+                caption="Queue depth and workers busy, at each refresh while this page is open"
+                label={`Bar chart of the queue and the workers over time: now ${data.queue.enqueued} runs waiting${
+                  data.workers ? `, ${data.workers.busy} of ${data.workers.size} workers busy` : ""
+                }.`}
+                table={
+                  <table>
+                    <thead>
+                      <tr>
+                        <th scope="col">Time</th>
+                        <th scope="col">Queue depth</th>
+                        <th scope="col">Workers busy</th>
+                      </tr>
+                    </thead>
+                    <tbody>
+                      {samples.map((s) => (
+                        <tr>
+                          <th scope="row">{new Date(s.at).toLocaleTimeString()}</th>
+                          <td>{s.queued}</td>
+                          <td>{s.busy ?? "—"}</td>
+                        </tr>
+                      ))}
+                    </tbody>
+                  </table>
+                }
+              />
+            )}
             {statusConfig && (
               <BarChart
                 config={statusConfig}
