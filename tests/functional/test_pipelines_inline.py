@@ -4,7 +4,8 @@ The gateway here has a stand-in for a container executor (:class:`HostShellAsCon
 the step's argv - the real generated ``/bin/sh -c`` script, against the real ``config.json`` - as
 a host process and ignores the image. Everything of hatchway's own (the derived action, the
 variables blob, the prelude, secrets, redaction, the run) is real; only the image is not pulled.
-The same step on a real Docker engine is covered where the Docker executor is tested.
+A container step on a real Docker engine (the image's shell, the container's filesystem) is
+``tests/integration/test_docker.py::test_a_pipelines_container_step_runs_in_a_real_container``.
 """
 
 from __future__ import annotations

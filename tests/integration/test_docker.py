@@ -402,3 +402,42 @@ def test_building_the_base_image_again_is_a_no_op(docker_client: Any, base_image
         assert said[-1] == f"{base_image} is up to date", said
         assert not [line for line in said if line.startswith("building")]
         assert docker_client.images.get(base_image).id == before
+
+
+def test_a_pipelines_container_step_runs_in_a_real_container(hw_for: Any, base_image: str) -> None:
+    # Given a pipeline whose Run Docker container step uses an image the engine has (no registry here)
+    hw, _ = hw_for("docker")
+    name, tag = base_image.rsplit(":", 1)
+    secret = "correct-horse-battery"
+    hw.put_pipeline(
+        "boxed",
+        {
+            "variables": [{"key": "TOKEN", "value": secret, "encrypted": True}],
+            "steps": [
+                {
+                    "name": "shell",
+                    "docker_image_name": name,
+                    "docker_image_tag": tag,
+                    "shell": "BASH",
+                    "working_directory": "/tmp",
+                    "variables": [{"key": "WHO", "value": "ada"}],
+                    "execute_commands": [
+                        'echo "hello $WHO in $PWD"',
+                        'echo "token=$TOKEN"',
+                        'test -f /.dockerenv && echo "in a container"',
+                        'printf \'{"who": "%s"}\' "$WHO" > "$HATCHWAY_DATA_DIR/out/result.json"',
+                    ],
+                }
+            ],
+        },
+    )
+    # When it is executed
+    started = hw.start_execution("boxed")
+    final = hw.wait_execution("boxed", started["id"], timeout=120)
+    # Then the step ran in a container of that image, with its variables and its secret hidden
+    assert final["status"] == "SUCCESSFUL", final
+    run = hw.get_run(final["steps"][0]["run_id"])
+    lines = [e["msg"] for e in hw.logs(run["id"])["items"] if e["k"] == "stdout"]
+    assert lines == ["hello ada in /tmp", "token=[hidden]", "in a container"], lines
+    assert run["ret"] == {"who": "ada"}
+    assert secret not in json.dumps(run)
