@@ -227,3 +227,26 @@ def test_every_function_has_sample_events(name: str) -> None:
     assert samples, f"events/{name}/ holds no sample event"
     for sample in samples:
         assert isinstance(json.loads(sample.read_text()), dict)
+
+
+def task_policy_statements() -> dict[str, dict[str, Any]]:
+    statements = source()["Resources"]["TaskPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    return {statement["Sid"]: statement for statement in statements}
+
+
+def test_task_roles_reach_only_their_runs_and_their_projects_actions_in_the_table() -> None:
+    # a run container holds its project's task role: whatever the action does with those
+    # credentials must not reach tokens, projects or other tenants (test_task_policy.py checks
+    # these patterns against the keys the container adapter really uses)
+    project = "${aws:PrincipalTag/hatchway-project}"
+    table_statements = [s for s in task_policy_statements().values() if "dynamodb:" in json.dumps(s["Action"])]
+    leading_keys = {
+        s["Sid"]: s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] for s in table_statements
+    }
+    assert leading_keys == {
+        "RunRecords": ["RUN#*"],
+        "ReadProjectActions": [f"ACTIONS#{project}#*", f"ACTION#{project}#*"],
+    }
+    assert task_policy_statements()["ReadProjectActions"]["Action"] == "dynamodb:GetItem"
+    for statement in table_statements:
+        assert statement["Resource"] == {"Fn::GetAtt": ["Table", "Arn"]}  # no index
