@@ -250,3 +250,15 @@ def test_task_roles_reach_only_their_runs_and_their_projects_actions_in_the_tabl
     assert task_policy_statements()["ReadProjectActions"]["Action"] == "dynamodb:GetItem"
     for statement in table_statements:
         assert statement["Resource"] == {"Fn::GetAtt": ["Table", "Arn"]}  # no index
+
+
+def test_the_outputs_bucket_uses_s3_managed_keys_so_every_reader_can_read_it() -> None:
+    # SSE-KMS with the secrets key would need kms:Decrypt without a project_id context, which the
+    # key policy denies to project task roles (and the events function has no kms:Decrypt at all)
+    bucket = source()["Resources"]["OutputsBucket"]["Properties"]
+    [rule] = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule == {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+    # so no role needs the secrets key for S3, and task roles get no KMS grant but their own decrypt
+    kms_grants = {sid for sid, s in task_policy_statements().items() if "kms:" in json.dumps(s["Action"])}
+    assert kms_grants == {"DecryptOwnProjectOnly", "DescribeKey"}
+    assert "kms:ViaService" not in json.dumps(source())
