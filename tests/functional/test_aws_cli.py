@@ -46,6 +46,8 @@ def test_bootstrap_creates_the_resources_once_and_prints_their_variables(
     session = boto3.session.Session(region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
     table = session.client("dynamodb", endpoint_url=moto_server.url).describe_table(TableName=f"t-{suffix}")["Table"]
     assert {i["IndexName"] for i in table["GlobalSecondaryIndexes"]} == {"gsi1", "gsi2"}
+    ttl = session.client("dynamodb", endpoint_url=moto_server.url).describe_time_to_live(TableName=f"t-{suffix}")
+    assert ttl["TimeToLiveDescription"] == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expiration"}
     kms = session.client("kms", endpoint_url=moto_server.url)
     assert kms.describe_key(KeyId=f"alias/k-{suffix}")["KeyMetadata"]["KeyState"] == "Enabled"
     # a second run changes nothing

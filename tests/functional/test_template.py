@@ -227,3 +227,90 @@ def test_every_function_has_sample_events(name: str) -> None:
     assert samples, f"events/{name}/ holds no sample event"
     for sample in samples:
         assert isinstance(json.loads(sample.read_text()), dict)
+
+
+def task_policy_statements() -> dict[str, dict[str, Any]]:
+    statements = source()["Resources"]["TaskPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    return {statement["Sid"]: statement for statement in statements}
+
+
+def test_task_roles_reach_only_their_runs_and_their_projects_actions_in_the_table() -> None:
+    # a run container holds its project's task role: whatever the action does with those
+    # credentials must not reach tokens, projects or other tenants (test_task_policy.py checks
+    # these patterns against the keys the container adapter really uses)
+    project = "${aws:PrincipalTag/hatchway-project}"
+    table_statements = [s for s in task_policy_statements().values() if "dynamodb:" in json.dumps(s["Action"])]
+    leading_keys = {
+        s["Sid"]: s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] for s in table_statements
+    }
+    assert leading_keys == {
+        "RunRecords": ["RUN#*"],
+        "ReadProjectActions": [f"ACTIONS#{project}#*", f"ACTION#{project}#*"],
+    }
+    assert task_policy_statements()["ReadProjectActions"]["Action"] == "dynamodb:GetItem"
+    for statement in table_statements:
+        assert statement["Resource"] == {"Fn::GetAtt": ["Table", "Arn"]}  # no index
+
+
+def test_the_outputs_bucket_uses_s3_managed_keys_so_every_reader_can_read_it() -> None:
+    # SSE-KMS with the secrets key would need kms:Decrypt without a project_id context, which the
+    # key policy denies to project task roles (and the events function has no kms:Decrypt at all)
+    bucket = source()["Resources"]["OutputsBucket"]["Properties"]
+    [rule] = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule == {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+    # so no role needs the secrets key for S3, and task roles get no KMS grant but their own decrypt
+    kms_grants = {sid for sid, s in task_policy_statements().items() if "kms:" in json.dumps(s["Action"])}
+    assert kms_grants == {"DecryptOwnProjectOnly", "DescribeKey"}
+    assert "kms:ViaService" not in json.dumps(source())
+
+
+def function_statements(name: str) -> dict[str, dict[str, Any]]:
+    """The inline statements of a function's policies, by Sid."""
+    return {
+        statement["Sid"]: statement
+        for policy in source()["Resources"][name]["Properties"]["Policies"]
+        if "Statement" in policy
+        for statement in policy["Statement"]
+    }
+
+
+def actions_of(statement: dict[str, Any]) -> list[str]:
+    action = statement["Action"]
+    return action if isinstance(action, list) else [action]
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_function_grants_are_scoped_to_the_deployment(name: str) -> None:
+    statements = function_statements(name)
+    for sid, statement in statements.items():
+        actions = actions_of(statement)
+        # no function changes an ECR repository's policy (Lambda pulls by the repository's own)
+        assert not {"ecr:SetRepositoryPolicy", "ecr:GetRepositoryPolicy"} & set(actions), sid
+        # ECS tasks are started and stopped only in the deployment's cluster
+        if {"ecs:RunTask", "ecs:StopTask", "ecs:DescribeTasks"} & set(actions):
+            assert statement["Condition"] == {"ArnEquals": {"ecs:cluster": {"Fn::GetAtt": ["Cluster", "Arn"]}}}, sid
+        # tags only as resources are created, never on existing ones
+        if "ecs:TagResource" in actions:
+            assert actions == ["ecs:TagResource"], sid
+            assert set(statement["Condition"]["StringEquals"]) == {"ecs:CreateAction"}, sid
+        # Batch definitions are registered only under the deployment's prefix, jobs only cancelled
+        if "batch:RegisterJobDefinition" in actions:
+            assert actions == ["batch:RegisterJobDefinition"], sid
+            assert statement["Resource"]["Fn::Sub"].endswith(":job-definition/${ResourcePrefix}-*"), sid
+        if "batch:TerminateJob" in actions and "batch:SubmitJob" not in actions:
+            assert statement["Resource"]["Fn::Sub"].endswith(":job/*"), sid
+        if "ecs:RegisterTaskDefinition" in actions:
+            assert statement["Resource"]["Fn::Sub"].endswith(":task-definition/${ResourcePrefix}-*"), sid
+
+
+def test_the_events_function_starts_tasks_only_in_the_cluster_and_cancels_only_jobs() -> None:
+    statements = function_statements("EventsFunction")
+    assert actions_of(statements["NextEcsAttempt"]) == ["ecs:RunTask", "ecs:StopTask"]
+    assert "ArnEquals" in statements["NextEcsAttempt"]["Condition"]
+    unconditioned = {
+        action
+        for statement in statements.values()
+        if statement.get("Resource") == "*" and "Condition" not in statement
+        for action in actions_of(statement)
+    }
+    assert unconditioned == {"ecs:DescribeTaskDefinition"}  # it takes no resource-level permission

@@ -8,6 +8,10 @@ project's task role, a timeout from ``timeout`` plus a grace, and a retry strate
 attempts are Batch attempts (``retryStrategy.attempts`` = the run's attempts, at most Batch's 10).
 Cancel is ``TerminateJob``; "Batch Job State Change" events settle the run (:mod:`hatchway.remote`),
 and ``DescribeJobs`` tells the remote sweeper what became of a job whose events never came.
+
+Batch job definitions cannot override an image's ENTRYPOINT (only its command; ECS task
+definitions and Lambda image configs can), so an action image used with Batch must have no
+ENTRYPOINT, or one that executes its arguments, for the adapter command to be what runs.
 """
 
 from __future__ import annotations
