@@ -89,3 +89,19 @@ def test_the_common_requests_take_the_direct_path(gateway: Gateway) -> None:
     assert json.loads(read["body"])["id"] == run_id
     # and a request that fails validation is left to powertools
     assert api.direct.answer(http_event("POST", RUNS, "", headers, b'{"version": 0}'), None) is None
+
+
+def test_without_the_powertools_internals_it_relies_on_every_request_takes_powertools_path(gateway: Gateway) -> None:
+    from hatchway.api.direct import DirectRoutes
+
+    # Given a resolver missing one of the internals (as a future powertools release might)
+    class Changed:
+        def __getattr__(self, name: str) -> object:
+            if name == "_to_proxy_event":
+                raise AttributeError(name)
+            return getattr(create_app(gateway).resolver, name)
+
+    direct = DirectRoutes(Changed())  # type: ignore[arg-type]
+    headers = [(b"authorization", f"Bearer {ADMIN_TOKEN}".encode()), (b"content-type", b"application/json")]
+    # Then nothing is answered directly
+    assert direct.answer(http_event("POST", RUNS, "", headers, b'{"parameters": {}}'), None) is None

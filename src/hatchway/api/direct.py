@@ -38,12 +38,25 @@ DIRECT_ROUTES = frozenset(
 )
 
 
+_INTERNALS = (
+    "_static_routes",
+    "_dynamic_routes",
+    "_to_proxy_event",
+    "_to_response",
+    "_call_exception_handler",
+    "_serializer",
+    "_cors",
+)
+
+
 class DirectRoutes:
     """Answers the common form of :data:`DIRECT_ROUTES` as powertools would (module docstring)."""
 
     def __init__(self, resolver: APIGatewayHttpResolver, routes: frozenset[tuple[str, str]] = DIRECT_ROUTES) -> None:
         self.resolver = resolver
-        self.wanted = routes
+        # these are powertools internals: a release without them turns this shortcut off, and
+        # every request takes powertools' own path (slower, never different)
+        self.wanted = routes if all(hasattr(resolver, name) for name in _INTERNALS) else frozenset()
         self._plans: dict[int, Plan | None] = {}
 
     def _route(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
@@ -66,7 +79,8 @@ class DirectRoutes:
     def answer(self, event: dict[str, Any], context: Any) -> dict[str, Any] | None:
         """The answer to ``event``, or None when it needs powertools' general path."""
         if (
-            event.get("rawQueryString")
+            not self.wanted
+            or event.get("rawQueryString")
             or event.get("queryStringParameters")
             or event.get("cookies")
             or event.get("isBase64Encoded")
