@@ -92,6 +92,14 @@ def run_id_floor(ms: int) -> str:
     return "run_" + _b32(ms, 10)
 
 
+def backoff_seconds(interval: float, attempt: int, cap: float = 300.0) -> float:
+    """Exponential backoff from a retry interval for ``attempt`` (1-based), capped (an interval above
+    the cap is kept). Runs and pipeline steps back off alike."""
+    if interval <= 0:
+        return 0.0
+    return float(min(interval * (2 ** max(0, attempt - 1)), max(interval, cap)))
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 

@@ -54,7 +54,18 @@ from hatchway.observability.logs import log_context
 from hatchway.observability.metrics import make_recorder
 from hatchway.observability.tracing import current_traceparent, instrument_store, span
 from hatchway.parameters import fill_session, has_session_placeholders
-from hatchway.runs import LogEntry, Mode, Run, RunError, RunStatus, iso, new_run_id, now_ms, preview
+from hatchway.runs import (
+    LogEntry,
+    Mode,
+    Run,
+    RunError,
+    RunStatus,
+    backoff_seconds,
+    iso,
+    new_run_id,
+    now_ms,
+    preview,
+)
 from hatchway.secrets.box import SecretBox, is_ciphertext
 from hatchway.secrets.redact import ACTIVE_SECRETS, Redactor
 from hatchway.sessions import SessionTypes
@@ -1033,7 +1044,7 @@ class Gateway:
             and verdict.is_retryable
             and own_attempts < run.max_attempts
         ):
-            delay = _backoff(run.retry_interval_seconds, own_attempts, self.settings.max_backoff_seconds)
+            delay = backoff_seconds(run.retry_interval_seconds, own_attempts, self.settings.max_backoff_seconds)
             why = verdict.error.message if verdict.error else "failed"
             try:
                 return self.store.transition(
@@ -1327,13 +1338,6 @@ def _with_trace(options: dict[str, Any]) -> dict[str, Any]:
     """A run's options plus the submitting request's trace context, for the worker to continue."""
     traceparent = current_traceparent()
     return {**options, "traceparent": traceparent} if traceparent else options
-
-
-def _backoff(interval: float, attempt: int, cap: float = 300.0) -> float:
-    """Exponential backoff from the action's interval, capped (an interval above the cap is kept)."""
-    if interval <= 0:
-        return 0.0
-    return float(min(interval * (2 ** max(0, attempt - 1)), max(interval, cap)))
 
 
 def _first_line(text: str) -> str:

@@ -29,9 +29,8 @@ from typing import Literal
 
 from hatchway.pipelines.model import SECTIONS, Group, PipelineSpec, Step, TriggerTime
 from hatchway.pipelines.records import Execution, ExecutionStatus, StepState, StepStatus
-from hatchway.runs import SYNC_GATEWAY_LOST, Run, RunStatus
+from hatchway.runs import SYNC_GATEWAY_LOST, Run, RunStatus, backoff_seconds
 
-MAX_BACKOFF_SECONDS = 300.0
 RETRYABLE = frozenset({"application", "timeout", "platform"})
 
 GroupState = Literal["running", "ok", "failed"]
@@ -39,9 +38,7 @@ GroupState = Literal["running", "ok", "failed"]
 
 def backoff_ms(interval_seconds: float, attempt: int) -> int:
     """Exponential backoff from a step's retry interval, capped (as runs do)."""
-    if interval_seconds <= 0:
-        return 0
-    return int(min(interval_seconds * 2 ** max(0, attempt - 1), max(interval_seconds, MAX_BACKOFF_SECONDS)) * 1000)
+    return int(backoff_seconds(interval_seconds, attempt) * 1000)
 
 
 def plan(
