@@ -70,7 +70,8 @@ def is_secret_name(name: str) -> bool:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, str_strip_whitespace=False)
+    # defer_build: validators are built on first use, not at import (a Lambda cold start imports them all)
+    model_config = ConfigDict(defer_build=True, extra="forbid", populate_by_name=True, str_strip_whitespace=False)
 
 
 class Parameter(_Model):

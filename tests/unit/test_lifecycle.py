@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from hatchway import runs
 from hatchway.config import Settings
 from hatchway.errors import ValidationFailed
 from hatchway.runs import TERMINAL, TRANSITIONS, RunStatus, can_transition, iso, new_run_id
@@ -30,7 +31,11 @@ def test_allowed_transitions() -> None:
     assert not can_transition(RunStatus.SUCCESSFUL, RunStatus.FAILED)
 
 
-def test_run_ids_are_sortable_by_creation() -> None:
+def test_run_ids_are_sortable_by_creation(monkeypatch: pytest.MonkeyPatch) -> None:
+    # ids are monotonic per process: the id from the year 2033 below would stamp every later id
+    # of this test session 2033 (and hide runs from sweeps that look back from now) unless restored
+    monkeypatch.setattr(runs, "_last_ms", runs._last_ms)
+    monkeypatch.setattr(runs, "_last_rand", runs._last_rand)
     ids = [new_run_id() for _ in range(2000)]
     assert ids == sorted(ids)
     assert len(set(ids)) == len(ids)

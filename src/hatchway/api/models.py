@@ -12,7 +12,8 @@ ENVIRONMENT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # defer_build: validators are built on first use, not at import (a Lambda cold start imports them all)
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
 
 class ProjectCreate(_Body):
@@ -75,7 +76,7 @@ class SessionTypeBody(_Body):
 class KeboolaConfigData(BaseModel):
     """Keboola's ``configData``: the parameters and runtime a component sees in its config.json."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(defer_build=True, extra="allow")
 
     parameters: dict[str, Any] = Field(default_factory=dict)
     runtime: dict[str, Any] | None = None
@@ -83,7 +84,7 @@ class KeboolaConfigData(BaseModel):
 
 
 class KeboolaActionBody(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(defer_build=True, extra="allow")
 
     configData: KeboolaConfigData = Field(default_factory=KeboolaConfigData)  # noqa: N815 - Keboola's name
 
@@ -91,7 +92,7 @@ class KeboolaActionBody(BaseModel):
 class OAuthTokenBody(BaseModel):
     """An OAuth client-credentials exchange, as the Pipedream SDKs send it."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     grant_type: Literal["client_credentials"] = "client_credentials"
     client_id: Annotated[str, Field(min_length=1, max_length=256)]
@@ -102,7 +103,7 @@ class OAuthTokenBody(BaseModel):
 class ConnectRunBody(BaseModel):
     """Pipedream Connect's ``actions/run`` request."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     id: Annotated[str, Field(min_length=1, max_length=128)]
     external_user_id: Annotated[str, Field(min_length=1, max_length=256)]

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from hatchway.api import schemas as S
 from hatchway.api.common import JSON, SAFE_HEADERS, Environment, ProjectId
@@ -25,12 +25,17 @@ from hatchway.service import Gateway, Principal
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 
 
-class _Bucket(BaseModel):
+class _Answer(BaseModel):
+    # built on first use: most processes never describe or validate the statistics answer
+    model_config = ConfigDict(defer_build=True)
+
+
+class _Bucket(_Answer):
     start: str
     counts: dict[str, int]
 
 
-class _Duration(BaseModel):
+class _Duration(_Answer):
     action: str
     invoked: str
     count: int
@@ -40,18 +45,18 @@ class _Duration(BaseModel):
     max_ms: int
 
 
-class _Queue(BaseModel):
+class _Queue(_Answer):
     enqueued: int
     in_progress: int
     terminating: int
 
 
-class _Workers(BaseModel):
+class _Workers(_Answer):
     size: int
     busy: int
 
 
-class Stats(BaseModel):
+class Stats(_Answer):
     """Runs per status over time, duration percentiles per action, the queue and the workers."""
 
     window: Literal["hour", "day"]

@@ -86,7 +86,7 @@ STEP_VIEW = S.obj(
 
 
 class VariableValue(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     key: str
     value: Scalar
@@ -95,7 +95,7 @@ class VariableValue(BaseModel):
 class ExecutionRequest(BaseModel):
     """The body of ``POST .../executions``: overrides of settable variables, as a map or Buddy's list."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     variables: dict[str, Scalar] | list[VariableValue] = Field(default_factory=dict)
     comment: Annotated[str, Field(max_length=1000)] | None = None

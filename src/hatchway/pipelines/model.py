@@ -85,7 +85,8 @@ SECTIONS: dict[str, tuple[TriggerTime, ...]] = {
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    # defer_build: validators are built on first use, not at import (a Lambda cold start imports them all)
+    model_config = ConfigDict(defer_build=True, extra="forbid", str_strip_whitespace=False)
 
 
 Scalar = str | int | float | bool
