@@ -18,6 +18,11 @@ from bench.harness import PY, REPO, SRC, Context, Row, Skip, interleave, percent
 
 HANDLER = "import handlers.api"
 BOTO3 = "import boto3"
+#: what any Lambda answering HTTP through powertools' resolver with request validation imports
+POWERTOOLS = (
+    "import aws_lambda_powertools.logging, aws_lambda_powertools.event_handler,"
+    " aws_lambda_powertools.event_handler.openapi.params"
+)
 HELP = "from hatchway.cli import main; main()"  # what the `hatchway` console script runs
 
 
@@ -69,11 +74,12 @@ def p6(ctx: Context) -> list[Row]:
         env = _env(home)
         lambda_env = {**env, **LAMBDA_ENV}
         pairs, warmup = ctx.n(10, 2), ctx.n(2, 1)
-        handler, on_lambda, boto = rotate(
+        handler, on_lambda, boto, floor = rotate(
             [
                 timed(lambda: _python(HANDLER, env=env)),
                 timed(lambda: _python(HANDLER, env=lambda_env)),
                 timed(lambda: _python(BOTO3, env=env)),
+                timed(lambda: _python(POWERTOOLS, env=env)),
             ],
             pairs,
             warmup,
@@ -106,6 +112,18 @@ def p6(ctx: Context) -> list[Row]:
             len(on_lambda),
             ratio_max=1.5,
             note="boto3 itself loads with the first request that reaches AWS (clients are built on first use)",
+        )
+    )
+    rows.append(
+        Row(
+            "P6",
+            "  floor: import powertools' resolver and validation (pydantic)",
+            "-",
+            percentile(floor, 50),
+            "ms",
+            percentile(boto, 50),
+            "import boto3",
+            len(floor),
         )
     )
     rows.append(
