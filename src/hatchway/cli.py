@@ -1,60 +1,26 @@
 """The ``hatchway`` command line: serve the gateway, run workers, and talk to a gateway's API.
 
-Heavy modules (the server, uvicorn, httpx, the service) are imported inside the commands that need
-them, so ``hatchway --help`` stays quick. The server URL and token come from ``--url``/``--token``,
-then ``HATCHWAY_URL``/``HATCHWAY_TOKEN``, then ``$HATCHWAY_HOME/token``.
+Commands are declared in :mod:`hatchway.cli_table`'s table and parsed with argparse. Heavy modules
+(the server, uvicorn, httpx, rich, the service) are imported inside the commands that need them, so
+``hatchway --help`` stays quick. The server URL and token come from ``--url``/``--token``, then
+``HATCHWAY_URL``/``HATCHWAY_TOKEN``, then ``$HATCHWAY_HOME/token``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
-
-import typer
 
 from hatchway.cli_pipelines import executions_app, pipelines_app
+from hatchway.cli_table import FLAG, JSON, LIMIT, NEGATABLE, REPEATED, STATUS, Arg, Commands, echo, existing_file, path
 
+TYPE_CHECKING = False  # `import typing` costs ~4 ms of start-up; mypy treats this name as True
 if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any, NoReturn
+
     from hatchway.client import Client
-
-# Plain help text: typer's rich help imports rich's markdown and syntax highlighting (markdown-it,
-# pygments), which doubles the time `hatchway --help` takes; rich still prints tables and JSON.
-app = typer.Typer(
-    name="hatchway",
-    help="hatchway: register container actions and run them over HTTPS.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
-actions_app = typer.Typer(help="Register and inspect actions.", no_args_is_help=True, rich_markup_mode=None)
-runs_app = typer.Typer(help="Inspect, follow and cancel runs.", no_args_is_help=True, rich_markup_mode=None)
-projects_app = typer.Typer(help="Projects (global admin).", no_args_is_help=True, rich_markup_mode=None)
-tokens_app = typer.Typer(help="Project tokens.", no_args_is_help=True, rich_markup_mode=None)
-app.add_typer(actions_app, name="actions")
-app.add_typer(runs_app, name="runs")
-app.add_typer(projects_app, name="projects")
-app.add_typer(tokens_app, name="tokens")
-aws_app = typer.Typer(
-    help="The aws backend's resources (AWS, or LocalStack / a moto server through AWS_ENDPOINT_URL).",
-    no_args_is_help=True,
-)
-app.add_typer(aws_app, name="aws")
-app.add_typer(pipelines_app, name="pipelines")
-app.add_typer(executions_app, name="executions")
-
-UrlOpt = Annotated[str | None, typer.Option("--url", envvar="HATCHWAY_URL", help="gateway URL")]
-TokenOpt = Annotated[
-    str | None, typer.Option("--token", envvar="HATCHWAY_TOKEN", help="bearer token", show_default=False)
-]
-ProjectOpt = Annotated[str, typer.Option("--project", envvar="HATCHWAY_PROJECT", help="project id")]
-EnvOpt = Annotated[str | None, typer.Option("--env", envvar="HATCHWAY_ENVIRONMENT", help="environment")]
-ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="parameter as key=value (repeatable)")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print raw JSON")]
 
 
 class Conn:
@@ -69,9 +35,32 @@ class Conn:
 _conn = Conn()
 
 
-@app.callback()
-def _global(url: UrlOpt = None, token: TokenOpt = None, project: ProjectOpt = "proj_local", env: EnvOpt = None) -> None:
+def _global(url: str | None, token: str | None, project: str, env: str | None) -> None:
     _conn.url, _conn.token, _conn.project, _conn.env = url, token, project, env
+
+
+app = Commands(
+    "hatchway",
+    "hatchway: register container actions and run them over HTTPS.",
+    options=[
+        Arg("--url", envvar="HATCHWAY_URL", help="gateway URL"),
+        Arg("--token", envvar="HATCHWAY_TOKEN", help="bearer token"),
+        Arg("--project", envvar="HATCHWAY_PROJECT", default="proj_local", help="project id"),
+        Arg("--env", envvar="HATCHWAY_ENVIRONMENT", help="environment"),
+    ],
+    callback=_global,
+)
+actions_app = app.group("actions", "Register and inspect actions.")
+runs_app = app.group("runs", "Inspect, follow and cancel runs.")
+projects_app = app.group("projects", "Projects (global admin).")
+tokens_app = app.group("tokens", "Project tokens.")
+aws_app = app.group("aws", "The aws backend's resources (AWS, or LocalStack / a moto server through AWS_ENDPOINT_URL).")
+app.add_group(pipelines_app)
+app.add_group(executions_app)
+
+PARAM = Arg("--param", "-p", kind=REPEATED, metavar="KEY=VALUE", help="parameter as key=value (repeatable)")
+HOME = Arg("--home", type=path, envvar="HATCHWAY_HOME", help="state directory")
+EXECUTOR = Arg("--executor", help="process, docker or lambda-local")
 
 
 def _client() -> Client:
@@ -84,10 +73,12 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     from rich.console import Console
 
     Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False)
-    raise typer.Exit(code)
+    raise SystemExit(code)
 
 
 def _print_json(data: Any) -> None:
+    import json  # here and below, not at the top: 2 ms of every start-up, `hatchway --help` included
+
     from rich.console import Console
 
     Console().print_json(json.dumps(data))
@@ -135,22 +126,35 @@ def _settings(**overrides: Any) -> Any:
         _fail(err.message)
 
 
-@app.command()
+@app.command(
+    "serve",
+    Arg("--host", default="127.0.0.1", help="address to bind"),
+    Arg("--port", type=int, default=8080, help="port to bind"),
+    HOME,
+    Arg("--workers", type=int, help="worker threads (0: API only)"),
+    EXECUTOR,
+    Arg("--backend", help="embedded or aws"),
+    Arg("--examples", kind=NEGATABLE, default=False, help="register the example actions"),
+    Arg("--examples-dir", type=path, help="where the examples are"),
+    Arg("--tls-cert", type=path, help="TLS certificate (PEM)"),
+    Arg("--tls-key", type=path, help="TLS private key (PEM)"),
+    Arg("--dev-cert", kind=FLAG, help="HTTPS with a development certificate made under $HATCHWAY_HOME/tls"),
+    Arg("--log-level", help="log level"),
+    shares_options=False,
+)
 def serve(
-    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to bind")] = 8080,
-    home: Annotated[Path | None, typer.Option(envvar="HATCHWAY_HOME", help="state directory")] = None,
-    workers: Annotated[int | None, typer.Option(help="worker threads (0: API only)")] = None,
-    executor: Annotated[str | None, typer.Option(help="process, docker or lambda-local")] = None,
-    backend: Annotated[str | None, typer.Option(help="embedded or aws")] = None,
-    examples: Annotated[bool, typer.Option("--examples/--no-examples", help="register the example actions")] = False,
-    examples_dir: Annotated[Path | None, typer.Option(help="where the examples are")] = None,
-    tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM)")] = None,
-    tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM)")] = None,
-    dev_cert: Annotated[
-        bool, typer.Option("--dev-cert", help="HTTPS with a development certificate made under $HATCHWAY_HOME/tls")
-    ] = False,
-    log_level: Annotated[str | None, typer.Option(help="log level")] = None,
+    host: str,
+    port: int,
+    home: Path | None,
+    workers: int | None,
+    executor: str | None,
+    backend: str | None,
+    examples: bool,
+    examples_dir: Path | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    dev_cert: bool,
+    log_level: str | None,
 ) -> None:
     """Serve the gateway (API + worker pool): SQLite and a key file, or DynamoDB and KMS with --backend aws."""
     from hatchway.bootstrap import start_gateway
@@ -167,7 +171,7 @@ def serve(
 
         made = dev_certificate(settings.home / "tls", [host, socket.gethostname()])
         tls_cert, tls_key = made.cert, made.key
-        typer.echo(f"HTTPS with a development certificate: trust {made.ca} (curl --cacert, SSL_CERT_FILE)")
+        echo(f"HTTPS with a development certificate: trust {made.ca} (curl --cacert, SSL_CERT_FILE)")
     start_gateway(
         settings,
         host=host,
@@ -179,43 +183,42 @@ def serve(
     )
 
 
-@app.command()
-def worker(
-    home: Annotated[Path | None, typer.Option(envvar="HATCHWAY_HOME", help="state directory")] = None,
-    workers: Annotated[int | None, typer.Option(help="worker threads")] = None,
-    executor: Annotated[str | None, typer.Option(help="process, docker or lambda-local")] = None,
-) -> None:
+@app.command("worker", HOME, Arg("--workers", type=int, help="worker threads"), EXECUTOR, shares_options=False)
+def worker(home: Path | None, workers: int | None, executor: str | None) -> None:
     """Run a worker pool on a gateway's home without serving HTTP."""
     from hatchway.bootstrap import run_worker
 
     run_worker(_settings(home=home, workers=workers, executor=executor))
 
 
-@app.command()
-def init(
-    name: Annotated[str, typer.Argument(help="action name (lowercase, digits, '-')")],
-    directory: Annotated[Path | None, typer.Option("--dir", help="where to create it (default ./NAME)")] = None,
-) -> None:
+@app.command(
+    "init",
+    Arg("name", help="action name (lowercase, digits, '-')"),
+    Arg("--dir", type=path, dest="directory", help="where to create it (default ./NAME)"),
+    shares_options=False,
+)
+def init(name: str, directory: Path | None) -> None:
     """Scaffold an action project: action.json, an entry script, a Dockerfile and a test."""
     from hatchway.scaffold import scaffold
 
     try:
-        target = scaffold(name, directory or Path(name))
+        target = scaffold(name, directory or path(name))
     except (ValueError, FileExistsError) as err:
         _fail(str(err))
-    typer.echo(f"created {target}; register it with: hatchway actions create --from-file {target / 'action.json'}")
+    echo(f"created {target}; register it with: hatchway actions create --from-file {target / 'action.json'}")
 
 
 # ---------------------------------------------------------------------------------------------
 # actions
 
 
-@actions_app.command("create")
-def actions_create(
-    from_file: Annotated[Path, typer.Option("--from-file", "-f", exists=True, dir_okay=False, help="action.json")],
-    as_json: JsonOpt = False,
-) -> None:
+@actions_app.command(
+    "create", Arg("--from-file", "-f", type=existing_file, required=True, metavar="FILE", help="action.json"), JSON
+)
+def actions_create(from_file: Path, as_json: bool) -> None:
     """Register a new version of an action from its action.json."""
+    import json
+
     from hatchway.spec import resolve_local_paths
 
     try:
@@ -228,13 +231,11 @@ def actions_create(
     if as_json:
         _print_json(record)
     else:
-        typer.echo(f"{record['name']} version {record['version']} ({record['digest']})")
+        echo(f"{record['name']} version {record['version']} ({record['digest']})")
 
 
-@actions_app.command("list")
-def actions_list(
-    tag: Annotated[str | None, typer.Option(help="only actions with this tag")] = None, as_json: JsonOpt = False
-) -> None:
+@actions_app.command("list", Arg("--tag", help="only actions with this tag"), JSON)
+def actions_list(tag: str | None, as_json: bool) -> None:
     """List actions (latest versions)."""
     with _client() as hw:
         items = _api(lambda: hw.list_actions(tag=tag))
@@ -255,48 +256,56 @@ def actions_list(
     Console().print(table)
 
 
-@actions_app.command("get")
-def actions_get(
-    name: str,
-    version: Annotated[int | None, typer.Option(help="a version number")] = None,
-    digest: Annotated[str | None, typer.Option(help="a digest")] = None,
-) -> None:
+@actions_app.command(
+    "get", Arg("name"), Arg("--version", type=int, help="a version number"), Arg("--digest", help="a digest")
+)
+def actions_get(name: str, version: int | None, digest: str | None) -> None:
     """Show an action version."""
     with _client() as hw:
         _print_json(_api(lambda: hw.get_action(name, version, digest)))
 
 
-@actions_app.command("versions")
+@actions_app.command("versions", Arg("name"))
 def actions_versions(name: str) -> None:
     """List an action's versions."""
     with _client() as hw:
         items = _api(lambda: hw.list_versions(name))
     for item in items:
-        typer.echo(f"{item['version']:>4}  {item['digest']}  {item['created_at']}")
+        echo(f"{item['version']:>4}  {item['digest']}  {item['created_at']}")
 
 
-@actions_app.command("delete")
+@actions_app.command("delete", Arg("name"))
 def actions_delete(name: str) -> None:
     """Delete an action (its runs stay readable)."""
     with _client() as hw:
         _api(lambda: hw.delete_action(name))
-    typer.echo(f"deleted {name}")
+    echo(f"deleted {name}")
 
 
 # ---------------------------------------------------------------------------------------------
 # running
 
 
-@app.command("run")
+@app.command(
+    "run",
+    Arg("name"),
+    PARAM,
+    Arg("--wait", kind=FLAG, help="wait for the end, with a live status line"),
+    Arg("--version", type=int, help="run this version"),
+    Arg("--timeout", type=int, help="timeout in seconds (only shortens the action's)"),
+    Arg("--retries", type=int, help="retries after application errors"),
+    Arg("--idempotency-key", help="Idempotency-Key header"),
+    JSON,
+)
 def run_cmd(
     name: str,
-    param: ParamOpt = None,
-    wait: Annotated[bool, typer.Option("--wait", help="wait for the end, with a live status line")] = False,
-    version: Annotated[int | None, typer.Option(help="run this version")] = None,
-    timeout: Annotated[int | None, typer.Option(help="timeout in seconds (only shortens the action's)")] = None,
-    retries: Annotated[int | None, typer.Option(help="retries after application errors")] = None,
-    idempotency_key: Annotated[str | None, typer.Option(help="Idempotency-Key header")] = None,
-    as_json: JsonOpt = False,
+    param: list[str] | None,
+    wait: bool,
+    version: int | None,
+    timeout: int | None,
+    retries: int | None,
+    idempotency_key: str | None,
+    as_json: bool,
 ) -> None:
     """Start an async run of an action."""
     with _client() as hw:
@@ -307,7 +316,7 @@ def run_cmd(
             )
         )  # fmt: skip
         if not wait:
-            _print_json(run) if as_json else typer.echo(run["id"])
+            _print_json(run) if as_json else echo(run["id"])
             return
         final = _watch(hw, run["id"])
     if as_json:
@@ -315,7 +324,7 @@ def run_cmd(
     else:
         _summarise(final)
     if final["status"] != "SUCCESSFUL":
-        raise typer.Exit(1)
+        raise SystemExit(1)
 
 
 def _watch(hw: Client, run_id: str, timeout: float | None = None) -> dict[str, Any]:
@@ -338,54 +347,50 @@ def _watch(hw: Client, run_id: str, timeout: float | None = None) -> dict[str, A
 
 
 def _summarise(run: dict[str, Any]) -> None:
-    typer.echo(f"{run['id']} {run['status']} in {run.get('duration_ms')} ms (attempt {run['attempt']})")
+    import json
+
+    echo(f"{run['id']} {run['status']} in {run.get('duration_ms')} ms (attempt {run['attempt']})")
     if run.get("ret") is not None:
-        typer.echo("ret: " + json.dumps(run["ret"]))
+        echo("ret: " + json.dumps(run["ret"]))
     if run.get("exports"):
-        typer.echo("exports: " + json.dumps(run["exports"]))
+        echo("exports: " + json.dumps(run["exports"]))
     if run.get("error"):
         err = run["error"]
-        typer.echo(
+        echo(
             f"error ({err['kind']}): {err['message']}"
             + (f" [exceptionId {err['exceptionId']}]" if err.get("exceptionId") else "")
         )
 
 
-@app.command("sync")
-def sync_cmd(
-    name: str, action: str, param: ParamOpt = None, version: Annotated[int | None, typer.Option()] = None
-) -> None:
+@app.command("sync", Arg("name"), Arg("action"), PARAM, Arg("--version", type=int, help="call this version"))
+def sync_cmd(name: str, action: str, param: list[str] | None, version: int | None) -> None:
     """Call a sync action and print its JSON answer."""
     with _client() as hw:
         result = _api(lambda: hw.call_sync(name, action, _params(param), version=version))
     for entry in result.get("os", []):
-        typer.echo(f"[{entry['k']}] {entry['msg']}", err=True)
+        echo(f"[{entry['k']}] {entry['msg']}", err=True)
     _print_json(result["ret"])
 
 
-@app.command("encrypt")
-def encrypt_cmd(
-    value: Annotated[str, typer.Argument(help="the secret value ('-' reads stdin)")],
-    action: Annotated[str | None, typer.Option(help="bind the ciphertext to this action")] = None,
-) -> None:
+@app.command(
+    "encrypt",
+    Arg("value", help="the secret value ('-' reads stdin)"),
+    Arg("--action", help="bind the ciphertext to this action"),
+)
+def encrypt_cmd(value: str, action: str | None) -> None:
     """Encrypt a secret value for this project and environment."""
     if value == "-":
         value = sys.stdin.read().rstrip("\n")
     with _client() as hw:
-        typer.echo(_api(lambda: hw.encrypt(value, action=action)))
+        echo(_api(lambda: hw.encrypt(value, action=action)))
 
 
 # ---------------------------------------------------------------------------------------------
 # runs
 
 
-@runs_app.command("list")
-def runs_list(
-    action: Annotated[str | None, typer.Option(help="only this action")] = None,
-    status: Annotated[str | None, typer.Option(help="only this status")] = None,
-    limit: Annotated[int, typer.Option(help="how many")] = 20,
-    as_json: JsonOpt = False,
-) -> None:
+@runs_app.command("list", Arg("--action", help="only this action"), STATUS, LIMIT, JSON)
+def runs_list(action: str | None, status: str | None, limit: int, as_json: bool) -> None:
     """List runs, newest first."""
     with _client() as hw:
         page = _api(lambda: hw.list_runs(action=action, status=status, limit=limit))
@@ -404,17 +409,15 @@ def runs_list(
     Console().print(table)
 
 
-@runs_app.command("get")
+@runs_app.command("get", Arg("run_id"))
 def runs_get(run_id: str) -> None:
     """Show a run."""
     with _client() as hw:
         _print_json(_api(lambda: hw.get_run(run_id)))
 
 
-@runs_app.command("logs")
-def runs_logs(
-    run_id: str, follow: Annotated[bool, typer.Option("--follow", "-f", help="follow until the run ends")] = False
-) -> None:
+@runs_app.command("logs", Arg("run_id"), Arg("--follow", "-f", kind=FLAG, help="follow until the run ends"))
+def runs_logs(run_id: str, follow: bool) -> None:
     """Print a run's log."""
     with _client() as hw:
         if follow:
@@ -437,45 +440,46 @@ def _print_all(entries: Any) -> None:
 
 def _print_entry(entry: dict[str, Any]) -> None:
     stamp = time.strftime("%H:%M:%S", time.localtime(entry["ts"] / 1000)) + f".{entry['ts'] % 1000:03d}"
-    typer.echo(f"{stamp} {entry['k']:<6} {entry['msg']}")
+    echo(f"{stamp} {entry['k']:<6} {entry['msg']}")
 
 
-@runs_app.command("cancel")
+@runs_app.command("cancel", Arg("run_id"))
 def runs_cancel(run_id: str) -> None:
     """Cancel a run (queued: at once; running: its process tree is stopped)."""
     with _client() as hw:
         run = _api(lambda: hw.cancel_run(run_id))
-    typer.echo(f"{run['id']} {run['status']}")
+    echo(f"{run['id']} {run['status']}")
 
 
-@runs_app.command("wait")
-def runs_wait(run_id: str, timeout: Annotated[float, typer.Option(help="seconds")] = 3600.0) -> None:
+@runs_app.command("wait", Arg("run_id"), Arg("--timeout", type=float, default=3600.0, help="seconds"))
+def runs_wait(run_id: str, timeout: float) -> None:
     """Wait for a run to end; exit 1 unless it succeeded."""
     with _client() as hw:
         final = _watch(hw, run_id, timeout)
     _summarise(final)
     if final["status"] != "SUCCESSFUL":
-        raise typer.Exit(1)
+        raise SystemExit(1)
 
 
 # ---------------------------------------------------------------------------------------------
 # projects and tokens
 
 
-@projects_app.command("create")
-def projects_create(name: str, project_id: Annotated[str | None, typer.Option("--id", help="proj_...")] = None) -> None:
+@projects_app.command("create", Arg("name"), Arg("--id", dest="project_id", help="proj_..."))
+def projects_create(name: str, project_id: str | None) -> None:
     """Create a project (needs the global admin token)."""
     with _client() as hw:
         _print_json(_api(lambda: hw.create_project(name, project_id)))
 
 
-@tokens_app.command("create")
-def tokens_create(
-    scope: Annotated[list[str], typer.Option("--scope", "-s", help="a scope (repeatable)")],
-    environment: Annotated[list[str] | None, typer.Option("--environment", help="restrict to (repeatable)")] = None,
-    expires_in: Annotated[int | None, typer.Option(help="seconds until it expires")] = None,
-    name: Annotated[str | None, typer.Option(help="a label")] = None,
-) -> None:
+@tokens_app.command(
+    "create",
+    Arg("--scope", "-s", kind=REPEATED, required=True, help="a scope (repeatable)"),
+    Arg("--environment", kind=REPEATED, help="restrict to (repeatable)"),
+    Arg("--expires-in", type=int, help="seconds until it expires"),
+    Arg("--name", help="a label"),
+)
+def tokens_create(scope: list[str], environment: list[str] | None, expires_in: int | None, name: str | None) -> None:
     """Create a project token; it is shown once."""
     with _client() as hw:
         _print_json(_api(lambda: hw.create_token(scope, environment or None, expires_in, name)))
@@ -488,24 +492,26 @@ def tokens_list() -> None:
         _print_json(_api(lambda: hw.list_tokens()))
 
 
-@tokens_app.command("revoke")
+@tokens_app.command("revoke", Arg("token_id"))
 def tokens_revoke(token_id: str) -> None:
     """Revoke a token; it stops working at once."""
     with _client() as hw:
         _api(lambda: hw.revoke_token(token_id))
-    typer.echo(f"revoked {token_id}")
+    echo(f"revoked {token_id}")
 
 
 # ---------------------------------------------------------------------------------------------
 # the aws backend
 
 
-@aws_app.command("bootstrap")
-def aws_bootstrap(
-    table: Annotated[str | None, typer.Option(envvar="HATCHWAY_TABLE_NAME", help="DynamoDB table")] = None,
-    key: Annotated[str | None, typer.Option(envvar="HATCHWAY_KMS_KEY_ID", help="KMS key alias (alias/...)")] = None,
-    bucket: Annotated[str | None, typer.Option(envvar="HATCHWAY_BUCKET", help="S3 bucket for outputs")] = None,
-) -> None:
+@aws_app.command(
+    "bootstrap",
+    Arg("--table", envvar="HATCHWAY_TABLE_NAME", help="DynamoDB table"),
+    Arg("--key", envvar="HATCHWAY_KMS_KEY_ID", help="KMS key alias (alias/...)"),
+    Arg("--bucket", envvar="HATCHWAY_BUCKET", help="S3 bucket for outputs"),
+    shares_options=False,
+)
+def aws_bootstrap(table: str | None, key: str | None, bucket: str | None) -> None:
     """Create the table, KMS key and bucket the aws backend needs, where AWS_ENDPOINT_URL points (idempotent)."""
     from hatchway.aws_setup import bootstrap
     from hatchway.errors import HatchwayError
@@ -519,13 +525,14 @@ def aws_bootstrap(
     except Exception as err:  # botocore: no credentials, access denied, a bad endpoint
         _fail(f"cannot bootstrap at {where}: {type(err).__name__}: {err}")
     for line in made.created or ["everything existed already"]:
-        typer.echo(f"created {line}" if made.created else line, err=True)
+        echo(f"created {line}" if made.created else line, err=True)
     for name, value in made.environment().items():
-        typer.echo(f"export {name}={value}")
+        echo(f"export {name}={value}")
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """The ``hatchway`` console script (and ``python -m hatchway``)."""
+    app.main(argv)
 
 
 if __name__ == "__main__":

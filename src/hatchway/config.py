@@ -50,6 +50,8 @@ ENV_VARS: dict[str, str] = {
     "HATCHWAY_CONNECT_REPLAY_SECONDS": "how long an identical Connect request is answered from the first one's error",
     "HATCHWAY_URL": "gateway URL used by the CLI and the Python client",
     "HATCHWAY_TOKEN": "token used by the CLI and the Python client",
+    "HATCHWAY_PROJECT": "project the CLI talks to (--project; default proj_local)",
+    "HATCHWAY_ENVIRONMENT": "environment the CLI sends requests in (--env)",
     "HATCHWAY_TABLE_NAME": "DynamoDB table of the aws backend",
     "HATCHWAY_KMS_KEY_ID": "KMS key (id, ARN or alias) of the aws backend",
     "HATCHWAY_BUCKET": "S3 bucket for run outputs on the aws backend",

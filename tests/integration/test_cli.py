@@ -182,3 +182,25 @@ def test_without_a_bootstrap_token_the_cli_uses_the_token_file_of_the_home(tmp_p
         assert refused.returncode != 0 and "401" in refused.stderr
     finally:
         server.kill()
+
+
+def test_project_and_environment_come_from_variables_or_from_options_after_the_command(live_server: LiveServer) -> None:
+    def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "hatchway", *args], env=env, capture_output=True, text=True, timeout=60
+        )
+
+    # Given a project and, made with HATCHWAY_PROJECT naming it, a token that may read runs only in prod
+    project = json.loads(cli(live_server, "projects", "create", "team-b").stdout)["id"]
+    admin = child_env(live_server.home, HATCHWAY_URL=live_server.url, HATCHWAY_TOKEN=ADMIN_TOKEN, COLUMNS="200")
+    made = run({**admin, "HATCHWAY_PROJECT": project}, "tokens", "create", "-s", "runs:read", "--environment", "prod")
+    token = json.loads(made.stdout)
+    listed = json.loads(cli(live_server, "tokens", "list", "--project", project).stdout)
+    assert [t["id"] for t in listed] == [token["id"]] and listed[0]["environments"] == ["prod"]
+    # When it lists runs in prod, named by HATCHWAY_ENVIRONMENT or by --env after the command, it may
+    as_token = {**admin, "HATCHWAY_TOKEN": token["token"], "HATCHWAY_PROJECT": project}
+    assert run({**as_token, "HATCHWAY_ENVIRONMENT": "prod"}, "runs", "list", "--json").returncode == 0
+    assert run(as_token, "runs", "list", "--json", "--env", "prod").returncode == 0
+    # Then in any other environment it is refused, and the option wins over the variable
+    refused = run({**as_token, "HATCHWAY_ENVIRONMENT": "prod"}, "runs", "list", "--env", "staging")
+    assert refused.returncode == 1 and "403" in refused.stderr and "staging environment" in refused.stderr
