@@ -268,6 +268,15 @@ class Settings:
             raise ValidationFailed.at(
                 ["env", "HATCHWAY_RESOURCE_PREFIX"], "a letter, then letters, digits and '-', at most 24 characters"
             )
+        from hatchway.executors import REGISTRY
+
+        for variable, name in (
+            ("HATCHWAY_EXECUTOR", self.executor),
+            ("HATCHWAY_SYNC_EXECUTOR", self.sync_executor),
+            ("HATCHWAY_RUN_EXECUTOR", self.run_executor),
+        ):
+            if name is not None and name not in REGISTRY and name != "auto":
+                raise ValidationFailed.at(["env", variable], f"unknown executor {name!r}: auto, {', '.join(REGISTRY)}")
         if self.pipeline_engine not in ("local", "stepfunctions"):
             raise ValidationFailed.at(["env", "HATCHWAY_PIPELINE_ENGINE"], "must be local or stepfunctions")
         if self.idempotency_in_progress_seconds <= 0 or self.max_backoff_seconds < 0:

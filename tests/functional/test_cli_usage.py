@@ -141,3 +141,21 @@ def test_a_closed_pipe_ends_the_command_quietly(tmp_path: Path) -> None:
         # Then it exits 1 (as click made it) without a traceback
         assert spam.wait(timeout=60) == 1
         assert spam.stderr.read() == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (("worker", "--executor", "nope"), {}),
+        (("serve", "--executor", "nope", "--port", "0"), {}),
+        (("worker",), {"HATCHWAY_RUN_EXECUTOR": "nope"}),
+    ],
+    ids=["worker option", "serve option", "environment"],
+)
+def test_an_unknown_executor_is_one_error_line_before_anything_starts(
+    tmp_path: Path, args: tuple[str, ...], env: dict[str, str]
+) -> None:
+    done = hatchway(tmp_path, *args, **env)
+    assert done.returncode == 1 and done.stdout == ""
+    assert "unknown executor 'nope'" in done.stderr and "process" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -88,3 +88,11 @@ def test_the_sandbox_says_when_nothing_caps_an_actions_processes() -> None:
     spec = ActionSpec.model_validate({"name": "t", "image_uri": "x", "sync_actions": ["a"]})
     confined = sandbox.confine(["/bin/true"], spec, Path("/x"), Path("/x"), "t")
     assert "ulimit -p" in confined.argv[2]
+
+
+@pytest.mark.parametrize("variable", ["HATCHWAY_EXECUTOR", "HATCHWAY_SYNC_EXECUTOR", "HATCHWAY_RUN_EXECUTOR"])
+def test_an_unknown_executor_is_refused_with_its_variable(variable: str) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        Settings.from_env({variable: "nope"})
+    assert caught.value.details[0]["loc"] == ["env", variable]
+    assert Settings.from_env({variable: "process"}).executor in ("auto", "process")
