@@ -152,7 +152,7 @@ class ProcessExecutor(BaseExecutor):
                 oom=bool(oom and oom[0]),
             )
             if execution.exit_code == 0 and not (execution.cancelled or execution.timed_out):
-                read_outputs(workspace, execution)
+                read_outputs(workspace, execution, invocation.output_mode)
             execution.duration_ms = int((time.monotonic() - started) * 1000)
             if invocation.before_cleanup is not None and not execution.timed_out:
                 invocation.before_cleanup(workspace.path)
