@@ -1061,9 +1061,12 @@ class Gateway:
             finally:
                 self.on_enqueue()
         reason = _end_reason(verdict)
+        # a sync run was written once, when it started (revision 0): unless a cancel or the sweeper
+        # moved it since, its end is written without reading it back
+        known = (run, 0) if run.mode == Mode.SYNC else None
         try:
             final = self.store.transition(
-                run.id, RunStatus.INPROGRESS, verdict.status, still_ours,
+                run.id, RunStatus.INPROGRESS, verdict.status, still_ours, known=known,
                 finished_at=now, status_reason=reason, **fields,
             )  # fmt: skip
         except TransitionConflict:

@@ -382,6 +382,36 @@ def test_only_one_of_racing_transitions_wins(store: BaseStore) -> None:
     assert final is not None and (final.status, final.status_reason) == (winners[0].status, winners[0].status_reason)
 
 
+def test_a_transition_from_a_known_revision_reads_nothing_and_never_undoes_a_later_change(
+    store: BaseStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[str] = []
+    read = store._get_run
+    monkeypatch.setattr(store, "_get_run", lambda run_id: reads.append(run_id) or read(run_id))
+    sync = lambda **f: make_run(mode=Mode.SYNC, status=RunStatus.INPROGRESS, attempt=1, lease_owner="gw", **f)  # noqa: E731
+    # Given a run as it was created (revision 0), the end is written without reading it back
+    run = store.create_run(sync(lease_until=now_ms() + 60_000))
+    done = store.transition(run.id, RunStatus.INPROGRESS, RunStatus.SUCCESSFUL, known=(run, 0), ret={"ok": 1})
+    assert reads == []
+    assert store.get_run(run.id) == done and done.ret == {"ok": 1}
+    reads.clear()
+    # Given a run renewed since (a newer revision), the change is applied to the run as it is now
+    renewed = store.create_run(sync(lease_until=now_ms() + 60_000))
+    assert store.heartbeat(renewed.id, "gw", 120) == RunStatus.INPROGRESS
+    store.transition(renewed.id, RunStatus.INPROGRESS, RunStatus.FAILED, known=(renewed, 0), status_reason="x")
+    assert reads == [renewed.id]
+    # Given a run cancelled since, the stale copy loses
+    cancelled = store.create_run(sync())
+    store.transition(cancelled.id, RunStatus.INPROGRESS, RunStatus.TERMINATING)
+    with pytest.raises(TransitionConflict):
+        store.transition(cancelled.id, RunStatus.INPROGRESS, RunStatus.SUCCESSFUL, known=(cancelled, 0))
+    assert store.get_run(cancelled.id).status == RunStatus.TERMINATING  # type: ignore[union-attr]
+    # and a guard that refuses the known copy is not bypassed
+    guarded = store.create_run(sync())
+    with pytest.raises(TransitionConflict):
+        store.transition(guarded.id, RunStatus.INPROGRESS, RunStatus.SUCCESSFUL, lambda _: False, known=(guarded, 0))
+
+
 # ---------------------------------------------------------------------------------------------
 # the queue: claims, leases, sweeps
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from hatchway.executors.journal import read_journal
 from hatchway.runs import Run
 from hatchway.store.base import run_from_dict
 from tests.helpers import ADMIN_TOKEN, LiveServer, child_env, wait_until
@@ -164,11 +165,11 @@ def read_runs(home: Path) -> dict[str, Run]:
 
 
 def inflight_actions(home: Path) -> list[dict[str, Any]]:
-    """The process executor's records of running actions (pid, owner pid)."""
+    """The process executor's journaled attempts whose action started and did not end (pid, owner pid)."""
     records = []
     for path in (home / "work" / ".pids").glob("*"):
-        with contextlib.suppress(OSError, ValueError):
-            records.append(json.loads(path.read_text()))
+        owner, attempts = read_journal(path)
+        records.extend({**a, "owner_pid": int(owner.split("-")[0])} for a in attempts if a.get("pid") and owner)
     return records
 
 

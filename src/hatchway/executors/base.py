@@ -319,9 +319,12 @@ class BaseExecutor(ABC):
         """Stop background work and release resources."""
 
 
-def read_outputs(workspace: Workspace, execution: Execution) -> None:
-    """Fill ``ret``/``exports`` of an async attempt from ``out/``."""
-    execution.ret, problem = workspace.read_json("result.json")
+def read_outputs(workspace: Workspace, execution: Execution, mode: Mode = Mode.ASYNC) -> None:
+    """Fill ``ret``/``exports`` of an attempt from ``out/``; a sync action's ``ret`` is its stdout,
+    so in :attr:`Mode.SYNC` only the exports are read."""
+    problem = None
+    if mode == Mode.ASYNC:
+        execution.ret, problem = workspace.read_json("result.json")
     execution.exports, problem2 = workspace.read_json("exports.json")
     execution.output_problem = problem or problem2
 

@@ -215,7 +215,7 @@ class DockerExecutor(BaseExecutor):
             duration_ms=_ms(started),
         )
         if execution.exit_code == 0:
-            read_outputs(workspace, execution)
+            read_outputs(workspace, execution, invocation.output_mode)
         if invocation.before_cleanup is not None:
             invocation.before_cleanup(workspace.path)
         self.engine.remove_later(container_id, 0.0, workspace.remove)

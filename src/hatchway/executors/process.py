@@ -12,10 +12,11 @@ systems - 0.1 to 3 ms on an ext4 mounted with ``discard``) - or, when the attemp
 they are kept for the next attempt (:mod:`hatchway.executors.spares`).
 
 A gateway killed with SIGKILL cannot stop its actions (they run in their own sessions). Each
-running action therefore has a small record under ``work/.pids`` (outside the action's reach):
-its pid and start time, and those of the gateway that started it. :meth:`ProcessExecutor.recover`,
-called at start-up, kills the process groups of records whose gateway is gone and removes their
-workspaces; records of a live gateway on the same home (``hatchway worker``) are left alone.
+process therefore keeps a journal under ``work/.pids`` (outside the action's reach,
+:mod:`hatchway.executors.journal`): every workspace before it is made, its action's pid and start
+time, its end. :meth:`ProcessExecutor.recover`, called at start-up, kills the process groups of
+attempts whose gateway is gone and removes their workspaces; the journal of a live gateway on
+the same home (``hatchway worker``) is left alone.
 
 Where the code lives: ``workdir`` if absolute; else relative to ``docker_config.context`` (the
 action's source directory on this host, made absolute at registration); else the data directory.
@@ -23,11 +24,7 @@ action's source directory on this host, made absolute at registration); else the
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import shutil
-import signal
 import sys
 import threading
 import time
@@ -43,33 +40,14 @@ from hatchway.executors.base import (
     Workspace,
     read_outputs,
 )
+from hatchway.executors.journal import Journal, boot_ticks, owner_alive, start_time
+from hatchway.executors.journal import recover as recover_journals
 from hatchway.executors.sandbox import Sandbox
 from hatchway.executors.spares import Spares
-from hatchway.runtime.spawn import Janitor, ProcessReaper, enable_subreaper, kill_group, spawn
+from hatchway.runtime.spawn import Janitor, ProcessReaper, enable_subreaper, spawn
 from hatchway.spec import ActionSpec
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
-
-
-def start_time(pid: int) -> int | None:
-    """A process's start time in clock ticks since boot (tells a pid from a re-used one)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read()
-    except OSError:
-        return None
-    return int(stat[stat.rfind(b")") + 2 :].split()[19])
-
-
-def _alive(pid: int, started: int | None) -> bool:
-    """Whether ``pid`` is still the process that started at ``started``."""
-    return started is not None and start_time(pid) == started
-
-
-def _owner_alive(owner: str) -> bool:
-    """Whether ``owner`` ("<pid>-<start time>") is a live process."""
-    pid, _, started = owner.partition("-")
-    return pid.isdigit() and started.isdigit() and _alive(int(pid), int(started))
 
 
 def action_path() -> str:
@@ -92,8 +70,9 @@ class ProcessExecutor(BaseExecutor):
         self._path = action_path()
         self._pids = work_dir / ".pids"
         self._pids.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._me = {"owner_pid": os.getpid(), "owner_start": start_time(os.getpid())}
-        self.spares = Spares(work_dir, f"{self._me['owner_pid']}-{self._me['owner_start']}")
+        self._me = f"{os.getpid()}-{start_time(os.getpid())}"
+        self.journal = Journal(self._pids, self._me)
+        self.spares = Spares(work_dir, self._me)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ProcessExecutor:
@@ -120,14 +99,15 @@ class ProcessExecutor(BaseExecutor):
     def execute(self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event) -> Execution:
         workspace = Workspace(self.work_dir, f"{invocation.run_id}-{invocation.attempt}")
         started = time.monotonic()
-        # the record comes first: a gateway killed at any later point leaves nothing recovery misses
-        self._record(workspace, None)
+        # the journal comes first: a gateway killed at any later point leaves nothing recovery misses
+        self.journal.began(workspace.path.name)
         is_reusable = False  # the workspace may go back to the spares: its processes are known gone
         try:
             workspace.create(invocation.config_document(), is_made=self.spares.take(workspace))
             workspace.stage(invocation.input_files, invocation.tmp_source)
         except OSError as exc:
             workspace.remove()
+            self.journal.ended(workspace.path.name)
             return Execution(platform_error=f"could not prepare the workspace ({exc.strerror})")
         try:
             env = invocation.environment_for(str(workspace.path))
@@ -147,6 +127,7 @@ class ProcessExecutor(BaseExecutor):
                 confinement.kill()  # what escaped the process group goes now, the cgroups a moment later
                 self.janitor.later(confinement.release)
 
+            spawned_after = boot_ticks()
             ended = spawn(
                 confinement.argv,
                 cwd=cwd,
@@ -157,7 +138,7 @@ class ProcessExecutor(BaseExecutor):
                 on_tick=collector.tick,
                 kill_grace=self.kill_grace_seconds,
                 reaper=self.reaper,
-                on_start=lambda pid: self._record(workspace, pid),
+                on_start=lambda pid: self.journal.started(workspace.path.name, pid, spawned_after),
                 on_finished=finished,
             )
             is_reusable = bool(oom) and not (ended.timed_out or ended.cancelled)
@@ -171,7 +152,7 @@ class ProcessExecutor(BaseExecutor):
                 oom=bool(oom and oom[0]),
             )
             if execution.exit_code == 0 and not (execution.cancelled or execution.timed_out):
-                read_outputs(workspace, execution)
+                read_outputs(workspace, execution, invocation.output_mode)
             execution.duration_ms = int((time.monotonic() - started) * 1000)
             if invocation.before_cleanup is not None and not execution.timed_out:
                 invocation.before_cleanup(workspace.path)
@@ -183,37 +164,17 @@ class ProcessExecutor(BaseExecutor):
     def _clean_up(self, workspace: Workspace, is_reusable: bool = False) -> None:
         if not (is_reusable and self.spares.give(workspace)):
             workspace.remove()
-        # the record goes last: a crash before this leaves it, and recovery removes the workspace
-        with contextlib.suppress(OSError):
-            (self._pids / workspace.path.name).unlink()
-
-    def _record(self, workspace: Workspace, pid: int | None) -> None:
-        """Note a workspace (and, once started, its action) for recovery after a crash."""
-        started = start_time(pid) if pid is not None else None
-        record = {"pid": pid, "start": started, "workspace": workspace.path.name, **self._me}
-        (self._pids / workspace.path.name).write_text(json.dumps(record))
+        # the journal hears last: a crash before this leaves the attempt open, and recovery removes it
+        self.journal.ended(workspace.path.name)
 
     def recover(self) -> int:
         """Kill actions left running by a gateway that died on this home; how many groups were killed."""
         self.sandbox.recover()
-        self.spares.recover(_owner_alive)
-        killed = 0
-        for path in self._pids.iterdir():
-            try:
-                record = json.loads(path.read_text())
-            except (OSError, ValueError):
-                path.unlink(missing_ok=True)
-                continue
-            if record["owner_pid"] != os.getpid() and _alive(record["owner_pid"], record["owner_start"]):
-                continue  # another live gateway on this home owns it
-            if record.get("pid") is not None and _alive(record["pid"], record["start"]):
-                kill_group(record["pid"], signal.SIGKILL)
-                killed += 1
-            shutil.rmtree(self.work_dir / record["workspace"], ignore_errors=True)
-            path.unlink(missing_ok=True)
-        return killed
+        self.spares.recover(owner_alive)
+        return recover_journals(self._pids, self.work_dir, self._me)
 
     def close(self) -> None:
         self.reaper.stop()
         self.janitor.close()
         self.spares.close()
+        self.journal.close()

@@ -646,6 +646,7 @@ class BaseStore(ABC):
     # ---- runs ------------------------------------------------------------------------------
 
     def create_run(self, run: Run) -> Run:
+        """Insert a new run, at revision 0."""
         if not self._insert_run(run):
             raise Conflict(f"run {run.id} already exists")
         self._notify(run, None)
@@ -724,15 +725,29 @@ class BaseStore(ABC):
         return Page(runs, encode_cursor(scope, runs[-1].id) if more else None)
 
     def transition(
-        self, run_id: str, src: RunStatus, dst: RunStatus, guard: Callable[[Run], bool] | None = None, **changes: Any
+        self,
+        run_id: str,
+        src: RunStatus,
+        dst: RunStatus,
+        guard: Callable[[Run], bool] | None = None,
+        *,
+        known: tuple[Run, int] | None = None,
+        **changes: Any,
     ) -> Run:
         """Move a run from ``src`` to ``dst`` and apply ``changes``, atomically.
 
         Raises :class:`TransitionConflict` if the run is not in ``src`` (somebody else moved it), or
-        if ``guard`` rejects the run as it is now.
+        if ``guard`` rejects the run as it is now. ``known`` is the run as the caller wrote it and
+        that write's revision (:meth:`create_run` writes revision 0): while the store still holds
+        that revision, nobody changed the run since, and it is not read again.
         """
         if not can_transition(src, dst):
             raise ValueError(f"{src.value} -> {dst.value} is not an allowed transition")
+        if known is not None and known[0].status == src and (guard is None or guard(known[0])):
+            updated = replace(known[0], status=dst, **changes)
+            if self._replace_run(updated, known[1]):
+                self._notify(updated, src)
+                return updated
         for _ in range(100):
             found = self._get_run(run_id)
             if found is None:
