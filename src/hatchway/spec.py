@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hatchway.errors import ValidationFailed
 
@@ -28,6 +28,20 @@ PARAM_NAME_RE = re.compile(r"^#?[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 RUN_ACTION = "run"
+
+
+def _matching(pattern: re.Pattern[str], message: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(message)
+        return value
+
+    return AfterValidator(check)
+
+
+#: a reference to an action by name, and to one of its versions by digest (action.json and pipelines)
+ActionName = Annotated[str, _matching(ACTION_NAME_RE, "not a valid action name")]
+Digest = Annotated[str, _matching(DIGEST_RE, "a digest is 'sha256:' followed by 64 lowercase hex digits")]
 
 DEFAULT_VCPU = 512
 DEFAULT_MEMORY = 1024
@@ -155,23 +169,9 @@ class DockerImageConfig(_Model):
 class ActionReference(_Model):
     """Another action whose image, container parameters and parameters this one reuses."""
 
-    name: str
+    name: ActionName
     owner: str | None = None
-    digest: str | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not ACTION_NAME_RE.match(value):
-            raise ValueError("not a valid action name")
-        return value
-
-    @field_validator("digest")
-    @classmethod
-    def _digest(cls, value: str | None) -> str | None:
-        if value is not None and not DIGEST_RE.match(value):
-            raise ValueError("a digest is 'sha256:' followed by 64 lowercase hex digits")
-        return value
+    digest: Digest | None = None
 
 
 class RetryPolicy(_Model):

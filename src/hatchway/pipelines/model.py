@@ -29,7 +29,15 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hatchway.errors import ValidationFailed
-from hatchway.spec import ACTION_NAME_RE, DIGEST_RE, SYNC_ACTION_RE, coerce_str, is_secret_name, validation_details
+from hatchway.spec import (
+    ACTION_NAME_RE,
+    SYNC_ACTION_RE,
+    ActionName,
+    Digest,
+    coerce_str,
+    is_secret_name,
+    validation_details,
+)
 
 PIPELINE_NAME_RE = ACTION_NAME_RE
 STEP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
@@ -143,9 +151,9 @@ class Step(_Model):
     name: str
     type: StepType | None = None
     # an action step
-    action: str | None = None
+    action: ActionName | None = None
     version: Annotated[int, Field(ge=1)] | None = None
-    digest: str | None = None
+    digest: Digest | None = None
     parameters: dict[str, Scalar] = Field(default_factory=dict)
     sync_action: str | None = None
     # a Run Docker container step
@@ -179,20 +187,6 @@ class Step(_Model):
             raise ValueError(
                 "a step name is letters, digits, '_' and '-', starting with a letter or digit, at most 63 characters"
             )
-        return value
-
-    @field_validator("action")
-    @classmethod
-    def _action(cls, value: str | None) -> str | None:
-        if value is not None and not ACTION_NAME_RE.match(value):
-            raise ValueError("not a valid action name")
-        return value
-
-    @field_validator("digest")
-    @classmethod
-    def _digest(cls, value: str | None) -> str | None:
-        if value is not None and not DIGEST_RE.match(value):
-            raise ValueError("a digest is 'sha256:' followed by 64 lowercase hex digits")
         return value
 
     @field_validator("sync_action")
