@@ -314,3 +314,18 @@ def test_the_events_function_starts_tasks_only_in_the_cluster_and_cancels_only_j
         for action in actions_of(statement)
     }
     assert unconditioned == {"ecs:DescribeTaskDefinition"}  # it takes no resource-level permission
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_a_function_that_starts_ecs_tasks_can_register_a_missing_task_definition(name: str) -> None:
+    # RunTask on a deregistered family falls back to registering it again (EcsExecutor.submit), with its
+    # tags: a function allowed the one must be allowed the other, or a retry dies of AccessDenied
+    statements = list(function_statements(name).values())
+    granted = {action for statement in statements for action in actions_of(statement)}
+    if "ecs:RunTask" not in granted:
+        pytest.skip(f"{name} starts no ECS task")
+    assert {"ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition", "iam:PassRole"} <= granted
+    tag_on_create = [s for s in statements if actions_of(s) == ["ecs:TagResource"]]
+    assert tag_on_create and all(
+        "RegisterTaskDefinition" in s["Condition"]["StringEquals"]["ecs:CreateAction"] for s in tag_on_create
+    )
