@@ -279,9 +279,32 @@ def actions_of(statement: dict[str, Any]) -> list[str]:
     return action if isinstance(action, list) else [action]
 
 
+def states_role_statements() -> dict[str, dict[str, Any]]:
+    """The statements of the role the pipelines' state machines run as, by Sid."""
+    policies = source()["Resources"]["PipelineStatesRole"]["Properties"]["Policies"]
+    return {statement["Sid"]: statement for policy in policies for statement in policy["PolicyDocument"]["Statement"]}
+
+
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_function_grants_are_scoped_to_the_deployment(name: str) -> None:
-    statements = function_statements(name)
+    assert_scoped(function_statements(name))
+
+
+def test_the_pipeline_states_role_is_scoped_to_the_deployment() -> None:
+    statements = states_role_statements()
+    assert_scoped(statements)
+    unconditioned = {
+        action
+        for statement in statements.values()
+        if statement.get("Resource") == "*" and "Condition" not in statement
+        for action in actions_of(statement)
+    }
+    assert unconditioned == {"batch:DescribeJobs"}  # it takes no resource-level permission
+    assert statements["BatchRuns"]["Resource"][0] == {"Ref": "JobQueue"}
+
+
+def assert_scoped(statements: dict[str, dict[str, Any]]) -> None:
+    """Grants that start, stop, tag or define work reach only the deployment's cluster, queue and prefix."""
     for sid, statement in statements.items():
         actions = actions_of(statement)
         # no function changes an ECR repository's policy (Lambda pulls by the repository's own)
