@@ -96,7 +96,7 @@ def sandbox_floor(ctx: Context, level: str, argv: list[str]) -> Iterator[Callabl
                 parent.rmdir()
 
 
-def _rows(ctx: Context, figure: str, argv: list[str], what: str, rounds: int, p50_max: float, p99: bool) -> list[Row]:
+def _rows(ctx: Context, figure: str, argv: list[str], what: str, rounds: int, p50_max: float) -> list[Row]:
     rows: list[Row] = []
     for sandbox in ctx.sandboxes():
         server = ctx.server(sandbox=sandbox)
@@ -126,19 +126,18 @@ def _rows(ctx: Context, figure: str, argv: list[str], what: str, rounds: int, p5
                 note=note,
             )  # fmt: skip
         )
-        if p99:
-            rows.append(
-                Row(
-                    figure,
-                    f"sync call {what}, p99",
-                    server.setting,
-                    percentile(gateway, 99),
-                    "ms",
-                    baseline=percentile(bare, 99),
-                    baseline_metric="bare spawn p99",
-                    samples=len(gateway),
-                )  # fmt: skip
-            )
+        rows.append(
+            Row(
+                figure,
+                f"sync call {what}, p99",
+                server.setting,
+                percentile(gateway, 99),
+                "ms",
+                baseline=percentile(bare, 99),
+                baseline_metric="bare spawn p99",
+                samples=len(gateway),
+            )  # fmt: skip
+        )
         if level != "none":
             floor = series[2]
             rows.append(
@@ -158,12 +157,12 @@ def _rows(ctx: Context, figure: str, argv: list[str], what: str, rounds: int, p5
 
 def p1(ctx: Context) -> list[Row]:
     """Sync call of a Python no-op (``python -S``) vs a bare spawn of it: p50 and p99."""
-    return _rows(ctx, "P1", PY_NOOP, "python -S no-op", ctx.n(100, 5), 1.1, p99=True)
+    return _rows(ctx, "P1", PY_NOOP, "python -S no-op", ctx.n(100, 5), 1.1)
 
 
 def p2(ctx: Context) -> list[Row]:
-    """Sync call of ``/bin/echo '{}'`` vs a bare spawn of it: p50."""
-    return _rows(ctx, "P2", ECHO, "/bin/echo '{}'", ctx.n(150, 5), 2.5, p99=False)
+    """Sync call of ``/bin/echo '{}'`` vs a bare spawn of it: p50 and p99."""
+    return _rows(ctx, "P2", ECHO, "/bin/echo '{}'", ctx.n(150, 5), 2.5)
 
 
 FIGURES = {"P1": p1, "P2": p2}
