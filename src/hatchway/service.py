@@ -568,7 +568,7 @@ class Gateway:
         if idempotency_key is None:
             return self.present_run(self._create_async_run(project_id, environment, name, request)), 202
         scope = f"{project_id}/{environment}/runs/{name}/{idempotency_key}"
-        return self._once(
+        return self.once(
             scope,
             request.fingerprint(f"runs/{name}"),
             self.settings.idempotency_seconds,
@@ -584,7 +584,7 @@ class Gateway:
             ),
         )
 
-    def _once(
+    def once(
         self,
         scope: str,
         fingerprint: str,
@@ -846,7 +846,7 @@ class Gateway:
         scope = f"connect/{project_id}/{environment}/{caller}/{idempotency_key or fingerprint}"
         ttl = self.settings.connect_replay_seconds if idempotency_key is None else self.settings.idempotency_seconds
         keyed = idempotency_key is not None
-        return self._once(scope, fingerprint, ttl, work, keep_errors=True, replay_success=keyed)[0]
+        return self.once(scope, fingerprint, ttl, work, keep_errors=True, replay_success=keyed)[0]
 
     def _connect_version(self, project_id: str, environment: str, name: str, version: str | None) -> Resolved:
         """A Connect ``version``: latest, a version number, or the ``metadata.version`` of a version."""

@@ -378,6 +378,36 @@ def test_settable_variables_may_be_overridden_and_others_may_not(hw: Client) -> 
     assert err.value.details[0]["loc"] == ["body", "variables", "NOPE"]
 
 
+def test_an_idempotency_key_starts_one_execution_however_often_it_is_sent(hw: Client) -> None:
+    put(
+        hw,
+        "keyed",
+        variables=[{"key": "TARGET", "value": "staging", "settable": True}],
+        steps=[step("show", "$TARGET")],
+    )
+    path, key = f"{base(hw)}/keyed/executions", {"Idempotency-Key": "deploy-42"}
+    # Given a start with a key, When the client sends it again (a retry after a lost answer)
+    first = hw.request("POST", path, json={"variables": {"TARGET": "prod"}}, headers=key)
+    again = hw.request("POST", path, json={"variables": {"TARGET": "prod"}}, headers=key)
+    # Then both answers name the one execution, and only one was started
+    assert again["id"] == first["id"] and again["variables"] == {"TARGET": "prod"}
+    listed = hw.request("GET", path)["items"]
+    assert [e["id"] for e in listed] == [first["id"]]
+    # and the same key with other overrides is a conflict, starting nothing
+    with pytest.raises(ConflictResponse):
+        hw.request("POST", path, json={"variables": {"TARGET": "qa"}}, headers=key)
+    # while another key, or none, starts another execution each time
+    other = hw.request("POST", path, json={"variables": {"TARGET": "prod"}}, headers={"Idempotency-Key": "deploy-43"})
+    plain = [execute(hw, "keyed", TARGET="prod")["id"] for _ in range(2)]
+    assert len({first["id"], other["id"], *plain}) == 4
+    assert len(hw.request("GET", path)["items"]) == 4
+    assert finish(hw, "keyed", first["id"])["status"] == "SUCCESSFUL"
+    # A key is scoped to its pipeline: the same key on another pipeline starts that one
+    put(hw, "keyed-too", steps=[step("show")])
+    elsewhere = hw.request("POST", f"{base(hw)}/keyed-too/executions", json={}, headers=key)
+    assert elsewhere["id"] != first["id"] and elsewhere["pipeline"] == "keyed-too"
+
+
 def test_encrypted_variables_reach_only_the_step(hw: Client, settings: Any) -> None:
     secret = "hunter2-very-secret"
     put(

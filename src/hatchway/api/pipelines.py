@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from hatchway.api import schemas as S
@@ -202,9 +202,12 @@ def register(app: APIGatewayHttpResolver, api: Api) -> None:
         name: PipelineName,
         body: Annotated[ExecutionRequest | None, Body()] = None,
         environment: Environment = None,
+        idempotency_key: Annotated[str | None, Header(alias="idempotency-key", max_length=255)] = None,
     ) -> Response[str]:
         overrides = body.overrides() if body else {}
-        execution = pipelines.execute(principal(), project_id, env_name(environment), name, overrides)
+        execution = pipelines.execute(
+            principal(), project_id, env_name(environment), name, overrides, idempotency_key
+        )  # fmt: skip
         location = f"/v1/projects/{project_id}/pipelines/{name}/executions/{execution.id}"
         return answer(202, pipelines.present_execution(execution), {"Location": location})
 

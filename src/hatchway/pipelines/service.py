@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
+import json
 import logging
 import threading
 import weakref
@@ -332,9 +334,41 @@ class PipelineService:
         environment: str,
         name: str,
         overrides: dict[str, Any],
+        idempotency_key: str | None = None,
     ) -> Execution:
-        """Start an execution of the latest version, with settable variables overridden."""
+        """Start an execution of the latest version, with settable variables overridden.
+
+        With an ``idempotency_key`` a repeat of the request (the same overrides) gets the execution
+        the first one started instead of another, for as long as run keys are kept; the same key
+        with other overrides is a conflict.
+        """
         self.gateway.authorize(principal, project_id, environment, "runs:write")
+        if idempotency_key is None:
+            return self._execute(principal, project_id, environment, name, overrides)
+        fingerprint = hashlib.sha256(
+            json.dumps({"route": f"pipelines/{name}/executions", "overrides": overrides}, sort_keys=True).encode()
+        ).hexdigest()
+
+        def work(reserved: str) -> tuple[dict[str, Any], int]:
+            # the id reserved for the key survives a crash: an execution created before it is found
+            execution_id = "pex_" + reserved.removeprefix("run_")
+            if self.store.get_execution(execution_id, project_id, environment) is None:
+                self._execute(principal, project_id, environment, name, overrides, execution_id)
+            return {"id": execution_id}, 202
+
+        scope = f"{project_id}/{environment}/pipelines/{name}/{idempotency_key}"
+        first, _ = self.gateway.once(scope, fingerprint, self.gateway.settings.idempotency_seconds, work, False)
+        return self._execution(project_id, environment, name, str(first["id"]))
+
+    def _execute(
+        self,
+        principal: Principal,
+        project_id: str,
+        environment: str,
+        name: str,
+        overrides: dict[str, Any],
+        execution_id: str | None = None,
+    ) -> Execution:
         record = self._record(project_id, environment, name)
         spec = self.spec_of(record)
         variables = {v.key: v.value for v in spec.variables}
@@ -356,7 +390,7 @@ class PipelineService:
                 variables[key] = text
         now = now_ms()
         execution = Execution(
-            id=new_execution_id(now),
+            id=execution_id or new_execution_id(now),
             project_id=project_id,
             environment=environment,
             pipeline=name,
