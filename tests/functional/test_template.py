@@ -293,14 +293,18 @@ def test_function_grants_are_scoped_to_the_deployment(name: str) -> None:
 def test_the_pipeline_states_role_is_scoped_to_the_deployment() -> None:
     statements = states_role_statements()
     assert_scoped(statements)
-    unconditioned = {
+    assert unconditioned(statements) == {"batch:DescribeJobs"}  # it takes no resource-level permission
+    assert statements["BatchRuns"]["Resource"][0] == {"Ref": "JobQueue"}
+
+
+def unconditioned(statements: dict[str, dict[str, Any]]) -> set[str]:
+    """Actions granted on every resource without a condition."""
+    return {
         action
         for statement in statements.values()
         if statement.get("Resource") == "*" and "Condition" not in statement
         for action in actions_of(statement)
     }
-    assert unconditioned == {"batch:DescribeJobs"}  # it takes no resource-level permission
-    assert statements["BatchRuns"]["Resource"][0] == {"Ref": "JobQueue"}
 
 
 def assert_scoped(statements: dict[str, dict[str, Any]]) -> None:
@@ -330,13 +334,7 @@ def test_the_events_function_starts_tasks_only_in_the_cluster_and_cancels_only_j
     statements = function_statements("EventsFunction")
     assert actions_of(statements["NextEcsAttempt"]) == ["ecs:RunTask", "ecs:StopTask"]
     assert "ArnEquals" in statements["NextEcsAttempt"]["Condition"]
-    unconditioned = {
-        action
-        for statement in statements.values()
-        if statement.get("Resource") == "*" and "Condition" not in statement
-        for action in actions_of(statement)
-    }
-    assert unconditioned == {"ecs:DescribeTaskDefinition"}  # it takes no resource-level permission
+    assert unconditioned(statements) == {"ecs:DescribeTaskDefinition"}  # it takes no resource-level permission
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
