@@ -9,7 +9,6 @@ is played by :func:`hatchway.remote.run_attempt` - the adapter's ``--run`` entry
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,19 +34,12 @@ from tests.functional.awsstack import (
     build_stack,
     container,
     ecs_event,
-    moto_infrastructure,
     status,
     submit,
     watch,
 )
 
 pytestmark = pytest.mark.aws
-
-
-@pytest.fixture(scope="module")
-def infrastructure() -> Iterator[dict[str, Any]]:
-    with moto_infrastructure() as made:
-        yield made
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ Time is moved by the ``now`` the sweep is given, never by sleeping.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,6 @@ from tests.functional.awsstack import (
     build_stack,
     container,
     ecs_event,
-    moto_infrastructure,
     submit,
     watch,
 )
@@ -38,12 +36,6 @@ pytestmark = pytest.mark.aws
 
 STALE = 900.0
 LATER = 3600_000  # ms: every run made in a test is stale this much later
-
-
-@pytest.fixture(scope="module")
-def infrastructure() -> Iterator[dict[str, Any]]:
-    with moto_infrastructure() as made:
-        yield made
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,6 @@ from tests.functional.awsstack import (
     batch_event,
     build_stack,
     ecs_event,
-    moto_infrastructure,
     submit,
 )
 from tests.functional.test_template import source
@@ -128,12 +126,6 @@ def needs(operation: str, params: dict[str, Any]) -> list[tuple[str, str, str | 
     key = params.get("Key") or params.get("Item")
     assert key is not None, f"{operation} names no key; teach this test how it is authorised"
     return [(operation, key["pk"]["S"], None)]
-
-
-@pytest.fixture(scope="module")
-def infrastructure() -> Iterator[dict[str, Any]]:
-    with moto_infrastructure() as made:
-        yield made
 
 
 def container_side(stack: Stack) -> tuple[Gateway, Touched]:
