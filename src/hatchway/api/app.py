@@ -77,6 +77,14 @@ class Api:
         self.direct = DirectRoutes(resolver)
 
     def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """The answer to one API Gateway event; whatever happens, an answer in the API's shapes."""
+        try:
+            answer = self._resolve(event, context)
+        except Exception as exc:  # the last line: no failure leaves outside the error shape
+            answer = event_answer(*unexpected_answer(exc))
+        return finished(answer)
+
+    def _resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         path = event.get("rawPath") or event.get("path") or "/"
         body = event.get("body") or ""
         size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body)
@@ -117,6 +125,9 @@ class Api:
                     *error_answer(ValidationFailed.at(["body"], "the body is not UTF-8 JSON", "json_invalid"))
                 )
             event = {**event, "body": text, "isBase64Encoded": False}
+        if event.get("body") and has_lone_surrogate(event["body"]):
+            problem = "the body escapes half of a UTF-16 surrogate pair (\\ud800-\\udfff), which is no character"
+            return event_answer(*error_answer(ValidationFailed.at(["body"], problem, "json_invalid")))
         if body and not is_json(header(event, "content-type")):
             # `curl -d` and friends label JSON as a form or text: read the body as JSON anyway
             headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
@@ -495,7 +506,15 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         environment: Environment = None,
         after: Annotated[int, Query(ge=0, description="return entries with seq above this")] = 0,
         limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+        cursor: Annotated[
+            str | None, Query(max_length=20, description="the previous page's next (the same as after=)")
+        ] = None,
     ) -> Response[str]:
+        if cursor is not None:
+            # a log's next is the seq its page ended at: as a cursor, it reads on from there
+            if not (cursor.isascii() and cursor.isdigit()):
+                raise ValidationFailed.at(["query", "cursor"], "not a cursor this API issued")
+            after = int(cursor)
         page = gateway.read_logs(principal(), project_id, env_name(environment), run_id, after, limit)
         return json_answer(200, page_of([e.to_api() for e in page.items], page.next))
 
@@ -520,6 +539,38 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         add_console_routes(app)
 
     return api
+
+
+#: a JSON escape of a UTF-16 surrogate, with the backslashes before it (an even run is a literal backslash)
+_SURROGATE_ESCAPE = re.compile(r"(\\+)u[dD]([89a-fA-F])[0-9a-fA-F]{2}")
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """Whether a JSON text escapes half a surrogate pair: it parses to a string that no encoder
+    takes (encryption, files, the store would all fail on it), so it is refused at the door."""
+    if "\\u" not in text:
+        return False
+    expected_low = -1  # where a high surrogate's partner must start
+    for match in _SURROGATE_ESCAPE.finditer(text):
+        backslashes = len(match.group(1))
+        if backslashes % 2 == 0:
+            continue  # an escaped backslash followed by the letters "ud8.."
+        start = match.end(1) - 1  # the escape's own backslash
+        is_low = match.group(2).lower() in "cdef"
+        if expected_low >= 0 and start != expected_low:
+            return True  # a high surrogate with no low one after it
+        if is_low and start != expected_low:
+            return True  # a low surrogate with no high one before it
+        expected_low = match.end() if not is_low else -1
+    return expected_low >= 0
+
+
+def finished(answer: dict[str, Any]) -> dict[str, Any]:
+    """``answer`` as it may leave: a 204 carries no content and so no content type."""
+    if answer.get("statusCode") == 204:
+        headers = {k: v for k, v in (answer.get("headers") or {}).items() if k.lower() != "content-type"}
+        answer = {**answer, "headers": headers, "body": "", "isBase64Encoded": False}
+    return answer
 
 
 def _swagger_html(spec: str) -> str:
