@@ -137,7 +137,9 @@ def test_a_body_nested_ten_thousand_deep_is_a_client_error(
 
 
 @pytest.mark.parametrize(
-    "text", ['"\\ud800"', '"\\udfff"', '"x\\ud83d"', '"\\\\\\ud800"'], ids=["high", "low", "unpaired", "after-backslash"]
+    "text",
+    ['"\\ud800"', '"\\udfff"', '"x\\ud83d"', '"\\\\\\ud800"'],
+    ids=["high", "low", "unpaired", "after-backslash"],
 )
 @pytest.mark.parametrize("where", ["encrypt", "parameter", "secret"])
 def test_half_a_surrogate_pair_is_a_422(http: httpx.Client, text: str, where: str) -> None:

@@ -48,7 +48,7 @@ from hatchway.api.common import principal as common_principal
 from hatchway.api.compat import raw_routes, serve_raw
 from hatchway.api.direct import DirectRoutes
 from hatchway.api.errors import dumps, error_answer, unexpected_answer, validation_details
-from hatchway.api.models import ENVIRONMENT_PATTERN, EncryptRequest, ProjectCreate, RunRequestBody, TokenCreate
+from hatchway.api.models import EncryptRequest, ProjectCreate, RunRequestBody, TokenCreate
 from hatchway.api.resolver import ThreadSafeHttpResolver
 from hatchway.api.validation import CompiledRequestValidation
 from hatchway.errors import Forbidden, HatchwayError, NotFound, PayloadTooLarge, ValidationFailed
@@ -97,12 +97,19 @@ class Api:
                 project = PROJECT_PATH.match(path)
                 if path.rstrip("/") == "/v1/projects" and not who.is_global_admin:
                     raise Forbidden("only the global admin token creates projects")
+                # the environment header is checked on every route, those that do not read it included;
+                # a Connect call without one is in development, as its route says
+                if project and project.group(1) == "connect":
+                    env: str | None = env_name(header(event, "x-pd-environment"), "x-pd-environment")
+                else:
+                    given = header(event, "x-hatchway-environment")
+                    env = env_name(given) if given else None
                 if project:
-                    # a token of another project is refused before anything about the request is looked at
-                    env_header = "x-pd-environment" if project.group(1) == "connect" else "x-hatchway-environment"
-                    env = header(event, env_header) or ("development" if project.group(1) == "connect" else None)
-                    env = env if env and re.match(ENVIRONMENT_PATTERN, env) else None
-                    self.gateway.authorize(who, project.group(2), env, None)
+                    # a token of another project (or environment) is refused before anything else is looked at
+                    if env is None:
+                        self.gateway.authorize_project(who, project.group(2))
+                    else:
+                        self.gateway.authorize(who, project.group(2), env, None)
             unknown = self._unknown_query(event, path)
             if unknown:
                 raise ValidationFailed(
