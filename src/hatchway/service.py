@@ -1232,9 +1232,10 @@ class Gateway:
 
     # ---- presentation ----------------------------------------------------------------------
 
-    def present_run(self, run: Run) -> dict[str, Any]:
-        """The API's run body: secret values (``#`` keys at any depth) never shown."""
-        body = run.to_api()
+    def present_run(self, run: Run, with_log: bool = True) -> dict[str, Any]:
+        """The API's run body: secret values (``#`` keys at any depth) never shown; a list page's
+        runs come ``with_log=False``, without the head and tail of their logs (``os``)."""
+        body = run.to_api(with_log)
         body["parameters"] = params.hide_secrets(run.parameters)
         return body
 

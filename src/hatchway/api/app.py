@@ -14,6 +14,7 @@ import logging
 import re
 import time
 from datetime import UTC
+from functools import partial
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -42,7 +43,9 @@ from hatchway.api.common import (
     header,
     is_json,
     json_answer,
+    page_answer,
     page_of,
+    too_large,
 )
 from hatchway.api.common import principal as common_principal
 from hatchway.api.compat import raw_routes, serve_raw
@@ -52,9 +55,10 @@ from hatchway.api.models import EncryptRequest, ProjectCreate, RunRequestBody, T
 from hatchway.api.resolver import ThreadSafeHttpResolver
 from hatchway.api.validation import CompiledRequestValidation
 from hatchway.errors import Forbidden, HatchwayError, NotFound, PayloadTooLarge, ValidationFailed
+from hatchway.runs import LogEntry
 from hatchway.service import Gateway, Principal, RunRequest
 from hatchway.spec import ActionSpec
-from hatchway.store.base import DEFAULT_PAGE
+from hatchway.store.base import DEFAULT_PAGE, ActionRecord
 
 log = logging.getLogger("hatchway.api")
 
@@ -82,7 +86,7 @@ class Api:
             answer = self._resolve(event, context)
         except Exception as exc:  # the last line: no failure leaves outside the error shape
             answer = event_answer(*unexpected_answer(exc))
-        return finished(answer)
+        return finished(answer, self.gateway.settings.max_answer_bytes)
 
     def _resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         path = event.get("rawPath") or event.get("path") or "/"
@@ -202,6 +206,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
     app._request_validation_middleware = CompiledRequestValidation()  # same checks, derived once per route
     cached: dict[str, str] = {}
     api = Api(gateway, app, max_body_bytes)
+    page = partial(page_answer, max_bytes=gateway.settings.max_answer_bytes)  # every list page stays below it
     compat.register(app, gateway)
     pipeline_routes.register(app, api)
 
@@ -372,8 +377,10 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         limit: Limit = DEFAULT_PAGE,
         cursor: Cursor = None,
     ) -> Response[str]:
-        page = gateway.list_actions(principal(), project_id, env_name(environment), limit, cursor, tag)
-        return json_answer(200, page_of([r.to_api() for r in page.items], page.next))
+        who, env = principal(), env_name(environment)
+        return page(
+            lambda size: gateway.list_actions(who, project_id, env, size, cursor, tag), limit, ActionRecord.to_api
+        )
 
     @app.get(
         "/v1/projects/<project_id>/actions/<name>",
@@ -404,8 +411,10 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         limit: Limit = DEFAULT_PAGE,
         cursor: Cursor = None,
     ) -> Response[str]:
-        page = gateway.list_versions(principal(), project_id, env_name(environment), name, limit, cursor)
-        return json_answer(200, page_of([r.to_api() for r in page.items], page.next))
+        who, env = principal(), env_name(environment)
+        return page(
+            lambda size: gateway.list_versions(who, project_id, env, name, size, cursor), limit, ActionRecord.to_api
+        )
 
     @app.delete(
         "/v1/projects/<project_id>/actions/<name>",
@@ -475,8 +484,8 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
     @app.get(
         "/v1/projects/<project_id>/runs",
         tags=["runs"],
-        summary="List runs, newest first",
-        responses=S.responses(200, S.page(S.RUN), "a page of runs"),
+        summary="List runs, newest first (each without os: GET the run for the head and tail of its log)",
+        responses=S.responses(200, S.page(S.RUN_SUMMARY), "a page of runs"),
     )
     def list_runs(
         project_id: ProjectId,
@@ -488,8 +497,10 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         cursor: Cursor = None,
     ) -> Response[str]:
         filters = {"action": action or "", "status": status or "", "external_user_id": external_user_id or ""}
-        page = gateway.list_runs(principal(), project_id, env_name(environment), limit, cursor, filters)
-        return json_answer(200, page_of([gateway.present_run(r) for r in page.items], page.next))
+        who, env = principal(), env_name(environment)
+        # a page holds each run without the head and tail of its log (os): GET .../runs/{id} has it
+        listed = partial(gateway.present_run, with_log=False)
+        return page(lambda size: gateway.list_runs(who, project_id, env, size, cursor, filters), limit, listed)
 
     @app.get(
         "/v1/projects/<project_id>/runs/<run_id>",
@@ -522,8 +533,8 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
             if not (cursor.isascii() and cursor.isdigit()):
                 raise ValidationFailed.at(["query", "cursor"], "not a cursor this API issued")
             after = int(cursor)
-        page = gateway.read_logs(principal(), project_id, env_name(environment), run_id, after, limit)
-        return json_answer(200, page_of([e.to_api() for e in page.items], page.next))
+        who, env = principal(), env_name(environment)
+        return page(lambda size: gateway.read_logs(who, project_id, env, run_id, after, size), limit, LogEntry.to_api)
 
     @app.post(
         "/v1/projects/<project_id>/runs/<run_id>/cancel",
@@ -572,11 +583,16 @@ def has_lone_surrogate(text: str) -> bool:
     return expected_low >= 0
 
 
-def finished(answer: dict[str, Any]) -> dict[str, Any]:
-    """``answer`` as it may leave: a 204 carries no content and so no content type."""
+def finished(answer: dict[str, Any], max_bytes: int) -> dict[str, Any]:
+    """``answer`` as it may leave: a 204 carries no content and so no content type; nothing larger
+    than ``max_bytes`` (list pages stay below it by themselves: :func:`page_answer`)."""
     if answer.get("statusCode") == 204:
         headers = {k: v for k, v in (answer.get("headers") or {}).items() if k.lower() != "content-type"}
-        answer = {**answer, "headers": headers, "body": "", "isBase64Encoded": False}
+        return {**answer, "headers": headers, "body": "", "isBase64Encoded": False}
+    body = answer.get("body") or ""
+    size = len(body) * 3 // 4 if answer.get("isBase64Encoded") else len(body) if body.isascii() else len(body.encode())
+    if size > max_bytes:
+        return event_answer(*error_answer(too_large(size, max_bytes)))
     return answer
 
 
