@@ -170,12 +170,12 @@ def test_a_tampered_ciphertext_is_a_user_error(http: httpx.Client, at: int) -> N
     assert "ciphertext" in assert_error_shape(answer, 400)["message"]
     # a run is accepted, then fails as a user error (not an application error)
     run = http.post(f"{P}/actions/behave/runs", json={"parameters": {"#secret": bad}}).json()
-    final = wait_until(
-        lambda: (r := http.get(f"{P}/runs/{run['id']}").json())["status"] in ("SUCCESSFUL", "FAILED") and r,
-        30,
-        0.1,
-        "the run to end",
-    )
+
+    def ended() -> dict[str, Any]:
+        now: dict[str, Any] = http.get(f"{P}/runs/{run['id']}").json()
+        return now if now["status"] in ("SUCCESSFUL", "FAILED") else {}
+
+    final = wait_until(ended, 30, 0.1, "the run to end")
     assert final["status"] == "FAILED" and final["error"]["kind"] == "user", final["error"]
 
 

@@ -53,14 +53,25 @@ from hatchway.api.direct import DirectRoutes
 from hatchway.api.errors import dumps, error_answer, unexpected_answer, validation_details
 from hatchway.api.models import EncryptRequest, ProjectCreate, RunRequestBody, TokenCreate
 from hatchway.api.resolver import ThreadSafeHttpResolver
+from hatchway.api.throttle import FailureBudget
 from hatchway.api.validation import CompiledRequestValidation
-from hatchway.errors import Forbidden, HatchwayError, NotFound, PayloadTooLarge, ValidationFailed
+from hatchway.errors import (
+    Forbidden,
+    HatchwayError,
+    NotFound,
+    Overloaded,
+    PayloadTooLarge,
+    Unauthorized,
+    ValidationFailed,
+)
 from hatchway.runs import LogEntry
 from hatchway.service import Gateway, Principal, RunRequest
 from hatchway.spec import ActionSpec
 from hatchway.store.base import DEFAULT_PAGE, ActionRecord
 
 log = logging.getLogger("hatchway.api")
+#: the OAuth client-credentials exchange: public, but its client secret is a token
+OAUTH_PATH = "/v1/oauth/token"
 
 
 class Api:
@@ -79,6 +90,8 @@ class Api:
         self.raw = raw_routes(gateway)
         self._routes: list[tuple[re.Pattern[str], dict[str, set[str]]]] | None = None
         self.direct = DirectRoutes(resolver)
+        settings = gateway.settings
+        self.failures = FailureBudget(settings.auth_failure_budget, settings.auth_failure_window_seconds)
 
     def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """The answer to one API Gateway event; whatever happens, an answer in the API's shapes."""
@@ -88,6 +101,22 @@ class Api:
             answer = event_answer(*unexpected_answer(exc))
         return finished(answer, self.gateway.settings.max_answer_bytes)
 
+    def _authenticate(self, event: dict[str, Any], source: str) -> Principal:
+        """The caller; a client over its budget of failed authentications is not even looked up."""
+        self._check_budget(source)
+        presented = header(event, "authorization")
+        try:
+            return self.gateway.authenticate(presented)
+        except Unauthorized:
+            if presented:  # a request without a token guesses nothing
+                self.failures.spend(source)
+            raise
+
+    def _check_budget(self, source: str) -> None:
+        wait = self.failures.retry_after(source)
+        if wait is not None:
+            raise Overloaded(f"too many failed authentications from this address; try again in {wait} s", wait)
+
     def _resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         path = event.get("rawPath") or event.get("path") or "/"
         body = event.get("body") or ""
@@ -96,8 +125,11 @@ class Api:
             if size > self.max_body_bytes:
                 raise PayloadTooLarge(f"the request body is larger than {self.max_body_bytes // (1024 * 1024)} MiB")
             who = None
+            source = ((event.get("requestContext") or {}).get("http") or {}).get("sourceIp") or "unknown"
+            if path == OAUTH_PATH:
+                self._check_budget(source)  # its client secret is a token: the same budget
             if path not in PUBLIC_PATHS and not path.startswith(PUBLIC_PREFIXES):
-                who = self.gateway.authenticate(header(event, "authorization"))
+                who = self._authenticate(event, source)
                 project = PROJECT_PATH.match(path)
                 if path.rstrip("/") == "/v1/projects" and not who.is_global_admin:
                     raise Forbidden("only the global admin token creates projects")
@@ -145,9 +177,12 @@ class Api:
             event = {**event, "headers": {**headers, "content-type": JSON}}
         token = PRINCIPAL.set(who)
         try:
-            return self.direct.answer(event, context) or self.resolver.resolve(event, context)
+            answer = self.direct.answer(event, context) or self.resolver.resolve(event, context)
         finally:
             PRINCIPAL.reset(token)
+        if path == OAUTH_PATH and answer.get("statusCode") == 401:
+            self.failures.spend(source)
+        return answer
 
     def openapi(self) -> dict[str, Any]:
         """The OpenAPI document (built once)."""
