@@ -102,13 +102,15 @@ class Api:
         return finished(answer, self.gateway.settings.max_answer_bytes)
 
     def _authenticate(self, event: dict[str, Any], source: str) -> Principal:
-        """The caller; a client over its budget of failed authentications is not even looked up."""
-        self._check_budget(source)
+        """The caller; a token from a client over its budget of failed authentications is not even
+        looked up. A request without a token guesses nothing: it is a 401 either way."""
         presented = header(event, "authorization")
+        if presented:
+            self._check_budget(source)
         try:
             return self.gateway.authenticate(presented)
         except Unauthorized:
-            if presented:  # a request without a token guesses nothing
+            if presented:
                 self.failures.spend(source)
             raise
 
