@@ -56,7 +56,7 @@ def start_gateway(
 ) -> None:
     """Serve the API with a worker pool until SIGINT/SIGTERM."""
     from hatchway.api import create_app
-    from hatchway.server import AsgiGateway, serve
+    from hatchway.server import AsgiGateway, ConnectionLimits, serve
     from hatchway.worker import WorkerPool
 
     configure_observability(settings)
@@ -77,9 +77,13 @@ def start_gateway(
     app = AsgiGateway(
         resolver.resolve,
         settings.max_body_bytes,
-        is_networked=settings.backend == "aws",
+        read_threads=settings.http_read_threads,
+        body_timeout_seconds=settings.http_body_timeout_seconds,
         on_startup=pool.start if pool else None,
         on_shutdown=lambda: _shutdown(gateway, pool, settings.shutdown_grace_seconds),
+    )
+    limits = ConnectionLimits(
+        settings.http_header_timeout_seconds, settings.http_max_connections, settings.http_max_header_bytes
     )
     scheme = "https" if tls_cert else "http"
 
@@ -100,7 +104,9 @@ def start_gateway(
 
     try:
         serve(app, host, port, settings.log_level if settings.log_level == "DEBUG" else "warning",
-              tls_cert, tls_key, settings.shutdown_grace_seconds + 5, on_ready=ready)  # fmt: skip
+              tls_cert, tls_key, settings.shutdown_grace_seconds + 5, on_ready=ready, limits=limits,
+              keep_alive_seconds=settings.http_keep_alive_seconds,
+              trusted_proxies=settings.trusted_proxies)  # fmt: skip
     finally:
         gateway.executors.close()
         gateway.store.close()

@@ -48,6 +48,16 @@ ENV_VARS: dict[str, str] = {
     "HATCHWAY_SANDBOX": "auto, bwrap or none: how the process executor isolates actions",
     "HATCHWAY_HTTP_ALLOW": "ranges HTTP actions and callbacks may reach besides public ones (CIDRs, loopback, private)",
     "HATCHWAY_CONNECT_REPLAY_SECONDS": "how long an identical Connect request is answered from the first one's error",
+    "HATCHWAY_HTTP_HEADER_TIMEOUT_SECONDS": "a connection must send a request's headers within this long (default 10)",
+    "HATCHWAY_HTTP_BODY_TIMEOUT_SECONDS": "a request's body must arrive within this long of its headers (default 60)",
+    "HATCHWAY_HTTP_KEEP_ALIVE_SECONDS": "an idle kept-alive connection is closed after this long (default 5)",
+    "HATCHWAY_HTTP_MAX_CONNECTIONS": "open connections at once; more are answered 503 and closed (default 512)",
+    "HATCHWAY_HTTP_MAX_HEADER_BYTES": "request line and headers larger than this are refused with 431 (default 32768)",
+    "HATCHWAY_HTTP_READ_THREADS": "threads of hatchway serve that answer reads, beside 64 for writes (default 16)",
+    "HATCHWAY_MAX_ANSWER_BYTES": "largest answer: list pages end early (with next) to stay below it (default 6 MiB)",
+    "HATCHWAY_AUTH_FAILURE_BUDGET": "failed authentications a client address may make before 429 (default 30)",
+    "HATCHWAY_AUTH_FAILURE_WINDOW_SECONDS": "how long a spent failure budget takes to refill completely (default 300)",
+    "HATCHWAY_TRUSTED_PROXIES": "proxy addresses or CIDRs whose X-Forwarded-For/-Proto are believed (default none)",
     "HATCHWAY_URL": "gateway URL used by the CLI and the Python client",
     "HATCHWAY_TOKEN": "token used by the CLI and the Python client",
     "HATCHWAY_PROJECT": "project the CLI talks to (--project; default proj_local)",
@@ -134,6 +144,16 @@ class Settings:
     is_console_enabled: bool = True
     sandbox: str = "auto"
     max_body_bytes: int = 6 * MIB
+    max_answer_bytes: int = 6 * MIB
+    http_header_timeout_seconds: float = 10.0
+    http_body_timeout_seconds: float = 60.0
+    http_keep_alive_seconds: int = 5
+    http_max_connections: int = 512
+    http_max_header_bytes: int = 32 * 1024
+    http_read_threads: int = 16
+    auth_failure_budget: int = 30
+    auth_failure_window_seconds: float = 300.0
+    trusted_proxies: tuple[str, ...] = ()
     max_sync_stdout_bytes: int = 6 * MIB
     max_log_bytes: int = 10 * MIB
     kill_grace_seconds: float = 5.0
@@ -205,6 +225,16 @@ class Settings:
             sandbox=env.get("HATCHWAY_SANDBOX") or "auto",
             http_allow=tuple(p.strip() for p in (env.get("HATCHWAY_HTTP_ALLOW") or "").split(",") if p.strip()),
             connect_replay_seconds=_int(env, "HATCHWAY_CONNECT_REPLAY_SECONDS", 60, 0),
+            max_answer_bytes=_int(env, "HATCHWAY_MAX_ANSWER_BYTES", 6 * MIB, 64 * 1024),
+            http_header_timeout_seconds=_float(env, "HATCHWAY_HTTP_HEADER_TIMEOUT_SECONDS", 10.0),
+            http_body_timeout_seconds=_float(env, "HATCHWAY_HTTP_BODY_TIMEOUT_SECONDS", 60.0),
+            http_keep_alive_seconds=_int(env, "HATCHWAY_HTTP_KEEP_ALIVE_SECONDS", 5, 1),
+            http_max_connections=_int(env, "HATCHWAY_HTTP_MAX_CONNECTIONS", 512, 1),
+            http_max_header_bytes=_int(env, "HATCHWAY_HTTP_MAX_HEADER_BYTES", 32 * 1024, 1024),
+            http_read_threads=_int(env, "HATCHWAY_HTTP_READ_THREADS", 16, 1),
+            auth_failure_budget=_int(env, "HATCHWAY_AUTH_FAILURE_BUDGET", 30, 1),
+            auth_failure_window_seconds=_float(env, "HATCHWAY_AUTH_FAILURE_WINDOW_SECONDS", 300.0),
+            trusted_proxies=_list(env, "HATCHWAY_TRUSTED_PROXIES"),
             url=(env.get("HATCHWAY_URL") or "http://127.0.0.1:8080").rstrip("/"),
             token=env.get("HATCHWAY_TOKEN") or None,
             table_name=env.get("HATCHWAY_TABLE_NAME") or "hatchway",
@@ -279,6 +309,22 @@ class Settings:
                 raise ValidationFailed.at(["env", variable], f"unknown executor {name!r}: auto, {', '.join(REGISTRY)}")
         if self.pipeline_engine not in ("local", "stepfunctions"):
             raise ValidationFailed.at(["env", "HATCHWAY_PIPELINE_ENGINE"], "must be local or stepfunctions")
+        for variable, seconds in (
+            ("HATCHWAY_HTTP_HEADER_TIMEOUT_SECONDS", self.http_header_timeout_seconds),
+            ("HATCHWAY_HTTP_BODY_TIMEOUT_SECONDS", self.http_body_timeout_seconds),
+            ("HATCHWAY_AUTH_FAILURE_WINDOW_SECONDS", self.auth_failure_window_seconds),
+        ):
+            if seconds <= 0:
+                raise ValidationFailed.at(["env", variable], f"{variable} must be positive")
+        for proxy in self.trusted_proxies:
+            import ipaddress  # only when proxies are configured: the CLI's start stays lean
+
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValidationFailed.at(
+                    ["env", "HATCHWAY_TRUSTED_PROXIES"], f"{proxy!r} is not an IP address or CIDR range"
+                ) from None
         if self.idempotency_in_progress_seconds <= 0 or self.max_backoff_seconds < 0:
             raise ValidationFailed.at(["env"], "idempotency and backoff limits must be positive")
         try:

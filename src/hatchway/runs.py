@@ -212,8 +212,9 @@ class Run:
     def is_terminal(self) -> bool:
         return self.status.is_terminal
 
-    def to_api(self) -> dict[str, Any]:
-        return {
+    def to_api(self, with_log: bool = True) -> dict[str, Any]:
+        """The API's run body; without ``os`` (the head and tail of its log) in list pages."""
+        body: dict[str, Any] = {
             "id": self.id,
             "project_id": self.project_id,
             "environment": self.environment,
@@ -227,7 +228,7 @@ class Run:
             "parameters": self.parameters,
             "ret": self.ret,
             "exports": self.exports,
-            "os": [entry.to_api() for entry in self.os],
+            "os": [entry.to_api() for entry in self.os] if with_log else None,
             "error": self.error.to_dict() if self.error else None,
             "created_at": iso(self.created_at),
             "started_at": iso(self.started_at),
@@ -235,6 +236,9 @@ class Run:
             "duration_ms": self.duration_ms,
             "external_user_id": self.external_user_id,
         }
+        if not with_log:
+            del body["os"]
+        return body
 
 
 def preview(entries: list[LogEntry]) -> list[LogEntry]:

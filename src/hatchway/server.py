@@ -2,9 +2,14 @@
 
 This is the chalice ``LocalGateway`` idea: the laptop runs the production code path. The ASGI
 application below builds the same event API Gateway would send to ``handlers/api.py``, calls the
-same resolver and turns its answer back into HTTP. Reads are resolved on the event loop (they
-are a few SQLite statements); writes, which may wait - sync calls, runs waited for, idempotent
-submits, a locked store - and any route on the networked aws backend run in a thread pool.
+same resolver and turns its answer back into HTTP.
+
+The event loop only moves bytes: every request but ``/health`` is resolved in a thread pool -
+reads in one, writes (which may wait: sync calls, runs waited for, idempotent submits, a locked
+store) in another, so neither kind can starve the other and a large answer never holds up the
+loop. Connections are watched below the ASGI application, in uvicorn's protocol (see
+:func:`guarded_protocol`): headers and bodies have deadlines, connections a ceiling, request heads
+a size limit, and whatever the server answers on its own is in the API's error shape.
 uvicorn is imported only to serve.
 """
 
@@ -17,10 +22,11 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
-from hatchway.api.errors import dumps, error_answer
-from hatchway.errors import PayloadTooLarge
+from hatchway.api.errors import dumps, error_answer, unexpected_answer
+from hatchway.errors import BadRequest, PayloadTooLarge, Unavailable
 
 log = logging.getLogger("hatchway.server")
 
@@ -115,27 +121,33 @@ class AsgiGateway:
         self,
         resolve: Callable[[dict[str, Any], Any], dict[str, Any]],
         max_body_bytes: int,
-        is_networked: bool = False,
         threads: int = 64,
+        read_threads: int = 16,
+        body_timeout_seconds: float = 60.0,
         on_startup: Callable[[], None] | None = None,
         on_shutdown: Callable[[], None] | None = None,
     ) -> None:
         self.resolve = resolve
         self.max_body_bytes = max_body_bytes
-        self.is_networked = is_networked
+        self.body_timeout_seconds = body_timeout_seconds
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hatchway-http")
+        self.read_pool = ThreadPoolExecutor(max_workers=read_threads, thread_name_prefix="hatchway-read")
         self.on_startup = on_startup
         self.on_shutdown = on_shutdown
         self.context = LambdaContext()
 
-    def blocks(self, method: str, path: str, headers: list[tuple[bytes, bytes]]) -> bool:
-        """Whether a request may wait long enough to stall the event loop.
+    def pool_for(self, method: str, path: str) -> ThreadPoolExecutor | None:
+        """Where a request is resolved: None (on the loop) for ``/health`` alone.
 
-        Reads are a few statements that never wait for a lock (SQLite in WAL mode). Any write may
-        wait - for a sync action, an Idempotency-Key held by another request, or a store locked by
-        another process (up to its busy timeout) - and must not hold up ``/health`` meanwhile.
+        Even a read can take long: a page of large run records is megabytes of JSON to build, which
+        holds the interpreter all along - on the loop, every other connection would wait for it.
+        Writes may wait longer still (a sync action, an Idempotency-Key held by another request, a
+        store locked by another process), so they have threads of their own: a burst of sync calls
+        never leaves reads without one, nor the other way round.
         """
-        return self.is_networked or method not in ("GET", "HEAD", "OPTIONS")
+        if path == "/health":
+            return None
+        return self.read_pool if method in ("GET", "HEAD", "OPTIONS") else self.pool
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -146,28 +158,48 @@ class AsgiGateway:
             return
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         try:
-            body = await self._read_body(headers, receive)
+            async with asyncio.timeout(self.body_timeout_seconds):
+                body = await self._read_body(headers, receive)
         except PayloadTooLarge as exc:
-            code, answer, extra = error_answer(exc)
-            await self._send(send, code, {"content-type": "application/json", "connection": "close", **extra},
-                             dumps(answer).encode())  # fmt: skip
+            await self._refuse(send, *error_answer(exc))
             return
-        client = scope.get("client") or ("127.0.0.1", 0)
-        query = scope.get("query_string", b"").decode("latin-1")
-        event = http_event(
-            scope["method"], scope["path"], query, headers, body, client[0], scheme=scope.get("scheme", "http")
-        )
-        if self.blocks(scope["method"], scope["path"], headers):
-            loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(self.pool, self.resolve, event, self.context)
+        except TimeoutError:
+            seconds = f"{self.body_timeout_seconds:g}"
+            answer = {"status": "error", "error": "Request timeout", "code": 408,
+                      "message": f"the request body did not arrive within {seconds} s"}  # fmt: skip
+            await self._refuse(send, 408, answer, {})
+            return
+        if body is None:
+            return  # the client went away before its request was whole: nothing to answer, nothing done
+        pool = self.pool_for(scope["method"], scope["path"])
+        if pool is None:
+            code, response_headers, data, cookies = self._answer(scope, headers, body)
         else:
-            result = self.resolve(event, self.context)
-        payload = result.get("body") or ""
-        data = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
-        response_headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
-        await self._send(send, int(result["statusCode"]), response_headers, data, result.get("cookies") or [])
+            loop = asyncio.get_running_loop()
+            code, response_headers, data, cookies = await loop.run_in_executor(pool, self._answer, scope, headers, body)
+        await self._send(send, code, response_headers, data, cookies)
 
-    async def _read_body(self, headers: list[tuple[bytes, bytes]], receive: Receive) -> bytes:
+    def _answer(
+        self, scope: Scope, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> tuple[int, dict[str, str], bytes, list[str]]:
+        """Resolve one request into (status, headers, body, cookies); off the loop but for /health."""
+        try:
+            client = scope.get("client") or ("127.0.0.1", 0)
+            query = scope.get("query_string", b"").decode("latin-1")
+            event = http_event(
+                scope["method"], scope["path"], query, headers, body, client[0], scheme=scope.get("scheme", "http")
+            )
+            result = self.resolve(event, self.context)
+            payload = result.get("body") or ""
+            data = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
+            response_headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
+            return int(result["statusCode"]), response_headers, data, result.get("cookies") or []
+        except Exception as exc:  # the resolver answers its own failures; this is the net under it
+            code, answer, extra = unexpected_answer(exc)
+            return code, {"content-type": "application/json", **extra}, dumps(answer).encode(), []
+
+    async def _read_body(self, headers: list[tuple[bytes, bytes]], receive: Receive) -> bytes | None:
+        """The request body, or None if the client disconnected before sending all of it."""
         for name, value in headers:
             if name == b"content-length":
                 try:
@@ -179,6 +211,8 @@ class AsgiGateway:
         size = 0
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
             chunk = message.get("body", b"")
             if chunk:
                 size += len(chunk)
@@ -189,12 +223,20 @@ class AsgiGateway:
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
+    async def _refuse(self, send: Send, code: int, answer: dict[str, Any], extra: dict[str, str]) -> None:
+        """An error answer before the request was read whole: the connection closes after it."""
+        headers = {"content-type": "application/json", "cache-control": "no-store", "connection": "close", **extra}
+        await self._send(send, code, headers, dumps(answer).encode())
+
     @staticmethod
     async def _send(
         send: Send, code: int, headers: dict[str, str], data: bytes, cookies: list[str] | None = None
     ) -> None:
         raw = [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items()]
-        raw.append((b"content-length", str(len(data)).encode()))
+        if code == 204:  # no content, so neither its length nor its type (RFC 9110 8.6, 15.3.5)
+            raw, data = [(k, v) for k, v in raw if k.lower() != b"content-type"], b""
+        else:
+            raw.append((b"content-length", str(len(data)).encode()))
         raw.extend((b"set-cookie", c.encode("latin-1")) for c in cookies or [])
         await send({"type": "http.response.start", "status": code, "headers": raw})
         await send({"type": "http.response.body", "body": data})
@@ -215,8 +257,132 @@ class AsgiGateway:
                 if self.on_shutdown:
                     await asyncio.get_running_loop().run_in_executor(None, self.on_shutdown)
                 self.pool.shutdown(wait=False, cancel_futures=True)
+                self.read_pool.shutdown(wait=False, cancel_futures=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """What one connection may take of the server (settings ``HATCHWAY_HTTP_*``)."""
+
+    header_timeout_seconds: float = 10.0
+    max_connections: int = 512
+    max_header_bytes: int = 32 * 1024
+
+
+class _HeadTooLarge(Exception):
+    """Raised from a parser callback to stop parsing a request head over the limit."""
+
+
+def error_bytes(code: int, answer: dict[str, Any], headers: dict[str, str] | None = None) -> bytes:
+    """A whole HTTP/1.1 error answer in the API's shape, for the protocol to write itself."""
+    from http import HTTPStatus
+
+    data = dumps(answer).encode()
+    lines = [f"HTTP/1.1 {code} {HTTPStatus(code).phrase}", "content-type: application/json",
+             f"content-length: {len(data)}", "cache-control: no-store", "connection: close"]  # fmt: skip
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + data
+
+
+def guarded_protocol(limits: ConnectionLimits) -> type:
+    """uvicorn's httptools protocol with deadlines and limits it lacks (uvicorn has a keep-alive
+    timeout only once a response went out, and none while a request's head arrives).
+
+    * A request's head (request line and headers) must arrive within ``header_timeout_seconds`` -
+      counted from the connection for the first request, from its first byte for later ones - or
+      the connection is closed: with a 408 if part of a head came, quietly if nothing did. So
+      connections opened and left silent (or fed a byte at a time) do not stay forever.
+    * A head larger than ``max_header_bytes`` is a 431 (llhttp sets no limit of its own).
+    * Beyond ``max_connections`` open connections, a new one is answered 503 with Retry-After and
+      closed at once, before it can hold memory or a file descriptor for long.
+    * What uvicorn answers on its own (a request that is not HTTP) is in the API's error shape.
+    """
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._head_timer: asyncio.TimerHandle | None = None
+            self._head_bytes = 0
+            self._is_reading_head = False
+            self._is_head_too_large = False
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if len(self.connections) > limits.max_connections:
+                self.logger.warning("refused a connection over HATCHWAY_HTTP_MAX_CONNECTIONS")
+                self._close_with(*error_answer(Unavailable("the gateway has too many open connections")))
+                return
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            if self._head_timer is None:
+                self._head_timer = self.loop.call_later(limits.header_timeout_seconds, self._head_timed_out)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_timed_out(self) -> None:
+            self._head_timer = None
+            if self.transport.is_closing():
+                return
+            if self._is_reading_head and (self.cycle is None or self.cycle.response_complete):
+                message = f"the request's headers did not arrive within {limits.header_timeout_seconds:g} s"
+                answer = {"status": "error", "error": "Request timeout", "code": 408, "message": message}
+                self._close_with(408, answer, {})
+            else:
+                self.transport.close()
+
+        def _close_with(self, code: int, answer: dict[str, Any], headers: dict[str, str]) -> None:
+            self._disarm()
+            if not self.transport.is_closing():
+                self.transport.write(error_bytes(code, answer, headers))
+                self.transport.close()
+
+        # ---- parser callbacks: each request's head is timed and measured ------------------------
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._is_reading_head, self._head_bytes = True, 0
+            self._arm()
+
+        def on_url(self, url: bytes) -> None:
+            self._count(len(url))
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._count(len(name) + len(value) + 4)
+            super().on_header(name, value)
+
+        def _count(self, size: int) -> None:
+            self._head_bytes += size
+            if self._head_bytes > limits.max_header_bytes:
+                self._is_head_too_large = True
+                raise _HeadTooLarge  # the parser stops; uvicorn answers through send_400_response
+
+        def on_headers_complete(self) -> None:
+            self._is_reading_head = False
+            self._disarm()
+            super().on_headers_complete()
+
+        def send_400_response(self, msg: str) -> None:
+            if self._is_head_too_large:
+                message = f"the request line and headers are larger than {limits.max_header_bytes} bytes"
+                answer = {"status": "error", "error": "Request header fields too large", "code": 431,
+                          "message": message}  # fmt: skip
+                self._close_with(431, answer, {})
+                return
+            self._close_with(*error_answer(BadRequest("the request is not valid HTTP/1.1")))
+
+    return GuardedHttpToolsProtocol
 
 
 def serve(
@@ -228,6 +394,9 @@ def serve(
     ssl_keyfile: str | None = None,
     graceful_seconds: float = 30.0,
     on_ready: Callable[[], None] | None = None,
+    limits: ConnectionLimits | None = None,
+    keep_alive_seconds: int = 5,
+    trusted_proxies: tuple[str, ...] = (),
 ) -> None:
     """Serve ``app`` with uvicorn until SIGINT/SIGTERM."""
     import uvicorn
@@ -246,11 +415,17 @@ def serve(
         log_level=log_level.lower(),
         log_config=None,  # its loggers write through the gateway's JSON handler (observability.logs)
         access_log=False,
-        http="httptools",
+        http=guarded_protocol(limits or ConnectionLimits()),
+        ws="none",  # the API has no WebSocket route: an upgrade request is an ordinary request
         loop=loop,
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
         timeout_graceful_shutdown=int(graceful_seconds),
+        timeout_keep_alive=keep_alive_seconds,
+        # X-Forwarded-For/-Proto name the client and scheme only when a trusted proxy sent them;
+        # uvicorn would otherwise believe any local process (its default trusts 127.0.0.1)
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=list(trusted_proxies) or None,
         server_header=False,
         date_header=False,
     )

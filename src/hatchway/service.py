@@ -258,15 +258,25 @@ class Gateway:
 
         Every project-scoped operation calls this first; a token of another project is refused the
         same way whether or not the project exists, so nothing about other tenants leaks.
+        ``environment`` None is an operation on the whole project (its tokens, its callback secret):
+        a token limited to some environments stays inside them and may not do it.
         """
-        if principal.is_global_admin:
-            return
-        if principal.project_id != project_id:
-            raise Forbidden("this token belongs to another project")
-        if environment is not None and principal.environments is not None and environment not in principal.environments:
-            raise Forbidden(f"this token may not use the {environment} environment")
+        self.authorize_project(principal, project_id)
+        if principal.environments is not None:
+            if environment is None:
+                raise Forbidden(
+                    f"this token is limited to the {', '.join(sorted(principal.environments)) or 'no'} "
+                    "environment(s); this operation concerns the whole project and needs a token for all of them"
+                )
+            if environment not in principal.environments:
+                raise Forbidden(f"this token may not use the {environment} environment")
         if scope is not None and scope not in principal.scopes and "admin" not in principal.scopes:
             raise Forbidden(f"this token lacks the {scope} scope")
+
+    def authorize_project(self, principal: Principal, project_id: str) -> None:
+        """Raise 403 unless the principal belongs to the project (the check before anything else)."""
+        if not principal.is_global_admin and principal.project_id != project_id:
+            raise Forbidden("this token belongs to another project")
 
     # ---- projects and tokens ---------------------------------------------------------------
 
@@ -277,7 +287,7 @@ class Gateway:
         return self.store.create_project(project)
 
     def get_project(self, principal: Principal, project_id: str) -> Project:
-        self.authorize(principal, project_id, None, None)
+        self.authorize_project(principal, project_id)  # any token of the project may read its name
         project = self.store.get_project(project_id)
         if project is None:
             raise NotFound(f"no project {project_id}")
@@ -293,14 +303,17 @@ class Gateway:
         name: str | None = None,
     ) -> tuple[TokenRecord, str]:
         self.get_project(principal, project_id)
-        self.authorize(principal, project_id, None, "admin")
+        if principal.environments is not None and environments:
+            # an admin token limited to environments makes tokens that stay inside them
+            if not set(environments) <= principal.environments:
+                raise Forbidden("a token cannot create a token for environments it may not use itself")
+            for environment in environments:
+                self.authorize(principal, project_id, environment, "admin")
+        else:
+            self.authorize(principal, project_id, None, "admin")  # a token for every environment
         unknown = sorted(set(scopes) - set(SCOPES))
         if unknown:
             raise ValidationFailed.at(["body", "scopes"], f"unknown scope(s): {', '.join(unknown)}")
-        if principal.environments is not None and (
-            environments is None or not set(environments) <= principal.environments
-        ):
-            raise Forbidden("a token cannot create a token for environments it may not use itself")
         if expires_at is not None and expires_at <= now_ms():
             raise ValidationFailed.at(["body", "expires_at"], "the expiry is in the past")
         token_id_part = _random_alnum(16).lower()
@@ -1211,17 +1224,18 @@ class Gateway:
         """``GET /metrics``: everything for the global admin, one project's series for its admin token."""
         from hatchway.observability.metrics import exposition
 
-        if not principal.is_global_admin and "admin" not in principal.scopes:
-            raise Forbidden("this token lacks the admin scope")
         project_id = principal.project_id
+        if project_id is not None:  # a project's series of every environment: a project-wide admin's
+            self.authorize(principal, project_id, None, "admin")
         workers = self.capacity() if self.capacity is not None and project_id is None else None
         return exposition(self.metrics, self.store.active_counts(project_id), workers, project_id)
 
     # ---- presentation ----------------------------------------------------------------------
 
-    def present_run(self, run: Run) -> dict[str, Any]:
-        """The API's run body: secret values (``#`` keys at any depth) never shown."""
-        body = run.to_api()
+    def present_run(self, run: Run, with_log: bool = True) -> dict[str, Any]:
+        """The API's run body: secret values (``#`` keys at any depth) never shown; a list page's
+        runs come ``with_log=False``, without the head and tail of their logs (``os``)."""
+        body = run.to_api(with_log)
         body["parameters"] = params.hide_secrets(run.parameters)
         return body
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,11 +16,19 @@ from hatchway.client import (
     UnauthorizedResponse,
     ValidationErrorResponse,
 )
+from hatchway.config import Settings
 from hatchway.service import Gateway
-from tests.conftest import inprocess_client
+from tests.conftest import inprocess_client, make_settings
 from tests.functional.actions import behave
 
 PUBLIC = {"/health", "/openapi.json", "/docs", "/v1/oauth/token"}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    # this module sends dozens of bad tokens from one address on purpose (every route, three ways):
+    # the budget of failed authentications would cut it short (tests/security tests the budget)
+    return make_settings(tmp_path / "home", auth_failure_budget=10_000)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import logging
 import re
 import time
 from datetime import UTC
+from functools import partial
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -42,21 +43,35 @@ from hatchway.api.common import (
     header,
     is_json,
     json_answer,
+    page_answer,
     page_of,
+    too_large,
 )
 from hatchway.api.common import principal as common_principal
 from hatchway.api.compat import raw_routes, serve_raw
 from hatchway.api.direct import DirectRoutes
 from hatchway.api.errors import dumps, error_answer, unexpected_answer, validation_details
-from hatchway.api.models import ENVIRONMENT_PATTERN, EncryptRequest, ProjectCreate, RunRequestBody, TokenCreate
+from hatchway.api.models import EncryptRequest, ProjectCreate, RunRequestBody, TokenCreate
 from hatchway.api.resolver import ThreadSafeHttpResolver
+from hatchway.api.throttle import FailureBudget
 from hatchway.api.validation import CompiledRequestValidation
-from hatchway.errors import Forbidden, HatchwayError, NotFound, PayloadTooLarge, ValidationFailed
+from hatchway.errors import (
+    Forbidden,
+    HatchwayError,
+    NotFound,
+    Overloaded,
+    PayloadTooLarge,
+    Unauthorized,
+    ValidationFailed,
+)
+from hatchway.runs import LogEntry
 from hatchway.service import Gateway, Principal, RunRequest
 from hatchway.spec import ActionSpec
-from hatchway.store.base import DEFAULT_PAGE
+from hatchway.store.base import DEFAULT_PAGE, ActionRecord
 
 log = logging.getLogger("hatchway.api")
+#: the OAuth client-credentials exchange: public, but its client secret is a token
+OAUTH_PATH = "/v1/oauth/token"
 
 
 class Api:
@@ -75,8 +90,36 @@ class Api:
         self.raw = raw_routes(gateway)
         self._routes: list[tuple[re.Pattern[str], dict[str, set[str]]]] | None = None
         self.direct = DirectRoutes(resolver)
+        settings = gateway.settings
+        self.failures = FailureBudget(settings.auth_failure_budget, settings.auth_failure_window_seconds)
 
     def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """The answer to one API Gateway event; whatever happens, an answer in the API's shapes."""
+        try:
+            answer = self._resolve(event, context)
+        except Exception as exc:  # the last line: no failure leaves outside the error shape
+            answer = event_answer(*unexpected_answer(exc))
+        return finished(answer, self.gateway.settings.max_answer_bytes)
+
+    def _authenticate(self, event: dict[str, Any], source: str) -> Principal:
+        """The caller; a token from a client over its budget of failed authentications is not even
+        looked up. A request without a token guesses nothing: it is a 401 either way."""
+        presented = header(event, "authorization")
+        if presented:
+            self._check_budget(source)
+        try:
+            return self.gateway.authenticate(presented)
+        except Unauthorized:
+            if presented:
+                self.failures.spend(source)
+            raise
+
+    def _check_budget(self, source: str) -> None:
+        wait = self.failures.retry_after(source)
+        if wait is not None:
+            raise Overloaded(f"too many failed authentications from this address; try again in {wait} s", wait)
+
+    def _resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         path = event.get("rawPath") or event.get("path") or "/"
         body = event.get("body") or ""
         size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body)
@@ -84,17 +127,27 @@ class Api:
             if size > self.max_body_bytes:
                 raise PayloadTooLarge(f"the request body is larger than {self.max_body_bytes // (1024 * 1024)} MiB")
             who = None
+            source = ((event.get("requestContext") or {}).get("http") or {}).get("sourceIp") or "unknown"
+            if path == OAUTH_PATH:
+                self._check_budget(source)  # its client secret is a token: the same budget
             if path not in PUBLIC_PATHS and not path.startswith(PUBLIC_PREFIXES):
-                who = self.gateway.authenticate(header(event, "authorization"))
+                who = self._authenticate(event, source)
                 project = PROJECT_PATH.match(path)
                 if path.rstrip("/") == "/v1/projects" and not who.is_global_admin:
                     raise Forbidden("only the global admin token creates projects")
+                # the environment header is checked on every route, those that do not read it included;
+                # a Connect call without one is in development, as its route says
+                if project and project.group(1) == "connect":
+                    env: str | None = env_name(header(event, "x-pd-environment"), "x-pd-environment")
+                else:
+                    given = header(event, "x-hatchway-environment")
+                    env = env_name(given) if given else None
                 if project:
-                    # a token of another project is refused before anything about the request is looked at
-                    env_header = "x-pd-environment" if project.group(1) == "connect" else "x-hatchway-environment"
-                    env = header(event, env_header) or ("development" if project.group(1) == "connect" else None)
-                    env = env if env and re.match(ENVIRONMENT_PATTERN, env) else None
-                    self.gateway.authorize(who, project.group(2), env, None)
+                    # a token of another project (or environment) is refused before anything else is looked at
+                    if env is None:
+                        self.gateway.authorize_project(who, project.group(2))
+                    else:
+                        self.gateway.authorize(who, project.group(2), env, None)
             unknown = self._unknown_query(event, path)
             if unknown:
                 raise ValidationFailed(
@@ -117,15 +170,21 @@ class Api:
                     *error_answer(ValidationFailed.at(["body"], "the body is not UTF-8 JSON", "json_invalid"))
                 )
             event = {**event, "body": text, "isBase64Encoded": False}
+        if event.get("body") and has_lone_surrogate(event["body"]):
+            problem = "the body escapes half of a UTF-16 surrogate pair (\\ud800-\\udfff), which is no character"
+            return event_answer(*error_answer(ValidationFailed.at(["body"], problem, "json_invalid")))
         if body and not is_json(header(event, "content-type")):
             # `curl -d` and friends label JSON as a form or text: read the body as JSON anyway
             headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
             event = {**event, "headers": {**headers, "content-type": JSON}}
         token = PRINCIPAL.set(who)
         try:
-            return self.direct.answer(event, context) or self.resolver.resolve(event, context)
+            answer = self.direct.answer(event, context) or self.resolver.resolve(event, context)
         finally:
             PRINCIPAL.reset(token)
+        if path == OAUTH_PATH and answer.get("statusCode") == 401:
+            self.failures.spend(source)
+        return answer
 
     def openapi(self) -> dict[str, Any]:
         """The OpenAPI document (built once)."""
@@ -184,6 +243,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
     app._request_validation_middleware = CompiledRequestValidation()  # same checks, derived once per route
     cached: dict[str, str] = {}
     api = Api(gateway, app, max_body_bytes)
+    page = partial(page_answer, max_bytes=gateway.settings.max_answer_bytes)  # every list page stays below it
     compat.register(app, gateway)
     pipeline_routes.register(app, api)
 
@@ -354,8 +414,10 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         limit: Limit = DEFAULT_PAGE,
         cursor: Cursor = None,
     ) -> Response[str]:
-        page = gateway.list_actions(principal(), project_id, env_name(environment), limit, cursor, tag)
-        return json_answer(200, page_of([r.to_api() for r in page.items], page.next))
+        who, env = principal(), env_name(environment)
+        return page(
+            lambda size: gateway.list_actions(who, project_id, env, size, cursor, tag), limit, ActionRecord.to_api
+        )
 
     @app.get(
         "/v1/projects/<project_id>/actions/<name>",
@@ -386,8 +448,10 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         limit: Limit = DEFAULT_PAGE,
         cursor: Cursor = None,
     ) -> Response[str]:
-        page = gateway.list_versions(principal(), project_id, env_name(environment), name, limit, cursor)
-        return json_answer(200, page_of([r.to_api() for r in page.items], page.next))
+        who, env = principal(), env_name(environment)
+        return page(
+            lambda size: gateway.list_versions(who, project_id, env, name, size, cursor), limit, ActionRecord.to_api
+        )
 
     @app.delete(
         "/v1/projects/<project_id>/actions/<name>",
@@ -457,8 +521,8 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
     @app.get(
         "/v1/projects/<project_id>/runs",
         tags=["runs"],
-        summary="List runs, newest first",
-        responses=S.responses(200, S.page(S.RUN), "a page of runs"),
+        summary="List runs, newest first (each without os: GET the run for the head and tail of its log)",
+        responses=S.responses(200, S.page(S.RUN_SUMMARY), "a page of runs"),
     )
     def list_runs(
         project_id: ProjectId,
@@ -470,8 +534,10 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         cursor: Cursor = None,
     ) -> Response[str]:
         filters = {"action": action or "", "status": status or "", "external_user_id": external_user_id or ""}
-        page = gateway.list_runs(principal(), project_id, env_name(environment), limit, cursor, filters)
-        return json_answer(200, page_of([gateway.present_run(r) for r in page.items], page.next))
+        who, env = principal(), env_name(environment)
+        # a page holds each run without the head and tail of its log (os): GET .../runs/{id} has it
+        listed = partial(gateway.present_run, with_log=False)
+        return page(lambda size: gateway.list_runs(who, project_id, env, size, cursor, filters), limit, listed)
 
     @app.get(
         "/v1/projects/<project_id>/runs/<run_id>",
@@ -495,9 +561,17 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         environment: Environment = None,
         after: Annotated[int, Query(ge=0, description="return entries with seq above this")] = 0,
         limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+        cursor: Annotated[
+            str | None, Query(max_length=20, description="the previous page's next (the same as after=)")
+        ] = None,
     ) -> Response[str]:
-        page = gateway.read_logs(principal(), project_id, env_name(environment), run_id, after, limit)
-        return json_answer(200, page_of([e.to_api() for e in page.items], page.next))
+        if cursor is not None:
+            # a log's next is the seq its page ended at: as a cursor, it reads on from there
+            if not (cursor.isascii() and cursor.isdigit()):
+                raise ValidationFailed.at(["query", "cursor"], "not a cursor this API issued")
+            after = int(cursor)
+        who, env = principal(), env_name(environment)
+        return page(lambda size: gateway.read_logs(who, project_id, env, run_id, after, size), limit, LogEntry.to_api)
 
     @app.post(
         "/v1/projects/<project_id>/runs/<run_id>/cancel",
@@ -520,6 +594,43 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         add_console_routes(app)
 
     return api
+
+
+#: a JSON escape of a UTF-16 surrogate, with the backslashes before it (an even run is a literal backslash)
+_SURROGATE_ESCAPE = re.compile(r"(\\+)u[dD]([89a-fA-F])[0-9a-fA-F]{2}")
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """Whether a JSON text escapes half a surrogate pair: it parses to a string that no encoder
+    takes (encryption, files, the store would all fail on it), so it is refused at the door."""
+    if "\\u" not in text:
+        return False
+    expected_low = -1  # where a high surrogate's partner must start
+    for match in _SURROGATE_ESCAPE.finditer(text):
+        backslashes = len(match.group(1))
+        if backslashes % 2 == 0:
+            continue  # an escaped backslash followed by the letters "ud8.."
+        start = match.end(1) - 1  # the escape's own backslash
+        is_low = match.group(2).lower() in "cdef"
+        if expected_low >= 0 and start != expected_low:
+            return True  # a high surrogate with no low one after it
+        if is_low and start != expected_low:
+            return True  # a low surrogate with no high one before it
+        expected_low = match.end() if not is_low else -1
+    return expected_low >= 0
+
+
+def finished(answer: dict[str, Any], max_bytes: int) -> dict[str, Any]:
+    """``answer`` as it may leave: a 204 carries no content and so no content type; nothing larger
+    than ``max_bytes`` (list pages stay below it by themselves: :func:`page_answer`)."""
+    if answer.get("statusCode") == 204:
+        headers = {k: v for k, v in (answer.get("headers") or {}).items() if k.lower() != "content-type"}
+        return {**answer, "headers": headers, "body": "", "isBase64Encoded": False}
+    body = answer.get("body") or ""
+    size = len(body) * 3 // 4 if answer.get("isBase64Encoded") else len(body) if body.isascii() else len(body.encode())
+    if size > max_bytes:
+        return event_answer(*error_answer(too_large(size, max_bytes)))
+    return answer
 
 
 def _swagger_html(spec: str) -> str:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 
 from hatchway.api.errors import dumps
 from hatchway.api.models import ENVIRONMENT_PATTERN
-from hatchway.errors import ValidationFailed
+from hatchway.errors import InternalError, ValidationFailed
 from hatchway.service import DEFAULT_ENVIRONMENT, Gateway, Principal
-from hatchway.store.base import MAX_PAGE
+from hatchway.store.base import MAX_PAGE, Page
+
+log = logging.getLogger("hatchway.api")
 
 JSON = "application/json"
 ProjectId = Annotated[str, Path(pattern=r"^proj_[a-zA-Z0-9]+$", description="project id")]
@@ -35,6 +39,48 @@ def json_answer(code: int, body: Any, headers: dict[str, str] | None = None) -> 
 
 def page_of(items: list[dict[str, Any]], next_cursor: str | None) -> dict[str, Any]:
     return {"items": items, "next": next_cursor}
+
+
+#: room for everything of a page but its items: the braces, the keys and the next cursor
+PAGE_OVERHEAD = 4096
+T = TypeVar("T")
+
+
+def page_answer(
+    fetch: Callable[[int], Page[T]], limit: int, present: Callable[[T], Any], max_bytes: int
+) -> Response[str]:
+    """A list page as an answer of at most ``max_bytes`` (``HATCHWAY_MAX_ANSWER_BYTES``).
+
+    When its items would not all fit, the page ends with the last one that does, and its ``next``
+    reads on from there: the shorter page is asked of the store again with the same cursor, so
+    ``next`` is the store's own cursor (opaque, bound to the list and tenant) - a client that
+    follows ``next`` sees every item once, whatever ``limit`` it asked for. Items are serialised one
+    at a time, so a large page never holds the interpreter in one long call. A single item larger
+    than the limit cannot be answered (500, logged with the sizes).
+    """
+    page = fetch(limit)
+    while True:
+        parts: list[str] = []
+        size = PAGE_OVERHEAD
+        for item in page.items:
+            text = dumps(present(item))
+            size += (len(text) if text.isascii() else len(text.encode())) + 1
+            if size > max_bytes:
+                break
+            parts.append(text)
+        else:
+            body = '{"items":[' + ",".join(parts) + '],"next":' + dumps(page.next) + "}"
+            return Response(status_code=200, content_type=JSON, body=body, headers=dict(SAFE_HEADERS))
+        if not parts:
+            raise too_large(size, max_bytes, "a list item")
+        page = fetch(len(parts))
+
+
+def too_large(size: int, max_bytes: int, what: str = "an answer") -> InternalError:
+    """The error for an answer that may not leave; its sizes are logged under its exception id."""
+    error = InternalError(f"{what} of {size} bytes is over HATCHWAY_MAX_ANSWER_BYTES ({max_bytes})")
+    log.error(error.message, extra={"exceptionId": error.exception_id})
+    return error
 
 
 #: routes anyone may call; everything else needs a token, checked before the request is validated

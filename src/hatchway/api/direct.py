@@ -98,7 +98,7 @@ class DirectRoutes:
         if event.get("body"):
             try:
                 body = json.loads(event["body"])
-            except ValueError:
+            except (ValueError, RecursionError):  # powertools' path answers it (422)
                 return None
             if not isinstance(body, dict):
                 return None

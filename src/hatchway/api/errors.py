@@ -78,7 +78,15 @@ def error_answer(exc: HatchwayError) -> tuple[int, dict[str, Any], dict[str, str
 
 
 def unexpected_answer(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """A fault of the gateway: logged with its traceback under an exception id; the client gets the id."""
+    """A fault of the gateway: logged with its traceback under an exception id; the client gets the id.
+
+    A :class:`RecursionError` is the one foreign exception a client causes at will: a JSON (or YAML)
+    body nested deeper than the interpreter's recursion limit, wherever it is parsed or walked.
+    It is the caller's to fix, so it is a 422 (logged, without the traceback).
+    """
+    if isinstance(exc, RecursionError):
+        log.warning("a request nested too deeply", extra={"reason": str(exc)[:200]})
+        return error_answer(ValidationFailed.at(["body"], "the body is nested too deeply", "too_deep"))
     exception_id = new_exception_id()
     log.error("internal error", exc_info=exc, extra={"exceptionId": exception_id})
     body = {

@@ -6,6 +6,7 @@ action. Executions, approvals and terminations use the runs scopes, since they r
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -13,7 +14,16 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Pat
 from pydantic import BaseModel, ConfigDict, Field
 
 from hatchway.api import schemas as S
-from hatchway.api.common import Cursor, Environment, Limit, ProjectId, env_name, json_answer, page_of, public_base
+from hatchway.api.common import (
+    Cursor,
+    Environment,
+    Limit,
+    ProjectId,
+    env_name,
+    json_answer,
+    page_answer,
+    public_base,
+)
 from hatchway.api.common import principal as common_principal
 from hatchway.pipelines.model import PipelineSpec, Scalar
 from hatchway.pipelines.service import PipelineService
@@ -110,6 +120,7 @@ def register(app: APIGatewayHttpResolver, api: Api) -> None:
     """Bind the pipeline routes to ``app``."""
     pipelines = PipelineService.of(api.gateway)
     answer = json_answer
+    page = partial(page_answer, max_bytes=api.gateway.settings.max_answer_bytes)
 
     def principal() -> Principal:
         return common_principal(api.gateway, app.current_event.headers)
@@ -147,8 +158,8 @@ def register(app: APIGatewayHttpResolver, api: Api) -> None:
     def list_pipelines(
         project_id: ProjectId, environment: Environment = None, limit: Limit = DEFAULT_PAGE, cursor: Cursor = None
     ) -> Response[str]:
-        page = pipelines.list(principal(), project_id, env_name(environment), limit, cursor)
-        return answer(200, page_of([pipelines.present(r) for r in page.items], page.next))
+        who, env = principal(), env_name(environment)
+        return page(lambda size: pipelines.list(who, project_id, env, size, cursor), limit, pipelines.present)
 
     @app.get(
         "/v1/projects/<project_id>/pipelines/<name>",
@@ -225,8 +236,9 @@ def register(app: APIGatewayHttpResolver, api: Api) -> None:
         limit: Limit = DEFAULT_PAGE,
         cursor: Cursor = None,
     ) -> Response[str]:
-        page = pipelines.list_executions(principal(), project_id, env_name(environment), name, limit, cursor, status)
-        return answer(200, page_of([pipelines.present_execution(e) for e in page.items], page.next))
+        who, env = principal(), env_name(environment)
+        executions = partial(pipelines.list_executions, who, project_id, env, name)
+        return page(lambda size: executions(size, cursor, status), limit, pipelines.present_execution)
 
     @app.get(
         "/v1/projects/<project_id>/pipelines/<name>/executions/<execution_id>",

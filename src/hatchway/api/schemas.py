@@ -69,6 +69,13 @@ RUN = obj(
     external_user_id=nullable(STRING),
 )  # fmt: skip
 
+#: a run as list pages show it: without ``os``, which ``GET .../runs/{run_id}`` has
+RUN_SUMMARY = {
+    **RUN,
+    "required": [name for name in RUN["required"] if name != "os"],
+    "properties": {name: schema for name, schema in RUN["properties"].items() if name != "os"},
+}
+
 ACTION = obj(
     ["name", "version", "digest", "created_at", "spec"],
     name=STRING,
@@ -139,6 +146,6 @@ def responses(ok: int, schema: dict[str, Any] | None, description: str, *errors:
         documented[ok] = {"description": description}
     else:
         documented[ok] = {"description": description, "content": {JSON: {"schema": schema}}}
-    for code in sorted({401, 403, 404, 405, 413, 415, 422, 500, 503, *errors}):
+    for code in sorted({401, 403, 404, 405, 413, 415, 422, 429, 500, 503, *errors}):
         documented[code] = {"description": ERROR_NAMES[code], "content": {JSON: {"schema": ERROR}}}
     return documented

@@ -98,6 +98,7 @@ class EsdkSecretBox(SecretBox):
             MasterKeyProviderError,
             SerializationError,
         )
+        from cryptography.exceptions import InvalidTag
 
         if not is_ciphertext(ciphertext):
             raise SecretBindingError("not a hatchway ciphertext")
@@ -109,6 +110,8 @@ class EsdkSecretBox(SecretBox):
         try:
             with self._lock:
                 plaintext, header = self._client.decrypt(source=message, materials_manager=self._cmm)
+        except InvalidTag:  # a changed byte: the message no longer authenticates
+            raise SecretBindingError("the ciphertext is damaged") from None
         except (SerializationError, DecryptKeyError, MasterKeyProviderError) as exc:
             if _is_transport_failure(exc):
                 raise Unavailable("the key service is unavailable; nothing was decrypted") from exc

@@ -374,7 +374,8 @@ class BaseStore(ABC):
         limit: int,
         filters: dict[str, str],
     ) -> list[Run]:
-        """Runs newest first (by id), strictly before ``before``; filters: action, status, external_user_id."""
+        """Runs newest first (by id), strictly before ``before``; filters: action, status, external_user_id.
+        Their ``os`` may be left out (a list never shows it)."""
 
     def _record_sync_run(self, run: Run, entries: list[LogEntry]) -> tuple[bool, list[LogEntry]]:
         """Insert a finished run with its log (numbered from 1); False if the id exists.
@@ -716,6 +717,8 @@ class BaseStore(ABC):
         cursor: str | None,
         filters: dict[str, str] | None = None,
     ) -> Page[Run]:
+        """A page of runs, newest first, as a list shows them: a backend may leave out their ``os``
+        (the head and tail of the log, most of a record), which a list never shows."""
         filters = {k: v for k, v in (filters or {}).items() if v}
         scope = ("runs", project_id, environment, json.dumps(filters, sort_keys=True))
         before = decode_cursor(cursor, scope)
