@@ -898,10 +898,12 @@ class Gateway:
                 return self._finish(run, verdict, []), verdict, []
             secret_values += input_secrets
             redactor = Redactor(secret_values)
-            registered = ACTIVE_SECRETS.add(secret_values)
+            registered = ACTIVE_SECRETS.add(redactor)
             collector = OutputCollector(
                 Mode.ASYNC if run.invoked == RUN_ACTION else Mode.SYNC,
-                redactor,
+                # redacting the output may take no longer than the action may run: past its
+                # deadline (and the kill grace) what is left of a text is hidden, not searched
+                redactor.until(time.monotonic() + limit + self.settings.kill_grace_seconds),
                 max_log_bytes=self.settings.max_log_bytes,
                 max_stdout_bytes=self.settings.max_sync_stdout_bytes,
                 flush=flush,
