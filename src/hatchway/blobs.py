@@ -20,6 +20,8 @@ from pathlib import Path, PurePosixPath
 from hatchway.errors import ValidationFailed
 
 MAX_PATH = 1024
+#: a name in a path, in bytes (the longest file name Linux file systems store)
+MAX_COMPONENT = 255
 
 
 @dataclass
@@ -30,8 +32,8 @@ class BlobInfo:
     modified_at: int = 0
 
 
-def clean_path(path: str, field: str = "path") -> str:
-    """A relative POSIX path without tricks, or a 422."""
+def clean_path(path: str, field: str = "path", max_component: int = MAX_COMPONENT) -> str:
+    """A relative POSIX path without tricks, or a 422; no name in it longer than ``max_component`` bytes."""
     parts = PurePosixPath(path).parts
     if (
         not path
@@ -43,6 +45,8 @@ def clean_path(path: str, field: str = "path") -> str:
         or not parts
     ):
         raise ValidationFailed.at([field], "a relative path of names separated by '/', without '.' or '..'")
+    if any(len(part.encode()) > max_component for part in parts):
+        raise ValidationFailed.at([field], f"a name in a path may hold at most {max_component} bytes", "too_long")
     return path
 
 

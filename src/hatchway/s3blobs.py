@@ -21,6 +21,8 @@ from hatchway.blobs import BlobInfo, BlobStore, clean_path
 from hatchway.config import Settings
 
 PREFIX = "blobs/"
+#: S3 keys are up to 1024 bytes, so a name in one may be as long (HATCHWAY_MAX_PATH_COMPONENT_BYTES)
+S3_MAX_COMPONENT = 1024
 WHAT = "the outputs bucket"
 
 
@@ -41,7 +43,7 @@ class S3BlobStore(BlobStore):
         return self.aws.client("s3")
 
     def _object(self, key: str) -> str:
-        return PREFIX + clean_path(key, "key")
+        return PREFIX + clean_path(key, "key", S3_MAX_COMPONENT)
 
     def put_bytes(self, key: str, data: bytes) -> BlobInfo:
         sha = hashlib.sha256(data).hexdigest()
@@ -85,7 +87,7 @@ class S3BlobStore(BlobStore):
         data = self.read(key)
         if data is None:
             return None
-        target = self.cache_dir / clean_path(key, "key")
+        target = self.cache_dir / clean_path(key, "key", S3_MAX_COMPONENT)
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".download-")
         with os.fdopen(fd, "wb") as handle:

@@ -332,12 +332,23 @@ class Gateway:
     # ---- secrets ---------------------------------------------------------------------------
 
     def encrypt(
-        self, principal: Principal, project_id: str, environment: str, value: str, action: str | None = None
+        self,
+        principal: Principal,
+        project_id: str,
+        environment: str,
+        value: str,
+        action: str | None = None,
+        where: list[str | int] | None = None,
     ) -> str:
+        """A ciphertext of ``value`` (at ``where`` in the request, for a refusal's ``loc``)."""
         self.authorize(principal, project_id, environment, "secrets:encrypt")
         self._require_project(project_id)
         if is_ciphertext(value):
             return value
+        limit = self.settings.limits.max_secret_bytes
+        if len(value.encode()) > limit:
+            raise ValidationFailed.at(where or ["body", "value"], f"a secret may hold at most {limit} bytes",
+                                      "secret_too_long")  # fmt: skip
         return self.secret_box.encrypt(value, project_id, environment, action)
 
     # ---- actions ---------------------------------------------------------------------------
@@ -471,6 +482,7 @@ class Gateway:
             payload = fill_session(payload, claims) if payload is not None else None
         elif has_session_placeholders(given) or has_session_placeholders(payload):
             raise BadRequest("$Session placeholders need a session: {tag, token}")
+        params.check_limits(given, payload, self.settings.limits)
         parameters = params.prepare(resolved.spec, given, partial=invoked != RUN_ACTION)
 
         def seal(value: str) -> str:
@@ -487,7 +499,7 @@ class Gateway:
             if invoked != RUN_ACTION:
                 raise ValidationFailed.at(["body", "inputs"], "sync actions get no input files")
             for path in request.inputs:
-                clean_path(path, "inputs")
+                clean_path(path, "inputs", self.settings.limits.max_path_component_bytes)
                 if not self.blobs.exists(self._file_key(project_id, environment, path)):
                     raise NotFound(f"no file {path!r} in this project (upload it with PUT .../files/{path})")
             options["inputs"] = list(request.inputs)
@@ -520,8 +532,13 @@ class Gateway:
         return self.cache.key(tag, parts)
 
     def _open(self, run: Run, value: Any, where: str) -> tuple[Any, list[str]]:
-        """Decrypt every ``#`` value of ``value``; the plain data and the secrets (for redaction)."""
+        """Decrypt every ``#`` value of ``value``; the plain data and the secrets (for redaction).
+
+        A ciphertext made while a limit was higher may hold a secret over today's limits: the run
+        then fails as a user error, as it does for a ciphertext that does not belong here.
+        """
         found: list[str] = []
+        limits = self.settings.limits
 
         def unseal(text: str) -> str:
             if not is_ciphertext(text):
@@ -530,27 +547,27 @@ class Gateway:
             try:
                 plain = self.secret_box.decrypt(text, run.project_id, run.environment, run.action_name)
             except SecretBindingError:
-                raise SecretBindingError(
-                    f"{where}: the ciphertext belongs to another project, environment or action"
-                ) from None
+                raise SecretBindingError("the ciphertext belongs to another project, environment or action") from None
+            if len(plain.encode()) > limits.max_secret_bytes:
+                raise SecretBindingError(f"the secret is larger than {limits.max_secret_bytes} bytes")
             found.append(plain)
             return plain
 
+        def opened_at(label: str, item: Any, is_secret: bool) -> Any:
+            try:
+                return unseal(item) if is_secret else params.map_secrets(item, unseal)
+            except SecretBindingError as exc:
+                raise SecretBindingError(f"{label}: {exc.message}") from None
+
+        if not isinstance(value, dict):
+            return opened_at(where, value, False), found
         opened = {}
-        if isinstance(value, dict):
-            for key, item in value.items():
-                label = f"parameter {key!r}" if where == "parameters" else f"{where}.{key}"
-                if is_secret_name(key) and isinstance(item, str):
-                    try:
-                        opened[key] = unseal(item)
-                    except SecretBindingError:
-                        raise SecretBindingError(
-                            f"{label}: the ciphertext belongs to another project, environment or action"
-                        ) from None
-                else:
-                    opened[key] = params.map_secrets(item, unseal)
-            return opened, found
-        return params.map_secrets(value, unseal), found
+        for key, item in value.items():
+            if is_secret_name(key) and isinstance(item, str):
+                opened[key] = opened_at(f"parameter {key!r}" if where == "parameters" else f"{where}.{key}", item, True)
+            else:
+                opened[key] = opened_at(where, item, False)
+        return opened, found
 
     # ---- runs: submit ----------------------------------------------------------------------
 
@@ -1229,9 +1246,12 @@ class Gateway:
 
     # ---- files and artifacts ---------------------------------------------------------------
 
-    @staticmethod
-    def _file_key(project_id: str, environment: str, path: str) -> str:
-        return f"files/{project_id}/{environment}/{clean_path(path)}"
+    def _file_key(self, project_id: str, environment: str, path: str) -> str:
+        return f"files/{project_id}/{environment}/{self._path(path)}"
+
+    def _path(self, path: str) -> str:
+        """A path a client names (a file, an artifact), checked (422) before any blob is touched."""
+        return clean_path(path, "path", self.settings.limits.max_path_component_bytes)
 
     def put_file(
         self, principal: Principal, project_id: str, environment: str, path: str, data: bytes
@@ -1268,7 +1288,7 @@ class Gateway:
 
     def get_artifact(self, principal: Principal, project_id: str, environment: str, run_id: str, path: str) -> bytes:
         self.get_run(principal, project_id, environment, run_id)
-        data = self.blobs.read(f"artifacts/{run_id}/{clean_path(path)}")
+        data = self.blobs.read(f"artifacts/{run_id}/{self._path(path)}")
         if data is None:
             raise NotFound(f"run {run_id} has no artifact {path!r}")
         return data

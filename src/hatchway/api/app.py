@@ -52,6 +52,7 @@ from hatchway.api.models import ENVIRONMENT_PATTERN, EncryptRequest, ProjectCrea
 from hatchway.api.resolver import ThreadSafeHttpResolver
 from hatchway.api.validation import CompiledRequestValidation
 from hatchway.errors import Forbidden, HatchwayError, NotFound, PayloadTooLarge, ValidationFailed
+from hatchway.parameters import json_too_deep
 from hatchway.service import Gateway, Principal, RunRequest
 from hatchway.spec import ActionSpec
 from hatchway.store.base import DEFAULT_PAGE
@@ -117,6 +118,10 @@ class Api:
                     *error_answer(ValidationFailed.at(["body"], "the body is not UTF-8 JSON", "json_invalid"))
                 )
             event = {**event, "body": text, "isBase64Encoded": False}
+        depth = self.gateway.settings.limits.max_json_depth
+        if event.get("body") and json_too_deep(event["body"], depth):
+            too_deep = ValidationFailed.at(["body"], f"the JSON body nests deeper than {depth} levels", "too_deep")
+            return event_answer(*error_answer(too_deep))
         if body and not is_json(header(event, "content-type")):
             # `curl -d` and friends label JSON as a form or text: read the body as JSON anyway
             headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
@@ -317,7 +322,10 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         who, env = principal(), env_name(environment)
         if body.value is not None:
             return json_answer(200, {"ciphertext": gateway.encrypt(who, project_id, env, body.value, body.action)})
-        values = {k: gateway.encrypt(who, project_id, env, v, body.action) for k, v in (body.values or {}).items()}
+        values = {
+            k: gateway.encrypt(who, project_id, env, v, body.action, ["body", "values", k])
+            for k, v in (body.values or {}).items()
+        }
         return json_answer(200, {"values": values})
 
     # ---- actions -------------------------------------------------------------------------
