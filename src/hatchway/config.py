@@ -58,6 +58,7 @@ ENV_VARS: dict[str, str] = {
     "HATCHWAY_TABLE_NAME": "DynamoDB table of the aws backend",
     "HATCHWAY_KMS_KEY_ID": "KMS key (id, ARN or alias) of the aws backend",
     "HATCHWAY_BUCKET": "S3 bucket for run outputs on the aws backend",
+    "HATCHWAY_OUTPUTS_KMS_KEY_ID": "KMS key S3 encrypts blobs (files, artifacts, stashes) with (default: aws/s3)",
     "HATCHWAY_SYNC_EXECUTOR": "executor for sync actions (default HATCHWAY_EXECUTOR; lambda on AWS)",
     "HATCHWAY_RUN_EXECUTOR": "executor for async runs (default HATCHWAY_EXECUTOR; batch or ecs on AWS)",
     "HATCHWAY_RESOURCE_PREFIX": "name prefix of the AWS resources the gateway creates (functions, definitions, roles)",
@@ -188,6 +189,7 @@ class Settings:
     table_name: str = "hatchway"
     kms_key_id: str | None = None
     bucket: str | None = None
+    outputs_kms_key_id: str | None = None
     aws_region: str | None = None
     aws_endpoint_url: str | None = None
     sync_executor: str | None = None
@@ -250,6 +252,7 @@ class Settings:
             table_name=env.get("HATCHWAY_TABLE_NAME") or "hatchway",
             kms_key_id=env.get("HATCHWAY_KMS_KEY_ID") or None,
             bucket=env.get("HATCHWAY_BUCKET") or None,
+            outputs_kms_key_id=env.get("HATCHWAY_OUTPUTS_KMS_KEY_ID") or None,
             aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             sync_executor=env.get("HATCHWAY_SYNC_EXECUTOR") or None,

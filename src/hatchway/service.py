@@ -9,12 +9,14 @@ is given, and raises only :mod:`hatchway.errors`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
 import logging
 import os
 import secrets as pysecrets
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from hatchway import parameters as params
-from hatchway.blobs import BlobInfo, BlobStore, LocalBlobStore, clean_path
+from hatchway.blobs import BlobInfo, BlobStore, LocalBlobStore, clean_path, redacted_text
 from hatchway.cache import ResultCache, check_tag
 from hatchway.callbacks import Callbacks, check_url
 from hatchway.config import Settings
@@ -48,6 +50,7 @@ from hatchway.errors import (
 )
 from hatchway.executors import Executors
 from hatchway.executors.base import BaseExecutor, Execution, Invocation, OutputCollector, Verdict, judge
+from hatchway.executors.journal import owner_alive, start_time
 from hatchway.faults import CrashPoints
 from hatchway.net import allowed_networks
 from hatchway.observability.logs import log_context
@@ -66,7 +69,7 @@ from hatchway.runs import (
     now_ms,
     preview,
 )
-from hatchway.secrets.box import SecretBox, is_ciphertext
+from hatchway.secrets.box import SecretBox, is_ciphertext, local_blob_cipher
 from hatchway.secrets.redact import ACTIVE_SECRETS, Redactor
 from hatchway.sessions import SessionTypes
 from hatchway.spec import (
@@ -166,7 +169,7 @@ class Gateway:
         self.store = store
         self.executors = executors if isinstance(executors, Executors) else Executors(executors)
         self._secret_box = secret_box
-        self.blobs = blobs or LocalBlobStore(settings.blob_dir)
+        self.blobs = blobs or LocalBlobStore(settings.blob_dir, lambda: local_blob_cipher(settings.key_path))
         self.stashes = FileStashes(store, self.blobs)
         self.cache = ResultCache(store, lambda: self.secret_box)
         self.sessions = SessionTypes(store, lambda: self.secret_box)
@@ -898,6 +901,7 @@ class Gateway:
             self._active[run.id] = cancel
         flush = None
         registered: int | None = None
+        staged: Path | None = None
         if run.mode == Mode.ASYNC:
 
             def flush(batch: list[LogEntry]) -> None:
@@ -943,8 +947,8 @@ class Gateway:
                 redactor=redactor,
                 retries=max(0, run.max_attempts - 1) if run.mode == Mode.SYNC else 0,
             )
-            self._stage(run, resolved, invocation, payload)
             try:
+                staged = self._stage(run, resolved, invocation, payload)
                 executor = self.executors.pick(resolved.spec, run.mode)
                 execution = self._execute(executor, invocation, collector, cancel)
             except Exception as exc:  # an executor bug or an unreachable engine: the run must still end
@@ -962,45 +966,85 @@ class Gateway:
             final = self._finish(run, verdict, entries, duration_ms=execution.duration_ms)
             return final, verdict, entries
         finally:
+            if staged is not None:
+                shutil.rmtree(staged, ignore_errors=True)
             if registered is not None:
                 ACTIVE_SECRETS.remove(registered)
             with self._active_lock:
                 self._active.pop(run.id, None)
 
-    def _stage(self, run: Run, resolved: Resolved, invocation: Invocation, payload: Any) -> None:
-        """What the attempt finds beside its parameters: input, input files, stash, artifacts."""
+    @property
+    def _staging(self) -> Path:
+        return self.settings.work_dir / ".stage"
+
+    @functools.cached_property
+    def _owner(self) -> str:
+        """This process, as "<pid>-<start time>": a name no later process reuses."""
+        return f"{os.getpid()}-{start_time(os.getpid())}"
+
+    def _stage(self, run: Run, resolved: Resolved, invocation: Invocation, payload: Any) -> Path | None:
+        """What the attempt finds beside its parameters: input, input files, stash, artifacts.
+
+        Input files and a stash are kept encrypted (or in S3), so they are written out in the
+        clear to a private directory of this attempt (named by this process, removed when the
+        attempt ends, or by the next start after a crash), from which the executor copies them
+        into the workspace. Returns that directory, if one was made.
+        """
         options = run.options
         if payload is not None:
             invocation.extra_config["input"] = payload
         for key, value in (options.get("config") or {}).items():
             invocation.extra_config.setdefault(key, value)
-        if options.get("inputs") and resolved.spec.requires_downloaded_inputs is not False:
-            for path in options["inputs"]:
-                local = self.blobs.local_path(self._file_key(run.project_id, run.environment, path))
-                if local is not None:
-                    invocation.input_files.append((path, local))
+        staged: Path | None = None
+        inputs = options.get("inputs") if resolved.spec.requires_downloaded_inputs is not False else None
         stash_id = options.get("stash_id")
+        if inputs or stash_id:
+            staged = self._staging / f"{self._owner}-{run.id}-{run.attempt}"
+            staged.mkdir(parents=True, mode=0o700)
+        for path in inputs or ():
+            local = staged / "in" / path  # type: ignore[operator]
+            if self.blobs.export(self._file_key(run.project_id, run.environment, path), local):
+                invocation.input_files.append((path, local))
         if stash_id:
-            scratch = self.settings.work_dir / ".stash" / f"{run.id}-{run.attempt}"
-            invocation.tmp_source = self.stashes.directory(run.project_id, run.environment, stash_id, scratch)
+            invocation.tmp_source = self.stashes.directory(
+                run.project_id,
+                run.environment,
+                stash_id,
+                staged / "tmp",  # type: ignore[operator]
+            )
 
         def keep(workspace: Path) -> None:
             if stash_id:
-                self.stashes.save(run.project_id, run.environment, stash_id, workspace / "tmp")
+                self.stashes.save(run.project_id, run.environment, stash_id, workspace / "tmp", invocation.redactor)
             if run.invoked == RUN_ACTION:
-                self._keep_artifacts(run.id, workspace / "out")
+                self._keep_artifacts(run.id, workspace / "out", invocation.redactor)
 
         invocation.before_cleanup = keep
+        return staged
 
-    def _keep_artifacts(self, run_id: str, out: Path) -> None:
-        """Files the action left in ``out/files/`` (and Keboola's ``out/tables/``) become artifacts."""
+    def _keep_artifacts(self, run_id: str, out: Path, redactor: Redactor) -> None:
+        """Files the action left in ``out/files/`` (and Keboola's ``out/tables/``) become artifacts,
+        text files with the run's secrets hidden."""
         for folder in ("files", "tables"):
             base = out / folder
             if not base.is_dir():
                 continue
             for path in sorted(base.rglob("*")):
                 if path.is_file() and not path.is_symlink():
-                    self.blobs.put_file(f"artifacts/{run_id}/{folder}/{path.relative_to(base).as_posix()}", path)
+                    key = f"artifacts/{run_id}/{folder}/{path.relative_to(base).as_posix()}"
+                    self.blobs.put_chunks(key, redacted_text(path, redactor))
+
+    def tidy_at_rest(self) -> None:
+        """At start: remove what crashed processes left staged in the clear, and encrypt blobs kept
+        in the clear before blobs were encrypted (see the README's "Secrets at rest")."""
+        with contextlib.suppress(FileNotFoundError):
+            for leftover in self._staging.iterdir():
+                if not owner_alive("-".join(leftover.name.split("-")[:2])):
+                    shutil.rmtree(leftover, ignore_errors=True)
+        if isinstance(self.blobs, LocalBlobStore):
+            encrypted = self.blobs.encrypt_legacy()
+            if encrypted:
+                log.warning("encrypted files kept in the clear by an earlier version", extra={"count": encrypted})
 
     @contextlib.contextmanager
     def _observed(self, run: Run) -> Iterator[None]:

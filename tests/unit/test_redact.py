@@ -134,13 +134,18 @@ def test_data_hides_keys_and_values_at_any_depth() -> None:
     assert redactor.data(data) == {"k": [HIDDEN, 1, {HIDDEN: [f"x {HIDDEN}"]}], "n": None}
 
 
-def test_split_carries_a_secret_across_the_cut() -> None:
+def test_split_leaves_a_secret_across_the_cut_whole_or_carries_it() -> None:
     redactor = Redactor(["0123456789"])
     text = "abc0123456789def"
-    head, carried = redactor.split(text, 6)
-    assert head == f"abc{HIDDEN}" and carried == 7
+    # the head ends where the secret starts, and the next piece starts with it
+    assert redactor.split(text, 6) == ("abc", 3, 0)
+    assert redactor.split(text, 3) == ("abc", 3, 0)
+    # cut exactly: both pieces show a marker, and the next is told how much of it is hidden
+    head, cut, carried = redactor.split(text, 6, exact=True)
+    assert (head, cut, carried) == (f"abc{HIDDEN}", 6, 7)
     assert redactor.text(text[6:], carried) == f"{HIDDEN}def"
-    assert redactor.split(text, 3) == ("abc", 0)
+    # a secret at the very start is carried, or no piece would ever end
+    assert redactor.split(text[3:], 2) == (HIDDEN, 2, 8)
 
 
 def test_a_maximal_secret_is_hidden_and_its_automaton_is_shared() -> None:
@@ -245,3 +250,27 @@ def test_the_runtime_redacts_with_the_standard_library_alone(tmp_path: Path, eng
     # Then it imports nothing else and hides the secret
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"a {HIDDEN} b"
+
+
+def test_a_stream_in_small_pieces_is_redacted_as_the_whole_text() -> None:
+    # Given a text whose secrets cross the cuts between pieces wherever they fall
+    rng = random.Random(7)
+    secrets = ["0123456789", "89abc", "zzzz"]
+    text = "".join(rng.choice(["-", "0123456789", "89abc", "zzzzz", "ab", "\n"]) for _ in range(400))
+    redactor = Redactor(secrets)
+    whole = brute_force(text, secrets)
+    assert redactor.text(text) == whole
+
+    def one_marker_a_run(value: str) -> str:
+        while HIDDEN + HIDDEN in value:
+            value = value.replace(HIDDEN + HIDDEN, HIDDEN)
+        return value
+
+    for piece in (1, 3, 11, 64):
+        chunks = [text[i : i + piece] for i in range(0, len(text), piece)]
+        # Then streaming it, holding a few characters at a time, hides what a whole search hides
+        # (a run of overlapping secrets longer than what is held may show as two markers)
+        assert one_marker_a_run("".join(redactor.stream(chunks, size=5))) == one_marker_a_run(whole)
+        # and holding more than any run, exactly the same
+        assert "".join(redactor.stream(chunks, size=50)) == whole
+    assert list(Redactor().stream(["a", "b"])) == ["a", "b"]

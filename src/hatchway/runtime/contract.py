@@ -189,7 +189,8 @@ class OutputCollector:
             at -= 1
         head = buffer[:at].decode("utf-8", errors="replace")
         window = buffer[: at + lookahead].decode("utf-8", errors="replace")
-        text, self._carry[stream] = self.redactor.split(window, len(head), self._carry[stream])
+        # cut exactly there: a character offset cannot be mapped back to bytes that did not decode
+        text, _, self._carry[stream] = self.redactor.split(window, len(head), self._carry[stream], exact=True)
         self._keep_line(stream, text, _now_ms())
         del buffer[:at]
 

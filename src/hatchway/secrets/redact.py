@@ -34,7 +34,7 @@ import json
 import threading
 import time
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -53,6 +53,8 @@ MIN_LINE_PART = 8
 #: without the native finder, texts are first tested for the first characters of each spelling
 #: when there are at most this many distinct ones
 MAX_ANCHORS = 24
+#: how many characters of a streamed text (a file) are redacted at a time
+STREAM_PIECE = 1 << 20
 #: how much text the pure-Python automaton searches between two looks at the clock
 _CLOCK_EVERY = 1 << 15
 
@@ -278,16 +280,39 @@ class Redactor:
             return value
         return _render(value, _with_prefix(self.intervals(value), hidden_prefix), len(value))
 
-    def split(self, value: str, at: int, hidden_prefix: int = 0) -> tuple[str, int]:
-        """Redact ``value[:at]`` of a text cut at ``at``, and say how many characters of
-        ``value[at:]`` continue a secret that crosses the cut (the next piece's ``hidden_prefix``).
+    def split(self, value: str, at: int, hidden_prefix: int = 0, exact: bool = False) -> tuple[str, int, int]:
+        """Redact the head of a text to be cut at ``at``: (the redacted head, how many characters
+        of ``value`` it covers, how many characters after them continue a hidden secret - the
+        next piece's ``hidden_prefix``).
 
-        ``value`` must reach :attr:`longest` - 1 characters past ``at`` (or be the whole text), so
-        an occurrence that crosses the cut is seen whole.
+        A secret that crosses ``at`` is left whole to the next piece (the head ends where it
+        starts) unless ``exact`` or it starts the text; then the head ends in a marker and the
+        next piece starts with one. ``value`` must reach :attr:`longest` - 1 characters past
+        ``at`` (or be the whole text), so an occurrence that crosses the cut is seen whole.
         """
         spans = _with_prefix(self.intervals(value), hidden_prefix)
-        carried = next((stop - at for begin, stop in spans if begin < at < stop), 0)
-        return _render(value, spans, at), carried
+        for begin, stop in spans:
+            if begin < at < stop:
+                if begin > 0 and not exact:
+                    return _render(value, spans, begin), begin, 0
+                return _render(value, spans, at), at, stop - at
+        return _render(value, spans, at), at, 0
+
+    def stream(self, pieces: Iterable[str], size: int = STREAM_PIECE) -> Iterator[str]:
+        """Redact a text that arrives in pieces (a file), holding about ``size`` characters at a
+        time: each is cut with :meth:`split`, looking a whole spelling past the cut."""
+        if self._finder is None:
+            yield from pieces
+            return
+        pending, carried = "", 0
+        for piece in pieces:
+            pending += piece
+            if len(pending) < size + self.longest:
+                continue
+            head, cut, carried = self.split(pending, len(pending) - self.longest + 1, carried)
+            yield head
+            pending = pending[cut:]
+        yield self.text(pending, carried)
 
     def data(self, value: Any) -> Any:
         """Redact every string inside a JSON-like structure (keys included)."""
