@@ -92,3 +92,35 @@ def test_encrypted_blobs_are_bound_to_their_name_and_refuse_damage(tmp_path: Pat
         with pytest.raises(InternalError):
             blobs.read(key)
     assert blobs.read("files/p/e/c.txt") == b"third"
+
+
+@pytest.mark.parametrize("with_key", [True, False])
+def test_s3_blobs_are_put_with_sse_kms(tmp_path: Path, with_key: bool) -> None:
+    from dataclasses import replace
+
+    from hatchway.aws import AwsClients
+    from hatchway.config import Settings
+    from hatchway.s3blobs import PREFIX, S3BlobStore
+
+    with moto_in_process():
+        aws = AwsClients(REGION)
+        s3 = aws.client("s3")
+        bucket = f"blobs-{uuid.uuid4().hex[:8]}"
+        s3.create_bucket(Bucket=bucket)
+        key_arn = aws.client("kms").create_key(Description="outputs")["KeyMetadata"]["Arn"] if with_key else None
+        # Given the store the aws backend builds from its settings (the template sets the key)
+        settings = replace(Settings(), backend="aws", bucket=bucket, outputs_kms_key_id=key_arn)
+        blobs = S3BlobStore.from_settings(settings, aws)
+        source = tmp_path / "f.bin"
+        source.write_bytes(b"f" * 1000)
+        # When blobs are put every way, a multipart upload included
+        blobs.put_bytes("files/p/e/bytes", b"b")
+        blobs.put_file("files/p/e/file", source)
+        blobs.put_chunks("files/p/e/big", (bytes([i]) * (1 << 20) for i in range(12)))
+        # Then S3 keeps each encrypted with KMS: the outputs key, or the account's aws/s3 key without one
+        for name in ("bytes", "file", "big"):
+            head = s3.head_object(Bucket=bucket, Key=f"{PREFIX}files/p/e/{name}")
+            assert head["ServerSideEncryption"] == "aws:kms", name
+            if key_arn:
+                assert head["SSEKMSKeyId"] == key_arn, name
+        assert blobs.read("files/p/e/big") == b"".join(bytes([i]) * (1 << 20) for i in range(12))
