@@ -22,8 +22,9 @@ Both automata are built once per set of secrets. A redactor may carry a deadline
 than searched, so redaction never outlives the call that needs it - it fails closed.
 
 Streams are redacted line by line after the lines are assembled, so a secret split across two
-writes of the action is still found; a line longer than the collector's piece size is cut with
-:meth:`Redactor.split`, which looks far enough ahead that no secret is cut in two.
+writes of the action is still found. A line longer than the collector's piece size, and a file
+(:meth:`Redactor.stream`: artifacts, stashes), are cut with :meth:`Redactor.split`, which looks a
+whole spelling past the cut: a secret across it is hidden on both sides, never shown in part.
 """
 
 from __future__ import annotations
