@@ -245,3 +245,14 @@ def test_limits_that_cannot_work_are_refused_at_start() -> None:
             Settings.from_env(env)
         assert refused.value.details[0]["loc"] == ["env", next(iter(env))]
     assert Settings.from_env({"HATCHWAY_BACKEND": "aws", "HATCHWAY_MAX_PATH_COMPONENT_BYTES": "1024"})
+
+
+def test_a_ciphertext_is_measured_by_the_plaintext_it_holds(tmp_path: Path) -> None:
+    from hatchway.parameters import secret_bytes
+    from hatchway.secrets.box import local_secret_box
+
+    box = local_secret_box(tmp_path / "secret.key")
+    for size in (4, 1000, 64 * KIB, 64 * KIB + 2048, 256 * KIB):
+        ciphertext = box.encrypt("s" * size, "proj_x", "development")
+        # never more than the plaintext (a maximal secret's ciphertext is accepted), and close to it
+        assert size - 1100 <= secret_bytes(ciphertext) <= size, size
