@@ -1,31 +1,54 @@
 """Files the gateway keeps: uploaded inputs, run artifacts, file stashes.
 
 A :class:`BlobStore` maps keys (``files/<project>/<env>/<path>``, ``artifacts/<run>/<path>``,
-``stashes/<project>/<env>/<id>/<path>``) to bytes. The embedded default keeps them under
-``$HATCHWAY_HOME/blobs``; the AWS backend keeps them in S3. Keys never leave their prefix: a path
-with ``..``, an absolute path or an empty segment is refused before any file is touched.
+``stashes/<project>/<env>/<id>/<path>``) to bytes, written and read as streams of chunks so a blob
+of any size passes in bounded memory. The embedded default keeps them under
+``$HATCHWAY_HOME/blobs``, each encrypted with the deployment's key file
+(:class:`~hatchway.secrets.box.BlobCipher`); the AWS backend keeps them in S3 under SSE-KMS. Keys
+never leave their prefix: a path with ``..``, an absolute path, an empty segment or a name longer
+than a file system allows is refused before any file is touched.
+
+What an action leaves (artifacts, its stash) passes :func:`redacted_text` on the way in: a text
+file - valid UTF-8 - has every secret of its run hidden like the run's log; a binary file is kept
+as it is, since no search can tell a secret inside compressed or encoded bytes.
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import hashlib
+import io
+import logging
 import os
 import shutil
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from hatchway.errors import Conflict, ValidationFailed
+from hatchway.secrets.box import BlobCipher
+
+if TYPE_CHECKING:
+    from hatchway.secrets.redact import Redactor
+
+log = logging.getLogger("hatchway")
 
 MAX_PATH = 1024
-#: bytes of one path segment: a file name longer than this cannot exist (Linux NAME_MAX)
-MAX_NAME = 255
+#: a name in a path, in bytes (the longest file name Linux file systems store)
+MAX_COMPONENT = 255
 #: a temporary upload left this long without a write belongs to nobody (its writer died)
 STALE_UPLOAD_SECONDS = 300
+#: how much of a blob is read or written at a time
+CHUNK = 1 << 20
+#: the first line of a blob the embedded default encrypted: then the plaintext's size, in hex
+#: (listings show it without decrypting), and the Encryption SDK message
+MAGIC = b"HWBLOB1 "
+_HEADER = len(MAGIC) + 16 + 1
 
 
 @dataclass
@@ -36,8 +59,8 @@ class BlobInfo:
     modified_at: int = 0
 
 
-def clean_path(path: str, field: str = "path") -> str:
-    """A relative POSIX path without tricks, or a 422."""
+def clean_path(path: str, field: str = "path", max_component: int = MAX_COMPONENT) -> str:
+    """A relative POSIX path without tricks, or a 422; no name in it longer than ``max_component`` bytes."""
     parts = PurePosixPath(path).parts
     if (
         not path
@@ -49,23 +72,95 @@ def clean_path(path: str, field: str = "path") -> str:
         or not parts
     ):
         raise ValidationFailed.at([field], "a relative path of names separated by '/', without '.' or '..'")
-    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME for part in parts):
-        raise ValidationFailed.at([field], f"a name in the path is longer than {MAX_NAME} bytes")
+    if any(len(part.encode("utf-8", "surrogatepass")) > max_component for part in parts):
+        raise ValidationFailed.at([field], f"a name in a path may hold at most {max_component} bytes", "too_long")
     return path
 
 
+def file_chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        yield from iter(lambda: handle.read(CHUNK), b"")
+
+
+def is_utf8(path: Path) -> bool:
+    """Whether the file is text: valid UTF-8 from its first byte to its last (empty included)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        for chunk in file_chunks(path):
+            decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def redacted_text(path: Path, redactor: Redactor) -> Iterable[bytes]:
+    """The bytes of the file at ``path`` to keep: a text file's with every secret of ``redactor``
+    hidden (streamed, a whole spelling looked past each cut), any other file's as they are."""
+    if not redactor or not is_utf8(path):
+        return file_chunks(path)
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    text = (decoder.decode(chunk) for chunk in file_chunks(path))
+    return (piece.encode() for piece in redactor.stream(text) if piece)
+
+
+class Measured:
+    """Chunks passed through, counted and hashed on the way (a blob's size and SHA-256)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = chunks
+        self._digest = hashlib.sha256()
+        self.size = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            self._digest.update(chunk)
+            self.size += len(chunk)
+            yield chunk
+
+    def info(self, key: str, modified_at: int) -> BlobInfo:
+        return BlobInfo(key, self.size, self._digest.hexdigest(), modified_at)
+
+
+class ChunkReader(io.RawIOBase):
+    """A readable binary file over an iterator of chunks (for readers that take no iterator)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._left = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._left:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._left = memoryview(chunk)
+        size = min(len(buffer), len(self._left))
+        buffer[:size] = self._left[:size]
+        self._left = self._left[size:]
+        return size
+
+
 class BlobStore(ABC):
-    """Keyed bytes."""
+    """Keyed bytes, written and read as streams."""
 
     @abstractmethod
-    def put_file(self, key: str, source: Path) -> BlobInfo: ...
+    def put_chunks(self, key: str, chunks: Iterable[bytes]) -> BlobInfo:
+        """Store the bytes of ``chunks`` under ``key`` (replacing what was there), atomically."""
+
+    def put_file(self, key: str, source: Path) -> BlobInfo:
+        return self.put_chunks(key, file_chunks(source))
+
+    def put_bytes(self, key: str, data: bytes) -> BlobInfo:
+        return self.put_chunks(key, [data])
 
     @abstractmethod
-    def put_bytes(self, key: str, data: bytes) -> BlobInfo: ...
-
-    @abstractmethod
-    def local_path(self, key: str) -> Path | None:
-        """A readable local file holding the blob (downloaded first if need be), or None."""
+    @contextlib.contextmanager
+    def chunks(self, key: str) -> Iterator[Iterator[bytes] | None]:
+        """The blob's bytes as chunks (None when there is no such blob), while the context is open."""
 
     @abstractmethod
     def list(self, prefix: str) -> Iterator[BlobInfo]: ...
@@ -73,20 +168,38 @@ class BlobStore(ABC):
     @abstractmethod
     def delete_prefix(self, prefix: str) -> int: ...
 
+    @abstractmethod
     def exists(self, key: str) -> bool:
-        """Whether the blob is there (without fetching it)."""
-        return self.local_path(key) is not None
+        """Whether the blob is there (without reading it)."""
 
     def read(self, key: str) -> bytes | None:
-        path = self.local_path(key)
-        return path.read_bytes() if path is not None else None
+        with self.chunks(key) as chunks:
+            return None if chunks is None else b"".join(chunks)
+
+    def export(self, key: str, target: Path) -> bool:
+        """Write the blob's bytes to a new private file ``target``; False when there is no such blob."""
+        with self.chunks(key) as chunks:
+            if chunks is None:
+                return False
+            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                for chunk in chunks:
+                    handle.write(chunk)
+        return True
 
 
 class LocalBlobStore(BlobStore):
-    """Blobs as files under one directory (written atomically, read-only once written)."""
+    """Blobs as files under one directory (written atomically, read-only once written).
 
-    def __init__(self, root: Path) -> None:
+    With a ``cipher`` every blob is written encrypted (:data:`MAGIC`, the plaintext's size, an
+    Encryption SDK message under the deployment's key) and a file without the magic - a blob kept
+    before blobs were encrypted - is read as it is, until :meth:`encrypt_legacy` rewrites it.
+    """
+
+    def __init__(self, root: Path, cipher: BlobCipher | Callable[[], BlobCipher] | None = None) -> None:
         self.root = root
+        self._cipher = cipher
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._remove_stale_uploads()
 
@@ -99,54 +212,70 @@ class LocalBlobStore(BlobStore):
                 if path.stat().st_mtime < horizon:
                     path.unlink()
 
+    @property
+    def cipher(self) -> BlobCipher | None:
+        if self._cipher is not None and not isinstance(self._cipher, BlobCipher):
+            self._cipher = self._cipher()  # made on first use: a damaged key fails that use, not the start
+        return self._cipher
+
     def _path(self, key: str) -> Path:
         clean_path(key, "key")
         return self.root / key
 
-    def _commit(self, key: str, write: Path) -> BlobInfo:
+    def put_chunks(self, key: str, chunks: Iterable[bytes]) -> BlobInfo:
         target = self._path(key)
         try:
             target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            write.chmod(0o400)
-            write.replace(target)
-        except (FileExistsError, NotADirectoryError, IsADirectoryError):
-            # a file where the path needs a directory (k1, then k1/k2), or a directory where the file goes
-            raise Conflict(f"cannot store {_shown(key)}: a file and a directory would have the same path") from None
-        stat = target.stat()
-        return BlobInfo(key, stat.st_size, _sha256(target), int(stat.st_mtime * 1000))
-
-    def _upload(self, key: str, write: Callable[[int, str], None]) -> BlobInfo:
-        """Write into a temporary file beside the blobs, then move it into place; removed on failure."""
-        self._path(key)
+        except (FileExistsError, NotADirectoryError):
+            raise _clash(key) from None
+        measured = Measured(chunks)
         fd, temporary = tempfile.mkstemp(dir=self.root, prefix=".upload-")
         try:
-            write(fd, temporary)
-            return self._commit(key, Path(temporary))
-        except BaseException:
-            with contextlib.suppress(OSError):
-                Path(temporary).unlink()
-            raise
-
-    def put_file(self, key: str, source: Path) -> BlobInfo:
-        def copy(fd: int, temporary: str) -> None:
-            os.close(fd)
-            shutil.copyfile(source, temporary)
-
-        return self._upload(key, copy)
-
-    def put_bytes(self, key: str, data: bytes) -> BlobInfo:
-        def write(fd: int, _: str) -> None:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+                cipher = self.cipher
+                if cipher is None:
+                    for chunk in measured:
+                        handle.write(chunk)
+                else:
+                    handle.write(bytes(_HEADER))  # the size is known at the end
+                    for piece in cipher.encrypt(ChunkReader(measured), key):
+                        handle.write(piece)
+                    handle.seek(0)
+                    handle.write(MAGIC + f"{measured.size:016x}\n".encode())
+            written = Path(temporary)
+            written.chmod(0o400)
+            written.replace(target)
+        except (FileExistsError, NotADirectoryError, IsADirectoryError):
+            Path(temporary).unlink(missing_ok=True)
+            raise _clash(key) from None
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return measured.info(key, int(target.stat().st_mtime * 1000))
 
-        return self._upload(key, write)
-
-    def local_path(self, key: str) -> Path | None:
-        path = self._path(key)
-        return path if path.is_file() else None
+    @contextlib.contextmanager
+    def chunks(self, key: str) -> Iterator[Iterator[bytes] | None]:
+        try:
+            handle = self._path(key).open("rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            yield None
+            return
+        with handle:
+            header = handle.read(_HEADER)
+            if header.startswith(MAGIC) and self.cipher is not None:
+                yield self.cipher.decrypt(handle, key)
+            else:  # kept before blobs were encrypted
+                yield _prefixed(header, handle)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def _size(self, path: Path) -> int:
+        with path.open("rb") as handle:
+            header = handle.read(_HEADER)
+        if header.startswith(MAGIC):
+            return int(header[len(MAGIC) : _HEADER - 1], 16)
+        return path.stat().st_size
 
     def list(self, prefix: str) -> Iterator[BlobInfo]:
         base = self._path(prefix.rstrip("/"))
@@ -154,8 +283,8 @@ class LocalBlobStore(BlobStore):
             return
         for path in sorted(base.rglob("*")):
             if path.is_file():
-                stat = path.stat()
-                yield BlobInfo(path.relative_to(self.root).as_posix(), stat.st_size, None, int(stat.st_mtime * 1000))
+                modified = int(path.stat().st_mtime * 1000)
+                yield BlobInfo(path.relative_to(self.root).as_posix(), self._size(path), None, modified)
 
     def delete_prefix(self, prefix: str) -> int:
         target = self._path(prefix.rstrip("/"))
@@ -168,16 +297,35 @@ class LocalBlobStore(BlobStore):
         shutil.rmtree(target, ignore_errors=True)
         return count
 
+    def encrypt_legacy(self) -> int:
+        """Encrypt in place every blob kept in the clear (before blobs were encrypted); how many."""
+        if self.cipher is None:
+            return 0
+        done = 0
+        for path in sorted(self.root.rglob("*")):
+            key = path.relative_to(self.root).as_posix()
+            if key.startswith(".") or not path.is_file() or path.is_symlink():
+                continue
+            with path.open("rb") as handle:
+                if handle.read(len(MAGIC)) == MAGIC:
+                    continue
+            try:
+                self.put_file(key, path)
+            except (OSError, ValidationFailed) as exc:
+                log.warning("a blob kept in the clear could not be encrypted", extra={"reason": str(exc)})
+                continue
+            done += 1
+        return done
 
-def _shown(key: str) -> str:
-    """A key as a client named it: the path inside its project and environment (files/<p>/<e>/...)."""
-    parts = key.split("/", 3)
-    return repr(parts[3] if parts[0] == "files" and len(parts) == 4 else key)
+
+def _prefixed(first: bytes, handle: BinaryIO) -> Iterator[bytes]:
+    if first:
+        yield first
+    yield from iter(lambda: handle.read(CHUNK), b"")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _clash(key: str) -> Conflict:
+    """A file where the path needs a directory (k1, then k1/k2), or a directory where the file goes."""
+    parts = key.split("/", 3)  # shown as the client named it: the path inside its project and environment
+    shown = repr(parts[3] if parts[0] == "files" and len(parts) == 4 else key)
+    return Conflict(f"cannot store {shown}: a file and a directory would have the same path")

@@ -63,6 +63,7 @@ def start_gateway(
     gateway = build_gateway(settings)
     gateway.bootstrap()
     recovered = gateway.executors.recover()
+    gateway.tidy_at_rest()
     if recovered:
         log.warning("stopped actions left running by a previous gateway", extra={"count": recovered})
     examples: list[str] = []
@@ -127,6 +128,7 @@ def run_worker(settings: Settings) -> None:
     configure_observability(settings)
     gateway = build_gateway(settings)
     gateway.executors.recover()
+    gateway.tidy_at_rest()
     pool = WorkerPool(gateway)
     pool.start()
     stop = threading.Event()

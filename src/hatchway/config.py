@@ -18,7 +18,10 @@ from hatchway import faults
 from hatchway.errors import ValidationFailed
 
 SYNC_LIMIT_SECONDS = 30
-MIB = 1024 * 1024
+KIB = 1024
+MIB = 1024 * KIB
+#: the deepest JSON nesting HATCHWAY_MAX_JSON_DEPTH may allow
+MAX_JSON_DEPTH = 200
 
 #: Every environment variable hatchway reads, with what it sets.
 ENV_VARS: dict[str, str] = {
@@ -65,6 +68,7 @@ ENV_VARS: dict[str, str] = {
     "HATCHWAY_TABLE_NAME": "DynamoDB table of the aws backend",
     "HATCHWAY_KMS_KEY_ID": "KMS key (id, ARN or alias) of the aws backend",
     "HATCHWAY_BUCKET": "S3 bucket for run outputs on the aws backend",
+    "HATCHWAY_OUTPUTS_KMS_KEY_ID": "KMS key S3 encrypts blobs (files, artifacts, stashes) with (default: aws/s3)",
     "HATCHWAY_SYNC_EXECUTOR": "executor for sync actions (default HATCHWAY_EXECUTOR; lambda on AWS)",
     "HATCHWAY_RUN_EXECUTOR": "executor for async runs (default HATCHWAY_EXECUTOR; batch or ecs on AWS)",
     "HATCHWAY_RESOURCE_PREFIX": "name prefix of the AWS resources the gateway creates (functions, definitions, roles)",
@@ -85,6 +89,12 @@ ENV_VARS: dict[str, str] = {
     "HATCHWAY_TEST_CRASH_AT": "test hook only: point:n - SIGKILL this process at a crash point (see faults.py)",
     "HATCHWAY_RUNNER_FUNCTION": "the Lambda that executes runs of HTTP actions on AWS (invoked with each run's id)",
     "HATCHWAY_REMOTE_STALE_SECONDS": "a Batch or ECS run unfinished this long is looked up by the sweep (default 900)",
+    "HATCHWAY_MAX_PARAMETERS": "parameters a request may name (default 128)",
+    "HATCHWAY_MAX_PARAMETER_BYTES": "size of a parameter value, in UTF-8 bytes (default 262144)",
+    "HATCHWAY_MAX_SECRET_BYTES": "size of a secret value, in UTF-8 bytes (default 65536)",
+    "HATCHWAY_MAX_SECRETS_BYTES": "size of all secret values of one request together (default 262144)",
+    "HATCHWAY_MAX_JSON_DEPTH": "nesting depth of a JSON request body (default 64)",
+    "HATCHWAY_MAX_PATH_COMPONENT_BYTES": "length of one name in a file or artifact path, in bytes (default 255)",
     "AWS_ENDPOINT_URL": "points boto3 at LocalStack or a moto server",
     "AWS_BATCH_JOB_ID": "set by AWS Batch inside a job: names the container that holds a run",
     "AWS_BATCH_JOB_ATTEMPT": "set by AWS Batch inside a job: its attempt number",
@@ -119,6 +129,36 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
 
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in (env.get(name) or "").split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """How large a request may be beyond its byte count: each limit bounds what the gateway does
+    with the input (a secret's redaction automaton, a recursion over parameters, a file name)."""
+
+    max_parameters: int = 128
+    max_parameter_bytes: int = 256 * KIB
+    max_secret_bytes: int = 64 * KIB
+    max_secrets_bytes: int = 256 * KIB
+    max_json_depth: int = 64
+    max_path_component_bytes: int = 255
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> InputLimits:
+        return cls(
+            max_parameters=_int(env, "HATCHWAY_MAX_PARAMETERS", cls.max_parameters, 1),
+            max_parameter_bytes=_int(env, "HATCHWAY_MAX_PARAMETER_BYTES", cls.max_parameter_bytes, 1),
+            max_secret_bytes=_int(env, "HATCHWAY_MAX_SECRET_BYTES", cls.max_secret_bytes, 1),
+            max_secrets_bytes=_int(env, "HATCHWAY_MAX_SECRETS_BYTES", cls.max_secrets_bytes, 1),
+            max_json_depth=_int(env, "HATCHWAY_MAX_JSON_DEPTH", cls.max_json_depth, 4),
+            max_path_component_bytes=_int(env, "HATCHWAY_MAX_PATH_COMPONENT_BYTES", cls.max_path_component_bytes, 1),
+        )
+
+    def check(self) -> None:
+        # below 4 levels no run request ({"parameters": {"x": {...}}}) could nest at all; above
+        # MAX_JSON_DEPTH, walking a body's parameters would reach Python's recursion limit
+        if not 4 <= self.max_json_depth <= MAX_JSON_DEPTH:
+            raise ValidationFailed.at(["env", "HATCHWAY_MAX_JSON_DEPTH"], f"must be between 4 and {MAX_JSON_DEPTH}")
 
 
 @dataclass(frozen=True)
@@ -169,6 +209,7 @@ class Settings:
     table_name: str = "hatchway"
     kms_key_id: str | None = None
     bucket: str | None = None
+    outputs_kms_key_id: str | None = None
     aws_region: str | None = None
     aws_endpoint_url: str | None = None
     sync_executor: str | None = None
@@ -193,6 +234,7 @@ class Settings:
     lambda_rie_path: str | None = None
     lambda_pool_size: int = 4
     lambda_idle_seconds: float = 300.0
+    limits: InputLimits = field(default_factory=InputLimits)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -240,6 +282,7 @@ class Settings:
             table_name=env.get("HATCHWAY_TABLE_NAME") or "hatchway",
             kms_key_id=env.get("HATCHWAY_KMS_KEY_ID") or None,
             bucket=env.get("HATCHWAY_BUCKET") or None,
+            outputs_kms_key_id=env.get("HATCHWAY_OUTPUTS_KMS_KEY_ID") or None,
             aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             sync_executor=env.get("HATCHWAY_SYNC_EXECUTOR") or None,
@@ -264,6 +307,7 @@ class Settings:
             lambda_rie_path=env.get("HATCHWAY_LAMBDA_RIE") or None,
             lambda_pool_size=_int(env, "HATCHWAY_LAMBDA_POOL_SIZE", 4, 1),
             lambda_idle_seconds=_float(env, "HATCHWAY_LAMBDA_IDLE_SECONDS", 300.0),
+            limits=InputLimits.from_env(env),
         )
         if overrides:
             if isinstance(overrides.get("log_level"), str):
@@ -307,6 +351,11 @@ class Settings:
         ):
             if name is not None and name not in REGISTRY and name != "auto":
                 raise ValidationFailed.at(["env", variable], f"unknown executor {name!r}: auto, {', '.join(REGISTRY)}")
+        self.limits.check()
+        if self.backend == "embedded" and self.limits.max_path_component_bytes > 255:
+            raise ValidationFailed.at(
+                ["env", "HATCHWAY_MAX_PATH_COMPONENT_BYTES"], "the embedded default keeps files on disk: at most 255"
+            )
         if self.pipeline_engine not in ("local", "stepfunctions"):
             raise ValidationFailed.at(["env", "HATCHWAY_PIPELINE_ENGINE"], "must be local or stepfunctions")
         for variable, seconds in (

@@ -13,7 +13,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from hatchway.config import InputLimits
 from hatchway.errors import BadRequest, ValidationFailed
+from hatchway.secrets.box import PREFIX, is_ciphertext
 from hatchway.secrets.redact import HIDDEN
 from hatchway.spec import ActionSpec, coerce_str, is_secret_name
 
@@ -96,6 +98,77 @@ def _schema_message(error: Any) -> str:
         return f"does not satisfy '{error.validator}'"
     message = str(error.message)
     return message if len(message) <= 300 else message[:300] + "..."
+
+
+# ---------------------------------------------------------------------------------------------
+# bounds: what a request may hold, checked before anything is encrypted, stored or run
+
+#: an Encryption SDK message is its plaintext in 4 KiB frames (32 bytes of each frame's IV, tag
+#: and sequence number) behind a header with the context and the wrapped data key
+_FRAME, _FRAME_OVERHEAD, _HEADER_BYTES = 4096, 32, 1024
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+def json_too_deep(text: str, limit: int) -> bool:
+    """Whether the JSON document ``text`` nests arrays and objects deeper than ``limit``.
+
+    Decided on the text, before parsing: a parser (and every walk over what it built) recurses
+    once per level, so a body of a million ``[`` must be refused before it reaches one. Linear in
+    the text; the passes after the first (one per level, at most ``limit``) see only brackets.
+    """
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text)).replace("{", "[").replace("}", "]")
+    for _ in range(limit):
+        inner = brackets.replace("[]", "")  # one level less (the result is not scanned again)
+        if inner == brackets:
+            return False  # not balanced: the parser will say so
+        brackets = inner
+    return bool(brackets)
+
+
+def secret_bytes(value: str) -> int:
+    """The size of a secret in UTF-8 bytes; for a ciphertext, at least what its plaintext has."""
+    if not is_ciphertext(value):
+        return len(value.encode())
+    message = (len(value) - len(PREFIX)) * 3 // 4
+    return max(0, (message - _HEADER_BYTES) * _FRAME // (_FRAME + _FRAME_OVERHEAD))
+
+
+def check_limits(parameters: dict[str, Any], payload: Any, limits: InputLimits) -> None:
+    """Refuse (422) a request over the input limits: too many parameters, a value, a secret or
+    the secrets together too large. Every ``#`` value counts, in parameters and ``input`` alike."""
+    where: list[str | int] = ["body", "parameters"]
+    if len(parameters) > limits.max_parameters:
+        raise ValidationFailed.at(where, f"at most {limits.max_parameters} parameters", "too_many_parameters")
+    total = 0
+    pending: list[tuple[list[str | int], Any, bool]] = [(where, parameters, True), (["body", "input"], payload, False)]
+    while pending:
+        loc, data, is_parameter = pending.pop()
+        items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+        for key, value in items:
+            at = [*loc, key]
+            if isinstance(key, str) and is_secret_name(key) and isinstance(value, str):
+                size = secret_bytes(value)
+                if size > limits.max_secret_bytes:
+                    raise ValidationFailed.at(
+                        at, f"a secret may hold at most {limits.max_secret_bytes} bytes", "secret_too_long"
+                    )
+                total += size
+                if total > limits.max_secrets_bytes:
+                    raise ValidationFailed.at(
+                        at, f"the secrets of a request may hold at most {limits.max_secrets_bytes} bytes together",
+                        "secrets_too_long",
+                    )  # fmt: skip
+            elif isinstance(value, dict | list):
+                pending.append((at, value, is_parameter))
+            elif is_parameter and isinstance(value, str) and len(value.encode()) > limits.max_parameter_bytes:
+                raise ValidationFailed.at(
+                    at, f"a parameter value may hold at most {limits.max_parameter_bytes} bytes", "value_too_long"
+                )
+            if is_parameter and isinstance(key, str) and len(key.encode()) > limits.max_parameter_bytes:
+                raise ValidationFailed.at(loc, "a parameter name is too long", "value_too_long")
 
 
 def walk_secrets(data: Any, path: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], Any]]:

@@ -1,74 +1,81 @@
 """The AWS backend's :class:`~hatchway.blobs.BlobStore`: keys are objects in the outputs bucket.
 
-Objects live under ``blobs/`` (beside the store's ``records/`` and the run copies in ``runs/``),
-carry their SHA-256 as metadata, and are read through a local cache directory when a caller needs
-a file (an input placed in an action's ``in/``). Keys are checked by the same rule as local blobs,
-so nothing escapes its prefix.
+Objects live under ``blobs/`` (beside the store's ``records/`` and the run copies in ``runs/``)
+and are written encrypted by S3 with a KMS key (SSE-KMS: the
+outputs key of ``template.yaml``, ``HATCHWAY_OUTPUTS_KMS_KEY_ID``, else the account's ``aws/s3``
+key) - asked for on every put, whatever the bucket's default. Uploads and downloads stream (a
+multipart upload, a body read in chunks), so a blob of any size passes in bounded memory. Keys
+are checked by the same rule as local blobs, so nothing escapes its prefix.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import os
-import tempfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from hatchway.aws import AwsClients, error_code, translate
-from hatchway.blobs import BlobInfo, BlobStore, clean_path
+from hatchway.blobs import CHUNK, BlobInfo, BlobStore, ChunkReader, Measured, clean_path
 from hatchway.config import Settings
 
 PREFIX = "blobs/"
 WHAT = "the outputs bucket"
+#: S3 keys are up to 1024 bytes, so a name in one may be as long (HATCHWAY_MAX_PATH_COMPONENT_BYTES)
+S3_MAX_COMPONENT = 1024
 
 
 class S3BlobStore(BlobStore):
-    """Blobs as S3 objects, with a local read cache."""
+    """Blobs as S3 objects, encrypted by S3 under a KMS key."""
 
-    def __init__(self, bucket: str, cache_dir: Path, aws: AwsClients | None = None) -> None:
+    def __init__(self, bucket: str, aws: AwsClients | None = None, kms_key_id: str | None = None) -> None:
         self.bucket = bucket
-        self.cache_dir = cache_dir
         self.aws = aws or AwsClients()
+        #: SSE-KMS on every put: with this key, or (None) the account's aws/s3 key
+        self.encryption: dict[str, str] = {"ServerSideEncryption": "aws:kms"}
+        if kms_key_id:
+            self.encryption["SSEKMSKeyId"] = kms_key_id
 
     @classmethod
     def from_settings(cls, settings: Settings, aws: AwsClients | None = None) -> S3BlobStore:
-        return cls(settings.outputs_bucket, settings.blob_dir / "s3-cache", aws or AwsClients.from_settings(settings))
+        return cls(settings.outputs_bucket, aws or AwsClients.from_settings(settings), settings.outputs_kms_key_id)
 
     @property
     def s3(self) -> Any:
         return self.aws.client("s3")
 
     def _object(self, key: str) -> str:
-        return PREFIX + clean_path(key, "key")
+        return PREFIX + clean_path(key, "key", S3_MAX_COMPONENT)
+
+    def put_chunks(self, key: str, chunks: Iterable[bytes]) -> BlobInfo:
+        measured = Measured(chunks)
+        with translate(WHAT):
+            self.s3.upload_fileobj(ChunkReader(measured), self.bucket, self._object(key), ExtraArgs=self.encryption)
+        return measured.info(key, _now_ms())
 
     def put_bytes(self, key: str, data: bytes) -> BlobInfo:
-        sha = hashlib.sha256(data).hexdigest()
         with translate(WHAT):
-            self.s3.put_object(Bucket=self.bucket, Key=self._object(key), Body=data, Metadata={"sha256": sha})
-        return BlobInfo(key, len(data), sha, _now_ms())
+            self.s3.put_object(Bucket=self.bucket, Key=self._object(key), Body=data, **self.encryption)
+        return BlobInfo(key, len(data), hashlib.sha256(data).hexdigest(), _now_ms())
 
-    def put_file(self, key: str, source: Path) -> BlobInfo:
-        digest = hashlib.sha256()
-        with source.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        with translate(WHAT), source.open("rb") as handle:
-            self.s3.upload_fileobj(
-                handle, self.bucket, self._object(key), ExtraArgs={"Metadata": {"sha256": digest.hexdigest()}}
-            )
-        return BlobInfo(key, source.stat().st_size, digest.hexdigest(), _now_ms())
-
-    def read(self, key: str) -> bytes | None:
+    @contextlib.contextmanager
+    def chunks(self, key: str) -> Iterator[Iterator[bytes] | None]:
         with translate(WHAT):
             try:
-                body: bytes = self.s3.get_object(Bucket=self.bucket, Key=self._object(key))["Body"].read()
+                body = self.s3.get_object(Bucket=self.bucket, Key=self._object(key))["Body"]
             except self.s3.exceptions.ClientError as exc:
                 if _is_missing(exc):
-                    return None
-                raise
-        return body
+                    body = None
+                else:
+                    raise
+        if body is None:
+            yield None
+            return
+        try:
+            yield _translated(body.iter_chunks(CHUNK))
+        finally:
+            body.close()
 
     def exists(self, key: str) -> bool:
         """A HEAD request: checking that an input exists must not download it."""
@@ -80,18 +87,6 @@ class S3BlobStore(BlobStore):
                     return False
                 raise
         return True
-
-    def local_path(self, key: str) -> Path | None:
-        data = self.read(key)
-        if data is None:
-            return None
-        target = self.cache_dir / clean_path(key, "key")
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".download-")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        Path(temporary).replace(target)
-        return target
 
     def list(self, prefix: str) -> Iterator[BlobInfo]:
         start = self._object(prefix.rstrip("/")) + "/"
@@ -119,6 +114,11 @@ class S3BlobStore(BlobStore):
                 batch = [{"Key": key} for key in keys[start : start + 1000]]
                 self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
         return len(keys)
+
+
+def _translated(pieces: Iterator[bytes]) -> Iterator[bytes]:
+    with translate(WHAT):
+        yield from pieces
 
 
 def _is_missing(exc: BaseException) -> bool:

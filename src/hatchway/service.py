@@ -9,12 +9,14 @@ is given, and raises only :mod:`hatchway.errors`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
 import logging
 import os
 import secrets as pysecrets
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from hatchway import parameters as params
-from hatchway.blobs import BlobInfo, BlobStore, LocalBlobStore, clean_path
+from hatchway.blobs import BlobInfo, BlobStore, LocalBlobStore, clean_path, redacted_text
 from hatchway.cache import ResultCache, check_tag
 from hatchway.callbacks import Callbacks, check_url
 from hatchway.config import Settings
@@ -48,6 +50,7 @@ from hatchway.errors import (
 )
 from hatchway.executors import Executors
 from hatchway.executors.base import BaseExecutor, Execution, Invocation, OutputCollector, Verdict, judge
+from hatchway.executors.journal import owner_alive, start_time
 from hatchway.faults import CrashPoints
 from hatchway.net import allowed_networks
 from hatchway.observability.logs import log_context
@@ -66,7 +69,7 @@ from hatchway.runs import (
     now_ms,
     preview,
 )
-from hatchway.secrets.box import SecretBox, is_ciphertext
+from hatchway.secrets.box import SecretBox, is_ciphertext, local_blob_cipher
 from hatchway.secrets.redact import ACTIVE_SECRETS, Redactor
 from hatchway.sessions import SessionTypes
 from hatchway.spec import (
@@ -166,7 +169,7 @@ class Gateway:
         self.store = store
         self.executors = executors if isinstance(executors, Executors) else Executors(executors)
         self._secret_box = secret_box
-        self.blobs = blobs or LocalBlobStore(settings.blob_dir)
+        self.blobs = blobs or LocalBlobStore(settings.blob_dir, lambda: local_blob_cipher(settings.key_path))
         self.stashes = FileStashes(store, self.blobs)
         self.cache = ResultCache(store, lambda: self.secret_box)
         self.sessions = SessionTypes(store, lambda: self.secret_box)
@@ -345,12 +348,23 @@ class Gateway:
     # ---- secrets ---------------------------------------------------------------------------
 
     def encrypt(
-        self, principal: Principal, project_id: str, environment: str, value: str, action: str | None = None
+        self,
+        principal: Principal,
+        project_id: str,
+        environment: str,
+        value: str,
+        action: str | None = None,
+        where: list[str | int] | None = None,
     ) -> str:
+        """A ciphertext of ``value`` (at ``where`` in the request, for a refusal's ``loc``)."""
         self.authorize(principal, project_id, environment, "secrets:encrypt")
         self._require_project(project_id)
         if is_ciphertext(value):
             return value
+        limit = self.settings.limits.max_secret_bytes
+        if len(value.encode()) > limit:
+            raise ValidationFailed.at(where or ["body", "value"], f"a secret may hold at most {limit} bytes",
+                                      "secret_too_long")  # fmt: skip
         return self.secret_box.encrypt(value, project_id, environment, action)
 
     # ---- actions ---------------------------------------------------------------------------
@@ -484,6 +498,7 @@ class Gateway:
             payload = fill_session(payload, claims) if payload is not None else None
         elif has_session_placeholders(given) or has_session_placeholders(payload):
             raise BadRequest("$Session placeholders need a session: {tag, token}")
+        params.check_limits(given, payload, self.settings.limits)
         parameters = params.prepare(resolved.spec, given, partial=invoked != RUN_ACTION)
 
         def seal(value: str) -> str:
@@ -500,7 +515,7 @@ class Gateway:
             if invoked != RUN_ACTION:
                 raise ValidationFailed.at(["body", "inputs"], "sync actions get no input files")
             for path in request.inputs:
-                clean_path(path, "inputs")
+                clean_path(path, "inputs", self.settings.limits.max_path_component_bytes)
                 if not self.blobs.exists(self._file_key(project_id, environment, path)):
                     raise NotFound(f"no file {path!r} in this project (upload it with PUT .../files/{path})")
             options["inputs"] = list(request.inputs)
@@ -533,8 +548,13 @@ class Gateway:
         return self.cache.key(tag, parts)
 
     def _open(self, run: Run, value: Any, where: str) -> tuple[Any, list[str]]:
-        """Decrypt every ``#`` value of ``value``; the plain data and the secrets (for redaction)."""
+        """Decrypt every ``#`` value of ``value``; the plain data and the secrets (for redaction).
+
+        A ciphertext made while a limit was higher may hold a secret over today's limits: the run
+        then fails as a user error, as it does for a ciphertext that does not belong here.
+        """
         found: list[str] = []
+        limits = self.settings.limits
 
         def unseal(text: str) -> str:
             if not is_ciphertext(text):
@@ -543,27 +563,27 @@ class Gateway:
             try:
                 plain = self.secret_box.decrypt(text, run.project_id, run.environment, run.action_name)
             except SecretBindingError:
-                raise SecretBindingError(
-                    f"{where}: the ciphertext belongs to another project, environment or action"
-                ) from None
+                raise SecretBindingError("the ciphertext belongs to another project, environment or action") from None
+            if len(plain.encode()) > limits.max_secret_bytes:
+                raise SecretBindingError(f"the secret is larger than {limits.max_secret_bytes} bytes")
             found.append(plain)
             return plain
 
+        def opened_at(label: str, item: Any, is_secret: bool) -> Any:
+            try:
+                return unseal(item) if is_secret else params.map_secrets(item, unseal)
+            except SecretBindingError as exc:
+                raise SecretBindingError(f"{label}: {exc.message}") from None
+
+        if not isinstance(value, dict):
+            return opened_at(where, value, False), found
         opened = {}
-        if isinstance(value, dict):
-            for key, item in value.items():
-                label = f"parameter {key!r}" if where == "parameters" else f"{where}.{key}"
-                if is_secret_name(key) and isinstance(item, str):
-                    try:
-                        opened[key] = unseal(item)
-                    except SecretBindingError:
-                        raise SecretBindingError(
-                            f"{label}: the ciphertext belongs to another project, environment or action"
-                        ) from None
-                else:
-                    opened[key] = params.map_secrets(item, unseal)
-            return opened, found
-        return params.map_secrets(value, unseal), found
+        for key, item in value.items():
+            if is_secret_name(key) and isinstance(item, str):
+                opened[key] = opened_at(f"parameter {key!r}" if where == "parameters" else f"{where}.{key}", item, True)
+            else:
+                opened[key] = opened_at(where, item, False)
+        return opened, found
 
     # ---- runs: submit ----------------------------------------------------------------------
 
@@ -894,6 +914,7 @@ class Gateway:
             self._active[run.id] = cancel
         flush = None
         registered: int | None = None
+        staged: Path | None = None
         if run.mode == Mode.ASYNC:
 
             def flush(batch: list[LogEntry]) -> None:
@@ -911,10 +932,12 @@ class Gateway:
                 return self._finish(run, verdict, []), verdict, []
             secret_values += input_secrets
             redactor = Redactor(secret_values)
-            registered = ACTIVE_SECRETS.add(secret_values)
+            registered = ACTIVE_SECRETS.add(redactor)
             collector = OutputCollector(
                 Mode.ASYNC if run.invoked == RUN_ACTION else Mode.SYNC,
-                redactor,
+                # redacting the output may take no longer than the action may run: past its
+                # deadline (and the kill grace) what is left of a text is hidden, not searched
+                redactor.until(time.monotonic() + limit + self.settings.kill_grace_seconds),
                 max_log_bytes=self.settings.max_log_bytes,
                 max_stdout_bytes=self.settings.max_sync_stdout_bytes,
                 flush=flush,
@@ -937,8 +960,8 @@ class Gateway:
                 redactor=redactor,
                 retries=max(0, run.max_attempts - 1) if run.mode == Mode.SYNC else 0,
             )
-            self._stage(run, resolved, invocation, payload)
             try:
+                staged = self._stage(run, resolved, invocation, payload)
                 executor = self.executors.pick(resolved.spec, run.mode)
                 execution = self._execute(executor, invocation, collector, cancel)
             except Exception as exc:  # an executor bug or an unreachable engine: the run must still end
@@ -956,45 +979,85 @@ class Gateway:
             final = self._finish(run, verdict, entries, duration_ms=execution.duration_ms)
             return final, verdict, entries
         finally:
+            if staged is not None:
+                shutil.rmtree(staged, ignore_errors=True)
             if registered is not None:
                 ACTIVE_SECRETS.remove(registered)
             with self._active_lock:
                 self._active.pop(run.id, None)
 
-    def _stage(self, run: Run, resolved: Resolved, invocation: Invocation, payload: Any) -> None:
-        """What the attempt finds beside its parameters: input, input files, stash, artifacts."""
+    @property
+    def _staging(self) -> Path:
+        return self.settings.work_dir / ".stage"
+
+    @functools.cached_property
+    def _owner(self) -> str:
+        """This process, as "<pid>-<start time>": a name no later process reuses."""
+        return f"{os.getpid()}-{start_time(os.getpid())}"
+
+    def _stage(self, run: Run, resolved: Resolved, invocation: Invocation, payload: Any) -> Path | None:
+        """What the attempt finds beside its parameters: input, input files, stash, artifacts.
+
+        Input files and a stash are kept encrypted (or in S3), so they are written out in the
+        clear to a private directory of this attempt (named by this process, removed when the
+        attempt ends, or by the next start after a crash), from which the executor copies them
+        into the workspace. Returns that directory, if one was made.
+        """
         options = run.options
         if payload is not None:
             invocation.extra_config["input"] = payload
         for key, value in (options.get("config") or {}).items():
             invocation.extra_config.setdefault(key, value)
-        if options.get("inputs") and resolved.spec.requires_downloaded_inputs is not False:
-            for path in options["inputs"]:
-                local = self.blobs.local_path(self._file_key(run.project_id, run.environment, path))
-                if local is not None:
-                    invocation.input_files.append((path, local))
+        staged: Path | None = None
+        inputs = options.get("inputs") if resolved.spec.requires_downloaded_inputs is not False else None
         stash_id = options.get("stash_id")
+        if inputs or stash_id:
+            staged = self._staging / f"{self._owner}-{run.id}-{run.attempt}"
+            staged.mkdir(parents=True, mode=0o700)
+        for path in inputs or ():
+            local = staged / "in" / path  # type: ignore[operator]
+            if self.blobs.export(self._file_key(run.project_id, run.environment, path), local):
+                invocation.input_files.append((path, local))
         if stash_id:
-            scratch = self.settings.work_dir / ".stash" / f"{run.id}-{run.attempt}"
-            invocation.tmp_source = self.stashes.directory(run.project_id, run.environment, stash_id, scratch)
+            invocation.tmp_source = self.stashes.directory(
+                run.project_id,
+                run.environment,
+                stash_id,
+                staged / "tmp",  # type: ignore[operator]
+            )
 
         def keep(workspace: Path) -> None:
             if stash_id:
-                self.stashes.save(run.project_id, run.environment, stash_id, workspace / "tmp")
+                self.stashes.save(run.project_id, run.environment, stash_id, workspace / "tmp", invocation.redactor)
             if run.invoked == RUN_ACTION:
-                self._keep_artifacts(run.id, workspace / "out")
+                self._keep_artifacts(run.id, workspace / "out", invocation.redactor)
 
         invocation.before_cleanup = keep
+        return staged
 
-    def _keep_artifacts(self, run_id: str, out: Path) -> None:
-        """Files the action left in ``out/files/`` (and Keboola's ``out/tables/``) become artifacts."""
+    def _keep_artifacts(self, run_id: str, out: Path, redactor: Redactor) -> None:
+        """Files the action left in ``out/files/`` (and Keboola's ``out/tables/``) become artifacts,
+        text files with the run's secrets hidden."""
         for folder in ("files", "tables"):
             base = out / folder
             if not base.is_dir():
                 continue
             for path in sorted(base.rglob("*")):
                 if path.is_file() and not path.is_symlink():
-                    self.blobs.put_file(f"artifacts/{run_id}/{folder}/{path.relative_to(base).as_posix()}", path)
+                    key = f"artifacts/{run_id}/{folder}/{path.relative_to(base).as_posix()}"
+                    self.blobs.put_chunks(key, redacted_text(path, redactor))
+
+    def tidy_at_rest(self) -> None:
+        """At start: remove what crashed processes left staged in the clear, and encrypt blobs kept
+        in the clear before blobs were encrypted (see the README's "Secrets at rest")."""
+        with contextlib.suppress(FileNotFoundError):
+            for leftover in self._staging.iterdir():
+                if not owner_alive("-".join(leftover.name.split("-")[:2])):
+                    shutil.rmtree(leftover, ignore_errors=True)
+        if isinstance(self.blobs, LocalBlobStore):
+            encrypted = self.blobs.encrypt_legacy()
+            if encrypted:
+                log.warning("encrypted files kept in the clear by an earlier version", extra={"count": encrypted})
 
     @contextlib.contextmanager
     def _observed(self, run: Run) -> Iterator[None]:
@@ -1241,9 +1304,12 @@ class Gateway:
 
     # ---- files and artifacts ---------------------------------------------------------------
 
-    @staticmethod
-    def _file_key(project_id: str, environment: str, path: str) -> str:
-        return f"files/{project_id}/{environment}/{clean_path(path)}"
+    def _file_key(self, project_id: str, environment: str, path: str) -> str:
+        return f"files/{project_id}/{environment}/{self._path(path)}"
+
+    def _path(self, path: str) -> str:
+        """A path a client names (a file, an artifact), checked (422) before any blob is touched."""
+        return clean_path(path, "path", self.settings.limits.max_path_component_bytes)
 
     def put_file(
         self, principal: Principal, project_id: str, environment: str, path: str, data: bytes
@@ -1280,7 +1346,7 @@ class Gateway:
 
     def get_artifact(self, principal: Principal, project_id: str, environment: str, run_id: str, path: str) -> bytes:
         self.get_run(principal, project_id, environment, run_id)
-        data = self.blobs.read(f"artifacts/{run_id}/{clean_path(path)}")
+        data = self.blobs.read(f"artifacts/{run_id}/{self._path(path)}")
         if data is None:
             raise NotFound(f"run {run_id} has no artifact {path!r}")
         return data

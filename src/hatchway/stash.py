@@ -11,13 +11,13 @@ expired id is a 404, like any object that is not there.
 from __future__ import annotations
 
 import secrets
-import shutil
 from pathlib import Path
 from typing import Any
 
-from hatchway.blobs import BlobStore, LocalBlobStore
+from hatchway.blobs import BlobStore, redacted_text
 from hatchway.errors import NotFound, ValidationFailed
 from hatchway.runs import now_ms
+from hatchway.secrets.redact import NO_SECRETS, Redactor
 from hatchway.store.base import BaseStore, Document
 
 KIND = "stash"
@@ -57,26 +57,23 @@ class FileStashes:
         return requested
 
     def directory(self, project_id: str, environment: str, stash_id: str, scratch: Path) -> Path:
-        """A local directory with the stash's files (the blob directory itself when local)."""
+        """The stash's files, written out in the clear to the private directory ``scratch``."""
         prefix = self._prefix(project_id, environment, stash_id)
-        if isinstance(self.blobs, LocalBlobStore):
-            return self.blobs.root / prefix
-        scratch.mkdir(parents=True, exist_ok=True)
+        scratch.mkdir(parents=True, exist_ok=True, mode=0o700)
         for info in self.blobs.list(prefix):
-            local = self.blobs.local_path(info.key)
-            if local is not None:
-                target = scratch / info.key[len(prefix) + 1 :]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(local, target)
+            self.blobs.export(info.key, scratch / info.key[len(prefix) + 1 :])
         return scratch
 
-    def save(self, project_id: str, environment: str, stash_id: str, source: Path) -> int:
-        """Replace the stash's files with the files under ``source``; how many were saved."""
+    def save(
+        self, project_id: str, environment: str, stash_id: str, source: Path, redactor: Redactor = NO_SECRETS
+    ) -> int:
+        """Replace the stash's files with the files under ``source`` (text files with the secrets
+        of ``redactor`` hidden: a stash is kept at rest like an artifact); how many were saved."""
         prefix = self._prefix(project_id, environment, stash_id)
         self.blobs.delete_prefix(prefix)
         saved = 0
         for path in sorted(source.rglob("*")):
             if path.is_file() and not path.is_symlink():
-                self.blobs.put_file(f"{prefix}/{path.relative_to(source).as_posix()}", path)
+                self.blobs.put_chunks(f"{prefix}/{path.relative_to(source).as_posix()}", redacted_text(path, redactor))
                 saved += 1
         return saved

@@ -9,14 +9,18 @@ from pathlib import Path
 import pytest
 
 from hatchway.blobs import BlobStore, LocalBlobStore
-from hatchway.errors import ValidationFailed
+from hatchway.errors import InternalError, ValidationFailed
+from hatchway.secrets.box import local_blob_cipher
 from tests.awsmock import REGION, moto_in_process
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "local-encrypted", "s3"])
 def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
     if request.param == "local":
         yield LocalBlobStore(tmp_path / "blobs")
+        return
+    if request.param == "local-encrypted":
+        yield LocalBlobStore(tmp_path / "blobs", local_blob_cipher(tmp_path / "secret.key"))
         return
     from hatchway.aws import AwsClients
     from hatchway.s3blobs import S3BlobStore
@@ -25,7 +29,7 @@ def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]
         aws = AwsClients(REGION)
         bucket = f"blobs-{uuid.uuid4().hex[:8]}"
         aws.client("s3").create_bucket(Bucket=bucket)
-        yield S3BlobStore(bucket, tmp_path / "cache", aws)
+        yield S3BlobStore(bucket, aws)
 
 
 def test_bytes_and_files_round_trip(blobs: BlobStore, tmp_path: Path) -> None:
@@ -36,9 +40,17 @@ def test_bytes_and_files_round_trip(blobs: BlobStore, tmp_path: Path) -> None:
     source = tmp_path / "big.bin"
     source.write_bytes(bytes(range(256)) * 8192)
     assert blobs.put_file("files/p/e/dir/big.bin", source).size == 256 * 8192
-    local = blobs.local_path("files/p/e/dir/big.bin")
-    assert local is not None and local.read_bytes() == source.read_bytes()
-    assert blobs.read("files/p/e/missing") is None and blobs.local_path("files/p/e/missing") is None
+    assert blobs.export("files/p/e/dir/big.bin", tmp_path / "out" / "big.bin")
+    assert (tmp_path / "out" / "big.bin").read_bytes() == source.read_bytes()
+    assert blobs.read("files/p/e/missing") is None and not blobs.export("files/p/e/missing", tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+    # a stream of chunks of any size is stored as their concatenation, and sized and listed so
+    info = blobs.put_chunks("files/p/e/s.txt", (bytes([65 + i % 26]) * i for i in range(2000)))
+    assert info.size == sum(range(2000)) and blobs.read("files/p/e/s.txt") == b"".join(
+        bytes([65 + i % 26]) * i for i in range(2000)
+    )
+    assert {i.key: i.size for i in blobs.list("files/p/e")}["files/p/e/s.txt"] == info.size
+    assert blobs.put_bytes("files/p/e/empty", b"").size == 0 and blobs.read("files/p/e/empty") == b""
     assert blobs.exists("files/p/e/a.txt") and not blobs.exists("files/p/e/missing")
     assert not blobs.exists("files/p/e/dir")  # a prefix is not a blob
 
@@ -58,3 +70,57 @@ def test_list_and_delete_by_prefix(blobs: BlobStore) -> None:
 def test_keys_never_escape(blobs: BlobStore, key: str) -> None:
     with pytest.raises(ValidationFailed):
         blobs.put_bytes(key, b"x")
+
+
+def test_encrypted_blobs_are_bound_to_their_name_and_refuse_damage(tmp_path: Path) -> None:
+    # Given blobs the embedded default kept encrypted
+    blobs = LocalBlobStore(tmp_path / "blobs", local_blob_cipher(tmp_path / "secret.key"))
+    blobs.put_bytes("files/p/e/a.txt", b"secret-looking text " * 1000)
+    blobs.put_bytes("files/p/e/b.txt", b"other")
+    stored = tmp_path / "blobs" / "files" / "p" / "e"
+    assert b"secret-looking" not in (stored / "a.txt").read_bytes()
+    # When one is damaged, or put in another's place on disk
+    damaged = bytearray((stored / "a.txt").read_bytes())
+    damaged[len(damaged) // 2] ^= 1
+    (stored / "a.txt").chmod(0o600)
+    (stored / "a.txt").write_bytes(bytes(damaged))
+    blobs.put_bytes("files/p/e/c.txt", b"third")
+    (stored / "b.txt").chmod(0o600)
+    (stored / "b.txt").write_bytes((stored / "c.txt").read_bytes())
+    # Then reading it is an internal error, never other bytes
+    for key in ("files/p/e/a.txt", "files/p/e/b.txt"):
+        with pytest.raises(InternalError):
+            blobs.read(key)
+    assert blobs.read("files/p/e/c.txt") == b"third"
+
+
+@pytest.mark.parametrize("with_key", [True, False])
+def test_s3_blobs_are_put_with_sse_kms(tmp_path: Path, with_key: bool) -> None:
+    from dataclasses import replace
+
+    from hatchway.aws import AwsClients
+    from hatchway.config import Settings
+    from hatchway.s3blobs import PREFIX, S3BlobStore
+
+    with moto_in_process():
+        aws = AwsClients(REGION)
+        s3 = aws.client("s3")
+        bucket = f"blobs-{uuid.uuid4().hex[:8]}"
+        s3.create_bucket(Bucket=bucket)
+        key_arn = aws.client("kms").create_key(Description="outputs")["KeyMetadata"]["Arn"] if with_key else None
+        # Given the store the aws backend builds from its settings (the template sets the key)
+        settings = replace(Settings(), backend="aws", bucket=bucket, outputs_kms_key_id=key_arn)
+        blobs = S3BlobStore.from_settings(settings, aws)
+        source = tmp_path / "f.bin"
+        source.write_bytes(b"f" * 1000)
+        # When blobs are put every way, a multipart upload included
+        blobs.put_bytes("files/p/e/bytes", b"b")
+        blobs.put_file("files/p/e/file", source)
+        blobs.put_chunks("files/p/e/big", (bytes([i]) * (1 << 20) for i in range(12)))
+        # Then S3 keeps each encrypted with KMS: the outputs key, or the account's aws/s3 key without one
+        for name in ("bytes", "file", "big"):
+            head = s3.head_object(Bucket=bucket, Key=f"{PREFIX}files/p/e/{name}")
+            assert head["ServerSideEncryption"] == "aws:kms", name
+            if key_arn:
+                assert head["SSEKMSKeyId"] == key_arn, name
+        assert blobs.read("files/p/e/big") == b"".join(bytes([i]) * (1 << 20) for i in range(12))

@@ -54,7 +54,7 @@ def stack(tmp_path: Path, infrastructure: dict[str, Any]) -> tuple[Gateway, Call
     aws = AwsClients(REGION, None, session)
     executors = Executors(LambdaExecutor.from_settings(settings, aws), BatchExecutor.from_settings(settings, aws))
     gateway = aws_gateway(settings, session, executors)
-    gateway.blobs = S3BlobStore(settings.outputs_bucket, tmp_path / "s3-cache", aws)
+    gateway.blobs = S3BlobStore(settings.outputs_bucket, aws)
     gateway.stashes.blobs = gateway.blobs
     gateway.register_action(ADMIN, P, ENV, ACTION)
     return gateway, counter
@@ -89,7 +89,7 @@ def test_inputs_are_checked_with_a_head_request_not_downloaded(stack: tuple[Gate
     calls = counter.summary()
     assert calls["s3.HeadObject"] == 1
     assert calls["s3.GetObject"] == 0
-    assert not list((gateway.settings.blob_dir / "s3-cache").rglob("*"))
+    assert not list(gateway.settings.home.rglob("big.log"))
     # and a missing input is a 404 that submits nothing
     counter.clear()
     with pytest.raises(NotFound):

@@ -252,16 +252,43 @@ def test_task_roles_reach_only_their_runs_and_their_projects_actions_in_the_tabl
         assert statement["Resource"] == {"Fn::GetAtt": ["Table", "Arn"]}  # no index
 
 
-def test_the_outputs_bucket_uses_s3_managed_keys_so_every_reader_can_read_it() -> None:
-    # SSE-KMS with the secrets key would need kms:Decrypt without a project_id context, which the
-    # key policy denies to project task roles (and the events function has no kms:Decrypt at all)
-    bucket = source()["Resources"]["OutputsBucket"]["Properties"]
+def test_the_outputs_bucket_is_sse_kms_with_a_key_every_reader_may_use_through_s3_only() -> None:
+    resources = source()["Resources"]
+    # SSE-KMS with a key of its own: the secrets key's policy denies project task roles a decrypt
+    # without their project_id context, which S3 does not send
+    bucket = resources["OutputsBucket"]["Properties"]
     [rule] = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-    assert rule == {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
-    # so no role needs the secrets key for S3, and task roles get no KMS grant but their own decrypt
-    kms_grants = {sid for sid, s in task_policy_statements().items() if "kms:" in json.dumps(s["Action"])}
-    assert kms_grants == {"DecryptOwnProjectOnly", "DescribeKey"}
-    assert "kms:ViaService" not in json.dumps(source())
+    assert rule == {
+        "ServerSideEncryptionByDefault": {
+            "SSEAlgorithm": "aws:kms",
+            "KMSMasterKeyID": {"Fn::GetAtt": ["OutputsKey", "Arn"]},
+        },
+        "BucketKeyEnabled": True,
+    }
+    # blob puts ask for the same key (the functions' environment names it)
+    variables = source()["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["HATCHWAY_OUTPUTS_KMS_KEY_ID"] == {"Fn::GetAtt": ["OutputsKey", "Arn"]}
+    # the key serves S3 alone: its policy denies any other use of it, to everyone
+    via_s3 = {"kms:ViaService": {"Fn::Sub": "s3.${AWS::Region}.amazonaws.com"}}
+    [deny] = [s for s in resources["OutputsKey"]["Properties"]["KeyPolicy"]["Statement"] if s["Effect"] == "Deny"]
+    assert deny["Principal"] == {"AWS": "*"} and deny["Condition"] == {"StringNotEquals": via_s3}
+    assert set(deny["Action"]) == {"kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*"}
+    # every role that reads the bucket may decrypt with it through S3, every writer also generate keys
+    readers = {"EventsFunction", "SweeperFunction"}
+    for name in FUNCTIONS:
+        grant = function_statements(name)["OutputsKeyThroughS3"]
+        assert grant["Resource"] == {"Fn::GetAtt": ["OutputsKey", "Arn"]} and grant["Condition"] == {
+            "StringEquals": via_s3
+        }
+        assert actions_of(grant) == (["kms:Decrypt"] if name in readers else ["kms:Decrypt", "kms:GenerateDataKey"])
+    task = task_policy_statements()
+    assert actions_of(task["OutputsKeyThroughS3"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert task["OutputsKeyThroughS3"]["Condition"] == {"StringEquals": via_s3}
+    # and no role needs the secrets key for S3: task roles decrypt with it only their project's secrets
+    secrets_key_grants = {
+        sid for sid, s in task.items() if "kms:" in json.dumps(s["Action"]) and "SecretsKey" in json.dumps(s)
+    }
+    assert secrets_key_grants == {"DecryptOwnProjectOnly", "DescribeKey"}
 
 
 def function_statements(name: str) -> dict[str, dict[str, Any]]:

@@ -64,6 +64,7 @@ from hatchway.errors import (
     Unauthorized,
     ValidationFailed,
 )
+from hatchway.parameters import json_too_deep
 from hatchway.runs import LogEntry
 from hatchway.service import Gateway, Principal, RunRequest
 from hatchway.spec import ActionSpec
@@ -170,6 +171,10 @@ class Api:
                     *error_answer(ValidationFailed.at(["body"], "the body is not UTF-8 JSON", "json_invalid"))
                 )
             event = {**event, "body": text, "isBase64Encoded": False}
+        depth = self.gateway.settings.limits.max_json_depth
+        if event.get("body") and json_too_deep(event["body"], depth):
+            too_deep = ValidationFailed.at(["body"], f"the JSON body nests deeper than {depth} levels", "too_deep")
+            return event_answer(*error_answer(too_deep))
         if event.get("body") and has_lone_surrogate(event["body"]):
             problem = "the body escapes half of a UTF-16 surrogate pair (\\ud800-\\udfff), which is no character"
             return event_answer(*error_answer(ValidationFailed.at(["body"], problem, "json_invalid")))
@@ -377,7 +382,10 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         who, env = principal(), env_name(environment)
         if body.value is not None:
             return json_answer(200, {"ciphertext": gateway.encrypt(who, project_id, env, body.value, body.action)})
-        values = {k: gateway.encrypt(who, project_id, env, v, body.action) for k, v in (body.values or {}).items()}
+        values = {
+            k: gateway.encrypt(who, project_id, env, v, body.action, ["body", "values", k])
+            for k, v in (body.values or {}).items()
+        }
         return json_answer(200, {"values": values})
 
     # ---- actions -------------------------------------------------------------------------

@@ -56,9 +56,11 @@ def invoke(payload: dict[str, Any]) -> dict[str, Any]:
         return _refused("the invocation names no command")
     root = Path(payload.get("data_root") or os.environ.get("HATCHWAY_ADAPTER_ROOT") or tempfile.gettempdir())
     workspace = Workspace(root, f"hatchway-{run.get('id', 'run')}-{run.get('attempt', 1)}-{os.getpid()}")
+    seconds = float(payload.get("timeout_seconds") or 30.0)
+    grace = float(payload.get("kill_grace_seconds", 1.0))
     collector = OutputCollector(
         mode,
-        Redactor(payload.get("redact") or ()),
+        Redactor(payload.get("redact") or (), deadline=time.monotonic() + seconds + grace),
         max_log_bytes=int(payload.get("max_log_bytes") or 10 * MIB),
         max_stdout_bytes=int(payload.get("max_stdout_bytes") or 6 * MIB),
     )
@@ -84,9 +86,9 @@ def invoke(payload: dict[str, Any]) -> dict[str, Any]:
             argv,
             cwd=workdir or workspace.path,
             env=env,
-            seconds=float(payload.get("timeout_seconds") or 30.0),
+            seconds=seconds,
             on_output=collector.feed,
-            kill_grace=float(payload.get("kill_grace_seconds", 1.0)),
+            kill_grace=grace,
         )
         collector.close()
         outcome: dict[str, Any] = {

@@ -24,7 +24,7 @@ from hatchway.runs import OS_PREVIEW_HEAD, OS_PREVIEW_TAIL, LogEntry, Mode
 from hatchway.secrets.redact import NO_SECRETS, Redactor
 
 MIB = 1024 * 1024
-#: a line longer than this is cut into pieces (each piece still redacted as a whole)
+#: a line longer than this is cut into pieces (redacted with a look past each cut: a secret is never cut in two)
 MAX_LINE_BYTES = 64 * 1024
 #: result.json / exports.json larger than this are an application error
 MAX_OUTPUT_FILE_BYTES = 6 * MIB
@@ -136,6 +136,8 @@ class OutputCollector:
         self._last_flush = time.monotonic()
         self._retry_at = 0.0  # after a refused batch, the next try waits a second
         self._partial: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+        #: characters at the start of a stream's next piece that continue a secret cut at the last piece
+        self._carry: dict[str, int] = {"stdout": 0, "stderr": 0}
         self._pending: list[LogEntry] = []
         # everything kept (a sync answer's log); for a flushed run only the preview's head and tail
         self._head: list[LogEntry] = []
@@ -161,12 +163,13 @@ class OutputCollector:
             return
         buffer = self._partial[stream]
         buffer += data
+        # a piece of a long line is cut only once enough follows it to see a secret across the cut
+        lookahead = self.redactor.longest_bytes
         while True:
             cut = buffer.find(b"\n")
             if cut < 0:
-                if len(buffer) > MAX_LINE_BYTES:
-                    self._line(stream, bytes(buffer[:MAX_LINE_BYTES]))
-                    del buffer[:MAX_LINE_BYTES]
+                if len(buffer) > MAX_LINE_BYTES + lookahead:
+                    self._piece(stream, buffer, lookahead)
                     continue
                 break
             self._line(stream, bytes(buffer[:cut]))
@@ -179,12 +182,28 @@ class OutputCollector:
             self._keep(entry)
             self._pending.append(entry)
 
+    def _piece(self, stream: str, buffer: bytearray, lookahead: int) -> None:
+        """Emit the first ``MAX_LINE_BYTES`` of a line that goes on (cut between characters)."""
+        at = MAX_LINE_BYTES
+        while at > MAX_LINE_BYTES - 3 and buffer[at] & 0xC0 == 0x80:  # not inside a UTF-8 character
+            at -= 1
+        head = buffer[:at].decode("utf-8", errors="replace")
+        window = buffer[: at + lookahead].decode("utf-8", errors="replace")
+        # cut exactly there: a character offset cannot be mapped back to bytes that did not decode
+        text, _, self._carry[stream] = self.redactor.split(window, len(head), self._carry[stream], exact=True)
+        self._keep_line(stream, text, _now_ms())
+        del buffer[:at]
+
     def _line(self, stream: str, raw: bytes) -> None:
-        self.add(stream, raw.decode("utf-8", errors="replace").rstrip("\r"), _now_ms())
+        text = raw.decode("utf-8", errors="replace").rstrip("\r")
+        carried, self._carry[stream] = self._carry[stream], 0
+        self._keep_line(stream, self.redactor.text(text, carried), _now_ms())
 
     def add(self, stream: str, text: str, ts: int) -> None:
         """Keep one line (already split, e.g. by a remote adapter), redacted and within the cap."""
-        text = self.redactor.text(text)
+        self._keep_line(stream, self.redactor.text(text), ts)
+
+    def _keep_line(self, stream: str, text: str, ts: int) -> None:
         self._tails[stream].append(text)
         size = len(text) + 1
         with self._lock:

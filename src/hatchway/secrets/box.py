@@ -9,7 +9,8 @@ cryptographically, and :meth:`SecretBox.decrypt` also checks it against where th
 The master key is a local AES-256 key file on the embedded default and a KMS key on AWS: the
 same message format for both. Data keys are cached per (master key, context) for at most five
 minutes and a bounded number of entries by the SDK's caching materials manager, so a burst of
-runs costs one KMS call per data key, not one per secret.
+runs costs one KMS call per data key, not one per secret. On the embedded default the same key
+also encrypts the blobs kept at rest (:class:`BlobCipher`: project files, artifacts, stashes).
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ import binascii
 import os
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from hatchway.errors import SecretBindingError, Unavailable
+from hatchway.errors import InternalError, SecretBindingError, Unavailable
 
 PREFIX = "hwenc:v1:"
 ANY_ACTION = "*"
@@ -172,8 +174,8 @@ def load_or_create_key(path: Path) -> bytes:
     return data
 
 
-def local_secret_box(key_path: Path) -> EsdkSecretBox:
-    """A SecretBox whose master key is the key file at ``key_path``."""
+def _local_key_provider(key_path: Path) -> Any:
+    """The Encryption SDK's master key provider over the key file at ``key_path``."""
     from aws_encryption_sdk.identifiers import EncryptionKeyType, WrappingAlgorithm
     from aws_encryption_sdk.key_providers.raw import RawMasterKeyProvider, WrappingKey
 
@@ -190,4 +192,83 @@ def local_secret_box(key_path: Path) -> EsdkSecretBox:
     load_or_create_key(key_path)
     provider = LocalKeyProvider()
     provider.add_master_key(b"local")
-    return EsdkSecretBox(provider)
+    return provider
+
+
+def local_secret_box(key_path: Path) -> EsdkSecretBox:
+    """A SecretBox whose master key is the key file at ``key_path``."""
+    return EsdkSecretBox(_local_key_provider(key_path))
+
+
+# ---------------------------------------------------------------------------------------------
+# blobs at rest: files, artifacts and stashes of the embedded default
+
+#: an Encryption SDK frame of a blob: what is held in memory per blob being read or written
+BLOB_FRAME = 64 * 1024
+
+
+class BlobCipher:
+    """Streams blobs through the Encryption SDK under the deployment's master key.
+
+    Each blob is one message - the same format as a secret parameter's (AES-256-GCM with key
+    commitment, a fresh data key wrapped by the master key), in frames of :data:`BLOB_FRAME`
+    bytes, so a blob of any size is written and read in bounded memory. Its encryption context
+    names the blob, so a message moved to another name does not decrypt there.
+    """
+
+    def __init__(self, master_key_provider: Any) -> None:
+        import aws_encryption_sdk
+        from aws_encryption_sdk.identifiers import Algorithm, CommitmentPolicy
+        from aws_encryption_sdk.materials_managers.default import DefaultCryptoMaterialsManager
+
+        self._client = aws_encryption_sdk.EncryptionSDKClient(
+            commitment_policy=CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT
+        )
+        self._algorithm = Algorithm.AES_256_GCM_HKDF_SHA512_COMMIT_KEY
+        # a data key per blob: the secrets' data key cache is left to the secrets
+        self._cmm = DefaultCryptoMaterialsManager(master_key_provider)
+
+    def encrypt(self, source: Any, name: str) -> Iterator[bytes]:
+        """The message holding the bytes read from ``source`` (a binary file) as blob ``name``, in pieces."""
+        stream = self._client.stream(
+            mode="e",
+            source=source,
+            materials_manager=self._cmm,
+            encryption_context={"hatchway": "blob", "blob": name},
+            algorithm=self._algorithm,
+            frame_length=BLOB_FRAME,
+        )
+        yield from _pieces(stream)
+
+    def decrypt(self, source: Any, name: str) -> Iterator[bytes]:
+        """The plaintext of the message read from ``source``, which must have been blob ``name``.
+
+        A damaged or truncated message, or one made for another name, raises
+        :class:`InternalError` (each frame is authenticated before its plaintext is handed out).
+        """
+        from aws_encryption_sdk.exceptions import AWSEncryptionSDKClientError
+        from cryptography.exceptions import InvalidTag
+
+        try:
+            stream = self._client.stream(mode="d", source=source, materials_manager=self._cmm)
+            if stream.header.encryption_context.get("blob") != name:
+                raise InternalError(f"the stored file {name} was made for another name")
+            yield from _pieces(stream)
+        except (AWSEncryptionSDKClientError, InvalidTag) as exc:
+            raise InternalError(f"the stored file {name} cannot be decrypted ({type(exc).__name__})") from exc
+
+
+def _pieces(stream: Any) -> Iterator[bytes]:
+    # read and closed by hand: the SDK's context manager logs a traceback when a stream is left
+    # unfinished (a failed source, a reader that stopped early)
+    while True:
+        piece = stream.read(BLOB_FRAME)
+        if not piece:
+            break
+        yield piece
+    stream.close()
+
+
+def local_blob_cipher(key_path: Path) -> BlobCipher:
+    """A BlobCipher whose master key is the key file at ``key_path``."""
+    return BlobCipher(_local_key_provider(key_path))
