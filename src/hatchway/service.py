@@ -47,7 +47,7 @@ from hatchway.errors import (
     rebuild_error,
 )
 from hatchway.executors import Executors
-from hatchway.executors.base import BaseExecutor, Execution, Invocation, OutputCollector, Verdict, judge
+from hatchway.executors.base import BaseExecutor, Execution, Invocation, OutputCollector, Verdict, Workspace, judge
 from hatchway.faults import CrashPoints
 from hatchway.net import allowed_networks
 from hatchway.observability.logs import log_context
@@ -965,23 +965,21 @@ class Gateway:
             scratch = self.settings.work_dir / ".stash" / f"{run.id}-{run.attempt}"
             invocation.tmp_source = self.stashes.directory(run.project_id, run.environment, stash_id, scratch)
 
-        def keep(workspace: Path) -> None:
+        def keep(path: Path) -> None:
+            workspace = Workspace(path.parent, path.name)
             if stash_id:
-                self.stashes.save(run.project_id, run.environment, stash_id, workspace / "tmp")
+                self.stashes.save(run.project_id, run.environment, stash_id, workspace.files("tmp"))
             if run.invoked == RUN_ACTION:
-                self._keep_artifacts(run.id, workspace / "out")
+                self._keep_artifacts(run.id, workspace)
 
         invocation.before_cleanup = keep
 
-    def _keep_artifacts(self, run_id: str, out: Path) -> None:
-        """Files the action left in ``out/files/`` (and Keboola's ``out/tables/``) become artifacts."""
+    def _keep_artifacts(self, run_id: str, workspace: Workspace) -> None:
+        """Files the action left in ``out/files/`` (and Keboola's ``out/tables/``) become artifacts
+        (regular files only, never through a link the action made: see :meth:`Workspace.files`)."""
         for folder in ("files", "tables"):
-            base = out / folder
-            if not base.is_dir():
-                continue
-            for path in sorted(base.rglob("*")):
-                if path.is_file() and not path.is_symlink():
-                    self.blobs.put_file(f"artifacts/{run_id}/{folder}/{path.relative_to(base).as_posix()}", path)
+            for relative, path in workspace.files("out", folder):
+                self.blobs.put_file(f"artifacts/{run_id}/{folder}/{relative}", path)
 
     @contextlib.contextmanager
     def _observed(self, run: Run) -> Iterator[None]:

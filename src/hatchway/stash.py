@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,9 @@ class FileStashes:
         prefix = self._prefix(project_id, environment, stash_id)
         if isinstance(self.blobs, LocalBlobStore):
             return self.blobs.root / prefix
-        scratch.mkdir(parents=True, exist_ok=True)
+        # beside the workspaces, but private to the gateway's user: other runs' files
+        scratch.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        scratch.mkdir(exist_ok=True, mode=0o700)
         for info in self.blobs.list(prefix):
             local = self.blobs.local_path(info.key)
             if local is not None:
@@ -70,13 +73,13 @@ class FileStashes:
                 shutil.copyfile(local, target)
         return scratch
 
-    def save(self, project_id: str, environment: str, stash_id: str, source: Path) -> int:
-        """Replace the stash's files with the files under ``source``; how many were saved."""
+    def save(self, project_id: str, environment: str, stash_id: str, files: Iterable[tuple[str, Path]]) -> int:
+        """Replace the stash's files with ``files`` ((relative path, readable path), e.g. from
+        :meth:`hatchway.runtime.contract.Workspace.files`); how many were saved."""
         prefix = self._prefix(project_id, environment, stash_id)
         self.blobs.delete_prefix(prefix)
         saved = 0
-        for path in sorted(source.rglob("*")):
-            if path.is_file() and not path.is_symlink():
-                self.blobs.put_file(f"{prefix}/{path.relative_to(source).as_posix()}", path)
-                saved += 1
+        for relative, path in files:
+            self.blobs.put_file(f"{prefix}/{relative}", path)
+            saved += 1
         return saved
