@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import stat
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +19,7 @@ from hatchway.service import Gateway, build_gateway
 from tests.helpers import ADMIN_TOKEN, LiveServer
 
 PY = sys.executable
+OPEN_TMP = Path(tempfile.gettempdir()) / "hatchway-tests"
 #: settings that keep timing tests short: a 3 s lease, 0.5 s heartbeats, a 1 s kill grace
 FAST = {"HATCHWAY_LEASE_SECONDS": "3", "HATCHWAY_HEARTBEAT_SECONDS": "0.5", "HATCHWAY_KILL_GRACE_SECONDS": "1"}
 
@@ -38,6 +43,26 @@ def make_settings(home: Path, **overrides: Any) -> Settings:
         "HATCHWAY_EXECUTOR": "process",
     }
     return Settings.from_env(base, **{"kill_grace_seconds": 1.0, **overrides})
+
+
+@pytest.fixture
+def tmp_path(tmp_path: Path) -> Iterator[Path]:
+    """pytest's own - but when the tests run as root, a folder other users can reach: a gateway
+    running as root runs each action under a uid of its own, which must reach the scripts a test
+    writes here. pytest sets its own root (/tmp/pytest-of-root) back to 0700 whenever a session
+    starts, so this one lives under /tmp/hatchway-tests (searchable, not listable) and goes after
+    the test."""
+    if os.geteuid() != 0:
+        yield tmp_path
+        return
+    OPEN_TMP.mkdir(mode=0o711, exist_ok=True)
+    info = os.lstat(OPEN_TMP)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o022:
+        raise RuntimeError(f"{OPEN_TMP} is not a folder only root may change")
+    made = Path(tempfile.mkdtemp(prefix=f"{tmp_path.name[:40]}-", dir=OPEN_TMP))
+    made.chmod(0o755)
+    yield made
+    shutil.rmtree(made, ignore_errors=True)
 
 
 @pytest.fixture

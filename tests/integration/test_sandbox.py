@@ -1,7 +1,9 @@
-"""Host actions are contained: resource limits, cgroups, bubblewrap, a scrubbed environment."""
+"""Host actions are contained: resource limits, cgroups, a uid per attempt, Landlock, bubblewrap, a scrubbed
+environment. (tests/security runs the whole attack against a real `hatchway serve` at each level.)"""
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import threading
@@ -13,6 +15,7 @@ import pytest
 
 from hatchway.client import Client
 from hatchway.executors.sandbox import Cgroups, bwrap_works
+from hatchway.runtime import confine
 from hatchway.service import build_gateway
 from hatchway.worker import WorkerPool
 from tests.conftest import inprocess_client, make_settings
@@ -21,6 +24,7 @@ from tests.helpers import wait_until
 
 pytestmark = pytest.mark.integration
 HAS_CGROUPS = Cgroups.detect("hatchway-test-probe") is not None
+IS_ROOT = os.geteuid() == 0
 
 
 def python_action(name: str, code: str, **fields: Any) -> dict[str, Any]:
@@ -34,7 +38,11 @@ def python_action(name: str, code: str, **fields: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(
-    params=["limits", pytest.param("bwrap", marks=pytest.mark.skipif(not bwrap_works(), reason="no bwrap"))]
+    params=[
+        "limits",
+        pytest.param("landlock", marks=pytest.mark.skipif(confine.abi() < 1, reason="this kernel has no Landlock")),
+        pytest.param("bwrap", marks=pytest.mark.skipif(not bwrap_works(), reason="no bwrap")),
+    ]
 )
 def sandboxed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Client]:
     settings = make_settings(tmp_path / "home", sandbox=request.param)
@@ -55,6 +63,8 @@ ALLOWED_ENV = {
     "HATCHWAY_DATA_DIR", "HATCHWAY_RUN_ID", "HATCHWAY_ACTION", "HATCHWAY_ACTION_NAME", "HATCHWAY_PROJECT_ID",
     "HATCHWAY_ENVIRONMENT", "HATCHWAY_ATTEMPT", "HATCHWAY_DEADLINE", "PATH", "HOME", "TMPDIR", "LANG",
     "PYTHONUNBUFFERED", "MY_SETTING", "KBC_DATADIR", "KBC_RUNID", "KBC_PROJECTID", "KBC_COMPONENTID", "KBC_CONFIGID",
+    # where the action's uid cannot run the gateway's Python: the reachable one's path to hatchway.runtime
+    "PYTHONPATH",
     "ROBOTO_INVOCATION_ID", "ROBOTO_ORG_ID", "ROBOTO_DATASET_ID", "ROBOTO_INPUT_DIR", "ROBOTO_OUTPUT_DIR",
     "ROBOTO_ACTION_PARAMETERS_FILE", "ROBOTO_ACTION_TIMEOUT", "ROBOTO_API_KEY", "ROBOTO_SERVICE_ENDPOINT",
 }  # fmt: skip
@@ -93,8 +103,10 @@ def test_a_4_gib_allocation_is_stopped_and_reported_as_out_of_memory(sandboxed: 
 
 
 def test_no_network_unless_the_metadata_allows_it(sandboxed: Client) -> None:
-    if sandboxed.sandbox != "bwrap":  # type: ignore[attr-defined]
-        pytest.skip("only bubblewrap isolates the network")
+    if sandboxed.sandbox == "limits":  # type: ignore[attr-defined]
+        pytest.skip("resource limits and a uid of its own leave the network open")
+    if sandboxed.sandbox == "landlock" and confine.abi() < 4:  # type: ignore[attr-defined]
+        pytest.skip(f"Landlock ABI {confine.abi()} does not confine TCP (4 does)")
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
@@ -117,38 +129,51 @@ def test_no_network_unless_the_metadata_allows_it(sandboxed: Client) -> None:
 
 
 def test_the_gateway_home_is_hidden(sandboxed: Client, tmp_path: Path) -> None:
-    if sandboxed.sandbox != "bwrap":  # type: ignore[attr-defined]
-        pytest.skip("only bubblewrap hides the gateway's home")
+    if sandboxed.sandbox == "limits" and not IS_ROOT:  # type: ignore[attr-defined]
+        pytest.skip("a gateway that is not root runs actions as itself: resource limits hide nothing")
     reader = (
         "import json, os, sys\n"
         "path = json.load(open(os.environ['HATCHWAY_DATA_DIR'] + '/config.json'))['parameters']['target']\n"
-        "print(json.dumps({'exists': os.path.exists(path)}))\n"
+        "def reads(path):\n"
+        "    try:\n"
+        "        open(path, 'rb').close(); return True\n"
+        "    except OSError:\n"
+        "        return False\n"
+        "print(json.dumps({'reads': reads(path)}))\n"
     )
     sandboxed.register_action(python_action("peek", reader))
     key = tmp_path / "home" / "secret.key"
     sandboxed.encrypt("make-the-key-exist")
     assert key.exists()
-    assert sandboxed.call_sync("peek", "check", {"target": str(key)})["ret"] == {"exists": False}
-    assert sandboxed.call_sync("peek", "check", {"target": str(tmp_path / "home" / "hatchway.db")})["ret"] == {
-        "exists": False
-    }
+    for target in (key, tmp_path / "home" / "hatchway.db"):
+        assert sandboxed.call_sync("peek", "check", {"target": str(target)})["ret"] == {"reads": False}
 
 
 def test_the_system_is_read_only_and_tmp_is_private(sandboxed: Client, tmp_path: Path) -> None:
-    if sandboxed.sandbox != "bwrap":  # type: ignore[attr-defined]
-        pytest.skip("only bubblewrap makes the host read-only")
+    if sandboxed.sandbox == "limits" and not IS_ROOT:  # type: ignore[attr-defined]
+        pytest.skip("a gateway that is not root runs actions as itself: resource limits protect nothing")
     marker = f"/tmp/hatchway-private-probe-{tmp_path.name}"
     writer = (
-        "import json, os\n"
+        "import json, os, tempfile\n"
         "def tries(path):\n"
         "    try:\n"
         "        open(path, 'w').write('x'); return True\n"
         "    except OSError:\n"
         "        return False\n"
+        "scratch = os.path.join(tempfile.gettempdir(), 'scratch')\n"
         f"print(json.dumps({{'usr': tries('/usr/hatchway-probe'), 'tmp': tries({marker!r}),\n"
-        f"                  'tmp_seen': os.path.exists({marker!r})}}))\n"
+        f"                  'tmp_seen': os.path.exists({marker!r}), 'tmpdir': tries(scratch)}}))\n"
     )
     sandboxed.register_action(python_action("writer", writer))
-    # the action may write its own /tmp but not the system, and the host never sees its /tmp
-    assert sandboxed.call_sync("writer", "check")["ret"] == {"usr": False, "tmp": True, "tmp_seen": True}
-    assert not Path(marker).exists() and not Path("/usr/hatchway-probe").exists()
+    found = sandboxed.call_sync("writer", "check")["ret"]
+    # every level: the system is read-only, and the action's TMPDIR (its workspace's tmp/) is its own
+    assert found["usr"] is False and found["tmpdir"] is True
+    if sandboxed.sandbox == "bwrap":  # type: ignore[attr-defined]
+        # bubblewrap: the action may write its own /tmp, and the host never sees it
+        assert found["tmp"] is True and found["tmp_seen"] is True
+    elif sandboxed.sandbox == "landlock":  # type: ignore[attr-defined]
+        # Landlock: /tmp is not the action's (its TMPDIR is)
+        assert found["tmp"] is False
+    assert not Path(marker).exists() or sandboxed.sandbox == "limits"  # type: ignore[attr-defined]
+    Path(marker).unlink(missing_ok=True)
+    assert not Path("/usr/hatchway-probe").exists()

@@ -4,12 +4,14 @@ safe reading of what an action left in its workspace."""
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from hatchway.executors.sandbox import reachable_by_others, split_around
 from hatchway.runtime import confine
 from hatchway.runtime.contract import Workspace
 
@@ -111,6 +113,31 @@ def test_an_error_in_the_confined_thread_reaches_the_caller() -> None:
 
     with pytest.raises(FileNotFoundError, match="nothing to start"):
         confine.start_confined(start)
+
+
+def test_a_folder_holding_a_private_path_is_split_around_it(tmp_path: Path) -> None:
+    for name in ("a", "home/secret", "home/other", "b/c"):
+        (tmp_path / name).mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "home" / "secret")
+    private = [str(tmp_path / "home" / "secret")]
+    rules = dict(split_around(str(tmp_path), confine.READ, private))
+    assert sorted(rules) == sorted(str(tmp_path / n) for n in ("a", "b", "home/other"))
+    assert split_around(str(tmp_path / "home" / "secret" / "x"), confine.READ, private) == []
+    assert split_around(str(tmp_path / "a"), confine.READ, private) == [(str(tmp_path / "a"), confine.READ)]
+
+
+def test_reachable_by_others_follows_every_folder_on_the_way(tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)
+    folder = tmp_path / "open"
+    folder.mkdir(mode=0o755)
+    script = folder / "main.py"
+    script.write_text("print(1)")
+    script.chmod(0o644)
+    assert reachable_by_others(script)
+    assert not reachable_by_others(script, stat.S_IXOTH)
+    folder.chmod(0o700)
+    assert not reachable_by_others(script)
+    assert not reachable_by_others(tmp_path / "missing")
 
 
 def test_the_gateway_reads_no_link_an_action_left_in_its_workspace(tmp_path: Path) -> None:

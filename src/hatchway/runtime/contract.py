@@ -74,14 +74,24 @@ class Workspace:
         """A JSON file from ``out/``: (value, problem); missing is (None, None).
 
         The action controls ``out/``: a symbolic link there (to the gateway's key file, say) is
-        refused, never followed, and so is anything but a regular file.
+        refused, never followed, and so is anything but a regular file. An ``out/`` that is not a
+        folder any more holds nothing.
         """
         try:
-            fd = self.open_file("out", name)
+            folder = self._open_dir(("out",))
+        except OSError:
+            return None, None
+        try:
+            fd = os.open(name, _FILE_FLAGS, dir_fd=folder)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                return None, f"out/{name} is not a regular file"
         except FileNotFoundError:
             return None, None
         except OSError:
             return None, f"out/{name} cannot be read"
+        finally:
+            os.close(folder)
         with os.fdopen(fd, "rb") as handle:
             if os.fstat(fd).st_size > MAX_OUTPUT_FILE_BYTES:
                 return None, f"out/{name} is larger than {MAX_OUTPUT_FILE_BYTES // MIB} MiB"
