@@ -276,6 +276,8 @@ class ProcessExecutor(BaseExecutor):
         self.spares.close()
         self.journal.close()
         self.sandbox.close()
+        with contextlib.suppress(OSError):  # an empty work directory goes (another gateway remakes it)
+            self.work_dir.rmdir()
 
 
 def prepare_work_dir(path: Path) -> None:
