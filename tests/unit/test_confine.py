@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from hatchway.config import Settings
+from hatchway.errors import ValidationFailed
 from hatchway.executors.sandbox import reachable_by_others, split_around
 from hatchway.runtime import confine
 from hatchway.runtime.contract import Workspace
@@ -160,3 +162,27 @@ def test_the_gateway_reads_no_link_an_action_left_in_its_workspace(tmp_path: Pat
     (workspace.out / "files").rename(workspace.out / "moved")
     (workspace.out / "files").symlink_to(tmp_path)
     assert list(workspace.files("out", "files")) == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("HATCHWAY_SANDBOX", "chroot"),
+        ("HATCHWAY_SANDBOX_UIDS", "0-10"),
+        ("HATCHWAY_SANDBOX_UIDS", "9-3"),
+        ("HATCHWAY_SANDBOX_UIDS", "many"),
+    ],  # fmt: skip
+)
+def test_sandbox_settings_that_cannot_work_are_refused(variable: str, value: str) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        Settings.from_env({variable: value})
+    assert caught.value.details[0]["loc"] == ["env", variable]
+
+
+def test_workspaces_live_outside_the_home_unless_told(tmp_path: Path) -> None:
+    settings = Settings.from_env({"HATCHWAY_HOME": str(tmp_path / "home")})
+    assert not settings.work_dir.is_relative_to(settings.home)
+    assert settings.work_dir == Settings.from_env({"HATCHWAY_HOME": str(tmp_path / "home")}).work_dir
+    assert settings.work_dir != Settings.from_env({"HATCHWAY_HOME": str(tmp_path / "other")}).work_dir
+    told = Settings.from_env({"HATCHWAY_HOME": str(tmp_path / "home"), "HATCHWAY_WORK_DIR": str(tmp_path / "w")})
+    assert told.work_dir == tmp_path / "w" and told.sandbox_uids == (2_000_000_000, 2_000_000_999)

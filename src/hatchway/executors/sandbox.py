@@ -496,6 +496,12 @@ class Sandbox:
             )
         uids = None
         if kind != "none" and is_root:
+            if not ids_mapped(*settings.sandbox_uids):
+                raise ValidationFailed.at(
+                    ["env", "HATCHWAY_SANDBOX_UIDS"],
+                    "HATCHWAY_SANDBOX_UIDS lies outside the uids (or gids) this user namespace maps: choose a range "
+                    "inside /proc/self/uid_map and gid_map",
+                )
             uids = UidPool(*settings.sandbox_uids)
             if kind == "bwrap" and not bwrap_works(uids.first):
                 kind = "landlock" if abi() >= 1 else "limits"
@@ -526,8 +532,6 @@ class Sandbox:
             parts.append(f"a uid of its own per attempt ({self.uids.first}-{self.uids.last})")
         if self.cgroups:
             parts.append(f"cgroups v{self.cgroups.version}")
-        elif self.uids is None and self.is_root:  # pragma: no cover - root always drops the uid
-            parts.append("no process limit (root without cgroups)")
         parts.append("rlimits")
         return f"{self.kind}: " + " + ".join(parts)
 
@@ -703,6 +707,19 @@ class Sandbox:
         self._static = []
         if self.uids is not None:
             self.uids.close()
+
+
+def ids_mapped(first: int, last: int) -> bool:
+    """Whether uids and gids ``first``..``last`` exist in this process's user namespace."""
+    for name in ("uid_map", "gid_map"):
+        try:
+            lines = Path(f"/proc/self/{name}").read_text().splitlines()
+        except OSError:
+            return True  # no user namespaces here: every id is valid
+        ranges = [(int(inside), int(inside) + int(count) - 1) for inside, _, count in map(str.split, lines)]
+        if not any(low <= first and last <= high for low, high in ranges):
+            return False
+    return True
 
 
 def secure_home(home: Path) -> None:
