@@ -100,7 +100,7 @@ def sandbox_floor(ctx: Context, level: str, argv: list[str]) -> Iterator[Callabl
             raise RuntimeError(f"{argv} in the {level} sandbox exited {proc.returncode}: {err[-300:]!r}")
         is_gone = confinement.release()
         if uid is not None and sandbox.uids is not None:
-            sandbox.uids.give(uid, is_clean=is_gone and confinement.has_pids_cgroup())
+            sandbox.uids.give(uid, is_clean=is_gone and confinement.has_pids_cgroup)
         return took
 
     try:

@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,14 @@ from typing import Any
 import pytest
 
 from hatchway.client import Client
-from hatchway.executors.sandbox import Cgroups, bwrap_works
+from hatchway.executors.base import Invocation
+from hatchway.executors.process import ProcessExecutor
+from hatchway.executors.sandbox import Cgroups, Sandbox, UidPool, bwrap_works
+from hatchway.runs import Mode
 from hatchway.runtime import confine
+from hatchway.runtime.contract import OutputCollector
 from hatchway.service import build_gateway
+from hatchway.spec import parse_spec
 from hatchway.worker import WorkerPool
 from tests.conftest import inprocess_client, make_settings
 from tests.functional.test_api import processes_with
@@ -177,3 +183,42 @@ def test_the_system_is_read_only_and_tmp_is_private(sandboxed: Client, tmp_path:
     assert not Path(marker).exists() or sandboxed.sandbox == "limits"  # type: ignore[attr-defined]
     Path(marker).unlink(missing_ok=True)
     assert not Path("/usr/hatchway-probe").exists()
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="actions run under a uid of their own only under a root gateway")
+def test_a_process_left_behind_dies_before_its_uid_serves_another_attempt(tmp_path: Path) -> None:
+    # Given a root gateway without cgroups (nothing but the uid ties a process to its attempt) and
+    # a single uid for actions, so that every attempt runs as the same one
+    uid = 2_000_001_500
+    home = tmp_path / "home"
+    sandbox = Sandbox("limits", home, None, work_dir=tmp_path / "work", uids=UidPool(uid, uid))
+    executor = ProcessExecutor(tmp_path / "work", 1.0, sandbox, home / "journal")
+    marker = f"{uid % 997}.{os.getpid()}"
+    drop = tmp_path / "drop"  # where the escaped process says who it is (writable by every user)
+    drop.mkdir(mode=0o777)
+    drop.chmod(0o777)
+    escape = (
+        f"id -u; setsid sh -c 'echo $$ > {drop}/pid.new && mv {drop}/pid.new {drop}/pid; exec sleep {marker}' "
+        f"</dev/null >/dev/null 2>&1 & while [ ! -s {drop}/pid ]; do sleep 0.01; done; echo '{{}}'"
+    )
+    spec = parse_spec({"name": "escape", "container_parameters": {"entry_point": ["/bin/sh", "-c", escape]}})
+
+    def attempt(number: int) -> list[str]:
+        invocation = Invocation("run_x", "proj_local", "development", "escape", 1, "sha256:x", "check", Mode.SYNC,
+                                spec, {}, number, time.time() + 20)  # fmt: skip
+        collector = OutputCollector(Mode.SYNC)
+        assert executor.execute(invocation, collector, threading.Event()).exit_code == 0
+        return collector.stdout.decode().split()
+
+    try:
+        # When an attempt leaves a process behind in a session of its own and ends
+        assert attempt(1)[0] == str(uid)
+        pid = int((drop / "pid").read_text())
+        # Then that process is killed as its uid is given back, before the next attempt takes the uid
+        wait_until(lambda: not Path(f"/proc/{pid}").exists(), 10, what="the escaped process to be killed")
+        (drop / "pid").unlink()
+        assert attempt(2)[0] == str(uid)
+    finally:
+        executor.close()
+        for pid in processes_with(marker):
+            os.kill(pid, 9)

@@ -247,7 +247,7 @@ class ProcessExecutor(BaseExecutor):
         held every process it started)."""
         is_gone = confinement.release()
         if confinement.uid is not None and self.sandbox.uids is not None:
-            self.sandbox.uids.give(confinement.uid, is_clean=is_gone and confinement.has_pids_cgroup())
+            self.sandbox.uids.give(confinement.uid, is_clean=is_gone and confinement.has_pids_cgroup)
 
     def _clean_up(self, workspace: Workspace, is_reusable: bool = False, uid: int | None = None) -> None:
         if not (is_reusable and self.spares.give(workspace, uid)):

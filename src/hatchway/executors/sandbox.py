@@ -378,6 +378,8 @@ class Confinement:
     uid: int | None = None
     ruleset: Ruleset | None = None
     is_confined: bool = False
+    #: a pids cgroup holds every process the attempt starts (so releasing it leaves none behind)
+    has_pids_cgroup: bool = False
 
     def launch(self, argv: list[str], options: dict[str, Any]) -> subprocess.Popen[bytes]:
         """Start the prologue from a confined thread, place it in the cgroups, then let it go on."""
@@ -405,9 +407,6 @@ class Confinement:
             with contextlib.suppress(OSError):
                 barrier.close()
         return proc
-
-    def has_pids_cgroup(self) -> bool:
-        return any((p / "pids.max").exists() for p in self.cgroups)
 
     def oom_killed(self) -> bool:
         for path in self.cgroups:
@@ -586,7 +585,9 @@ class Sandbox:
         if self.kind == "bwrap" and self.bwrap:
             inner = [self.bwrap, *self._bwrap_args(spec, data_dir, cwd, uid is not None), "--", *argv]
         ruleset = self._ruleset(spec, data_dir, cwd) if self.kind == "landlock" else None
-        return Confinement(["/bin/sh", "-c", prologue, "hatchway-sandbox", *inner], cgroups, uid, ruleset, True)
+        started = ["/bin/sh", "-c", prologue, "hatchway-sandbox", *inner]
+        has_pids = any((p / "pids.max").exists() for p in cgroups)
+        return Confinement(started, cgroups, uid, ruleset, is_confined=True, has_pids_cgroup=has_pids)
 
     def _ruleset(self, spec: ActionSpec, data_dir: Path, cwd: Path) -> Ruleset:
         ruleset = Ruleset(network=allows_network(spec))
