@@ -84,16 +84,18 @@ def sandbox_floor(ctx: Context, level: str, argv: list[str]) -> Iterator[Callabl
     sandbox = Sandbox.from_settings(settings)
     spec = parse_spec({"name": "floor", "container_parameters": {"entry_point": argv}})
     names = itertools.count()
-    options = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "cwd": workspace, "env": minimal_env(),
-               "start_new_session": True, "close_fds": True}  # fmt: skip
+    options = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "cwd": workspace, "start_new_session": True,
+               "close_fds": True}  # fmt: skip
 
     def start() -> float:
         began = time.perf_counter_ns()
         uid = sandbox.uids.take() if sandbox.uids is not None else None
         if uid is not None:
             os.chown(workspace, uid, uid)
-        confinement = sandbox.confine(argv, spec, workspace, workspace, f"floor-{next(names)}", uid)
-        proc = confinement.launch(confinement.argv, dict(options))
+        env = minimal_env()
+        program = sandbox.python.argv(argv, env)  # the gateway's Python, or the one the action's uid can run
+        confinement = sandbox.confine(program, spec, workspace, workspace, f"floor-{next(names)}", uid)
+        proc = confinement.launch(confinement.argv, {**options, "env": env})
         _, err = proc.communicate()
         took = (time.perf_counter_ns() - began) / 1e6
         if proc.returncode != 0:

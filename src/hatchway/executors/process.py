@@ -82,7 +82,6 @@ class ProcessExecutor(BaseExecutor):
         # where an action's uid cannot run the gateway's interpreter, the gateway's folder on PATH
         # offers it nothing: python3 is given the reachable one instead (ActionPython)
         self._path = DEFAULT_PATH if python.substitute else action_path()
-        self._pythonpath = os.pathsep.join(python.pythonpath)
         prepare_work_dir(work_dir)
         self._pids = journal_dir or work_dir / ".pids"
         self._pids.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -166,7 +165,7 @@ class ProcessExecutor(BaseExecutor):
             env.setdefault("LANG", "C.UTF-8")
             env.setdefault("PYTHONUNBUFFERED", "1")
             spec = invocation.spec
-            argv = self._argv(spec.argv, env)
+            argv = self.sandbox.python.argv(spec.argv, env)
             cwd = self._cwd(spec, workspace.path)
             confinement = self.sandbox.confine(argv, spec, workspace.path, cwd, workspace.path.name, uid)
         except OSError as exc:
@@ -232,15 +231,6 @@ class ProcessExecutor(BaseExecutor):
             prepare_work_dir(self.work_dir)
             workspace.create(config, owner=uid)
         workspace.stage(invocation.input_files, invocation.tmp_source)
-
-    def _argv(self, argv: list[str], env: dict[str, str]) -> list[str]:
-        """``argv``, with a Python the action's uid can run where it names the gateway's (see ActionPython)."""
-        python = self.sandbox.python
-        if python.substitute is None or not python.names_gateway(argv[0]):
-            return argv
-        if self._pythonpath:
-            env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), self._pythonpath) if p)
-        return [python.substitute, *argv[1:]]
 
     def _release(self, confinement: Confinement) -> None:
         """Once the attempt's processes ended: its cgroups, then its uid (swept first unless its cgroups

@@ -268,6 +268,14 @@ class ActionPython:
                 found.pythonpath.append(folder)
         return found
 
+    def argv(self, argv: list[str], env: dict[str, str]) -> list[str]:
+        """``argv`` with the substitute where it names the gateway's interpreter (its ``PYTHONPATH`` set in ``env``)."""
+        if self.substitute is None or not self.names_gateway(argv[0]):
+            return argv
+        if self.pythonpath:
+            env["PYTHONPATH"] = os.pathsep.join([*filter(None, [env.get("PYTHONPATH")]), *self.pythonpath])
+        return [self.substitute, *argv[1:]]
+
     def names_gateway(self, program: str) -> bool:
         """Whether ``program`` (an argv[0]) means the gateway's interpreter."""
         if "/" not in program:
@@ -531,6 +539,9 @@ class Sandbox:
             parts.append(f"a uid of its own per attempt ({self.uids.first}-{self.uids.last})")
         if self.cgroups:
             parts.append(f"cgroups v{self.cgroups.version}")
+        elif self.is_root and self.uids is None:
+            # RLIMIT_NPROC does not bind root: without a pids cgroup nothing caps an action's processes
+            parts.append("no process limit (root without cgroups)")
         parts.append("rlimits")
         return f"{self.kind}: " + " + ".join(parts)
 
