@@ -207,6 +207,10 @@ def attack(tmp_path: Path, port: int, sandbox: str) -> tuple[dict[str, Any], lis
         server.stop()
 
 
+@pytest.mark.skipif(
+    not (IS_ROOT or HAS_LANDLOCK or bwrap_works()),
+    reason="nothing confines actions here (no root, no Landlock, no bubblewrap): the gateway refuses to start",
+)
 def test_the_default_level_keeps_every_secret_out_of_reach(tmp_path: Path, listener: int) -> None:
     # Given a gateway on this machine's default sandbox, when a tenant's actions attack it
     found, (level, reach) = attack(tmp_path, listener, "auto")
