@@ -374,8 +374,9 @@ def sandbox_level(setting: str) -> str:
     if setting != "auto":
         return setting
     from hatchway.executors.sandbox import bwrap_works
+    from hatchway.runtime.confine import abi
 
-    return "bwrap" if bwrap_works() else "limits"
+    return "bwrap" if bwrap_works() else "landlock" if abi() >= 1 else "limits"
 
 
 class Server:

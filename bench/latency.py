@@ -8,12 +8,18 @@ run, the workspace and ``config.json``, the sandbox, reading the output, judging
 Measured per sandbox level, since the sandbox's own start is part of every call. For each level
 with a wrapper, a third series starts the same argv inside that sandbox from the benchmark process
 (no gateway): the floor a sync call cannot go below at that level.
+
+S1: what the default confinement costs a sync call: the same call through a gateway at the default
+level and through one at ``none``, interleaved in the same run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import os
+import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +31,7 @@ from bench.harness import (
     Context,
     Row,
     Server,
+    minimal_env,
     percentile,
     request_bytes,
     rotate,
@@ -66,24 +73,36 @@ def sync_sampler(
 @contextlib.contextmanager
 def sandbox_floor(ctx: Context, level: str, argv: list[str]) -> Iterator[Callable[[], float]]:
     """Latency (ms) of starting ``argv`` inside sandbox ``level`` without a gateway: the same
-    wrapper, limits and cgroups the process executor would use, created and run from here."""
+    prologue, cgroups, uid and Landlock domain the process executor would use, from here."""
     from hatchway.config import Settings
     from hatchway.executors.sandbox import Sandbox
     from hatchway.spec import parse_spec
 
     home = Path(tempfile.mkdtemp(prefix=f"floor-{level}-", dir=ctx.root))
-    workspace = home / "work" / "floor"
-    workspace.mkdir(parents=True)
-    sandbox = Sandbox.from_settings(Settings.from_env({"HATCHWAY_HOME": str(home), "HATCHWAY_SANDBOX": level}))
+    workspace = Path(tempfile.mkdtemp(prefix="hatchway-bench-floor-"))  # where an action's uid can reach it
+    settings = Settings.from_env({"HATCHWAY_HOME": str(home), "HATCHWAY_SANDBOX": level})
+    sandbox = Sandbox.from_settings(settings)
     spec = parse_spec({"name": "floor", "container_parameters": {"entry_point": argv}})
     names = itertools.count()
+    options = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "cwd": workspace, "start_new_session": True,
+               "close_fds": True}  # fmt: skip
 
     def start() -> float:
         began = time.perf_counter_ns()
-        confinement = sandbox.confine(argv, spec, workspace, workspace, f"floor-{next(names)}")
-        spawn(confinement.argv, cwd=workspace)
+        uid = sandbox.uids.take() if sandbox.uids is not None else None
+        if uid is not None:
+            os.chown(workspace, uid, uid)
+        env = minimal_env()
+        program = sandbox.python.argv(argv, env)  # the gateway's Python, or the one the action's uid can run
+        confinement = sandbox.confine(program, spec, workspace, workspace, f"floor-{next(names)}", uid)
+        proc = confinement.launch(confinement.argv, {**options, "env": env})
+        _, err = proc.communicate()
         took = (time.perf_counter_ns() - began) / 1e6
-        confinement.release()
+        if proc.returncode != 0:
+            raise RuntimeError(f"{argv} in the {level} sandbox exited {proc.returncode}: {err[-300:]!r}")
+        is_gone = confinement.release()
+        if uid is not None and sandbox.uids is not None:
+            sandbox.uids.give(uid, is_clean=is_gone and confinement.has_pids_cgroup)
         return took
 
     try:
@@ -94,6 +113,8 @@ def sandbox_floor(ctx: Context, level: str, argv: list[str]) -> Iterator[Callabl
         for parent in parents:
             with contextlib.suppress(OSError):
                 parent.rmdir()
+        sandbox.close()
+        shutil.rmtree(workspace, ignore_errors=True)
 
 
 def _rows(ctx: Context, figure: str, argv: list[str], what: str, rounds: int, p50_max: float) -> list[Row]:
@@ -165,4 +186,33 @@ def p2(ctx: Context) -> list[Row]:
     return _rows(ctx, "P2", ECHO, "/bin/echo '{}'", ctx.n(150, 5), 2.5)
 
 
-FIGURES = {"P1": p1, "P2": p2}
+def s1(ctx: Context) -> list[Row]:
+    """What confinement costs: a sync call at the default sandbox level vs the same call at ``none``."""
+    confined, bare = ctx.server(sandbox="auto"), ctx.server(sandbox="none")
+    rows: list[Row] = []
+    for argv, what in ((ECHO, "/bin/echo '{}'"), (PY_NOOP, "python -S no-op")):
+        failed: list[bytes] = []
+        with contextlib.ExitStack() as stack:
+            samplers = [
+                stack.enter_context(sync_sampler(server, f"bench-s1-{index}", argv, failed, ctx.n(10, 3)))
+                for index, server in enumerate((confined, bare))
+            ]
+            series = rotate(samplers, ctx.n(150, 5), ctx.n(10, 2))
+        for pct in (50, 99):
+            rows.append(
+                Row(
+                    "S1",
+                    f"sync call {what}, p{pct}",
+                    confined.setting,
+                    percentile(series[0], pct),
+                    "ms",
+                    baseline=percentile(series[1], pct),
+                    baseline_metric=f"same call at sandbox none, p{pct}",
+                    samples=len(series[0]),
+                    note=f"{len(failed)} calls failed and were taken again" if failed else "",
+                )  # fmt: skip
+            )
+    return rows
+
+
+FIGURES = {"P1": p1, "P2": p2, "S1": s1}

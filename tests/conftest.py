@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import stat
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +19,7 @@ from hatchway.service import Gateway, build_gateway
 from tests.helpers import ADMIN_TOKEN, LiveServer
 
 PY = sys.executable
+OPEN_TMP = Path(tempfile.gettempdir()) / "hatchway-tests"
 #: settings that keep timing tests short: a 3 s lease, 0.5 s heartbeats, a 1 s kill grace
 FAST = {"HATCHWAY_LEASE_SECONDS": "3", "HATCHWAY_HEARTBEAT_SECONDS": "0.5", "HATCHWAY_KILL_GRACE_SECONDS": "1"}
 
@@ -38,6 +43,43 @@ def make_settings(home: Path, **overrides: Any) -> Settings:
         "HATCHWAY_EXECUTOR": "process",
     }
     return Settings.from_env(base, **{"kill_grace_seconds": 1.0, **overrides})
+
+
+class OpenTempPaths:
+    """Temporary folders other users can reach, under /tmp/hatchway-tests (searchable, not
+    listable): a gateway running as root runs each action under a uid of its own, which must reach
+    the scripts a test writes. pytest sets its own root (/tmp/pytest-of-root) back to 0700 whenever
+    a session starts, so tests run as root take their folders from here; they go after the session."""
+
+    #: read by pytest's ``tmp_path``: keep every folder until the session's end removes them all
+    _retention_policy = "all"
+
+    def __init__(self) -> None:
+        OPEN_TMP.mkdir(mode=0o711, exist_ok=True)
+        info = os.lstat(OPEN_TMP)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o022:
+            raise RuntimeError(f"{OPEN_TMP} is not a folder only root may change")
+        self.base = Path(tempfile.mkdtemp(prefix=f"session-{os.getpid()}-", dir=OPEN_TMP))
+        self.base.chmod(0o711)
+
+    def mktemp(self, basename: str, numbered: bool = True) -> Path:
+        made = Path(tempfile.mkdtemp(prefix=f"{basename[:40]}-", dir=self.base))
+        made.chmod(0o755)
+        return made
+
+    def getbasetemp(self) -> Path:
+        return self.base
+
+
+@pytest.fixture(scope="session")
+def tmp_path_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """pytest's own, or (as root) :class:`OpenTempPaths` - which pytest's ``tmp_path`` then uses too."""
+    if os.geteuid() != 0:
+        yield tmp_path_factory
+        return
+    paths = OpenTempPaths()
+    yield paths
+    shutil.rmtree(paths.base, ignore_errors=True)
 
 
 @pytest.fixture

@@ -67,6 +67,8 @@ class LiveServer:
         self.log_path = home / "server.log"
         #: what httpx verifies the server's certificate with, when it serves HTTPS
         self.verify: Any = True
+        #: how ``hatchway`` is started (a test may start it through a wrapper, as another user)
+        self.command = [sys.executable, "-m", "hatchway"]
 
     def use_https(self, verify: Any) -> LiveServer:
         """Talk to the server over HTTPS, trusting ``verify`` (a CA file, or an ssl context)."""
@@ -78,7 +80,7 @@ class LiveServer:
         self.home.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hatchway", "serve", "--port", str(self.port), *self.args],
+            [*self.command, "serve", "--port", str(self.port), *self.args],
             env=child_env(self.home, **self.env),
             stdout=log,
             stderr=subprocess.STDOUT,

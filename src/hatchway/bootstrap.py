@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hatchway.config import Settings
-from hatchway.errors import HatchwayError
+from hatchway.errors import HatchwayError, ValidationFailed
 from hatchway.observability import configure_observability
 from hatchway.service import Gateway, Principal, build_gateway
 from hatchway.spec import resolve_local_paths
@@ -61,6 +61,7 @@ def start_gateway(
 
     configure_observability(settings)
     gateway = build_gateway(settings)
+    refuse_unconfined(gateway)
     gateway.bootstrap()
     recovered = gateway.executors.recover()
     gateway.tidy_at_rest()
@@ -95,6 +96,7 @@ def start_gateway(
             f"  home      {settings.home}",
             f"  backend   {settings.backend}; executor {gateway.executors.describe()}; workers {settings.workers}",
             f"  token     admin token in {token_source}",
+            *confinement_lines(gateway),
         ]
         if settings.is_console_enabled:
             lines.append(f"  console   {scheme}://{host}:{port}/ui/")
@@ -113,6 +115,25 @@ def start_gateway(
         gateway.store.close()
 
 
+def refuse_unconfined(gateway: Gateway) -> None:
+    """A gateway that would run host actions without any confinement does not start, unless told
+    so (``HATCHWAY_SANDBOX=none``): an action could read the key file and the database."""
+    for sandbox in gateway.executors.sandboxes():
+        problem = sandbox.refusal()
+        if problem:
+            gateway.executors.close()
+            gateway.store.close()
+            raise ValidationFailed.at(["env", "HATCHWAY_SANDBOX"], problem)
+
+
+def confinement_lines(gateway: Gateway) -> list[str]:
+    """The banner's word on host actions: the sandbox level in force, and what an action can reach."""
+    lines = []
+    for sandbox in gateway.executors.sandboxes()[:1]:
+        lines += [f"  sandbox   {sandbox.describe()}", f"            {sandbox.reach()}"]
+    return lines
+
+
 def _shutdown(gateway: Gateway, pool: Any, grace_seconds: float) -> None:
     """Stop the workers, then the executors (warm containers, reapers). uvicorn re-raises the
     SIGTERM it caught once the app has shut down, so code after ``serve`` may never run."""
@@ -127,6 +148,7 @@ def run_worker(settings: Settings) -> None:
 
     configure_observability(settings)
     gateway = build_gateway(settings)
+    refuse_unconfined(gateway)
     gateway.executors.recover()
     gateway.tidy_at_rest()
     pool = WorkerPool(gateway)
@@ -134,8 +156,8 @@ def run_worker(settings: Settings) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    print(f"hatchway worker on {settings.home}: {pool.size} threads, executor {gateway.executors.describe()}",
-          flush=True)  # fmt: skip
+    lines = [f"hatchway worker on {settings.home}: {pool.size} threads, executor {gateway.executors.describe()}"]
+    print("\n".join([*lines, *confinement_lines(gateway)]), flush=True)
     stop.wait()
     pool.stop(settings.shutdown_grace_seconds)
     gateway.executors.close()

@@ -172,23 +172,32 @@ def serve(
         made = dev_certificate(settings.home / "tls", [host, socket.gethostname()])
         tls_cert, tls_key = made.cert, made.key
         echo(f"HTTPS with a development certificate: trust {made.ca} (curl --cacert, SSL_CERT_FILE)")
-    start_gateway(
-        settings,
-        host=host,
-        port=port,
-        load_examples=examples,
-        examples_dir=examples_dir,
-        tls_cert=str(tls_cert) if tls_cert else None,
-        tls_key=str(tls_key) if tls_key else None,
-    )
+    from hatchway.errors import ValidationFailed
+
+    try:
+        start_gateway(
+            settings,
+            host=host,
+            port=port,
+            load_examples=examples,
+            examples_dir=examples_dir,
+            tls_cert=str(tls_cert) if tls_cert else None,
+            tls_key=str(tls_key) if tls_key else None,
+        )
+    except ValidationFailed as err:  # the configuration cannot work here (the sandbox, say)
+        _fail(err.message)
 
 
 @app.command("worker", HOME, Arg("--workers", type=int, help="worker threads"), EXECUTOR, shares_options=False)
 def worker(home: Path | None, workers: int | None, executor: str | None) -> None:
     """Run a worker pool on a gateway's home without serving HTTP."""
     from hatchway.bootstrap import run_worker
+    from hatchway.errors import ValidationFailed
 
-    run_worker(_settings(home=home, workers=workers, executor=executor))
+    try:
+        run_worker(_settings(home=home, workers=workers, executor=executor))
+    except ValidationFailed as err:
+        _fail(err.message)
 
 
 @app.command(

@@ -22,6 +22,9 @@ KIB = 1024
 MIB = 1024 * KIB
 #: the deepest JSON nesting HATCHWAY_MAX_JSON_DEPTH may allow
 MAX_JSON_DEPTH = 200
+SANDBOX_LEVELS = ("auto", "bwrap", "landlock", "limits", "none")
+#: far from the ranges distributions, systemd and container user namespaces hand out
+DEFAULT_SANDBOX_UIDS = (2_000_000_000, 2_000_000_999)
 
 #: Every environment variable hatchway reads, with what it sets.
 ENV_VARS: dict[str, str] = {
@@ -48,7 +51,9 @@ ENV_VARS: dict[str, str] = {
     "HATCHWAY_TRACING": "off (default), otlp (OpenTelemetry, exported over OTLP/HTTP) or xray (powertools Tracer)",
     "OTEL_EXPORTER_OTLP_ENDPOINT": "OTLP/HTTP collector for HATCHWAY_TRACING=otlp (default http://localhost:4318)",
     "HATCHWAY_CONSOLE": "on (default) or off: serve the web console at /ui",
-    "HATCHWAY_SANDBOX": "auto, bwrap or none: how the process executor isolates actions",
+    "HATCHWAY_SANDBOX": "auto, bwrap, landlock, limits or none: how the process executor confines actions",
+    "HATCHWAY_SANDBOX_UIDS": "first-last: the uids (and gids) actions run as when the gateway is root, one per attempt",
+    "HATCHWAY_WORK_DIR": "where actions' workspaces live (default /var/tmp/hatchway-work-<uid>-<home id>)",
     "HATCHWAY_HTTP_ALLOW": "ranges HTTP actions and callbacks may reach besides public ones (CIDRs, loopback, private)",
     "HATCHWAY_CONNECT_REPLAY_SECONDS": "how long an identical Connect request is answered from the first one's error",
     "HATCHWAY_HTTP_HEADER_TIMEOUT_SECONDS": "a connection must send a request's headers within this long (default 10)",
@@ -127,6 +132,18 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ValidationFailed.at(["env", name], f"{name} must be a number") from None
 
 
+def _range(env: Mapping[str, str], name: str, default: tuple[int, int]) -> tuple[int, int]:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    first, _, last = raw.partition("-")
+    try:
+        found = (int(first), int(last or first))
+    except ValueError:
+        raise ValidationFailed.at(["env", name], f"{name} is a range of ids: first-last") from None
+    return found
+
+
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in (env.get(name) or "").split(",") if part.strip())
 
@@ -183,6 +200,8 @@ class Settings:
     otlp_endpoint: str | None = None
     is_console_enabled: bool = True
     sandbox: str = "auto"
+    sandbox_uids: tuple[int, int] = DEFAULT_SANDBOX_UIDS
+    work_root: Path | None = None
     max_body_bytes: int = 6 * MIB
     max_answer_bytes: int = 6 * MIB
     http_header_timeout_seconds: float = 10.0
@@ -264,7 +283,9 @@ class Settings:
             tracing=(env.get("HATCHWAY_TRACING") or "off").lower(),
             otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
             is_console_enabled=(env.get("HATCHWAY_CONSOLE") or "on").lower() not in ("off", "0", "false", "no"),
-            sandbox=env.get("HATCHWAY_SANDBOX") or "auto",
+            sandbox=(env.get("HATCHWAY_SANDBOX") or "auto").lower(),
+            sandbox_uids=_range(env, "HATCHWAY_SANDBOX_UIDS", DEFAULT_SANDBOX_UIDS),
+            work_root=Path(env["HATCHWAY_WORK_DIR"]).expanduser() if env.get("HATCHWAY_WORK_DIR") else None,
             http_allow=tuple(p.strip() for p in (env.get("HATCHWAY_HTTP_ALLOW") or "").split(",") if p.strip()),
             connect_replay_seconds=_int(env, "HATCHWAY_CONNECT_REPLAY_SECONDS", 60, 0),
             max_answer_bytes=_int(env, "HATCHWAY_MAX_ANSWER_BYTES", 6 * MIB, 64 * 1024),
@@ -327,6 +348,13 @@ class Settings:
             raise ValidationFailed.at(
                 ["env", "HATCHWAY_HEARTBEAT_SECONDS"],
                 "the heartbeat interval must be shorter than the lease, or runs would be claimed twice",
+            )
+        if self.sandbox not in SANDBOX_LEVELS:
+            raise ValidationFailed.at(["env", "HATCHWAY_SANDBOX"], f"must be {', '.join(SANDBOX_LEVELS)}")
+        first, last = self.sandbox_uids
+        if not 0 < first <= last < 2**32 - 1:
+            raise ValidationFailed.at(
+                ["env", "HATCHWAY_SANDBOX_UIDS"], "a range first-last of unprivileged ids (above 0, below 4294967295)"
             )
         if self.db_synchronous not in ("NORMAL", "FULL"):
             raise ValidationFailed.at(["env", "HATCHWAY_DB_SYNCHRONOUS"], "must be NORMAL or FULL")
@@ -405,7 +433,24 @@ class Settings:
 
     @property
     def work_dir(self) -> Path:
-        return self.home / "work"
+        """Where actions' workspaces live: outside the home, which only the gateway's user may enter.
+
+        Default ``/var/tmp/hatchway-work-<uid>-<id of the home>``: an action running under a uid of
+        its own must be able to reach its workspace, never the home.
+        """
+        if self.work_root is not None:
+            return self.work_root
+        import hashlib
+        import tempfile
+
+        base = "/var/tmp" if Path("/var/tmp").is_dir() else tempfile.gettempdir()  # noqa: S108
+        digest = hashlib.sha256(os.path.realpath(self.home).encode()).hexdigest()[:12]
+        return Path(base) / f"hatchway-work-{os.geteuid()}-{digest}"
+
+    @property
+    def journal_dir(self) -> Path:
+        """The process executor's recovery journals (private to the gateway's user)."""
+        return self.home / "journal"
 
     @property
     def blob_dir(self) -> Path:

@@ -49,7 +49,7 @@ from hatchway.errors import (
     rebuild_error,
 )
 from hatchway.executors import Executors
-from hatchway.executors.base import BaseExecutor, Execution, Invocation, OutputCollector, Verdict, judge
+from hatchway.executors.base import BaseExecutor, Execution, Invocation, OutputCollector, Verdict, Workspace, judge
 from hatchway.executors.journal import owner_alive, start_time
 from hatchway.faults import CrashPoints
 from hatchway.net import allowed_networks
@@ -1026,26 +1026,25 @@ class Gateway:
                 staged / "tmp",  # type: ignore[operator]
             )
 
-        def keep(workspace: Path) -> None:
+        def keep(path: Path) -> None:
+            workspace = Workspace(path.parent, path.name)
             if stash_id:
-                self.stashes.save(run.project_id, run.environment, stash_id, workspace / "tmp", invocation.redactor)
+                self.stashes.save(
+                    run.project_id, run.environment, stash_id, workspace.files("tmp"), invocation.redactor
+                )
             if run.invoked == RUN_ACTION:
-                self._keep_artifacts(run.id, workspace / "out", invocation.redactor)
+                self._keep_artifacts(run.id, workspace, invocation.redactor)
 
         invocation.before_cleanup = keep
         return staged
 
-    def _keep_artifacts(self, run_id: str, out: Path, redactor: Redactor) -> None:
+    def _keep_artifacts(self, run_id: str, workspace: Workspace, redactor: Redactor) -> None:
         """Files the action left in ``out/files/`` (and Keboola's ``out/tables/``) become artifacts,
-        text files with the run's secrets hidden."""
+        text files with the run's secrets hidden (regular files only, never through a link the
+        action made: see :meth:`Workspace.files`)."""
         for folder in ("files", "tables"):
-            base = out / folder
-            if not base.is_dir():
-                continue
-            for path in sorted(base.rglob("*")):
-                if path.is_file() and not path.is_symlink():
-                    key = f"artifacts/{run_id}/{folder}/{path.relative_to(base).as_posix()}"
-                    self.blobs.put_chunks(key, redacted_text(path, redactor))
+            for relative, path in workspace.files("out", folder):
+                self.blobs.put_chunks(f"artifacts/{run_id}/{folder}/{relative}", redacted_text(path, redactor))
 
     def tidy_at_rest(self) -> None:
         """At start: remove what crashed processes left staged in the clear, and encrypt blobs kept

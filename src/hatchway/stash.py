@@ -11,6 +11,7 @@ expired id is a 404, like any object that is not there.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -65,15 +66,20 @@ class FileStashes:
         return scratch
 
     def save(
-        self, project_id: str, environment: str, stash_id: str, source: Path, redactor: Redactor = NO_SECRETS
+        self,
+        project_id: str,
+        environment: str,
+        stash_id: str,
+        files: Iterable[tuple[str, Path]],
+        redactor: Redactor = NO_SECRETS,
     ) -> int:
-        """Replace the stash's files with the files under ``source`` (text files with the secrets
-        of ``redactor`` hidden: a stash is kept at rest like an artifact); how many were saved."""
+        """Replace the stash's files with ``files`` ((relative path, readable path), e.g. from
+        :meth:`hatchway.runtime.contract.Workspace.files`), text files with the secrets of
+        ``redactor`` hidden (a stash is kept at rest like an artifact); how many were saved."""
         prefix = self._prefix(project_id, environment, stash_id)
         self.blobs.delete_prefix(prefix)
         saved = 0
-        for path in sorted(source.rglob("*")):
-            if path.is_file() and not path.is_symlink():
-                self.blobs.put_chunks(f"{prefix}/{path.relative_to(source).as_posix()}", redacted_text(path, redactor))
-                saved += 1
+        for relative, path in files:
+            self.blobs.put_chunks(f"{prefix}/{relative}", redacted_text(path, redactor))
+            saved += 1
         return saved

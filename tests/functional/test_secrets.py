@@ -85,12 +85,13 @@ def test_nothing_at_rest_or_in_the_server_log_holds_the_plaintext(tmp_path: Path
     restarted = LiveServer(tmp_path / "home", HATCHWAY_LOG_LEVEL="DEBUG", HATCHWAY_WORKERS="0").start()
     restarted.kill()
     home = tmp_path / "home"
-    for path in home.rglob("*"):
+    work = Settings.from_env({"HATCHWAY_HOME": str(home)}).work_dir  # workspaces live outside the home
+    for path in [*home.rglob("*"), *work.rglob("*")]:
         if path.is_file():
             assert_absent(path.read_bytes())
     assert_absent(server.log())
     assert_absent(restarted.log())
-    assert not any((home / "work").glob("run_*")), "a workspace (with its config.json) was left behind"
+    assert not any(work.glob("run_*")), "a workspace (with its config.json) was left behind"
 
 
 def test_a_fresh_home_is_private_from_the_first_start(tmp_path: Path) -> None:
@@ -182,7 +183,7 @@ def test_a_stored_secret_the_worker_cannot_open_fails_the_run_as_unavailable(tmp
     assert run["status"] == "FAILED" and run["error"]["kind"] == "unavailable", run
     assert run["error"]["exceptionId"]
     assert_absent(json.dumps(run))
-    assert not any((settings.home / "work").glob("run_*"))
+    assert not any(settings.work_dir.glob("run_*"))
 
 
 def test_an_unusable_key_means_503_and_nothing_started(tmp_path: Path) -> None:

@@ -167,7 +167,7 @@ def read_runs(home: Path) -> dict[str, Run]:
 def inflight_actions(home: Path) -> list[dict[str, Any]]:
     """The process executor's journaled attempts whose action started and did not end (pid, owner pid)."""
     records = []
-    for path in (home / "work" / ".pids").glob("*"):
+    for path in (home / "journal").glob("*"):
         owner, attempts = read_journal(path)
         records.extend({**a, "owner_pid": int(owner.split("-")[0])} for a in attempts if a.get("pid") and owner)
     return records

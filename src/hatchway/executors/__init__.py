@@ -140,6 +140,10 @@ class Executors:
             text = f"{self.mode}: {text}"
         return text
 
+    def sandboxes(self) -> list[Any]:
+        """The sandboxes of executors that run host processes (:class:`hatchway.executors.sandbox.Sandbox`)."""
+        return [executor.sandbox for executor in self._all() if hasattr(executor, "sandbox")]
+
     def recover(self) -> int:
         """Clean up after a crashed gateway (each executor once)."""
         return sum(executor.recover() for executor in self._all())

@@ -2,21 +2,24 @@
 
 The action's ``entry_point + command`` is executed as an argv list, never through a shell, in a
 private workspace, with a scrubbed environment (the contract's variables, the action's
-``env_vars``, a PATH that finds the gateway's Python first) and, where configured, inside a
-sandbox. The process loop itself - own process group, deadline, cancel, SIGTERM then SIGKILL of
-the whole group - is :func:`hatchway.runtime.spawn.spawn`, shared with the container adapter.
-At a deadline or cancel the answer does not wait for the kill grace: a background reaper ends it.
-Nor does it wait for the workspace's removal: the files with the decrypted parameters are deleted
-at once, the directories by a background janitor (an ``rmdir`` costs a journal commit on some file
-systems - 0.1 to 3 ms on an ext4 mounted with ``discard``) - or, when the attempt left them empty,
-they are kept for the next attempt (:mod:`hatchway.executors.spares`).
+``env_vars``, a PATH that finds the gateway's Python first), confined by the sandbox
+(:mod:`hatchway.executors.sandbox`; under a gateway running as root, as a uid of its own that
+owns its workspace). The process loop itself - own process group, deadline, cancel, SIGTERM then
+SIGKILL of the whole group - is :func:`hatchway.runtime.spawn.spawn`, shared with the container
+adapter. At a deadline or cancel the answer does not wait for the kill grace: a background reaper
+ends it. Nor does it wait for the workspace's removal: the files with the decrypted parameters
+are deleted at once, the directories by a background janitor (an ``rmdir`` costs a journal commit
+on some file systems - 0.1 to 3 ms on an ext4 mounted with ``discard``) - or, when the attempt
+left them empty, they are kept for the next attempt (:mod:`hatchway.executors.spares`).
 
-A gateway killed with SIGKILL cannot stop its actions (they run in their own sessions). Each
-process therefore keeps a journal under ``work/.pids`` (outside the action's reach,
-:mod:`hatchway.executors.journal`): every workspace before it is made, its action's pid and start
-time, its end. :meth:`ProcessExecutor.recover`, called at start-up, kills the process groups of
-attempts whose gateway is gone and removes their workspaces; the journal of a live gateway on
-the same home (``hatchway worker``) is left alone.
+Workspaces live in ``HATCHWAY_WORK_DIR``, outside the home: an action's uid may pass through the
+work directory to its own workspace (0700) but list nothing there. A gateway killed with SIGKILL
+cannot stop its actions (they run in their own sessions). Each process therefore keeps a journal
+under ``$HATCHWAY_HOME/journal`` (out of the actions' reach, :mod:`hatchway.executors.journal`):
+every workspace before it is made, its action's pid and start time, its end.
+:meth:`ProcessExecutor.recover`, called at start-up, kills the process groups of attempts whose
+gateway is gone and removes their workspaces; the journal of a live gateway on the same home
+(``hatchway worker``) is left alone.
 
 Where the code lives: ``workdir`` if absolute; else relative to ``docker_config.context`` (the
 action's source directory on this host, made absolute at registration); else the data directory.
@@ -24,7 +27,9 @@ action's source directory on this host, made absolute at registration); else the
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import sys
 import threading
 import time
@@ -42,7 +47,7 @@ from hatchway.executors.base import (
 )
 from hatchway.executors.journal import Journal, boot_ticks, owner_alive, start_time
 from hatchway.executors.journal import recover as recover_journals
-from hatchway.executors.sandbox import Sandbox
+from hatchway.executors.sandbox import Confinement, Sandbox, reachable_by_others
 from hatchway.executors.spares import Spares
 from hatchway.runtime.spawn import Janitor, ProcessReaper, enable_subreaper, spawn
 from hatchway.spec import ActionSpec
@@ -60,15 +65,25 @@ class ProcessExecutor(BaseExecutor):
 
     name = "process"
 
-    def __init__(self, work_dir: Path, kill_grace_seconds: float = 5.0, sandbox: Sandbox | None = None) -> None:
+    def __init__(
+        self,
+        work_dir: Path,
+        kill_grace_seconds: float = 5.0,
+        sandbox: Sandbox | None = None,
+        journal_dir: Path | None = None,
+    ) -> None:
         self.work_dir = work_dir
         self.kill_grace_seconds = kill_grace_seconds
         self.sandbox = sandbox or Sandbox.none()
         # as the subreaper, this process inherits the orphans of its actions: reap them twice a second
         self.reaper = ProcessReaper(reap_orphans_every=0.5 if enable_subreaper() else None)
         self.janitor = Janitor()
-        self._path = action_path()
-        self._pids = work_dir / ".pids"
+        python = self.sandbox.python
+        # where an action's uid cannot run the gateway's interpreter, the gateway's folder on PATH
+        # offers it nothing: python3 is given the reachable one instead (ActionPython)
+        self._path = DEFAULT_PATH if python.substitute else action_path()
+        prepare_work_dir(work_dir)
+        self._pids = journal_dir or work_dir / ".pids"
         self._pids.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._me = f"{os.getpid()}-{start_time(os.getpid())}"
         self.journal = Journal(self._pids, self._me)
@@ -76,7 +91,9 @@ class ProcessExecutor(BaseExecutor):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ProcessExecutor:
-        return cls(settings.work_dir, settings.kill_grace_seconds, Sandbox.from_settings(settings))
+        return cls(
+            settings.work_dir, settings.kill_grace_seconds, Sandbox.from_settings(settings), settings.journal_dir
+        )
 
     def check(self, spec: ActionSpec, invoked: str) -> None:
         if not spec.argv:
@@ -86,6 +103,38 @@ class ProcessExecutor(BaseExecutor):
                 "run it with a container executor (HATCHWAY_EXECUTOR=docker)",
                 "executor_unsupported",
             )
+        if self.sandbox.uids is not None:
+            self._check_reachable(spec)
+
+    def _check_reachable(self, spec: ActionSpec) -> None:
+        """An action running under a uid of its own must be able to reach its code: say so before it starts.
+
+        Only the paths the action's registration names appear in the message.
+        """
+        unreadable = (
+            "cannot be read by the unprivileged user actions run as: make it, and every folder above it, "
+            "readable by all (chmod o+rx) or register the action from another place"
+        )
+        workdir = spec.container_parameters.workdir if spec.container_parameters else None
+        context = spec.docker_config.context if spec.docker_config else None
+        for loc, folder in ((["container_parameters", "workdir"], workdir), (["docker_config", "context"], context)):
+            path = Path(folder) if folder else None
+            if path and path.is_absolute() and path.is_dir() and not reachable_by_others(path, stat.S_IXOTH):
+                raise ValidationFailed.at(["body", *loc], f"{folder} {unreadable}", "action_unreadable")
+        python = self.sandbox.python
+        if python.names_gateway(spec.argv[0]) and not (python.substitute or reachable_by_others(python.gateway)):
+            raise ValidationFailed.at(
+                ["body", "container_parameters", "entry_point"],
+                "the gateway's Python cannot be run by the unprivileged user actions run as, and no "
+                f"python{sys.version_info.major}.{sys.version_info.minor} is installed where every user can run it",
+                "action_unreadable",
+            )
+        for index, arg in enumerate(spec.argv):
+            if not arg.startswith("/") or not Path(arg).is_file() or (index == 0 and python.names_gateway(arg)):
+                continue
+            if not reachable_by_others(arg, stat.S_IXOTH if index == 0 else stat.S_IROTH):
+                where: list[str | int] = ["body", "container_parameters", "entry_point" if index == 0 else "command"]
+                raise ValidationFailed.at(where, f"{arg} {unreadable}", "action_unreadable")
 
     def _cwd(self, spec: ActionSpec, data_dir: Path) -> Path:
         workdir = spec.container_parameters.workdir if spec.container_parameters else None
@@ -99,17 +148,16 @@ class ProcessExecutor(BaseExecutor):
     def execute(self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event) -> Execution:
         workspace = Workspace(self.work_dir, f"{invocation.run_id}-{invocation.attempt}")
         started = time.monotonic()
+        uids = self.sandbox.uids
+        uid = uids.take() if uids is not None else None
+        if uids is not None and uid is None:
+            return Execution(platform_error="every uid of HATCHWAY_SANDBOX_UIDS is in use by an attempt")
         # the journal comes first: a gateway killed at any later point leaves nothing recovery misses
         self.journal.began(workspace.path.name)
         is_reusable = False  # the workspace may go back to the spares: its processes are known gone
+        confinement: Confinement | None = None
         try:
-            workspace.create(invocation.config_document(), is_made=self.spares.take(workspace))
-            workspace.stage(invocation.input_files, invocation.tmp_source)
-        except OSError as exc:
-            workspace.remove()
-            self.journal.ended(workspace.path.name)
-            return Execution(platform_error=f"could not prepare the workspace ({exc.strerror})")
-        try:
+            self._prepare(workspace, invocation, uid)
             env = invocation.environment_for(str(workspace.path))
             env.setdefault("PATH", self._path)
             env.setdefault("HOME", str(workspace.path))
@@ -117,15 +165,26 @@ class ProcessExecutor(BaseExecutor):
             env.setdefault("LANG", "C.UTF-8")
             env.setdefault("PYTHONUNBUFFERED", "1")
             spec = invocation.spec
+            argv = self.sandbox.python.argv(spec.argv, env)
             cwd = self._cwd(spec, workspace.path)
-            confinement = self.sandbox.confine(spec.argv, spec, workspace.path, cwd, workspace.path.name)
+            confinement = self.sandbox.confine(argv, spec, workspace.path, cwd, workspace.path.name, uid)
+        except OSError as exc:
+            if confinement is not None:
+                confinement.release()
+            workspace.remove()
+            self.journal.ended(workspace.path.name)
+            if uids is not None and uid is not None:
+                uids.give(uid, is_clean=True)  # nothing ran as it
+            return Execution(platform_error=f"could not prepare the workspace ({exc.strerror or exc})")
+        try:
             oom: list[bool] = []
+            confined = confinement
 
             def finished() -> None:
                 # called before spawn returns when the group ended with the action, else by the reaper
-                oom.append(confinement.oom_killed())
-                confinement.kill()  # what escaped the process group goes now, the cgroups a moment later
-                self.janitor.later(confinement.release)
+                oom.append(confined.oom_killed())
+                confined.kill()  # what escaped the process group goes now, the cgroups a moment later
+                self.janitor.later(lambda: self._release(confined))
 
             spawned_after = boot_ticks()
             ended = spawn(
@@ -140,6 +199,7 @@ class ProcessExecutor(BaseExecutor):
                 reaper=self.reaper,
                 on_start=lambda pid: self.journal.started(workspace.path.name, pid, spawned_after),
                 on_finished=finished,
+                launch=confinement.launch if confinement.is_confined else None,
             )
             is_reusable = bool(oom) and not (ended.timed_out or ended.cancelled)
             if ended.start_error:
@@ -159,10 +219,28 @@ class ProcessExecutor(BaseExecutor):
             return execution
         finally:
             workspace.discard_parameters()  # the decrypted parameters go at once, the directories a moment later
-            self.janitor.later(lambda: self._clean_up(workspace, is_reusable))
+            self.janitor.later(lambda: self._clean_up(workspace, is_reusable, uid))
 
-    def _clean_up(self, workspace: Workspace, is_reusable: bool = False) -> None:
-        if not (is_reusable and self.spares.give(workspace)):
+    def _prepare(self, workspace: Workspace, invocation: Invocation, uid: int | None) -> None:
+        """Make (or take from the spares) the attempt's workspace, owned by ``uid``, with its inputs."""
+        config = invocation.config_document()
+        try:
+            workspace.create(config, is_made=self.spares.take(workspace), owner=uid)
+        except FileNotFoundError:
+            # the work directory went (a temporary-files cleaner, say): make it again
+            prepare_work_dir(self.work_dir)
+            workspace.create(config, owner=uid)
+        workspace.stage(invocation.input_files, invocation.tmp_source)
+
+    def _release(self, confinement: Confinement) -> None:
+        """Once the attempt's processes ended: its cgroups, then its uid (swept first unless its cgroups
+        held every process it started)."""
+        is_gone = confinement.release()
+        if confinement.uid is not None and self.sandbox.uids is not None:
+            self.sandbox.uids.give(confinement.uid, is_clean=is_gone and confinement.has_pids_cgroup)
+
+    def _clean_up(self, workspace: Workspace, is_reusable: bool = False, uid: int | None = None) -> None:
+        if not (is_reusable and self.spares.give(workspace, uid)):
             workspace.remove()
         # the journal hears last: a crash before this leaves the attempt open, and recovery removes it
         self.journal.ended(workspace.path.name)
@@ -171,10 +249,33 @@ class ProcessExecutor(BaseExecutor):
         """Kill actions left running by a gateway that died on this home; how many groups were killed."""
         self.sandbox.recover()
         self.spares.recover(owner_alive)
-        return recover_journals(self._pids, self.work_dir, self._me)
+        killed = recover_journals(self._pids, self.work_dir, self._me)
+        # journals of a release that kept them, and the workspaces, in $HATCHWAY_HOME/work
+        legacy = self._pids.parent / "work"
+        if (legacy / ".pids").is_dir() and legacy != self.work_dir:
+            killed += recover_journals(legacy / ".pids", legacy, self._me)
+            Spares(legacy, self._me).recover(owner_alive)
+            with contextlib.suppress(OSError):
+                (legacy / ".pids").rmdir()
+                legacy.rmdir()
+        return killed
 
     def close(self) -> None:
         self.reaper.stop()
         self.janitor.close()
         self.spares.close()
         self.journal.close()
+        self.sandbox.close()
+        with contextlib.suppress(OSError):  # an empty work directory goes (another gateway remakes it)
+            self.work_dir.rmdir()
+
+
+def prepare_work_dir(path: Path) -> None:
+    """The work directory: the gateway's, searchable by all (0711) so that an action's uid reaches its
+    own workspace (0700) by name, and never lists the others."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o711)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise RuntimeError(f"the work directory {path} is not a directory of this user (HATCHWAY_WORK_DIR)")
+    if stat.S_IMODE(info.st_mode) != 0o711:
+        path.chmod(0o711)

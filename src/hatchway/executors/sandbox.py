@@ -1,47 +1,110 @@
-"""Isolation for host-process actions: resource limits, cgroups, and a bubblewrap sandbox.
+"""Confinement of host-process actions: what an action can reach, and what it may use up.
 
-Three levels, chosen by ``HATCHWAY_SANDBOX`` (``auto`` picks the strongest that works here):
+``HATCHWAY_SANDBOX`` picks the level; ``auto`` (the default) the strongest that works here:
 
 ``none``
-    The action runs with a scrubbed environment only.
+    The action runs as the gateway's user with a scrubbed environment, nothing else. Only for a
+    gateway whose every tenant is trusted: the action can read the key file and the database.
 ``limits``
-    A tiny ``/bin/sh`` prologue applies resource limits derived from ``compute_requirements``
-    before it ``exec``s the action: file size from ``storage``; address space from ``memory`` when
-    no memory cgroup is available; a process count when the gateway is not root. Where the
-    gateway may create cgroups (v1, or a delegated v2 subtree) each attempt gets its own ``pids``
-    and ``memory`` cgroup, joined before the action starts: a fork bomb hits ``pids.max``, an
-    allocation beyond ``memory`` is OOM-killed and reported as "out of memory", and anything that
-    escaped the process group is still killed through the cgroup.
+    The resource layer, under every level but ``none``: a ``/bin/sh`` prologue applies rlimits
+    (file size from ``storage``; address space from ``memory`` without a memory cgroup; a process
+    count) and, where the gateway may create cgroups (v1, or a delegated v2 subtree), each attempt
+    gets a ``pids`` and a ``memory`` cgroup: a fork bomb hits ``pids.max``, an allocation beyond
+    ``memory`` is OOM-killed and reported as "out of memory", and anything that left the process
+    group is still killed through the cgroup. When the gateway runs as root the action also runs
+    under a uid and gid of its own, taken from ``HATCHWAY_SANDBOX_UIDS`` for this attempt alone,
+    without supplementary groups or capabilities and with ``no_new_privs``: with ``$HATCHWAY_HOME``
+    0700 and every workspace private to its attempt's uid, file permissions keep the key, the
+    database and other runs' workspaces out of reach even on a kernel without Landlock. Alone
+    (a non-root gateway) this level confines nothing, and ``hatchway serve`` refuses it.
+``landlock``
+    ``limits`` plus a Landlock domain (Linux >= 5.13): the action may read and execute the system
+    (``/usr``, ``/lib*``, ``/bin``, ``/sbin``, ``/etc``), read ``/proc`` and ``/sys``, use
+    ``/dev/null`` and the random devices, read the Python that runs hatchway actions and, of the
+    gateway's own package, only ``hatchway.runtime``; read its own source (its working directory,
+    ``docker_config.context``, the folders of files its command names by absolute path) and
+    read-write its workspace, whose ``tmp/`` is its TMPDIR. Nothing else: not the home, not other
+    runs' workspaces, not the gateway's code. With ABI >= 4 it may not connect or bind TCP unless
+    its metadata says ``"network": true``; with ABI >= 6 it cannot signal processes outside its
+    domain nor reach abstract unix sockets. Landlock also keeps it from ptracing the gateway.
 ``bwrap``
-    ``limits`` plus bubblewrap: the host file system read-only, ``$HATCHWAY_HOME`` (the database,
-    the key file) hidden behind an empty tmpfs except the attempt's own workspace, a private
-    ``/tmp`` (the action's own source directory stays visible read-only), its own PID/IPC/UTS
-    namespaces, no network unless the action's metadata says ``"network": true``, all capabilities
-    dropped, and ``--die-with-parent`` so nothing outlives a gateway killed with SIGKILL.
+    ``limits`` plus bubblewrap: the host file system read-only, with the home, the work directory
+    (but the attempt's own workspace), ``/tmp``, ``/dev/shm`` and the gateway's package (but
+    ``hatchway.runtime``) hidden behind empty file systems; its own PID, IPC and UTS namespaces,
+    no network at all unless ``"network": true``, no capabilities, ``--die-with-parent``.
+
+Landlock domains, ``no_new_privs`` and the uid belong to the thread that starts the action
+(:func:`hatchway.runtime.start_confined`): the gateway's other threads keep their rights.
+The started prologue then waits for one line on its stdin, written once the gateway has placed it
+in its cgroups and the starting thread is gone, so nothing of the action runs outside them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
-import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
+import threading
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hatchway.config import Settings
+from hatchway.errors import ValidationFailed
+from hatchway.runtime.confine import (
+    EVERYTHING,
+    READ,
+    READ_DIR,
+    READ_FILE,
+    TRUNCATE,
+    WRITE_FILE,
+    Ruleset,
+    abi,
+    start_confined,
+)
 from hatchway.spec import ActionSpec
 
 MAX_PROCESSES = 1024
 PROLOGUE_EXIT = 125  # the prologue could not apply the limits: the action did not start
+#: rules a directory that holds a private path is split into, at most
+MAX_SPLIT_RULES = 512
+SYSTEM_READ = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+SYSTEM_INSPECT = ("/proc", "/sys")
+DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+LOCK_DIRS = ("/run/hatchway-uids", "/var/tmp/hatchway-uids")  # noqa: S108 - root-owned, checked
 
 
 def allows_network(spec: ActionSpec) -> bool:
     """An action reaches the network only if its metadata says ``"network": true``."""
     return spec.metadata.get("network") is True
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def reachable_by_others(path: str | Path, want: int = stat.S_IROTH) -> bool:
+    """Whether a user with no claim on ``path`` (not its owner, not in its group) can reach it:
+    every directory on the way searchable by all, and the path itself ``want`` by all."""
+    given = Path(path).absolute()
+    for candidate in {given, given.resolve()}:
+        for folder in list(candidate.parents)[:-1]:
+            try:
+                if not folder.stat().st_mode & stat.S_IXOTH:
+                    return False
+            except OSError:
+                return False
+    try:
+        return bool(given.stat().st_mode & want)
+    except OSError:
+        return False
 
 
 @dataclass
@@ -108,18 +171,18 @@ class Cgroups:
         return made
 
 
-def visible_paths(spec: ActionSpec, cwd: Path, data_dir: Path, hidden: list[Path]) -> list[Path]:
+def visible_paths(
+    spec: ActionSpec, cwd: Path, data_dir: Path, hidden: list[Path], extra: Iterable[Path] = ()
+) -> list[Path]:
     """Directories to show (read-only) inside the sandbox although they lie under a hidden root.
 
     The sandbox hides /tmp, /dev/shm and the gateway's home behind empty file systems. What the
     action needs from there stays visible: its working directory and build context, the folders
     of files its command names by absolute path (a script in /tmp), and the Python that runs
-    hatchway actions with the hatchway package (a checkout and its venv in /tmp). Only real
-    directories are bound, each once, never one inside another or inside the data directory.
+    hatchway actions (a venv in /tmp). Only real directories are bound, each once, never one
+    inside another or inside the data directory.
     """
-    import hatchway
-
-    candidates = [cwd, Path(sys.prefix), Path(sys.base_prefix), Path(hatchway.__file__).resolve().parent.parent]
+    candidates = [cwd, Path(sys.prefix), Path(sys.base_prefix), *extra]
     candidates += [Path(arg).parent for arg in spec.argv if arg.startswith("/")]
     if spec.docker_config and spec.docker_config.context:
         candidates.append(Path(spec.docker_config.context))
@@ -147,12 +210,211 @@ def _usable(path: Path) -> bool:
         return False
 
 
+def split_around(path: str, access: int, private: list[str], budget: list[int] | None = None) -> list[tuple[str, int]]:
+    """Rules that allow ``access`` beneath ``path`` but never beneath a ``private`` path.
+
+    A directory that holds a private path is replaced by its entries (recursively); one inside a
+    private path is left out; symbolic links count where they lead. At most :data:`MAX_SPLIT_RULES`.
+    """
+    budget = budget if budget is not None else [MAX_SPLIT_RULES]
+    real = os.path.realpath(path)
+    if any(_within(real, p) for p in private) or budget[0] <= 0:
+        return []
+    if not any(_within(p, real) for p in private):
+        budget[0] -= 1
+        return [(real, access)]
+    try:
+        names = sorted(os.listdir(real))
+    except OSError:
+        return []
+    rules: list[tuple[str, int]] = []
+    for name in names:
+        rules += split_around(f"{real.rstrip('/')}/{name}", access, private, budget)
+    return rules
+
+
+@dataclass
+class ActionPython:
+    """The interpreter that runs actions naming the gateway's own Python (``python3``, ``sys.executable``).
+
+    Where the action's uid cannot reach the gateway's interpreter (a pyenv under /root, a venv in a
+    private home), a reachable interpreter of the same X.Y runs them instead, with the gateway's
+    site-packages and the ``hatchway`` package on ``PYTHONPATH`` where those are reachable.
+    """
+
+    gateway: str
+    substitute: str | None = None
+    pythonpath: list[str] = field(default_factory=list)
+
+    @classmethod
+    def find(cls, as_other_user: bool) -> ActionPython:
+        import site
+
+        import hatchway
+
+        gateway = os.path.realpath(sys.executable)
+        found = cls(gateway)
+        if not as_other_user or reachable_by_others(sys.executable, stat.S_IXOTH):
+            return found
+        version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        for folder in ("/usr/local/bin", "/usr/bin", "/bin"):
+            candidate = Path(folder) / version
+            if candidate.is_file() and reachable_by_others(candidate, stat.S_IXOTH):
+                found.substitute = str(candidate)
+                break
+        package_parent = str(Path(hatchway.__file__).resolve().parent.parent)
+        for folder in [*site.getsitepackages(), package_parent]:
+            if folder not in found.pythonpath and reachable_by_others(folder, stat.S_IXOTH):
+                found.pythonpath.append(folder)
+        return found
+
+    def argv(self, argv: list[str], env: dict[str, str]) -> list[str]:
+        """``argv`` with the substitute where it names the gateway's interpreter (its ``PYTHONPATH`` set in ``env``)."""
+        if self.substitute is None or not self.names_gateway(argv[0]):
+            return argv
+        if self.pythonpath:
+            env["PYTHONPATH"] = os.pathsep.join([*filter(None, [env.get("PYTHONPATH")]), *self.pythonpath])
+        return [self.substitute, *argv[1:]]
+
+    def names_gateway(self, program: str) -> bool:
+        """Whether ``program`` (an argv[0]) means the gateway's interpreter."""
+        if "/" not in program:
+            return program in ("python", "python3", f"python{sys.version_info.major}.{sys.version_info.minor}")
+        return os.path.realpath(program) == self.gateway
+
+
+class UidPool:
+    """Unprivileged uids for attempts: each serves one attempt at a time on this host.
+
+    Gateways on one host (``serve`` and ``hatchway worker``, or two homes) share the range, so a uid
+    in use is marked by an exclusive ``flock`` on its file in a root-only directory; the file holds
+    its holder while the attempt runs and is emptied when it is given back. A uid goes back only once
+    nothing of its attempt can run (its cgroups are gone, else every process of the uid was killed);
+    one found marked by a gateway that died is swept before it is handed out again.
+    """
+
+    def __init__(self, first: int, last: int, lock_dir: Path | None = None) -> None:
+        self.first, self.last = first, last
+        self.lock_dir = lock_dir or _lock_dir()
+        self._free = deque(range(first, last + 1))
+        self._held: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self._owner = f"{os.getpid()}\n".encode()
+
+    def take(self) -> int | None:
+        """A uid no attempt on this host holds, or None when every one is taken."""
+        with self._lock:
+            tries = len(self._free)
+        for _ in range(tries):
+            with self._lock:
+                if not self._free:
+                    return None
+                uid = self._free.popleft()
+            fd = os.open(self.lock_dir / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                with self._lock:
+                    self._free.append(uid)  # another gateway's attempt holds it
+                continue
+            if os.pread(fd, 32, 0):
+                sweep(uid)  # its last holder died before giving it back
+            os.pwrite(fd, self._owner, 0)
+            with self._lock:
+                self._held[uid] = fd
+            return uid
+        return None
+
+    def give(self, uid: int, is_clean: bool) -> None:
+        """Give ``uid`` back; unless ``is_clean`` (its attempt's processes are known gone) kill whatever runs as it."""
+        if not is_clean:
+            sweep(uid)
+        with self._lock:
+            fd = self._held.pop(uid, None)
+        if fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        os.close(fd)  # releases the lock
+        with self._lock:
+            self._free.append(uid)
+
+    def close(self) -> None:
+        with self._lock:
+            held, self._held = list(self._held.items()), {}
+        for uid, fd in held:
+            sweep(uid)
+            os.close(fd)
+
+
+def _lock_dir() -> Path:
+    for candidate in map(Path, LOCK_DIRS):
+        if not candidate.parent.is_dir():
+            continue
+        with contextlib.suppress(FileExistsError):
+            candidate.mkdir(mode=0o700)
+        info = os.lstat(candidate)
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o077:
+            return candidate
+    raise RuntimeError(f"no private directory for the uid locks ({', '.join(LOCK_DIRS)})")
+
+
+def sweep(uid: int) -> None:
+    """SIGKILL every process running as ``uid`` (``kill -9 -1`` as that uid: all it may signal)."""
+    with contextlib.suppress(OSError):
+        proc = start_confined(
+            lambda: subprocess.Popen(
+                ["/bin/sh", "-c", "kill -9 -1 2>/dev/null; exit 0"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                close_fds=True,
+            ),
+            uid=uid,
+            gid=uid,
+        )
+        proc.wait(timeout=10)
+
+
 @dataclass
 class Confinement:
-    """One attempt inside the sandbox: the argv to start, and its cgroups."""
+    """One attempt inside the sandbox: the argv to start, how to start it, its cgroups and uid."""
 
     argv: list[str]
     cgroups: list[Path] = field(default_factory=list)
+    uid: int | None = None
+    ruleset: Ruleset | None = None
+    is_confined: bool = False
+    #: a pids cgroup holds every process the attempt starts (so releasing it leaves none behind)
+    has_pids_cgroup: bool = False
+
+    def launch(self, argv: list[str], options: dict[str, Any]) -> subprocess.Popen[bytes]:
+        """Start the prologue from a confined thread, place it in the cgroups, then let it go on."""
+        options["stdin"] = subprocess.PIPE
+
+        def start() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(argv, **options)
+
+        try:
+            proc = start_confined(start, uid=self.uid, gid=self.uid, ruleset=self.ruleset)
+        finally:
+            if self.ruleset is not None:
+                self.ruleset.close()
+        barrier, proc.stdin = proc.stdin, None
+        if barrier is None:  # pragma: no cover - stdin is a pipe
+            return proc
+        try:
+            for path in self.cgroups:
+                with open(path / "cgroup.procs", "w") as procs:
+                    procs.write(str(proc.pid))
+            barrier.write(b"\n")
+        except OSError:
+            pass  # the prologue reads end-of-file and exits with PROLOGUE_EXIT: the action never runs
+        finally:
+            with contextlib.suppress(OSError):
+                barrier.close()
+        return proc
 
     def oom_killed(self) -> bool:
         for path in self.cgroups:
@@ -172,9 +434,12 @@ class Confinement:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.kill(int(pid), signal.SIGKILL)
 
-    def release(self) -> None:
-        """Kill what is left and remove the cgroups."""
+    def release(self) -> bool:
+        """Kill what is left and remove the cgroups; whether they are all gone (and their processes with them)."""
+        if self.ruleset is not None:
+            self.ruleset.close()
         self.kill()
+        is_gone = True
         for path in self.cgroups:
             for _ in range(50):
                 try:
@@ -185,17 +450,38 @@ class Confinement:
                 except OSError:
                     self.kill()
                     os.sched_yield()
+            else:
+                is_gone = False
+        return is_gone
 
 
 class Sandbox:
     """How the process executor confines an action."""
 
-    def __init__(self, kind: str = "none", home: Path | None = None, cgroups: Cgroups | None = None) -> None:
+    def __init__(
+        self,
+        kind: str = "none",
+        home: Path | None = None,
+        cgroups: Cgroups | None = None,
+        *,
+        work_dir: Path | None = None,
+        uids: UidPool | None = None,
+    ) -> None:
+        import hatchway
+
         self.kind = kind
         self.home = home
+        self.work_dir = work_dir
         self.cgroups = cgroups if kind != "none" else None
         self.is_root = os.geteuid() == 0
         self.bwrap = shutil.which("bwrap") if kind == "bwrap" else None
+        self.uids = uids if kind != "none" else None
+        self.python = ActionPython.find(self.uids is not None)
+        self.package = Path(hatchway.__file__).resolve().parent
+        self.private = [os.path.realpath(p) for p in (home, work_dir, self.package) if p is not None]
+        self._static: list[tuple[int, int, bool]] = []
+        if kind == "landlock":
+            self._static = self._open_static_rules()
 
     @classmethod
     def none(cls) -> Sandbox:
@@ -204,28 +490,90 @@ class Sandbox:
     @classmethod
     def from_settings(cls, settings: Settings) -> Sandbox:
         kind = settings.sandbox
-        if kind not in ("auto", "bwrap", "limits", "none"):
-            raise ValueError("HATCHWAY_SANDBOX is auto, bwrap, limits or none")
+        is_root = os.geteuid() == 0
         if kind == "auto":
-            kind = "bwrap" if bwrap_works() else "limits"
+            kind = "bwrap" if bwrap_works() else "landlock" if abi() >= 1 else "limits"
         elif kind == "bwrap" and not bwrap_works():
-            raise RuntimeError("HATCHWAY_SANDBOX=bwrap but bubblewrap is missing or cannot run here")
+            raise ValidationFailed.at(
+                ["env", "HATCHWAY_SANDBOX"], "HATCHWAY_SANDBOX=bwrap but bubblewrap is missing or cannot run here"
+            )
+        elif kind == "landlock" and abi() < 1:
+            raise ValidationFailed.at(
+                ["env", "HATCHWAY_SANDBOX"], "HATCHWAY_SANDBOX=landlock but this kernel offers no Landlock"
+            )
+        uids = None
+        if kind != "none" and is_root:
+            if not ids_mapped(*settings.sandbox_uids):
+                raise ValidationFailed.at(
+                    ["env", "HATCHWAY_SANDBOX_UIDS"],
+                    "HATCHWAY_SANDBOX_UIDS lies outside the uids (or gids) this user namespace maps: choose a range "
+                    "inside /proc/self/uid_map and gid_map",
+                )
+            uids = UidPool(*settings.sandbox_uids)
+            if kind == "bwrap" and not bwrap_works(uids.first):
+                kind = "landlock" if abi() >= 1 else "limits"
+        if kind != "none":
+            secure_home(settings.home)
         cgroups = Cgroups.detect(cgroup_owner_name()) if kind != "none" else None
-        return cls(kind, settings.home, cgroups)
+        return cls(kind, settings.home, cgroups, work_dir=settings.work_dir, uids=uids)
+
+    # -- what the gateway says about it -------------------------------------------------------
+
+    def refusal(self) -> str | None:
+        """Why a multi-tenant gateway must not start with this sandbox, or None."""
+        if self.kind == "limits" and self.uids is None:
+            return (
+                "nothing here can keep a host action away from the gateway's key file and database: "
+                "bubblewrap is not installed, the kernel offers no Landlock, and the gateway does not run "
+                "as root (which would run each action under a uid of its own). Install bubblewrap, run on "
+                "Linux >= 5.13, or set HATCHWAY_SANDBOX=none to run actions unconfined (trusted tenants only)"
+            )
+        return None
 
     def describe(self) -> str:
+        """The level in force, in a few words."""
         if self.kind == "none":
-            return "no sandbox"
-        parts = ["bubblewrap" if self.kind == "bwrap" else "rlimits"]
+            return "none"
+        parts = {"bwrap": ["bubblewrap"], "landlock": [f"landlock ABI {abi()}"], "limits": []}[self.kind]
+        if self.uids is not None:
+            parts.append(f"a uid of its own per attempt ({self.uids.first}-{self.uids.last})")
         if self.cgroups:
             parts.append(f"cgroups v{self.cgroups.version}")
-        elif self.is_root:
+        elif self.is_root and self.uids is None:
             # RLIMIT_NPROC does not bind root: without a pids cgroup nothing caps an action's processes
             parts.append("no process limit (root without cgroups)")
-        return " + ".join(parts)
+        parts.append("rlimits")
+        return f"{self.kind}: " + " + ".join(parts)
 
-    def confine(self, argv: list[str], spec: ActionSpec, data_dir: Path, cwd: Path, name: str) -> Confinement:
-        """The argv that starts ``argv`` confined, and the attempt's cgroups."""
+    def reach(self) -> str:
+        """What an action can reach at this level, in a sentence."""
+        if self.kind == "none":
+            return (
+                f"an action runs as the gateway's user (uid {os.geteuid()}) and reaches what it can: "
+                "the home's key file and database too (HATCHWAY_SANDBOX=none)"
+            )
+        if self.kind == "landlock":
+            tcp = "no TCP unless its metadata says network: true" if abi() >= 4 else "the network"
+            return (
+                "an action reads the system, its Python and its own source and writes only its workspace; "
+                f"{tcp}; the home, other workspaces and the gateway's code are out of reach"
+            )
+        if self.kind == "bwrap":
+            return (
+                "an action sees the host read-only without the home, other workspaces and the gateway's code, "
+                "writes only its workspace and a private /tmp; no network unless its metadata says network: true"
+            )
+        return (
+            "an action reads what any unprivileged user may (the gateway's code too) and writes only its "
+            "workspace; the home and other workspaces are out of reach; the network is open"
+        )
+
+    # -- one attempt ---------------------------------------------------------------------------
+
+    def confine(
+        self, argv: list[str], spec: ActionSpec, data_dir: Path, cwd: Path, name: str, uid: int | None = None
+    ) -> Confinement:
+        """The argv that starts ``argv`` confined (as ``uid``, if given), with the attempt's cgroups."""
         if self.kind == "none":
             return Confinement(argv)
         cgroups: list[Path] = []
@@ -238,16 +586,78 @@ class Sandbox:
         steps = [f"ulimit -f {limits.storage * 1024 * 1024 * 2}"]
         if not any((p / "memory.limit_in_bytes").exists() or (p / "memory.max").exists() for p in cgroups):
             steps.append(f"ulimit -v {limits.memory * 1024}")
-        if not self.is_root:
+        if uid is not None or not self.is_root:
             steps.append(f"ulimit -p {MAX_PROCESSES * 4}")
-        steps += [f"echo 0 > {shlex.quote(str(path / 'cgroup.procs'))}" for path in cgroups]
-        prologue = " && ".join(steps) + f' || exit {PROLOGUE_EXIT}; exec "$@"'
+        # the first line waits for the gateway (see the module's docstring)
+        prologue = (
+            f'read -r _ || exit {PROLOGUE_EXIT}; {" && ".join(steps)} || exit {PROLOGUE_EXIT}; exec "$@" </dev/null'
+        )
         inner = argv
         if self.kind == "bwrap" and self.bwrap:
-            inner = [self.bwrap, *self._bwrap_args(spec, data_dir, cwd), "--", *argv]
-        return Confinement(["/bin/sh", "-c", prologue, "hatchway-sandbox", *inner], cgroups)
+            inner = [self.bwrap, *self._bwrap_args(spec, data_dir, cwd, uid is not None), "--", *argv]
+        ruleset = self._ruleset(spec, data_dir, cwd) if self.kind == "landlock" else None
+        started = ["/bin/sh", "-c", prologue, "hatchway-sandbox", *inner]
+        has_pids = any((p / "pids.max").exists() for p in cgroups)
+        return Confinement(started, cgroups, uid, ruleset, is_confined=True, has_pids_cgroup=has_pids)
 
-    def _bwrap_args(self, spec: ActionSpec, data_dir: Path, cwd: Path) -> list[str]:
+    def _ruleset(self, spec: ActionSpec, data_dir: Path, cwd: Path) -> Ruleset:
+        ruleset = Ruleset(network=allows_network(spec))
+        try:
+            for fd, access, is_dir in self._static:
+                ruleset.allow_fd(fd, access, is_dir)
+            ruleset.allow(str(data_dir), EVERYTHING)
+            for source in self._sources(spec, cwd):
+                for path, access in split_around(source, READ, self.private):
+                    ruleset.allow(path, access)
+        except BaseException:
+            ruleset.close()
+            raise
+        return ruleset
+
+    @staticmethod
+    def _sources(spec: ActionSpec, cwd: Path) -> list[str]:
+        """The action's own code: its working directory, its build context, the folders of files its command names."""
+        found = [str(cwd)]
+        if spec.docker_config and spec.docker_config.context and Path(spec.docker_config.context).is_absolute():
+            found.append(spec.docker_config.context)
+        for arg in spec.argv:
+            if arg.startswith("/") and Path(arg).is_file():
+                found.append(str(Path(arg).parent))
+        return found
+
+    def _open_static_rules(self) -> list[tuple[int, int, bool]]:
+        """The rules every attempt shares, opened once (``O_PATH``): the system, Python, hatchway.runtime."""
+        wanted: list[tuple[str, int]] = []
+        for path in SYSTEM_READ:
+            wanted += split_around(path, READ, self.private)
+        for path in SYSTEM_INSPECT:
+            wanted += split_around(path, READ_FILE | READ_DIR, self.private)
+        wanted += [(path, READ_FILE | WRITE_FILE | TRUNCATE) for path in DEVICES]
+        resolver = os.path.realpath("/etc/resolv.conf")  # often a link into /run
+        if not any(_within(resolver, p) for p in self.private):
+            wanted.append((resolver, READ_FILE))
+        prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, *self.python.pythonpath}
+        if self.python.substitute:
+            prefixes.add(str(Path(os.path.realpath(self.python.substitute)).parent.parent))
+        for prefix in sorted(prefixes):
+            wanted += split_around(prefix, READ, self.private)
+        # of the gateway's package only what actions import: hatchway/__init__.py and hatchway.runtime
+        # (listing the folders, names only, is how Python finds them)
+        wanted += [
+            (str(self.package.parent), READ_DIR),
+            (str(self.package / "__init__.py"), READ_FILE),
+            (str(self.package / "runtime"), READ),
+        ]
+        opened: list[tuple[int, int, bool]] = []
+        for path, access in wanted:
+            try:
+                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except OSError:
+                continue
+            opened.append((fd, access, stat.S_ISDIR(os.fstat(fd).st_mode)))
+        return opened
+
+    def _bwrap_args(self, spec: ActionSpec, data_dir: Path, cwd: Path, is_other_user: bool) -> list[str]:
         args = [
             "--die-with-parent",
             "--new-session",
@@ -260,17 +670,31 @@ class Sandbox:
             "--tmpfs", "/tmp",  # noqa: S108 - a private, empty /tmp for the action
             "--tmpfs", "/dev/shm",  # noqa: S108
         ]  # fmt: skip
-        if self.home is not None:
-            args += ["--tmpfs", str(self.home)]
+        # what the action's own uid cannot reach anyway needs no hiding (and bubblewrap, running
+        # as that uid, could not mount over it)
+        private = [
+            Path(p)
+            for p in (self.home, self.work_dir)
+            if p is not None and (not is_other_user or reachable_by_others(p, stat.S_IXOTH))
+        ]
+        args += [arg for path in private for arg in ("--tmpfs", str(path))]
         # the action's own code, and the Python that runs hatchway actions, stay visible (read-only)
         # even where they live under /tmp or the home (a checkout and its venv in /tmp, say)
-        hidden = [Path("/tmp"), Path("/dev/shm"), *([self.home] if self.home else [])]  # noqa: S108
-        for source in visible_paths(spec, cwd, data_dir, hidden):
-            args += ["--ro-bind", str(source), str(source)]
+        hidden = [Path("/tmp"), Path("/dev/shm"), *private]  # noqa: S108
+        extra = [Path(p) for p in self.python.pythonpath]
+        for source in visible_paths(spec, cwd, data_dir, hidden, extra):
+            if not any(_within(str(source), p) for p in self.private):
+                args += ["--ro-bind", str(source), str(source)]
+        if not is_other_user or reachable_by_others(self.package, stat.S_IXOTH):
+            runtime = self.package / "runtime"
+            args += ["--tmpfs", str(self.package), "--ro-bind", str(runtime), str(runtime)]
+            args += ["--ro-bind", str(self.package / "__init__.py"), str(self.package / "__init__.py")]
         args += ["--bind", str(data_dir), str(data_dir), "--chdir", str(cwd), "--cap-drop", "ALL"]
         if not allows_network(spec):
             args.append("--unshare-net")
         return args
+
+    # -- the gateway's life --------------------------------------------------------------------
 
     def recover(self) -> None:
         """Remove cgroups left by gateways that died; those of live gateways (tests, `hatchway worker`) stay."""
@@ -288,6 +712,35 @@ class Sandbox:
                 with contextlib.suppress(OSError):
                     stale.rmdir()
 
+    def close(self) -> None:
+        for fd, _, _ in self._static:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._static = []
+        if self.uids is not None:
+            self.uids.close()
+
+
+def ids_mapped(first: int, last: int) -> bool:
+    """Whether uids and gids ``first``..``last`` exist in this process's user namespace."""
+    for name in ("uid_map", "gid_map"):
+        try:
+            lines = Path(f"/proc/self/{name}").read_text().splitlines()
+        except OSError:
+            return True  # no user namespaces here: every id is valid
+        ranges = [(int(inside), int(inside) + int(count) - 1) for inside, _, count in map(str.split, lines)]
+        if not any(low <= first and last <= high for low, high in ranges):
+            return False
+    return True
+
+
+def secure_home(home: Path) -> None:
+    """Make the gateway's home private to its user (0700) before any action runs."""
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = home.stat()
+    if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) & 0o077:
+        home.chmod(0o700)
+
 
 CGROUP_PREFIX = "hwsandbox"
 
@@ -299,10 +752,10 @@ def cgroup_owner_name() -> str:
 
 def _start_time(pid: int) -> str:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
+        stat_line = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
         return "0"
-    return stat[stat.rfind(b")") + 2 :].split()[19].decode()
+    return stat_line[stat_line.rfind(b")") + 2 :].split()[19].decode()
 
 
 def _alive(pid: int, started: str | None) -> bool:
@@ -311,21 +764,22 @@ def _alive(pid: int, started: str | None) -> bool:
     return current != "0" and (started is None or current == started)
 
 
-_bwrap_checked: bool | None = None
+_bwrap_checked: dict[int | None, bool] = {}
 
 
-def bwrap_works() -> bool:
-    """bubblewrap is installed and can create its namespaces here (checked once)."""
-    global _bwrap_checked
-    if _bwrap_checked is None:
+def bwrap_works(uid: int | None = None) -> bool:
+    """bubblewrap is installed and can create its namespaces here (as ``uid``, if given; checked once)."""
+    if uid not in _bwrap_checked:
         binary = shutil.which("bwrap")
-        _bwrap_checked = False
+        _bwrap_checked[uid] = False
         if binary:
+            probe = [binary, "--ro-bind", "/", "/", "--unshare-pid", "--unshare-net", "true"]
+
+            def start() -> subprocess.Popen[bytes]:
+                return subprocess.Popen(probe, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
             with contextlib.suppress(OSError, subprocess.SubprocessError):
-                done = subprocess.run(
-                    [binary, "--ro-bind", "/", "/", "--unshare-pid", "--unshare-net", "--die-with-parent", "true"],
-                    capture_output=True,
-                    timeout=10,
-                )
-                _bwrap_checked = done.returncode == 0
-    return _bwrap_checked
+                # (no --die-with-parent: its parent is the thread that started it, gone at once)
+                proc = start() if uid is None else start_confined(start, uid=uid, gid=uid)
+                _bwrap_checked[uid] = proc.wait(timeout=10) == 0
+    return _bwrap_checked[uid]

@@ -5,8 +5,9 @@ that block, each a journaled change: 0.3 ms for a ``mkdir`` and 0.65 ms for an `
 ext4 the benchmarks run on (a file's create or unlink is 0.02-0.04 ms, a ``rename`` 0.03 ms), so
 the directories alone were about 4 ms of kernel time per run. An attempt that leaves its
 workspace as it found it - nothing but the empty ``in/``, ``out/`` and ``tmp/``, each still private
-to the gateway's user, and its process group gone - hands it back here (one ``rename`` into this
-process's spare directory); the next attempt takes it with another ``rename`` to its own name. A
+to its user (the gateway's, or the attempt's own uid), and its process group gone - hands it back
+here (one ``rename`` into this process's spare directory, private to the gateway's user); the next
+attempt takes it with another ``rename`` to its own name (and gives it to its own uid, if any). A
 workspace holding anything else is removed as before, so nothing of one run is ever seen by the
 next. Spares belong to the process that made them (the directory is named after its pid and
 start time); :meth:`Spares.recover` removes those of dead processes.
@@ -52,12 +53,13 @@ class Spares:
             return False
         return True
 
-    def give(self, workspace: Workspace) -> bool:
-        """Keep ``workspace`` for another attempt if it is as it was made; False when it must be removed."""
+    def give(self, workspace: Workspace, owner: int | None = None) -> bool:
+        """Keep ``workspace`` for another attempt if it is as it was made (owned by ``owner``, default
+        this process's user); False when it must be removed."""
         with self._lock:
             if len(self._names) >= self.keep:
                 return False
-        if not _is_pristine(workspace.path):
+        if not _is_pristine(workspace.path, os.getuid() if owner is None else owner):
             return False
         name = uuid.uuid4().hex
         try:
@@ -86,9 +88,8 @@ class Spares:
             shutil.rmtree(stale, ignore_errors=True)
 
 
-def _is_pristine(path: Path) -> bool:
-    """Nothing in ``path`` but the empty workspace directories, all private to this user."""
-    me = os.getuid()
+def _is_pristine(path: Path, me: int) -> bool:
+    """Nothing in ``path`` but the empty workspace directories, all private to the user ``me``."""
     try:
         if not _is_private_dir(os.lstat(path), me):
             return False

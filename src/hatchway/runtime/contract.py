@@ -10,13 +10,15 @@ Standard library only (this module is installed into action images with the runt
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
+import stat
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,8 @@ MAX_LINE_BYTES = 64 * 1024
 MAX_OUTPUT_FILE_BYTES = 6 * MIB
 #: how many trailing lines of each stream are kept for error messages
 TAIL_LINES = 20
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 class Workspace:
@@ -41,38 +45,114 @@ class Workspace:
     """
 
     def __init__(self, root: Path, name: str) -> None:
+        self.owner: int | None = None
         self.path = root / name
         self.inputs = self.path / "in"
         self.out = self.path / "out"
         self.tmp = self.path / "tmp"
 
-    def create(self, config: dict[str, Any], is_made: bool = False) -> Workspace:
-        """Make the directories (unless ``is_made``: an empty workspace was moved here) and write the contract."""
+    def create(self, config: dict[str, Any], is_made: bool = False, owner: int | None = None) -> Workspace:
+        """Make the directories (unless ``is_made``: an empty workspace was moved here) and write the contract.
+
+        With ``owner`` the workspace and its files belong to that uid (and gid): an action running
+        under a uid of its own, and nobody else, can read its parameters and write its outputs.
+        """
         if not is_made:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.path.mkdir(mode=0o700)
             for directory in (self.inputs, self.out, self.tmp):
                 directory.mkdir(mode=0o700)
-        _write_private(self.path / "config.json", config)
-        _write_private(self.path / "parameters.json", config.get("parameters") or {})
+        self.owner = owner
+        if owner is not None:
+            for directory in (self.path, self.inputs, self.out, self.tmp):
+                os.chown(directory, owner, owner)
+        _write_private(self.path / "config.json", config, owner)
+        _write_private(self.path / "parameters.json", config.get("parameters") or {}, owner)
         return self
 
     def read_json(self, name: str) -> tuple[Any, str | None]:
-        """A JSON file from ``out/``: (value, problem); missing is (None, None)."""
-        path = self.out / name
+        """A JSON file from ``out/``: (value, problem); missing is (None, None).
+
+        The action controls ``out/``: a symbolic link there (to the gateway's key file, say) is
+        refused, never followed, and so is anything but a regular file. An ``out/`` that is not a
+        folder any more holds nothing.
+        """
         try:
-            size = path.stat().st_size
+            folder = self._open_dir(("out",))
+        except OSError:
+            return None, None
+        try:
+            fd = os.open(name, _FILE_FLAGS, dir_fd=folder)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                return None, f"out/{name} is not a regular file"
         except FileNotFoundError:
             return None, None
         except OSError:
             return None, f"out/{name} cannot be read"
-        if size > MAX_OUTPUT_FILE_BYTES:
-            return None, f"out/{name} is larger than {MAX_OUTPUT_FILE_BYTES // MIB} MiB"
-        try:
-            with path.open("rb") as handle:
+        finally:
+            os.close(folder)
+        with os.fdopen(fd, "rb") as handle:
+            if os.fstat(fd).st_size > MAX_OUTPUT_FILE_BYTES:
+                return None, f"out/{name} is larger than {MAX_OUTPUT_FILE_BYTES // MIB} MiB"
+            try:
                 return json.loads(handle.read()), None
-        except (OSError, ValueError):
-            return None, f"out/{name} is not valid JSON"
+            except (OSError, ValueError):
+                return None, f"out/{name} is not valid JSON"
+
+    def _open_dir(self, parts: tuple[str, ...]) -> int:
+        """The workspace's folder ``parts`` opened without following a symbolic link on the way."""
+        fd = os.open(self.path, _DIR_FLAGS)
+        try:
+            for part in parts:
+                inner = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = inner
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def open_file(self, *parts: str) -> int:
+        """A descriptor of the regular file ``parts`` below the workspace (``"out", "result.json"``),
+        reached without following a symbolic link anywhere (else OSError)."""
+        folder = self._open_dir(parts[:-1])
+        try:
+            fd = os.open(parts[-1], _FILE_FLAGS, dir_fd=folder)
+        finally:
+            os.close(folder)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(errno.EINVAL, f"{'/'.join(parts)} is not a regular file")
+        return fd
+
+    def files(self, *folder: str) -> Iterator[tuple[str, Path]]:
+        """The regular files below the workspace's ``folder`` (``"out", "files"``), sorted, as
+        (path relative to the folder, a path that reads exactly that file while it is yielded).
+
+        The gateway reads what an action left behind: links are never followed (a link to the
+        home would otherwise hand the gateway's files to the action's owner), nor is anything but
+        a regular file read. The second item names the open descriptor (``/proc/self/fd/N``).
+        """
+        try:
+            base = self._open_dir(folder)
+        except OSError:
+            return
+        try:
+            for directory, dirnames, names, dir_fd in os.fwalk(".", dir_fd=base, follow_symlinks=False):
+                dirnames.sort()
+                for name in sorted(names):
+                    try:
+                        fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+                    except OSError:
+                        continue
+                    try:
+                        if stat.S_ISREG(os.fstat(fd).st_mode):
+                            yield (Path(directory) / name).as_posix(), Path(f"/proc/self/fd/{fd}")
+                    finally:
+                        os.close(fd)
+        finally:
+            os.close(base)
 
     def stage(self, inputs: list[tuple[str, Path]], tmp_source: Path | None) -> None:
         """Copy input files into ``in/`` and a stash's files into ``tmp/`` (copies the action owns,
@@ -85,6 +165,11 @@ class Workspace:
             shutil.copyfile(source, target)
         if tmp_source is not None and tmp_source.is_dir():
             shutil.copytree(tmp_source, self.tmp, dirs_exist_ok=True, copy_function=shutil.copyfile)
+        if self.owner is not None:
+            for folder in (self.inputs, self.tmp):
+                for root, dirs, names in os.walk(folder):
+                    for name in dirs + names:
+                        os.chown(Path(root) / name, self.owner, self.owner, follow_symlinks=False)
 
     def discard_parameters(self) -> None:
         """Delete the files holding the decrypted parameters, ahead of the rest."""
@@ -96,10 +181,12 @@ class Workspace:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def _write_private(path: Path, data: Any) -> None:
+def _write_private(path: Path, data: Any, owner: int | None = None) -> None:
     content = json.dumps(data, ensure_ascii=False).encode()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
+        if owner is not None:
+            os.fchown(fd, owner, owner)
         view = memoryview(content)
         while view:
             view = view[os.write(fd, view) :]

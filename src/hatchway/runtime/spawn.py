@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 #: how long output is awaited after the main process exited (a child may still hold the pipes)
 DRAIN_SECONDS = 0.05
@@ -34,6 +35,9 @@ _READ = 65536
 
 
 Done = Callable[[], None] | None
+#: starts a process: ``launch(argv, popen_kwargs)``; it may change the keyword arguments (a sandbox
+#: starts the action from a restricted thread, or holds it at a barrier until it is placed)
+Launch = Callable[[list[str], dict[str, Any]], "subprocess.Popen[bytes]"]
 _tracked: set[int] = set()
 _tracked_lock = threading.Lock()
 #: spawns between fork and their pid joining ``_tracked``; their fresh children must not be reaped
@@ -267,30 +271,37 @@ def spawn(
     reaper: ProcessReaper | None = None,
     on_start: Callable[[int], None] | None = None,
     on_finished: Done = None,
+    launch: Launch | None = None,
 ) -> Spawned:
     """Run ``argv`` for at most ``seconds``, streaming its output to ``on_output(stream, chunk)``.
 
     ``on_finished`` is called once every process of the command's group is gone - before this
-    returns, or later from the reaper after a deadline or cancel.
+    returns, or later from the reaper after a deadline or cancel. ``launch`` starts the process
+    (default: :class:`subprocess.Popen`).
     """
     global _starting
     with _tracked_lock:
         _starting += 1
     try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=cwd,
-            env=env,
-            start_new_session=True,
-            close_fds=True,
-        )
+        options: dict[str, Any] = {
+            "stdin": subprocess.DEVNULL,
+            "stdout": subprocess.PIPE,
+            "stderr": subprocess.PIPE,
+            "cwd": cwd,
+            "env": env,
+            "start_new_session": True,
+            "close_fds": True,
+        }
+        proc = launch(argv, options) if launch is not None else subprocess.Popen(argv, **options)
         with _tracked_lock:
             _tracked.add(proc.pid)
     except OSError as exc:
         _call(on_finished)
+        is_cwd = cwd is not None and exc.filename is not None and os.fsdecode(exc.filename) == os.fspath(cwd)
+        if isinstance(exc, FileNotFoundError | NotADirectoryError) and is_cwd:
+            return Spawned(exit_code=127, start_error="the working directory does not exist")
+        if isinstance(exc, PermissionError) and is_cwd:
+            return Spawned(exit_code=126, start_error="the working directory cannot be entered")
         if isinstance(exc, FileNotFoundError):
             return Spawned(exit_code=127, start_error=f"{argv[0]!r} was not found")
         if isinstance(exc, PermissionError):
