@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -222,3 +223,26 @@ def test_a_process_left_behind_dies_before_its_uid_serves_another_attempt(tmp_pa
         executor.close()
         for pid in processes_with(marker):
             os.kill(pid, 9)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="actions run under a uid of their own only under a root gateway")
+def test_a_uid_given_back_twice_is_not_swept_from_under_its_next_holder(tmp_path: Path) -> None:
+    # Given two gateways on one host sharing one uid, the first holding it and giving it back
+    uid = 2_000_001_501
+    first, second = UidPool(uid, uid), UidPool(uid, uid)
+    assert first.take() == uid
+    first.give(uid, is_clean=True)
+    # When the second takes it and an attempt of its own runs as it
+    assert second.take() == uid
+    proc = confine.start_confined(lambda: subprocess.Popen(["sleep", "30"], stdin=subprocess.DEVNULL), uid=uid, gid=uid)
+    try:
+        # and the first gateway gives the uid back once more (a late clean-up after its close)
+        first.give(uid, is_clean=False)
+        # Then the second holder's process still runs: only a uid still held is ever swept
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        second.give(uid, is_clean=True)
+        first.close()
+        second.close()

@@ -47,7 +47,7 @@ from hatchway.executors.base import (
 )
 from hatchway.executors.journal import Journal, boot_ticks, owner_alive, start_time
 from hatchway.executors.journal import recover as recover_journals
-from hatchway.executors.sandbox import Confinement, Sandbox, reachable_by_others
+from hatchway.executors.sandbox import Confinement, Sandbox, UidPool, reachable_by_others
 from hatchway.executors.spares import Spares
 from hatchway.runtime.spawn import Janitor, ProcessReaper, enable_subreaper, spawn
 from hatchway.spec import ActionSpec
@@ -156,6 +156,7 @@ class ProcessExecutor(BaseExecutor):
         self.journal.began(workspace.path.name)
         is_reusable = False  # the workspace may go back to the spares: its processes are known gone
         confinement: Confinement | None = None
+        handover = UidHandover(uids, uid)
         try:
             self._prepare(workspace, invocation, uid)
             env = invocation.environment_for(str(workspace.path))
@@ -184,7 +185,7 @@ class ProcessExecutor(BaseExecutor):
                 # called before spawn returns when the group ended with the action, else by the reaper
                 oom.append(confined.oom_killed())
                 confined.kill()  # what escaped the process group goes now, the cgroups a moment later
-                self.janitor.later(lambda: self._release(confined))
+                self.janitor.later(lambda: self._release(confined, handover))
 
             spawned_after = boot_ticks()
             ended = spawn(
@@ -219,7 +220,7 @@ class ProcessExecutor(BaseExecutor):
             return execution
         finally:
             workspace.discard_parameters()  # the decrypted parameters go at once, the directories a moment later
-            self.janitor.later(lambda: self._clean_up(workspace, is_reusable, uid))
+            self.janitor.later(lambda: self._clean_up(workspace, is_reusable, uid, handover))
 
     def _prepare(self, workspace: Workspace, invocation: Invocation, uid: int | None) -> None:
         """Make (or take from the spares) the attempt's workspace, owned by ``uid``, with its inputs."""
@@ -232,16 +233,23 @@ class ProcessExecutor(BaseExecutor):
             workspace.create(config, owner=uid)
         workspace.stage(invocation.input_files, invocation.tmp_source)
 
-    def _release(self, confinement: Confinement) -> None:
-        """Once the attempt's processes ended: its cgroups, then its uid (swept first unless its cgroups
-        held every process it started)."""
+    def _release(self, confinement: Confinement, handover: UidHandover) -> None:
+        """Once the attempt's processes ended: its cgroups, then (with its workspace gone) its uid -
+        swept first unless its cgroups held every process it started."""
         is_gone = confinement.release()
-        if confinement.uid is not None and self.sandbox.uids is not None:
-            self.sandbox.uids.give(confinement.uid, is_clean=is_gone and confinement.has_pids_cgroup)
+        handover.released(is_clean=is_gone and confinement.has_pids_cgroup)
 
-    def _clean_up(self, workspace: Workspace, is_reusable: bool = False, uid: int | None = None) -> None:
+    def _clean_up(
+        self,
+        workspace: Workspace,
+        is_reusable: bool = False,
+        uid: int | None = None,
+        handover: UidHandover | None = None,
+    ) -> None:
         if not (is_reusable and self.spares.give(workspace, uid)):
             workspace.remove()
+        if handover is not None:
+            handover.cleaned_up()
         # the journal hears last: a crash before this leaves the attempt open, and recovery removes it
         self.journal.ended(workspace.path.name)
 
@@ -268,6 +276,33 @@ class ProcessExecutor(BaseExecutor):
         self.sandbox.close()
         with contextlib.suppress(OSError):  # an empty work directory goes (another gateway remakes it)
             self.work_dir.rmdir()
+
+
+class UidHandover:
+    """Gives an attempt's uid back once both its processes are released and its workspace is gone
+    (removed, or kept as a spare that the next attempt takes for its own uid): a uid that served one
+    attempt never reaches that attempt's files from the next one, even where no Landlock keeps it out."""
+
+    def __init__(self, uids: UidPool | None, uid: int | None) -> None:
+        self._uids, self._uid = uids, uid
+        self._lock = threading.Lock()
+        self._waiting = 2  # the release of the processes and the clean-up of the workspace
+        self._is_clean = False
+
+    def released(self, is_clean: bool) -> None:
+        self._is_clean = is_clean
+        self._done()
+
+    def cleaned_up(self) -> None:
+        self._done()
+
+    def _done(self) -> None:
+        with self._lock:
+            self._waiting -= 1
+            if self._waiting:
+                return
+        if self._uids is not None and self._uid is not None:
+            self._uids.give(self._uid, is_clean=self._is_clean)
 
 
 def prepare_work_dir(path: Path) -> None:

@@ -327,13 +327,17 @@ class UidPool:
         return None
 
     def give(self, uid: int, is_clean: bool) -> None:
-        """Give ``uid`` back; unless ``is_clean`` (its attempt's processes are known gone) kill whatever runs as it."""
-        if not is_clean:
-            sweep(uid)
+        """Give ``uid`` back; unless ``is_clean`` (its attempt's processes are known gone) kill whatever runs as it.
+
+        A uid this pool no longer holds (given back already, or let go by :meth:`close`) is left
+        alone: another attempt - of this gateway or of another on the host - may run as it now.
+        """
         with self._lock:
             fd = self._held.pop(uid, None)
         if fd is None:
             return
+        if not is_clean:
+            sweep(uid)  # still locked: nobody else can have taken it
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
         os.close(fd)  # releases the lock
