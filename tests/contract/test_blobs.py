@@ -14,7 +14,7 @@ from hatchway.secrets.box import local_blob_cipher
 from tests.awsmock import REGION, moto_in_process
 
 
-@pytest.fixture(params=["local", "local-encrypted", "s3"])
+@pytest.fixture(params=["local", "local-encrypted", pytest.param("s3", marks=pytest.mark.aws)])
 def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
     if request.param == "local":
         yield LocalBlobStore(tmp_path / "blobs")
@@ -94,6 +94,7 @@ def test_encrypted_blobs_are_bound_to_their_name_and_refuse_damage(tmp_path: Pat
     assert blobs.read("files/p/e/c.txt") == b"third"
 
 
+@pytest.mark.aws
 @pytest.mark.parametrize("with_key", [True, False])
 def test_s3_blobs_are_put_with_sse_kms(tmp_path: Path, with_key: bool) -> None:
     from dataclasses import replace
