@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from hatchway.config import Settings
+from hatchway.domain.spec import resolve_local_paths
 from hatchway.errors import HatchwayError, ValidationFailed
 from hatchway.observability import configure_observability
 from hatchway.service import Gateway, Principal, build_gateway
-from hatchway.spec import resolve_local_paths
 
 log = logging.getLogger("hatchway")
 

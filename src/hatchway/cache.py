@@ -18,8 +18,8 @@ import os
 import re
 from typing import Any
 
+from hatchway.domain.runs import now_ms
 from hatchway.errors import NotFound, ValidationFailed
-from hatchway.runs import now_ms
 from hatchway.secrets.box import SecretBox
 from hatchway.store.base import BaseStore, Document
 

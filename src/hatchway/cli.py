@@ -228,7 +228,7 @@ def actions_create(from_file: Path, as_json: bool) -> None:
     """Register a new version of an action from its action.json."""
     import json
 
-    from hatchway.spec import resolve_local_paths
+    from hatchway.domain.spec import resolve_local_paths
 
     try:
         document = json.loads(from_file.read_text())

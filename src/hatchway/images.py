@@ -1,7 +1,7 @@
 """The action base image, built with or without a registry.
 
 ``hatchway/action-base:<python>`` is Python, the hatchway runtime (the standard-library subset:
-``hatchway.runtime``, ``hatchway.runs``, ``hatchway.secrets.redact``) and ``awslambdaric``, so an
+``hatchway.runtime``, ``hatchway.domain.runs``, ``hatchway.secrets.redact``) and ``awslambdaric``, so an
 action image built ``FROM`` it runs the same way under ``docker run``, as a container Lambda and
 under the Runtime Interface Emulator. The recipe is ``infra/images/Dockerfile``; its root is
 an official ``python:<v>-slim`` image when the engine has or can pull one, else a Debian root file
@@ -46,7 +46,8 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 #: the part of the hatchway package that runs inside action images (standard library only)
 RUNTIME_FILES = (
     "__init__.py",
-    "runs.py",
+    "domain/__init__.py",
+    "domain/runs.py",
     "secrets/__init__.py",
     "secrets/redact.py",
     "runtime/__init__.py",

@@ -34,9 +34,9 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from hatchway.config import Settings, container_identity
+from hatchway.domain.runs import Run, RunError, RunStatus, now_ms
 from hatchway.errors import Conflict, NotFound, TransitionConflict, new_exception_id
 from hatchway.executors.aws_remote import RETRY_EXIT_CODE, RemoteExecutor, StateChange, owner_engine
-from hatchway.runs import Run, RunError, RunStatus, now_ms
 
 if TYPE_CHECKING:
     from hatchway.service import Gateway

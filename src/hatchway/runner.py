@@ -26,8 +26,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from hatchway.domain.runs import Run, RunStatus, now_ms
 from hatchway.errors import HatchwayError, TransitionConflict
-from hatchway.runs import Run, RunStatus, now_ms
 
 if TYPE_CHECKING:
     from hatchway.aws import AwsClients

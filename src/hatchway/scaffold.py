@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hatchway.spec import ACTION_NAME_RE
+from hatchway.domain.spec import ACTION_NAME_RE
 
 MAIN = '''"""{name}: a hatchway action.
 

@@ -24,11 +24,31 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hatchway import parameters as params
 from hatchway.blobs import BlobInfo, BlobStore, LocalBlobStore, clean_path, redacted_text
 from hatchway.cache import ResultCache, check_tag
 from hatchway.callbacks import Callbacks, check_url
 from hatchway.config import Settings
+from hatchway.domain import parameters as params
+from hatchway.domain.parameters import fill_session, has_session_placeholders
+from hatchway.domain.runs import (
+    LogEntry,
+    Mode,
+    Run,
+    RunError,
+    RunStatus,
+    backoff_seconds,
+    iso,
+    new_run_id,
+    now_ms,
+    preview,
+)
+from hatchway.domain.spec import (
+    DIGEST_RE,
+    RUN_ACTION,
+    ActionSpec,
+    is_secret_name,
+    parse_spec,
+)
 from hatchway.errors import (
     ActionAppError,
     ActionTimeout,
@@ -56,29 +76,9 @@ from hatchway.net import allowed_networks
 from hatchway.observability.logs import log_context
 from hatchway.observability.metrics import make_recorder
 from hatchway.observability.tracing import current_traceparent, instrument_store, span
-from hatchway.parameters import fill_session, has_session_placeholders
-from hatchway.runs import (
-    LogEntry,
-    Mode,
-    Run,
-    RunError,
-    RunStatus,
-    backoff_seconds,
-    iso,
-    new_run_id,
-    now_ms,
-    preview,
-)
 from hatchway.secrets.box import SecretBox, is_ciphertext, local_blob_cipher
 from hatchway.secrets.redact import ACTIVE_SECRETS, Redactor
 from hatchway.sessions import SessionTypes
-from hatchway.spec import (
-    DIGEST_RE,
-    RUN_ACTION,
-    ActionSpec,
-    is_secret_name,
-    parse_spec,
-)
 from hatchway.stash import FileStashes
 from hatchway.store.base import MAX_PAGE, ActionRecord, BaseStore, Page, Project, TokenRecord
 
@@ -1267,7 +1267,7 @@ class Gateway:
 
     def stats(self, principal: Principal, project_id: str, environment: str, window: str) -> dict[str, Any]:
         """The dashboard's numbers for one project and environment over the last hour or day."""
-        from hatchway.observability.stats import WINDOWS, dashboard
+        from hatchway.domain.stats import WINDOWS, dashboard
 
         self.authorize(principal, project_id, environment, "runs:read")
         self._require_project(project_id)

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from hatchway.blobs import BlobStore, redacted_text
+from hatchway.domain.runs import now_ms
 from hatchway.errors import NotFound, ValidationFailed
-from hatchway.runs import now_ms
 from hatchway.secrets.redact import NO_SECRETS, Redactor
 from hatchway.store.base import BaseStore, Document
 

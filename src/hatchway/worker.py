@@ -19,8 +19,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from hatchway.domain.runs import Run, RunStatus
 from hatchway.pipelines.service import PipelineService
-from hatchway.runs import Run, RunStatus
 from hatchway.service import Gateway
 
 log = logging.getLogger("hatchway.worker")

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from hatchway.domain.runs import LogEntry, Mode, Run, RunError, RunStatus, new_run_id, now_ms
+from hatchway.domain.spec import digest_of
 from hatchway.errors import Conflict, NotFound, TransitionConflict, ValidationFailed
-from hatchway.runs import LogEntry, Mode, Run, RunError, RunStatus, new_run_id, now_ms
-from hatchway.spec import digest_of
 from hatchway.store.base import ActionHead, ActionRecord, BaseStore, Project, TokenRecord
 from tests.helpers import wait_until
 

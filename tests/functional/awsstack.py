@@ -18,11 +18,11 @@ from typing import Any
 import boto3
 
 from hatchway.aws import AwsClients
+from hatchway.domain.runs import RunStatus
 from hatchway.executors import Executors
 from hatchway.executors.aws_lambda import LambdaExecutor
 from hatchway.executors.process import ProcessExecutor
 from hatchway.remote import run_attempt
-from hatchway.runs import RunStatus
 from hatchway.runtime import adapter
 from hatchway.service import Gateway, Principal, RunRequest
 from tests.awsmock import (

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
+from hatchway.domain.runs import RunStatus
 from hatchway.errors import ActionAppError, ActionTimeout, ActionUserError, Unavailable, ValidationFailed
 from hatchway.executors.aws_lambda import LambdaExecutor
 from hatchway.executors.aws_remote import RETRY_EXIT_CODE
 from hatchway.executors.batch import BatchExecutor
 from hatchway.executors.ecs import EcsExecutor
 from hatchway.remote import apply_state_change, handle_event
-from hatchway.runs import RunStatus
 from hatchway.service import RunRequest
 from tests.awsmock import answer_instead, lambda_error, lambda_function_error
 from tests.functional.awsstack import (

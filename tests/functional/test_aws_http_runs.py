@@ -22,12 +22,12 @@ import boto3
 import pytest
 
 from hatchway.aws import AwsClients
+from hatchway.domain.runs import Run, RunStatus, now_ms
 from hatchway.executors import Executors
 from hatchway.executors.aws_lambda import LambdaExecutor
 from hatchway.executors.batch import BatchExecutor
 from hatchway.executors.http import HttpExecutor
 from hatchway.runner import LambdaDispatcher, claim, run_dispatched
-from hatchway.runs import Run, RunStatus, now_ms
 from hatchway.service import Gateway, RunRequest
 from hatchway.sweeper import sweep
 from tests.awsmock import REGION, CallCounter, answer_instead, aws_gateway, aws_settings, lambda_error

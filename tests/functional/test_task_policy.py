@@ -20,13 +20,13 @@ import boto3
 import pytest
 
 from hatchway.aws import AwsClients
+from hatchway.domain.runs import RunStatus
 from hatchway.executors import Executors
 from hatchway.executors.aws_remote import RETRY_EXIT_CODE
 from hatchway.executors.batch import BatchExecutor
 from hatchway.executors.ecs import EcsExecutor
 from hatchway.executors.process import ProcessExecutor
 from hatchway.remote import handle_event, run_attempt
-from hatchway.runs import RunStatus
 from hatchway.service import Gateway
 from hatchway.store.dynamodb import DynamoDbStore
 from tests.awsmock import REGION

@@ -27,9 +27,9 @@ from hatchway.client import (
     ValidationErrorResponse,
 )
 from hatchway.config import Settings
+from hatchway.domain.spec import resolve_local_paths
 from hatchway.executors.docker_engine import LABEL_HOME, LABEL_KIND, LABEL_MANAGED, DockerEngine, action_image_tag
 from hatchway.service import Gateway, build_gateway
-from hatchway.spec import resolve_local_paths
 from hatchway.worker import WorkerPool
 from tests.conftest import inprocess_client, make_settings
 from tests.helpers import REPO, LiveServer, wait_until

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from hatchway.domain.runs import Mode
+from hatchway.domain.spec import ActionSpec
 from hatchway.errors import ValidationFailed
 from hatchway.executors import Executors, make_executors
 from hatchway.executors.base import BaseExecutor, Execution, execution_from_outcome
@@ -26,10 +28,8 @@ from hatchway.executors.docker_engine import (
     owner_token,
 )
 from hatchway.executors.lambda_local import PoolBusy, WarmContainer, WarmPool
-from hatchway.runs import Mode
 from hatchway.runtime import adapter
 from hatchway.runtime.contract import OutputCollector
-from hatchway.spec import ActionSpec
 from tests.conftest import make_settings
 
 # the reference grammar of image names (repository path and tag)

@@ -20,8 +20,8 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 import hatchway
+from hatchway.domain.runs import Mode
 from hatchway.images import RUNTIME_FILES
-from hatchway.runs import Mode
 from hatchway.runtime import contract
 from hatchway.runtime.contract import MAX_LINE_BYTES, OutputCollector
 from hatchway.secrets import redact

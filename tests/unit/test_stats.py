@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hatchway.observability.stats import WINDOWS, dashboard, percentile
+from hatchway.domain.stats import WINDOWS, dashboard, percentile
 from hatchway.store.base import ActiveCount, RunSummary
 
 NOW = 1_700_000_030_000  # 30 s into a minute

@@ -55,6 +55,9 @@ from hatchway.api.models import EncryptRequest, ProjectCreate, RunRequestBody, T
 from hatchway.api.resolver import ThreadSafeHttpResolver
 from hatchway.api.throttle import FailureBudget
 from hatchway.api.validation import CompiledRequestValidation
+from hatchway.domain.parameters import json_too_deep
+from hatchway.domain.runs import LogEntry
+from hatchway.domain.spec import ActionSpec
 from hatchway.errors import (
     Forbidden,
     HatchwayError,
@@ -64,10 +67,7 @@ from hatchway.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from hatchway.parameters import json_too_deep
-from hatchway.runs import LogEntry
 from hatchway.service import Gateway, Principal, RunRequest
-from hatchway.spec import ActionSpec
 from hatchway.store.base import DEFAULT_PAGE, ActionRecord
 
 log = logging.getLogger("hatchway.api")

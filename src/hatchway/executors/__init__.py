@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hatchway.config import Settings
+    from hatchway.domain.runs import Mode
+    from hatchway.domain.spec import ActionSpec
     from hatchway.executors.base import BaseExecutor
-    from hatchway.runs import Mode
-    from hatchway.spec import ActionSpec
 
 #: executor name -> "module:Class"; modules are imported only when the executor is used
 REGISTRY: dict[str, str] = {
@@ -107,7 +107,7 @@ class Executors:
         return self.sync, self.run
 
     def pick(self, spec: ActionSpec, mode: Mode) -> BaseExecutor:
-        from hatchway.runs import Mode
+        from hatchway.domain.runs import Mode
 
         if spec.http is not None:
             if self.http is None:

@@ -31,6 +31,7 @@ from typing import Any
 
 from hatchway.aws import AwsClients, error_code, is_unreachable, translate
 from hatchway.config import SYNC_LIMIT_SECONDS, Settings
+from hatchway.domain.spec import ActionSpec
 from hatchway.errors import InternalError, ValidationFailed
 from hatchway.executors.base import (
     BaseExecutor,
@@ -40,7 +41,6 @@ from hatchway.executors.base import (
     adapter_payload,
     execution_from_outcome,
 )
-from hatchway.spec import ActionSpec
 
 FILES_UNSUPPORTED = "file stashes and input files are not available for Lambda sync actions yet"
 MIN_MEMORY, MAX_MEMORY = 128, 10240

@@ -27,9 +27,9 @@ from typing import Any
 
 from hatchway.aws import AwsClients, error_code, translate
 from hatchway.config import Settings
+from hatchway.domain.spec import ActionSpec
 from hatchway.executors.aws_lambda import image_required
 from hatchway.executors.base import BaseExecutor, Execution, Invocation, OutputCollector
-from hatchway.spec import ActionSpec
 
 #: the adapter exits with this when it put the run back in the queue for another attempt (EX_TEMPFAIL)
 RETRY_EXIT_CODE = 75

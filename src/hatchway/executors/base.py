@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from hatchway.config import Settings
+from hatchway.domain.runs import Mode, Run, RunError, RunStatus
+from hatchway.domain.spec import ActionSpec
 from hatchway.errors import new_exception_id
-from hatchway.runs import Mode, Run, RunError, RunStatus
 from hatchway.runtime.contract import MIB, TAIL_LINES, OutputCollector, Workspace
 from hatchway.secrets.redact import NO_SECRETS, Redactor
-from hatchway.spec import ActionSpec
 
 MAX_MESSAGE_CHARS = 4000
 #: stands for the data directory in the environment of an adapter payload (the adapter makes the directory)

@@ -19,6 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 from hatchway.aws import translate
+from hatchway.domain.runs import Run
+from hatchway.domain.spec import ActionSpec
 from hatchway.errors import InternalError
 from hatchway.executors.aws_lambda import image_required, resource_name
 from hatchway.executors.aws_remote import (
@@ -30,8 +32,6 @@ from hatchway.executors.aws_remote import (
     is_missing_definition,
     vcpus,
 )
-from hatchway.runs import Run
-from hatchway.spec import ActionSpec
 
 MAX_ATTEMPTS = 10
 #: jobs per DescribeJobs call (Batch's limit)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from hatchway.config import Settings
+from hatchway.domain.spec import ActionSpec
 from hatchway.errors import Unavailable, ValidationFailed
 from hatchway.executors import has_image
 from hatchway.executors.base import BaseExecutor, Execution, Invocation, OutputCollector, Workspace, read_outputs
@@ -39,7 +40,6 @@ from hatchway.executors.docker_engine import (
     effective_argv,
     give_to,
 )
-from hatchway.spec import ActionSpec
 
 #: the container's temporary directory: the workspace's tmp/, bind-mounted
 CONTAINER_TMP = "/tmp"  # noqa: S108 - inside the container

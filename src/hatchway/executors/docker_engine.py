@@ -40,8 +40,8 @@ from hatchway.errors import Unavailable, ValidationFailed
 from hatchway.executors.sandbox import allows_network
 
 if TYPE_CHECKING:
+    from hatchway.domain.spec import ActionSpec
     from hatchway.executors.base import Invocation
-    from hatchway.spec import ActionSpec
 
 log = logging.getLogger("hatchway.docker")
 

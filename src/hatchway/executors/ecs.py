@@ -15,6 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from hatchway.aws import translate
+from hatchway.domain.runs import Run
+from hatchway.domain.spec import ActionSpec
 from hatchway.errors import InternalError, Unavailable
 from hatchway.executors.aws_lambda import image_required, resource_name
 from hatchway.executors.aws_remote import (
@@ -26,8 +28,6 @@ from hatchway.executors.aws_remote import (
     container_exit,
     is_missing_definition,
 )
-from hatchway.runs import Run
-from hatchway.spec import ActionSpec
 
 #: tasks per DescribeTasks call (ECS's limit)
 DESCRIBE_BATCH = 100

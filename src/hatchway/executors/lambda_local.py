@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from hatchway.config import Settings
+from hatchway.domain.spec import ActionSpec
 from hatchway.errors import Unavailable
 from hatchway.executors.base import (
     BaseExecutor,
@@ -58,7 +59,6 @@ from hatchway.executors.docker_engine import (
     effective_argv,
     give_to,
 )
-from hatchway.spec import ActionSpec
 
 RIE_IN_CONTAINER = "/opt/hatchway/aws-lambda-rie"
 CTL_IN_CONTAINER = "/hatchway/ctl"

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 from hatchway.config import Settings
+from hatchway.domain.spec import ActionSpec
 from hatchway.errors import ValidationFailed
 from hatchway.executors.base import (
     BaseExecutor,
@@ -50,7 +51,6 @@ from hatchway.executors.journal import recover as recover_journals
 from hatchway.executors.sandbox import Confinement, Sandbox, reachable_by_others
 from hatchway.executors.spares import Spares
 from hatchway.runtime.spawn import Janitor, ProcessReaper, enable_subreaper, spawn
-from hatchway.spec import ActionSpec
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from hatchway.runs import Mode, Run, RunStatus
+from hatchway.domain.runs import Mode, Run, RunStatus
 from hatchway.store.base import ActiveCount
 
 if TYPE_CHECKING:

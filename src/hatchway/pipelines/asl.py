@@ -1,6 +1,6 @@
 """A pipeline as an AWS Step Functions state machine (Amazon States Language).
 
-The machine follows the local engine's rules (:mod:`hatchway.pipelines.engine`) with ASL's means:
+The machine follows the local engine's rules (:mod:`hatchway.domain.pipelines.plan`) with ASL's means:
 
 * The input carries the execution: ``execution_id``, ``project_id``, ``environment``, the plain
   ``variables``, ``previous_status``, ``phase`` (``main`` or ``terminate``), ``warned`` and the
@@ -36,7 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hatchway.pipelines.model import Condition, Group, PipelineSpec, Step, TriggerCondition, TriggerTime
+from hatchway.domain.pipelines.spec import Condition, Group, PipelineSpec, Step, TriggerCondition, TriggerTime
 
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 LAMBDA_WAIT = "arn:aws:states:::lambda:invoke.waitForTaskToken"

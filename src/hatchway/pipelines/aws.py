@@ -31,6 +31,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from hatchway.config import Settings
+from hatchway.domain.pipelines import inline
+from hatchway.domain.pipelines.records import Execution, ExecutionStatus, PipelineRecord, StepState, StepStatus
+from hatchway.domain.pipelines.spec import PipelineSpec, Step, StepType, TriggerTime, references
+from hatchway.domain.runs import Mode, new_run_id, now_ms
+from hatchway.domain.spec import ActionSpec
 from hatchway.errors import (
     Conflict,
     HatchwayError,
@@ -38,12 +43,7 @@ from hatchway.errors import (
     Unavailable,
     ValidationFailed,
 )
-from hatchway.pipelines import inline
 from hatchway.pipelines.asl import SUFFIXES, Targets, state_machine_definition
-from hatchway.pipelines.model import PipelineSpec, Step, StepType, TriggerTime, references
-from hatchway.pipelines.records import Execution, ExecutionStatus, PipelineRecord, StepState, StepStatus
-from hatchway.runs import Mode, new_run_id, now_ms
-from hatchway.spec import ActionSpec
 
 if TYPE_CHECKING:
     from hatchway.pipelines.service import PipelineService

@@ -5,7 +5,7 @@ runs already do (authorisation, resolving actions, parameter checks and encrypti
 runs, sync calls, cancel): every step of an execution is an ordinary run with its own record,
 attempts, retries, timeout and logs. The service adds definitions (versioned, secrets encrypted
 on receipt), executions (one record per execution, compare-and-set like runs) and, on the local
-engine, the effects of :func:`hatchway.pipelines.engine.plan`: create the run of a step that has
+engine, the effects of :func:`hatchway.domain.pipelines.plan.plan`: create the run of a step that has
 started, cancel the run of a step that must stop. A :class:`~hatchway.pipelines.advancer.Advancer`
 in the worker pool calls :meth:`PipelineService.advance` when a step's run ends and on a timer,
 so an execution survives a crash of the gateway exactly as its runs do.
@@ -29,19 +29,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from hatchway.errors import (
-    ActionFailed,
-    BadRequest,
-    Conflict,
-    HatchwayError,
-    NotFound,
-    Overloaded,
-    SecretBindingError,
-    ValidationFailed,
+from hatchway.domain.pipelines import inline
+from hatchway.domain.pipelines.plan import plan
+from hatchway.domain.pipelines.records import (
+    Execution,
+    ExecutionStatus,
+    PipelineRecord,
+    StepState,
+    StepStatus,
+    new_execution_id,
 )
-from hatchway.pipelines import inline
-from hatchway.pipelines.engine import plan
-from hatchway.pipelines.model import (
+from hatchway.domain.pipelines.spec import (
     PIPELINE_NAME_RE,
     VARIABLES_PARAMETER,
     PipelineSpec,
@@ -53,19 +51,21 @@ from hatchway.pipelines.model import (
     parse_pipeline,
     render,
 )
-from hatchway.pipelines.records import (
-    Execution,
-    ExecutionStatus,
-    PipelineRecord,
-    StepState,
-    StepStatus,
-    new_execution_id,
+from hatchway.domain.runs import Mode, Run, iso, new_run_id, now_ms
+from hatchway.domain.spec import RUN_ACTION, coerce_str, digest_of, is_secret_name
+from hatchway.errors import (
+    ActionFailed,
+    BadRequest,
+    Conflict,
+    HatchwayError,
+    NotFound,
+    Overloaded,
+    SecretBindingError,
+    ValidationFailed,
 )
-from hatchway.runs import Mode, Run, iso, new_run_id, now_ms
 from hatchway.secrets.box import ANY_ACTION, is_ciphertext
 from hatchway.secrets.redact import HIDDEN
 from hatchway.service import SCOPES, Gateway, Principal, Resolved, RunRequest
-from hatchway.spec import RUN_ACTION, coerce_str, digest_of, is_secret_name
 from hatchway.store.base import ActionRecord, Page
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """The store: rules here, primitives in the backends.
 
 :class:`BaseStore` owns every rule about state - version numbering and no-op re-registration,
-status transitions (compare-and-set on a revision, checked against :data:`~hatchway.runs.TRANSITIONS`),
+status transitions (compare-and-set on a revision, checked against :data:`~hatchway.domain.runs.TRANSITIONS`),
 queue claims with leases, the lease sweeper, log sequence numbers and truncation, idempotency
 records, and opaque tenant-bound pagination cursors. A backend (``sqlite.py``, ``dynamodb.py``)
 implements only the ``_``-prefixed primitives: get/put/conditional-update of a handful of record
@@ -26,9 +26,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
+from hatchway.domain.pipelines.records import Execution, PipelineHead, PipelineRecord
+from hatchway.domain.runs import (
+    SYNC_GATEWAY_LOST,
+    LogEntry,
+    Mode,
+    Run,
+    RunError,
+    RunStatus,
+    can_transition,
+    iso,
+    now_ms,
+)
 from hatchway.errors import Conflict, NotFound, TransitionConflict, ValidationFailed
-from hatchway.pipelines.records import Execution, PipelineHead, PipelineRecord
-from hatchway.runs import SYNC_GATEWAY_LOST, LogEntry, Mode, Run, RunError, RunStatus, can_transition, iso, now_ms
 
 T = TypeVar("T")
 

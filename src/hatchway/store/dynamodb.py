@@ -64,9 +64,9 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from hatchway.aws import AwsClients, translate
+from hatchway.domain.pipelines.records import Execution, PipelineHead, PipelineRecord
+from hatchway.domain.runs import LogEntry, Mode, Run, RunStatus, run_id_floor
 from hatchway.errors import InternalError, ValidationFailed
-from hatchway.pipelines.records import Execution, PipelineHead, PipelineRecord
-from hatchway.runs import LogEntry, Mode, Run, RunStatus, run_id_floor
 from hatchway.store.base import (
     MAX_PAGE,
     ActionHead,

@@ -19,9 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hatchway.domain.pipelines.records import Execution, PipelineHead, PipelineRecord
+from hatchway.domain.runs import LogEntry, Run, run_id_floor
 from hatchway.errors import Unavailable
-from hatchway.pipelines.records import Execution, PipelineHead, PipelineRecord
-from hatchway.runs import LogEntry, Run, run_id_floor
 from hatchway.store.base import (
     ActionHead,
     ActionRecord,

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from hatchway import runs
 from hatchway.config import Settings
+from hatchway.domain import runs
+from hatchway.domain.runs import TERMINAL, TRANSITIONS, RunStatus, can_transition, iso, new_run_id
+from hatchway.domain.spec import ActionSpec
 from hatchway.errors import ValidationFailed
-from hatchway.runs import TERMINAL, TRANSITIONS, RunStatus, can_transition, iso, new_run_id
-from hatchway.spec import ActionSpec
 from hatchway.store.base import decode_cursor, encode_cursor
 
 

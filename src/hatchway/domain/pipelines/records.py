@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from hatchway.runs import iso, new_run_id
+from hatchway.domain.runs import iso, new_run_id
 
 
 class StepStatus(StrEnum):

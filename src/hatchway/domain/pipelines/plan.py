@@ -16,7 +16,7 @@ their failures do not change the pipeline's outcome. A failing step of the secti
 main one (``ON_SUCCESS``, ...) turns a successful execution into a failed one.
 
 A sync step whose call was cut off because its gateway stopped (the sweeper fails such a run with
-:data:`~hatchway.runs.SYNC_GATEWAY_LOST`) is called again with a new run, whatever its
+:data:`~hatchway.domain.runs.SYNC_GATEWAY_LOST`) is called again with a new run, whatever its
 ``retry_count``: the loss is not the action's fault. Such calls have their own budget, the
 lost-worker allowance of runs (``HATCHWAY_MAX_LOST_ATTEMPTS``), and do not use the step's retries.
 """
@@ -27,9 +27,9 @@ import copy
 from collections.abc import Callable, Mapping
 from typing import Literal
 
-from hatchway.pipelines.model import SECTIONS, Group, PipelineSpec, Step, TriggerTime
-from hatchway.pipelines.records import Execution, ExecutionStatus, StepState, StepStatus
-from hatchway.runs import SYNC_GATEWAY_LOST, Run, RunStatus, backoff_seconds
+from hatchway.domain.pipelines.records import Execution, ExecutionStatus, StepState, StepStatus
+from hatchway.domain.pipelines.spec import SECTIONS, Group, PipelineSpec, Step, TriggerTime
+from hatchway.domain.runs import SYNC_GATEWAY_LOST, Run, RunStatus, backoff_seconds
 
 RETRYABLE = frozenset({"application", "timeout", "platform"})
 

@@ -22,8 +22,8 @@ import math
 import re
 import shlex
 
-from hatchway.pipelines.model import VARIABLES_PARAMETER, PipelineSpec, Shell, Step, Variable
-from hatchway.spec import ActionSpec
+from hatchway.domain.pipelines.spec import VARIABLES_PARAMETER, PipelineSpec, Shell, Step, Variable
+from hatchway.domain.spec import ActionSpec
 
 PREFIX = "pipeline"
 _NAME = re.compile(r"^pipeline:(?P<pipeline>[a-z0-9][a-z0-9-]{0,62})/(?P<step>[A-Za-z0-9][A-Za-z0-9_-]{0,62})$")

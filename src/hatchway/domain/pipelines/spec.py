@@ -28,8 +28,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from hatchway.errors import ValidationFailed
-from hatchway.spec import (
+from hatchway.domain.spec import (
     ACTION_NAME_RE,
     SYNC_ACTION_RE,
     ActionName,
@@ -38,6 +37,7 @@ from hatchway.spec import (
     is_secret_name,
     validation_details,
 )
+from hatchway.errors import ValidationFailed
 
 PIPELINE_NAME_RE = ACTION_NAME_RE
 STEP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from hatchway.domain.pipelines.inline import PRELUDE, inline_spec, variables_blob
+from hatchway.domain.pipelines.plan import backoff_ms, plan
+from hatchway.domain.pipelines.records import Execution, ExecutionStatus, StepState, StepStatus
+from hatchway.domain.pipelines.spec import PipelineSpec, Reference, parse_pipeline, references, render, runs_before
+from hatchway.domain.runs import SYNC_GATEWAY_LOST, Run, RunError, RunStatus
 from hatchway.errors import ValidationFailed
-from hatchway.pipelines.engine import backoff_ms, plan
-from hatchway.pipelines.inline import PRELUDE, inline_spec, variables_blob
-from hatchway.pipelines.model import PipelineSpec, Reference, parse_pipeline, references, render, runs_before
-from hatchway.pipelines.records import Execution, ExecutionStatus, StepState, StepStatus
-from hatchway.runs import SYNC_GATEWAY_LOST, Run, RunError, RunStatus
 
 
 def spec_of(*steps: dict[str, Any], **fields: Any) -> PipelineSpec:

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from typing import Any
 
 from hatchway.config import InputLimits
+from hatchway.domain.spec import ActionSpec, coerce_str, is_secret_name
 from hatchway.errors import BadRequest, ValidationFailed
 from hatchway.secrets.box import PREFIX, is_ciphertext
 from hatchway.secrets.redact import HIDDEN
-from hatchway.spec import ActionSpec, coerce_str, is_secret_name
 
 Transform = Callable[[str, str], str]  # (dotted path, value) -> value
 
