@@ -522,7 +522,7 @@ def tokens_revoke(token_id: str) -> None:
 )
 def aws_bootstrap(table: str | None, key: str | None, bucket: str | None) -> None:
     """Create the table, KMS key and bucket the aws backend needs, where AWS_ENDPOINT_URL points (idempotent)."""
-    from hatchway.aws_setup import bootstrap
+    from hatchway.aws.setup import bootstrap
     from hatchway.errors import HatchwayError
 
     settings = _settings(backend="aws", table_name=table, kms_key_id=key, bucket=bucket)

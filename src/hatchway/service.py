@@ -1468,7 +1468,7 @@ def build_gateway(
 
     blobs = None
     if settings.backend == "aws":
-        from hatchway.s3blobs import S3BlobStore
+        from hatchway.aws.s3blobs import S3BlobStore
 
         blobs = S3BlobStore.from_settings(settings)
     return Gateway(

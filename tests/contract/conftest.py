@@ -13,7 +13,7 @@ from tests.awsmock import REGION, localstack_endpoint, moto_in_process
 
 
 def _dynamodb_store(endpoint: str | None) -> BaseStore:
-    from hatchway.aws import AwsClients
+    from hatchway.aws.clients import AwsClients
     from hatchway.store.dynamodb import DynamoDbStore
 
     aws = AwsClients(REGION, endpoint)

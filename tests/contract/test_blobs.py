@@ -22,8 +22,8 @@ def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]
     if request.param == "local-encrypted":
         yield LocalBlobStore(tmp_path / "blobs", local_blob_cipher(tmp_path / "secret.key"))
         return
-    from hatchway.aws import AwsClients
-    from hatchway.s3blobs import S3BlobStore
+    from hatchway.aws.clients import AwsClients
+    from hatchway.aws.s3blobs import S3BlobStore
 
     with moto_in_process():
         aws = AwsClients(REGION)
@@ -99,9 +99,9 @@ def test_encrypted_blobs_are_bound_to_their_name_and_refuse_damage(tmp_path: Pat
 def test_s3_blobs_are_put_with_sse_kms(tmp_path: Path, with_key: bool) -> None:
     from dataclasses import replace
 
-    from hatchway.aws import AwsClients
+    from hatchway.aws.clients import AwsClients
+    from hatchway.aws.s3blobs import PREFIX, S3BlobStore
     from hatchway.config import Settings
-    from hatchway.s3blobs import PREFIX, S3BlobStore
 
     with moto_in_process():
         aws = AwsClients(REGION)

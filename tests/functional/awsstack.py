@@ -17,10 +17,10 @@ from typing import Any
 
 import boto3
 
-from hatchway.aws import AwsClients
+from hatchway.aws.aws_lambda import LambdaExecutor
+from hatchway.aws.clients import AwsClients
 from hatchway.domain.runs import RunStatus
 from hatchway.executors import Executors
-from hatchway.executors.aws_lambda import LambdaExecutor
 from hatchway.executors.process import ProcessExecutor
 from hatchway.remote import run_attempt
 from hatchway.runtime import adapter

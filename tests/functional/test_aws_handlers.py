@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import pytest
 
-from hatchway.aws_setup import bootstrap
+from hatchway.aws.setup import bootstrap
 from hatchway.config import Settings
 from hatchway.domain.runs import Mode, Run, RunStatus, now_ms
 from hatchway.runner import LambdaDispatcher

@@ -21,11 +21,11 @@ from typing import Any
 import boto3
 import pytest
 
-from hatchway.aws import AwsClients
+from hatchway.aws.aws_lambda import LambdaExecutor
+from hatchway.aws.batch import BatchExecutor
+from hatchway.aws.clients import AwsClients
 from hatchway.domain.runs import Run, RunStatus, now_ms
 from hatchway.executors import Executors
-from hatchway.executors.aws_lambda import LambdaExecutor
-from hatchway.executors.batch import BatchExecutor
 from hatchway.executors.http import HttpExecutor
 from hatchway.runner import LambdaDispatcher, claim, run_dispatched
 from hatchway.service import Gateway, RunRequest

@@ -58,8 +58,8 @@ def test_a_hundred_runs_with_five_secrets_cost_one_kms_decrypt(kms_gateway: tupl
 
 
 def test_each_process_decrypts_its_data_key_once(kms_gateway: tuple[Gateway, CallCounter]) -> None:
-    from hatchway.aws import AwsClients
-    from hatchway.secrets.kms import kms_secret_box
+    from hatchway.aws.clients import AwsClients
+    from hatchway.aws.kms import kms_secret_box
 
     gateway, counter = kms_gateway
     ciphertext = gateway.encrypt(ADMIN, "proj_local", "development", "s3cret-value")

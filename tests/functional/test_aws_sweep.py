@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from hatchway.aws.batch import BatchExecutor
+from hatchway.aws.ecs import EcsExecutor
 from hatchway.domain.runs import RunStatus, now_ms
-from hatchway.executors.batch import BatchExecutor
-from hatchway.executors.ecs import EcsExecutor
 from hatchway.remote import claim_for_attempt, handle_event, sweep_remote
 from hatchway.sweeper import sweep
 from tests.awsmock import ACCOUNT, REGION

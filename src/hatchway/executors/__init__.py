@@ -17,9 +17,9 @@ REGISTRY: dict[str, str] = {
     "http": "hatchway.executors.http:HttpExecutor",
     "docker": "hatchway.executors.docker:DockerExecutor",
     "lambda-local": "hatchway.executors.lambda_local:LocalLambdaExecutor",
-    "lambda": "hatchway.executors.aws_lambda:LambdaExecutor",
-    "batch": "hatchway.executors.batch:BatchExecutor",
-    "ecs": "hatchway.executors.ecs:EcsExecutor",
+    "lambda": "hatchway.aws.aws_lambda:LambdaExecutor",
+    "batch": "hatchway.aws.batch:BatchExecutor",
+    "ecs": "hatchway.aws.ecs:EcsExecutor",
 }
 
 EXTRAS = {"docker": "docker", "lambda-local": "docker", "lambda": "aws", "batch": "aws", "ecs": "aws"}

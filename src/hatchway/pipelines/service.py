@@ -12,7 +12,7 @@ so an execution survives a crash of the gateway exactly as its runs do.
 
 On the ``stepfunctions`` engine (AWS) a definition is compiled to a state machine when it is
 defined, an execution starts it, and reading an execution brings its step states up to date from
-the state machine's history (:mod:`hatchway.pipelines.aws`).
+the state machine's history (:mod:`hatchway.aws.stepfunctions`).
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ from hatchway.service import SCOPES, Gateway, Principal, Resolved, RunRequest
 from hatchway.store.base import ActionRecord, Page
 
 if TYPE_CHECKING:
+    from hatchway.aws.stepfunctions import StepFunctionsEngine
     from hatchway.pipelines.advancer import Advancer
-    from hatchway.pipelines.aws import StepFunctionsEngine
 
 log = logging.getLogger("hatchway.pipelines")
 
@@ -122,7 +122,7 @@ class PipelineService:
     @property
     def sfn(self) -> StepFunctionsEngine:
         if self._sfn is None:
-            from hatchway.pipelines.aws import StepFunctionsEngine
+            from hatchway.aws.stepfunctions import StepFunctionsEngine
 
             self._sfn = StepFunctionsEngine.from_settings(self.settings, self)
         return self._sfn

@@ -63,7 +63,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from hatchway.aws import AwsClients, translate
+from hatchway.aws.clients import AwsClients, translate
 from hatchway.domain.pipelines.records import Execution, PipelineHead, PipelineRecord
 from hatchway.domain.runs import LogEntry, Mode, Run, RunStatus, run_id_floor
 from hatchway.errors import InternalError, ValidationFailed

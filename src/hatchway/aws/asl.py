@@ -28,7 +28,7 @@ The machine follows the local engine's rules (:mod:`hatchway.domain.pipelines.pl
   ``ON_TERMINATE`` section (a stopped execution runs nothing more).
 
 State names are the step names (a step's main task) plus suffixes no step name can have, so the
-execution history maps back to step statuses (:func:`hatchway.pipelines.aws.step_states`).
+execution history maps back to step statuses (:func:`hatchway.aws.stepfunctions.step_states`).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from hatchway.aws import AwsClients, error_code, translate
+from hatchway.aws.clients import AwsClients, error_code, translate
 from hatchway.blobs import CHUNK, BlobInfo, BlobStore, ChunkReader, Measured, clean_path
 from hatchway.config import Settings
 

@@ -29,7 +29,7 @@ import threading
 import time
 from typing import Any
 
-from hatchway.aws import AwsClients, error_code, is_unreachable, translate
+from hatchway.aws.clients import AwsClients, error_code, is_unreachable, translate
 from hatchway.config import SYNC_LIMIT_SECONDS, Settings
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import InternalError, ValidationFailed

@@ -1,12 +1,12 @@
 """Pipelines on AWS Step Functions: deploy, start, approve, terminate, and read back step states.
 
 :class:`StepFunctionsEngine` keeps one state machine per pipeline (named from its project,
-environment and name), compiled by :mod:`hatchway.pipelines.asl` and updated on every new version;
+environment and name), compiled by :mod:`hatchway.aws.asl` and updated on every new version;
 each execution is a state machine execution named by the execution's id. Before starting it, the
 engine chooses a run id for every step and passes them in the input, so the history, the Batch
 jobs and ECS tasks (named, or started, by their run ids) and the run records agree. Async steps
-run on the run executors' own job or task definitions (:mod:`hatchway.executors.batch`,
-:mod:`hatchway.executors.ecs`), prepared when the pipeline is defined; their container runs the
+run on the run executors' own job or task definitions (:mod:`hatchway.aws.batch`,
+:mod:`hatchway.aws.ecs`), prepared when the pipeline is defined; their container runs the
 runtime adapter for the step's run, which reads it from the store, decrypts its secrets and
 records its outcome, exactly as for a run started through the API.
 
@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from hatchway.aws.asl import SUFFIXES, Targets, state_machine_definition
 from hatchway.config import Settings
 from hatchway.domain.pipelines import inline
 from hatchway.domain.pipelines.records import Execution, ExecutionStatus, PipelineRecord, StepState, StepStatus
@@ -43,7 +44,6 @@ from hatchway.errors import (
     Unavailable,
     ValidationFailed,
 )
-from hatchway.pipelines.asl import SUFFIXES, Targets, state_machine_definition
 
 if TYPE_CHECKING:
     from hatchway.pipelines.service import PipelineService

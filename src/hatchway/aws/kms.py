@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hatchway.aws import AwsClients, translate
+from hatchway.aws.clients import AwsClients, translate
 from hatchway.secrets.box import EsdkSecretBox
 
 if TYPE_CHECKING:

@@ -25,10 +25,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from hatchway.aws import AwsClients, error_code, translate
+from hatchway.aws.aws_lambda import image_required
+from hatchway.aws.clients import AwsClients, error_code, translate
 from hatchway.config import Settings
 from hatchway.domain.spec import ActionSpec
-from hatchway.executors.aws_lambda import image_required
 from hatchway.executors.base import BaseExecutor, Execution, Invocation, OutputCollector
 
 #: the adapter exits with this when it put the run back in the queue for another attempt (EX_TEMPFAIL)

@@ -18,12 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from hatchway.aws import translate
-from hatchway.domain.runs import Run
-from hatchway.domain.spec import ActionSpec
-from hatchway.errors import InternalError
-from hatchway.executors.aws_lambda import image_required, resource_name
-from hatchway.executors.aws_remote import (
+from hatchway.aws.aws_lambda import image_required, resource_name
+from hatchway.aws.clients import translate
+from hatchway.aws.engines import (
     ADAPTER_MODULE,
     RemoteExecutor,
     StateChange,
@@ -32,6 +29,9 @@ from hatchway.executors.aws_remote import (
     is_missing_definition,
     vcpus,
 )
+from hatchway.domain.runs import Run
+from hatchway.domain.spec import ActionSpec
+from hatchway.errors import InternalError
 
 MAX_ATTEMPTS = 10
 #: jobs per DescribeJobs call (Batch's limit)

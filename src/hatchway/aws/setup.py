@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hatchway.aws import AwsClients, error_code, translate
+from hatchway.aws.clients import AwsClients, error_code, translate
 from hatchway.config import Settings
 from hatchway.store.dynamodb import DynamoDbStore
 

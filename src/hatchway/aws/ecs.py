@@ -14,12 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from hatchway.aws import translate
-from hatchway.domain.runs import Run
-from hatchway.domain.spec import ActionSpec
-from hatchway.errors import InternalError, Unavailable
-from hatchway.executors.aws_lambda import image_required, resource_name
-from hatchway.executors.aws_remote import (
+from hatchway.aws.aws_lambda import image_required, resource_name
+from hatchway.aws.clients import translate
+from hatchway.aws.engines import (
     ADAPTER_MODULE,
     CONTAINER_NAME,
     RemoteExecutor,
@@ -28,6 +25,9 @@ from hatchway.executors.aws_remote import (
     container_exit,
     is_missing_definition,
 )
+from hatchway.domain.runs import Run
+from hatchway.domain.spec import ActionSpec
+from hatchway.errors import InternalError, Unavailable
 
 #: tasks per DescribeTasks call (ECS's limit)
 DESCRIBE_BATCH = 100

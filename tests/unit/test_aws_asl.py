@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hatchway.aws.asl import BATCH_SYNC, ECS_SYNC, LAMBDA_INVOKE, LAMBDA_WAIT, Targets, state_machine_definition
+from hatchway.aws.stepfunctions import machine_name, terminate_arn
 from hatchway.domain.pipelines.spec import PipelineSpec
-from hatchway.pipelines.asl import BATCH_SYNC, ECS_SYNC, LAMBDA_INVOKE, LAMBDA_WAIT, Targets, state_machine_definition
-from hatchway.pipelines.aws import machine_name, terminate_arn
 
 TARGETS = Targets(
     function_arn="arn:aws:lambda:us-east-1:123456789012:function:hatchway-pipelines",
