@@ -18,7 +18,7 @@ from hatchway.domain.spec import ActionSpec
 from hatchway.errors import ValidationFailed
 from hatchway.executors import Executors, make_executors
 from hatchway.executors.base import BaseExecutor, Execution, execution_from_outcome
-from hatchway.executors.docker_engine import (
+from hatchway.executors.containers.engine import (
     ActionImage,
     action_image_tag,
     container_workdir,
@@ -27,7 +27,7 @@ from hatchway.executors.docker_engine import (
     owner_alive,
     owner_token,
 )
-from hatchway.executors.lambda_local import PoolBusy, WarmContainer, WarmPool
+from hatchway.executors.containers.lambda_local import PoolBusy, WarmContainer, WarmPool
 from hatchway.runtime import adapter
 from hatchway.runtime.contract import OutputCollector
 from tests.conftest import make_settings
@@ -293,7 +293,7 @@ class FakeEngine:
     [(256, 512, 250_000_000), (1024, 2048, 1_000_000_000), (4096, 8192, 2_000_000_000)],  # capped at NCPU=2
 )
 def test_run_options_limit_cpus_and_memory_from_compute(tmp_path: Path, vcpu: int, memory: int, nano_cpus: int) -> None:
-    from hatchway.executors.docker_engine import DockerEngine
+    from hatchway.executors.containers.engine import DockerEngine
 
     engine = DockerEngine(None, tmp_path, client=FakeEngine(FakeClock(), 0, IMAGE, ncpu=2).client)
     options = engine.run_options(spec(image_uri="x", compute_requirements={"vCPU": vcpu, "memory": memory}), "run")
@@ -310,7 +310,7 @@ def invocation(deadline: float) -> Any:
 
 
 def test_an_image_pull_does_not_count_against_the_sync_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from hatchway.executors import docker, lambda_local
+    from hatchway.executors.containers import docker, lambda_local
 
     clock = FakeClock()
     monkeypatch.setattr(docker, "time", clock)

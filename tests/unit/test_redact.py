@@ -21,7 +21,7 @@ import pytest
 
 import hatchway
 from hatchway.domain.runs import Mode
-from hatchway.images import RUNTIME_FILES
+from hatchway.executors.containers.images import RUNTIME_FILES
 from hatchway.runtime import contract
 from hatchway.runtime.contract import MAX_LINE_BYTES, OutputCollector
 from hatchway.secrets import redact

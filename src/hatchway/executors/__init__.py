@@ -15,8 +15,8 @@ if TYPE_CHECKING:
 REGISTRY: dict[str, str] = {
     "process": "hatchway.executors.process:ProcessExecutor",
     "http": "hatchway.executors.http:HttpExecutor",
-    "docker": "hatchway.executors.docker:DockerExecutor",
-    "lambda-local": "hatchway.executors.lambda_local:LocalLambdaExecutor",
+    "docker": "hatchway.executors.containers.docker:DockerExecutor",
+    "lambda-local": "hatchway.executors.containers.lambda_local:LocalLambdaExecutor",
     "lambda": "hatchway.aws.aws_lambda:LambdaExecutor",
     "batch": "hatchway.aws.batch:BatchExecutor",
     "ecs": "hatchway.aws.ecs:EcsExecutor",
@@ -165,7 +165,7 @@ def make_executors(settings: Settings) -> Executors:
     name = settings.executor
     is_split = bool(settings.sync_executor or settings.run_executor)
     if name in ("auto", *CONTAINER_EXECUTORS) and not is_split and settings.backend == "embedded":
-        from hatchway.executors.docker_engine import engine_answers
+        from hatchway.executors.containers.engine import engine_answers
 
         if name != "auto" or engine_answers(settings.docker_host):
             from hatchway.executors.containers import container_executors

@@ -13,9 +13,9 @@ from hatchway.config import Settings
 from hatchway.errors import Unavailable
 from hatchway.executors import Executors
 from hatchway.executors.base import BaseExecutor
-from hatchway.executors.docker import DockerExecutor
-from hatchway.executors.docker_engine import DockerEngine
-from hatchway.executors.lambda_local import LocalLambdaExecutor, find_rie
+from hatchway.executors.containers.docker import DockerExecutor
+from hatchway.executors.containers.engine import DockerEngine
+from hatchway.executors.containers.lambda_local import LocalLambdaExecutor, find_rie
 
 
 def container_executors(settings: Settings, name: str) -> Executors:

@@ -1,7 +1,7 @@
 """The local Docker engine, as the container executors use it.
 
-Shared by :class:`~hatchway.executors.docker.DockerExecutor` (a ``docker run`` per attempt) and
-:class:`~hatchway.executors.lambda_local.LocalLambdaExecutor` (warm container Lambdas):
+Shared by :class:`~hatchway.executors.containers.docker.DockerExecutor` (a ``docker run`` per attempt) and
+:class:`~hatchway.executors.containers.lambda_local.LocalLambdaExecutor` (warm container Lambdas):
 
 * **images** - an action's image is its ``image_uri`` (pulled if missing), or its ``docker_config``
   built on this engine and tagged by the digest of the action's effective spec
@@ -62,7 +62,7 @@ PIDS_LIMIT = 1024
 BUILD_LOG_TAIL = 30
 #: a build finished this recently for the same tag is reused (two executors preparing one action)
 FRESH_BUILD_SECONDS = 10.0
-#: a Dockerfile naming hatchway's base image gets it built on first use (see hatchway.images)
+#: a Dockerfile naming hatchway's base image gets it built on first use (see hatchway.executors.containers.images)
 BASE_IMAGE_REF = re.compile(r"hatchway/action-base:([0-9][0-9A-Za-z_.-]*)")
 
 
@@ -425,7 +425,7 @@ class DockerEngine:
         for python in sorted(set(BASE_IMAGE_REF.findall(text))):
             if self.inspect(f"hatchway/action-base:{python}") is not None:
                 continue
-            from hatchway.images import ensure_base
+            from hatchway.executors.containers.images import ensure_base
 
             log.warning("building the base image once", extra={"image": f"hatchway/action-base:{python}"})
             try:

@@ -29,7 +29,7 @@ from hatchway.domain.spec import ActionSpec
 from hatchway.errors import Unavailable, ValidationFailed
 from hatchway.executors import has_image
 from hatchway.executors.base import BaseExecutor, Execution, Invocation, OutputCollector, Workspace, read_outputs
-from hatchway.executors.docker_engine import (
+from hatchway.executors.containers.engine import (
     CONTAINER_DATA_DIR,
     LABEL_CLEANUP,
     LABEL_RUN,

@@ -49,8 +49,8 @@ from hatchway.executors.base import (
     adapter_payload,
     execution_from_outcome,
 )
-from hatchway.executors.docker import DockerExecutor, engine_reason
-from hatchway.executors.docker_engine import (
+from hatchway.executors.containers.docker import DockerExecutor, engine_reason
+from hatchway.executors.containers.engine import (
     LABEL_CLEANUP,
     ActionImage,
     DockerEngine,

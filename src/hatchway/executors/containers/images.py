@@ -13,7 +13,7 @@ build itself needs no network.
 Idempotent and cached: the root file system is built once per Debian suite, and the base image is
 rebuilt only when its inputs change (their hash is a label of the image).
 
-    python -m hatchway.images base [--python 3.11] [--force] [--lambda-python]
+    python -m hatchway.executors.containers.images base [--python 3.11] [--force] [--lambda-python]
 
 ``--lambda-python`` also builds ``hatchway/lambda-python:<python>``, an emulation image of the
 AWS python runtime for ``sam local invoke --invoke-image`` where the public Lambda images
@@ -56,6 +56,9 @@ RUNTIME_FILES = (
     "runtime/rie_bridge.py",
     "runtime/spawn.py",
 )
+#: src/hatchway (what RUNTIME_FILES are relative to) and the source checkout around it
+PACKAGE = Path(__file__).resolve().parents[2]
+CHECKOUT = PACKAGE.parents[1]
 CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 
 Log = Callable[[str], None]
@@ -67,7 +70,7 @@ def base_tag(python: str = DEFAULT_PYTHON) -> str:
 
 def recipe_dir() -> Path:
     """``infra/images`` of this source checkout."""
-    here = Path(__file__).resolve().parents[2] / "infra" / "images"
+    here = CHECKOUT / "infra" / "images"
     if not (here / "Dockerfile").is_file():
         raise Unavailable("infra/images/Dockerfile is not here: build the base image from a hatchway checkout")
     return here
@@ -103,11 +106,10 @@ def _stage(context: Path, python: str, log: Log) -> str:
     digest = hashlib.sha256()
     shutil.copy(recipe / "Dockerfile", context / "Dockerfile")
     digest.update((recipe / "Dockerfile").read_bytes())
-    package = Path(__file__).resolve().parent
     for name in RUNTIME_FILES:
         target = context / "hatchway" / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        data = (package / name).read_bytes()
+        data = (PACKAGE / name).read_bytes()
         target.write_bytes(data)
         digest.update(name.encode() + b"\0" + data)
     wheels = context / "wheels"
@@ -204,7 +206,7 @@ def _project_requirements() -> tuple[str, ...]:
     """hatchway's dependencies with the ``aws`` extra (the deployed functions use the aws backend)."""
     import tomllib
 
-    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    pyproject = CHECKOUT / "pyproject.toml"
     with pyproject.open("rb") as handle:
         project = tomllib.load(handle)["project"]
     return (*project["dependencies"], *project.get("optional-dependencies", {}).get("aws", []))
@@ -255,7 +257,9 @@ def ensure_base(client: Any, python: str = DEFAULT_PYTHON, log: Log | None = Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hatchway.images", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m hatchway.executors.containers.images", description=__doc__.split("\n\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     base = sub.add_parser("base", help="build hatchway/action-base:<python>")
     base.add_argument("--python", default=DEFAULT_PYTHON)
@@ -265,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     from hatchway.config import Settings
-    from hatchway.executors.docker_engine import docker_client
+    from hatchway.executors.containers.engine import docker_client
 
     try:
         client = docker_client(Settings.from_env().docker_host)
