@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from hatchway.cli_table import FLAG, JSON, LIMIT, REPEATED, STATUS, Arg, Commands, echo, existing_file
+from hatchway.cli._table import FLAG, JSON, LIMIT, REPEATED, STATUS, Arg, Commands, echo, existing_file
 
 TYPE_CHECKING = False  # `import typing` costs ~4 ms of start-up; mypy treats this name as True
 if TYPE_CHECKING:

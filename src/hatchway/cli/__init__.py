@@ -1,6 +1,6 @@
 """The ``hatchway`` command line: serve the gateway, run workers, and talk to a gateway's API.
 
-Commands are declared in :mod:`hatchway.cli_table`'s table and parsed with argparse. Heavy modules
+Commands are declared in :mod:`hatchway.cli._table`'s table and parsed with argparse. Heavy modules
 (the server, uvicorn, httpx, rich, the service) are imported inside the commands that need them, so
 ``hatchway --help`` stays quick. The server URL and token come from ``--url``/``--token``, then
 ``HATCHWAY_URL``/``HATCHWAY_TOKEN``, then ``$HATCHWAY_HOME/token``.
@@ -12,8 +12,8 @@ import os
 import sys
 import time
 
-from hatchway.cli_pipelines import executions_app, pipelines_app
-from hatchway.cli_table import FLAG, JSON, LIMIT, NEGATABLE, REPEATED, STATUS, Arg, Commands, echo, existing_file, path
+from hatchway.cli._table import FLAG, JSON, LIMIT, NEGATABLE, REPEATED, STATUS, Arg, Commands, echo, existing_file, path
+from hatchway.cli.pipelines import executions_app, pipelines_app
 
 TYPE_CHECKING = False  # `import typing` costs ~4 ms of start-up; mypy treats this name as True
 if TYPE_CHECKING:
@@ -167,7 +167,7 @@ def serve(
             _fail("--dev-cert makes its own certificate; leave out --tls-cert/--tls-key")
         import socket
 
-        from hatchway.tls import dev_certificate
+        from hatchway.cli.tls import dev_certificate
 
         made = dev_certificate(settings.home / "tls", [host, socket.gethostname()])
         tls_cert, tls_key = made.cert, made.key
@@ -208,7 +208,7 @@ def worker(home: Path | None, workers: int | None, executor: str | None) -> None
 )
 def init(name: str, directory: Path | None) -> None:
     """Scaffold an action project: action.json, an entry script, a Dockerfile and a test."""
-    from hatchway.scaffold import scaffold
+    from hatchway.cli.scaffold import scaffold
 
     try:
         target = scaffold(name, directory or path(name))
