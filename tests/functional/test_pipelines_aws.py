@@ -24,8 +24,8 @@ import pytest
 from hatchway.aws.asl import Targets
 from hatchway.aws.stepfunctions import PipelineFunction, StepFunctionsEngine
 from hatchway.client import Client, ConflictResponse, NotFoundResponse
-from hatchway.pipelines.service import PipelineService
 from hatchway.service import Gateway
+from hatchway.services.pipelines.service import PipelineService
 from tests.conftest import inprocess_client
 from tests.functional.stages import base, execute, execution, explain, put, stage, statuses, step
 from tests.helpers import wait_until

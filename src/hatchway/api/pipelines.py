@@ -26,7 +26,7 @@ from hatchway.api.common import (
 )
 from hatchway.api.common import principal as common_principal
 from hatchway.domain.pipelines.spec import PipelineSpec, Scalar
-from hatchway.pipelines.service import PipelineService
+from hatchway.services.pipelines.service import PipelineService
 from hatchway.store.base import DEFAULT_PAGE
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ records, and opaque tenant-bound pagination cursors. A backend (``sqlite.py``, `
 implements only the ``_``-prefixed primitives: get/put/conditional-update of a handful of record
 kinds. The same contract suite (``tests/contract``) runs against every backend.
 
-Pipelines (:mod:`hatchway.pipelines`) add two record kinds with the same discipline: definition
+Pipelines (:mod:`hatchway.domain.pipelines.records`) add two record kinds with the same discipline: definition
 versions behind a head (like actions) and executions written whole with compare-and-set on a
 revision (like runs). Their primitives raise ``NotImplementedError`` until a backend provides
 them, so a store without pipelines keeps working for everything else.

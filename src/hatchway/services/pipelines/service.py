@@ -6,7 +6,7 @@ runs, sync calls, cancel): every step of an execution is an ordinary run with it
 attempts, retries, timeout and logs. The service adds definitions (versioned, secrets encrypted
 on receipt), executions (one record per execution, compare-and-set like runs) and, on the local
 engine, the effects of :func:`hatchway.domain.pipelines.plan.plan`: create the run of a step that has
-started, cancel the run of a step that must stop. A :class:`~hatchway.pipelines.advancer.Advancer`
+started, cancel the run of a step that must stop. A :class:`~hatchway.services.pipelines.advancer.Advancer`
 in the worker pool calls :meth:`PipelineService.advance` when a step's run ends and on a timer,
 so an execution survives a crash of the gateway exactly as its runs do.
 
@@ -70,7 +70,7 @@ from hatchway.store.base import ActionRecord, Page
 
 if TYPE_CHECKING:
     from hatchway.aws.stepfunctions import StepFunctionsEngine
-    from hatchway.pipelines.advancer import Advancer
+    from hatchway.services.pipelines.advancer import Advancer
 
 log = logging.getLogger("hatchway.pipelines")
 
@@ -743,7 +743,7 @@ class PipelineService:
 
     def start_advancer(self) -> None:
         """Advance local executions in the background (the worker pool calls this)."""
-        from hatchway.pipelines.advancer import Advancer
+        from hatchway.services.pipelines.advancer import Advancer
 
         with self._lock:
             if self._advancer is None and self.engine_name == "local":
