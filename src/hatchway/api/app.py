@@ -49,8 +49,8 @@ from hatchway.api.common import (
 )
 from hatchway.api.common import principal as common_principal
 from hatchway.api.compat import raw_routes, serve_raw
-from hatchway.api.direct import DirectRoutes
 from hatchway.api.errors import dumps, error_answer, unexpected_answer, validation_details
+from hatchway.api.fastpath import DirectRoutes
 from hatchway.api.models import EncryptRequest, ProjectCreate, RunRequestBody, TokenCreate
 from hatchway.api.resolver import ThreadSafeHttpResolver
 from hatchway.api.throttle import FailureBudget
