@@ -1,6 +1,6 @@
 """Start a gateway process: logging, wiring, the default project and token, examples, serving.
 
-Used by ``hatchway serve`` and ``hatchway worker``; kept out of ``cli.py`` so the CLI's help stays
+Used by ``hatchway serve`` and ``hatchway worker``; kept out of ``hatchway.cli`` so the CLI's help stays
 cheap and so tests can start the same thing in-process.
 """
 
