@@ -33,9 +33,9 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from hatchway.aws.engines import RETRY_EXIT_CODE, RemoteExecutor, StateChange, owner_engine
+from hatchway.aws.engines import RETRY_EXIT_CODE, RemoteExecutor, owner_engine
 from hatchway.config import Settings, container_identity
-from hatchway.domain.runs import Run, RunError, RunStatus, now_ms
+from hatchway.domain.runs import Run, RunError, RunStatus, StateChange, now_ms
 from hatchway.errors import Conflict, NotFound, TransitionConflict, new_exception_id
 
 if TYPE_CHECKING:

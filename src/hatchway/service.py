@@ -12,7 +12,6 @@ import contextlib
 import functools
 import hashlib
 import hmac
-import json
 import logging
 import os
 import secrets as pysecrets
@@ -20,7 +19,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +28,15 @@ from hatchway.cache import ResultCache, check_tag
 from hatchway.callbacks import Callbacks, check_url
 from hatchway.config import Settings
 from hatchway.domain import parameters as params
+from hatchway.domain.actions import ActionRecord, Resolved
 from hatchway.domain.parameters import fill_session, has_session_placeholders
+from hatchway.domain.records import MAX_PAGE, Page
 from hatchway.domain.runs import (
     LogEntry,
     Mode,
     Run,
     RunError,
+    RunRequest,
     RunStatus,
     backoff_seconds,
     iso,
@@ -49,6 +51,7 @@ from hatchway.domain.spec import (
     is_secret_name,
     parse_spec,
 )
+from hatchway.domain.tenants import Project, TokenRecord
 from hatchway.errors import (
     ActionAppError,
     ActionTimeout,
@@ -80,7 +83,7 @@ from hatchway.secrets.box import SecretBox, is_ciphertext, local_blob_cipher
 from hatchway.secrets.redact import ACTIVE_SECRETS, Redactor
 from hatchway.sessions import SessionTypes
 from hatchway.stash import FileStashes
-from hatchway.store.base import MAX_PAGE, ActionRecord, BaseStore, Page, Project, TokenRecord
+from hatchway.store.base import BaseStore
 
 log = logging.getLogger("hatchway")
 
@@ -104,49 +107,6 @@ class Principal:
     @property
     def is_global_admin(self) -> bool:
         return self.project_id is None
-
-
-@dataclass
-class RunRequest:
-    """A run or sync call as the API received it (already shape-validated)."""
-
-    parameters: dict[str, Any] = field(default_factory=dict)
-    version: int | None = None
-    digest: str | None = None
-    timeout_seconds: int | None = None
-    retries: int | None = None
-    external_user_id: str | None = None
-    #: Ductape's request records (body, query, params, headers): config.json's ``input``
-    input: dict[str, Any] | None = None
-    #: project files placed in ``in/`` for actions that download their inputs
-    inputs: list[str] = field(default_factory=list)
-    #: a file stash: "NEW" / "" / True for a new one, or an existing id
-    stash_id: str | bool | None = None
-    #: a cache tag (sync calls): a fresh stored answer is reused
-    cache: str | None = None
-    #: a session {tag, token}: a JWT whose claims fill $Session{...} placeholders
-    session: dict[str, Any] | None = None
-    #: where the final run record is POSTed (signed)
-    callback_url: str | None = None
-    #: extra top-level keys of config.json (Keboola's ``runtime``)
-    config: dict[str, Any] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
-    #: seconds before the first retry (None: the action's ``retry.interval_seconds``)
-    retry_interval_seconds: float | None = None
-
-    def fingerprint(self, route: str) -> str:
-        body = {"route": route, **{k: v for k, v in vars(self).items() if k != "session"}}
-        if self.session is not None:
-            body["session"] = hashlib.sha256(json.dumps(self.session, sort_keys=True).encode()).hexdigest()
-        return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
-
-
-@dataclass
-class Resolved:
-    """An action version with its effective spec (inheritance applied)."""
-
-    record: ActionRecord
-    spec: ActionSpec
 
 
 def hash_secret(secret: str) -> str:

@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 
+from hatchway.domain.actions import ActionHead, ActionRecord
 from hatchway.domain.runs import LogEntry, Mode, Run, RunError, RunStatus, new_run_id, now_ms
 from hatchway.domain.spec import digest_of
+from hatchway.domain.tenants import Project, TokenRecord
 from hatchway.errors import Conflict, NotFound, TransitionConflict, ValidationFailed
-from hatchway.store.base import ActionHead, ActionRecord, BaseStore, Project, TokenRecord
+from hatchway.store.base import BaseStore
 from tests.helpers import wait_until
 
 P, Q = "proj_one", "proj_two"
@@ -689,7 +691,7 @@ def test_racing_requests_with_one_key_have_one_owner(store: BaseStore) -> None:
 def doc(
     name: str, body: dict[str, Any] | None = None, project: str = P, env: str = DEV, kind: str = "k", **kw: Any
 ) -> Any:
-    from hatchway.store.base import Document
+    from hatchway.domain.records import Document
 
     return Document(project, env, kind, name, body if body is not None else {"name": name}, **kw)
 

@@ -554,7 +554,7 @@ def test_an_empty_or_true_stash_id_creates_a_stash(client: Client, new: Any) -> 
 
 
 def test_an_expired_stash_is_a_404_and_its_files_go(gateway: Gateway, client: Client) -> None:
-    from hatchway.store.base import Document
+    from hatchway.domain.records import Document
 
     client.register_action(example("pipedream-action"))
     connect = f"/v1/connect/{client.project}/actions/run"

@@ -55,8 +55,10 @@ from hatchway.api.models import EncryptRequest, ProjectCreate, RunRequestBody, T
 from hatchway.api.resolver import ThreadSafeHttpResolver
 from hatchway.api.throttle import FailureBudget
 from hatchway.api.validation import CompiledRequestValidation
+from hatchway.domain.actions import ActionRecord
 from hatchway.domain.parameters import json_too_deep
-from hatchway.domain.runs import LogEntry
+from hatchway.domain.records import DEFAULT_PAGE
+from hatchway.domain.runs import LogEntry, RunRequest
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import (
     Forbidden,
@@ -67,8 +69,7 @@ from hatchway.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from hatchway.service import Gateway, Principal, RunRequest
-from hatchway.store.base import DEFAULT_PAGE, ActionRecord
+from hatchway.service import Gateway, Principal
 
 log = logging.getLogger("hatchway.api")
 #: the OAuth client-credentials exchange: public, but its client secret is a token

@@ -26,8 +26,8 @@ from hatchway.api.common import (
 )
 from hatchway.api.common import principal as common_principal
 from hatchway.domain.pipelines.spec import PipelineSpec, Scalar
+from hatchway.domain.records import DEFAULT_PAGE
 from hatchway.services.pipelines.service import PipelineService
-from hatchway.store.base import DEFAULT_PAGE
 
 if TYPE_CHECKING:
     from hatchway.api.app import Api

@@ -20,16 +20,8 @@ from typing import Any
 
 from hatchway.aws.aws_lambda import image_required, resource_name
 from hatchway.aws.clients import translate
-from hatchway.aws.engines import (
-    ADAPTER_MODULE,
-    RemoteExecutor,
-    StateChange,
-    as_int,
-    chunks,
-    is_missing_definition,
-    vcpus,
-)
-from hatchway.domain.runs import Run
+from hatchway.aws.engines import ADAPTER_MODULE, RemoteExecutor, as_int, chunks, is_missing_definition, vcpus
+from hatchway.domain.runs import Run, StateChange
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import InternalError
 

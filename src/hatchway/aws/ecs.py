@@ -20,12 +20,11 @@ from hatchway.aws.engines import (
     ADAPTER_MODULE,
     CONTAINER_NAME,
     RemoteExecutor,
-    StateChange,
     chunks,
     container_exit,
     is_missing_definition,
 )
-from hatchway.domain.runs import Run
+from hatchway.domain.runs import Run, StateChange
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import InternalError, Unavailable
 

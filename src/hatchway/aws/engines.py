@@ -22,12 +22,12 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 from hatchway.aws.aws_lambda import image_required
 from hatchway.aws.clients import AwsClients, error_code, translate
 from hatchway.config import Settings
+from hatchway.domain.runs import StateChange
 from hatchway.domain.spec import ActionSpec
 from hatchway.executors.base import BaseExecutor, Execution, Invocation, OutputCollector
 
@@ -38,23 +38,6 @@ CONTAINER_NAME = "action"
 PROJECT_TAG = "hatchway-project"
 #: the engine's own time limit is a backstop beyond the adapter's deadline
 TIMEOUT_GRACE_SECONDS = 60
-
-
-@dataclass
-class StateChange:
-    """What a Batch or ECS state-change event says about one run.
-
-    ``phase``: ``running``; ``succeeded`` / ``failed`` (a Batch job, after its last attempt);
-    ``stopped`` (an ECS task: one attempt). ``attempt`` is the engine's attempt number if known.
-    """
-
-    run_id: str
-    external_id: str
-    phase: str
-    exit_code: int | None = None
-    reason: str | None = None
-    attempt: int | None = None
-    engine: str = "batch"
 
 
 def vcpus(units: int) -> str:

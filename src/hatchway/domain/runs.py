@@ -8,9 +8,12 @@ run waits between attempts, so a retry is ``INPROGRESS -> ENQUEUED`` with a late
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -246,3 +249,181 @@ def preview(entries: list[LogEntry]) -> list[LogEntry]:
     if len(entries) <= OS_PREVIEW_HEAD + OS_PREVIEW_TAIL:
         return list(entries)
     return entries[:OS_PREVIEW_HEAD] + entries[-OS_PREVIEW_TAIL:]
+
+
+@dataclass
+class RunRequest:
+    """A run or sync call as the API received it (already shape-validated)."""
+
+    parameters: dict[str, Any] = field(default_factory=dict)
+    version: int | None = None
+    digest: str | None = None
+    timeout_seconds: int | None = None
+    retries: int | None = None
+    external_user_id: str | None = None
+    #: Ductape's request records (body, query, params, headers): config.json's ``input``
+    input: dict[str, Any] | None = None
+    #: project files placed in ``in/`` for actions that download their inputs
+    inputs: list[str] = field(default_factory=list)
+    #: a file stash: "NEW" / "" / True for a new one, or an existing id
+    stash_id: str | bool | None = None
+    #: a cache tag (sync calls): a fresh stored answer is reused
+    cache: str | None = None
+    #: a session {tag, token}: a JWT whose claims fill $Session{...} placeholders
+    session: dict[str, Any] | None = None
+    #: where the final run record is POSTed (signed)
+    callback_url: str | None = None
+    #: extra top-level keys of config.json (Keboola's ``runtime``)
+    config: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    #: seconds before the first retry (None: the action's ``retry.interval_seconds``)
+    retry_interval_seconds: float | None = None
+
+    def fingerprint(self, route: str) -> str:
+        body = {"route": route, **{k: v for k, v in vars(self).items() if k != "session"}}
+        if self.session is not None:
+            body["session"] = hashlib.sha256(json.dumps(self.session, sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass
+class StateChange:
+    """What a Batch or ECS state-change event says about one run.
+
+    ``phase``: ``running``; ``succeeded`` / ``failed`` (a Batch job, after its last attempt);
+    ``stopped`` (an ECS task: one attempt). ``attempt`` is the engine's attempt number if known.
+    """
+
+    run_id: str
+    external_id: str
+    phase: str
+    exit_code: int | None = None
+    reason: str | None = None
+    attempt: int | None = None
+    engine: str = "batch"
+
+
+# ---------------------------------------------------------------------------------------------
+# what stores keep and answer about runs
+
+
+def run_to_dict(run: Run) -> dict[str, Any]:
+    """Everything of a run as plain JSON-able data (backends store it as they like)."""
+    return {
+        "id": run.id,
+        "project_id": run.project_id,
+        "environment": run.environment,
+        "action_name": run.action_name,
+        "action_version": run.action_version,
+        "action_digest": run.action_digest,
+        "invoked": run.invoked,
+        "mode": run.mode.value,
+        "status": run.status.value,
+        "status_reason": run.status_reason,
+        "attempt": run.attempt,
+        "max_attempts": run.max_attempts,
+        "parameters": run.parameters,
+        "ret": run.ret,
+        "exports": run.exports,
+        "os": [[e.seq, e.k, e.ts, e.msg, e.err] for e in run.os],
+        "error": run.error.to_dict() if run.error else None,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "duration_ms": run.duration_ms,
+        "external_user_id": run.external_user_id,
+        "idempotency_key": run.idempotency_key,
+        "timeout_seconds": run.timeout_seconds,
+        "retry_interval_seconds": run.retry_interval_seconds,
+        "options": run.options,
+        "available_at": run.available_at,
+        "lease_owner": run.lease_owner,
+        "lease_until": run.lease_until,
+        "lost_attempts": run.lost_attempts,
+        "external_id": run.external_id,
+    }
+
+
+def run_from_dict(data: dict[str, Any]) -> Run:
+    return Run(
+        id=data["id"],
+        project_id=data["project_id"],
+        environment=data["environment"],
+        action_name=data["action_name"],
+        action_version=int(data["action_version"]),
+        action_digest=data["action_digest"],
+        invoked=data["invoked"],
+        mode=Mode(data["mode"]),
+        status=RunStatus(data["status"]),
+        status_reason=data.get("status_reason"),
+        attempt=int(data["attempt"]),
+        max_attempts=int(data["max_attempts"]),
+        parameters=data.get("parameters") or {},
+        ret=data.get("ret"),
+        exports=data.get("exports") or {},
+        os=[LogEntry(seq=s, k=k, ts=ts, msg=m, err=e) for s, k, ts, m, e in data.get("os") or []],
+        error=RunError.from_dict(data.get("error")),
+        created_at=int(data["created_at"]),
+        started_at=data.get("started_at"),
+        finished_at=data.get("finished_at"),
+        duration_ms=data.get("duration_ms"),
+        external_user_id=data.get("external_user_id"),
+        idempotency_key=data.get("idempotency_key"),
+        timeout_seconds=int(data.get("timeout_seconds") or 0),
+        retry_interval_seconds=float(data.get("retry_interval_seconds") or 0),
+        options=data.get("options") or {},
+        available_at=int(data.get("available_at") or 0),
+        lease_owner=data.get("lease_owner"),
+        lease_until=data.get("lease_until"),
+        lost_attempts=int(data.get("lost_attempts") or 0),
+        external_id=data.get("external_id"),
+    )
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The few fields of a run that statistics need (see :meth:`hatchway.ports.RunRepo.run_summaries`)."""
+
+    action_name: str
+    invoked: str
+    mode: str
+    status: str
+    created_at: int
+    started_at: int | None
+    finished_at: int | None
+    duration_ms: int | None
+
+    @classmethod
+    def of(cls, run: Run) -> RunSummary:
+        return cls(
+            run.action_name,
+            run.invoked,
+            run.mode.value,
+            run.status.value,
+            run.created_at,
+            run.started_at,
+            run.finished_at,
+            run.duration_ms,
+        )
+
+
+@dataclass(frozen=True)
+class ActiveCount:
+    """How many runs of one tenant are in one unfinished status."""
+
+    project_id: str
+    environment: str
+    mode: str
+    status: str
+    count: int
+
+
+#: called after a run is created (``src`` None) or changes status; see :meth:`hatchway.ports.RunRepo.observe`
+RunObserver = Callable[[Run, "RunStatus | None"], None]
+
+
+@dataclass
+class SweepResult:
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    terminated: list[str] = field(default_factory=list)

@@ -12,8 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from hatchway.domain.runs import RunStatus, iso
-from hatchway.store.base import ActiveCount, RunSummary
+from hatchway.domain.runs import ActiveCount, RunStatus, RunSummary, iso
 
 
 @dataclass(frozen=True)

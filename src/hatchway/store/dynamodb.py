@@ -64,23 +64,23 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from hatchway.aws.clients import AwsClients, translate
+from hatchway.domain.actions import ActionHead, ActionRecord
 from hatchway.domain.pipelines.records import Execution, PipelineHead, PipelineRecord
-from hatchway.domain.runs import LogEntry, Mode, Run, RunStatus, run_id_floor
-from hatchway.errors import InternalError, ValidationFailed
-from hatchway.store.base import (
-    MAX_PAGE,
-    ActionHead,
-    ActionRecord,
+from hatchway.domain.records import MAX_PAGE, Document, IdempotencyRecord
+from hatchway.domain.runs import (
     ActiveCount,
-    BaseStore,
-    Document,
-    IdempotencyRecord,
-    Project,
+    LogEntry,
+    Mode,
+    Run,
+    RunStatus,
     RunSummary,
-    TokenRecord,
     run_from_dict,
+    run_id_floor,
     run_to_dict,
 )
+from hatchway.domain.tenants import Project, TokenRecord
+from hatchway.errors import InternalError, ValidationFailed
+from hatchway.store.base import BaseStore
 
 if TYPE_CHECKING:
     from hatchway.config import Settings

@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hatchway.domain.actions import ActionRecord, Resolved
 from hatchway.domain.pipelines import inline
 from hatchway.domain.pipelines.plan import plan
 from hatchway.domain.pipelines.records import (
@@ -51,7 +52,8 @@ from hatchway.domain.pipelines.spec import (
     parse_pipeline,
     render,
 )
-from hatchway.domain.runs import Mode, Run, iso, new_run_id, now_ms
+from hatchway.domain.records import Page
+from hatchway.domain.runs import Mode, Run, RunRequest, iso, new_run_id, now_ms
 from hatchway.domain.spec import RUN_ACTION, coerce_str, digest_of, is_secret_name
 from hatchway.errors import (
     ActionFailed,
@@ -65,8 +67,7 @@ from hatchway.errors import (
 )
 from hatchway.secrets.box import ANY_ACTION, is_ciphertext
 from hatchway.secrets.redact import HIDDEN
-from hatchway.service import SCOPES, Gateway, Principal, Resolved, RunRequest
-from hatchway.store.base import ActionRecord, Page
+from hatchway.service import SCOPES, Gateway, Principal
 
 if TYPE_CHECKING:
     from hatchway.aws.stepfunctions import StepFunctionsEngine
