@@ -29,6 +29,7 @@ from hatchway.callbacks import Callbacks, check_url
 from hatchway.config import Settings
 from hatchway.domain import parameters as params
 from hatchway.domain.actions import ActionRecord, Resolved
+from hatchway.domain.attempts import BaseExecutor, Execution, Invocation, Verdict, judge
 from hatchway.domain.parameters import fill_session, has_session_placeholders
 from hatchway.domain.records import MAX_PAGE, Page
 from hatchway.domain.runs import (
@@ -72,13 +73,13 @@ from hatchway.errors import (
     rebuild_error,
 )
 from hatchway.executors import Executors
-from hatchway.executors.base import BaseExecutor, Execution, Invocation, OutputCollector, Verdict, Workspace, judge
 from hatchway.executors.journal import owner_alive, start_time
 from hatchway.faults import CrashPoints
 from hatchway.net import allowed_networks
 from hatchway.observability.logs import log_context
 from hatchway.observability.metrics import make_recorder
 from hatchway.observability.tracing import current_traceparent, instrument_store, span
+from hatchway.runtime.contract import OutputCollector, Workspace
 from hatchway.secrets.box import SecretBox, is_ciphertext, local_blob_cipher
 from hatchway.secrets.redact import ACTIVE_SECRETS, Redactor
 from hatchway.sessions import SessionTypes

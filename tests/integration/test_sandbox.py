@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from hatchway.client import Client
+from hatchway.domain.attempts import Invocation
 from hatchway.domain.runs import Mode
 from hatchway.domain.spec import parse_spec
-from hatchway.executors.base import Invocation
 from hatchway.executors.process import ProcessExecutor
 from hatchway.executors.sandbox import Cgroups, Sandbox, UidPool, bwrap_works
 from hatchway.runtime import confine

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from hatchway.domain.attempts import BaseExecutor, Execution, execution_from_outcome
 from hatchway.domain.runs import Mode
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import ValidationFailed
 from hatchway.executors import Executors, make_executors
-from hatchway.executors.base import BaseExecutor, Execution, execution_from_outcome
 from hatchway.executors.containers.engine import (
     ActionImage,
     action_image_tag,
@@ -303,7 +303,7 @@ def test_run_options_limit_cpus_and_memory_from_compute(tmp_path: Path, vcpu: in
 
 
 def invocation(deadline: float) -> Any:
-    from hatchway.executors.base import Invocation
+    from hatchway.domain.attempts import Invocation
 
     return Invocation("run_1", "p", "e", "a", 1, "sha256:" + "0" * 64, "go", Mode.SYNC,
                       spec(image_uri="x", sync_actions=["go"]), {}, 1, deadline)  # fmt: skip

@@ -6,8 +6,8 @@ import base64
 import json
 from urllib.parse import quote
 
+from hatchway.domain.attempts import Execution, judge, user_message
 from hatchway.domain.runs import Mode, RunStatus
-from hatchway.executors.base import Execution, judge, user_message
 from hatchway.runtime.contract import OutputCollector
 from hatchway.secrets.redact import HIDDEN, Redactor
 

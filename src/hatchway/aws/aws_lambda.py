@@ -9,7 +9,7 @@ installed, and no ENTRYPOINT of its own matters. The function is immutable in pr
 spec has a new digest and so a new function.
 
 A sync call is one synchronous ``Invoke`` (``RequestResponse``) whose payload is the runtime
-adapter's invocation (:func:`~hatchway.executors.base.adapter_payload`: config.json, argv, env,
+adapter's invocation (:func:`~hatchway.domain.attempts.adapter_payload`: config.json, argv, env,
 time left); the adapter's outcome maps to the API's answers exactly as a local process does.
 Lambda's own failures map as the contract wants: a function error (the adapter crashed, ran out of
 memory) is an application error (500), a Lambda timeout a timeout (504), throttling, a function
@@ -31,16 +31,10 @@ from typing import Any
 
 from hatchway.aws.clients import AwsClients, error_code, is_unreachable, translate
 from hatchway.config import SYNC_LIMIT_SECONDS, Settings
+from hatchway.domain.attempts import BaseExecutor, Execution, Invocation, adapter_payload, execution_from_outcome
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import InternalError, ValidationFailed
-from hatchway.executors.base import (
-    BaseExecutor,
-    Execution,
-    Invocation,
-    OutputCollector,
-    adapter_payload,
-    execution_from_outcome,
-)
+from hatchway.runtime.contract import OutputCollector
 
 FILES_UNSUPPORTED = "file stashes and input files are not available for Lambda sync actions yet"
 MIN_MEMORY, MAX_MEMORY = 128, 10240

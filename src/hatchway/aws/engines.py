@@ -27,9 +27,10 @@ from typing import Any
 from hatchway.aws.aws_lambda import image_required
 from hatchway.aws.clients import AwsClients, error_code, translate
 from hatchway.config import Settings
+from hatchway.domain.attempts import BaseExecutor, Execution, Invocation
 from hatchway.domain.runs import StateChange
 from hatchway.domain.spec import ActionSpec
-from hatchway.executors.base import BaseExecutor, Execution, Invocation, OutputCollector
+from hatchway.runtime.contract import OutputCollector
 
 #: the adapter exits with this when it put the run back in the queue for another attempt (EX_TEMPFAIL)
 RETRY_EXIT_CODE = 75

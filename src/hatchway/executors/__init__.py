@@ -1,4 +1,7 @@
-"""Where actions run: host processes, Docker, Lambda, Batch, ECS. See ``base.py`` for the contract."""
+"""Where actions run: host processes, Docker, Lambda, Batch, ECS.
+
+The contract they share (invocation, outcome, verdict) is :mod:`hatchway.domain.attempts`.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hatchway.config import Settings
+    from hatchway.domain.attempts import BaseExecutor
     from hatchway.domain.runs import Mode
     from hatchway.domain.spec import ActionSpec
-    from hatchway.executors.base import BaseExecutor
 
 #: executor name -> "module:Class"; modules are imported only when the executor is used
 REGISTRY: dict[str, str] = {

@@ -18,11 +18,12 @@ from typing import Any
 from urllib.parse import quote
 
 from hatchway.config import Settings
+from hatchway.domain.attempts import BaseExecutor, Execution, Invocation
 from hatchway.domain.runs import Mode
 from hatchway.domain.spec import ActionSpec, coerce_str
 from hatchway.errors import BadRequest
-from hatchway.executors.base import BaseExecutor, Execution, Invocation, OutputCollector
 from hatchway.net import DestinationRefused, IPNetwork, allowed_networks, guarded_client, refused_cause
+from hatchway.runtime.contract import OutputCollector
 
 PLACEHOLDER = re.compile(r"\{(params|query|body|headers|parameters)\.([^{}]+)\}")
 MAX_BODY_BYTES = 6 * 1024 * 1024

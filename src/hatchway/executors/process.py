@@ -36,20 +36,14 @@ import time
 from pathlib import Path
 
 from hatchway.config import Settings
+from hatchway.domain.attempts import BaseExecutor, Execution, Invocation, read_outputs
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import ValidationFailed
-from hatchway.executors.base import (
-    BaseExecutor,
-    Execution,
-    Invocation,
-    OutputCollector,
-    Workspace,
-    read_outputs,
-)
 from hatchway.executors.journal import Journal, boot_ticks, owner_alive, start_time
 from hatchway.executors.journal import recover as recover_journals
 from hatchway.executors.sandbox import Confinement, Sandbox, reachable_by_others
 from hatchway.executors.spares import Spares
+from hatchway.runtime.contract import OutputCollector, Workspace
 from hatchway.runtime.spawn import Janitor, ProcessReaper, enable_subreaper, spawn
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"

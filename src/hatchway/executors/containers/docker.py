@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from hatchway.config import Settings
+from hatchway.domain.attempts import BaseExecutor, Execution, Invocation, read_outputs
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import Unavailable, ValidationFailed
 from hatchway.executors import has_image
-from hatchway.executors.base import BaseExecutor, Execution, Invocation, OutputCollector, Workspace, read_outputs
 from hatchway.executors.containers.engine import (
     CONTAINER_DATA_DIR,
     LABEL_CLEANUP,
@@ -40,6 +40,7 @@ from hatchway.executors.containers.engine import (
     effective_argv,
     give_to,
 )
+from hatchway.runtime.contract import OutputCollector, Workspace
 
 #: the container's temporary directory: the workspace's tmp/, bind-mounted
 CONTAINER_TMP = "/tmp"  # noqa: S108 - inside the container

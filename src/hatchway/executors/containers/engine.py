@@ -40,8 +40,8 @@ from hatchway.errors import Unavailable, ValidationFailed
 from hatchway.executors.sandbox import allows_network
 
 if TYPE_CHECKING:
+    from hatchway.domain.attempts import Invocation
     from hatchway.domain.spec import ActionSpec
-    from hatchway.executors.base import Invocation
 
 log = logging.getLogger("hatchway.docker")
 

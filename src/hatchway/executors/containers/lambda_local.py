@@ -3,8 +3,8 @@
 This is the production path of a sync action, run locally: the action's image is started as a
 Lambda function under the Runtime Interface Emulator (the binary that ships in ``aws-sam-cli``,
 bind-mounted read-only) with ``awslambdaric`` and :mod:`hatchway.runtime.adapter` as the
-handler - the same adapter, the same invocation payload (:func:`~hatchway.executors.base.adapter_payload`)
-and the same outcome (:func:`~hatchway.executors.base.execution_from_outcome`) as on AWS.
+handler - the same adapter, the same invocation payload (:func:`~hatchway.domain.attempts.adapter_payload`)
+and the same outcome (:func:`~hatchway.domain.attempts.execution_from_outcome`) as on AWS.
 
 Containers stay warm: the first call of an action version starts one, later calls reuse it.
 A :class:`WarmPool` keeps at most ``pool_size`` containers per (project, environment, digest,
@@ -39,16 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from hatchway.config import Settings
+from hatchway.domain.attempts import BaseExecutor, Execution, Invocation, adapter_payload, execution_from_outcome
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import Unavailable
-from hatchway.executors.base import (
-    BaseExecutor,
-    Execution,
-    Invocation,
-    OutputCollector,
-    adapter_payload,
-    execution_from_outcome,
-)
 from hatchway.executors.containers.docker import DockerExecutor, engine_reason
 from hatchway.executors.containers.engine import (
     LABEL_CLEANUP,
@@ -59,6 +52,7 @@ from hatchway.executors.containers.engine import (
     effective_argv,
     give_to,
 )
+from hatchway.runtime.contract import OutputCollector
 
 RIE_IN_CONTAINER = "/opt/hatchway/aws-lambda-rie"
 CTL_IN_CONTAINER = "/hatchway/ctl"
