@@ -29,7 +29,7 @@ from hatchway.callbacks import Callbacks, check_url
 from hatchway.config import Settings
 from hatchway.domain import parameters as params
 from hatchway.domain.actions import ActionRecord, Resolved
-from hatchway.domain.attempts import BaseExecutor, Execution, Invocation, Verdict, judge
+from hatchway.domain.attempts import AttemptResult, Invocation, Verdict, judge
 from hatchway.domain.parameters import fill_session, has_session_placeholders
 from hatchway.domain.records import MAX_PAGE, Page
 from hatchway.domain.runs import (
@@ -73,6 +73,7 @@ from hatchway.errors import (
     rebuild_error,
 )
 from hatchway.executors import Executors
+from hatchway.executors.base import BaseExecutor
 from hatchway.executors.journal import owner_alive, start_time
 from hatchway.faults import CrashPoints
 from hatchway.net import allowed_networks
@@ -928,7 +929,7 @@ class Gateway:
             except Exception as exc:  # an executor bug or an unreachable engine: the run must still end
                 exception_id = new_exception_id()
                 log.exception("executor failed", extra={"run_id": run.id, "exceptionId": exception_id})
-                execution = Execution(platform_error=f"the executor failed ({type(exc).__name__})")
+                execution = AttemptResult(platform_error=f"the executor failed ({type(exc).__name__})")
             collector.close()
             verdict = judge(execution, collector, invocation.output_mode, limit)
             if verdict.error and verdict.error.kind == "application":
@@ -1033,7 +1034,7 @@ class Gateway:
 
     def _execute(
         self, executor: BaseExecutor, invocation: Invocation, collector: OutputCollector, cancel: threading.Event
-    ) -> Execution:
+    ) -> AttemptResult:
         """Run the attempt on the executor, the action process in a span of its own whose context
         the action gets as ``TRACEPARENT``."""
         with (

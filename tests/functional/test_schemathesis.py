@@ -40,7 +40,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 def _load() -> schemathesis.BaseSchema:
     from hatchway.api import create_app
     from hatchway.config import Settings
-    from hatchway.domain.attempts import BaseExecutor
+    from hatchway.executors.base import BaseExecutor
     from hatchway.service import Gateway
     from hatchway.store.sqlite import SqliteStore
 

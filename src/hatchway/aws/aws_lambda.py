@@ -31,9 +31,10 @@ from typing import Any
 
 from hatchway.aws.clients import AwsClients, error_code, is_unreachable, translate
 from hatchway.config import SYNC_LIMIT_SECONDS, Settings
-from hatchway.domain.attempts import BaseExecutor, Execution, Invocation, adapter_payload, execution_from_outcome
+from hatchway.domain.attempts import AttemptResult, Invocation, adapter_payload, result_from_outcome
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import InternalError, ValidationFailed
+from hatchway.executors.base import BaseExecutor
 from hatchway.runtime.contract import OutputCollector
 
 FILES_UNSUPPORTED = "file stashes and input files are not available for Lambda sync actions yet"
@@ -169,10 +170,10 @@ class LambdaExecutor(BaseExecutor):
             elif _differs(current, wanted):
                 client.update_function_configuration(FunctionName=name, **wanted)
 
-    def execute(self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event) -> Execution:
+    def execute(self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event) -> AttemptResult:
         # A sync call cannot be cancelled mid-invoke (nobody knows its run id before it answers).
         if invocation.tmp_source is not None or invocation.input_files:
-            return Execution(platform_error=FILES_UNSUPPORTED)  # refused at submit; never silently dropped
+            return AttemptResult(platform_error=FILES_UNSUPPORTED)  # refused at submit; never silently dropped
         name = self.function_name(invocation.project_id, invocation.spec)
         payload = adapter_payload(
             invocation,
@@ -194,34 +195,34 @@ class LambdaExecutor(BaseExecutor):
         try:
             outcome = json.loads(body)
         except ValueError:
-            return Execution(platform_error="the runtime adapter's answer is not JSON", duration_ms=_ms(started))
+            return AttemptResult(platform_error="the runtime adapter's answer is not JSON", duration_ms=_ms(started))
         if not isinstance(outcome, dict):
-            return Execution(
+            return AttemptResult(
                 platform_error="the runtime adapter answered in an unknown format", duration_ms=_ms(started)
             )
-        execution = execution_from_outcome(outcome, collector)
+        execution = result_from_outcome(outcome, collector)
         execution.duration_ms = execution.duration_ms or _ms(started)
         return execution
 
-    def _failed_call(self, exc: Exception, invocation: Invocation, started: float) -> Execution:
+    def _failed_call(self, exc: Exception, invocation: Invocation, started: float) -> AttemptResult:
         from botocore.exceptions import ReadTimeoutError
 
         if isinstance(exc, ReadTimeoutError):
-            return Execution(timed_out=True, duration_ms=_ms(started))
+            return AttemptResult(timed_out=True, duration_ms=_ms(started))
         code = error_code(exc)
         if code == "ResourceNotFoundException":
             # the version was registered before this backend, or its function was removed: make it
             try:
                 self.prepare(invocation.project_id, invocation.spec)
             except Exception as again:
-                return Execution(unavailable=f"the function of this action version cannot be created ({again})")
-            return Execution(unavailable="the function of this action version is being created; try again shortly")
+                return AttemptResult(unavailable=f"the function of this action version cannot be created ({again})")
+            return AttemptResult(unavailable="the function of this action version is being created; try again shortly")
         if code in BUSY_CODES or is_unreachable(exc):
-            return Execution(unavailable="AWS Lambda cannot take the call now; try again shortly")
-        return Execution(platform_error=f"AWS Lambda refused the invocation ({code or type(exc).__name__})")
+            return AttemptResult(unavailable="AWS Lambda cannot take the call now; try again shortly")
+        return AttemptResult(platform_error=f"AWS Lambda refused the invocation ({code or type(exc).__name__})")
 
 
-def _function_error(body: bytes, started: float) -> Execution:
+def _function_error(body: bytes, started: float) -> AttemptResult:
     """A function error: the adapter did not answer (timeout, crash, out of memory)."""
     try:
         error = json.loads(body)
@@ -230,10 +231,10 @@ def _function_error(body: bytes, started: float) -> Execution:
     kind = str(error.get("errorType") or "")
     message = str(error.get("errorMessage") or "")
     if "timed out" in message.lower() or kind.endswith("Timedout"):
-        return Execution(timed_out=True, duration_ms=_ms(started))
+        return AttemptResult(timed_out=True, duration_ms=_ms(started))
     if "signal: killed" in message or "memory" in message.lower():
-        return Execution(oom=True, exit_code=137, duration_ms=_ms(started))
-    return Execution(platform_error=f"the function failed ({kind or 'unknown error'})", duration_ms=_ms(started))
+        return AttemptResult(oom=True, exit_code=137, duration_ms=_ms(started))
+    return AttemptResult(platform_error=f"the function failed ({kind or 'unknown error'})", duration_ms=_ms(started))
 
 
 def _differs(current: dict[str, Any], wanted: dict[str, Any]) -> bool:

@@ -27,9 +27,10 @@ from typing import Any
 from hatchway.aws.aws_lambda import image_required
 from hatchway.aws.clients import AwsClients, error_code, translate
 from hatchway.config import Settings
-from hatchway.domain.attempts import BaseExecutor, Execution, Invocation
+from hatchway.domain.attempts import AttemptResult, Invocation
 from hatchway.domain.runs import StateChange
 from hatchway.domain.spec import ActionSpec
+from hatchway.executors.base import BaseExecutor
 from hatchway.runtime.contract import OutputCollector
 
 #: the adapter exits with this when it put the run back in the queue for another attempt (EX_TEMPFAIL)
@@ -121,8 +122,8 @@ class RemoteExecutor(BaseExecutor):
     def check(self, spec: ActionSpec, invoked: str) -> None:
         image_required(spec, "a run")
 
-    def execute(self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event) -> Execution:
-        return Execution(platform_error=f"runs of the {self.name} executor run on AWS, not in the gateway")
+    def execute(self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event) -> AttemptResult:
+        return AttemptResult(platform_error=f"runs of the {self.name} executor run on AWS, not in the gateway")
 
     def environment(self, spec: ActionSpec) -> list[dict[str, str]]:
         """The container's variables: where the adapter finds the store and the key, and the action's own."""

@@ -1,4 +1,4 @@
-"""The container contract, shared by every executor.
+"""The container contract, shared by every executor and by the use cases that judge attempts.
 
 An executor only knows how to start an action somewhere (a host process, a container, a Lambda)
 and report how it ended. Everything the contract says about an invocation lives here, once:
@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hatchway.config import Settings
-from hatchway.domain.runs import Mode, Run, RunError, RunStatus
+from hatchway.domain.runs import Mode, RunError, RunStatus
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import new_exception_id
 from hatchway.runtime.contract import MIB, TAIL_LINES, OutputCollector, Workspace
@@ -149,7 +146,7 @@ class Invocation:
 
 
 @dataclass
-class Execution:
+class AttemptResult:
     """How an attempt ended, as the executor saw it."""
 
     exit_code: int | None = None
@@ -208,7 +205,7 @@ def user_message(collector: OutputCollector) -> str:
     return message[-MAX_MESSAGE_CHARS:]
 
 
-def judge(execution: Execution, collector: OutputCollector, mode: Mode, limit_seconds: float) -> Verdict:
+def judge(execution: AttemptResult, collector: OutputCollector, mode: Mode, limit_seconds: float) -> Verdict:
     """Map an attempt's end to the run's status and error, per the contract."""
     if execution.cancelled:
         return Verdict(RunStatus.TERMINATED, RunError("cancelled", "the run was cancelled"))
@@ -255,7 +252,7 @@ def judge(execution: Execution, collector: OutputCollector, mode: Mode, limit_se
     return Verdict(RunStatus.SUCCESSFUL, None, collector.redactor.data(execution.ret), _exports(execution, collector))
 
 
-def _exports(execution: Execution, collector: OutputCollector) -> dict[str, Any]:
+def _exports(execution: AttemptResult, collector: OutputCollector) -> dict[str, Any]:
     if isinstance(execution.exports, dict):
         redacted: dict[str, Any] = collector.redactor.data(execution.exports)
         return redacted
@@ -267,59 +264,7 @@ def _app_error(reason: str) -> Verdict:
     return Verdict(RunStatus.FAILED, RunError("application", reason, new_exception_id(), 500), is_retryable=True)
 
 
-class BaseExecutor(ABC):
-    """Starts an attempt somewhere and reports how it ended.
-
-    Local executors run an attempt inside :meth:`execute`. A *remote* executor (``is_remote``:
-    AWS Batch, ECS) hands a whole run to an engine with :meth:`submit`; the engine's container
-    runs the attempts itself and its state-change events settle the run. :meth:`prepare` runs when
-    an action version is registered, to create what invocations will need (a Lambda function, a
-    job or task definition); every hook but :meth:`execute` defaults to doing nothing.
-    """
-
-    name: str = "base"
-    #: runs go to :meth:`submit` instead of a local worker
-    is_remote: bool = False
-    #: hands a file stash and input files to the action (``tmp_source``, ``input_files``,
-    #: ``before_cleanup``); a call that needs them elsewhere is refused before anything is made
-    stages_files: bool = True
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> BaseExecutor:
-        """An executor configured from the gateway's settings."""
-        raise NotImplementedError
-
-    def check(self, spec: ActionSpec, invoked: str) -> None:
-        """Raise :class:`~hatchway.errors.ValidationFailed` if this executor cannot run ``spec``."""
-
-    @abstractmethod
-    def execute(self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event) -> Execution:
-        """Run one attempt to its end (success, failure, deadline or ``cancel``)."""
-
-    def recover(self) -> int:
-        """At start-up: clean up what a crashed gateway left behind (processes, containers)."""
-        return 0
-
-    def prepare(self, project_id: str, spec: ActionSpec) -> None:
-        """Get ready to run ``spec`` (the effective spec of a version being registered) in a project.
-
-        Idempotent: called on every registration, also of an unchanged spec, so a failure is
-        repaired by registering again. Raise :class:`~hatchway.errors.ValidationFailed` for a spec
-        this executor can never run, :class:`~hatchway.errors.Unavailable` when its engine is down.
-        """
-
-    def submit(self, run: Run, spec: ActionSpec) -> str:
-        """Hand an async run to the remote engine; the job or task id (remote executors only)."""
-        raise NotImplementedError(f"the {self.name} executor runs attempts locally")
-
-    def terminate(self, run: Run, reason: str) -> None:
-        """Stop the remote job or task of ``run`` (remote executors only); a finished one is fine."""
-
-    def close(self) -> None:
-        """Stop background work and release resources."""
-
-
-def read_outputs(workspace: Workspace, execution: Execution, mode: Mode = Mode.ASYNC) -> None:
+def read_outputs(workspace: Workspace, execution: AttemptResult, mode: Mode = Mode.ASYNC) -> None:
     """Fill ``ret``/``exports`` of an attempt from ``out/``; a sync action's ``ret`` is its stdout,
     so in :attr:`Mode.SYNC` only the exports are read."""
     problem = None
@@ -367,10 +312,10 @@ def adapter_payload(
     }
 
 
-def execution_from_outcome(outcome: dict[str, Any], collector: OutputCollector) -> Execution:
-    """Map the runtime adapter's outcome to an :class:`Execution`, feeding its output to ``collector``."""
+def result_from_outcome(outcome: dict[str, Any], collector: OutputCollector) -> AttemptResult:
+    """Map the runtime adapter's outcome to an :class:`AttemptResult`, feeding its output to ``collector``."""
     if outcome.get("hatchway") != 1:
-        return Execution(platform_error="the runtime adapter answered in an unknown format")
+        return AttemptResult(platform_error="the runtime adapter answered in an unknown format")
     for kind, ts, msg in outcome.get("logs") or []:
         collector.add(str(kind), str(msg), int(ts))
     lines, size = outcome.get("logs_dropped") or [0, 0]
@@ -383,7 +328,7 @@ def execution_from_outcome(outcome: dict[str, Any], collector: OutputCollector) 
         collector.stdout_overflow = True
     if outcome.get("start_error"):
         collector.system(f"cannot start the action: {outcome['start_error']}")
-    return Execution(
+    return AttemptResult(
         exit_code=outcome.get("exit_code"),
         signal=outcome.get("signal"),
         timed_out=bool(outcome.get("timed_out")),
@@ -393,15 +338,3 @@ def execution_from_outcome(outcome: dict[str, Any], collector: OutputCollector) 
         exports=outcome.get("exports"),
         output_problem=outcome.get("output_problem"),
     )
-
-
-__all__ = [
-    "BaseExecutor",
-    "Execution",
-    "Invocation",
-    "OutputCollector",
-    "Verdict",
-    "Workspace",
-    "judge",
-    "read_outputs",
-]

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hatchway.config import Settings
-    from hatchway.domain.attempts import BaseExecutor
     from hatchway.domain.runs import Mode
     from hatchway.domain.spec import ActionSpec
+    from hatchway.executors.base import BaseExecutor
 
 #: executor name -> "module:Class"; modules are imported only when the executor is used
 REGISTRY: dict[str, str] = {

@@ -10,9 +10,9 @@ runs the others as host processes. An action may ask for one of them by name in
 from __future__ import annotations
 
 from hatchway.config import Settings
-from hatchway.domain.attempts import BaseExecutor
 from hatchway.errors import Unavailable
 from hatchway.executors import Executors
+from hatchway.executors.base import BaseExecutor
 from hatchway.executors.containers.docker import DockerExecutor
 from hatchway.executors.containers.engine import DockerEngine
 from hatchway.executors.containers.lambda_local import LocalLambdaExecutor, find_rie

@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from hatchway.config import Settings
-from hatchway.domain.attempts import BaseExecutor, Execution, Invocation, read_outputs
+from hatchway.domain.attempts import AttemptResult, Invocation, read_outputs
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import Unavailable, ValidationFailed
 from hatchway.executors import has_image
+from hatchway.executors.base import BaseExecutor
 from hatchway.executors.containers.engine import (
     CONTAINER_DATA_DIR,
     LABEL_CLEANUP,
@@ -86,19 +87,19 @@ class DockerExecutor(BaseExecutor):
         """The attempt's image, pulled or built first if needed (raises :class:`Unavailable`)."""
         return self.engine.ensure_image(invocation)
 
-    def execute(self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event) -> Execution:
+    def execute(self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event) -> AttemptResult:
         started = time.monotonic()
         try:
             image = self.image(invocation)
         except Unavailable as exc:
-            return Execution(platform_error=exc.message)
+            return AttemptResult(platform_error=exc.message)
         # pulling or building the image does not count against the action's limit
         invocation = dataclasses.replace(invocation, deadline=invocation.deadline + (time.monotonic() - started))
         return self.run_container(invocation, image, collector, cancel)
 
     def run_container(
         self, invocation: Invocation, image: ActionImage, collector: OutputCollector, cancel: threading.Event
-    ) -> Execution:
+    ) -> AttemptResult:
         """One attempt in a fresh container of ``image``."""
         started = time.monotonic()
         workspace = Workspace(self.work_dir, f"{invocation.run_id}-{invocation.attempt}")
@@ -109,7 +110,7 @@ class DockerExecutor(BaseExecutor):
             give_to(workspace.path, uid)
         except (OSError, ValueError) as exc:
             workspace.remove()
-            return Execution(
+            return AttemptResult(
                 platform_error=f"could not prepare the workspace ({getattr(exc, 'strerror', None) or exc})"
             )
         spec = invocation.spec
@@ -133,7 +134,7 @@ class DockerExecutor(BaseExecutor):
             )
         except Exception as exc:
             workspace.remove()
-            return Execution(platform_error=f"the container could not be created ({engine_reason(exc)})")
+            return AttemptResult(platform_error=f"the container could not be created ({engine_reason(exc)})")
         container_id = container["Id"]
         try:
             return self._run(container_id, invocation, workspace, collector, cancel, started)
@@ -168,7 +169,7 @@ class DockerExecutor(BaseExecutor):
         collector: OutputCollector,
         cancel: threading.Event,
         started: float,
-    ) -> Execution:
+    ) -> AttemptResult:
         from docker.utils.socket import frames_iter
 
         api = self.engine.client.api
@@ -194,14 +195,14 @@ class DockerExecutor(BaseExecutor):
             stop_feeding.set()
             self.engine.remove_later(container_id, 0.0, workspace.remove)
             collector.system(f"cannot start the action: {engine_reason(exc)}")
-            return Execution(exit_code=127, duration_ms=_ms(started))
+            return AttemptResult(exit_code=127, duration_ms=_ms(started))
         while reader.is_alive():
             if cancel.is_set() or invocation.seconds_left <= 0:
                 stop_feeding.set()
                 with contextlib.suppress(Exception):
                     api.kill(container_id, signal="SIGTERM")
                 self.engine.remove_later(container_id, self.kill_grace_seconds, workspace.remove)
-                return Execution(cancelled=cancel.is_set(), timed_out=not cancel.is_set(), duration_ms=_ms(started))
+                return AttemptResult(cancelled=cancel.is_set(), timed_out=not cancel.is_set(), duration_ms=_ms(started))
             reader.join(timeout=0.05)
             collector.tick()
         try:
@@ -209,8 +210,8 @@ class DockerExecutor(BaseExecutor):
             state = api.inspect_container(container_id)["State"]
         except Exception as exc:
             self.engine.remove_later(container_id, 0.0, workspace.remove)
-            return Execution(platform_error=f"the container's end could not be read ({engine_reason(exc)})")
-        execution = Execution(
+            return AttemptResult(platform_error=f"the container's end could not be read ({engine_reason(exc)})")
+        execution = AttemptResult(
             exit_code=int(status.get("StatusCode", -1)),
             oom=bool(state.get("OOMKilled")),
             duration_ms=_ms(started),

@@ -4,7 +4,7 @@ This is the production path of a sync action, run locally: the action's image is
 Lambda function under the Runtime Interface Emulator (the binary that ships in ``aws-sam-cli``,
 bind-mounted read-only) with ``awslambdaric`` and :mod:`hatchway.runtime.adapter` as the
 handler - the same adapter, the same invocation payload (:func:`~hatchway.domain.attempts.adapter_payload`)
-and the same outcome (:func:`~hatchway.domain.attempts.execution_from_outcome`) as on AWS.
+and the same outcome (:func:`~hatchway.domain.attempts.result_from_outcome`) as on AWS.
 
 Containers stay warm: the first call of an action version starts one, later calls reuse it.
 A :class:`WarmPool` keeps at most ``pool_size`` containers per (project, environment, digest,
@@ -39,9 +39,10 @@ from pathlib import Path
 from typing import Any
 
 from hatchway.config import Settings
-from hatchway.domain.attempts import BaseExecutor, Execution, Invocation, adapter_payload, execution_from_outcome
+from hatchway.domain.attempts import AttemptResult, Invocation, adapter_payload, result_from_outcome
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import Unavailable
+from hatchway.executors.base import BaseExecutor
 from hatchway.executors.containers.docker import DockerExecutor, engine_reason
 from hatchway.executors.containers.engine import (
     LABEL_CLEANUP,
@@ -294,12 +295,12 @@ class LocalLambdaExecutor(BaseExecutor):
 
     # ---- one call ------------------------------------------------------------------------------
 
-    def execute(self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event) -> Execution:
+    def execute(self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event) -> AttemptResult:
         started = time.monotonic()
         try:
             image = self.engine.ensure_image(invocation)
         except Unavailable as exc:
-            return Execution(platform_error=exc.message)
+            return AttemptResult(platform_error=exc.message)
         if not image.has_runtime or invocation.input_files or invocation.tmp_source is not None:
             # no runtime adapter in the image, or files to hand over or collect: a cold container
             shifted = dataclasses.replace(invocation, deadline=invocation.deadline + (time.monotonic() - started))
@@ -313,9 +314,9 @@ class LocalLambdaExecutor(BaseExecutor):
                     key, lambda: self._start(invocation, image, key), time.monotonic() + invocation.seconds_left
                 )
             except PoolBusy:
-                return Execution(timed_out=True, duration_ms=_ms(started))
+                return AttemptResult(timed_out=True, duration_ms=_ms(started))
             except Unavailable as exc:
-                return Execution(platform_error=exc.message)
+                return AttemptResult(platform_error=exc.message)
             # an image pull/build and a cold start do not count against the call's limit
             prep = time.monotonic() - started if is_new else 0.0
             call = dataclasses.replace(invocation, deadline=invocation.deadline + prep)
@@ -332,7 +333,7 @@ class LocalLambdaExecutor(BaseExecutor):
             except ContainerGone:
                 self.pool.discard(warm)
                 if attempt == 1:
-                    return Execution(platform_error="the Lambda container could not be reached")
+                    return AttemptResult(platform_error="the Lambda container could not be reached")
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _call(
@@ -343,7 +344,7 @@ class LocalLambdaExecutor(BaseExecutor):
         collector: OutputCollector,
         cancel: threading.Event,
         waited: float,
-    ) -> Execution:
+    ) -> AttemptResult:
         started = time.monotonic()
         body = json.dumps(payload).encode()
         answer: dict[str, Any] = {}
@@ -373,21 +374,23 @@ class LocalLambdaExecutor(BaseExecutor):
             if cancel.is_set() or time.monotonic() - started > patience:
                 connection.close()
                 self.pool.discard(warm)
-                return Execution(cancelled=cancel.is_set(), timed_out=not cancel.is_set(), duration_ms=_ms(started))
+                return AttemptResult(cancelled=cancel.is_set(), timed_out=not cancel.is_set(), duration_ms=_ms(started))
         connection.close()
         if "error" in answer:
             # the container died under the call (the action took the runtime down, or memory ran out)
             oom = self._oom_killed(warm)
             self.pool.discard(warm)
-            return Execution(signal=9, oom=oom, duration_ms=_ms(started))
+            return AttemptResult(signal=9, oom=oom, duration_ms=_ms(started))
         try:
             outcome = json.loads(answer["body"])
         except ValueError:
             outcome = {}
         if answer.get("status") != 200 or not isinstance(outcome, dict) or outcome.get("hatchway") != 1:
             self.pool.discard(warm)
-            return Execution(platform_error="the Lambda runtime answered without an outcome", duration_ms=_ms(started))
-        execution = execution_from_outcome(outcome, collector)
+            return AttemptResult(
+                platform_error="the Lambda runtime answered without an outcome", duration_ms=_ms(started)
+            )
+        execution = result_from_outcome(outcome, collector)
         if execution.oom or execution.timed_out:
             self.pool.discard(warm)  # start the next call from a clean container
         else:
