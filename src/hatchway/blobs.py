@@ -26,10 +26,10 @@ import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from hatchway.domain.files import BlobInfo, clean_path
 from hatchway.errors import Conflict, ValidationFailed
 from hatchway.secrets.box import BlobCipher
 
@@ -38,9 +38,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hatchway")
 
-MAX_PATH = 1024
-#: a name in a path, in bytes (the longest file name Linux file systems store)
-MAX_COMPONENT = 255
 #: a temporary upload left this long without a write belongs to nobody (its writer died)
 STALE_UPLOAD_SECONDS = 300
 #: how much of a blob is read or written at a time
@@ -49,32 +46,6 @@ CHUNK = 1 << 20
 #: (listings show it without decrypting), and the Encryption SDK message
 MAGIC = b"HWBLOB1 "
 _HEADER = len(MAGIC) + 16 + 1
-
-
-@dataclass
-class BlobInfo:
-    key: str
-    size: int
-    sha256: str | None = None
-    modified_at: int = 0
-
-
-def clean_path(path: str, field: str = "path", max_component: int = MAX_COMPONENT) -> str:
-    """A relative POSIX path without tricks, or a 422; no name in it longer than ``max_component`` bytes."""
-    parts = PurePosixPath(path).parts
-    if (
-        not path
-        or len(path) > MAX_PATH
-        or path.startswith("/")
-        or "\\" in path
-        or any(part in ("", ".", "..") for part in path.split("/"))
-        or any(ord(ch) < 32 for ch in path)
-        or not parts
-    ):
-        raise ValidationFailed.at([field], "a relative path of names separated by '/', without '.' or '..'")
-    if any(len(part.encode("utf-8", "surrogatepass")) > max_component for part in parts):
-        raise ValidationFailed.at([field], f"a name in a path may hold at most {max_component} bytes", "too_long")
-    return path
 
 
 def file_chunks(path: Path) -> Iterator[bytes]:

@@ -23,14 +23,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from hatchway.blobs import BlobInfo, BlobStore, LocalBlobStore, clean_path, redacted_text
+from hatchway.blobs import BlobStore, LocalBlobStore, redacted_text
 from hatchway.cache import ResultCache, check_tag
 from hatchway.callbacks import Callbacks, check_url
 from hatchway.config import Settings
 from hatchway.domain import parameters as params
 from hatchway.domain.actions import ActionRecord, Resolved
 from hatchway.domain.attempts import AttemptResult, Invocation, Verdict, judge
-from hatchway.domain.parameters import fill_session, has_session_placeholders
+from hatchway.domain.files import BlobInfo, clean_path
+from hatchway.domain.parameters import fill_session, has_session_placeholders, is_ciphertext
 from hatchway.domain.records import MAX_PAGE, Page
 from hatchway.domain.runs import (
     LogEntry,
@@ -81,7 +82,7 @@ from hatchway.observability.logs import log_context
 from hatchway.observability.metrics import make_recorder
 from hatchway.observability.tracing import current_traceparent, instrument_store, span
 from hatchway.runtime.contract import OutputCollector, Workspace
-from hatchway.secrets.box import SecretBox, is_ciphertext, local_blob_cipher
+from hatchway.secrets.box import SecretBox, local_blob_cipher
 from hatchway.secrets.redact import ACTIVE_SECRETS, Redactor
 from hatchway.sessions import SessionTypes
 from hatchway.stash import FileStashes

@@ -9,11 +9,11 @@ from typing import Any
 import boto3
 import pytest
 
+from hatchway.domain.parameters import is_ciphertext
 from hatchway.domain.runs import RunRequest
 from hatchway.errors import SecretBindingError
 from hatchway.executors import Executors
 from hatchway.executors.process import ProcessExecutor
-from hatchway.secrets.box import is_ciphertext
 from hatchway.service import Gateway, Principal
 from tests.awsmock import CallCounter, aws_gateway, aws_settings, moto_in_process
 

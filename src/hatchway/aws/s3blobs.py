@@ -17,8 +17,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from hatchway.aws.clients import AwsClients, error_code, translate
-from hatchway.blobs import CHUNK, BlobInfo, BlobStore, ChunkReader, Measured, clean_path
+from hatchway.blobs import CHUNK, BlobStore, ChunkReader, Measured
 from hatchway.config import Settings
+from hatchway.domain.files import BlobInfo, clean_path
 
 PREFIX = "blobs/"
 WHAT = "the outputs bucket"

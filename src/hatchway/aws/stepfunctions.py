@@ -39,8 +39,8 @@ from hatchway.domain.runs import Mode, new_run_id, now_ms
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import (
     Conflict,
-    HatchwayError,
     NotFound,
+    StepInputsPending,
     Unavailable,
     ValidationFailed,
 )
@@ -49,10 +49,6 @@ if TYPE_CHECKING:
     from hatchway.services.pipelines.service import PipelineService
 
 log = logging.getLogger("hatchway.pipelines")
-
-
-class StepInputsPending(HatchwayError):
-    """A step refers to a step whose outputs are not recorded yet; the state machine retries."""
 
 
 @dataclass
@@ -300,7 +296,7 @@ class StepFunctionsEngine:
         return str(started["executionArn"])
 
     def _input(self, execution: Execution, runs: dict[str, str], phase: str) -> dict[str, Any]:
-        from hatchway.secrets.box import is_ciphertext
+        from hatchway.domain.parameters import is_ciphertext
 
         return {
             "execution_id": execution.id,

@@ -16,10 +16,23 @@ from typing import Any
 from hatchway.config import InputLimits
 from hatchway.domain.spec import ActionSpec, coerce_str, is_secret_name
 from hatchway.errors import BadRequest, ValidationFailed
-from hatchway.secrets.box import PREFIX, is_ciphertext
 from hatchway.secrets.redact import HIDDEN
 
 Transform = Callable[[str, str], str]  # (dotted path, value) -> value
+
+#: what a secret value's ciphertext starts with (:mod:`hatchway.secrets.box` makes them)
+CIPHERTEXT_PREFIX = "hwenc:v1:"
+#: the binding of a ciphertext any action of its project and environment may decrypt
+ANY_ACTION = "*"
+
+
+def is_ciphertext(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(CIPHERTEXT_PREFIX)
+
+
+def context_for(project_id: str, environment: str, action: str | None) -> dict[str, str]:
+    """The encryption context binding a ciphertext to a project, an environment and an action."""
+    return {"project_id": project_id, "environment": environment, "action": action or ANY_ACTION}
 
 
 def prepare(spec: ActionSpec, given: dict[str, Any], partial: bool = False) -> dict[str, Any]:
@@ -132,7 +145,7 @@ def secret_bytes(value: str) -> int:
     """The size of a secret in UTF-8 bytes; for a ciphertext, at least what its plaintext has."""
     if not is_ciphertext(value):
         return len(value.encode())
-    message = (len(value) - len(PREFIX)) * 3 // 4
+    message = (len(value) - len(CIPHERTEXT_PREFIX)) * 3 // 4
     return max(0, (message - _HEADER_BYTES) * _FRAME // (_FRAME + _FRAME_OVERHEAD))
 
 

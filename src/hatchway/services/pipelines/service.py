@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hatchway.domain.actions import ActionRecord, Resolved
+from hatchway.domain.parameters import ANY_ACTION, is_ciphertext
 from hatchway.domain.pipelines import inline
 from hatchway.domain.pipelines.plan import plan
 from hatchway.domain.pipelines.records import (
@@ -63,9 +64,9 @@ from hatchway.errors import (
     NotFound,
     Overloaded,
     SecretBindingError,
+    StepProblem,
     ValidationFailed,
 )
-from hatchway.secrets.box import ANY_ACTION, is_ciphertext
 from hatchway.secrets.redact import HIDDEN
 from hatchway.service import SCOPES, Gateway, Principal
 
@@ -81,10 +82,6 @@ SPEC_CACHE_SIZE = 256
 PREVIOUS_SCAN = 50
 _services: weakref.WeakKeyDictionary[Gateway, PipelineService] = weakref.WeakKeyDictionary()
 _services_lock = threading.Lock()
-
-
-class StepProblem(HatchwayError):
-    """A step cannot start (a reference without a value, an action that is gone); its message says why."""
 
 
 @dataclass(frozen=True)
