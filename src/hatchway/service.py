@@ -19,7 +19,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -770,10 +770,9 @@ class Gateway:
                 lease_owner=self.node_id,
                 lease_until=now + int((limit + self.settings.kill_grace_seconds + self.settings.lease_seconds) * 1000),
             )
-            if not self.store.records_sync_runs_at_end:
-                self.store.create_run(run)
+            revision = self.store.start_sync(run)
             with self._observed(run):
-                final, verdict, entries = self._attempt(run, resolved, limit)
+                final, verdict, entries = self._attempt(run, resolved, limit, revision)
         finally:
             self._sync_slots.release()
         if verdict.is_success:
@@ -871,7 +870,10 @@ class Gateway:
             final, _, _ = self._attempt(run, resolved, float(limit))
         return final
 
-    def _attempt(self, run: Run, resolved: Resolved, limit: float) -> tuple[Run, Verdict, list[LogEntry]]:
+    def _attempt(
+        self, run: Run, resolved: Resolved, limit: float, sync_revision: int | None = None
+    ) -> tuple[Run, Verdict, list[LogEntry]]:
+        """One attempt and its outcome on record; ``sync_revision``: what ``start_sync`` answered."""
         cancel = threading.Event()
         with self._active_lock:
             self._active[run.id] = cancel
@@ -889,10 +891,10 @@ class Gateway:
                 payload, input_secrets = self._open(run, run.options.get("input"), "input")
             except SecretBindingError as exc:
                 verdict = Verdict(RunStatus.FAILED, RunError("user", exc.message, None, 400))
-                return self._finish(run, verdict, []), verdict, []
+                return self._finish(run, verdict, [], sync_revision=sync_revision), verdict, []
             except Unavailable as exc:
                 verdict = Verdict(RunStatus.FAILED, RunError("unavailable", exc.message, new_exception_id(), 503))
-                return self._finish(run, verdict, []), verdict, []
+                return self._finish(run, verdict, [], sync_revision=sync_revision), verdict, []
             secret_values += input_secrets
             redactor = Redactor(secret_values)
             registered = ACTIVE_SECRETS.add(redactor)
@@ -936,10 +938,8 @@ class Gateway:
             if verdict.error and verdict.error.kind == "application":
                 self._log_app_error(run, verdict.error)
             entries = collector.entries
-            if run.mode == Mode.SYNC and not self.store.records_sync_runs_at_end:
-                entries = self.store.append_logs(run.id, entries)
             self.crash_points.reach("before_result", run.id)
-            final = self._finish(run, verdict, entries, duration_ms=execution.duration_ms)
+            final = self._finish(run, verdict, entries, execution.duration_ms, sync_revision)
             return final, verdict, entries
         finally:
             if staged is not None:
@@ -1051,8 +1051,16 @@ class Gateway:
                 process.set_attribute("hatchway.timed_out", execution.timed_out)
             return execution
 
-    def _finish(self, run: Run, verdict: Verdict, entries: list[LogEntry], duration_ms: int | None = None) -> Run:
-        """Record the end of an attempt: terminal status, or back to the queue for a retry."""
+    def _finish(
+        self,
+        run: Run,
+        verdict: Verdict,
+        entries: list[LogEntry],
+        duration_ms: int | None = None,
+        sync_revision: int | None = None,
+    ) -> Run:
+        """Record the end of an attempt: terminal status, or back to the queue for a retry; a sync
+        call's log too (``entries`` come back numbered)."""
         now = now_ms()
         fields: dict[str, Any] = {
             "ret": verdict.ret,
@@ -1063,18 +1071,26 @@ class Gateway:
             "lease_until": None,
             "duration_ms": duration_ms if duration_ms is not None else run.duration_ms,
         }
-        if run.mode == Mode.SYNC and self.store.records_sync_runs_at_end:
-            final = replace(run, status=verdict.status, finished_at=now, status_reason=_end_reason(verdict), **fields)
-            entries[:] = self.store.record_sync_run(final, entries)
-            self.after_terminal(final)
-            return final
-        if verdict.status == RunStatus.TERMINATED:
-            return self._settle_cancel(run, fields, now)
 
         def still_ours(current: Run) -> bool:
             # fencing: an attempt whose lease was swept and claimed again must not write its outcome
             return current.attempt == run.attempt and current.lease_owner == run.lease_owner
 
+        if run.mode == Mode.SYNC:
+            # on record since start_sync (unless a cancel or the sweeper moved it since, its end is
+            # written without reading it back), or written now whole: the backend's choice
+            try:
+                final, numbered = self.store.finish_sync(
+                    run, sync_revision, verdict.status, entries, still_ours,
+                    finished_at=now, status_reason=_end_reason(verdict), **fields,
+                )  # fmt: skip
+            except TransitionConflict:
+                return self._settle_cancel(run, fields, now)
+            entries[:] = numbered
+            self.after_terminal(final)
+            return final
+        if verdict.status == RunStatus.TERMINATED:
+            return self._settle_cancel(run, fields, now)
         own_attempts = run.attempt - run.lost_attempts
         if (
             run.mode == Mode.ASYNC
@@ -1098,14 +1114,10 @@ class Gateway:
                 return self._settle_cancel(run, fields, now)
             finally:
                 self.on_enqueue()
-        reason = _end_reason(verdict)
-        # a sync run was written once, when it started (revision 0): unless a cancel or the sweeper
-        # moved it since, its end is written without reading it back
-        known = (run, 0) if run.mode == Mode.SYNC else None
         try:
             final = self.store.transition(
-                run.id, RunStatus.INPROGRESS, verdict.status, still_ours, known=known,
-                finished_at=now, status_reason=reason, **fields,
+                run.id, RunStatus.INPROGRESS, verdict.status, still_ours,
+                finished_at=now, status_reason=_end_reason(verdict), **fields,
             )  # fmt: skip
         except TransitionConflict:
             return self._settle_cancel(run, fields, now)

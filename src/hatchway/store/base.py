@@ -57,10 +57,6 @@ class BaseStore(ABC):
     #: the run, so a claim reads a few, and more (up to claim_batch_max) only when it could use none
     claim_batch = 2
     claim_batch_max = 32
-    #: Record a sync call once, when it ends (:meth:`record_sync_run`), instead of INPROGRESS
-    #: first and terminal later. Nobody knows a sync run's id before its answer, so the early
-    #: record only serves crash bookkeeping; a remote store saves a write per call by skipping it.
-    records_sync_runs_at_end = False
 
     # ---- primitives ------------------------------------------------------------------------
 
@@ -140,7 +136,17 @@ class BaseStore(ABC):
         """Runs newest first (by id), strictly before ``before``; filters: action, status, external_user_id.
         Their ``os`` may be left out (a list never shows it)."""
 
-    def _record_sync_run(self, run: Run, entries: list[LogEntry]) -> tuple[bool, list[LogEntry]]:
+    def _begin_sync(self, run: Run) -> int | None:
+        """Put a sync call's run on record while it runs: the revision written, or None when the
+        backend writes nothing until the call ends (:meth:`_end_sync` then writes it whole).
+
+        This default writes it INPROGRESS at once, so a gateway that dies mid-call leaves a record
+        the sweeper fails. A remote store may skip the write: nobody knows a sync run's id before
+        its answer, so the early record only serves that bookkeeping."""
+        self.create_run(run)
+        return 0
+
+    def _end_sync(self, run: Run, entries: list[LogEntry]) -> tuple[bool, list[LogEntry]]:
         """Insert a finished run with its log (numbered from 1); False if the id exists.
         Backends that can do it in one write override this."""
         if not self._insert_run(run):
@@ -422,11 +428,41 @@ class BaseStore(ABC):
             raise ValueError("only a finished sync run is recorded at its end")
         for seq, entry in enumerate(entries, start=1):
             entry.seq = seq  # the run is new, so is its log (the record's preview shares these entries)
-        inserted, numbered = self._record_sync_run(run, entries)
+        inserted, numbered = self._end_sync(run, entries)
         if not inserted:
             raise Conflict(f"run {run.id} already exists")
         self._notify(run, None)
         return numbered
+
+    def start_sync(self, run: Run) -> int | None:
+        """Put a sync call's run (INPROGRESS) on record, as this backend does; the value goes to
+        :meth:`finish_sync` at the call's end."""
+        return self._begin_sync(run)
+
+    def finish_sync(
+        self,
+        run: Run,
+        revision: int | None,
+        dst: RunStatus,
+        entries: list[LogEntry],
+        guard: Callable[[Run], bool] | None = None,
+        **changes: Any,
+    ) -> tuple[Run, list[LogEntry]]:
+        """Record the end of a sync call begun with :meth:`start_sync`: the run in ``dst`` with
+        ``changes``, and its log; the run and the entries, numbered.
+
+        Raises :class:`TransitionConflict` when the run on record is no longer the caller's to end
+        (a cancel, the sweeper, ``guard``) and for ``dst`` TERMINATED while a record exists (a
+        cancel is settled by whoever cancelled); the log is kept either way.
+        """
+        if revision is None:  # nothing on record yet: the run and its log in one write
+            final = replace(run, status=dst, **changes)
+            return final, self.record_sync_run(final, entries)
+        numbered = self.append_logs(run.id, entries)
+        if dst == RunStatus.TERMINATED:  # INPROGRESS -> TERMINATED is not a transition
+            raise TransitionConflict(run.id, RunStatus.INPROGRESS.value, "cancelled")
+        final = self.transition(run.id, RunStatus.INPROGRESS, dst, guard, known=(run, revision), **changes)
+        return final, numbered
 
     def observe(self, observer: RunObserver) -> None:
         """Call ``observer(run, previous_status)`` after every run creation and status change.
