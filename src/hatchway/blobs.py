@@ -1,8 +1,8 @@
 """Files the gateway keeps: uploaded inputs, run artifacts, file stashes.
 
-A :class:`BlobStore` maps keys (``files/<project>/<env>/<path>``, ``artifacts/<run>/<path>``,
-``stashes/<project>/<env>/<id>/<path>``) to bytes, written and read as streams of chunks so a blob
-of any size passes in bounded memory. The embedded default keeps them under
+A blob store (:class:`hatchway.ports.BlobStore`) maps keys (``files/<project>/<env>/<path>``,
+``artifacts/<run>/<path>``, ``stashes/<project>/<env>/<id>/<path>``) to bytes, written and read as
+streams of chunks so a blob of any size passes in bounded memory. The embedded default keeps them under
 ``$HATCHWAY_HOME/blobs``, each encrypted with the deployment's key file
 (:class:`~hatchway.secrets.box.BlobCipher`); the AWS backend keeps them in S3 under SSE-KMS. Keys
 never leave their prefix: a path with ``..``, an absolute path, an empty segment or a name longer
@@ -34,6 +34,7 @@ from hatchway.errors import Conflict, ValidationFailed
 from hatchway.secrets.box import BlobCipher
 
 if TYPE_CHECKING:
+    from hatchway import ports
     from hatchway.secrets.redact import Redactor
 
 log = logging.getLogger("hatchway")
@@ -115,8 +116,8 @@ class ChunkReader(io.RawIOBase):
         return size
 
 
-class BlobStore(ABC):
-    """Keyed bytes, written and read as streams."""
+class BaseBlobStore(ABC):
+    """Keyed bytes, written and read as streams: what every blob store shares."""
 
     @abstractmethod
     def put_chunks(self, key: str, chunks: Iterable[bytes]) -> BlobInfo:
@@ -160,7 +161,7 @@ class BlobStore(ABC):
         return True
 
 
-class LocalBlobStore(BlobStore):
+class LocalBlobStore(BaseBlobStore):
     """Blobs as files under one directory (written atomically, read-only once written).
 
     With a ``cipher`` every blob is written encrypted (:data:`MAGIC`, the plaintext's size, an
@@ -300,3 +301,9 @@ def _clash(key: str) -> Conflict:
     parts = key.split("/", 3)  # shown as the client named it: the path inside its project and environment
     shown = repr(parts[3] if parts[0] == "files" and len(parts) == 4 else key)
     return Conflict(f"cannot store {shown}: a file and a directory would have the same path")
+
+
+if TYPE_CHECKING:  # mypy checks that the store answers the port
+
+    def _implements(store: LocalBlobStore) -> ports.BlobStore:
+        return store

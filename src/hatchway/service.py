@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hatchway.blobs import BlobStore, LocalBlobStore, redacted_text
+from hatchway.blobs import LocalBlobStore, redacted_text
 from hatchway.cache import ResultCache, check_tag
 from hatchway.callbacks import Callbacks, check_url
 from hatchway.config import Settings
@@ -81,9 +81,10 @@ from hatchway.net import allowed_networks
 from hatchway.observability.logs import log_context
 from hatchway.observability.metrics import make_recorder
 from hatchway.observability.tracing import current_traceparent, instrument_store, span
+from hatchway.ports import BlobStore
 from hatchway.runtime.contract import OutputCollector, Workspace
 from hatchway.secrets.box import SecretBox, local_blob_cipher
-from hatchway.secrets.redact import ACTIVE_SECRETS, Redactor
+from hatchway.secrets.redact import ActiveRedaction, Redactor
 from hatchway.sessions import SessionTypes
 from hatchway.stash import FileStashes
 from hatchway.store.base import BaseStore
@@ -134,6 +135,8 @@ class Gateway:
         self._secret_box = secret_box
         self.blobs = blobs or LocalBlobStore(settings.blob_dir, lambda: local_blob_cipher(settings.key_path))
         self.stashes = FileStashes(store, self.blobs)
+        #: each attempt's redactor, its secrets kept out of the gateway's log lines while it runs
+        self.redaction = ActiveRedaction()
         self.cache = ResultCache(store, lambda: self.secret_box)
         self.sessions = SessionTypes(store, lambda: self.secret_box)
         self.callbacks = Callbacks(store, lambda: self.secret_box, allowed_networks(settings.http_allow))
@@ -878,7 +881,7 @@ class Gateway:
         with self._active_lock:
             self._active[run.id] = cancel
         flush = None
-        registered: int | None = None
+        redactions = contextlib.ExitStack()
         staged: Path | None = None
         if run.mode == Mode.ASYNC:
 
@@ -896,8 +899,7 @@ class Gateway:
                 verdict = Verdict(RunStatus.FAILED, RunError("unavailable", exc.message, new_exception_id(), 503))
                 return self._finish(run, verdict, [], sync_revision=sync_revision), verdict, []
             secret_values += input_secrets
-            redactor = Redactor(secret_values)
-            registered = ACTIVE_SECRETS.add(redactor)
+            redactor = redactions.enter_context(self.redaction.open(secret_values))
             collector = OutputCollector(
                 Mode.ASYNC if run.invoked == RUN_ACTION else Mode.SYNC,
                 # redacting the output may take no longer than the action may run: past its
@@ -944,8 +946,7 @@ class Gateway:
         finally:
             if staged is not None:
                 shutil.rmtree(staged, ignore_errors=True)
-            if registered is not None:
-                ACTIVE_SECRETS.remove(registered)
+            redactions.close()
             with self._active_lock:
                 self._active.pop(run.id, None)
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from hatchway.blobs import BlobStore, LocalBlobStore
+from hatchway.blobs import LocalBlobStore
 from hatchway.errors import InternalError, ValidationFailed
+from hatchway.ports import BlobStore
 from hatchway.secrets.box import local_blob_cipher
 from tests.awsmock import REGION, moto_in_process
 

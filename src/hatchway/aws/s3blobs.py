@@ -1,4 +1,4 @@
-"""The AWS backend's :class:`~hatchway.blobs.BlobStore`: keys are objects in the outputs bucket.
+"""The AWS backend's blob store (:class:`hatchway.ports.BlobStore`): keys are objects in the outputs bucket.
 
 Objects live under ``blobs/`` (beside the store's ``records/`` and the run copies in ``runs/``)
 and are written encrypted by S3 with a KMS key (SSE-KMS: the
@@ -14,10 +14,10 @@ import contextlib
 import hashlib
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hatchway.aws.clients import AwsClients, error_code, translate
-from hatchway.blobs import CHUNK, BlobStore, ChunkReader, Measured
+from hatchway.blobs import CHUNK, BaseBlobStore, ChunkReader, Measured
 from hatchway.config import Settings
 from hatchway.domain.files import BlobInfo, clean_path
 
@@ -27,7 +27,7 @@ WHAT = "the outputs bucket"
 S3_MAX_COMPONENT = 1024
 
 
-class S3BlobStore(BlobStore):
+class S3BlobStore(BaseBlobStore):
     """Blobs as S3 objects, encrypted by S3 under a KMS key."""
 
     def __init__(self, bucket: str, aws: AwsClients | None = None, kms_key_id: str | None = None) -> None:
@@ -128,3 +128,10 @@ def _is_missing(exc: BaseException) -> bool:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+if TYPE_CHECKING:  # mypy checks that these answer their ports
+    from hatchway import ports
+
+    def _implements(store: S3BlobStore) -> ports.BlobStore:
+        return store

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
 
 from hatchway.config import Settings
 from hatchway.domain.attempts import AttemptResult, Invocation
@@ -66,3 +67,10 @@ class BaseExecutor(ABC):
 
     def close(self) -> None:
         """Stop background work and release resources."""
+
+
+if TYPE_CHECKING:  # mypy checks that every executor answers the port
+    from hatchway import ports
+
+    def _implements(executor: BaseExecutor) -> ports.AttemptExecutor:
+        return executor

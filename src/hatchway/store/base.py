@@ -24,7 +24,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hatchway.domain.actions import ActionHead, ActionRecord
 from hatchway.domain.pipelines.records import Execution, PipelineHead, PipelineRecord
@@ -891,3 +891,14 @@ def decode_cursor(cursor: str | None, scope: tuple[str, ...]) -> Any:
 
 def monotonic_ms() -> int:
     return int(time.monotonic() * 1000)
+
+
+if TYPE_CHECKING:  # mypy checks that these answer their ports
+    from hatchway import ports
+
+    def _implements(
+        store: BaseStore,
+    ) -> tuple[
+        ports.TenantRepo, ports.ActionRepo, ports.RunRepo, ports.IdempotencyRepo, ports.DocumentRepo, ports.PipelineRepo
+    ]:
+        return store, store, store, store, store, store
