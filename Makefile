@@ -10,6 +10,7 @@ lint:
 	.venv/bin/ruff check src tests handlers bench examples
 	.venv/bin/ruff format --check src tests handlers bench examples
 	.venv/bin/mypy
+	.venv/bin/lint-imports
 
 test:
 	scripts/test

@@ -35,7 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "src"), str(REPO)]
 
 from hatchway.config import Settings  # noqa: E402
-from hatchway.service import Principal, RunRequest, build_gateway  # noqa: E402
+from hatchway.domain.runs import RunRequest  # noqa: E402
+from hatchway.service import Principal, build_gateway  # noqa: E402
 
 ACTION_DIR = REPO / "tests" / "integration" / "docker_action"
 VARIANTS = ("lambda-local", "docker", "process")
@@ -66,8 +67,8 @@ def measure(
 ) -> dict[str, Any]:
     """Latencies (ms) of ``calls`` sync calls per variant, interleaved (fewer if ``budget_seconds``
     run out); p50/p99 and ratios."""
-    from hatchway.executors.docker_engine import docker_client
-    from hatchway.images import ensure_base
+    from hatchway.executors.containers.engine import docker_client
+    from hatchway.executors.containers.images import ensure_base
 
     ensure_base(docker_client(docker_host, timeout=600))
     with tempfile.TemporaryDirectory(prefix="hatchway-bench-") as home:
@@ -124,9 +125,9 @@ def c1(ctx: Any) -> list[Any]:
     try:
         import docker  # noqa: F401
 
-        from hatchway.executors.docker_engine import docker_client, engine_answers
-        from hatchway.executors.lambda_local import find_rie
-        from hatchway.images import base_tag
+        from hatchway.executors.containers.engine import docker_client, engine_answers
+        from hatchway.executors.containers.images import base_tag
+        from hatchway.executors.containers.lambda_local import find_rie
     except ImportError:
         raise Skip("the docker package is not installed (pip install 'hatchway[docker]')") from None
     host = os.environ.get("HATCHWAY_TEST_DOCKER_HOST") or os.environ.get("DOCKER_HOST")

@@ -75,8 +75,8 @@ def sandbox_floor(ctx: Context, level: str, argv: list[str]) -> Iterator[Callabl
     """Latency (ms) of starting ``argv`` inside sandbox ``level`` without a gateway: the same
     prologue, cgroups, uid and Landlock domain the process executor would use, from here."""
     from hatchway.config import Settings
+    from hatchway.domain.spec import parse_spec
     from hatchway.executors.sandbox import Sandbox
-    from hatchway.spec import parse_spec
 
     home = Path(tempfile.mkdtemp(prefix=f"floor-{level}-", dir=ctx.root))
     workspace = Path(tempfile.mkdtemp(prefix="hatchway-bench-floor-"))  # where an action's uid can reach it

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from hatchway.api import create_app
 from hatchway.config import Settings
+from hatchway.domain.runs import Mode, Run, RunStatus, now_ms
 from hatchway.observability.metrics import PrometheusRecorder, exposition
 from hatchway.observability.tracing import configure_tracing
-from hatchway.runs import Mode, Run, RunStatus, now_ms
 from hatchway.service import build_gateway
 from hatchway.testing import ResolverTransport
 

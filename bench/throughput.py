@@ -134,7 +134,7 @@ def p4(ctx: Context) -> list[Row]:
 def store_floor(ctx: Context, count: int) -> list[float]:
     """Latencies (ms) of storing a run the way a submit does (one autocommit INSERT of the same
     record) in a fresh store on the same file system, from this process: a submit's durable part."""
-    from hatchway.runs import Mode, Run, RunStatus, new_run_id, now_ms
+    from hatchway.domain.runs import Mode, Run, RunStatus, new_run_id, now_ms
     from hatchway.store.sqlite import SqliteStore
 
     store = SqliteStore(Path(tempfile.mkdtemp(prefix="floor-store-", dir=ctx.root)) / "hatchway.db")

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from hatchway.aws.stepfunctions import PipelineFunction
 from hatchway.config import Settings
-from hatchway.pipelines.aws import PipelineFunction
-from hatchway.pipelines.service import PipelineService
 from hatchway.service import build_gateway
+from hatchway.services.pipelines.service import PipelineService
 
 settings = Settings.from_env()
 gateway = build_gateway(settings)

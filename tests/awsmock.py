@@ -192,9 +192,9 @@ def aws_settings(home: Any, endpoint: str | None = None, **overrides: Any) -> An
 
 def aws_gateway(settings: Any, session: Any, executors: Any) -> Any:
     """A gateway on the aws backend whose every AWS client comes from ``session``."""
-    from hatchway.aws import AwsClients
-    from hatchway.aws_setup import bootstrap
-    from hatchway.secrets.kms import kms_secret_box
+    from hatchway.aws.clients import AwsClients
+    from hatchway.aws.kms import kms_secret_box
+    from hatchway.aws.setup import bootstrap
     from hatchway.service import Gateway
     from hatchway.store.dynamodb import DynamoDbStore
 

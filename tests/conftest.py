@@ -142,8 +142,8 @@ def moto_server() -> Iterator[Any]:
 
 def aws_server_env(moto: Any, home: Path) -> dict[str, str]:
     """`hatchway serve --backend aws` against ``moto``: resources made as `hatchway aws bootstrap` does."""
-    from hatchway.aws import AwsClients
-    from hatchway.aws_setup import bootstrap
+    from hatchway.aws.clients import AwsClients
+    from hatchway.aws.setup import bootstrap
     from tests.awsmock import REGION, aws_settings, patched_env
 
     settings = aws_settings(home, moto.url)

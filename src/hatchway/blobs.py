@@ -1,8 +1,8 @@
 """Files the gateway keeps: uploaded inputs, run artifacts, file stashes.
 
-A :class:`BlobStore` maps keys (``files/<project>/<env>/<path>``, ``artifacts/<run>/<path>``,
-``stashes/<project>/<env>/<id>/<path>``) to bytes, written and read as streams of chunks so a blob
-of any size passes in bounded memory. The embedded default keeps them under
+A blob store (:class:`hatchway.ports.BlobStore`) maps keys (``files/<project>/<env>/<path>``,
+``artifacts/<run>/<path>``, ``stashes/<project>/<env>/<id>/<path>``) to bytes, written and read as
+streams of chunks so a blob of any size passes in bounded memory. The embedded default keeps them under
 ``$HATCHWAY_HOME/blobs``, each encrypted with the deployment's key file
 (:class:`~hatchway.secrets.box.BlobCipher`); the AWS backend keeps them in S3 under SSE-KMS. Keys
 never leave their prefix: a path with ``..``, an absolute path, an empty segment or a name longer
@@ -26,21 +26,19 @@ import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from hatchway.domain.files import BlobInfo, clean_path
 from hatchway.errors import Conflict, ValidationFailed
 from hatchway.secrets.box import BlobCipher
 
 if TYPE_CHECKING:
+    from hatchway import ports
     from hatchway.secrets.redact import Redactor
 
 log = logging.getLogger("hatchway")
 
-MAX_PATH = 1024
-#: a name in a path, in bytes (the longest file name Linux file systems store)
-MAX_COMPONENT = 255
 #: a temporary upload left this long without a write belongs to nobody (its writer died)
 STALE_UPLOAD_SECONDS = 300
 #: how much of a blob is read or written at a time
@@ -49,32 +47,6 @@ CHUNK = 1 << 20
 #: (listings show it without decrypting), and the Encryption SDK message
 MAGIC = b"HWBLOB1 "
 _HEADER = len(MAGIC) + 16 + 1
-
-
-@dataclass
-class BlobInfo:
-    key: str
-    size: int
-    sha256: str | None = None
-    modified_at: int = 0
-
-
-def clean_path(path: str, field: str = "path", max_component: int = MAX_COMPONENT) -> str:
-    """A relative POSIX path without tricks, or a 422; no name in it longer than ``max_component`` bytes."""
-    parts = PurePosixPath(path).parts
-    if (
-        not path
-        or len(path) > MAX_PATH
-        or path.startswith("/")
-        or "\\" in path
-        or any(part in ("", ".", "..") for part in path.split("/"))
-        or any(ord(ch) < 32 for ch in path)
-        or not parts
-    ):
-        raise ValidationFailed.at([field], "a relative path of names separated by '/', without '.' or '..'")
-    if any(len(part.encode("utf-8", "surrogatepass")) > max_component for part in parts):
-        raise ValidationFailed.at([field], f"a name in a path may hold at most {max_component} bytes", "too_long")
-    return path
 
 
 def file_chunks(path: Path) -> Iterator[bytes]:
@@ -144,8 +116,8 @@ class ChunkReader(io.RawIOBase):
         return size
 
 
-class BlobStore(ABC):
-    """Keyed bytes, written and read as streams."""
+class BaseBlobStore(ABC):
+    """Keyed bytes, written and read as streams: what every blob store shares."""
 
     @abstractmethod
     def put_chunks(self, key: str, chunks: Iterable[bytes]) -> BlobInfo:
@@ -189,7 +161,7 @@ class BlobStore(ABC):
         return True
 
 
-class LocalBlobStore(BlobStore):
+class LocalBlobStore(BaseBlobStore):
     """Blobs as files under one directory (written atomically, read-only once written).
 
     With a ``cipher`` every blob is written encrypted (:data:`MAGIC`, the plaintext's size, an
@@ -329,3 +301,9 @@ def _clash(key: str) -> Conflict:
     parts = key.split("/", 3)  # shown as the client named it: the path inside its project and environment
     shown = repr(parts[3] if parts[0] == "files" and len(parts) == 4 else key)
     return Conflict(f"cannot store {shown}: a file and a directory would have the same path")
+
+
+if TYPE_CHECKING:  # mypy checks that the store answers the port
+
+    def _implements(store: LocalBlobStore) -> ports.BlobStore:
+        return store

@@ -1,6 +1,6 @@
 """Start a gateway process: logging, wiring, the default project and token, examples, serving.
 
-Used by ``hatchway serve`` and ``hatchway worker``; kept out of ``cli.py`` so the CLI's help stays
+Used by ``hatchway serve`` and ``hatchway worker``; kept out of ``hatchway.cli`` so the CLI's help stays
 cheap and so tests can start the same thing in-process.
 """
 
@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from hatchway.config import Settings
+from hatchway.domain.spec import resolve_local_paths
 from hatchway.errors import HatchwayError, ValidationFailed
 from hatchway.observability import configure_observability
 from hatchway.service import Gateway, Principal, build_gateway
-from hatchway.spec import resolve_local_paths
 
 log = logging.getLogger("hatchway")
 

@@ -18,10 +18,11 @@ import os
 import re
 from typing import Any
 
+from hatchway.domain.records import Document
+from hatchway.domain.runs import now_ms
 from hatchway.errors import NotFound, ValidationFailed
-from hatchway.runs import now_ms
 from hatchway.secrets.box import SecretBox
-from hatchway.store.base import BaseStore, Document
+from hatchway.store.base import BaseStore
 
 TAG_KIND = "cache-tag"
 ENTRY_KIND = "cache"

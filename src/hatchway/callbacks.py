@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from hatchway.domain.records import Document
 from hatchway.errors import ValidationFailed
 from hatchway.net import IPNetwork, guarded_client, refused_cause
 from hatchway.secrets.box import SecretBox
-from hatchway.store.base import BaseStore, Document
+from hatchway.store.base import BaseStore
 
 log = logging.getLogger("hatchway.callbacks")
 KIND = "secret"

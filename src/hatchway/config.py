@@ -23,6 +23,9 @@ MIB = 1024 * KIB
 #: the deepest JSON nesting HATCHWAY_MAX_JSON_DEPTH may allow
 MAX_JSON_DEPTH = 200
 SANDBOX_LEVELS = ("auto", "bwrap", "landlock", "limits", "none")
+#: the executors HATCHWAY_EXECUTOR & co. may name (besides "auto"); hatchway.executors.REGISTRY maps
+#: each to its class, which is imported only when used
+EXECUTOR_NAMES = ("process", "http", "docker", "lambda-local", "lambda", "batch", "ecs")
 #: far from the ranges distributions, systemd and container user namespaces hand out
 DEFAULT_SANDBOX_UIDS = (2_000_000_000, 2_000_000_999)
 
@@ -370,15 +373,15 @@ class Settings:
             raise ValidationFailed.at(
                 ["env", "HATCHWAY_RESOURCE_PREFIX"], "a letter, then letters, digits and '-', at most 24 characters"
             )
-        from hatchway.executors import REGISTRY
-
         for variable, name in (
             ("HATCHWAY_EXECUTOR", self.executor),
             ("HATCHWAY_SYNC_EXECUTOR", self.sync_executor),
             ("HATCHWAY_RUN_EXECUTOR", self.run_executor),
         ):
-            if name is not None and name not in REGISTRY and name != "auto":
-                raise ValidationFailed.at(["env", variable], f"unknown executor {name!r}: auto, {', '.join(REGISTRY)}")
+            if name is not None and name not in EXECUTOR_NAMES and name != "auto":
+                raise ValidationFailed.at(
+                    ["env", variable], f"unknown executor {name!r}: auto, {', '.join(EXECUTOR_NAMES)}"
+                )
         self.limits.check()
         if self.backend == "embedded" and self.limits.max_path_component_bytes > 255:
             raise ValidationFailed.at(

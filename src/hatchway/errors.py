@@ -144,6 +144,17 @@ class ActionTimeout(ActionFailed):
     """The action did not finish within its limit."""
 
 
+# ---- pipelines -----------------------------------------------------------------------------
+
+
+class StepProblem(HatchwayError):
+    """A step cannot start (a reference without a value, an action that is gone); its message says why."""
+
+
+class StepInputsPending(HatchwayError):
+    """A step refers to a step whose outputs are not recorded yet; the state machine retries."""
+
+
 def error_record(exc: HatchwayError) -> dict[str, Any]:
     """A domain error as data (to replay the same answer to a repeated request)."""
     record: dict[str, Any] = {"type": type(exc).__name__, "message": exc.message}

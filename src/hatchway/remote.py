@@ -6,7 +6,7 @@ the run (ENQUEUED -> INPROGRESS, attempt + 1, held by this job or task), waits o
 interval, decrypts the ``#`` parameters with KMS under the task role, runs the action's command
 under the contract, and records result, exports and logs in the store (and a copy of the record
 and the full log in the outputs bucket). Its exit code tells the engine what happened: 0 success,
-:data:`~hatchway.executors.aws_remote.RETRY_EXIT_CODE` another attempt is wanted, 1 the run ended
+:data:`~hatchway.aws.engines.RETRY_EXIT_CODE` another attempt is wanted, 1 the run ended
 otherwise (never retried). SIGTERM (a cancel, a spot reclaim) stops the action's process tree.
 
 *In the events function* :func:`handle_event` applies "Batch Job State Change" and "ECS Task State
@@ -33,10 +33,10 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from hatchway.aws.engines import RETRY_EXIT_CODE, RemoteExecutor, owner_engine
 from hatchway.config import Settings, container_identity
+from hatchway.domain.runs import Run, RunError, RunStatus, StateChange, now_ms
 from hatchway.errors import Conflict, NotFound, TransitionConflict, new_exception_id
-from hatchway.executors.aws_remote import RETRY_EXIT_CODE, RemoteExecutor, StateChange, owner_engine
-from hatchway.runs import Run, RunError, RunStatus, now_ms
 
 if TYPE_CHECKING:
     from hatchway.service import Gateway
@@ -60,11 +60,11 @@ def parse_event(event: dict[str, Any]) -> StateChange | None:
         return None
     kind = (event.get("source"), event.get("detail-type"))
     if kind == ("aws.batch", "Batch Job State Change"):
-        from hatchway.executors.batch import state_change as batch_change
+        from hatchway.aws.batch import state_change as batch_change
 
         return batch_change(detail)
     if kind == ("aws.ecs", "ECS Task State Change"):
-        from hatchway.executors.ecs import state_change as ecs_change
+        from hatchway.aws.ecs import state_change as ecs_change
 
         return ecs_change(detail)
     return None

@@ -26,11 +26,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from hatchway.domain.runs import Run, RunStatus, now_ms
 from hatchway.errors import HatchwayError, TransitionConflict
-from hatchway.runs import Run, RunStatus, now_ms
 
 if TYPE_CHECKING:
-    from hatchway.aws import AwsClients
+    from hatchway.aws.clients import AwsClients
     from hatchway.config import Settings
     from hatchway.service import Gateway
 
@@ -83,12 +83,12 @@ class LambdaDispatcher:
         """The dispatcher the settings name (``HATCHWAY_RUNNER_FUNCTION``), or None."""
         if not settings.runner_function:
             return None
-        from hatchway.aws import AwsClients
+        from hatchway.aws.clients import AwsClients
 
         return cls(settings.runner_function, aws or AwsClients.from_settings(settings))
 
     def __call__(self, run: Run) -> None:
-        from hatchway.aws import translate
+        from hatchway.aws.clients import translate
 
         try:
             with translate("the runner function"):

@@ -12,7 +12,6 @@ import contextlib
 import functools
 import hashlib
 import hmac
-import json
 import logging
 import os
 import secrets as pysecrets
@@ -20,15 +19,41 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hatchway import parameters as params
-from hatchway.blobs import BlobInfo, BlobStore, LocalBlobStore, clean_path, redacted_text
+from hatchway.blobs import LocalBlobStore, redacted_text
 from hatchway.cache import ResultCache, check_tag
 from hatchway.callbacks import Callbacks, check_url
 from hatchway.config import Settings
+from hatchway.domain import parameters as params
+from hatchway.domain.actions import ActionRecord, Resolved
+from hatchway.domain.attempts import AttemptResult, Invocation, Verdict, judge
+from hatchway.domain.files import BlobInfo, clean_path
+from hatchway.domain.parameters import fill_session, has_session_placeholders, is_ciphertext
+from hatchway.domain.records import MAX_PAGE, Page
+from hatchway.domain.runs import (
+    LogEntry,
+    Mode,
+    Run,
+    RunError,
+    RunRequest,
+    RunStatus,
+    backoff_seconds,
+    iso,
+    new_run_id,
+    now_ms,
+    preview,
+)
+from hatchway.domain.spec import (
+    DIGEST_RE,
+    RUN_ACTION,
+    ActionSpec,
+    is_secret_name,
+    parse_spec,
+)
+from hatchway.domain.tenants import Project, TokenRecord
 from hatchway.errors import (
     ActionAppError,
     ActionTimeout,
@@ -49,38 +74,20 @@ from hatchway.errors import (
     rebuild_error,
 )
 from hatchway.executors import Executors
-from hatchway.executors.base import BaseExecutor, Execution, Invocation, OutputCollector, Verdict, Workspace, judge
+from hatchway.executors.base import BaseExecutor
 from hatchway.executors.journal import owner_alive, start_time
 from hatchway.faults import CrashPoints
 from hatchway.net import allowed_networks
 from hatchway.observability.logs import log_context
 from hatchway.observability.metrics import make_recorder
 from hatchway.observability.tracing import current_traceparent, instrument_store, span
-from hatchway.parameters import fill_session, has_session_placeholders
-from hatchway.runs import (
-    LogEntry,
-    Mode,
-    Run,
-    RunError,
-    RunStatus,
-    backoff_seconds,
-    iso,
-    new_run_id,
-    now_ms,
-    preview,
-)
-from hatchway.secrets.box import SecretBox, is_ciphertext, local_blob_cipher
-from hatchway.secrets.redact import ACTIVE_SECRETS, Redactor
+from hatchway.ports import BlobStore
+from hatchway.runtime.contract import OutputCollector, Workspace
+from hatchway.secrets.box import SecretBox, local_blob_cipher
+from hatchway.secrets.redact import ActiveRedaction, Redactor
 from hatchway.sessions import SessionTypes
-from hatchway.spec import (
-    DIGEST_RE,
-    RUN_ACTION,
-    ActionSpec,
-    is_secret_name,
-    parse_spec,
-)
 from hatchway.stash import FileStashes
-from hatchway.store.base import MAX_PAGE, ActionRecord, BaseStore, Page, Project, TokenRecord
+from hatchway.store.base import BaseStore
 
 log = logging.getLogger("hatchway")
 
@@ -106,49 +113,6 @@ class Principal:
         return self.project_id is None
 
 
-@dataclass
-class RunRequest:
-    """A run or sync call as the API received it (already shape-validated)."""
-
-    parameters: dict[str, Any] = field(default_factory=dict)
-    version: int | None = None
-    digest: str | None = None
-    timeout_seconds: int | None = None
-    retries: int | None = None
-    external_user_id: str | None = None
-    #: Ductape's request records (body, query, params, headers): config.json's ``input``
-    input: dict[str, Any] | None = None
-    #: project files placed in ``in/`` for actions that download their inputs
-    inputs: list[str] = field(default_factory=list)
-    #: a file stash: "NEW" / "" / True for a new one, or an existing id
-    stash_id: str | bool | None = None
-    #: a cache tag (sync calls): a fresh stored answer is reused
-    cache: str | None = None
-    #: a session {tag, token}: a JWT whose claims fill $Session{...} placeholders
-    session: dict[str, Any] | None = None
-    #: where the final run record is POSTed (signed)
-    callback_url: str | None = None
-    #: extra top-level keys of config.json (Keboola's ``runtime``)
-    config: dict[str, Any] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
-    #: seconds before the first retry (None: the action's ``retry.interval_seconds``)
-    retry_interval_seconds: float | None = None
-
-    def fingerprint(self, route: str) -> str:
-        body = {"route": route, **{k: v for k, v in vars(self).items() if k != "session"}}
-        if self.session is not None:
-            body["session"] = hashlib.sha256(json.dumps(self.session, sort_keys=True).encode()).hexdigest()
-        return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
-
-
-@dataclass
-class Resolved:
-    """An action version with its effective spec (inheritance applied)."""
-
-    record: ActionRecord
-    spec: ActionSpec
-
-
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -171,6 +135,8 @@ class Gateway:
         self._secret_box = secret_box
         self.blobs = blobs or LocalBlobStore(settings.blob_dir, lambda: local_blob_cipher(settings.key_path))
         self.stashes = FileStashes(store, self.blobs)
+        #: each attempt's redactor, its secrets kept out of the gateway's log lines while it runs
+        self.redaction = ActiveRedaction()
         self.cache = ResultCache(store, lambda: self.secret_box)
         self.sessions = SessionTypes(store, lambda: self.secret_box)
         self.callbacks = Callbacks(store, lambda: self.secret_box, allowed_networks(settings.http_allow))
@@ -807,10 +773,9 @@ class Gateway:
                 lease_owner=self.node_id,
                 lease_until=now + int((limit + self.settings.kill_grace_seconds + self.settings.lease_seconds) * 1000),
             )
-            if not self.store.records_sync_runs_at_end:
-                self.store.create_run(run)
+            revision = self.store.start_sync(run)
             with self._observed(run):
-                final, verdict, entries = self._attempt(run, resolved, limit)
+                final, verdict, entries = self._attempt(run, resolved, limit, revision)
         finally:
             self._sync_slots.release()
         if verdict.is_success:
@@ -908,12 +873,15 @@ class Gateway:
             final, _, _ = self._attempt(run, resolved, float(limit))
         return final
 
-    def _attempt(self, run: Run, resolved: Resolved, limit: float) -> tuple[Run, Verdict, list[LogEntry]]:
+    def _attempt(
+        self, run: Run, resolved: Resolved, limit: float, sync_revision: int | None = None
+    ) -> tuple[Run, Verdict, list[LogEntry]]:
+        """One attempt and its outcome on record; ``sync_revision``: what ``start_sync`` answered."""
         cancel = threading.Event()
         with self._active_lock:
             self._active[run.id] = cancel
         flush = None
-        registered: int | None = None
+        redactions = contextlib.ExitStack()
         staged: Path | None = None
         if run.mode == Mode.ASYNC:
 
@@ -926,13 +894,12 @@ class Gateway:
                 payload, input_secrets = self._open(run, run.options.get("input"), "input")
             except SecretBindingError as exc:
                 verdict = Verdict(RunStatus.FAILED, RunError("user", exc.message, None, 400))
-                return self._finish(run, verdict, []), verdict, []
+                return self._finish(run, verdict, [], sync_revision=sync_revision), verdict, []
             except Unavailable as exc:
                 verdict = Verdict(RunStatus.FAILED, RunError("unavailable", exc.message, new_exception_id(), 503))
-                return self._finish(run, verdict, []), verdict, []
+                return self._finish(run, verdict, [], sync_revision=sync_revision), verdict, []
             secret_values += input_secrets
-            redactor = Redactor(secret_values)
-            registered = ACTIVE_SECRETS.add(redactor)
+            redactor = redactions.enter_context(self.redaction.open(secret_values))
             collector = OutputCollector(
                 Mode.ASYNC if run.invoked == RUN_ACTION else Mode.SYNC,
                 # redacting the output may take no longer than the action may run: past its
@@ -967,22 +934,19 @@ class Gateway:
             except Exception as exc:  # an executor bug or an unreachable engine: the run must still end
                 exception_id = new_exception_id()
                 log.exception("executor failed", extra={"run_id": run.id, "exceptionId": exception_id})
-                execution = Execution(platform_error=f"the executor failed ({type(exc).__name__})")
+                execution = AttemptResult(platform_error=f"the executor failed ({type(exc).__name__})")
             collector.close()
             verdict = judge(execution, collector, invocation.output_mode, limit)
             if verdict.error and verdict.error.kind == "application":
                 self._log_app_error(run, verdict.error)
             entries = collector.entries
-            if run.mode == Mode.SYNC and not self.store.records_sync_runs_at_end:
-                entries = self.store.append_logs(run.id, entries)
             self.crash_points.reach("before_result", run.id)
-            final = self._finish(run, verdict, entries, duration_ms=execution.duration_ms)
+            final = self._finish(run, verdict, entries, execution.duration_ms, sync_revision)
             return final, verdict, entries
         finally:
             if staged is not None:
                 shutil.rmtree(staged, ignore_errors=True)
-            if registered is not None:
-                ACTIVE_SECRETS.remove(registered)
+            redactions.close()
             with self._active_lock:
                 self._active.pop(run.id, None)
 
@@ -1072,7 +1036,7 @@ class Gateway:
 
     def _execute(
         self, executor: BaseExecutor, invocation: Invocation, collector: OutputCollector, cancel: threading.Event
-    ) -> Execution:
+    ) -> AttemptResult:
         """Run the attempt on the executor, the action process in a span of its own whose context
         the action gets as ``TRACEPARENT``."""
         with (
@@ -1088,8 +1052,16 @@ class Gateway:
                 process.set_attribute("hatchway.timed_out", execution.timed_out)
             return execution
 
-    def _finish(self, run: Run, verdict: Verdict, entries: list[LogEntry], duration_ms: int | None = None) -> Run:
-        """Record the end of an attempt: terminal status, or back to the queue for a retry."""
+    def _finish(
+        self,
+        run: Run,
+        verdict: Verdict,
+        entries: list[LogEntry],
+        duration_ms: int | None = None,
+        sync_revision: int | None = None,
+    ) -> Run:
+        """Record the end of an attempt: terminal status, or back to the queue for a retry; a sync
+        call's log too (``entries`` come back numbered)."""
         now = now_ms()
         fields: dict[str, Any] = {
             "ret": verdict.ret,
@@ -1100,18 +1072,26 @@ class Gateway:
             "lease_until": None,
             "duration_ms": duration_ms if duration_ms is not None else run.duration_ms,
         }
-        if run.mode == Mode.SYNC and self.store.records_sync_runs_at_end:
-            final = replace(run, status=verdict.status, finished_at=now, status_reason=_end_reason(verdict), **fields)
-            entries[:] = self.store.record_sync_run(final, entries)
-            self.after_terminal(final)
-            return final
-        if verdict.status == RunStatus.TERMINATED:
-            return self._settle_cancel(run, fields, now)
 
         def still_ours(current: Run) -> bool:
             # fencing: an attempt whose lease was swept and claimed again must not write its outcome
             return current.attempt == run.attempt and current.lease_owner == run.lease_owner
 
+        if run.mode == Mode.SYNC:
+            # on record since start_sync (unless a cancel or the sweeper moved it since, its end is
+            # written without reading it back), or written now whole: the backend's choice
+            try:
+                final, numbered = self.store.finish_sync(
+                    run, sync_revision, verdict.status, entries, still_ours,
+                    finished_at=now, status_reason=_end_reason(verdict), **fields,
+                )  # fmt: skip
+            except TransitionConflict:
+                return self._settle_cancel(run, fields, now)
+            entries[:] = numbered
+            self.after_terminal(final)
+            return final
+        if verdict.status == RunStatus.TERMINATED:
+            return self._settle_cancel(run, fields, now)
         own_attempts = run.attempt - run.lost_attempts
         if (
             run.mode == Mode.ASYNC
@@ -1135,14 +1115,10 @@ class Gateway:
                 return self._settle_cancel(run, fields, now)
             finally:
                 self.on_enqueue()
-        reason = _end_reason(verdict)
-        # a sync run was written once, when it started (revision 0): unless a cancel or the sweeper
-        # moved it since, its end is written without reading it back
-        known = (run, 0) if run.mode == Mode.SYNC else None
         try:
             final = self.store.transition(
-                run.id, RunStatus.INPROGRESS, verdict.status, still_ours, known=known,
-                finished_at=now, status_reason=reason, **fields,
+                run.id, RunStatus.INPROGRESS, verdict.status, still_ours,
+                finished_at=now, status_reason=_end_reason(verdict), **fields,
             )  # fmt: skip
         except TransitionConflict:
             return self._settle_cancel(run, fields, now)
@@ -1267,7 +1243,7 @@ class Gateway:
 
     def stats(self, principal: Principal, project_id: str, environment: str, window: str) -> dict[str, Any]:
         """The dashboard's numbers for one project and environment over the last hour or day."""
-        from hatchway.observability.stats import WINDOWS, dashboard
+        from hatchway.domain.stats import WINDOWS, dashboard
 
         self.authorize(principal, project_id, environment, "runs:read")
         self._require_project(project_id)
@@ -1468,7 +1444,7 @@ def build_gateway(
 
     blobs = None
     if settings.backend == "aws":
-        from hatchway.s3blobs import S3BlobStore
+        from hatchway.aws.s3blobs import S3BlobStore
 
         blobs = S3BlobStore.from_settings(settings)
     return Gateway(

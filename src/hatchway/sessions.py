@@ -12,9 +12,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from hatchway.domain.records import Document
 from hatchway.errors import NotFound, Unauthorized, ValidationFailed
 from hatchway.secrets.box import SecretBox
-from hatchway.store.base import BaseStore, Document
+from hatchway.store.base import BaseStore
 
 KIND = "session"
 ALGORITHMS = ("HS256", "RS256", "ES256")

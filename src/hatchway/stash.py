@@ -15,11 +15,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from hatchway.blobs import BlobStore, redacted_text
+from hatchway.blobs import redacted_text
+from hatchway.domain.records import Document
+from hatchway.domain.runs import now_ms
 from hatchway.errors import NotFound, ValidationFailed
-from hatchway.runs import now_ms
+from hatchway.ports import BlobStore
 from hatchway.secrets.redact import NO_SECRETS, Redactor
-from hatchway.store.base import BaseStore, Document
+from hatchway.store.base import BaseStore
 
 KIND = "stash"
 LIFETIME_MS = 24 * 3600 * 1000

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hatchway.runs import Run, now_ms
+from hatchway.domain.runs import Run, now_ms
 
 if TYPE_CHECKING:
     from hatchway.service import Gateway

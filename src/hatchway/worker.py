@@ -8,7 +8,7 @@ expired leases of dead workers anywhere. A submit in the same process wakes an i
 once; other processes are noticed by polling. On shutdown the pool stops claiming, lets running
 attempts finish for a grace period, then releases the rest back to the queue.
 
-The pool also advances pipeline executions (:mod:`hatchway.pipelines.advancer`): a worker that
+The pool also advances pipeline executions (:mod:`hatchway.services.pipelines.advancer`): a worker that
 finishes a step's run wakes the advancer, so the next step starts at once.
 """
 
@@ -19,9 +19,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-from hatchway.pipelines.service import PipelineService
-from hatchway.runs import Run, RunStatus
+from hatchway.domain.runs import Run, RunStatus
 from hatchway.service import Gateway
+from hatchway.services.pipelines.service import PipelineService
 
 log = logging.getLogger("hatchway.worker")
 

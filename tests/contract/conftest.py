@@ -13,7 +13,7 @@ from tests.awsmock import REGION, localstack_endpoint, moto_in_process
 
 
 def _dynamodb_store(endpoint: str | None) -> BaseStore:
-    from hatchway.aws import AwsClients
+    from hatchway.aws.clients import AwsClients
     from hatchway.store.dynamodb import DynamoDbStore
 
     aws = AwsClients(REGION, endpoint)
@@ -25,7 +25,15 @@ def _dynamodb_store(endpoint: str | None) -> BaseStore:
     return store
 
 
-@pytest.fixture(params=["sqlite", "dynamodb", "dynamodb-localstack"])
+#: the DynamoDB backends run on moto or LocalStack: `aws` tests (`scripts/test --quick` leaves them out)
+BACKENDS = [
+    "sqlite",
+    pytest.param("dynamodb", marks=pytest.mark.aws),
+    pytest.param("dynamodb-localstack", marks=pytest.mark.aws),
+]
+
+
+@pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BaseStore]:
     if request.param == "sqlite":
         from hatchway.store.sqlite import SqliteStore

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from hatchway.blobs import BlobStore, LocalBlobStore
+from hatchway.blobs import LocalBlobStore
 from hatchway.errors import InternalError, ValidationFailed
+from hatchway.ports import BlobStore
 from hatchway.secrets.box import local_blob_cipher
 from tests.awsmock import REGION, moto_in_process
 
 
-@pytest.fixture(params=["local", "local-encrypted", "s3"])
+@pytest.fixture(params=["local", "local-encrypted", pytest.param("s3", marks=pytest.mark.aws)])
 def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
     if request.param == "local":
         yield LocalBlobStore(tmp_path / "blobs")
@@ -22,8 +23,8 @@ def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]
     if request.param == "local-encrypted":
         yield LocalBlobStore(tmp_path / "blobs", local_blob_cipher(tmp_path / "secret.key"))
         return
-    from hatchway.aws import AwsClients
-    from hatchway.s3blobs import S3BlobStore
+    from hatchway.aws.clients import AwsClients
+    from hatchway.aws.s3blobs import S3BlobStore
 
     with moto_in_process():
         aws = AwsClients(REGION)
@@ -94,13 +95,14 @@ def test_encrypted_blobs_are_bound_to_their_name_and_refuse_damage(tmp_path: Pat
     assert blobs.read("files/p/e/c.txt") == b"third"
 
 
+@pytest.mark.aws
 @pytest.mark.parametrize("with_key", [True, False])
 def test_s3_blobs_are_put_with_sse_kms(tmp_path: Path, with_key: bool) -> None:
     from dataclasses import replace
 
-    from hatchway.aws import AwsClients
+    from hatchway.aws.clients import AwsClients
+    from hatchway.aws.s3blobs import PREFIX, S3BlobStore
     from hatchway.config import Settings
-    from hatchway.s3blobs import PREFIX, S3BlobStore
 
     with moto_in_process():
         aws = AwsClients(REGION)

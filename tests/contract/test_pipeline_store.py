@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from hatchway.domain.pipelines.records import Execution, ExecutionStatus, StepState, StepStatus, new_execution_id
 from hatchway.errors import Conflict, NotFound, ValidationFailed
-from hatchway.pipelines.records import Execution, ExecutionStatus, StepState, StepStatus, new_execution_id
 from hatchway.store.base import BaseStore
 
 SPEC: dict[str, Any] = {"name": "etl", "steps": [{"name": "a", "action": "x"}]}

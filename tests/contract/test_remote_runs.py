@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import replace
 
-from hatchway.runs import Mode, Run, RunStatus, now_ms, run_id_floor
+from hatchway.domain.runs import Mode, Run, RunStatus, now_ms, run_id_floor
 from hatchway.store.base import BaseStore
 
 _serial = itertools.count()

@@ -12,10 +12,22 @@ from typing import Any
 
 import pytest
 
+from hatchway.domain.actions import ActionHead, ActionRecord
+from hatchway.domain.runs import (
+    SYNC_GATEWAY_LOST,
+    LogEntry,
+    Mode,
+    Run,
+    RunError,
+    RunStatus,
+    new_run_id,
+    now_ms,
+    preview,
+)
+from hatchway.domain.spec import digest_of
+from hatchway.domain.tenants import Project, TokenRecord
 from hatchway.errors import Conflict, NotFound, TransitionConflict, ValidationFailed
-from hatchway.runs import LogEntry, Mode, Run, RunError, RunStatus, new_run_id, now_ms
-from hatchway.spec import digest_of
-from hatchway.store.base import ActionHead, ActionRecord, BaseStore, Project, TokenRecord
+from hatchway.store.base import BaseStore
 from tests.helpers import wait_until
 
 P, Q = "proj_one", "proj_two"
@@ -552,6 +564,57 @@ def test_a_finished_sync_run_is_recorded_with_its_log(store: BaseStore) -> None:
     assert store.read_logs(empty.id).items == []
 
 
+def test_a_sync_run_is_on_record_when_it_ends(store: BaseStore) -> None:
+    # Given a sync call started the way the backend records it (INPROGRESS now, or nothing yet)
+    now = now_ms()
+    run = make_run(mode=Mode.SYNC, status=RunStatus.INPROGRESS, invoked="check", attempt=1, started_at=now,
+                   lease_owner="node", lease_until=now + 60_000)  # fmt: skip
+    revision = store.start_sync(run)
+    if revision is not None:
+        assert store.get_run(run.id) == run  # a gateway dying mid-call leaves it for the sweeper
+    # When it ends
+    entries = [LogEntry("stderr", now + i, f"line {i}") for i in range(3)]
+    final, numbered = store.finish_sync(
+        run, revision, RunStatus.SUCCESSFUL, entries, finished_at=now + 5, ret={"ok": True},
+        os=preview(entries), lease_owner=None, lease_until=None,
+    )  # fmt: skip
+    # Then the run is on record in its final state, and its log numbered from 1
+    assert final.status == RunStatus.SUCCESSFUL and final.ret == {"ok": True}
+    assert [e.seq for e in numbered] == [1, 2, 3]
+    stored = store.get_run(run.id)
+    assert stored == final
+    assert [e.seq for e in stored.os] == [1, 2, 3]  # type: ignore[union-attr]
+    assert [(e.seq, e.msg) for e in store.read_logs(run.id).items] == [(1, "line 0"), (2, "line 1"), (3, "line 2")]
+
+
+def test_a_sync_run_cancelled_while_it_ran_keeps_its_log(store: BaseStore) -> None:
+    run = make_run(mode=Mode.SYNC, status=RunStatus.INPROGRESS, invoked="check", attempt=1)
+    revision = store.start_sync(run)
+    entries = [LogEntry("stdout", 1, "before the cancel")]
+    try:
+        final, _ = store.finish_sync(run, revision, RunStatus.TERMINATED, entries, finished_at=now_ms())
+    except TransitionConflict:
+        # on record while it ran: whoever cancelled it settles it (the run is still theirs)
+        assert revision is not None
+        assert store.get_run(run.id).status == RunStatus.INPROGRESS  # type: ignore[union-attr]
+    else:
+        # nothing was on record: it is written as it ended
+        assert revision is None
+        assert final.status == RunStatus.TERMINATED == store.get_run(run.id).status  # type: ignore[union-attr]
+    assert [e.msg for e in store.read_logs(run.id).items] == ["before the cancel"]
+
+
+def test_a_sync_run_swept_while_it_ran_is_not_overwritten(store: BaseStore) -> None:
+    run = make_run(mode=Mode.SYNC, status=RunStatus.INPROGRESS, invoked="check", attempt=1, lease_owner="node")
+    revision = store.start_sync(run)
+    if revision is None:
+        pytest.skip("this backend keeps no record while a sync call runs: nothing can sweep it")
+    store.transition(run.id, RunStatus.INPROGRESS, RunStatus.FAILED, status_reason=SYNC_GATEWAY_LOST)
+    with pytest.raises(TransitionConflict):
+        store.finish_sync(run, revision, RunStatus.SUCCESSFUL, [], finished_at=now_ms())
+    assert store.get_run(run.id).status_reason == SYNC_GATEWAY_LOST  # type: ignore[union-attr]
+
+
 def test_a_sync_run_with_a_long_log_is_recorded_whole(store: BaseStore) -> None:
     run = make_run(mode=Mode.SYNC, status=RunStatus.SUCCESSFUL)
     store.record_sync_run(run, [LogEntry("stderr", i, f"line {i}") for i in range(260)])
@@ -689,7 +752,7 @@ def test_racing_requests_with_one_key_have_one_owner(store: BaseStore) -> None:
 def doc(
     name: str, body: dict[str, Any] | None = None, project: str = P, env: str = DEV, kind: str = "k", **kw: Any
 ) -> Any:
-    from hatchway.store.base import Document
+    from hatchway.domain.records import Document
 
     return Document(project, env, kind, name, body if body is not None else {"name": name}, **kw)
 

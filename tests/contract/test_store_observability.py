@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hatchway.runs import Mode, Run, RunStatus, new_run_id, now_ms
+from hatchway.domain.runs import Mode, Run, RunStatus, new_run_id, now_ms
 from hatchway.store.base import BaseStore
 
 

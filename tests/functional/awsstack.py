@@ -17,14 +17,14 @@ from typing import Any
 
 import boto3
 
-from hatchway.aws import AwsClients
+from hatchway.aws.aws_lambda import LambdaExecutor
+from hatchway.aws.clients import AwsClients
+from hatchway.domain.runs import RunRequest, RunStatus
 from hatchway.executors import Executors
-from hatchway.executors.aws_lambda import LambdaExecutor
 from hatchway.executors.process import ProcessExecutor
 from hatchway.remote import run_attempt
-from hatchway.runs import RunStatus
 from hatchway.runtime import adapter
-from hatchway.service import Gateway, Principal, RunRequest
+from hatchway.service import Gateway, Principal
 from tests.awsmock import (
     REGION,
     CallCounter,

@@ -14,14 +14,13 @@ from typing import Any
 
 import pytest
 
+from hatchway.aws.aws_lambda import LambdaExecutor
+from hatchway.aws.batch import BatchExecutor
+from hatchway.aws.ecs import EcsExecutor
+from hatchway.aws.engines import RETRY_EXIT_CODE
+from hatchway.domain.runs import RunRequest, RunStatus
 from hatchway.errors import ActionAppError, ActionTimeout, ActionUserError, Unavailable, ValidationFailed
-from hatchway.executors.aws_lambda import LambdaExecutor
-from hatchway.executors.aws_remote import RETRY_EXIT_CODE
-from hatchway.executors.batch import BatchExecutor
-from hatchway.executors.ecs import EcsExecutor
 from hatchway.remote import apply_state_change, handle_event
-from hatchway.runs import RunStatus
-from hatchway.service import RunRequest
 from tests.awsmock import answer_instead, lambda_error, lambda_function_error
 from tests.functional.awsstack import (
     ACTION,
@@ -383,7 +382,7 @@ def test_a_container_that_starts_after_a_cancel_does_not_run(batch: Stack) -> No
 
 
 def test_apply_state_change_is_idempotent(batch: Stack) -> None:
-    from hatchway.executors.aws_remote import StateChange
+    from hatchway.domain.runs import StateChange
 
     batch.gateway.register_action(ADMIN, P, ENV, ACTION)
     run_id, job = submit(batch, who="w")

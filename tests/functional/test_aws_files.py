@@ -16,14 +16,15 @@ from typing import Any
 import boto3
 import pytest
 
-from hatchway.aws import AwsClients
+from hatchway.aws.aws_lambda import LambdaExecutor
+from hatchway.aws.batch import BatchExecutor
+from hatchway.aws.clients import AwsClients
+from hatchway.aws.s3blobs import S3BlobStore
 from hatchway.client import ValidationErrorResponse
+from hatchway.domain.runs import RunRequest
 from hatchway.errors import NotFound
 from hatchway.executors import Executors
-from hatchway.executors.aws_lambda import LambdaExecutor
-from hatchway.executors.batch import BatchExecutor
-from hatchway.s3blobs import S3BlobStore
-from hatchway.service import Gateway, Principal, RunRequest
+from hatchway.service import Gateway, Principal
 from tests.awsmock import REGION, CallCounter, aws_gateway, aws_settings, make_infrastructure, moto_in_process
 from tests.conftest import inprocess_client
 

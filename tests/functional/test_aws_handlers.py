@@ -17,10 +17,10 @@ from typing import Any
 import boto3
 import pytest
 
-from hatchway.aws_setup import bootstrap
+from hatchway.aws.setup import bootstrap
 from hatchway.config import Settings
+from hatchway.domain.runs import Mode, Run, RunStatus, now_ms
 from hatchway.runner import LambdaDispatcher
-from hatchway.runs import Mode, Run, RunStatus, now_ms
 from hatchway.service import Principal
 from tests.awsmock import REGION, aws_settings, moto_in_process, patched_env
 from tests.helpers import REPO

@@ -21,14 +21,14 @@ from typing import Any
 import boto3
 import pytest
 
-from hatchway.aws import AwsClients
+from hatchway.aws.aws_lambda import LambdaExecutor
+from hatchway.aws.batch import BatchExecutor
+from hatchway.aws.clients import AwsClients
+from hatchway.domain.runs import Run, RunRequest, RunStatus, now_ms
 from hatchway.executors import Executors
-from hatchway.executors.aws_lambda import LambdaExecutor
-from hatchway.executors.batch import BatchExecutor
 from hatchway.executors.http import HttpExecutor
 from hatchway.runner import LambdaDispatcher, claim, run_dispatched
-from hatchway.runs import Run, RunStatus, now_ms
-from hatchway.service import Gateway, RunRequest
+from hatchway.service import Gateway
 from hatchway.sweeper import sweep
 from tests.awsmock import REGION, CallCounter, answer_instead, aws_gateway, aws_settings, lambda_error
 from tests.functional.awsstack import ACTION, ADMIN, ENV, P, Stack, moto_infrastructure, submit

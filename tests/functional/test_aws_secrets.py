@@ -9,11 +9,12 @@ from typing import Any
 import boto3
 import pytest
 
+from hatchway.domain.parameters import is_ciphertext
+from hatchway.domain.runs import RunRequest
 from hatchway.errors import SecretBindingError
 from hatchway.executors import Executors
 from hatchway.executors.process import ProcessExecutor
-from hatchway.secrets.box import is_ciphertext
-from hatchway.service import Gateway, Principal, RunRequest
+from hatchway.service import Gateway, Principal
 from tests.awsmock import CallCounter, aws_gateway, aws_settings, moto_in_process
 
 pytestmark = pytest.mark.aws
@@ -58,8 +59,8 @@ def test_a_hundred_runs_with_five_secrets_cost_one_kms_decrypt(kms_gateway: tupl
 
 
 def test_each_process_decrypts_its_data_key_once(kms_gateway: tuple[Gateway, CallCounter]) -> None:
-    from hatchway.aws import AwsClients
-    from hatchway.secrets.kms import kms_secret_box
+    from hatchway.aws.clients import AwsClients
+    from hatchway.aws.kms import kms_secret_box
 
     gateway, counter = kms_gateway
     ciphertext = gateway.encrypt(ADMIN, "proj_local", "development", "s3cret-value")

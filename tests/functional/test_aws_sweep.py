@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from hatchway.executors.batch import BatchExecutor
-from hatchway.executors.ecs import EcsExecutor
+from hatchway.aws.batch import BatchExecutor
+from hatchway.aws.ecs import EcsExecutor
+from hatchway.domain.runs import RunStatus, now_ms
 from hatchway.remote import claim_for_attempt, handle_event, sweep_remote
-from hatchway.runs import RunStatus, now_ms
 from hatchway.sweeper import sweep
 from tests.awsmock import ACCOUNT, REGION
 from tests.functional.awsstack import (

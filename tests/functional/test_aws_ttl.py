@@ -16,9 +16,9 @@ from typing import Any
 import boto3
 import pytest
 
-from hatchway.aws import AwsClients
-from hatchway.aws_setup import bootstrap
-from hatchway.store.base import Document
+from hatchway.aws.clients import AwsClients
+from hatchway.aws.setup import bootstrap
+from hatchway.domain.records import Document
 from hatchway.store.dynamodb import TTL_ATTRIBUTE, DynamoDbStore
 from tests.awsmock import REGION, aws_settings, moto_in_process
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hatchway.cli import app
-from hatchway.cli_table import Commands
+from hatchway.cli._table import Commands
 from tests.helpers import child_env
 
 GROUPS = {path: node for path, node in app.walk().items() if isinstance(node, Commands)}
@@ -123,7 +123,7 @@ def test_the_gateway_url_comes_from_the_environment_and_the_flag_wins(tmp_path: 
 def test_a_closed_pipe_ends_the_command_quietly(tmp_path: Path) -> None:
     # Given a command that prints more than a pipe holds, read by a process that stops after one line
     script = (
-        "from hatchway.cli_table import Commands, echo\n"
+        "from hatchway.cli._table import Commands, echo\n"
         "table = Commands('tool', 'A tool.')\n"
         "table.command('spam')(lambda: [echo('x' * 100) for _ in range(100_000)])\n"
         "table.main(['spam'])\n"

@@ -1,4 +1,4 @@
-"""The routes answered directly (hatchway.api.direct) answer exactly as powertools does."""
+"""The routes answered directly (hatchway.api.fastpath) answer exactly as powertools does."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def test_the_common_requests_take_the_direct_path(gateway: Gateway) -> None:
 
 
 def test_without_the_powertools_internals_it_relies_on_every_request_takes_powertools_path(gateway: Gateway) -> None:
-    from hatchway.api.direct import DirectRoutes
+    from hatchway.api.fastpath import DirectRoutes
 
     # Given a resolver missing one of the internals (as a future powertools release might)
     class Changed:

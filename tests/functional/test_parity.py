@@ -29,8 +29,8 @@ from hatchway.client import (
     UserErrorResponse,
     ValidationErrorResponse,
 )
+from hatchway.domain.spec import resolve_local_paths
 from hatchway.service import Gateway, build_gateway
-from hatchway.spec import resolve_local_paths
 from hatchway.worker import WorkerPool
 from tests.conftest import inprocess_client, make_settings
 from tests.helpers import REPO, wait_until
@@ -554,7 +554,7 @@ def test_an_empty_or_true_stash_id_creates_a_stash(client: Client, new: Any) -> 
 
 
 def test_an_expired_stash_is_a_404_and_its_files_go(gateway: Gateway, client: Client) -> None:
-    from hatchway.store.base import Document
+    from hatchway.domain.records import Document
 
     client.register_action(example("pipedream-action"))
     connect = f"/v1/connect/{client.project}/actions/run"

@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
+from hatchway.aws.asl import Targets
+from hatchway.aws.stepfunctions import PipelineFunction, StepFunctionsEngine
 from hatchway.client import Client, ConflictResponse, NotFoundResponse
-from hatchway.pipelines.asl import Targets
-from hatchway.pipelines.aws import PipelineFunction, StepFunctionsEngine
-from hatchway.pipelines.service import PipelineService
 from hatchway.service import Gateway
+from hatchway.services.pipelines.service import PipelineService
 from tests.conftest import inprocess_client
 from tests.functional.stages import base, execute, execution, explain, put, stage, statuses, step
 from tests.helpers import wait_until
@@ -308,11 +308,11 @@ def test_async_steps_run_on_the_batch_executors_definitions(tmp_path: Any) -> No
     (the runtime adapter for ``Ref::run_id``), and a prepared step's run is recorded, not submitted."""
     from dataclasses import replace
 
-    from hatchway.aws import AwsClients
+    from hatchway.aws.batch import BatchExecutor
+    from hatchway.aws.clients import AwsClients
+    from hatchway.aws.kms import kms_secret_box
     from hatchway.executors import Executors
-    from hatchway.executors.batch import BatchExecutor
     from hatchway.executors.process import ProcessExecutor
-    from hatchway.secrets.kms import kms_secret_box
     from hatchway.service import Principal
     from hatchway.store.sqlite import SqliteStore
     from tests.awsmock import REGION, CallCounter, aws_settings, make_infrastructure, moto_in_process
@@ -321,7 +321,7 @@ def test_async_steps_run_on_the_batch_executors_definitions(tmp_path: Any) -> No
         session = boto3.session.Session(region_name=REGION)
         settings = replace(aws_settings(tmp_path / "home"), **make_infrastructure(session, "hwpipes"))
         aws = AwsClients(REGION, None, session)
-        from hatchway.aws_setup import bootstrap
+        from hatchway.aws.setup import bootstrap
 
         bootstrap(settings, aws)
         runs = BatchExecutor.from_settings(settings, aws)

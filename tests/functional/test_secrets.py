@@ -12,7 +12,7 @@ import pytest
 
 from hatchway.client import ApplicationErrorResponse, Client, UnavailableResponse, UserErrorResponse
 from hatchway.config import Settings
-from hatchway.secrets.box import PREFIX
+from hatchway.domain.parameters import CIPHERTEXT_PREFIX
 from hatchway.service import Gateway, build_gateway
 from tests.conftest import inprocess_client, make_settings
 from tests.functional.actions import behave
@@ -40,11 +40,11 @@ def assert_absent(blob: bytes | str, secret: str = CANARY) -> None:
 
 def test_encrypt_values_and_ciphertexts(hw: Client) -> None:
     one = hw.encrypt(CANARY)
-    assert one.startswith(PREFIX)
+    assert one.startswith(CIPHERTEXT_PREFIX)
     assert hw.encrypt(CANARY) != one  # fresh randomness each time
     assert hw.encrypt(one) == one  # a ciphertext is left as it is
     many = hw.encrypt_values({"#a": "x-value-1", "#b": "y-value-2"}, action="behave")
-    assert set(many) == {"#a", "#b"} and all(v.startswith(PREFIX) for v in many.values())
+    assert set(many) == {"#a", "#b"} and all(v.startswith(CIPHERTEXT_PREFIX) for v in many.values())
     assert_absent(one)
 
 
@@ -152,7 +152,7 @@ def test_ciphertexts_are_bound_to_their_place(hw: Client) -> None:
         assert hw.call_sync("behave", "check", {"behaviour": "print_secret", "#secret": ciphertext})["ret"]
     # a damaged ciphertext is a user error, not a crash
     with pytest.raises(UserErrorResponse):
-        hw.call_sync("behave", "check", {"#secret": PREFIX + "AAAA"})
+        hw.call_sync("behave", "check", {"#secret": CIPHERTEXT_PREFIX + "AAAA"})
 
 
 def test_a_stored_secret_the_worker_cannot_open_fails_the_run_as_unavailable(tmp_path: Path) -> None:

@@ -19,14 +19,14 @@ from typing import Any
 import boto3
 import pytest
 
-from hatchway.aws import AwsClients
+from hatchway.aws.batch import BatchExecutor
+from hatchway.aws.clients import AwsClients
+from hatchway.aws.ecs import EcsExecutor
+from hatchway.aws.engines import RETRY_EXIT_CODE
+from hatchway.domain.runs import RunStatus
 from hatchway.executors import Executors
-from hatchway.executors.aws_remote import RETRY_EXIT_CODE
-from hatchway.executors.batch import BatchExecutor
-from hatchway.executors.ecs import EcsExecutor
 from hatchway.executors.process import ProcessExecutor
 from hatchway.remote import handle_event, run_attempt
-from hatchway.runs import RunStatus
 from hatchway.service import Gateway
 from hatchway.store.dynamodb import DynamoDbStore
 from tests.awsmock import REGION
@@ -131,8 +131,8 @@ def needs(operation: str, params: dict[str, Any]) -> list[tuple[str, str, str | 
 def container_side(stack: Stack) -> tuple[Gateway, Touched]:
     """The gateway a container builds (:func:`hatchway.remote.container_gateway`: store, key, blobs
     from the settings, a process executor, no bootstrap), on clients of its own session."""
-    from hatchway.s3blobs import S3BlobStore
-    from hatchway.secrets.kms import kms_secret_box
+    from hatchway.aws.kms import kms_secret_box
+    from hatchway.aws.s3blobs import S3BlobStore
 
     settings = stack.settings
     aws = AwsClients(REGION, None, boto3.session.Session(region_name=REGION))

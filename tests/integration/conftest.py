@@ -41,7 +41,7 @@ def docker_host() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def docker_client(docker_host: str) -> Iterator[Any]:
-    from hatchway.executors.docker_engine import docker_client as make
+    from hatchway.executors.containers.engine import docker_client as make
 
     client = make(docker_host, timeout=300)
     yield client
@@ -52,7 +52,7 @@ def docker_client(docker_host: str) -> Iterator[Any]:
 def base_image(docker_client: Any) -> str:
     """``hatchway/action-base:3.11``, built (once per data root) as ``infra/images/build`` does."""
     from hatchway.errors import Unavailable
-    from hatchway.images import build_base
+    from hatchway.executors.containers.images import build_base
 
     try:
         return build_base(docker_client, "3.11")
@@ -63,7 +63,7 @@ def base_image(docker_client: Any) -> str:
 @pytest.fixture(scope="session")
 def rie_path() -> str:
     """The Runtime Interface Emulator of aws-sam-cli (installed into its own virtualenv if missing)."""
-    from hatchway.executors.lambda_local import find_rie
+    from hatchway.executors.containers.lambda_local import find_rie
 
     found = find_rie(os.environ.get("HATCHWAY_LAMBDA_RIE")) or _rie_in(SAM_VENV)
     if found is None:

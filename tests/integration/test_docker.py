@@ -27,9 +27,9 @@ from hatchway.client import (
     ValidationErrorResponse,
 )
 from hatchway.config import Settings
-from hatchway.executors.docker_engine import LABEL_HOME, LABEL_KIND, LABEL_MANAGED, DockerEngine, action_image_tag
+from hatchway.domain.spec import resolve_local_paths
+from hatchway.executors.containers.engine import LABEL_HOME, LABEL_KIND, LABEL_MANAGED, DockerEngine, action_image_tag
 from hatchway.service import Gateway, build_gateway
-from hatchway.spec import resolve_local_paths
 from hatchway.worker import WorkerPool
 from tests.conftest import inprocess_client, make_settings
 from tests.helpers import REPO, LiveServer, wait_until
@@ -393,7 +393,7 @@ def test_serve_picks_containers_for_actions_with_an_image(
 
 
 def test_building_the_base_image_again_is_a_no_op(docker_client: Any, base_image: str) -> None:
-    from hatchway.images import build_base
+    from hatchway.executors.containers.images import build_base
 
     # Given the base image built once (by the session's fixture)
     before = docker_client.images.get(base_image).id

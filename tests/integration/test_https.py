@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hatchway.tls import dev_certificate
+from hatchway.cli.tls import dev_certificate
 from tests.helpers import ADMIN_TOKEN, LiveServer
 
 pytestmark = pytest.mark.integration

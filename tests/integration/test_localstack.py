@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 import pytest
 
-from hatchway.aws import AwsClients
+from hatchway.aws.clients import AwsClients
 from hatchway.errors import SecretBindingError
 from tests.awsmock import FAKE_CREDENTIALS, REGION, CallCounter, aws_settings, localstack_endpoint, patched_env
 
@@ -45,7 +45,7 @@ def served(what: str, call: Any) -> None:
 
 
 def test_kms_envelope_encryption_with_few_calls(endpoint: str, tmp_path: Path) -> None:
-    from hatchway.secrets.kms import kms_secret_box
+    from hatchway.aws.kms import kms_secret_box
 
     boto = session()
     counter = CallCounter(boto)
@@ -65,8 +65,8 @@ def test_kms_envelope_encryption_with_few_calls(endpoint: str, tmp_path: Path) -
 
 
 def test_bootstrap_and_the_store_on_localstack(endpoint: str, tmp_path: Path) -> None:
-    from hatchway.aws_setup import bootstrap
-    from hatchway.runs import Run, now_ms
+    from hatchway.aws.setup import bootstrap
+    from hatchway.domain.runs import Run, now_ms
     from hatchway.store.dynamodb import DynamoDbStore
 
     served("DynamoDB", lambda: session().client("dynamodb", endpoint_url=endpoint).list_tables())
@@ -85,10 +85,10 @@ def test_bootstrap_and_the_store_on_localstack(endpoint: str, tmp_path: Path) ->
 
 @pytest.mark.parametrize("engine", ["batch", "ecs"])
 def test_remote_executors_on_localstack(endpoint: str, tmp_path: Path, engine: str) -> None:
-    from hatchway.executors.batch import BatchExecutor
-    from hatchway.executors.ecs import EcsExecutor
-    from hatchway.runs import Run, now_ms
-    from hatchway.spec import ActionSpec
+    from hatchway.aws.batch import BatchExecutor
+    from hatchway.aws.ecs import EcsExecutor
+    from hatchway.domain.runs import Run, now_ms
+    from hatchway.domain.spec import ActionSpec
     from tests.awsmock import make_infrastructure
 
     boto = session()

@@ -35,7 +35,7 @@ def sam(rie_path: str) -> str:
 
 @pytest.fixture(scope="module")
 def lambda_python(docker_client: Any, base_image: str) -> str:
-    from hatchway.images import build_lambda_python
+    from hatchway.executors.containers.images import build_lambda_python
 
     tag = build_lambda_python(docker_client)
     _drop_stale_derivatives(docker_client, tag)

@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 
 from hatchway.client import Client
-from hatchway.executors.base import Invocation
+from hatchway.domain.attempts import Invocation
+from hatchway.domain.runs import Mode
+from hatchway.domain.spec import parse_spec
 from hatchway.executors.process import ProcessExecutor
 from hatchway.executors.sandbox import Cgroups, Sandbox, UidPool, bwrap_works
-from hatchway.runs import Mode
 from hatchway.runtime import confine
 from hatchway.runtime.contract import OutputCollector
 from hatchway.service import build_gateway
-from hatchway.spec import parse_spec
 from hatchway.worker import WorkerPool
 from tests.conftest import inprocess_client, make_settings
 from tests.functional.test_api import processes_with

@@ -12,8 +12,8 @@ import time
 from typing import Any
 
 from hatchway.config import Settings
+from hatchway.domain.runs import RunStatus, now_ms
 from hatchway.errors import TransitionConflict
-from hatchway.runs import RunStatus, now_ms
 from hatchway.store import make_store
 
 

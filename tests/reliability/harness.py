@@ -24,9 +24,8 @@ from typing import Any
 
 import httpx
 
+from hatchway.domain.runs import Run, run_from_dict
 from hatchway.executors.journal import read_journal
-from hatchway.runs import Run
-from hatchway.store.base import run_from_dict
 from tests.helpers import ADMIN_TOKEN, LiveServer, child_env, wait_until
 
 CHAOS = Path(__file__).with_name("chaos.py")

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hatchway.runs import RunStatus, now_ms
+from hatchway.domain.runs import RunStatus, now_ms
 from tests.functional.test_api import processes_with
 from tests.helpers import LiveServer, wait_until
 from tests.reliability.conftest import Figures, scaled

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from hatchway.config import Settings
-from hatchway.runs import Run, RunStatus, new_run_id, now_ms
+from hatchway.domain.runs import Run, RunStatus, new_run_id, now_ms
 from hatchway.store import make_store
 from hatchway.store.base import BaseStore
 from tests.helpers import REPO

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from hatchway.runs import Run, RunStatus, now_ms
+from hatchway.domain.runs import Run, RunStatus, now_ms
 from hatchway.service import Gateway, build_gateway
 from hatchway.store.sqlite import SqliteStore
 from tests.conftest import inprocess_client, make_settings

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hatchway.runs import RunStatus
+from hatchway.domain.runs import RunStatus
 from tests.helpers import LiveServer, wait_until
 from tests.reliability.conftest import Figures
 from tests.reliability.harness import FAST, WorkerProcess, chaos_spec, read_runs, sh_spec

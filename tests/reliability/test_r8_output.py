@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hatchway.runs import OS_PREVIEW_HEAD, OS_PREVIEW_TAIL, LogEntry, Mode
+from hatchway.domain.runs import OS_PREVIEW_HEAD, OS_PREVIEW_TAIL, LogEntry, Mode
 from hatchway.runtime.contract import OutputCollector
 from tests.helpers import LiveServer
 from tests.reliability.conftest import Figures, scaled

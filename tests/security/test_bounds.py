@@ -248,7 +248,7 @@ def test_limits_that_cannot_work_are_refused_at_start() -> None:
 
 
 def test_a_ciphertext_is_measured_by_the_plaintext_it_holds(tmp_path: Path) -> None:
-    from hatchway.parameters import secret_bytes
+    from hatchway.domain.parameters import secret_bytes
     from hatchway.secrets.box import local_secret_box
 
     box = local_secret_box(tmp_path / "secret.key")

@@ -115,7 +115,7 @@ DEEP_BODIES = {
     "in-a-list": '{"parameters": {"a": ' + DEEP_ARRAY + "}}",
 }
 JSON_ROUTES = [
-    ("POST", f"{P}/actions/behave/runs"),  # answered directly (api/direct.py)
+    ("POST", f"{P}/actions/behave/runs"),  # answered directly (api/fastpath.py)
     ("POST", f"{P}/actions/behave/sync/check"),  # answered directly too
     ("POST", f"{P}/actions"),
     ("POST", f"{P}/encrypt"),

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from hatchway.runs import LogEntry, Run, RunStatus, new_run_id
+from hatchway.domain.runs import LogEntry, Run, RunStatus, new_run_id
 from hatchway.store.sqlite import SqliteStore
 from tests.helpers import ADMIN_TOKEN, LiveServer
 

@@ -1,4 +1,4 @@
-"""The shared boto3 clients of :class:`hatchway.aws.AwsClients` (no AWS call is made)."""
+"""The shared boto3 clients of :class:`hatchway.aws.clients.AwsClients` (no AWS call is made)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from hatchway.aws import AwsClients
+from hatchway.aws.clients import AwsClients
 from tests.awsmock import FAKE_CREDENTIALS, patched_env
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from hatchway.cli import app
-from hatchway.cli_table import FLAG, NEGATABLE, REPEATED, VALUE, Arg, Command, Commands, echo
+from hatchway.cli._table import FLAG, NEGATABLE, REPEATED, VALUE, Arg, Command, Commands, echo
 from hatchway.config import ENV_VARS
 
 Flags = tuple[str, ...]

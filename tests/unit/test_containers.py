@@ -13,10 +13,13 @@ from typing import Any
 
 import pytest
 
+from hatchway.domain.attempts import AttemptResult, result_from_outcome
+from hatchway.domain.runs import Mode
+from hatchway.domain.spec import ActionSpec
 from hatchway.errors import ValidationFailed
 from hatchway.executors import Executors, make_executors
-from hatchway.executors.base import BaseExecutor, Execution, execution_from_outcome
-from hatchway.executors.docker_engine import (
+from hatchway.executors.base import BaseExecutor
+from hatchway.executors.containers.engine import (
     ActionImage,
     action_image_tag,
     container_workdir,
@@ -25,11 +28,9 @@ from hatchway.executors.docker_engine import (
     owner_alive,
     owner_token,
 )
-from hatchway.executors.lambda_local import PoolBusy, WarmContainer, WarmPool
-from hatchway.runs import Mode
+from hatchway.executors.containers.lambda_local import PoolBusy, WarmContainer, WarmPool
 from hatchway.runtime import adapter
 from hatchway.runtime.contract import OutputCollector
-from hatchway.spec import ActionSpec
 from tests.conftest import make_settings
 
 # the reference grammar of image names (repository path and tag)
@@ -180,7 +181,7 @@ class Named(BaseExecutor):
         self.name = name
         self.prepared: list[str] = []
 
-    def execute(self, invocation: Any, collector: Any, cancel: Any) -> Execution:
+    def execute(self, invocation: Any, collector: Any, cancel: Any) -> AttemptResult:
         raise NotImplementedError
 
     def prepare(self, project_id: str, spec: ActionSpec) -> None:
@@ -240,7 +241,7 @@ def test_the_adapter_reports_an_oom_kill_it_can_see(tmp_path: Path, monkeypatch:
          "argv": [sys.executable, "-c", script], "timeout_seconds": 10, "data_root": str(tmp_path)}
     )  # fmt: skip
     assert outcome["signal"] == 9 and outcome["oom"] is True
-    execution = execution_from_outcome(outcome, OutputCollector(Mode.SYNC))
+    execution = result_from_outcome(outcome, OutputCollector(Mode.SYNC))
     assert execution.oom
 
 
@@ -293,7 +294,7 @@ class FakeEngine:
     [(256, 512, 250_000_000), (1024, 2048, 1_000_000_000), (4096, 8192, 2_000_000_000)],  # capped at NCPU=2
 )
 def test_run_options_limit_cpus_and_memory_from_compute(tmp_path: Path, vcpu: int, memory: int, nano_cpus: int) -> None:
-    from hatchway.executors.docker_engine import DockerEngine
+    from hatchway.executors.containers.engine import DockerEngine
 
     engine = DockerEngine(None, tmp_path, client=FakeEngine(FakeClock(), 0, IMAGE, ncpu=2).client)
     options = engine.run_options(spec(image_uri="x", compute_requirements={"vCPU": vcpu, "memory": memory}), "run")
@@ -303,14 +304,14 @@ def test_run_options_limit_cpus_and_memory_from_compute(tmp_path: Path, vcpu: in
 
 
 def invocation(deadline: float) -> Any:
-    from hatchway.executors.base import Invocation
+    from hatchway.domain.attempts import Invocation
 
     return Invocation("run_1", "p", "e", "a", 1, "sha256:" + "0" * 64, "go", Mode.SYNC,
                       spec(image_uri="x", sync_actions=["go"]), {}, 1, deadline)  # fmt: skip
 
 
 def test_an_image_pull_does_not_count_against_the_sync_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from hatchway.executors import docker, lambda_local
+    from hatchway.executors.containers import docker, lambda_local
 
     clock = FakeClock()
     monkeypatch.setattr(docker, "time", clock)
@@ -320,7 +321,7 @@ def test_an_image_pull_does_not_count_against_the_sync_limit(tmp_path: Path, mon
     executor = docker.DockerExecutor(engine, tmp_path / "work")
     given = invocation(time.time() + 5)
     seen: list[Any] = []
-    monkeypatch.setattr(executor, "run_container", lambda inv, *_: seen.append(inv) or Execution(exit_code=0))
+    monkeypatch.setattr(executor, "run_container", lambda inv, *_: seen.append(inv) or AttemptResult(exit_code=0))
     # When the Docker executor runs it
     executor.execute(given, OutputCollector(Mode.SYNC), threading.Event())
     # Then the container starts with the 5 s still ahead: the pull moved the deadline
@@ -333,7 +334,7 @@ def test_an_image_pull_does_not_count_against_the_sync_limit(tmp_path: Path, mon
         return WarmContainer("c1", key, "", tmp_path / "ctl")
 
     monkeypatch.setattr(warm, "_start", start)
-    monkeypatch.setattr(warm, "_call", lambda _w, call, *_: seen.append(call) or Execution(exit_code=0))
+    monkeypatch.setattr(warm, "_call", lambda _w, call, *_: seen.append(call) or AttemptResult(exit_code=0))
     warm.execute(given, OutputCollector(Mode.SYNC), threading.Event())
     assert seen[1].deadline - given.deadline == pytest.approx(107.0)
     warm.pool.close()

@@ -6,8 +6,8 @@ import base64
 import json
 from urllib.parse import quote
 
-from hatchway.executors.base import Execution, judge, user_message
-from hatchway.runs import Mode, RunStatus
+from hatchway.domain.attempts import AttemptResult, judge, user_message
+from hatchway.domain.runs import Mode, RunStatus
 from hatchway.runtime.contract import OutputCollector
 from hatchway.secrets.redact import HIDDEN, Redactor
 
@@ -104,7 +104,7 @@ def test_user_message_falls_back_to_stdout() -> None:
     assert user_message(collector) == "wrong password"
 
 
-def judged(execution: Execution, mode: Mode = Mode.SYNC, stdout: bytes = b"") -> tuple[RunStatus, str | None, bool]:
+def judged(execution: AttemptResult, mode: Mode = Mode.SYNC, stdout: bytes = b"") -> tuple[RunStatus, str | None, bool]:
     collector = OutputCollector(mode)
     collector.feed("stdout", stdout)
     collector.close()
@@ -113,23 +113,23 @@ def judged(execution: Execution, mode: Mode = Mode.SYNC, stdout: bytes = b"") ->
 
 
 def test_verdicts() -> None:
-    assert judged(Execution(exit_code=0), stdout=b' {"ok": true} \n') == (RunStatus.SUCCESSFUL, None, False)
-    assert judged(Execution(exit_code=0), stdout=b"not json") == (RunStatus.FAILED, "application", True)
-    assert judged(Execution(exit_code=0), stdout=b"{} {}") == (RunStatus.FAILED, "application", True)
-    assert judged(Execution(exit_code=1)) == (RunStatus.FAILED, "user", False)
-    assert judged(Execution(exit_code=2)) == (RunStatus.FAILED, "application", True)
-    assert judged(Execution(exit_code=137, signal=9)) == (RunStatus.FAILED, "application", True)
-    assert judged(Execution(timed_out=True)) == (RunStatus.FAILED, "timeout", True)
-    assert judged(Execution(cancelled=True)) == (RunStatus.TERMINATED, "cancelled", False)
-    assert judged(Execution(exit_code=0, output_problem="out/result.json is not valid JSON"), Mode.ASYNC) == (
+    assert judged(AttemptResult(exit_code=0), stdout=b' {"ok": true} \n') == (RunStatus.SUCCESSFUL, None, False)
+    assert judged(AttemptResult(exit_code=0), stdout=b"not json") == (RunStatus.FAILED, "application", True)
+    assert judged(AttemptResult(exit_code=0), stdout=b"{} {}") == (RunStatus.FAILED, "application", True)
+    assert judged(AttemptResult(exit_code=1)) == (RunStatus.FAILED, "user", False)
+    assert judged(AttemptResult(exit_code=2)) == (RunStatus.FAILED, "application", True)
+    assert judged(AttemptResult(exit_code=137, signal=9)) == (RunStatus.FAILED, "application", True)
+    assert judged(AttemptResult(timed_out=True)) == (RunStatus.FAILED, "timeout", True)
+    assert judged(AttemptResult(cancelled=True)) == (RunStatus.TERMINATED, "cancelled", False)
+    assert judged(AttemptResult(exit_code=0, output_problem="out/result.json is not valid JSON"), Mode.ASYNC) == (
         RunStatus.FAILED,
         "application",
         True,
     )
-    assert judged(Execution(exit_code=0, exports=[1]), Mode.ASYNC)[1] == "application"
+    assert judged(AttemptResult(exit_code=0, exports=[1]), Mode.ASYNC)[1] == "application"
 
 
 def test_oom_is_named() -> None:
     collector = OutputCollector(Mode.ASYNC)
-    verdict = judge(Execution(exit_code=137, oom=True), collector, Mode.ASYNC, 30)
+    verdict = judge(AttemptResult(exit_code=137, oom=True), collector, Mode.ASYNC, 30)
     assert verdict.error is not None and verdict.error.message == "out of memory"

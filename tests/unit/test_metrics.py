@@ -8,9 +8,8 @@ from dataclasses import replace
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from hatchway.domain.runs import ActiveCount, Mode, Run, RunStatus, now_ms
 from hatchway.observability.metrics import EmfRecorder, PrometheusRecorder, exposition, render
-from hatchway.runs import Mode, Run, RunStatus, now_ms
-from hatchway.store.base import ActiveCount
 
 
 def make_run(**changes: object) -> Run:

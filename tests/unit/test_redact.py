@@ -20,12 +20,12 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 import hatchway
-from hatchway.images import RUNTIME_FILES
-from hatchway.runs import Mode
+from hatchway.domain.runs import Mode
+from hatchway.executors.containers.images import RUNTIME_FILES
 from hatchway.runtime import contract
 from hatchway.runtime.contract import MAX_LINE_BYTES, OutputCollector
 from hatchway.secrets import redact
-from hatchway.secrets.redact import ACTIVE_SECRETS, HIDDEN, Redactor, spellings
+from hatchway.secrets.redact import ACTIVE_SECRETS, HIDDEN, ActiveRedaction, Redactor, spellings
 
 
 @pytest.fixture(params=["native", "stdlib"], autouse=True)
@@ -229,6 +229,18 @@ def test_active_secrets_redact_the_gateway_log_while_an_attempt_runs() -> None:
     finally:
         ACTIVE_SECRETS.remove(handle)
     assert ACTIVE_SECRETS.text("saw gateway-log-secret") == "saw gateway-log-secret"
+
+
+def test_an_open_redaction_keeps_its_secrets_out_of_the_gateway_log_until_it_closes() -> None:
+    redaction = ActiveRedaction()
+    with redaction.open(["attempt-secret"]) as redactor:
+        assert redactor.text("got attempt-secret") == f"got {HIDDEN}"
+        assert ACTIVE_SECRETS.text("saw attempt-secret") == f"saw {HIDDEN}"
+    assert ACTIVE_SECRETS.text("saw attempt-secret") == "saw attempt-secret"
+    # an attempt that fails still takes its secrets off the list
+    with pytest.raises(RuntimeError), redaction.open(["failing-secret"]):
+        raise RuntimeError("the attempt failed")
+    assert ACTIVE_SECRETS.text("saw failing-secret") == "saw failing-secret"
 
 
 def test_the_runtime_redacts_with_the_standard_library_alone(tmp_path: Path, engine: str) -> None:

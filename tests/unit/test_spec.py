@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from hatchway.domain.spec import COMPUTE_TABLE, ActionSpec, parse_spec, resolve_local_paths
 from hatchway.errors import ValidationFailed
-from hatchway.spec import COMPUTE_TABLE, ActionSpec, parse_spec, resolve_local_paths
 
 VALID_PAIRS = [
     (256, 512), (256, 1024), (256, 2048),

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from hatchway.observability.stats import WINDOWS, dashboard, percentile
-from hatchway.store.base import ActiveCount, RunSummary
+from hatchway.domain.runs import ActiveCount, RunSummary
+from hatchway.domain.stats import WINDOWS, dashboard, percentile
 
 NOW = 1_700_000_030_000  # 30 s into a minute
 

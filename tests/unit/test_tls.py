@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from hatchway.tls import dev_certificate
+from hatchway.cli.tls import dev_certificate
 
 
 def sans(path: Path) -> set[str]:

@@ -49,12 +49,17 @@ from hatchway.api.common import (
 )
 from hatchway.api.common import principal as common_principal
 from hatchway.api.compat import raw_routes, serve_raw
-from hatchway.api.direct import DirectRoutes
 from hatchway.api.errors import dumps, error_answer, unexpected_answer, validation_details
+from hatchway.api.fastpath import DirectRoutes
 from hatchway.api.models import EncryptRequest, ProjectCreate, RunRequestBody, TokenCreate
 from hatchway.api.resolver import ThreadSafeHttpResolver
 from hatchway.api.throttle import FailureBudget
 from hatchway.api.validation import CompiledRequestValidation
+from hatchway.domain.actions import ActionRecord
+from hatchway.domain.parameters import json_too_deep
+from hatchway.domain.records import DEFAULT_PAGE
+from hatchway.domain.runs import LogEntry, RunRequest
+from hatchway.domain.spec import ActionSpec
 from hatchway.errors import (
     Forbidden,
     HatchwayError,
@@ -64,11 +69,7 @@ from hatchway.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from hatchway.parameters import json_too_deep
-from hatchway.runs import LogEntry
-from hatchway.service import Gateway, Principal, RunRequest
-from hatchway.spec import ActionSpec
-from hatchway.store.base import DEFAULT_PAGE, ActionRecord
+from hatchway.service import Gateway, Principal
 
 log = logging.getLogger("hatchway.api")
 #: the OAuth client-credentials exchange: public, but its client secret is a token

@@ -39,8 +39,9 @@ from hatchway.api.common import (
 from hatchway.api.common import principal as common_principal
 from hatchway.api.errors import error_answer
 from hatchway.api.models import CacheTagBody, ConnectRunBody, KeboolaActionBody, OAuthTokenBody, SessionTypeBody
+from hatchway.domain.runs import RunRequest
 from hatchway.errors import HatchwayError
-from hatchway.service import Gateway, Principal, RunRequest
+from hatchway.service import Gateway, Principal
 
 Handler = Callable[[dict[str, Any], Principal, "re.Match[str]"], dict[str, Any]]
 

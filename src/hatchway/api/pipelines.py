@@ -25,9 +25,9 @@ from hatchway.api.common import (
     public_base,
 )
 from hatchway.api.common import principal as common_principal
-from hatchway.pipelines.model import PipelineSpec, Scalar
-from hatchway.pipelines.service import PipelineService
-from hatchway.store.base import DEFAULT_PAGE
+from hatchway.domain.pipelines.spec import PipelineSpec, Scalar
+from hatchway.domain.records import DEFAULT_PAGE
+from hatchway.services.pipelines.service import PipelineService
 
 if TYPE_CHECKING:
     from hatchway.api.app import Api

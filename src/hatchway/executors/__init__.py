@@ -1,4 +1,7 @@
-"""Where actions run: host processes, Docker, Lambda, Batch, ECS. See ``base.py`` for the contract."""
+"""Where actions run: host processes, Docker, Lambda, Batch, ECS.
+
+The contract they share (invocation, outcome, verdict) is :mod:`hatchway.domain.attempts`.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +10,19 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hatchway.config import Settings
+    from hatchway.domain.runs import Mode
+    from hatchway.domain.spec import ActionSpec
     from hatchway.executors.base import BaseExecutor
-    from hatchway.runs import Mode
-    from hatchway.spec import ActionSpec
 
 #: executor name -> "module:Class"; modules are imported only when the executor is used
 REGISTRY: dict[str, str] = {
     "process": "hatchway.executors.process:ProcessExecutor",
     "http": "hatchway.executors.http:HttpExecutor",
-    "docker": "hatchway.executors.docker:DockerExecutor",
-    "lambda-local": "hatchway.executors.lambda_local:LocalLambdaExecutor",
-    "lambda": "hatchway.executors.aws_lambda:LambdaExecutor",
-    "batch": "hatchway.executors.batch:BatchExecutor",
-    "ecs": "hatchway.executors.ecs:EcsExecutor",
+    "docker": "hatchway.executors.containers.docker:DockerExecutor",
+    "lambda-local": "hatchway.executors.containers.lambda_local:LocalLambdaExecutor",
+    "lambda": "hatchway.aws.aws_lambda:LambdaExecutor",
+    "batch": "hatchway.aws.batch:BatchExecutor",
+    "ecs": "hatchway.aws.ecs:EcsExecutor",
 }
 
 EXTRAS = {"docker": "docker", "lambda-local": "docker", "lambda": "aws", "batch": "aws", "ecs": "aws"}
@@ -107,7 +110,7 @@ class Executors:
         return self.sync, self.run
 
     def pick(self, spec: ActionSpec, mode: Mode) -> BaseExecutor:
-        from hatchway.runs import Mode
+        from hatchway.domain.runs import Mode
 
         if spec.http is not None:
             if self.http is None:
@@ -165,7 +168,7 @@ def make_executors(settings: Settings) -> Executors:
     name = settings.executor
     is_split = bool(settings.sync_executor or settings.run_executor)
     if name in ("auto", *CONTAINER_EXECUTORS) and not is_split and settings.backend == "embedded":
-        from hatchway.executors.docker_engine import engine_answers
+        from hatchway.executors.containers.engine import engine_answers
 
         if name != "auto" or engine_answers(settings.docker_host):
             from hatchway.executors.containers import container_executors

@@ -18,11 +18,13 @@ from typing import Any
 from urllib.parse import quote
 
 from hatchway.config import Settings
+from hatchway.domain.attempts import AttemptResult, Invocation
+from hatchway.domain.runs import Mode
+from hatchway.domain.spec import ActionSpec, coerce_str
 from hatchway.errors import BadRequest
-from hatchway.executors.base import BaseExecutor, Execution, Invocation, OutputCollector
+from hatchway.executors.base import BaseExecutor
 from hatchway.net import DestinationRefused, IPNetwork, allowed_networks, guarded_client, refused_cause
-from hatchway.runs import Mode
-from hatchway.spec import ActionSpec, coerce_str
+from hatchway.runtime.contract import OutputCollector
 
 PLACEHOLDER = re.compile(r"\{(params|query|body|headers|parameters)\.([^{}]+)\}")
 MAX_BODY_BYTES = 6 * 1024 * 1024
@@ -78,7 +80,7 @@ class HttpExecutor(BaseExecutor):
         if spec.http is None:  # pragma: no cover - the picker sends only HTTP actions here
             raise BadRequest("not an HTTP action")
 
-    def execute(self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event) -> Execution:
+    def execute(self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event) -> AttemptResult:
         call = invocation.spec.http
         assert call is not None  # noqa: S101 - check() guarantees it
         started = time.monotonic()
@@ -89,17 +91,17 @@ class HttpExecutor(BaseExecutor):
             body = fill(call.body, invocation) if call.body is not None else None
         except BadRequest as exc:
             collector.system(exc.message)
-            return Execution(exit_code=1, duration_ms=0)
+            return AttemptResult(exit_code=1, duration_ms=0)
         attempts = 1 + max(0, invocation.retries)
         with guarded_client(self.allowed, min(call.timeout_seconds, max(0.1, invocation.seconds_left)),
                             call.follow_redirects) as client:  # fmt: skip
             for attempt in range(1, attempts + 1):
                 if cancel.is_set():
-                    return Execution(cancelled=True)
+                    return AttemptResult(cancelled=True)
                 if invocation.seconds_left <= 0:
-                    return Execution(timed_out=True)
+                    return AttemptResult(timed_out=True)
                 outcome = self._once(client, call.method, url, headers, query, body, collector, invocation)
-                if isinstance(outcome, Execution):
+                if isinstance(outcome, AttemptResult):
                     outcome.duration_ms = int((time.monotonic() - started) * 1000)
                     if outcome.exit_code == 0 and invocation.output_mode == Mode.SYNC:
                         collector.feed("stdout", json.dumps(outcome.ret).encode())  # a sync answer is stdout
@@ -110,9 +112,9 @@ class HttpExecutor(BaseExecutor):
                     break
                 collector.system(f"upstream answered {status}; retrying in {delay:.1f} s")
                 if cancel.wait(delay):
-                    return Execution(cancelled=True)
+                    return AttemptResult(cancelled=True)
         collector.system(f"upstream still answers {status} after {attempts} attempt(s)")
-        return Execution(exit_code=2, duration_ms=int((time.monotonic() - started) * 1000))
+        return AttemptResult(exit_code=2, duration_ms=int((time.monotonic() - started) * 1000))
 
     def _once(
         self,
@@ -124,7 +126,7 @@ class HttpExecutor(BaseExecutor):
         body: Any,
         collector: OutputCollector,
         invocation: Invocation,
-    ) -> Execution | tuple[int, float | None]:
+    ) -> AttemptResult | tuple[int, float | None]:
         import httpx
 
         content = None
@@ -141,19 +143,19 @@ class HttpExecutor(BaseExecutor):
                 timeout=max(0.1, invocation.seconds_left),
             )  # fmt: skip
         except httpx.TimeoutException:
-            return Execution(timed_out=True)
+            return AttemptResult(timed_out=True)
         except DestinationRefused as exc:
             collector.system(exc.message)
             collector.feed("stderr", (exc.message + "\n").encode())
-            return Execution(exit_code=1)
+            return AttemptResult(exit_code=1)
         except httpx.HTTPError as exc:
             refused = refused_cause(exc)
             if refused is not None:
                 collector.system(refused.message)
                 collector.feed("stderr", (refused.message + "\n").encode())
-                return Execution(exit_code=1)
+                return AttemptResult(exit_code=1)
             collector.system(f"the call failed: {type(exc).__name__}")
-            return Execution(exit_code=2)
+            return AttemptResult(exit_code=2)
         elapsed = int((time.monotonic() - began) * 1000)
         collector.system(f"{method} {response.url.copy_with(query=None)} -> {response.status_code} in {elapsed} ms")
         if response.status_code in RETRIED:
@@ -166,8 +168,8 @@ class HttpExecutor(BaseExecutor):
         if response.status_code >= 400:
             collector.system(f"upstream refused the call: {response.status_code} {response.reason_phrase}")
             collector.feed("stderr", f"upstream answered {response.status_code} {response.reason_phrase}\n".encode())
-            return Execution(exit_code=1)
-        return Execution(exit_code=0, ret=answer, exports={"status": response.status_code})
+            return AttemptResult(exit_code=1)
+        return AttemptResult(exit_code=0, ret=answer, exports={"status": response.status_code})
 
 
 def _header_value(value: Any) -> str:

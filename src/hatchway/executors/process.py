@@ -36,21 +36,16 @@ import time
 from pathlib import Path
 
 from hatchway.config import Settings
+from hatchway.domain.attempts import AttemptResult, Invocation, read_outputs
+from hatchway.domain.spec import ActionSpec
 from hatchway.errors import ValidationFailed
-from hatchway.executors.base import (
-    BaseExecutor,
-    Execution,
-    Invocation,
-    OutputCollector,
-    Workspace,
-    read_outputs,
-)
+from hatchway.executors.base import BaseExecutor
 from hatchway.executors.journal import Journal, boot_ticks, owner_alive, start_time
 from hatchway.executors.journal import recover as recover_journals
 from hatchway.executors.sandbox import Confinement, Sandbox, UidPool, reachable_by_others
 from hatchway.executors.spares import Spares
+from hatchway.runtime.contract import OutputCollector, Workspace
 from hatchway.runtime.spawn import Janitor, ProcessReaper, enable_subreaper, spawn
-from hatchway.spec import ActionSpec
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -145,13 +140,13 @@ class ProcessExecutor(BaseExecutor):
             base = Path(spec.docker_config.context)
         return base / workdir if workdir else base
 
-    def execute(self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event) -> Execution:
+    def execute(self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event) -> AttemptResult:
         workspace = Workspace(self.work_dir, f"{invocation.run_id}-{invocation.attempt}")
         started = time.monotonic()
         uids = self.sandbox.uids
         uid = uids.take() if uids is not None else None
         if uids is not None and uid is None:
-            return Execution(platform_error="every uid of HATCHWAY_SANDBOX_UIDS is in use by an attempt")
+            return AttemptResult(platform_error="every uid of HATCHWAY_SANDBOX_UIDS is in use by an attempt")
         # the journal comes first: a gateway killed at any later point leaves nothing recovery misses
         self.journal.began(workspace.path.name)
         is_reusable = False  # the workspace may go back to the spares: its processes are known gone
@@ -176,7 +171,7 @@ class ProcessExecutor(BaseExecutor):
             self.journal.ended(workspace.path.name)
             if uids is not None and uid is not None:
                 uids.give(uid, is_clean=True)  # nothing ran as it
-            return Execution(platform_error=f"could not prepare the workspace ({exc.strerror or exc})")
+            return AttemptResult(platform_error=f"could not prepare the workspace ({exc.strerror or exc})")
         try:
             oom: list[bool] = []
             confined = confinement
@@ -205,7 +200,7 @@ class ProcessExecutor(BaseExecutor):
             is_reusable = bool(oom) and not (ended.timed_out or ended.cancelled)
             if ended.start_error:
                 collector.system(f"cannot start the action: {ended.start_error}")
-            execution = Execution(
+            execution = AttemptResult(
                 exit_code=ended.exit_code,
                 signal=ended.signal,
                 timed_out=ended.timed_out,

@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from hatchway.config import Settings
+from hatchway.domain.spec import ActionSpec
 from hatchway.errors import ValidationFailed
 from hatchway.runtime.confine import (
     EVERYTHING,
@@ -69,7 +70,6 @@ from hatchway.runtime.confine import (
     abi,
     start_confined,
 )
-from hatchway.spec import ActionSpec
 
 MAX_PROCESSES = 1024
 PROLOGUE_EXIT = 125  # the prologue could not apply the limits: the action did not start

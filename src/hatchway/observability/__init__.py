@@ -10,8 +10,8 @@
 * :mod:`~hatchway.observability.tracing` - spans for request -> store -> executor -> action
   process over OpenTelemetry (optional import; OTLP export when configured) or X-Ray through
   powertools Tracer; off by default, then every span is a no-op.
-* :mod:`~hatchway.observability.stats` - the dashboard's aggregates (runs per status over time,
-  duration percentiles per action, queue depth) over the store's lean run summaries.
+* the dashboard's aggregates (runs per status over time, duration percentiles per action, queue
+  depth) over the store's lean run summaries are pure functions: :mod:`~hatchway.domain.stats`.
 
 Nothing here may fail a request: observers and exporters swallow their own faults and log them.
 """

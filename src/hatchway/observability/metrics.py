@@ -24,8 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from hatchway.runs import Mode, Run, RunStatus
-from hatchway.store.base import ActiveCount
+from hatchway.domain.runs import ActiveCount, Mode, Run, RunStatus
 
 if TYPE_CHECKING:
     from hatchway.config import Settings

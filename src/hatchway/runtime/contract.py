@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from hatchway.runs import OS_PREVIEW_HEAD, OS_PREVIEW_TAIL, LogEntry, Mode
+from hatchway.domain.runs import OS_PREVIEW_HEAD, OS_PREVIEW_TAIL, LogEntry, Mode
 from hatchway.secrets.redact import NO_SECRETS, Redactor
 
 MIB = 1024 * 1024

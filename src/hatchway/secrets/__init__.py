@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 def make_secret_box(settings: Settings, **clients: Any) -> SecretBox:
     """A KMS-backed box on the aws backend, the local key file otherwise."""
     if settings.backend == "aws":
-        from hatchway.secrets.kms import kms_secret_box
+        from hatchway.aws.kms import kms_secret_box
 
         box: SecretBox = kms_secret_box(settings, **clients)
         return box

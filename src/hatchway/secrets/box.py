@@ -22,22 +22,13 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from hatchway.domain.parameters import ANY_ACTION, CIPHERTEXT_PREFIX, context_for, is_ciphertext
 from hatchway.errors import InternalError, SecretBindingError, Unavailable
 
-PREFIX = "hwenc:v1:"
-ANY_ACTION = "*"
 CACHE_SECONDS = 300.0
 CACHE_CAPACITY = 1000
-
-
-def is_ciphertext(value: Any) -> bool:
-    return isinstance(value, str) and value.startswith(PREFIX)
-
-
-def context_for(project_id: str, environment: str, action: str | None) -> dict[str, str]:
-    return {"project_id": project_id, "environment": environment, "action": action or ANY_ACTION}
 
 
 class SecretBox(ABC):
@@ -92,7 +83,7 @@ class EsdkSecretBox(SecretBox):
                 )
         except self._sdk_errors() as exc:
             raise Unavailable("the key service is unavailable; nothing was encrypted") from exc
-        return PREFIX + base64.urlsafe_b64encode(message).decode().rstrip("=")
+        return CIPHERTEXT_PREFIX + base64.urlsafe_b64encode(message).decode().rstrip("=")
 
     def decrypt(self, ciphertext: str, project_id: str, environment: str, action: str) -> str:
         from aws_encryption_sdk.exceptions import (
@@ -104,7 +95,7 @@ class EsdkSecretBox(SecretBox):
 
         if not is_ciphertext(ciphertext):
             raise SecretBindingError("not a hatchway ciphertext")
-        body = ciphertext[len(PREFIX) :]
+        body = ciphertext[len(CIPHERTEXT_PREFIX) :]
         try:
             message = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         except (ValueError, binascii.Error):
@@ -272,3 +263,10 @@ def _pieces(stream: Any) -> Iterator[bytes]:
 def local_blob_cipher(key_path: Path) -> BlobCipher:
     """A BlobCipher whose master key is the key file at ``key_path``."""
     return BlobCipher(_local_key_provider(key_path))
+
+
+if TYPE_CHECKING:  # mypy checks that these answer their ports
+    from hatchway import ports
+
+    def _implements(box: SecretBox) -> ports.SecretBox:
+        return box

@@ -30,13 +30,14 @@ whole spelling past the cut: a secret across it is hidden on both sides, never s
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import json
 import threading
 import time
 from array import array
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus
 
 _native: Any
@@ -393,3 +394,27 @@ class ActiveSecrets:
 
 #: every attempt registers its redactor here while it runs (see the log formatter)
 ACTIVE_SECRETS = ActiveSecrets()
+
+
+class ActiveRedaction:
+    """An attempt's redactor (:class:`hatchway.ports.Redaction`): built once for its secrets and, while
+    the attempt runs, registered in :data:`ACTIVE_SECRETS` so the gateway's own log lines hide them too."""
+
+    def __init__(self, active: ActiveSecrets = ACTIVE_SECRETS) -> None:
+        self.active = active
+
+    @contextlib.contextmanager
+    def open(self, secrets: Iterable[str]) -> Iterator[Redactor]:
+        redactor = Redactor(secrets)
+        handle = self.active.add(redactor)
+        try:
+            yield redactor
+        finally:
+            self.active.remove(handle)
+
+
+if TYPE_CHECKING:  # mypy checks that it answers the port
+    from hatchway import ports
+
+    def _implements(redaction: ActiveRedaction) -> ports.Redaction:
+        return redaction

@@ -1,13 +1,13 @@
 """The store: rules here, primitives in the backends.
 
 :class:`BaseStore` owns every rule about state - version numbering and no-op re-registration,
-status transitions (compare-and-set on a revision, checked against :data:`~hatchway.runs.TRANSITIONS`),
+status transitions (compare-and-set on a revision, checked against :data:`~hatchway.domain.runs.TRANSITIONS`),
 queue claims with leases, the lease sweeper, log sequence numbers and truncation, idempotency
 records, and opaque tenant-bound pagination cursors. A backend (``sqlite.py``, ``dynamodb.py``)
 implements only the ``_``-prefixed primitives: get/put/conditional-update of a handful of record
 kinds. The same contract suite (``tests/contract``) runs against every backend.
 
-Pipelines (:mod:`hatchway.pipelines`) add two record kinds with the same discipline: definition
+Pipelines (:mod:`hatchway.domain.pipelines.records`) add two record kinds with the same discipline: definition
 versions behind a head (like actions) and executions written whole with compare-and-set on a
 revision (like runs). Their primitives raise ``NotImplementedError`` until a backend provides
 them, so a store without pipelines keeps working for everything else.
@@ -23,268 +23,31 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
-from typing import Any, Generic, TypeVar
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
+from hatchway.domain.actions import ActionHead, ActionRecord
+from hatchway.domain.pipelines.records import Execution, PipelineHead, PipelineRecord
+from hatchway.domain.records import DEFAULT_PAGE, MAX_PAGE, Document, IdempotencyOutcome, IdempotencyRecord, Page
+from hatchway.domain.runs import (
+    SYNC_GATEWAY_LOST,
+    ActiveCount,
+    LogEntry,
+    Mode,
+    Run,
+    RunError,
+    RunObserver,
+    RunStatus,
+    RunSummary,
+    SweepResult,
+    can_transition,
+    now_ms,
+)
+from hatchway.domain.tenants import Project, TokenRecord
 from hatchway.errors import Conflict, NotFound, TransitionConflict, ValidationFailed
-from hatchway.pipelines.records import Execution, PipelineHead, PipelineRecord
-from hatchway.runs import SYNC_GATEWAY_LOST, LogEntry, Mode, Run, RunError, RunStatus, can_transition, iso, now_ms
 
-T = TypeVar("T")
-
-MAX_PAGE = 500
-DEFAULT_PAGE = 50
-
-
-@dataclass
-class Page(Generic[T]):
-    items: list[T]
-    next: str | None = None
-
-
-@dataclass
-class Project:
-    id: str
-    name: str
-    created_at: int
-
-    def to_api(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "created_at": iso(self.created_at)}
-
-
-@dataclass
-class TokenRecord:
-    """A project token. Only a hash of its secret part is kept."""
-
-    id: str
-    project_id: str
-    secret_hash: str
-    scopes: list[str]
-    environments: list[str] | None
-    created_at: int
-    expires_at: int | None = None
-    last_used_at: int | None = None
-    name: str | None = None
-
-    def to_api(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "scopes": self.scopes,
-            "environments": self.environments,
-            "created_at": iso(self.created_at),
-            "expires_at": iso(self.expires_at),
-            "last_used_at": iso(self.last_used_at),
-        }
-
-
-@dataclass
-class ActionRecord:
-    """One immutable version of an action."""
-
-    project_id: str
-    environment: str
-    name: str
-    version: int
-    digest: str
-    created_at: int
-    spec: dict[str, Any]
-
-    @property
-    def tags(self) -> list[str]:
-        return list(self.spec.get("tags", []))
-
-    def to_api(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "digest": self.digest,
-            "created_at": iso(self.created_at),
-            "spec": self.spec,
-        }
-
-
-@dataclass
-class ActionHead:
-    """Points at an action's latest version; ``deleted`` hides the action but keeps its versions."""
-
-    project_id: str
-    environment: str
-    name: str
-    latest_version: int
-    tags: list[str] = field(default_factory=list)
-    deleted: bool = False
-    #: the latest version itself, when the backend keeps it with the head (saves a read)
-    record: ActionRecord | None = None
-
-
-@dataclass
-class IdempotencyRecord:
-    """What the gateway answered (or is answering) to a request carrying an Idempotency-Key."""
-
-    scope: str
-    request_hash: str
-    run_id: str
-    status: str  # "INPROGRESS" | "COMPLETED"
-    expires_at: int
-    response: dict[str, Any] | None = None
-    response_code: int | None = None
-
-
-@dataclass
-class Document:
-    """A small named JSON document of a project and environment, optionally expiring.
-
-    Holds what is neither an action nor a run: cache tags and cached answers, session types,
-    file stash records, callback secrets. ``kind`` separates the families.
-    """
-
-    project_id: str
-    environment: str
-    kind: str
-    name: str
-    body: dict[str, Any]
-    updated_at: int = 0
-    expires_at: int | None = None
-
-    def is_expired(self, now: int) -> bool:
-        return self.expires_at is not None and self.expires_at <= now
-
-
-@dataclass
-class IdempotencyOutcome:
-    """``owner``: the caller should do the work; otherwise ``record`` holds the earlier answer."""
-
-    is_owner: bool
-    record: IdempotencyRecord
-
-
-# ---------------------------------------------------------------------------------------------
-# run (de)serialisation shared by backends
-
-
-def run_to_dict(run: Run) -> dict[str, Any]:
-    """Everything of a run as plain JSON-able data (backends store it as they like)."""
-    return {
-        "id": run.id,
-        "project_id": run.project_id,
-        "environment": run.environment,
-        "action_name": run.action_name,
-        "action_version": run.action_version,
-        "action_digest": run.action_digest,
-        "invoked": run.invoked,
-        "mode": run.mode.value,
-        "status": run.status.value,
-        "status_reason": run.status_reason,
-        "attempt": run.attempt,
-        "max_attempts": run.max_attempts,
-        "parameters": run.parameters,
-        "ret": run.ret,
-        "exports": run.exports,
-        "os": [[e.seq, e.k, e.ts, e.msg, e.err] for e in run.os],
-        "error": run.error.to_dict() if run.error else None,
-        "created_at": run.created_at,
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
-        "duration_ms": run.duration_ms,
-        "external_user_id": run.external_user_id,
-        "idempotency_key": run.idempotency_key,
-        "timeout_seconds": run.timeout_seconds,
-        "retry_interval_seconds": run.retry_interval_seconds,
-        "options": run.options,
-        "available_at": run.available_at,
-        "lease_owner": run.lease_owner,
-        "lease_until": run.lease_until,
-        "lost_attempts": run.lost_attempts,
-        "external_id": run.external_id,
-    }
-
-
-def run_from_dict(data: dict[str, Any]) -> Run:
-    return Run(
-        id=data["id"],
-        project_id=data["project_id"],
-        environment=data["environment"],
-        action_name=data["action_name"],
-        action_version=int(data["action_version"]),
-        action_digest=data["action_digest"],
-        invoked=data["invoked"],
-        mode=Mode(data["mode"]),
-        status=RunStatus(data["status"]),
-        status_reason=data.get("status_reason"),
-        attempt=int(data["attempt"]),
-        max_attempts=int(data["max_attempts"]),
-        parameters=data.get("parameters") or {},
-        ret=data.get("ret"),
-        exports=data.get("exports") or {},
-        os=[LogEntry(seq=s, k=k, ts=ts, msg=m, err=e) for s, k, ts, m, e in data.get("os") or []],
-        error=RunError.from_dict(data.get("error")),
-        created_at=int(data["created_at"]),
-        started_at=data.get("started_at"),
-        finished_at=data.get("finished_at"),
-        duration_ms=data.get("duration_ms"),
-        external_user_id=data.get("external_user_id"),
-        idempotency_key=data.get("idempotency_key"),
-        timeout_seconds=int(data.get("timeout_seconds") or 0),
-        retry_interval_seconds=float(data.get("retry_interval_seconds") or 0),
-        options=data.get("options") or {},
-        available_at=int(data.get("available_at") or 0),
-        lease_owner=data.get("lease_owner"),
-        lease_until=data.get("lease_until"),
-        lost_attempts=int(data.get("lost_attempts") or 0),
-        external_id=data.get("external_id"),
-    )
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """The few fields of a run that statistics need (see :meth:`BaseStore.run_summaries`)."""
-
-    action_name: str
-    invoked: str
-    mode: str
-    status: str
-    created_at: int
-    started_at: int | None
-    finished_at: int | None
-    duration_ms: int | None
-
-    @classmethod
-    def of(cls, run: Run) -> RunSummary:
-        return cls(
-            run.action_name,
-            run.invoked,
-            run.mode.value,
-            run.status.value,
-            run.created_at,
-            run.started_at,
-            run.finished_at,
-            run.duration_ms,
-        )
-
-
-@dataclass(frozen=True)
-class ActiveCount:
-    """How many runs of one tenant are in one unfinished status."""
-
-    project_id: str
-    environment: str
-    mode: str
-    status: str
-    count: int
-
-
-#: called after a run is created (``src`` None) or changes status; see :meth:`BaseStore.observe`
-RunObserver = Callable[[Run, "RunStatus | None"], None]
 #: far enough in the future to mean "any time"
 _FOREVER_MS = 2**62
-
-
-@dataclass
-class SweepResult:
-    requeued: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    terminated: list[str] = field(default_factory=list)
 
 
 class BaseStore(ABC):
@@ -294,10 +57,6 @@ class BaseStore(ABC):
     #: the run, so a claim reads a few, and more (up to claim_batch_max) only when it could use none
     claim_batch = 2
     claim_batch_max = 32
-    #: Record a sync call once, when it ends (:meth:`record_sync_run`), instead of INPROGRESS
-    #: first and terminal later. Nobody knows a sync run's id before its answer, so the early
-    #: record only serves crash bookkeeping; a remote store saves a write per call by skipping it.
-    records_sync_runs_at_end = False
 
     # ---- primitives ------------------------------------------------------------------------
 
@@ -377,7 +136,17 @@ class BaseStore(ABC):
         """Runs newest first (by id), strictly before ``before``; filters: action, status, external_user_id.
         Their ``os`` may be left out (a list never shows it)."""
 
-    def _record_sync_run(self, run: Run, entries: list[LogEntry]) -> tuple[bool, list[LogEntry]]:
+    def _begin_sync(self, run: Run) -> int | None:
+        """Put a sync call's run on record while it runs: the revision written, or None when the
+        backend writes nothing until the call ends (:meth:`_end_sync` then writes it whole).
+
+        This default writes it INPROGRESS at once, so a gateway that dies mid-call leaves a record
+        the sweeper fails. A remote store may skip the write: nobody knows a sync run's id before
+        its answer, so the early record only serves that bookkeeping."""
+        self.create_run(run)
+        return 0
+
+    def _end_sync(self, run: Run, entries: list[LogEntry]) -> tuple[bool, list[LogEntry]]:
         """Insert a finished run with its log (numbered from 1); False if the id exists.
         Backends that can do it in one write override this."""
         if not self._insert_run(run):
@@ -659,11 +428,41 @@ class BaseStore(ABC):
             raise ValueError("only a finished sync run is recorded at its end")
         for seq, entry in enumerate(entries, start=1):
             entry.seq = seq  # the run is new, so is its log (the record's preview shares these entries)
-        inserted, numbered = self._record_sync_run(run, entries)
+        inserted, numbered = self._end_sync(run, entries)
         if not inserted:
             raise Conflict(f"run {run.id} already exists")
         self._notify(run, None)
         return numbered
+
+    def start_sync(self, run: Run) -> int | None:
+        """Put a sync call's run (INPROGRESS) on record, as this backend does; the value goes to
+        :meth:`finish_sync` at the call's end."""
+        return self._begin_sync(run)
+
+    def finish_sync(
+        self,
+        run: Run,
+        revision: int | None,
+        dst: RunStatus,
+        entries: list[LogEntry],
+        guard: Callable[[Run], bool] | None = None,
+        **changes: Any,
+    ) -> tuple[Run, list[LogEntry]]:
+        """Record the end of a sync call begun with :meth:`start_sync`: the run in ``dst`` with
+        ``changes``, and its log; the run and the entries, numbered.
+
+        Raises :class:`TransitionConflict` when the run on record is no longer the caller's to end
+        (a cancel, the sweeper, ``guard``) and for ``dst`` TERMINATED while a record exists (a
+        cancel is settled by whoever cancelled); the log is kept either way.
+        """
+        if revision is None:  # nothing on record yet: the run and its log in one write
+            final = replace(run, status=dst, **changes)
+            return final, self.record_sync_run(final, entries)
+        numbered = self.append_logs(run.id, entries)
+        if dst == RunStatus.TERMINATED:  # INPROGRESS -> TERMINATED is not a transition
+            raise TransitionConflict(run.id, RunStatus.INPROGRESS.value, "cancelled")
+        final = self.transition(run.id, RunStatus.INPROGRESS, dst, guard, known=(run, revision), **changes)
+        return final, numbered
 
     def observe(self, observer: RunObserver) -> None:
         """Call ``observer(run, previous_status)`` after every run creation and status change.
@@ -1092,3 +891,14 @@ def decode_cursor(cursor: str | None, scope: tuple[str, ...]) -> Any:
 
 def monotonic_ms() -> int:
     return int(time.monotonic() * 1000)
+
+
+if TYPE_CHECKING:  # mypy checks that these answer their ports
+    from hatchway import ports
+
+    def _implements(
+        store: BaseStore,
+    ) -> tuple[
+        ports.TenantRepo, ports.ActionRepo, ports.RunRepo, ports.IdempotencyRepo, ports.DocumentRepo, ports.PipelineRepo
+    ]:
+        return store, store, store, store, store, store

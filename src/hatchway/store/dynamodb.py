@@ -34,7 +34,7 @@ and the dashboard's counts of unfinished runs read small sparse indexes. A run i
 few fields statistics need as plain attributes, so the dashboard reads a tenant's recent runs
 with a projection instead of whole records. The head of an action embeds its latest version:
 resolving an action is one ``GetItem``. A finished sync call is written with its log in one
-``TransactWriteItems`` (:attr:`records_sync_runs_at_end`). Log entries are numbered by a counter
+``TransactWriteItems`` (:meth:`_begin_sync` writes nothing). Log entries are numbered by a counter
 item moved in the same transaction that writes them, in pages of consecutive entries (one item
 per flush, usually), so a follower never sees a gap that fills in later. Pipelines follow the
 same discipline: definition versions behind a head moved in one transaction, executions written
@@ -63,24 +63,24 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from hatchway.aws import AwsClients, translate
-from hatchway.errors import InternalError, ValidationFailed
-from hatchway.pipelines.records import Execution, PipelineHead, PipelineRecord
-from hatchway.runs import LogEntry, Mode, Run, RunStatus, run_id_floor
-from hatchway.store.base import (
-    MAX_PAGE,
-    ActionHead,
-    ActionRecord,
+from hatchway.aws.clients import AwsClients, translate
+from hatchway.domain.actions import ActionHead, ActionRecord
+from hatchway.domain.pipelines.records import Execution, PipelineHead, PipelineRecord
+from hatchway.domain.records import MAX_PAGE, Document, IdempotencyRecord
+from hatchway.domain.runs import (
     ActiveCount,
-    BaseStore,
-    Document,
-    IdempotencyRecord,
-    Project,
+    LogEntry,
+    Mode,
+    Run,
+    RunStatus,
     RunSummary,
-    TokenRecord,
     run_from_dict,
+    run_id_floor,
     run_to_dict,
 )
+from hatchway.domain.tenants import Project, TokenRecord
+from hatchway.errors import InternalError, ValidationFailed
+from hatchway.store.base import BaseStore
 
 if TYPE_CHECKING:
     from hatchway.config import Settings
@@ -150,8 +150,6 @@ class _Canceled(Exception):
 
 class DynamoDbStore(BaseStore):
     """The AWS backend's store: one DynamoDB table (and the outputs bucket for large records)."""
-
-    records_sync_runs_at_end = True
 
     def __init__(
         self,
@@ -842,7 +840,10 @@ class DynamoDbStore(BaseStore):
                         return out
         return out
 
-    def _record_sync_run(self, run: Run, entries: list[LogEntry]) -> tuple[bool, list[LogEntry]]:
+    def _begin_sync(self, run: Run) -> int | None:
+        return None  # recorded once, when it ends (_end_sync): a write per call saved
+
+    def _end_sync(self, run: Run, entries: list[LogEntry]) -> tuple[bool, list[LogEntry]]:
         groups = list(self._transactions(self._pages(entries), TRANSACTION_ITEMS - 2))
         first = [entry for page in groups[0] for entry in page] if groups else []
         item = self._run_item(run, 0)

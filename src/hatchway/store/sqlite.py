@@ -19,22 +19,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hatchway.domain.actions import ActionHead, ActionRecord
+from hatchway.domain.pipelines.records import Execution, PipelineHead, PipelineRecord
+from hatchway.domain.records import Document, IdempotencyRecord
+from hatchway.domain.runs import ActiveCount, LogEntry, Run, RunSummary, run_from_dict, run_id_floor, run_to_dict
+from hatchway.domain.tenants import Project, TokenRecord
 from hatchway.errors import Unavailable
-from hatchway.pipelines.records import Execution, PipelineHead, PipelineRecord
-from hatchway.runs import LogEntry, Run, run_id_floor
-from hatchway.store.base import (
-    ActionHead,
-    ActionRecord,
-    ActiveCount,
-    BaseStore,
-    Document,
-    IdempotencyRecord,
-    Project,
-    RunSummary,
-    TokenRecord,
-    run_from_dict,
-    run_to_dict,
-)
+from hatchway.store.base import BaseStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (

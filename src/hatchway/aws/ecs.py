@@ -1,0 +1,173 @@
+"""Async runs as ECS Fargate tasks (the alternative to AWS Batch: no queue, starts at once).
+
+One task definition family per (project, action, effective digest): Fargate, ``awsvpc``, task
+cpu/memory from ``compute_requirements``, ephemeral storage from ``storage``, one essential
+container (``action``) whose entry point is the runtime adapter, with the action's ``env_vars``,
+``workdir`` and the project's task role. ECS has no attempts or time limit of its own: each attempt
+is one ``RunTask`` (``startedBy`` = the run id), the adapter inside enforces the deadline (the
+watchdog), and the events handler starts the next task when an attempt asked for a retry.
+Cancel is ``StopTask``; "ECS Task State Change" events settle the run (:mod:`hatchway.remote`),
+and ``DescribeTasks`` tells the remote sweeper what became of a task whose events never came.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hatchway.aws.aws_lambda import image_required, resource_name
+from hatchway.aws.clients import translate
+from hatchway.aws.engines import (
+    ADAPTER_MODULE,
+    CONTAINER_NAME,
+    RemoteExecutor,
+    chunks,
+    container_exit,
+    is_missing_definition,
+)
+from hatchway.domain.runs import Run, StateChange
+from hatchway.domain.spec import ActionSpec
+from hatchway.errors import InternalError, Unavailable
+
+#: tasks per DescribeTasks call (ECS's limit)
+DESCRIBE_BATCH = 100
+#: seconds ECS waits after SIGTERM before SIGKILL (the adapter needs a moment to record the end)
+STOP_TIMEOUT_SECONDS = 30
+
+
+class EcsExecutor(RemoteExecutor):
+    """Runs as ECS Fargate tasks, one per attempt."""
+
+    name = "ecs"
+
+    @property
+    def client(self) -> Any:
+        return self.aws.client("ecs")
+
+    @property
+    def cluster(self) -> str:
+        if not self.settings.ecs_cluster:
+            raise InternalError("HATCHWAY_ECS_CLUSTER is not set: runs cannot go to ECS")
+        return self.settings.ecs_cluster
+
+    def family(self, project_id: str, spec: ActionSpec) -> str:
+        return resource_name(self.prefix, project_id, spec, 255)
+
+    def task_definition(self, project_id: str, spec: ActionSpec) -> dict[str, Any]:
+        """``RegisterTaskDefinition``'s arguments for ``spec``."""
+        compute = spec.compute_requirements
+        container: dict[str, Any] = {
+            "name": CONTAINER_NAME,
+            "image": image_required(spec, "a run"),
+            "essential": True,
+            "entryPoint": ADAPTER_MODULE,
+            "command": ["--run", "none"],
+            "environment": self.environment(spec),
+            "memory": compute.memory,
+            "stopTimeout": STOP_TIMEOUT_SECONDS,
+        }
+        workdir = spec.container_parameters.workdir if spec.container_parameters else None
+        if workdir and workdir.startswith("/"):
+            container["workingDirectory"] = workdir
+        logs = self.log_configuration()
+        if logs:
+            container["logConfiguration"] = logs
+        definition: dict[str, Any] = {
+            "family": self.family(project_id, spec),
+            "requiresCompatibilities": ["FARGATE"],
+            "networkMode": "awsvpc",
+            "cpu": str(compute.vCPU),
+            "memory": str(compute.memory),
+            "ephemeralStorage": {"sizeInGiB": compute.storage},
+            "containerDefinitions": [container],
+            "tags": [{"key": "hatchway:project", "value": project_id}, {"key": "hatchway:action", "value": spec.name}],
+        }
+        role = self.roles.arn_for(project_id)
+        if role:
+            definition["taskRoleArn"] = role
+        if self.settings.execution_role_arn:
+            definition["executionRoleArn"] = self.settings.execution_role_arn
+        return definition
+
+    def prepare(self, project_id: str, spec: ActionSpec) -> None:
+        """Register the version's task definition unless its family has an active revision."""
+        family = self.family(project_id, spec)
+        with translate("Amazon ECS"):
+            try:
+                self.client.describe_task_definition(taskDefinition=family)
+            except self.client.exceptions.ClientException as exc:
+                if not is_missing_definition(exc):
+                    raise
+                self.client.register_task_definition(**self.task_definition(project_id, spec))
+
+    def submit(self, run: Run, spec: ActionSpec) -> str:
+        arguments: dict[str, Any] = {
+            "cluster": self.cluster,
+            "taskDefinition": self.family(run.project_id, spec),
+            "launchType": "FARGATE",
+            "count": 1,
+            "startedBy": run.id,
+            "overrides": {"containerOverrides": [{"name": CONTAINER_NAME, "command": ["--run", run.id]}]},
+            "networkConfiguration": {
+                "awsvpcConfiguration": {
+                    "subnets": list(self.settings.subnets),
+                    "securityGroups": list(self.settings.security_groups),
+                    "assignPublicIp": "DISABLED",
+                }
+            },
+            "tags": [{"key": "hatchway:run", "value": run.id}, {"key": "hatchway:project", "value": run.project_id}],
+        }
+        with translate("Amazon ECS"):
+            try:
+                answer = self.client.run_task(**arguments)
+            except (self.client.exceptions.ClientException, self.client.exceptions.InvalidParameterException) as exc:
+                if not is_missing_definition(exc):
+                    raise
+                self.prepare(run.project_id, spec)
+                answer = self.client.run_task(**arguments)
+        tasks = answer.get("tasks") or []
+        if not tasks:
+            reasons = ", ".join(f.get("reason", "?") for f in answer.get("failures") or []) or "no task started"
+            raise Unavailable(f"ECS could not start the run ({reasons}); try again shortly")
+        arn: str = tasks[0]["taskArn"]
+        return arn
+
+    def terminate(self, run: Run, reason: str) -> None:
+        if run.external_id is None:
+            return
+        with translate("Amazon ECS"):
+            self.client.stop_task(cluster=self.cluster, task=run.external_id, reason=reason[:255])
+
+    def describe(self, external_ids: list[str]) -> dict[str, StateChange | None]:
+        # DescribeTasks answers the same task detail an "ECS Task State Change" event carries; a
+        # task ARN names its cluster (arn:...:task/<cluster>/<id>)
+        clusters: dict[str, list[str]] = {}
+        for arn in external_ids:
+            parts = arn.split(":task/", 1)[-1].split("/")
+            clusters.setdefault(parts[0] if len(parts) == 2 else self.cluster, []).append(arn)
+        found: dict[str, StateChange | None] = {}
+        with translate("Amazon ECS"):
+            for cluster, arns in clusters.items():
+                for batch in chunks(arns, DESCRIBE_BATCH):
+                    for task in self.client.describe_tasks(cluster=cluster, tasks=batch).get("tasks") or []:
+                        found[task["taskArn"]] = state_change(task)
+        return found
+
+    def lost(self, run_id: str, external_id: str) -> StateChange:
+        # ECS forgets stopped tasks after about an hour: the attempt ended, how is unknown
+        return StateChange(run_id, external_id, "stopped", reason="ECS no longer knows the task", engine="ecs")
+
+
+def state_change(detail: dict[str, Any]) -> StateChange | None:
+    """An "ECS Task State Change" event's detail as a :class:`StateChange` (None: nothing to do)."""
+    run_id = detail.get("startedBy")
+    task_arn = detail.get("taskArn")
+    status = detail.get("lastStatus")
+    if not run_id or not task_arn or not str(run_id).startswith("run_"):
+        return None  # tasks hatchway did not start (Batch's own Fargate tasks say "AWS Batch")
+    if status == "RUNNING":
+        return StateChange(str(run_id), str(task_arn), "running", engine="ecs")
+    if status != "STOPPED":
+        return None
+    exit_code, container_reason = container_exit(detail.get("containers"))
+    reason = detail.get("stoppedReason") or container_reason or detail.get("stopCode")
+    return StateChange(str(run_id), str(task_arn), "stopped", exit_code, str(reason) if reason else None, engine="ecs")

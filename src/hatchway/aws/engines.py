@@ -1,0 +1,205 @@
+"""What the two remote executors (AWS Batch, ECS Fargate) share.
+
+A remote executor never runs an attempt in the gateway. At registration it creates one job or
+task definition per (project, action, effective digest), derived from ``compute_requirements``
+(vCPU units -> vCPUs, memory MiB, ephemeral storage GiB), ``container_parameters`` (env, workdir)
+and ``timeout``, and reused by every run of that version. A run becomes one job (Batch; its
+retries are Batch attempts) or one task per attempt (ECS) whose container starts the runtime
+adapter, ``python3 -m hatchway.runtime.adapter --run <run id>``: the adapter reads the run from
+the store, decrypts its ``#`` parameters with KMS, runs the action's command under the contract
+and records the outcome (:mod:`hatchway.remote`). The engines' state-change events, turned into
+:class:`StateChange` values here, settle whatever the adapter could not (it never started, it was
+killed, the run was cancelled).
+
+Task roles: with ``HATCHWAY_TASK_POLICY_ARN`` each project gets its own role (created on first
+registration, tagged ``hatchway-project``, bounded by that policy). The KMS key policy allows
+``kms:Decrypt`` only when ``kms:EncryptionContext:project_id`` equals the caller's
+``aws:PrincipalTag/hatchway-project``, so a job can decrypt only its own project's secrets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from typing import Any
+
+from hatchway.aws.aws_lambda import image_required
+from hatchway.aws.clients import AwsClients, error_code, translate
+from hatchway.config import Settings
+from hatchway.domain.attempts import AttemptResult, Invocation
+from hatchway.domain.runs import StateChange
+from hatchway.domain.spec import ActionSpec
+from hatchway.executors.base import BaseExecutor
+from hatchway.runtime.contract import OutputCollector
+
+#: the adapter exits with this when it put the run back in the queue for another attempt (EX_TEMPFAIL)
+RETRY_EXIT_CODE = 75
+ADAPTER_MODULE = ["python3", "-m", "hatchway.runtime.adapter"]
+CONTAINER_NAME = "action"
+PROJECT_TAG = "hatchway-project"
+#: the engine's own time limit is a backstop beyond the adapter's deadline
+TIMEOUT_GRACE_SECONDS = 60
+
+
+def vcpus(units: int) -> str:
+    """CPU units (1024 = one vCPU) as Batch writes vCPUs: ``0.25``, ``0.5``, ``1``, ``2``..."""
+    value = units / 1024
+    return f"{value:g}"
+
+
+def task_role_name(prefix: str, project_id: str) -> str:
+    name = f"{prefix}-task-{project_id}"
+    if len(name) <= 64:
+        return name
+    return f"{prefix}-task-{hashlib.sha256(project_id.encode()).hexdigest()[:20]}"
+
+
+class TaskRoles:
+    """The IAM role a project's jobs and tasks run as."""
+
+    TRUST = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+
+    def __init__(self, aws: AwsClients, prefix: str, policy_arn: str | None, fixed_role_arn: str | None) -> None:
+        self.aws = aws
+        self.prefix = prefix
+        self.policy_arn = policy_arn
+        self.fixed_role_arn = fixed_role_arn
+        self._known: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def arn_for(self, project_id: str) -> str | None:
+        """The project's role ARN (created, with the shared policy as boundary, on first use)."""
+        if self.policy_arn is None:
+            return self.fixed_role_arn
+        with self._lock:
+            known = self._known.get(project_id)
+        if known:
+            return known
+        iam = self.aws.client("iam")
+        name = task_role_name(self.prefix, project_id)
+        with translate("AWS IAM"):
+            try:
+                arn: str = iam.get_role(RoleName=name)["Role"]["Arn"]
+            except iam.exceptions.NoSuchEntityException:
+                try:
+                    arn = iam.create_role(
+                        RoleName=name,
+                        Path=f"/{self.prefix}/",
+                        AssumeRolePolicyDocument=json.dumps(self.TRUST),
+                        PermissionsBoundary=self.policy_arn,
+                        Description=f"hatchway runs of {project_id}",
+                        Tags=[{"Key": PROJECT_TAG, "Value": project_id}],
+                    )["Role"]["Arn"]
+                except iam.exceptions.EntityAlreadyExistsException:
+                    arn = iam.get_role(RoleName=name)["Role"]["Arn"]
+                iam.attach_role_policy(RoleName=name, PolicyArn=self.policy_arn)
+        with self._lock:
+            self._known[project_id] = arn
+        return arn
+
+
+class RemoteExecutor(BaseExecutor):
+    """Base of the Batch and ECS executors: settings, roles, the container's environment."""
+
+    is_remote = True
+
+    def __init__(self, settings: Settings, aws: AwsClients | None = None) -> None:
+        self.settings = settings
+        self.aws = aws or AwsClients.from_settings(settings)
+        self.prefix = settings.resource_prefix
+        self.roles = TaskRoles(self.aws, self.prefix, settings.task_policy_arn, settings.task_role_arn)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, aws: AwsClients | None = None) -> RemoteExecutor:
+        return cls(settings, aws)
+
+    def check(self, spec: ActionSpec, invoked: str) -> None:
+        image_required(spec, "a run")
+
+    def execute(self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event) -> AttemptResult:
+        return AttemptResult(platform_error=f"runs of the {self.name} executor run on AWS, not in the gateway")
+
+    def environment(self, spec: ActionSpec) -> list[dict[str, str]]:
+        """The container's variables: where the adapter finds the store and the key, and the action's own."""
+        settings = self.settings
+        env = dict(spec.container_parameters.env_vars or {}) if spec.container_parameters else {}
+        env.update(
+            {
+                "HATCHWAY_BACKEND": "aws",
+                "HATCHWAY_HOME": "/tmp/hatchway",  # noqa: S108 - the container's private scratch space
+                "HATCHWAY_TABLE_NAME": settings.table_name,
+                "HATCHWAY_KMS_KEY_ID": settings.kms_key,
+                "HATCHWAY_BUCKET": settings.outputs_bucket,
+                "HATCHWAY_RESOURCE_PREFIX": settings.resource_prefix,
+                "HATCHWAY_LOG_LEVEL": settings.log_level,
+                "HATCHWAY_KILL_GRACE_SECONDS": f"{settings.kill_grace_seconds:g}",
+            }
+        )
+        if settings.aws_region:
+            env["AWS_REGION"] = settings.aws_region
+        if settings.aws_endpoint_url:
+            env["AWS_ENDPOINT_URL"] = settings.aws_endpoint_url
+        return [{"name": key, "value": value} for key, value in sorted(env.items())]
+
+    def log_configuration(self) -> dict[str, Any] | None:
+        if not self.settings.log_group:
+            return None
+        return {
+            "logDriver": "awslogs",
+            "options": {
+                "awslogs-group": self.settings.log_group,
+                "awslogs-region": self.aws.region,
+                "awslogs-stream-prefix": self.prefix,
+            },
+        }
+
+    def timeout_seconds(self, seconds: int) -> int:
+        return max(60, seconds + TIMEOUT_GRACE_SECONDS)
+
+    def describe(self, external_ids: list[str]) -> dict[str, StateChange | None]:
+        """What the engine says of these jobs or tasks now, as the state change each one's event
+        would carry (None: still on its way, nothing to apply). One the engine no longer knows is absent."""
+        raise NotImplementedError
+
+    def lost(self, run_id: str, external_id: str) -> StateChange:
+        """The state change to apply when the engine no longer knows the run's job or task."""
+        raise NotImplementedError
+
+
+def owner_engine(external_id: str) -> str:
+    """Which remote executor made ``external_id``: ECS task ARNs name a task, Batch job ids are UUIDs."""
+    return "ecs" if ":task/" in external_id else "batch"
+
+
+def chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def is_missing_definition(exc: BaseException) -> bool:
+    """A job or task definition the engine does not know (registered before this backend, or removed)."""
+    text = str(exc).lower()
+    return error_code(exc) in ("ClientException", "InvalidParameterException") and (
+        "does not exist" in text or "not found" in text or "unable to" in text or "inactive" in text
+    )
+
+
+def as_int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def container_exit(containers: list[dict[str, Any]] | None) -> tuple[int | None, str | None]:
+    """Exit code and reason of the action's container in an ECS event (or the only one)."""
+    chosen: dict[str, Any] = {}
+    for container in containers or []:
+        if container.get("name") == CONTAINER_NAME or not chosen:
+            chosen = container
+    return as_int(chosen.get("exitCode")), chosen.get("reason")

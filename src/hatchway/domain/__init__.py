@@ -1,0 +1,1 @@
+"""The model: what hatchway keeps and decides, free of storage, transport and process."""

@@ -1,0 +1,1 @@
+"""Pipelines as data: definitions (spec), execution records, the local planner, inline steps."""

@@ -1,0 +1,237 @@
+"""Run actions as Docker containers: one ``docker run`` per attempt.
+
+The container contract goes through a bind mount: the attempt's private workspace on the host
+(``config.json``, ``out/``) is mounted at ``/hatchway/data`` and named by ``HATCHWAY_DATA_DIR``;
+its ``tmp/`` is also the container's ``/tmp`` (and ``TMPDIR``), so a file stash is found where
+programs look for temporary files.
+``entry_point``/``command``/``env_vars``/``workdir`` of ``container_parameters`` override the
+image's own with Docker's rules; limits, user and network come from
+:meth:`DockerEngine.run_options`. Output is attached before the container starts, so nothing
+is missed, and fed to the collector as it arrives.
+
+At the deadline or on cancel the container gets SIGTERM and the answer is given at once; the
+engine's remover kills and removes it after the grace. A container that ends by itself is
+inspected (exit code, ``OOMKilled``) and removed. Image pulls and builds happen before the
+attempt's clock starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from hatchway.config import Settings
+from hatchway.domain.attempts import AttemptResult, Invocation, read_outputs
+from hatchway.domain.spec import ActionSpec
+from hatchway.errors import Unavailable, ValidationFailed
+from hatchway.executors import has_image
+from hatchway.executors.base import BaseExecutor
+from hatchway.executors.containers.engine import (
+    CONTAINER_DATA_DIR,
+    LABEL_CLEANUP,
+    LABEL_RUN,
+    ActionImage,
+    DockerEngine,
+    container_user,
+    container_workdir,
+    effective_argv,
+    give_to,
+)
+from hatchway.runtime.contract import OutputCollector, Workspace
+
+#: the container's temporary directory: the workspace's tmp/, bind-mounted
+CONTAINER_TMP = "/tmp"  # noqa: S108 - inside the container
+
+#: how long the output of an exited container is awaited (the attach stream closes right after)
+DRAIN_SECONDS = 5.0
+
+
+class DockerExecutor(BaseExecutor):
+    """Actions as Docker containers on the local engine."""
+
+    name = "docker"
+
+    def __init__(self, engine: DockerEngine, work_dir: Path, kill_grace_seconds: float = 5.0) -> None:
+        self.engine = engine
+        self.work_dir = work_dir
+        self.kill_grace_seconds = kill_grace_seconds
+        work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DockerExecutor:
+        engine = DockerEngine(settings.docker_host, settings.home)
+        engine.ping()
+        return cls(engine, settings.work_dir, settings.kill_grace_seconds)
+
+    def recover(self) -> int:
+        """Remove the containers (and their workspaces) of gateways on this home that are gone."""
+        return self.engine.cleanup_orphans()
+
+    def check(self, spec: ActionSpec, invoked: str) -> None:
+        if not has_image(spec):
+            raise ValidationFailed.at(
+                ["body", "image_uri"],
+                "this action has no image (image_uri or docker_config); the docker executor runs images only",
+                "executor_unsupported",
+            )
+
+    def prepare(self, project_id: str, spec: ActionSpec) -> None:
+        """Build a ``docker_config`` action's image on the engine, tagged by the spec's digest."""
+        self.engine.prepare(project_id, spec)
+
+    def image(self, invocation: Invocation) -> ActionImage:
+        """The attempt's image, pulled or built first if needed (raises :class:`Unavailable`)."""
+        return self.engine.ensure_image(invocation)
+
+    def execute(self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event) -> AttemptResult:
+        started = time.monotonic()
+        try:
+            image = self.image(invocation)
+        except Unavailable as exc:
+            return AttemptResult(platform_error=exc.message)
+        # pulling or building the image does not count against the action's limit
+        invocation = dataclasses.replace(invocation, deadline=invocation.deadline + (time.monotonic() - started))
+        return self.run_container(invocation, image, collector, cancel)
+
+    def run_container(
+        self, invocation: Invocation, image: ActionImage, collector: OutputCollector, cancel: threading.Event
+    ) -> AttemptResult:
+        """One attempt in a fresh container of ``image``."""
+        started = time.monotonic()
+        workspace = Workspace(self.work_dir, f"{invocation.run_id}-{invocation.attempt}")
+        uid, _ = container_user()
+        try:
+            workspace.create(invocation.config_document())
+            workspace.stage(invocation.input_files, invocation.tmp_source)
+            give_to(workspace.path, uid)
+        except (OSError, ValueError) as exc:
+            workspace.remove()
+            return AttemptResult(
+                platform_error=f"could not prepare the workspace ({getattr(exc, 'strerror', None) or exc})"
+            )
+        spec = invocation.spec
+        env = invocation.environment_for(CONTAINER_DATA_DIR)
+        env.setdefault("HOME", CONTAINER_DATA_DIR)
+        env.setdefault("TMPDIR", CONTAINER_TMP)
+        env.setdefault("LANG", "C.UTF-8")
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        client = self.engine.client
+        try:
+            container = client.api.create_container(
+                image.ref,
+                entrypoint=effective_argv(spec, image) or None,
+                command=[],
+                user="{}:{}".format(*container_user()),
+                environment=env,
+                working_dir=container_workdir(spec, image),
+                name=f"hatchway-{invocation.run_id.lower()}-{invocation.attempt}",
+                labels=self.engine.labels("run", **{LABEL_RUN: invocation.run_id, LABEL_CLEANUP: str(workspace.path)}),
+                host_config=self._host_config(spec, workspace.path),
+            )
+        except Exception as exc:
+            workspace.remove()
+            return AttemptResult(platform_error=f"the container could not be created ({engine_reason(exc)})")
+        container_id = container["Id"]
+        try:
+            return self._run(container_id, invocation, workspace, collector, cancel, started)
+        except Exception:
+            self.engine.remove_later(container_id, 0.0, workspace.remove)
+            raise
+
+    def _host_config(self, spec: ActionSpec, data_dir: Path) -> Any:
+        options = self.engine.run_options(spec, "run")
+        return self.engine.client.api.create_host_config(
+            binds={
+                str(data_dir): {"bind": CONTAINER_DATA_DIR, "mode": "rw"},
+                # the workspace's tmp/ (a file stash's files) is the container's /tmp
+                str(data_dir / "tmp"): {"bind": CONTAINER_TMP, "mode": "rw"},
+            },
+            mem_limit=options["mem_limit"],
+            memswap_limit=options["memswap_limit"],
+            nano_cpus=options["nano_cpus"],
+            pids_limit=options["pids_limit"],
+            network_mode=options["network_mode"],
+            cap_drop=options["cap_drop"],
+            security_opt=options["security_opt"],
+            init=options["init"],
+            log_config=options["log_config"],
+        )
+
+    def _run(
+        self,
+        container_id: str,
+        invocation: Invocation,
+        workspace: Workspace,
+        collector: OutputCollector,
+        cancel: threading.Event,
+        started: float,
+    ) -> AttemptResult:
+        from docker.utils.socket import frames_iter
+
+        api = self.engine.client.api
+        sock = api.attach_socket(container_id, params={"stdout": 1, "stderr": 1, "stream": 1})
+        # an action may be silent for longer than the client's request timeout
+        api._disable_socket_timeout(sock)
+        stop_feeding = threading.Event()
+
+        def pump() -> None:
+            with contextlib.suppress(Exception):  # the stream breaks when the container is removed
+                for stream_id, data in frames_iter(sock, False):
+                    if stop_feeding.is_set():
+                        break
+                    collector.feed("stderr" if stream_id == 2 else "stdout", data)
+            with contextlib.suppress(Exception):
+                sock.close()
+
+        reader = threading.Thread(target=pump, name=f"hatchway-attach-{invocation.run_id}", daemon=True)
+        reader.start()
+        try:
+            api.start(container_id)
+        except Exception as exc:
+            stop_feeding.set()
+            self.engine.remove_later(container_id, 0.0, workspace.remove)
+            collector.system(f"cannot start the action: {engine_reason(exc)}")
+            return AttemptResult(exit_code=127, duration_ms=_ms(started))
+        while reader.is_alive():
+            if cancel.is_set() or invocation.seconds_left <= 0:
+                stop_feeding.set()
+                with contextlib.suppress(Exception):
+                    api.kill(container_id, signal="SIGTERM")
+                self.engine.remove_later(container_id, self.kill_grace_seconds, workspace.remove)
+                return AttemptResult(cancelled=cancel.is_set(), timed_out=not cancel.is_set(), duration_ms=_ms(started))
+            reader.join(timeout=0.05)
+            collector.tick()
+        try:
+            status = api.wait(container_id, timeout=DRAIN_SECONDS)
+            state = api.inspect_container(container_id)["State"]
+        except Exception as exc:
+            self.engine.remove_later(container_id, 0.0, workspace.remove)
+            return AttemptResult(platform_error=f"the container's end could not be read ({engine_reason(exc)})")
+        execution = AttemptResult(
+            exit_code=int(status.get("StatusCode", -1)),
+            oom=bool(state.get("OOMKilled")),
+            duration_ms=_ms(started),
+        )
+        if execution.exit_code == 0:
+            read_outputs(workspace, execution, invocation.output_mode)
+        if invocation.before_cleanup is not None:
+            invocation.before_cleanup(workspace.path)
+        self.engine.remove_later(container_id, 0.0, workspace.remove)
+        return execution
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def engine_reason(exc: BaseException) -> str:
+    """The first line of an engine error, for a run's record (never a traceback)."""
+    text = str(getattr(exc, "explanation", None) or exc) or type(exc).__name__
+    return text.splitlines()[0][:300]

@@ -1,0 +1,166 @@
+"""The pipeline model's references and groups, and the local engine's planner, without any I/O."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+from typing import Any
+
+import pytest
+
+from hatchway.domain.pipelines.inline import PRELUDE, inline_spec, variables_blob
+from hatchway.domain.pipelines.plan import backoff_ms, plan
+from hatchway.domain.pipelines.records import Execution, ExecutionStatus, StepState, StepStatus
+from hatchway.domain.pipelines.spec import PipelineSpec, Reference, parse_pipeline, references, render, runs_before
+from hatchway.domain.runs import SYNC_GATEWAY_LOST, Run, RunError, RunStatus
+from hatchway.errors import ValidationFailed
+
+
+def spec_of(*steps: dict[str, Any], **fields: Any) -> PipelineSpec:
+    return parse_pipeline({"steps": list(steps), **fields}, "p")
+
+
+def test_references_and_rendering() -> None:
+    found = list(references("$A ${B} $$C ${steps.x.exports.k} ${steps.y.ret.items.0}"))
+    assert found == [
+        Reference("$A", variable="A"),
+        Reference("${B}", variable="B"),
+        Reference("${steps.x.exports.k}", step="x", kind="exports", path=("k",)),
+        Reference("${steps.y.ret.items.0}", step="y", kind="ret", path=("items", "0")),
+    ]
+    assert render("a-$A-$$-${B}", lambda ref: ref.variable.lower()) == "a-a-$-b"
+    assert render("no references", lambda ref: 1 / 0) == "no references"
+
+
+def test_groups_join_steps_linked_by_parallel_run_next() -> None:
+    spec = spec_of(
+        {"name": "a", "action": "x", "run_next": "IN_SOFT_PARALLEL"},
+        {"name": "b", "action": "x"},
+        {"name": "c", "action": "x", "run_next": "IN_SOFT_PARALLEL"},
+        {"name": "d", "action": "x", "run_next": "IN_HARD_PARALLEL"},
+        {"name": "e", "action": "x", "run_next": "IN_SOFT_PARALLEL"},
+        {"name": "f", "action": "x", "trigger_time": "ON_FAILURE"},
+    )
+    groups = spec.groups(spec.main)
+    assert [(g.names, g.is_hard) for g in groups] == [(["a", "b"], False), (["c", "d", "e"], True)]
+    before = runs_before(spec)
+    assert before["b"] == set() and before["c"] == {"a", "b"} and before["f"] == {"a", "b", "c", "d", "e"}
+
+
+def test_a_definition_names_the_body_name_mismatch() -> None:
+    with pytest.raises(ValidationFailed) as err:
+        parse_pipeline({"name": "other", "steps": [{"name": "a", "action": "x"}]}, "p")
+    assert err.value.details[0]["loc"] == ["body", "name"]
+
+
+def test_the_container_prelude_reads_the_variables_parameter() -> None:
+    spec = spec_of({"name": "s", "docker_image_name": "alpine", "execute_commands": ["echo hi"], "shell": "BASH"},
+                   variables=[{"key": "K", "value": "v", "encrypted": True}])  # fmt: skip
+    action = inline_spec(spec, spec.steps[0])
+    assert action.image_uri == "alpine"
+    assert action.argv[:2] == ["/bin/bash", "-c"] and action.argv[2].startswith(PRELUDE)
+    assert action.argv[2].endswith("set -e\necho hi\n")
+    assert [p.name for p in action.parameters] == ["#HATCHWAY_VARIABLES", "#K"]
+    assert base64.b64decode(variables_blob({"A": "it's"})).decode() == "export A='it'\"'\"'s'\n"
+
+
+# ---- the planner ------------------------------------------------------------------------------
+
+
+def ids() -> Any:
+    counter = itertools.count(1)
+    return lambda: f"run_{next(counter):026d}"
+
+
+def run(run_id: str, status: RunStatus, kind: str | None = None, attempt: int = 1) -> Run:
+    return Run(
+        id=run_id, project_id="proj_a", environment="dev", action_name="x", action_version=1, action_digest="d",
+        status=status, attempt=attempt, started_at=1, finished_at=2 if status.is_terminal else None,
+        error=RunError(kind, "it broke") if kind else None,
+    )  # fmt: skip
+
+
+def execution_of(spec: PipelineSpec) -> Execution:
+    return Execution("pex_1", "proj_a", "dev", "p", 1, steps=[StepState(s.name) for s in spec.steps])
+
+
+def test_the_planner_starts_the_first_group_and_is_idempotent() -> None:
+    spec = spec_of({"name": "a", "action": "x", "run_next": "IN_SOFT_PARALLEL"}, {"name": "b", "action": "x"},
+                   {"name": "c", "action": "x"})  # fmt: skip
+    new_id = ids()
+    first = plan(spec, execution_of(spec), {}, 10, lambda: None, new_id)
+    assert first.status == ExecutionStatus.INPROGRESS
+    assert [s.run_id is not None for s in first.steps] == [True, True, False]
+    # nothing has happened since: the same state again, no new run ids
+    again = plan(spec, first, {s.run_id: None for s in first.steps if s.run_id}, 11, lambda: None, new_id)
+    assert again == first
+
+
+def test_a_hard_group_stops_its_siblings_when_one_fails() -> None:
+    spec = spec_of({"name": "a", "action": "x", "run_next": "IN_HARD_PARALLEL"}, {"name": "b", "action": "x"},
+                   {"name": "c", "action": "x"})  # fmt: skip
+    started = plan(spec, execution_of(spec), {}, 10, lambda: None, ids())
+    a, b = started.steps[0].run_id, started.steps[1].run_id
+    assert a and b
+    runs = {a: run(a, RunStatus.FAILED, "user"), b: run(b, RunStatus.INPROGRESS)}
+    stopping = plan(spec, started, runs, 20, lambda: None, ids())
+    assert stopping.steps[0].status == StepStatus.FAILED and stopping.steps[1].cancel_requested
+    runs[b] = run(b, RunStatus.TERMINATED, "cancelled")
+    done = plan(spec, stopping, runs, 30, lambda: "SUCCESSFUL", ids())
+    assert done.status == ExecutionStatus.FAILED
+    assert [s.status for s in done.steps] == [StepStatus.FAILED, StepStatus.TERMINATED, StepStatus.NOT_EXECUTED]
+
+
+def test_a_sync_step_is_retried_with_a_new_run_after_its_interval() -> None:
+    spec = spec_of({"name": "a", "action": "x", "sync_action": "check", "retry_count": 1, "retry_interval": 2})
+    new_id = ids()
+    started = plan(spec, execution_of(spec), {}, 1_000, lambda: None, new_id)
+    first = started.steps[0].run_id
+    assert first
+    retrying = plan(spec, started, {first: run(first, RunStatus.FAILED, "application")}, 2_000, lambda: None, new_id)
+    state = retrying.steps[0]
+    assert state.status == StepStatus.INPROGRESS and state.attempt == 2
+    assert state.run_id != first and state.available_at == 2_000 + backoff_ms(2, 1)
+    # a user error is never retried
+    user = plan(spec, started, {first: run(first, RunStatus.FAILED, "user")}, 2_000, lambda: None, ids())
+    assert user.steps[0].status == StepStatus.FAILED
+
+
+def test_a_sync_step_cut_off_by_a_stopped_gateway_is_called_again_without_retries() -> None:
+    # Given a sync step with no retries whose call was cut off by a gateway that stopped
+    spec = spec_of({"name": "a", "action": "x", "sync_action": "check"})
+    new_id = ids()
+    state = plan(spec, execution_of(spec), {}, 1_000, lambda: None, new_id)
+    lost: list[str] = []
+    for n in range(2):
+        run_id = state.steps[0].run_id
+        assert run_id
+        lost.append(run_id)
+        swept = run(run_id, RunStatus.FAILED)
+        swept.error = RunError("platform", SYNC_GATEWAY_LOST)
+        # When the sweeper failed its run
+        state = plan(spec, state, {run_id: swept}, 2_000 + n, lambda: None, new_id, max_lost_attempts=2)
+        # Then the step is called again at once with a new run (its retries untouched)
+        step = state.steps[0]
+        assert step.status == StepStatus.INPROGRESS and step.run_id not in lost and step.available_at is None
+        assert (step.attempt, step.lost_attempts) == (n + 2, n + 1)
+    # and past the allowance the loss fails the step, like any platform error without retries
+    last = state.steps[0].run_id
+    assert last
+    swept = run(last, RunStatus.FAILED)
+    swept.error = RunError("platform", SYNC_GATEWAY_LOST)
+    failed = plan(spec, state, {last: swept}, 3_000, lambda: None, new_id, max_lost_attempts=2)
+    assert failed.steps[0].status == StepStatus.FAILED and failed.status == ExecutionStatus.FAILED
+    # another platform error is not a lost gateway: without retries it fails the step
+    other = run(lost[0], RunStatus.FAILED, "platform")
+    first = plan(spec, execution_of(spec), {}, 1_000, lambda: None, ids())
+    assert plan(spec, first, {lost[0]: other}, 2_000, lambda: None, ids()).steps[0].status == StepStatus.FAILED
+
+
+def test_terminate_before_anything_ran_goes_to_the_terminate_section() -> None:
+    spec = spec_of({"name": "a", "action": "x"}, {"name": "t", "action": "x", "trigger_time": "ON_TERMINATE"})
+    execution = execution_of(spec)
+    execution.terminate_requested = True
+    planned = plan(spec, execution, {}, 10, lambda: None, ids())
+    assert planned.status == ExecutionStatus.TERMINATING and planned.outcome == "TERMINATED"
+    assert planned.steps[0].status == StepStatus.NOT_EXECUTED and planned.steps[1].run_id is not None
