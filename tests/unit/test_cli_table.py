@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from hatchway.cli import app
+from hatchway.cli._common import app
 from hatchway.cli._table import FLAG, NEGATABLE, REPEATED, VALUE, Arg, Command, Commands, echo
 from hatchway.config import ENV_VARS
 
