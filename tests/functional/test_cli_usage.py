@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hatchway.cli import app
+from hatchway.cli._common import app
 from hatchway.cli._table import Commands
 from tests.helpers import child_env
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import inspect
 import io
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hatchway.cli import app
+from hatchway.cli._common import app
 from hatchway.cli._table import FLAG, NEGATABLE, REPEATED, VALUE, Arg, Command, Commands, echo
 from hatchway.config import ENV_VARS
 
@@ -404,6 +406,41 @@ def test_a_command_help_lists_every_argument_and_option_with_its_help(
         assert all(flag in shown for flag in arg.option_strings) and arg.help in shown, arg.flags
     if command.shares_options:
         assert all(option.flags[0] in shown for option in app.options)
+
+
+HELP_SNAPSHOT = Path(__file__).parent / "snapshots" / "cli_help.txt"
+
+
+def every_help(capsys: pytest.CaptureFixture[str]) -> str:
+    """``--help`` of the top level, every group and every command, in the table's order."""
+    python = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    parts = [f"# hatchway --help of every command and group, COLUMNS=100, Python {python}"]
+    for path in app.walk():
+        with pytest.raises(SystemExit) as exited:
+            app.resolve([*path, "--help"])
+        printed = capsys.readouterr()
+        assert exited.value.code == 0 and printed.err == ""
+        parts.append(" ".join(("====", "hatchway", *path, "--help")) + f"\n{printed.out}")
+    return "\n".join(parts)
+
+
+def test_every_help_text_is_the_one_users_know(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Moving commands between modules must not change a byte of what ``--help`` prints. A deliberate
+    change regenerates the snapshot (its diff goes into the commit)::
+
+        HATCHWAY_UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest tests/unit/test_cli_table.py -k help_text
+    """
+    monkeypatch.setenv("COLUMNS", "100")
+    actual = every_help(capsys)
+    if os.environ.get("HATCHWAY_UPDATE_SNAPSHOTS") == "1":
+        HELP_SNAPSHOT.parent.mkdir(exist_ok=True)
+        HELP_SNAPSHOT.write_text(actual)
+    expected = HELP_SNAPSHOT.read_text()
+    if expected.split("\n", 1)[0] != actual.split("\n", 1)[0]:
+        pytest.skip("argparse lays help out differently on this Python; the snapshot was taken on another")
+    assert actual == expected
 
 
 def test_param_repeats_and_keeps_its_order() -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 
-from hatchway.cli._table import FLAG, JSON, LIMIT, REPEATED, STATUS, Arg, Commands, echo, existing_file
+from hatchway.cli._common import api, client, executions_app, fail, params, pipelines_app, print_json
+from hatchway.cli._table import FLAG, JSON, LIMIT, REPEATED, STATUS, Arg, echo, existing_file
 
 TYPE_CHECKING = False  # `import typing` costs ~4 ms of start-up; mypy treats this name as True
 if TYPE_CHECKING:
@@ -20,8 +21,6 @@ if TYPE_CHECKING:
 
     from hatchway.client import Client
 
-pipelines_app = Commands("pipelines", "Define and run pipelines (Buddy-style compositions of actions).")
-executions_app = Commands("executions", "Inspect, approve and terminate pipeline executions.")
 PIPELINE, EXECUTION_ID = Arg("pipeline"), Arg("execution_id")
 ENDED = {"SUCCESSFUL", "WARNING", "FAILED", "TERMINATED"}
 COLOURS = {
@@ -34,21 +33,15 @@ COLOURS = {
 }
 
 
-def _cli() -> Any:
-    from hatchway import cli
-
-    return cli
-
-
 def _load(path: Path) -> dict[str, Any]:
     import yaml
 
     try:
         document = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as err:
-        _cli()._fail(f"{path} is not valid YAML or JSON ({type(err).__name__})")
+        fail(f"{path} is not valid YAML or JSON ({type(err).__name__})")
     if not isinstance(document, dict):
-        _cli()._fail(f"{path} must hold one mapping (a pipeline definition)")
+        fail(f"{path} must hold one mapping (a pipeline definition)")
     return dict(document)
 
 
@@ -60,15 +53,14 @@ def _load(path: Path) -> dict[str, Any]:
 )
 def apply(file: Path, name: str | None, as_json: bool) -> None:
     """Create or update a pipeline from a YAML or JSON file."""
-    cli = _cli()
     document = _load(file)
     pipeline = name or document.get("name")
     if not isinstance(pipeline, str):
-        cli._fail("name the pipeline: a `name:` field in the file, or --name")
-    with cli._client() as hw:
-        record = cli._api(lambda: hw.put_pipeline(pipeline, document))
+        fail("name the pipeline: a `name:` field in the file, or --name")
+    with client() as hw:
+        record = api(lambda: hw.put_pipeline(pipeline, document))
     if as_json:
-        cli._print_json(record)
+        print_json(record)
     else:
         echo(f"{record['name']} version {record['version']} ({len(record['steps'])} steps)")
 
@@ -76,11 +68,10 @@ def apply(file: Path, name: str | None, as_json: bool) -> None:
 @pipelines_app.command("list", JSON)
 def list_(as_json: bool) -> None:
     """List pipelines."""
-    cli = _cli()
-    with cli._client() as hw:
-        items = cli._api(lambda: hw.list_pipelines())
+    with client() as hw:
+        items = api(lambda: hw.list_pipelines())
     if as_json:
-        cli._print_json(items)
+        print_json(items)
         return
     from rich.console import Console
     from rich.table import Table
@@ -95,25 +86,22 @@ def list_(as_json: bool) -> None:
 @pipelines_app.command("get", Arg("name"), Arg("--version", type=int, help="a version number"))
 def get(name: str, version: int | None) -> None:
     """Show a pipeline's definition (secret values hidden)."""
-    cli = _cli()
-    with cli._client() as hw:
-        cli._print_json(cli._api(lambda: hw.get_pipeline(name, version)))
+    with client() as hw:
+        print_json(api(lambda: hw.get_pipeline(name, version)))
 
 
 @pipelines_app.command("step", Arg("name"), Arg("step_name", metavar="STEP"))
 def step(name: str, step_name: str) -> None:
     """Show one step with the status of its last execution."""
-    cli = _cli()
-    with cli._client() as hw:
-        cli._print_json(cli._api(lambda: hw.get_pipeline_step(name, step_name)))
+    with client() as hw:
+        print_json(api(lambda: hw.get_pipeline_step(name, step_name)))
 
 
 @pipelines_app.command("delete", Arg("name"))
 def delete(name: str) -> None:
     """Delete a pipeline (its executions stay readable)."""
-    cli = _cli()
-    with cli._client() as hw:
-        cli._api(lambda: hw.delete_pipeline(name))
+    with client() as hw:
+        api(lambda: hw.delete_pipeline(name))
     echo(f"deleted {name}")
 
 
@@ -127,16 +115,15 @@ def delete(name: str) -> None:
 )
 def run(name: str, var: list[str] | None, wait: bool, timeout: float | None, as_json: bool) -> None:
     """Start an execution of a pipeline."""
-    cli = _cli()
-    variables = cli._params(var)
-    with cli._client() as hw:
-        execution = cli._api(lambda: hw.start_execution(name, variables))
+    variables = params(var)
+    with client() as hw:
+        execution = api(lambda: hw.start_execution(name, variables))
         if not wait:
-            cli._print_json(execution) if as_json else echo(execution["id"])
+            print_json(execution) if as_json else echo(execution["id"])
             return
         final = _follow(hw, name, execution["id"], timeout, quiet=as_json)
     if as_json:
-        cli._print_json(final)
+        print_json(final)
     if final["status"] not in ("SUCCESSFUL", "WARNING"):
         raise SystemExit(1)
 
@@ -161,20 +148,19 @@ def _follow(hw: Client, name: str, execution_id: str, timeout: float | None, qui
     from rich.console import Console
     from rich.live import Live
 
-    cli = _cli()
     console = Console(stderr=True)
     started = time.monotonic()
     told = False
-    execution = cli._api(lambda: hw.get_execution(name, execution_id))
+    execution = api(lambda: hw.get_execution(name, execution_id))
     with Live(_table(execution), console=console, refresh_per_second=4, transient=quiet) as live:
         while execution["status"] not in ENDED:
             if timeout is not None and time.monotonic() - started > timeout:
-                cli._fail(f"{execution_id} is still {execution['status']} after {timeout:g} s", 2)
+                fail(f"{execution_id} is still {execution['status']} after {timeout:g} s", 2)
             if execution["status"] == "WAITING_FOR_APPROVE" and not told:
                 live.console.print(f"waiting for approval: hatchway executions approve {name} {execution_id}")
                 told = True
             time.sleep(0.25)
-            execution = cli._api(lambda: hw.get_execution(name, execution_id))
+            execution = api(lambda: hw.get_execution(name, execution_id))
             live.update(_table(execution))
     return dict(execution)
 
@@ -182,11 +168,10 @@ def _follow(hw: Client, name: str, execution_id: str, timeout: float | None, qui
 @executions_app.command("list", PIPELINE, STATUS, LIMIT, JSON)
 def executions_list(pipeline: str, status: str | None, limit: int, as_json: bool) -> None:
     """List a pipeline's executions, newest first."""
-    cli = _cli()
-    with cli._client() as hw:
-        page = cli._api(lambda: hw.list_executions(pipeline, status=status, limit=limit))
+    with client() as hw:
+        page = api(lambda: hw.list_executions(pipeline, status=status, limit=limit))
     if as_json:
-        cli._print_json(page)
+        print_json(page)
         return
     for item in page["items"]:
         echo(f"{item['id']}  {item['status']:<20} v{item['version']}  {item['created_at']}")
@@ -195,11 +180,10 @@ def executions_list(pipeline: str, status: str | None, limit: int, as_json: bool
 @executions_app.command("get", PIPELINE, EXECUTION_ID, JSON)
 def executions_get(pipeline: str, execution_id: str, as_json: bool) -> None:
     """Show an execution and the status of each step."""
-    cli = _cli()
-    with cli._client() as hw:
-        execution = cli._api(lambda: hw.get_execution(pipeline, execution_id))
+    with client() as hw:
+        execution = api(lambda: hw.get_execution(pipeline, execution_id))
     if as_json:
-        cli._print_json(execution)
+        print_json(execution)
         return
     from rich.console import Console
 
@@ -209,16 +193,14 @@ def executions_get(pipeline: str, execution_id: str, as_json: bool) -> None:
 @executions_app.command("approve", PIPELINE, EXECUTION_ID)
 def executions_approve(pipeline: str, execution_id: str) -> None:
     """Approve an execution waiting at its approval gate."""
-    cli = _cli()
-    with cli._client() as hw:
-        execution = cli._api(lambda: hw.approve_execution(pipeline, execution_id))
+    with client() as hw:
+        execution = api(lambda: hw.approve_execution(pipeline, execution_id))
     echo(f"{execution_id} approved; {execution['status']}")
 
 
 @executions_app.command("terminate", PIPELINE, EXECUTION_ID)
 def executions_terminate(pipeline: str, execution_id: str) -> None:
     """Terminate an execution; its ON_TERMINATE steps then run."""
-    cli = _cli()
-    with cli._client() as hw:
-        execution = cli._api(lambda: hw.terminate_execution(pipeline, execution_id))
+    with client() as hw:
+        execution = api(lambda: hw.terminate_execution(pipeline, execution_id))
     echo(f"{execution_id} {execution['status']}")

@@ -1,0 +1,32 @@
+"""``hatchway aws``: the aws backend's resources."""
+
+from __future__ import annotations
+
+from hatchway.cli._common import aws_app, fail, settings
+from hatchway.cli._table import Arg, echo
+
+
+@aws_app.command(
+    "bootstrap",
+    Arg("--table", envvar="HATCHWAY_TABLE_NAME", help="DynamoDB table"),
+    Arg("--key", envvar="HATCHWAY_KMS_KEY_ID", help="KMS key alias (alias/...)"),
+    Arg("--bucket", envvar="HATCHWAY_BUCKET", help="S3 bucket for outputs"),
+    shares_options=False,
+)
+def aws_bootstrap(table: str | None, key: str | None, bucket: str | None) -> None:
+    """Create the table, KMS key and bucket the aws backend needs, where AWS_ENDPOINT_URL points (idempotent)."""
+    from hatchway.aws.setup import bootstrap
+    from hatchway.errors import HatchwayError
+
+    aws_settings = settings(backend="aws", table_name=table, kms_key_id=key, bucket=bucket)
+    where = aws_settings.aws_endpoint_url or f"AWS ({aws_settings.aws_region or 'default region'})"
+    try:
+        made = bootstrap(aws_settings)
+    except HatchwayError as err:
+        fail(f"{err.message} at {where}")
+    except Exception as err:  # botocore: no credentials, access denied, a bad endpoint
+        fail(f"cannot bootstrap at {where}: {type(err).__name__}: {err}")
+    for line in made.created or ["everything existed already"]:
+        echo(f"created {line}" if made.created else line, err=True)
+    for name, value in made.environment().items():
+        echo(f"export {name}={value}")

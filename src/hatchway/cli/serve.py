@@ -1,0 +1,102 @@
+"""``hatchway serve``, ``hatchway worker`` and ``hatchway init``: the commands that run on the gateway's
+own machine (they take no gateway options after the command)."""
+
+from __future__ import annotations
+
+from hatchway.cli._common import EXECUTOR, HOME, app, fail, settings
+from hatchway.cli._table import FLAG, NEGATABLE, Arg, echo, path
+
+TYPE_CHECKING = False  # `import typing` costs ~4 ms of start-up; mypy treats this name as True
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+@app.command(
+    "serve",
+    Arg("--host", default="127.0.0.1", help="address to bind"),
+    Arg("--port", type=int, default=8080, help="port to bind"),
+    HOME,
+    Arg("--workers", type=int, help="worker threads (0: API only)"),
+    EXECUTOR,
+    Arg("--backend", help="embedded or aws"),
+    Arg("--examples", kind=NEGATABLE, default=False, help="register the example actions"),
+    Arg("--examples-dir", type=path, help="where the examples are"),
+    Arg("--tls-cert", type=path, help="TLS certificate (PEM)"),
+    Arg("--tls-key", type=path, help="TLS private key (PEM)"),
+    Arg("--dev-cert", kind=FLAG, help="HTTPS with a development certificate made under $HATCHWAY_HOME/tls"),
+    Arg("--log-level", help="log level"),
+    shares_options=False,
+)
+def serve(
+    host: str,
+    port: int,
+    home: Path | None,
+    workers: int | None,
+    executor: str | None,
+    backend: str | None,
+    examples: bool,
+    examples_dir: Path | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    dev_cert: bool,
+    log_level: str | None,
+) -> None:
+    """Serve the gateway (API + worker pool): SQLite and a key file, or DynamoDB and KMS with --backend aws."""
+    from hatchway.bootstrap import start_gateway
+
+    gateway_settings = settings(home=home, workers=workers, executor=executor, backend=backend, log_level=log_level)
+    if (tls_cert is None) != (tls_key is None):
+        fail("give both --tls-cert and --tls-key")
+    if dev_cert:
+        if tls_cert is not None:
+            fail("--dev-cert makes its own certificate; leave out --tls-cert/--tls-key")
+        import socket
+
+        from hatchway.cli.tls import dev_certificate
+
+        made = dev_certificate(gateway_settings.home / "tls", [host, socket.gethostname()])
+        tls_cert, tls_key = made.cert, made.key
+        echo(f"HTTPS with a development certificate: trust {made.ca} (curl --cacert, SSL_CERT_FILE)")
+    from hatchway.errors import ValidationFailed
+
+    try:
+        start_gateway(
+            gateway_settings,
+            host=host,
+            port=port,
+            load_examples=examples,
+            examples_dir=examples_dir,
+            tls_cert=str(tls_cert) if tls_cert else None,
+            tls_key=str(tls_key) if tls_key else None,
+        )
+    except ValidationFailed as err:  # the configuration cannot work here (the sandbox, say)
+        fail(err.message)
+
+
+@app.command("worker", HOME, Arg("--workers", type=int, help="worker threads"), EXECUTOR, shares_options=False)
+def worker(home: Path | None, workers: int | None, executor: str | None) -> None:
+    """Run a worker pool on a gateway's home without serving HTTP."""
+    from hatchway.bootstrap import run_worker
+    from hatchway.errors import ValidationFailed
+
+    try:
+        run_worker(settings(home=home, workers=workers, executor=executor))
+    except ValidationFailed as err:
+        fail(err.message)
+
+
+@app.command(
+    "init",
+    Arg("name", help="action name (lowercase, digits, '-')"),
+    Arg("--dir", type=path, dest="directory", help="where to create it (default ./NAME)"),
+    shares_options=False,
+)
+def init(name: str, directory: Path | None) -> None:
+    """Scaffold an action project: action.json, an entry script, a Dockerfile and a test."""
+    from hatchway.cli.scaffold import scaffold
+
+    try:
+        target = scaffold(name, directory or path(name))
+    except (ValueError, FileExistsError) as err:
+        fail(str(err))
+    echo(f"created {target}; register it with: hatchway actions create --from-file {target / 'action.json'}")
