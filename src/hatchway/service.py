@@ -73,8 +73,7 @@ from hatchway.errors import (
     new_exception_id,
     rebuild_error,
 )
-from hatchway.executors import Executors
-from hatchway.executors.base import BaseExecutor
+from hatchway.executors import Executor, Executors
 from hatchway.executors.journal import owner_alive, start_time
 from hatchway.faults import CrashPoints
 from hatchway.net import allowed_networks
@@ -124,7 +123,7 @@ class Gateway:
         self,
         settings: Settings,
         store: BaseStore,
-        executors: Executors | BaseExecutor,
+        executors: Executors | Executor,
         secret_box: SecretBox | Callable[[], SecretBox],
         clock: Callable[[], float] = time.time,
         blobs: BlobStore | None = None,
@@ -1035,7 +1034,7 @@ class Gateway:
             yield
 
     def _execute(
-        self, executor: BaseExecutor, invocation: Invocation, collector: OutputCollector, cancel: threading.Event
+        self, executor: Executor, invocation: Invocation, collector: OutputCollector, cancel: threading.Event
     ) -> AttemptResult:
         """Run the attempt on the executor, the action process in a span of its own whose context
         the action gets as ``TRACEPARENT``."""
@@ -1435,7 +1434,7 @@ def _read_or_create_token_file(settings: Settings) -> str:
 
 
 def build_gateway(
-    settings: Settings, store: BaseStore | None = None, executors: Executors | BaseExecutor | None = None
+    settings: Settings, store: BaseStore | None = None, executors: Executors | Executor | None = None
 ) -> Gateway:
     """A gateway wired from settings: the named store, executors and secret box."""
     from hatchway.executors import make_executors

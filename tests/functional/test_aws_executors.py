@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from hatchway.aws.aws_lambda import LambdaExecutor
-from hatchway.aws.batch import BatchExecutor
-from hatchway.aws.ecs import EcsExecutor
+from hatchway.aws.batch import BatchEngine
+from hatchway.aws.ecs import EcsEngine
 from hatchway.aws.engines import RETRY_EXIT_CODE
 from hatchway.domain.runs import RunRequest, RunStatus
 from hatchway.errors import ActionAppError, ActionTimeout, ActionUserError, Unavailable, ValidationFailed
@@ -43,12 +43,12 @@ pytestmark = pytest.mark.aws
 
 @pytest.fixture
 def batch(tmp_path: Path, infrastructure: dict[str, Any]) -> Stack:
-    return build_stack(tmp_path, infrastructure, BatchExecutor)
+    return build_stack(tmp_path, infrastructure, BatchEngine)
 
 
 @pytest.fixture
 def ecs(tmp_path: Path, infrastructure: dict[str, Any]) -> Stack:
-    return build_stack(tmp_path, infrastructure, EcsExecutor)
+    return build_stack(tmp_path, infrastructure, EcsEngine)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,7 +61,7 @@ def test_registration_creates_the_function_and_job_definition_with_derived_setti
     assert created
     lambda_executor = gateway.executors.sync
     batch_executor = gateway.executors.run
-    assert isinstance(lambda_executor, LambdaExecutor) and isinstance(batch_executor, BatchExecutor)
+    assert isinstance(lambda_executor, LambdaExecutor) and isinstance(batch_executor, BatchEngine)
     spec = gateway.resolve(P, ENV, "echo").spec
 
     function = batch.client("lambda").get_function(FunctionName=lambda_executor.function_name(P, spec))
@@ -149,9 +149,10 @@ def test_the_ecs_task_definition_is_derived_from_the_spec(ecs: Stack) -> None:
         ADMIN, P, ENV, {**ACTION, "container_parameters": {**ACTION["container_parameters"], "workdir": "/app"}}
     )
     executor = ecs.gateway.executors.run
-    assert isinstance(executor, EcsExecutor)
+    assert isinstance(executor, EcsEngine)
     spec = ecs.gateway.resolve(P, ENV, "echo").spec
-    definition = ecs.client("ecs").describe_task_definition(taskDefinition=executor.family(P, spec))["taskDefinition"]
+    family = executor.definition_name(P, spec)
+    definition = ecs.client("ecs").describe_task_definition(taskDefinition=family)["taskDefinition"]
     assert definition["requiresCompatibilities"] == ["FARGATE"] and definition["networkMode"] == "awsvpc"
     assert (definition["cpu"], definition["memory"]) == ("1024", "4096")
     assert definition["ephemeralStorage"] == {"sizeInGiB": 50}

@@ -42,7 +42,7 @@ from hatchway.config import Settings
 from hatchway.domain.attempts import AttemptResult, Invocation, adapter_payload, result_from_outcome
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import Unavailable
-from hatchway.executors.base import BaseExecutor
+from hatchway.executors.base import BaseAttemptExecutor
 from hatchway.executors.containers.docker import DockerExecutor, engine_reason
 from hatchway.executors.containers.engine import (
     LABEL_CLEANUP,
@@ -250,7 +250,7 @@ class WarmPool:
             self._stop(warm)
 
 
-class LocalLambdaExecutor(BaseExecutor):
+class LocalLambdaExecutor(BaseAttemptExecutor):
     """Sync actions as warm container Lambdas (Runtime Interface Emulator + awslambdaric)."""
 
     name = "lambda-local"
