@@ -28,7 +28,7 @@ from hatchway.executors.containers.engine import (
     owner_alive,
     owner_token,
 )
-from hatchway.executors.containers.lambda_local import PoolBusy, WarmContainer, WarmPool
+from hatchway.executors.containers.warm_pool import PoolBusy, WarmContainer, WarmPool
 from hatchway.runtime import adapter
 from hatchway.runtime.contract import OutputCollector
 from tests.conftest import make_settings

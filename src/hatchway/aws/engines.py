@@ -3,13 +3,13 @@
 A run engine (:class:`hatchway.ports.RunEngine`) never runs an attempt in the gateway. At
 registration it creates one job or task definition per (project, action, effective digest),
 derived from ``compute_requirements`` (vCPU units -> vCPUs, memory MiB, ephemeral storage GiB),
-``container_parameters`` (env, workdir) and ``timeout``, and reused by every run of that version. A run becomes one job (Batch; its
-retries are Batch attempts) or one task per attempt (ECS) whose container starts the runtime
-adapter, ``python3 -m hatchway.runtime.adapter --run <run id>``: the adapter reads the run from
-the store, decrypts its ``#`` parameters with KMS, runs the action's command under the contract
-and records the outcome (:mod:`hatchway.remote`). The engines' state-change events, turned into
-:class:`StateChange` values here, settle whatever the adapter could not (it never started, it was
-killed, the run was cancelled).
+``container_parameters`` (env, workdir) and ``timeout``, and reused by every run of that version.
+A run becomes one job (Batch; its retries are Batch attempts) or one task per attempt (ECS) whose
+container starts the runtime adapter, ``python3 -m hatchway.runtime.adapter --run <run id>``: the
+adapter reads the run from the store, decrypts its ``#`` parameters with KMS, runs the action's
+command under the contract and records the outcome (:mod:`hatchway.remote`). The engines'
+state-change events, turned into :class:`StateChange` values here, settle whatever the adapter
+could not (it never started, it was killed, the run was cancelled).
 
 Task roles: with ``HATCHWAY_TASK_POLICY_ARN`` each project gets its own role (created on first
 registration, tagged ``hatchway-project``, bounded by that policy). The KMS key policy allows
