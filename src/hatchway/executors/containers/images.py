@@ -60,8 +60,18 @@ RUNTIME_FILES = (
 PACKAGE = Path(__file__).resolve().parents[2]
 CHECKOUT = PACKAGE.parents[1]
 CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
+DEFAULT_HOST = "unix:///var/run/docker.sock"
 
 Log = Callable[[str], None]
+
+
+def docker_client(host: str | None, timeout: float = 60.0) -> Any:
+    """A docker SDK client for ``host`` (default: the standard socket)."""
+    try:
+        import docker
+    except ImportError as exc:
+        raise Unavailable("the docker executors need the docker package: pip install 'hatchway[docker]'") from exc
+    return docker.DockerClient(base_url=host or DEFAULT_HOST, timeout=int(timeout))
 
 
 def base_tag(python: str = DEFAULT_PYTHON) -> str:
@@ -269,7 +279,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     from hatchway.config import Settings
-    from hatchway.executors.containers.engine import docker_client
 
     try:
         client = docker_client(Settings.from_env().docker_host)
