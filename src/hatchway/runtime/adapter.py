@@ -35,8 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hatchway.domain.runs import Mode
-from hatchway.runtime.contract import MIB, OutputCollector, Workspace
+from hatchway.runtime.contract import MIB, Mode, OutputCollector, Workspace
 from hatchway.runtime.spawn import enable_subreaper, spawn
 from hatchway.secrets.redact import Redactor
 
