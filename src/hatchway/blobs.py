@@ -35,7 +35,7 @@ from hatchway.secrets.box import BlobCipher
 
 if TYPE_CHECKING:
     from hatchway import ports
-    from hatchway.secrets.redact import Redactor
+    from hatchway.runtime.redact import Redactor
 
 log = logging.getLogger("hatchway")
 

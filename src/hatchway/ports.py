@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from hatchway.runtime.contract import OutputCollector
 
     # the redactor's type; step R1 replaces it with runtime.redact.RedactorLike (standard library)
-    from hatchway.secrets.redact import Redactor
+    from hatchway.runtime.redact import Redactor
 
 # ---- time -------------------------------------------------------------------------------------
 

@@ -82,8 +82,8 @@ from hatchway.observability.metrics import make_recorder
 from hatchway.observability.tracing import current_traceparent, instrument_store, span
 from hatchway.ports import BlobStore
 from hatchway.runtime.contract import OutputCollector, Workspace
+from hatchway.runtime.redact import ActiveRedaction, Redactor
 from hatchway.secrets.box import SecretBox, local_blob_cipher
-from hatchway.secrets.redact import ActiveRedaction, Redactor
 from hatchway.sessions import SessionTypes
 from hatchway.stash import FileStashes
 from hatchway.store.base import BaseStore

@@ -20,7 +20,7 @@ from hatchway.domain.records import Document
 from hatchway.domain.runs import now_ms
 from hatchway.errors import NotFound, ValidationFailed
 from hatchway.ports import BlobStore
-from hatchway.secrets.redact import NO_SECRETS, Redactor
+from hatchway.runtime.redact import NO_SECRETS, Redactor
 from hatchway.store.base import BaseStore
 
 KIND = "stash"

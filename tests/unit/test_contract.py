@@ -9,7 +9,7 @@ from urllib.parse import quote
 from hatchway.domain.attempts import AttemptResult, judge, user_message
 from hatchway.domain.runs import Mode, RunStatus
 from hatchway.runtime.contract import OutputCollector
-from hatchway.secrets.redact import HIDDEN, Redactor
+from hatchway.runtime.redact import HIDDEN, Redactor
 
 SECRET = "s3cr3t-Value/+="
 

@@ -22,10 +22,9 @@ import pytest
 import hatchway
 from hatchway.domain.runs import Mode
 from hatchway.executors.containers.images import RUNTIME_FILES
-from hatchway.runtime import contract
+from hatchway.runtime import contract, redact
 from hatchway.runtime.contract import MAX_LINE_BYTES, OutputCollector
-from hatchway.secrets import redact
-from hatchway.secrets.redact import ACTIVE_SECRETS, HIDDEN, ActiveRedaction, Redactor, spellings
+from hatchway.runtime.redact import ACTIVE_SECRETS, HIDDEN, ActiveRedaction, Redactor, spellings
 
 
 @pytest.fixture(params=["native", "stdlib"], autouse=True)
@@ -252,7 +251,7 @@ def test_the_runtime_redacts_with_the_standard_library_alone(tmp_path: Path, eng
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(Path(hatchway.__file__).parent / name, target)
     script = (
-        "import sys; from hatchway.secrets import redact as r; assert r._native is None;"
+        "import sys; from hatchway.runtime import redact as r; assert r._native is None;"
         "print(r.Redactor(['s3cr3t-val']).text(sys.argv[1]))"
     )
     # When it redacts

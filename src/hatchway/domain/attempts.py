@@ -26,7 +26,7 @@ from hatchway.domain.runs import Mode, RunError, RunStatus
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import new_exception_id
 from hatchway.runtime.contract import MIB, TAIL_LINES, OutputCollector, Workspace
-from hatchway.secrets.redact import NO_SECRETS, Redactor
+from hatchway.runtime.redact import NO_SECRETS, Redactor
 
 MAX_MESSAGE_CHARS = 4000
 #: stands for the data directory in the environment of an adapter payload (the adapter makes the directory)

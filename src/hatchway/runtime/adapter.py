@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from hatchway.runtime.contract import MIB, Mode, OutputCollector, Workspace
+from hatchway.runtime.redact import Redactor
 from hatchway.runtime.spawn import enable_subreaper, spawn
-from hatchway.secrets.redact import Redactor
 
 PROTOCOL = 1
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"

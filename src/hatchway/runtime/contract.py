@@ -24,7 +24,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from hatchway.secrets.redact import NO_SECRETS, Redactor
+from hatchway.runtime.redact import NO_SECRETS, Redactor
 
 MIB = 1024 * 1024
 #: a line longer than this is cut into pieces (redacted with a look past each cut: a secret is never cut in two)

@@ -1,7 +1,7 @@
 """The action base image, built with or without a registry.
 
 ``hatchway/action-base:<python>`` is Python, the hatchway runtime (the standard-library subset:
-``hatchway.runtime``, ``hatchway.domain.runs``, ``hatchway.secrets.redact``) and ``awslambdaric``, so an
+``hatchway.runtime``, ``hatchway.domain.runs``, ``hatchway.runtime.redact``) and ``awslambdaric``, so an
 action image built ``FROM`` it runs the same way under ``docker run``, as a container Lambda and
 under the Runtime Interface Emulator. The recipe is ``infra/images/Dockerfile``; its root is
 an official ``python:<v>-slim`` image when the engine has or can pull one, else a Debian root file
@@ -48,11 +48,10 @@ RUNTIME_FILES = (
     "__init__.py",
     "domain/__init__.py",
     "domain/runs.py",
-    "secrets/__init__.py",
-    "secrets/redact.py",
     "runtime/__init__.py",
     "runtime/adapter.py",
     "runtime/contract.py",
+    "runtime/redact.py",
     "runtime/rie_bridge.py",
     "runtime/spawn.py",
 )
