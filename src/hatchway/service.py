@@ -82,8 +82,9 @@ from hatchway.observability.metrics import make_recorder
 from hatchway.observability.tracing import current_traceparent, instrument_store, span
 from hatchway.ports import BlobStore
 from hatchway.runtime.contract import OutputCollector, Workspace
-from hatchway.runtime.redact import ActiveRedaction, Redactor
+from hatchway.runtime.redact import RedactorLike
 from hatchway.secrets.box import SecretBox, local_blob_cipher
+from hatchway.secrets.redact import ActiveRedaction
 from hatchway.sessions import SessionTypes
 from hatchway.stash import FileStashes
 from hatchway.store.base import BaseStore
@@ -1001,7 +1002,7 @@ class Gateway:
         invocation.before_cleanup = keep
         return staged
 
-    def _keep_artifacts(self, run_id: str, workspace: Workspace, redactor: Redactor) -> None:
+    def _keep_artifacts(self, run_id: str, workspace: Workspace, redactor: RedactorLike) -> None:
         """Files the action left in ``out/files/`` (and Keboola's ``out/tables/``) become artifacts,
         text files with the run's secrets hidden (regular files only, never through a link the
         action made: see :meth:`Workspace.files`)."""

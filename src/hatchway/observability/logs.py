@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
-from hatchway.runtime.redact import ACTIVE_SECRETS
+from hatchway.secrets.redact import ACTIVE_SECRETS
 
 SERVICE = "hatchway"
 #: the correlation keys, in the order they are shown

@@ -24,7 +24,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from hatchway.runtime.redact import NO_SECRETS, Redactor
+from hatchway.runtime.redact import NO_SECRETS, RedactorLike
 
 MIB = 1024 * 1024
 #: a line longer than this is cut into pieces (redacted with a look past each cut: a secret is never cut in two)
@@ -236,7 +236,7 @@ class OutputCollector:
     def __init__(
         self,
         mode: Mode,
-        redactor: Redactor = NO_SECRETS,
+        redactor: RedactorLike = NO_SECRETS,
         max_log_bytes: int = 10 * MIB,
         max_stdout_bytes: int = 6 * MIB,
         flush: Callable[[list[LogEntry]], None] | None = None,

@@ -1,5 +1,9 @@
 """Replace secret values, in every spelling an action might print them, by ``[hidden]``.
 
+Standard library only: this module is copied into action images with the rest of the runtime.
+The gateway's redactor (:mod:`hatchway.secrets.redact`) is this one with a first pass in native
+code; both answer :class:`RedactorLike` and hide exactly the same characters.
+
 For each secret the redactor knows its raw form, JSON-escaped forms (ASCII-only as Python's
 ``json.dumps`` writes them, and with non-ASCII kept as JavaScript's ``JSON.stringify`` does),
 URL-encoded forms, base64 forms (standard and URL-safe, padded or not), and - for a secret of
@@ -9,17 +13,15 @@ Every character that belongs to any occurrence of any spelling is hidden: occurr
 (a secret repeated into itself, two secrets sharing characters) become one ``[hidden]``, so no
 part of a secret shows beside a marker. The cost is linear in the text, whatever the secrets:
 
-* a multi-pattern automaton (``ahocorasick_rs``, leftmost-longest, in native code) finds where
-  secrets occur, in one pass; a text without any is returned as it is;
-* around each occurrence it found, a pure-Python Aho-Corasick automaton (:class:`_Automaton`, built
-  on first need) takes the longest spelling that ends at each position, which also finds the
-  occurrences the first pass skipped because they overlap the one before. Where the native
-  module is not installed (the runtime in an action image is standard library only), a cheap test
-  for each spelling's first characters stands in for the first pass.
+* a :class:`Finder` says where secrets may occur (here: a cheap test for each spelling's first
+  characters; on the gateway: a native multi-pattern automaton, in one pass); a text without any
+  is returned as it is;
+* there, a pure-Python Aho-Corasick automaton (:class:`Automaton`, built on first need) takes the
+  longest spelling that ends at each position, which also finds occurrences that overlap.
 
-Both automata are built once per set of secrets. A redactor may carry a deadline
-(:meth:`Redactor.until`): past it, what is left of a text being searched is hidden whole rather
-than searched, so redaction never outlives the call that needs it - it fails closed.
+Both are built once per set of secrets. A redactor may carry a deadline (:meth:`Redactor.until`):
+past it, what is left of a text being searched is hidden whole rather than searched, so redaction
+never outlives the call that needs it - it fails closed.
 
 Streams are redacted line by line after the lines are assembled, so a secret split across two
 writes of the action is still found. A line longer than the collector's piece size, and a file
@@ -30,21 +32,14 @@ whole spelling past the cut: a secret across it is hidden on both sides, never s
 from __future__ import annotations
 
 import base64
-import contextlib
 import copy
 import json
 import threading
 import time
 from array import array
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import quote, quote_plus
-
-_native: Any
-try:  # native code on the gateway; action images have the standard library only
-    import ahocorasick_rs as _native
-except ImportError:  # pragma: no cover - exercised by the runtime's images and a unit test
-    _native = None
 
 HIDDEN = "[hidden]"
 #: values shorter than this are not redacted (they would hide ordinary text such as "1" or "true")
@@ -52,8 +47,8 @@ MIN_SECRET_LENGTH = 4
 #: a line of a multi-line secret is looked for on its own from this length (shorter lines - "{",
 #: "-----" - would hide ordinary text)
 MIN_LINE_PART = 8
-#: without the native finder, texts are first tested for the first characters of each spelling
-#: when there are at most this many distinct ones
+#: texts are first tested for the first characters of each spelling when there are at most this
+#: many distinct ones
 MAX_ANCHORS = 24
 #: how many characters of a streamed text (a file) are redacted at a time
 STREAM_PIECE = 1 << 20
@@ -82,7 +77,29 @@ def spellings(secret: str) -> set[str]:
     return {form for form in forms if len(form) >= MIN_SECRET_LENGTH}
 
 
-class _Automaton:
+class RedactorLike(Protocol):
+    """What the collector, the adapter and the gateway need of a redactor (this module's, or the
+    gateway's with its native first pass)."""
+
+    #: the secret values, each once, in the order given
+    secrets: list[str]
+    #: the longest spelling in UTF-8 bytes: how far a reader must look past a cut
+    longest_bytes: int
+
+    def __bool__(self) -> bool: ...  # false: no secret long enough to look for
+
+    def until(self, deadline: float | None) -> RedactorLike: ...
+
+    def text(self, value: str, hidden_prefix: int = 0) -> str: ...
+
+    def split(self, value: str, at: int, hidden_prefix: int = 0, exact: bool = False) -> tuple[str, int, int]: ...
+
+    def stream(self, pieces: Iterable[str], size: int = STREAM_PIECE) -> Iterator[str]: ...
+
+    def data(self, value: Any) -> Any: ...
+
+
+class Automaton:
     """Aho-Corasick over a few long patterns, in pure Python, compact enough for 64 KiB secrets.
 
     Patterns are inserted as chains of consecutive node numbers, so a node whose only child is the
@@ -187,55 +204,36 @@ class _Automaton:
                 out.append((begin, stop))
 
 
-class _Finder:
-    """The automata of one set of spellings, built once and shared by every view of a redactor."""
+class Finder:
+    """Where the spellings of one set of secrets occur in a text, built once and shared by every
+    view of a redactor: :meth:`zones` narrows the search, the :class:`Automaton` does it."""
 
     def __init__(self, forms: list[str]) -> None:
         self.forms = forms
         self.longest = len(forms[0])
         self._lock = threading.Lock()
-        self._automaton: _Automaton | None = None
-        self._native: Any = None
-        self._anchors: tuple[str, ...] = ()
-        if _native is not None:
-            # the contiguous NFA is built in milliseconds and stays small for long patterns (a DFA
-            # over a 64 KiB secret's spellings takes half a second and a quarter of a gigabyte)
-            self._native = _native.AhoCorasick(
-                forms,
-                matchkind=_native.MATCHKIND_LEFTMOST_LONGEST,
-                implementation=_native.Implementation.ContiguousNFA,
-            )
-        else:
-            anchors = tuple(dict.fromkeys(form[:MIN_SECRET_LENGTH] for form in forms))
-            # a pass per anchor is cheap for a few secrets; with many (the lines of a long key),
-            # the automaton's own pass over the text is cheaper
-            self._anchors = anchors if len(anchors) <= MAX_ANCHORS else ()
+        self._automaton: Automaton | None = None
+        anchors = tuple(dict.fromkeys(form[:MIN_SECRET_LENGTH] for form in forms))
+        # a pass per anchor is cheap for a few secrets; with many (the lines of a long key), the
+        # automaton's own pass over the text is cheaper
+        self._anchors = anchors if len(anchors) <= MAX_ANCHORS else ()
 
-    def _automaton_built(self) -> _Automaton:
+    def zones(self, text: str) -> list[list[int]]:
+        """The [start, end) ranges of ``text`` where an occurrence may be, in order (none: no secret)."""
+        if not self._anchors or any(anchor in text for anchor in self._anchors):
+            return [[0, len(text)]]
+        return []
+
+    def _automaton_built(self) -> Automaton:
         if self._automaton is None:
             with self._lock:
                 if self._automaton is None:
-                    self._automaton = _Automaton(self.forms)
+                    self._automaton = Automaton(self.forms)
         return self._automaton
 
     def intervals(self, text: str, deadline: float | None) -> list[Interval]:
-        if self._native is not None:
-            found = self._native.find_matches_as_indexes(text)
-            if not found:
-                return []
-            # an occurrence the leftmost-longest pass skipped overlaps the end of one it found, so
-            # it lies between that one's start and its end plus the longest spelling
-            zones: list[list[int]] = []
-            reach = self.longest - 1
-            for _, begin, stop in found:
-                stop = min(len(text), stop + reach)
-                if zones and begin <= zones[-1][1]:
-                    zones[-1][1] = max(zones[-1][1], stop)
-                else:
-                    zones.append([begin, stop])
-        elif not self._anchors or any(anchor in text for anchor in self._anchors):
-            zones = [[0, len(text)]]
-        else:
+        zones = self.zones(text)
+        if not zones:
             return []
         automaton = self._automaton_built()
         out: list[Interval] = []
@@ -245,7 +243,10 @@ class _Finder:
 
 
 class Redactor:
-    """Hides a fixed set of secret values in text and in JSON-like data."""
+    """Hides a fixed set of secret values in text and in JSON-like data (:class:`RedactorLike`)."""
+
+    #: how occurrences are found (the gateway's redactor brings a native first pass)
+    finder_class: type[Finder] = Finder
 
     def __init__(self, secrets: Iterable[str] = (), deadline: float | None = None) -> None:
         self.secrets = list(dict.fromkeys(s for s in secrets if s))
@@ -255,7 +256,7 @@ class Redactor:
         for secret in self.secrets:
             if len(secret) >= MIN_SECRET_LENGTH:
                 forms |= spellings(secret)
-        self._finder = _Finder(sorted(forms, key=len, reverse=True)) if forms else None
+        self._finder = self.finder_class(sorted(forms, key=len, reverse=True)) if forms else None
         #: the longest spelling, in characters and in UTF-8 bytes (how far a reader must look ahead)
         self.longest = self._finder.longest if self._finder else 0
         self.longest_bytes = max((len(f.encode()) for f in forms), default=0)
@@ -358,63 +359,3 @@ def _render(value: str, spans: list[Interval], limit: int) -> str:
 
 
 NO_SECRETS = Redactor()
-
-
-class ActiveSecrets:
-    """The redactors of attempts running in this process, so the gateway's log lines are redacted too.
-
-    Each attempt registers the redactor it already built; nothing is rebuilt when attempts come
-    and go, so the cost of a log line is a pass per running attempt that has secrets.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._redactors: dict[int, Redactor] = {}
-        self._current: tuple[Redactor, ...] = ()
-
-    def add(self, redactor: Redactor) -> int:
-        """Register ``redactor``; returns a handle for :meth:`remove`."""
-        with self._lock:
-            handle = id(redactor)
-            if redactor:
-                self._redactors[handle] = redactor
-                self._current = tuple(self._redactors.values())
-        return handle
-
-    def remove(self, handle: int) -> None:
-        with self._lock:
-            if self._redactors.pop(handle, None) is not None:
-                self._current = tuple(self._redactors.values())
-
-    def text(self, value: str) -> str:
-        for redactor in self._current:
-            value = redactor.text(value)
-        return value
-
-
-#: every attempt registers its redactor here while it runs (see the log formatter)
-ACTIVE_SECRETS = ActiveSecrets()
-
-
-class ActiveRedaction:
-    """An attempt's redactor (:class:`hatchway.ports.Redaction`): built once for its secrets and, while
-    the attempt runs, registered in :data:`ACTIVE_SECRETS` so the gateway's own log lines hide them too."""
-
-    def __init__(self, active: ActiveSecrets = ACTIVE_SECRETS) -> None:
-        self.active = active
-
-    @contextlib.contextmanager
-    def open(self, secrets: Iterable[str]) -> Iterator[Redactor]:
-        redactor = Redactor(secrets)
-        handle = self.active.add(redactor)
-        try:
-            yield redactor
-        finally:
-            self.active.remove(handle)
-
-
-if TYPE_CHECKING:  # mypy checks that it answers the port
-    from hatchway import ports
-
-    def _implements(redaction: ActiveRedaction) -> ports.Redaction:
-        return redaction
