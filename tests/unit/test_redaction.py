@@ -1,7 +1,8 @@
-"""The redactor's automaton: every occurrence of every spelling hidden, overlaps and cuts included.
+"""The two redactors: every occurrence of every spelling hidden, overlaps and cuts included.
 
-Each test runs twice: with the gateway's redactor (its native first pass) and the runtime's (in an
-action image, standard library only), and both must hide exactly what a brute-force search finds.
+Tests that build a redactor run twice: with the gateway's (secrets/redact.py, its native first
+pass) and the runtime's (runtime/redact.py, standard library only, in action images); both must
+hide exactly what a brute-force search finds, and one table of cases runs through both at once.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from hatchway.runtime import contract
 from hatchway.runtime.contract import MAX_LINE_BYTES, OutputCollector
 from hatchway.runtime.redact import HIDDEN, Redactor, spellings
 from hatchway.secrets.redact import ACTIVE_SECRETS, ActiveRedaction, NativeRedactor
+
+CONTRACT_SECRET = "s3cr3t-Value/+="
 
 
 @pytest.fixture(params=["native", "stdlib"])
@@ -74,6 +77,30 @@ def test_every_spelling_is_hidden(redactor_class: type[Redactor]) -> None:
         assert redactor.text(f"<{form}>") == f"<{HIDDEN}>", form
 
 
+def test_redactor_hides_every_spelling(redactor_class: type[Redactor]) -> None:
+    redactor = redactor_class([CONTRACT_SECRET])
+    for form in (
+        CONTRACT_SECRET,
+        base64.b64encode(CONTRACT_SECRET.encode()).decode(),
+        base64.urlsafe_b64encode(CONTRACT_SECRET.encode()).decode().rstrip("="),
+        json.dumps(CONTRACT_SECRET)[1:-1],
+        quote(CONTRACT_SECRET, safe=""),
+    ):
+        assert redactor.text(f"before {form} after") == f"before {HIDDEN} after"
+    assert redactor.data({"k": [CONTRACT_SECRET, 1], CONTRACT_SECRET: "v"}) == {"k": [HIDDEN, 1], HIDDEN: "v"}
+
+
+def test_json_escaped_secrets_are_hidden_however_the_action_serialises_them(redactor_class: type[Redactor]) -> None:
+    # Given a secret with characters JSON escapes: a quote, a backslash, a tab and non-ASCII text
+    secret = 'pa"ss\\w\tord-\u00e4\u6f22'
+    redactor = redactor_class([secret])
+    # Python's json.dumps (ASCII-only), JavaScript's JSON.stringify (non-ASCII kept), and the raw value
+    for form in (json.dumps(secret), json.dumps(secret, ensure_ascii=False), secret):
+        # Then none of them shows
+        assert secret not in redactor.text(form)
+        assert HIDDEN in redactor.text(form), form
+
+
 def test_overlapping_occurrences_become_one_marker(redactor_class: type[Redactor]) -> None:
     # Given two secrets that share characters, and a periodic one printed into itself
     redactor = redactor_class(["abcd1234", "1234wxyz", "passpass"])
@@ -111,6 +138,7 @@ def test_agrees_with_brute_force_on_random_texts(redactor_class: type[Redactor])
 def test_short_and_empty_values(redactor_class: type[Redactor]) -> None:
     assert redactor_class(["abc"]).text("abc") == "abc"
     assert not redactor_class(["", "abc"])
+    assert not redactor_class([])
     assert redactor_class(["abcd"]).text("") == ""
     assert redactor_class(["abcd", "abcd"]).secrets == ["abcd"]
 
@@ -168,6 +196,14 @@ def test_past_its_deadline_a_search_hides_what_is_left(redactor_class: type[Reda
     assert "A" not in redacted and "tail" not in redacted and redacted.endswith(HIDDEN)
     # And in time, the same text is searched
     assert redactor_class([secret]).text(text) == "B" * 10 + HIDDEN + "tail"
+
+
+def test_secret_split_across_writes_is_hidden(redactor_class: type[Redactor]) -> None:
+    collector = OutputCollector(Mode.ASYNC, redactor_class([CONTRACT_SECRET]))
+    collector.feed("stdout", b"token=" + CONTRACT_SECRET[:5].encode())
+    collector.feed("stdout", CONTRACT_SECRET[5:].encode() + b" end\n")
+    collector.close()
+    assert [e.msg for e in collector.entries] == [f"token={HIDDEN} end"]
 
 
 def test_collector_finds_a_secret_split_across_writes_byte_by_byte(redactor_class: type[Redactor]) -> None:
@@ -280,3 +316,40 @@ def test_a_stream_in_small_pieces_is_redacted_as_the_whole_text(redactor_class: 
         # and holding more than any run, exactly the same
         assert "".join(redactor.stream(chunks, size=50)) == whole
     assert list(redactor_class().stream(["a", "b"])) == ["a", "b"]
+
+
+# ---- parity: one table through both redactors ------------------------------------------------
+
+PEM = "-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG9w0B\nAQEFAASCBKcwggSjAgEAAoIB\n-----END KEY-----"
+ODD = 'pa"ss\\w\tord/+=-\u00e4\u6f22 &?'
+B64 = base64.b64encode(ODD.encode()).decode()
+URL_B64 = base64.urlsafe_b64encode(ODD.encode()).decode().rstrip("=")
+PARITY = {
+    "raw": (["s3cr3t-value"], "a s3cr3t-value b s3cr3t-value"),
+    "base64": ([ODD], f"b64={B64} url={URL_B64}"),
+    "json-escaped": ([ODD], json.dumps({"a": ODD}) + json.dumps([ODD], ensure_ascii=False)),
+    "url-encoded": ([ODD], f"?q={quote(ODD, safe='')}&r={quote_plus(ODD)}"),
+    "overlapping": (["abcd1234", "1234wxyz", "passpass"], "<abcd1234wxyz> passpasspass abcd1234abcd1234"),
+    "chain": (["AAAAB", "ABCCC", "CCCDD", "CDDEE"], "xAAAABCCCDDEEx"),
+    "short": (["abc", "ab", "", "abcd"], "abc ab abcd abcde"),
+    "multi-line": ([PEM], PEM.replace("\n", " | ") + " " + json.dumps(PEM)),
+    "many secrets": ([f"secret-number-{i:03d}" for i in range(40)], "x secret-number-007 y secret-number-039 z"),
+    "none present": (["s3cr3t-value"], "nothing to hide here"),
+}
+
+
+@pytest.mark.parametrize(("secrets", "text"), list(PARITY.values()), ids=list(PARITY))
+def test_both_redactors_hide_the_same_characters(secrets: list[str], text: str) -> None:
+    native, runtime = NativeRedactor(secrets), Redactor(secrets)
+    # the whole text, JSON-like data and a cut anywhere answer the same in both
+    assert native.text(text) == runtime.text(text) == brute_force(text, secrets)
+    assert native.data({text: [text, 1]}) == runtime.data({text: [text, 1]})
+    for at in range(0, len(text) + 1, 7):
+        assert native.split(text, at) == runtime.split(text, at)
+    pieces = [text[i : i + 5] for i in range(0, len(text), 5)]
+    assert list(native.stream(pieces, size=8)) == list(runtime.stream(pieces, size=8))
+    assert (bool(native), native.secrets, native.longest_bytes) == (
+        bool(runtime),
+        runtime.secrets,
+        runtime.longest_bytes,
+    )
