@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from hatchway.errors import Unavailable, ValidationFailed
-from hatchway.executors.containers.images import DEFAULT_HOST, docker_client, ensure_base
+from hatchway.executors.containers.client import DEFAULT_HOST, docker_client
 from hatchway.executors.sandbox import allows_network
 
 if TYPE_CHECKING:
@@ -416,6 +416,8 @@ class DockerEngine:
         for python in sorted(set(BASE_IMAGE_REF.findall(text))):
             if self.inspect(f"hatchway/action-base:{python}") is not None:
                 continue
+            from hatchway.executors.containers.images import ensure_base
+
             log.warning("building the base image once", extra={"image": f"hatchway/action-base:{python}"})
             try:
                 ensure_base(self.client, python, log=log.info)
