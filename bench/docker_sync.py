@@ -67,7 +67,7 @@ def measure(
 ) -> dict[str, Any]:
     """Latencies (ms) of ``calls`` sync calls per variant, interleaved (fewer if ``budget_seconds``
     run out); p50/p99 and ratios."""
-    from hatchway.executors.containers.engine import docker_client
+    from hatchway.executors.containers.client import docker_client
     from hatchway.executors.containers.images import ensure_base
 
     ensure_base(docker_client(docker_host, timeout=600))
@@ -125,7 +125,8 @@ def c1(ctx: Any) -> list[Any]:
     try:
         import docker  # noqa: F401
 
-        from hatchway.executors.containers.engine import docker_client, engine_answers
+        from hatchway.executors.containers.client import docker_client
+        from hatchway.executors.containers.engine import engine_answers
         from hatchway.executors.containers.images import base_tag
         from hatchway.executors.containers.lambda_local import find_rie
     except ImportError:

@@ -35,7 +35,7 @@ from hatchway.secrets.box import BlobCipher
 
 if TYPE_CHECKING:
     from hatchway import ports
-    from hatchway.secrets.redact import Redactor
+    from hatchway.runtime.redact import RedactorLike
 
 log = logging.getLogger("hatchway")
 
@@ -66,7 +66,7 @@ def is_utf8(path: Path) -> bool:
     return True
 
 
-def redacted_text(path: Path, redactor: Redactor) -> Iterable[bytes]:
+def redacted_text(path: Path, redactor: RedactorLike) -> Iterable[bytes]:
     """The bytes of the file at ``path`` to keep: a text file's with every secret of ``redactor``
     hidden (streamed, a whole spelling looked past each cut), any other file's as they are."""
     if not redactor or not is_utf8(path):

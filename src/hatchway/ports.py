@@ -36,9 +36,7 @@ from hatchway.domain.tenants import Project, TokenRecord
 
 if TYPE_CHECKING:
     from hatchway.runtime.contract import OutputCollector
-
-    # the redactor's type; step R1 replaces it with runtime.redact.RedactorLike (standard library)
-    from hatchway.secrets.redact import Redactor
+    from hatchway.runtime.redact import RedactorLike
 
 # ---- time -------------------------------------------------------------------------------------
 
@@ -291,7 +289,7 @@ class SecretBox(Protocol):
 class Redaction(Protocol):
     """Redactors for an attempt's secrets; while one is open its secrets are also kept out of logs."""
 
-    def open(self, secrets: Sequence[str]) -> AbstractContextManager[Redactor]: ...
+    def open(self, secrets: Sequence[str]) -> AbstractContextManager[RedactorLike]: ...
 
 
 # ---- where actions run ------------------------------------------------------------------------

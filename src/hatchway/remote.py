@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from hatchway.aws.engines import RETRY_EXIT_CODE, RemoteExecutor, owner_engine
+from hatchway.aws.engines import RETRY_EXIT_CODE, BaseAwsEngine, owner_engine
 from hatchway.config import Settings, container_identity
 from hatchway.domain.runs import Run, RunError, RunStatus, StateChange, now_ms
 from hatchway.errors import Conflict, NotFound, TransitionConflict, new_exception_id
@@ -241,7 +241,7 @@ def _settle(gateway: Gateway, runs: list[Run], result: RemoteSweep) -> None:
                 result.settled.append(run.id)
 
 
-def _remote_executor(gateway: Gateway, engine: str) -> RemoteExecutor:
+def _remote_executor(gateway: Gateway, engine: str) -> BaseAwsEngine:
     """The gateway's own executor for ``engine``, or one made from its settings (the deployment
     may have moved from Batch to ECS with runs still held by the other)."""
     from hatchway.executors import make_executor
@@ -249,7 +249,7 @@ def _remote_executor(gateway: Gateway, engine: str) -> RemoteExecutor:
     executor = gateway.executors.run
     if executor.name != engine:
         executor = make_executor(gateway.settings, engine)
-    if not isinstance(executor, RemoteExecutor):  # pragma: no cover - the registry maps both names
+    if not isinstance(executor, BaseAwsEngine):  # pragma: no cover - the registry maps both names
         raise TypeError(f"{engine} is not a remote executor")
     return executor
 

@@ -73,8 +73,7 @@ from hatchway.errors import (
     new_exception_id,
     rebuild_error,
 )
-from hatchway.executors import Executors
-from hatchway.executors.base import BaseExecutor
+from hatchway.executors import Executor, Executors
 from hatchway.executors.journal import owner_alive, start_time
 from hatchway.faults import CrashPoints
 from hatchway.net import allowed_networks
@@ -83,8 +82,9 @@ from hatchway.observability.metrics import make_recorder
 from hatchway.observability.tracing import current_traceparent, instrument_store, span
 from hatchway.ports import BlobStore
 from hatchway.runtime.contract import OutputCollector, Workspace
+from hatchway.runtime.redact import RedactorLike
 from hatchway.secrets.box import SecretBox, local_blob_cipher
-from hatchway.secrets.redact import ActiveRedaction, Redactor
+from hatchway.secrets.redact import ActiveRedaction
 from hatchway.sessions import SessionTypes
 from hatchway.stash import FileStashes
 from hatchway.store.base import BaseStore
@@ -124,7 +124,7 @@ class Gateway:
         self,
         settings: Settings,
         store: BaseStore,
-        executors: Executors | BaseExecutor,
+        executors: Executors | Executor,
         secret_box: SecretBox | Callable[[], SecretBox],
         clock: Callable[[], float] = time.time,
         blobs: BlobStore | None = None,
@@ -1002,7 +1002,7 @@ class Gateway:
         invocation.before_cleanup = keep
         return staged
 
-    def _keep_artifacts(self, run_id: str, workspace: Workspace, redactor: Redactor) -> None:
+    def _keep_artifacts(self, run_id: str, workspace: Workspace, redactor: RedactorLike) -> None:
         """Files the action left in ``out/files/`` (and Keboola's ``out/tables/``) become artifacts,
         text files with the run's secrets hidden (regular files only, never through a link the
         action made: see :meth:`Workspace.files`)."""
@@ -1035,7 +1035,7 @@ class Gateway:
             yield
 
     def _execute(
-        self, executor: BaseExecutor, invocation: Invocation, collector: OutputCollector, cancel: threading.Event
+        self, executor: Executor, invocation: Invocation, collector: OutputCollector, cancel: threading.Event
     ) -> AttemptResult:
         """Run the attempt on the executor, the action process in a span of its own whose context
         the action gets as ``TRACEPARENT``."""
@@ -1435,7 +1435,7 @@ def _read_or_create_token_file(settings: Settings) -> str:
 
 
 def build_gateway(
-    settings: Settings, store: BaseStore | None = None, executors: Executors | BaseExecutor | None = None
+    settings: Settings, store: BaseStore | None = None, executors: Executors | Executor | None = None
 ) -> Gateway:
     """A gateway wired from settings: the named store, executors and secret box."""
     from hatchway.executors import make_executors

@@ -20,7 +20,7 @@ from hatchway.domain.records import Document
 from hatchway.domain.runs import now_ms
 from hatchway.errors import NotFound, ValidationFailed
 from hatchway.ports import BlobStore
-from hatchway.secrets.redact import NO_SECRETS, Redactor
+from hatchway.runtime.redact import NO_SECRETS, RedactorLike
 from hatchway.store.base import BaseStore
 
 KIND = "stash"
@@ -73,7 +73,7 @@ class FileStashes:
         environment: str,
         stash_id: str,
         files: Iterable[tuple[str, Path]],
-        redactor: Redactor = NO_SECRETS,
+        redactor: RedactorLike = NO_SECRETS,
     ) -> int:
         """Replace the stash's files with ``files`` ((relative path, readable path), e.g. from
         :meth:`hatchway.runtime.contract.Workspace.files`), text files with the secrets of

@@ -17,7 +17,7 @@ import boto3
 import pytest
 
 from hatchway.aws.aws_lambda import LambdaExecutor
-from hatchway.aws.batch import BatchExecutor
+from hatchway.aws.batch import BatchEngine
 from hatchway.aws.clients import AwsClients
 from hatchway.aws.s3blobs import S3BlobStore
 from hatchway.client import ValidationErrorResponse
@@ -53,7 +53,7 @@ def stack(tmp_path: Path, infrastructure: dict[str, Any]) -> tuple[Gateway, Call
     counter = CallCounter(session)
     settings = replace(aws_settings(tmp_path / "home"), **infrastructure)
     aws = AwsClients(REGION, None, session)
-    executors = Executors(LambdaExecutor.from_settings(settings, aws), BatchExecutor.from_settings(settings, aws))
+    executors = Executors(LambdaExecutor.from_settings(settings, aws), BatchEngine.from_settings(settings, aws))
     gateway = aws_gateway(settings, session, executors)
     gateway.blobs = S3BlobStore(settings.outputs_bucket, aws)
     gateway.stashes.blobs = gateway.blobs

@@ -22,7 +22,7 @@ import boto3
 import pytest
 
 from hatchway.aws.aws_lambda import LambdaExecutor
-from hatchway.aws.batch import BatchExecutor
+from hatchway.aws.batch import BatchEngine
 from hatchway.aws.clients import AwsClients
 from hatchway.domain.runs import Run, RunRequest, RunStatus, now_ms
 from hatchway.executors import Executors
@@ -109,7 +109,7 @@ def deployed(tmp_path: Path, infrastructure: dict[str, Any]) -> Deployed:
     )
     aws = AwsClients(REGION, None, session)
     executors = Executors(
-        LambdaExecutor.from_settings(settings, aws), BatchExecutor.from_settings(settings, aws),
+        LambdaExecutor.from_settings(settings, aws), BatchEngine.from_settings(settings, aws),
         http=HttpExecutor.from_settings(settings),
     )  # fmt: skip
     gateway = aws_gateway(settings, session, executors)

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from hatchway.aws.batch import BatchExecutor
-from hatchway.aws.ecs import EcsExecutor
+from hatchway.aws.batch import BatchEngine
+from hatchway.aws.ecs import EcsEngine
 from hatchway.domain.runs import RunStatus, now_ms
 from hatchway.remote import claim_for_attempt, handle_event, sweep_remote
 from hatchway.sweeper import sweep
@@ -40,14 +40,14 @@ LATER = 3600_000  # ms: every run made in a test is stale this much later
 
 @pytest.fixture
 def batch(tmp_path: Path, infrastructure: dict[str, Any]) -> Stack:
-    stack = build_stack(tmp_path, infrastructure, BatchExecutor)
+    stack = build_stack(tmp_path, infrastructure, BatchEngine)
     stack.gateway.register_action(ADMIN, P, ENV, ACTION)
     return stack
 
 
 @pytest.fixture
 def ecs(tmp_path: Path, infrastructure: dict[str, Any]) -> Stack:
-    stack = build_stack(tmp_path, infrastructure, EcsExecutor)
+    stack = build_stack(tmp_path, infrastructure, EcsEngine)
     stack.gateway.register_action(ADMIN, P, ENV, ACTION)
     return stack
 

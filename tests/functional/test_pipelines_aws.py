@@ -308,7 +308,7 @@ def test_async_steps_run_on_the_batch_executors_definitions(tmp_path: Any) -> No
     (the runtime adapter for ``Ref::run_id``), and a prepared step's run is recorded, not submitted."""
     from dataclasses import replace
 
-    from hatchway.aws.batch import BatchExecutor
+    from hatchway.aws.batch import BatchEngine
     from hatchway.aws.clients import AwsClients
     from hatchway.aws.kms import kms_secret_box
     from hatchway.executors import Executors
@@ -324,7 +324,7 @@ def test_async_steps_run_on_the_batch_executors_definitions(tmp_path: Any) -> No
         from hatchway.aws.setup import bootstrap
 
         bootstrap(settings, aws)
-        runs = BatchExecutor.from_settings(settings, aws)
+        runs = BatchEngine.from_settings(settings, aws)
         gateway = Gateway(
             settings, SqliteStore(tmp_path / "pipelines.db"), Executors(ProcessExecutor.from_settings(settings), runs),
             lambda: kms_secret_box(settings, aws=aws),

@@ -40,11 +40,11 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 def _load() -> schemathesis.BaseSchema:
     from hatchway.api import create_app
     from hatchway.config import Settings
-    from hatchway.executors.base import BaseExecutor
+    from hatchway.executors.base import BaseAttemptExecutor
     from hatchway.service import Gateway
     from hatchway.store.sqlite import SqliteStore
 
-    class NoExecutor(BaseExecutor):
+    class NoExecutor(BaseAttemptExecutor):
         def execute(self, *args: object) -> object:  # pragma: no cover - the document only
             raise NotImplementedError
 

@@ -19,9 +19,9 @@ from typing import Any
 import boto3
 import pytest
 
-from hatchway.aws.batch import BatchExecutor
+from hatchway.aws.batch import BatchEngine
 from hatchway.aws.clients import AwsClients
-from hatchway.aws.ecs import EcsExecutor
+from hatchway.aws.ecs import EcsEngine
 from hatchway.aws.engines import RETRY_EXIT_CODE
 from hatchway.domain.runs import RunStatus
 from hatchway.executors import Executors
@@ -168,7 +168,7 @@ def attempts(stack: Stack, engine: type[Any], scenario: str) -> list[tuple[str, 
     assert scenario == "cancelled while its container starts"
     run_id, external = submit(stack, who="w")
     started = (
-        batch_event(run_id, external, "RUNNING") if engine is BatchExecutor else ecs_event(run_id, external, "RUNNING")
+        batch_event(run_id, external, "RUNNING") if engine is BatchEngine else ecs_event(run_id, external, "RUNNING")
     )
     handle_event(gateway, started)
     assert gateway.cancel_run(ADMIN, P, ENV, run_id).status == RunStatus.TERMINATING
@@ -185,7 +185,7 @@ SCENARIOS = [
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-@pytest.mark.parametrize("engine", [BatchExecutor, EcsExecutor], ids=["batch", "ecs"])
+@pytest.mark.parametrize("engine", [BatchEngine, EcsEngine], ids=["batch", "ecs"])
 def test_the_container_touches_only_keys_its_task_role_may(
     scenario: str, engine: type[Any], tmp_path: Path, infrastructure: dict[str, Any]
 ) -> None:

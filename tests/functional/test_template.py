@@ -366,7 +366,7 @@ def test_the_events_function_starts_tasks_only_in_the_cluster_and_cancels_only_j
 
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_a_function_that_starts_ecs_tasks_can_register_a_missing_task_definition(name: str) -> None:
-    # RunTask on a deregistered family falls back to registering it again (EcsExecutor.submit), with its
+    # RunTask on a deregistered family falls back to registering it again (EcsEngine.submit), with its
     # tags: a function allowed the one must be allowed the other, or a retry dies of AccessDenied
     statements = list(function_statements(name).values())
     granted = {action for statement in statements for action in actions_of(statement)}

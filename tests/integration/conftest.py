@@ -41,7 +41,7 @@ def docker_host() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def docker_client(docker_host: str) -> Iterator[Any]:
-    from hatchway.executors.containers.engine import docker_client as make
+    from hatchway.executors.containers.client import docker_client as make
 
     client = make(docker_host, timeout=300)
     yield client

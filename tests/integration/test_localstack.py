@@ -85,8 +85,8 @@ def test_bootstrap_and_the_store_on_localstack(endpoint: str, tmp_path: Path) ->
 
 @pytest.mark.parametrize("engine", ["batch", "ecs"])
 def test_remote_executors_on_localstack(endpoint: str, tmp_path: Path, engine: str) -> None:
-    from hatchway.aws.batch import BatchExecutor
-    from hatchway.aws.ecs import EcsExecutor
+    from hatchway.aws.batch import BatchEngine
+    from hatchway.aws.ecs import EcsEngine
     from hatchway.domain.runs import Run, now_ms
     from hatchway.domain.spec import ActionSpec
     from tests.awsmock import make_infrastructure
@@ -102,7 +102,7 @@ def test_remote_executors_on_localstack(endpoint: str, tmp_path: Path, engine: s
         settings = replace(base, **make_infrastructure(_at(boto, endpoint), base.resource_prefix))
     except Exception as exc:
         pytest.skip(f"LocalStack cannot make the {engine} infrastructure here ({type(exc).__name__})")
-    cls = BatchExecutor if engine == "batch" else EcsExecutor
+    cls = BatchEngine if engine == "batch" else EcsEngine
     executor = cls.from_settings(settings, AwsClients(REGION, endpoint, boto))
     spec = ActionSpec.model_validate({"name": "act", "image_uri": "public.ecr.aws/docker/library/python:3.12"})
     executor.prepare("proj_a", spec)

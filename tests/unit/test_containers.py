@@ -18,7 +18,7 @@ from hatchway.domain.runs import Mode
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import ValidationFailed
 from hatchway.executors import Executors, make_executors
-from hatchway.executors.base import BaseExecutor
+from hatchway.executors.base import BaseAttemptExecutor
 from hatchway.executors.containers.engine import (
     ActionImage,
     action_image_tag,
@@ -28,7 +28,7 @@ from hatchway.executors.containers.engine import (
     owner_alive,
     owner_token,
 )
-from hatchway.executors.containers.lambda_local import PoolBusy, WarmContainer, WarmPool
+from hatchway.executors.containers.warm_pool import PoolBusy, WarmContainer, WarmPool
 from hatchway.runtime import adapter
 from hatchway.runtime.contract import OutputCollector
 from tests.conftest import make_settings
@@ -176,7 +176,7 @@ def test_a_failed_start_frees_its_place() -> None:
 # ---- choosing executors -------------------------------------------------------------------------
 
 
-class Named(BaseExecutor):
+class Named(BaseAttemptExecutor):
     def __init__(self, name: str) -> None:
         self.name = name
         self.prepared: list[str] = []

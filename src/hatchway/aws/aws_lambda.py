@@ -27,14 +27,14 @@ import json
 import re
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hatchway.aws.clients import AwsClients, error_code, is_unreachable, translate
 from hatchway.config import SYNC_LIMIT_SECONDS, Settings
 from hatchway.domain.attempts import AttemptResult, Invocation, adapter_payload, result_from_outcome
+from hatchway.domain.runs import Run
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import InternalError, ValidationFailed
-from hatchway.executors.base import BaseExecutor
 from hatchway.runtime.contract import OutputCollector
 
 FILES_UNSUPPORTED = "file stashes and input files are not available for Lambda sync actions yet"
@@ -82,11 +82,17 @@ def clamp(value: int, low: int, high: int) -> int:
     return max(low, min(high, value))
 
 
-class LambdaExecutor(BaseExecutor):
-    """Sync calls as synchronous invocations of one container Lambda per action version."""
+class LambdaExecutor:
+    """Sync calls as synchronous invocations of one container Lambda per action version.
+
+    An attempt executor (:class:`hatchway.ports.AttemptExecutor`) that writes its own no-op hooks:
+    aws/ and executors/ know nothing of each other.
+    """
 
     name = "lambda"
     stages_files = False
+    #: until step C2 the gateway tells attempt executors from run engines by this flag
+    is_remote = False
 
     def __init__(
         self,
@@ -204,6 +210,18 @@ class LambdaExecutor(BaseExecutor):
         execution.duration_ms = execution.duration_ms or _ms(started)
         return execution
 
+    def recover(self) -> int:
+        return 0  # nothing runs here between calls
+
+    def close(self) -> None:
+        """Nothing to release: the client is shared and made on first use."""
+
+    def submit(self, run: Run, spec: ActionSpec) -> str:  # until step C2 (``is_remote``)
+        raise NotImplementedError("the lambda executor answers sync calls only")
+
+    def terminate(self, run: Run, reason: str) -> None:  # until step C2
+        """A sync call cannot be stopped from outside."""
+
     def _failed_call(self, exc: Exception, invocation: Invocation, started: float) -> AttemptResult:
         from botocore.exceptions import ReadTimeoutError
 
@@ -250,3 +268,10 @@ def _differs(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
 
 def _ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
+
+
+if TYPE_CHECKING:  # mypy checks that it answers the port
+    from hatchway import ports
+
+    def _implements(executor: LambdaExecutor) -> ports.AttemptExecutor:
+        return executor

@@ -1,4 +1,4 @@
-"""Async runs as AWS Batch jobs on Fargate (the AWS backend's default run executor).
+"""Async runs as AWS Batch jobs on Fargate (the AWS backend's default run engine).
 
 One job definition per (project, action, effective digest): Fargate, the action's image, the
 runtime adapter as command with the run id as a parameter (``Ref::run_id``), vCPUs and memory from
@@ -20,7 +20,7 @@ from typing import Any
 
 from hatchway.aws.aws_lambda import image_required, resource_name
 from hatchway.aws.clients import translate
-from hatchway.aws.engines import ADAPTER_MODULE, RemoteExecutor, as_int, chunks, is_missing_definition, vcpus
+from hatchway.aws.engines import ADAPTER_MODULE, BaseAwsEngine, as_int, chunks, is_missing_definition, vcpus
 from hatchway.domain.runs import Run, StateChange
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import InternalError
@@ -32,7 +32,7 @@ DESCRIBE_BATCH = 100
 NOT_RETRIED = [{"onExitCode": "1", "action": "EXIT"}]
 
 
-class BatchExecutor(RemoteExecutor):
+class BatchEngine(BaseAwsEngine):
     """Runs as Batch jobs; their attempts are the run's attempts."""
 
     name = "batch"

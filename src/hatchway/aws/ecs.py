@@ -19,7 +19,7 @@ from hatchway.aws.clients import translate
 from hatchway.aws.engines import (
     ADAPTER_MODULE,
     CONTAINER_NAME,
-    RemoteExecutor,
+    BaseAwsEngine,
     chunks,
     container_exit,
     is_missing_definition,
@@ -34,7 +34,7 @@ DESCRIBE_BATCH = 100
 STOP_TIMEOUT_SECONDS = 30
 
 
-class EcsExecutor(RemoteExecutor):
+class EcsEngine(BaseAwsEngine):
     """Runs as ECS Fargate tasks, one per attempt."""
 
     name = "ecs"
@@ -49,7 +49,7 @@ class EcsExecutor(RemoteExecutor):
             raise InternalError("HATCHWAY_ECS_CLUSTER is not set: runs cannot go to ECS")
         return self.settings.ecs_cluster
 
-    def family(self, project_id: str, spec: ActionSpec) -> str:
+    def definition_name(self, project_id: str, spec: ActionSpec) -> str:
         return resource_name(self.prefix, project_id, spec, 255)
 
     def task_definition(self, project_id: str, spec: ActionSpec) -> dict[str, Any]:
@@ -72,7 +72,7 @@ class EcsExecutor(RemoteExecutor):
         if logs:
             container["logConfiguration"] = logs
         definition: dict[str, Any] = {
-            "family": self.family(project_id, spec),
+            "family": self.definition_name(project_id, spec),
             "requiresCompatibilities": ["FARGATE"],
             "networkMode": "awsvpc",
             "cpu": str(compute.vCPU),
@@ -90,7 +90,7 @@ class EcsExecutor(RemoteExecutor):
 
     def prepare(self, project_id: str, spec: ActionSpec) -> None:
         """Register the version's task definition unless its family has an active revision."""
-        family = self.family(project_id, spec)
+        family = self.definition_name(project_id, spec)
         with translate("Amazon ECS"):
             try:
                 self.client.describe_task_definition(taskDefinition=family)
@@ -102,7 +102,7 @@ class EcsExecutor(RemoteExecutor):
     def submit(self, run: Run, spec: ActionSpec) -> str:
         arguments: dict[str, Any] = {
             "cluster": self.cluster,
-            "taskDefinition": self.family(run.project_id, spec),
+            "taskDefinition": self.definition_name(run.project_id, spec),
             "launchType": "FARGATE",
             "count": 1,
             "startedBy": run.id,

@@ -1,15 +1,15 @@
-"""What the two remote executors (AWS Batch, ECS Fargate) share.
+"""What the two run engines (AWS Batch, ECS Fargate) share: :class:`BaseAwsEngine`.
 
-A remote executor never runs an attempt in the gateway. At registration it creates one job or
-task definition per (project, action, effective digest), derived from ``compute_requirements``
-(vCPU units -> vCPUs, memory MiB, ephemeral storage GiB), ``container_parameters`` (env, workdir)
-and ``timeout``, and reused by every run of that version. A run becomes one job (Batch; its
-retries are Batch attempts) or one task per attempt (ECS) whose container starts the runtime
-adapter, ``python3 -m hatchway.runtime.adapter --run <run id>``: the adapter reads the run from
-the store, decrypts its ``#`` parameters with KMS, runs the action's command under the contract
-and records the outcome (:mod:`hatchway.remote`). The engines' state-change events, turned into
-:class:`StateChange` values here, settle whatever the adapter could not (it never started, it was
-killed, the run was cancelled).
+A run engine (:class:`hatchway.ports.RunEngine`) never runs an attempt in the gateway. At
+registration it creates one job or task definition per (project, action, effective digest),
+derived from ``compute_requirements`` (vCPU units -> vCPUs, memory MiB, ephemeral storage GiB),
+``container_parameters`` (env, workdir) and ``timeout``, and reused by every run of that version.
+A run becomes one job (Batch; its retries are Batch attempts) or one task per attempt (ECS) whose
+container starts the runtime adapter, ``python3 -m hatchway.runtime.adapter --run <run id>``: the
+adapter reads the run from the store, decrypts its ``#`` parameters with KMS, runs the action's
+command under the contract and records the outcome (:mod:`hatchway.remote`). The engines'
+state-change events, turned into :class:`StateChange` values here, settle whatever the adapter
+could not (it never started, it was killed, the run was cancelled).
 
 Task roles: with ``HATCHWAY_TASK_POLICY_ARN`` each project gets its own role (created on first
 registration, tagged ``hatchway-project``, bounded by that policy). The KMS key policy allows
@@ -22,15 +22,15 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from typing import Any
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, Self
 
 from hatchway.aws.aws_lambda import image_required
 from hatchway.aws.clients import AwsClients, error_code, translate
 from hatchway.config import Settings
 from hatchway.domain.attempts import AttemptResult, Invocation
-from hatchway.domain.runs import StateChange
+from hatchway.domain.runs import Run, StateChange
 from hatchway.domain.spec import ActionSpec
-from hatchway.executors.base import BaseExecutor
 from hatchway.runtime.contract import OutputCollector
 
 #: the adapter exits with this when it put the run back in the queue for another attempt (EX_TEMPFAIL)
@@ -104,10 +104,10 @@ class TaskRoles:
         return arn
 
 
-class RemoteExecutor(BaseExecutor):
-    """Base of the Batch and ECS executors: settings, roles, the container's environment."""
+class BaseAwsEngine(ABC):
+    """Base of the Batch and ECS engines: settings, roles, the container's environment."""
 
-    is_remote = True
+    name: str = "aws"
 
     def __init__(self, settings: Settings, aws: AwsClients | None = None) -> None:
         self.settings = settings
@@ -116,14 +116,39 @@ class RemoteExecutor(BaseExecutor):
         self.roles = TaskRoles(self.aws, self.prefix, settings.task_policy_arn, settings.task_role_arn)
 
     @classmethod
-    def from_settings(cls, settings: Settings, aws: AwsClients | None = None) -> RemoteExecutor:
+    def from_settings(cls, settings: Settings, aws: AwsClients | None = None) -> Self:
         return cls(settings, aws)
 
     def check(self, spec: ActionSpec, invoked: str) -> None:
         image_required(spec, "a run")
 
-    def execute(self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event) -> AttemptResult:
-        return AttemptResult(platform_error=f"runs of the {self.name} executor run on AWS, not in the gateway")
+    @abstractmethod
+    def definition_name(self, project_id: str, spec: ActionSpec) -> str:
+        """The job definition or task definition family a version's runs use (one per digest)."""
+
+    @abstractmethod
+    def prepare(self, project_id: str, spec: ActionSpec) -> None:
+        """Register the version's definition unless an active one exists (idempotent)."""
+
+    @abstractmethod
+    def submit(self, run: Run, spec: ActionSpec) -> str:
+        """Hand an async run to the engine; the job id or task ARN (the run's ``external_id``)."""
+
+    @abstractmethod
+    def terminate(self, run: Run, reason: str) -> None:
+        """Stop the job or task of ``run``; a finished one is fine."""
+
+    @abstractmethod
+    def describe(self, external_ids: list[str]) -> dict[str, StateChange | None]:
+        """What the engine says of these jobs or tasks now, as the state change each one's event
+        would carry (None: still on its way, nothing to apply). One the engine no longer knows is absent."""
+
+    @abstractmethod
+    def lost(self, run_id: str, external_id: str) -> StateChange:
+        """The state change to apply when the engine no longer knows the run's job or task."""
+
+    def close(self) -> None:
+        """Nothing to release: clients are shared and made on first use."""
 
     def environment(self, spec: ActionSpec) -> list[dict[str, str]]:
         """The container's variables: where the adapter finds the store and the key, and the action's own."""
@@ -162,18 +187,20 @@ class RemoteExecutor(BaseExecutor):
     def timeout_seconds(self, seconds: int) -> int:
         return max(60, seconds + TIMEOUT_GRACE_SECONDS)
 
-    def describe(self, external_ids: list[str]) -> dict[str, StateChange | None]:
-        """What the engine says of these jobs or tasks now, as the state change each one's event
-        would carry (None: still on its way, nothing to apply). One the engine no longer knows is absent."""
-        raise NotImplementedError
+    # ---- until step C2: the gateway picks engines and attempt executors alike (``is_remote``) ----
 
-    def lost(self, run_id: str, external_id: str) -> StateChange:
-        """The state change to apply when the engine no longer knows the run's job or task."""
-        raise NotImplementedError
+    is_remote = True
+    stages_files = True
+
+    def execute(self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event) -> AttemptResult:
+        return AttemptResult(platform_error=f"runs of the {self.name} engine run on AWS, not in the gateway")
+
+    def recover(self) -> int:
+        return 0
 
 
 def owner_engine(external_id: str) -> str:
-    """Which remote executor made ``external_id``: ECS task ARNs name a task, Batch job ids are UUIDs."""
+    """Which engine made ``external_id``: ECS task ARNs name a task, Batch job ids are UUIDs."""
     return "ecs" if ":task/" in external_id else "batch"
 
 
@@ -203,3 +230,10 @@ def container_exit(containers: list[dict[str, Any]] | None) -> tuple[int | None,
         if container.get("name") == CONTAINER_NAME or not chosen:
             chosen = container
     return as_int(chosen.get("exitCode")), chosen.get("reason")
+
+
+if TYPE_CHECKING:  # mypy checks that both engines answer the port
+    from hatchway import ports
+
+    def _implements(engine: BaseAwsEngine) -> ports.RunEngine:
+        return engine

@@ -225,7 +225,7 @@ class StepFunctionsEngine:
                 "executor_unsupported",
             )
         executor = self.service.gateway.executors.pick(action, Mode.ASYNC)
-        named = getattr(executor, "definition_name", None) or getattr(executor, "family", None)
+        named = getattr(executor, "definition_name", None)
         if executor.is_remote and named is not None:
             executor.prepare(project_id, action)
             return str(named(project_id, action))

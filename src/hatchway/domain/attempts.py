@@ -26,7 +26,7 @@ from hatchway.domain.runs import Mode, RunError, RunStatus
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import new_exception_id
 from hatchway.runtime.contract import MIB, TAIL_LINES, OutputCollector, Workspace
-from hatchway.secrets.redact import NO_SECRETS, Redactor
+from hatchway.runtime.redact import NO_SECRETS, RedactorLike
 
 MAX_MESSAGE_CHARS = 4000
 #: stands for the data directory in the environment of an adapter payload (the adapter makes the directory)
@@ -49,7 +49,7 @@ class Invocation:
     parameters: dict[str, Any]
     attempt: int
     deadline: float  # epoch seconds
-    redactor: Redactor = NO_SECRETS
+    redactor: RedactorLike = NO_SECRETS
     extra_env: dict[str, str] = field(default_factory=dict)
     extra_config: dict[str, Any] = field(default_factory=dict)
     #: files to place in ``in/`` before the action starts: (path inside in/, host file)

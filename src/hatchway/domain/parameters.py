@@ -16,7 +16,7 @@ from typing import Any
 from hatchway.config import InputLimits
 from hatchway.domain.spec import ActionSpec, coerce_str, is_secret_name
 from hatchway.errors import BadRequest, ValidationFailed
-from hatchway.secrets.redact import HIDDEN
+from hatchway.runtime.redact import HIDDEN
 
 Transform = Callable[[str, str], str]  # (dotted path, value) -> value
 

@@ -19,6 +19,13 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+# an action's log lines and the two kinds of call are the container contract's words too: they are
+# defined in the runtime (copied into action images, which carry no domain) and are the domain's own
+from hatchway.runtime.contract import OS_PREVIEW_HEAD as OS_PREVIEW_HEAD
+from hatchway.runtime.contract import OS_PREVIEW_TAIL as OS_PREVIEW_TAIL
+from hatchway.runtime.contract import LogEntry as LogEntry
+from hatchway.runtime.contract import Mode as Mode
+
 
 class RunStatus(StrEnum):
     """Where a run is in its life."""
@@ -52,11 +59,6 @@ TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
 
 def can_transition(src: RunStatus, dst: RunStatus) -> bool:
     return dst in TRANSITIONS[src]
-
-
-class Mode(StrEnum):
-    ASYNC = "async"
-    SYNC = "sync"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,23 +120,6 @@ def iso(ms: int | None) -> str | None:
 # records
 
 
-@dataclass
-class LogEntry:
-    """One line of an action's output, or a note of the gateway (``k == "system"``)."""
-
-    k: str
-    ts: int
-    msg: str
-    err: dict[str, str] | None = None
-    seq: int = 0
-
-    def to_api(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"seq": self.seq, "k": self.k, "ts": self.ts, "msg": self.msg}
-        if self.err:
-            out["err"] = self.err
-        return out
-
-
 #: why the sweeper fails a sync run whose gateway stopped mid-call (not the action's fault)
 SYNC_GATEWAY_LOST = "the gateway stopped during the sync call"
 
@@ -166,11 +151,6 @@ class RunError:
             exception_id=data.get("exceptionId"),
             code=data.get("code"),
         )
-
-
-#: How many log entries of each end a run record carries in ``os``; the rest is in ``/logs``.
-OS_PREVIEW_HEAD = 20
-OS_PREVIEW_TAIL = 80
 
 
 @dataclass

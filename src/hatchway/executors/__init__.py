@@ -6,13 +6,15 @@ The contract they share (invocation, outcome, verdict) is :mod:`hatchway.domain.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+import threading
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from hatchway.config import Settings
-    from hatchway.domain.runs import Mode
+    from hatchway.domain.attempts import AttemptResult, Invocation
+    from hatchway.domain.runs import Mode, Run
     from hatchway.domain.spec import ActionSpec
-    from hatchway.executors.base import BaseExecutor
+    from hatchway.runtime.contract import OutputCollector
 
 #: executor name -> "module:Class"; modules are imported only when the executor is used
 REGISTRY: dict[str, str] = {
@@ -21,14 +23,38 @@ REGISTRY: dict[str, str] = {
     "docker": "hatchway.executors.containers.docker:DockerExecutor",
     "lambda-local": "hatchway.executors.containers.lambda_local:LocalLambdaExecutor",
     "lambda": "hatchway.aws.aws_lambda:LambdaExecutor",
-    "batch": "hatchway.aws.batch:BatchExecutor",
-    "ecs": "hatchway.aws.ecs:EcsExecutor",
+    "batch": "hatchway.aws.batch:BatchEngine",
+    "ecs": "hatchway.aws.ecs:EcsEngine",
 }
 
 EXTRAS = {"docker": "docker", "lambda-local": "docker", "lambda": "aws", "batch": "aws", "ecs": "aws"}
 
 
-def executor_class(name: str) -> type[BaseExecutor]:
+class Executor(Protocol):
+    """What :class:`Executors` hands out until step C2 types them apart: an attempt executor
+    (:class:`hatchway.ports.AttemptExecutor`, ``is_remote`` false) or a run engine
+    (:class:`hatchway.ports.RunEngine`, ``is_remote`` true), each with the other's hooks as no-ops."""
+
+    name: str
+    is_remote: bool
+    stages_files: bool
+
+    def check(self, spec: ActionSpec, invoked: str) -> None: ...
+
+    def prepare(self, project_id: str, spec: ActionSpec) -> None: ...
+
+    def execute(self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event) -> AttemptResult: ...
+
+    def submit(self, run: Run, spec: ActionSpec) -> str: ...
+
+    def terminate(self, run: Run, reason: str) -> None: ...
+
+    def recover(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def executor_class(name: str) -> Any:
     """The executor class registered under ``name``; a missing extra says what to install."""
     try:
         target = REGISTRY[name]
@@ -41,13 +67,13 @@ def executor_class(name: str) -> type[BaseExecutor]:
         extra = EXTRAS.get(name)
         hint = f": pip install 'hatchway[{extra}]'" if extra else ""
         raise RuntimeError(f"the {name} executor is not available{hint} ({exc.name} is missing)") from exc
-    cls: Any = getattr(module, class_name)
-    return cls  # type: ignore[no-any-return]
+    return getattr(module, class_name)
 
 
-def make_executor(settings: Settings, name: str | None = None) -> BaseExecutor:
+def make_executor(settings: Settings, name: str | None = None) -> Executor:
     """The executor ``name`` (default: the settings' choice), configured from the settings."""
-    return executor_class(name or settings.executor).from_settings(settings)
+    executor: Executor = executor_class(name or settings.executor).from_settings(settings)
+    return executor
 
 
 #: executors that run containers on a local engine; the Lambda one answers sync calls only
@@ -75,12 +101,12 @@ class Executors:
 
     def __init__(
         self,
-        sync: BaseExecutor,
-        run: BaseExecutor | None = None,
-        http: BaseExecutor | None = None,
+        sync: Executor,
+        run: Executor | None = None,
+        http: Executor | None = None,
         *,
-        images: tuple[BaseExecutor, BaseExecutor] | None = None,
-        named: dict[str, tuple[BaseExecutor, BaseExecutor]] | None = None,
+        images: tuple[Executor, Executor] | None = None,
+        named: dict[str, tuple[Executor, Executor]] | None = None,
         mode: str | None = None,
     ) -> None:
         self.sync = sync
@@ -90,7 +116,7 @@ class Executors:
         self.named = named or {}
         self.mode = mode
 
-    def _pair(self, spec: ActionSpec) -> tuple[BaseExecutor, BaseExecutor]:
+    def _pair(self, spec: ActionSpec) -> tuple[Executor, Executor]:
         wanted = action_executor(spec)
         if wanted is not None and wanted not in self.named and wanted == self.sync.name:
             return self.sync, self.run
@@ -109,7 +135,7 @@ class Executors:
             return self.images
         return self.sync, self.run
 
-    def pick(self, spec: ActionSpec, mode: Mode) -> BaseExecutor:
+    def pick(self, spec: ActionSpec, mode: Mode) -> Executor:
         from hatchway.domain.runs import Mode
 
         if spec.http is not None:
@@ -121,8 +147,8 @@ class Executors:
         sync, run = self._pair(spec)
         return sync if mode == Mode.SYNC else run
 
-    def _all(self) -> list[BaseExecutor]:
-        found: list[BaseExecutor] = []
+    def _all(self) -> list[Executor]:
+        found: list[Executor] = []
         pairs = [(self.sync, self.run), *([self.images] if self.images else []), *self.named.values()]
         if self.http is not None:
             pairs.append((self.http, self.http))
@@ -133,7 +159,7 @@ class Executors:
         return found
 
     def describe(self) -> str:
-        def pair(sync: BaseExecutor, run: BaseExecutor) -> str:
+        def pair(sync: Executor, run: Executor) -> str:
             return sync.name if sync is run else f"{sync.name} (sync), {run.name} (runs)"
 
         text = pair(self.sync, self.run)

@@ -1,7 +1,9 @@
-"""What every executor has in common: :class:`BaseExecutor`, its hooks and their defaults.
+"""The defaults every attempt executor shares: :class:`BaseAttemptExecutor`.
 
-The contract itself (the invocation, the attempt's result, the verdict) is the domain's:
-:mod:`hatchway.domain.attempts`.
+An attempt executor (:class:`hatchway.ports.AttemptExecutor`: process, http, docker, lambda-local)
+runs one attempt here and reports how it ended. The contract itself (the invocation, the attempt's
+result, the verdict) is the domain's: :mod:`hatchway.domain.attempts`. Run engines (Batch, ECS)
+are not attempt executors: see :mod:`hatchway.aws.engines`.
 """
 
 from __future__ import annotations
@@ -17,25 +19,22 @@ from hatchway.domain.spec import ActionSpec
 from hatchway.runtime.contract import OutputCollector
 
 
-class BaseExecutor(ABC):
-    """Starts an attempt somewhere and reports how it ended.
+class BaseAttemptExecutor(ABC):
+    """Runs an attempt inside :meth:`execute`; every other hook defaults to doing nothing.
 
-    Local executors run an attempt inside :meth:`execute`. A *remote* executor (``is_remote``:
-    AWS Batch, ECS) hands a whole run to an engine with :meth:`submit`; the engine's container
-    runs the attempts itself and its state-change events settle the run. :meth:`prepare` runs when
-    an action version is registered, to create what invocations will need (a Lambda function, a
-    job or task definition); every hook but :meth:`execute` defaults to doing nothing.
+    :meth:`prepare` runs when an action version is registered, to create what invocations will
+    need (an image, a warm container's key).
     """
 
     name: str = "base"
-    #: runs go to :meth:`submit` instead of a local worker
-    is_remote: bool = False
     #: hands a file stash and input files to the action (``tmp_source``, ``input_files``,
     #: ``before_cleanup``); a call that needs them elsewhere is refused before anything is made
     stages_files: bool = True
+    #: until step C2 the gateway tells attempt executors from run engines by this flag
+    is_remote: bool = False
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> BaseExecutor:
+    def from_settings(cls, settings: Settings) -> BaseAttemptExecutor:
         """An executor configured from the gateway's settings."""
         raise NotImplementedError
 
@@ -58,19 +57,20 @@ class BaseExecutor(ABC):
         this executor can never run, :class:`~hatchway.errors.Unavailable` when its engine is down.
         """
 
+    def close(self) -> None:
+        """Stop background work and release resources."""
+
+    # ---- until step C2: the gateway calls these only on a run engine (``is_remote``) ----------
+
     def submit(self, run: Run, spec: ActionSpec) -> str:
-        """Hand an async run to the remote engine; the job or task id (remote executors only)."""
         raise NotImplementedError(f"the {self.name} executor runs attempts locally")
 
     def terminate(self, run: Run, reason: str) -> None:
-        """Stop the remote job or task of ``run`` (remote executors only); a finished one is fine."""
-
-    def close(self) -> None:
-        """Stop background work and release resources."""
+        """Nothing to stop elsewhere: a local attempt is cancelled through its ``cancel`` event."""
 
 
 if TYPE_CHECKING:  # mypy checks that every executor answers the port
     from hatchway import ports
 
-    def _implements(executor: BaseExecutor) -> ports.AttemptExecutor:
+    def _implements(executor: BaseAttemptExecutor) -> ports.AttemptExecutor:
         return executor

@@ -22,7 +22,7 @@ from hatchway.domain.attempts import AttemptResult, Invocation
 from hatchway.domain.runs import Mode
 from hatchway.domain.spec import ActionSpec, coerce_str
 from hatchway.errors import BadRequest
-from hatchway.executors.base import BaseExecutor
+from hatchway.executors.base import BaseAttemptExecutor
 from hatchway.net import DestinationRefused, IPNetwork, allowed_networks, guarded_client, refused_cause
 from hatchway.runtime.contract import OutputCollector
 
@@ -64,7 +64,7 @@ def fill(template: Any, invocation: Invocation, url_part: bool = False) -> Any:
     return PLACEHOLDER.sub(text, template)
 
 
-class HttpExecutor(BaseExecutor):
+class HttpExecutor(BaseAttemptExecutor):
     """Runs HTTP actions from the gateway itself."""
 
     name = "http"

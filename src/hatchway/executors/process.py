@@ -39,7 +39,7 @@ from hatchway.config import Settings
 from hatchway.domain.attempts import AttemptResult, Invocation, read_outputs
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import ValidationFailed
-from hatchway.executors.base import BaseExecutor
+from hatchway.executors.base import BaseAttemptExecutor
 from hatchway.executors.journal import Journal, boot_ticks, owner_alive, start_time
 from hatchway.executors.journal import recover as recover_journals
 from hatchway.executors.sandbox import Confinement, Sandbox, UidPool, reachable_by_others
@@ -55,7 +55,7 @@ def action_path() -> str:
     return f"{Path(sys.executable).parent}:{DEFAULT_PATH}"
 
 
-class ProcessExecutor(BaseExecutor):
+class ProcessExecutor(BaseAttemptExecutor):
     """Actions as host processes in a private workspace."""
 
     name = "process"

@@ -35,10 +35,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hatchway.domain.runs import Mode
-from hatchway.runtime.contract import MIB, OutputCollector, Workspace
+from hatchway.runtime.contract import MIB, Mode, OutputCollector, Workspace
+from hatchway.runtime.redact import Redactor
 from hatchway.runtime.spawn import enable_subreaper, spawn
-from hatchway.secrets.redact import Redactor
 
 PROTOCOL = 1
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -158,9 +157,11 @@ def main(argv: list[str] | None = None) -> None:  # pragma: no cover - exercised
         if len(args) != 2 or not args[1].startswith("run_"):
             print("usage: python -m hatchway.runtime.adapter --run RUN_ID", file=sys.stderr)
             sys.exit(2)
-        from hatchway.remote import container_main
+        # by name: the runtime imports nothing of the package outside runtime/ (images may carry
+        # runtime/ alone); step R2 moves the container side into runtime/remote.py
+        import importlib
 
-        sys.exit(container_main(args[1]))
+        sys.exit(importlib.import_module("hatchway.remote").container_main(args[1]))
     outcome = invoke(json.load(sys.stdin))
     json.dump(outcome, sys.stdout)
 

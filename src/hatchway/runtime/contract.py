@@ -19,11 +19,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from hatchway.domain.runs import OS_PREVIEW_HEAD, OS_PREVIEW_TAIL, LogEntry, Mode
-from hatchway.secrets.redact import NO_SECRETS, Redactor
+from hatchway.runtime.redact import NO_SECRETS, RedactorLike
 
 MIB = 1024 * 1024
 #: a line longer than this is cut into pieces (redacted with a look past each cut: a secret is never cut in two)
@@ -34,6 +35,33 @@ MAX_OUTPUT_FILE_BYTES = 6 * MIB
 TAIL_LINES = 20
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+#: How many log entries of each end a run record carries in ``os``; the rest is in ``/logs``.
+OS_PREVIEW_HEAD = 20
+OS_PREVIEW_TAIL = 80
+
+
+class Mode(StrEnum):
+    """How an action was invoked: a queued run, or a sync call whose stdout is the answer."""
+
+    ASYNC = "async"
+    SYNC = "sync"
+
+
+@dataclass
+class LogEntry:
+    """One line of an action's output, or a note of the gateway (``k == "system"``)."""
+
+    k: str
+    ts: int
+    msg: str
+    err: dict[str, str] | None = None
+    seq: int = 0
+
+    def to_api(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"seq": self.seq, "k": self.k, "ts": self.ts, "msg": self.msg}
+        if self.err:
+            out["err"] = self.err
+        return out
 
 
 class Workspace:
@@ -208,7 +236,7 @@ class OutputCollector:
     def __init__(
         self,
         mode: Mode,
-        redactor: Redactor = NO_SECRETS,
+        redactor: RedactorLike = NO_SECRETS,
         max_log_bytes: int = 10 * MIB,
         max_stdout_bytes: int = 6 * MIB,
         flush: Callable[[list[LogEntry]], None] | None = None,

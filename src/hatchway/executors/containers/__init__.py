@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from hatchway.config import Settings
 from hatchway.errors import Unavailable
-from hatchway.executors import Executors
-from hatchway.executors.base import BaseExecutor
+from hatchway.executors import Executor, Executors
 from hatchway.executors.containers.docker import DockerExecutor
 from hatchway.executors.containers.engine import DockerEngine
 from hatchway.executors.containers.lambda_local import LocalLambdaExecutor, find_rie
@@ -23,7 +22,7 @@ def container_executors(settings: Settings, name: str) -> Executors:
     engine = DockerEngine(settings.docker_host, settings.home)
     engine.ping()
     docker = DockerExecutor(engine, settings.work_dir, settings.kill_grace_seconds)
-    named: dict[str, tuple[BaseExecutor, BaseExecutor]] = {"docker": (docker, docker)}
+    named: dict[str, tuple[Executor, Executor]] = {"docker": (docker, docker)}
     rie = find_rie(settings.lambda_rie_path)
     if rie is not None:
         warm = LocalLambdaExecutor(engine, docker, rie, settings.lambda_pool_size, settings.lambda_idle_seconds)

@@ -29,7 +29,7 @@ from hatchway.domain.attempts import AttemptResult, Invocation, read_outputs
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import Unavailable, ValidationFailed
 from hatchway.executors import has_image
-from hatchway.executors.base import BaseExecutor
+from hatchway.executors.base import BaseAttemptExecutor
 from hatchway.executors.containers.engine import (
     CONTAINER_DATA_DIR,
     LABEL_CLEANUP,
@@ -50,7 +50,7 @@ CONTAINER_TMP = "/tmp"  # noqa: S108 - inside the container
 DRAIN_SECONDS = 5.0
 
 
-class DockerExecutor(BaseExecutor):
+class DockerExecutor(BaseAttemptExecutor):
     """Actions as Docker containers on the local engine."""
 
     name = "docker"

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from hatchway.errors import Unavailable, ValidationFailed
+from hatchway.executors.containers.client import DEFAULT_HOST, docker_client
 from hatchway.executors.sandbox import allows_network
 
 if TYPE_CHECKING:
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hatchway.docker")
 
-DEFAULT_HOST = "unix:///var/run/docker.sock"
 CONTAINER_DATA_DIR = "/hatchway/data"
 ACTION_REPOSITORY = "hatchway-action"
 LABEL_MANAGED = "io.hatchway.managed"
@@ -64,15 +64,6 @@ BUILD_LOG_TAIL = 30
 FRESH_BUILD_SECONDS = 10.0
 #: a Dockerfile naming hatchway's base image gets it built on first use (see hatchway.executors.containers.images)
 BASE_IMAGE_REF = re.compile(r"hatchway/action-base:([0-9][0-9A-Za-z_.-]*)")
-
-
-def docker_client(host: str | None, timeout: float = 60.0) -> Any:
-    """A docker SDK client for ``host`` (default: the standard socket)."""
-    try:
-        import docker
-    except ImportError as exc:
-        raise Unavailable("the docker executors need the docker package: pip install 'hatchway[docker]'") from exc
-    return docker.DockerClient(base_url=host or DEFAULT_HOST, timeout=int(timeout))
 
 
 def engine_answers(host: str | None, timeout: float = 1.0) -> bool:

@@ -1,7 +1,7 @@
 """The action base image, built with or without a registry.
 
-``hatchway/action-base:<python>`` is Python, the hatchway runtime (the standard-library subset:
-``hatchway.runtime``, ``hatchway.domain.runs``, ``hatchway.secrets.redact``) and ``awslambdaric``, so an
+``hatchway/action-base:<python>`` is Python, the hatchway runtime (``hatchway.runtime``, standard
+library only, copied whole with the package's import-free ``__init__.py``) and ``awslambdaric``, so an
 action image built ``FROM`` it runs the same way under ``docker run``, as a container Lambda and
 under the Runtime Interface Emulator. The recipe is ``infra/images/Dockerfile``; its root is
 an official ``python:<v>-slim`` image when the engine has or can pull one, else a Debian root file
@@ -43,20 +43,7 @@ DEFAULT_PYTHON = "3.11"
 #: Debian suites whose own python3 is the given version (for building without a registry)
 DEBIAN_SUITES = {"3.11": "bookworm", "3.13": "trixie"}
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
-#: the part of the hatchway package that runs inside action images (standard library only)
-RUNTIME_FILES = (
-    "__init__.py",
-    "domain/__init__.py",
-    "domain/runs.py",
-    "secrets/__init__.py",
-    "secrets/redact.py",
-    "runtime/__init__.py",
-    "runtime/adapter.py",
-    "runtime/contract.py",
-    "runtime/rie_bridge.py",
-    "runtime/spawn.py",
-)
-#: src/hatchway (what RUNTIME_FILES are relative to) and the source checkout around it
+#: src/hatchway and the source checkout around it
 PACKAGE = Path(__file__).resolve().parents[2]
 CHECKOUT = PACKAGE.parents[1]
 CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
@@ -100,18 +87,24 @@ def _wheels(python: str, log: Log, requirements: tuple[str, ...] = ("awslambdari
     return cache
 
 
+def copy_runtime(target: Path) -> list[Path]:
+    """Copy what action images carry of the package into ``target/hatchway``: its ``__init__.py``
+    (import-free) and ``runtime/`` whole (standard library only); the files copied, sorted."""
+    root = target / "hatchway"
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PACKAGE / "__init__.py", root / "__init__.py")
+    shutil.copytree(PACKAGE / "runtime", root / "runtime", ignore=shutil.ignore_patterns("__pycache__", "*.py[co]"))
+    return sorted(path for path in root.rglob("*") if path.is_file())
+
+
 def _stage(context: Path, python: str, log: Log) -> str:
     """Fill the build context; answer the hash of everything that goes into the image."""
     recipe = recipe_dir()
     digest = hashlib.sha256()
     shutil.copy(recipe / "Dockerfile", context / "Dockerfile")
     digest.update((recipe / "Dockerfile").read_bytes())
-    for name in RUNTIME_FILES:
-        target = context / "hatchway" / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        data = (PACKAGE / name).read_bytes()
-        target.write_bytes(data)
-        digest.update(name.encode() + b"\0" + data)
+    for path in copy_runtime(context):
+        digest.update(path.relative_to(context).as_posix().encode() + b"\0" + path.read_bytes())
     wheels = context / "wheels"
     shutil.copytree(_wheels(python, log), wheels, ignore=shutil.ignore_patterns(".complete"))
     for wheel in sorted(wheels.iterdir()):
@@ -269,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     from hatchway.config import Settings
-    from hatchway.executors.containers.engine import docker_client
+    from hatchway.executors.containers.client import docker_client
 
     try:
         client = docker_client(Settings.from_env().docker_host)

@@ -67,7 +67,7 @@ from hatchway.errors import (
     StepProblem,
     ValidationFailed,
 )
-from hatchway.secrets.redact import HIDDEN
+from hatchway.runtime.redact import HIDDEN
 from hatchway.service import SCOPES, Gateway, Principal
 
 if TYPE_CHECKING:

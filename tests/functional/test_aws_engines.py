@@ -1,9 +1,9 @@
-"""The AWS executors on moto: what registration creates, sync calls through Lambda and the real
-runtime adapter, runs on Batch and ECS settled by their state-change events, cancel, call counts.
+"""The AWS run engines on moto: what registration creates (job and task definitions, the project's
+task role, and the sync function beside them), runs on Batch and ECS settled by their state-change
+events, retries, cancel, call counts.
 
-moto runs no containers: the Lambda's answer is made by calling the real runtime adapter with the
-exact payload the gateway sent (what awslambdaric would do in the function), and a job's container
-is played by :func:`hatchway.remote.run_attempt` - the adapter's ``--run`` entry - in this process.
+moto runs no containers: a job's container is played by :func:`hatchway.remote.run_attempt` - the
+adapter's ``--run`` entry - in this process.
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ from typing import Any
 import pytest
 
 from hatchway.aws.aws_lambda import LambdaExecutor
-from hatchway.aws.batch import BatchExecutor
-from hatchway.aws.ecs import EcsExecutor
+from hatchway.aws.batch import BatchEngine
+from hatchway.aws.ecs import EcsEngine
 from hatchway.aws.engines import RETRY_EXIT_CODE
 from hatchway.domain.runs import RunRequest, RunStatus
-from hatchway.errors import ActionAppError, ActionTimeout, ActionUserError, Unavailable, ValidationFailed
+from hatchway.errors import ValidationFailed
 from hatchway.remote import apply_state_change, handle_event
-from tests.awsmock import answer_instead, lambda_error, lambda_function_error
 from tests.functional.awsstack import (
     ACTION,
     ADMIN,
@@ -43,12 +42,12 @@ pytestmark = pytest.mark.aws
 
 @pytest.fixture
 def batch(tmp_path: Path, infrastructure: dict[str, Any]) -> Stack:
-    return build_stack(tmp_path, infrastructure, BatchExecutor)
+    return build_stack(tmp_path, infrastructure, BatchEngine)
 
 
 @pytest.fixture
 def ecs(tmp_path: Path, infrastructure: dict[str, Any]) -> Stack:
-    return build_stack(tmp_path, infrastructure, EcsExecutor)
+    return build_stack(tmp_path, infrastructure, EcsEngine)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,7 +60,7 @@ def test_registration_creates_the_function_and_job_definition_with_derived_setti
     assert created
     lambda_executor = gateway.executors.sync
     batch_executor = gateway.executors.run
-    assert isinstance(lambda_executor, LambdaExecutor) and isinstance(batch_executor, BatchExecutor)
+    assert isinstance(lambda_executor, LambdaExecutor) and isinstance(batch_executor, BatchEngine)
     spec = gateway.resolve(P, ENV, "echo").spec
 
     function = batch.client("lambda").get_function(FunctionName=lambda_executor.function_name(P, spec))
@@ -138,20 +137,15 @@ def test_an_http_action_needs_no_image_function_or_definition(batch: Stack) -> N
     assert batch.counter.count("lambda") == 0 and batch.counter.count("batch") == 0
 
 
-def test_an_action_without_sync_actions_gets_no_function(batch: Stack) -> None:
-    batch.gateway.register_action(ADMIN, P, ENV, {**ACTION, "sync_actions": []})
-    functions = batch.client("lambda").list_functions()["Functions"]
-    assert [f for f in functions if f["FunctionName"].startswith(batch.settings.resource_prefix)] == []
-
-
 def test_the_ecs_task_definition_is_derived_from_the_spec(ecs: Stack) -> None:
     ecs.gateway.register_action(
         ADMIN, P, ENV, {**ACTION, "container_parameters": {**ACTION["container_parameters"], "workdir": "/app"}}
     )
     executor = ecs.gateway.executors.run
-    assert isinstance(executor, EcsExecutor)
+    assert isinstance(executor, EcsEngine)
     spec = ecs.gateway.resolve(P, ENV, "echo").spec
-    definition = ecs.client("ecs").describe_task_definition(taskDefinition=executor.family(P, spec))["taskDefinition"]
+    family = executor.definition_name(P, spec)
+    definition = ecs.client("ecs").describe_task_definition(taskDefinition=family)["taskDefinition"]
     assert definition["requiresCompatibilities"] == ["FARGATE"] and definition["networkMode"] == "awsvpc"
     assert (definition["cpu"], definition["memory"]) == ("1024", "4096")
     assert definition["ephemeralStorage"] == {"sizeInGiB": 50}
@@ -160,83 +154,6 @@ def test_the_ecs_task_definition_is_derived_from_the_spec(ecs: Stack) -> None:
     assert container["workingDirectory"] == "/app" and container["image"] == IMAGE
     assert {e["name"]: e["value"] for e in container["environment"]}["GREETING"] == "hello"
     assert definition["taskRoleArn"].endswith(f"-task-{P}")
-
-
-# ---------------------------------------------------------------------------------------------
-# sync calls through the container Lambda
-
-
-def test_a_sync_call_answers_what_the_runtime_adapter_produced(batch: Stack) -> None:
-    gateway = batch.gateway
-    gateway.register_action(ADMIN, P, ENV, ACTION)
-    token = gateway.encrypt(ADMIN, P, ENV, "tok-s3cret-value")
-    # When a sync action is called (parameters full of shell metacharacters)
-    answer = gateway.call_sync(ADMIN, P, ENV, "echo", "hello", RunRequest({"who": "a; $(x) `y`", "#token": token}))
-    # Then the adapter's stdout JSON is the answer and stderr lines are the log, secrets hidden
-    assert answer["ret"] == {"sync": "a; $(x) `y`"}
-    assert [e["msg"] for e in answer["os"]] == ["secret is [hidden]"]
-    run = gateway.store.get_run(answer["run_id"])
-    assert run is not None and run.status == RunStatus.SUCCESSFUL and run.mode.value == "sync"
-    assert [e.msg for e in gateway.store.read_logs(run.id).items] == ["secret is [hidden]"]
-
-
-def test_a_sync_user_error_through_lambda_is_a_400(batch: Stack) -> None:
-    batch.gateway.register_action(ADMIN, P, ENV, ACTION)
-    with pytest.raises(ActionUserError) as failed:
-        batch.gateway.call_sync(ADMIN, P, ENV, "echo", "hello", RunRequest({"who": "zed", "exit": "1"}))
-    assert failed.value.message == "bad input: zed"
-    assert batch.gateway.store.get_run(failed.value.run_id).status == RunStatus.FAILED  # type: ignore[union-attr]
-
-
-@pytest.mark.parametrize(
-    ("status", "parsed", "error"),
-    [
-        (200, lambda_function_error({"errorMessage": "Task timed out after 30.00 seconds"}), ActionTimeout),
-        (200, lambda_function_error({"errorType": "Runtime.ExitError", "errorMessage": "exited"}), ActionAppError),
-        (200, lambda_function_error({"errorMessage": "Runtime exited with error: signal: killed"}), ActionAppError),
-        (429, lambda_error("TooManyRequestsException"), Unavailable),
-        (409, lambda_error("ResourceConflictException", 409), Unavailable),
-        (500, lambda_error("ServiceException", 500), Unavailable),
-    ],
-)
-def test_lambda_failures_map_to_the_contract(
-    batch: Stack, status: int, parsed: dict[str, Any], error: type[Exception]
-) -> None:
-    gateway = batch.gateway
-    gateway.register_action(ADMIN, P, ENV, ACTION)
-    batch.counter.hooks.clear()
-    answer_instead(gateway.executors.sync.client, "Invoke", status, parsed)  # type: ignore[attr-defined]
-    with pytest.raises(error):
-        gateway.call_sync(ADMIN, P, ENV, "echo", "hello", RunRequest({"who": "w"}))
-
-
-def test_a_missing_function_is_created_again_and_the_call_answers_503(batch: Stack) -> None:
-    gateway = batch.gateway
-    gateway.register_action(ADMIN, P, ENV, ACTION)
-    executor = gateway.executors.sync
-    assert isinstance(executor, LambdaExecutor)
-    name = executor.function_name(P, gateway.resolve(P, ENV, "echo").spec)
-    lam = batch.client("lambda")
-    lam.delete_function(FunctionName=name)
-    batch.counter.hooks.clear()
-    answer_instead(executor.client, "Invoke", 404, lambda_error("ResourceNotFoundException", 404))
-    with pytest.raises(Unavailable):
-        gateway.call_sync(ADMIN, P, ENV, "echo", "hello", RunRequest({"who": "w"}))
-    assert lam.get_function_configuration(FunctionName=name)["PackageType"] == "Image"
-
-
-def test_a_sync_call_makes_at_most_two_aws_calls_besides_the_invoke(batch: Stack) -> None:
-    gateway = batch.gateway
-    gateway.register_action(ADMIN, P, ENV, ACTION)
-    gateway.call_sync(ADMIN, P, ENV, "echo", "hello", RunRequest({"who": "warm-up"}))
-    for _ in range(3):
-        batch.counter.clear()
-        gateway.call_sync(ADMIN, P, ENV, "echo", "hello", RunRequest({"who": "w"}))
-        calls = batch.counter.summary()
-        assert calls.pop("lambda.Invoke") == 1
-        # one read resolves the action, one transaction records the finished run and its log
-        assert sum(calls.values()) <= 2, calls
-        assert calls == {"dynamodb.GetItem": 1, "dynamodb.TransactWriteItems": 1}
 
 
 # ---------------------------------------------------------------------------------------------
