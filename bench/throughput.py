@@ -160,9 +160,12 @@ def _count(db: Path, sql: str, *args: object) -> int:
         return int(conn.execute(sql, args).fetchone()[0])
 
 
-def run_batch(server: Server, count: int, action: str = "bench-true", timeout: float = 300.0) -> float:
-    """Submit ``count`` runs and wait until all are SUCCESSFUL; runs completed per second, end to end."""
-    tag = "bench-" + uuid.uuid4().hex[:12]
+def run_batch(
+    server: Server, count: int, action: str = "bench-true", timeout: float = 300.0, tag: str | None = None
+) -> float:
+    """Submit ``count`` runs and wait until all are SUCCESSFUL; runs completed per second, end to end.
+    The runs carry ``tag`` as their ``external_user_id`` (a fresh one by default)."""
+    tag = tag or "bench-" + uuid.uuid4().hex[:12]
     body = request_bytes("POST", _submit_path(action), {"parameters": {}, "external_user_id": tag})
     started = time.time()
     _expect(load(server.port, lambda _: body, CONNECTIONS, count=count), 202, "submit")
