@@ -70,6 +70,8 @@ GROUP = "peers"
 THREADS = CONNECTIONS  # a peer's client enqueues from as many threads as hatchway has connections
 WORKERS = 2
 COMMANDS = {"py": PY_NOOP, "echo": ECHO}
+FULL = "hatchway at synchronous=FULL"
+HUEY_DEFAULT = "Huey (default durability)"
 DOUBLES = "SELECT count(*) FROM runs WHERE external_user_id = ? AND json_extract(data, '$.attempt') > 1"
 
 
@@ -195,7 +197,7 @@ def huey_peer(path: Path, synchronous: str | None = "NORMAL") -> Peer | str:
     consumer = [PY, "-m", "huey.bin.huey_consumer", "bench.stacks.huey_app.huey", "-w", str(WORKERS),
                 "-k", "thread", "-d", "0.01", "-m", "0.05", "-q"]  # fmt: skip
     return Peer(
-        "Huey" if synchronous else "Huey (default durability)",
+        "Huey" if synchronous else HUEY_DEFAULT,
         f"Huey enqueue, {THREADS} threads (SQLite WAL, {durability})",
         f"Huey: huey_consumer, {WORKERS} worker threads, SQLite WAL {durability}",
         task,
@@ -390,17 +392,19 @@ def p2_peers(ctx: Context) -> list[Row]:
 
 def p4_peers(ctx: Context) -> list[Row | Missing]:
     """Async submit rate (4 connections) vs the bare-ASGI durable submit and Huey/Celery/RQ enqueue (4 threads)."""
-    server = ctx.server(workers=0)
-    server.register(TRUE_ACTION)
+    # hatchway as by default (synchronous=NORMAL) and at FULL, the durability of Huey's default
+    servers = {"hatchway": ctx.server(workers=0), FULL: ctx.server(workers=0, HATCHWAY_DB_SYNCHRONOUS="FULL")}
+    for server in servers.values():
+        server.register(TRUE_ACTION)
     floor = asgi_floor(ctx)
     available, missing = peers(ctx, ctx.root / "huey-p4.db", huey_default=True)
     seconds = ctx.n(2.0, 0.2)
     never = str(ctx.root / "p4-never-run")  # P4's tasks are only enqueued: no worker runs them
     made: Counter[str] = Counter()
 
-    def over_http(name: str, port: int, raw: bytes, status: int) -> Callable[[], float]:
+    def over_http(name: str, port: int, raw: bytes) -> Callable[[], float]:
         def sample() -> float:
-            result = _expect(load(port, lambda _: raw, CONNECTIONS, seconds=seconds), status, name)
+            result = _expect(load(port, lambda _: raw, CONNECTIONS, seconds=seconds), 202, name)
             made[name] += len(result.latencies)
             return result.rate
 
@@ -414,47 +418,49 @@ def p4_peers(ctx: Context) -> list[Row | Missing]:
 
         return sample
 
-    runs_sql = "SELECT count(*) FROM runs WHERE mode = 'async'"
-    before = {"hatchway": _count(server.db_path, runs_sql)} | {p.name: p.pending() for p in available}
+    runs = "SELECT count(*) FROM runs WHERE mode = 'async'"
+    count_kept: dict[str, Callable[[], int]] = {
+        name: functools.partial(_count, server.db_path, runs) for name, server in servers.items()
+    }
+    count_kept["bare ASGI"] = functools.partial(_count, floor.db, "SELECT count(*) FROM runs")
+    count_kept |= {peer.name: peer.pending for peer in available}
+    before = {name: count() for name, count in count_kept.items()}
     submit = request_bytes("POST", _submit_path(), {"parameters": {}})
-    samplers = [
-        over_http("hatchway", server.port, submit, 202),
-        over_http("bare ASGI", floor.port, request_bytes("POST", "/runs", {"parameters": {}}), 202),
-        *(enqueued(peer) for peer in available),
-    ]
-    series = rotate(samplers, ctx.n(4, 1), warmup=1)
+    samplers = {name: over_http(name, server.port, submit) for name, server in servers.items()}
+    samplers["bare ASGI"] = over_http("bare ASGI", floor.port, request_bytes("POST", "/runs", {"parameters": {}}))
+    samplers |= {peer.name: enqueued(peer) for peer in available}
+    series = dict(zip(samplers, rotate(list(samplers.values()), ctx.n(4, 1), warmup=1), strict=True))
     # every answer was kept: a submit answered 202 is a stored run, an enqueue a message in the queue
-    kept = {"hatchway": _count(server.db_path, runs_sql), "bare ASGI": _count(floor.db, "SELECT count(*) FROM runs")}
-    kept |= {p.name: p.pending() for p in available}
-    for name, count in kept.items():
-        if count - before.get(name, 0) < made[name]:
-            raise RuntimeError(f"{name}: {made[name]} accepted but only {count - before.get(name, 0)} kept")
-    names = ["hatchway", "bare ASGI", *(p.name for p in available)]
-    rates = {name: median(got) for name, got in zip(names, series, strict=True)}
-    hatchway = rates["hatchway"]
-    enqueuers = {"bare ASGI": f"bare ASGI submit rate, {CONNECTIONS} connections (SQLite WAL, synchronous=NORMAL)"}
-    enqueuers |= {p.name: f"{p.enqueuer} rate" for p in available}
-    targets = {"Huey": 1.0, "Celery": 1.5}
-    rows: list[Row | Missing] = []
-    samples = len(series[0])
-    summary = "; ".join(f"{name} {rate:,.0f}/s" for name, rate in rates.items())
-    compared: list[tuple[str, str, float | None]] = []
+    for name, count in count_kept.items():
+        if count() - before[name] < made[name]:
+            raise RuntimeError(f"{name}: {made[name]} accepted but only {count() - before[name]} kept")
+    rates = {name: median(got) for name, got in series.items()}
+    baselines = {"bare ASGI": f"bare ASGI submit rate, {CONNECTIONS} connections (SQLite WAL, synchronous=NORMAL)"}
+    baselines |= {peer.name: f"{peer.enqueuer} rate" for peer in available}
+    # (hatchway as, compared with, row label, target)
+    compared: list[tuple[str, str, str, float | None]] = []
     if available:
-        compared.append(("the best peer", max(available, key=lambda p: rates[p.name]).name, None))
-    compared += [(name, name, targets.get(name)) for name in names[1:]]
-    for label, name, target in compared:
+        best = max(available, key=lambda peer: rates[peer.name]).name
+        compared.append(("hatchway", best, "the best peer", None))
+    compared += [("hatchway", name, name, {"Huey": 1.0, "Celery": 1.5}.get(name)) for name in baselines]
+    if HUEY_DEFAULT in baselines:
+        compared.append((FULL, HUEY_DEFAULT, f"{HUEY_DEFAULT}, both at synchronous=FULL", None))
+    rows: list[Row | Missing] = []
+    for side, name, label, target in compared:
+        setting = "API only" + (", HATCHWAY_DB_SYNCHRONOUS=FULL" if side == FULL else "")
+        note = "" if rows else "; ".join(f"{who} {rate:,.0f}/s" for who, rate in rates.items())
         rows.append(
             Row(
                 "P4-PEERS",
                 f"submit rate vs {label}",
-                "API only",
-                hatchway,
+                setting,
+                rates[side],
                 "/s",
                 rates[name],
-                enqueuers[name],
-                samples,
+                baselines[name],
+                len(series[side]),
                 ratio_min=target,
-                note="" if rows else summary,
+                note=note,
             )
         )
     rows += [Missing("P4-PEERS", "submit rate vs a peer", reason) for reason in missing]
