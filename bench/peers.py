@@ -10,8 +10,9 @@ the same concurrency:
   one row to SQLite (WAL, ``synchronous=NORMAL``, as hatchway's store) before answering 202 - the
   floor of a durable submit.
 * **Huey** (``huey.SqliteHuey``'s storage, WAL): P4 enqueues from 4 threads of one process sharing
-  Huey's one connection, at ``synchronous=NORMAL`` (hatchway's durability) and at Huey's default
-  (SQLite's compiled-in FULL here: an fsync per commit); P5 runs ``huey_consumer`` with 2 worker
+  Huey's one connection, at ``synchronous=NORMAL`` (hatchway's default durability) and at Huey's
+  default (SQLite's compiled-in FULL here: an fsync per commit), the latter compared with a hatchway
+  at ``HATCHWAY_DB_SYNCHRONOUS=FULL`` too; P5 runs ``huey_consumer`` with 2 worker
   threads (Huey's default worker type), polling every 10-50 ms when idle (``-d 0.01 -m 0.05``; the
   default backs off to 10 s, which would decide the figure by itself).
 * **Celery** on Redis: P4 ``apply_async`` from 4 threads of one process; P5 a prefork worker with
