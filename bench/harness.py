@@ -101,7 +101,7 @@ class Row:
         if self.ratio_min is not None:
             parts.append(f">= {self.ratio_min:g}x")
         if self.value_max is not None:
-            parts.append(f"<= {self.value_max:g} {self.unit}")
+            parts.append(f"<= {self.value_max:g} {self.unit}".rstrip())
         if self.value_min is not None:
             parts.append(f">= {self.value_min:g}{self.unit}")
         return ", ".join(parts)

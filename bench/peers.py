@@ -200,7 +200,7 @@ def huey_peer(path: Path, synchronous: str | None = "NORMAL") -> Peer | str:
                 "-k", "thread", "-d", "0.01", "-m", "0.05", "-q"]  # fmt: skip
     return Peer(
         "Huey" if synchronous else HUEY_DEFAULT,
-        f"Huey enqueue, {THREADS} threads (SQLite WAL, {durability})",
+        f"Huey enqueue rate, {THREADS} threads (SQLite WAL, {durability})",
         f"Huey: huey_consumer, {WORKERS} worker threads, SQLite WAL {durability}",
         task,
         huey.pending_count,
@@ -224,7 +224,7 @@ def celery_peer(store: Redis) -> Peer | str:
               "--without-heartbeat", "--queues", "celery", "--hostname", f"bench-{store.port}@localhost"]  # fmt: skip
     return Peer(
         "Celery",
-        f"Celery apply_async, {THREADS} threads (Redis, in memory)",
+        f"Celery apply_async rate, {THREADS} threads (Redis, in memory)",
         f"Celery: prefork worker, concurrency {WORKERS}, acks late, Redis",
         lambda marker, index: celery_app.true_and_mark.apply_async((marker, index)),
         lambda: int(client.llen("celery")),
@@ -247,7 +247,7 @@ def rq_peer(store: Redis) -> Peer | str:
               "--logging_level", "WARNING", "--disable-job-desc-logging", "bench"]  # fmt: skip
     return Peer(
         "RQ",
-        f"RQ enqueue, {THREADS} threads (Redis, in memory)",
+        f"RQ enqueue rate, {THREADS} threads (Redis, in memory)",
         f"RQ: {WORKERS} rq worker processes (a fork per job), Redis",
         lambda marker, index: queue.enqueue(true_and_mark, marker, index),
         lambda: int(queue.count),
@@ -438,7 +438,7 @@ def p4_peers(ctx: Context) -> list[Row | Missing]:
             raise RuntimeError(f"{name}: {made[name]} accepted but only {count() - before[name]} kept")
     rates = {name: median(got) for name, got in series.items()}
     baselines = {"bare ASGI": f"bare ASGI submit rate, {CONNECTIONS} connections (SQLite WAL, synchronous=NORMAL)"}
-    baselines |= {peer.name: f"{peer.enqueuer} rate" for peer in available}
+    baselines |= {peer.name: peer.enqueuer for peer in available}
     # (hatchway as, compared with, row label, target)
     compared: list[tuple[str, str, str, float | None]] = []
     if available:
