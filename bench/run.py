@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     figures, broken = discover()
     if args.list:
         for figure_id, fn in figures.items():
-            print(f"{figure_id:5} {(fn.__doc__ or '').strip().splitlines()[0]}")
+            print(f"{figure_id:8} {(fn.__doc__ or '').strip().splitlines()[0]}")
         for group, members in GROUPS.items():
             print(f"{group}: {' '.join(members)}")
         for name, reason in broken.items():
