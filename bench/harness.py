@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httptools
 
@@ -42,6 +42,13 @@ PROJECT = "proj_local"
 MIB = 1024 * 1024
 T = TypeVar("T")
 N = TypeVar("N", int, float)
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=Stoppable)
 
 
 class Skip(Exception):
@@ -94,7 +101,7 @@ class Row:
         if self.ratio_min is not None:
             parts.append(f">= {self.ratio_min:g}x")
         if self.value_max is not None:
-            parts.append(f"<= {self.value_max:g} {self.unit}")
+            parts.append(f"<= {self.value_max:g} {self.unit}".rstrip())
         if self.value_min is not None:
             parts.append(f">= {self.value_min:g}{self.unit}")
         return ", ".join(parts)
@@ -129,6 +136,18 @@ class Row:
             "note": self.note,
             **({"extra": self.extra} if self.extra else {}),
         }
+
+
+@dataclass
+class Missing:
+    """A row that cannot be measured on this machine (a peer not installed): listed as skipped, with why."""
+
+    figure: str
+    metric: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"figure": self.figure, "skipped": f"{self.metric.strip()}: {self.reason}"}
 
 
 def rotate(
@@ -466,16 +485,66 @@ class Server:
             return ""
 
     def stop(self, timeout: float = 30.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
+        stop_group(self.proc, timeout)
+
+
+def stop_group(proc: subprocess.Popen[bytes] | None, timeout: float = 30.0) -> None:
+    """Stop the process ``proc`` and its session (it was started with ``start_new_session``): SIGTERM,
+    then SIGKILL after ``timeout`` seconds. Only ever the processes the benchmark started, by id."""
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+class Service:
+    """A helper process of a benchmark (a Redis, a peer's server or workers): a session of its own,
+    its output in a log file next to the servers', stopped when the run ends."""
+
+    def __init__(self, name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.log_path = log_dir / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready: Callable[[], bool], timeout: float = 60.0) -> Service:
+        """Start it and wait until ``ready()`` answers true (polled); an error with its log otherwise."""
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv, env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early ({self.proc.returncode}):\n{self.log()}")
+            with contextlib.suppress(Exception):
+                if ready():
+                    return self
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.name} was not ready within {timeout:g} s:\n{self.log()}")
+            time.sleep(0.05)
+
+    def check(self) -> None:
+        """An error with its log if it has died (a worker that exits would stall a figure)."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited ({self.proc.returncode}):\n{self.log()}")
+
+    def log(self) -> str:
         try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 30.0) -> None:
+        stop_group(self.proc, timeout)
 
 
 class Context:
@@ -486,6 +555,8 @@ class Context:
         self.quick = quick
         self._servers: dict[str, Server] = {}
         self._fresh: list[Server] = []
+        self._resources: dict[str, Stoppable] = {}
+        self.services: list[Service] = []
 
     def n(self, full: N, quick: N) -> N:
         """A count or duration: ``full`` normally, ``quick`` in the smoke-test mode."""
@@ -508,11 +579,32 @@ class Context:
         self._fresh.append(server)
         return server.start()
 
+    def resource(self, key: str, start: Callable[[], S]) -> S:
+        """Something started once per run and shared by the figures that ask for ``key`` (a Redis, a
+        peer's server); ``stop()`` is called on it when the run ends."""
+        if key not in self._resources:
+            self._resources[key] = start()
+        return self._resources[key]  # type: ignore[return-value]
+
+    def service(self, name: str, argv: list[str], ready: Callable[[], bool], env: dict[str, str] | None = None,
+                timeout: float = 60.0) -> Service:  # fmt: skip
+        """A started :class:`Service` (stopped when the run ends, or earlier by its figure)."""
+        service = Service(name, argv, self.root, env)
+        self.services.append(service)
+        return service.start(ready, timeout)
+
     def server_logs(self) -> str:
-        """The end of every server's log, for a figure that failed."""
-        return "\n".join(f"--- {s.log_path.name}\n{s.log()}" for s in self._fresh)
+        """The end of every server's and service's log, for a figure that failed."""
+        logs = [(s.log_path.name, s.log()) for s in self._fresh] + [(s.log_path.name, s.log()) for s in self.services]
+        return "\n".join(f"--- {name}\n{text}" for name, text in logs)
 
     def close(self) -> None:
+        for service in reversed(self.services):
+            service.stop()
+        self.services.clear()
+        for resource in reversed(list(self._resources.values())):
+            resource.stop()
+        self._resources.clear()
         for server in self._fresh:
             server.stop()
         self._fresh.clear()

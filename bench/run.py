@@ -7,7 +7,8 @@ test uses it; its numbers mean nothing) and writes nowhere unless ``--out`` is g
 Figures come from the modules of this directory: any ``bench/<module>.py`` with a ``FIGURES``
 mapping (figure id -> function of a :class:`~bench.harness.Context` returning rows) is included,
 so a module added later - e.g. warm container-Lambda latency, which needs a dockerd - only has to
-exist. A figure raising :class:`~bench.harness.Skip` is listed as skipped with its reason.
+exist. A figure raising :class:`~bench.harness.Skip` is listed as skipped with its reason. A module
+with a ``GROUP`` name can be run as a whole by that name (``python bench/run.py peers``).
 """
 
 from __future__ import annotations
@@ -21,26 +22,29 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # `python bench/run.py`: make `bench` and this checkout's code importable
     sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "src")]
 
-from bench.harness import REPO, Context, Row, Skip, context, cpu_pressure
+from bench.harness import REPO, Context, Missing, Row, Skip, context, cpu_pressure
 
 HERE = Path(__file__).resolve().parent
 LATEST = HERE / "results" / "latest.json"
 NOT_FIGURES = {"__init__", "harness", "run"}
 
-Figure = Callable[[Context], list[Row]]
+Figure = Callable[[Context], Sequence[Row | Missing]]
+#: figure groups by name (a module's ``GROUP``), filled by :func:`discover`
+GROUPS: dict[str, list[str]] = {}
 
 
 def discover() -> tuple[dict[str, Figure], dict[str, str]]:
     """Every figure of every benchmark module, and the modules that could not be imported."""
     figures: dict[str, Figure] = {}
     broken: dict[str, str] = {}
+    GROUPS.clear()
     for path in sorted(HERE.glob("*.py")):
         if path.stem in NOT_FIGURES:
             continue
@@ -51,6 +55,8 @@ def discover() -> tuple[dict[str, Figure], dict[str, str]]:
             continue
         for figure_id, fn in getattr(module, "FIGURES", {}).items():
             figures[figure_id] = fn
+            if getattr(module, "GROUP", None):
+                GROUPS.setdefault(module.GROUP, []).append(figure_id)
     return dict(sorted(figures.items(), key=lambda item: _order(item[0]))), broken
 
 
@@ -132,7 +138,7 @@ def machine() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("figures", nargs="*", help="figure ids to run (default: all)")
+    parser.add_argument("figures", nargs="*", help="figure ids or group names (peers) to run (default: all)")
     parser.add_argument("--quick", action="store_true", help="a few samples per figure (smoke test)")
     parser.add_argument("--out", type=Path, help=f"where to write the results (default {LATEST.relative_to(REPO)})")
     parser.add_argument("--list", action="store_true", help="list the figures and exit")
@@ -145,14 +151,18 @@ def main(argv: list[str] | None = None) -> int:
     figures, broken = discover()
     if args.list:
         for figure_id, fn in figures.items():
-            print(f"{figure_id:5} {(fn.__doc__ or '').strip().splitlines()[0]}")
+            print(f"{figure_id:8} {(fn.__doc__ or '').strip().splitlines()[0]}")
+        for group, members in GROUPS.items():
+            print(f"{group}: {' '.join(members)}")
         for name, reason in broken.items():
             print(f"(bench/{name}.py not loaded: {reason})")
         return 0
-    wanted = [f.upper() for f in args.figures] or list(figures)
+    wanted = list(dict.fromkeys(f for arg in args.figures for f in GROUPS.get(arg.lower(), [arg.upper()])))
+    wanted = wanted or list(figures)
     unknown = [f for f in wanted if f not in figures]
     if unknown:
-        parser.error(f"unknown figure(s) {', '.join(unknown)}; known: {', '.join(figures)}")
+        known = ", ".join([*figures, *GROUPS])
+        parser.error(f"unknown figure(s) {', '.join(unknown)}; known: {known}")
 
     rows: list[dict[str, Any]] = [{"figure": name, "skipped": reason} for name, reason in broken.items()]
     failed = False
