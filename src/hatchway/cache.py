@@ -22,7 +22,7 @@ from hatchway.domain.records import Document
 from hatchway.domain.runs import now_ms
 from hatchway.errors import NotFound, ValidationFailed
 from hatchway.secrets.box import SecretBox
-from hatchway.store.base import BaseStore
+from hatchway.store.runs import BaseStore
 
 TAG_KIND = "cache-tag"
 ENTRY_KIND = "cache"

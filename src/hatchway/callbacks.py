@@ -27,7 +27,7 @@ from hatchway.domain.records import Document
 from hatchway.errors import ValidationFailed
 from hatchway.net import IPNetwork, guarded_client, refused_cause
 from hatchway.secrets.box import SecretBox
-from hatchway.store.base import BaseStore
+from hatchway.store.runs import BaseStore
 
 log = logging.getLogger("hatchway.callbacks")
 KIND = "secret"

@@ -87,7 +87,7 @@ from hatchway.secrets.box import SecretBox, local_blob_cipher
 from hatchway.secrets.redact import ActiveRedaction
 from hatchway.sessions import SessionTypes
 from hatchway.stash import FileStashes
-from hatchway.store.base import BaseStore
+from hatchway.store.runs import BaseStore
 
 log = logging.getLogger("hatchway")
 

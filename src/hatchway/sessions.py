@@ -15,7 +15,7 @@ from typing import Any
 from hatchway.domain.records import Document
 from hatchway.errors import NotFound, Unauthorized, ValidationFailed
 from hatchway.secrets.box import SecretBox
-from hatchway.store.base import BaseStore
+from hatchway.store.runs import BaseStore
 
 KIND = "session"
 ALGORITHMS = ("HS256", "RS256", "ES256")

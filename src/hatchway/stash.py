@@ -21,7 +21,7 @@ from hatchway.domain.runs import now_ms
 from hatchway.errors import NotFound, ValidationFailed
 from hatchway.ports import BlobStore
 from hatchway.runtime.redact import NO_SECRETS, RedactorLike
-from hatchway.store.base import BaseStore
+from hatchway.store.runs import BaseStore
 
 KIND = "stash"
 LIFETIME_MS = 24 * 3600 * 1000

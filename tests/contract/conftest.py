@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hatchway.store.base import BaseStore
+from hatchway.store.runs import BaseStore
 from tests.awsmock import REGION, localstack_endpoint, moto_in_process
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from hatchway.domain.pipelines.records import Execution, ExecutionStatus, StepState, StepStatus, new_execution_id
 from hatchway.errors import Conflict, NotFound, ValidationFailed
-from hatchway.store.base import BaseStore
+from hatchway.store.runs import BaseStore
 
 SPEC: dict[str, Any] = {"name": "etl", "steps": [{"name": "a", "action": "x"}]}
 

@@ -6,7 +6,7 @@ import itertools
 from dataclasses import replace
 
 from hatchway.domain.runs import Mode, Run, RunStatus, now_ms, run_id_floor
-from hatchway.store.base import BaseStore
+from hatchway.store.runs import BaseStore
 
 _serial = itertools.count()
 

@@ -1,4 +1,4 @@
-"""The store contract: every rule of ``store/base.py``, the same for every backend.
+"""The store contract: every rule of ``store/runs.py``, the same for every backend.
 
 Each test runs once per backend of the ``store`` fixture (SQLite, DynamoDB on moto, DynamoDB on
 LocalStack when ``LOCALSTACK_ENDPOINT`` is set). Nothing here knows which backend it talks to.
@@ -27,7 +27,7 @@ from hatchway.domain.runs import (
 from hatchway.domain.spec import digest_of
 from hatchway.domain.tenants import Project, TokenRecord
 from hatchway.errors import Conflict, NotFound, TransitionConflict, ValidationFailed
-from hatchway.store.base import BaseStore
+from hatchway.store.runs import BaseStore
 from tests.helpers import wait_until
 
 P, Q = "proj_one", "proj_two"

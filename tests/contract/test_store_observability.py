@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from hatchway.domain.runs import Mode, Run, RunStatus, new_run_id, now_ms
-from hatchway.store.base import BaseStore
+from hatchway.store.runs import BaseStore
 
 
 def add_run(

@@ -23,7 +23,7 @@ import pytest
 from hatchway.config import Settings
 from hatchway.domain.runs import Run, RunStatus, new_run_id, now_ms
 from hatchway.store import make_store
-from hatchway.store.base import BaseStore
+from hatchway.store.runs import BaseStore
 from tests.helpers import REPO
 from tests.reliability.conftest import Figures, scaled
 

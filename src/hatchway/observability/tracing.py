@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hatchway.config import Settings
-    from hatchway.store.base import BaseStore
+    from hatchway.store.runs import BaseStore
 
 log = logging.getLogger("hatchway.tracing")
 

@@ -1,4 +1,4 @@
-"""State of the gateway: projects, tokens, actions, runs, logs, the queue. See ``base.py``."""
+"""State of the gateway: projects, tokens, actions, runs, logs, the queue. See ``runs.py``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hatchway.config import Settings
-    from hatchway.store.base import BaseStore
+    from hatchway.store.runs import BaseStore
 
 
 def make_store(settings: Settings, **clients: Any) -> BaseStore:

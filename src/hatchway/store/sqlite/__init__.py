@@ -1,4 +1,4 @@
-"""SQLite primitives for :class:`~hatchway.store.base.BaseStore`.
+"""SQLite primitives for :class:`~hatchway.store.runs.BaseStore`.
 
 One file in WAL mode, one connection per thread, autocommit with explicit ``BEGIN IMMEDIATE``
 where a primitive writes more than one row. ``synchronous=NORMAL`` (the default) keeps every
@@ -25,7 +25,7 @@ from hatchway.domain.records import Document, IdempotencyRecord
 from hatchway.domain.runs import ActiveCount, LogEntry, Run, RunSummary, run_from_dict, run_id_floor, run_to_dict
 from hatchway.domain.tenants import Project, TokenRecord
 from hatchway.errors import Unavailable
-from hatchway.store.base import BaseStore
+from hatchway.store.runs import BaseStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (

@@ -1,4 +1,4 @@
-"""DynamoDB primitives for :class:`~hatchway.store.base.BaseStore` (the AWS backend).
+"""DynamoDB primitives for :class:`~hatchway.store.runs.BaseStore` (the AWS backend).
 
 One table, keys ``pk``/``sk``, two overloaded sparse GSIs, on-demand capacity:
 
@@ -80,7 +80,7 @@ from hatchway.domain.runs import (
 )
 from hatchway.domain.tenants import Project, TokenRecord
 from hatchway.errors import InternalError, ValidationFailed
-from hatchway.store.base import BaseStore
+from hatchway.store.runs import BaseStore
 
 if TYPE_CHECKING:
     from hatchway.config import Settings
