@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from hatchway.store.runs import BaseStore
+from hatchway.store.flat import SingleStore
 from tests.awsmock import REGION, localstack_endpoint, moto_in_process
 
 
-def _dynamodb_store(endpoint: str | None) -> BaseStore:
+def _dynamodb_store(endpoint: str | None) -> SingleStore:
     from hatchway.aws.clients import AwsClients
     from hatchway.store.dynamodb import DynamoDbStore
 
@@ -34,7 +34,7 @@ BACKENDS = [
 
 
 @pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BaseStore]:
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SingleStore]:
     if request.param == "sqlite":
         from hatchway.store.sqlite import SqliteStore
 

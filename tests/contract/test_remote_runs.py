@@ -6,12 +6,12 @@ import itertools
 from dataclasses import replace
 
 from hatchway.domain.runs import Mode, Run, RunStatus, now_ms, run_id_floor
-from hatchway.store.runs import BaseStore
+from hatchway.store.flat import SingleStore
 
 _serial = itertools.count()
 
 
-def remote_run(store: BaseStore, created: int, **changes: object) -> Run:
+def remote_run(store: SingleStore, created: int, **changes: object) -> Run:
     # an id of that time whatever ids this process made before (new_run_id never goes back in time)
     run = Run(
         id=f"{run_id_floor(created)}{next(_serial):016d}", project_id="proj_a", environment="development",
@@ -21,7 +21,7 @@ def remote_run(store: BaseStore, created: int, **changes: object) -> Run:
     return store.create_run(replace(run, **changes))  # type: ignore[arg-type]
 
 
-def test_remote_runs_are_the_old_unfinished_ones_with_an_engine_oldest_first(store: BaseStore) -> None:
+def test_remote_runs_are_the_old_unfinished_ones_with_an_engine_oldest_first(store: SingleStore) -> None:
     now = now_ms()
     queued = remote_run(store, now - 3_600_000)
     running = remote_run(store, now - 1_800_000, status=RunStatus.INPROGRESS, lease_owner="ecs/task-1")
@@ -40,7 +40,7 @@ def test_remote_runs_are_the_old_unfinished_ones_with_an_engine_oldest_first(sto
     assert [run.id for run in store.remote_runs(now - 600_000)] == [queued.id, stopping.id]
 
 
-def test_remote_runs_page_after_the_last_id_of_the_previous_page(store: BaseStore) -> None:
+def test_remote_runs_page_after_the_last_id_of_the_previous_page(store: SingleStore) -> None:
     # the sweeper reads every stale remote run in pages, however many run for a long time
     now = now_ms()
     made = [remote_run(store, now - 3_600_000 + index * 1000) for index in range(5)]

@@ -27,7 +27,8 @@ from hatchway.domain.runs import (
 from hatchway.domain.spec import digest_of
 from hatchway.domain.tenants import Project, TokenRecord
 from hatchway.errors import Conflict, NotFound, TransitionConflict, ValidationFailed
-from hatchway.store.runs import BaseStore
+from hatchway.store.flat import SingleStore
+from hatchway.store.runs import Due
 from tests.helpers import wait_until
 
 P, Q = "proj_one", "proj_two"
@@ -38,7 +39,9 @@ def spec(name: str, **extra: Any) -> dict[str, Any]:
     return {"name": name, "container_parameters": {"command": ["true"]}, **extra}
 
 
-def register(store: BaseStore, document: dict[str, Any], project: str = P, env: str = DEV) -> tuple[ActionRecord, bool]:
+def register(
+    store: SingleStore, document: dict[str, Any], project: str = P, env: str = DEV
+) -> tuple[ActionRecord, bool]:
     return store.register_version(project, env, document, digest_of(document))
 
 
@@ -82,7 +85,7 @@ def in_threads(count: int, target: Any) -> list[Any]:
 # projects and tokens
 
 
-def test_projects_are_created_once(store: BaseStore) -> None:
+def test_projects_are_created_once(store: SingleStore) -> None:
     created = store.create_project(Project(P, "one", 1000))
     assert store.get_project(P) == created
     with pytest.raises(Conflict):
@@ -92,7 +95,7 @@ def test_projects_are_created_once(store: BaseStore) -> None:
     assert store.get_project("proj_missing") is None
 
 
-def test_tokens_round_trip_and_stay_in_their_project(store: BaseStore) -> None:
+def test_tokens_round_trip_and_stay_in_their_project(store: SingleStore) -> None:
     first = TokenRecord("tok_a", P, "hash-a", ["runs:read"], None, 1000, expires_at=99_000, name="ci")
     second = TokenRecord("tok_b", P, "hash-b", ["admin"], ["development"], 2000)
     other = TokenRecord("tok_c", Q, "hash-c", ["admin"], [], 1500)
@@ -121,7 +124,7 @@ def test_tokens_round_trip_and_stay_in_their_project(store: BaseStore) -> None:
 # actions and versions
 
 
-def test_registration_numbers_versions_and_identical_specs_are_no_ops(store: BaseStore) -> None:
+def test_registration_numbers_versions_and_identical_specs_are_no_ops(store: SingleStore) -> None:
     v1, created = register(store, spec("act"))
     assert (v1.version, created) == (1, True)
     again, created = register(store, spec("act"))
@@ -134,7 +137,7 @@ def test_registration_numbers_versions_and_identical_specs_are_no_ops(store: Bas
     assert v3.spec == spec("act")
 
 
-def test_get_action_by_latest_version_and_digest(store: BaseStore) -> None:
+def test_get_action_by_latest_version_and_digest(store: SingleStore) -> None:
     v1, _ = register(store, spec("act"))
     v2, _ = register(store, spec("act", description="two"))
     assert store.get_action(P, DEV, "act") == v2
@@ -150,7 +153,7 @@ def test_get_action_by_latest_version_and_digest(store: BaseStore) -> None:
     assert store.get_action(P, DEV, "act", digest=v1.digest) == v3
 
 
-def test_actions_are_isolated_by_project_and_environment(store: BaseStore) -> None:
+def test_actions_are_isolated_by_project_and_environment(store: SingleStore) -> None:
     register(store, spec("act"))
     assert store.get_action(Q, DEV, "act") is None
     assert store.get_action(P, PROD, "act") is None
@@ -159,7 +162,7 @@ def test_actions_are_isolated_by_project_and_environment(store: BaseStore) -> No
     assert store.list_actions(Q, DEV, 50, None).items == []
 
 
-def test_delete_hides_the_action_but_keeps_its_versions(store: BaseStore) -> None:
+def test_delete_hides_the_action_but_keeps_its_versions(store: SingleStore) -> None:
     v1, _ = register(store, spec("act"))
     assert store.delete_action(P, DEV, "act") is True
     assert store.delete_action(P, DEV, "act") is False
@@ -176,7 +179,7 @@ def test_delete_hides_the_action_but_keeps_its_versions(store: BaseStore) -> Non
     assert [r.name for r in store.list_actions(P, DEV, 50, None).items] == ["act"]
 
 
-def test_concurrent_registrations_get_distinct_versions(store: BaseStore) -> None:
+def test_concurrent_registrations_get_distinct_versions(store: SingleStore) -> None:
     results = in_threads(6, lambda i: register(store, spec("race", description=f"variant {i}")))
     assert not [r for r in results if isinstance(r, Exception)], results
     versions = sorted(record.version for record, created in results)
@@ -184,18 +187,18 @@ def test_concurrent_registrations_get_distinct_versions(store: BaseStore) -> Non
     assert store.get_action(P, DEV, "race").version == 6  # type: ignore[union-attr]
 
 
-def test_a_stale_head_cannot_move(store: BaseStore) -> None:
+def test_a_stale_head_cannot_move(store: SingleStore) -> None:
     register(store, spec("act"))
     document = spec("act", description="late")
     record = ActionRecord(P, DEV, "act", 2, digest_of(document), now_ms(), document)
     head = ActionHead(P, DEV, "act", 2, [], False)
-    assert store._put_version(record, head, expected_latest=None) is False  # the head exists
-    assert store._put_version(record, head, expected_latest=7) is False  # not the latest
-    assert store._put_version(record, head, expected_latest=1) is True
+    assert store.actions._put_version(record, head, expected_latest=None) is False  # the head exists
+    assert store.actions._put_version(record, head, expected_latest=7) is False  # not the latest
+    assert store.actions._put_version(record, head, expected_latest=1) is True
     assert store.get_action(P, DEV, "act").version == 2  # type: ignore[union-attr]
 
 
-def test_list_actions_pages_by_name_and_filters_by_tag(store: BaseStore) -> None:
+def test_list_actions_pages_by_name_and_filters_by_tag(store: SingleStore) -> None:
     for name in ("delta", "alpha", "echo", "charlie", "bravo"):
         register(store, spec(name, tags=["etl"] if name in ("alpha", "charlie", "echo") else ["ui"]))
     first = store.list_actions(P, DEV, 2, None)
@@ -217,7 +220,7 @@ def test_list_actions_pages_by_name_and_filters_by_tag(store: BaseStore) -> None
     assert store.list_actions(P, DEV, 1, None).items[0].version == 2
 
 
-def test_cursors_are_refused_by_other_lists_and_tenants(store: BaseStore) -> None:
+def test_cursors_are_refused_by_other_lists_and_tenants(store: SingleStore) -> None:
     for name in ("a1", "a2", "a3"):
         register(store, spec(name, tags=["t"]))
     cursor = store.list_actions(P, DEV, 1, None).next
@@ -234,7 +237,7 @@ def test_cursors_are_refused_by_other_lists_and_tenants(store: BaseStore) -> Non
             attempt()
 
 
-def test_list_versions_newest_first_in_pages(store: BaseStore) -> None:
+def test_list_versions_newest_first_in_pages(store: SingleStore) -> None:
     for index in range(5):
         register(store, spec("act", description=str(index)))
     first = store.list_versions(P, DEV, "act", 2, None)
@@ -254,7 +257,7 @@ def test_list_versions_newest_first_in_pages(store: BaseStore) -> None:
 # runs
 
 
-def test_a_run_round_trips_every_field(store: BaseStore) -> None:
+def test_a_run_round_trips_every_field(store: SingleStore) -> None:
     run = make_run(
         invoked="run",
         max_attempts=3,
@@ -276,7 +279,7 @@ def test_a_run_round_trips_every_field(store: BaseStore) -> None:
         store.create_run(run)
 
 
-def test_a_large_run_record_round_trips(store: BaseStore) -> None:
+def test_a_large_run_record_round_trips(store: SingleStore) -> None:
     # Given a result of several MiB (a sync action may answer up to 6 MiB)
     big = {"rows": ["x" * 1000 + str(i) for i in range(5000)]}
     run = make_run(status=RunStatus.INPROGRESS)
@@ -288,7 +291,7 @@ def test_a_large_run_record_round_trips(store: BaseStore) -> None:
     assert store.get_run(run.id).ret == big  # type: ignore[union-attr]
 
 
-def test_runs_are_visible_only_to_their_tenant(store: BaseStore) -> None:
+def test_runs_are_visible_only_to_their_tenant(store: SingleStore) -> None:
     run = make_run()
     store.create_run(run)
     assert store.get_run(run.id, P, DEV) == run
@@ -299,7 +302,7 @@ def test_runs_are_visible_only_to_their_tenant(store: BaseStore) -> None:
     assert store.list_runs(P, PROD, 10, None).items == []
 
 
-def test_list_runs_newest_first_with_filters_and_pages(store: BaseStore) -> None:
+def test_list_runs_newest_first_with_filters_and_pages(store: SingleStore) -> None:
     ids = []
     for index in range(7):
         run = make_run(
@@ -333,7 +336,7 @@ def test_list_runs_newest_first_with_filters_and_pages(store: BaseStore) -> None
         store.list_runs(P, DEV, 2, evens.next)
 
 
-def test_transitions_follow_the_table(store: BaseStore) -> None:
+def test_transitions_follow_the_table(store: SingleStore) -> None:
     run = make_run()
     store.create_run(run)
     started = store.transition(run.id, RunStatus.ENQUEUED, RunStatus.INPROGRESS, attempt=1, started_at=5)
@@ -359,7 +362,7 @@ def test_transitions_follow_the_table(store: BaseStore) -> None:
             store.transition(run.id, RunStatus.INPROGRESS, dst)
 
 
-def test_a_guard_sees_the_current_run(store: BaseStore) -> None:
+def test_a_guard_sees_the_current_run(store: SingleStore) -> None:
     run = make_run()
     store.create_run(run)
     with pytest.raises(TransitionConflict):
@@ -368,7 +371,7 @@ def test_a_guard_sees_the_current_run(store: BaseStore) -> None:
     store.transition(run.id, RunStatus.ENQUEUED, RunStatus.INPROGRESS, lambda r: r.attempt == 0)
 
 
-def test_update_run_keeps_the_status_and_checks_it(store: BaseStore) -> None:
+def test_update_run_keeps_the_status_and_checks_it(store: SingleStore) -> None:
     run = make_run()
     store.create_run(run)
     updated = store.update_run(run.id, RunStatus.ENQUEUED, external_id="job-9", status_reason="queued remotely")
@@ -378,7 +381,7 @@ def test_update_run_keeps_the_status_and_checks_it(store: BaseStore) -> None:
         store.update_run(run.id, RunStatus.INPROGRESS, status_reason="x")
 
 
-def test_only_one_of_racing_transitions_wins(store: BaseStore) -> None:
+def test_only_one_of_racing_transitions_wins(store: SingleStore) -> None:
     run = make_run(status=RunStatus.INPROGRESS)
     store.create_run(run)
     targets = [RunStatus.SUCCESSFUL, RunStatus.TERMINATING, RunStatus.FAILED, RunStatus.ENQUEUED] * 2
@@ -395,11 +398,19 @@ def test_only_one_of_racing_transitions_wins(store: BaseStore) -> None:
 
 
 def test_a_transition_from_a_known_revision_reads_nothing_and_never_undoes_a_later_change(
-    store: BaseStore, monkeypatch: pytest.MonkeyPatch
+    store: SingleStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # the run as it is now, read back: by a read, or from the answer of a write that lost (ALL_OLD)
     reads: list[str] = []
-    read = store._get_run
-    monkeypatch.setattr(store, "_get_run", lambda run_id: reads.append(run_id) or read(run_id))
+    read, replace_run = store.runs._get_run, store.runs._replace_run
+
+    def replaced(run: Run, rev: int) -> tuple[bool, tuple[Run, int] | None]:
+        written, current = replace_run(run, rev)
+        reads.extend([run.id] if current is not None else [])
+        return written, current
+
+    monkeypatch.setattr(store.runs, "_get_run", lambda run_id: reads.append(run_id) or read(run_id))
+    monkeypatch.setattr(store.runs, "_replace_run", replaced)
     sync = lambda **f: make_run(mode=Mode.SYNC, status=RunStatus.INPROGRESS, attempt=1, lease_owner="gw", **f)  # noqa: E731
     # Given a run as it was created (revision 0), the end is written without reading it back
     run = store.create_run(sync(lease_until=now_ms() + 60_000))
@@ -428,7 +439,7 @@ def test_a_transition_from_a_known_revision_reads_nothing_and_never_undoes_a_lat
 # the queue: claims, leases, sweeps
 
 
-def test_claim_takes_the_oldest_ready_async_run(store: BaseStore) -> None:
+def test_claim_takes_the_oldest_ready_async_run(store: SingleStore) -> None:
     now = now_ms()
     later = make_run(available_at=now - 1000)
     oldest = make_run(available_at=now - 5000)
@@ -451,7 +462,7 @@ def test_claim_takes_the_oldest_ready_async_run(store: BaseStore) -> None:
     assert store.claim("worker-c", 30, now=now + 61_000).id == future.id  # type: ignore[union-attr]
 
 
-def test_concurrent_claimers_never_share_a_run(store: BaseStore) -> None:
+def test_concurrent_claimers_never_share_a_run(store: SingleStore) -> None:
     runs = [make_run(available_at=now_ms() - 10_000 + i) for i in range(12)]
     for run in runs:
         store.create_run(run)
@@ -470,7 +481,7 @@ def test_concurrent_claimers_never_share_a_run(store: BaseStore) -> None:
     assert all(store.get_run(run.id).attempt == 1 for run in runs)  # type: ignore[union-attr]
 
 
-def test_heartbeats_belong_to_the_lease_owner(store: BaseStore) -> None:
+def test_heartbeats_belong_to_the_lease_owner(store: SingleStore) -> None:
     store.create_run(make_run())
     claimed = store.claim("owner", 5)
     assert claimed is not None
@@ -486,7 +497,7 @@ def test_heartbeats_belong_to_the_lease_owner(store: BaseStore) -> None:
     assert store.heartbeat("run_missing", "owner", 60) is None
 
 
-def test_sweep_settles_expired_leases(store: BaseStore) -> None:
+def test_sweep_settles_expired_leases(store: SingleStore) -> None:
     now = now_ms()
     lost = make_run()
     exhausted = make_run(lost_attempts=2)
@@ -524,21 +535,21 @@ def test_sweep_settles_expired_leases(store: BaseStore) -> None:
     assert again is not None and again.id == lost.id and again.attempt == 2
 
 
-def test_sweep_spares_a_lease_renewed_since_it_listed_it(store: BaseStore) -> None:
+def test_sweep_spares_a_lease_renewed_since_it_listed_it(store: SingleStore) -> None:
     now = now_ms()
     run = make_run()
     store.create_run(run)
     store.transition(run.id, RunStatus.ENQUEUED, RunStatus.INPROGRESS, attempt=1, lease_owner="w", lease_until=now - 10)
-    listed = store._expired_leases(now, 10)
+    listed = store.runs._due_runs(Due.EXPIRED, now, 10)
     assert [r.id for r in listed] == [run.id]
     store.heartbeat(run.id, "w", 60)
     # Given the sweeper works from the older list, the fresh lease still wins
-    original = store._expired_leases
-    store._expired_leases = lambda *_: listed  # type: ignore[method-assign]
+    original = store.runs._due_runs
+    store.runs._due_runs = lambda *_: listed  # type: ignore[method-assign]
     try:
         assert store.sweep(max_lost_attempts=3, now=now).requeued == []
     finally:
-        store._expired_leases = original  # type: ignore[method-assign]
+        store.runs._due_runs = original  # type: ignore[method-assign]
     assert store.get_run(run.id).status == RunStatus.INPROGRESS  # type: ignore[union-attr]
 
 
@@ -546,7 +557,7 @@ def test_sweep_spares_a_lease_renewed_since_it_listed_it(store: BaseStore) -> No
 # sync runs recorded at their end
 
 
-def test_a_finished_sync_run_is_recorded_with_its_log(store: BaseStore) -> None:
+def test_a_finished_sync_run_is_recorded_with_its_log(store: SingleStore) -> None:
     run = make_run(mode=Mode.SYNC, status=RunStatus.SUCCESSFUL, invoked="check", attempt=1, ret={"ok": True})
     entries = [LogEntry("stderr", 10 + i, f"line {i}") for i in range(3)]
     numbered = store.record_sync_run(run, entries)
@@ -564,7 +575,7 @@ def test_a_finished_sync_run_is_recorded_with_its_log(store: BaseStore) -> None:
     assert store.read_logs(empty.id).items == []
 
 
-def test_a_sync_run_is_on_record_when_it_ends(store: BaseStore) -> None:
+def test_a_sync_run_is_on_record_when_it_ends(store: SingleStore) -> None:
     # Given a sync call started the way the backend records it (INPROGRESS now, or nothing yet)
     now = now_ms()
     run = make_run(mode=Mode.SYNC, status=RunStatus.INPROGRESS, invoked="check", attempt=1, started_at=now,
@@ -587,7 +598,7 @@ def test_a_sync_run_is_on_record_when_it_ends(store: BaseStore) -> None:
     assert [(e.seq, e.msg) for e in store.read_logs(run.id).items] == [(1, "line 0"), (2, "line 1"), (3, "line 2")]
 
 
-def test_a_sync_run_cancelled_while_it_ran_keeps_its_log(store: BaseStore) -> None:
+def test_a_sync_run_cancelled_while_it_ran_keeps_its_log(store: SingleStore) -> None:
     run = make_run(mode=Mode.SYNC, status=RunStatus.INPROGRESS, invoked="check", attempt=1)
     revision = store.start_sync(run)
     entries = [LogEntry("stdout", 1, "before the cancel")]
@@ -604,7 +615,7 @@ def test_a_sync_run_cancelled_while_it_ran_keeps_its_log(store: BaseStore) -> No
     assert [e.msg for e in store.read_logs(run.id).items] == ["before the cancel"]
 
 
-def test_a_sync_run_swept_while_it_ran_is_not_overwritten(store: BaseStore) -> None:
+def test_a_sync_run_swept_while_it_ran_is_not_overwritten(store: SingleStore) -> None:
     run = make_run(mode=Mode.SYNC, status=RunStatus.INPROGRESS, invoked="check", attempt=1, lease_owner="node")
     revision = store.start_sync(run)
     if revision is None:
@@ -615,7 +626,7 @@ def test_a_sync_run_swept_while_it_ran_is_not_overwritten(store: BaseStore) -> N
     assert store.get_run(run.id).status_reason == SYNC_GATEWAY_LOST  # type: ignore[union-attr]
 
 
-def test_a_sync_run_with_a_long_log_is_recorded_whole(store: BaseStore) -> None:
+def test_a_sync_run_with_a_long_log_is_recorded_whole(store: SingleStore) -> None:
     run = make_run(mode=Mode.SYNC, status=RunStatus.SUCCESSFUL)
     store.record_sync_run(run, [LogEntry("stderr", i, f"line {i}") for i in range(260)])
     page = store.read_logs(run.id, 0, 500)
@@ -627,7 +638,7 @@ def test_a_sync_run_with_a_long_log_is_recorded_whole(store: BaseStore) -> None:
 # logs
 
 
-def test_logs_are_numbered_per_run_and_read_in_pages(store: BaseStore) -> None:
+def test_logs_are_numbered_per_run_and_read_in_pages(store: SingleStore) -> None:
     first, other = make_run(), make_run()
     store.create_run(first)
     store.create_run(other)
@@ -648,7 +659,7 @@ def test_logs_are_numbered_per_run_and_read_in_pages(store: BaseStore) -> None:
     assert store.read_logs("run_missing").items == []
 
 
-def test_a_large_batch_of_log_lines_keeps_its_order(store: BaseStore) -> None:
+def test_a_large_batch_of_log_lines_keeps_its_order(store: SingleStore) -> None:
     run = make_run()
     store.create_run(run)
     store.append_logs(run.id, [LogEntry("stdout", i, "y" * 2000 + str(i)) for i in range(450)])
@@ -664,7 +675,7 @@ def test_a_large_batch_of_log_lines_keeps_its_order(store: BaseStore) -> None:
     assert [e.msg[2000:] for e in entries] == [str(i) for i in range(450)]
 
 
-def test_concurrent_appenders_get_distinct_sequence_numbers(store: BaseStore) -> None:
+def test_concurrent_appenders_get_distinct_sequence_numbers(store: SingleStore) -> None:
     run = make_run()
     store.create_run(run)
 
@@ -688,7 +699,7 @@ def test_concurrent_appenders_get_distinct_sequence_numbers(store: BaseStore) ->
 # idempotency
 
 
-def test_an_idempotency_key_is_owned_once_then_replayed(store: BaseStore) -> None:
+def test_an_idempotency_key_is_owned_once_then_replayed(store: SingleStore) -> None:
     first = store.idempotency_begin("scope-1", "hash-a", "run_A", 60, 3600)
     assert first.is_owner and first.record.run_id == "run_A" and first.record.status == "INPROGRESS"
     # a second request while the first is in progress learns about it
@@ -711,7 +722,7 @@ def test_an_idempotency_key_is_owned_once_then_replayed(store: BaseStore) -> Non
     assert store.idempotency_begin("scope-2", "hash-a", "run_F", 60, 3600).is_owner
 
 
-def test_an_abandoned_key_is_taken_over_with_the_first_run_id(store: BaseStore) -> None:
+def test_an_abandoned_key_is_taken_over_with_the_first_run_id(store: SingleStore) -> None:
     store.idempotency_begin("scope", "hash", "run_FIRST", 0.05, 3600)
     # When the first request dies and its in-progress time passes
     takeover = wait_until(
@@ -724,7 +735,7 @@ def test_an_abandoned_key_is_taken_over_with_the_first_run_id(store: BaseStore) 
     assert not store.idempotency_begin("scope", "hash", "run_THIRD", 60, 3600).is_owner
 
 
-def test_completed_keys_expire_and_abandoned_ones_are_released(store: BaseStore) -> None:
+def test_completed_keys_expire_and_abandoned_ones_are_released(store: SingleStore) -> None:
     owned = store.idempotency_begin("scope", "hash", "run_1", 60, 3600)
     store.idempotency_complete(owned.record, {"id": "run_1"}, 202, ttl_seconds=0)
     completed_at = now_ms()
@@ -737,7 +748,7 @@ def test_completed_keys_expire_and_abandoned_ones_are_released(store: BaseStore)
     assert store.idempotency_begin("scope", "third", "run_3", 60, 3600).is_owner
 
 
-def test_racing_requests_with_one_key_have_one_owner(store: BaseStore) -> None:
+def test_racing_requests_with_one_key_have_one_owner(store: SingleStore) -> None:
     results = in_threads(6, lambda i: store.idempotency_begin("race", "hash", f"run_{i}", 60, 3600))
     assert not [r for r in results if isinstance(r, Exception)], results
     owners = [r for r in results if r.is_owner]
@@ -757,7 +768,7 @@ def doc(
     return Document(project, env, kind, name, body if body is not None else {"name": name}, **kw)
 
 
-def test_documents_are_replaced_and_isolated(store: BaseStore) -> None:
+def test_documents_are_replaced_and_isolated(store: SingleStore) -> None:
     first = store.put_document(doc("a", {"v": 1}))
     assert first.updated_at > 0
     assert store.get_document(P, DEV, "k", "a") == first
@@ -770,7 +781,7 @@ def test_documents_are_replaced_and_isolated(store: BaseStore) -> None:
     assert store.get_document(P, DEV, "k", "a") is None
 
 
-def test_expired_documents_are_gone(store: BaseStore) -> None:
+def test_expired_documents_are_gone(store: SingleStore) -> None:
     now = now_ms()
     store.put_document(doc("old", expires_at=now - 1))
     store.put_document(doc("fresh", expires_at=now + 60_000))
@@ -780,7 +791,7 @@ def test_expired_documents_are_gone(store: BaseStore) -> None:
     assert store.get_document(P, DEV, "k", "fresh").expires_at == now + 60_000  # type: ignore[union-attr]
 
 
-def test_documents_list_by_name_in_pages(store: BaseStore) -> None:
+def test_documents_list_by_name_in_pages(store: SingleStore) -> None:
     for name in ("d", "b", "e", "a", "c"):
         store.put_document(doc(name))
     store.put_document(doc("z", kind="another"))
@@ -796,7 +807,7 @@ def test_documents_list_by_name_in_pages(store: BaseStore) -> None:
         store.list_documents(Q, DEV, "k", 2, first.next)
 
 
-def test_a_large_document_round_trips(store: BaseStore) -> None:
+def test_a_large_document_round_trips(store: SingleStore) -> None:
     body = {"ret": ["v" * 1000 + str(i) for i in range(4000)]}
     store.put_document(doc("big", body))
     assert store.get_document(P, DEV, "k", "big").body == body  # type: ignore[union-attr]

@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from hatchway.domain.runs import Mode, Run, RunStatus, new_run_id, now_ms
-from hatchway.store.runs import BaseStore
+from hatchway.store.flat import SingleStore
+from hatchway.store.runs import BaseRunRepo
 
 
 def add_run(
-    store: BaseStore, created: int, project: str = "proj_a", env: str = "development", **changes: object
+    store: SingleStore, created: int, project: str = "proj_a", env: str = "development", **changes: object
 ) -> Run:
     run = Run(
         id=new_run_id(created), project_id=project, environment=env, action_name="echo", action_version=1,
@@ -23,7 +24,7 @@ def add_run(
     return store.create_run(replace(run, **changes))  # type: ignore[arg-type]
 
 
-def test_run_summaries_cover_the_window_newest_first_and_say_when_cut(store: BaseStore) -> None:
+def test_run_summaries_cover_the_window_newest_first_and_say_when_cut(store: SingleStore) -> None:
     now = now_ms()
     old = add_run(store, now - 7200_000)
     recent = [add_run(store, now - s * 1000) for s in (300, 200, 100)]
@@ -36,10 +37,10 @@ def test_run_summaries_cover_the_window_newest_first_and_say_when_cut(store: Bas
     cut, truncated = store.run_summaries("proj_a", "development", now - 3600_000, limit=2)
     assert len(cut) == 2 and truncated
     # the base class's default (paging through whole runs) agrees with the backend's query
-    assert BaseStore._run_summaries(store, "proj_a", "development", now - 3600_000, 10) == summaries
+    assert BaseRunRepo._run_summaries(store.runs, "proj_a", "development", now - 3600_000, 10) == summaries
 
 
-def test_active_counts_per_tenant_mode_and_status(store: BaseStore) -> None:
+def test_active_counts_per_tenant_mode_and_status(store: SingleStore) -> None:
     now = now_ms()
     add_run(store, now)
     add_run(store, now)
@@ -52,11 +53,11 @@ def test_active_counts_per_tenant_mode_and_status(store: BaseStore) -> None:
     assert mine == {("ENQUEUED", "async"): 2, ("INPROGRESS", "async"): 1}
     everyone = {(c.project_id, c.status): c.count for c in store.active_counts()}
     assert everyone == {("proj_a", "ENQUEUED"): 2, ("proj_a", "INPROGRESS"): 1, ("proj_b", "ENQUEUED"): 1}
-    assert BaseStore._active_counts(store, None, 1000) == store.active_counts()
+    assert BaseRunRepo._active_counts(store.runs, None, 1000) == store.active_counts()
     assert running.id  # (one of the three was claimed; which one does not matter)
 
 
-def test_observers_see_every_creation_and_status_change_once(store: BaseStore) -> None:
+def test_observers_see_every_creation_and_status_change_once(store: SingleStore) -> None:
     seen: list[tuple[str, str | None]] = []
     store.observe(lambda run, src: seen.append((run.status.value, src.value if src else None)))
     store.observe(lambda run, src: 1 / 0)  # a failing observer is logged and skipped
@@ -67,7 +68,7 @@ def test_observers_see_every_creation_and_status_change_once(store: BaseStore) -
     assert seen == [("ENQUEUED", None), ("INPROGRESS", "ENQUEUED"), ("SUCCESSFUL", "INPROGRESS")]
 
 
-def test_active_counts_include_runs_a_remote_engine_holds(store: BaseStore) -> None:
+def test_active_counts_include_runs_a_remote_engine_holds(store: SingleStore) -> None:
     # Given a run handed to Batch (queued there) and one whose container claimed it (no lease:
     # the engine watches the container), beside a finished remote run
     now = now_ms()

@@ -8,7 +8,6 @@ import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,11 +25,6 @@ from tests.contract.stored_formats import (
 )
 
 READS = json.loads((FIXTURES / "reads.json").read_text())
-
-
-def single(store: Any) -> Any:
-    names = ("tenants", "actions", "runs", "idempotency", "documents", "pipelines")
-    return SimpleNamespace(**dict.fromkeys(names, store))
 
 
 def open_sqlite(path: Path) -> Any:
@@ -56,7 +50,7 @@ def test_sqlite_rows_written_before_the_split_read_back_the_same(tmp_path: Path)
     sqlite_restore((FIXTURES / "sqlite.sql").read_text(), tmp_path / "old.db")
     store = open_sqlite(tmp_path / "old.db")
     try:
-        assert read(single(store)) == READS["sqlite"]
+        assert read(store) == READS["sqlite"]
     finally:
         store.close()
 
@@ -66,7 +60,7 @@ def test_sqlite_schema_and_rows_written_today_are_those_written_before_the_split
     store = open_sqlite(tmp_path / "new.db")
     try:
         with frozen_clock():
-            write(single(store))
+            write(store)
     finally:
         store.close()
     assert sqlite_rows(tmp_path / "new.db", schema=True) == sqlite_rows(tmp_path / "old.db", schema=True)
@@ -74,12 +68,14 @@ def test_sqlite_schema_and_rows_written_today_are_those_written_before_the_split
 
 @pytest.mark.aws
 def test_dynamodb_items_written_before_the_split_read_back_the_same(dynamodb: Any) -> None:
-    dynamodb_restore(dynamodb.db, dynamodb.table, json.loads((FIXTURES / "dynamodb.json").read_text()))
-    assert read(single(dynamodb)) == READS["dynamodb"]
+    dynamodb_restore(dynamodb.table.db, dynamodb.table.name, json.loads((FIXTURES / "dynamodb.json").read_text()))
+    assert read(dynamodb) == READS["dynamodb"]
 
 
 @pytest.mark.aws
 def test_dynamodb_items_written_today_are_those_written_before_the_split(dynamodb: Any) -> None:
     with frozen_clock():
-        write(single(dynamodb))
-    assert dynamodb_items(dynamodb.db, dynamodb.table) == json.loads((FIXTURES / "dynamodb.json").read_text())
+        write(dynamodb)
+    assert dynamodb_items(dynamodb.table.db, dynamodb.table.name) == json.loads(
+        (FIXTURES / "dynamodb.json").read_text()
+    )
