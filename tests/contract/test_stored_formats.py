@@ -5,14 +5,13 @@ old code read them, and the same scenario writes exactly the same rows and items
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.awsmock import REGION, moto_in_process
+from tests.contract.backends import drop, dynamodb_store
 from tests.contract.stored_formats import (
     FIXTURES,
     dynamodb_items,
@@ -34,16 +33,10 @@ def open_sqlite(path: Path) -> Any:
 
 
 @pytest.fixture
-def dynamodb() -> Iterator[Any]:
-    with moto_in_process():
-        from hatchway.aws.clients import AwsClients
-        from hatchway.store.dynamodb import DynamoDbStore
-
-        aws = AwsClients(REGION, None)
-        aws.client("s3").create_bucket(Bucket="fmt")
-        store = DynamoDbStore(f"hatchway-fmt-{uuid.uuid4().hex[:8]}", aws, bucket="fmt", queue_shards=2)
-        store.create_table()
-        yield store
+def dynamodb(moto_aws: Any) -> Iterator[Any]:
+    store = dynamodb_store(moto_aws)  # two queue shards, as the fixtures were written with
+    yield store
+    drop(store)
 
 
 def test_sqlite_rows_written_before_the_split_read_back_the_same(tmp_path: Path) -> None:
