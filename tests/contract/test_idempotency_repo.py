@@ -5,8 +5,11 @@ Each test runs once per backend of the ``repos`` fixture (``conftest.py``); noth
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from hatchway.domain.records import IdempotencyRecord
 from hatchway.domain.runs import now_ms
 from hatchway.errors import Conflict
 from hatchway.store.idempotency import BaseIdempotencyRepo
@@ -69,3 +72,25 @@ def test_racing_requests_with_one_key_have_one_owner(idempotency: BaseIdempotenc
     owners = [r for r in results if r.is_owner]
     assert len(owners) == 1
     assert {r.record.run_id for r in results} == {owners[0].record.run_id}
+
+
+def test_a_claim_that_loses_answers_the_record_in_its_way(idempotency: BaseIdempotencyRepo) -> None:
+    first = idempotency.idempotency_begin("scope", "hash", "run_A", 60, 3600)
+    late = IdempotencyRecord("scope", "hash", "run_B", "INPROGRESS", now_ms() + 60_000)
+    # a key held (or not yet expired, for a takeover) answers its holder: no second read needed
+    assert idempotency._put_idempotency(late, None) == (False, first.record)
+    assert idempotency._put_idempotency(late, now_ms()) == (False, first.record)
+    assert idempotency._put_idempotency(replace(late, scope="free"), None) == (True, None)
+
+
+def test_a_duplicate_learns_about_the_first_request_from_its_one_write(
+    idempotency: BaseIdempotencyRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = idempotency.idempotency_begin("scope", "hash", "run_A", 60, 3600)
+    calls: list[str] = []
+    put, get = idempotency._put_idempotency, idempotency._get_idempotency
+    monkeypatch.setattr(idempotency, "_put_idempotency", lambda *a: calls.append("put") or put(*a))
+    monkeypatch.setattr(idempotency, "_get_idempotency", lambda *a: calls.append("get") or get(*a))
+    duplicate = idempotency.idempotency_begin("scope", "hash", "run_B", 60, 3600)
+    assert not duplicate.is_owner and duplicate.record == first.record
+    assert calls == ["put"]

@@ -512,3 +512,16 @@ def test_remote_runs_page_after_the_last_id_of_the_previous_page(runs: BaseRunRe
     assert runs.remote_runs(now - 600_000, limit=2, after=made[-1].id) == []
     # a cursor past the bound finds nothing (and is no error)
     assert runs.remote_runs(now - 3_600_000, after=made[-1].id) == []
+
+
+def test_a_swap_that_loses_answers_the_run_as_it_is_now_or_nothing(runs: BaseRunRepo) -> None:
+    # Given a run moved on since a writer read it (revision 0 -> 1)
+    run = runs.create_run(make_run())
+    moved = runs.transition(run.id, RunStatus.ENQUEUED, RunStatus.INPROGRESS, lease_owner="w", lease_until=1)
+    # When the writer swaps its stale copy
+    written, current = runs._replace_run(replace(run, status_reason="stale"), 0)
+    # Then nothing is written, and what it learns is the run as it is now (or nothing: it reads)
+    assert not written
+    assert current is None or current == runs._get_run(run.id)
+    assert runs.get_run(run.id) == moved
+    assert runs._replace_run(replace(moved, status_reason="fresh"), 1) == (True, None)
