@@ -1,8 +1,9 @@
 """Runs and their logs in SQLite (tables ``runs`` and ``logs``).
 
-A run is a JSON copy (``data``) plus the columns its queries filter on; the queue's three listings
-are partial indexes (``runs_ready``, ``runs_leased``, ``runs_active``), so they stay small however
-many runs have ended.
+A run is a JSON copy (``data``) plus the columns its queries filter on. The claimable runs and the
+leased ones are partial indexes (``runs_ready``, ``runs_leased``), as are the unfinished runs the
+dashboard counts (``runs_active``), so they stay small however many runs have ended; the runs
+remote engines hold are read as a range of ids (creation times), unfinished ones kept.
 """
 
 from __future__ import annotations
@@ -78,7 +79,6 @@ class SqliteRunRepo(BaseRunRepo):
         return [_run(row) for row in self.db.rows(sql, tuple(args))]
 
     def _due_runs(self, due: Due, below: int, limit: int, after: str | None = None) -> list[Run]:
-        # each listing reads one partial index of the schema (runs_ready, runs_leased, runs_active)
         if due is Due.READY:
             return self._runs(
                 "SELECT data FROM runs WHERE status = 'ENQUEUED' AND mode = 'async' AND available_at <= ? "
