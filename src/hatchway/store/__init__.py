@@ -27,4 +27,4 @@ def build_repos(settings: Settings, **clients: Any) -> SqliteStore | DynamoDbSto
         return DynamoDbStore.from_settings(settings, **clients)
     from hatchway.store.sqlite import SqliteStore
 
-    return SqliteStore.from_settings(settings)
+    return SqliteStore.from_settings(settings, **clients)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hatchway.store.flat import FlatMethods
 from hatchway.store.sqlite._db import Database
@@ -31,7 +31,8 @@ class SqliteStore(FlatMethods):
         self.pipelines = SqlitePipelineRepo(self.db)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> SqliteStore:
+    def from_settings(cls, settings: Settings, **clients: Any) -> SqliteStore:
+        """The file the settings name (``clients`` are the AWS backend's: SQLite takes none)."""
         return cls(
             settings.db_path,
             synchronous=settings.db_synchronous,
