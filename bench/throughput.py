@@ -148,7 +148,7 @@ def store_floor(ctx: Context, count: int) -> list[float]:
                       status=RunStatus.ENQUEUED, max_attempts=1, parameters={}, created_at=now,
                       available_at=now, timeout_seconds=60)  # fmt: skip
             began = time.perf_counter_ns()
-            store.create_run(run)
+            store.runs.create_run(run)
             samples.append((time.perf_counter_ns() - began) / 1e6)
     finally:
         store.close()

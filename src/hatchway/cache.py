@@ -22,7 +22,7 @@ from hatchway.domain.records import Document
 from hatchway.domain.runs import now_ms
 from hatchway.errors import NotFound, ValidationFailed
 from hatchway.secrets.box import SecretBox
-from hatchway.store.base import BaseStore
+from hatchway.store.flat import SingleStore
 
 TAG_KIND = "cache-tag"
 ENTRY_KIND = "cache"
@@ -42,7 +42,7 @@ def check_tag(tag: str, loc: list[str | int]) -> str:
 class ResultCache:
     """Cached sync answers, keyed without plaintext secrets."""
 
-    def __init__(self, store: BaseStore, secret_box: Any) -> None:
+    def __init__(self, store: SingleStore, secret_box: Any) -> None:
         self.store = store
         self._secret_box = secret_box
         self._pepper: bytes | None = None

@@ -27,7 +27,7 @@ from hatchway.domain.records import Document
 from hatchway.errors import ValidationFailed
 from hatchway.net import IPNetwork, guarded_client, refused_cause
 from hatchway.secrets.box import SecretBox
-from hatchway.store.base import BaseStore
+from hatchway.store.flat import SingleStore
 
 log = logging.getLogger("hatchway.callbacks")
 KIND = "secret"
@@ -62,7 +62,7 @@ class _Delivery:
 class Callbacks:
     """Signing secrets and the delivery queue."""
 
-    def __init__(self, store: BaseStore, secret_box: Any, allowed: list[IPNetwork]) -> None:
+    def __init__(self, store: SingleStore, secret_box: Any, allowed: list[IPNetwork]) -> None:
         self.store = store
         self._secret_box = secret_box
         self.allowed = allowed

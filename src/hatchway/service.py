@@ -79,7 +79,7 @@ from hatchway.faults import CrashPoints
 from hatchway.net import allowed_networks
 from hatchway.observability.logs import log_context
 from hatchway.observability.metrics import make_recorder
-from hatchway.observability.tracing import current_traceparent, instrument_store, span
+from hatchway.observability.tracing import current_traceparent, instrument, span
 from hatchway.ports import BlobStore
 from hatchway.runtime.contract import OutputCollector, Workspace
 from hatchway.runtime.redact import RedactorLike
@@ -87,7 +87,7 @@ from hatchway.secrets.box import SecretBox, local_blob_cipher
 from hatchway.secrets.redact import ActiveRedaction
 from hatchway.sessions import SessionTypes
 from hatchway.stash import FileStashes
-from hatchway.store.base import BaseStore
+from hatchway.store.flat import SingleStore
 
 log = logging.getLogger("hatchway")
 
@@ -123,7 +123,7 @@ class Gateway:
     def __init__(
         self,
         settings: Settings,
-        store: BaseStore,
+        store: SingleStore,
         executors: Executors | Executor,
         secret_box: SecretBox | Callable[[], SecretBox],
         clock: Callable[[], float] = time.time,
@@ -158,7 +158,7 @@ class Gateway:
         self.capacity: Callable[[], tuple[int, int]] | None = None
         self.metrics = make_recorder(settings)
         store.observe(self.metrics.observe)
-        instrument_store(store)
+        instrument(store)
         self.crash_points = CrashPoints(settings.crash_at)  # a test hook; unarmed unless configured
 
     # ---- set-up ----------------------------------------------------------------------------
@@ -1435,12 +1435,12 @@ def _read_or_create_token_file(settings: Settings) -> str:
 
 
 def build_gateway(
-    settings: Settings, store: BaseStore | None = None, executors: Executors | Executor | None = None
+    settings: Settings, store: SingleStore | None = None, executors: Executors | Executor | None = None
 ) -> Gateway:
     """A gateway wired from settings: the named store, executors and secret box."""
     from hatchway.executors import make_executors
     from hatchway.secrets import make_secret_box
-    from hatchway.store import make_store
+    from hatchway.store import build_repos
 
     blobs = None
     if settings.backend == "aws":
@@ -1449,7 +1449,7 @@ def build_gateway(
         blobs = S3BlobStore.from_settings(settings)
     return Gateway(
         settings,
-        store or make_store(settings),
+        store or build_repos(settings),
         executors or make_executors(settings),
         lambda: make_secret_box(settings),
         blobs=blobs,

@@ -15,7 +15,7 @@ from typing import Any
 from hatchway.domain.records import Document
 from hatchway.errors import NotFound, Unauthorized, ValidationFailed
 from hatchway.secrets.box import SecretBox
-from hatchway.store.base import BaseStore
+from hatchway.store.flat import SingleStore
 
 KIND = "session"
 ALGORITHMS = ("HS256", "RS256", "ES256")
@@ -25,7 +25,7 @@ TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 class SessionTypes:
     """Registered session types and token verification."""
 
-    def __init__(self, store: BaseStore, secret_box: Any) -> None:
+    def __init__(self, store: SingleStore, secret_box: Any) -> None:
         self.store = store
         self._secret_box = secret_box
 

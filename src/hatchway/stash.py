@@ -21,7 +21,7 @@ from hatchway.domain.runs import now_ms
 from hatchway.errors import NotFound, ValidationFailed
 from hatchway.ports import BlobStore
 from hatchway.runtime.redact import NO_SECRETS, RedactorLike
-from hatchway.store.base import BaseStore
+from hatchway.store.flat import SingleStore
 
 KIND = "stash"
 LIFETIME_MS = 24 * 3600 * 1000
@@ -35,7 +35,7 @@ def wants_new(value: Any) -> bool:
 class FileStashes:
     """Stash records in the store, stash files in the blob store."""
 
-    def __init__(self, store: BaseStore, blobs: BlobStore) -> None:
+    def __init__(self, store: SingleStore, blobs: BlobStore) -> None:
         self.store = store
         self.blobs = blobs
 

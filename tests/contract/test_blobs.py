@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,6 @@ from hatchway.blobs import LocalBlobStore
 from hatchway.errors import InternalError, ValidationFailed
 from hatchway.ports import BlobStore
 from hatchway.secrets.box import local_blob_cipher
-from tests.awsmock import REGION, moto_in_process
 
 
 @pytest.fixture(params=["local", "local-encrypted", pytest.param("s3", marks=pytest.mark.aws)])
@@ -23,14 +23,12 @@ def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]
     if request.param == "local-encrypted":
         yield LocalBlobStore(tmp_path / "blobs", local_blob_cipher(tmp_path / "secret.key"))
         return
-    from hatchway.aws.clients import AwsClients
     from hatchway.aws.s3blobs import S3BlobStore
 
-    with moto_in_process():
-        aws = AwsClients(REGION)
-        bucket = f"blobs-{uuid.uuid4().hex[:8]}"
-        aws.client("s3").create_bucket(Bucket=bucket)
-        yield S3BlobStore(bucket, aws)
+    aws = request.getfixturevalue("moto_aws")  # the suite's one moto (conftest.py)
+    bucket = f"blobs-{uuid.uuid4().hex[:8]}"
+    aws.client("s3").create_bucket(Bucket=bucket)
+    yield S3BlobStore(bucket, aws)
 
 
 def test_bytes_and_files_round_trip(blobs: BlobStore, tmp_path: Path) -> None:
@@ -97,32 +95,30 @@ def test_encrypted_blobs_are_bound_to_their_name_and_refuse_damage(tmp_path: Pat
 
 @pytest.mark.aws
 @pytest.mark.parametrize("with_key", [True, False])
-def test_s3_blobs_are_put_with_sse_kms(tmp_path: Path, with_key: bool) -> None:
+def test_s3_blobs_are_put_with_sse_kms(tmp_path: Path, with_key: bool, moto_aws: Any) -> None:
     from dataclasses import replace
 
-    from hatchway.aws.clients import AwsClients
     from hatchway.aws.s3blobs import PREFIX, S3BlobStore
     from hatchway.config import Settings
 
-    with moto_in_process():
-        aws = AwsClients(REGION)
-        s3 = aws.client("s3")
-        bucket = f"blobs-{uuid.uuid4().hex[:8]}"
-        s3.create_bucket(Bucket=bucket)
-        key_arn = aws.client("kms").create_key(Description="outputs")["KeyMetadata"]["Arn"] if with_key else None
-        # Given the store the aws backend builds from its settings (the template sets the key)
-        settings = replace(Settings(), backend="aws", bucket=bucket, outputs_kms_key_id=key_arn)
-        blobs = S3BlobStore.from_settings(settings, aws)
-        source = tmp_path / "f.bin"
-        source.write_bytes(b"f" * 1000)
-        # When blobs are put every way, a multipart upload included
-        blobs.put_bytes("files/p/e/bytes", b"b")
-        blobs.put_file("files/p/e/file", source)
-        blobs.put_chunks("files/p/e/big", (bytes([i]) * (1 << 20) for i in range(12)))
-        # Then S3 keeps each encrypted with KMS: the outputs key, or the account's aws/s3 key without one
-        for name in ("bytes", "file", "big"):
-            head = s3.head_object(Bucket=bucket, Key=f"{PREFIX}files/p/e/{name}")
-            assert head["ServerSideEncryption"] == "aws:kms", name
-            if key_arn:
-                assert head["SSEKMSKeyId"] == key_arn, name
-        assert blobs.read("files/p/e/big") == b"".join(bytes([i]) * (1 << 20) for i in range(12))
+    aws = moto_aws
+    s3 = aws.client("s3")
+    bucket = f"blobs-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    key_arn = aws.client("kms").create_key(Description="outputs")["KeyMetadata"]["Arn"] if with_key else None
+    # Given the store the aws backend builds from its settings (the template sets the key)
+    settings = replace(Settings(), backend="aws", bucket=bucket, outputs_kms_key_id=key_arn)
+    blobs = S3BlobStore.from_settings(settings, aws)
+    source = tmp_path / "f.bin"
+    source.write_bytes(b"f" * 1000)
+    # When blobs are put every way, a multipart upload included
+    blobs.put_bytes("files/p/e/bytes", b"b")
+    blobs.put_file("files/p/e/file", source)
+    blobs.put_chunks("files/p/e/big", (bytes([i]) * (1 << 20) for i in range(12)))
+    # Then S3 keeps each encrypted with KMS: the outputs key, or the account's aws/s3 key without one
+    for name in ("bytes", "file", "big"):
+        head = s3.head_object(Bucket=bucket, Key=f"{PREFIX}files/p/e/{name}")
+        assert head["ServerSideEncryption"] == "aws:kms", name
+        if key_arn:
+            assert head["SSEKMSKeyId"] == key_arn, name
+    assert blobs.read("files/p/e/big") == b"".join(bytes([i]) * (1 << 20) for i in range(12))

@@ -15,7 +15,7 @@ from hatchway.store.sqlite import SqliteStore
 def test_the_database_is_in_wal_mode_with_the_chosen_durability(tmp_path: Path, setting: str, level: int) -> None:
     store = SqliteStore(tmp_path / "home" / "hatchway.db", synchronous=setting)
     try:
-        conn = store._conn()
+        conn = store.db.conn()
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == level
     finally:
         store.close()

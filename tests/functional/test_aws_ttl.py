@@ -38,7 +38,9 @@ def store(tmp_path: Path) -> Iterator[DynamoDbStore]:
 
 
 def raw_item(store: DynamoDbStore, pk: str, sk: str) -> dict[str, Any]:
-    item: dict[str, Any] = store.db.get_item(TableName=store.table, Key={"pk": {"S": pk}, "sk": {"S": sk}})["Item"]
+    item: dict[str, Any] = store.table.db.get_item(TableName=store.table.name, Key={"pk": {"S": pk}, "sk": {"S": sk}})[
+        "Item"
+    ]
     return item
 
 
@@ -49,7 +51,7 @@ def expiration(item: dict[str, Any]) -> int:
 
 
 def test_the_table_bootstrap_creates_expires_items_by_their_ttl_attribute(store: DynamoDbStore) -> None:
-    ttl = store.db.describe_time_to_live(TableName=store.table)["TimeToLiveDescription"]
+    ttl = store.table.db.describe_time_to_live(TableName=store.table.name)["TimeToLiveDescription"]
     assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": TTL_ATTRIBUTE}
 
 

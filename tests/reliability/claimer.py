@@ -1,4 +1,4 @@
-"""R2's claiming worker: a separate process with its own store, racing its twin round by round.
+"""R2's claiming worker: a separate process with its own repositories, racing its twin round by round.
 
 It reads ``go <epoch seconds>`` lines, spins until that instant (both twins get the same one),
 claims, finishes what it won, and answers ``won <run id> <lost CAS>`` or ``none <lost CAS>`` -
@@ -14,14 +14,14 @@ from typing import Any
 from hatchway.config import Settings
 from hatchway.domain.runs import RunStatus, now_ms
 from hatchway.errors import TransitionConflict
-from hatchway.store import make_store
+from hatchway.store import build_repos
 
 
 def main() -> None:
     owner = sys.argv[1]
-    store = make_store(Settings.from_env())
+    runs = build_repos(Settings.from_env()).runs
     lost = 0
-    plain = store.transition
+    plain = runs.transition
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         nonlocal lost
@@ -31,7 +31,7 @@ def main() -> None:
             lost += 1
             raise
 
-    store.transition = counted  # type: ignore[method-assign]
+    runs.transition = counted  # type: ignore[method-assign]
     print("ready", flush=True)
     for line in sys.stdin:
         command, _, when = line.strip().partition(" ")
@@ -41,7 +41,7 @@ def main() -> None:
         while time.time() < instant:
             pass
         lost = 0
-        run = store.claim(owner, 30)
+        run = runs.claim(owner, 30)
         if run is None:
             print(f"none {lost}", flush=True)
             continue

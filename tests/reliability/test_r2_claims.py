@@ -1,7 +1,7 @@
 """R2: one queued run offered to two worker processes at the same instant, many times over.
 
 Each round the parent enqueues one run and tells two claimer processes (``claimer.py``, each with
-its own store built by ``make_store``) to claim at the same instant; the winner finishes the run.
+its own repositories built by ``build_repos``) to claim at the same instant; the winner finishes the run.
 Exactly one claim per round, one result per run - on SQLite (one file, two processes) and on
 DynamoDB (a moto server shared by both) once that store exists.
 """
@@ -22,8 +22,8 @@ import pytest
 
 from hatchway.config import Settings
 from hatchway.domain.runs import Run, RunStatus, new_run_id, now_ms
-from hatchway.store import make_store
-from hatchway.store.base import BaseStore
+from hatchway.ports import RunRepo
+from hatchway.store import build_repos
 from tests.helpers import REPO
 from tests.reliability.conftest import Figures, scaled
 
@@ -34,7 +34,7 @@ CLAIMER = "tests.reliability.claimer"
 
 @pytest.fixture(params=["sqlite", "dynamodb"])
 def backend_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
-    """The environment that makes ``make_store(Settings.from_env())`` open one shared store."""
+    """The environment that makes ``build_repos(Settings.from_env())`` open one shared store."""
     if request.param == "sqlite":
         yield {"HATCHWAY_HOME": str(tmp_path / "home")}
         return
@@ -50,12 +50,12 @@ def backend_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict
         server.stop()
 
 
-def _store(env: dict[str, str]) -> BaseStore:
-    store = make_store(Settings.from_env(env))
-    create_table = getattr(store, "create_table", None)
+def _runs(env: dict[str, str]) -> RunRepo:
+    repos = build_repos(Settings.from_env(env))
+    create_table = getattr(repos, "create_table", None)
     if create_table is not None:
         create_table()
-    return store
+    return repos.runs
 
 
 def _queued(round_: int) -> Run:
@@ -72,7 +72,7 @@ def test_r2_one_run_two_workers_exactly_one_claim(
 ) -> None:
     backend = backend_env.get("HATCHWAY_BACKEND", "sqlite").replace("aws", "dynamodb")
     rounds = scaled(1000, 200 if backend == "sqlite" else 100, is_full)  # moto answers slower than SQLite
-    store = _store(backend_env)
+    runs = _runs(backend_env)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("HATCHWAY_")},
         **backend_env,
@@ -97,7 +97,7 @@ def test_r2_one_run_two_workers_exactly_one_claim(
         run_ids = []
         for round_ in range(rounds):
             # Given one queued run
-            run = store.create_run(_queued(round_))
+            run = runs.create_run(_queued(round_))
             run_ids.append(run.id)
             # When both processes claim it at the same instant
             instant = time.time() + 0.004
@@ -129,7 +129,7 @@ def test_r2_one_run_two_workers_exactly_one_claim(
             except subprocess.TimeoutExpired:
                 claimer.kill()
     # Then each run was claimed once, by one process, and has exactly one result
-    finals = [store.get_run(run_id) for run_id in run_ids]
+    finals = [runs.get_run(run_id) for run_id in run_ids]
     wrong = [
         r.id for r in finals if r is None or r.status != RunStatus.SUCCESSFUL or r.attempt != 1 or not r.ret
     ]  # fmt: skip

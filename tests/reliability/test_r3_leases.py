@@ -18,7 +18,9 @@ import pytest
 
 from hatchway.domain.runs import Run, RunStatus, now_ms
 from hatchway.service import Gateway, build_gateway
-from hatchway.store.sqlite import SqliteStore
+from hatchway.store.runs import Due
+from hatchway.store.sqlite._db import Database
+from hatchway.store.sqlite.runs import SqliteRunRepo
 from tests.conftest import inprocess_client, make_settings
 from tests.helpers import LiveServer, child_env
 from tests.reliability.conftest import Figures, scaled
@@ -95,20 +97,20 @@ def test_r3_lease_not_longer_than_heartbeat_is_refused_at_start_up(
 # ---- the races, replayed deterministically ----------------------------------------------------
 
 
-class _RacingStore(SqliteStore):
-    """SQLite whose sweeper is overtaken by a heartbeat at a chosen moment."""
+class _RacingRuns(SqliteRunRepo):
+    """SQLite runs whose sweeper is overtaken by a heartbeat at a chosen moment."""
 
     heartbeat_at: str = ""
     owner = "node-a/w0"
     run_id = ""
 
-    def _expired_leases(self, now: int, limit: int) -> list[Run]:
-        found = super()._expired_leases(now, limit)
-        if self.heartbeat_at == "after_list":
+    def _due_runs(self, due: Due, below: int, limit: int, after: str | None = None) -> list[Run]:
+        found = super()._due_runs(due, below, limit, after)
+        if due is Due.EXPIRED and self.heartbeat_at == "after_list":
             self._renew()
         return found
 
-    def _replace_run(self, run: Run, expected_rev: int) -> bool:
+    def _replace_run(self, run: Run, expected_rev: int) -> tuple[bool, tuple[Run, int] | None]:
         if self.heartbeat_at == "before_write" and run.status == RunStatus.ENQUEUED:
             self._renew()
         return super()._replace_run(run, expected_rev)
@@ -121,7 +123,7 @@ class _RacingStore(SqliteStore):
 @pytest.mark.parametrize("moment", ["after_list", "before_write"])
 def test_r3_a_heartbeat_that_races_the_sweeper_wins(tmp_path: Path, moment: str, figures: Figures) -> None:
     # Given a claimed run whose lease the sweeper sees expired
-    store = _RacingStore(tmp_path / "race.db")
+    store = _RacingRuns(Database(tmp_path / "race.db"))
     now = now_ms()
     run = Run(
         id="run_race", project_id="p", environment="e", action_name="a", action_version=1,
@@ -140,7 +142,7 @@ def test_r3_a_heartbeat_that_races_the_sweeper_wins(tmp_path: Path, moment: str,
     figures.add("R3", f"heartbeat racing the sweeper ({moment.replace('_', ' ')})",
                 "renewal wins" if kept else "run requeued", "renewal wins", kept)  # fmt: skip
     assert kept
-    store.close()
+    store.db.close()
 
 
 @pytest.fixture

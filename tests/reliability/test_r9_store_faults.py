@@ -272,15 +272,15 @@ def test_r9_an_output_callback_that_fails_never_orphans_the_action(figures: Figu
 def test_r9_an_unreachable_dynamodb_at_submit_answers_503_and_recovers(tmp_path: Path, figures: Figures) -> None:
     if importlib.util.find_spec("hatchway.store.dynamodb") is None:
         pytest.skip("hatchway.store.dynamodb does not exist yet (the aws branch brings it)")
-    from hatchway.store import make_store
+    from hatchway.store import build_repos
     from tests.awsmock import FAKE_CREDENTIALS, MotoServer, patched_env  # type: ignore[import-not-found,unused-ignore]
 
     # Given a gateway whose store is DynamoDB behind a real HTTP endpoint (a moto server)
     moto = MotoServer().start()
     env = {**moto.env(), "HATCHWAY_BACKEND": "aws", "HATCHWAY_TABLE_NAME": "r9-table"}
     with patched_env(FAKE_CREDENTIALS):
-        store = make_store(Settings.from_env(env))
-        store.create_table()  # type: ignore[attr-defined]
+        store = build_repos(Settings.from_env(env))
+        store.create_table()  # type: ignore[union-attr]
         gateway = build_gateway(make_settings(tmp_path / "home", sandbox="none"), store=store)
         gateway.bootstrap()
         try:

@@ -13,7 +13,7 @@ from hatchway.domain import runs
 from hatchway.domain.runs import TERMINAL, TRANSITIONS, RunStatus, can_transition, iso, new_run_id
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import ValidationFailed
-from hatchway.store.base import decode_cursor, encode_cursor
+from hatchway.store._cursor import decode_cursor, encode_cursor
 
 
 def test_terminal_statuses_have_no_way_out() -> None:

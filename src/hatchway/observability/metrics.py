@@ -1,6 +1,6 @@
 """Run metrics: counters and histograms fed by the store's run observer.
 
-:meth:`MetricsRecorder.observe` is registered with :meth:`BaseStore.observe`, so a run is counted
+:meth:`MetricsRecorder.observe` is registered with :meth:`BaseRunRepo.observe`, so a run is counted
 where its status really changes - by the API, a worker, the lease sweeper or an AWS state-change
 event - exactly once per change. What is recorded:
 

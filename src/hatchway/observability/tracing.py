@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hatchway.config import Settings
-    from hatchway.store.base import BaseStore
+    from hatchway.ports import Repos
 
 log = logging.getLogger("hatchway.tracing")
 
@@ -211,17 +211,17 @@ def traced_handler(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], A
     return handler
 
 
-def instrument_store(store: BaseStore) -> BaseStore:
-    """Give the store's operations spans (inside a trace only); a no-op while tracing is off."""
-    if not is_enabled() or store.__dict__.get("_traced"):
-        return store
-    system = type(store).__name__.removesuffix("Store").lower()
-    for method in TRACED_STORE_METHODS:
-        original = getattr(store, method, None)
-        if original is not None:
-            setattr(store, method, _traced(f"store.{method}", original, system))
-    store.__dict__["_traced"] = True
-    return store
+def instrument(repos: Repos) -> Repos:
+    """Give the repositories' operations spans (inside a trace only); a no-op while tracing is off."""
+    if not is_enabled() or repos.__dict__.get("_traced"):
+        return repos
+    system = type(repos).__name__.removesuffix("Store").lower()
+    for repo in (repos.tenants, repos.actions, repos.runs, repos.idempotency, repos.documents, repos.pipelines):
+        for method in TRACED_STORE_METHODS:
+            if hasattr(type(repo), method):  # each name is one repository's
+                setattr(repo, method, _traced(f"store.{method}", getattr(repo, method), system))
+    repos.__dict__["_traced"] = True
+    return repos
 
 
 def _traced(name: str, fn: Callable[..., Any], system: str) -> Callable[..., Any]:

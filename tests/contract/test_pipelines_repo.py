@@ -1,8 +1,5 @@
-"""The store contract for pipelines: definition versions and executions, on every backend.
-
-A backend that does not keep pipelines yet (its primitives raise ``NotImplementedError``) is
-skipped with that reason, so the suite checks it unchanged the day it does.
-"""
+"""The pipeline repository's contract: definition versions and executions, on every backend of
+the ``repos`` fixture (``conftest.py``)."""
 
 from __future__ import annotations
 
@@ -13,19 +10,9 @@ import pytest
 
 from hatchway.domain.pipelines.records import Execution, ExecutionStatus, StepState, StepStatus, new_execution_id
 from hatchway.errors import Conflict, NotFound, ValidationFailed
-from hatchway.store.base import BaseStore
+from hatchway.store.pipelines import BasePipelineRepo
 
 SPEC: dict[str, Any] = {"name": "etl", "steps": [{"name": "a", "action": "x"}]}
-
-
-@pytest.fixture
-def pipelines(store: BaseStore) -> BaseStore:
-    try:
-        store.get_pipeline("proj_a", "dev", "probe")
-        store.get_execution("pex_probe")
-    except NotImplementedError:
-        pytest.skip(f"{type(store).__name__} does not keep pipelines yet")
-    return store
 
 
 def execution(pipeline: str = "etl", project: str = "proj_a", environment: str = "dev") -> Execution:
@@ -35,7 +22,7 @@ def execution(pipeline: str = "etl", project: str = "proj_a", environment: str =
     )  # fmt: skip
 
 
-def test_definitions_are_versioned_and_identical_ones_are_no_ops(pipelines: BaseStore) -> None:
+def test_definitions_are_versioned_and_identical_ones_are_no_ops(pipelines: BasePipelineRepo) -> None:
     first, created = pipelines.register_pipeline("proj_a", "dev", "etl", SPEC, "sha256:1", "arn:one")
     assert created and first.version == 1 and first.engine_ref == "arn:one"
     same, created = pipelines.register_pipeline("proj_a", "dev", "etl", SPEC, "sha256:1")
@@ -50,7 +37,7 @@ def test_definitions_are_versioned_and_identical_ones_are_no_ops(pipelines: Base
     assert pipelines.get_pipeline("proj_b", "dev", "etl") is None
 
 
-def test_delete_hides_a_pipeline_but_keeps_its_versions(pipelines: BaseStore) -> None:
+def test_delete_hides_a_pipeline_but_keeps_its_versions(pipelines: BasePipelineRepo) -> None:
     pipelines.register_pipeline("proj_a", "dev", "etl", SPEC, "sha256:1")
     assert pipelines.delete_pipeline("proj_a", "dev", "etl")
     assert not pipelines.delete_pipeline("proj_a", "dev", "etl")
@@ -61,7 +48,7 @@ def test_delete_hides_a_pipeline_but_keeps_its_versions(pipelines: BaseStore) ->
     assert created and again.version == 2
 
 
-def test_concurrent_definitions_get_distinct_versions(pipelines: BaseStore) -> None:
+def test_concurrent_definitions_get_distinct_versions(pipelines: BasePipelineRepo) -> None:
     versions: list[int] = []
 
     def define(index: int) -> None:
@@ -76,7 +63,7 @@ def test_concurrent_definitions_get_distinct_versions(pipelines: BaseStore) -> N
     assert sorted(versions) == [1, 2, 3, 4, 5, 6]
 
 
-def test_pipelines_list_by_name_in_pages(pipelines: BaseStore) -> None:
+def test_pipelines_list_by_name_in_pages(pipelines: BasePipelineRepo) -> None:
     for name in ("c", "a", "b"):
         pipelines.register_pipeline("proj_a", "dev", name, {**SPEC, "name": name}, "sha256:1")
     pipelines.register_pipeline("proj_a", "prod", "z", SPEC, "sha256:1")
@@ -88,7 +75,7 @@ def test_pipelines_list_by_name_in_pages(pipelines: BaseStore) -> None:
         pipelines.list_pipelines("proj_a", "prod", 2, first.next)
 
 
-def test_executions_change_with_compare_and_set(pipelines: BaseStore) -> None:
+def test_executions_change_with_compare_and_set(pipelines: BasePipelineRepo) -> None:
     created = pipelines.create_execution(execution())
     with pytest.raises(Conflict):
         pipelines.create_execution(created)
@@ -109,7 +96,7 @@ def test_executions_change_with_compare_and_set(pipelines: BaseStore) -> None:
         pipelines.update_execution("pex_missing", start)
 
 
-def test_concurrent_changes_to_an_execution_are_all_kept(pipelines: BaseStore) -> None:
+def test_concurrent_changes_to_an_execution_are_all_kept(pipelines: BasePipelineRepo) -> None:
     created = pipelines.create_execution(execution())
 
     def bump(current: Execution) -> Execution:
@@ -125,7 +112,7 @@ def test_concurrent_changes_to_an_execution_are_all_kept(pipelines: BaseStore) -
     assert final is not None and final.step("a").attempt == 8
 
 
-def test_executions_list_newest_first_by_pipeline_and_status(pipelines: BaseStore) -> None:
+def test_executions_list_newest_first_by_pipeline_and_status(pipelines: BasePipelineRepo) -> None:
     ids = []
     for index in range(3):
         made = execution("etl" if index < 2 else "other")
@@ -141,7 +128,7 @@ def test_executions_list_newest_first_by_pipeline_and_status(pipelines: BaseStor
     assert [e.id for e in pipelines.list_executions("proj_a", "dev", None, 2, page.next).items] == [ids[0]]
 
 
-def test_active_executions_are_those_not_ended_of_one_engine(pipelines: BaseStore) -> None:
+def test_active_executions_are_those_not_ended_of_one_engine(pipelines: BasePipelineRepo) -> None:
     running = pipelines.create_execution(execution())
     ended = execution()
     ended.status = ExecutionStatus.SUCCESSFUL

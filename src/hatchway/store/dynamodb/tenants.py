@@ -1,0 +1,93 @@
+"""Projects and tokens on DynamoDB.
+
+project  ``PROJECT#<id>`` / ``P``
+token    ``TOKEN#<id>`` / ``T``, on gsi1 under ``TOKENS#<project>`` by creation time
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hatchway.domain.tenants import Project, TokenRecord
+from hatchway.store.dynamodb._table import Table, dumps, n, num, s, string
+from hatchway.store.tenants import BaseTenantRepo
+
+
+class DynamoDbTenantRepo(BaseTenantRepo):
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def _put_project(self, project: Project) -> bool:
+        item = {
+            "pk": s(f"PROJECT#{project.id}"),
+            "sk": s("P"),
+            "name": s(project.name),
+            "created_at": n(project.created_at),
+        }
+        return self.table.conditional("put_item", Item=item, ConditionExpression="attribute_not_exists(pk)") is not None
+
+    def _get_project(self, project_id: str) -> Project | None:
+        item = self.table.get(f"PROJECT#{project_id}", "P")
+        if item is None:
+            return None
+        return Project(project_id, item["name"]["S"], int(item["created_at"]["N"]))
+
+    def _put_token(self, token: TokenRecord) -> None:
+        item: dict[str, Any] = {
+            "pk": s(f"TOKEN#{token.id}"),
+            "sk": s("T"),
+            "gsi1pk": s(f"TOKENS#{token.project_id}"),
+            "gsi1sk": s(f"{token.created_at:015d}#{token.id}"),
+            "project_id": s(token.project_id),
+            "secret_hash": s(token.secret_hash),
+            "scopes": s(dumps(token.scopes)),
+            "environments": s(dumps(token.environments)),
+            "created_at": n(token.created_at),
+        }
+        for name in ("expires_at", "last_used_at"):
+            value = getattr(token, name)
+            if value is not None:
+                item[name] = n(value)
+        if token.name is not None:
+            item["name"] = s(token.name)
+        self.table.put(item)
+
+    @staticmethod
+    def _token(item: dict[str, Any]) -> TokenRecord:
+        return TokenRecord(
+            id=item["pk"]["S"].removeprefix("TOKEN#"),
+            project_id=item["project_id"]["S"],
+            secret_hash=item["secret_hash"]["S"],
+            scopes=json.loads(item["scopes"]["S"]),
+            environments=json.loads(item["environments"]["S"]),
+            created_at=int(item["created_at"]["N"]),
+            expires_at=num(item, "expires_at"),
+            last_used_at=num(item, "last_used_at"),
+            name=string(item, "name"),
+        )
+
+    def _get_token(self, token_id: str) -> TokenRecord | None:
+        item = self.table.get(f"TOKEN#{token_id}", "T")
+        return self._token(item) if item else None
+
+    def _list_tokens(self, project_id: str) -> list[TokenRecord]:
+        items = self.table.query(
+            IndexName="gsi1",
+            KeyConditionExpression="gsi1pk = :p",
+            ExpressionAttributeValues={":p": s(f"TOKENS#{project_id}")},
+        )
+        return [self._token(item) for item in items]
+
+    def _delete_token(self, token_id: str) -> bool:
+        answer = self.table.delete({"pk": s(f"TOKEN#{token_id}"), "sk": s("T")}, ReturnValues="ALL_OLD")
+        return bool(answer.get("Attributes"))
+
+    def _touch_token(self, token_id: str, when: int) -> None:
+        self.table.conditional(
+            "update_item",
+            Key={"pk": s(f"TOKEN#{token_id}"), "sk": s("T")},
+            UpdateExpression="SET last_used_at = :w",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":w": n(when)},
+        )

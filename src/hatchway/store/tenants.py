@@ -1,0 +1,71 @@
+"""Rules for projects and their tokens; backends implement the seven primitives."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from hatchway.domain.tenants import Project, TokenRecord
+from hatchway.errors import Conflict
+
+
+class BaseTenantRepo(ABC):
+    """Projects (created once) and their tokens (a token is revoked only from its own project)."""
+
+    # ---- primitives ------------------------------------------------------------------------
+
+    @abstractmethod
+    def _put_project(self, project: Project) -> bool:
+        """Insert if absent; False if the id exists."""
+
+    @abstractmethod
+    def _get_project(self, project_id: str) -> Project | None: ...
+
+    @abstractmethod
+    def _put_token(self, token: TokenRecord) -> None:
+        """Insert or replace."""
+
+    @abstractmethod
+    def _get_token(self, token_id: str) -> TokenRecord | None: ...
+
+    @abstractmethod
+    def _list_tokens(self, project_id: str) -> list[TokenRecord]:
+        """A project's tokens, oldest first."""
+
+    @abstractmethod
+    def _delete_token(self, token_id: str) -> bool: ...
+
+    @abstractmethod
+    def _touch_token(self, token_id: str, when: int) -> None:
+        """Set ``last_used_at`` of a token that exists (a missing one stays missing)."""
+
+    # ---- rules -----------------------------------------------------------------------------
+
+    def create_project(self, project: Project) -> Project:
+        if not self._put_project(project):
+            raise Conflict(f"project {project.id} already exists")
+        return project
+
+    def ensure_project(self, project: Project) -> Project:
+        self._put_project(project)
+        return self._get_project(project.id) or project
+
+    def get_project(self, project_id: str) -> Project | None:
+        return self._get_project(project_id)
+
+    def put_token(self, token: TokenRecord) -> None:
+        self._put_token(token)
+
+    def get_token(self, token_id: str) -> TokenRecord | None:
+        return self._get_token(token_id)
+
+    def list_tokens(self, project_id: str) -> list[TokenRecord]:
+        return self._list_tokens(project_id)
+
+    def delete_token(self, project_id: str, token_id: str) -> bool:
+        token = self._get_token(token_id)
+        if token is None or token.project_id != project_id:
+            return False
+        return self._delete_token(token_id)
+
+    def touch_token(self, token_id: str, when: int) -> None:
+        self._touch_token(token_id, when)
