@@ -17,8 +17,8 @@ from hatchway.config import Settings
 from hatchway.domain.runs import Mode, Run, RunStatus, now_ms
 from hatchway.observability.metrics import PrometheusRecorder, exposition
 from hatchway.observability.tracing import configure_tracing
-from hatchway.service import build_gateway
 from hatchway.testing import ResolverTransport
+from hatchway.wiring import build_gateway
 
 TOKEN = "bench-admin"  # noqa: S105 - a throwaway local token
 

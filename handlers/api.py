@@ -13,7 +13,7 @@ from hatchway.api import create_app
 from hatchway.config import Settings
 from hatchway.observability import configure_observability, lambda_handler
 from hatchway.runner import LambdaDispatcher
-from hatchway.service import build_gateway
+from hatchway.wiring import build_gateway
 
 settings = Settings.from_env()
 configure_observability(settings)

@@ -12,7 +12,7 @@ from typing import Any
 from hatchway.config import Settings
 from hatchway.observability import configure_observability, lambda_handler
 from hatchway.remote import handle_event
-from hatchway.service import build_gateway
+from hatchway.wiring import build_gateway
 
 settings = Settings.from_env()
 configure_observability(settings)

@@ -11,8 +11,8 @@ from typing import Any
 
 from hatchway.aws.stepfunctions import PipelineFunction
 from hatchway.config import Settings
-from hatchway.service import build_gateway
 from hatchway.services.pipelines.service import PipelineService
+from hatchway.wiring import build_gateway
 
 settings = Settings.from_env()
 gateway = build_gateway(settings)

@@ -12,7 +12,7 @@ from typing import Any
 from hatchway.config import Settings, container_identity
 from hatchway.observability import configure_observability, lambda_handler
 from hatchway.runner import run_dispatched
-from hatchway.service import build_gateway
+from hatchway.wiring import build_gateway
 
 settings = Settings.from_env()
 configure_observability(settings)

@@ -11,8 +11,8 @@ from typing import Any
 from hatchway.config import Settings
 from hatchway.observability import configure_observability, lambda_handler
 from hatchway.runner import LambdaDispatcher
-from hatchway.service import build_gateway
 from hatchway.sweeper import sweep
+from hatchway.wiring import build_gateway
 
 settings = Settings.from_env()
 configure_observability(settings)

@@ -15,7 +15,8 @@ import pytest
 
 from hatchway.client import Client
 from hatchway.config import Settings
-from hatchway.service import Gateway, build_gateway
+from hatchway.service import Gateway
+from hatchway.wiring import build_gateway
 from tests.helpers import ADMIN_TOKEN, LiveServer
 
 PY = sys.executable

@@ -17,7 +17,8 @@ from hatchway.config import Settings
 from hatchway.domain.spec import resolve_local_paths
 from hatchway.errors import HatchwayError, ValidationFailed
 from hatchway.observability import configure_observability
-from hatchway.service import Gateway, Principal, build_gateway
+from hatchway.service import Gateway, Principal
+from hatchway.wiring import build_gateway
 
 log = logging.getLogger("hatchway")
 

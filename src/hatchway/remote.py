@@ -244,11 +244,11 @@ def _settle(gateway: Gateway, runs: list[Run], result: RemoteSweep) -> None:
 def _remote_executor(gateway: Gateway, engine: str) -> RemoteExecutor:
     """The gateway's own executor for ``engine``, or one made from its settings (the deployment
     may have moved from Batch to ECS with runs still held by the other)."""
-    from hatchway.executors import make_executor
+    from hatchway.wiring import build_executor
 
     executor = gateway.executors.run
     if executor.name != engine:
-        executor = make_executor(gateway.settings, engine)
+        executor = build_executor(gateway.settings, engine)
     if not isinstance(executor, RemoteExecutor):  # pragma: no cover - the registry maps both names
         raise TypeError(f"{engine} is not a remote executor")
     return executor
@@ -391,7 +391,7 @@ def container_gateway(settings: Settings) -> Gateway:
     """The gateway a container attempt uses: the aws backend's store and key, a process executor."""
     from hatchway.executors import Executors
     from hatchway.executors.process import ProcessExecutor
-    from hatchway.service import build_gateway
+    from hatchway.wiring import build_gateway
 
     return build_gateway(settings, executors=Executors(ProcessExecutor.from_settings(settings)))
 

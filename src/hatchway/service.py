@@ -1432,25 +1432,3 @@ def _read_or_create_token_file(settings: Settings) -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(token + "\n")
     return token
-
-
-def build_gateway(
-    settings: Settings, store: BaseStore | None = None, executors: Executors | BaseExecutor | None = None
-) -> Gateway:
-    """A gateway wired from settings: the named store, executors and secret box."""
-    from hatchway.executors import make_executors
-    from hatchway.secrets import make_secret_box
-    from hatchway.store import make_store
-
-    blobs = None
-    if settings.backend == "aws":
-        from hatchway.aws.s3blobs import S3BlobStore
-
-        blobs = S3BlobStore.from_settings(settings)
-    return Gateway(
-        settings,
-        store or make_store(settings),
-        executors or make_executors(settings),
-        lambda: make_secret_box(settings),
-        blobs=blobs,
-    )

@@ -23,8 +23,9 @@ from hatchway.client import (
 )
 from hatchway.config import Settings
 from hatchway.observability.logs import configure_logging
-from hatchway.service import Gateway, build_gateway
+from hatchway.service import Gateway
 from hatchway.testing import ResolverTransport
+from hatchway.wiring import build_gateway
 from tests.conftest import inprocess_client, make_settings
 
 ECHO = {

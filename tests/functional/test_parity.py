@@ -30,7 +30,8 @@ from hatchway.client import (
     ValidationErrorResponse,
 )
 from hatchway.domain.spec import resolve_local_paths
-from hatchway.service import Gateway, build_gateway
+from hatchway.service import Gateway
+from hatchway.wiring import build_gateway
 from hatchway.worker import WorkerPool
 from tests.conftest import inprocess_client, make_settings
 from tests.helpers import REPO, wait_until

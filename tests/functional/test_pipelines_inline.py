@@ -19,7 +19,8 @@ import pytest
 from hatchway.client import Client
 from hatchway.executors import Executors
 from hatchway.executors.process import ProcessExecutor
-from hatchway.service import Gateway, build_gateway
+from hatchway.service import Gateway
+from hatchway.wiring import build_gateway
 from tests.conftest import inprocess_client, make_settings
 from tests.functional.stages import execute, explain, finish, put, run_of, stage, statuses, step
 

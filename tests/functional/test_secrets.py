@@ -13,7 +13,8 @@ import pytest
 from hatchway.client import ApplicationErrorResponse, Client, UnavailableResponse, UserErrorResponse
 from hatchway.config import Settings
 from hatchway.domain.parameters import CIPHERTEXT_PREFIX
-from hatchway.service import Gateway, build_gateway
+from hatchway.service import Gateway
+from hatchway.wiring import build_gateway
 from tests.conftest import inprocess_client, make_settings
 from tests.functional.actions import behave
 from tests.helpers import LiveServer
@@ -190,7 +191,7 @@ def test_an_unusable_key_means_503_and_nothing_started(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "home")
     settings.home.mkdir(parents=True)
     settings.key_path.write_bytes(b"damaged")
-    from hatchway.service import build_gateway
+    from hatchway.wiring import build_gateway
 
     gateway = build_gateway(settings)
     gateway.bootstrap()

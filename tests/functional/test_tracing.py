@@ -14,7 +14,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from hatchway.config import Settings  # noqa: E402
 from hatchway.observability.tracing import configure_tracing, valid_traceparent  # noqa: E402
-from hatchway.service import Gateway, build_gateway  # noqa: E402
+from hatchway.service import Gateway  # noqa: E402
+from hatchway.wiring import build_gateway  # noqa: E402
 from tests.conftest import inprocess_client  # noqa: E402
 from tests.helpers import wait_until  # noqa: E402
 

@@ -29,7 +29,8 @@ from hatchway.client import (
 from hatchway.config import Settings
 from hatchway.domain.spec import resolve_local_paths
 from hatchway.executors.containers.engine import LABEL_HOME, LABEL_KIND, LABEL_MANAGED, DockerEngine, action_image_tag
-from hatchway.service import Gateway, build_gateway
+from hatchway.service import Gateway
+from hatchway.wiring import build_gateway
 from hatchway.worker import WorkerPool
 from tests.conftest import inprocess_client, make_settings
 from tests.helpers import REPO, LiveServer, wait_until

@@ -23,7 +23,7 @@ from hatchway.executors.process import ProcessExecutor
 from hatchway.executors.sandbox import Cgroups, Sandbox, UidPool, bwrap_works
 from hatchway.runtime import confine
 from hatchway.runtime.contract import OutputCollector
-from hatchway.service import build_gateway
+from hatchway.wiring import build_gateway
 from hatchway.worker import WorkerPool
 from tests.conftest import inprocess_client, make_settings
 from tests.functional.test_api import processes_with

@@ -15,7 +15,7 @@ from hatchway.executors.process import ProcessExecutor
 from hatchway.executors.sandbox import bwrap_works
 from hatchway.executors.spares import Spares
 from hatchway.runtime.contract import Workspace
-from hatchway.service import build_gateway
+from hatchway.wiring import build_gateway
 from hatchway.worker import WorkerPool
 from tests.conftest import inprocess_client, make_settings
 from tests.helpers import wait_until

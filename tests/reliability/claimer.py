@@ -14,12 +14,12 @@ from typing import Any
 from hatchway.config import Settings
 from hatchway.domain.runs import RunStatus, now_ms
 from hatchway.errors import TransitionConflict
-from hatchway.store import make_store
+from hatchway.wiring import build_store
 
 
 def main() -> None:
     owner = sys.argv[1]
-    store = make_store(Settings.from_env())
+    store = build_store(Settings.from_env())
     lost = 0
     plain = store.transition
 

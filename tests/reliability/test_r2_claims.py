@@ -1,7 +1,7 @@
 """R2: one queued run offered to two worker processes at the same instant, many times over.
 
 Each round the parent enqueues one run and tells two claimer processes (``claimer.py``, each with
-its own store built by ``make_store``) to claim at the same instant; the winner finishes the run.
+its own store built by ``build_store``) to claim at the same instant; the winner finishes the run.
 Exactly one claim per round, one result per run - on SQLite (one file, two processes) and on
 DynamoDB (a moto server shared by both) once that store exists.
 """
@@ -22,8 +22,8 @@ import pytest
 
 from hatchway.config import Settings
 from hatchway.domain.runs import Run, RunStatus, new_run_id, now_ms
-from hatchway.store import make_store
 from hatchway.store.base import BaseStore
+from hatchway.wiring import build_store
 from tests.helpers import REPO
 from tests.reliability.conftest import Figures, scaled
 
@@ -34,7 +34,7 @@ CLAIMER = "tests.reliability.claimer"
 
 @pytest.fixture(params=["sqlite", "dynamodb"])
 def backend_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
-    """The environment that makes ``make_store(Settings.from_env())`` open one shared store."""
+    """The environment that makes ``build_store(Settings.from_env())`` open one shared store."""
     if request.param == "sqlite":
         yield {"HATCHWAY_HOME": str(tmp_path / "home")}
         return
@@ -51,7 +51,7 @@ def backend_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict
 
 
 def _store(env: dict[str, str]) -> BaseStore:
-    store = make_store(Settings.from_env(env))
+    store = build_store(Settings.from_env(env))
     create_table = getattr(store, "create_table", None)
     if create_table is not None:
         create_table()

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from hatchway.domain.runs import Run, RunStatus, now_ms
-from hatchway.service import Gateway, build_gateway
+from hatchway.service import Gateway
 from hatchway.store.sqlite import SqliteStore
+from hatchway.wiring import build_gateway
 from tests.conftest import inprocess_client, make_settings
 from tests.helpers import LiveServer, child_env
 from tests.reliability.conftest import Figures, scaled

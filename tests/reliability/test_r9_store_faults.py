@@ -28,7 +28,7 @@ import pytest
 from hatchway.config import Settings
 from hatchway.errors import Unavailable
 from hatchway.runtime.spawn import spawn
-from hatchway.service import build_gateway
+from hatchway.wiring import build_gateway
 from tests.conftest import inprocess_client, make_settings
 from tests.functional.test_api import processes_with
 from tests.helpers import LiveServer, wait_until
@@ -272,14 +272,14 @@ def test_r9_an_output_callback_that_fails_never_orphans_the_action(figures: Figu
 def test_r9_an_unreachable_dynamodb_at_submit_answers_503_and_recovers(tmp_path: Path, figures: Figures) -> None:
     if importlib.util.find_spec("hatchway.store.dynamodb") is None:
         pytest.skip("hatchway.store.dynamodb does not exist yet (the aws branch brings it)")
-    from hatchway.store import make_store
+    from hatchway.wiring import build_store
     from tests.awsmock import FAKE_CREDENTIALS, MotoServer, patched_env  # type: ignore[import-not-found,unused-ignore]
 
     # Given a gateway whose store is DynamoDB behind a real HTTP endpoint (a moto server)
     moto = MotoServer().start()
     env = {**moto.env(), "HATCHWAY_BACKEND": "aws", "HATCHWAY_TABLE_NAME": "r9-table"}
     with patched_env(FAKE_CREDENTIALS):
-        store = make_store(Settings.from_env(env))
+        store = build_store(Settings.from_env(env))
         store.create_table()  # type: ignore[attr-defined]
         gateway = build_gateway(make_settings(tmp_path / "home", sandbox="none"), store=store)
         gateway.bootstrap()

@@ -17,7 +17,7 @@ from hatchway.domain.attempts import AttemptResult, result_from_outcome
 from hatchway.domain.runs import Mode
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import ValidationFailed
-from hatchway.executors import Executors, make_executors
+from hatchway.executors import Executors
 from hatchway.executors.base import BaseExecutor
 from hatchway.executors.containers.engine import (
     ActionImage,
@@ -31,6 +31,7 @@ from hatchway.executors.containers.engine import (
 from hatchway.executors.containers.lambda_local import PoolBusy, WarmContainer, WarmPool
 from hatchway.runtime import adapter
 from hatchway.runtime.contract import OutputCollector
+from hatchway.wiring import build_placement
 from tests.conftest import make_settings
 
 # the reference grammar of image names (repository path and tag)
@@ -211,7 +212,7 @@ def test_images_go_to_containers_others_to_processes_and_metadata_may_choose() -
 
 def test_auto_without_an_engine_runs_processes(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "home", executor="auto", docker_host=f"unix://{tmp_path}/none.sock")
-    executors = make_executors(settings)
+    executors = build_placement(settings)
     try:
         assert executors.sync.name == "process"
         assert executors.images is None

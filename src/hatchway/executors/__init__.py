@@ -5,53 +5,12 @@ The contract they share (invocation, outcome, verdict) is :mod:`hatchway.domain.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hatchway.config import Settings
     from hatchway.domain.runs import Mode
     from hatchway.domain.spec import ActionSpec
     from hatchway.executors.base import BaseExecutor
-
-#: executor name -> "module:Class"; modules are imported only when the executor is used
-REGISTRY: dict[str, str] = {
-    "process": "hatchway.executors.process:ProcessExecutor",
-    "http": "hatchway.executors.http:HttpExecutor",
-    "docker": "hatchway.executors.containers.docker:DockerExecutor",
-    "lambda-local": "hatchway.executors.containers.lambda_local:LocalLambdaExecutor",
-    "lambda": "hatchway.aws.aws_lambda:LambdaExecutor",
-    "batch": "hatchway.aws.batch:BatchExecutor",
-    "ecs": "hatchway.aws.ecs:EcsExecutor",
-}
-
-EXTRAS = {"docker": "docker", "lambda-local": "docker", "lambda": "aws", "batch": "aws", "ecs": "aws"}
-
-
-def executor_class(name: str) -> type[BaseExecutor]:
-    """The executor class registered under ``name``; a missing extra says what to install."""
-    try:
-        target = REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown executor {name!r}; choose one of {', '.join(REGISTRY)}") from None
-    module_name, _, class_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        extra = EXTRAS.get(name)
-        hint = f": pip install 'hatchway[{extra}]'" if extra else ""
-        raise RuntimeError(f"the {name} executor is not available{hint} ({exc.name} is missing)") from exc
-    cls: Any = getattr(module, class_name)
-    return cls  # type: ignore[no-any-return]
-
-
-def make_executor(settings: Settings, name: str | None = None) -> BaseExecutor:
-    """The executor ``name`` (default: the settings' choice), configured from the settings."""
-    return executor_class(name or settings.executor).from_settings(settings)
-
-
-#: executors that run containers on a local engine; the Lambda one answers sync calls only
-CONTAINER_EXECUTORS = ("docker", "lambda-local")
 
 
 def action_executor(spec: ActionSpec) -> str | None:
@@ -154,32 +113,3 @@ class Executors:
     def close(self) -> None:
         for executor in self._all():
             executor.close()
-
-
-def make_executors(settings: Settings) -> Executors:
-    """The executors the settings name; HTTP actions always go to the gateway's own HTTP executor.
-
-    ``auto`` (the default) uses containers when a Docker engine answers (see
-    :mod:`hatchway.executors.containers`), else host processes. ``HATCHWAY_SYNC_EXECUTOR`` /
-    ``HATCHWAY_RUN_EXECUTOR`` may send sync calls and runs elsewhere than ``HATCHWAY_EXECUTOR``
-    (on AWS: lambda and batch).
-    """
-    http = make_executor(settings, "http")
-    name = settings.executor
-    is_split = bool(settings.sync_executor or settings.run_executor)
-    if name in ("auto", *CONTAINER_EXECUTORS) and not is_split and settings.backend == "embedded":
-        from hatchway.executors.containers.engine import engine_answers
-
-        if name != "auto" or engine_answers(settings.docker_host):
-            from hatchway.executors.containers import container_executors
-
-            executors = container_executors(settings, name)
-            executors.http = http
-            return executors
-        return Executors(make_executor(settings, "process"), http=http, mode="auto (no Docker engine answers)")
-    base = "process" if name == "auto" else name
-    sync_name = settings.sync_executor or base
-    run_name = settings.run_executor or base
-    sync = make_executor(settings, sync_name)
-    run = sync if run_name == sync_name else make_executor(settings, run_name)
-    return Executors(sync, run, http=http)
