@@ -36,7 +36,7 @@ sys.path[:0] = [str(REPO / "src"), str(REPO)]
 
 from hatchway.config import Settings  # noqa: E402
 from hatchway.domain.runs import RunRequest  # noqa: E402
-from hatchway.service import Principal  # noqa: E402
+from hatchway.domain.tenants import Principal  # noqa: E402
 from hatchway.wiring import build_gateway  # noqa: E402
 
 ACTION_DIR = REPO / "tests" / "integration" / "docker_action"

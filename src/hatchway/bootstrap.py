@@ -15,9 +15,10 @@ from typing import Any
 
 from hatchway.config import Settings
 from hatchway.domain.spec import resolve_local_paths
+from hatchway.domain.tenants import Principal
 from hatchway.errors import HatchwayError, ValidationFailed
 from hatchway.observability import configure_observability
-from hatchway.service import Gateway, Principal
+from hatchway.service import Gateway
 from hatchway.wiring import build_gateway
 
 log = logging.getLogger("hatchway")

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
-import hmac
 import logging
 import os
 import secrets as pysecrets
@@ -19,10 +17,10 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hatchway import ports
 from hatchway.blobs import LocalBlobStore, redacted_text
 from hatchway.cache import ResultCache, check_tag
 from hatchway.callbacks import Callbacks, check_url
@@ -30,6 +28,7 @@ from hatchway.config import Settings
 from hatchway.domain import parameters as params
 from hatchway.domain.actions import ActionRecord, Resolved
 from hatchway.domain.attempts import AttemptResult, Invocation, Verdict, judge
+from hatchway.domain.clock import SystemClock
 from hatchway.domain.files import BlobInfo, clean_path
 from hatchway.domain.parameters import fill_session, has_session_placeholders, is_ciphertext
 from hatchway.domain.records import MAX_PAGE, Page
@@ -53,20 +52,18 @@ from hatchway.domain.spec import (
     is_secret_name,
     parse_spec,
 )
-from hatchway.domain.tenants import Project, TokenRecord
+from hatchway.domain.tenants import Principal, Project, TokenRecord
 from hatchway.errors import (
     ActionAppError,
     ActionTimeout,
     ActionUserError,
     BadRequest,
     Conflict,
-    Forbidden,
     HatchwayError,
     NotFound,
     Overloaded,
     SecretBindingError,
     TransitionConflict,
-    Unauthorized,
     Unavailable,
     ValidationFailed,
     error_record,
@@ -83,38 +80,19 @@ from hatchway.observability.metrics import make_recorder
 from hatchway.observability.tracing import current_traceparent, instrument_store, span
 from hatchway.ports import BlobStore
 from hatchway.runtime.contract import OutputCollector, Workspace
-from hatchway.secrets.box import SecretBox, local_blob_cipher
+from hatchway.secrets import LazySecretBox
+from hatchway.secrets.box import SecretBox, local_blob_cipher, read_or_create_token_file
 from hatchway.secrets.redact import ActiveRedaction, Redactor
+from hatchway.services.auth import Auth, Tenants
 from hatchway.sessions import SessionTypes
 from hatchway.stash import FileStashes
 from hatchway.store.base import BaseStore
+from hatchway.store.legacy import SingleObjectRepos
 
 log = logging.getLogger("hatchway")
 
-SCOPES = ("admin", "actions:read", "actions:write", "runs:read", "runs:write", "secrets:encrypt")
-DEFAULT_PROJECT = "proj_local"
-DEFAULT_ENVIRONMENT = "development"
-TOKEN_PREFIX = "hw_"  # noqa: S105 - a prefix, not a secret
 MAX_INHERIT_DEPTH = 5
 SPEC_CACHE_SIZE = 1024
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: a project token, or the global admin (``project_id`` None)."""
-
-    token_id: str | None
-    project_id: str | None
-    scopes: frozenset[str]
-    environments: frozenset[str] | None = None
-
-    @property
-    def is_global_admin(self) -> bool:
-        return self.project_id is None
-
-
-def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 class Gateway:
@@ -132,7 +110,7 @@ class Gateway:
         self.settings = settings
         self.store = store
         self.executors = executors if isinstance(executors, Executors) else Executors(executors)
-        self._secret_box = secret_box
+        self._box: ports.SecretBox = secret_box if isinstance(secret_box, SecretBox) else LazySecretBox(secret_box)
         self.blobs = blobs or LocalBlobStore(settings.blob_dir, lambda: local_blob_cipher(settings.key_path))
         self.stashes = FileStashes(store, self.blobs)
         #: each attempt's redactor, its secrets kept out of the gateway's log lines while it runs
@@ -142,11 +120,13 @@ class Gateway:
         self.callbacks = Callbacks(store, lambda: self.secret_box, allowed_networks(settings.http_allow))
         self.clock = clock
         self.node_id = f"node-{os.getpid()}-{pysecrets.token_hex(3)}"
-        self._bootstrap_hash: str | None = None
+        clock_ = SystemClock()
+        repos = SingleObjectRepos(store)
+        self.auth = Auth(repos.tenants, clock_)
+        self.tenants = Tenants(repos.tenants, self.auth, self._box, clock_, settings)
         self._active: dict[str, threading.Event] = {}
         self._active_lock = threading.Lock()
         self._sync_slots = threading.BoundedSemaphore(settings.sync_concurrency)
-        self._touched: dict[str, int] = {}
         self._specs: dict[str, ActionSpec] = {}
         self.on_enqueue: Callable[[], None] = lambda: None
         #: where a run recorded for the gateway's own executors goes when no worker pool serves this
@@ -164,14 +144,11 @@ class Gateway:
     # ---- set-up ----------------------------------------------------------------------------
 
     @property
-    def secret_box(self) -> SecretBox:
-        if not isinstance(self._secret_box, SecretBox):
-            self._secret_box = self._secret_box()
-        return self._secret_box
+    def secret_box(self) -> ports.SecretBox:
+        return self._box
 
     def bootstrap(self) -> str:
         """Create the default project and settle the bootstrap admin token; returns the token."""
-        self.store.ensure_project(Project(DEFAULT_PROJECT, "local", now_ms()))
         if self.settings.backend == "embedded" and not self.settings.key_path.exists():
             # the master key exists from the first start (so it can be backed up with the home),
             # not from the first secret; a damaged one is answered 503 where it is used
@@ -180,87 +157,34 @@ class Gateway:
             load_or_create_key(self.settings.key_path)
         token = self.settings.bootstrap_token
         if token is None:
-            token = _read_or_create_token_file(self.settings)
-        self.set_bootstrap_token(token)
+            token = read_or_create_token_file(self.settings.token_path)
+        self.auth.bootstrap(token)
         return token
 
     def set_bootstrap_token(self, token: str) -> None:
-        self._bootstrap_hash = hash_secret(token)
+        self.auth.set_bootstrap_token(token)
 
     # ---- authentication and authorisation --------------------------------------------------
 
     def authenticate(self, authorization: str | None) -> Principal:
-        if not authorization:
-            raise Unauthorized()
-        scheme, _, token = authorization.strip().partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthorized("use 'Authorization: Bearer <token>'")
-        presented = hash_secret(token)
-        if self._bootstrap_hash is not None and hmac.compare_digest(presented, self._bootstrap_hash):
-            return Principal(None, None, frozenset(SCOPES))
-        token_id, secret = _split_token(token)
-        record = self.store.get_token(token_id) if token_id else None
-        expected = record.secret_hash if record else hash_secret("x")  # same work either way
-        if record is None or not hmac.compare_digest(hash_secret(secret), expected):
-            raise Unauthorized("the token is unknown or revoked")
-        now = now_ms()
-        if record.expires_at is not None and record.expires_at <= now:
-            raise Unauthorized("the token has expired")
-        if now - self._touched.get(record.id, 0) > 60_000:
-            self._touched[record.id] = now
-            self.store.touch_token(record.id, now)
-        envs = frozenset(record.environments) if record.environments is not None else None
-        return Principal(record.id, record.project_id, frozenset(record.scopes), envs)
+        return self.auth.authenticate(authorization)
 
     def exchange_client_credentials(self, client_id: str, client_secret: str) -> str:
-        """OAuth client credentials for SDKs that speak them: the client is a token (its id and the
-        token itself; ``hatchway-admin`` for the bootstrap token) and the access token is that token."""
-        principal = self.authenticate(f"Bearer {client_secret}")
-        expected = principal.token_id or "hatchway-admin"
-        if not hmac.compare_digest(client_id.encode(), expected.encode()):
-            raise Unauthorized("the client id does not match the client secret")
-        return client_secret
+        return self.auth.exchange_client_credentials(client_id, client_secret)
 
     def authorize(self, principal: Principal, project_id: str, environment: str | None, scope: str | None) -> None:
-        """Raise 403 if the principal may not use ``scope`` in this project and environment.
-
-        Every project-scoped operation calls this first; a token of another project is refused the
-        same way whether or not the project exists, so nothing about other tenants leaks.
-        ``environment`` None is an operation on the whole project (its tokens, its callback secret):
-        a token limited to some environments stays inside them and may not do it.
-        """
-        self.authorize_project(principal, project_id)
-        if principal.environments is not None:
-            if environment is None:
-                raise Forbidden(
-                    f"this token is limited to the {', '.join(sorted(principal.environments)) or 'no'} "
-                    "environment(s); this operation concerns the whole project and needs a token for all of them"
-                )
-            if environment not in principal.environments:
-                raise Forbidden(f"this token may not use the {environment} environment")
-        if scope is not None and scope not in principal.scopes and "admin" not in principal.scopes:
-            raise Forbidden(f"this token lacks the {scope} scope")
+        self.auth.authorize(principal, project_id, environment, scope)
 
     def authorize_project(self, principal: Principal, project_id: str) -> None:
-        """Raise 403 unless the principal belongs to the project (the check before anything else)."""
-        if not principal.is_global_admin and principal.project_id != project_id:
-            raise Forbidden("this token belongs to another project")
+        self.auth.authorize_project(principal, project_id)
 
     # ---- projects and tokens ---------------------------------------------------------------
 
     def create_project(self, principal: Principal, name: str, project_id: str | None = None) -> Project:
-        if not principal.is_global_admin:
-            raise Forbidden("only the global admin token creates projects")
-        project = Project(project_id or "proj_" + _random_alnum(16), name, now_ms())
-        return self.store.create_project(project)
+        return self.tenants.create_project(principal, name, project_id)
 
     def get_project(self, principal: Principal, project_id: str) -> Project:
-        self.authorize_project(principal, project_id)  # any token of the project may read its name
-        project = self.store.get_project(project_id)
-        if project is None:
-            raise NotFound(f"no project {project_id}")
-        return project
+        return self.tenants.get_project(principal, project_id)
 
     def create_token(
         self,
@@ -271,45 +195,14 @@ class Gateway:
         expires_at: int | None = None,
         name: str | None = None,
     ) -> tuple[TokenRecord, str]:
-        self.get_project(principal, project_id)
-        if principal.environments is not None and environments:
-            # an admin token limited to environments makes tokens that stay inside them
-            if not set(environments) <= principal.environments:
-                raise Forbidden("a token cannot create a token for environments it may not use itself")
-            for environment in environments:
-                self.authorize(principal, project_id, environment, "admin")
-        else:
-            self.authorize(principal, project_id, None, "admin")  # a token for every environment
-        unknown = sorted(set(scopes) - set(SCOPES))
-        if unknown:
-            raise ValidationFailed.at(["body", "scopes"], f"unknown scope(s): {', '.join(unknown)}")
-        if expires_at is not None and expires_at <= now_ms():
-            raise ValidationFailed.at(["body", "expires_at"], "the expiry is in the past")
-        token_id_part = _random_alnum(16).lower()
-        secret = pysecrets.token_urlsafe(32)
-        record = TokenRecord(
-            id="tok_" + token_id_part,
-            project_id=project_id,
-            secret_hash=hash_secret(secret),
-            scopes=sorted(set(scopes)),
-            environments=sorted(set(environments)) if environments is not None else None,
-            created_at=now_ms(),
-            expires_at=expires_at,
-            name=name,
-        )
-        self.store.put_token(record)
-        return record, f"{TOKEN_PREFIX}{token_id_part}_{secret}"
+        made = self.tenants.create_token(principal, project_id, scopes, environments, expires_at, name)
+        return made.record, made.token
 
     def list_tokens(self, principal: Principal, project_id: str) -> list[TokenRecord]:
-        self.get_project(principal, project_id)
-        self.authorize(principal, project_id, None, "admin")
-        return self.store.list_tokens(project_id)
+        return self.tenants.list_tokens(principal, project_id)
 
     def revoke_token(self, principal: Principal, project_id: str, token_id: str) -> None:
-        self.get_project(principal, project_id)
-        self.authorize(principal, project_id, None, "admin")
-        if not self.store.delete_token(project_id, token_id):
-            raise NotFound(f"no token {token_id}")
+        self.tenants.revoke_token(principal, project_id, token_id)
 
     # ---- secrets ---------------------------------------------------------------------------
 
@@ -322,16 +215,7 @@ class Gateway:
         action: str | None = None,
         where: list[str | int] | None = None,
     ) -> str:
-        """A ciphertext of ``value`` (at ``where`` in the request, for a refusal's ``loc``)."""
-        self.authorize(principal, project_id, environment, "secrets:encrypt")
-        self._require_project(project_id)
-        if is_ciphertext(value):
-            return value
-        limit = self.settings.limits.max_secret_bytes
-        if len(value.encode()) > limit:
-            raise ValidationFailed.at(where or ["body", "value"], f"a secret may hold at most {limit} bytes",
-                                      "secret_too_long")  # fmt: skip
-        return self.secret_box.encrypt(value, project_id, environment, action)
+        return self.tenants.encrypt(principal, project_id, environment, value, action, where)
 
     # ---- actions ---------------------------------------------------------------------------
 
@@ -1371,8 +1255,7 @@ class Gateway:
             self.callbacks.enqueue(url, self.present_run(run), run.project_id, run.environment)
 
     def _require_project(self, project_id: str) -> None:
-        if self.store.get_project(project_id) is None:
-            raise NotFound(f"no project {project_id}")
+        self.tenants.require_project(project_id)
 
 
 def _file_info(info: BlobInfo, path: str) -> dict[str, Any]:
@@ -1401,34 +1284,3 @@ def _with_trace(options: dict[str, Any]) -> dict[str, Any]:
 def _first_line(text: str) -> str:
     line = text.strip().splitlines()[0] if text.strip() else text
     return line[:200]
-
-
-def _random_alnum(length: int) -> str:
-    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-    return "".join(pysecrets.choice(alphabet) for _ in range(length))
-
-
-def _split_token(token: str) -> tuple[str | None, str]:
-    if not token.startswith(TOKEN_PREFIX) or len(token) < len(TOKEN_PREFIX) + 18:
-        return None, token
-    id_part = token[len(TOKEN_PREFIX) : len(TOKEN_PREFIX) + 16]
-    if token[len(TOKEN_PREFIX) + 16] != "_":
-        return None, token
-    return "tok_" + id_part, token[len(TOKEN_PREFIX) + 17 :]
-
-
-def _read_or_create_token_file(settings: Settings) -> str:
-    path = settings.token_path
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    token = "hwadmin_" + pysecrets.token_urlsafe(32)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token + "\n")
-    return token

@@ -20,11 +20,12 @@ import boto3
 from hatchway.aws.aws_lambda import LambdaExecutor
 from hatchway.aws.clients import AwsClients
 from hatchway.domain.runs import RunRequest, RunStatus
+from hatchway.domain.tenants import Principal
 from hatchway.executors import Executors
 from hatchway.executors.process import ProcessExecutor
 from hatchway.remote import run_attempt
 from hatchway.runtime import adapter
-from hatchway.service import Gateway, Principal
+from hatchway.service import Gateway
 from tests.awsmock import (
     REGION,
     CallCounter,

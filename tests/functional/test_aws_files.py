@@ -22,9 +22,10 @@ from hatchway.aws.clients import AwsClients
 from hatchway.aws.s3blobs import S3BlobStore
 from hatchway.client import ValidationErrorResponse
 from hatchway.domain.runs import RunRequest
+from hatchway.domain.tenants import Principal
 from hatchway.errors import NotFound
 from hatchway.executors import Executors
-from hatchway.service import Gateway, Principal
+from hatchway.service import Gateway
 from tests.awsmock import REGION, CallCounter, aws_gateway, aws_settings, make_infrastructure, moto_in_process
 from tests.conftest import inprocess_client
 

@@ -20,8 +20,8 @@ import pytest
 from hatchway.aws.setup import bootstrap
 from hatchway.config import Settings
 from hatchway.domain.runs import Mode, Run, RunStatus, now_ms
+from hatchway.domain.tenants import Principal
 from hatchway.runner import LambdaDispatcher
-from hatchway.service import Principal
 from tests.awsmock import REGION, aws_settings, moto_in_process, patched_env
 from tests.helpers import REPO
 

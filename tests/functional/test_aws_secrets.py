@@ -11,10 +11,11 @@ import pytest
 
 from hatchway.domain.parameters import is_ciphertext
 from hatchway.domain.runs import RunRequest
+from hatchway.domain.tenants import Principal
 from hatchway.errors import SecretBindingError
 from hatchway.executors import Executors
 from hatchway.executors.process import ProcessExecutor
-from hatchway.service import Gateway, Principal
+from hatchway.service import Gateway
 from tests.awsmock import CallCounter, aws_gateway, aws_settings, moto_in_process
 
 pytestmark = pytest.mark.aws

@@ -311,9 +311,9 @@ def test_async_steps_run_on_the_batch_executors_definitions(tmp_path: Any) -> No
     from hatchway.aws.batch import BatchExecutor
     from hatchway.aws.clients import AwsClients
     from hatchway.aws.kms import kms_secret_box
+    from hatchway.domain.tenants import Principal
     from hatchway.executors import Executors
     from hatchway.executors.process import ProcessExecutor
-    from hatchway.service import Principal
     from hatchway.store.sqlite import SqliteStore
     from tests.awsmock import REGION, CallCounter, aws_settings, make_infrastructure, moto_in_process
 

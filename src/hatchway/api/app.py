@@ -60,6 +60,7 @@ from hatchway.domain.parameters import json_too_deep
 from hatchway.domain.records import DEFAULT_PAGE
 from hatchway.domain.runs import LogEntry, RunRequest
 from hatchway.domain.spec import ActionSpec
+from hatchway.domain.tenants import Principal
 from hatchway.errors import (
     Forbidden,
     HatchwayError,
@@ -69,7 +70,7 @@ from hatchway.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from hatchway.service import Gateway, Principal
+from hatchway.service import Gateway
 
 log = logging.getLogger("hatchway.api")
 #: the OAuth client-credentials exchange: public, but its client secret is a token

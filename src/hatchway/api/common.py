@@ -14,8 +14,9 @@ from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Que
 from hatchway.api.errors import dumps
 from hatchway.api.models import ENVIRONMENT_PATTERN
 from hatchway.domain.records import MAX_PAGE, Page
+from hatchway.domain.tenants import DEFAULT_ENVIRONMENT, Principal
 from hatchway.errors import InternalError, ValidationFailed
-from hatchway.service import DEFAULT_ENVIRONMENT, Gateway, Principal
+from hatchway.service import Gateway
 
 log = logging.getLogger("hatchway.api")
 

@@ -40,8 +40,9 @@ from hatchway.api.common import principal as common_principal
 from hatchway.api.errors import error_answer
 from hatchway.api.models import CacheTagBody, ConnectRunBody, KeboolaActionBody, OAuthTokenBody, SessionTypeBody
 from hatchway.domain.runs import RunRequest
+from hatchway.domain.tenants import Principal
 from hatchway.errors import HatchwayError
-from hatchway.service import Gateway, Principal
+from hatchway.service import Gateway
 
 Handler = Callable[[dict[str, Any], Principal, "re.Match[str]"], dict[str, Any]]
 

@@ -18,9 +18,10 @@ from pydantic import BaseModel, ConfigDict
 from hatchway.api import schemas as S
 from hatchway.api.common import JSON, SAFE_HEADERS, Environment, ProjectId
 from hatchway.api.common import json_answer as _json
+from hatchway.domain.tenants import Principal
 from hatchway.observability.logs import log_context
 from hatchway.observability.tracing import span
-from hatchway.service import Gateway, Principal
+from hatchway.service import Gateway
 
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -31,7 +31,7 @@ from hatchway.services.pipelines.service import PipelineService
 
 if TYPE_CHECKING:
     from hatchway.api.app import Api
-    from hatchway.service import Principal
+    from hatchway.domain.tenants import Principal
 
 PipelineName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="pipeline name")]
 StepName = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$", description="step name")]

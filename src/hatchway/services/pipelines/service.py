@@ -56,6 +56,7 @@ from hatchway.domain.pipelines.spec import (
 from hatchway.domain.records import Page
 from hatchway.domain.runs import Mode, Run, RunRequest, iso, new_run_id, now_ms
 from hatchway.domain.spec import RUN_ACTION, coerce_str, digest_of, is_secret_name
+from hatchway.domain.tenants import SYSTEM, Principal
 from hatchway.errors import (
     ActionFailed,
     BadRequest,
@@ -68,7 +69,7 @@ from hatchway.errors import (
     ValidationFailed,
 )
 from hatchway.secrets.redact import HIDDEN
-from hatchway.service import SCOPES, Gateway, Principal
+from hatchway.service import Gateway
 
 if TYPE_CHECKING:
     from hatchway.aws.stepfunctions import StepFunctionsEngine
@@ -76,8 +77,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hatchway.pipelines")
 
-#: the gateway itself, acting for a user whose request it already authorised
-SYSTEM = Principal(None, None, frozenset(SCOPES))
 SPEC_CACHE_SIZE = 256
 PREVIOUS_SCAN = 50
 _services: weakref.WeakKeyDictionary[Gateway, PipelineService] = weakref.WeakKeyDictionary()
