@@ -389,11 +389,11 @@ def _save_outputs(gateway: Gateway, run: Run) -> None:
 
 def container_gateway(settings: Settings) -> Gateway:
     """The gateway a container attempt uses: the aws backend's store and key, a process executor."""
-    from hatchway.executors import Executors
     from hatchway.executors.process import ProcessExecutor
+    from hatchway.services.placement import Placement
     from hatchway.wiring import build_gateway
 
-    return build_gateway(settings, executors=Executors(ProcessExecutor.from_settings(settings)))
+    return build_gateway(settings, executors=Placement(ProcessExecutor.from_settings(settings)))
 
 
 def container_main(run_id: str) -> int:

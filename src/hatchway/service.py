@@ -31,6 +31,7 @@ from hatchway.domain.attempts import AttemptResult, Invocation, Verdict, judge
 from hatchway.domain.clock import SystemClock
 from hatchway.domain.files import BlobInfo, clean_path
 from hatchway.domain.parameters import fill_session, has_session_placeholders, is_ciphertext
+from hatchway.domain.pipelines.inline import PREFIX
 from hatchway.domain.records import MAX_PAGE, Page
 from hatchway.domain.runs import (
     LogEntry,
@@ -46,11 +47,8 @@ from hatchway.domain.runs import (
     preview,
 )
 from hatchway.domain.spec import (
-    DIGEST_RE,
     RUN_ACTION,
-    ActionSpec,
     is_secret_name,
-    parse_spec,
 )
 from hatchway.domain.tenants import Principal, Project, TokenRecord
 from hatchway.errors import (
@@ -70,7 +68,6 @@ from hatchway.errors import (
     new_exception_id,
     rebuild_error,
 )
-from hatchway.executors import Executors
 from hatchway.executors.base import BaseExecutor
 from hatchway.executors.journal import owner_alive, start_time
 from hatchway.faults import CrashPoints
@@ -83,16 +80,16 @@ from hatchway.runtime.contract import OutputCollector, Workspace
 from hatchway.secrets import LazySecretBox
 from hatchway.secrets.box import SecretBox, local_blob_cipher, read_or_create_token_file
 from hatchway.secrets.redact import ActiveRedaction, Redactor
+from hatchway.services.actions import ActionService
 from hatchway.services.auth import Auth, Tenants
+from hatchway.services.pipelines.steps import InlineActions
+from hatchway.services.placement import Executor, Placement
 from hatchway.sessions import SessionTypes
 from hatchway.stash import FileStashes
 from hatchway.store.base import BaseStore
 from hatchway.store.legacy import SingleObjectRepos
 
 log = logging.getLogger("hatchway")
-
-MAX_INHERIT_DEPTH = 5
-SPEC_CACHE_SIZE = 1024
 
 
 class Gateway:
@@ -102,14 +99,18 @@ class Gateway:
         self,
         settings: Settings,
         store: BaseStore,
-        executors: Executors | BaseExecutor,
+        executors: Placement | BaseExecutor,
         secret_box: SecretBox | Callable[[], SecretBox],
         clock: Callable[[], float] = time.time,
         blobs: BlobStore | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
-        self.executors = executors if isinstance(executors, Executors) else Executors(executors)
+        self.executors = executors if isinstance(executors, Placement) else Placement(executors)
+        if self.executors.http is None:
+            from hatchway.executors.http import HttpExecutor
+
+            self.executors.http = HttpExecutor()
         self._box: ports.SecretBox = secret_box if isinstance(secret_box, SecretBox) else LazySecretBox(secret_box)
         self.blobs = blobs or LocalBlobStore(settings.blob_dir, lambda: local_blob_cipher(settings.key_path))
         self.stashes = FileStashes(store, self.blobs)
@@ -124,16 +125,15 @@ class Gateway:
         repos = SingleObjectRepos(store)
         self.auth = Auth(repos.tenants, clock_)
         self.tenants = Tenants(repos.tenants, self.auth, self._box, clock_, settings)
+        inline = InlineActions(repos.pipelines)
+        self.actions = ActionService(repos.actions, self.auth, self.tenants, self.executors, {PREFIX: inline})
         self._active: dict[str, threading.Event] = {}
         self._active_lock = threading.Lock()
         self._sync_slots = threading.BoundedSemaphore(settings.sync_concurrency)
-        self._specs: dict[str, ActionSpec] = {}
         self.on_enqueue: Callable[[], None] = lambda: None
         #: where a run recorded for the gateway's own executors goes when no worker pool serves this
         #: gateway (on AWS: the runner function, :mod:`hatchway.runner`)
         self.dispatch: Callable[[Run], None] | None = None
-        #: actions that are not registered but derived ("pipeline:<pipeline>/<step>"), by name prefix
-        self.action_sources: dict[str, Callable[[str, str, str, int | None, str | None], Resolved]] = {}
         #: (size, busy) of the worker pool serving this gateway, when one runs in this process
         self.capacity: Callable[[], tuple[int, int]] | None = None
         self.metrics = make_recorder(settings)
@@ -222,53 +222,8 @@ class Gateway:
     def register_action(
         self, principal: Principal, project_id: str, environment: str, document: Any
     ) -> tuple[ActionRecord, bool]:
-        self.authorize(principal, project_id, environment, "actions:write")
-        self._require_project(project_id)
-        spec = document if isinstance(document, ActionSpec) else parse_spec(document)
-        if spec.inherits is not None:
-            self._check_inherits(project_id, environment, spec)
-        effective = self._effective(project_id, environment, spec)
-        picked = [self.executors.pick(effective, mode) for mode in (Mode.SYNC, Mode.ASYNC)]
-        for executor in dict.fromkeys(picked):
-            executor.prepare(project_id, effective)  # before storing: a refusal stores nothing
-        return self.store.register_version(project_id, environment, spec.normalised(), spec.digest())
-
-    def _check_inherits(self, project_id: str, environment: str, spec: ActionSpec) -> None:
-        if spec.inherits is None:
-            return
-        if spec.inherits.owner not in (None, project_id):
-            raise ValidationFailed.at(["body", "inherits", "owner"], "an action can inherit only from its own project")
-        if spec.inherits.name == spec.name:
-            raise ValidationFailed.at(["body", "inherits", "name"], "an action cannot inherit from itself")
-        try:
-            self._effective(project_id, environment, spec)
-        except NotFound:
-            raise ValidationFailed.at(
-                ["body", "inherits"], f"the inherited action {spec.inherits.name} (or that digest) does not exist"
-            ) from None
-
-    def _effective(self, project_id: str, environment: str, spec: ActionSpec, depth: int = 0) -> ActionSpec:
-        """Apply inheritance: the parent's image, container and parameters, pinned by digest if given."""
-        if spec.inherits is None:
-            return spec
-        if depth >= MAX_INHERIT_DEPTH:
-            raise ValidationFailed.at(["body", "inherits"], f"inheritance is deeper than {MAX_INHERIT_DEPTH} levels")
-        ref = spec.inherits
-        parent_record = self.store.get_action(project_id, environment, ref.name, digest=ref.digest)
-        if parent_record is None:
-            raise NotFound(f"the inherited action {ref.name} does not exist")
-        parent = self._effective(project_id, environment, self._parsed(parent_record), depth + 1)
-        return spec.with_parent(parent)
-
-    def _parsed(self, record: ActionRecord) -> ActionSpec:
-        """The spec of a stored version; versions are immutable, so parsed specs are cached by digest."""
-        spec = self._specs.get(record.digest)
-        if spec is None:
-            spec = ActionSpec.model_validate(record.spec)
-            if len(self._specs) >= SPEC_CACHE_SIZE:
-                self._specs.pop(next(iter(self._specs)))
-            self._specs[record.digest] = spec
-        return spec
+        registered = self.actions.register(principal, project_id, environment, document)
+        return registered.record, registered.created
 
     def resolve(
         self,
@@ -279,20 +234,7 @@ class Gateway:
         digest: str | None = None,
         include_deleted: bool = False,
     ) -> Resolved:
-        if digest is not None and not DIGEST_RE.match(digest):
-            raise ValidationFailed.at(["digest"], "a digest is 'sha256:' followed by 64 lowercase hex digits")
-        prefix, derived, _ = name.partition(":")
-        if derived and prefix in self.action_sources:
-            return self.action_sources[prefix](project_id, environment, name, version, digest)
-        record = self.store.get_action(project_id, environment, name, version, digest, include_deleted)
-        if record is None:
-            what = f" version {version}" if version else (f" with digest {digest}" if digest else "")
-            raise NotFound(f"no action {name}{what}")
-        spec = self._parsed(record)
-        try:
-            return Resolved(record, self._effective(project_id, environment, spec))
-        except NotFound as exc:
-            raise BadRequest(f"action {name} inherits from an action that no longer exists ({exc.message})") from None
+        return self.actions.resolve(project_id, environment, name, version, digest, include_deleted)
 
     def get_action(
         self,
@@ -303,8 +245,7 @@ class Gateway:
         version: int | None = None,
         digest: str | None = None,
     ) -> ActionRecord:
-        self.authorize(principal, project_id, environment, "actions:read")
-        return self.resolve(project_id, environment, name, version, digest).record
+        return self.actions.get(principal, project_id, environment, name, version, digest)
 
     def list_actions(
         self,
@@ -315,19 +256,15 @@ class Gateway:
         cursor: str | None,
         tag: str | None = None,
     ) -> Page[ActionRecord]:
-        self.authorize(principal, project_id, environment, "actions:read")
-        return self.store.list_actions(project_id, environment, limit, cursor, tag)
+        return self.actions.list(principal, project_id, environment, limit, cursor, tag)
 
     def list_versions(
         self, principal: Principal, project_id: str, environment: str, name: str, limit: int, cursor: str | None
     ) -> Page[ActionRecord]:
-        self.authorize(principal, project_id, environment, "actions:read")
-        return self.store.list_versions(project_id, environment, name, limit, cursor)
+        return self.actions.versions(principal, project_id, environment, name, limit, cursor)
 
     def delete_action(self, principal: Principal, project_id: str, environment: str, name: str) -> None:
-        self.authorize(principal, project_id, environment, "actions:write")
-        if not self.store.delete_action(project_id, environment, name):
-            raise NotFound(f"no action {name}")
+        self.actions.delete(principal, project_id, environment, name)
 
     # ---- parameters ------------------------------------------------------------------------
 
@@ -919,7 +856,7 @@ class Gateway:
             yield
 
     def _execute(
-        self, executor: BaseExecutor, invocation: Invocation, collector: OutputCollector, cancel: threading.Event
+        self, executor: Executor, invocation: Invocation, collector: OutputCollector, cancel: threading.Event
     ) -> AttemptResult:
         """Run the attempt on the executor, the action process in a span of its own whose context
         the action gets as ``TRACEPARENT``."""

@@ -8,17 +8,18 @@ the Lambda handlers and the tests build a process's collaborators here from its
 
 from __future__ import annotations
 
+import functools
 import importlib
 from typing import TYPE_CHECKING, Any
 
 from hatchway.config import Settings
 
 if TYPE_CHECKING:
-    from hatchway.executors import Executors
     from hatchway.executors.base import BaseExecutor
     from hatchway.ports import BlobStore
     from hatchway.secrets.box import SecretBox
     from hatchway.service import Gateway
+    from hatchway.services.placement import Executor, Placement
     from hatchway.store.base import BaseStore
     from hatchway.store.legacy import SingleObjectRepos
 
@@ -129,35 +130,38 @@ def build_executor(settings: Settings, name: str | None = None) -> BaseExecutor:
     return executor
 
 
-def build_placement(settings: Settings) -> Executors:
-    """The executors the settings name; HTTP actions always go to the gateway's own HTTP executor.
+def build_placement(settings: Settings, sync: Executor | None = None, run: Executor | None = None) -> Placement:
+    """The executors the settings name (or ``sync`` and ``run`` when given, for tests and the
+    container side of Batch/ECS); HTTP actions always go to the gateway's own HTTP executor.
 
     ``auto`` (the default) uses containers when a Docker engine answers, else host processes.
     ``HATCHWAY_SYNC_EXECUTOR`` / ``HATCHWAY_RUN_EXECUTOR`` may send sync calls and runs elsewhere
     than ``HATCHWAY_EXECUTOR`` (on AWS: lambda and batch).
     """
-    from hatchway.executors import Executors
+    from hatchway.services.placement import Placement
 
     http = build_executor(settings, "http")
+    engines = {name: functools.partial(build_executor, settings, name) for name in ENGINES}
+    if sync is not None:
+        return Placement(sync, run, http, engines=engines)
     name = settings.executor
     is_split = bool(settings.sync_executor or settings.run_executor)
     if name in ("auto", *CONTAINER_EXECUTORS) and not is_split and settings.backend == "embedded":
         from hatchway.executors.containers.engine import engine_answers
 
         if name != "auto" or engine_answers(settings.docker_host):
-            executors = _container_executors(settings, name)
-            executors.http = http
-            return executors
-        return Executors(build_executor(settings, "process"), http=http, mode="auto (no Docker engine answers)")
+            return _container_placement(settings, name, http)
+        process = build_executor(settings, "process")
+        return Placement(process, http=http, mode="auto (no Docker engine answers)", engines=engines)
     base = "process" if name == "auto" else name
     sync_name = settings.sync_executor or base
     run_name = settings.run_executor or base
     sync = build_executor(settings, sync_name)
     run = sync if run_name == sync_name else build_executor(settings, run_name)
-    return Executors(sync, run, http=http)
+    return Placement(sync, run, http, engines=engines)
 
 
-def _container_executors(settings: Settings, name: str) -> Executors:
+def _container_placement(settings: Settings, name: str, http: BaseExecutor) -> Placement:
     """The executors for ``name`` (auto, docker or lambda-local) over one Docker engine.
 
     ``docker`` runs everything with ``docker run``; ``lambda-local`` answers sync calls with warm
@@ -166,10 +170,10 @@ def _container_executors(settings: Settings, name: str) -> Executors:
     name in ``metadata.executor``.
     """
     from hatchway.errors import Unavailable
-    from hatchway.executors import Executors
     from hatchway.executors.containers.docker import DockerExecutor
     from hatchway.executors.containers.engine import DockerEngine
     from hatchway.executors.containers.lambda_local import LocalLambdaExecutor, find_rie
+    from hatchway.services.placement import Placement
 
     engine = DockerEngine(settings.docker_host, settings.home)
     engine.ping()
@@ -189,15 +193,15 @@ def _container_executors(settings: Settings, name: str) -> Executors:
     if name == "auto":
         process = build_executor(settings, "process")
         named["process"] = (process, process)
-        return Executors(process, images=images, named=named, mode=f"auto ({where})")
-    return Executors(*named[name], named=named, mode=where)
+        return Placement(process, http=http, images=images, named=named, mode=f"auto ({where})")
+    return Placement(*named[name], http, named=named, mode=where)
 
 
 # ---- the gateway ------------------------------------------------------------------------------
 
 
 def build_gateway(
-    settings: Settings, store: BaseStore | None = None, executors: Executors | BaseExecutor | None = None
+    settings: Settings, store: BaseStore | None = None, executors: Placement | BaseExecutor | None = None
 ) -> Gateway:
     """A gateway wired from settings: the named store, executors and secret box."""
     from hatchway.service import Gateway

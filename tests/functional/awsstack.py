@@ -21,11 +21,11 @@ from hatchway.aws.aws_lambda import LambdaExecutor
 from hatchway.aws.clients import AwsClients
 from hatchway.domain.runs import RunRequest, RunStatus
 from hatchway.domain.tenants import Principal
-from hatchway.executors import Executors
 from hatchway.executors.process import ProcessExecutor
 from hatchway.remote import run_attempt
 from hatchway.runtime import adapter
 from hatchway.service import Gateway
+from hatchway.services.placement import Placement
 from tests.awsmock import (
     REGION,
     CallCounter,
@@ -95,7 +95,7 @@ def build_stack(tmp_path: Path, infrastructure: dict[str, Any], run_executor: ty
     counter = CallCounter(session)
     settings = replace(aws_settings(tmp_path / "home"), **infrastructure)
     aws = AwsClients(REGION, None, session)
-    executors = Executors(LambdaExecutor.from_settings(settings, aws), run_executor.from_settings(settings, aws))
+    executors = Placement(LambdaExecutor.from_settings(settings, aws), run_executor.from_settings(settings, aws))
     gateway = aws_gateway(settings, session, executors)
     counter.hooks.append(_lambda_runtime)
     return Stack(gateway, counter, session, settings)
@@ -110,7 +110,7 @@ def _lambda_runtime(service: str, operation: str, params: dict[str, Any]) -> Non
 def container(stack: Stack, run_id: str, owner: str) -> int:
     """One attempt of the run, as the job's container does it (``--run RUN_ID``)."""
     settings = stack.settings
-    inside = aws_gateway(settings, stack.session, Executors(ProcessExecutor.from_settings(settings)))
+    inside = aws_gateway(settings, stack.session, Placement(ProcessExecutor.from_settings(settings)))
     try:
         return run_attempt(inside, run_id, owner)
     finally:

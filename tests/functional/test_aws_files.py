@@ -24,8 +24,8 @@ from hatchway.client import ValidationErrorResponse
 from hatchway.domain.runs import RunRequest
 from hatchway.domain.tenants import Principal
 from hatchway.errors import NotFound
-from hatchway.executors import Executors
 from hatchway.service import Gateway
+from hatchway.services.placement import Placement
 from tests.awsmock import REGION, CallCounter, aws_gateway, aws_settings, make_infrastructure, moto_in_process
 from tests.conftest import inprocess_client
 
@@ -54,7 +54,7 @@ def stack(tmp_path: Path, infrastructure: dict[str, Any]) -> tuple[Gateway, Call
     counter = CallCounter(session)
     settings = replace(aws_settings(tmp_path / "home"), **infrastructure)
     aws = AwsClients(REGION, None, session)
-    executors = Executors(LambdaExecutor.from_settings(settings, aws), BatchExecutor.from_settings(settings, aws))
+    executors = Placement(LambdaExecutor.from_settings(settings, aws), BatchExecutor.from_settings(settings, aws))
     gateway = aws_gateway(settings, session, executors)
     gateway.blobs = S3BlobStore(settings.outputs_bucket, aws)
     gateway.stashes.blobs = gateway.blobs

@@ -25,10 +25,10 @@ from hatchway.aws.aws_lambda import LambdaExecutor
 from hatchway.aws.batch import BatchExecutor
 from hatchway.aws.clients import AwsClients
 from hatchway.domain.runs import Run, RunRequest, RunStatus, now_ms
-from hatchway.executors import Executors
 from hatchway.executors.http import HttpExecutor
 from hatchway.runner import LambdaDispatcher, claim, run_dispatched
 from hatchway.service import Gateway
+from hatchway.services.placement import Placement
 from hatchway.sweeper import sweep
 from tests.awsmock import REGION, CallCounter, answer_instead, aws_gateway, aws_settings, lambda_error
 from tests.functional.awsstack import ACTION, ADMIN, ENV, P, Stack, moto_infrastructure, submit
@@ -108,7 +108,7 @@ def deployed(tmp_path: Path, infrastructure: dict[str, Any]) -> Deployed:
         aws_settings(tmp_path / "home", http_allow=("loopback",), runner_function=RUNNER), **infrastructure
     )
     aws = AwsClients(REGION, None, session)
-    executors = Executors(
+    executors = Placement(
         LambdaExecutor.from_settings(settings, aws), BatchExecutor.from_settings(settings, aws),
         http=HttpExecutor.from_settings(settings),
     )  # fmt: skip

@@ -13,9 +13,9 @@ from hatchway.domain.parameters import is_ciphertext
 from hatchway.domain.runs import RunRequest
 from hatchway.domain.tenants import Principal
 from hatchway.errors import SecretBindingError
-from hatchway.executors import Executors
 from hatchway.executors.process import ProcessExecutor
 from hatchway.service import Gateway
+from hatchway.services.placement import Placement
 from tests.awsmock import CallCounter, aws_gateway, aws_settings, moto_in_process
 
 pytestmark = pytest.mark.aws
@@ -36,7 +36,7 @@ def kms_gateway(tmp_path: Path) -> Iterator[tuple[Gateway, CallCounter]]:
         session = boto3.session.Session()
         counter = CallCounter(session)
         settings = aws_settings(tmp_path / "home")
-        gateway = aws_gateway(settings, session, Executors(ProcessExecutor.from_settings(settings)))
+        gateway = aws_gateway(settings, session, Placement(ProcessExecutor.from_settings(settings)))
         yield gateway, counter
         gateway.executors.close()
 

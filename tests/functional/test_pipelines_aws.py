@@ -312,8 +312,8 @@ def test_async_steps_run_on_the_batch_executors_definitions(tmp_path: Any) -> No
     from hatchway.aws.clients import AwsClients
     from hatchway.aws.kms import kms_secret_box
     from hatchway.domain.tenants import Principal
-    from hatchway.executors import Executors
     from hatchway.executors.process import ProcessExecutor
+    from hatchway.services.placement import Placement
     from hatchway.store.sqlite import SqliteStore
     from tests.awsmock import REGION, CallCounter, aws_settings, make_infrastructure, moto_in_process
 
@@ -326,7 +326,7 @@ def test_async_steps_run_on_the_batch_executors_definitions(tmp_path: Any) -> No
         bootstrap(settings, aws)
         runs = BatchExecutor.from_settings(settings, aws)
         gateway = Gateway(
-            settings, SqliteStore(tmp_path / "pipelines.db"), Executors(ProcessExecutor.from_settings(settings), runs),
+            settings, SqliteStore(tmp_path / "pipelines.db"), Placement(ProcessExecutor.from_settings(settings), runs),
             lambda: kms_secret_box(settings, aws=aws),
         )  # fmt: skip
         gateway.bootstrap()

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from hatchway.client import Client
-from hatchway.executors import Executors
 from hatchway.executors.process import ProcessExecutor
 from hatchway.service import Gateway
+from hatchway.services.placement import Placement
 from hatchway.wiring import build_gateway
 from tests.conftest import inprocess_client, make_settings
 from tests.functional.stages import execute, explain, finish, put, run_of, stage, statuses, step
@@ -36,7 +36,7 @@ def hw(tmp_path: Path) -> Iterator[Client]:
     from hatchway.worker import WorkerPool
 
     settings = make_settings(tmp_path / "home")
-    gateway: Gateway = build_gateway(settings, executors=Executors(HostShellAsContainer.from_settings(settings)))
+    gateway: Gateway = build_gateway(settings, executors=Placement(HostShellAsContainer.from_settings(settings)))
     gateway.bootstrap()
     pool = WorkerPool(gateway, size=2)
     pool.start()

@@ -24,10 +24,10 @@ from hatchway.aws.clients import AwsClients
 from hatchway.aws.ecs import EcsExecutor
 from hatchway.aws.engines import RETRY_EXIT_CODE
 from hatchway.domain.runs import RunStatus
-from hatchway.executors import Executors
 from hatchway.executors.process import ProcessExecutor
 from hatchway.remote import handle_event, run_attempt
 from hatchway.service import Gateway
+from hatchway.services.placement import Placement
 from hatchway.store.dynamodb import DynamoDbStore
 from tests.awsmock import REGION
 from tests.functional.awsstack import (
@@ -140,7 +140,7 @@ def container_side(stack: Stack) -> tuple[Gateway, Touched]:
     gateway = Gateway(
         settings,
         DynamoDbStore.from_settings(settings, aws=aws),
-        Executors(ProcessExecutor.from_settings(settings)),
+        Placement(ProcessExecutor.from_settings(settings)),
         lambda: kms_secret_box(settings, aws=aws),
         blobs=S3BlobStore.from_settings(settings, aws=aws),
     )

@@ -57,3 +57,12 @@ class IdempotencyOutcome:
 
     is_owner: bool
     record: IdempotencyRecord
+
+
+@dataclass
+class Registered(Generic[T]):
+    """What a registration made: the version on record, and whether it is new (False: identical
+    to the latest, nothing changed)."""
+
+    record: T
+    created: bool

@@ -29,7 +29,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from hatchway.domain.actions import ActionRecord, Resolved
 from hatchway.domain.parameters import ANY_ACTION, is_ciphertext
 from hatchway.domain.pipelines import inline
 from hatchway.domain.pipelines.plan import plan
@@ -52,6 +51,7 @@ from hatchway.domain.pipelines.spec import (
     concise,
     parse_pipeline,
     render,
+    spec_of,
 )
 from hatchway.domain.records import Page
 from hatchway.domain.runs import Mode, Run, RunRequest, iso, new_run_id, now_ms
@@ -77,7 +77,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hatchway.pipelines")
 
-SPEC_CACHE_SIZE = 256
 PREVIOUS_SCAN = 50
 _services: weakref.WeakKeyDictionary[Gateway, PipelineService] = weakref.WeakKeyDictionary()
 _services_lock = threading.Lock()
@@ -99,13 +98,11 @@ class PipelineService:
         self.store = gateway.store
         self.settings = gateway.settings
         self.engine_name = gateway.settings.pipeline_engine
-        self._specs: dict[tuple[str, str, str, int], PipelineSpec] = {}
         self._launched: set[str] = set()
         self._lock = threading.Lock()
         self._sync_pool: ThreadPoolExecutor | None = None
         self._advancer: Advancer | None = None
         self._sfn: StepFunctionsEngine | None = None
-        gateway.action_sources[inline.PREFIX] = self._resolve_inline
 
     @classmethod
     def of(cls, gateway: Gateway) -> PipelineService:
@@ -235,14 +232,7 @@ class PipelineService:
         return stored
 
     def spec_of(self, record: PipelineRecord) -> PipelineSpec:
-        key = (record.project_id, record.environment, record.name, record.version)
-        spec = self._specs.get(key)
-        if spec is None:
-            spec = PipelineSpec.model_validate(record.spec)
-            if len(self._specs) >= SPEC_CACHE_SIZE:
-                self._specs.pop(next(iter(self._specs)))
-            self._specs[key] = spec
-        return spec
+        return spec_of(record)
 
     def _record(
         self, project_id: str, environment: str, name: str, version: int | None = None, include_deleted: bool = False
@@ -711,30 +701,6 @@ class PipelineService:
         if value is None:
             raise StepProblem(f"{ref.text} has no value: step {ref.step} did not give it")
         return coerce_str(value)
-
-    # ---- inline steps as actions ----------------------------------------------------------------
-
-    def _resolve_inline(
-        self, project_id: str, environment: str, name: str, version: int | None, digest: str | None
-    ) -> Resolved:
-        parsed = inline.parse_action_name(name)
-        if parsed is None:
-            raise NotFound(f"no action {name}")
-        pipeline, step_name = parsed
-        record = self.store.get_pipeline(project_id, environment, pipeline, version, include_deleted=True)
-        spec = self.spec_of(record) if record else None
-        step = spec.step(step_name) if spec else None
-        if record is None or spec is None or step is None or step.kind != StepType.RUN_DOCKER_CONTAINER:
-            raise NotFound(f"no action {name}")
-        action = inline.inline_spec(spec, step)
-        action_digest = action.digest()
-        if digest is not None and digest != action_digest:
-            raise NotFound(f"no action {name} with digest {digest}")
-        normal = action.normalised()
-        return Resolved(
-            ActionRecord(project_id, environment, name, record.version, action_digest, record.created_at, normal),
-            action,
-        )
 
     # ---- the advancer ------------------------------------------------------------------------
 
