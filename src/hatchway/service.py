@@ -21,15 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from hatchway import ports
-from hatchway.blobs import LocalBlobStore, redacted_text
-from hatchway.cache import ResultCache, check_tag
-from hatchway.callbacks import Callbacks, check_url
+from hatchway.blobs import LocalBlobStore
 from hatchway.config import Settings
 from hatchway.domain import parameters as params
 from hatchway.domain.actions import ActionRecord, Resolved
 from hatchway.domain.attempts import AttemptResult, Invocation, Verdict, judge
 from hatchway.domain.clock import SystemClock
-from hatchway.domain.files import BlobInfo, clean_path
+from hatchway.domain.files import clean_path
 from hatchway.domain.parameters import fill_session, has_session_placeholders, is_ciphertext
 from hatchway.domain.pipelines.inline import PREFIX
 from hatchway.domain.records import MAX_PAGE, Page
@@ -71,7 +69,7 @@ from hatchway.errors import (
 from hatchway.executors.base import BaseExecutor
 from hatchway.executors.journal import owner_alive, start_time
 from hatchway.faults import CrashPoints
-from hatchway.net import allowed_networks
+from hatchway.net import HttpCallbackSender, allowed_networks
 from hatchway.observability.logs import log_context
 from hatchway.observability.metrics import make_recorder
 from hatchway.observability.tracing import current_traceparent, instrument_store, span
@@ -79,13 +77,13 @@ from hatchway.ports import BlobStore
 from hatchway.runtime.contract import OutputCollector, Workspace
 from hatchway.secrets import LazySecretBox
 from hatchway.secrets.box import SecretBox, local_blob_cipher, read_or_create_token_file
-from hatchway.secrets.redact import ActiveRedaction, Redactor
+from hatchway.secrets.redact import ActiveRedaction
 from hatchway.services.actions import ActionService
 from hatchway.services.auth import Auth, Tenants
+from hatchway.services.extras import CacheTags, Callbacks, SessionTypes, check_tag, check_url
+from hatchway.services.files import FileService, FileStashes, StoredFile
 from hatchway.services.pipelines.steps import InlineActions
 from hatchway.services.placement import Executor, Placement
-from hatchway.sessions import SessionTypes
-from hatchway.stash import FileStashes
 from hatchway.store.base import BaseStore
 from hatchway.store.legacy import SingleObjectRepos
 
@@ -112,13 +110,9 @@ class Gateway:
 
             self.executors.http = HttpExecutor()
         self._box: ports.SecretBox = secret_box if isinstance(secret_box, SecretBox) else LazySecretBox(secret_box)
-        self.blobs = blobs or LocalBlobStore(settings.blob_dir, lambda: local_blob_cipher(settings.key_path))
-        self.stashes = FileStashes(store, self.blobs)
+        self._blobs = blobs or LocalBlobStore(settings.blob_dir, lambda: local_blob_cipher(settings.key_path))
         #: each attempt's redactor, its secrets kept out of the gateway's log lines while it runs
         self.redaction = ActiveRedaction()
-        self.cache = ResultCache(store, lambda: self.secret_box)
-        self.sessions = SessionTypes(store, lambda: self.secret_box)
-        self.callbacks = Callbacks(store, lambda: self.secret_box, allowed_networks(settings.http_allow))
         self.clock = clock
         self.node_id = f"node-{os.getpid()}-{pysecrets.token_hex(3)}"
         clock_ = SystemClock()
@@ -126,6 +120,12 @@ class Gateway:
         self.auth = Auth(repos.tenants, clock_)
         self.tenants = Tenants(repos.tenants, self.auth, self._box, clock_, settings)
         inline = InlineActions(repos.pipelines)
+        docs = repos.documents
+        self.files = FileService(self._blobs, docs, repos.runs, self.auth, self.tenants, clock_, settings)
+        self.caches = CacheTags(docs, self._box, self.auth, self.tenants, clock_)
+        self.sessions = SessionTypes(docs, self._box, self.auth, self.tenants)
+        self.sender = HttpCallbackSender(allowed_networks(settings.http_allow))
+        self.callbacks = Callbacks(docs, self._box, self.auth, self.tenants, self.sender)
         self.actions = ActionService(repos.actions, self.auth, self.tenants, self.executors, {PREFIX: inline})
         self._active: dict[str, threading.Event] = {}
         self._active_lock = threading.Lock()
@@ -303,11 +303,11 @@ class Gateway:
                 raise ValidationFailed.at(["body", "inputs"], "sync actions get no input files")
             for path in request.inputs:
                 clean_path(path, "inputs", self.settings.limits.max_path_component_bytes)
-                if not self.blobs.exists(self._file_key(project_id, environment, path)):
+                if not self.files.has_input(project_id, environment, path):
                     raise NotFound(f"no file {path!r} in this project (upload it with PUT .../files/{path})")
             options["inputs"] = list(request.inputs)
         if request.stash_id is not None:
-            options["stash_id"] = self.stashes.open(project_id, environment, request.stash_id)
+            options["stash_id"] = self.files.stashes.open(project_id, environment, request.stash_id)
         if request.callback_url is not None:
             options["callback_url"] = check_url(request.callback_url)
         if request.config:
@@ -321,7 +321,7 @@ class Gateway:
 
         def mask(value: str) -> str:
             plain = self.secret_box.decrypt(value, project_id, environment, resolved.record.name)
-            return self.cache.mask(plain)
+            return self.caches.mask(plain)
 
         parts = [
             project_id,
@@ -332,7 +332,7 @@ class Gateway:
             params.map_secrets(options.get("input"), mask),
             options.get("config"),
         ]
-        return self.cache.key(tag, parts)
+        return self.caches.key(tag, parts)
 
     def _open(self, run: Run, value: Any, where: str) -> tuple[Any, list[str]]:
         """Decrypt every ``#`` value of ``value``; the plain data and the secrets (for redaction).
@@ -562,7 +562,7 @@ class Gateway:
         if request.cache is not None:
             check_tag(request.cache, ["body", "cache"])
             cache_key = self._cache_key(parameters, options, resolved, invoked, request.cache, project_id, environment)
-            hit = self.cache.get(project_id, environment, cache_key)
+            hit = self.caches.lookup(project_id, environment, cache_key)
             if hit is not None:
                 return {**hit, "cached": True}
         limit = float(min(self.settings.sync_timeout_seconds, spec.timeout_seconds))
@@ -611,8 +611,8 @@ class Gateway:
             if "stash_id" in options:
                 answer["stash_id"] = options["stash_id"]
             if cache_key is not None and request.cache is not None:
-                self.cache.put(project_id, environment, cache_key, answer,
-                               self.cache.ttl(project_id, environment, request.cache))  # fmt: skip
+                self.caches.keep(project_id, environment, cache_key, answer,
+                                 self.caches.ttl(project_id, environment, request.cache))  # fmt: skip
                 answer["cached"] = False
             return answer
         error = verdict.error or RunError("application", "the action failed", new_exception_id())
@@ -801,10 +801,10 @@ class Gateway:
             staged.mkdir(parents=True, mode=0o700)
         for path in inputs or ():
             local = staged / "in" / path  # type: ignore[operator]
-            if self.blobs.export(self._file_key(run.project_id, run.environment, path), local):
+            if self.files.export_input(run.project_id, run.environment, path, local):
                 invocation.input_files.append((path, local))
         if stash_id:
-            invocation.tmp_source = self.stashes.directory(
+            invocation.tmp_source = self.files.stashes.directory(
                 run.project_id,
                 run.environment,
                 stash_id,
@@ -814,22 +814,14 @@ class Gateway:
         def keep(path: Path) -> None:
             workspace = Workspace(path.parent, path.name)
             if stash_id:
-                self.stashes.save(
+                self.files.stashes.save(
                     run.project_id, run.environment, stash_id, workspace.files("tmp"), invocation.redactor
                 )
             if run.invoked == RUN_ACTION:
-                self._keep_artifacts(run.id, workspace, invocation.redactor)
+                self.files.keep_artifacts(run.id, workspace, invocation.redactor)
 
         invocation.before_cleanup = keep
         return staged
-
-    def _keep_artifacts(self, run_id: str, workspace: Workspace, redactor: Redactor) -> None:
-        """Files the action left in ``out/files/`` (and Keboola's ``out/tables/``) become artifacts,
-        text files with the run's secrets hidden (regular files only, never through a link the
-        action made: see :meth:`Workspace.files`)."""
-        for folder in ("files", "tables"):
-            for relative, path in workspace.files("out", folder):
-                self.blobs.put_chunks(f"artifacts/{run_id}/{folder}/{relative}", redacted_text(path, redactor))
 
     def tidy_at_rest(self) -> None:
         """At start: remove what crashed processes left staged in the clear, and encrypt blobs kept
@@ -838,8 +830,8 @@ class Gateway:
             for leftover in self._staging.iterdir():
                 if not owner_alive("-".join(leftover.name.split("-")[:2])):
                     shutil.rmtree(leftover, ignore_errors=True)
-        if isinstance(self.blobs, LocalBlobStore):
-            encrypted = self.blobs.encrypt_legacy()
+        if isinstance(self._blobs, LocalBlobStore):
+            encrypted = self._blobs.encrypt_legacy()
             if encrypted:
                 log.warning("encrypted files kept in the clear by an earlier version", extra={"count": encrypted})
 
@@ -1094,109 +1086,81 @@ class Gateway:
     def present_run(self, run: Run, with_log: bool = True) -> dict[str, Any]:
         """The API's run body: secret values (``#`` keys at any depth) never shown; a list page's
         runs come ``with_log=False``, without the head and tail of their logs (``os``)."""
-        body = run.to_api(with_log)
-        body["parameters"] = params.hide_secrets(run.parameters)
-        return body
+        return run.to_api(with_log)
 
     # ---- files and artifacts ---------------------------------------------------------------
 
-    def _file_key(self, project_id: str, environment: str, path: str) -> str:
-        return f"files/{project_id}/{environment}/{self._path(path)}"
+    @property
+    def blobs(self) -> ports.BlobStore:
+        return self.files.blobs
 
-    def _path(self, path: str) -> str:
-        """A path a client names (a file, an artifact), checked (422) before any blob is touched."""
-        return clean_path(path, "path", self.settings.limits.max_path_component_bytes)
+    @blobs.setter
+    def blobs(self, blobs: ports.BlobStore) -> None:  # tests put files on S3 (facade only)
+        self.files.blobs = self.files.stashes.blobs = blobs
+
+    @property
+    def stashes(self) -> FileStashes:
+        return self.files.stashes
 
     def put_file(
         self, principal: Principal, project_id: str, environment: str, path: str, data: bytes
     ) -> dict[str, Any]:
-        """Store a project file (an input runs can name)."""
-        self.authorize(principal, project_id, environment, "runs:write")
-        self._require_project(project_id)
-        info = self.blobs.put_bytes(self._file_key(project_id, environment, path), data)
-        return _file_info(info, path)
+        return _file_info(self.files.put(principal, project_id, environment, path, data))
 
     def list_files(self, principal: Principal, project_id: str, environment: str) -> list[dict[str, Any]]:
-        self.authorize(principal, project_id, environment, "runs:read")
-        prefix = f"files/{project_id}/{environment}"
-        return [_file_info(info, info.key[len(prefix) + 1 :]) for info in self.blobs.list(prefix)]
+        return [_file_info(stored) for stored in self.files.list(principal, project_id, environment)]
 
     def get_file(self, principal: Principal, project_id: str, environment: str, path: str) -> bytes:
-        self.authorize(principal, project_id, environment, "runs:read")
-        data = self.blobs.read(self._file_key(project_id, environment, path))
-        if data is None:
-            raise NotFound(f"no file {path!r}")
-        return data
+        return self.files.get(principal, project_id, environment, path)
 
     def delete_file(self, principal: Principal, project_id: str, environment: str, path: str) -> None:
-        self.authorize(principal, project_id, environment, "runs:write")
-        if not self.blobs.delete_prefix(self._file_key(project_id, environment, path)):
-            raise NotFound(f"no file {path!r}")
+        self.files.delete(principal, project_id, environment, path)
 
     def list_artifacts(
         self, principal: Principal, project_id: str, environment: str, run_id: str
     ) -> list[dict[str, Any]]:
-        self.get_run(principal, project_id, environment, run_id)
-        prefix = f"artifacts/{run_id}"
-        return [_file_info(info, info.key[len(prefix) + 1 :]) for info in self.blobs.list(prefix)]
+        return [_file_info(stored) for stored in self.files.artifacts(principal, project_id, environment, run_id)]
 
     def get_artifact(self, principal: Principal, project_id: str, environment: str, run_id: str, path: str) -> bytes:
-        self.get_run(principal, project_id, environment, run_id)
-        data = self.blobs.read(f"artifacts/{run_id}/{self._path(path)}")
-        if data is None:
-            raise NotFound(f"run {run_id} has no artifact {path!r}")
-        return data
+        return self.files.artifact(principal, project_id, environment, run_id, path)
 
     # ---- cache tags, session types, callback secrets ----------------------------------------
 
     def set_cache_tag(
         self, principal: Principal, project_id: str, environment: str, tag: str, ttl_seconds: int
     ) -> dict[str, Any]:
-        self.authorize(principal, project_id, environment, "actions:write")
-        self._require_project(project_id)
-        return self.cache.set_tag(project_id, environment, tag, ttl_seconds)
+        return self.caches.set(principal, project_id, environment, tag, ttl_seconds).to_api()
 
     def get_cache_tag(self, principal: Principal, project_id: str, environment: str, tag: str) -> dict[str, Any]:
-        self.authorize(principal, project_id, environment, "actions:read")
-        return self.cache.get_tag(project_id, environment, tag)
+        return self.caches.get(principal, project_id, environment, tag).to_api()
 
     def delete_cache_tag(self, principal: Principal, project_id: str, environment: str, tag: str) -> None:
-        self.authorize(principal, project_id, environment, "actions:write")
-        self.cache.delete_tag(project_id, environment, tag)
+        self.caches.delete(principal, project_id, environment, tag)
 
     def put_session_type(
         self, principal: Principal, project_id: str, environment: str, tag: str, body: dict[str, Any]
     ) -> dict[str, Any]:
-        self.authorize(principal, project_id, environment, "admin")
-        self._require_project(project_id)
-        return self.sessions.put(project_id, environment, tag, body)
+        return self.sessions.put(principal, project_id, environment, tag, body).to_api()
 
     def get_session_type(self, principal: Principal, project_id: str, environment: str, tag: str) -> dict[str, Any]:
-        self.authorize(principal, project_id, environment, "admin")
-        return self.sessions.get(project_id, environment, tag)
+        return self.sessions.get(principal, project_id, environment, tag).to_api()
 
     def delete_session_type(self, principal: Principal, project_id: str, environment: str, tag: str) -> None:
-        self.authorize(principal, project_id, environment, "admin")
-        self.sessions.delete(project_id, environment, tag)
+        self.sessions.delete(principal, project_id, environment, tag)
 
     def callback_secret(self, principal: Principal, project_id: str, rotate: bool) -> str:
-        """The project's callback signing secret (admins only; ``rotate`` makes a new one)."""
-        self.authorize(principal, project_id, None, "admin")
-        self._require_project(project_id)
-        return self.callbacks.secret(project_id, rotate)
+        return self.callbacks.secret(principal, project_id, rotate)
 
     def after_terminal(self, run: Run) -> None:
-        """A run reached its end: deliver its callback, if it asked for one."""
-        url = run.options.get("callback_url")
-        if url and run.is_terminal:
-            self.callbacks.enqueue(url, self.present_run(run), run.project_id, run.environment)
+        self.callbacks.after_terminal(run)
 
     def _require_project(self, project_id: str) -> None:
         self.tenants.require_project(project_id)
 
 
-def _file_info(info: BlobInfo, path: str) -> dict[str, Any]:
-    return {"path": path, "size": info.size, "sha256": info.sha256, "modified_at": iso(info.modified_at)}
+def _file_info(stored: StoredFile) -> dict[str, Any]:
+    info = stored.info
+    return {"path": stored.path, "size": info.size, "sha256": info.sha256, "modified_at": iso(info.modified_at)}
 
 
 _END_REASONS = {

@@ -216,7 +216,12 @@ class Run:
         return self.status.is_terminal
 
     def to_api(self, with_log: bool = True) -> dict[str, Any]:
-        """The API's run body; without ``os`` (the head and tail of its log) in list pages."""
+        """The run's public body (the API's, a callback's, the run archive's): secret values (``#``
+        keys at any depth) never shown; without ``os`` (the head and tail of its log) in list pages."""
+        # the domain's parameter rules use pydantic, which action images (which carry this module
+        # until step R1) do without; only the gateway presents runs
+        from hatchway.domain.parameters import hide_secrets
+
         body: dict[str, Any] = {
             "id": self.id,
             "project_id": self.project_id,
@@ -228,7 +233,7 @@ class Run:
             "status_reason": self.status_reason,
             "attempt": self.attempt,
             "max_attempts": self.max_attempts,
-            "parameters": self.parameters,
+            "parameters": hide_secrets(self.parameters),
             "ret": self.ret,
             "exports": self.exports,
             "os": [entry.to_api() for entry in self.os] if with_log else None,
