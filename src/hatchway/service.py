@@ -48,6 +48,7 @@ from hatchway.domain.spec import (
     RUN_ACTION,
     is_secret_name,
 )
+from hatchway.domain.stats import Dashboard
 from hatchway.domain.tenants import Principal, Project, TokenRecord
 from hatchway.errors import (
     ActionAppError,
@@ -55,16 +56,13 @@ from hatchway.errors import (
     ActionUserError,
     BadRequest,
     Conflict,
-    HatchwayError,
     NotFound,
     Overloaded,
     SecretBindingError,
     TransitionConflict,
     Unavailable,
     ValidationFailed,
-    error_record,
     new_exception_id,
-    rebuild_error,
 )
 from hatchway.executors.base import BaseExecutor
 from hatchway.executors.journal import owner_alive, start_time
@@ -82,8 +80,10 @@ from hatchway.services.actions import ActionService
 from hatchway.services.auth import Auth, Tenants
 from hatchway.services.extras import CacheTags, Callbacks, SessionTypes, check_tag, check_url
 from hatchway.services.files import FileService, FileStashes, StoredFile
+from hatchway.services.idempotency import Idempotency, same
 from hatchway.services.pipelines.steps import InlineActions
 from hatchway.services.placement import Executor, Placement
+from hatchway.services.stats import StatsService
 from hatchway.store.base import BaseStore
 from hatchway.store.legacy import SingleObjectRepos
 
@@ -116,7 +116,7 @@ class Gateway:
         self.clock = clock
         self.node_id = f"node-{os.getpid()}-{pysecrets.token_hex(3)}"
         clock_ = SystemClock()
-        repos = SingleObjectRepos(store)
+        repos = self.repos = SingleObjectRepos(store)
         self.auth = Auth(repos.tenants, clock_)
         self.tenants = Tenants(repos.tenants, self.auth, self._box, clock_, settings)
         inline = InlineActions(repos.pipelines)
@@ -140,6 +140,15 @@ class Gateway:
         store.observe(self.metrics.observe)
         instrument_store(store)
         self.crash_points = CrashPoints(settings.crash_at)  # a test hook; unarmed unless configured
+        self.idempotency = Idempotency(repos.idempotency, clock_, settings, self.crash_points)
+        self.stats_service = StatsService(
+            repos.runs,
+            self.metrics,
+            self.auth,
+            self.tenants,
+            lambda: self.capacity() if self.capacity else None,
+            clock_,
+        )
 
     # ---- set-up ----------------------------------------------------------------------------
 
@@ -413,48 +422,14 @@ class Gateway:
         keep_errors: bool,
         replay_success: bool = True,
     ) -> tuple[dict[str, Any], int]:
-        """Do ``work`` once per (scope, fingerprint); a repeat gets the first answer.
+        def answer(run_id: str) -> dict[str, Any]:
+            return work(run_id)[0]
 
-        ``work`` gets the run id reserved for the request (kept across a takeover after a crash,
-        so a run created before the crash is found, not duplicated). A repeat that arrives while
-        the first request is still working waits for its answer. With ``keep_errors`` an error
-        is replayed too (the same error, raised again); otherwise it frees the key. Without
-        ``replay_success`` a success is replayed only to repeats that arrived while it was being
-        worked out; a repeat arriving later is a new request and does the work again.
-        """
-        in_progress = self.settings.idempotency_in_progress_seconds
-        deadline = time.monotonic() + in_progress
-        waited = False
-        while True:
-            outcome = self.store.idempotency_begin(scope, fingerprint, new_run_id(), in_progress, ttl_seconds)
-            record = outcome.record
-            if outcome.is_owner:
-                self.crash_points.reach("after_idempotency_begin", record.run_id)
-                break
-            if record.status == "COMPLETED" and record.response is not None:
-                if "__error__" in record.response:
-                    raise rebuild_error(record.response["__error__"])
-                if not (replay_success or waited):
-                    self.store.idempotency_abandon(scope)
-                    continue
-                return record.response, record.response_code or 200
-            waited = True
-            if time.monotonic() > deadline:
-                raise Conflict("a request with this Idempotency-Key is still in progress")
-            time.sleep(0.005)
-        try:
-            answer, code = work(record.run_id)
-        except HatchwayError as exc:
-            if keep_errors and not isinstance(exc, Overloaded | Unavailable):
-                self.store.idempotency_complete(record, {"__error__": error_record(exc)}, 0, ttl_seconds)
-            else:
-                self.store.idempotency_abandon(scope)
-            raise
-        except BaseException:
-            self.store.idempotency_abandon(scope)
-            raise
-        self.store.idempotency_complete(record, answer, code, ttl_seconds)
-        return answer, code
+        body = self.idempotency.once(
+            scope, fingerprint, ttl_seconds, answer, encode=same, decode=same,
+            keep_errors=keep_errors, replay_success=replay_success, code=202,
+        )  # fmt: skip
+        return body, 202
 
     def _create_async_run(
         self,
@@ -1054,32 +1029,11 @@ class Gateway:
 
     # ---- observability ---------------------------------------------------------------------
 
-    def stats(self, principal: Principal, project_id: str, environment: str, window: str) -> dict[str, Any]:
-        """The dashboard's numbers for one project and environment over the last hour or day."""
-        from hatchway.domain.stats import WINDOWS, dashboard
-
-        self.authorize(principal, project_id, environment, "runs:read")
-        self._require_project(project_id)
-        if window not in WINDOWS:
-            raise ValidationFailed.at(["query", "window"], f"window is one of {', '.join(WINDOWS)}")
-        span, now = WINDOWS[window], now_ms()
-        summaries, truncated = self.store.run_summaries(project_id, environment, now - (span.seconds + 60) * 1000)
-        # the pool is shared by every tenant: only the global admin sees how busy it is
-        workers = self.capacity() if self.capacity is not None and principal.is_global_admin else None
-        return dashboard(
-            summaries, self.store.active_counts(project_id), span, now,
-            environment=environment, workers=workers, truncated=truncated,
-        )  # fmt: skip
+    def stats(self, principal: Principal, project_id: str, environment: str, window: str) -> Dashboard:
+        return self.stats_service.dashboard(principal, project_id, environment, window)
 
     def metrics_text(self, principal: Principal) -> str:
-        """``GET /metrics``: everything for the global admin, one project's series for its admin token."""
-        from hatchway.observability.metrics import exposition
-
-        project_id = principal.project_id
-        if project_id is not None:  # a project's series of every environment: a project-wide admin's
-            self.authorize(principal, project_id, None, "admin")
-        workers = self.capacity() if self.capacity is not None and project_id is None else None
-        return exposition(self.metrics, self.store.active_counts(project_id), workers, project_id)
+        return self.stats_service.metrics_text(principal)
 
     # ---- presentation ----------------------------------------------------------------------
 
