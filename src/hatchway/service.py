@@ -9,15 +9,13 @@ is given, and raises only :mod:`hatchway.errors`.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import secrets as pysecrets
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from hatchway import ports
@@ -25,7 +23,6 @@ from hatchway.blobs import LocalBlobStore
 from hatchway.config import Settings
 from hatchway.domain import parameters as params
 from hatchway.domain.actions import ActionRecord, Resolved
-from hatchway.domain.attempts import AttemptResult, Invocation, Verdict, judge
 from hatchway.domain.clock import SystemClock
 from hatchway.domain.files import clean_path
 from hatchway.domain.parameters import fill_session, has_session_placeholders, is_ciphertext
@@ -38,15 +35,12 @@ from hatchway.domain.runs import (
     RunError,
     RunRequest,
     RunStatus,
-    backoff_seconds,
     iso,
     new_run_id,
     now_ms,
-    preview,
 )
 from hatchway.domain.spec import (
     RUN_ACTION,
-    is_secret_name,
 )
 from hatchway.domain.stats import Dashboard
 from hatchway.domain.tenants import Principal, Project, TokenRecord
@@ -58,7 +52,6 @@ from hatchway.errors import (
     Conflict,
     NotFound,
     Overloaded,
-    SecretBindingError,
     TransitionConflict,
     Unavailable,
     ValidationFailed,
@@ -68,21 +61,21 @@ from hatchway.executors.base import BaseExecutor
 from hatchway.executors.journal import owner_alive, start_time
 from hatchway.faults import CrashPoints
 from hatchway.net import HttpCallbackSender, allowed_networks
-from hatchway.observability.logs import log_context
+from hatchway.observability import TracingTelemetry
 from hatchway.observability.metrics import make_recorder
-from hatchway.observability.tracing import current_traceparent, instrument_store, span
+from hatchway.observability.tracing import current_traceparent, instrument_store
 from hatchway.ports import BlobStore
-from hatchway.runtime.contract import OutputCollector, Workspace
 from hatchway.secrets import LazySecretBox
 from hatchway.secrets.box import SecretBox, local_blob_cipher, read_or_create_token_file
 from hatchway.secrets.redact import ActiveRedaction
 from hatchway.services.actions import ActionService
+from hatchway.services.attempts import AttemptService, log_app_error
 from hatchway.services.auth import Auth, Tenants
 from hatchway.services.extras import CacheTags, Callbacks, SessionTypes, check_tag, check_url
 from hatchway.services.files import FileService, FileStashes, StoredFile
 from hatchway.services.idempotency import Idempotency, same
 from hatchway.services.pipelines.steps import InlineActions
-from hatchway.services.placement import Executor, Placement
+from hatchway.services.placement import Placement
 from hatchway.services.stats import StatsService
 from hatchway.store.base import BaseStore
 from hatchway.store.legacy import SingleObjectRepos
@@ -127,8 +120,6 @@ class Gateway:
         self.sender = HttpCallbackSender(allowed_networks(settings.http_allow))
         self.callbacks = Callbacks(docs, self._box, self.auth, self.tenants, self.sender)
         self.actions = ActionService(repos.actions, self.auth, self.tenants, self.executors, {PREFIX: inline})
-        self._active: dict[str, threading.Event] = {}
-        self._active_lock = threading.Lock()
         self._sync_slots = threading.BoundedSemaphore(settings.sync_concurrency)
         self.on_enqueue: Callable[[], None] = lambda: None
         #: where a run recorded for the gateway's own executors goes when no worker pool serves this
@@ -149,6 +140,11 @@ class Gateway:
             lambda: self.capacity() if self.capacity else None,
             clock_,
         )
+        self.attempts = AttemptService(
+            repos.runs, self.actions, self.executors, self._box, self.redaction, self.files, self.callbacks,
+            _GatewayDispatcher(self), TracingTelemetry(), clock_, self.crash_points, settings,
+            f"{os.getpid()}-{start_time(os.getpid())}",
+        )  # fmt: skip
 
     # ---- set-up ----------------------------------------------------------------------------
 
@@ -343,44 +339,6 @@ class Gateway:
         ]
         return self.caches.key(tag, parts)
 
-    def _open(self, run: Run, value: Any, where: str) -> tuple[Any, list[str]]:
-        """Decrypt every ``#`` value of ``value``; the plain data and the secrets (for redaction).
-
-        A ciphertext made while a limit was higher may hold a secret over today's limits: the run
-        then fails as a user error, as it does for a ciphertext that does not belong here.
-        """
-        found: list[str] = []
-        limits = self.settings.limits
-
-        def unseal(text: str) -> str:
-            if not is_ciphertext(text):
-                found.append(text)
-                return text
-            try:
-                plain = self.secret_box.decrypt(text, run.project_id, run.environment, run.action_name)
-            except SecretBindingError:
-                raise SecretBindingError("the ciphertext belongs to another project, environment or action") from None
-            if len(plain.encode()) > limits.max_secret_bytes:
-                raise SecretBindingError(f"the secret is larger than {limits.max_secret_bytes} bytes")
-            found.append(plain)
-            return plain
-
-        def opened_at(label: str, item: Any, is_secret: bool) -> Any:
-            try:
-                return unseal(item) if is_secret else params.map_secrets(item, unseal)
-            except SecretBindingError as exc:
-                raise SecretBindingError(f"{label}: {exc.message}") from None
-
-        if not isinstance(value, dict):
-            return opened_at(where, value, False), found
-        opened = {}
-        for key, item in value.items():
-            if is_secret_name(key) and isinstance(item, str):
-                opened[key] = opened_at(f"parameter {key!r}" if where == "parameters" else f"{where}.{key}", item, True)
-            else:
-                opened[key] = opened_at(where, item, False)
-        return opened, found
-
     # ---- runs: submit ----------------------------------------------------------------------
 
     def submit_run(
@@ -570,8 +528,8 @@ class Gateway:
                 lease_until=now + int((limit + self.settings.kill_grace_seconds + self.settings.lease_seconds) * 1000),
             )
             revision = self.store.start_sync(run)
-            with self._observed(run):
-                final, verdict, entries = self._attempt(run, resolved, limit, revision)
+            end = self.attempts.execute_sync(run, resolved, limit, revision)
+            final, verdict, entries = end.run, end.verdict, end.entries
         finally:
             self._sync_slots.release()
         if verdict.is_success:
@@ -599,7 +557,7 @@ class Gateway:
             raise Conflict(f"run {final.id} was cancelled")
         if error.kind == "unavailable":
             raise Unavailable(error.message)
-        self._log_app_error(final, error)
+        log_app_error(final, error)
         raise ActionAppError(error.message, final.id, error.exception_id)
 
     def connect_run(
@@ -657,296 +615,19 @@ class Gateway:
     # ---- runs: one attempt (sync calls and claimed async runs) ------------------------------
 
     def execute_claimed(self, run: Run) -> Run:
-        """Run one attempt of a run a worker claimed (status INPROGRESS) and record the outcome."""
-        try:
-            resolved = self.resolve(
-                run.project_id, run.environment, run.action_name, run.action_version, None, include_deleted=True
-            )
-        except (NotFound, BadRequest) as exc:
-            return self._finish(run, Verdict(RunStatus.FAILED, RunError("platform", exc.message)), [])
-        limit = max(0.0, run.timeout_seconds - 0.0)
-        with self._observed(run):
-            final, _, _ = self._attempt(run, resolved, float(limit))
-        return final
-
-    def _attempt(
-        self, run: Run, resolved: Resolved, limit: float, sync_revision: int | None = None
-    ) -> tuple[Run, Verdict, list[LogEntry]]:
-        """One attempt and its outcome on record; ``sync_revision``: what ``start_sync`` answered."""
-        cancel = threading.Event()
-        with self._active_lock:
-            self._active[run.id] = cancel
-        flush = None
-        redactions = contextlib.ExitStack()
-        staged: Path | None = None
-        if run.mode == Mode.ASYNC:
-
-            def flush(batch: list[LogEntry]) -> None:
-                self.store.append_logs(run.id, batch)
-
-        try:
-            try:
-                plain, secret_values = self._open(run, run.parameters, "parameters")
-                payload, input_secrets = self._open(run, run.options.get("input"), "input")
-            except SecretBindingError as exc:
-                verdict = Verdict(RunStatus.FAILED, RunError("user", exc.message, None, 400))
-                return self._finish(run, verdict, [], sync_revision=sync_revision), verdict, []
-            except Unavailable as exc:
-                verdict = Verdict(RunStatus.FAILED, RunError("unavailable", exc.message, new_exception_id(), 503))
-                return self._finish(run, verdict, [], sync_revision=sync_revision), verdict, []
-            secret_values += input_secrets
-            redactor = redactions.enter_context(self.redaction.open(secret_values))
-            collector = OutputCollector(
-                Mode.ASYNC if run.invoked == RUN_ACTION else Mode.SYNC,
-                # redacting the output may take no longer than the action may run: past its
-                # deadline (and the kill grace) what is left of a text is hidden, not searched
-                redactor.until(time.monotonic() + limit + self.settings.kill_grace_seconds),
-                max_log_bytes=self.settings.max_log_bytes,
-                max_stdout_bytes=self.settings.max_sync_stdout_bytes,
-                flush=flush,
-            )
-            if run.mode == Mode.ASYNC and run.attempt > 1:
-                collector.system(f"attempt {run.attempt} of {run.max_attempts + run.lost_attempts}")
-            invocation = Invocation(
-                run_id=run.id,
-                project_id=run.project_id,
-                environment=run.environment,
-                action_name=run.action_name,
-                version=run.action_version,
-                digest=run.action_digest,
-                invoked=run.invoked,
-                mode=run.mode,
-                spec=resolved.spec,
-                parameters=plain,
-                attempt=run.attempt,
-                deadline=self.clock() + limit,
-                redactor=redactor,
-                retries=max(0, run.max_attempts - 1) if run.mode == Mode.SYNC else 0,
-            )
-            try:
-                staged = self._stage(run, resolved, invocation, payload)
-                executor = self.executors.pick(resolved.spec, run.mode)
-                execution = self._execute(executor, invocation, collector, cancel)
-            except Exception as exc:  # an executor bug or an unreachable engine: the run must still end
-                exception_id = new_exception_id()
-                log.exception("executor failed", extra={"run_id": run.id, "exceptionId": exception_id})
-                execution = AttemptResult(platform_error=f"the executor failed ({type(exc).__name__})")
-            collector.close()
-            verdict = judge(execution, collector, invocation.output_mode, limit)
-            if verdict.error and verdict.error.kind == "application":
-                self._log_app_error(run, verdict.error)
-            entries = collector.entries
-            self.crash_points.reach("before_result", run.id)
-            final = self._finish(run, verdict, entries, execution.duration_ms, sync_revision)
-            return final, verdict, entries
-        finally:
-            if staged is not None:
-                shutil.rmtree(staged, ignore_errors=True)
-            redactions.close()
-            with self._active_lock:
-                self._active.pop(run.id, None)
-
-    @property
-    def _staging(self) -> Path:
-        return self.settings.work_dir / ".stage"
-
-    @functools.cached_property
-    def _owner(self) -> str:
-        """This process, as "<pid>-<start time>": a name no later process reuses."""
-        return f"{os.getpid()}-{start_time(os.getpid())}"
-
-    def _stage(self, run: Run, resolved: Resolved, invocation: Invocation, payload: Any) -> Path | None:
-        """What the attempt finds beside its parameters: input, input files, stash, artifacts.
-
-        Input files and a stash are kept encrypted (or in S3), so they are written out in the
-        clear to a private directory of this attempt (named by this process, removed when the
-        attempt ends, or by the next start after a crash), from which the executor copies them
-        into the workspace. Returns that directory, if one was made.
-        """
-        options = run.options
-        if payload is not None:
-            invocation.extra_config["input"] = payload
-        for key, value in (options.get("config") or {}).items():
-            invocation.extra_config.setdefault(key, value)
-        staged: Path | None = None
-        inputs = options.get("inputs") if resolved.spec.requires_downloaded_inputs is not False else None
-        stash_id = options.get("stash_id")
-        if inputs or stash_id:
-            staged = self._staging / f"{self._owner}-{run.id}-{run.attempt}"
-            staged.mkdir(parents=True, mode=0o700)
-        for path in inputs or ():
-            local = staged / "in" / path  # type: ignore[operator]
-            if self.files.export_input(run.project_id, run.environment, path, local):
-                invocation.input_files.append((path, local))
-        if stash_id:
-            invocation.tmp_source = self.files.stashes.directory(
-                run.project_id,
-                run.environment,
-                stash_id,
-                staged / "tmp",  # type: ignore[operator]
-            )
-
-        def keep(path: Path) -> None:
-            workspace = Workspace(path.parent, path.name)
-            if stash_id:
-                self.files.stashes.save(
-                    run.project_id, run.environment, stash_id, workspace.files("tmp"), invocation.redactor
-                )
-            if run.invoked == RUN_ACTION:
-                self.files.keep_artifacts(run.id, workspace, invocation.redactor)
-
-        invocation.before_cleanup = keep
-        return staged
+        return self.attempts.execute_claimed(run)
 
     def tidy_at_rest(self) -> None:
         """At start: remove what crashed processes left staged in the clear, and encrypt blobs kept
         in the clear before blobs were encrypted (see the README's "Secrets at rest")."""
         with contextlib.suppress(FileNotFoundError):
-            for leftover in self._staging.iterdir():
+            for leftover in self.attempts.staging.iterdir():
                 if not owner_alive("-".join(leftover.name.split("-")[:2])):
                     shutil.rmtree(leftover, ignore_errors=True)
         if isinstance(self._blobs, LocalBlobStore):
             encrypted = self._blobs.encrypt_legacy()
             if encrypted:
                 log.warning("encrypted files kept in the clear by an earlier version", extra={"count": encrypted})
-
-    @contextlib.contextmanager
-    def _observed(self, run: Run) -> Iterator[None]:
-        """An attempt's log correlation and span; an async run continues its submitter's trace."""
-        parent = run.options.get("traceparent") if run.mode == Mode.ASYNC else None
-        with (
-            log_context(run_id=run.id, project_id=run.project_id, environment=run.environment),
-            span(f"run {run.action_name} {run.invoked}", "consumer" if parent else "internal", parent,
-                 **{"hatchway.run_id": run.id, "hatchway.action": run.action_name, "hatchway.invoked": run.invoked,
-                    "hatchway.attempt": run.attempt, "hatchway.mode": run.mode.value}),
-        ):  # fmt: skip
-            yield
-
-    def _execute(
-        self, executor: Executor, invocation: Invocation, collector: OutputCollector, cancel: threading.Event
-    ) -> AttemptResult:
-        """Run the attempt on the executor, the action process in a span of its own whose context
-        the action gets as ``TRACEPARENT``."""
-        with (
-            span(f"executor {executor.name}", "internal", None, **{"hatchway.executor": executor.name}),
-            span(f"action {invocation.action_name} {invocation.invoked}", "internal") as process,
-        ):
-            traceparent = current_traceparent()
-            if traceparent:
-                invocation.extra_env["TRACEPARENT"] = traceparent
-            execution = executor.execute(invocation, collector, cancel)
-            if process is not None and hasattr(process, "set_attribute"):
-                process.set_attribute("process.exit_code", -1 if execution.exit_code is None else execution.exit_code)
-                process.set_attribute("hatchway.timed_out", execution.timed_out)
-            return execution
-
-    def _finish(
-        self,
-        run: Run,
-        verdict: Verdict,
-        entries: list[LogEntry],
-        duration_ms: int | None = None,
-        sync_revision: int | None = None,
-    ) -> Run:
-        """Record the end of an attempt: terminal status, or back to the queue for a retry; a sync
-        call's log too (``entries`` come back numbered)."""
-        now = now_ms()
-        fields: dict[str, Any] = {
-            "ret": verdict.ret,
-            "exports": verdict.exports,
-            "os": preview(entries) if entries else run.os,
-            "error": verdict.error,
-            "lease_owner": None,
-            "lease_until": None,
-            "duration_ms": duration_ms if duration_ms is not None else run.duration_ms,
-        }
-
-        def still_ours(current: Run) -> bool:
-            # fencing: an attempt whose lease was swept and claimed again must not write its outcome
-            return current.attempt == run.attempt and current.lease_owner == run.lease_owner
-
-        if run.mode == Mode.SYNC:
-            # on record since start_sync (unless a cancel or the sweeper moved it since, its end is
-            # written without reading it back), or written now whole: the backend's choice
-            try:
-                final, numbered = self.store.finish_sync(
-                    run, sync_revision, verdict.status, entries, still_ours,
-                    finished_at=now, status_reason=_end_reason(verdict), **fields,
-                )  # fmt: skip
-            except TransitionConflict:
-                return self._settle_cancel(run, fields, now)
-            entries[:] = numbered
-            self.after_terminal(final)
-            return final
-        if verdict.status == RunStatus.TERMINATED:
-            return self._settle_cancel(run, fields, now)
-        own_attempts = run.attempt - run.lost_attempts
-        if (
-            run.mode == Mode.ASYNC
-            and verdict.status == RunStatus.FAILED
-            and verdict.is_retryable
-            and own_attempts < run.max_attempts
-        ):
-            delay = backoff_seconds(run.retry_interval_seconds, own_attempts, self.settings.max_backoff_seconds)
-            why = verdict.error.message if verdict.error else "failed"
-            try:
-                return self.store.transition(
-                    run.id,
-                    RunStatus.INPROGRESS,
-                    RunStatus.ENQUEUED,
-                    still_ours,
-                    available_at=now + int(delay * 1000),
-                    status_reason=f"attempt {run.attempt} failed ({_first_line(why)}); retrying in {delay:g} s",
-                    **fields,
-                )
-            except TransitionConflict:
-                return self._settle_cancel(run, fields, now)
-            finally:
-                self.on_enqueue()
-        try:
-            final = self.store.transition(
-                run.id, RunStatus.INPROGRESS, verdict.status, still_ours,
-                finished_at=now, status_reason=_end_reason(verdict), **fields,
-            )  # fmt: skip
-        except TransitionConflict:
-            return self._settle_cancel(run, fields, now)
-        self.after_terminal(final)
-        return final
-
-    def _settle_cancel(self, run: Run, fields: dict[str, Any], now: int) -> Run:
-        """The attempt ended while the run was no longer simply ours: a cancel, a release, or a lost lease."""
-        current = self.store.get_run(run.id)
-        if current is None:
-            return run
-        try:
-            if current.status == RunStatus.TERMINATING:
-                final = self.store.transition(
-                    run.id, RunStatus.TERMINATING, RunStatus.TERMINATED, finished_at=now,
-                    status_reason="cancelled", **{**fields, "error": RunError("cancelled", "the run was cancelled")},
-                )  # fmt: skip
-                self.after_terminal(final)
-                return final
-            is_ours = (current.lease_owner, current.attempt) == (run.lease_owner, run.attempt)
-            if current.status == RunStatus.INPROGRESS and is_ours:
-                # stopped by this gateway itself (shutdown): hand the run to the next worker, and
-                # do not count the interrupted attempt against the run's retry budget
-                return self.store.transition(
-                    run.id, RunStatus.INPROGRESS, RunStatus.ENQUEUED, available_at=now,
-                    lost_attempts=current.lost_attempts + 1,
-                    status_reason=f"attempt {run.attempt} was interrupted by a shutdown; queued again",
-                    lease_owner=None, lease_until=None,
-                )  # fmt: skip
-        except TransitionConflict:
-            return self.store.get_run(run.id) or current
-        # another worker or the sweeper owns the run now; this attempt's outcome is dropped
-        return current
-
-    def _log_app_error(self, run: Run, error: RunError) -> None:
-        log.error(
-            "application error",
-            extra={"run_id": run.id, "project_id": run.project_id, "exceptionId": error.exception_id,
-                   "reason": error.message},
-        )  # fmt: skip
 
     # ---- runs: read and cancel -------------------------------------------------------------
 
@@ -987,7 +668,7 @@ class Gateway:
                 if run.status.is_terminal:
                     raise Conflict(f"run {run_id} already finished ({run.status.value})")
                 if run.status == RunStatus.TERMINATING:
-                    self._signal_cancel(run_id)
+                    self.attempts.cancel_local(run_id)
                     return run
                 if run.status == RunStatus.ENQUEUED:
                     final = self.store.transition(
@@ -1001,7 +682,7 @@ class Gateway:
                 updated = self.store.transition(
                     run_id, RunStatus.INPROGRESS, RunStatus.TERMINATING, status_reason="cancel requested"
                 )
-                self._signal_cancel(run_id)
+                self.attempts.cancel_local(run_id)
                 self._terminate_remote(updated)
                 return updated
             except TransitionConflict:
@@ -1013,19 +694,11 @@ class Gateway:
         if run.external_id is not None:
             self.executors.run.terminate(run, "cancelled through the hatchway API")
 
-    def _signal_cancel(self, run_id: str) -> None:
-        with self._active_lock:
-            event = self._active.get(run_id)
-        if event is not None:
-            event.set()
-
     def cancel_local(self, run_id: str) -> None:
-        """Stop a locally running attempt (used by the worker when its lease is lost)."""
-        self._signal_cancel(run_id)
+        self.attempts.cancel_local(run_id)
 
     def is_active(self, run_id: str) -> bool:
-        with self._active_lock:
-            return run_id in self._active
+        return self.attempts.is_active(run_id)
 
     # ---- observability ---------------------------------------------------------------------
 
@@ -1117,25 +790,20 @@ def _file_info(stored: StoredFile) -> dict[str, Any]:
     return {"path": stored.path, "size": info.size, "sha256": info.sha256, "modified_at": iso(info.modified_at)}
 
 
-_END_REASONS = {
-    "user": "the action reported a user error",
-    "application": "the action failed",
-    "timeout": "the action timed out",
-    "platform": "the gateway could not run the action",
-    "unavailable": "a dependency was unavailable; the action was not started",
-}
-
-
-def _end_reason(verdict: Verdict) -> str | None:
-    return _END_REASONS.get(verdict.error.kind, verdict.error.kind) if verdict.error else None
-
-
 def _with_trace(options: dict[str, Any]) -> dict[str, Any]:
     """A run's options plus the submitting request's trace context, for the worker to continue."""
     traceparent = current_traceparent()
     return {**options, "traceparent": traceparent} if traceparent else options
 
 
-def _first_line(text: str) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else text
-    return line[:200]
+class _GatewayDispatcher:
+    """The facade's run dispatcher: the worker pool's wake-up and the runner function (until callers switch)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    def created(self, run: Run) -> None:
+        self.gateway.on_enqueue()
+
+    def requeued(self, run: Run) -> None:
+        self.gateway.on_enqueue()
