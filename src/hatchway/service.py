@@ -13,69 +13,46 @@ import logging
 import os
 import secrets as pysecrets
 import shutil
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from hatchway import ports
 from hatchway.blobs import LocalBlobStore
+from hatchway.compat.connect import ConnectRuns
 from hatchway.config import Settings
-from hatchway.domain import parameters as params
 from hatchway.domain.actions import ActionRecord, Resolved
 from hatchway.domain.clock import SystemClock
-from hatchway.domain.files import clean_path
-from hatchway.domain.parameters import fill_session, has_session_placeholders, is_ciphertext
 from hatchway.domain.pipelines.inline import PREFIX
-from hatchway.domain.records import MAX_PAGE, Page
+from hatchway.domain.records import Page
 from hatchway.domain.runs import (
     LogEntry,
-    Mode,
     Run,
-    RunError,
     RunRequest,
-    RunStatus,
     iso,
-    new_run_id,
-    now_ms,
-)
-from hatchway.domain.spec import (
-    RUN_ACTION,
 )
 from hatchway.domain.stats import Dashboard
 from hatchway.domain.tenants import Principal, Project, TokenRecord
-from hatchway.errors import (
-    ActionAppError,
-    ActionTimeout,
-    ActionUserError,
-    BadRequest,
-    Conflict,
-    NotFound,
-    Overloaded,
-    TransitionConflict,
-    Unavailable,
-    ValidationFailed,
-    new_exception_id,
-)
 from hatchway.executors.base import BaseExecutor
 from hatchway.executors.journal import owner_alive, start_time
 from hatchway.faults import CrashPoints
 from hatchway.net import HttpCallbackSender, allowed_networks
 from hatchway.observability import TracingTelemetry
 from hatchway.observability.metrics import make_recorder
-from hatchway.observability.tracing import current_traceparent, instrument_store
+from hatchway.observability.tracing import instrument_store
 from hatchway.ports import BlobStore
 from hatchway.secrets import LazySecretBox
 from hatchway.secrets.box import SecretBox, local_blob_cipher, read_or_create_token_file
 from hatchway.secrets.redact import ActiveRedaction
 from hatchway.services.actions import ActionService
-from hatchway.services.attempts import AttemptService, log_app_error
+from hatchway.services.attempts import AttemptService
 from hatchway.services.auth import Auth, Tenants
-from hatchway.services.extras import CacheTags, Callbacks, SessionTypes, check_tag, check_url
+from hatchway.services.extras import CacheTags, Callbacks, SessionTypes
 from hatchway.services.files import FileService, FileStashes, StoredFile
 from hatchway.services.idempotency import Idempotency, same
 from hatchway.services.pipelines.steps import InlineActions
 from hatchway.services.placement import Placement
+from hatchway.services.runs import RunIntake, RunService
 from hatchway.services.stats import StatsService
 from hatchway.store.base import BaseStore
 from hatchway.store.legacy import SingleObjectRepos
@@ -120,7 +97,6 @@ class Gateway:
         self.sender = HttpCallbackSender(allowed_networks(settings.http_allow))
         self.callbacks = Callbacks(docs, self._box, self.auth, self.tenants, self.sender)
         self.actions = ActionService(repos.actions, self.auth, self.tenants, self.executors, {PREFIX: inline})
-        self._sync_slots = threading.BoundedSemaphore(settings.sync_concurrency)
         self.on_enqueue: Callable[[], None] = lambda: None
         #: where a run recorded for the gateway's own executors goes when no worker pool serves this
         #: gateway (on AWS: the runner function, :mod:`hatchway.runner`)
@@ -145,6 +121,12 @@ class Gateway:
             _GatewayDispatcher(self), TracingTelemetry(), clock_, self.crash_points, settings,
             f"{os.getpid()}-{start_time(os.getpid())}",
         )  # fmt: skip
+        intake = RunIntake(self._box, self.files, self.caches, self.sessions, settings)
+        self.runs = RunService(
+            repos.runs, self.actions, self.attempts, self.idempotency, self.executors, intake, self.callbacks,
+            _GatewayDispatcher(self), self.auth, TracingTelemetry(), clock_, settings, self.node_id,
+        )  # fmt: skip
+        self.connect = ConnectRuns(self.runs, self.actions, repos.actions, self.idempotency, self.auth, settings)
 
     # ---- set-up ----------------------------------------------------------------------------
 
@@ -271,75 +253,7 @@ class Gateway:
     def delete_action(self, principal: Principal, project_id: str, environment: str, name: str) -> None:
         self.actions.delete(principal, project_id, environment, name)
 
-    # ---- parameters ------------------------------------------------------------------------
-
-    def _prepare(
-        self, project_id: str, environment: str, resolved: Resolved, request: RunRequest, invoked: str
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Parameters (secrets encrypted) and the run's options, from a request.
-
-        Session claims are filled in first (a bad token is 401 before anything is stored), then
-        parameters are checked against the action, then every ``#`` value - parameters and
-        ``input`` alike, at any depth - is encrypted on receipt.
-        """
-        given: dict[str, Any] = request.parameters
-        payload = request.input
-        if request.session is not None:
-            claims = self.sessions.verify(project_id, environment, request.session)
-            given = fill_session(given, claims)
-            payload = fill_session(payload, claims) if payload is not None else None
-        elif has_session_placeholders(given) or has_session_placeholders(payload):
-            raise BadRequest("$Session placeholders need a session: {tag, token}")
-        params.check_limits(given, payload, self.settings.limits)
-        parameters = params.prepare(resolved.spec, given, partial=invoked != RUN_ACTION)
-
-        def seal(value: str) -> str:
-            return (
-                value
-                if is_ciphertext(value)
-                else self.secret_box.encrypt(value, project_id, environment, resolved.record.name)
-            )
-
-        options: dict[str, Any] = {}
-        if payload is not None:
-            options["input"] = params.map_secrets(payload, seal)
-        if request.inputs:
-            if invoked != RUN_ACTION:
-                raise ValidationFailed.at(["body", "inputs"], "sync actions get no input files")
-            for path in request.inputs:
-                clean_path(path, "inputs", self.settings.limits.max_path_component_bytes)
-                if not self.files.has_input(project_id, environment, path):
-                    raise NotFound(f"no file {path!r} in this project (upload it with PUT .../files/{path})")
-            options["inputs"] = list(request.inputs)
-        if request.stash_id is not None:
-            options["stash_id"] = self.files.stashes.open(project_id, environment, request.stash_id)
-        if request.callback_url is not None:
-            options["callback_url"] = check_url(request.callback_url)
-        if request.config:
-            options["config"] = request.config
-        options.update(request.options)
-        return params.map_secrets(parameters, seal), options
-
-    def _cache_key(self, run_parameters: dict[str, Any], options: dict[str, Any], resolved: Resolved,
-                   invoked: str, tag: str, project_id: str, environment: str) -> str:  # fmt: skip
-        """The cache key of a sync call: secret values enter only as HMACs under the gateway's pepper."""
-
-        def mask(value: str) -> str:
-            plain = self.secret_box.decrypt(value, project_id, environment, resolved.record.name)
-            return self.caches.mask(plain)
-
-        parts = [
-            project_id,
-            environment,
-            resolved.record.digest,
-            invoked,
-            params.map_secrets(run_parameters, mask),
-            params.map_secrets(options.get("input"), mask),
-            options.get("config"),
-        ]
-        return self.caches.key(tag, parts)
-
-    # ---- runs: submit ----------------------------------------------------------------------
+    # ---- runs ------------------------------------------------------------------------------
 
     def submit_run(
         self,
@@ -350,26 +264,8 @@ class Gateway:
         request: RunRequest,
         idempotency_key: str | None = None,
     ) -> tuple[dict[str, Any], int]:
-        """Accept an async run: (answer, HTTP-neutral status code 202), replayed for a reused key."""
-        self.authorize(principal, project_id, environment, "runs:write")
-        if idempotency_key is None:
-            return self.present_run(self._create_async_run(project_id, environment, name, request)), 202
-        scope = f"{project_id}/{environment}/runs/{name}/{idempotency_key}"
-        return self.once(
-            scope,
-            request.fingerprint(f"runs/{name}"),
-            self.settings.idempotency_seconds,
-            keep_errors=False,
-            work=lambda run_id: (
-                self.present_run(
-                    self.store.get_run(run_id)
-                    or self._create_async_run(
-                        project_id, environment, name, request, run_id=run_id, idempotency_key=idempotency_key
-                    )
-                ),
-                202,
-            ),
-        )
+        run = self.runs.submit(principal, project_id, environment, name, request, idempotency_key)
+        return run.to_api(), 202
 
     def once(
         self,
@@ -399,54 +295,7 @@ class Gateway:
         idempotency_key: str | None = None,
         submit: bool = True,
     ) -> Run:
-        """Record an async run (ENQUEUED) and, on a remote executor, submit it - unless ``submit`` is
-        False: a pipeline's state machine submits its steps' runs itself."""
-        resolved = self.resolve(project_id, environment, name, request.version, request.digest)
-        spec = resolved.spec
-        self.executors.pick(spec, Mode.ASYNC).check(spec, RUN_ACTION)
-        parameters, options = self._prepare(project_id, environment, resolved, request, RUN_ACTION)
-        timeout = spec.timeout_seconds
-        if request.timeout_seconds is not None:
-            timeout = min(timeout, request.timeout_seconds)
-        retries = request.retries if request.retries is not None else (spec.retry.count if spec.retry else 0)
-        now = now_ms()
-        run = Run(
-            id=run_id or new_run_id(now),
-            project_id=project_id,
-            environment=environment,
-            action_name=resolved.record.name,
-            action_version=resolved.record.version,
-            action_digest=resolved.record.digest,
-            invoked=RUN_ACTION,
-            mode=Mode.ASYNC,
-            status=RunStatus.ENQUEUED,
-            max_attempts=1 + retries,
-            parameters=parameters,
-            created_at=now,
-            available_at=now,
-            external_user_id=request.external_user_id,
-            idempotency_key=idempotency_key,
-            timeout_seconds=timeout,
-            retry_interval_seconds=request.retry_interval_seconds
-            if request.retry_interval_seconds is not None
-            else (spec.retry.interval_seconds if spec.retry else 0.0),
-            options=_with_trace(options),
-        )
-        executor = self.executors.pick(spec, Mode.ASYNC)
-        if executor.is_remote and submit:
-            run.external_id = executor.submit(run, spec)
-        try:
-            self.store.create_run(run)
-        except BaseException:
-            if run.external_id is not None:
-                executor.terminate(run, "the gateway could not record the run")
-            raise
-        self.on_enqueue()
-        if self.dispatch is not None and submit and not executor.is_remote:
-            self.dispatch(run)
-        return run
-
-    # ---- runs: sync ------------------------------------------------------------------------
+        return self.runs.enqueue(project_id, environment, name, request, run_id, idempotency_key, submit)
 
     def call_sync(
         self,
@@ -458,15 +307,9 @@ class Gateway:
         request: RunRequest,
         run_id: str | None = None,
     ) -> dict[str, Any]:
-        """Run a declared sync action to its end and answer its JSON, or raise the contract's error.
+        from hatchway.api.present import sync_body  # (facade: api imports this module)
 
-        ``run_id`` names the run to record (a pipeline step's, chosen before the call).
-        """
-        self.authorize(principal, project_id, environment, "runs:write")
-        resolved = self.resolve(project_id, environment, name, request.version, request.digest)
-        if sync_action not in resolved.spec.sync_actions:
-            raise NotFound(f"action {name} has no sync action {sync_action}")
-        return self.run_now(project_id, environment, resolved, sync_action, request, run_id)
+        return sync_body(self.runs.call_sync(principal, project_id, environment, name, sync_action, request, run_id))
 
     def run_now(
         self,
@@ -477,88 +320,9 @@ class Gateway:
         request: RunRequest,
         run_id: str | None = None,
     ) -> dict[str, Any]:
-        """Run ``invoked`` (a sync action, or ``run`` for Connect callers) while the caller waits.
+        from hatchway.api.present import sync_body  # (facade: api imports this module)
 
-        The answer is ``{run_id, status, ret, exports, os, duration_ms}`` (plus ``stash_id`` and
-        ``cached`` when asked for); a failure raises the contract's error. With a cache tag, a
-        fresh stored answer is returned without running anything.
-        """
-        spec = resolved.spec
-        executor = self.executors.pick(spec, Mode.SYNC)
-        executor.check(spec, invoked)
-        if not executor.stages_files and (request.stash_id is not None or request.inputs):
-            field = "stash_id" if request.stash_id is not None else "inputs"
-            raise ValidationFailed.at(["body", field], f"file stashes and input files are not available for "
-                                      f"{executor.name} sync actions yet", "executor_unsupported")  # fmt: skip
-        parameters, options = self._prepare(project_id, environment, resolved, request, invoked)
-        cache_key = None
-        if request.cache is not None:
-            check_tag(request.cache, ["body", "cache"])
-            cache_key = self._cache_key(parameters, options, resolved, invoked, request.cache, project_id, environment)
-            hit = self.caches.lookup(project_id, environment, cache_key)
-            if hit is not None:
-                return {**hit, "cached": True}
-        limit = float(min(self.settings.sync_timeout_seconds, spec.timeout_seconds))
-        if request.timeout_seconds is not None:
-            limit = min(limit, float(request.timeout_seconds))
-        if not self._sync_slots.acquire(timeout=0.5):
-            raise Overloaded("too many sync calls are running; try again shortly", retry_after=1)
-        try:
-            now = now_ms()
-            run = Run(
-                id=run_id or new_run_id(now),
-                project_id=project_id,
-                environment=environment,
-                action_name=resolved.record.name,
-                action_version=resolved.record.version,
-                action_digest=resolved.record.digest,
-                invoked=invoked,
-                mode=Mode.SYNC,
-                status=RunStatus.INPROGRESS,
-                attempt=1,
-                max_attempts=1 + (request.retries or 0),
-                parameters=parameters,
-                created_at=now,
-                started_at=now,
-                available_at=now,
-                external_user_id=request.external_user_id,
-                timeout_seconds=int(limit),
-                options=options,
-                lease_owner=self.node_id,
-                lease_until=now + int((limit + self.settings.kill_grace_seconds + self.settings.lease_seconds) * 1000),
-            )
-            revision = self.store.start_sync(run)
-            end = self.attempts.execute_sync(run, resolved, limit, revision)
-            final, verdict, entries = end.run, end.verdict, end.entries
-        finally:
-            self._sync_slots.release()
-        if verdict.is_success:
-            answer: dict[str, Any] = {
-                "run_id": final.id,
-                "status": final.status.value,
-                "ret": verdict.ret,
-                "exports": verdict.exports,
-                "os": [entry.to_api() for entry in entries],
-                "duration_ms": final.duration_ms,
-            }
-            if "stash_id" in options:
-                answer["stash_id"] = options["stash_id"]
-            if cache_key is not None and request.cache is not None:
-                self.caches.keep(project_id, environment, cache_key, answer,
-                                 self.caches.ttl(project_id, environment, request.cache))  # fmt: skip
-                answer["cached"] = False
-            return answer
-        error = verdict.error or RunError("application", "the action failed", new_exception_id())
-        if error.kind == "user":
-            raise ActionUserError(error.message, final.id)
-        if error.kind == "timeout":
-            raise ActionTimeout(error.message, final.id, error.exception_id)
-        if error.kind == "cancelled":
-            raise Conflict(f"run {final.id} was cancelled")
-        if error.kind == "unavailable":
-            raise Unavailable(error.message)
-        log_app_error(final, error)
-        raise ActionAppError(error.message, final.id, error.exception_id)
+        return sync_body(self.runs.run_sync(project_id, environment, resolved, invoked, request, run_id))
 
     def connect_run(
         self,
@@ -570,49 +334,7 @@ class Gateway:
         request: RunRequest,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        """Pipedream Connect's ``actions/run``: the action's ``run`` while the caller waits.
-
-        Connect SDKs retry on 5xx, 408, 409, 429, so a request is identified by its caller and
-        content (or its ``Idempotency-Key``): a repeat within ``connect_replay_seconds`` of an
-        error answer gets that answer and never runs the action a second time, and a repeat
-        arriving while the first is running waits for its answer. A success is never retried by
-        an SDK, so a repeat after it is a deliberate new call and runs the action again - unless
-        it carries the same ``Idempotency-Key``, which replays every answer.
-        """
-        self.authorize(principal, project_id, environment, "runs:write")
-        resolved = self._connect_version(project_id, environment, action, version)
-
-        def work(_: str) -> tuple[dict[str, Any], int]:
-            answer = self.run_now(project_id, environment, resolved, RUN_ACTION, request)
-            return {
-                "exports": answer["exports"],
-                "os": [{k: v for k, v in entry.items() if k != "seq"} for entry in answer["os"]],
-                "ret": answer["ret"],
-                "stash_id": answer.get("stash_id"),
-            }, 200
-
-        if self.settings.connect_replay_seconds <= 0 and idempotency_key is None:
-            return work("")[0]
-        fingerprint = request.fingerprint(f"connect/{action}/{version}")
-        caller = principal.token_id or "admin"
-        scope = f"connect/{project_id}/{environment}/{caller}/{idempotency_key or fingerprint}"
-        ttl = self.settings.connect_replay_seconds if idempotency_key is None else self.settings.idempotency_seconds
-        keyed = idempotency_key is not None
-        return self.once(scope, fingerprint, ttl, work, keep_errors=True, replay_success=keyed)[0]
-
-    def _connect_version(self, project_id: str, environment: str, name: str, version: str | None) -> Resolved:
-        """A Connect ``version``: latest, a version number, or the ``metadata.version`` of a version."""
-        if version in (None, "", "latest"):
-            return self.resolve(project_id, environment, name)
-        assert version is not None  # noqa: S101 - narrowed above
-        if version.isdigit():
-            return self.resolve(project_id, environment, name, int(version))
-        for record in self.store.list_versions(project_id, environment, name, MAX_PAGE, None).items:
-            if str(record.spec.get("metadata", {}).get("version")) == version:
-                return self.resolve(project_id, environment, name, record.version)
-        raise NotFound(f"action {name} has no version {version}")
-
-    # ---- runs: one attempt (sync calls and claimed async runs) ------------------------------
+        return self.connect.run(principal, project_id, environment, action, version, request, idempotency_key)
 
     def execute_claimed(self, run: Run) -> Run:
         return self.attempts.execute_claimed(run)
@@ -632,11 +354,7 @@ class Gateway:
     # ---- runs: read and cancel -------------------------------------------------------------
 
     def get_run(self, principal: Principal, project_id: str, environment: str, run_id: str) -> Run:
-        self.authorize(principal, project_id, environment, "runs:read")
-        run = self.store.get_run(run_id, project_id, environment)
-        if run is None:
-            raise NotFound(f"no run {run_id}")
-        return run
+        return self.runs.get(principal, project_id, environment, run_id)
 
     def list_runs(
         self,
@@ -647,52 +365,15 @@ class Gateway:
         cursor: str | None,
         filters: dict[str, str],
     ) -> Page[Run]:
-        self.authorize(principal, project_id, environment, "runs:read")
-        if "status" in filters and filters["status"] and filters["status"] not in RunStatus.__members__:
-            raise ValidationFailed.at(["query", "status"], f"status is one of {', '.join(RunStatus.__members__)}")
-        return self.store.list_runs(project_id, environment, limit, cursor, filters)
+        return self.runs.list(principal, project_id, environment, limit, cursor, filters)
 
     def read_logs(
         self, principal: Principal, project_id: str, environment: str, run_id: str, after: int, limit: int
     ) -> Page[LogEntry]:
-        self.get_run(principal, project_id, environment, run_id)
-        return self.store.read_logs(run_id, after, limit)
+        return self.runs.logs(principal, project_id, environment, run_id, after, limit)
 
     def cancel_run(self, principal: Principal, project_id: str, environment: str, run_id: str) -> Run:
-        self.authorize(principal, project_id, environment, "runs:write")
-        for _ in range(10):
-            run = self.store.get_run(run_id, project_id, environment)
-            if run is None:
-                raise NotFound(f"no run {run_id}")
-            try:
-                if run.status.is_terminal:
-                    raise Conflict(f"run {run_id} already finished ({run.status.value})")
-                if run.status == RunStatus.TERMINATING:
-                    self.attempts.cancel_local(run_id)
-                    return run
-                if run.status == RunStatus.ENQUEUED:
-                    final = self.store.transition(
-                        run_id, RunStatus.ENQUEUED, RunStatus.TERMINATED, finished_at=now_ms(),
-                        status_reason="cancelled before it started",
-                        error=RunError("cancelled", "the run was cancelled"),
-                    )  # fmt: skip
-                    self.after_terminal(final)
-                    self._terminate_remote(final)
-                    return final
-                updated = self.store.transition(
-                    run_id, RunStatus.INPROGRESS, RunStatus.TERMINATING, status_reason="cancel requested"
-                )
-                self.attempts.cancel_local(run_id)
-                self._terminate_remote(updated)
-                return updated
-            except TransitionConflict:
-                continue
-        raise Conflict(f"run {run_id} is changing too fast to cancel; try again")
-
-    def _terminate_remote(self, run: Run) -> None:
-        """Stop the Batch job or ECS task of a cancelled run; its state-change event settles it."""
-        if run.external_id is not None:
-            self.executors.run.terminate(run, "cancelled through the hatchway API")
+        return self.runs.cancel(principal, project_id, environment, run_id)
 
     def cancel_local(self, run_id: str) -> None:
         self.attempts.cancel_local(run_id)
@@ -790,12 +471,6 @@ def _file_info(stored: StoredFile) -> dict[str, Any]:
     return {"path": stored.path, "size": info.size, "sha256": info.sha256, "modified_at": iso(info.modified_at)}
 
 
-def _with_trace(options: dict[str, Any]) -> dict[str, Any]:
-    """A run's options plus the submitting request's trace context, for the worker to continue."""
-    traceparent = current_traceparent()
-    return {**options, "traceparent": traceparent} if traceparent else options
-
-
 class _GatewayDispatcher:
     """The facade's run dispatcher: the worker pool's wake-up and the runner function (until callers switch)."""
 
@@ -804,6 +479,8 @@ class _GatewayDispatcher:
 
     def created(self, run: Run) -> None:
         self.gateway.on_enqueue()
+        if self.gateway.dispatch is not None:
+            self.gateway.dispatch(run)
 
     def requeued(self, run: Run) -> None:
         self.gateway.on_enqueue()

@@ -249,6 +249,43 @@ class Run:
         return body
 
 
+@dataclass
+class SyncOutcome:
+    """How a sync call ended well: its run, the action's answer and log; ``stash_id`` when it used a
+    file stash, ``cached`` when it asked for a cache tag (True: answered from the cache)."""
+
+    run_id: str
+    status: str
+    ret: Any
+    exports: dict[str, Any]
+    os: list[LogEntry]
+    duration_ms: int | None
+    stash_id: str | None = None
+    cached: bool | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        """The answer as a cache tag keeps it (and as the API shows it, but for ``cached``)."""
+        record: dict[str, Any] = {
+            "run_id": self.run_id,
+            "status": self.status,
+            "ret": self.ret,
+            "exports": self.exports,
+            "os": [entry.to_api() for entry in self.os],
+            "duration_ms": self.duration_ms,
+        }
+        if self.stash_id is not None:
+            record["stash_id"] = self.stash_id
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], cached: bool | None = None) -> SyncOutcome:
+        entries = [LogEntry(e["k"], e["ts"], e["msg"], e.get("err"), e.get("seq", 0)) for e in record.get("os") or []]
+        return cls(
+            record["run_id"], record["status"], record.get("ret"), record["exports"], entries,
+            record.get("duration_ms"), record.get("stash_id"), cached,
+        )  # fmt: skip
+
+
 def preview(entries: list[LogEntry]) -> list[LogEntry]:
     """The head and tail of a log, as a run record carries it."""
     if len(entries) <= OS_PREVIEW_HEAD + OS_PREVIEW_TAIL:
