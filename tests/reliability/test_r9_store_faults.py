@@ -28,7 +28,7 @@ import pytest
 from hatchway.config import Settings
 from hatchway.errors import Unavailable
 from hatchway.runtime.spawn import spawn
-from hatchway.wiring import build_gateway
+from hatchway.wiring import bootstrap, build_services
 from tests.conftest import inprocess_client, make_settings
 from tests.functional.test_api import processes_with
 from tests.helpers import LiveServer, wait_until
@@ -281,10 +281,10 @@ def test_r9_an_unreachable_dynamodb_at_submit_answers_503_and_recovers(tmp_path:
     with patched_env(FAKE_CREDENTIALS):
         store = build_store(Settings.from_env(env))
         store.create_table()  # type: ignore[attr-defined]
-        gateway = build_gateway(make_settings(tmp_path / "home", sandbox="none"), store=store)
-        gateway.bootstrap()
+        services = build_services(make_settings(tmp_path / "home", sandbox="none"), store=store, pool=True)
+        bootstrap(services)
         try:
-            with inprocess_client(gateway) as hw:
+            with inprocess_client(services) as hw:
                 hw.register_action(chaos_spec())
                 before = hw.start_run("chaos", {"behaviour": "work"})["id"]
                 # When the endpoint goes away
@@ -302,7 +302,7 @@ def test_r9_an_unreachable_dynamodb_at_submit_answers_503_and_recovers(tmp_path:
                                       headers={"Idempotency-Key": "gone-1"})  # fmt: skip
                 listed = {r["id"] for r in hw.list_runs()["items"]}
         finally:
-            gateway.executors.close()
+            services.placement.close()
             moto.stop()
     # Then the client got 503 with Retry-After while it was gone, and the same request works after
     shaped = _is_503(answer)

@@ -34,7 +34,6 @@ from hatchway.executors.base import BaseExecutor
 from hatchway.runtime.contract import OutputCollector
 
 #: the adapter exits with this when it put the run back in the queue for another attempt (EX_TEMPFAIL)
-RETRY_EXIT_CODE = 75
 ADAPTER_MODULE = ["python3", "-m", "hatchway.runtime.adapter"]
 CONTAINER_NAME = "action"
 PROJECT_TAG = "hatchway-project"
@@ -170,11 +169,6 @@ class RemoteExecutor(BaseExecutor):
     def lost(self, run_id: str, external_id: str) -> StateChange:
         """The state change to apply when the engine no longer knows the run's job or task."""
         raise NotImplementedError
-
-
-def owner_engine(external_id: str) -> str:
-    """Which remote executor made ``external_id``: ECS task ARNs name a task, Batch job ids are UUIDs."""
-    return "ecs" if ":task/" in external_id else "batch"
 
 
 def chunks(items: list[str], size: int) -> list[list[str]]:

@@ -16,7 +16,7 @@ from typing import Any
 from hatchway.config import InputLimits
 from hatchway.domain.spec import ActionSpec, coerce_str, is_secret_name
 from hatchway.errors import BadRequest, ValidationFailed
-from hatchway.secrets.redact import HIDDEN
+from hatchway.secrets.redact import HIDDEN as HIDDEN  # (the use cases read it here until step R1)
 
 Transform = Callable[[str, str], str]  # (dotted path, value) -> value
 

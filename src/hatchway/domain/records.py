@@ -4,7 +4,7 @@ documents, idempotency keys."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 T = TypeVar("T")
 
@@ -59,8 +59,7 @@ class IdempotencyOutcome:
     record: IdempotencyRecord
 
 
-@dataclass
-class Registered(Generic[T]):
+class Registered(NamedTuple, Generic[T]):
     """What a registration made: the version on record, and whether it is new (False: identical
     to the latest, nothing changed)."""
 

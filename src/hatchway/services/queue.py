@@ -46,3 +46,14 @@ class LocalQueue:
     def capacity(self) -> tuple[int, int] | None:
         """(size, busy) of the pool serving this process, if one does."""
         return None if self._pool is None else (self._pool[0], self._pool[1]())
+
+
+class NoDispatcher:
+    """The dispatcher of a process nothing serves from (a CLI command, a container attempt): runs
+    wait in the store for a worker, or for the sweeper to hand them on."""
+
+    def created(self, run: Run) -> None:
+        """Nobody to tell."""
+
+    def requeued(self, run: Run) -> None:
+        """Nobody to tell."""
