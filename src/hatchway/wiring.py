@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from hatchway.domain.runs import StateChange
     from hatchway.executors.base import BaseExecutor
     from hatchway.ports import BlobStore, RunDispatcher, SecretBox
-    from hatchway.service import Gateway
     from hatchway.services import Services
     from hatchway.services.pipelines.service import PipelineService
     from hatchway.services.placement import Executor, Placement
@@ -418,21 +417,3 @@ def pipelines_handler() -> Any:
 
     function = PipelineFunction(lambda_services().pipelines)
     return lambda_entry(lambda event, context: function.handle(event))
-
-
-# ---- the gateway ------------------------------------------------------------------------------
-
-
-def build_gateway(
-    settings: Settings, store: BaseStore | None = None, executors: Placement | BaseExecutor | None = None
-) -> Gateway:
-    """A gateway wired from settings: the named store, executors and secret box."""
-    from hatchway.service import Gateway
-
-    return Gateway(
-        settings,
-        store or build_store(settings),
-        executors or build_placement(settings),
-        lambda: build_secret_box(settings),  # type: ignore[arg-type,return-value]
-        blobs=build_blobs(settings) if settings.backend == "aws" else None,
-    )
