@@ -137,6 +137,26 @@ class RunIntake:
         return self.caches.key(tag, parts)
 
 
+def new_run(
+    resolved: Resolved, project_id: str, environment: str, request: RunRequest, run_id: str | None, now: int,
+    **fields: Any,
+) -> Run:  # fmt: skip
+    """A run of ``resolved`` created ``now`` (``fields``: what its mode makes of the request)."""
+    record = resolved.record
+    return Run(
+        id=run_id or new_run_id(now),
+        project_id=project_id,
+        environment=environment,
+        action_name=record.name,
+        action_version=record.version,
+        action_digest=record.digest,
+        created_at=now,
+        available_at=now,
+        external_user_id=request.external_user_id,
+        **fields,
+    )
+
+
 def kept_run(run: Run) -> dict[str, Any]:
     """A run as an idempotency record keeps it for replays: everything its API body shows (its
     options - input payload, callback - are left out: they can be large, and no answer shows them)."""
@@ -243,26 +263,13 @@ class RunService:
             interval = spec.retry.interval_seconds if spec.retry else 0.0
         traceparent = self.telemetry.traceparent()  # for the worker to continue the submitter's trace
         now = self.clock.now_ms()
-        run = Run(
-            id=run_id or new_run_id(now),
-            project_id=project_id,
-            environment=environment,
-            action_name=resolved.record.name,
-            action_version=resolved.record.version,
-            action_digest=resolved.record.digest,
-            invoked=RUN_ACTION,
-            mode=Mode.ASYNC,
-            status=RunStatus.ENQUEUED,
-            max_attempts=1 + retries,
-            parameters=parameters,
-            created_at=now,
-            available_at=now,
-            external_user_id=request.external_user_id,
-            idempotency_key=idempotency_key,
-            timeout_seconds=timeout,
+        run = new_run(
+            resolved, project_id, environment, request, run_id, now,
+            invoked=RUN_ACTION, mode=Mode.ASYNC, status=RunStatus.ENQUEUED, max_attempts=1 + retries,
+            parameters=parameters, idempotency_key=idempotency_key, timeout_seconds=timeout,
             retry_interval_seconds=interval,
             options={**options, "traceparent": traceparent} if traceparent else options,
-        )
+        )  # fmt: skip
         if executor.is_remote and submit:
             run.external_id = executor.submit(run, spec)
         try:
@@ -337,28 +344,13 @@ class RunService:
         try:
             now = self.clock.now_ms()
             lease = limit + settings.kill_grace_seconds + settings.lease_seconds
-            run = Run(
-                id=run_id or new_run_id(now),
-                project_id=project_id,
-                environment=environment,
-                action_name=resolved.record.name,
-                action_version=resolved.record.version,
-                action_digest=resolved.record.digest,
-                invoked=invoked,
-                mode=Mode.SYNC,
-                status=RunStatus.INPROGRESS,
-                attempt=1,
-                max_attempts=1 + (request.retries or 0),
-                parameters=parameters,
-                created_at=now,
-                started_at=now,
-                available_at=now,
-                external_user_id=request.external_user_id,
-                timeout_seconds=int(limit),
-                options=options,
-                lease_owner=self.node_id,
+            run = new_run(
+                resolved, project_id, environment, request, run_id, now,
+                invoked=invoked, mode=Mode.SYNC, status=RunStatus.INPROGRESS, attempt=1,
+                max_attempts=1 + (request.retries or 0), parameters=parameters, started_at=now,
+                timeout_seconds=int(limit), options=options, lease_owner=self.node_id,
                 lease_until=now + int(lease * 1000),
-            )
+            )  # fmt: skip
             revision = self.runs.start_sync(run)
             end = self.attempts.execute_sync(run, resolved, limit, revision)
         finally:
