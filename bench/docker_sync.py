@@ -36,7 +36,8 @@ sys.path[:0] = [str(REPO / "src"), str(REPO)]
 
 from hatchway.config import Settings  # noqa: E402
 from hatchway.domain.runs import RunRequest  # noqa: E402
-from hatchway.service import Principal, build_gateway  # noqa: E402
+from hatchway.domain.tenants import Principal  # noqa: E402
+from hatchway.wiring import bootstrap, build_services  # noqa: E402
 
 ACTION_DIR = REPO / "tests" / "integration" / "docker_action"
 VARIANTS = ("lambda-local", "docker", "process")
@@ -76,20 +77,20 @@ def measure(
         settings = Settings.from_env(
             env, docker_host=docker_host, lambda_rie_path=rie, workers=0, sandbox=host_sandbox, executor="auto"
         )
-        gateway = build_gateway(settings)
-        gateway.bootstrap()
-        if "lambda-local" not in gateway.executors.named:
+        services = build_services(settings, pool=True)
+        bootstrap(services)
+        if "lambda-local" not in services.placement.named:
             raise SystemExit("no Lambda Runtime Interface Emulator: install aws-sam-cli or set HATCHWAY_LAMBDA_RIE")
-        process = gateway.executors.named["process"][0]
+        process = services.placement.named["process"][0]
         sandbox = getattr(getattr(process, "sandbox", None), "kind", "none")
         try:
             for executor in VARIANTS:
-                gateway.register_action(ADMIN, "proj_local", "development", action(executor))
+                services.actions.register(ADMIN, "proj_local", "development", action(executor))
             samples: dict[str, list[float]] = {name: [] for name in VARIANTS}
 
             def call(executor: str) -> float:
                 started = time.perf_counter()
-                gateway.call_sync(ADMIN, "proj_local", "development", f"bench-{executor}", "go", RunRequest())
+                services.runs.call_sync(ADMIN, "proj_local", "development", f"bench-{executor}", "go", RunRequest())
                 return (time.perf_counter() - started) * 1000
 
             for executor in VARIANTS:  # warm-up: image checks, the first (cold) Lambda container
@@ -101,8 +102,7 @@ def measure(
                 if time.monotonic() > stop_at:
                     break
         finally:
-            gateway.executors.close()
-            gateway.store.close()
+            services.close()
     result: dict[str, Any] = {"calls": len(samples["process"]), "cpus": os.cpu_count(), "host_sandbox": sandbox}
     for name, values in samples.items():
         result[name] = {

@@ -17,8 +17,8 @@ from hatchway.config import Settings
 from hatchway.domain.runs import Mode, Run, RunStatus, now_ms
 from hatchway.observability.metrics import PrometheusRecorder, exposition
 from hatchway.observability.tracing import configure_tracing
-from hatchway.service import build_gateway
 from hatchway.testing import ResolverTransport
+from hatchway.wiring import bootstrap, build_services
 
 TOKEN = "bench-admin"  # noqa: S105 - a throwaway local token
 
@@ -28,9 +28,9 @@ def api_latency(home: Path, rounds: int = 300) -> float:
     import httpx
 
     settings = Settings.from_env({"HATCHWAY_HOME": str(home), "HATCHWAY_BOOTSTRAP_TOKEN": TOKEN})
-    gateway = build_gateway(settings)
-    gateway.bootstrap()
-    app = create_app(gateway)
+    services = build_services(settings, pool=True)
+    bootstrap(services)
+    app = create_app(services)
     with httpx.Client(transport=ResolverTransport(app.resolve), base_url="http://bench") as http:
         headers = {"authorization": f"Bearer {TOKEN}"}
         samples = []
@@ -38,7 +38,7 @@ def api_latency(home: Path, rounds: int = 300) -> float:
             start = time.perf_counter()
             http.get("/v1/projects/proj_local/runs", params={"limit": 5}, headers=headers)
             samples.append(time.perf_counter() - start)
-    gateway.store.close()
+    services.close()
     return statistics.median(samples[rounds // 10 :])
 
 

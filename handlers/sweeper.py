@@ -1,27 +1,5 @@
-"""Lambda entry point of the scheduled sweep (EventBridge schedule, every minute).
+"""Lambda entry point of the scheduled sweep (EventBridge schedule, every minute)."""
 
-Expired leases, runs of HTTP actions nobody holds, Batch and ECS runs whose events never came:
-the rules live in :mod:`hatchway.sweeper`. The gateway is built once per container.
-"""
+from hatchway import sweeper, wiring
 
-from __future__ import annotations
-
-from typing import Any
-
-from hatchway.config import Settings
-from hatchway.observability import configure_observability, lambda_handler
-from hatchway.runner import LambdaDispatcher
-from hatchway.service import build_gateway
-from hatchway.sweeper import sweep
-
-settings = Settings.from_env()
-configure_observability(settings)
-gateway = build_gateway(settings)
-dispatch = LambdaDispatcher.from_settings(settings)
-
-
-def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return sweep(gateway, dispatch).to_dict()
-
-
-handler = lambda_handler(handle)
+handler = wiring.lambda_entry(sweeper.lambda_handler(wiring.lambda_services()))

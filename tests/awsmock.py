@@ -190,21 +190,17 @@ def aws_settings(home: Any, endpoint: str | None = None, **overrides: Any) -> An
     return make_settings(home, **values)
 
 
-def aws_gateway(settings: Any, session: Any, executors: Any) -> Any:
-    """A gateway on the aws backend whose every AWS client comes from ``session``."""
+def aws_services(settings: Any, session: Any, placement: Any) -> Any:
+    """Services on the aws backend whose every AWS client comes from ``session`` (bootstrapped)."""
     from hatchway.aws.clients import AwsClients
-    from hatchway.aws.kms import kms_secret_box
-    from hatchway.aws.setup import bootstrap
-    from hatchway.service import Gateway
-    from hatchway.store.dynamodb import DynamoDbStore
+    from hatchway.aws.setup import bootstrap as aws_bootstrap
+    from hatchway.wiring import bootstrap, build_services
 
     aws = AwsClients(settings.aws_region, settings.aws_endpoint_url, session)
-    bootstrap(settings, aws)
-    gateway = Gateway(
-        settings, DynamoDbStore.from_settings(settings, aws=aws), executors, lambda: kms_secret_box(settings, aws=aws)
-    )
-    gateway.bootstrap()
-    return gateway
+    aws_bootstrap(settings, aws)
+    services = build_services(settings, placement=placement, aws=aws)
+    bootstrap(services)
+    return services
 
 
 def make_infrastructure(session: Any, prefix: str) -> dict[str, Any]:

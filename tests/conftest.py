@@ -15,7 +15,8 @@ import pytest
 
 from hatchway.client import Client
 from hatchway.config import Settings
-from hatchway.service import Gateway, build_gateway
+from hatchway.services import Services
+from hatchway.wiring import bootstrap, build_services
 from tests.helpers import ADMIN_TOKEN, LiveServer
 
 PY = sys.executable
@@ -88,36 +89,36 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def gateway(settings: Settings) -> Iterator[Gateway]:
-    gw = build_gateway(settings)
-    gw.bootstrap()
-    yield gw
-    gw.executors.close()
-    gw.store.close()
+def services(settings: Settings) -> Iterator[Services]:
+    """A process's services on a fresh home (bootstrapped), ready for a worker pool."""
+    built = build_services(settings, pool=True)
+    bootstrap(built)
+    yield built
+    built.close()
 
 
 @pytest.fixture
-def pool(gateway: Gateway) -> Iterator[Any]:
+def pool(services: Services) -> Iterator[Any]:
     from hatchway.worker import WorkerPool
 
-    workers = WorkerPool(gateway, size=2)
+    workers = WorkerPool(services, size=2)
     workers.start()
     yield workers
     workers.stop(grace_seconds=2)
 
 
-def inprocess_client(gateway: Gateway, token: str = ADMIN_TOKEN, **kwargs: Any) -> Client:
+def inprocess_client(services: Services, token: str = ADMIN_TOKEN, **kwargs: Any) -> Client:
     from hatchway.api import create_app
     from hatchway.testing import ResolverTransport
 
-    resolver = create_app(gateway, gateway.settings.max_body_bytes)
+    resolver = create_app(services, services.settings.max_body_bytes)
     return Client("http://hatchway.local", token, transport=ResolverTransport(resolver.resolve), **kwargs)
 
 
 @pytest.fixture
-def client(gateway: Gateway, pool: Any) -> Iterator[Client]:
+def client(services: Services, pool: Any) -> Iterator[Client]:
     """The Python client over the resolver in-process, with a worker pool running."""
-    with inprocess_client(gateway) as hw:
+    with inprocess_client(services) as hw:
         yield hw
 
 
@@ -157,9 +158,9 @@ def hw(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Client]:
     """The same client calls in-process, against a real `hatchway serve`, and against a real
     `hatchway serve --backend aws` on a moto server (DynamoDB + KMS over HTTP)."""
     if request.param == "inprocess":
-        gw = request.getfixturevalue("gateway")
+        built = request.getfixturevalue("services")
         request.getfixturevalue("pool")
-        with inprocess_client(gw) as c:
+        with inprocess_client(built) as c:
             yield c
     else:
         aws = (

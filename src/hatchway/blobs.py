@@ -8,14 +8,13 @@ streams of chunks so a blob of any size passes in bounded memory. The embedded d
 never leave their prefix: a path with ``..``, an absolute path, an empty segment or a name longer
 than a file system allows is refused before any file is touched.
 
-What an action leaves (artifacts, its stash) passes :func:`redacted_text` on the way in: a text
+What an action leaves (artifacts, its stash) passes :func:`hatchway.domain.files.redacted_text` on the way in: a text
 file - valid UTF-8 - has every secret of its run hidden like the run's log; a binary file is kept
 as it is, since no search can tell a secret inside compressed or encoded bytes.
 """
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import hashlib
 import io
@@ -29,51 +28,21 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from hatchway.domain.files import BlobInfo, clean_path
+from hatchway.domain.files import CHUNK, BlobInfo, clean_path, file_chunks
 from hatchway.errors import Conflict, ValidationFailed
 from hatchway.secrets.box import BlobCipher
 
 if TYPE_CHECKING:
     from hatchway import ports
-    from hatchway.runtime.redact import RedactorLike
 
 log = logging.getLogger("hatchway")
 
 #: a temporary upload left this long without a write belongs to nobody (its writer died)
 STALE_UPLOAD_SECONDS = 300
-#: how much of a blob is read or written at a time
-CHUNK = 1 << 20
 #: the first line of a blob the embedded default encrypted: then the plaintext's size, in hex
 #: (listings show it without decrypting), and the Encryption SDK message
 MAGIC = b"HWBLOB1 "
 _HEADER = len(MAGIC) + 16 + 1
-
-
-def file_chunks(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as handle:
-        yield from iter(lambda: handle.read(CHUNK), b"")
-
-
-def is_utf8(path: Path) -> bool:
-    """Whether the file is text: valid UTF-8 from its first byte to its last (empty included)."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    try:
-        for chunk in file_chunks(path):
-            decoder.decode(chunk)
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def redacted_text(path: Path, redactor: RedactorLike) -> Iterable[bytes]:
-    """The bytes of the file at ``path`` to keep: a text file's with every secret of ``redactor``
-    hidden (streamed, a whole spelling looked past each cut), any other file's as they are."""
-    if not redactor or not is_utf8(path):
-        return file_chunks(path)
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    text = (decoder.decode(chunk) for chunk in file_chunks(path))
-    return (piece.encode() for piece in redactor.stream(text) if piece)
 
 
 class Measured:

@@ -23,7 +23,7 @@ MIB = 1024 * KIB
 #: the deepest JSON nesting HATCHWAY_MAX_JSON_DEPTH may allow
 MAX_JSON_DEPTH = 200
 SANDBOX_LEVELS = ("auto", "bwrap", "landlock", "limits", "none")
-#: the executors HATCHWAY_EXECUTOR & co. may name (besides "auto"); hatchway.executors.REGISTRY maps
+#: the executors HATCHWAY_EXECUTOR & co. may name (besides "auto"); hatchway.wiring.EXECUTORS and ENGINES map
 #: each to its class, which is imported only when used
 EXECUTOR_NAMES = ("process", "http", "docker", "lambda-local", "lambda", "batch", "ecs")
 #: far from the ranges distributions, systemd and container user namespaces hand out

@@ -6,16 +6,29 @@ metadata such as 169.254.169.254), private, unique-local, multicast and reserved
 unless the operator allows ranges with ``HATCHWAY_HTTP_ALLOW``. The check sits in the network
 backend, at the moment of connecting to the resolved address, so DNS rebinding between a check
 and the connection cannot slip through; TLS still verifies the original host name.
+
+:class:`HttpCallbackSender` delivers run callbacks (``callback_url``) over such connections.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import logging
+import queue
 import socket
-from collections.abc import Iterable
-from typing import Any
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from hatchway.errors import BadRequest
+
+callback_log = logging.getLogger("hatchway.callbacks")
+#: tries of one callback delivery, and the time each may take
+CALLBACK_ATTEMPTS = 6
+CALLBACK_TIMEOUT_SECONDS = 10.0
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -119,3 +132,94 @@ def refused_cause(exc: BaseException) -> DestinationRefused | None:
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# run callbacks
+
+
+@dataclass
+class _Delivery:
+    url: str
+    body: bytes
+    run_id: str
+    sign: Callable[[bytes, int], str]
+    attempt: int = 0
+    due: float = 0.0
+
+
+class HttpCallbackSender:
+    """Delivers run callbacks from a background thread: signed at each try, through
+    :func:`guarded_client` (the same destination rules as HTTP actions), retried with exponential
+    backoff on network errors and 5xx/429 answers. Deliveries are kept in memory: a gateway that
+    dies loses the callbacks it had not delivered yet."""
+
+    def __init__(
+        self, allowed: list[IPNetwork], attempts: int = CALLBACK_ATTEMPTS, timeout: float = CALLBACK_TIMEOUT_SECONDS
+    ) -> None:
+        self.allowed = allowed
+        self.attempts = attempts
+        self.timeout = timeout
+        self._queue: queue.Queue[_Delivery] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.delivered = 0
+
+    def enqueue(self, url: str, body: bytes, run_id: str, sign: Callable[[bytes, int], str]) -> None:
+        self._queue.put(_Delivery(url, body, run_id, sign))
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="hatchway-callbacks", daemon=True)
+                self._thread.start()
+
+    def close(self) -> None:
+        """Nothing to release: the thread is a daemon, and undelivered callbacks are given up."""
+
+    def _loop(self) -> None:
+        waiting: list[_Delivery] = []
+        while True:
+            timeout = max(0.0, min((d.due for d in waiting), default=time.monotonic() + 1.0) - time.monotonic())
+            with contextlib.suppress(queue.Empty):
+                waiting.append(self._queue.get(timeout=min(timeout, 1.0)))
+            now = time.monotonic()
+            due, waiting = [d for d in waiting if d.due <= now], [d for d in waiting if d.due > now]
+            for delivery in due:
+                if not self._send(delivery):
+                    delivery.attempt += 1
+                    if delivery.attempt < self.attempts:
+                        delivery.due = time.monotonic() + min(2.0**delivery.attempt, 300.0)
+                        waiting.append(delivery)
+                    else:
+                        callback_log.warning("callback given up", extra={"run_id": delivery.run_id})
+
+    def _send(self, delivery: _Delivery) -> bool:
+        try:
+            headers = {
+                "content-type": "application/json",
+                "user-agent": "hatchway-callback",
+                "x-hatchway-run-id": delivery.run_id,
+                "x-hatchway-signature": delivery.sign(delivery.body, int(time.time())),
+            }
+            with guarded_client(self.allowed, self.timeout, follow_redirects=False) as client:
+                response = client.post(delivery.url, content=delivery.body, headers=headers)
+        except Exception as exc:
+            refused = refused_cause(exc)
+            if refused is not None:
+                callback_log.warning("callback refused", extra={"run_id": delivery.run_id, "reason": refused.message})
+                delivery.attempt = self.attempts
+            else:
+                callback_log.info(
+                    "callback failed; will retry", extra={"run_id": delivery.run_id, "error": type(exc).__name__}
+                )
+            return False
+        if response.status_code >= 500 or response.status_code == 429:
+            return False
+        self.delivered += 1
+        return True
+
+
+if TYPE_CHECKING:  # mypy checks that the adapter answers the port
+    from hatchway import ports
+
+    def _implements(sender: HttpCallbackSender) -> ports.CallbackSender:
+        return sender

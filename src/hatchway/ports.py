@@ -1,10 +1,9 @@
 """The ports: what the use cases need from the world, as Protocols.
 
 Adapters (store/, executors/, aws/, secrets/, blobs.py, net.py, observability/) implement them and
-the composition root plugs them in; use cases, api and compat import this module, never an adapter.
-Repository methods carry the rules (transitions, leases, idempotency, cursors); backends implement
-a handful of primitives under them (store/). The repository methods are today's ``BaseStore``
-names, unique across aggregates, so one store object satisfies all six repository ports.
+the composition root (wiring.py) plugs them in; use cases, api and compat import this module, never
+an adapter. Repository methods carry the rules (transitions, leases, idempotency, cursors); backends
+implement a handful of primitives under them (store/).
 """
 
 from __future__ import annotations

@@ -10,23 +10,31 @@ store) in another, so neither kind can starve the other and a large answer never
 loop. Connections are watched below the ASGI application, in uvicorn's protocol (see
 :func:`guarded_protocol`): headers and bodies have deadlines, connections a ceiling, request heads
 a size limit, and whatever the server answers on its own is in the API's error shape.
-uvicorn is imported only to serve.
+uvicorn is imported only to serve. :func:`run_server` is ``hatchway serve``: the services, their
+worker pool and the API in one process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from hatchway import wiring
 from hatchway.api.errors import dumps, error_answer, unexpected_answer
-from hatchway.errors import BadRequest, PayloadTooLarge, Unavailable
+from hatchway.config import Settings
+from hatchway.domain.spec import resolve_local_paths
+from hatchway.domain.tenants import DEFAULT_ENVIRONMENT, DEFAULT_PROJECT, Principal
+from hatchway.errors import BadRequest, HatchwayError, PayloadTooLarge, Unavailable
+from hatchway.services import Services
 
 log = logging.getLogger("hatchway.server")
 
@@ -440,3 +448,105 @@ def serve(
 
         server.startup = startup  # type: ignore[method-assign]
     server.run()
+
+
+# ---------------------------------------------------------------------------------------------
+# `hatchway serve`: the gateway process
+
+
+def find_examples_dir() -> Path | None:
+    """The repository's ``examples/`` (source checkout), else ``./examples``."""
+    for candidate in (Path(__file__).resolve().parents[2] / "examples", Path.cwd() / "examples"):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def register_examples(services: Services, directory: Path) -> list[str]:
+    """Register every ``*/action.json`` under ``directory`` in the default project."""
+    admin = Principal(None, None, frozenset({"admin"}))
+    loaded = []
+    for path in sorted(directory.glob("*/action.json")):
+        document = resolve_local_paths(json.loads(path.read_text()), path.parent)
+        try:
+            record = services.actions.register(admin, DEFAULT_PROJECT, DEFAULT_ENVIRONMENT, document).record
+        except HatchwayError as err:
+            log.warning("example not loaded", extra={"example": path.parent.name, "reason": err.message})
+            continue
+        loaded.append(f"{record.name}@{record.version}")
+    return loaded
+
+
+def run_server(
+    settings: Settings,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    load_examples: bool = False,
+    examples_dir: Path | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+) -> None:
+    """``hatchway serve``: the API with a worker pool (``HATCHWAY_WORKERS``) until SIGINT/SIGTERM."""
+    from hatchway.api import create_app
+    from hatchway.worker import WorkerPool, confinement_lines, refuse_unconfined
+
+    wiring.configure_observability(settings)
+    services = wiring.build_services(settings, pool=settings.workers > 0)
+    refuse_unconfined(services)
+    wiring.bootstrap(services)
+    recovered = wiring.tidy_at_rest(services)
+    if recovered:
+        log.warning("stopped actions left running by a previous gateway", extra={"count": recovered})
+    examples: list[str] = []
+    if load_examples:
+        directory = examples_dir or find_examples_dir()
+        if directory is None:
+            log.warning("no examples directory found; pass --examples-dir")
+        else:
+            examples = register_examples(services, directory)
+    pool = WorkerPool(services) if settings.workers > 0 else None
+    resolver = create_app(services, settings.max_body_bytes)
+    app = AsgiGateway(
+        resolver.resolve,
+        settings.max_body_bytes,
+        read_threads=settings.http_read_threads,
+        body_timeout_seconds=settings.http_body_timeout_seconds,
+        on_startup=pool.start if pool else None,
+        on_shutdown=lambda: _shutdown(services, pool, settings.shutdown_grace_seconds),
+    )
+    limits = ConnectionLimits(
+        settings.http_header_timeout_seconds, settings.http_max_connections, settings.http_max_header_bytes
+    )
+    scheme = "https" if tls_cert else "http"
+
+    def ready() -> None:
+        token_source = "HATCHWAY_BOOTSTRAP_TOKEN" if settings.bootstrap_token else str(settings.token_path)
+        lines = [
+            f"hatchway serving on {scheme}://{host}:{port} (docs: {scheme}://{host}:{port}/docs)",
+            f"  home      {settings.home}",
+            f"  backend   {settings.backend}; executor {services.placement.describe()}; workers {settings.workers}",
+            f"  token     admin token in {token_source}",
+            *confinement_lines(services),
+        ]
+        if settings.is_console_enabled:
+            lines.append(f"  console   {scheme}://{host}:{port}/ui/")
+        if examples:
+            lines.append(f"  examples  {', '.join(examples)} in {DEFAULT_PROJECT}")
+        # on stdout: stderr carries only the JSON log lines, for whatever collects them
+        print("\n".join(lines), flush=True)
+
+    try:
+        serve(app, host, port, settings.log_level if settings.log_level == "DEBUG" else "warning",
+              tls_cert, tls_key, settings.shutdown_grace_seconds + 5, on_ready=ready, limits=limits,
+              keep_alive_seconds=settings.http_keep_alive_seconds,
+              trusted_proxies=settings.trusted_proxies)  # fmt: skip
+    finally:
+        services.close()
+
+
+def _shutdown(services: Services, pool: Any, grace_seconds: float) -> None:
+    """Stop the workers, then the executors (warm containers, reapers). uvicorn re-raises the
+    SIGTERM it caught once the app has shut down, so code after ``serve`` may never run."""
+    if pool is not None:
+        pool.stop(grace_seconds)
+    services.placement.close()

@@ -1,12 +1,13 @@
 """The local worker pool: claims queued runs, keeps their leases, settles lost ones.
 
-N worker threads claim runs from the store (ENQUEUED -> INPROGRESS with a lease) and run one
-attempt each through :meth:`Gateway.execute_claimed`. One monitor thread renews the leases of the
-runs in flight every ``heartbeat_seconds``, notices cancels (a run turned TERMINATING, perhaps by
-another process) within a quarter second, stops an attempt whose lease was lost, and sweeps
-expired leases of dead workers anywhere. A submit in the same process wakes an idle worker at
-once; other processes are noticed by polling. On shutdown the pool stops claiming, lets running
-attempts finish for a grace period, then releases the rest back to the queue.
+N worker threads claim runs from the store (ENQUEUED -> INPROGRESS with a lease) and run one attempt
+each (:meth:`~hatchway.services.attempts.AttemptService.execute_claimed`). One monitor thread renews
+the leases of the runs in flight every ``heartbeat_seconds``, notices cancels (a run turned
+TERMINATING, perhaps by another process) within a quarter second, stops an attempt whose lease was
+lost, and sweeps expired leases of dead workers anywhere. A submit in the same process wakes an idle
+worker at once (the services' :class:`~hatchway.services.queue.LocalQueue`); other processes are
+noticed by polling. On shutdown the pool stops claiming, lets running attempts finish for a grace
+period, then releases the rest back to the queue.
 
 The pool also advances pipeline executions (:mod:`hatchway.services.pipelines.advancer`): a worker that
 finishes a step's run wakes the advancer, so the next step starts at once.
@@ -15,13 +16,16 @@ finishes a step's run wakes the advancer, so the next step starts at once.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from dataclasses import dataclass
 
+from hatchway import wiring
+from hatchway.config import Settings
 from hatchway.domain.runs import Run, RunStatus
-from hatchway.service import Gateway
-from hatchway.services.pipelines.service import PipelineService
+from hatchway.errors import ValidationFailed
+from hatchway.services import Services
 
 log = logging.getLogger("hatchway.worker")
 
@@ -37,19 +41,22 @@ class _InFlight:
 
 
 class WorkerPool:
-    """Worker threads over one gateway."""
+    """Worker threads over one process's services (built with ``pool=True``: their local queue)."""
 
     def __init__(
         self,
-        gateway: Gateway,
+        services: Services,
         size: int | None = None,
         lease_seconds: float | None = None,
         heartbeat_seconds: float | None = None,
         sweep_seconds: float | None = None,
         poll_seconds: float = IDLE_POLL_SECONDS,
     ) -> None:
-        settings = gateway.settings
-        self.gateway = gateway
+        if services.queue is None:
+            raise ValueError("a worker pool needs services built with pool=True (their local queue)")
+        settings = services.settings
+        self.services = services
+        self.queue = services.queue
         self.size = settings.workers if size is None else size
         self.lease_seconds = lease_seconds or settings.lease_seconds
         self.heartbeat_seconds = heartbeat_seconds or settings.heartbeat_seconds
@@ -57,21 +64,19 @@ class WorkerPool:
             raise ValueError("the heartbeat interval must be shorter than the lease")
         self.sweep_seconds = sweep_seconds or max(0.2, min(self.lease_seconds / 2, 5.0))
         self.poll_seconds = poll_seconds
-        self._wake = threading.Condition()
         self._stopping = threading.Event()
         self._inflight: dict[str, _InFlight] = {}
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self.completed = 0
-        self.pipelines = PipelineService.of(gateway)
+        self.pipelines = services.pipelines
 
     # ---- life cycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.gateway.on_enqueue = self.wake
-        self.gateway.capacity = lambda: (self.size, self.busy)
+        self.queue.attach(self.size, lambda: self.busy)
         for index in range(self.size):
-            owner = f"{self.gateway.node_id}/w{index}"
+            owner = f"{self.services.node_id}/w{index}"
             thread = threading.Thread(target=self._work, args=(owner,), name=f"hatchway-worker-{index}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -81,8 +86,7 @@ class WorkerPool:
         self.pipelines.start_advancer()
 
     def wake(self) -> None:
-        with self._wake:
-            self._wake.notify()
+        self.queue.ring()
 
     @property
     def busy(self) -> int:
@@ -92,8 +96,7 @@ class WorkerPool:
     def stop(self, grace_seconds: float = 10.0) -> None:
         """Stop claiming; wait up to ``grace_seconds`` for running attempts, then release them."""
         self._stopping.set()
-        with self._wake:
-            self._wake.notify_all()
+        self.queue.ring(everyone=True)
         deadline = time.monotonic() + grace_seconds
         while self.busy and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -101,33 +104,31 @@ class WorkerPool:
             leftover = list(self._inflight)
         for run_id in leftover:
             log.info("releasing run at shutdown", extra={"run_id": run_id})
-            self.gateway.cancel_local(run_id)
+            self.services.attempts.cancel_local(run_id)
         for thread in self._threads:
-            thread.join(timeout=max(1.0, self.gateway.settings.kill_grace_seconds + 2))
+            thread.join(timeout=max(1.0, self.services.settings.kill_grace_seconds + 2))
         self._threads.clear()
         self.pipelines.stop_advancer()
 
     # ---- threads ---------------------------------------------------------------------------
 
     def _work(self, owner: str) -> None:
-        store = self.gateway.store
+        runs = self.services.repos.runs
         while not self._stopping.is_set():
             try:
-                run = store.claim(owner, self.lease_seconds)
+                run = runs.claim(owner, self.lease_seconds)
             except Exception:
                 log.exception("claim failed; retrying")
                 self._stopping.wait(1.0)
                 continue
             if run is None:
-                with self._wake:
-                    if not self._stopping.is_set():
-                        self._wake.wait(self.poll_seconds)
+                self.queue.wait(self.poll_seconds, self._stopping)
                 continue
             with self._lock:
                 self._inflight[run.id] = _InFlight(run, owner, time.monotonic())
-            self.gateway.crash_points.reach("after_claim", run.id)
+            self.services.crash_points.reach("after_claim", run.id)
             try:
-                self.gateway.execute_claimed(run)
+                self.services.attempts.execute_claimed(run)
             except Exception:
                 # the lease will expire and the sweeper will settle the run; never lose the thread
                 log.exception("attempt failed inside the gateway", extra={"run_id": run.id})
@@ -138,7 +139,6 @@ class WorkerPool:
                 self.pipelines.notice(run)
 
     def _monitor(self) -> None:
-        store = self.gateway.store
         last_sweep = 0.0
         while not self._stopping.wait(CANCEL_CHECK_SECONDS):
             now = time.monotonic()
@@ -152,32 +152,67 @@ class WorkerPool:
             if now - last_sweep >= self.sweep_seconds:
                 last_sweep = now
                 try:
-                    swept = store.sweep(self.gateway.settings.max_lost_attempts)
+                    swept = self.services.sweeper.sweep_leases()
                 except Exception:
                     log.exception("sweep failed")
                     continue
                 if swept.requeued:
                     self.wake()
-                for run_id in [*swept.failed, *swept.terminated]:
-                    ended = store.get_run(run_id)
-                    if ended is not None:
-                        self.gateway.after_terminal(ended)
 
     def _check(self, item: _InFlight, now: float) -> None:
-        store = self.gateway.store
+        runs, attempts = self.services.repos.runs, self.services.attempts
         run_id = item.run.id
         if now - item.last_heartbeat >= self.heartbeat_seconds:
-            status = store.heartbeat(run_id, item.owner, self.lease_seconds)
+            status = runs.heartbeat(run_id, item.owner, self.lease_seconds)
             item.last_heartbeat = now
             if status is None:
                 log.warning("lease lost; stopping the attempt", extra={"run_id": run_id})
-                self.gateway.cancel_local(run_id)
+                attempts.cancel_local(run_id)
                 return
         else:
-            current = store.get_run(run_id)
+            current = runs.get_run(run_id)
             status = current.status if current else None
         if status == RunStatus.TERMINATING:
-            self.gateway.cancel_local(run_id)
+            attempts.cancel_local(run_id)
 
 
-__all__ = ["WorkerPool"]
+# ---- starting a process that runs attempts --------------------------------------------------
+
+
+def refuse_unconfined(services: Services) -> None:
+    """A process that would run host actions without any confinement does not start, unless told
+    so (``HATCHWAY_SANDBOX=none``): an action could read the key file and the database."""
+    for sandbox in services.placement.sandboxes():
+        problem = sandbox.refusal()
+        if problem:
+            services.close()
+            raise ValidationFailed.at(["env", "HATCHWAY_SANDBOX"], problem)
+
+
+def confinement_lines(services: Services) -> list[str]:
+    """The banner's word on host actions: the sandbox level in force, and what an action can reach."""
+    lines = []
+    for sandbox in services.placement.sandboxes()[:1]:
+        lines += [f"  sandbox   {sandbox.describe()}", f"            {sandbox.reach()}"]
+    return lines
+
+
+def run_worker(settings: Settings) -> None:
+    """``hatchway worker``: a worker pool on ``settings.home`` until SIGINT/SIGTERM."""
+    wiring.configure_observability(settings)
+    services = wiring.build_services(settings, pool=True)
+    refuse_unconfined(services)
+    wiring.tidy_at_rest(services)
+    pool = WorkerPool(services)
+    pool.start()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    lines = [f"hatchway worker on {settings.home}: {pool.size} threads, executor {services.placement.describe()}"]
+    print("\n".join([*lines, *confinement_lines(services)]), flush=True)
+    stop.wait()
+    pool.stop(settings.shutdown_grace_seconds)
+    services.close()
+
+
+__all__ = ["WorkerPool", "confinement_lines", "refuse_unconfined", "run_worker"]

@@ -20,15 +20,16 @@ import boto3
 from hatchway.aws.aws_lambda import LambdaExecutor
 from hatchway.aws.clients import AwsClients
 from hatchway.domain.runs import RunRequest, RunStatus
-from hatchway.executors import Executors
+from hatchway.domain.tenants import Principal
 from hatchway.executors.process import ProcessExecutor
 from hatchway.remote import run_attempt
 from hatchway.runtime import adapter
-from hatchway.service import Gateway, Principal
+from hatchway.services import Services
+from hatchway.wiring import build_placement
 from tests.awsmock import (
     REGION,
     CallCounter,
-    aws_gateway,
+    aws_services,
     aws_settings,
     make_infrastructure,
     moto_in_process,
@@ -71,7 +72,7 @@ ACTION: dict[str, Any] = {
 
 @dataclass
 class Stack:
-    gateway: Gateway
+    services: Services
     counter: CallCounter
     session: Any
     settings: Any
@@ -89,15 +90,17 @@ def moto_infrastructure() -> Iterator[dict[str, Any]]:
 
 
 def build_stack(tmp_path: Path, infrastructure: dict[str, Any], run_executor: type[Any]) -> Stack:
-    """A gateway with its own table, key, bucket and name prefix, and a session that counts calls."""
+    """Services with their own table, key, bucket and name prefix, and a session that counts calls."""
     session = boto3.session.Session(region_name=REGION)
     counter = CallCounter(session)
     settings = replace(aws_settings(tmp_path / "home"), **infrastructure)
     aws = AwsClients(REGION, None, session)
-    executors = Executors(LambdaExecutor.from_settings(settings, aws), run_executor.from_settings(settings, aws))
-    gateway = aws_gateway(settings, session, executors)
+    placement = build_placement(
+        settings, sync=LambdaExecutor.from_settings(settings, aws), run=run_executor.from_settings(settings, aws)
+    )
+    services = aws_services(settings, session, placement)
     counter.hooks.append(_lambda_runtime)
-    return Stack(gateway, counter, session, settings)
+    return Stack(services, counter, session, settings)
 
 
 def _lambda_runtime(service: str, operation: str, params: dict[str, Any]) -> None:
@@ -109,23 +112,25 @@ def _lambda_runtime(service: str, operation: str, params: dict[str, Any]) -> Non
 def container(stack: Stack, run_id: str, owner: str) -> int:
     """One attempt of the run, as the job's container does it (``--run RUN_ID``)."""
     settings = stack.settings
-    inside = aws_gateway(settings, stack.session, Executors(ProcessExecutor.from_settings(settings)))
+    inside = aws_services(
+        settings, stack.session, build_placement(settings, sync=ProcessExecutor.from_settings(settings))
+    )
     try:
         return run_attempt(inside, run_id, owner)
     finally:
-        inside.executors.close()
+        inside.placement.close()
 
 
 def submit(stack: Stack, **parameters: str) -> tuple[str, str]:
     """Start a run of the echo action; its id and its job or task."""
-    answer, code = stack.gateway.submit_run(ADMIN, P, ENV, "echo", RunRequest(parameters))
-    run = stack.gateway.store.get_run(answer["id"])
-    assert code == 202 and run is not None and run.external_id is not None
+    submitted = stack.services.runs.submit(ADMIN, P, ENV, "echo", RunRequest(parameters))
+    run = stack.services.repos.runs.get_run(submitted.id)
+    assert run is not None and run.external_id is not None
     return run.id, run.external_id
 
 
 def status(stack: Stack, run_id: str) -> RunStatus:
-    run = stack.gateway.store.get_run(run_id)
+    run = stack.services.repos.runs.get_run(run_id)
     assert run is not None
     return run.status
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from hatchway.api import create_app
 from hatchway.api.app import Api
 from hatchway.server import LambdaContext, http_event
-from hatchway.service import Gateway
+from hatchway.services import Services
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 UPDATE = os.environ.get("HATCHWAY_UPDATE_SNAPSHOTS") == "1"
@@ -75,9 +75,9 @@ def difference(name: str, expected: bytes, actual: bytes) -> str:
     return "\n".join(diff[:200]) or "the same document, other bytes (key order, spacing or escapes)"
 
 
-def test_the_route_table_is_unchanged(gateway: Gateway) -> None:
-    check("routes.txt", route_table(create_app(gateway)).encode())
+def test_the_route_table_is_unchanged(services: Services) -> None:
+    check("routes.txt", route_table(create_app(services)).encode())
 
 
-def test_the_openapi_document_is_unchanged_to_the_byte(gateway: Gateway) -> None:
-    check("openapi.json", openapi_bytes(create_app(gateway)))
+def test_the_openapi_document_is_unchanged_to_the_byte(services: Services) -> None:
+    check("openapi.json", openapi_bytes(create_app(services)))

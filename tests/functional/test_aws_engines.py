@@ -17,10 +17,8 @@ import pytest
 from hatchway.aws.aws_lambda import LambdaExecutor
 from hatchway.aws.batch import BatchEngine
 from hatchway.aws.ecs import EcsEngine
-from hatchway.aws.engines import RETRY_EXIT_CODE
-from hatchway.domain.runs import RunRequest, RunStatus
+from hatchway.domain.runs import RETRY_EXIT_CODE, RunRequest, RunStatus
 from hatchway.errors import ValidationFailed
-from hatchway.remote import apply_state_change, handle_event
 from tests.functional.awsstack import (
     ACTION,
     ADMIN,
@@ -55,13 +53,13 @@ def ecs(tmp_path: Path, infrastructure: dict[str, Any]) -> Stack:
 
 
 def test_registration_creates_the_function_and_job_definition_with_derived_settings(batch: Stack) -> None:
-    gateway = batch.gateway
-    record, created = gateway.register_action(ADMIN, P, ENV, ACTION)
+    services = batch.services
+    record, created = services.actions.register(ADMIN, P, ENV, ACTION)
     assert created
-    lambda_executor = gateway.executors.sync
-    batch_executor = gateway.executors.run
+    lambda_executor = services.placement.sync
+    batch_executor = services.placement.run
     assert isinstance(lambda_executor, LambdaExecutor) and isinstance(batch_executor, BatchEngine)
-    spec = gateway.resolve(P, ENV, "echo").spec
+    spec = services.actions.resolve(P, ENV, "echo").spec
 
     function = batch.client("lambda").get_function(FunctionName=lambda_executor.function_name(P, spec))
     config = function["Configuration"]
@@ -100,12 +98,12 @@ def test_registration_creates_the_function_and_job_definition_with_derived_setti
 
     # registering the same spec again reuses both; a changed spec gets its own
     batch.counter.clear()
-    assert gateway.register_action(ADMIN, P, ENV, ACTION)[1] is False
+    assert services.actions.register(ADMIN, P, ENV, ACTION)[1] is False
     assert batch.counter.count("lambda", "CreateFunction") == 0
     assert batch.counter.count("batch", "RegisterJobDefinition") == 0
     bigger = {**ACTION, "compute_requirements": {"vCPU": 16384, "memory": 122880, "storage": 21}}
-    gateway.register_action(ADMIN, P, ENV, bigger)
-    spec2 = gateway.resolve(P, ENV, "echo").spec
+    services.actions.register(ADMIN, P, ENV, bigger)
+    spec2 = services.actions.resolve(P, ENV, "echo").spec
     assert lambda_executor.function_name(P, spec2) != lambda_executor.function_name(P, spec)
     config2 = batch.client("lambda").get_function_configuration(FunctionName=lambda_executor.function_name(P, spec2))
     assert config2["MemorySize"] == 10240  # Lambda's maximum
@@ -122,15 +120,15 @@ def test_an_action_without_an_image_is_refused_and_nothing_is_stored(batch: Stac
     document = {**ACTION, "image_uri": None, "docker_config": {"context": "."}}
     document.pop("image_uri")
     with pytest.raises(ValidationFailed) as refused:
-        batch.gateway.register_action(ADMIN, P, ENV, document)
+        batch.services.actions.register(ADMIN, P, ENV, document)
     assert refused.value.details[0]["loc"] == ["body", "image_uri"]
-    assert batch.gateway.store.get_action(P, ENV, "echo") is None
+    assert batch.services.repos.actions.get_action(P, ENV, "echo") is None
 
 
 def test_an_http_action_needs_no_image_function_or_definition(batch: Stack) -> None:
     # the gateway makes an HTTP action's call itself: nothing to create on AWS
     batch.counter.clear()
-    record, created = batch.gateway.register_action(
+    record, created = batch.services.actions.register(
         ADMIN, P, ENV, {"name": "ping", "sync_actions": ["get"], "http": {"url": "https://example.invalid/ping"}}
     )
     assert created and record.spec["http"]["url"] == "https://example.invalid/ping"
@@ -138,12 +136,12 @@ def test_an_http_action_needs_no_image_function_or_definition(batch: Stack) -> N
 
 
 def test_the_ecs_task_definition_is_derived_from_the_spec(ecs: Stack) -> None:
-    ecs.gateway.register_action(
+    ecs.services.actions.register(
         ADMIN, P, ENV, {**ACTION, "container_parameters": {**ACTION["container_parameters"], "workdir": "/app"}}
     )
-    executor = ecs.gateway.executors.run
+    executor = ecs.services.placement.run
     assert isinstance(executor, EcsEngine)
-    spec = ecs.gateway.resolve(P, ENV, "echo").spec
+    spec = ecs.services.actions.resolve(P, ENV, "echo").spec
     family = executor.definition_name(P, spec)
     definition = ecs.client("ecs").describe_task_definition(taskDefinition=family)["taskDefinition"]
     assert definition["requiresCompatibilities"] == ["FARGATE"] and definition["networkMode"] == "awsvpc"
@@ -161,13 +159,13 @@ def test_the_ecs_task_definition_is_derived_from_the_spec(ecs: Stack) -> None:
 
 
 def test_an_async_submit_makes_at_most_three_aws_calls(batch: Stack) -> None:
-    gateway = batch.gateway
-    gateway.register_action(ADMIN, P, ENV, ACTION)
+    services = batch.services
+    services.actions.register(ADMIN, P, ENV, ACTION)
     submitted: list[dict[str, Any]] = []
     batch.counter.hooks.append(lambda s, o, params: submitted.append(params) if o == "SubmitJob" else None)
     batch.counter.clear()
-    answer, code = gateway.submit_run(ADMIN, P, ENV, "echo", RunRequest({"who": "w"}, retries=2))
-    assert code == 202 and answer["status"] == "ENQUEUED"
+    answer = services.runs.submit(ADMIN, P, ENV, "echo", RunRequest({"who": "w"}, retries=2)).to_api()
+    assert answer["status"] == "ENQUEUED"
     calls = batch.counter.summary()
     assert sum(calls.values()) <= 3, calls
     assert calls == {"dynamodb.GetItem": 1, "batch.SubmitJob": 1, "dynamodb.PutItem": 1}
@@ -175,30 +173,30 @@ def test_an_async_submit_makes_at_most_three_aws_calls(batch: Stack) -> None:
     assert params["jobName"] == answer["id"] and params["parameters"] == {"run_id": answer["id"]}
     assert params["retryStrategy"] == {"attempts": 3, "evaluateOnExit": [{"onExitCode": "1", "action": "EXIT"}]}
     assert params["jobQueue"] == batch.settings.batch_job_queue
-    run = gateway.store.get_run(answer["id"])
+    run = services.repos.runs.get_run(answer["id"])
     assert run is not None and run.external_id is not None
     [job] = batch.client("batch").describe_jobs(jobs=[run.external_id])["jobs"]
     assert job["jobName"] == run.id
     # a remote run is never claimed by a local worker
-    assert gateway.store.claim("local-worker", 30) is None
+    assert services.repos.runs.claim("local-worker", 30) is None
 
 
 def test_a_batch_run_succeeds_through_its_container_and_events(batch: Stack) -> None:
-    gateway = batch.gateway
-    gateway.register_action(ADMIN, P, ENV, ACTION)
-    token = gateway.encrypt(ADMIN, P, ENV, "batch-s3cret-value")
+    services = batch.services
+    services.actions.register(ADMIN, P, ENV, ACTION)
+    token = services.tenants.encrypt(ADMIN, P, ENV, "batch-s3cret-value")
     run_id, job = submit(batch, who="w", **{"#token": token})
     # Given the job starts (the event may come before or after the container claims the run)
-    assert handle_event(gateway, batch_event(run_id, job, "RUNNING", attempts=[])) == {
+    assert services.remote.handle_event(batch_event(run_id, job, "RUNNING", attempts=[])) == {
         "run_id": run_id,
         "status": "INPROGRESS",
     }
     # When its container runs the attempt: it decrypts the secret itself and records the outcome
     assert container(batch, run_id, f"batch/{job}/1") == 0
-    done = gateway.store.get_run(run_id)
+    done = services.repos.runs.get_run(run_id)
     assert done is not None and done.status == RunStatus.SUCCESSFUL
     assert done.ret == {"hi": "w", "attempt": 1} and done.exports == {"rows": 3} and done.attempt == 1
-    assert [e.msg for e in gateway.store.read_logs(run_id).items] == ["secret is [hidden]"]
+    assert [e.msg for e in services.repos.runs.read_logs(run_id).items] == ["secret is [hidden]"]
     # and a copy of the record and the log lands in the outputs bucket
     s3 = batch.client("s3")
     prefix = f"runs/{run_id}/attempt-1/"
@@ -214,50 +212,50 @@ def test_a_batch_run_succeeds_through_its_container_and_events(batch: Stack) -> 
         batch_event(run_id, job, "RUNNING", attempts=[]),
         batch_event(run_id, job, "SUCCEEDED"),
     ):
-        assert handle_event(gateway, event)["status"] == "SUCCESSFUL"
-    assert gateway.store.get_run(run_id) == done
+        assert services.remote.handle_event(event)["status"] == "SUCCESSFUL"
+    assert services.repos.runs.get_run(run_id) == done
 
 
 def test_a_batch_job_that_never_ran_fails_the_run(batch: Stack) -> None:
-    batch.gateway.register_action(ADMIN, P, ENV, ACTION)
+    batch.services.actions.register(ADMIN, P, ENV, ACTION)
     run_id, job = submit(batch, who="w")
     # an event about some other job of the same name is not this run's
-    assert "ignored" in handle_event(batch.gateway, batch_event(run_id, "another-job", "FAILED"))
+    assert "ignored" in batch.services.remote.handle_event(batch_event(run_id, "another-job", "FAILED"))
     assert status(batch, run_id) == RunStatus.ENQUEUED
     reason = "CannotPullContainerError: pull image manifest has been retried 5 times"
     failed_event = batch_event(run_id, job, "FAILED", statusReason=reason)
-    assert handle_event(batch.gateway, failed_event)["status"] == "FAILED"
-    failed = batch.gateway.store.get_run(run_id)
+    assert batch.services.remote.handle_event(failed_event)["status"] == "FAILED"
+    failed = batch.services.repos.runs.get_run(run_id)
     assert failed is not None and failed.error is not None and failed.error.kind == "platform"
     assert "CannotPullContainerError" in failed.error.message and failed.error.exception_id
     # late or repeated events leave it alone
     for event in (failed_event, batch_event(run_id, job, "RUNNING"), batch_event(run_id, job, "SUCCEEDED")):
-        handle_event(batch.gateway, event)
-    assert batch.gateway.store.get_run(run_id) == failed
+        batch.services.remote.handle_event(event)
+    assert batch.services.repos.runs.get_run(run_id) == failed
 
 
 def test_a_batch_attempt_over_its_time_limit_is_a_timeout(batch: Stack) -> None:
-    batch.gateway.register_action(ADMIN, P, ENV, ACTION)
+    batch.services.actions.register(ADMIN, P, ENV, ACTION)
     run_id, job = submit(batch, who="w")
-    handle_event(batch.gateway, batch_event(run_id, job, "RUNNING"))
-    handle_event(
-        batch.gateway, batch_event(run_id, job, "FAILED", statusReason="Job attempt duration exceeded timeout")
+    batch.services.remote.handle_event(batch_event(run_id, job, "RUNNING"))
+    batch.services.remote.handle_event(
+        batch_event(run_id, job, "FAILED", statusReason="Job attempt duration exceeded timeout")
     )
-    run = batch.gateway.store.get_run(run_id)
+    run = batch.services.repos.runs.get_run(run_id)
     assert run is not None and run.status == RunStatus.FAILED and run.error is not None
     assert run.error.kind == "timeout"
 
 
 def test_batch_attempts_retry_an_application_error_but_never_a_user_error(batch: Stack) -> None:
-    store = batch.gateway.store
-    batch.gateway.register_action(ADMIN, P, ENV, ACTION)
+    store = batch.services.repos.runs
+    batch.services.actions.register(ADMIN, P, ENV, ACTION)
     # an application error (exit 3) with one retry: two attempts, each a Batch attempt
     run_id, job = submit(batch, who="w", exit="3")
     assert container(batch, run_id, f"batch/{job}/1") == RETRY_EXIT_CODE
     queued = store.get_run(run_id)
     assert queued is not None and queued.status == RunStatus.ENQUEUED and queued.attempt == 1
     # the stale RUNNING of attempt 1 does not move the queued run
-    handle_event(batch.gateway, batch_event(run_id, job, "RUNNING", attempts=[]))
+    batch.services.remote.handle_event(batch_event(run_id, job, "RUNNING", attempts=[]))
     assert status(batch, run_id) == RunStatus.ENQUEUED
     assert container(batch, run_id, f"batch/{job}/2") == 1
     final = store.get_run(run_id)
@@ -272,41 +270,41 @@ def test_batch_attempts_retry_an_application_error_but_never_a_user_error(batch:
 
 
 def test_cancel_terminates_the_batch_job_and_its_event_ends_the_run(batch: Stack) -> None:
-    gateway = batch.gateway
-    gateway.register_action(ADMIN, P, ENV, ACTION)
+    services = batch.services
+    services.actions.register(ADMIN, P, ENV, ACTION)
     terminated = watch(batch, "TerminateJob")
     # a queued run is cancelled at once, and its job terminated
     run_id, job = submit(batch, who="q")
-    assert gateway.cancel_run(ADMIN, P, ENV, run_id).status == RunStatus.TERMINATED
+    assert services.runs.cancel(ADMIN, P, ENV, run_id).status == RunStatus.TERMINATED
     assert terminated[-1]["jobId"] == job
     # a running one goes TERMINATING; the job's end makes it TERMINATED
     run_id, job = submit(batch, who="r")
-    handle_event(gateway, batch_event(run_id, job, "RUNNING"))
-    assert gateway.cancel_run(ADMIN, P, ENV, run_id).status == RunStatus.TERMINATING
+    services.remote.handle_event(batch_event(run_id, job, "RUNNING"))
+    assert services.runs.cancel(ADMIN, P, ENV, run_id).status == RunStatus.TERMINATING
     assert terminated[-1]["jobId"] == job
-    handle_event(gateway, batch_event(run_id, job, "FAILED", statusReason="cancelled through the hatchway API"))
+    services.remote.handle_event(batch_event(run_id, job, "FAILED", statusReason="cancelled through the hatchway API"))
     assert status(batch, run_id) == RunStatus.TERMINATED
 
 
 def test_a_container_that_starts_after_a_cancel_does_not_run(batch: Stack) -> None:
-    batch.gateway.register_action(ADMIN, P, ENV, ACTION)
+    batch.services.actions.register(ADMIN, P, ENV, ACTION)
     run_id, job = submit(batch, who="w")
-    handle_event(batch.gateway, batch_event(run_id, job, "RUNNING"))
-    batch.gateway.cancel_run(ADMIN, P, ENV, run_id)
+    batch.services.remote.handle_event(batch_event(run_id, job, "RUNNING"))
+    batch.services.runs.cancel(ADMIN, P, ENV, run_id)
     assert container(batch, run_id, f"batch/{job}/1") == 1
-    run = batch.gateway.store.get_run(run_id)
+    run = batch.services.repos.runs.get_run(run_id)
     assert run is not None and run.status == RunStatus.TERMINATED and run.ret is None
 
 
 def test_apply_state_change_is_idempotent(batch: Stack) -> None:
     from hatchway.domain.runs import StateChange
 
-    batch.gateway.register_action(ADMIN, P, ENV, ACTION)
+    batch.services.actions.register(ADMIN, P, ENV, ACTION)
     run_id, job = submit(batch, who="w")
     change = StateChange(run_id, job, "succeeded", exit_code=0, engine="batch")
-    first = apply_state_change(batch.gateway, change)
+    first = batch.services.remote.apply_state_change(change)
     assert first is not None and first.status == RunStatus.SUCCESSFUL and first.attempt == 1
-    assert apply_state_change(batch.gateway, change) == first
+    assert batch.services.remote.apply_state_change(change) == first
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,42 +312,44 @@ def test_apply_state_change_is_idempotent(batch: Stack) -> None:
 
 
 def test_an_ecs_run_succeeds_through_its_task_and_events(ecs: Stack) -> None:
-    ecs.gateway.register_action(ADMIN, P, ENV, ACTION)
+    ecs.services.actions.register(ADMIN, P, ENV, ACTION)
     started = watch(ecs, "RunTask")
     ecs.counter.clear()
-    answer, _ = ecs.gateway.submit_run(ADMIN, P, ENV, "echo", RunRequest({"who": "e"}))
+    answer = ecs.services.runs.submit(ADMIN, P, ENV, "echo", RunRequest({"who": "e"})).to_api()
     assert ecs.counter.summary() == {"dynamodb.GetItem": 1, "ecs.RunTask": 1, "dynamodb.PutItem": 1}
-    run_id, task = answer["id"], ecs.gateway.store.get_run(answer["id"]).external_id  # type: ignore[union-attr]
+    run_id, task = answer["id"], ecs.services.repos.runs.get_run(answer["id"]).external_id  # type: ignore[union-attr]
     assert task is not None
     [params] = started
     assert params["startedBy"] == run_id and params["launchType"] == "FARGATE"
     assert params["overrides"]["containerOverrides"] == [{"name": "action", "command": ["--run", run_id]}]
     assert params["networkConfiguration"]["awsvpcConfiguration"]["subnets"] == list(ecs.settings.subnets)
     assert task.startswith("arn:aws:ecs:")
-    handle_event(ecs.gateway, ecs_event(run_id, task, "RUNNING"))
+    ecs.services.remote.handle_event(ecs_event(run_id, task, "RUNNING"))
     assert container(ecs, run_id, "ecs/task-1") == 0
-    handle_event(ecs.gateway, ecs_event(run_id, task, "STOPPED", 0, stoppedReason="Essential container in task exited"))
-    run = ecs.gateway.store.get_run(run_id)
+    ecs.services.remote.handle_event(
+        ecs_event(run_id, task, "STOPPED", 0, stoppedReason="Essential container in task exited")
+    )
+    run = ecs.services.repos.runs.get_run(run_id)
     assert run is not None and run.status == RunStatus.SUCCESSFUL and run.ret == {"hi": "e", "attempt": 1}
 
 
 def test_an_ecs_retry_starts_a_new_task_and_old_task_events_are_ignored(ecs: Stack) -> None:
-    gateway = ecs.gateway
-    gateway.register_action(ADMIN, P, ENV, ACTION)
+    services = ecs.services
+    services.actions.register(ADMIN, P, ENV, ACTION)
     run_id, first = submit(ecs, who="e", exit="3")
     assert container(ecs, run_id, "ecs/task-1") == RETRY_EXIT_CODE
     # When the first task's STOPPED event arrives, the next attempt gets a task of its own
-    handle_event(gateway, ecs_event(run_id, first, "STOPPED", RETRY_EXIT_CODE))
-    retried = gateway.store.get_run(run_id)
+    services.remote.handle_event(ecs_event(run_id, first, "STOPPED", RETRY_EXIT_CODE))
+    retried = services.repos.runs.get_run(run_id)
     assert retried is not None and retried.status == RunStatus.ENQUEUED
     second = retried.external_id
     assert second and second != first
     # Then the old task's late events are about a task the run no longer has
-    assert "ignored" in handle_event(gateway, ecs_event(run_id, first, "STOPPED", RETRY_EXIT_CODE))
-    assert "ignored" in handle_event(gateway, ecs_event(run_id, first, "RUNNING"))
+    assert "ignored" in services.remote.handle_event(ecs_event(run_id, first, "STOPPED", RETRY_EXIT_CODE))
+    assert "ignored" in services.remote.handle_event(ecs_event(run_id, first, "RUNNING"))
     assert container(ecs, run_id, "ecs/task-2") == 1
-    handle_event(gateway, ecs_event(run_id, second, "STOPPED", 1))
-    final = gateway.store.get_run(run_id)
+    services.remote.handle_event(ecs_event(run_id, second, "STOPPED", 1))
+    final = services.repos.runs.get_run(run_id)
     assert final is not None and final.status == RunStatus.FAILED and final.attempt == 2
     assert final.error is not None and final.error.kind == "application"
 
@@ -357,31 +357,31 @@ def test_an_ecs_retry_starts_a_new_task_and_old_task_events_are_ignored(ecs: Sta
 def test_an_ecs_task_killed_mid_attempt_is_retried_then_fails(ecs: Stack) -> None:
     from hatchway.remote import claim_for_attempt
 
-    gateway = ecs.gateway
-    gateway.register_action(ADMIN, P, ENV, ACTION)
+    services = ecs.services
+    services.actions.register(ADMIN, P, ENV, ACTION)
     run_id, task = submit(ecs, who="e")
     oom = "OutOfMemoryError: Container killed due to memory usage"
     for attempt in (1, 2):
-        handle_event(gateway, ecs_event(run_id, task, "RUNNING"))
+        services.remote.handle_event(ecs_event(run_id, task, "RUNNING"))
         # the container claimed the run and was then killed before recording anything
-        assert claim_for_attempt(gateway, run_id, f"ecs/task-{attempt}") is not None
-        handle_event(gateway, ecs_event(run_id, task, "STOPPED", 137, stoppedReason=oom))
-        after = gateway.store.get_run(run_id)
+        assert claim_for_attempt(services, run_id, f"ecs/task-{attempt}") is not None
+        services.remote.handle_event(ecs_event(run_id, task, "STOPPED", 137, stoppedReason=oom))
+        after = services.repos.runs.get_run(run_id)
         assert after is not None and after.attempt == attempt
         if attempt == 1:
             assert after.status == RunStatus.ENQUEUED and after.external_id != task
             task = after.external_id  # type: ignore[assignment]
-    final = gateway.store.get_run(run_id)
+    final = services.repos.runs.get_run(run_id)
     assert final is not None and final.status == RunStatus.FAILED
     assert final.error is not None and final.error.kind == "application" and "137" in final.error.message
 
 
 def test_cancel_stops_the_ecs_task(ecs: Stack) -> None:
-    ecs.gateway.register_action(ADMIN, P, ENV, ACTION)
+    ecs.services.actions.register(ADMIN, P, ENV, ACTION)
     run_id, task = submit(ecs, who="e")
-    handle_event(ecs.gateway, ecs_event(run_id, task, "RUNNING"))
-    assert ecs.gateway.cancel_run(ADMIN, P, ENV, run_id).status == RunStatus.TERMINATING
+    ecs.services.remote.handle_event(ecs_event(run_id, task, "RUNNING"))
+    assert ecs.services.runs.cancel(ADMIN, P, ENV, run_id).status == RunStatus.TERMINATING
     [described] = ecs.client("ecs").describe_tasks(cluster=ecs.settings.ecs_cluster, tasks=[task])["tasks"]
     assert described["desiredStatus"] == "STOPPED"
-    handle_event(ecs.gateway, ecs_event(run_id, task, "STOPPED", 143, stoppedReason="cancelled"))
+    ecs.services.remote.handle_event(ecs_event(run_id, task, "STOPPED", 143, stoppedReason="cancelled"))
     assert status(ecs, run_id) == RunStatus.TERMINATED

@@ -22,10 +22,11 @@ from hatchway.aws.clients import AwsClients
 from hatchway.aws.s3blobs import S3BlobStore
 from hatchway.client import ValidationErrorResponse
 from hatchway.domain.runs import RunRequest
+from hatchway.domain.tenants import Principal
 from hatchway.errors import NotFound
-from hatchway.executors import Executors
-from hatchway.service import Gateway, Principal
-from tests.awsmock import REGION, CallCounter, aws_gateway, aws_settings, make_infrastructure, moto_in_process
+from hatchway.services import Services
+from hatchway.wiring import build_placement
+from tests.awsmock import REGION, CallCounter, aws_services, aws_settings, make_infrastructure, moto_in_process
 from tests.conftest import inprocess_client
 
 pytestmark = pytest.mark.aws
@@ -47,28 +48,29 @@ def infrastructure() -> Iterator[dict[str, Any]]:
 
 
 @pytest.fixture
-def stack(tmp_path: Path, infrastructure: dict[str, Any]) -> tuple[Gateway, CallCounter]:
-    """A gateway on Lambda (sync) and Batch (runs) whose blobs are S3 objects; AWS calls counted."""
+def stack(tmp_path: Path, infrastructure: dict[str, Any]) -> tuple[Services, CallCounter]:
+    """Services on Lambda (sync) and Batch (runs) whose blobs are S3 objects (the aws backend's); AWS calls counted."""
     session = boto3.session.Session(region_name=REGION)
     counter = CallCounter(session)
     settings = replace(aws_settings(tmp_path / "home"), **infrastructure)
     aws = AwsClients(REGION, None, session)
-    executors = Executors(LambdaExecutor.from_settings(settings, aws), BatchEngine.from_settings(settings, aws))
-    gateway = aws_gateway(settings, session, executors)
-    gateway.blobs = S3BlobStore(settings.outputs_bucket, aws)
-    gateway.stashes.blobs = gateway.blobs
-    gateway.register_action(ADMIN, P, ENV, ACTION)
-    return gateway, counter
+    placement = build_placement(
+        settings, sync=LambdaExecutor.from_settings(settings, aws), run=BatchEngine.from_settings(settings, aws)
+    )
+    services = aws_services(settings, session, placement)
+    assert isinstance(services.files.blobs, S3BlobStore)
+    services.actions.register(ADMIN, P, ENV, ACTION)
+    return services, counter
 
 
 @pytest.mark.parametrize("body", [{"stash_id": "NEW"}, {"stash_id": True}])
 def test_a_lambda_sync_call_with_a_stash_is_refused_before_anything_is_made(
-    stack: tuple[Gateway, CallCounter], body: dict[str, Any]
+    stack: tuple[Services, CallCounter], body: dict[str, Any]
 ) -> None:
-    gateway, counter = stack
+    services, counter = stack
     counter.clear()
     # When a sync call through the Lambda executor asks for a file stash
-    with inprocess_client(gateway) as hw, pytest.raises(ValidationErrorResponse) as refused:
+    with inprocess_client(services) as hw, pytest.raises(ValidationErrorResponse) as refused:
         hw.request("POST", f"/v1/projects/{P}/actions/echo/sync/hello", json={"parameters": {}, **body})
     # Then it is a 422 in the API's error shape, saying why
     assert refused.value.status_code == 422
@@ -80,19 +82,19 @@ def test_a_lambda_sync_call_with_a_stash_is_refused_before_anything_is_made(
     assert not [call for call in calls if call.startswith("dynamodb.") and "Get" not in call], calls
 
 
-def test_inputs_are_checked_with_a_head_request_not_downloaded(stack: tuple[Gateway, CallCounter]) -> None:
-    gateway, counter = stack
-    gateway.put_file(ADMIN, P, ENV, "logs/big.log", b"x" * (1 << 20))
+def test_inputs_are_checked_with_a_head_request_not_downloaded(stack: tuple[Services, CallCounter]) -> None:
+    services, counter = stack
+    services.files.put(ADMIN, P, ENV, "logs/big.log", b"x" * (1 << 20))
     counter.clear()
     # When a run names an input stored on S3
-    gateway.submit_run(ADMIN, P, ENV, "echo", RunRequest({}, inputs=["logs/big.log"]))
+    services.runs.submit(ADMIN, P, ENV, "echo", RunRequest({}, inputs=["logs/big.log"]))
     # Then its existence was checked with HEAD, and nothing was downloaded at submit
     calls = counter.summary()
     assert calls["s3.HeadObject"] == 1
     assert calls["s3.GetObject"] == 0
-    assert not list(gateway.settings.home.rglob("big.log"))
+    assert not list(services.settings.home.rglob("big.log"))
     # and a missing input is a 404 that submits nothing
     counter.clear()
     with pytest.raises(NotFound):
-        gateway.submit_run(ADMIN, P, ENV, "echo", RunRequest({}, inputs=["logs/missing.log"]))
+        services.runs.submit(ADMIN, P, ENV, "echo", RunRequest({}, inputs=["logs/missing.log"]))
     assert counter.summary()["batch.SubmitJob"] == 0

@@ -17,11 +17,12 @@ from typing import Any
 import boto3
 import pytest
 
+from hatchway import wiring
+from hatchway.aws.dispatch import LambdaDispatcher
 from hatchway.aws.setup import bootstrap
 from hatchway.config import Settings
 from hatchway.domain.runs import Mode, Run, RunStatus, now_ms
-from hatchway.runner import LambdaDispatcher
-from hatchway.service import Principal
+from hatchway.domain.tenants import Principal
 from tests.awsmock import REGION, aws_settings, moto_in_process, patched_env
 from tests.helpers import REPO
 
@@ -55,7 +56,8 @@ def deployed(tmp_path: Path) -> Iterator[Settings]:
 
 
 def load(module: str) -> ModuleType:
-    """A handler module as a fresh Lambda container loads it."""
+    """A handler module as a fresh Lambda container loads it (its process's services built anew)."""
+    wiring.lambda_services.cache_clear()
     return importlib.reload(importlib.import_module(module))
 
 
@@ -64,7 +66,7 @@ def seed_run(settings: Settings, run_id: str, external_id: str) -> None:
 
     now = now_ms()
     store = DynamoDbStore.from_settings(settings)
-    store.create_run(
+    store.runs.create_run(
         Run(run_id, "proj_local", "development", "hello", 1, "sha256:" + "0" * 64, mode=Mode.ASYNC,
             created_at=now, available_at=now, external_id=external_id)
     )  # fmt: skip
@@ -73,7 +75,7 @@ def seed_run(settings: Settings, run_id: str, external_id: str) -> None:
 def stored(settings: Settings, run_id: str) -> Run:
     from hatchway.store.dynamodb import DynamoDbStore
 
-    run = DynamoDbStore.from_settings(settings).get_run(run_id)
+    run = DynamoDbStore.from_settings(settings).runs.get_run(run_id)
     assert run is not None
     return run
 
@@ -186,11 +188,13 @@ def test_a_run_of_an_http_action_goes_from_the_api_function_to_the_runner_functi
     monkeypatch.setenv("HATCHWAY_HTTP_ALLOW", "loopback")
     try:
         api = load("handlers.api")
-        assert isinstance(api.gateway.dispatch, LambdaDispatcher) and api.gateway.dispatch.function == "hatchway-runner"
+        services = wiring.lambda_services()
+        dispatcher = services.runs.dispatcher
+        assert isinstance(dispatcher, LambdaDispatcher) and dispatcher.function == "hatchway-runner"
         url = f"http://127.0.0.1:{server.server_address[1]}/hook"
         admin = Principal(None, None, frozenset({"admin"}))
-        api.gateway.create_project(admin, "local", project_id="proj_local")
-        api.gateway.register_action(
+        services.tenants.create_project(admin, "local", project_id="proj_local")
+        services.actions.register(
             admin, "proj_local", "development",
             {"name": "hello", "parameters": [{"name": "who", "required": True}],
              "http": {"method": "POST", "url": url, "body": {"to": "{parameters.who}"}}},

@@ -1,9 +1,10 @@
 """Async runs of HTTP actions on AWS: dispatched to the runner function, executed there, swept.
 
-The API side is a gateway on the aws backend (DynamoDB, KMS, S3 on moto) wired as the API
-function is: its dispatch hook invokes the runner function asynchronously on moto's Lambda. The
-runner's side is :func:`hatchway.runner.run_dispatched` called in this process with the id moto's
-Lambda received, as the function's handler does; the upstream is a real HTTP server on loopback.
+The API side is the services on the aws backend (DynamoDB, KMS, S3 on moto) wired as the API
+function is: their run dispatcher invokes the runner function asynchronously on moto's Lambda. The
+runner's side is :meth:`hatchway.services.dispatched.DispatchedRuns.run_dispatched` called in this
+process with the id moto's Lambda received, as the function's handler does; the upstream is a
+real HTTP server on loopback.
 """
 
 from __future__ import annotations
@@ -24,13 +25,11 @@ import pytest
 from hatchway.aws.aws_lambda import LambdaExecutor
 from hatchway.aws.batch import BatchEngine
 from hatchway.aws.clients import AwsClients
+from hatchway.aws.dispatch import LambdaDispatcher
 from hatchway.domain.runs import Run, RunRequest, RunStatus, now_ms
-from hatchway.executors import Executors
-from hatchway.executors.http import HttpExecutor
-from hatchway.runner import LambdaDispatcher, claim, run_dispatched
-from hatchway.service import Gateway
-from hatchway.sweeper import sweep
-from tests.awsmock import REGION, CallCounter, answer_instead, aws_gateway, aws_settings, lambda_error
+from hatchway.services import Services
+from hatchway.wiring import build_placement
+from tests.awsmock import REGION, CallCounter, answer_instead, aws_services, aws_settings, lambda_error
 from tests.functional.awsstack import ACTION, ADMIN, ENV, P, Stack, moto_infrastructure, submit
 from tests.helpers import wait_until
 
@@ -74,7 +73,7 @@ def upstream() -> Iterator[str]:
 
 @dataclass
 class Deployed:
-    gateway: Gateway
+    services: Services
     counter: CallCounter
     invoked: list[dict[str, Any]]
     session: Any
@@ -82,7 +81,7 @@ class Deployed:
     def runner(self, run_id: str, seconds: float = 900.0) -> dict[str, Any]:
         """The runner function's invocation for ``run_id``, with ``seconds`` of Lambda time."""
         deadline = now_ms() / 1000 + seconds
-        return run_dispatched(self.gateway, run_id, lambda: deadline - now_ms() / 1000, "runner/test")
+        return self.services.dispatched.run_dispatched(run_id, lambda: deadline - now_ms() / 1000, "runner/test")
 
 
 @pytest.fixture(scope="module")
@@ -108,12 +107,10 @@ def deployed(tmp_path: Path, infrastructure: dict[str, Any]) -> Deployed:
         aws_settings(tmp_path / "home", http_allow=("loopback",), runner_function=RUNNER), **infrastructure
     )
     aws = AwsClients(REGION, None, session)
-    executors = Executors(
-        LambdaExecutor.from_settings(settings, aws), BatchEngine.from_settings(settings, aws),
-        http=HttpExecutor.from_settings(settings),
-    )  # fmt: skip
-    gateway = aws_gateway(settings, session, executors)
-    gateway.dispatch = LambdaDispatcher.from_settings(settings, aws)
+    placement = build_placement(
+        settings, sync=LambdaExecutor.from_settings(settings, aws), run=BatchEngine.from_settings(settings, aws)
+    )
+    services = aws_services(settings, session, placement)  # runs of HTTP actions go to RUNNER
     invoked: list[dict[str, Any]] = []
     counter.hooks.append(
         lambda service, operation, params: (
@@ -122,7 +119,7 @@ def deployed(tmp_path: Path, infrastructure: dict[str, Any]) -> Deployed:
             else None
         )
     )
-    return Deployed(gateway, counter, invoked, session)
+    return Deployed(services, counter, invoked, session)
 
 
 def http_action(url: str, **extra: Any) -> dict[str, Any]:
@@ -139,29 +136,29 @@ def http_action(url: str, **extra: Any) -> dict[str, Any]:
 
 
 def start(deployed: Deployed, **parameters: str) -> Run:
-    answer, code = deployed.gateway.submit_run(ADMIN, P, ENV, "notify", RunRequest({"#key": "k", **parameters}))
-    assert code == 202 and answer["status"] == "ENQUEUED"
-    run = deployed.gateway.store.get_run(answer["id"])
+    answer = deployed.services.runs.submit(ADMIN, P, ENV, "notify", RunRequest({"#key": "k", **parameters})).to_api()
+    assert answer["status"] == "ENQUEUED"
+    run = deployed.services.repos.runs.get_run(answer["id"])
     assert run is not None
     return run
 
 
 def stored(deployed: Deployed, run_id: str) -> Run:
-    run = deployed.gateway.store.get_run(run_id)
+    run = deployed.services.repos.runs.get_run(run_id)
     assert run is not None
     return run
 
 
 def test_a_run_is_dispatched_to_the_runner_and_executed_there(deployed: Deployed, upstream: str) -> None:
-    deployed.gateway.register_action(ADMIN, P, ENV, http_action(upstream))
-    secret = deployed.gateway.encrypt(ADMIN, P, ENV, "k3y-in-the-store")
+    deployed.services.actions.register(ADMIN, P, ENV, http_action(upstream))
+    secret = deployed.services.tenants.encrypt(ADMIN, P, ENV, "k3y-in-the-store")
     # Given a run accepted by the API function: recorded, then handed to the runner in one invoke
     deployed.counter.clear()
-    answer, code = deployed.gateway.submit_run(
+    answer = deployed.services.runs.submit(
         ADMIN, P, ENV, "notify", RunRequest({"message": "hello", "#key": secret})
-    )
+    ).to_api()
     calls = deployed.counter.summary()
-    assert code == 202 and calls == {"dynamodb.GetItem": 1, "dynamodb.PutItem": 1, "lambda.Invoke": 1}, calls
+    assert calls == {"dynamodb.GetItem": 1, "dynamodb.PutItem": 1, "lambda.Invoke": 1}, calls
     run = stored(deployed, answer["id"])
     assert deployed.invoked == [{"run_id": run.id}]
     # When the runner function is invoked with that id
@@ -173,16 +170,16 @@ def test_a_run_is_dispatched_to_the_runner_and_executed_there(deployed: Deployed
     done = stored(deployed, run.id)
     assert done.status == RunStatus.SUCCESSFUL and done.attempt == 1 and done.lease_owner is None
     assert done.ret["status"] == 200 and done.ret["body"] == {"ok": True}
-    logs = deployed.gateway.store.read_logs(run.id).items
+    logs = deployed.services.repos.runs.read_logs(run.id).items
     assert any("/notify -> 200" in entry.msg for entry in logs)
-    assert "k3y-in-the-store" not in json.dumps(deployed.gateway.present_run(done)) + repr(logs)
+    assert "k3y-in-the-store" not in json.dumps((done).to_api()) + repr(logs)
     # and an invocation delivered twice (Lambda's async queue retries) changes nothing
     assert deployed.runner(run.id) == {"run_id": run.id, "status": "SUCCESSFUL", "attempts": 0}
     assert len(Upstream.calls) == 1
 
 
 def test_the_runner_makes_a_retry_that_is_due_soon(deployed: Deployed, upstream: str) -> None:
-    deployed.gateway.register_action(ADMIN, P, ENV, http_action(upstream, retry={"count": 1, "interval_seconds": 0}))
+    deployed.services.actions.register(ADMIN, P, ENV, http_action(upstream, retry={"count": 1, "interval_seconds": 0}))
     Upstream.plan = [(503, b"{}")]
     run = start(deployed, message="again")
     assert deployed.runner(run.id) == {"run_id": run.id, "status": "SUCCESSFUL", "attempts": 2}
@@ -190,7 +187,9 @@ def test_the_runner_makes_a_retry_that_is_due_soon(deployed: Deployed, upstream:
 
 
 def test_a_later_retry_is_left_to_the_sweep(deployed: Deployed, upstream: str) -> None:
-    deployed.gateway.register_action(ADMIN, P, ENV, http_action(upstream, retry={"count": 1, "interval_seconds": 600}))
+    deployed.services.actions.register(
+        ADMIN, P, ENV, http_action(upstream, retry={"count": 1, "interval_seconds": 600})
+    )
     Upstream.plan = [(500, b"{}")]
     run = start(deployed, message="later")
     summary = deployed.runner(run.id)
@@ -199,13 +198,13 @@ def test_a_later_retry_is_left_to_the_sweep(deployed: Deployed, upstream: str) -
     assert waiting.status == RunStatus.ENQUEUED and waiting.available_at > now_ms() + 500_000
     deployed.invoked.clear()
     # the sweep leaves it until it is due, then dispatches it again
-    assert sweep(deployed.gateway, deployed.gateway.dispatch).dispatched == []
-    report = sweep(deployed.gateway, deployed.gateway.dispatch, waiting.available_at + 60_000)
+    assert deployed.services.sweeper.sweep().dispatched == []
+    report = deployed.services.sweeper.sweep(waiting.available_at + 60_000)
     assert report.dispatched == [run.id] and deployed.invoked == [{"run_id": run.id}]
 
 
 def test_a_runner_that_has_too_little_time_leaves_the_run(deployed: Deployed, upstream: str) -> None:
-    deployed.gateway.register_action(ADMIN, P, ENV, http_action(upstream))
+    deployed.services.actions.register(ADMIN, P, ENV, http_action(upstream))
     run = start(deployed, message="short")
     # an HTTP call may take 30 s; 20 s of Lambda time cannot hold it and record its end
     assert deployed.runner(run.id, seconds=20)["deferred"]
@@ -213,16 +212,16 @@ def test_a_runner_that_has_too_little_time_leaves_the_run(deployed: Deployed, up
 
 
 def test_a_runner_killed_mid_attempt_is_recovered_by_the_sweep(deployed: Deployed, upstream: str) -> None:
-    deployed.gateway.register_action(ADMIN, P, ENV, http_action(upstream))
+    deployed.services.actions.register(ADMIN, P, ENV, http_action(upstream))
     run = start(deployed, message="crash")
     # Given a runner that claimed the run until its deadline, and was then killed
-    held = claim(deployed.gateway, run.id, "runner/killed", now_ms() - 1)
+    held = deployed.services.dispatched.claim(run.id, "runner/killed", now_ms() - 1)
     assert held is not None and held.status == RunStatus.INPROGRESS
     # When the sweep runs after that deadline: the run is queued again, then dispatched again
-    first = sweep(deployed.gateway, deployed.gateway.dispatch)
+    first = deployed.services.sweeper.sweep()
     assert first.requeued == [run.id]
     deployed.invoked.clear()
-    second = sweep(deployed.gateway, deployed.gateway.dispatch, now_ms() + 20_000)
+    second = deployed.services.sweeper.sweep(now_ms() + 20_000)
     assert second.dispatched == [run.id] and deployed.invoked == [{"run_id": run.id}]
     # Then the next runner finishes it
     assert deployed.runner(run.id)["status"] == "SUCCESSFUL"
@@ -232,26 +231,26 @@ def test_a_runner_killed_mid_attempt_is_recovered_by_the_sweep(deployed: Deploye
 def test_a_dispatch_that_fails_still_accepts_the_run_and_the_sweep_dispatches_it(
     deployed: Deployed, upstream: str
 ) -> None:
-    deployed.gateway.register_action(ADMIN, P, ENV, http_action(upstream))
-    dispatcher = deployed.gateway.dispatch
+    deployed.services.actions.register(ADMIN, P, ENV, http_action(upstream))
+    dispatcher = deployed.services.sweeper.dispatcher
     assert isinstance(dispatcher, LambdaDispatcher)
     answer_instead(dispatcher.aws.client("lambda"), "Invoke", 429, lambda_error("TooManyRequestsException"))
     run = start(deployed, message="throttled")
     assert stored(deployed, run.id).status == RunStatus.ENQUEUED
     deployed.invoked.clear()
-    report = sweep(deployed.gateway, dispatcher, now_ms() + 20_000)
+    report = deployed.services.sweeper.sweep(now_ms() + 20_000)
     assert report.dispatched == [run.id] and deployed.invoked == [{"run_id": run.id}]
 
 
 def test_cancel_reaches_a_run_the_runner_is_executing(deployed: Deployed, upstream: str) -> None:
-    deployed.gateway.register_action(ADMIN, P, ENV, http_action(upstream))
+    deployed.services.actions.register(ADMIN, P, ENV, http_action(upstream))
     Upstream.gate.clear()  # the upstream holds its answer
     run = start(deployed, message="slow")
     outcome: list[dict[str, Any]] = []
     runner = threading.Thread(target=lambda: outcome.append(deployed.runner(run.id)))
     runner.start()
     wait_until(lambda: Upstream.calls, 10, 0.05, "the upstream to be called")
-    assert deployed.gateway.cancel_run(ADMIN, P, ENV, run.id).status == RunStatus.TERMINATING
+    assert deployed.services.runs.cancel(ADMIN, P, ENV, run.id).status == RunStatus.TERMINATING
     Upstream.gate.set()
     runner.join(30)
     assert outcome == [{"run_id": run.id, "status": "TERMINATED", "attempts": 1}]
@@ -260,9 +259,11 @@ def test_cancel_reaches_a_run_the_runner_is_executing(deployed: Deployed, upstre
 
 def test_runs_the_gateway_does_not_execute_itself_are_not_dispatched(deployed: Deployed) -> None:
     # a Batch run is submitted to Batch, never to the runner; a runner given its id leaves it alone
-    deployed.gateway.register_action(ADMIN, P, ENV, ACTION)
+    deployed.services.actions.register(ADMIN, P, ENV, ACTION)
     deployed.invoked.clear()
-    run_id, _ = submit(Stack(deployed.gateway, deployed.counter, deployed.session, deployed.gateway.settings), who="w")
+    run_id, _ = submit(
+        Stack(deployed.services, deployed.counter, deployed.session, deployed.services.settings), who="w"
+    )
     assert deployed.invoked == []
     assert "ignored" in deployed.runner(run_id)
     assert stored(deployed, run_id).status == RunStatus.ENQUEUED

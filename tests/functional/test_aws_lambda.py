@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from hatchway.api.present import sync_body
 from hatchway.aws.aws_lambda import LambdaExecutor
 from hatchway.aws.batch import BatchEngine
 from hatchway.domain.runs import RunRequest, RunStatus
@@ -33,7 +34,7 @@ def batch(tmp_path: Path, infrastructure: dict[str, Any]) -> Stack:
 
 
 def test_an_action_without_sync_actions_gets_no_function(batch: Stack) -> None:
-    batch.gateway.register_action(ADMIN, P, ENV, {**ACTION, "sync_actions": []})
+    batch.services.actions.register(ADMIN, P, ENV, {**ACTION, "sync_actions": []})
     functions = batch.client("lambda").list_functions()["Functions"]
     assert [f for f in functions if f["FunctionName"].startswith(batch.settings.resource_prefix)] == []
 
@@ -43,25 +44,29 @@ def test_an_action_without_sync_actions_gets_no_function(batch: Stack) -> None:
 
 
 def test_a_sync_call_answers_what_the_runtime_adapter_produced(batch: Stack) -> None:
-    gateway = batch.gateway
-    gateway.register_action(ADMIN, P, ENV, ACTION)
-    token = gateway.encrypt(ADMIN, P, ENV, "tok-s3cret-value")
+    services = batch.services
+    services.actions.register(ADMIN, P, ENV, ACTION)
+    token = services.tenants.encrypt(ADMIN, P, ENV, "tok-s3cret-value")
     # When a sync action is called (parameters full of shell metacharacters)
-    answer = gateway.call_sync(ADMIN, P, ENV, "echo", "hello", RunRequest({"who": "a; $(x) `y`", "#token": token}))
+    answer = sync_body(
+        services.runs.call_sync(ADMIN, P, ENV, "echo", "hello", RunRequest({"who": "a; $(x) `y`", "#token": token}))
+    )
     # Then the adapter's stdout JSON is the answer and stderr lines are the log, secrets hidden
     assert answer["ret"] == {"sync": "a; $(x) `y`"}
     assert [e["msg"] for e in answer["os"]] == ["secret is [hidden]"]
-    run = gateway.store.get_run(answer["run_id"])
+    run = services.repos.runs.get_run(answer["run_id"])
     assert run is not None and run.status == RunStatus.SUCCESSFUL and run.mode.value == "sync"
-    assert [e.msg for e in gateway.store.read_logs(run.id).items] == ["secret is [hidden]"]
+    assert [e.msg for e in services.repos.runs.read_logs(run.id).items] == ["secret is [hidden]"]
 
 
 def test_a_sync_user_error_through_lambda_is_a_400(batch: Stack) -> None:
-    batch.gateway.register_action(ADMIN, P, ENV, ACTION)
+    batch.services.actions.register(ADMIN, P, ENV, ACTION)
     with pytest.raises(ActionUserError) as failed:
-        batch.gateway.call_sync(ADMIN, P, ENV, "echo", "hello", RunRequest({"who": "zed", "exit": "1"}))
+        sync_body(
+            batch.services.runs.call_sync(ADMIN, P, ENV, "echo", "hello", RunRequest({"who": "zed", "exit": "1"}))
+        )
     assert failed.value.message == "bad input: zed"
-    assert batch.gateway.store.get_run(failed.value.run_id).status == RunStatus.FAILED  # type: ignore[union-attr]
+    assert batch.services.repos.runs.get_run(failed.value.run_id).status == RunStatus.FAILED  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(
@@ -78,36 +83,36 @@ def test_a_sync_user_error_through_lambda_is_a_400(batch: Stack) -> None:
 def test_lambda_failures_map_to_the_contract(
     batch: Stack, status: int, parsed: dict[str, Any], error: type[Exception]
 ) -> None:
-    gateway = batch.gateway
-    gateway.register_action(ADMIN, P, ENV, ACTION)
+    services = batch.services
+    services.actions.register(ADMIN, P, ENV, ACTION)
     batch.counter.hooks.clear()
-    answer_instead(gateway.executors.sync.client, "Invoke", status, parsed)  # type: ignore[attr-defined]
+    answer_instead(services.placement.sync.client, "Invoke", status, parsed)  # type: ignore[attr-defined]
     with pytest.raises(error):
-        gateway.call_sync(ADMIN, P, ENV, "echo", "hello", RunRequest({"who": "w"}))
+        sync_body(services.runs.call_sync(ADMIN, P, ENV, "echo", "hello", RunRequest({"who": "w"})))
 
 
 def test_a_missing_function_is_created_again_and_the_call_answers_503(batch: Stack) -> None:
-    gateway = batch.gateway
-    gateway.register_action(ADMIN, P, ENV, ACTION)
-    executor = gateway.executors.sync
+    services = batch.services
+    services.actions.register(ADMIN, P, ENV, ACTION)
+    executor = services.placement.sync
     assert isinstance(executor, LambdaExecutor)
-    name = executor.function_name(P, gateway.resolve(P, ENV, "echo").spec)
+    name = executor.function_name(P, services.actions.resolve(P, ENV, "echo").spec)
     lam = batch.client("lambda")
     lam.delete_function(FunctionName=name)
     batch.counter.hooks.clear()
     answer_instead(executor.client, "Invoke", 404, lambda_error("ResourceNotFoundException", 404))
     with pytest.raises(Unavailable):
-        gateway.call_sync(ADMIN, P, ENV, "echo", "hello", RunRequest({"who": "w"}))
+        sync_body(services.runs.call_sync(ADMIN, P, ENV, "echo", "hello", RunRequest({"who": "w"})))
     assert lam.get_function_configuration(FunctionName=name)["PackageType"] == "Image"
 
 
 def test_a_sync_call_makes_at_most_two_aws_calls_besides_the_invoke(batch: Stack) -> None:
-    gateway = batch.gateway
-    gateway.register_action(ADMIN, P, ENV, ACTION)
-    gateway.call_sync(ADMIN, P, ENV, "echo", "hello", RunRequest({"who": "warm-up"}))
+    services = batch.services
+    services.actions.register(ADMIN, P, ENV, ACTION)
+    sync_body(services.runs.call_sync(ADMIN, P, ENV, "echo", "hello", RunRequest({"who": "warm-up"})))
     for _ in range(3):
         batch.counter.clear()
-        gateway.call_sync(ADMIN, P, ENV, "echo", "hello", RunRequest({"who": "w"}))
+        sync_body(services.runs.call_sync(ADMIN, P, ENV, "echo", "hello", RunRequest({"who": "w"})))
         calls = batch.counter.summary()
         assert calls.pop("lambda.Invoke") == 1
         # one read resolves the action, one transaction records the finished run and its log

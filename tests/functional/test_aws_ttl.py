@@ -60,13 +60,13 @@ def test_idempotency_keys_carry_their_expiry_in_epoch_seconds(store: DynamoDbSto
     key = "IDEM#" + hashlib.sha256(scope.encode()).hexdigest()
     # Given a request holding its key while it runs
     before = int(time.time())
-    outcome = store.idempotency_begin(scope, "hash", "run_1", in_progress_seconds=60, ttl_seconds=86400)
+    outcome = store.idempotency.idempotency_begin(scope, "hash", "run_1", in_progress_seconds=60, ttl_seconds=86400)
     assert outcome.is_owner
     held = expiration(raw_item(store, key, "I"))
     # the in-progress hold is kept an hour past its expiry (a crashed request's key can be taken over)
     assert before + 60 + 3600 <= held <= int(time.time()) + 60 + 3600 + 1
     # When it completes, the key lives as long as its answer is replayed
-    store.idempotency_complete(outcome.record, {"id": "run_1"}, 202, ttl_seconds=86400)
+    store.idempotency.idempotency_complete(outcome.record, {"id": "run_1"}, 202, ttl_seconds=86400)
     done = raw_item(store, key, "I")
     assert done["status"]["S"] == "COMPLETED"
     assert before + 86400 <= expiration(done) <= int(time.time()) + 86400 + 1
@@ -75,8 +75,8 @@ def test_idempotency_keys_carry_their_expiry_in_epoch_seconds(store: DynamoDbSto
 
 def test_expiring_documents_carry_their_expiry_in_epoch_seconds_and_others_none(store: DynamoDbStore) -> None:
     expires_at = int(time.time() * 1000) + 3_600_000
-    store.put_document(Document("proj", "development", "cache", "answer", {"v": 1}, expires_at=expires_at))
-    store.put_document(Document("proj", "development", "session-type", "kept", {"v": 2}))
+    store.documents.put_document(Document("proj", "development", "cache", "answer", {"v": 1}, expires_at=expires_at))
+    store.documents.put_document(Document("proj", "development", "session-type", "kept", {"v": 2}))
     expiring = raw_item(store, "DOC#proj#development#cache", "N#answer")
     assert expiration(expiring) == expires_at // 1000 + 1
     kept = raw_item(store, "DOC#proj#development#session-type", "N#kept")

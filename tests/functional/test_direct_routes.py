@@ -11,7 +11,7 @@ import pytest
 from hatchway.api import create_app
 from hatchway.api.app import Api
 from hatchway.server import LambdaContext, http_event
-from hatchway.service import Gateway
+from hatchway.services import Services
 from tests.functional.actions import behave
 from tests.functional.test_validation import REQUESTS, RUNS, SYNC, resolved
 from tests.helpers import ADMIN_TOKEN
@@ -49,13 +49,13 @@ def answer(api: Api, method: str, path: str, query: str, extra: dict[str, str], 
 
 @pytest.mark.parametrize(("method", "path", "query", "extra", "body"), REQUESTS + MORE)
 def test_direct_routes_answer_like_powertools(
-    gateway: Gateway, method: str, path: str, query: str, extra: dict[str, str], body: bytes
+    services: Services, method: str, path: str, query: str, extra: dict[str, str], body: bytes
 ) -> None:
     # Given two APIs over one gateway, one without direct routes, and a run to read
-    direct, general = create_app(gateway), create_app(gateway)
+    direct, general = create_app(services), create_app(services)
     general.direct.wanted = frozenset()
-    admin = gateway.authenticate(f"Bearer {ADMIN_TOKEN}")
-    gateway.register_action(admin, "proj_local", "development", behave())
+    admin = services.auth.authenticate(f"Bearer {ADMIN_TOKEN}")
+    services.actions.register(admin, "proj_local", "development", behave())
     created = answer(general, "POST", RUNS, "", {}, b"{}")
     assert created["statusCode"] == 202
     run_id = json.loads(
@@ -74,10 +74,12 @@ def test_direct_routes_answer_like_powertools(
     assert fast == slow
 
 
-def test_the_common_requests_take_the_direct_path(gateway: Gateway) -> None:
+def test_the_common_requests_take_the_direct_path(services: Services) -> None:
     # Given an API with an action registered
-    api = create_app(gateway)
-    gateway.register_action(gateway.authenticate(f"Bearer {ADMIN_TOKEN}"), "proj_local", "development", behave())
+    api = create_app(services)
+    services.actions.register(
+        services.auth.authenticate(f"Bearer {ADMIN_TOKEN}"), "proj_local", "development", behave()
+    )
     headers = [(b"authorization", f"Bearer {ADMIN_TOKEN}".encode()), (b"content-type", b"application/json")]
     # When a submission and a read of the run are answered directly
     submitted = api.direct.answer(http_event("POST", RUNS, "", headers, b'{"parameters": {"behaviour": "ok"}}'), None)
@@ -91,7 +93,7 @@ def test_the_common_requests_take_the_direct_path(gateway: Gateway) -> None:
     assert api.direct.answer(http_event("POST", RUNS, "", headers, b'{"version": 0}'), None) is None
 
 
-def test_without_the_powertools_internals_it_relies_on_every_request_takes_powertools_path(gateway: Gateway) -> None:
+def test_without_the_powertools_internals_it_relies_on_every_request_takes_powertools_path(services: Services) -> None:
     from hatchway.api.fastpath import DirectRoutes
 
     # Given a resolver missing one of the internals (as a future powertools release might)
@@ -99,7 +101,7 @@ def test_without_the_powertools_internals_it_relies_on_every_request_takes_power
         def __getattr__(self, name: str) -> object:
             if name == "_to_proxy_event":
                 raise AttributeError(name)
-            return getattr(create_app(gateway).resolver, name)
+            return getattr(create_app(services).resolver, name)
 
     direct = DirectRoutes(Changed())  # type: ignore[arg-type]
     headers = [(b"authorization", f"Bearer {ADMIN_TOKEN}".encode()), (b"content-type", b"application/json")]

@@ -23,8 +23,9 @@ from hatchway.client import (
 )
 from hatchway.config import Settings
 from hatchway.observability.logs import configure_logging
-from hatchway.service import Gateway, build_gateway
+from hatchway.services import Services
 from hatchway.testing import ResolverTransport
+from hatchway.wiring import bootstrap, build_services
 from tests.conftest import inprocess_client, make_settings
 
 ECHO = {
@@ -52,22 +53,22 @@ def values(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     }
 
 
-def project_client(admin: Client, gateway: Gateway, project: str, scopes: list[str]) -> Client:
+def project_client(admin: Client, services: Services, project: str, scopes: list[str]) -> Client:
     token = admin.create_token(scopes, project=project)["token"]
-    return inprocess_client(gateway, token, project=project)
+    return inprocess_client(services, token, project=project)
 
 
 @pytest.fixture
-def raw(gateway: Gateway) -> Iterator[Any]:
+def raw(services: Services) -> Iterator[Any]:
     """httpx over the resolver, for answers that are not JSON."""
     import httpx
 
-    resolver = create_app(gateway, gateway.settings.max_body_bytes)
+    resolver = create_app(services, services.settings.max_body_bytes)
     with httpx.Client(transport=ResolverTransport(resolver.resolve), base_url="http://hatchway.local") as http:
         yield http
 
 
-def test_metrics_count_runs_and_show_each_project_only_its_own(client: Client, gateway: Gateway) -> None:
+def test_metrics_count_runs_and_show_each_project_only_its_own(client: Client, services: Services) -> None:
     # Given runs in two projects
     client.register_action(ECHO)
     client.call_sync("echo", "hello", {})
@@ -89,14 +90,14 @@ def test_metrics_count_runs_and_show_each_project_only_its_own(client: Client, g
     assert everything[("hatchway_workers", frozenset())] == 2
     assert any(dict(labels).get("project") == "proj_other" for _, labels in everything)
     # and a project's admin token sees its own project only, without the shared pool
-    with project_client(client, gateway, "proj_other", ["admin"]) as other:
+    with project_client(client, services, "proj_other", ["admin"]) as other:
         theirs = values(other.metrics())
     assert {dict(labels).get("project") for _, labels in theirs} <= {"proj_other", None}
     assert ("hatchway_workers", frozenset()) not in theirs
     # and a token without the admin scope is refused, as is no token
-    with project_client(client, gateway, "proj_local", ["runs:read"]) as reader, pytest.raises(ForbiddenResponse):
+    with project_client(client, services, "proj_local", ["runs:read"]) as reader, pytest.raises(ForbiddenResponse):
         reader.metrics()
-    with inprocess_client(gateway, "wrong") as stranger, pytest.raises(UnauthorizedResponse):
+    with inprocess_client(services, "wrong") as stranger, pytest.raises(UnauthorizedResponse):
         stranger.metrics()
 
 
@@ -107,7 +108,7 @@ def test_metrics_is_prometheus_text(client: Client, raw: Any) -> None:
     assert "# TYPE hatchway_runs_started_total counter" in answer.text
 
 
-def test_stats_for_the_dashboard(client: Client, gateway: Gateway) -> None:
+def test_stats_for_the_dashboard(client: Client, services: Services) -> None:
     client.register_action(ECHO)
     client.call_sync("echo", "hello", {})
     with pytest.raises(ApplicationErrorResponse):  # counted as FAILED
@@ -124,7 +125,7 @@ def test_stats_for_the_dashboard(client: Client, gateway: Gateway) -> None:
     with pytest.raises(ValidationErrorResponse):
         client.stats("week")
     # a project token sees its own numbers, not the shared pool, and never another project's
-    with project_client(client, gateway, "proj_local", ["runs:read"]) as reader:
+    with project_client(client, services, "proj_local", ["runs:read"]) as reader:
         assert reader.stats()["workers"] is None
         assert reader.stats()["totals"]["SUCCESSFUL"] == 2
         with pytest.raises(ForbiddenResponse):
@@ -154,13 +155,13 @@ def test_console_files_carry_a_strict_policy_and_cache_well(raw: Any) -> None:
 
 def test_console_can_be_turned_off(tmp_path: Any) -> None:
     settings = make_settings(tmp_path / "home", is_console_enabled=False)
-    gw = build_gateway(settings)
-    gw.bootstrap()
+    services = build_services(settings, pool=True)
+    bootstrap(services)
     try:
-        with inprocess_client(gw) as hw, pytest.raises(NotFoundResponse, match="no such route"):
+        with inprocess_client(services) as hw, pytest.raises(NotFoundResponse, match="no such route"):
             hw.request("GET", "/ui/")
     finally:
-        gw.store.close()
+        services.close()
 
 
 def test_openapi_documents_the_operator_routes(raw: Any) -> None:
@@ -170,11 +171,11 @@ def test_openapi_documents_the_operator_routes(raw: Any) -> None:
     assert "401" in stats["responses"] and "200" in stats["responses"]
 
 
-def test_log_lines_are_json_with_correlation(gateway: Gateway, settings: Settings) -> None:
+def test_log_lines_are_json_with_correlation(services: Services, settings: Settings) -> None:
     stream = io.StringIO()
     configure_logging("INFO", stream)
     try:
-        with inprocess_client(gateway) as hw:
+        with inprocess_client(services) as hw:
             hw.register_action(ECHO)
             # When a sync call fails with an application error
             with pytest.raises(ApplicationErrorResponse) as failure:

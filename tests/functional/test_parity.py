@@ -30,7 +30,8 @@ from hatchway.client import (
     ValidationErrorResponse,
 )
 from hatchway.domain.spec import resolve_local_paths
-from hatchway.service import Gateway, build_gateway
+from hatchway.services import Services
+from hatchway.wiring import bootstrap, build_services
 from hatchway.worker import WorkerPool
 from tests.conftest import inprocess_client, make_settings
 from tests.helpers import REPO, wait_until
@@ -84,21 +85,20 @@ def upstream() -> Iterator[str]:
 
 
 @pytest.fixture
-def open_gateway(tmp_path: Path) -> Iterator[Gateway]:
+def open_services(tmp_path: Path) -> Iterator[Services]:
     """A gateway whose HTTP actions and callbacks may reach loopback (the test's upstream)."""
-    gateway = build_gateway(make_settings(tmp_path / "home", http_allow=("loopback",)))
-    gateway.bootstrap()
-    pool = WorkerPool(gateway, size=2)
+    services = build_services(make_settings(tmp_path / "home", http_allow=("loopback",)), pool=True)
+    bootstrap(services)
+    pool = WorkerPool(services, size=2)
     pool.start()
-    yield gateway
+    yield services
     pool.stop(2)
-    gateway.executors.close()
-    gateway.store.close()
+    services.close()
 
 
 @pytest.fixture
-def hw_open(open_gateway: Gateway) -> Iterator[Client]:
-    with inprocess_client(open_gateway) as client:
+def hw_open(open_services: Services) -> Iterator[Client]:
+    with inprocess_client(open_services) as client:
         yield client
 
 
@@ -234,10 +234,10 @@ def test_roboto_action_reads_its_context_inputs_and_leaves_artifacts(client: Cli
     assert traversal.status_code in (404, 422)
 
 
-def test_files_are_private_to_their_project(gateway: Gateway, client: Client) -> None:
+def test_files_are_private_to_their_project(services: Services, client: Client) -> None:
     other = client.create_project("other")["id"]
     token = client.create_token(["runs:read", "runs:write"], project=other)["token"]
-    stranger = inprocess_client(gateway, token, project=other)
+    stranger = inprocess_client(services, token, project=other)
     client._http.put(f"/v1/projects/{client.project}/files/private.txt", content=b"mine")
     assert stranger._http.get(f"/v1/projects/{client.project}/files/private.txt").status_code == 403
     assert stranger._http.get(f"/v1/projects/{other}/files/private.txt").status_code == 404
@@ -553,17 +553,17 @@ def test_an_empty_or_true_stash_id_creates_a_stash(client: Client, new: Any) -> 
     assert first["ret"]["count"] == second["ret"]["count"] == 1
 
 
-def test_an_expired_stash_is_a_404_and_its_files_go(gateway: Gateway, client: Client) -> None:
+def test_an_expired_stash_is_a_404_and_its_files_go(services: Services, client: Client) -> None:
     from hatchway.domain.records import Document
 
     client.register_action(example("pipedream-action"))
     connect = f"/v1/connect/{client.project}/actions/run"
     body = {"id": "greet-user", "external_user_id": "u-6", "configured_props": {}}
     stash = client.request("POST", connect, json={**body, "stash_id": "NEW"})["stash_id"]
-    files = gateway.settings.blob_dir / "stashes" / client.project / "development" / stash
+    files = services.settings.blob_dir / "stashes" / client.project / "development" / stash
     assert (files / "counter.txt").is_file()
     # Given the stash's record past its expiry (a day later)
-    gateway.store.put_document(Document(client.project, "development", "stash", stash, {}, expires_at=1))
+    services.repos.documents.put_document(Document(client.project, "development", "stash", stash, {}, expires_at=1))
     # When it is named again, it is not found, and its files are removed
     with pytest.raises(NotFoundResponse):
         client.request("POST", connect, json={**body, "stash_id": stash})
@@ -718,16 +718,16 @@ def test_connect_log_timestamps_are_epoch_milliseconds(client: Client) -> None:
         assert before - 1000 <= entry["ts"] <= after + 1000  # milliseconds, not seconds or microseconds
 
 
-def test_x_pd_environment_production_is_the_production_environment(gateway: Gateway, client: Client) -> None:
+def test_x_pd_environment_production_is_the_production_environment(services: Services, client: Client) -> None:
     # Given the action registered in production only
-    with inprocess_client(gateway, environment="production") as production:
+    with inprocess_client(services, environment="production") as production:
         production.register_action(example("pipedream-action"))
     connect = f"/v1/connect/{client.project}/actions/run"
     body = {"id": "greet-user", "external_user_id": "u-8", "configured_props": {}}
     # When a Connect caller says production, the production action runs and its run is recorded there
     answer = client.request("POST", connect, json=body, headers={"x-pd-environment": "production"})
     assert answer["ret"]["count"] == 1
-    runs = gateway.store.list_runs(client.project, "production", 10, None).items
+    runs = services.repos.runs.list_runs(client.project, "production", 10, None).items
     assert [r.external_user_id for r in runs] == ["u-8"]
     # and development does not have it
     with pytest.raises(NotFoundResponse):

@@ -21,7 +21,7 @@ from hatchway.client import (
     ValidationErrorResponse,
 )
 from hatchway.server import LambdaContext, http_event
-from hatchway.service import Gateway
+from hatchway.services import Services
 from tests.conftest import inprocess_client
 from tests.functional.stages import base, execute, execution, explain, finish, put, run_of, stage, statuses, step
 from tests.helpers import ADMIN_TOKEN, wait_until
@@ -586,7 +586,7 @@ def test_definitions_are_versioned_and_an_identical_put_is_a_no_op(hw: Client) -
     assert hw.request("GET", base(hw))["items"] == []
 
 
-def test_a_step_view_answers_its_last_execution_status(hw: Client, gateway: Gateway) -> None:
+def test_a_step_view_answers_its_last_execution_status(hw: Client, services: Services) -> None:
     put(hw, "viewed", steps=[step("first"), step("second", parameters={"mode": "fail"})])
     view = hw.request("GET", f"{base(hw)}/viewed/steps/second")
     assert view["last_execution_status"] == "INITIAL"
@@ -605,7 +605,7 @@ def test_a_step_view_answers_its_last_execution_status(hw: Client, gateway: Gate
     auth = [(b"authorization", f"Bearer {ADMIN_TOKEN}".encode())]
     event = http_event("GET", f"/prod{path}", "", auth, b"", scheme="https")
     event["requestContext"].update(domainName="abc123.execute-api.eu-west-1.amazonaws.com", stage="prod")
-    answer = create_app(gateway, gateway.settings.max_body_bytes).resolve(event, LambdaContext())
+    answer = create_app(services, services.settings.max_body_bytes).resolve(event, LambdaContext())
     via_api = json.loads(answer["body"])
     assert via_api["url"] == f"https://abc123.execute-api.eu-west-1.amazonaws.com/prod{path}"
     assert via_api["html_url"] == "https://abc123.execute-api.eu-west-1.amazonaws.com/prod/ui/#/pipelines/viewed"
@@ -621,11 +621,11 @@ def test_starting_an_execution_answers_202_with_its_location(hw: Client) -> None
     assert execution(hw, "located", body["id"])["id"] == body["id"]
 
 
-def test_pipelines_need_the_actions_scopes_and_executions_the_runs_scopes(hw: Client, gateway: Gateway) -> None:
+def test_pipelines_need_the_actions_scopes_and_executions_the_runs_scopes(hw: Client, services: Services) -> None:
     put(hw, "scoped", steps=[step("only")])
 
     def as_token(*scopes: str) -> Client:
-        return inprocess_client(gateway, hw.create_token(list(scopes), project=hw.project)["token"])
+        return inprocess_client(services, hw.create_token(list(scopes), project=hw.project)["token"])
 
     # an actions:read token reads definitions but cannot change them
     with as_token("actions:read") as reader:

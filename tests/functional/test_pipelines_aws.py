@@ -24,8 +24,10 @@ import pytest
 from hatchway.aws.asl import Targets
 from hatchway.aws.stepfunctions import PipelineFunction, StepFunctionsEngine
 from hatchway.client import Client, ConflictResponse, NotFoundResponse
-from hatchway.service import Gateway
+from hatchway.config import Settings
+from hatchway.services import Services
 from hatchway.services.pipelines.service import PipelineService
+from hatchway.wiring import bootstrap, build_services
 from tests.conftest import inprocess_client
 from tests.functional.stages import base, execute, execution, explain, put, stage, statuses, step
 from tests.helpers import wait_until
@@ -57,7 +59,7 @@ def _function_zip() -> bytes:
 class Aws:
     """The moto resources a deployment provides, and the engine bound to them."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self) -> None:
         iam = boto3.client("iam")
         trust = json.dumps({"Version": "2012-10-17", "Statement": []})
         self.role = iam.create_role(RoleName="hatchway-states", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
@@ -74,12 +76,11 @@ class Aws:
             computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment}],
         )["jobQueueArn"]  # fmt: skip
         self.sfn = boto3.client("stepfunctions")
-        self.service = PipelineService.of(gateway)
-        self.engine = StepFunctionsEngine(
-            self.service, self.sfn, self.role, Targets(function_arn=self.function, job_queue=self.queue),
-            batch=self.batch,
-        )  # fmt: skip
-        self.service.use_step_functions(self.engine)
+
+    def engine(self, service: PipelineService) -> StepFunctionsEngine:
+        """The pipeline engine of ``service``, bound to these resources."""
+        targets = Targets(function_arn=self.function, job_queue=self.queue)
+        return StepFunctionsEngine(service, self.sfn, self.role, targets, batch=self.batch)
 
 
 @pytest.fixture
@@ -96,13 +97,22 @@ def mocked(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
-def aws(gateway: Gateway, mocked: None) -> Aws:
-    return Aws(gateway)
+def aws(mocked: None) -> Aws:
+    return Aws()
 
 
 @pytest.fixture
-def hw(gateway: Gateway, aws: Aws) -> Iterator[Client]:
-    with inprocess_client(gateway) as client:
+def services(settings: Settings, aws: Aws) -> Iterator[Services]:
+    """The services, their pipelines on Step Functions (moto)."""
+    built = build_services(settings, pool=True, pipeline_engine=aws.engine)
+    bootstrap(built)
+    yield built
+    built.close()
+
+
+@pytest.fixture
+def hw(services: Services, aws: Aws) -> Iterator[Client]:
+    with inprocess_client(services) as client:
         client.register_action(stage(image_uri=IMAGE))
         yield client
 
@@ -257,7 +267,7 @@ def test_a_failing_step_follows_its_catch(
         assert final["steps"][0]["status_reason"]
 
 
-def test_the_pipeline_function_prepares_runs_and_calls_sync_actions(hw: Client, aws: Aws, gateway: Gateway) -> None:
+def test_the_pipeline_function_prepares_runs_and_calls_sync_actions(hw: Client, aws: Aws, services: Services) -> None:
     # Given an execution whose first (sync) step the state machine has passed
     put(
         hw,
@@ -269,8 +279,8 @@ def test_the_pipeline_function_prepares_runs_and_calls_sync_actions(hw: Client, 
     )  # fmt: skip
     started = execute(hw, "prepared")
     settle(hw, "prepared", started["id"], {"WAITING_FOR_APPROVE", "FAILED"})
-    function = PipelineFunction(aws.service)
-    record = aws.service.store.get_execution(started["id"])
+    function = PipelineFunction(services.pipelines)
+    record = services.pipelines.store.get_execution(started["id"])
     assert record is not None and record.engine_ref
     runs = json.loads(aws.sfn.describe_execution(executionArn=record.engine_ref)["input"])["runs"]
     # When the function does what the state machine asks of it
@@ -282,7 +292,7 @@ def test_the_pipeline_function_prepares_runs_and_calls_sync_actions(hw: Client, 
     work = hw.get_run(runs["s1"])
     assert work["status"] == "ENQUEUED" and work["parameters"]["value"] == "HELLO"
     assert work["parameters"]["#token"] == "[hidden]"
-    stored = gateway.store.get_run(runs["s1"])
+    stored = services.repos.runs.get_run(runs["s1"])
     # recorded for the job's adapter to claim, not submitted by the gateway (the state machine does)
     assert stored is not None and stored.external_id is None
     assert stored.parameters["#token"].startswith("hwenc:")
@@ -310,38 +320,35 @@ def test_async_steps_run_on_the_batch_executors_definitions(tmp_path: Any) -> No
 
     from hatchway.aws.batch import BatchEngine
     from hatchway.aws.clients import AwsClients
-    from hatchway.aws.kms import kms_secret_box
-    from hatchway.executors import Executors
+    from hatchway.domain.tenants import Principal
     from hatchway.executors.process import ProcessExecutor
-    from hatchway.service import Principal
     from hatchway.store.sqlite import SqliteStore
+    from hatchway.wiring import build_placement
     from tests.awsmock import REGION, CallCounter, aws_settings, make_infrastructure, moto_in_process
 
     with moto_in_process():
         session = boto3.session.Session(region_name=REGION)
         settings = replace(aws_settings(tmp_path / "home"), **make_infrastructure(session, "hwpipes"))
         aws = AwsClients(REGION, None, session)
-        from hatchway.aws.setup import bootstrap
+        from hatchway.aws.setup import bootstrap as aws_bootstrap
 
-        bootstrap(settings, aws)
+        aws_bootstrap(settings, aws)
         runs = BatchEngine.from_settings(settings, aws)
-        gateway = Gateway(
-            settings, SqliteStore(tmp_path / "pipelines.db"), Executors(ProcessExecutor.from_settings(settings), runs),
-            lambda: kms_secret_box(settings, aws=aws),
-        )  # fmt: skip
-        gateway.bootstrap()
-        counter = CallCounter(session)
         sfn = session.client("stepfunctions")
         role = session.client("iam").create_role(RoleName="hwpipes-states", AssumeRolePolicyDocument="{}")["Role"]
-        service = PipelineService.of(gateway)
-        engine = StepFunctionsEngine(
-            service, sfn, role["Arn"], Targets(function_arn="arn:aws:lambda:us-east-1:123456789012:function:f",
-                                               job_queue=settings.batch_job_queue),
+        targets = Targets(function_arn="arn:aws:lambda:us-east-1:123456789012:function:f",
+                          job_queue=settings.batch_job_queue)  # fmt: skip
+        services = build_services(
+            settings, store=SqliteStore(tmp_path / "pipelines.db"),
+            placement=build_placement(settings, sync=ProcessExecutor.from_settings(settings), run=runs),
+            pipeline_engine=lambda service: StepFunctionsEngine(service, sfn, role["Arn"], targets), aws=aws,
         )  # fmt: skip
-        service.use_step_functions(engine)
+        bootstrap(services)
+        counter = CallCounter(session)
+        service = services.pipelines
         admin = Principal(None, None, frozenset({"admin"}))
-        gateway.register_action(admin, "proj_local", "development", stage(image_uri=IMAGE))
-        action = gateway.resolve("proj_local", "development", "stage").spec
+        services.actions.register(admin, "proj_local", "development", stage(image_uri=IMAGE))
+        action = services.actions.resolve("proj_local", "development", "stage").spec
         pipeline, _ = service.define(admin, "proj_local", "development", "batch", {"steps": [step("work")]})
         # Then the state machine names the executor's job definition, which the executor registered
         definition = json.loads(sfn.describe_state_machine(stateMachineArn=pipeline.engine_ref)["definition"])
@@ -357,6 +364,6 @@ def test_async_steps_run_on_the_batch_executors_definitions(tmp_path: Any) -> No
         service.create_step_run(started, service.spec_of(pipeline), service.spec_of(pipeline).steps[0], run_id,
                                 submit=False)  # fmt: skip
         assert counter.count("batch", "SubmitJob") == 0
-        stored = gateway.store.get_run(run_id)
+        stored = services.repos.runs.get_run(run_id)
         assert stored is not None and stored.status.value == "ENQUEUED" and stored.external_id is None
-        gateway.store.close()
+        services.close()

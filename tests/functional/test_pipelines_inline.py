@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from hatchway.client import Client
-from hatchway.executors import Executors
 from hatchway.executors.process import ProcessExecutor
-from hatchway.service import Gateway, build_gateway
+from hatchway.services import Services
+from hatchway.wiring import bootstrap, build_placement, build_services
 from tests.conftest import inprocess_client, make_settings
 from tests.functional.stages import execute, explain, finish, put, run_of, stage, statuses, step
 
@@ -35,18 +35,18 @@ def hw(tmp_path: Path) -> Iterator[Client]:
     from hatchway.worker import WorkerPool
 
     settings = make_settings(tmp_path / "home")
-    gateway: Gateway = build_gateway(settings, executors=Executors(HostShellAsContainer.from_settings(settings)))
-    gateway.bootstrap()
-    pool = WorkerPool(gateway, size=2)
+    placement = build_placement(settings, sync=HostShellAsContainer.from_settings(settings))
+    services: Services = build_services(settings, pool=True, placement=placement)
+    bootstrap(services)
+    pool = WorkerPool(services, size=2)
     pool.start()
     try:
-        with inprocess_client(gateway) as client:
+        with inprocess_client(services) as client:
             client.register_action(stage())
             yield client
     finally:
         pool.stop(grace_seconds=2)
-        gateway.executors.close()
-        gateway.store.close()
+        services.close()
 
 
 def container(name: str, *commands: str, **fields: Any) -> dict[str, Any]:

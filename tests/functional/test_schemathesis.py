@@ -41,14 +41,16 @@ def _load() -> schemathesis.BaseSchema:
     from hatchway.api import create_app
     from hatchway.config import Settings
     from hatchway.executors.base import BaseAttemptExecutor
-    from hatchway.service import Gateway
     from hatchway.store.sqlite import SqliteStore
+    from hatchway.wiring import build_placement, build_services
 
     class NoExecutor(BaseAttemptExecutor):
         def execute(self, *args: object) -> object:  # pragma: no cover - the document only
             raise NotImplementedError
 
-    api = create_app(Gateway(Settings(), SqliteStore(":memory:"), NoExecutor(), lambda: None))  # type: ignore[arg-type,return-value]
+    settings = Settings()
+    placement = build_placement(settings, sync=NoExecutor())  # type: ignore[abstract]
+    api = create_app(build_services(settings, store=SqliteStore(":memory:"), placement=placement))
     return schemathesis.openapi.from_dict(api.openapi())
 
 

@@ -13,7 +13,8 @@ import pytest
 from hatchway.client import ApplicationErrorResponse, Client, UnavailableResponse, UserErrorResponse
 from hatchway.config import Settings
 from hatchway.domain.parameters import CIPHERTEXT_PREFIX
-from hatchway.service import Gateway, build_gateway
+from hatchway.services import Services
+from hatchway.wiring import bootstrap, build_services
 from tests.conftest import inprocess_client, make_settings
 from tests.functional.actions import behave
 from tests.helpers import LiveServer
@@ -99,12 +100,12 @@ def test_a_fresh_home_is_private_from_the_first_start(tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = {"HATCHWAY_HOME": str(home), "HATCHWAY_EXECUTOR": "process"}
 
-    def start() -> tuple[Gateway, str]:
-        gateway = build_gateway(Settings.from_env(env))
-        return gateway, gateway.bootstrap()
+    def start() -> tuple[Services, str]:
+        services = build_services(Settings.from_env(env), pool=True)
+        return services, bootstrap(services)
 
     # When the gateway starts for the first time
-    gateway, token = start()
+    services, token = start()
     try:
         # Then the home, the database, the key file and the admin token file are its user's alone,
         # and the key exists before any secret was sent
@@ -112,20 +113,20 @@ def test_a_fresh_home_is_private_from_the_first_start(tmp_path: Path) -> None:
             return stat.S_IMODE(path.stat().st_mode)
 
         assert mode(home) == 0o700
-        assert mode(gateway.settings.key_path) == 0o600 and len(gateway.settings.key_path.read_bytes()) == 32
-        assert mode(gateway.settings.token_path) == 0o600
-        assert gateway.settings.token_path.read_text().strip() == token
+        assert mode(services.settings.key_path) == 0o600 and len(services.settings.key_path.read_bytes()) == 32
+        assert mode(services.settings.token_path) == 0o600
+        assert services.settings.token_path.read_text().strip() == token
         assert all(mode(p) == 0o600 for p in home.glob("*.db*")) and any(home.glob("*.db"))
-        assert gateway.authenticate(f"Bearer {token}").project_id is None  # the global admin
-        key = gateway.settings.key_path.read_bytes()
+        assert services.auth.authenticate(f"Bearer {token}").project_id is None  # the global admin
+        key = services.settings.key_path.read_bytes()
     finally:
-        gateway.store.close()
+        services.close()
     # And a second start keeps the same token and key
     again, token_again = start()
     try:
         assert token_again == token and again.settings.key_path.read_bytes() == key
     finally:
-        again.store.close()
+        again.close()
 
 
 def test_ciphertexts_are_bound_to_their_place(hw: Client) -> None:
@@ -160,24 +161,24 @@ def test_a_stored_secret_the_worker_cannot_open_fails_the_run_as_unavailable(tmp
 
     # Given a run accepted with a secret while the key was good, and no worker running yet
     settings = make_settings(tmp_path / "home")
-    gateway = build_gateway(settings)
-    gateway.bootstrap()
-    with inprocess_client(gateway) as hw:
+    services = build_services(settings, pool=True)
+    bootstrap(services)
+    with inprocess_client(services) as hw:
         hw.register_action(behave())
         run_id = hw.start_run("behave", {"#secret": CANARY})["id"]
-    gateway.store.close()
+    services.close()
     # When the key file is damaged and a gateway with workers starts on the same home
     settings.key_path.write_bytes(b"damaged")
-    gateway = build_gateway(settings)
-    gateway.bootstrap()
-    workers = WorkerPool(gateway, size=1)
+    services = build_services(settings, pool=True)
+    bootstrap(services)
+    workers = WorkerPool(services, size=1)
     workers.start()
     try:
-        with inprocess_client(gateway) as hw:
+        with inprocess_client(services) as hw:
             run = hw.wait(run_id, timeout=20)
     finally:
         workers.stop(grace_seconds=2)
-        gateway.store.close()
+        services.close()
     # Then the run fails with a platform reason (not the user's fault), the action never started,
     # and neither the secret nor a workspace was left anywhere
     assert run["status"] == "FAILED" and run["error"]["kind"] == "unavailable", run
@@ -190,11 +191,11 @@ def test_an_unusable_key_means_503_and_nothing_started(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "home")
     settings.home.mkdir(parents=True)
     settings.key_path.write_bytes(b"damaged")
-    from hatchway.service import build_gateway
+    from hatchway.wiring import build_services
 
-    gateway = build_gateway(settings)
-    gateway.bootstrap()
-    with inprocess_client(gateway) as hw:
+    services = build_services(settings, pool=True)
+    bootstrap(services)
+    with inprocess_client(services) as hw:
         hw.register_action(behave())
         with pytest.raises(UnavailableResponse) as caught:
             hw.call_sync("behave", "check", {"#secret": CANARY})
@@ -204,4 +205,4 @@ def test_an_unusable_key_means_503_and_nothing_started(tmp_path: Path) -> None:
         with pytest.raises(UnavailableResponse):
             hw.start_run("behave", {"#secret": CANARY})
         assert hw.list_runs()["items"] == []
-    gateway.store.close()
+    services.close()

@@ -22,13 +22,9 @@ import pytest
 from hatchway.aws.batch import BatchEngine
 from hatchway.aws.clients import AwsClients
 from hatchway.aws.ecs import EcsEngine
-from hatchway.aws.engines import RETRY_EXIT_CODE
-from hatchway.domain.runs import RunStatus
-from hatchway.executors import Executors
-from hatchway.executors.process import ProcessExecutor
-from hatchway.remote import handle_event, run_attempt
-from hatchway.service import Gateway
-from hatchway.store.dynamodb import DynamoDbStore
+from hatchway.domain.runs import RETRY_EXIT_CODE, RunStatus
+from hatchway.remote import container_services, run_attempt
+from hatchway.services import Services
 from tests.awsmock import REGION
 from tests.functional.awsstack import (
     ACTION,
@@ -128,36 +124,25 @@ def needs(operation: str, params: dict[str, Any]) -> list[tuple[str, str, str | 
     return [(operation, key["pk"]["S"], None)]
 
 
-def container_side(stack: Stack) -> tuple[Gateway, Touched]:
-    """The gateway a container builds (:func:`hatchway.remote.container_gateway`: store, key, blobs
+def container_side(stack: Stack) -> tuple[Services, Touched]:
+    """The services a container builds (:func:`hatchway.remote.container_services`: store, key, blobs
     from the settings, a process executor, no bootstrap), on clients of its own session."""
-    from hatchway.aws.kms import kms_secret_box
-    from hatchway.aws.s3blobs import S3BlobStore
-
-    settings = stack.settings
     aws = AwsClients(REGION, None, boto3.session.Session(region_name=REGION))
     touched = Touched(aws.client("dynamodb"))
-    gateway = Gateway(
-        settings,
-        DynamoDbStore.from_settings(settings, aws=aws),
-        Executors(ProcessExecutor.from_settings(settings)),
-        lambda: kms_secret_box(settings, aws=aws),
-        blobs=S3BlobStore.from_settings(settings, aws=aws),
-    )
-    return gateway, touched
+    return container_services(stack.settings, aws=aws), touched
 
 
 def attempts(stack: Stack, engine: type[Any], scenario: str) -> list[tuple[str, int]]:
     """Start a run for ``scenario``; its id and the exit code of each container attempt it takes."""
-    gateway = stack.gateway
-    gateway.register_action(ADMIN, P, ENV, ACTION)
+    services = stack.services
+    services.actions.register(ADMIN, P, ENV, ACTION)
     if scenario == "success with a secret":
-        token = gateway.encrypt(ADMIN, P, ENV, "s3cret")
+        token = services.tenants.encrypt(ADMIN, P, ENV, "s3cret")
         run_id, _ = submit(stack, who="w", **{"#token": token})
         return [(run_id, 0)]
     if scenario == "an older version of the action":
         run_id, _ = submit(stack, who="w")
-        gateway.register_action(ADMIN, P, ENV, {**ACTION, "timeout": 20})
+        services.actions.register(ADMIN, P, ENV, {**ACTION, "timeout": 20})
         return [(run_id, 0)]
     if scenario == "application error, retried":
         run_id, _ = submit(stack, who="w", exit="3")
@@ -170,8 +155,8 @@ def attempts(stack: Stack, engine: type[Any], scenario: str) -> list[tuple[str, 
     started = (
         batch_event(run_id, external, "RUNNING") if engine is BatchEngine else ecs_event(run_id, external, "RUNNING")
     )
-    handle_event(gateway, started)
-    assert gateway.cancel_run(ADMIN, P, ENV, run_id).status == RunStatus.TERMINATING
+    services.remote.handle_event(started)
+    assert services.runs.cancel(ADMIN, P, ENV, run_id).status == RunStatus.TERMINATING
     return [(run_id, 1)]
 
 
@@ -198,8 +183,8 @@ def test_the_container_touches_only_keys_its_task_role_may(
         for number, (run_id, expected) in enumerate(planned, start=1):
             assert run_attempt(inside, run_id, f"{engine.name}/job/{number}") == expected
     finally:
-        inside.executors.close()
-    run = stack.gateway.store.get_run(planned[0][0])
+        inside.placement.close()
+    run = stack.services.repos.runs.get_run(planned[0][0])
     assert run is not None and run.is_terminal
     # Then the task role's policy allows every item it read or wrote, and no index is used
     assert touched.calls, "the container made no DynamoDB call"

@@ -186,7 +186,8 @@ def test_every_handler_imports_with_its_deployed_environment(name: str, run_exec
     )
     probe = (
         f"import importlib; m = importlib.import_module({module!r}); f = getattr(m, {attribute!r}); "
-        "assert callable(f); print(type(m.gateway.store).__name__, m.gateway.executors.describe())"
+        "assert callable(f); from hatchway.wiring import lambda_services; s = lambda_services(); "
+        "print(type(s.repos.runs).__name__, s.placement.describe())"
     )
     done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

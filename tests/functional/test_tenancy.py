@@ -17,7 +17,7 @@ from hatchway.client import (
     ValidationErrorResponse,
 )
 from hatchway.config import Settings
-from hatchway.service import Gateway
+from hatchway.services import Services
 from tests.conftest import inprocess_client, make_settings
 from tests.functional.actions import behave
 
@@ -36,9 +36,9 @@ def admin(client: Client) -> Client:
     return client
 
 
-def project_client(gateway: Gateway, admin: Client, project: str, scopes: list[str], **kw: Any) -> Client:
+def project_client(services: Services, admin: Client, project: str, scopes: list[str], **kw: Any) -> Client:
     token = admin.create_token(scopes, project=project, **kw)["token"]
-    return inprocess_client(gateway, token, project=project)
+    return inprocess_client(services, token, project=project)
 
 
 def routes(admin: Client) -> list[tuple[str, str]]:
@@ -62,15 +62,15 @@ def fill(path: str, project: str, run_id: str) -> str:
     return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), "x"), path)
 
 
-def test_every_route_refuses_missing_bad_and_foreign_tokens(gateway: Gateway, admin: Client) -> None:
+def test_every_route_refuses_missing_bad_and_foreign_tokens(services: Services, admin: Client) -> None:
     a = admin.create_project("tenant a")["id"]
     b = admin.create_project("tenant b")["id"]
     admin.register_action(behave(), project=a)
     run_a = admin.start_run("behave", project=a)["id"]
-    b_client = project_client(gateway, admin, b, ["admin"])
-    anonymous = inprocess_client(gateway, token="")
+    b_client = project_client(services, admin, b, ["admin"])
+    anonymous = inprocess_client(services, token="")
     anonymous._http.headers.pop("authorization", None)
-    garbage = inprocess_client(gateway, token="hw_not-a-real-token")
+    garbage = inprocess_client(services, token="hw_not-a-real-token")
     for method, path in routes(admin):
         if path in PUBLIC:
             continue
@@ -88,12 +88,12 @@ def test_every_route_refuses_missing_bad_and_foreign_tokens(gateway: Gateway, ad
                 assert answer.headers["www-authenticate"] == "Bearer"
 
 
-def test_another_tenants_run_is_indistinguishable_from_a_missing_one(gateway: Gateway, admin: Client) -> None:
+def test_another_tenants_run_is_indistinguishable_from_a_missing_one(services: Services, admin: Client) -> None:
     a = admin.create_project("tenant a")["id"]
     b = admin.create_project("tenant b")["id"]
     admin.register_action(behave(), project=a)
     run_a = admin.start_run("behave", project=a)["id"]
-    b_client = project_client(gateway, admin, b, ["runs:read", "runs:write"])
+    b_client = project_client(services, admin, b, ["runs:read", "runs:write"])
     foreign = b_client._http.get(f"/v1/projects/{b}/runs/{run_a}")
     missing = b_client._http.get(f"/v1/projects/{b}/runs/run_00000000000000000000000000")
     assert foreign.status_code == missing.status_code == 404
@@ -105,9 +105,9 @@ def test_another_tenants_run_is_indistinguishable_from_a_missing_one(gateway: Ga
     assert b_client.list_runs(project=b)["items"] == []
 
 
-def test_scopes(gateway: Gateway, admin: Client) -> None:
+def test_scopes(services: Services, admin: Client) -> None:
     project = admin.create_project("scoped")["id"]
-    reader = project_client(gateway, admin, project, ["actions:read", "runs:read"])
+    reader = project_client(services, admin, project, ["actions:read", "runs:read"])
     with pytest.raises(ForbiddenResponse):
         reader.register_action(behave())
     admin.register_action(behave(), project=project)
@@ -117,24 +117,24 @@ def test_scopes(gateway: Gateway, admin: Client) -> None:
                  lambda: reader.list_tokens(), lambda: reader.create_project("nope")):  # fmt: skip
         with pytest.raises(ForbiddenResponse):
             call()
-    runner = project_client(gateway, admin, project, ["runs:write"])
+    runner = project_client(services, admin, project, ["runs:write"])
     run = runner.start_run("behave")
     with pytest.raises(ForbiddenResponse):
         runner.get_run(run["id"])  # runs:write does not imply runs:read
-    owner = project_client(gateway, admin, project, ["admin"])
+    owner = project_client(services, admin, project, ["admin"])
     assert owner.get_run(run["id"])["id"] == run["id"]  # admin implies every scope of its project
     with pytest.raises(ForbiddenResponse):
         owner.create_project("nope")  # only the global admin creates projects
 
 
-def test_token_lifecycle(gateway: Gateway, admin: Client) -> None:
+def test_token_lifecycle(services: Services, admin: Client) -> None:
     project = admin.create_project("tokens")["id"]
     created = admin.create_token(["runs:read"], name="ci", project=project)
     assert created["token"].startswith("hw_") and created["id"].startswith("tok_")
     listed = admin.list_tokens(project=project)
     assert [t["id"] for t in listed] == [created["id"]] and "token" not in listed[0]
     assert all(created["token"] not in str(v) for v in listed[0].values())
-    user = inprocess_client(gateway, created["token"], project=project)
+    user = inprocess_client(services, created["token"], project=project)
     assert user.list_runs()["items"] == []
     assert admin.list_tokens(project=project)[0]["last_used_at"] is not None
     admin.revoke_token(created["id"], project=project)
@@ -146,14 +146,14 @@ def test_token_lifecycle(gateway: Gateway, admin: Client) -> None:
         admin.create_token(["everything"], project=project)
 
 
-def test_expired_tokens_stop_working(gateway: Gateway, admin: Client) -> None:
+def test_expired_tokens_stop_working(services: Services, admin: Client) -> None:
     project = admin.create_project("expiring")["id"]
     token = admin.create_token(["runs:read"], expires_in_seconds=1, project=project)
-    user = inprocess_client(gateway, token["token"], project=project)
+    user = inprocess_client(services, token["token"], project=project)
     assert user.list_runs()["items"] == []
-    gateway.store.put_token(
-        gateway.store.get_token(token["id"]).__class__(
-            **{**vars(gateway.store.get_token(token["id"])), "expires_at": 1}
+    services.repos.tenants.put_token(
+        services.repos.tenants.get_token(token["id"]).__class__(
+            **{**vars(services.repos.tenants.get_token(token["id"])), "expires_at": 1}
         )
     )
     with pytest.raises(UnauthorizedResponse) as caught:
@@ -161,12 +161,12 @@ def test_expired_tokens_stop_working(gateway: Gateway, admin: Client) -> None:
     assert "expired" in caught.value.message
 
 
-def test_environments_separate_everything(gateway: Gateway, admin: Client) -> None:
+def test_environments_separate_everything(services: Services, admin: Client) -> None:
     project = admin.create_project("envs")["id"]
-    dev_only = project_client(gateway, admin, project, ["admin"], environments=["development"])
+    dev_only = project_client(services, admin, project, ["admin"], environments=["development"])
     dev_only.register_action(behave())
     run = dev_only.start_run("behave")
-    prod = inprocess_client(gateway, dev_only.token or "", project=project, environment="production")
+    prod = inprocess_client(services, dev_only.token or "", project=project, environment="production")
     with pytest.raises(ForbiddenResponse):
         prod.list_actions()
     admin_prod = Client(
@@ -183,7 +183,7 @@ def test_environments_separate_everything(gateway: Gateway, admin: Client) -> No
     assert bad_env.status_code == 422
 
 
-def test_malformed_authorization_headers(gateway: Gateway, admin: Client) -> None:
+def test_malformed_authorization_headers(services: Services, admin: Client) -> None:
     for header in ("Basic abc", "Bearer", "bearer  ", "hw_only", "Bearer hw_0123456789abcdef_x"):
         answer = httpx.Client(transport=admin._http._transport, base_url=admin.url).get(
             "/v1/projects/proj_local/runs", headers={"authorization": header}

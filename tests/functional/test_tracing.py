@@ -14,7 +14,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from hatchway.config import Settings  # noqa: E402
 from hatchway.observability.tracing import configure_tracing, valid_traceparent  # noqa: E402
-from hatchway.service import Gateway, build_gateway  # noqa: E402
+from hatchway.services import Services  # noqa: E402
+from hatchway.wiring import bootstrap, build_services  # noqa: E402
 from tests.conftest import inprocess_client  # noqa: E402
 from tests.helpers import wait_until  # noqa: E402
 
@@ -48,12 +49,11 @@ def exporter() -> Iterator[InMemorySpanExporter]:
 
 
 @pytest.fixture
-def traced_gateway(settings: Settings, exporter: InMemorySpanExporter) -> Iterator[Gateway]:
-    gw = build_gateway(settings)  # built after tracing is on, so its store is instrumented
-    gw.bootstrap()
-    yield gw
-    gw.executors.close()
-    gw.store.close()
+def traced_services(settings: Settings, exporter: InMemorySpanExporter) -> Iterator[Services]:
+    services = build_services(settings, pool=True)  # built after tracing is on, so its store is instrumented
+    bootstrap(services)
+    yield services
+    services.close()
 
 
 def by_name(spans: Any) -> dict[str, Any]:
@@ -61,9 +61,9 @@ def by_name(spans: Any) -> dict[str, Any]:
 
 
 def test_a_sync_call_is_one_trace_from_request_to_action_process(
-    traced_gateway: Gateway, exporter: InMemorySpanExporter
+    traced_services: Services, exporter: InMemorySpanExporter
 ) -> None:
-    with inprocess_client(traced_gateway) as hw:
+    with inprocess_client(traced_services) as hw:
         hw.register_action(TRACE_ECHO)
         exporter.clear()
         # Given a caller that sends its own trace context
@@ -96,14 +96,14 @@ def test_a_sync_call_is_one_trace_from_request_to_action_process(
 
 
 def test_an_async_run_continues_the_trace_of_the_request_that_submitted_it(
-    traced_gateway: Gateway, exporter: InMemorySpanExporter
+    traced_services: Services, exporter: InMemorySpanExporter
 ) -> None:
     from hatchway.worker import WorkerPool
 
-    pool = WorkerPool(traced_gateway, size=1)
+    pool = WorkerPool(traced_services, size=1)
     pool.start()
     try:
-        with inprocess_client(traced_gateway) as hw:
+        with inprocess_client(traced_services) as hw:
             hw.register_action(TRACE_ECHO)
             exporter.clear()
             # When a run is submitted and a worker runs it later, in another thread
@@ -127,9 +127,9 @@ def test_an_async_run_continues_the_trace_of_the_request_that_submitted_it(
     assert final["ret"]["traceparent"].split("-")[1] == f"{submit.context.trace_id:032x}"
 
 
-def test_tracing_off_adds_nothing(gateway: Gateway) -> None:
+def test_tracing_off_adds_nothing(services: Services) -> None:
     # Given the default settings (tracing off)
-    with inprocess_client(gateway) as hw:
+    with inprocess_client(services) as hw:
         hw.register_action(TRACE_ECHO)
         answer = hw.call_sync("trace-echo", "show", {})
     # Then the action gets no trace context

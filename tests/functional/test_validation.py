@@ -12,7 +12,7 @@ from hatchway.api import create_app
 from hatchway.api.app import Api
 from hatchway.api.validation import CompiledRequestValidation
 from hatchway.server import LambdaContext, http_event
-from hatchway.service import Gateway
+from hatchway.services import Services
 from tests.functional.actions import behave
 from tests.helpers import ADMIN_TOKEN
 
@@ -64,13 +64,15 @@ def answer(api: Api, method: str, path: str, query: str, extra: dict[str, str], 
 
 @pytest.mark.parametrize(("method", "path", "query", "extra", "body"), REQUESTS)
 def test_compiled_validation_answers_like_powertools(
-    gateway: Gateway, method: str, path: str, query: str, extra: dict[str, str], body: bytes
+    services: Services, method: str, path: str, query: str, extra: dict[str, str], body: bytes
 ) -> None:
     # Given two APIs over one gateway: the default one, and one with powertools' general validation
-    compiled, general = create_app(gateway), create_app(gateway)
+    compiled, general = create_app(services), create_app(services)
     assert isinstance(compiled.resolver._request_validation_middleware, CompiledRequestValidation)
     general.resolver._request_validation_middleware = OpenAPIRequestValidationMiddleware()
-    gateway.register_action(gateway.authenticate(f"Bearer {ADMIN_TOKEN}"), "proj_local", "development", behave())
+    services.actions.register(
+        services.auth.authenticate(f"Bearer {ADMIN_TOKEN}"), "proj_local", "development", behave()
+    )
     # When both answer the same request
     fast = answer(compiled, method, path, query, extra, body)
     slow = answer(general, method, path, query, extra, body)

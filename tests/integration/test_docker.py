@@ -29,7 +29,8 @@ from hatchway.client import (
 from hatchway.config import Settings
 from hatchway.domain.spec import resolve_local_paths
 from hatchway.executors.containers.engine import LABEL_HOME, LABEL_KIND, LABEL_MANAGED, DockerEngine, action_image_tag
-from hatchway.service import Gateway, build_gateway
+from hatchway.services import Services
+from hatchway.wiring import bootstrap, build_services
 from hatchway.worker import WorkerPool
 from tests.conftest import inprocess_client, make_settings
 from tests.helpers import REPO, LiveServer, wait_until
@@ -66,8 +67,8 @@ def containers(engine: DockerEngine, kind: str | None = None) -> list[Any]:
     return list(engine.client.containers.list(all=True, filters={"label": labels}, ignore_removed=True))
 
 
-def engine_of(gateway: Gateway) -> DockerEngine:
-    engine: DockerEngine = gateway.executors.named["docker"][0].engine  # type: ignore[attr-defined]
+def engine_of(services: Services) -> DockerEngine:
+    engine: DockerEngine = services.placement.named["docker"][0].engine  # type: ignore[attr-defined]
     return engine
 
 
@@ -76,35 +77,34 @@ def container_settings(home: Path, executor: str, docker_host: str, rie_path: st
 
 
 @pytest.fixture
-def gateway_for(tmp_path: Path, docker_host: str, base_image: str, rie_path: str) -> Iterator[Any]:
+def services_for(tmp_path: Path, docker_host: str, base_image: str, rie_path: str) -> Iterator[Any]:
     """Gateways with container executors; each is closed (and its containers removed) at the end."""
-    made: list[Gateway] = []
+    made: list[Services] = []
 
-    def make(executor: str, **overrides: Any) -> Gateway:
+    def make(executor: str, **overrides: Any) -> Services:
         home = tmp_path / f"home-{len(made)}"
-        gw = build_gateway(container_settings(home, executor, docker_host, rie_path, **overrides))
-        gw.bootstrap()
-        made.append(gw)
-        return gw
+        services = build_services(container_settings(home, executor, docker_host, rie_path, **overrides), pool=True)
+        bootstrap(services)
+        made.append(services)
+        return services
 
     yield make
-    for gw in made:
-        gw.executors.close()
-        gw.store.close()
+    for services in made:
+        services.close()
 
 
 @pytest.fixture
-def hw_for(gateway_for: Any) -> Iterator[Any]:
+def hw_for(services_for: Any) -> Iterator[Any]:
     """A client over an in-process gateway with a worker pool, for one executor choice."""
     opened: list[tuple[Client, WorkerPool]] = []
 
-    def make(executor: str, **overrides: Any) -> tuple[Client, Gateway]:
-        gw = gateway_for(executor, **overrides)
-        pool = WorkerPool(gw, size=2)
+    def make(executor: str, **overrides: Any) -> tuple[Client, Services]:
+        services = services_for(executor, **overrides)
+        pool = WorkerPool(services, size=2)
         pool.start()
-        client = inprocess_client(gw)
+        client = inprocess_client(services)
         opened.append((client, pool))
-        return client, gw
+        return client, services
 
     yield make
     for client, pool in opened:
@@ -114,12 +114,12 @@ def hw_for(gateway_for: Any) -> Iterator[Any]:
 
 @pytest.mark.parametrize("executor", ["docker", "lambda-local"])
 def test_sync_answers_errors_and_timeouts(hw_for: Any, executor: str) -> None:
-    hw, gw = hw_for(executor)
+    hw, services = hw_for(executor)
     # Given an action with a docker_config, registered: its image is built, tagged by the digest
     record = hw.register_action(action())
     tag = action_image_tag("proj_local", "box", record["digest"])
     assert tag.startswith("hatchway-action/box:" + record["digest"].removeprefix("sha256:"))
-    assert engine_of(gw).inspect(tag) is not None
+    assert engine_of(services).inspect(tag) is not None
     # When its sync action answers
     answer = hw.call_sync("box", "go", {"who": "a; $(rm -rf /) `x`"})
     # Then the JSON on stdout is the answer; it ran as nobody, without a network, with env_vars
@@ -141,7 +141,7 @@ def test_sync_answers_errors_and_timeouts(hw_for: Any, executor: str) -> None:
         assert app.value.body["exceptionId"].startswith("exc_")
         assert "exit code" not in app.value.message
     # A call over its limit is a 504, and its container goes away (a warm Lambda container too)
-    engine = engine_of(gw)
+    engine = engine_of(services)
     warm_before = {c.id for c in containers(engine, "lambda")}
     assert len(warm_before) == (1 if executor == "lambda-local" else 0)
     with pytest.raises(TimeoutResponse):
@@ -158,9 +158,9 @@ def test_sync_answers_errors_and_timeouts(hw_for: Any, executor: str) -> None:
 
 
 def test_warm_containers_are_reused_and_a_crashed_one_replaced(hw_for: Any) -> None:
-    hw, gw = hw_for("lambda-local")
+    hw, services = hw_for("lambda-local")
     hw.register_action(action())
-    engine = engine_of(gw)
+    engine = engine_of(services)
     # Given a first call that started a warm container
     first = hw.call_sync("box", "go", {})["ret"]["host"]
     # When the action is called again, the same container answers
@@ -176,14 +176,14 @@ def test_warm_containers_are_reused_and_a_crashed_one_replaced(hw_for: Any) -> N
 
 
 def test_a_rebuilt_image_is_not_served_by_warm_containers(hw_for: Any, tmp_path: Path) -> None:
-    hw, gw = hw_for("lambda-local")
+    hw, services = hw_for("lambda-local")
     source = tmp_path / "source"
     shutil.copytree(ACTION_DIR, source)
     doc = action(docker_config={"context": str(source), "dockerfile": "Dockerfile"})
     first = hw.register_action(doc)
     # Given a warm container answering from the first build
     assert hw.call_sync("box", "go", {})["ret"]["env"] == "hi"
-    assert len(containers(engine_of(gw), "lambda")) == 1
+    assert len(containers(engine_of(services), "lambda")) == 1
     # When the action's source is edited and the unchanged action.json registered again
     script = source / "act.py"
     script.write_text(script.read_text().replace('os.environ.get("GREETING")', '"edited"'))
@@ -215,7 +215,7 @@ def test_a_stash_is_the_containers_tmp(hw_for: Any) -> None:
 
 
 def test_concurrent_calls_share_a_bounded_pool(hw_for: Any) -> None:
-    hw, gw = hw_for("lambda-local", lambda_pool_size=2)
+    hw, services = hw_for("lambda-local", lambda_pool_size=2)
     hw.register_action(action(compute_requirements=SMALL))
     hosts: list[str] = []
     errors: list[BaseException] = []
@@ -236,7 +236,7 @@ def test_concurrent_calls_share_a_bounded_pool(hw_for: Any) -> None:
     assert not errors
     assert len(hosts) == 4
     assert 1 <= len(set(hosts)) <= 2
-    assert len(containers(engine_of(gw), "lambda")) <= 2
+    assert len(containers(engine_of(services), "lambda")) <= 2
 
 
 def test_async_run_records_ret_exports_and_logs(hw_for: Any) -> None:
@@ -256,7 +256,7 @@ def test_async_run_records_ret_exports_and_logs(hw_for: Any) -> None:
 
 @pytest.mark.parametrize("executor", ["docker", "lambda-local"])
 def test_memory_limit_is_enforced_and_reported(hw_for: Any, executor: str) -> None:
-    hw, gw = hw_for(executor)
+    hw, services = hw_for(executor)
     hw.register_action(action(compute_requirements=SMALL))
     # When the action allocates more than its 512 MiB
     with pytest.raises(AppErrorResponse) as err:
@@ -277,8 +277,8 @@ def test_network_only_when_the_action_allows_it(hw_for: Any) -> None:
 
 
 def test_cancel_and_timeout_leave_no_container(hw_for: Any) -> None:
-    hw, gw = hw_for("docker", kill_grace_seconds=1.0)
-    engine = engine_of(gw)
+    hw, services = hw_for("docker", kill_grace_seconds=1.0)
+    engine = engine_of(services)
     hw.register_action(action())
     # Given a running run in its container
     run = hw.start_run("box", {"mode": "sleep"})
@@ -297,7 +297,7 @@ def test_cancel_and_timeout_leave_no_container(hw_for: Any) -> None:
     assert final["error"]["kind"] == "timeout" or "time" in final["error"]["message"]
     wait_until(lambda: not containers(engine, "run"), 30, 0.1, "the timed-out container to be removed")
     # and the workspaces (config.json holds the parameters) go with their containers
-    wait_until(lambda: not list(gw.settings.work_dir.glob("run_*")), 30, 0.1, "the workspaces to be removed")
+    wait_until(lambda: not list(services.settings.work_dir.glob("run_*")), 30, 0.1, "the workspaces to be removed")
 
 
 def test_a_failed_build_is_a_422_with_the_log_and_stores_nothing(hw_for: Any, tmp_path: Path) -> None:

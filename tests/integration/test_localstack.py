@@ -78,8 +78,8 @@ def test_bootstrap_and_the_store_on_localstack(endpoint: str, tmp_path: Path) ->
     now = now_ms()
     run = Run("run_" + uuid.uuid4().hex[:26].upper(), "proj_a", "development", "act", 1, "sha256:" + "0" * 64,
               created_at=now, available_at=now)  # fmt: skip
-    store.create_run(run)
-    claimed = store.claim("worker", 30)
+    store.runs.create_run(run)
+    claimed = store.runs.claim("worker", 30)
     assert claimed is not None and claimed.id == run.id
 
 

@@ -23,7 +23,7 @@ from hatchway.executors.process import ProcessExecutor
 from hatchway.executors.sandbox import Cgroups, Sandbox, UidPool, bwrap_works
 from hatchway.runtime import confine
 from hatchway.runtime.contract import OutputCollector
-from hatchway.service import build_gateway
+from hatchway.wiring import bootstrap, build_services
 from hatchway.worker import WorkerPool
 from tests.conftest import inprocess_client, make_settings
 from tests.functional.test_api import processes_with
@@ -53,16 +53,15 @@ def python_action(name: str, code: str, **fields: Any) -> dict[str, Any]:
 )
 def sandboxed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Client]:
     settings = make_settings(tmp_path / "home", sandbox=request.param)
-    gateway = build_gateway(settings)
-    gateway.bootstrap()
-    pool = WorkerPool(gateway, size=2)
+    services = build_services(settings, pool=True)
+    bootstrap(services)
+    pool = WorkerPool(services, size=2)
     pool.start()
-    with inprocess_client(gateway) as hw:
+    with inprocess_client(services) as hw:
         hw.sandbox = request.param  # type: ignore[attr-defined]
         yield hw
     pool.stop(2)
-    gateway.executors.close()
-    gateway.store.close()
+    services.close()
 
 
 ENV_CODE = "import json,os; print(json.dumps(sorted(os.environ)))"

@@ -15,7 +15,7 @@ from hatchway.executors.process import ProcessExecutor
 from hatchway.executors.sandbox import bwrap_works
 from hatchway.executors.spares import Spares
 from hatchway.runtime.contract import Workspace
-from hatchway.service import build_gateway
+from hatchway.wiring import bootstrap, build_services
 from hatchway.worker import WorkerPool
 from tests.conftest import inprocess_client, make_settings
 from tests.helpers import wait_until
@@ -47,17 +47,16 @@ CLEAN = {"config.json": "file", "parameters.json": "file", "in": [], "out": [], 
 )
 def gateway_client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Client, ProcessExecutor]]:
     settings = make_settings(tmp_path / "home", sandbox=request.param)
-    gateway = build_gateway(settings)
-    gateway.bootstrap()
-    pool = WorkerPool(gateway, size=2)
+    services = build_services(settings, pool=True)
+    bootstrap(services)
+    pool = WorkerPool(services, size=2)
     pool.start()
-    executor = gateway.executors.run
+    executor = services.placement.run
     assert isinstance(executor, ProcessExecutor)
-    with inprocess_client(gateway) as hw:
+    with inprocess_client(services) as hw:
         yield hw, executor
     pool.stop(2)
-    gateway.executors.close()
-    gateway.store.close()
+    services.close()
 
 
 def spare_count(executor: ProcessExecutor) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 from hatchway.config import Settings
 from hatchway.domain.runs import RunStatus, now_ms
 from hatchway.errors import TransitionConflict
-from hatchway.store import build_repos
+from hatchway.wiring import build_repos
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from hatchway.service import Gateway
+from hatchway.services import Services
 from tests.conftest import inprocess_client
 from tests.functional.actions import behave
 from tests.helpers import LiveServer
@@ -18,10 +18,10 @@ from tests.reliability.conftest import Figures, scaled
 from tests.reliability.harness import API, AUTH, chaos_spec, read_runs
 
 
-def test_r10_concurrent_requests_never_see_each_others_event(gateway: Gateway, figures: Figures) -> None:
+def test_r10_concurrent_requests_never_see_each_others_event(services: Services, figures: Figures) -> None:
     # Given one resolver answering from many threads at once (as `hatchway serve` does)
     names = [f"mix-{i}" for i in range(4)]
-    with inprocess_client(gateway) as hw:
+    with inprocess_client(services) as hw:
         for name in names:
             hw.register_action(behave(name))
     mixed: Counter[str] = Counter()
@@ -29,7 +29,7 @@ def test_r10_concurrent_requests_never_see_each_others_event(gateway: Gateway, f
 
     def hammer(index: int) -> None:
         name = names[index % len(names)]
-        with inprocess_client(gateway) as hw:
+        with inprocess_client(services) as hw:
             for round_ in range(60):
                 # When each thread reads its own action and submits its own parameters
                 if hw.get_action(name)["name"] != name:

@@ -23,7 +23,7 @@ import pytest
 from hatchway.config import Settings
 from hatchway.domain.runs import Run, RunStatus, new_run_id, now_ms
 from hatchway.ports import RunRepo
-from hatchway.store import build_repos
+from hatchway.wiring import build_repos
 from tests.helpers import REPO
 from tests.reliability.conftest import Figures, scaled
 

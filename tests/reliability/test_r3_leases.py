@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 
 from hatchway.domain.runs import Run, RunStatus, now_ms
-from hatchway.service import Gateway, build_gateway
+from hatchway.services import Services
 from hatchway.store.runs import Due
 from hatchway.store.sqlite._db import Database
 from hatchway.store.sqlite.runs import SqliteRunRepo
+from hatchway.wiring import bootstrap, build_services
 from tests.conftest import inprocess_client, make_settings
 from tests.helpers import LiveServer, child_env
 from tests.reliability.conftest import Figures, scaled
@@ -146,20 +147,19 @@ def test_r3_a_heartbeat_that_races_the_sweeper_wins(tmp_path: Path, moment: str,
 
 
 @pytest.fixture
-def plain_gateway(tmp_path: Path) -> Iterator[Gateway]:
-    gateway = build_gateway(make_settings(tmp_path / "home", sandbox="none"))
-    gateway.bootstrap()
-    yield gateway
-    gateway.executors.close()
-    gateway.store.close()
+def plain_services(tmp_path: Path) -> Iterator[Services]:
+    services = build_services(make_settings(tmp_path / "home", sandbox="none"), pool=True)
+    bootstrap(services)
+    yield services
+    services.close()
 
 
 def test_r3_an_attempt_whose_lease_was_taken_over_does_not_write_its_outcome(
-    plain_gateway: Gateway, tmp_path: Path, figures: Figures
+    plain_services: Services, tmp_path: Path, figures: Figures
 ) -> None:
     ledger = tmp_path / "ledger"
-    store = plain_gateway.store
-    with inprocess_client(plain_gateway) as hw:
+    store = plain_services.repos.runs
+    with inprocess_client(plain_services) as hw:
         hw.register_action(chaos_spec())
         run_id = hw.start_run("chaos", {"behaviour": "work", "ledger": str(ledger)})["id"]
     # Given attempt 1 claimed by worker A, whose lease then expired and was swept
@@ -171,13 +171,13 @@ def test_r3_an_attempt_whose_lease_was_taken_over_does_not_write_its_outcome(
     second = store.claim("node-b/w0", 30, now=later)
     assert second is not None and second.attempt == 2
     # When A's attempt finishes late
-    stale: Any = plain_gateway.execute_claimed(first)
+    stale: Any = plain_services.attempts.execute_claimed(first)
     # Then its outcome is dropped: the run is still B's, running attempt 2
     current = store.get_run(run_id)
     assert current is not None
     fenced = current.status == RunStatus.INPROGRESS and current.lease_owner == "node-b/w0" and current.ret is None
     # and B's attempt is the one recorded
-    final = plain_gateway.execute_claimed(second)
+    final = plain_services.attempts.execute_claimed(second)
     figures.add("R3", "late attempt after its lease was taken over", "outcome dropped" if fenced else "outcome written",
                 "outcome dropped", fenced)  # fmt: skip
     assert fenced, stale

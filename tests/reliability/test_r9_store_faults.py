@@ -28,7 +28,7 @@ import pytest
 from hatchway.config import Settings
 from hatchway.errors import Unavailable
 from hatchway.runtime.spawn import spawn
-from hatchway.service import build_gateway
+from hatchway.wiring import bootstrap, build_services
 from tests.conftest import inprocess_client, make_settings
 from tests.functional.test_api import processes_with
 from tests.helpers import LiveServer, wait_until
@@ -272,7 +272,7 @@ def test_r9_an_output_callback_that_fails_never_orphans_the_action(figures: Figu
 def test_r9_an_unreachable_dynamodb_at_submit_answers_503_and_recovers(tmp_path: Path, figures: Figures) -> None:
     if importlib.util.find_spec("hatchway.store.dynamodb") is None:
         pytest.skip("hatchway.store.dynamodb does not exist yet (the aws branch brings it)")
-    from hatchway.store import build_repos
+    from hatchway.wiring import build_repos
     from tests.awsmock import FAKE_CREDENTIALS, MotoServer, patched_env  # type: ignore[import-not-found,unused-ignore]
 
     # Given a gateway whose store is DynamoDB behind a real HTTP endpoint (a moto server)
@@ -280,11 +280,11 @@ def test_r9_an_unreachable_dynamodb_at_submit_answers_503_and_recovers(tmp_path:
     env = {**moto.env(), "HATCHWAY_BACKEND": "aws", "HATCHWAY_TABLE_NAME": "r9-table"}
     with patched_env(FAKE_CREDENTIALS):
         store = build_repos(Settings.from_env(env))
-        store.create_table()  # type: ignore[union-attr]
-        gateway = build_gateway(make_settings(tmp_path / "home", sandbox="none"), store=store)
-        gateway.bootstrap()
+        store.create_table()  # type: ignore[attr-defined]
+        services = build_services(make_settings(tmp_path / "home", sandbox="none"), repos=store, pool=True)
+        bootstrap(services)
         try:
-            with inprocess_client(gateway) as hw:
+            with inprocess_client(services) as hw:
                 hw.register_action(chaos_spec())
                 before = hw.start_run("chaos", {"behaviour": "work"})["id"]
                 # When the endpoint goes away
@@ -302,7 +302,7 @@ def test_r9_an_unreachable_dynamodb_at_submit_answers_503_and_recovers(tmp_path:
                                       headers={"Idempotency-Key": "gone-1"})  # fmt: skip
                 listed = {r["id"] for r in hw.list_runs()["items"]}
         finally:
-            gateway.executors.close()
+            services.placement.close()
             moto.stop()
     # Then the client got 503 with Retry-After while it was gone, and the same request works after
     shaped = _is_503(answer)

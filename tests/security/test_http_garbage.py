@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from hatchway.client import Client
-from hatchway.service import Gateway
+from hatchway.services import Services
 from tests.conftest import inprocess_client
 from tests.functional.actions import behave
 
@@ -37,8 +37,8 @@ QUERIES = ["limit=0", "limit=99999999999999999999", "cursor=@@@", "after=-1", "v
 
 
 @pytest.fixture
-def admin(gateway: Gateway) -> Iterator[Client]:
-    with inprocess_client(gateway) as hw:
+def admin(services: Services) -> Iterator[Client]:
+    with inprocess_client(services) as hw:
         hw.register_action(behave())
         yield hw
 

@@ -42,7 +42,7 @@ def seed_runs(home: Path, count: int, action: str, log_lines: int = 0, ret_bytes
                 action_version=1, action_digest="sha256:" + "0" * 64, status=RunStatus.SUCCESSFUL, attempt=1,
                 os=log, ret={"blob": "r" * ret_bytes} if ret_bytes else None, created_at=now, finished_at=now,
             )  # fmt: skip
-            store.create_run(run)
+            store.runs.create_run(run)
             ids.append(run.id)
     finally:
         store.close()
@@ -133,7 +133,7 @@ def test_a_log_page_over_the_answer_limit_ends_early_and_next_reads_on(server: L
     run_id = seed_runs(server.home, 1, "chatty")[0]
     store = SqliteStore(server.home / "hatchway.db")
     try:
-        store.append_logs(run_id, [LogEntry("stdout", 1, f"{n} " + "y" * 2000) for n in range(5000)])
+        store.runs.append_logs(run_id, [LogEntry("stdout", 1, f"{n} " + "y" * 2000) for n in range(5000)])
     finally:
         store.close()
     with httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as http:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from hatchway.config import EXECUTOR_NAMES, Settings
+from hatchway.config import Settings
 from hatchway.domain import runs
 from hatchway.domain.runs import TERMINAL, TRANSITIONS, RunStatus, can_transition, iso, new_run_id
 from hatchway.domain.spec import ActionSpec
@@ -98,14 +96,3 @@ def test_an_unknown_executor_is_refused_with_its_variable(variable: str) -> None
         Settings.from_env({variable: "nope"})
     assert caught.value.details[0]["loc"] == ["env", variable]
     assert Settings.from_env({variable: "process"}).executor in ("auto", "process")
-
-
-def test_settings_name_exactly_the_registered_executors_without_importing_them() -> None:
-    from hatchway.executors import REGISTRY
-
-    assert tuple(REGISTRY) == EXECUTOR_NAMES
-    # checking settings loads no executor module (config sits below the executors)
-    probe = "import sys; from hatchway.config import Settings; Settings.from_env({}); print(sorted(sys.modules))"
-    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    assert "hatchway.config" in loaded
-    assert "hatchway.executors" not in loaded

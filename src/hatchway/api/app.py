@@ -1,6 +1,6 @@
 """The HTTP API v1 on powertools' API Gateway HTTP API resolver.
 
-:func:`create_app` binds the routes of ``API.md`` to a :class:`~hatchway.service.Gateway`. The
+:func:`create_app` binds the routes of ``API.md`` to the use cases (:class:`~hatchway.services.Services`). The
 same resolver answers API Gateway events in Lambda (``handlers/api.py``) and, through
 ``hatchway.server``, plain HTTP on a laptop. Every error, including powertools' own 404 and 422,
 leaves in the single error shape of :mod:`hatchway.api.errors`.
@@ -52,14 +52,17 @@ from hatchway.api.compat import raw_routes, serve_raw
 from hatchway.api.errors import dumps, error_answer, unexpected_answer, validation_details
 from hatchway.api.fastpath import DirectRoutes
 from hatchway.api.models import EncryptRequest, ProjectCreate, RunRequestBody, TokenCreate
+from hatchway.api.present import listed_run, run_body, sync_body
 from hatchway.api.resolver import ThreadSafeHttpResolver
 from hatchway.api.throttle import FailureBudget
 from hatchway.api.validation import CompiledRequestValidation
+from hatchway.compat.connect import ConnectRuns
 from hatchway.domain.actions import ActionRecord
 from hatchway.domain.parameters import json_too_deep
 from hatchway.domain.records import DEFAULT_PAGE
 from hatchway.domain.runs import LogEntry, RunRequest
 from hatchway.domain.spec import ActionSpec
+from hatchway.domain.tenants import Principal
 from hatchway.errors import (
     Forbidden,
     HatchwayError,
@@ -69,7 +72,7 @@ from hatchway.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from hatchway.service import Gateway, Principal
+from hatchway.services import Services
 
 log = logging.getLogger("hatchway.api")
 #: the OAuth client-credentials exchange: public, but its client secret is a token
@@ -84,15 +87,15 @@ class Api:
     body is never parsed.
     """
 
-    def __init__(self, gateway: Gateway, resolver: APIGatewayHttpResolver, max_body_bytes: int) -> None:
-        self.gateway = gateway
+    def __init__(self, services: Services, resolver: APIGatewayHttpResolver, max_body_bytes: int) -> None:
+        self.services = services
         self.resolver = resolver
         self.max_body_bytes = max_body_bytes
         self._document: dict[str, Any] | None = None
-        self.raw = raw_routes(gateway)
+        self.raw = raw_routes(services.files)
         self._routes: list[tuple[re.Pattern[str], dict[str, set[str]]]] | None = None
         self.direct = DirectRoutes(resolver)
-        settings = gateway.settings
+        settings = services.settings
         self.failures = FailureBudget(settings.auth_failure_budget, settings.auth_failure_window_seconds)
 
     def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -101,7 +104,7 @@ class Api:
             answer = self._resolve(event, context)
         except Exception as exc:  # the last line: no failure leaves outside the error shape
             answer = event_answer(*unexpected_answer(exc))
-        return finished(answer, self.gateway.settings.max_answer_bytes)
+        return finished(answer, self.services.settings.max_answer_bytes)
 
     def _authenticate(self, event: dict[str, Any], source: str) -> Principal:
         """The caller; a token from a client over its budget of failed authentications is not even
@@ -110,7 +113,7 @@ class Api:
         if presented:
             self._check_budget(source)
         try:
-            return self.gateway.authenticate(presented)
+            return self.services.auth.authenticate(presented)
         except Unauthorized:
             if presented:
                 self.failures.spend(source)
@@ -147,9 +150,9 @@ class Api:
                 if project:
                     # a token of another project (or environment) is refused before anything else is looked at
                     if env is None:
-                        self.gateway.authorize_project(who, project.group(2))
+                        self.services.auth.authorize_project(who, project.group(2))
                     else:
-                        self.gateway.authorize(who, project.group(2), env, None)
+                        self.services.auth.authorize(who, project.group(2), env, None)
             unknown = self._unknown_query(event, path)
             if unknown:
                 raise ValidationFailed(
@@ -172,7 +175,7 @@ class Api:
                     *error_answer(ValidationFailed.at(["body"], "the body is not UTF-8 JSON", "json_invalid"))
                 )
             event = {**event, "body": text, "isBase64Encoded": False}
-        depth = self.gateway.settings.limits.max_json_depth
+        depth = self.services.settings.limits.max_json_depth
         if event.get("body") and json_too_deep(event["body"], depth):
             too_deep = ValidationFailed.at(["body"], f"the JSON body nests deeper than {depth} levels", "too_deep")
             return event_answer(*error_answer(too_deep))
@@ -243,20 +246,25 @@ class Api:
         return []
 
 
-def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
-    """The API bound to ``gateway``."""
+def create_app(services: Services, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
+    """The API bound to ``services``."""
     app = ThreadSafeHttpResolver(enable_validation=True)  # hatchway serve resolves from several threads
     app._request_validation_middleware = CompiledRequestValidation()  # same checks, derived once per route
     cached: dict[str, str] = {}
-    api = Api(gateway, app, max_body_bytes)
-    page = partial(page_answer, max_bytes=gateway.settings.max_answer_bytes)  # every list page stays below it
-    compat.register(app, gateway)
+    api = Api(services, app, max_body_bytes)
+    settings = services.settings
+    page = partial(page_answer, max_bytes=settings.max_answer_bytes)  # every list page stays below it
+    connect = ConnectRuns(
+        services.runs, services.actions, services.repos.actions, services.idempotency, services.auth, settings
+    )
+    compat.register(app, services, connect)
     pipeline_routes.register(app, api)
+    tenants, actions, runs = services.tenants, services.actions, services.runs
 
     # ---- plumbing ------------------------------------------------------------------------
 
     def principal() -> Principal:
-        return common_principal(gateway, app.current_event.headers)
+        return common_principal(services.auth, app.current_event.headers)
 
     @app.exception_handler(HatchwayError)
     def _domain_error(exc: HatchwayError) -> Response[str]:
@@ -319,7 +327,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         responses=S.responses(201, S.PROJECT, "the new project", 409),
     )
     def create_project(body: Annotated[ProjectCreate, Body()]) -> Response[str]:
-        project = gateway.create_project(principal(), body.name, body.id)
+        project = tenants.create_project(principal(), body.name, body.id)
         return json_answer(201, project.to_api())
 
     @app.get(
@@ -329,7 +337,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         responses=S.responses(200, S.PROJECT, "the project", 404),
     )
     def get_project(project_id: ProjectId) -> Response[str]:
-        return json_answer(200, gateway.get_project(principal(), project_id).to_api())
+        return json_answer(200, tenants.get_project(principal(), project_id).to_api())
 
     @app.post(
         "/v1/projects/<project_id>/tokens",
@@ -344,10 +352,8 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
             expires_at = int(moment.timestamp() * 1000)
         elif body.expires_in_seconds is not None:
             expires_at = int(time.time() * 1000) + body.expires_in_seconds * 1000
-        record, token = gateway.create_token(
-            principal(), project_id, body.scopes, body.environments, expires_at, body.name
-        )
-        return json_answer(201, {"token": token, **record.to_api()})
+        made = tenants.create_token(principal(), project_id, body.scopes, body.environments, expires_at, body.name)
+        return json_answer(201, {"token": made.token, **made.record.to_api()})
 
     @app.get(
         "/v1/projects/<project_id>/tokens",
@@ -356,7 +362,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         responses=S.responses(200, S.page(S.TOKEN), "the project's tokens", 404),
     )
     def list_tokens(project_id: ProjectId) -> Response[str]:
-        tokens = gateway.list_tokens(principal(), project_id)
+        tokens = tenants.list_tokens(principal(), project_id)
         return json_answer(200, page_of([t.to_api() for t in tokens], None))
 
     @app.delete(
@@ -366,7 +372,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         responses=S.responses(204, None, "revoked; it stops working at once", 404),
     )
     def revoke_token(project_id: ProjectId, token_id: str) -> Response[str]:
-        gateway.revoke_token(principal(), project_id, token_id)
+        tenants.revoke_token(principal(), project_id, token_id)
         return Response(204, JSON, "")
 
     # ---- secrets -------------------------------------------------------------------------
@@ -382,9 +388,9 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
     ) -> Response[str]:
         who, env = principal(), env_name(environment)
         if body.value is not None:
-            return json_answer(200, {"ciphertext": gateway.encrypt(who, project_id, env, body.value, body.action)})
+            return json_answer(200, {"ciphertext": tenants.encrypt(who, project_id, env, body.value, body.action)})
         values = {
-            k: gateway.encrypt(who, project_id, env, v, body.action, ["body", "values", k])
+            k: tenants.encrypt(who, project_id, env, v, body.action, ["body", "values", k])
             for k, v in (body.values or {}).items()
         }
         return json_answer(200, {"values": values})
@@ -407,8 +413,8 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
     def register_action(
         project_id: ProjectId, body: Annotated[ActionSpec, Body()], environment: Environment = None
     ) -> Response[str]:
-        record, created = gateway.register_action(principal(), project_id, env_name(environment), body)
-        return json_answer(201 if created else 200, record.to_api())
+        registered = actions.register(principal(), project_id, env_name(environment), body)
+        return json_answer(201 if registered.created else 200, registered.record.to_api())
 
     @app.get(
         "/v1/projects/<project_id>/actions",
@@ -424,9 +430,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         cursor: Cursor = None,
     ) -> Response[str]:
         who, env = principal(), env_name(environment)
-        return page(
-            lambda size: gateway.list_actions(who, project_id, env, size, cursor, tag), limit, ActionRecord.to_api
-        )
+        return page(lambda size: actions.list(who, project_id, env, size, cursor, tag), limit, ActionRecord.to_api)
 
     @app.get(
         "/v1/projects/<project_id>/actions/<name>",
@@ -441,7 +445,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         version: Annotated[int | None, Query(ge=1)] = None,
         digest: Annotated[str | None, Query(pattern=r"^sha256:[0-9a-f]{64}$")] = None,
     ) -> Response[str]:
-        record = gateway.get_action(principal(), project_id, env_name(environment), name, version, digest)
+        record = actions.get(principal(), project_id, env_name(environment), name, version, digest)
         return json_answer(200, record.to_api())
 
     @app.get(
@@ -458,9 +462,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         cursor: Cursor = None,
     ) -> Response[str]:
         who, env = principal(), env_name(environment)
-        return page(
-            lambda size: gateway.list_versions(who, project_id, env, name, size, cursor), limit, ActionRecord.to_api
-        )
+        return page(lambda size: actions.versions(who, project_id, env, name, size, cursor), limit, ActionRecord.to_api)
 
     @app.delete(
         "/v1/projects/<project_id>/actions/<name>",
@@ -469,7 +471,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         responses=S.responses(204, None, "deleted", 404),
     )
     def delete_action(project_id: ProjectId, name: str, environment: Environment = None) -> Response[str]:
-        gateway.delete_action(principal(), project_id, env_name(environment), name)
+        actions.delete(principal(), project_id, env_name(environment), name)
         return Response(204, JSON, "")
 
     # ---- runs ----------------------------------------------------------------------------
@@ -505,10 +507,8 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         environment: Environment = None,
         idempotency_key: Annotated[str | None, Header(alias="idempotency-key", max_length=255)] = None,
     ) -> Response[str]:
-        answer, code = gateway.submit_run(
-            principal(), project_id, env_name(environment), name, run_request(body), idempotency_key
-        )
-        return json_answer(code, answer, {"Location": f"/v1/projects/{project_id}/runs/{answer['id']}"})
+        run = runs.submit(principal(), project_id, env_name(environment), name, run_request(body), idempotency_key)
+        return json_answer(202, run_body(run), {"Location": f"/v1/projects/{project_id}/runs/{run.id}"})
 
     @app.post(
         "/v1/projects/<project_id>/actions/<name>/sync/<sync_action>",
@@ -523,9 +523,9 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         body: Annotated[RunRequestBody | None, Body()] = None,
         environment: Environment = None,
     ) -> Response[str]:
-        result = gateway.call_sync(principal(), project_id, env_name(environment), name, sync_action, run_request(body))
-        cache = {"X-Hatchway-Cache": "hit" if result["cached"] else "miss"} if "cached" in result else None
-        return json_answer(200, result, cache)
+        outcome = runs.call_sync(principal(), project_id, env_name(environment), name, sync_action, run_request(body))
+        cache = {"X-Hatchway-Cache": "hit" if outcome.cached else "miss"} if outcome.cached is not None else None
+        return json_answer(200, sync_body(outcome), cache)
 
     @app.get(
         "/v1/projects/<project_id>/runs",
@@ -545,8 +545,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         filters = {"action": action or "", "status": status or "", "external_user_id": external_user_id or ""}
         who, env = principal(), env_name(environment)
         # a page holds each run without the head and tail of its log (os): GET .../runs/{id} has it
-        listed = partial(gateway.present_run, with_log=False)
-        return page(lambda size: gateway.list_runs(who, project_id, env, size, cursor, filters), limit, listed)
+        return page(lambda size: runs.list(who, project_id, env, size, cursor, filters), limit, listed_run)
 
     @app.get(
         "/v1/projects/<project_id>/runs/<run_id>",
@@ -555,8 +554,8 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         responses=S.responses(200, S.RUN, "the run", 404),
     )
     def get_run(project_id: ProjectId, run_id: str, environment: Environment = None) -> Response[str]:
-        run = gateway.get_run(principal(), project_id, env_name(environment), run_id)
-        return json_answer(200, gateway.present_run(run))
+        run = runs.get(principal(), project_id, env_name(environment), run_id)
+        return json_answer(200, run_body(run))
 
     @app.get(
         "/v1/projects/<project_id>/runs/<run_id>/logs",
@@ -580,7 +579,7 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
                 raise ValidationFailed.at(["query", "cursor"], "not a cursor this API issued")
             after = int(cursor)
         who, env = principal(), env_name(environment)
-        return page(lambda size: gateway.read_logs(who, project_id, env, run_id, after, size), limit, LogEntry.to_api)
+        return page(lambda size: runs.logs(who, project_id, env, run_id, after, size), limit, LogEntry.to_api)
 
     @app.post(
         "/v1/projects/<project_id>/runs/<run_id>/cancel",
@@ -590,16 +589,16 @@ def create_app(gateway: Gateway, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
         status_code=202,
     )
     def cancel_run(project_id: ProjectId, run_id: str, environment: Environment = None) -> Response[str]:
-        run = gateway.cancel_run(principal(), project_id, env_name(environment), run_id)
-        return json_answer(202, gateway.present_run(run))
+        run = runs.cancel(principal(), project_id, env_name(environment), run_id)
+        return json_answer(202, run_body(run))
 
     # ---- operators: metrics, dashboard numbers, the web console ----------------------------
 
     from hatchway.api.console import add_console_routes
     from hatchway.api.observe import add_observe_routes
 
-    add_observe_routes(app, gateway, principal, env_name)
-    if gateway.settings.is_console_enabled:
+    add_observe_routes(app, services.stats, principal, env_name)
+    if settings.is_console_enabled:
         add_console_routes(app)
 
     return api

@@ -14,8 +14,9 @@ from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Que
 from hatchway.api.errors import dumps
 from hatchway.api.models import ENVIRONMENT_PATTERN
 from hatchway.domain.records import MAX_PAGE, Page
+from hatchway.domain.tenants import DEFAULT_ENVIRONMENT, Principal
 from hatchway.errors import InternalError, ValidationFailed
-from hatchway.service import DEFAULT_ENVIRONMENT, Gateway, Principal
+from hatchway.services.auth import Auth
 
 log = logging.getLogger("hatchway.api")
 
@@ -128,9 +129,9 @@ def event_answer(code: int, body: Any, headers: dict[str, str]) -> dict[str, Any
     }
 
 
-def principal(gateway: Gateway, headers: Any) -> Principal:
+def principal(auth: Auth, headers: Any) -> Principal:
     """The caller, authenticated before validation by :class:`hatchway.api.app.Api`."""
-    return PRINCIPAL.get() or gateway.authenticate(headers.get("authorization"))
+    return PRINCIPAL.get() or auth.authenticate(headers.get("authorization"))
 
 
 def env_name(value: str | None, header: str = "X-Hatchway-Environment") -> str:

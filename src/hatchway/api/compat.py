@@ -39,9 +39,13 @@ from hatchway.api.common import (
 from hatchway.api.common import principal as common_principal
 from hatchway.api.errors import error_answer
 from hatchway.api.models import CacheTagBody, ConnectRunBody, KeboolaActionBody, OAuthTokenBody, SessionTypeBody
+from hatchway.api.present import file_body
+from hatchway.compat.connect import ConnectRuns
 from hatchway.domain.runs import RunRequest
+from hatchway.domain.tenants import Principal
 from hatchway.errors import HatchwayError
-from hatchway.service import Gateway, Principal
+from hatchway.services import Services
+from hatchway.services.files import FileService
 
 Handler = Callable[[dict[str, Any], Principal, "re.Match[str]"], dict[str, Any]]
 
@@ -97,7 +101,7 @@ def _binary(data: bytes, name: str) -> dict[str, Any]:
     }
 
 
-def raw_routes(gateway: Gateway) -> list[RawRoute]:
+def raw_routes(file_service: FileService) -> list[RawRoute]:
     """The byte-level routes: project files and run artifacts."""
     files = re.compile(r"^/v1/projects/(?P<project>proj_[A-Za-z0-9]+)/files/(?P<path>.+)$")
     artifact = re.compile(
@@ -108,18 +112,18 @@ def raw_routes(gateway: Gateway) -> list[RawRoute]:
         return env_name(header(event, "x-hatchway-environment"))
 
     def put_file(event: dict[str, Any], who: Principal, m: re.Match[str]) -> dict[str, Any]:
-        info = gateway.put_file(who, m["project"], env(event), m["path"], _bytes(event))
-        return event_answer(201, info, {})
+        stored = file_service.put(who, m["project"], env(event), m["path"], _bytes(event))
+        return event_answer(201, file_body(stored), {})
 
     def get_file(event: dict[str, Any], who: Principal, m: re.Match[str]) -> dict[str, Any]:
-        return _binary(gateway.get_file(who, m["project"], env(event), m["path"]), m["path"])
+        return _binary(file_service.get(who, m["project"], env(event), m["path"]), m["path"])
 
     def delete_file(event: dict[str, Any], who: Principal, m: re.Match[str]) -> dict[str, Any]:
-        gateway.delete_file(who, m["project"], env(event), m["path"])
+        file_service.delete(who, m["project"], env(event), m["path"])
         return {"statusCode": 204, "headers": dict(SAFE_HEADERS), "body": "", "isBase64Encoded": False}
 
     def get_artifact(event: dict[str, Any], who: Principal, m: re.Match[str]) -> dict[str, Any]:
-        data = gateway.get_artifact(who, m["project"], env(event), m["run"], m["path"])
+        data = file_service.artifact(who, m["project"], env(event), m["run"], m["path"])
         return _binary(data, m["path"])
 
     project_schema = {"type": "string", "pattern": "^proj_[a-zA-Z0-9]+$"}
@@ -157,11 +161,11 @@ def raw_routes(gateway: Gateway) -> list[RawRoute]:
     ]
 
 
-def register(app: APIGatewayHttpResolver, gateway: Gateway) -> None:
+def register(app: APIGatewayHttpResolver, services: Services, connect: ConnectRuns) -> None:
     """Add the compatibility and parity routes to ``app``."""
 
     def who() -> Principal:
-        return common_principal(gateway, app.current_event.headers)
+        return common_principal(services.auth, app.current_event.headers)
 
     # ---- Keboola -----------------------------------------------------------------------------
 
@@ -181,8 +185,8 @@ def register(app: APIGatewayHttpResolver, gateway: Gateway) -> None:
         config = (body or KeboolaActionBody()).configData
         extra = {k: v for k, v in config.model_dump(exclude_none=True).items() if k != "parameters"}
         request = RunRequest(parameters=config.parameters, config=extra)
-        answer = gateway.call_sync(who(), project_id, env_name(environment), name, sync_action, request)
-        return json_answer(200, answer["ret"])
+        outcome = services.runs.call_sync(who(), project_id, env_name(environment), name, sync_action, request)
+        return json_answer(200, outcome.ret)
 
     # ---- Pipedream Connect -------------------------------------------------------------------
 
@@ -207,7 +211,7 @@ def register(app: APIGatewayHttpResolver, gateway: Gateway) -> None:
             options={"dynamic_props_id": body.dynamic_props_id} if body.dynamic_props_id else {},
         )
         environment = env_name(pd_environment, "x-pd-environment")
-        answer = gateway.connect_run(who(), project_id, environment, body.id, body.version, request, idempotency_key)
+        answer = connect.run(who(), project_id, environment, body.id, body.version, request, idempotency_key)
         return json_answer(200, answer)
 
     @app.post(
@@ -220,7 +224,7 @@ def register(app: APIGatewayHttpResolver, gateway: Gateway) -> None:
         ),
     )  # fmt: skip
     def oauth_token(body: Annotated[OAuthTokenBody, Body()]) -> Response[str]:
-        token = gateway.exchange_client_credentials(body.client_id, body.client_secret or "")
+        token = services.auth.exchange_client_credentials(body.client_id, body.client_secret or "")
         return json_answer(200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600})
 
     # ---- files and artifacts (listing; the bytes are raw routes) --------------------------------
@@ -232,7 +236,8 @@ def register(app: APIGatewayHttpResolver, gateway: Gateway) -> None:
         responses=S.responses(200, S.page(FILE_INFO), "the project's files", 404),
     )
     def list_files(project_id: ProjectId, environment: Environment = None) -> Response[str]:
-        return json_answer(200, page_of(gateway.list_files(who(), project_id, env_name(environment)), None))
+        stored = services.files.list(who(), project_id, env_name(environment))
+        return json_answer(200, page_of([file_body(f) for f in stored], None))
 
     @app.get(
         "/v1/projects/<project_id>/runs/<run_id>/artifacts",
@@ -241,8 +246,8 @@ def register(app: APIGatewayHttpResolver, gateway: Gateway) -> None:
         responses=S.responses(200, S.page(FILE_INFO), "the run's artifacts", 404),
     )
     def list_artifacts(project_id: ProjectId, run_id: str, environment: Environment = None) -> Response[str]:
-        items = gateway.list_artifacts(who(), project_id, env_name(environment), run_id)
-        return json_answer(200, page_of(items, None))
+        items = services.files.artifacts(who(), project_id, env_name(environment), run_id)
+        return json_answer(200, page_of([file_body(f) for f in items], None))
 
     # ---- cache tags ------------------------------------------------------------------------
 
@@ -255,7 +260,8 @@ def register(app: APIGatewayHttpResolver, gateway: Gateway) -> None:
     def put_cache(
         project_id: ProjectId, tag: str, body: Annotated[CacheTagBody, Body()], environment: Environment = None
     ) -> Response[str]:
-        return json_answer(200, gateway.set_cache_tag(who(), project_id, env_name(environment), tag, body.ttl_seconds))
+        cache_tag = services.caches.set(who(), project_id, env_name(environment), tag, body.ttl_seconds)
+        return json_answer(200, cache_tag.to_api())
 
     @app.get(
         "/v1/projects/<project_id>/caches/<tag>",
@@ -264,7 +270,7 @@ def register(app: APIGatewayHttpResolver, gateway: Gateway) -> None:
         responses=S.responses(200, CACHE_TAG, "the tag", 404),
     )
     def get_cache(project_id: ProjectId, tag: str, environment: Environment = None) -> Response[str]:
-        return json_answer(200, gateway.get_cache_tag(who(), project_id, env_name(environment), tag))
+        return json_answer(200, services.caches.get(who(), project_id, env_name(environment), tag).to_api())
 
     @app.delete(
         "/v1/projects/<project_id>/caches/<tag>",
@@ -273,7 +279,7 @@ def register(app: APIGatewayHttpResolver, gateway: Gateway) -> None:
         responses=S.responses(204, None, "deleted", 404),
     )
     def delete_cache(project_id: ProjectId, tag: str, environment: Environment = None) -> Response[str]:
-        gateway.delete_cache_tag(who(), project_id, env_name(environment), tag)
+        services.caches.delete(who(), project_id, env_name(environment), tag)
         return Response(204, "application/json", "", headers=dict(SAFE_HEADERS))
 
     # ---- session types ---------------------------------------------------------------------
@@ -287,10 +293,10 @@ def register(app: APIGatewayHttpResolver, gateway: Gateway) -> None:
     def put_session(
         project_id: ProjectId, tag: str, body: Annotated[SessionTypeBody, Body()], environment: Environment = None
     ) -> Response[str]:
-        described = gateway.put_session_type(
+        described = services.sessions.put(
             who(), project_id, env_name(environment), tag, body.model_dump(exclude_none=True)
         )
-        return json_answer(200, described)
+        return json_answer(200, described.to_api())
 
     @app.get(
         "/v1/projects/<project_id>/sessions/<tag>",
@@ -299,7 +305,7 @@ def register(app: APIGatewayHttpResolver, gateway: Gateway) -> None:
         responses=S.responses(200, SESSION_TYPE, "the session type (never its secret)", 404),
     )
     def get_session(project_id: ProjectId, tag: str, environment: Environment = None) -> Response[str]:
-        return json_answer(200, gateway.get_session_type(who(), project_id, env_name(environment), tag))
+        return json_answer(200, services.sessions.get(who(), project_id, env_name(environment), tag).to_api())
 
     @app.delete(
         "/v1/projects/<project_id>/sessions/<tag>",
@@ -308,7 +314,7 @@ def register(app: APIGatewayHttpResolver, gateway: Gateway) -> None:
         responses=S.responses(204, None, "deleted", 404),
     )
     def delete_session(project_id: ProjectId, tag: str, environment: Environment = None) -> Response[str]:
-        gateway.delete_session_type(who(), project_id, env_name(environment), tag)
+        services.sessions.delete(who(), project_id, env_name(environment), tag)
         return Response(204, "application/json", "", headers=dict(SAFE_HEADERS))
 
     # ---- callbacks -------------------------------------------------------------------------
@@ -322,7 +328,7 @@ def register(app: APIGatewayHttpResolver, gateway: Gateway) -> None:
         responses=S.responses(200, secret_answer, "the signing secret", 404),
     )
     def get_callback_secret(project_id: ProjectId) -> Response[str]:
-        return json_answer(200, {"secret": gateway.callback_secret(who(), project_id, rotate=False)})
+        return json_answer(200, {"secret": services.callbacks.secret(who(), project_id, rotate=False)})
 
     @app.post(
         "/v1/projects/<project_id>/callbacks/secret",
@@ -331,7 +337,7 @@ def register(app: APIGatewayHttpResolver, gateway: Gateway) -> None:
         responses=S.responses(200, secret_answer, "the new signing secret", 404),
     )
     def rotate_callback_secret(project_id: ProjectId) -> Response[str]:
-        return json_answer(200, {"secret": gateway.callback_secret(who(), project_id, rotate=True)})
+        return json_answer(200, {"secret": services.callbacks.secret(who(), project_id, rotate=True)})
 
 
 def serve_raw(routes: list[RawRoute], event: dict[str, Any], who: Principal | None, path: str) -> dict[str, Any] | None:

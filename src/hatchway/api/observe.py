@@ -18,9 +18,10 @@ from pydantic import BaseModel, ConfigDict
 from hatchway.api import schemas as S
 from hatchway.api.common import JSON, SAFE_HEADERS, Environment, ProjectId
 from hatchway.api.common import json_answer as _json
+from hatchway.domain.tenants import Principal
 from hatchway.observability.logs import log_context
 from hatchway.observability.tracing import span
-from hatchway.service import Gateway, Principal
+from hatchway.services.stats import StatsService
 
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -97,11 +98,11 @@ def request_scope(event: Any, route: str, project_id: str | None) -> Iterator[An
 
 def add_observe_routes(
     app: APIGatewayHttpResolver,
-    gateway: Gateway,
+    stats_service: StatsService,
     principal: Callable[[], Principal],
     env_name: Callable[[str | None], str],
 ) -> None:
-    """Bind ``/metrics`` and ``/v1/projects/{project_id}/stats`` to ``gateway``; correlate requests."""
+    """Bind ``/metrics`` and ``/v1/projects/{project_id}/stats``; correlate requests."""
     app.use([request_context])
 
     @app.get(
@@ -117,7 +118,7 @@ def add_observe_routes(
         },
     )
     def metrics() -> Response[str]:
-        return Response(200, PROMETHEUS, gateway.metrics_text(principal()), headers=SAFE_HEADERS)
+        return Response(200, PROMETHEUS, stats_service.metrics_text(principal()), headers=SAFE_HEADERS)
 
     @app.get(
         "/v1/projects/<project_id>/stats",
@@ -133,4 +134,4 @@ def add_observe_routes(
         environment: Environment = None,
         window: Annotated[Literal["hour", "day"], Query(description="the last hour or the last day")] = "hour",
     ) -> Response[str]:
-        return _json(200, gateway.stats(principal(), project_id, env_name(environment), window))
+        return _json(200, stats_service.dashboard(principal(), project_id, env_name(environment), window))

@@ -27,11 +27,10 @@ from hatchway.api.common import (
 from hatchway.api.common import principal as common_principal
 from hatchway.domain.pipelines.spec import PipelineSpec, Scalar
 from hatchway.domain.records import DEFAULT_PAGE
-from hatchway.services.pipelines.service import PipelineService
 
 if TYPE_CHECKING:
     from hatchway.api.app import Api
-    from hatchway.service import Principal
+    from hatchway.domain.tenants import Principal
 
 PipelineName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="pipeline name")]
 StepName = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$", description="step name")]
@@ -118,12 +117,12 @@ class ExecutionRequest(BaseModel):
 
 def register(app: APIGatewayHttpResolver, api: Api) -> None:
     """Bind the pipeline routes to ``app``."""
-    pipelines = PipelineService.of(api.gateway)
+    pipelines = api.services.pipelines
     answer = json_answer
-    page = partial(page_answer, max_bytes=api.gateway.settings.max_answer_bytes)
+    page = partial(page_answer, max_bytes=api.services.settings.max_answer_bytes)
 
     def principal() -> Principal:
-        return common_principal(api.gateway, app.current_event.headers)
+        return common_principal(api.services.auth, app.current_event.headers)
 
     def console(fragment: str) -> str | None:
         """The console page, when this gateway serves the console."""

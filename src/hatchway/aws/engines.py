@@ -34,7 +34,6 @@ from hatchway.domain.spec import ActionSpec
 from hatchway.runtime.contract import OutputCollector
 
 #: the adapter exits with this when it put the run back in the queue for another attempt (EX_TEMPFAIL)
-RETRY_EXIT_CODE = 75
 ADAPTER_MODULE = ["python3", "-m", "hatchway.runtime.adapter"]
 CONTAINER_NAME = "action"
 PROJECT_TAG = "hatchway-project"
@@ -197,11 +196,6 @@ class BaseAwsEngine(ABC):
 
     def recover(self) -> int:
         return 0
-
-
-def owner_engine(external_id: str) -> str:
-    """Which engine made ``external_id``: ECS task ARNs name a task, Batch job ids are UUIDs."""
-    return "ecs" if ":task/" in external_id else "batch"
 
 
 def chunks(items: list[str], size: int) -> list[list[str]]:

@@ -17,9 +17,9 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from hatchway.aws.clients import AwsClients, error_code, translate
-from hatchway.blobs import CHUNK, BaseBlobStore, ChunkReader, Measured
+from hatchway.blobs import BaseBlobStore, ChunkReader, Measured
 from hatchway.config import Settings
-from hatchway.domain.files import BlobInfo, clean_path
+from hatchway.domain.files import CHUNK, BlobInfo, clean_path
 
 PREFIX = "blobs/"
 WHAT = "the outputs bucket"

@@ -196,7 +196,7 @@ class StepFunctionsEngine:
                 and step.action
                 and (step.retry_count is None or step.retry_interval is None)
             ):
-                action = self.service.gateway.resolve(project_id, environment, step.action, step.version, step.digest)
+                action = self.service.actions.resolve(project_id, environment, step.action, step.version, step.digest)
                 policy = action.spec.retry
                 step = step.model_copy(
                     update={
@@ -216,7 +216,7 @@ class StepFunctionsEngine:
         if step.kind == StepType.RUN_DOCKER_CONTAINER:
             action = inline.inline_spec(spec, step)
         else:
-            action = self.service.gateway.resolve(project_id, environment, step.action or "", step.version,
+            action = self.service.actions.resolve(project_id, environment, step.action or "", step.version,
                                                   step.digest).spec  # fmt: skip
         if not action.image_uri:
             raise ValidationFailed.at(
@@ -224,7 +224,7 @@ class StepFunctionsEngine:
                 "on AWS an async step runs an image: its action needs image_uri",
                 "executor_unsupported",
             )
-        executor = self.service.gateway.executors.pick(action, Mode.ASYNC)
+        executor = self.service.placement.pick(action, Mode.ASYNC)
         named = getattr(executor, "definition_name", None)
         if executor.is_remote and named is not None:
             executor.prepare(project_id, action)
@@ -630,7 +630,7 @@ class PipelineFunction:
         for name in {ref.step for template in templates for ref in references(template) if ref.step}:
             index = next(i for i, s in enumerate(spec.steps) if s.name == name)
             run_id = runs.get(f"s{index}")
-            run = self.service.store.get_run(run_id) if run_id else None
+            run = self.service.runs_repo.get_run(run_id) if run_id else None
             if run is not None and not run.is_terminal:
                 raise StepInputsPending(f"step {name} has not recorded its outputs yet")
         return self.service.sfn.refresh(execution)
@@ -660,7 +660,7 @@ class PipelineFunction:
 
             self.service.store.update_execution(execution_id, record)
         result = self.service.call_step_sync(execution, spec, step, run_id)
-        return {"run_id": run_id, "ret": result.get("ret"), "exports": result.get("exports")}
+        return {"run_id": run_id, "ret": result.ret, "exports": result.exports}
 
     def on_status_change(self, detail: dict[str, Any]) -> dict[str, Any]:
         """EventBridge told us an execution's status changed: bring its record up to date."""

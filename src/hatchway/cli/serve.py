@@ -42,7 +42,7 @@ def serve(
     log_level: str | None,
 ) -> None:
     """Serve the gateway (API + worker pool): SQLite and a key file, or DynamoDB and KMS with --backend aws."""
-    from hatchway.bootstrap import start_gateway
+    from hatchway.server import run_server
 
     gateway_settings = settings(home=home, workers=workers, executor=executor, backend=backend, log_level=log_level)
     if (tls_cert is None) != (tls_key is None):
@@ -60,7 +60,7 @@ def serve(
     from hatchway.errors import ValidationFailed
 
     try:
-        start_gateway(
+        run_server(
             gateway_settings,
             host=host,
             port=port,
@@ -76,8 +76,8 @@ def serve(
 @app.command("worker", HOME, Arg("--workers", type=int, help="worker threads"), EXECUTOR, shares_options=False)
 def worker(home: Path | None, workers: int | None, executor: str | None) -> None:
     """Run a worker pool on a gateway's home without serving HTTP."""
-    from hatchway.bootstrap import run_worker
     from hatchway.errors import ValidationFailed
+    from hatchway.worker import run_worker
 
     try:
         run_worker(settings(home=home, workers=workers, executor=executor))

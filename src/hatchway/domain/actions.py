@@ -8,6 +8,11 @@ from typing import Any
 from hatchway.domain.runs import iso
 from hatchway.domain.spec import ActionSpec
 
+#: how many levels of ``inherits`` a version may stack
+MAX_INHERIT_DEPTH = 5
+#: parsed specs kept per process (by digest)
+SPEC_CACHE_SIZE = 1024
+
 
 @dataclass
 class ActionRecord:

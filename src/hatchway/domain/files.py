@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import codecs
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from hatchway.errors import ValidationFailed
+
+if TYPE_CHECKING:
+    from hatchway.runtime.redact import RedactorLike
 
 MAX_PATH = 1024
 #: a name in a path, in bytes (the longest file name Linux file systems store)
 MAX_COMPONENT = 255
+#: how much of a file or blob is read or written at a time
+CHUNK = 1 << 20
 
 
 @dataclass
@@ -36,3 +44,30 @@ def clean_path(path: str, field: str = "path", max_component: int = MAX_COMPONEN
     if any(len(part.encode("utf-8", "surrogatepass")) > max_component for part in parts):
         raise ValidationFailed.at([field], f"a name in a path may hold at most {max_component} bytes", "too_long")
     return path
+
+
+def file_chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        yield from iter(lambda: handle.read(CHUNK), b"")
+
+
+def is_utf8(path: Path) -> bool:
+    """Whether the file is text: valid UTF-8 from its first byte to its last (empty included)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        for chunk in file_chunks(path):
+            decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def redacted_text(path: Path, redactor: RedactorLike) -> Iterable[bytes]:
+    """The bytes of the file at ``path`` to keep: a text file's with every secret of ``redactor``
+    hidden (streamed, a whole spelling looked past each cut), any other file's as they are."""
+    if not redactor or not is_utf8(path):
+        return file_chunks(path)
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    text = (decoder.decode(chunk) for chunk in file_chunks(path))
+    return (piece.encode() for piece in redactor.stream(text) if piece)

@@ -4,7 +4,7 @@ documents, idempotency keys."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 T = TypeVar("T")
 
@@ -57,3 +57,11 @@ class IdempotencyOutcome:
 
     is_owner: bool
     record: IdempotencyRecord
+
+
+class Registered(NamedTuple, Generic[T]):
+    """What a registration made: the version on record, and whether it is new (False: identical
+    to the latest, nothing changed)."""
+
+    record: T
+    created: bool

@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from hatchway.domain.parameters import hide_secrets
+
 # an action's log lines and the two kinds of call are the container contract's words too: they are
 # defined in the runtime (copied into action images, which carry no domain) and are the domain's own
 from hatchway.runtime.contract import OS_PREVIEW_HEAD as OS_PREVIEW_HEAD
@@ -196,7 +198,8 @@ class Run:
         return self.status.is_terminal
 
     def to_api(self, with_log: bool = True) -> dict[str, Any]:
-        """The API's run body; without ``os`` (the head and tail of its log) in list pages."""
+        """The run's public body (the API's, a callback's, the run archive's): secret values (``#``
+        keys at any depth) never shown; without ``os`` (the head and tail of its log) in list pages."""
         body: dict[str, Any] = {
             "id": self.id,
             "project_id": self.project_id,
@@ -208,7 +211,7 @@ class Run:
             "status_reason": self.status_reason,
             "attempt": self.attempt,
             "max_attempts": self.max_attempts,
-            "parameters": self.parameters,
+            "parameters": hide_secrets(self.parameters),
             "ret": self.ret,
             "exports": self.exports,
             "os": [entry.to_api() for entry in self.os] if with_log else None,
@@ -222,6 +225,43 @@ class Run:
         if not with_log:
             del body["os"]
         return body
+
+
+@dataclass
+class SyncOutcome:
+    """How a sync call ended well: its run, the action's answer and log; ``stash_id`` when it used a
+    file stash, ``cached`` when it asked for a cache tag (True: answered from the cache)."""
+
+    run_id: str
+    status: str
+    ret: Any
+    exports: dict[str, Any]
+    os: list[LogEntry]
+    duration_ms: int | None
+    stash_id: str | None = None
+    cached: bool | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        """The answer as a cache tag keeps it (and as the API shows it, but for ``cached``)."""
+        record: dict[str, Any] = {
+            "run_id": self.run_id,
+            "status": self.status,
+            "ret": self.ret,
+            "exports": self.exports,
+            "os": [entry.to_api() for entry in self.os],
+            "duration_ms": self.duration_ms,
+        }
+        if self.stash_id is not None:
+            record["stash_id"] = self.stash_id
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], cached: bool | None = None) -> SyncOutcome:
+        entries = [LogEntry(e["k"], e["ts"], e["msg"], e.get("err"), e.get("seq", 0)) for e in record.get("os") or []]
+        return cls(
+            record["run_id"], record["status"], record.get("ret"), record["exports"], entries,
+            record.get("duration_ms"), record.get("stash_id"), cached,
+        )  # fmt: skip
 
 
 def preview(entries: list[LogEntry]) -> list[LogEntry]:
@@ -264,6 +304,15 @@ class RunRequest:
         if self.session is not None:
             body["session"] = hashlib.sha256(json.dumps(self.session, sort_keys=True).encode()).hexdigest()
         return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+#: the exit code by which a Batch or ECS container asks its engine for another attempt of the run
+RETRY_EXIT_CODE = 75
+
+
+def owner_engine(external_id: str) -> str:
+    """Which engine made ``external_id``: ECS task ARNs name a task, Batch job ids are UUIDs."""
+    return "ecs" if ":task/" in external_id else "batch"
 
 
 @dataclass

@@ -328,6 +328,11 @@ class ActionSpec(_Model):
         return self.model_copy(update={name: getattr(parent, name) for name in _INHERITED})
 
 
+def has_image(spec: ActionSpec) -> bool:
+    """Whether the action brings a container image (a URI, or a Dockerfile to build)."""
+    return bool(spec.image_uri or spec.docker_config)
+
+
 def resolve_local_paths(document: Any, base_dir: Path) -> Any:
     """Make an action.json's host paths absolute, relative to the directory of the file.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 from hatchway.domain.runs import ActiveCount, RunStatus, RunSummary, iso
 
@@ -27,6 +27,42 @@ WINDOWS: dict[str, Window] = {
     "day": Window("day", 86400, 1800),
 }
 STATUSES = [status.value for status in RunStatus]
+
+
+class Bucket(TypedDict):
+    start: str | None
+    counts: dict[str, int]
+
+
+class Durations(TypedDict):
+    action: str
+    invoked: str
+    count: int
+    failed: int
+    p50_ms: int | None
+    p95_ms: int | None
+    max_ms: int
+
+
+class Workers(TypedDict):
+    size: int
+    busy: int
+
+
+class Dashboard(TypedDict):
+    """The dashboard's numbers for one project and environment (``GET .../stats``)."""
+
+    window: str
+    since: str | None
+    until: str | None
+    bucket_seconds: int
+    statuses: list[str]
+    buckets: list[Bucket]
+    totals: dict[str, int]
+    durations: list[Durations]
+    queue: dict[str, int]
+    workers: Workers | None
+    truncated: bool
 
 
 def percentile(sorted_values: list[int], fraction: float) -> int | None:
@@ -46,7 +82,7 @@ def dashboard(
     environment: str,
     workers: tuple[int, int] | None = None,
     truncated: bool = False,
-) -> dict[str, Any]:
+) -> Dashboard:
     """The body of ``GET /v1/projects/{project_id}/stats``."""
     bucket_ms = window.bucket_seconds * 1000
     end = (now_ms // bucket_ms + 1) * bucket_ms  # the bucket holding "now" is the last one
@@ -66,7 +102,7 @@ def dashboard(
             failures[key] = failures.get(key, 0) + 1
         if run.duration_ms is not None and run.status in (RunStatus.SUCCESSFUL, RunStatus.FAILED):
             durations.setdefault(key, []).append(int(run.duration_ms))
-    per_action = []
+    per_action: list[Durations] = []
     for (action, invoked), values in sorted(durations.items()):
         values.sort()
         per_action.append(

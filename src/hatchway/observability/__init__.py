@@ -19,10 +19,33 @@ Nothing here may fail a request: observers and exporters swallow their own fault
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hatchway.config import Settings
+
+
+class TracingTelemetry:
+    """Spans, trace context and log correlation as :func:`configure_observability` set them up for
+    this process (OpenTelemetry, X-Ray, or off: then every span is a no-op)."""
+
+    def __init__(self) -> None:
+        from hatchway.observability import logs, tracing
+
+        self._logs = logs
+        self._tracing = tracing
+
+    def span(
+        self, name: str, kind: str = "internal", parent: str | None = None, **attributes: Any
+    ) -> AbstractContextManager[Any]:
+        return self._tracing.span(name, kind, parent, **attributes)
+
+    def traceparent(self) -> str | None:
+        return self._tracing.current_traceparent()
+
+    def log_context(self, **keys: Any) -> AbstractContextManager[None]:
+        return self._logs.log_context(**keys)
 
 
 def configure_observability(settings: Settings) -> None:
@@ -50,3 +73,10 @@ def lambda_handler(
         return traced(event, context) if context is None else with_context(event, context)
 
     return handler
+
+
+if TYPE_CHECKING:  # mypy checks that the adapter answers the port
+    from hatchway import ports
+
+    def _implements(telemetry: TracingTelemetry) -> ports.Telemetry:
+        return telemetry

@@ -57,6 +57,12 @@ class MetricsRecorder:
                 latency = max(0, run.finished_at - run.created_at) / 1000
             self.finished(run, None if run.duration_ms is None else run.duration_ms / 1000, latency)
 
+    def exposition(
+        self, active: Iterable[ActiveCount], workers: tuple[int, int] | None, project_id: str | None = None
+    ) -> str:
+        """The ``GET /metrics`` page of this recorder (see :func:`exposition`)."""
+        return exposition(self, active, workers, project_id)
+
     def started(self, run: Run) -> None:
         """A run was created (an async submit, or a sync call)."""
 
@@ -274,3 +280,10 @@ def render(families: Iterable[Family]) -> str:
             lines.append(_series(f"{family.name}_sum", labels, hist.total))
             lines.append(_series(f"{family.name}_count", labels, hist.count))
     return "\n".join(lines) + "\n"
+
+
+if TYPE_CHECKING:  # mypy checks that the recorders answer the port
+    from hatchway import ports
+
+    def _implements(recorder: MetricsRecorder) -> ports.Metrics:
+        return recorder

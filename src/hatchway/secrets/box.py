@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import secrets
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -163,6 +164,23 @@ def load_or_create_key(path: Path) -> bytes:
     if len(data) != 32:
         raise Unavailable("the local key file is damaged (expected 32 bytes)")
     return data
+
+
+def read_or_create_token_file(path: Path) -> str:
+    """The generated global admin token kept at ``path`` (0600), made on first start."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    token = "hwadmin_" + secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    return token
 
 
 def _local_key_provider(key_path: Path) -> Any:

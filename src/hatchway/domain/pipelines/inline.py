@@ -5,7 +5,8 @@ commands run by ``shell`` (``/bin/sh -c`` or ``/bin/bash -c``, ``setup_commands`
 script stopping at the first failing command), or its ``entrypoint`` run without a shell, in
 ``working_directory``. The action is named ``pipeline:<pipeline>/<step>`` (a name no registered
 action can have), versioned by the pipeline's version, and resolved from the pipeline definition
-by :meth:`hatchway.service.Gateway.resolve` through ``action_sources``.
+by :class:`hatchway.services.pipelines.steps.InlineActions` (an action source of
+:meth:`hatchway.services.actions.ActionService.resolve`).
 
 Variables reach the commands as shell variables, like Buddy's, without ever being put in the
 container's environment (which ``docker inspect`` shows): the step's parameters carry them, so

@@ -21,10 +21,11 @@ the pipeline is defined: an unknown variable, a step that does not run before th
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -38,6 +39,9 @@ from hatchway.domain.spec import (
     validation_details,
 )
 from hatchway.errors import ValidationFailed
+
+if TYPE_CHECKING:
+    from hatchway.domain.pipelines.records import PipelineRecord
 
 PIPELINE_NAME_RE = ACTION_NAME_RE
 STEP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
@@ -333,6 +337,24 @@ def render(template: str, value_of: Any) -> str:
         return str(value_of(reference))
 
     return _REFERENCE.sub(replace, template)
+
+
+#: parsed definitions kept by digest (a stored version never changes, and equal digests mean equal definitions)
+SPEC_CACHE_SIZE = 256
+_parsed: dict[str, PipelineSpec] = {}
+_parsed_lock = threading.Lock()
+
+
+def spec_of(record: PipelineRecord) -> PipelineSpec:
+    """The parsed definition of a stored version (a bounded cache: parsing is the costly part)."""
+    spec = _parsed.get(record.digest)
+    if spec is None:
+        spec = PipelineSpec.model_validate(record.spec)
+        with _parsed_lock:
+            if len(_parsed) >= SPEC_CACHE_SIZE:
+                _parsed.pop(next(iter(_parsed)))
+            _parsed[record.digest] = spec
+    return spec
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,9 +26,8 @@ from typing import Any
 
 from hatchway.config import Settings
 from hatchway.domain.attempts import AttemptResult, Invocation, read_outputs
-from hatchway.domain.spec import ActionSpec
+from hatchway.domain.spec import ActionSpec, has_image
 from hatchway.errors import Unavailable, ValidationFailed
-from hatchway.executors import has_image
 from hatchway.executors.base import BaseAttemptExecutor
 from hatchway.executors.containers.engine import (
     CONTAINER_DATA_DIR,

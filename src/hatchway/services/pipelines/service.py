@@ -1,18 +1,19 @@
 """Pipelines as use cases: define, execute, approve, terminate - and the local engine's effects.
 
-:class:`PipelineService` stands beside :class:`~hatchway.service.Gateway` and uses it for what
-runs already do (authorisation, resolving actions, parameter checks and encryption, creating
-runs, sync calls, cancel): every step of an execution is an ordinary run with its own record,
-attempts, retries, timeout and logs. The service adds definitions (versioned, secrets encrypted
-on receipt), executions (one record per execution, compare-and-set like runs) and, on the local
-engine, the effects of :func:`hatchway.domain.pipelines.plan.plan`: create the run of a step that has
-started, cancel the run of a step that must stop. A :class:`~hatchway.services.pipelines.advancer.Advancer`
-in the worker pool calls :meth:`PipelineService.advance` when a step's run ends and on a timer,
-so an execution survives a crash of the gateway exactly as its runs do.
+:class:`PipelineService` uses the run use cases for what runs already do (authorisation, resolving
+actions, parameter checks and encryption, creating runs, sync calls, cancel): every step of an
+execution is an ordinary run with its own record, attempts, retries, timeout and logs. The service
+adds definitions (versioned, secrets encrypted on receipt), executions (one record per execution,
+compare-and-set like runs) and, on the local engine, the effects of
+:func:`hatchway.domain.pipelines.plan.plan`: create the run of a step that has started, cancel the
+run of a step that must stop. A :class:`~hatchway.services.pipelines.advancer.Advancer` in the
+worker pool calls :meth:`PipelineService.advance` when a step's run ends and on a timer, so an
+execution survives a crash of the gateway exactly as its runs do.
 
 On the ``stepfunctions`` engine (AWS) a definition is compiled to a state machine when it is
 defined, an execution starts it, and reading an execution brings its step states up to date from
-the state machine's history (:mod:`hatchway.aws.stepfunctions`).
+the state machine's history. That engine (``aws/stepfunctions.py``) is made by the factory the
+composition root gives, on first use.
 """
 
 from __future__ import annotations
@@ -23,13 +24,12 @@ import hashlib
 import json
 import logging
 import threading
-import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from hatchway.domain.actions import ActionRecord, Resolved
+from hatchway.config import Settings
 from hatchway.domain.parameters import ANY_ACTION, is_ciphertext
 from hatchway.domain.pipelines import inline
 from hatchway.domain.pipelines.plan import plan
@@ -52,10 +52,12 @@ from hatchway.domain.pipelines.spec import (
     concise,
     parse_pipeline,
     render,
+    spec_of,
 )
 from hatchway.domain.records import Page
-from hatchway.domain.runs import Mode, Run, RunRequest, iso, new_run_id, now_ms
+from hatchway.domain.runs import Mode, Run, RunRequest, SyncOutcome, iso, new_run_id, now_ms
 from hatchway.domain.spec import RUN_ACTION, coerce_str, digest_of, is_secret_name
+from hatchway.domain.tenants import SYSTEM, Principal
 from hatchway.errors import (
     ActionFailed,
     BadRequest,
@@ -67,8 +69,13 @@ from hatchway.errors import (
     StepProblem,
     ValidationFailed,
 )
+from hatchway.ports import PipelineRepo, RunRepo, SecretBox
 from hatchway.runtime.redact import HIDDEN
-from hatchway.service import SCOPES, Gateway, Principal
+from hatchway.services.actions import ActionService
+from hatchway.services.auth import Auth, Tenants
+from hatchway.services.idempotency import Idempotency, same
+from hatchway.services.placement import Placement
+from hatchway.services.runs import RunService
 
 if TYPE_CHECKING:
     from hatchway.aws.stepfunctions import StepFunctionsEngine
@@ -76,12 +83,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hatchway.pipelines")
 
-#: the gateway itself, acting for a user whose request it already authorised
-SYSTEM = Principal(None, None, frozenset(SCOPES))
-SPEC_CACHE_SIZE = 256
 PREVIOUS_SCAN = 50
-_services: weakref.WeakKeyDictionary[Gateway, PipelineService] = weakref.WeakKeyDictionary()
-_services_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -93,42 +95,46 @@ class Slot:
 
 
 class PipelineService:
-    """Pipeline definitions and executions over a gateway."""
+    """Pipeline definitions and executions over the run use cases."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
-        self.store = gateway.store
-        self.settings = gateway.settings
-        self.engine_name = gateway.settings.pipeline_engine
-        self._specs: dict[tuple[str, str, str, int], PipelineSpec] = {}
+    def __init__(
+        self,
+        repo: PipelineRepo,
+        runs_repo: RunRepo,
+        auth: Auth,
+        tenants: Tenants,
+        actions: ActionService,
+        placement: Placement,
+        box: SecretBox,
+        idempotency: Idempotency,
+        runs: RunService,
+        settings: Settings,
+        engine_name: str,
+        make_engine: Callable[[PipelineService], StepFunctionsEngine],
+    ) -> None:
+        self.store = repo
+        self.runs_repo = runs_repo
+        self.auth = auth
+        self.tenants = tenants
+        self.actions = actions
+        self.placement = placement
+        self.box = box
+        self.idempotency = idempotency
+        self.runs = runs
+        self.settings = settings
+        self.engine_name = engine_name
+        self._make_engine = make_engine
         self._launched: set[str] = set()
         self._lock = threading.Lock()
         self._sync_pool: ThreadPoolExecutor | None = None
         self._advancer: Advancer | None = None
         self._sfn: StepFunctionsEngine | None = None
-        gateway.action_sources[inline.PREFIX] = self._resolve_inline
-
-    @classmethod
-    def of(cls, gateway: Gateway) -> PipelineService:
-        """The one service of ``gateway`` (the API and the worker pool share it)."""
-        with _services_lock:
-            service = _services.get(gateway)
-            if service is None:
-                service = _services[gateway] = cls(gateway)
-            return service
 
     @property
     def sfn(self) -> StepFunctionsEngine:
         if self._sfn is None:
-            from hatchway.aws.stepfunctions import StepFunctionsEngine
-
-            self._sfn = StepFunctionsEngine.from_settings(self.settings, self)
+            self._sfn = self._make_engine(self)
         return self._sfn
-
-    def use_step_functions(self, engine: StepFunctionsEngine) -> None:
-        """Run pipelines on ``engine`` (tests inject one bound to moto)."""
-        self._sfn = engine
-        self.engine_name = "stepfunctions"
 
     # ---- definitions -------------------------------------------------------------------------
 
@@ -136,8 +142,8 @@ class PipelineService:
         self, principal: Principal, project_id: str, environment: str, name: str, document: Any
     ) -> tuple[PipelineRecord, bool]:
         """Create or update a pipeline; (record, created) where ``created`` is False for a no-op."""
-        self.gateway.authorize(principal, project_id, environment, "actions:write")
-        self.gateway._require_project(project_id)
+        self.auth.authorize(principal, project_id, environment, "actions:write")
+        self.tenants.require_project(project_id)
         if not PIPELINE_NAME_RE.match(name):
             raise ValidationFailed.at(
                 ["path", "name"], "a pipeline name is lowercase letters, digits and '-', at most 63 characters"
@@ -159,7 +165,7 @@ class PipelineService:
         for index, step in enumerate(spec.steps):
             at: list[str | int] = ["body", "steps", index]
             if step.kind == StepType.RUN_DOCKER_CONTAINER and self.engine_name == "local":
-                executor = self.gateway.executors.pick(inline.inline_spec(spec, step), Mode.ASYNC)
+                executor = self.placement.pick(inline.inline_spec(spec, step), Mode.ASYNC)
                 if executor.name == "process":
                     raise ValidationFailed.at(
                         [*at, "docker_image_name"],
@@ -170,7 +176,7 @@ class PipelineService:
             if step.kind != StepType.ACTION or step.action is None:
                 continue
             try:
-                resolved = self.gateway.resolve(project_id, environment, step.action, step.version, step.digest)
+                resolved = self.actions.resolve(project_id, environment, step.action, step.version, step.digest)
             except NotFound as exc:
                 raise ValidationFailed.at([*at, "action"], exc.message, "unknown_action") from None
             except BadRequest as exc:
@@ -182,7 +188,7 @@ class PipelineService:
                     [*at, "sync_action"], f"action {step.action} has no sync action {step.sync_action}"
                 )
             try:
-                self.gateway.executors.pick(action, Mode.SYNC if step.is_sync else Mode.ASYNC).check(action, invoked)
+                self.placement.pick(action, Mode.SYNC if step.is_sync else Mode.ASYNC).check(action, invoked)
             except ValidationFailed as exc:
                 raise ValidationFailed.at([*at, "action"], exc.message, "executor_unsupported") from None
             if action.parameters_schema is not None:
@@ -209,7 +215,7 @@ class PipelineService:
         for index, step in enumerate(spec.steps):
             stored["steps"][index]["type"] = step.kind.value
         previous = {slot.path: value for slot, value in _secret_slots(latest.spec)} if latest else {}
-        box = self.gateway.secret_box
+        box = self.box
         for slot, value in list(_secret_slots(stored)):
             if value == HIDDEN:
                 if slot.path not in previous:
@@ -236,14 +242,7 @@ class PipelineService:
         return stored
 
     def spec_of(self, record: PipelineRecord) -> PipelineSpec:
-        key = (record.project_id, record.environment, record.name, record.version)
-        spec = self._specs.get(key)
-        if spec is None:
-            spec = PipelineSpec.model_validate(record.spec)
-            if len(self._specs) >= SPEC_CACHE_SIZE:
-                self._specs.pop(next(iter(self._specs)))
-            self._specs[key] = spec
-        return spec
+        return spec_of(record)
 
     def _record(
         self, project_id: str, environment: str, name: str, version: int | None = None, include_deleted: bool = False
@@ -256,13 +255,13 @@ class PipelineService:
     def get(
         self, principal: Principal, project_id: str, environment: str, name: str, version: int | None = None
     ) -> PipelineRecord:
-        self.gateway.authorize(principal, project_id, environment, "actions:read")
+        self.auth.authorize(principal, project_id, environment, "actions:read")
         return self._record(project_id, environment, name, version)
 
     def list(
         self, principal: Principal, project_id: str, environment: str, limit: int, cursor: str | None
     ) -> Page[PipelineRecord]:
-        self.gateway.authorize(principal, project_id, environment, "actions:read")
+        self.auth.authorize(principal, project_id, environment, "actions:read")
         return self.store.list_pipelines(project_id, environment, limit, cursor)
 
     def delete(self, principal: Principal, project_id: str, environment: str, name: str) -> None:
@@ -271,7 +270,7 @@ class PipelineService:
         Step Functions stops a deleted state machine's running executions at their next transition,
         so there a pipeline with unfinished executions is not deleted (409) until they end.
         """
-        self.gateway.authorize(principal, project_id, environment, "actions:write")
+        self.auth.authorize(principal, project_id, environment, "actions:write")
         if self.engine_name == "stepfunctions":
             record = self._record(project_id, environment, name)
             if self._unfinished(project_id, environment, name):
@@ -340,22 +339,25 @@ class PipelineService:
         the first one started instead of another, for as long as run keys are kept; the same key
         with other overrides is a conflict.
         """
-        self.gateway.authorize(principal, project_id, environment, "runs:write")
+        self.auth.authorize(principal, project_id, environment, "runs:write")
         if idempotency_key is None:
             return self._execute(principal, project_id, environment, name, overrides)
         fingerprint = hashlib.sha256(
             json.dumps({"route": f"pipelines/{name}/executions", "overrides": overrides}, sort_keys=True).encode()
         ).hexdigest()
 
-        def work(reserved: str) -> tuple[dict[str, Any], int]:
+        def work(reserved: str) -> dict[str, Any]:
             # the id reserved for the key survives a crash: an execution created before it is found
             execution_id = "pex_" + reserved.removeprefix("run_")
             if self.store.get_execution(execution_id, project_id, environment) is None:
                 self._execute(principal, project_id, environment, name, overrides, execution_id)
-            return {"id": execution_id}, 202
+            return {"id": execution_id}
 
         scope = f"{project_id}/{environment}/pipelines/{name}/{idempotency_key}"
-        first, _ = self.gateway.once(scope, fingerprint, self.gateway.settings.idempotency_seconds, work, False)
+        ttl = self.settings.idempotency_seconds
+        first = self.idempotency.once(
+            scope, fingerprint, ttl, work, encode=same, decode=same, keep_errors=False, code=202
+        )  # fmt: skip
         return self._execution(project_id, environment, name, str(first["id"]))
 
     def _execute(
@@ -381,9 +383,9 @@ class PipelineService:
             text = coerce_str(value)
             if variable.encrypted and text != HIDDEN:
                 if is_ciphertext(text):
-                    self.gateway.secret_box.decrypt(text, project_id, environment, ANY_ACTION)
+                    self.box.decrypt(text, project_id, environment, ANY_ACTION)
                 else:
-                    text = self.gateway.secret_box.encrypt(text, project_id, environment, None)
+                    text = self.box.encrypt(text, project_id, environment, None)
             if text != HIDDEN:
                 variables[key] = text
         now = now_ms()
@@ -416,7 +418,7 @@ class PipelineService:
     def get_execution(
         self, principal: Principal, project_id: str, environment: str, name: str, execution_id: str
     ) -> Execution:
-        self.gateway.authorize(principal, project_id, environment, "runs:read")
+        self.auth.authorize(principal, project_id, environment, "runs:read")
         return self._refreshed(self._execution(project_id, environment, name, execution_id))
 
     def list_executions(
@@ -429,7 +431,7 @@ class PipelineService:
         cursor: str | None,
         status: str | None = None,
     ) -> Page[Execution]:
-        self.gateway.authorize(principal, project_id, environment, "runs:read")
+        self.auth.authorize(principal, project_id, environment, "runs:read")
         if status and status not in ExecutionStatus.__members__:
             raise ValidationFailed.at(["query", "status"], f"status is one of {', '.join(ExecutionStatus)}")
         self._record(project_id, environment, name, include_deleted=True)
@@ -445,7 +447,7 @@ class PipelineService:
         self, principal: Principal, project_id: str, environment: str, name: str, execution_id: str
     ) -> Execution:
         """Let an execution waiting at its approval gate go on."""
-        self.gateway.authorize(principal, project_id, environment, "runs:write")
+        self.auth.authorize(principal, project_id, environment, "runs:write")
         execution = self._refreshed(self._execution(project_id, environment, name, execution_id))
         spec = self.spec_of(self._record(project_id, environment, name, execution.version, include_deleted=True))
         gate = spec.gate
@@ -471,7 +473,7 @@ class PipelineService:
         self, principal: Principal, project_id: str, environment: str, name: str, execution_id: str
     ) -> Execution:
         """Stop an execution: running steps are cancelled, then its ON_TERMINATE steps run."""
-        self.gateway.authorize(principal, project_id, environment, "runs:write")
+        self.auth.authorize(principal, project_id, environment, "runs:write")
         self._refreshed(self._execution(project_id, environment, name, execution_id))
 
         def change(current: Execution) -> Execution | None:
@@ -520,8 +522,8 @@ class PipelineService:
             )
             specs[:] = [spec]
             seen.clear()
-            seen.update({s.run_id: self.store.get_run(s.run_id) for s in current.steps if s.run_id})
-            lost_allowance = self.gateway.settings.max_lost_attempts
+            seen.update({s.run_id: self.runs_repo.get_run(s.run_id) for s in current.steps if s.run_id})
+            lost_allowance = self.settings.max_lost_attempts
             return plan(
                 spec, current, seen, now_ms(), lambda: self._previous_status(current), new_run_id, lost_allowance
             )
@@ -587,11 +589,11 @@ class PipelineService:
             retry_interval_seconds=float(step.retry_interval) if step.retry_interval is not None else None,
             options={"pipeline": {"execution_id": execution.id, "pipeline": execution.pipeline, "step": step.name}},
         )
-        return self.gateway._create_async_run(
+        return self.runs.enqueue(
             execution.project_id, execution.environment, name, request, run_id=run_id, submit=submit
         )
 
-    def call_step_sync(self, execution: Execution, spec: PipelineSpec, step: Step, run_id: str) -> dict[str, Any]:
+    def call_step_sync(self, execution: Execution, spec: PipelineSpec, step: Step, run_id: str) -> SyncOutcome:
         """Call a sync step's action as run ``run_id``; its answer, or the contract's error."""
         name, version, digest = self._target(execution, step)
         request = RunRequest(
@@ -600,7 +602,7 @@ class PipelineService:
             digest=digest,
             timeout_seconds=step.timeout,
         )
-        return self.gateway.call_sync(
+        return self.runs.call_sync(
             SYSTEM, execution.project_id, execution.environment, name, step.sync_action or "", request, run_id
         )
 
@@ -613,7 +615,7 @@ class PipelineService:
         except Overloaded:
             retry_later = True
         except HatchwayError as exc:
-            if self.store.get_run(run_id) is None:
+            if self.runs_repo.get_run(run_id) is None:
                 self._step_failed(execution.id, step, run_id, _message(exc))
         except Exception:
             log.exception("a sync step failed inside the gateway", extra={"execution_id": execution.id})
@@ -648,13 +650,13 @@ class PipelineService:
 
     def _cancel(self, run: Run) -> None:
         with contextlib.suppress(Conflict, NotFound):
-            self.gateway.cancel_run(SYSTEM, run.project_id, run.environment, run.id)
+            self.runs.cancel(SYSTEM, run.project_id, run.environment, run.id)
 
     # ---- parameters --------------------------------------------------------------------------
 
     def _parameters(self, execution: Execution, spec: PipelineSpec, step: Step, action: str) -> dict[str, Any]:
         """The step's parameters with their references resolved (secret ones decrypted, in memory only)."""
-        box = self.gateway.secret_box
+        box = self.box
         project, environment = execution.project_id, execution.environment
 
         def plain(value: str, binding: str = ANY_ACTION) -> str:
@@ -698,7 +700,7 @@ class PipelineService:
 
     def _step_value(self, execution: Execution, ref: Reference) -> str:
         state = execution.step(ref.step or "")
-        run = self.store.get_run(state.run_id) if state.run_id else None
+        run = self.runs_repo.get_run(state.run_id) if state.run_id else None
         if run is None or state.status not in (StepStatus.SUCCESSFUL, StepStatus.WARNING):
             raise StepProblem(f"{ref.text} has no value: step {ref.step} is {state.status.value}")
         value: Any = run.exports if ref.kind == "exports" else run.ret
@@ -712,30 +714,6 @@ class PipelineService:
         if value is None:
             raise StepProblem(f"{ref.text} has no value: step {ref.step} did not give it")
         return coerce_str(value)
-
-    # ---- inline steps as actions ----------------------------------------------------------------
-
-    def _resolve_inline(
-        self, project_id: str, environment: str, name: str, version: int | None, digest: str | None
-    ) -> Resolved:
-        parsed = inline.parse_action_name(name)
-        if parsed is None:
-            raise NotFound(f"no action {name}")
-        pipeline, step_name = parsed
-        record = self.store.get_pipeline(project_id, environment, pipeline, version, include_deleted=True)
-        spec = self.spec_of(record) if record else None
-        step = spec.step(step_name) if spec else None
-        if record is None or spec is None or step is None or step.kind != StepType.RUN_DOCKER_CONTAINER:
-            raise NotFound(f"no action {name}")
-        action = inline.inline_spec(spec, step)
-        action_digest = action.digest()
-        if digest is not None and digest != action_digest:
-            raise NotFound(f"no action {name} with digest {digest}")
-        normal = action.normalised()
-        return Resolved(
-            ActionRecord(project_id, environment, name, record.version, action_digest, record.created_at, normal),
-            action,
-        )
 
     # ---- the advancer ------------------------------------------------------------------------
 

@@ -46,7 +46,6 @@ from hatchway.store.dynamodb.idempotency import DynamoDbIdempotencyRepo
 from hatchway.store.dynamodb.pipelines import DynamoDbPipelineRepo
 from hatchway.store.dynamodb.runs import DynamoDbRunRepo
 from hatchway.store.dynamodb.tenants import DynamoDbTenantRepo
-from hatchway.store.flat import FlatMethods
 
 if TYPE_CHECKING:
     from hatchway.config import Settings
@@ -54,7 +53,7 @@ if TYPE_CHECKING:
 __all__ = ["TABLE_SCHEMA", "TTL_ATTRIBUTE", "DynamoDbStore"]
 
 
-class DynamoDbStore(FlatMethods):
+class DynamoDbStore:
     """The six repositories over one DynamoDB table."""
 
     def __init__(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hatchway.store.flat import FlatMethods
 from hatchway.store.sqlite._db import Database
 from hatchway.store.sqlite.actions import SqliteActionRepo
 from hatchway.store.sqlite.documents import SqliteDocumentRepo
@@ -18,7 +17,7 @@ if TYPE_CHECKING:
     from hatchway.config import Settings
 
 
-class SqliteStore(FlatMethods):
+class SqliteStore:
     """The six repositories over one SQLite file."""
 
     def __init__(self, path: Path | str, synchronous: str = "NORMAL", busy_timeout_ms: int = 10_000) -> None:

@@ -1,0 +1,436 @@
+"""One attempt of a run: what a worker does with a claimed run, and what a sync call waits for.
+
+An attempt decrypts the run's secret values (kept out of logs and outputs while it runs), stages
+its input files and stash, hands an :class:`~hatchway.domain.attempts.Invocation` to the
+executor :class:`~hatchway.services.placement.Placement` picks, judges how it ended
+(:func:`~hatchway.domain.attempts.judge`) and records the end: a terminal status, or back to the
+queue for a retry. The end is written only while the run is still this attempt's (fencing): a
+cancel or a lost lease meanwhile is settled as such.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hatchway.config import Settings
+from hatchway.domain import parameters as params
+from hatchway.domain.actions import Resolved
+from hatchway.domain.attempts import AttemptResult, Invocation, Verdict, judge
+from hatchway.domain.parameters import is_ciphertext
+from hatchway.domain.runs import LogEntry, Mode, Run, RunError, RunStatus, backoff_seconds, preview
+from hatchway.domain.spec import RUN_ACTION, is_secret_name
+from hatchway.errors import (
+    BadRequest,
+    NotFound,
+    SecretBindingError,
+    TransitionConflict,
+    Unavailable,
+    new_exception_id,
+)
+from hatchway.faults import CrashPoints
+from hatchway.ports import Clock, Redaction, RunDispatcher, RunRepo, SecretBox, Telemetry
+from hatchway.runtime.contract import OutputCollector, Workspace
+from hatchway.services.actions import ActionService
+from hatchway.services.extras import Callbacks
+from hatchway.services.files import FileService
+from hatchway.services.placement import Executor, Placement
+
+log = logging.getLogger("hatchway")
+
+_END_REASONS = {
+    "user": "the action reported a user error",
+    "application": "the action failed",
+    "timeout": "the action timed out",
+    "platform": "the gateway could not run the action",
+    "unavailable": "a dependency was unavailable; the action was not started",
+}
+
+
+def end_reason(verdict: Verdict) -> str | None:
+    return _END_REASONS.get(verdict.error.kind, verdict.error.kind) if verdict.error else None
+
+
+def first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else text
+    return line[:200]
+
+
+def log_app_error(run: Run, error: RunError) -> None:
+    log.error(
+        "application error",
+        extra={"run_id": run.id, "project_id": run.project_id, "exceptionId": error.exception_id,
+               "reason": error.message},
+    )  # fmt: skip
+
+
+@dataclass
+class AttemptEnd:
+    """How an attempt ended: the run as recorded, the verdict, and (numbered) log entries."""
+
+    run: Run
+    verdict: Verdict
+    entries: list[LogEntry]
+
+
+class AttemptService:
+    """Attempts of runs, in this process; cancels of the attempts running here."""
+
+    def __init__(
+        self,
+        runs: RunRepo,
+        actions: ActionService,
+        placement: Placement,
+        box: SecretBox,
+        redaction: Redaction,
+        files: FileService,
+        callbacks: Callbacks,
+        dispatcher: RunDispatcher,
+        telemetry: Telemetry,
+        clock: Clock,
+        crash_points: CrashPoints,
+        settings: Settings,
+        owner: str,
+    ) -> None:
+        self.runs = runs
+        self.actions = actions
+        self.placement = placement
+        self.box = box
+        self.redaction = redaction
+        self.files = files
+        self.callbacks = callbacks
+        self.dispatcher = dispatcher
+        self.telemetry = telemetry
+        self.clock = clock
+        self.crash_points = crash_points
+        self.settings = settings
+        #: this process, as "<pid>-<start time>": names its staging directories (a name no later
+        #: process reuses, so a start can tell a crashed process's leftovers)
+        self.owner = owner
+        self._active: dict[str, threading.Event] = {}
+        self._active_lock = threading.Lock()
+
+    @property
+    def staging(self) -> Path:
+        """Where attempts' input files and stashes are written out in the clear while they run."""
+        return self.settings.work_dir / ".stage"
+
+    # ---- entry points ----------------------------------------------------------------------
+
+    def execute_claimed(self, run: Run) -> Run:
+        """Run one attempt of a run a worker claimed (status INPROGRESS) and record the outcome."""
+        try:
+            resolved = self.actions.resolve(
+                run.project_id, run.environment, run.action_name, run.action_version, None, include_deleted=True
+            )
+        except (NotFound, BadRequest) as exc:
+            return self._finish(run, Verdict(RunStatus.FAILED, RunError("platform", exc.message)), [])
+        with self._observed(run):
+            return self._attempt(run, resolved, float(max(0.0, run.timeout_seconds))).run
+
+    def execute_sync(self, run: Run, resolved: Resolved, limit: float, revision: int | None) -> AttemptEnd:
+        """The one attempt of a sync call (on record since ``start_sync``, which answered ``revision``)."""
+        with self._observed(run):
+            return self._attempt(run, resolved, limit, revision)
+
+    def cancel_local(self, run_id: str) -> None:
+        """Stop the attempt of ``run_id`` running in this process, if one is (a cancel, a lost lease,
+        a shutdown); its end is then settled by what the run's record says."""
+        with self._active_lock:
+            event = self._active.get(run_id)
+        if event is not None:
+            event.set()
+
+    def is_active(self, run_id: str) -> bool:
+        with self._active_lock:
+            return run_id in self._active
+
+    # ---- one attempt -----------------------------------------------------------------------
+
+    def _attempt(self, run: Run, resolved: Resolved, limit: float, sync_revision: int | None = None) -> AttemptEnd:
+        """One attempt and its outcome on record; ``sync_revision``: what ``start_sync`` answered."""
+        cancel = threading.Event()
+        with self._active_lock:
+            self._active[run.id] = cancel
+        flush = None
+        redactions = contextlib.ExitStack()
+        staged: Path | None = None
+        if run.mode == Mode.ASYNC:
+
+            def flush(batch: list[LogEntry]) -> None:
+                self.runs.append_logs(run.id, batch)
+
+        try:
+            try:
+                plain, secret_values = self._open(run, run.parameters, "parameters")
+                payload, input_secrets = self._open(run, run.options.get("input"), "input")
+            except SecretBindingError as exc:
+                verdict = Verdict(RunStatus.FAILED, RunError("user", exc.message, None, 400))
+                return AttemptEnd(self._finish(run, verdict, [], sync_revision=sync_revision), verdict, [])
+            except Unavailable as exc:
+                verdict = Verdict(RunStatus.FAILED, RunError("unavailable", exc.message, new_exception_id(), 503))
+                return AttemptEnd(self._finish(run, verdict, [], sync_revision=sync_revision), verdict, [])
+            secret_values += input_secrets
+            redactor = redactions.enter_context(self.redaction.open(secret_values))
+            collector = OutputCollector(
+                Mode.ASYNC if run.invoked == RUN_ACTION else Mode.SYNC,
+                # redacting the output may take no longer than the action may run: past its
+                # deadline (and the kill grace) what is left of a text is hidden, not searched
+                redactor.until(self.clock.monotonic() + limit + self.settings.kill_grace_seconds),
+                max_log_bytes=self.settings.max_log_bytes,
+                max_stdout_bytes=self.settings.max_sync_stdout_bytes,
+                flush=flush,
+            )
+            if run.mode == Mode.ASYNC and run.attempt > 1:
+                collector.system(f"attempt {run.attempt} of {run.max_attempts + run.lost_attempts}")
+            invocation = Invocation(
+                run_id=run.id,
+                project_id=run.project_id,
+                environment=run.environment,
+                action_name=run.action_name,
+                version=run.action_version,
+                digest=run.action_digest,
+                invoked=run.invoked,
+                mode=run.mode,
+                spec=resolved.spec,
+                parameters=plain,
+                attempt=run.attempt,
+                deadline=self.clock.time() + limit,
+                redactor=redactor,
+                retries=max(0, run.max_attempts - 1) if run.mode == Mode.SYNC else 0,
+            )
+            try:
+                staged = self._stage(run, resolved, invocation, payload)
+                executor = self.placement.pick(resolved.spec, run.mode)
+                execution = self._execute(executor, invocation, collector, cancel)
+            except Exception as exc:  # an executor bug or an unreachable engine: the run must still end
+                exception_id = new_exception_id()
+                log.exception("executor failed", extra={"run_id": run.id, "exceptionId": exception_id})
+                execution = AttemptResult(platform_error=f"the executor failed ({type(exc).__name__})")
+            collector.close()
+            verdict = judge(execution, collector, invocation.output_mode, limit)
+            if verdict.error and verdict.error.kind == "application":
+                log_app_error(run, verdict.error)
+            entries = collector.entries
+            self.crash_points.reach("before_result", run.id)
+            final = self._finish(run, verdict, entries, execution.duration_ms, sync_revision)
+            return AttemptEnd(final, verdict, entries)
+        finally:
+            if staged is not None:
+                shutil.rmtree(staged, ignore_errors=True)
+            redactions.close()
+            with self._active_lock:
+                self._active.pop(run.id, None)
+
+    def _open(self, run: Run, value: Any, where: str) -> tuple[Any, list[str]]:
+        """Decrypt every ``#`` value of ``value``; the plain data and the secrets (for redaction).
+
+        A ciphertext made while a limit was higher may hold a secret over today's limits: the run
+        then fails as a user error, as it does for a ciphertext that does not belong here.
+        """
+        found: list[str] = []
+        limits = self.settings.limits
+
+        def unseal(text: str) -> str:
+            if not is_ciphertext(text):
+                found.append(text)
+                return text
+            try:
+                plain = self.box.decrypt(text, run.project_id, run.environment, run.action_name)
+            except SecretBindingError:
+                raise SecretBindingError("the ciphertext belongs to another project, environment or action") from None
+            if len(plain.encode()) > limits.max_secret_bytes:
+                raise SecretBindingError(f"the secret is larger than {limits.max_secret_bytes} bytes")
+            found.append(plain)
+            return plain
+
+        def opened_at(label: str, item: Any, is_secret: bool) -> Any:
+            try:
+                return unseal(item) if is_secret else params.map_secrets(item, unseal)
+            except SecretBindingError as exc:
+                raise SecretBindingError(f"{label}: {exc.message}") from None
+
+        if not isinstance(value, dict):
+            return opened_at(where, value, False), found
+        opened = {}
+        for key, item in value.items():
+            if is_secret_name(key) and isinstance(item, str):
+                opened[key] = opened_at(f"parameter {key!r}" if where == "parameters" else f"{where}.{key}", item, True)
+            else:
+                opened[key] = opened_at(where, item, False)
+        return opened, found
+
+    def _stage(self, run: Run, resolved: Resolved, invocation: Invocation, payload: Any) -> Path | None:
+        """What the attempt finds beside its parameters: input, input files, stash, artifacts.
+
+        Input files and a stash are kept encrypted (or in S3), so they are written out in the
+        clear to a private directory of this attempt (named by this process, removed when the
+        attempt ends, or by the next start after a crash), from which the executor copies them
+        into the workspace. Returns that directory, if one was made.
+        """
+        options = run.options
+        if payload is not None:
+            invocation.extra_config["input"] = payload
+        for key, value in (options.get("config") or {}).items():
+            invocation.extra_config.setdefault(key, value)
+        staged: Path | None = None
+        inputs = options.get("inputs") if resolved.spec.requires_downloaded_inputs is not False else None
+        stash_id = options.get("stash_id")
+        if inputs or stash_id:
+            staged = self.staging / f"{self.owner}-{run.id}-{run.attempt}"
+            staged.mkdir(parents=True, mode=0o700)
+        for path in inputs or ():
+            local = staged / "in" / path  # type: ignore[operator]
+            if self.files.export_input(run.project_id, run.environment, path, local):
+                invocation.input_files.append((path, local))
+        stashes = self.files.stashes
+        if stash_id:
+            scratch = staged / "tmp"  # type: ignore[operator]
+            invocation.tmp_source = stashes.directory(run.project_id, run.environment, stash_id, scratch)
+
+        def keep(path: Path) -> None:
+            workspace = Workspace(path.parent, path.name)
+            if stash_id:
+                stashes.save(run.project_id, run.environment, stash_id, workspace.files("tmp"), invocation.redactor)
+            if run.invoked == RUN_ACTION:
+                self.files.keep_artifacts(run.id, workspace, invocation.redactor)
+
+        invocation.before_cleanup = keep
+        return staged
+
+    @contextlib.contextmanager
+    def _observed(self, run: Run) -> Iterator[None]:
+        """An attempt's log correlation and span; an async run continues its submitter's trace."""
+        parent = run.options.get("traceparent") if run.mode == Mode.ASYNC else None
+        telemetry = self.telemetry
+        with (
+            telemetry.log_context(run_id=run.id, project_id=run.project_id, environment=run.environment),
+            telemetry.span(f"run {run.action_name} {run.invoked}", "consumer" if parent else "internal", parent,
+                           **{"hatchway.run_id": run.id, "hatchway.action": run.action_name,
+                              "hatchway.invoked": run.invoked, "hatchway.attempt": run.attempt,
+                              "hatchway.mode": run.mode.value}),
+        ):  # fmt: skip
+            yield
+
+    def _execute(
+        self, executor: Executor, invocation: Invocation, collector: OutputCollector, cancel: threading.Event
+    ) -> AttemptResult:
+        """Run the attempt on the executor, the action process in a span of its own whose context
+        the action gets as ``TRACEPARENT``."""
+        telemetry = self.telemetry
+        with (
+            telemetry.span(f"executor {executor.name}", "internal", None, **{"hatchway.executor": executor.name}),
+            telemetry.span(f"action {invocation.action_name} {invocation.invoked}", "internal") as process,
+        ):
+            traceparent = telemetry.traceparent()
+            if traceparent:
+                invocation.extra_env["TRACEPARENT"] = traceparent
+            execution = executor.execute(invocation, collector, cancel)
+            if process is not None and hasattr(process, "set_attribute"):
+                process.set_attribute("process.exit_code", -1 if execution.exit_code is None else execution.exit_code)
+                process.set_attribute("hatchway.timed_out", execution.timed_out)
+            return execution
+
+    # ---- recording the end -------------------------------------------------------------------
+
+    def _finish(
+        self,
+        run: Run,
+        verdict: Verdict,
+        entries: list[LogEntry],
+        duration_ms: int | None = None,
+        sync_revision: int | None = None,
+    ) -> Run:
+        """Record the end of an attempt: terminal status, or back to the queue for a retry; a sync
+        call's log too (``entries`` come back numbered)."""
+        now = self.clock.now_ms()
+        fields: dict[str, Any] = {
+            "ret": verdict.ret,
+            "exports": verdict.exports,
+            "os": preview(entries) if entries else run.os,
+            "error": verdict.error,
+            "lease_owner": None,
+            "lease_until": None,
+            "duration_ms": duration_ms if duration_ms is not None else run.duration_ms,
+        }
+
+        def still_ours(current: Run) -> bool:
+            # fencing: an attempt whose lease was swept and claimed again must not write its outcome
+            return current.attempt == run.attempt and current.lease_owner == run.lease_owner
+
+        if run.mode == Mode.SYNC:
+            # on record since start_sync (unless a cancel or the sweeper moved it since, its end is
+            # written without reading it back), or written now whole: the backend's choice
+            try:
+                final, numbered = self.runs.finish_sync(
+                    run, sync_revision, verdict.status, entries, still_ours,
+                    finished_at=now, status_reason=end_reason(verdict), **fields,
+                )  # fmt: skip
+            except TransitionConflict:
+                return self._settle_cancel(run, fields, now)
+            entries[:] = numbered
+            self.callbacks.after_terminal(final)
+            return final
+        if verdict.status == RunStatus.TERMINATED:
+            return self._settle_cancel(run, fields, now)
+        own_attempts = run.attempt - run.lost_attempts
+        if verdict.status == RunStatus.FAILED and verdict.is_retryable and own_attempts < run.max_attempts:
+            delay = backoff_seconds(run.retry_interval_seconds, own_attempts, self.settings.max_backoff_seconds)
+            why = verdict.error.message if verdict.error else "failed"
+            try:
+                return self.runs.transition(
+                    run.id,
+                    RunStatus.INPROGRESS,
+                    RunStatus.ENQUEUED,
+                    still_ours,
+                    available_at=now + int(delay * 1000),
+                    status_reason=f"attempt {run.attempt} failed ({first_line(why)}); retrying in {delay:g} s",
+                    **fields,
+                )
+            except TransitionConflict:
+                return self._settle_cancel(run, fields, now)
+            finally:
+                self.dispatcher.requeued(run)
+        try:
+            final = self.runs.transition(
+                run.id, RunStatus.INPROGRESS, verdict.status, still_ours,
+                finished_at=now, status_reason=end_reason(verdict), **fields,
+            )  # fmt: skip
+        except TransitionConflict:
+            return self._settle_cancel(run, fields, now)
+        self.callbacks.after_terminal(final)
+        return final
+
+    def _settle_cancel(self, run: Run, fields: dict[str, Any], now: int) -> Run:
+        """The attempt ended while the run was no longer simply ours: a cancel, a release, or a lost lease."""
+        current = self.runs.get_run(run.id)
+        if current is None:
+            return run
+        try:
+            if current.status == RunStatus.TERMINATING:
+                final = self.runs.transition(
+                    run.id, RunStatus.TERMINATING, RunStatus.TERMINATED, finished_at=now,
+                    status_reason="cancelled", **{**fields, "error": RunError("cancelled", "the run was cancelled")},
+                )  # fmt: skip
+                self.callbacks.after_terminal(final)
+                return final
+            is_ours = (current.lease_owner, current.attempt) == (run.lease_owner, run.attempt)
+            if current.status == RunStatus.INPROGRESS and is_ours:
+                # stopped by this gateway itself (shutdown): hand the run to the next worker, and
+                # do not count the interrupted attempt against the run's retry budget
+                return self.runs.transition(
+                    run.id, RunStatus.INPROGRESS, RunStatus.ENQUEUED, available_at=now,
+                    lost_attempts=current.lost_attempts + 1,
+                    status_reason=f"attempt {run.attempt} was interrupted by a shutdown; queued again",
+                    lease_owner=None, lease_until=None,
+                )  # fmt: skip
+        except TransitionConflict:
+            return self.runs.get_run(run.id) or current
+        # another worker or the sweeper owns the run now; this attempt's outcome is dropped
+        return current

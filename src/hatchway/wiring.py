@@ -1,0 +1,401 @@
+"""The composition root: the one module that knows every adapter and plugs them into the use cases.
+
+Adapters are named in registries (``"module:Class"``) and imported only when a process uses them,
+so ``import hatchway.wiring`` costs no boto3, docker or uvicorn. The CLI's ``serve`` and ``worker``,
+the Lambda handlers and the tests build a process's collaborators here from its
+:class:`~hatchway.config.Settings`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import logging
+import os
+import secrets
+import shutil
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from hatchway.config import Settings
+
+log = logging.getLogger("hatchway")
+
+if TYPE_CHECKING:
+    from hatchway.domain.runs import StateChange
+    from hatchway.ports import BlobStore, Repos, RunDispatcher, SecretBox
+    from hatchway.services import Services
+    from hatchway.services.pipelines.service import PipelineService
+    from hatchway.services.placement import Executor, Placement
+
+#: store backend (``HATCHWAY_BACKEND``) -> its class
+STORES: dict[str, str] = {
+    "embedded": "hatchway.store.sqlite:SqliteStore",
+    "aws": "hatchway.store.dynamodb:DynamoDbStore",
+}
+#: executors that run one attempt (``HATCHWAY_EXECUTOR``, ``metadata.executor``) -> their class
+EXECUTORS: dict[str, str] = {
+    "process": "hatchway.executors.process:ProcessExecutor",
+    "http": "hatchway.executors.http:HttpExecutor",
+    "docker": "hatchway.executors.containers.docker:DockerExecutor",
+    "lambda-local": "hatchway.executors.containers.lambda_local:LocalLambdaExecutor",
+    "lambda": "hatchway.aws.aws_lambda:LambdaExecutor",
+}
+#: engines that run whole runs elsewhere (``HATCHWAY_RUN_EXECUTOR``) -> their class
+ENGINES: dict[str, str] = {
+    "batch": "hatchway.aws.batch:BatchEngine",
+    "ecs": "hatchway.aws.ecs:EcsEngine",
+}
+#: pipeline engines beside the worker pool's own ("local"; ``HATCHWAY_PIPELINE_ENGINE``) -> their class
+PIPELINE_ENGINES: dict[str, str] = {
+    "stepfunctions": "hatchway.aws.stepfunctions:StepFunctionsEngine",
+}
+#: what to install when an adapter's module is missing: name -> the package's extra
+EXTRAS: dict[str, str] = {
+    "aws": "aws",
+    "docker": "docker",
+    "lambda-local": "docker",
+    "lambda": "aws",
+    "batch": "aws",
+    "ecs": "aws",
+    "stepfunctions": "aws",
+}
+#: executors that run containers on a local engine
+CONTAINER_EXECUTORS = ("docker", "lambda-local")
+
+
+def load(name: str, registry: dict[str, str], what: str) -> Any:
+    """The class registered under ``name``; a missing extra says what to install."""
+    try:
+        target = registry[name]
+    except KeyError:
+        raise ValueError(f"unknown {what} {name!r}; choose one of {', '.join(registry)}") from None
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        extra = EXTRAS.get(name)
+        hint = f": pip install 'hatchway[{extra}]'" if extra else ""
+        raise RuntimeError(f"the {name} {what} is not available{hint} ({exc.name} is missing)") from exc
+    return getattr(module, class_name)
+
+
+# ---- adapters ---------------------------------------------------------------------------------
+
+
+def build_repos(settings: Settings, **clients: Any) -> Repos:
+    """The repositories the settings name: SQLite on the embedded default, DynamoDB on AWS
+    (``clients``: an ``aws=AwsClients`` or a boto3 ``session=`` and client overrides)."""
+    repos: Repos = load(settings.backend, STORES, "store backend").from_settings(settings, **clients)
+    return repos
+
+
+def build_secret_box(settings: Settings, **clients: Any) -> SecretBox:
+    """A KMS-backed box on the aws backend, the local key file otherwise."""
+    if settings.backend == "aws":
+        from hatchway.aws.kms import kms_secret_box
+
+        return kms_secret_box(settings, **clients)
+    from hatchway.secrets.box import local_secret_box
+
+    return local_secret_box(settings.key_path)
+
+
+def build_blobs(settings: Settings, **clients: Any) -> BlobStore:
+    """Project files, artifacts and stashes: the outputs bucket on AWS, encrypted files otherwise."""
+    if settings.backend == "aws":
+        from hatchway.aws.s3blobs import S3BlobStore
+
+        return S3BlobStore.from_settings(settings, **clients)
+    from hatchway.blobs import LocalBlobStore
+    from hatchway.secrets.box import local_blob_cipher
+
+    return LocalBlobStore(settings.blob_dir, lambda: local_blob_cipher(settings.key_path))
+
+
+def build_executor(settings: Settings, name: str | None = None) -> Executor:
+    """The executor or engine ``name`` (default: the settings' choice), configured from the settings."""
+    name = name or settings.executor
+    registry = ENGINES if name in ENGINES else EXECUTORS
+    executor: Executor = load(name, registry, "executor").from_settings(settings)
+    return executor
+
+
+def build_placement(settings: Settings, sync: Executor | None = None, run: Executor | None = None) -> Placement:
+    """The executors the settings name (or ``sync`` and ``run`` when given, for tests and the
+    container side of Batch/ECS); HTTP actions always go to the gateway's own HTTP executor.
+
+    ``auto`` (the default) uses containers when a Docker engine answers, else host processes.
+    ``HATCHWAY_SYNC_EXECUTOR`` / ``HATCHWAY_RUN_EXECUTOR`` may send sync calls and runs elsewhere
+    than ``HATCHWAY_EXECUTOR`` (on AWS: lambda and batch).
+    """
+    from hatchway.services.placement import Placement
+
+    http = build_executor(settings, "http")
+    engines = {name: functools.partial(build_executor, settings, name) for name in ENGINES}
+    if sync is not None:
+        return Placement(sync, run, http, engines=engines)
+    name = settings.executor
+    is_split = bool(settings.sync_executor or settings.run_executor)
+    if name in ("auto", *CONTAINER_EXECUTORS) and not is_split and settings.backend == "embedded":
+        from hatchway.executors.containers.engine import engine_answers
+
+        if name != "auto" or engine_answers(settings.docker_host):
+            return _container_placement(settings, name, http)
+        process = build_executor(settings, "process")
+        return Placement(process, http=http, mode="auto (no Docker engine answers)", engines=engines)
+    base = "process" if name == "auto" else name
+    sync_name = settings.sync_executor or base
+    run_name = settings.run_executor or base
+    sync = build_executor(settings, sync_name)
+    run = sync if run_name == sync_name else build_executor(settings, run_name)
+    return Placement(sync, run, http, engines=engines)
+
+
+def _container_placement(settings: Settings, name: str, http: Executor) -> Placement:
+    """The executors for ``name`` (auto, docker or lambda-local) over one Docker engine.
+
+    ``docker`` runs everything with ``docker run``; ``lambda-local`` answers sync calls with warm
+    container Lambdas and runs the queue with ``docker run``; ``auto`` does the latter for actions
+    that have an image and runs the others as host processes. An action may ask for one of them by
+    name in ``metadata.executor``.
+    """
+    from hatchway.errors import Unavailable
+    from hatchway.executors.containers.docker import DockerExecutor
+    from hatchway.executors.containers.engine import DockerEngine
+    from hatchway.executors.containers.lambda_local import LocalLambdaExecutor, find_rie
+    from hatchway.services.placement import Placement
+
+    engine = DockerEngine(settings.docker_host, settings.home)
+    engine.ping()
+    docker = DockerExecutor(engine, settings.work_dir, settings.kill_grace_seconds)
+    named: dict[str, tuple[Executor, Executor]] = {"docker": (docker, docker)}
+    rie = find_rie(settings.lambda_rie_path)
+    if rie is not None:
+        warm = LocalLambdaExecutor(engine, docker, rie, settings.lambda_pool_size, settings.lambda_idle_seconds)
+        named["lambda-local"] = (warm, docker)
+    elif name == "lambda-local":
+        raise Unavailable(
+            "the lambda-local executor needs the Lambda Runtime Interface Emulator: install aws-sam-cli "
+            "(its `sam` on PATH) or set HATCHWAY_LAMBDA_RIE"
+        )
+    images = named.get("lambda-local") or named["docker"]
+    where = f"Docker engine at {engine.host}"
+    if name == "auto":
+        process = build_executor(settings, "process")
+        named["process"] = (process, process)
+        return Placement(process, http=http, images=images, named=named, mode=f"auto ({where})")
+    return Placement(*named[name], http, named=named, mode=where)
+
+
+# ---- the services -----------------------------------------------------------------------------
+
+
+def build_services(
+    settings: Settings,
+    *,
+    pool: bool = False,
+    repos: Repos | None = None,
+    placement: Placement | None = None,
+    box: SecretBox | None = None,
+    blobs: BlobStore | None = None,
+    dispatcher: RunDispatcher | None = None,
+    pipeline_engine: Callable[[PipelineService], Any] | None = None,
+    **clients: Any,
+) -> Services:
+    """Every use case of one process over the adapters the settings name, built once (a DAG: nothing
+    is set on a service afterwards).
+
+    ``pool``: a worker pool will serve this process (``hatchway serve``, ``hatchway worker``), so
+    its local queue is the run dispatcher. Otherwise runs the gateway executes itself go to the
+    runner function when ``HATCHWAY_RUNNER_FUNCTION`` names one (or to ``dispatcher``). The other
+    keywords replace an adapter (tests, the Batch/ECS container); ``clients`` (``aws=AwsClients``)
+    reach the AWS adapters.
+    """
+    from hatchway.domain.clock import SystemClock
+    from hatchway.domain.pipelines.inline import PREFIX
+    from hatchway.executors.journal import start_time
+    from hatchway.faults import CrashPoints
+    from hatchway.net import HttpCallbackSender, allowed_networks
+    from hatchway.observability import TracingTelemetry
+    from hatchway.observability.metrics import make_recorder
+    from hatchway.observability.tracing import instrument
+    from hatchway.secrets import LazySecretBox
+    from hatchway.secrets.redact import ActiveRedaction
+    from hatchway.services import Services
+    from hatchway.services.actions import ActionService
+    from hatchway.services.attempts import AttemptService
+    from hatchway.services.auth import Auth, Tenants
+    from hatchway.services.dispatched import DispatchedRuns
+    from hatchway.services.extras import CacheTags, Callbacks, SessionTypes
+    from hatchway.services.files import FileService
+    from hatchway.services.idempotency import Idempotency
+    from hatchway.services.pipelines.service import PipelineService
+    from hatchway.services.pipelines.steps import InlineActions
+    from hatchway.services.queue import LocalQueue, NoDispatcher
+    from hatchway.services.remote import RemoteRuns
+    from hatchway.services.runs import RunIntake, RunService
+    from hatchway.services.stats import StatsService
+    from hatchway.services.sweeps import Sweeper
+
+    # adapters
+    clock = SystemClock()
+    repos = repos or build_repos(settings, **clients)
+    metrics = make_recorder(settings)
+    repos.runs.observe(metrics.observe)
+    instrument(repos)
+    telemetry = TracingTelemetry()
+    box = box or LazySecretBox(functools.partial(build_secret_box, settings, **clients))
+    blobs = blobs or build_blobs(settings, **clients)
+    sender = HttpCallbackSender(allowed_networks(settings.http_allow))
+    queue = LocalQueue() if pool else None
+    runner = dispatcher or _runner_dispatcher(settings, **clients)
+    placement = placement or build_placement(settings)
+    crash_points = CrashPoints(settings.crash_at)  # a test hook; unarmed unless configured
+    pid = os.getpid()
+    node_id = f"node-{pid}-{secrets.token_hex(3)}"
+
+    # use cases
+    auth = Auth(repos.tenants, clock)
+    tenants = Tenants(repos.tenants, auth, box, clock, settings)
+    actions = ActionService(repos.actions, auth, tenants, placement, {PREFIX: InlineActions(repos.pipelines)})
+    idempotency = Idempotency(repos.idempotency, clock, settings, crash_points)
+    files = FileService(blobs, repos.documents, repos.runs, auth, tenants, clock, settings)
+    caches = CacheTags(repos.documents, box, auth, tenants, clock)
+    sessions = SessionTypes(repos.documents, box, auth, tenants)
+    callbacks = Callbacks(repos.documents, box, auth, tenants, sender)
+    stats = StatsService(repos.runs, metrics, auth, tenants, queue.capacity if queue else _no_pool, clock)
+    run_dispatcher = queue or runner or NoDispatcher()
+    attempts = AttemptService(
+        repos.runs, actions, placement, box, ActiveRedaction(), files, callbacks, run_dispatcher, telemetry,
+        clock, crash_points, settings, f"{pid}-{start_time(pid)}",
+    )  # fmt: skip
+    intake = RunIntake(box, files, caches, sessions, settings)
+    runs = RunService(
+        repos.runs, actions, attempts, idempotency, placement, intake, callbacks, run_dispatcher, auth, telemetry,
+        clock, settings, node_id,
+    )  # fmt: skip
+    dispatched = DispatchedRuns(repos.runs, actions, attempts, clock)
+    remote = RemoteRuns(repos.runs, actions, placement, clock, _parse_engine_event)
+    sweeper = Sweeper(repos.runs, dispatched, runner, remote, callbacks, settings, clock)
+    engine_name = "stepfunctions" if pipeline_engine is not None else settings.pipeline_engine
+    make_engine = pipeline_engine or functools.partial(_step_functions, settings)
+    pipelines = PipelineService(
+        repos.pipelines, repos.runs, auth, tenants, actions, placement, box, idempotency, runs, settings,
+        engine_name, make_engine,
+    )  # fmt: skip
+    return Services(
+        settings, repos, auth, tenants, actions, idempotency, runs, attempts, files, caches, sessions, callbacks,
+        stats, placement, queue, dispatched, sweeper, remote, pipelines, node_id, crash_points,
+    )  # fmt: skip
+
+
+def _no_pool() -> None:
+    """The capacity of a process no worker pool serves."""
+    return None
+
+
+def _runner_dispatcher(settings: Settings, **clients: Any) -> RunDispatcher | None:
+    """The runner function's dispatcher, when the settings name one (``HATCHWAY_RUNNER_FUNCTION``)."""
+    if not settings.runner_function:
+        return None
+    from hatchway.aws.clients import AwsClients
+    from hatchway.aws.dispatch import LambdaDispatcher
+
+    aws = clients.get("aws") or AwsClients.from_settings(settings)
+    return LambdaDispatcher(settings.runner_function, aws)
+
+
+def _parse_engine_event(event: dict[str, Any]) -> StateChange | None:
+    from hatchway.aws.events import parse_event
+
+    return parse_event(event)
+
+
+def _step_functions(settings: Settings, service: PipelineService) -> Any:
+    """The Step Functions pipeline engine (made on first use: processes without pipelines never pay)."""
+    return load("stepfunctions", PIPELINE_ENGINES, "pipeline engine").from_settings(settings, service)
+
+
+def bootstrap(services: Services) -> str:
+    """Create the default project and settle the global admin token (``HATCHWAY_BOOTSTRAP_TOKEN``, else
+    the token file of the home, made on first start); returns the token."""
+    from hatchway.secrets.box import load_or_create_key, read_or_create_token_file
+
+    settings = services.settings
+    if settings.backend == "embedded" and not settings.key_path.exists():
+        # the master key exists from the first start (so it can be backed up with the home), not from
+        # the first secret; a damaged one is answered 503 where it is used
+        load_or_create_key(settings.key_path)
+    token = settings.bootstrap_token or read_or_create_token_file(settings.token_path)
+    services.auth.bootstrap(token)
+    return token
+
+
+def tidy_at_rest(services: Services) -> int:
+    """At the start of a process that runs attempts: stop what a crashed predecessor left running,
+    remove what it left staged in the clear, and encrypt blobs kept in the clear before blobs were
+    encrypted (README, "Secrets at rest"). How many leftover actions were stopped."""
+    from hatchway.blobs import LocalBlobStore
+    from hatchway.executors.journal import owner_alive
+
+    recovered = services.placement.recover()
+    with contextlib.suppress(FileNotFoundError):
+        for leftover in services.attempts.staging.iterdir():
+            if not owner_alive("-".join(leftover.name.split("-")[:2])):
+                shutil.rmtree(leftover, ignore_errors=True)
+    blobs = services.files.blobs
+    if isinstance(blobs, LocalBlobStore):
+        encrypted = blobs.encrypt_legacy()
+        if encrypted:
+            log.warning("encrypted files kept in the clear by an earlier version", extra={"count": encrypted})
+    return recovered
+
+
+def configure_observability(settings: Settings) -> None:
+    """Set up this process's logs and tracing as the settings say (idempotent)."""
+    from hatchway import observability
+
+    observability.configure_observability(settings)
+
+
+# ---- Lambda functions -------------------------------------------------------------------------
+
+
+@functools.cache
+def lambda_services() -> Services:
+    """The services of a Lambda function's process: settings from its environment, observability
+    configured, built once per container (warm invocations reuse them)."""
+    settings = Settings.from_env()
+    configure_observability(settings)
+    return build_services(settings)
+
+
+def lambda_entry(handle: Callable[[Any, Any], Any], correlation_id_path: str | None = None) -> Any:
+    """``handle`` as a Lambda entry point: the Lambda context in every log line, an X-Ray segment
+    when tracing is xray."""
+    from hatchway.observability import lambda_handler
+
+    return lambda_handler(handle, correlation_id_path)
+
+
+def api_handler() -> Any:
+    """The HTTP API function's handler (API Gateway HTTP API, payload v2)."""
+    from aws_lambda_powertools.logging import correlation_paths
+
+    from hatchway.api import create_app
+
+    services = lambda_services()
+    if services.settings.bootstrap_token:
+        services.auth.set_bootstrap_token(services.settings.bootstrap_token)
+    app = create_app(services, services.settings.max_body_bytes)
+    return lambda_entry(app.resolve, correlation_paths.API_GATEWAY_HTTP)
+
+
+def pipelines_handler() -> Any:
+    """The pipeline function's handler: the state machines' steps and their status changes."""
+    from hatchway.aws.stepfunctions import PipelineFunction
+
+    function = PipelineFunction(lambda_services().pipelines)
+    return lambda_entry(lambda event, context: function.handle(event))
