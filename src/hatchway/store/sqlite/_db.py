@@ -103,7 +103,7 @@ class Database:
         self.synchronous = synchronous
         self.busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._all: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._all_lock = threading.Lock()
         # Writers of this process take turns here rather than in SQLite's busy handler, which
         # sleeps 1, 2, 5, 10 ms... between retries; other processes still meet the busy timeout.
@@ -128,7 +128,7 @@ class Database:
             conn.execute("PRAGMA foreign_keys = OFF")
             self._local.conn = conn
             with self._all_lock:
-                self._all.append(conn)
+                self._all.append((threading.current_thread(), conn))
         return conn
 
     @contextmanager
@@ -182,10 +182,16 @@ class Database:
             return self.conn().execute(sql, args).rowcount
 
     def close(self) -> None:
+        """Close this thread's connection and those of threads that have ended. A connection of a
+        thread still running is only let go: closing it under a statement that thread is stepping
+        through frees memory the statement still reads (a crash, not an error); that thread holds
+        its own reference while it executes, and the connection closes when the last one goes."""
+        me = threading.current_thread()
         with self._all_lock:
-            for conn in self._all:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.close()
+            for thread, conn in self._all:
+                if thread is me or not thread.is_alive():
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.close()
             self._all.clear()
         self._local = threading.local()
 
