@@ -113,3 +113,37 @@ def test_a_sync_call_makes_at_most_two_aws_calls_besides_the_invoke(batch: Stack
         # one read resolves the action, one transaction records the finished run and its log
         assert sum(calls.values()) <= 2, calls
         assert calls == {"dynamodb.GetItem": 1, "dynamodb.TransactWriteItems": 1}
+
+
+def test_a_function_made_under_the_old_name_is_left_alone_and_the_action_gets_one_under_act(batch: Stack) -> None:
+    from hatchway.aws.aws_lambda import resource_name
+
+    gateway = batch.gateway
+    gateway.register_action(ADMIN, P, ENV, ACTION)
+    executor = gateway.executors.sync
+    assert isinstance(executor, LambdaExecutor)
+    spec = gateway.resolve(P, ENV, "echo").spec
+    prefix = batch.settings.resource_prefix
+    new = executor.function_name(P, spec)
+    assert new.startswith(f"{prefix}-act-echo-")
+    # Given a deployment from before the action prefix: the version's function has the old name
+    # (<prefix>-<action>-<key>) and none under the new one
+    lam = batch.client("lambda")
+    old = resource_name(prefix, P, spec, 64)
+    config = lam.get_function_configuration(FunctionName=new)
+    lam.create_function(
+        FunctionName=old, PackageType="Image", Code={"ImageUri": ACTION["image_uri"]}, Role=config["Role"]
+    )
+    lam.delete_function(FunctionName=new)
+    # When the upgraded gateway is called: Lambda knows no function of the new name
+    batch.counter.hooks.clear()
+    answer_instead(executor.client, "Invoke", 404, lambda_error("ResourceNotFoundException", 404))
+    seen: list[str] = []
+    batch.counter.hooks.append(lambda _, operation, params: seen.append(f"{operation} {params.get('FunctionName')}"))
+    with pytest.raises(Unavailable):
+        gateway.call_sync(ADMIN, P, ENV, "echo", "hello", RunRequest({"who": "w"}))
+    # Then the gateway recreates the function under the new name (the call answers 503) and never
+    # touches the old one: the API role may no longer reach it, it is for the operator to delete
+    assert lam.get_function_configuration(FunctionName=new)["PackageType"] == "Image"
+    assert [call for call in seen if old in call] == []
+    assert lam.get_function_configuration(FunctionName=old)["FunctionName"] == old

@@ -377,3 +377,84 @@ def test_a_function_that_starts_ecs_tasks_can_register_a_missing_task_definition
     assert tag_on_create and all(
         "RegisterTaskDefinition" in s["Condition"]["StringEquals"]["ecs:CreateAction"] for s in tag_on_create
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# action functions apart from the gateway's own (issue 17, item 9)
+
+
+def sub_with_defaults(value: Any) -> str:
+    """A ``!Sub`` ARN pattern with the parameters' defaults and a sample account in place."""
+    text = value["Fn::Sub"] if isinstance(value, dict) else value
+    for name, literal in (
+        ("${AWS::Partition}", "aws"),
+        ("${AWS::Region}", "us-east-1"),
+        ("${AWS::AccountId}", "123456789012"),
+        ("${ResourcePrefix}", "hatchway"),
+    ):
+        text = text.replace(name, literal)
+    return str(text)
+
+
+def gateway_function_arns() -> list[str]:
+    names = [sub_with_defaults(source()["Resources"][name]["Properties"]["FunctionName"]) for name in FUNCTIONS]
+    return [f"arn:aws:lambda:us-east-1:123456789012:function:{name}" for name in names]
+
+
+def lambda_grants() -> list[tuple[str, str, list[str], list[str]]]:
+    """(function, Sid, lambda actions, resource patterns) of every role's lambda: statement."""
+    grants = []
+    for name in FUNCTIONS:
+        for sid, statement in function_statements(name).items():
+            actions = [a for a in actions_of(statement) if a.startswith("lambda:")]
+            if actions:
+                resource = statement["Resource"]
+                resources = resource if isinstance(resource, list) else [resource]
+                grants.append((name, sid, actions, [sub_with_defaults(r) for r in resources]))
+    return grants
+
+
+def test_action_functions_have_a_prefix_of_their_own_and_only_it_is_granted() -> None:
+    from fnmatch import fnmatchcase
+
+    from hatchway.aws.aws_lambda import LambdaExecutor
+    from hatchway.aws.clients import AwsClients
+    from hatchway.domain.spec import ActionSpec
+
+    # the API role creates, changes, tags and invokes action functions under <prefix>-act-* only
+    [actions] = [resources for name, sid, _, resources in lambda_grants() if sid == "ActionFunctions"]
+    assert actions == ["arn:aws:lambda:us-east-1:123456789012:function:hatchway-act-*"]
+    # and the functions the gateway names for sync actions are what that grant names
+    executor = LambdaExecutor(AwsClients("us-east-1", None), "arn:aws:iam::123456789012:role/r", "hatchway")
+    for action in ("echo", "a" * 63, "x-api"):
+        spec = ActionSpec.model_validate({"name": action, "image_uri": "i:1", "sync_actions": ["go"]})
+        name = executor.function_name("proj_0123456789abcdef", spec)
+        assert len(name) <= 64 and fnmatchcase(f"arn:aws:lambda:us-east-1:123456789012:function:{name}", actions[0])
+    # no lambda: grant of any function reaches the gateway's own functions through a wildcard, and
+    # none but an invoke names one exactly (the runner by the API and the sweeper)
+    for name, sid, granted, resources in lambda_grants():
+        for pattern in resources:
+            reached = [arn for arn in gateway_function_arns() if fnmatchcase(arn, pattern)]
+            if "*" in pattern:
+                assert reached == [], (name, sid, pattern)
+            else:
+                assert granted == ["lambda:InvokeFunction"] and reached == [pattern], (name, sid, pattern)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "allowed"),
+    [
+        ("hatchway", True),
+        ("team-actions", True),
+        ("acme-act2", True),
+        ("hatchway-act", False),  # its api function would be hatchway-act-api: under hatchway's grant
+        ("hatchway-act-b", False),
+        ("Hatchway", False),
+        ("h" * 25, False),
+    ],
+)
+def test_no_resource_prefix_puts_a_stacks_functions_under_anothers_action_grant(prefix: str, allowed: bool) -> None:
+    import re
+
+    pattern = source()["Parameters"]["ResourcePrefix"]["AllowedPattern"]
+    assert bool(re.match(pattern, prefix)) is allowed

@@ -1,7 +1,9 @@
 """Sync actions as container Lambdas (the AWS backend).
 
 Registering an action version with sync actions creates one function per (project, action,
-effective digest): ``PackageType=Image`` with the action's image, ``Timeout=30``, memory from
+effective digest), named ``<prefix>-act-<action>-<key>`` apart from the gateway's own functions
+(``<prefix>-api``, ``-runner``, ``-events``, ``-sweeper``, ``-pipelines``) so the API role's grant
+names action functions only: ``PackageType=Image`` with the action's image, ``Timeout=30``, memory from
 ``compute_requirements`` and ephemeral storage from ``storage`` (both clamped to Lambda's range),
 and the image's entry point set to ``awslambdaric`` with hatchway's runtime adapter as handler -
 so the image needs only ``hatchway`` (its standard-library runtime) and ``awslambdaric``
@@ -38,6 +40,8 @@ from hatchway.errors import InternalError, ValidationFailed
 from hatchway.runtime.contract import OutputCollector
 
 FILES_UNSUPPORTED = "file stashes and input files are not available for Lambda sync actions yet"
+#: what action function names start with after the resource prefix (template.yaml grants ``<prefix>-act-*``)
+ACTION_FUNCTION_INFIX = "act"
 MIN_MEMORY, MAX_MEMORY = 128, 10240
 MIN_STORAGE_MB, MAX_STORAGE_MB = 512, 10240
 ADAPTER_ENTRY_POINT = ["python3", "-m", "awslambdaric"]
@@ -126,7 +130,7 @@ class LambdaExecutor:
         return self.aws.client("lambda")
 
     def function_name(self, project_id: str, spec: ActionSpec) -> str:
-        return resource_name(self.prefix, project_id, spec, 64)
+        return resource_name(f"{self.prefix}-{ACTION_FUNCTION_INFIX}", project_id, spec, 64)
 
     def check(self, spec: ActionSpec, invoked: str) -> None:
         image_required(spec, "a sync action")
