@@ -218,6 +218,7 @@ def test_project_roles_decrypt_only_their_projects_secrets() -> None:
     # the gateway may create task roles only under its path and only with that policy as boundary
     api_statements = resources["ApiFunction"]["Properties"]["Policies"][-1]["Statement"]
     [create] = [s for s in api_statements if s["Sid"] == "ProjectTaskRoles"]
+    assert create["Action"] == "iam:CreateRole"
     assert create["Condition"] == {"StringEquals": {"iam:PermissionsBoundary": {"Ref": "TaskPolicy"}}}
 
 
@@ -458,3 +459,85 @@ def test_no_resource_prefix_puts_a_stacks_functions_under_anothers_action_grant(
 
     pattern = source()["Parameters"]["ResourcePrefix"]["AllowedPattern"]
     assert bool(re.match(pattern, prefix)) is allowed
+
+
+# ---------------------------------------------------------------------------------------------
+# IAM statements carry only condition keys their actions support (issue 17, item 10)
+
+#: The service-specific condition keys each IAM action supports, from the IAM service authorization
+#: reference ("Actions, resources, and condition keys for AWS Identity and Access Management (IAM)",
+#: docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html),
+#: read from its machine-readable copy (iann0036/iam-dataset, aws/iam_definition.json). aws:RequestTag,
+#: aws:ResourceTag and aws:TagKeys are per action too; other aws:* keys are global.
+IAM_ACTION_KEYS = {
+    "iam:CreateRole": {
+        "aws:RequestTag/*", "aws:ResourceTag/*", "aws:TagKeys", "iam:PermissionsBoundary",
+        "iam:ResourceTag/*", "iam:RoleTemplateARN",
+    },
+    "iam:TagRole": {"aws:RequestTag/*", "aws:ResourceTag/*", "aws:TagKeys", "iam:ResourceTag/*", "iam:RoleTemplateARN"},
+    "iam:AttachRolePolicy": {
+        "aws:ResourceTag/*", "iam:PermissionsBoundary", "iam:PolicyARN", "iam:ResourceTag/*", "iam:RoleTemplateARN",
+    },
+    "iam:PutRolePolicy": {"aws:ResourceTag/*", "iam:PermissionsBoundary", "iam:ResourceTag/*", "iam:RoleTemplateARN"},
+    "iam:PassRole": {"aws:ResourceTag/*", "iam:AssociatedResourceArn", "iam:PassedToService", "iam:ResourceTag/*"},
+    "iam:GetRole": {"aws:ResourceTag/*", "iam:ResourceTag/*"},
+}  # fmt: skip
+PER_ACTION_GLOBAL_KEYS = ("aws:RequestTag/", "aws:ResourceTag/", "aws:TagKeys")
+
+
+def every_statement() -> list[tuple[str, dict[str, Any]]]:
+    """(where, statement) of every policy statement the template grants to a role."""
+    found = []
+    for name in FUNCTIONS:
+        found += [(f"{name}/{sid}", statement) for sid, statement in function_statements(name).items()]
+    found += [(f"PipelineStatesRole/{sid}", s) for sid, s in states_role_statements().items()]
+    found += [(f"TaskPolicy/{sid}", s) for sid, s in task_policy_statements().items()]
+    return found
+
+
+def condition_keys(statement: dict[str, Any]) -> set[str]:
+    keys = set()
+    for block in statement.get("Condition", {}).values():
+        for key in block:
+            for tagged in ("aws:RequestTag/", "aws:ResourceTag/", "iam:ResourceTag/"):
+                key = f"{tagged}*" if key.startswith(tagged) else key
+            keys.add(key)
+    return keys
+
+
+def test_every_iam_statement_carries_only_condition_keys_its_actions_support() -> None:
+    # a key an action's requests do not carry never matches: the grant would be an AccessDenied
+    checked = 0
+    for where, statement in every_statement():
+        keys = {k for k in condition_keys(statement) if k.startswith("iam:") or k.startswith(PER_ACTION_GLOBAL_KEYS)}
+        for action in actions_of(statement):
+            if action.startswith("iam:"):
+                assert action in IAM_ACTION_KEYS, f"{where}: add {action}'s keys from the reference"
+                assert keys <= IAM_ACTION_KEYS[action], (where, action, keys - IAM_ACTION_KEYS[action])
+                checked += 1
+    assert checked >= 8
+
+
+def test_project_task_roles_can_be_created_tagged_and_given_only_the_task_policy() -> None:
+    from fnmatch import fnmatchcase
+
+    from hatchway.aws.engines import PROJECT_TAG, task_role_name
+
+    statements = function_statements("ApiFunction")
+    granted = {
+        action: statement for statement in statements.values() for action in actions_of(statement) if "iam:" in action
+    }
+    role = f"arn:aws:iam::123456789012:role/hatchway/{task_role_name('hatchway', 'proj_0123456789abcdef')}"
+    # CreateRole with Tags is authorized as CreateRole and as TagRole: both on the project roles
+    for action in ("iam:CreateRole", "iam:TagRole", "iam:AttachRolePolicy", "iam:GetRole"):
+        assert fnmatchcase(role, sub_with_defaults(granted[action]["Resource"])), action
+    # CreateRole only with the task policy as boundary; AttachRolePolicy only that policy, onto such a role
+    boundary = {"iam:PermissionsBoundary": {"Ref": "TaskPolicy"}}
+    assert granted["iam:CreateRole"]["Condition"] == {"StringEquals": boundary}
+    assert granted["iam:AttachRolePolicy"]["Condition"] == {
+        "StringEquals": {**boundary, "iam:PolicyARN": {"Ref": "TaskPolicy"}}
+    }
+    # TagRole only the project tag (the KMS key policy reads it), never under a boundary condition
+    assert granted["iam:TagRole"]["Condition"] == {"ForAllValues:StringEquals": {"aws:TagKeys": [PROJECT_TAG]}}
+    for action in ("iam:CreateRole", "iam:TagRole", "iam:AttachRolePolicy"):
+        assert actions_of(granted[action]) == [action], "one action per statement: its own condition keys"
