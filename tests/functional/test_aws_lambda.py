@@ -16,9 +16,9 @@ import pytest
 from hatchway.aws.aws_lambda import LambdaExecutor
 from hatchway.aws.batch import BatchEngine
 from hatchway.domain.runs import RunRequest, RunStatus
-from hatchway.errors import ActionAppError, ActionTimeout, ActionUserError, Unavailable
+from hatchway.errors import ActionAppError, ActionTimeout, ActionUserError, NotFound, Unavailable, ValidationFailed
 from tests.awsmock import answer_instead, lambda_error, lambda_function_error
-from tests.functional.awsstack import ACTION, ADMIN, ENV, P, Stack, build_stack
+from tests.functional.awsstack import ACTION, ADMIN, ENV, P, Stack, build_stack, watch
 
 pytestmark = pytest.mark.aws
 
@@ -147,3 +147,37 @@ def test_a_function_made_under_the_old_name_is_left_alone_and_the_action_gets_on
     assert lam.get_function_configuration(FunctionName=new)["PackageType"] == "Image"
     assert [call for call in seen if old in call] == []
     assert lam.get_function_configuration(FunctionName=old)["FunctionName"] == old
+
+
+def test_an_action_function_logs_to_the_stacks_action_group_and_gets_its_reserved_concurrency(batch: Stack) -> None:
+    created = watch(batch, "CreateFunction")
+    # When a version whose action.json reserves 5 concurrent executions is registered
+    batch.gateway.register_action(ADMIN, P, ENV, {**ACTION, "metadata": {"reserved_concurrency": 5}})
+    # Then its function logs to the group of all action functions (template.yaml: ActionLogGroup, with retention)
+    [params] = created
+    assert params["LoggingConfig"] == {"LogGroup": f"/{batch.settings.resource_prefix}/actions"}
+    # and Lambda holds 5 executions for it, and lets it use no more
+    concurrency = batch.client("lambda").get_function_concurrency(FunctionName=params["FunctionName"])
+    assert concurrency["ReservedConcurrentExecutions"] == 5
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, "10", True, 10**6])
+def test_a_reserved_concurrency_that_is_not_a_count_is_a_422_and_nothing_is_made(batch: Stack, value: Any) -> None:
+    with pytest.raises(ValidationFailed) as refused:
+        batch.gateway.register_action(ADMIN, P, ENV, {**ACTION, "metadata": {"reserved_concurrency": value}})
+    assert refused.value.details[0]["loc"] == ["body", "metadata", "reserved_concurrency"]
+    functions = batch.client("lambda").list_functions()["Functions"]
+    assert [f for f in functions if f["FunctionName"].startswith(batch.settings.resource_prefix)] == []
+
+
+def test_a_reserved_concurrency_lambda_cannot_grant_is_a_422(batch: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given an account whose concurrency limit is 1000 (Lambda keeps 100 of it unreserved)
+    monkeypatch.setenv("MOTO_LAMBDA_CONCURRENCY_QUOTA", "1000")
+    # When an action asks for 950
+    with pytest.raises(ValidationFailed) as refused:
+        batch.gateway.register_action(ADMIN, P, ENV, {**ACTION, "metadata": {"reserved_concurrency": 950}})
+    # Then the registration is refused with a message that says what to do, and nothing is stored
+    assert "lower it" in refused.value.message
+    assert refused.value.details[0]["loc"] == ["body", "metadata", "reserved_concurrency"]
+    with pytest.raises(NotFound):
+        batch.gateway.resolve(P, ENV, "echo")

@@ -100,7 +100,7 @@ def test_state_changes_reach_the_events_function() -> None:
     rules = [
         r["Properties"]
         for r in transformed()["Resources"].values()
-        if r["Type"] == "AWS::Events::Rule" and "EventPattern" in r["Properties"]
+        if r["Type"] == "AWS::Events::Rule" and "detail-type" in r["Properties"].get("EventPattern", {})
     ]
     patterns = {tuple(rule["EventPattern"]["detail-type"]): rule["EventPattern"] for rule in rules}
     assert patterns[("Batch Job State Change",)]["source"] == ["aws.batch"]
@@ -541,3 +541,191 @@ def test_project_task_roles_can_be_created_tagged_and_given_only_the_task_policy
     assert granted["iam:TagRole"]["Condition"] == {"ForAllValues:StringEquals": {"aws:TagKeys": [PROJECT_TAG]}}
     for action in ("iam:CreateRole", "iam:TagRole", "iam:AttachRolePolicy"):
         assert actions_of(granted[action]) == [action], "one action per statement: its own condition keys"
+
+
+# ---------------------------------------------------------------------------------------------
+# operations: alarms, dead letters, API stage, concurrency, action logs (issue 17, item 11)
+
+
+def resources_of(kind: str) -> dict[str, dict[str, Any]]:
+    return {name: r["Properties"] for name, r in transformed()["Resources"].items() if r["Type"] == kind}
+
+
+def alarm_metrics(alarm: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(namespace, metric, dimensions) of every metric an alarm reads."""
+    if "MetricName" in alarm:
+        return [(alarm["Namespace"], alarm["MetricName"], {d["Name"]: d["Value"] for d in alarm["Dimensions"]})]
+    found = []
+    for query in alarm["Metrics"]:
+        if "MetricStat" in query:
+            metric = query["MetricStat"]["Metric"]
+            dimensions = {d["Name"]: d["Value"] for d in metric["Dimensions"]}
+            found.append((metric["Namespace"], metric["MetricName"], dimensions))
+    return found
+
+
+def watched() -> set[tuple[str, str, str]]:
+    """(namespace, metric, what) every alarm of the stack watches, ``what`` a logical id."""
+    seen = set()
+    for alarm in resources_of("AWS::CloudWatch::Alarm").values():
+        for namespace, metric, dimensions in alarm_metrics(alarm):
+            for value in dimensions.values():
+                target = value.get("Ref") or value.get("Fn::GetAtt", [None])[0]
+                seen.add((namespace, metric, target))
+    return seen
+
+
+def function_rules() -> dict[str, dict[str, Any]]:
+    """The stack's EventBridge rules whose target is one of its functions."""
+    return {
+        name: rule
+        for name, rule in resources_of("AWS::Events::Rule").items()
+        if any("Function" in json.dumps(target["Arn"]) for target in rule["Targets"])
+    }
+
+
+def test_alarms_watch_the_api_the_functions_the_sweeper_the_event_deliveries_and_the_run_engines() -> None:
+    seen = watched()
+    assert ("AWS/ApiGateway", "5xx", "ServerlessHttpApi") in seen
+    for name in ("ApiFunction", "RunnerFunction", "EventsFunction", "PipelineFunction", "SweeperFunction"):
+        assert ("AWS/Lambda", "Errors", name) in seen, name
+        assert ("AWS/Lambda", "Throttles", name) in seen, name
+    assert len(function_rules()) == 4
+    for rule in function_rules():
+        assert ("AWS/Events", "FailedInvocations", rule) in seen, rule
+    for queue in ("EventsDeadLetterQueue", "RunnerDeadLetterQueue"):
+        assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", queue) in seen, queue
+    assert ("AWS/Events", "MatchedEvents", "RunEngineFailuresRule") in seen
+    # the sweeper's own alarm: a few failed minutely sweeps, not one
+    sweeper = resources_of("AWS::CloudWatch::Alarm")["SweeperFailuresAlarm"]
+    assert alarm_metrics(sweeper)[0][:2] == ("AWS/Lambda", "Errors") and sweeper["Threshold"] > 1
+
+
+def test_every_alarm_notifies_the_optional_topic() -> None:
+    assert source()["Parameters"]["AlarmTopicArn"]["Default"] == ""
+    assert source()["Conditions"]["HasAlarmTopic"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]}
+    notify = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    alarms = resources_of("AWS::CloudWatch::Alarm")
+    assert len(alarms) >= 7
+    for name, alarm in alarms.items():
+        assert alarm["AlarmActions"] == notify and alarm["OKActions"] == notify, name
+        assert alarm["TreatMissingData"] == "notBreaching", name  # no data is no failure
+
+
+def test_undelivered_events_and_runner_invocations_land_in_dead_letter_queues() -> None:
+    resources = transformed()["Resources"]
+    queue = {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}
+    for name, rule in function_rules().items():
+        [target] = rule["Targets"]
+        assert target["DeadLetterConfig"] == {"Arn": queue}, name
+    # EventBridge may send to the queue for these rules only
+    [statement] = resources["EventsDeadLetterQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"} and statement["Action"] == "sqs:SendMessage"
+    sources = statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+    assert sorted(s["Fn::GetAtt"][0] for s in sources) == sorted(function_rules())
+    # a run id Lambda gave up invoking the runner with goes to the runner's queue
+    [invoke_config] = resources_of("AWS::Lambda::EventInvokeConfig").values()
+    assert invoke_config["FunctionName"] == {"Ref": "RunnerFunction"}
+    assert invoke_config["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["RunnerDeadLetterQueue", "Arn"]
+    }
+    for name in ("EventsDeadLetterQueue", "RunnerDeadLetterQueue"):
+        assert resources[name]["Properties"]["SqsManagedSseEnabled"] is True
+
+
+def test_the_http_api_stage_is_throttled_and_logs_json_without_headers_or_query() -> None:
+    [stage] = resources_of("AWS::ApiGatewayV2::Stage").values()
+    assert stage["DefaultRouteSettings"] == {
+        "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
+        "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"},
+    }
+    logs = stage["AccessLogSettings"]
+    assert logs["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    fields = json.loads(logs["Format"])  # one JSON object per request
+    assert {"requestId", "status", "method", "path", "ip", "integrationError"} <= set(fields)
+    assert not [v for v in fields.values() if "header" in v.lower() or "querystring" in v.lower() or "body" in v]
+    group = transformed()["Resources"]["ApiAccessLogGroup"]["Properties"]
+    assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_the_api_function_may_get_reserved_concurrency() -> None:
+    parameter = source()["Parameters"]["ApiReservedConcurrency"]
+    assert parameter["Default"] == 0  # none reserved: a new account's limit may leave nothing to reserve
+    assert functions()["ApiFunction"]["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["HasApiReservedConcurrency", {"Ref": "ApiReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
+    assert "lambda:PutFunctionConcurrency" in actions_of(function_statements("ApiFunction")["ActionFunctions"])
+
+
+def test_action_functions_log_to_the_stacks_group_with_its_retention() -> None:
+    from hatchway.aws.aws_lambda import LambdaExecutor
+    from hatchway.aws.clients import AwsClients
+
+    group = source()["Resources"]["ActionLogGroup"]["Properties"]
+    assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    executor = LambdaExecutor(AwsClients("us-east-1", None), "arn:aws:iam::123456789012:role/r", "hatchway")
+    assert sub_with_defaults(group["LogGroupName"]) == executor.log_group
+
+
+def test_the_run_engine_failures_rule_leaves_out_the_gateways_own_cancels() -> None:
+    import re
+
+    rule = source()["Resources"]["RunEngineFailuresRule"]["Properties"]
+    [excluded] = [
+        branch["detail"]["statusReason"][0]["anything-but"]
+        for branch in rule["EventPattern"]["$or"]
+        if "anything-but" in json.dumps(branch)
+    ]
+    reasons = set()
+    for path in (REPO / "src" / "hatchway").rglob("*.py"):
+        reasons |= set(re.findall(r"\.terminate\(\s*[\w.()=, ]+?,\s*\"([^\"]+)\"\)", path.read_text()))
+    assert reasons and set(excluded) == reasons
+
+
+RUN_ENGINE_EVENTS = [
+    # (why, event detail-type, detail, is a platform failure)
+    ("image pull", "Batch Job State Change",
+     {"status": "FAILED", "statusReason": "CannotPullContainerError: pull access denied", "container": {}}, True),
+    ("no reason", "Batch Job State Change", {"status": "FAILED", "container": {}}, True),
+    ("the action's exit 1", "Batch Job State Change",
+     {"status": "FAILED", "statusReason": "Essential container in task exited", "container": {"exitCode": 1}}, False),
+    ("a cancel", "Batch Job State Change",
+     {"status": "FAILED", "statusReason": "cancelled through the hatchway API", "container": {}}, False),
+    ("succeeded", "Batch Job State Change", {"status": "SUCCEEDED", "container": {"exitCode": 0}}, False),
+    ("failed to start", "ECS Task State Change", {"lastStatus": "STOPPED", "stopCode": "TaskFailedToStart"}, True),
+    ("spot", "ECS Task State Change", {"lastStatus": "STOPPED", "stopCode": "SpotInterruption"}, True),
+    ("a stop", "ECS Task State Change", {"lastStatus": "STOPPED", "stopCode": "UserInitiated"}, False),
+    ("the action's exit", "ECS Task State Change", {"lastStatus": "STOPPED", "stopCode": "EssentialContainerExited"},
+     False),
+]  # fmt: skip
+
+
+@pytest.mark.aws
+def test_the_run_engine_failures_rule_matches_platform_failures_only() -> None:
+    from tests.awsmock import REGION, moto_in_process
+
+    queue = "arn:aws:batch:us-east-1:123456789012:job-queue/hatchway-runs"
+    cluster = "arn:aws:ecs:us-east-1:123456789012:cluster/hatchway-runs"
+    pattern = json.dumps(source()["Resources"]["RunEngineFailuresRule"]["Properties"]["EventPattern"])
+    pattern = pattern.replace('{"Ref": "JobQueue"}', json.dumps(queue))
+    pattern = pattern.replace('{"Fn::GetAtt": ["Cluster", "Arn"]}', json.dumps(cluster))
+    with moto_in_process():
+        import boto3
+
+        # the rule as deployed, delivering to a queue instead of the log group
+        events, sqs = boto3.client("events", region_name=REGION), boto3.client("sqs", region_name=REGION)
+        url = sqs.create_queue(QueueName="run-engine-failures")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name="run-engine-failures", EventPattern=pattern)
+        events.put_targets(Rule="run-engine-failures", Targets=[{"Id": "q", "Arn": arn}])
+        for why, kind, detail, _ in RUN_ENGINE_EVENTS:
+            where = {"jobQueue": queue} if kind.startswith("Batch") else {"clusterArn": cluster}
+            source_ = "aws.batch" if kind.startswith("Batch") else "aws.ecs"
+            entry = {"Source": source_, "DetailType": kind, "Detail": json.dumps({**where, **detail, "why": why})}
+            assert events.put_events(Entries=[entry])["FailedEntryCount"] == 0
+        delivered = []
+        while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            for message in messages:
+                delivered.append(json.loads(message["Body"])["detail"]["why"])
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        assert sorted(delivered) == sorted(why for why, _, _, platform in RUN_ENGINE_EVENTS if platform)
