@@ -729,3 +729,63 @@ def test_the_run_engine_failures_rule_matches_platform_failures_only() -> None:
                 delivered.append(json.loads(message["Body"])["detail"]["why"])
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
         assert sorted(delivered) == sorted(why for why, _, _, platform in RUN_ENGINE_EVENTS if platform)
+
+
+# ---------------------------------------------------------------------------------------------
+# networking without a NAT gateway (issue 17, item 14)
+
+#: what a run container reaches: ECR (api, dkr; layers from S3), the table, the key, the bucket, its logs
+RUN_CONTAINER_SERVICES = {"ecr.api", "ecr.dkr", "s3", "dynamodb", "kms", "logs"}
+
+
+def endpoints() -> dict[str, dict[str, Any]]:
+    return {
+        name: resource
+        for name, resource in transformed()["Resources"].items()
+        if resource["Type"] == "AWS::EC2::VPCEndpoint"
+    }
+
+
+def test_vpc_endpoints_for_every_service_a_run_container_reaches_are_optional() -> None:
+    services = {}
+    for name, endpoint in endpoints().items():
+        properties = endpoint["Properties"]
+        service = properties["ServiceName"]["Fn::Sub"].removeprefix("com.amazonaws.${AWS::Region}.")
+        services[service] = (endpoint["Condition"], properties["VpcEndpointType"], name)
+        assert properties["VpcId"] == {"Ref": "VpcId"}, name
+        if properties["VpcEndpointType"] == "Interface":
+            # in the run containers' subnets, answering their HTTPS only, under the services' own names
+            assert properties["SubnetIds"] == {"Ref": "SubnetIds"} and properties["PrivateDnsEnabled"] is True
+            assert properties["SecurityGroupIds"] == [{"Fn::GetAtt": ["EndpointSecurityGroup", "GroupId"]}]
+        else:
+            assert properties["RouteTableIds"] == {"Fn::Split": [",", {"Ref": "RouteTableIds"}]}, name
+    assert set(services) == RUN_CONTAINER_SERVICES
+    for service, (condition, kind, _) in services.items():
+        assert (condition, kind) == (
+            ("CreateGatewayEndpoints", "Gateway")
+            if service in ("s3", "dynamodb")
+            else ("CreateInterfaceEndpoints", "Interface")
+        ), service
+    conditions = source()["Conditions"]
+    assert conditions["CreateInterfaceEndpoints"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "VpcEndpoints"}, "none"]}]}
+    assert conditions["CreateGatewayEndpoints"] == {"Fn::Equals": [{"Ref": "VpcEndpoints"}, "all"]}
+    assert source()["Parameters"]["VpcEndpoints"]["Default"] == "none"  # a NAT gateway, as before
+    # gateway endpoints cannot be made without route tables: the stack refuses the parameters
+    [assertion] = source()["Rules"]["GatewayEndpointsNeedRouteTables"]["Assertions"]
+    assert assertion["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "RouteTableIds"}, ""]}]}
+    group = transformed()["Resources"]["EndpointSecurityGroup"]["Properties"]
+    assert group["SecurityGroupIngress"] == [
+        {
+            "IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "Description": "run containers",
+            "SourceSecurityGroupId": {"Fn::GetAtt": ["TaskSecurityGroup", "GroupId"]},
+        }
+    ]  # fmt: skip
+
+
+def test_the_readme_and_the_subnets_parameter_name_every_service_run_containers_reach() -> None:
+    names = ("ECR", "S3", "DynamoDB", "KMS", "CloudWatch Logs")
+    described = source()["Parameters"]["SubnetIds"]["Description"]
+    readme = (REPO / "README.md").read_text()
+    [sentence] = [line for line in readme.splitlines() if line.startswith("Run containers must reach")]
+    for name in names:
+        assert name in described and name in sentence, name
