@@ -789,3 +789,29 @@ def test_the_readme_and_the_subnets_parameter_name_every_service_run_containers_
     [sentence] = [line for line in readme.splitlines() if line.startswith("Run containers must reach")]
     for name in names:
         assert name in described and name in sentence, name
+
+
+# ---------------------------------------------------------------------------------------------
+# sam build and sam local invoke (issue 17, item 15; tests/integration/test_sam_local.py runs them)
+
+
+def test_the_build_and_the_local_image_follow_the_functions_python() -> None:
+    import re
+    import tomllib
+
+    runtime = source()["Globals"]["Function"]["Runtime"]
+    python = runtime.removeprefix("python")
+    # the Makefile installs wheels for that Python, and sam runs them on an image of it
+    [makefile_python] = re.findall(r"^LAMBDA_PYTHON = (\S+)$", (REPO / "Makefile").read_text(), re.MULTILINE)
+    assert makefile_python == python
+    config = tomllib.loads((REPO / "samconfig.toml").read_text())["default"]
+    assert config["local_invoke"]["parameters"]["invoke_image"] == [f"hatchway/lambda-python:{python}"]
+    # whose base Debian provides without a registry, and which CI builds
+    from hatchway.executors.containers.images import DEBIAN_SUITES
+
+    assert python in DEBIAN_SUITES
+    assert f"infra/images/build --python {python} --lambda-python" in (REPO / ".ci" / "run").read_text()
+    # sam's derivative of the image is rebuilt at each invoke (it is named without the Python)
+    assert config["local_invoke"]["parameters"]["force_image_build"] is True
+    # plain `sam build` runs make in the checkout: no copy of .venv and .venv-sam per function
+    assert config["build"]["parameters"]["build_in_source"] is True
