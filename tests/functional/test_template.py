@@ -815,3 +815,12 @@ def test_the_build_and_the_local_image_follow_the_functions_python() -> None:
     assert config["local_invoke"]["parameters"]["force_image_build"] is True
     # plain `sam build` runs make in the checkout: no copy of .venv and .venv-sam per function
     assert config["build"]["parameters"]["build_in_source"] is True
+
+
+def test_the_readmes_deploy_checklist_names_every_parameter_and_the_teardown() -> None:
+    readme = (REPO / "README.md").read_text()
+    checklist = readme[readme.index("### Deploy checklist") :].split("\n## ", 1)[0]
+    for parameter in source()["Parameters"]:
+        assert f"`{parameter}`" in checklist, parameter
+    assert "hatchway aws teardown" in checklist and "sam delete" in checklist
+    assert "Only by reading AWS's documentation" in checklist
