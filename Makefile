@@ -22,10 +22,23 @@ validate-template:
 	.venv/bin/cfn-lint template.yaml
 	SAM_CLI_TELEMETRY=0 .venv-sam/bin/sam validate --lint --template template.yaml --region us-east-1
 
-# `sam build` (template.yaml: BuildMethod makefile): the package with its aws extra and the
-# handlers, as wheels for the Lambda runtime (python3.12, x86_64) whatever Python builds them.
-LAMBDA_PIP = --platform manylinux2014_x86_64 --implementation cp --python-version 3.12 --only-binary=:all:
-build-ApiFunction build-EventsFunction build-PipelineFunction build-RunnerFunction build-SweeperFunction:
-	rm -rf "$(ARTIFACTS_DIR)/.wheel" && python3 -m pip wheel --quiet --no-deps -w "$(ARTIFACTS_DIR)/.wheel" .
-	python3 -m pip install --quiet --target "$(ARTIFACTS_DIR)" $(LAMBDA_PIP) "$$(ls "$(ARTIFACTS_DIR)"/.wheel/*.whl)[aws]"
-	rm -rf "$(ARTIFACTS_DIR)/.wheel" && cp -r handlers "$(ARTIFACTS_DIR)/handlers"
+# `sam build` (template.yaml: BuildMethod makefile; samconfig.toml builds in the source folder, so
+# sam copies neither .venv nor .venv-sam anywhere): the package with its aws extra and the handlers,
+# as wheels for the functions' runtime (template.yaml's Runtime, x86_64) whatever Python builds
+# them. The five functions run the same code: it is installed once into $(LAMBDA_BUNDLE) - again
+# only when pyproject.toml, src/hatchway or handlers change - and hard-linked into each function.
+LAMBDA_PYTHON = 3.13
+LAMBDA_PIP = --platform manylinux2014_x86_64 --implementation cp --python-version $(LAMBDA_PYTHON) --only-binary=:all:
+LAMBDA_BUNDLE = .aws-sam/hatchway-bundle-$(LAMBDA_PYTHON)
+LAMBDA_INPUTS = pyproject.toml $(shell find src/hatchway handlers -type f -not -name '*.py[co]' -not -path '*/node_modules/*')
+
+$(LAMBDA_BUNDLE)/.built: $(LAMBDA_INPUTS)
+	rm -rf "$(LAMBDA_BUNDLE)" "$(LAMBDA_BUNDLE).wheel" build/lib build/bdist.*  # setuptools would pack stale files left in build/lib
+	python3 -m pip wheel --quiet --no-deps -w "$(LAMBDA_BUNDLE).wheel" .
+	python3 -m pip install --quiet --no-compile --target "$(LAMBDA_BUNDLE)" $(LAMBDA_PIP) "$$(ls "$(LAMBDA_BUNDLE).wheel"/*.whl)[aws]"
+	rm -rf "$(LAMBDA_BUNDLE).wheel" && cp -r handlers "$(LAMBDA_BUNDLE)/handlers" && find "$(LAMBDA_BUNDLE)/handlers" -name __pycache__ -prune -exec rm -rf {} +
+	touch "$@"
+
+build-ApiFunction build-EventsFunction build-PipelineFunction build-RunnerFunction build-SweeperFunction: $(LAMBDA_BUNDLE)/.built
+	cp -al "$(LAMBDA_BUNDLE)/." "$(ARTIFACTS_DIR)/" 2>/dev/null || cp -a "$(LAMBDA_BUNDLE)/." "$(ARTIFACTS_DIR)/"
+	rm -f "$(ARTIFACTS_DIR)/.built"

@@ -48,7 +48,7 @@ LAMBDA_RUNTIME = {
     "LAMBDA_TASK_ROOT": str(REPO),
     "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
     "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-    "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+    "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
     "AWS_REGION": "us-east-1",
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_ACCESS_KEY_ID": "stand-in",

@@ -17,9 +17,9 @@ from hatchway.api.present import sync_body
 from hatchway.aws.aws_lambda import LambdaExecutor
 from hatchway.aws.batch import BatchEngine
 from hatchway.domain.runs import RunRequest, RunStatus
-from hatchway.errors import ActionAppError, ActionTimeout, ActionUserError, Unavailable
+from hatchway.errors import ActionAppError, ActionTimeout, ActionUserError, NotFound, Unavailable, ValidationFailed
 from tests.awsmock import answer_instead, lambda_error, lambda_function_error
-from tests.functional.awsstack import ACTION, ADMIN, ENV, P, Stack, build_stack
+from tests.functional.awsstack import ACTION, ADMIN, ENV, P, Stack, build_stack, watch
 
 pytestmark = pytest.mark.aws
 
@@ -118,3 +118,71 @@ def test_a_sync_call_makes_at_most_two_aws_calls_besides_the_invoke(batch: Stack
         # one read resolves the action, one transaction records the finished run and its log
         assert sum(calls.values()) <= 2, calls
         assert calls == {"dynamodb.GetItem": 1, "dynamodb.TransactWriteItems": 1}
+
+
+def test_a_function_made_under_the_old_name_is_left_alone_and_the_action_gets_one_under_act(batch: Stack) -> None:
+    from hatchway.aws.aws_lambda import resource_name
+
+    services = batch.services
+    services.actions.register(ADMIN, P, ENV, ACTION)
+    executor = services.placement.sync
+    assert isinstance(executor, LambdaExecutor)
+    spec = services.actions.resolve(P, ENV, "echo").spec
+    prefix = batch.settings.resource_prefix
+    new = executor.function_name(P, spec)
+    assert new.startswith(f"{prefix}-act-echo-")
+    # Given a deployment from before the action prefix: the version's function has the old name
+    # (<prefix>-<action>-<key>) and none under the new one
+    lam = batch.client("lambda")
+    old = resource_name(prefix, P, spec, 64)
+    config = lam.get_function_configuration(FunctionName=new)
+    lam.create_function(
+        FunctionName=old, PackageType="Image", Code={"ImageUri": ACTION["image_uri"]}, Role=config["Role"]
+    )
+    lam.delete_function(FunctionName=new)
+    # When the upgraded gateway is called: Lambda knows no function of the new name
+    batch.counter.hooks.clear()
+    answer_instead(executor.client, "Invoke", 404, lambda_error("ResourceNotFoundException", 404))
+    seen: list[str] = []
+    batch.counter.hooks.append(lambda _, operation, params: seen.append(f"{operation} {params.get('FunctionName')}"))
+    with pytest.raises(Unavailable):
+        sync_body(services.runs.call_sync(ADMIN, P, ENV, "echo", "hello", RunRequest({"who": "w"})))
+    # Then the gateway recreates the function under the new name (the call answers 503) and never
+    # touches the old one: the API role may no longer reach it, it is for the operator to delete
+    assert lam.get_function_configuration(FunctionName=new)["PackageType"] == "Image"
+    assert [call for call in seen if old in call] == []
+    assert lam.get_function_configuration(FunctionName=old)["FunctionName"] == old
+
+
+def test_an_action_function_logs_to_the_stacks_action_group_and_gets_its_reserved_concurrency(batch: Stack) -> None:
+    created = watch(batch, "CreateFunction")
+    # When a version whose action.json reserves 5 concurrent executions is registered
+    batch.services.actions.register(ADMIN, P, ENV, {**ACTION, "metadata": {"reserved_concurrency": 5}})
+    # Then its function logs to the group of all action functions (template.yaml: ActionLogGroup, with retention)
+    [params] = created
+    assert params["LoggingConfig"] == {"LogGroup": f"/{batch.settings.resource_prefix}/actions"}
+    # and Lambda holds 5 executions for it, and lets it use no more
+    concurrency = batch.client("lambda").get_function_concurrency(FunctionName=params["FunctionName"])
+    assert concurrency["ReservedConcurrentExecutions"] == 5
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, "10", True, 10**6])
+def test_a_reserved_concurrency_that_is_not_a_count_is_a_422_and_nothing_is_made(batch: Stack, value: Any) -> None:
+    with pytest.raises(ValidationFailed) as refused:
+        batch.services.actions.register(ADMIN, P, ENV, {**ACTION, "metadata": {"reserved_concurrency": value}})
+    assert refused.value.details[0]["loc"] == ["body", "metadata", "reserved_concurrency"]
+    functions = batch.client("lambda").list_functions()["Functions"]
+    assert [f for f in functions if f["FunctionName"].startswith(batch.settings.resource_prefix)] == []
+
+
+def test_a_reserved_concurrency_lambda_cannot_grant_is_a_422(batch: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given an account whose concurrency limit is 1000 (Lambda keeps 100 of it unreserved)
+    monkeypatch.setenv("MOTO_LAMBDA_CONCURRENCY_QUOTA", "1000")
+    # When an action asks for 950
+    with pytest.raises(ValidationFailed) as refused:
+        batch.services.actions.register(ADMIN, P, ENV, {**ACTION, "metadata": {"reserved_concurrency": 950}})
+    # Then the registration is refused with a message that says what to do, and nothing is stored
+    assert "lower it" in refused.value.message
+    assert refused.value.details[0]["loc"] == ["body", "metadata", "reserved_concurrency"]
+    with pytest.raises(NotFound):
+        batch.services.actions.resolve(P, ENV, "echo")

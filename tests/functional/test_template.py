@@ -100,7 +100,7 @@ def test_state_changes_reach_the_events_function() -> None:
     rules = [
         r["Properties"]
         for r in transformed()["Resources"].values()
-        if r["Type"] == "AWS::Events::Rule" and "EventPattern" in r["Properties"]
+        if r["Type"] == "AWS::Events::Rule" and "detail-type" in r["Properties"].get("EventPattern", {})
     ]
     patterns = {tuple(rule["EventPattern"]["detail-type"]): rule["EventPattern"] for rule in rules}
     assert patterns[("Batch Job State Change",)]["source"] == ["aws.batch"]
@@ -191,7 +191,7 @@ def test_every_handler_imports_with_its_deployed_environment(name: str, run_exec
     )
     done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["DynamoDbStore", "lambda", "(sync),", run_executor, "(runs)"]
+    assert done.stdout.split() == ["DynamoDbRunRepo", "lambda", "(sync),", run_executor, "(runs)"]
 
 
 def test_the_table_is_the_store_schema() -> None:
@@ -219,6 +219,7 @@ def test_project_roles_decrypt_only_their_projects_secrets() -> None:
     # the gateway may create task roles only under its path and only with that policy as boundary
     api_statements = resources["ApiFunction"]["Properties"]["Policies"][-1]["Statement"]
     [create] = [s for s in api_statements if s["Sid"] == "ProjectTaskRoles"]
+    assert create["Action"] == "iam:CreateRole"
     assert create["Condition"] == {"StringEquals": {"iam:PermissionsBoundary": {"Ref": "TaskPolicy"}}}
 
 
@@ -378,3 +379,449 @@ def test_a_function_that_starts_ecs_tasks_can_register_a_missing_task_definition
     assert tag_on_create and all(
         "RegisterTaskDefinition" in s["Condition"]["StringEquals"]["ecs:CreateAction"] for s in tag_on_create
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# action functions apart from the gateway's own (issue 17, item 9)
+
+
+def sub_with_defaults(value: Any) -> str:
+    """A ``!Sub`` ARN pattern with the parameters' defaults and a sample account in place."""
+    text = value["Fn::Sub"] if isinstance(value, dict) else value
+    for name, literal in (
+        ("${AWS::Partition}", "aws"),
+        ("${AWS::Region}", "us-east-1"),
+        ("${AWS::AccountId}", "123456789012"),
+        ("${ResourcePrefix}", "hatchway"),
+    ):
+        text = text.replace(name, literal)
+    return str(text)
+
+
+def gateway_function_arns() -> list[str]:
+    names = [sub_with_defaults(source()["Resources"][name]["Properties"]["FunctionName"]) for name in FUNCTIONS]
+    return [f"arn:aws:lambda:us-east-1:123456789012:function:{name}" for name in names]
+
+
+def lambda_grants() -> list[tuple[str, str, list[str], list[str]]]:
+    """(function, Sid, lambda actions, resource patterns) of every role's lambda: statement."""
+    grants = []
+    for name in FUNCTIONS:
+        for sid, statement in function_statements(name).items():
+            actions = [a for a in actions_of(statement) if a.startswith("lambda:")]
+            if actions:
+                resource = statement["Resource"]
+                resources = resource if isinstance(resource, list) else [resource]
+                grants.append((name, sid, actions, [sub_with_defaults(r) for r in resources]))
+    return grants
+
+
+def test_action_functions_have_a_prefix_of_their_own_and_only_it_is_granted() -> None:
+    from fnmatch import fnmatchcase
+
+    from hatchway.aws.aws_lambda import LambdaExecutor
+    from hatchway.aws.clients import AwsClients
+    from hatchway.domain.spec import ActionSpec
+
+    # the API role creates, changes, tags and invokes action functions under <prefix>-act-* only
+    [actions] = [resources for name, sid, _, resources in lambda_grants() if sid == "ActionFunctions"]
+    assert actions == ["arn:aws:lambda:us-east-1:123456789012:function:hatchway-act-*"]
+    # and the functions the gateway names for sync actions are what that grant names
+    executor = LambdaExecutor(AwsClients("us-east-1", None), "arn:aws:iam::123456789012:role/r", "hatchway")
+    for action in ("echo", "a" * 63, "x-api"):
+        spec = ActionSpec.model_validate({"name": action, "image_uri": "i:1", "sync_actions": ["go"]})
+        name = executor.function_name("proj_0123456789abcdef", spec)
+        assert len(name) <= 64 and fnmatchcase(f"arn:aws:lambda:us-east-1:123456789012:function:{name}", actions[0])
+    # no lambda: grant of any function reaches the gateway's own functions through a wildcard, and
+    # none but an invoke names one exactly (the runner by the API and the sweeper)
+    for name, sid, granted, resources in lambda_grants():
+        for pattern in resources:
+            reached = [arn for arn in gateway_function_arns() if fnmatchcase(arn, pattern)]
+            if "*" in pattern:
+                assert reached == [], (name, sid, pattern)
+            else:
+                assert granted == ["lambda:InvokeFunction"] and reached == [pattern], (name, sid, pattern)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "allowed"),
+    [
+        ("hatchway", True),
+        ("team-actions", True),
+        ("acme-act2", True),
+        ("hatchway-act", False),  # its api function would be hatchway-act-api: under hatchway's grant
+        ("hatchway-act-b", False),
+        ("Hatchway", False),
+        ("h" * 25, False),
+    ],
+)
+def test_no_resource_prefix_puts_a_stacks_functions_under_anothers_action_grant(prefix: str, allowed: bool) -> None:
+    import re
+
+    pattern = source()["Parameters"]["ResourcePrefix"]["AllowedPattern"]
+    assert bool(re.match(pattern, prefix)) is allowed
+
+
+# ---------------------------------------------------------------------------------------------
+# IAM statements carry only condition keys their actions support (issue 17, item 10)
+
+#: The service-specific condition keys each IAM action supports, from the IAM service authorization
+#: reference ("Actions, resources, and condition keys for AWS Identity and Access Management (IAM)",
+#: docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html),
+#: read from its machine-readable copy (iann0036/iam-dataset, aws/iam_definition.json). aws:RequestTag,
+#: aws:ResourceTag and aws:TagKeys are per action too; other aws:* keys are global.
+IAM_ACTION_KEYS = {
+    "iam:CreateRole": {
+        "aws:RequestTag/*", "aws:ResourceTag/*", "aws:TagKeys", "iam:PermissionsBoundary",
+        "iam:ResourceTag/*", "iam:RoleTemplateARN",
+    },
+    "iam:TagRole": {"aws:RequestTag/*", "aws:ResourceTag/*", "aws:TagKeys", "iam:ResourceTag/*", "iam:RoleTemplateARN"},
+    "iam:AttachRolePolicy": {
+        "aws:ResourceTag/*", "iam:PermissionsBoundary", "iam:PolicyARN", "iam:ResourceTag/*", "iam:RoleTemplateARN",
+    },
+    "iam:PutRolePolicy": {"aws:ResourceTag/*", "iam:PermissionsBoundary", "iam:ResourceTag/*", "iam:RoleTemplateARN"},
+    "iam:PassRole": {"aws:ResourceTag/*", "iam:AssociatedResourceArn", "iam:PassedToService", "iam:ResourceTag/*"},
+    "iam:GetRole": {"aws:ResourceTag/*", "iam:ResourceTag/*"},
+}  # fmt: skip
+PER_ACTION_GLOBAL_KEYS = ("aws:RequestTag/", "aws:ResourceTag/", "aws:TagKeys")
+
+
+def every_statement() -> list[tuple[str, dict[str, Any]]]:
+    """(where, statement) of every policy statement the template grants to a role."""
+    found = []
+    for name in FUNCTIONS:
+        found += [(f"{name}/{sid}", statement) for sid, statement in function_statements(name).items()]
+    found += [(f"PipelineStatesRole/{sid}", s) for sid, s in states_role_statements().items()]
+    found += [(f"TaskPolicy/{sid}", s) for sid, s in task_policy_statements().items()]
+    return found
+
+
+def condition_keys(statement: dict[str, Any]) -> set[str]:
+    keys = set()
+    for block in statement.get("Condition", {}).values():
+        for key in block:
+            for tagged in ("aws:RequestTag/", "aws:ResourceTag/", "iam:ResourceTag/"):
+                key = f"{tagged}*" if key.startswith(tagged) else key
+            keys.add(key)
+    return keys
+
+
+def test_every_iam_statement_carries_only_condition_keys_its_actions_support() -> None:
+    # a key an action's requests do not carry never matches: the grant would be an AccessDenied
+    checked = 0
+    for where, statement in every_statement():
+        keys = {k for k in condition_keys(statement) if k.startswith("iam:") or k.startswith(PER_ACTION_GLOBAL_KEYS)}
+        for action in actions_of(statement):
+            if action.startswith("iam:"):
+                assert action in IAM_ACTION_KEYS, f"{where}: add {action}'s keys from the reference"
+                assert keys <= IAM_ACTION_KEYS[action], (where, action, keys - IAM_ACTION_KEYS[action])
+                checked += 1
+    assert checked >= 8
+
+
+def test_project_task_roles_can_be_created_tagged_and_given_only_the_task_policy() -> None:
+    from fnmatch import fnmatchcase
+
+    from hatchway.aws.engines import PROJECT_TAG, task_role_name
+
+    statements = function_statements("ApiFunction")
+    granted = {
+        action: statement for statement in statements.values() for action in actions_of(statement) if "iam:" in action
+    }
+    role = f"arn:aws:iam::123456789012:role/hatchway/{task_role_name('hatchway', 'proj_0123456789abcdef')}"
+    # CreateRole with Tags is authorized as CreateRole and as TagRole: both on the project roles
+    for action in ("iam:CreateRole", "iam:TagRole", "iam:AttachRolePolicy", "iam:GetRole"):
+        assert fnmatchcase(role, sub_with_defaults(granted[action]["Resource"])), action
+    # CreateRole only with the task policy as boundary; AttachRolePolicy only that policy, onto such a role
+    boundary = {"iam:PermissionsBoundary": {"Ref": "TaskPolicy"}}
+    assert granted["iam:CreateRole"]["Condition"] == {"StringEquals": boundary}
+    assert granted["iam:AttachRolePolicy"]["Condition"] == {
+        "StringEquals": {**boundary, "iam:PolicyARN": {"Ref": "TaskPolicy"}}
+    }
+    # TagRole only the project tag (the KMS key policy reads it), never under a boundary condition
+    assert granted["iam:TagRole"]["Condition"] == {"ForAllValues:StringEquals": {"aws:TagKeys": [PROJECT_TAG]}}
+    for action in ("iam:CreateRole", "iam:TagRole", "iam:AttachRolePolicy"):
+        assert actions_of(granted[action]) == [action], "one action per statement: its own condition keys"
+
+
+# ---------------------------------------------------------------------------------------------
+# operations: alarms, dead letters, API stage, concurrency, action logs (issue 17, item 11)
+
+
+def resources_of(kind: str) -> dict[str, dict[str, Any]]:
+    return {name: r["Properties"] for name, r in transformed()["Resources"].items() if r["Type"] == kind}
+
+
+def alarm_metrics(alarm: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(namespace, metric, dimensions) of every metric an alarm reads."""
+    if "MetricName" in alarm:
+        return [(alarm["Namespace"], alarm["MetricName"], {d["Name"]: d["Value"] for d in alarm["Dimensions"]})]
+    found = []
+    for query in alarm["Metrics"]:
+        if "MetricStat" in query:
+            metric = query["MetricStat"]["Metric"]
+            dimensions = {d["Name"]: d["Value"] for d in metric["Dimensions"]}
+            found.append((metric["Namespace"], metric["MetricName"], dimensions))
+    return found
+
+
+def watched() -> set[tuple[str, str, str]]:
+    """(namespace, metric, what) every alarm of the stack watches, ``what`` a logical id."""
+    seen = set()
+    for alarm in resources_of("AWS::CloudWatch::Alarm").values():
+        for namespace, metric, dimensions in alarm_metrics(alarm):
+            for value in dimensions.values():
+                target = value.get("Ref") or value.get("Fn::GetAtt", [None])[0]
+                seen.add((namespace, metric, target))
+    return seen
+
+
+def function_rules() -> dict[str, dict[str, Any]]:
+    """The stack's EventBridge rules whose target is one of its functions."""
+    return {
+        name: rule
+        for name, rule in resources_of("AWS::Events::Rule").items()
+        if any("Function" in json.dumps(target["Arn"]) for target in rule["Targets"])
+    }
+
+
+def test_alarms_watch_the_api_the_functions_the_sweeper_the_event_deliveries_and_the_run_engines() -> None:
+    seen = watched()
+    assert ("AWS/ApiGateway", "5xx", "ServerlessHttpApi") in seen
+    for name in ("ApiFunction", "RunnerFunction", "EventsFunction", "PipelineFunction", "SweeperFunction"):
+        assert ("AWS/Lambda", "Errors", name) in seen, name
+        assert ("AWS/Lambda", "Throttles", name) in seen, name
+    assert len(function_rules()) == 4
+    for rule in function_rules():
+        assert ("AWS/Events", "FailedInvocations", rule) in seen, rule
+    for queue in ("EventsDeadLetterQueue", "RunnerDeadLetterQueue"):
+        assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", queue) in seen, queue
+    assert ("AWS/Events", "MatchedEvents", "RunEngineFailuresRule") in seen
+    # the sweeper's own alarm: a few failed minutely sweeps, not one
+    sweeper = resources_of("AWS::CloudWatch::Alarm")["SweeperFailuresAlarm"]
+    assert alarm_metrics(sweeper)[0][:2] == ("AWS/Lambda", "Errors") and sweeper["Threshold"] > 1
+
+
+def test_every_alarm_notifies_the_optional_topic() -> None:
+    assert source()["Parameters"]["AlarmTopicArn"]["Default"] == ""
+    assert source()["Conditions"]["HasAlarmTopic"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]}
+    notify = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    alarms = resources_of("AWS::CloudWatch::Alarm")
+    assert len(alarms) >= 7
+    for name, alarm in alarms.items():
+        assert alarm["AlarmActions"] == notify and alarm["OKActions"] == notify, name
+        assert alarm["TreatMissingData"] == "notBreaching", name  # no data is no failure
+
+
+def test_undelivered_events_and_runner_invocations_land_in_dead_letter_queues() -> None:
+    resources = transformed()["Resources"]
+    queue = {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}
+    for name, rule in function_rules().items():
+        [target] = rule["Targets"]
+        assert target["DeadLetterConfig"] == {"Arn": queue}, name
+    # EventBridge may send to the queue for these rules only
+    [statement] = resources["EventsDeadLetterQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"} and statement["Action"] == "sqs:SendMessage"
+    sources = statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+    assert sorted(s["Fn::GetAtt"][0] for s in sources) == sorted(function_rules())
+    # a run id Lambda gave up invoking the runner with goes to the runner's queue
+    [invoke_config] = resources_of("AWS::Lambda::EventInvokeConfig").values()
+    assert invoke_config["FunctionName"] == {"Ref": "RunnerFunction"}
+    assert invoke_config["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["RunnerDeadLetterQueue", "Arn"]
+    }
+    for name in ("EventsDeadLetterQueue", "RunnerDeadLetterQueue"):
+        assert resources[name]["Properties"]["SqsManagedSseEnabled"] is True
+
+
+def test_the_http_api_stage_is_throttled_and_logs_json_without_headers_or_query() -> None:
+    [stage] = resources_of("AWS::ApiGatewayV2::Stage").values()
+    assert stage["DefaultRouteSettings"] == {
+        "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
+        "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"},
+    }
+    logs = stage["AccessLogSettings"]
+    assert logs["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    fields = json.loads(logs["Format"])  # one JSON object per request
+    assert {"requestId", "status", "method", "path", "ip", "integrationError"} <= set(fields)
+    assert not [v for v in fields.values() if "header" in v.lower() or "querystring" in v.lower() or "body" in v]
+    group = transformed()["Resources"]["ApiAccessLogGroup"]["Properties"]
+    assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_the_api_function_may_get_reserved_concurrency() -> None:
+    parameter = source()["Parameters"]["ApiReservedConcurrency"]
+    assert parameter["Default"] == 0  # none reserved: a new account's limit may leave nothing to reserve
+    assert functions()["ApiFunction"]["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["HasApiReservedConcurrency", {"Ref": "ApiReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
+    assert "lambda:PutFunctionConcurrency" in actions_of(function_statements("ApiFunction")["ActionFunctions"])
+
+
+def test_action_functions_log_to_the_stacks_group_with_its_retention() -> None:
+    from hatchway.aws.aws_lambda import LambdaExecutor
+    from hatchway.aws.clients import AwsClients
+
+    group = source()["Resources"]["ActionLogGroup"]["Properties"]
+    assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    executor = LambdaExecutor(AwsClients("us-east-1", None), "arn:aws:iam::123456789012:role/r", "hatchway")
+    assert sub_with_defaults(group["LogGroupName"]) == executor.log_group
+
+
+def test_the_run_engine_failures_rule_leaves_out_the_gateways_own_cancels() -> None:
+    import re
+
+    rule = source()["Resources"]["RunEngineFailuresRule"]["Properties"]
+    [excluded] = [
+        branch["detail"]["statusReason"][0]["anything-but"]
+        for branch in rule["EventPattern"]["$or"]
+        if "anything-but" in json.dumps(branch)
+    ]
+    reasons = set()
+    for path in (REPO / "src" / "hatchway").rglob("*.py"):
+        reasons |= set(re.findall(r"\.terminate\(\s*[\w.()=, ]+?,\s*\"([^\"]+)\"\)", path.read_text()))
+    assert reasons and set(excluded) == reasons
+
+
+RUN_ENGINE_EVENTS = [
+    # (why, event detail-type, detail, is a platform failure)
+    ("image pull", "Batch Job State Change",
+     {"status": "FAILED", "statusReason": "CannotPullContainerError: pull access denied", "container": {}}, True),
+    ("no reason", "Batch Job State Change", {"status": "FAILED", "container": {}}, True),
+    ("the action's exit 1", "Batch Job State Change",
+     {"status": "FAILED", "statusReason": "Essential container in task exited", "container": {"exitCode": 1}}, False),
+    ("a cancel", "Batch Job State Change",
+     {"status": "FAILED", "statusReason": "cancelled through the hatchway API", "container": {}}, False),
+    ("succeeded", "Batch Job State Change", {"status": "SUCCEEDED", "container": {"exitCode": 0}}, False),
+    ("failed to start", "ECS Task State Change", {"lastStatus": "STOPPED", "stopCode": "TaskFailedToStart"}, True),
+    ("spot", "ECS Task State Change", {"lastStatus": "STOPPED", "stopCode": "SpotInterruption"}, True),
+    ("a stop", "ECS Task State Change", {"lastStatus": "STOPPED", "stopCode": "UserInitiated"}, False),
+    ("the action's exit", "ECS Task State Change", {"lastStatus": "STOPPED", "stopCode": "EssentialContainerExited"},
+     False),
+]  # fmt: skip
+
+
+@pytest.mark.aws
+def test_the_run_engine_failures_rule_matches_platform_failures_only() -> None:
+    from tests.awsmock import REGION, moto_in_process
+
+    queue = "arn:aws:batch:us-east-1:123456789012:job-queue/hatchway-runs"
+    cluster = "arn:aws:ecs:us-east-1:123456789012:cluster/hatchway-runs"
+    pattern = json.dumps(source()["Resources"]["RunEngineFailuresRule"]["Properties"]["EventPattern"])
+    pattern = pattern.replace('{"Ref": "JobQueue"}', json.dumps(queue))
+    pattern = pattern.replace('{"Fn::GetAtt": ["Cluster", "Arn"]}', json.dumps(cluster))
+    with moto_in_process():
+        import boto3
+
+        # the rule as deployed, delivering to a queue instead of the log group
+        events, sqs = boto3.client("events", region_name=REGION), boto3.client("sqs", region_name=REGION)
+        url = sqs.create_queue(QueueName="run-engine-failures")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name="run-engine-failures", EventPattern=pattern)
+        events.put_targets(Rule="run-engine-failures", Targets=[{"Id": "q", "Arn": arn}])
+        for why, kind, detail, _ in RUN_ENGINE_EVENTS:
+            where = {"jobQueue": queue} if kind.startswith("Batch") else {"clusterArn": cluster}
+            source_ = "aws.batch" if kind.startswith("Batch") else "aws.ecs"
+            entry = {"Source": source_, "DetailType": kind, "Detail": json.dumps({**where, **detail, "why": why})}
+            assert events.put_events(Entries=[entry])["FailedEntryCount"] == 0
+        delivered = []
+        while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            for message in messages:
+                delivered.append(json.loads(message["Body"])["detail"]["why"])
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        assert sorted(delivered) == sorted(why for why, _, _, platform in RUN_ENGINE_EVENTS if platform)
+
+
+# ---------------------------------------------------------------------------------------------
+# networking without a NAT gateway (issue 17, item 14)
+
+#: what a run container reaches: ECR (api, dkr; layers from S3), the table, the key, the bucket, its logs
+RUN_CONTAINER_SERVICES = {"ecr.api", "ecr.dkr", "s3", "dynamodb", "kms", "logs"}
+
+
+def endpoints() -> dict[str, dict[str, Any]]:
+    return {
+        name: resource
+        for name, resource in transformed()["Resources"].items()
+        if resource["Type"] == "AWS::EC2::VPCEndpoint"
+    }
+
+
+def test_vpc_endpoints_for_every_service_a_run_container_reaches_are_optional() -> None:
+    services = {}
+    for name, endpoint in endpoints().items():
+        properties = endpoint["Properties"]
+        service = properties["ServiceName"]["Fn::Sub"].removeprefix("com.amazonaws.${AWS::Region}.")
+        services[service] = (endpoint["Condition"], properties["VpcEndpointType"], name)
+        assert properties["VpcId"] == {"Ref": "VpcId"}, name
+        if properties["VpcEndpointType"] == "Interface":
+            # in the run containers' subnets, answering their HTTPS only, under the services' own names
+            assert properties["SubnetIds"] == {"Ref": "SubnetIds"} and properties["PrivateDnsEnabled"] is True
+            assert properties["SecurityGroupIds"] == [{"Fn::GetAtt": ["EndpointSecurityGroup", "GroupId"]}]
+        else:
+            assert properties["RouteTableIds"] == {"Fn::Split": [",", {"Ref": "RouteTableIds"}]}, name
+    assert set(services) == RUN_CONTAINER_SERVICES
+    for service, (condition, kind, _) in services.items():
+        assert (condition, kind) == (
+            ("CreateGatewayEndpoints", "Gateway")
+            if service in ("s3", "dynamodb")
+            else ("CreateInterfaceEndpoints", "Interface")
+        ), service
+    conditions = source()["Conditions"]
+    assert conditions["CreateInterfaceEndpoints"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "VpcEndpoints"}, "none"]}]}
+    assert conditions["CreateGatewayEndpoints"] == {"Fn::Equals": [{"Ref": "VpcEndpoints"}, "all"]}
+    assert source()["Parameters"]["VpcEndpoints"]["Default"] == "none"  # a NAT gateway, as before
+    # gateway endpoints cannot be made without route tables: the stack refuses the parameters
+    [assertion] = source()["Rules"]["GatewayEndpointsNeedRouteTables"]["Assertions"]
+    assert assertion["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "RouteTableIds"}, ""]}]}
+    group = transformed()["Resources"]["EndpointSecurityGroup"]["Properties"]
+    assert group["SecurityGroupIngress"] == [
+        {
+            "IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "Description": "run containers",
+            "SourceSecurityGroupId": {"Fn::GetAtt": ["TaskSecurityGroup", "GroupId"]},
+        }
+    ]  # fmt: skip
+
+
+def test_the_readme_and_the_subnets_parameter_name_every_service_run_containers_reach() -> None:
+    names = ("ECR", "S3", "DynamoDB", "KMS", "CloudWatch Logs")
+    described = source()["Parameters"]["SubnetIds"]["Description"]
+    readme = (REPO / "README.md").read_text()
+    [sentence] = [line for line in readme.splitlines() if line.startswith("Run containers must reach")]
+    for name in names:
+        assert name in described and name in sentence, name
+
+
+# ---------------------------------------------------------------------------------------------
+# sam build and sam local invoke (issue 17, item 15; tests/integration/test_sam_local.py runs them)
+
+
+def test_the_build_and_the_local_image_follow_the_functions_python() -> None:
+    import re
+    import tomllib
+
+    runtime = source()["Globals"]["Function"]["Runtime"]
+    python = runtime.removeprefix("python")
+    # the Makefile installs wheels for that Python, and sam runs them on an image of it
+    [makefile_python] = re.findall(r"^LAMBDA_PYTHON = (\S+)$", (REPO / "Makefile").read_text(), re.MULTILINE)
+    assert makefile_python == python
+    config = tomllib.loads((REPO / "samconfig.toml").read_text())["default"]
+    assert config["local_invoke"]["parameters"]["invoke_image"] == [f"hatchway/lambda-python:{python}"]
+    # whose base Debian provides without a registry, and which CI builds
+    from hatchway.executors.containers.images import DEBIAN_SUITES
+
+    assert python in DEBIAN_SUITES
+    assert f"infra/images/build --python {python} --lambda-python" in (REPO / ".ci" / "run").read_text()
+    # sam's derivative of the image is rebuilt at each invoke (it is named without the Python)
+    assert config["local_invoke"]["parameters"]["force_image_build"] is True
+    # plain `sam build` runs make in the checkout: no copy of .venv and .venv-sam per function
+    assert config["build"]["parameters"]["build_in_source"] is True
+
+
+def test_the_readmes_deploy_checklist_names_every_parameter_and_the_teardown() -> None:
+    readme = (REPO / "README.md").read_text()
+    checklist = readme[readme.index("### Deploy checklist") :].split("\n## ", 1)[0]
+    for parameter in source()["Parameters"]:
+        assert f"`{parameter}`" in checklist, parameter
+    assert "hatchway aws teardown" in checklist and "sam delete" in checklist
+    assert "Only by reading AWS's documentation" in checklist

@@ -1,12 +1,17 @@
 """Sync actions as container Lambdas (the AWS backend).
 
 Registering an action version with sync actions creates one function per (project, action,
-effective digest): ``PackageType=Image`` with the action's image, ``Timeout=30``, memory from
-``compute_requirements`` and ephemeral storage from ``storage`` (both clamped to Lambda's range),
-and the image's entry point set to ``awslambdaric`` with hatchway's runtime adapter as handler -
-so the image needs only ``hatchway`` (its standard-library runtime) and ``awslambdaric``
-installed, and no ENTRYPOINT of its own matters. The function is immutable in practice: a new
-spec has a new digest and so a new function.
+effective digest), named ``<prefix>-act-<action>-<key>`` apart from the gateway's own functions
+(``<prefix>-api``, ``-runner``, ``-events``, ``-sweeper``, ``-pipelines``) so the API role's
+grant names action functions only: ``PackageType=Image`` with the action's image, ``Timeout=30``,
+memory from ``compute_requirements`` and ephemeral storage from ``storage`` (both clamped to
+Lambda's range), and the image's entry point set to ``awslambdaric`` with hatchway's runtime
+adapter as handler - so the image needs only ``hatchway`` (its standard-library runtime) and
+``awslambdaric`` installed, and no ENTRYPOINT of its own matters. The function is immutable in
+practice: a new spec has a new digest and so a new function. Every action function logs to one
+group, ``/<prefix>/actions`` (``LoggingConfig``; each stream is named after its function), which
+template.yaml creates with the stack's retention; ``metadata.reserved_concurrency`` in action.json
+reserves (and caps) the function's concurrency (``PutFunctionConcurrency``).
 
 A sync call is one synchronous ``Invoke`` (``RequestResponse``) whose payload is the runtime
 adapter's invocation (:func:`~hatchway.domain.attempts.adapter_payload`: config.json, argv, env,
@@ -38,6 +43,11 @@ from hatchway.errors import InternalError, ValidationFailed
 from hatchway.runtime.contract import OutputCollector
 
 FILES_UNSUPPORTED = "file stashes and input files are not available for Lambda sync actions yet"
+#: what action function names start with after the resource prefix (template.yaml grants ``<prefix>-act-*``)
+ACTION_FUNCTION_INFIX = "act"
+#: action.json ``metadata`` key: the reserved concurrency of the version's function (AWS only)
+RESERVED_CONCURRENCY_KEY = "reserved_concurrency"
+MAX_RESERVED_CONCURRENCY = 100_000
 MIN_MEMORY, MAX_MEMORY = 128, 10240
 MIN_STORAGE_MB, MAX_STORAGE_MB = 512, 10240
 ADAPTER_ENTRY_POINT = ["python3", "-m", "awslambdaric"]
@@ -126,7 +136,12 @@ class LambdaExecutor:
         return self.aws.client("lambda")
 
     def function_name(self, project_id: str, spec: ActionSpec) -> str:
-        return resource_name(self.prefix, project_id, spec, 64)
+        return resource_name(f"{self.prefix}-{ACTION_FUNCTION_INFIX}", project_id, spec, 64)
+
+    @property
+    def log_group(self) -> str:
+        """Where every action function logs (template.yaml's ActionLogGroup, with its retention)."""
+        return f"/{self.prefix}/actions"
 
     def check(self, spec: ActionSpec, invoked: str) -> None:
         image_required(spec, "a sync action")
@@ -145,6 +160,7 @@ class LambdaExecutor:
             "EphemeralStorage": {"Size": clamp(compute.storage * 1024, MIN_STORAGE_MB, MAX_STORAGE_MB)},
             "ImageConfig": image_config,
             "Environment": {"Variables": {"HATCHWAY_ADAPTER_ROOT": "/tmp"}},  # noqa: S108 - Lambda's only writable dir
+            "LoggingConfig": {"LogGroup": self.log_group},
             "Description": f"hatchway sync actions of {spec.name} ({spec.digest()[:19]}) in {project_id}",
         }
 
@@ -153,6 +169,7 @@ class LambdaExecutor:
         if not spec.sync_actions:
             return
         image = image_required(spec, "a sync action")
+        reserved = reserved_concurrency(spec)
         if not self.role_arn:
             raise InternalError("HATCHWAY_LAMBDA_ROLE_ARN is not set: sync actions cannot get a function")
         name = self.function_name(project_id, spec)
@@ -175,6 +192,20 @@ class LambdaExecutor:
                     )
             elif _differs(current, wanted):
                 client.update_function_configuration(FunctionName=name, **wanted)
+        if reserved is not None:
+            self._reserve(name, reserved)
+
+    def _reserve(self, name: str, reserved: int) -> None:
+        client = self.client
+        with translate("AWS Lambda"):
+            try:
+                client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=reserved)
+            except client.exceptions.InvalidParameterValueException:
+                raise ValidationFailed.at(
+                    ["body", "metadata", RESERVED_CONCURRENCY_KEY],
+                    f"AWS Lambda cannot reserve {reserved} concurrent executions in this account (it keeps "
+                    "100 unreserved within the account's limit): lower it, or ask AWS for a higher limit",
+                ) from None
 
     def execute(self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event) -> AttemptResult:
         # A sync call cannot be cancelled mid-invoke (nobody knows its run id before it answers).
@@ -240,6 +271,20 @@ class LambdaExecutor:
         return AttemptResult(platform_error=f"AWS Lambda refused the invocation ({code or type(exc).__name__})")
 
 
+def reserved_concurrency(spec: ActionSpec) -> int | None:
+    """``metadata.reserved_concurrency`` of an action.json, checked (a 422 when it is not a count)."""
+    value = spec.metadata.get(RESERVED_CONCURRENCY_KEY)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_RESERVED_CONCURRENCY:
+        raise ValidationFailed.at(
+            ["body", "metadata", RESERVED_CONCURRENCY_KEY],
+            f"the reserved concurrency of the action's Lambda function is a whole number from 0 (calls "
+            f"refused) to {MAX_RESERVED_CONCURRENCY}",
+        )
+    return value
+
+
 def _function_error(body: bytes, started: float) -> AttemptResult:
     """A function error: the adapter did not answer (timeout, crash, out of memory)."""
     try:
@@ -261,6 +306,9 @@ def _differs(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
     if current.get("MemorySize") != wanted["MemorySize"]:
         return True
     if (current.get("EphemeralStorage") or {}).get("Size") != wanted["EphemeralStorage"]["Size"]:
+        return True
+    logging = current.get("LoggingConfig")  # absent where Lambda does not answer it (moto)
+    if logging is not None and logging.get("LogGroup") != wanted["LoggingConfig"]["LogGroup"]:
         return True
     image = (current.get("ImageConfigResponse") or {}).get("ImageConfig") or {}
     return bool(image) and image != wanted["ImageConfig"]
