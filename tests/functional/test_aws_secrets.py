@@ -82,7 +82,7 @@ def test_each_process_decrypts_its_data_key_once(kms_services: tuple[Services, C
 
 
 def counter_session(services: Services) -> Any:
-    return services.repos.runs.aws.session  # type: ignore[attr-defined]
+    return services.repos.runs.table.aws.session  # type: ignore[attr-defined]
 
 
 def test_the_encryption_context_binds_a_ciphertext_to_its_project(kms_services: tuple[Services, CallCounter]) -> None:

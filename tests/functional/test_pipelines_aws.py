@@ -339,7 +339,7 @@ def test_async_steps_run_on_the_batch_executors_definitions(tmp_path: Any) -> No
         targets = Targets(function_arn="arn:aws:lambda:us-east-1:123456789012:function:f",
                           job_queue=settings.batch_job_queue)  # fmt: skip
         services = build_services(
-            settings, store=SqliteStore(tmp_path / "pipelines.db"),
+            settings, repos=SqliteStore(tmp_path / "pipelines.db"),
             placement=build_placement(settings, sync=ProcessExecutor.from_settings(settings), run=runs),
             pipeline_engine=lambda service: StepFunctionsEngine(service, sfn, role["Arn"], targets), aws=aws,
         )  # fmt: skip
