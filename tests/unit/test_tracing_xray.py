@@ -43,3 +43,23 @@ def test_outside_a_segment_there_is_no_trace_to_continue() -> None:
 @pytest.fixture(autouse=True)
 def _quiet_xray(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_XRAY_CONTEXT_MISSING", "IGNORE_ERROR")
+
+
+def test_xray_patches_botocore_only_so_a_cold_start_does_not_import_httpx() -> None:
+    import os
+    import subprocess
+    import sys
+
+    # Given a Lambda function traced with X-Ray (powertools' Tracer patches nothing outside Lambda)
+    env = {**os.environ, "LAMBDA_TASK_ROOT": "/var/task", "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR"}
+    probe = (
+        "import sys; from hatchway.observability.tracing import configure_tracing; "
+        "from hatchway.config import Settings; configure_tracing(Settings.from_env({'HATCHWAY_TRACING': 'xray'})); "
+        "from aws_xray_sdk.core.patcher import _PATCHED_MODULES as patched; "
+        "print('httpx' in sys.modules, sorted(patched))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    # Then AWS calls are subsegments, and X-Ray's patch of every library it knows (which imports
+    # httpx, and rich and click with it, at start-up) is not made
+    assert done.stdout.split() == ["False", "['botocore']"]

@@ -115,7 +115,10 @@ class _XRay(_Off):
     def __init__(self, tracer: Any = None) -> None:
         from aws_lambda_powertools import Tracer
 
-        self.tracer: Any = tracer or Tracer(service="hatchway")
+        # botocore only: X-Ray's patch of everything it knows imports httpx at start-up, and httpx
+        # imports rich and click where they are installed (~0.17 s of a cold start); an HTTP
+        # action's call is inside the attempt's own "executor http" subsegment anyway
+        self.tracer: Any = tracer or Tracer(service="hatchway", patch_modules=["botocore"])
 
     @contextlib.contextmanager
     def _subsegment(self, name: str, attributes: dict[str, Any]) -> Iterator[Any]:
