@@ -23,6 +23,7 @@ from hatchway.api.common import (
     json_answer,
     page_answer,
     public_base,
+    request_deadline,
 )
 from hatchway.api.common import principal as common_principal
 from hatchway.domain.pipelines.spec import PipelineSpec, Scalar
@@ -216,7 +217,8 @@ def register(app: APIGatewayHttpResolver, api: Api) -> None:
     ) -> Response[str]:
         overrides = body.overrides() if body else {}
         execution = pipelines.execute(
-            principal(), project_id, env_name(environment), name, overrides, idempotency_key
+            principal(), project_id, env_name(environment), name, overrides, idempotency_key,
+            request_deadline(app.lambda_context),
         )  # fmt: skip
         location = f"/v1/projects/{project_id}/pipelines/{name}/executions/{execution.id}"
         return answer(202, pipelines.present_execution(execution), {"Location": location})

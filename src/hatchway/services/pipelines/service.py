@@ -332,12 +332,13 @@ class PipelineService:
         name: str,
         overrides: dict[str, Any],
         idempotency_key: str | None = None,
+        deadline: float | None = None,
     ) -> Execution:
         """Start an execution of the latest version, with settable variables overridden.
 
         With an ``idempotency_key`` a repeat of the request (the same overrides) gets the execution
-        the first one started instead of another, for as long as run keys are kept; the same key
-        with other overrides is a conflict.
+        the first one started instead of another, for as long as run keys are kept (a repeat waits
+        for the first until ``deadline`` at most); the same key with other overrides is a conflict.
         """
         self.auth.authorize(principal, project_id, environment, "runs:write")
         if idempotency_key is None:
@@ -356,7 +357,7 @@ class PipelineService:
         scope = f"{project_id}/{environment}/pipelines/{name}/{idempotency_key}"
         ttl = self.settings.idempotency_seconds
         first = self.idempotency.once(
-            scope, fingerprint, ttl, work, encode=same, decode=same, keep_errors=False, code=202
+            scope, fingerprint, ttl, work, encode=same, decode=same, keep_errors=False, code=202, deadline=deadline
         )  # fmt: skip
         return self._execution(project_id, environment, name, str(first["id"]))
 
