@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from hatchway.domain.runs import StateChange
     from hatchway.ports import BlobStore, Repos, RunDispatcher, SecretBox
     from hatchway.services import Services
-    from hatchway.services.pipelines.service import PipelineService
+    from hatchway.services.pipelines.executions import PipelineService
     from hatchway.services.placement import Executor, Placement
 
 #: store backend (``HATCHWAY_BACKEND``) -> its class
@@ -231,7 +231,7 @@ def build_services(
     from hatchway.services.extras import CacheTags, Callbacks, SessionTypes
     from hatchway.services.files import FileService
     from hatchway.services.idempotency import Idempotency
-    from hatchway.services.pipelines.service import PipelineService
+    from hatchway.services.pipelines.executions import PipelineService
     from hatchway.services.pipelines.steps import InlineActions
     from hatchway.services.queue import LocalQueue, NoDispatcher
     from hatchway.services.remote import RemoteRuns

@@ -9,7 +9,7 @@ worker at once (the services' :class:`~hatchway.services.queue.LocalQueue`); oth
 noticed by polling. On shutdown the pool stops claiming, lets running attempts finish for a grace
 period, then releases the rest back to the queue.
 
-The pool also advances pipeline executions (:mod:`hatchway.services.pipelines.advancer`): a worker that
+The pool also advances pipeline executions (:mod:`hatchway.services.pipelines.local`): a worker that
 finishes a step's run wakes the advancer, so the next step starts at once.
 """
 

@@ -26,7 +26,7 @@ from hatchway.aws.stepfunctions import PipelineFunction, StepFunctionsEngine
 from hatchway.client import Client, ConflictResponse, NotFoundResponse
 from hatchway.config import Settings
 from hatchway.services import Services
-from hatchway.services.pipelines.service import PipelineService
+from hatchway.services.pipelines.executions import PipelineService
 from hatchway.wiring import bootstrap, build_services
 from tests.conftest import inprocess_client
 from tests.functional.stages import base, execute, execution, explain, put, stage, statuses, step

@@ -46,7 +46,7 @@ from hatchway.errors import (
 )
 
 if TYPE_CHECKING:
-    from hatchway.services.pipelines.service import PipelineService
+    from hatchway.services.pipelines.executions import PipelineService
 
 log = logging.getLogger("hatchway.pipelines")
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from hatchway.services.extras import CacheTags, Callbacks, SessionTypes
     from hatchway.services.files import FileService
     from hatchway.services.idempotency import Idempotency
-    from hatchway.services.pipelines.service import PipelineService
+    from hatchway.services.pipelines.executions import PipelineService
     from hatchway.services.placement import Placement
     from hatchway.services.queue import LocalQueue
     from hatchway.services.remote import RemoteRuns

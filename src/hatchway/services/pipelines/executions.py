@@ -6,7 +6,7 @@ execution is an ordinary run with its own record, attempts, retries, timeout and
 adds definitions (versioned, secrets encrypted on receipt), executions (one record per execution,
 compare-and-set like runs) and, on the local engine, the effects of
 :func:`hatchway.domain.pipelines.plan.plan`: create the run of a step that has started, cancel the
-run of a step that must stop. A :class:`~hatchway.services.pipelines.advancer.Advancer` in the
+run of a step that must stop. A :class:`~hatchway.services.pipelines.local.Advancer` in the
 worker pool calls :meth:`PipelineService.advance` when a step's run ends and on a timer, so an
 execution survives a crash of the gateway exactly as its runs do.
 
@@ -79,7 +79,7 @@ from hatchway.services.runs import RunService
 
 if TYPE_CHECKING:
     from hatchway.aws.stepfunctions import StepFunctionsEngine
-    from hatchway.services.pipelines.advancer import Advancer
+    from hatchway.services.pipelines.local import Advancer
 
 log = logging.getLogger("hatchway.pipelines")
 
@@ -720,7 +720,7 @@ class PipelineService:
 
     def start_advancer(self) -> None:
         """Advance local executions in the background (the worker pool calls this)."""
-        from hatchway.services.pipelines.advancer import Advancer
+        from hatchway.services.pipelines.local import Advancer
 
         with self._lock:
             if self._advancer is None and self.engine_name == "local":

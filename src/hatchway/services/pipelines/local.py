@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from hatchway.services.pipelines.service import PipelineService
+    from hatchway.services.pipelines.executions import PipelineService
 
 log = logging.getLogger("hatchway.pipelines")
 
