@@ -79,9 +79,11 @@ def test_one_process_builds_one_of_each_use_case(tmp_path: Path) -> None:
     try:
         # the use cases share their collaborators: one placement, one secret box, one action service
         assert services.runs.placement is services.placement is services.actions.placement
-        assert services.runs.actions is services.actions is services.pipelines.actions
-        assert services.tenants.box is services.caches.box is services.pipelines.box
-        assert services.pipelines.runs is services.runs and services.dispatched.attempts is services.attempts
+        assert services.runs.actions is services.actions is services.pipelines.definitions.actions
+        assert services.tenants.box is services.caches.box is services.pipelines.definitions.box
+        assert (
+            services.pipelines.steps.run_service is services.runs and services.dispatched.attempts is services.attempts
+        )
     finally:
         services.close()
 
