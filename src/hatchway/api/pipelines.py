@@ -26,7 +26,7 @@ from hatchway.api.common import (
     request_deadline,
 )
 from hatchway.api.common import principal as common_principal
-from hatchway.api.present import execution_body, pipeline_body
+from hatchway.api.present import execution_body, pipeline_body, step_body
 from hatchway.domain.pipelines.spec import PipelineSpec, Scalar
 from hatchway.domain.records import DEFAULT_PAGE
 
@@ -200,7 +200,7 @@ def register(app: APIGatewayHttpResolver, api: Api) -> None:
         root = public_base(app.current_event.raw_event)
         page = console(f"pipelines/{name}")
         url = f"{root}/v1/projects/{project_id}/pipelines/{name}/steps/{step}"
-        return answer(200, {**view, "url": url, "html_url": root + page if page else None})
+        return answer(200, {**step_body(view), "url": url, "html_url": root + page if page else None})
 
     @app.post(
         "/v1/projects/<project_id>/pipelines/<name>/executions",

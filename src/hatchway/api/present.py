@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from hatchway.domain.parameters import is_ciphertext
-from hatchway.domain.pipelines.records import Execution, PipelineRecord
+from hatchway.domain.pipelines.records import Execution, PipelineRecord, StepView
 from hatchway.domain.pipelines.spec import hidden
 from hatchway.domain.runs import Run, SyncOutcome, iso
 from hatchway.runtime.redact import HIDDEN
@@ -54,3 +54,12 @@ def execution_body(execution: Execution) -> dict[str, Any]:
     body = execution.to_api()
     body["variables"] = {k: (HIDDEN if is_ciphertext(v) else v) for k, v in execution.variables.items()}
     return body
+
+
+def step_body(view: StepView) -> dict[str, Any]:
+    """A step's definition (Buddy's step view), with its pipeline and ``last_execution_status``."""
+    return {
+        **view.step,
+        "pipeline": {"name": view.pipeline, "version": view.version},
+        "last_execution_status": view.last_execution_status,
+    }

@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hatchway.aws.asl import SUFFIXES, Targets, state_machine_definition
 from hatchway.config import Settings
@@ -431,6 +431,13 @@ class StepFunctionsEngine:
             return apply_history(spec, current, runs, phases)
 
         return self.repo.update_execution(execution.id, change)
+
+
+if TYPE_CHECKING:  # mypy checks that the adapter answers the port
+    from hatchway import ports
+
+    def _implements(engine: StepFunctionsEngine) -> ports.PipelineEngine:
+        return engine
 
 
 class _suppress:  # noqa: N801 - used like contextlib.suppress

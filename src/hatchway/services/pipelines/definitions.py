@@ -12,7 +12,7 @@ from typing import Any
 
 from hatchway.domain.parameters import ANY_ACTION, is_ciphertext
 from hatchway.domain.pipelines import inline
-from hatchway.domain.pipelines.records import ExecutionStatus, PipelineRecord
+from hatchway.domain.pipelines.records import ExecutionStatus, PipelineRecord, StepView
 from hatchway.domain.pipelines.spec import (
     PIPELINE_NAME_RE,
     PipelineSpec,
@@ -213,9 +213,7 @@ class PipelineDefinitions:
                     return True
         return False
 
-    def step_view(
-        self, principal: Principal, project_id: str, environment: str, name: str, step: str
-    ) -> dict[str, Any]:
+    def step_view(self, principal: Principal, project_id: str, environment: str, name: str, step: str) -> StepView:
         """One step's definition (secret values hidden) with ``last_execution_status`` (Buddy's step view)."""
         record = self.get(principal, project_id, environment, name)
         index = next((i for i, s in enumerate(record.spec["steps"]) if s["name"] == step), None)
@@ -227,8 +225,4 @@ class PipelineDefinitions:
             if state is not None:
                 last = self.engine.refresh(execution).step(step).status.value
                 break
-        return {
-            **concise(hidden(record.spec)["steps"][index]),
-            "pipeline": {"name": name, "version": record.version},
-            "last_execution_status": last,
-        }
+        return StepView(name, record.version, concise(hidden(record.spec)["steps"][index]), last)

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from hatchway.config import Settings
 from hatchway.domain.pipelines.plan import plan
@@ -215,6 +216,13 @@ class LocalPipelineEngine:
         link = run.options.get("pipeline") if isinstance(run.options, dict) else None
         if isinstance(link, dict) and isinstance(link.get("execution_id"), str):
             self.wake(link["execution_id"])
+
+
+if TYPE_CHECKING:  # mypy checks that the engine answers the port
+    from hatchway import ports
+
+    def _implements(engine: LocalPipelineEngine) -> ports.PipelineEngine:
+        return engine
 
 
 class Advancer:
