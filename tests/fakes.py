@@ -45,8 +45,10 @@ class HeldKeyRepo:
     that is still working on it; counts the calls. The rules are the store's: a record held past
     its expiry is taken over (keeping its run id), a completed one is answered."""
 
-    def __init__(self, clock: FakeClock, held_for: float, request_hash: str = "fp") -> None:
+    def __init__(self, clock: FakeClock, held_for: float, request_hash: str = "fp", takeover: bool = True) -> None:
         self.clock = clock
+        #: False: a holder past its expiry is never taken over (as with a node whose clock is behind)
+        self.takeover = takeover
         self.record: IdempotencyRecord | None = IdempotencyRecord(
             scope="k", request_hash=request_hash, run_id="run_first", status="INPROGRESS",
             expires_at=clock.now_ms() + int(held_for * 1000),
@@ -63,7 +65,7 @@ class HeldKeyRepo:
         if self.record is None:
             self.record = IdempotencyRecord(scope, request_hash, run_id, "INPROGRESS", expires)
             return IdempotencyOutcome(True, self.record)
-        if self.record.status == "INPROGRESS" and self.record.expires_at < now:
+        if self.takeover and self.record.status == "INPROGRESS" and self.record.expires_at < now:
             self.record = replace(self.record, expires_at=expires)
             return IdempotencyOutcome(True, self.record)
         return IdempotencyOutcome(False, self.record)

@@ -94,6 +94,19 @@ def test_the_wait_ends_at_the_holders_expiry_which_takes_the_key_over(tmp_path: 
     assert repo.completed == [{"id": "run_first"}]
 
 
+def test_a_holder_not_taken_over_past_its_expiry_ends_the_wait_instead_of_polling_on(tmp_path: Path) -> None:
+    # Given a key whose holder's in-progress time ran out, but the store does not let it be taken over
+    clock = FakeClock()
+    repo = HeldKeyRepo(clock, held_for=0.5, takeover=False)
+    service = idempotency(tmp_path, clock, repo)
+    # When a repeat without a deadline of its own waits
+    with pytest.raises(InProgress) as raised:
+        repeat(service)
+    # Then it gives up just after the expiry (one more look), with Retry-After 1
+    assert clock.slept == pytest.approx(0.502)
+    assert raised.value.retry_after == 1 and repo.begins == len(clock.sleeps) + 1
+
+
 def test_a_deadline_of_now_refuses_a_repeat_at_once(tmp_path: Path) -> None:
     clock = FakeClock()
     repo = HeldKeyRepo(clock, held_for=10)
