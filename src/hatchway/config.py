@@ -93,6 +93,7 @@ ENV_VARS: dict[str, str] = {
     "HATCHWAY_STATES_ROLE_ARN": "role the pipelines' Step Functions state machines run as",
     "HATCHWAY_PIPELINE_FUNCTION_ARN": "hatchway's pipeline Lambda, which state machines call to prepare steps",
     "HATCHWAY_IDEMPOTENCY_IN_PROGRESS_SECONDS": "how long an unfinished Idempotency-Key blocks a retry (default 60)",
+    "HATCHWAY_IDEMPOTENCY_POLL_MAX_SECONDS": "longest pause between looks at a key still in progress (default 0.25)",
     "HATCHWAY_RETRY_BACKOFF_MAX_SECONDS": "cap of the exponential backoff between attempts of a run (default 300)",
     "HATCHWAY_TEST_CRASH_AT": "test hook only: point:n - SIGKILL this process at a crash point (see faults.py)",
     "HATCHWAY_RUNNER_FUNCTION": "the Lambda that executes runs of HTTP actions on AWS (invoked with each run's id)",
@@ -224,6 +225,7 @@ class Settings:
     http_allow: tuple[str, ...] = ()
     connect_replay_seconds: int = 60
     idempotency_in_progress_seconds: float = 60.0
+    idempotency_poll_max_seconds: float = 0.25
     max_backoff_seconds: float = 300.0
     crash_at: str | None = None
     url: str = "http://127.0.0.1:8080"
@@ -277,6 +279,7 @@ class Settings:
             shutdown_grace_seconds=_float(env, "HATCHWAY_SHUTDOWN_GRACE_SECONDS", 10.0),
             kill_grace_seconds=_float(env, "HATCHWAY_KILL_GRACE_SECONDS", 5.0),
             idempotency_in_progress_seconds=_float(env, "HATCHWAY_IDEMPOTENCY_IN_PROGRESS_SECONDS", 60.0),
+            idempotency_poll_max_seconds=_float(env, "HATCHWAY_IDEMPOTENCY_POLL_MAX_SECONDS", 0.25),
             max_backoff_seconds=_float(env, "HATCHWAY_RETRY_BACKOFF_MAX_SECONDS", 300.0),
             crash_at=env.get("HATCHWAY_TEST_CRASH_AT") or None,
             db_synchronous=(env.get("HATCHWAY_DB_SYNCHRONOUS") or "NORMAL").upper(),
@@ -405,7 +408,11 @@ class Settings:
                 raise ValidationFailed.at(
                     ["env", "HATCHWAY_TRUSTED_PROXIES"], f"{proxy!r} is not an IP address or CIDR range"
                 ) from None
-        if self.idempotency_in_progress_seconds <= 0 or self.max_backoff_seconds < 0:
+        if (
+            self.idempotency_in_progress_seconds <= 0
+            or self.idempotency_poll_max_seconds <= 0
+            or self.max_backoff_seconds < 0
+        ):
             raise ValidationFailed.at(["env"], "idempotency and backoff limits must be positive")
         try:
             faults.parse(self.crash_at)

@@ -14,7 +14,8 @@ a host path or a secret value.
     ├── Forbidden                  the token lacks scope, environment or project (403)
     ├── NotFound                   missing, or somebody else's (404)
     ├── Conflict                   idempotency key reuse, cancel of a finished run (409)
-    │   └── TransitionConflict     a status change lost a race (store level)
+    │   ├── TransitionConflict     a status change lost a race (store level)
+    │   └── InProgress             an Idempotency-Key still in progress past the wait; carries ``retry_after``
     ├── PayloadTooLarge            request body over the limit (413)
     ├── ValidationFailed           request or action.json invalid; carries ``details`` (422)
     ├── Overloaded                 too many concurrent calls; carries ``retry_after`` (429)
@@ -80,6 +81,14 @@ class TransitionConflict(Conflict):
         self.run_id = run_id
         self.expected = expected
         self.actual = actual
+
+
+class InProgress(Conflict):
+    """A request with this Idempotency-Key is still being worked on; ask again after ``retry_after`` s."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class PayloadTooLarge(HatchwayError):
@@ -173,7 +182,7 @@ def rebuild_error(record: dict[str, Any]) -> HatchwayError:
         return cls(message, record.get("run_id", ""), record.get("exception_id"))
     if issubclass(cls, ValidationFailed):
         return cls(message, record.get("details"))
-    if issubclass(cls, Overloaded | Unavailable):
+    if issubclass(cls, Overloaded | Unavailable | InProgress):
         return cls(message, record.get("retry_after", 1))
     if issubclass(cls, InternalError):
         return cls(message, record.get("exception_id"))

@@ -358,7 +358,9 @@ class PipelineEngine(Protocol):
 
     def retire(self, engine_ref: str) -> None: ...
 
-    def start(self, execution: Execution, record: PipelineRecord, previous_status: str | None) -> str | None: ...
+    def start(
+        self, execution: Execution, record: PipelineRecord, previous_status: Callable[[], str | None]
+    ) -> str | None: ...  # engine_ref when the engine runs the execution itself (it is INPROGRESS then)
 
     def approve(self, execution: Execution, gate: str) -> None: ...
 

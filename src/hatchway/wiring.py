@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import shutil
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -23,10 +24,13 @@ from hatchway.config import Settings
 log = logging.getLogger("hatchway")
 
 if TYPE_CHECKING:
+    from hatchway.aws.stepfunctions import Bindings
+    from hatchway.domain.pipelines.records import Execution, PipelineRecord
+    from hatchway.domain.pipelines.spec import PipelineSpec
     from hatchway.domain.runs import StateChange
-    from hatchway.ports import BlobStore, Repos, RunDispatcher, SecretBox
+    from hatchway.ports import BlobStore, PipelineEngine, PipelineRepo, Repos, RunDispatcher, SecretBox
     from hatchway.services import Services
-    from hatchway.services.pipelines.service import PipelineService
+    from hatchway.services.actions import ActionService
     from hatchway.services.placement import Executor, Placement
 
 #: store backend (``HATCHWAY_BACKEND``) -> its class
@@ -201,7 +205,7 @@ def build_services(
     box: SecretBox | None = None,
     blobs: BlobStore | None = None,
     dispatcher: RunDispatcher | None = None,
-    pipeline_engine: Callable[[PipelineService], Any] | None = None,
+    pipeline_engine: Callable[[Bindings], PipelineEngine] | None = None,
     **clients: Any,
 ) -> Services:
     """Every use case of one process over the adapters the settings name, built once (a DAG: nothing
@@ -211,7 +215,8 @@ def build_services(
     its local queue is the run dispatcher. Otherwise runs the gateway executes itself go to the
     runner function when ``HATCHWAY_RUNNER_FUNCTION`` names one (or to ``dispatcher``). The other
     keywords replace an adapter (tests, the Batch/ECS container); ``clients`` (``aws=AwsClients``)
-    reach the AWS adapters.
+    reach the AWS adapters. ``pipeline_engine`` makes the Step Functions engine (tests: on moto)
+    from what it needs of the gateway; by default the settings choose (``HATCHWAY_PIPELINE_ENGINE``).
     """
     from hatchway.domain.clock import SystemClock
     from hatchway.domain.pipelines.inline import PREFIX
@@ -231,8 +236,12 @@ def build_services(
     from hatchway.services.extras import CacheTags, Callbacks, SessionTypes
     from hatchway.services.files import FileService
     from hatchway.services.idempotency import Idempotency
-    from hatchway.services.pipelines.service import PipelineService
-    from hatchway.services.pipelines.steps import InlineActions
+    from hatchway.services.pipelines import PipelineServices
+    from hatchway.services.pipelines.definitions import PipelineDefinitions
+    from hatchway.services.pipelines.executions import PipelineExecutions
+    from hatchway.services.pipelines.function import PipelineFunction
+    from hatchway.services.pipelines.local import LocalPipelineEngine
+    from hatchway.services.pipelines.steps import InlineActions, StepRuns
     from hatchway.services.queue import LocalQueue, NoDispatcher
     from hatchway.services.remote import RemoteRuns
     from hatchway.services.runs import RunIntake, RunService
@@ -279,12 +288,21 @@ def build_services(
     dispatched = DispatchedRuns(repos.runs, actions, attempts, clock)
     remote = RemoteRuns(repos.runs, actions, placement, clock, _parse_engine_event)
     sweeper = Sweeper(repos.runs, dispatched, runner, remote, callbacks, settings, clock)
-    engine_name = "stepfunctions" if pipeline_engine is not None else settings.pipeline_engine
-    make_engine = pipeline_engine or functools.partial(_step_functions, settings)
-    pipelines = PipelineService(
-        repos.pipelines, repos.runs, auth, tenants, actions, placement, box, idempotency, runs, settings,
-        engine_name, make_engine,
-    )  # fmt: skip
+    steps = StepRuns(repos.runs, runs, box)
+    local: LocalPipelineEngine | None = None
+    engine: PipelineEngine
+    if pipeline_engine is None and settings.pipeline_engine == "local":
+        engine = local = LocalPipelineEngine(repos.pipelines, repos.runs, steps, runs, settings)
+    else:
+        engine = _step_functions(settings, repos.pipelines, actions, placement, pipeline_engine)
+    pipelines = PipelineServices(
+        PipelineDefinitions(repos.pipelines, actions, placement, box, engine, auth, tenants),
+        PipelineExecutions(repos.pipelines, engine, box, idempotency, auth, settings),
+        steps,
+        engine,
+        local,
+        PipelineFunction(repos.pipelines, repos.runs, steps, engine),
+    )
     return Services(
         settings, repos, auth, tenants, actions, idempotency, runs, attempts, files, caches, sessions, callbacks,
         stats, placement, queue, dispatched, sweeper, remote, pipelines, node_id, crash_points,
@@ -313,9 +331,72 @@ def _parse_engine_event(event: dict[str, Any]) -> StateChange | None:
     return parse_event(event)
 
 
-def _step_functions(settings: Settings, service: PipelineService) -> Any:
-    """The Step Functions pipeline engine (made on first use: processes without pipelines never pay)."""
-    return load("stepfunctions", PIPELINE_ENGINES, "pipeline engine").from_settings(settings, service)
+def _step_functions(
+    settings: Settings,
+    repo: PipelineRepo,
+    actions: ActionService,
+    placement: Placement,
+    make: Callable[[Bindings], PipelineEngine] | None,
+) -> PipelineEngine:
+    """The Step Functions pipeline engine, made on first use: a process that never touches a
+    pipeline never imports boto3 for it, nor needs its settings."""
+    from hatchway.aws.stepfunctions import Bindings
+
+    bindings = Bindings(repo, actions.resolve, placement.pick, settings.resource_prefix)
+
+    def made() -> PipelineEngine:
+        if make is not None:
+            return make(bindings)
+        engine: PipelineEngine = load("stepfunctions", PIPELINE_ENGINES, "pipeline engine").from_settings(
+            settings, bindings
+        )
+        return engine
+
+    return OnFirstUse(made)
+
+
+class OnFirstUse:
+    """A pipeline engine made when first used."""
+
+    name = "stepfunctions"
+
+    def __init__(self, make: Callable[[], PipelineEngine]) -> None:
+        self._make = make
+        self._engine: PipelineEngine | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def engine(self) -> PipelineEngine:
+        with self._lock:
+            if self._engine is None:
+                self._engine = self._make()
+            return self._engine
+
+    def deploy(self, project_id: str, environment: str, spec: PipelineSpec) -> str | None:
+        return self.engine.deploy(project_id, environment, spec)
+
+    def retire(self, engine_ref: str) -> None:
+        self.engine.retire(engine_ref)
+
+    def start(
+        self, execution: Execution, record: PipelineRecord, previous_status: Callable[[], str | None]
+    ) -> str | None:
+        return self.engine.start(execution, record, previous_status)
+
+    def approve(self, execution: Execution, gate: str) -> None:
+        self.engine.approve(execution, gate)
+
+    def terminate(self, execution: Execution) -> Execution:
+        return self.engine.terminate(execution)
+
+    def refresh(self, execution: Execution) -> Execution:
+        return self.engine.refresh(execution)
+
+    def step_runs(self, execution: Execution) -> dict[str, str]:
+        return self.engine.step_runs(execution)
+
+    def wake(self, execution_id: str | None = None) -> None:
+        return None  # nothing to wake before the engine exists
 
 
 def bootstrap(services: Services) -> str:
@@ -395,7 +476,5 @@ def api_handler() -> Any:
 
 def pipelines_handler() -> Any:
     """The pipeline function's handler: the state machines' steps and their status changes."""
-    from hatchway.aws.stepfunctions import PipelineFunction
-
-    function = PipelineFunction(lambda_services().pipelines)
+    function = lambda_services().pipelines.function
     return lambda_entry(lambda event, context: function.handle(event))

@@ -9,8 +9,9 @@ worker at once (the services' :class:`~hatchway.services.queue.LocalQueue`); oth
 noticed by polling. On shutdown the pool stops claiming, lets running attempts finish for a grace
 period, then releases the rest back to the queue.
 
-The pool also advances pipeline executions (:mod:`hatchway.services.pipelines.advancer`): a worker that
-finishes a step's run wakes the advancer, so the next step starts at once.
+The pool also advances pipeline executions on the local pipeline engine
+(:mod:`hatchway.services.pipelines.local`): a worker that finishes a step's run wakes the advancer,
+so the next step starts at once.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self.completed = 0
-        self.pipelines = services.pipelines
+        #: the local pipeline engine, when it is this process's (Step Functions needs no advancer)
+        self.pipelines = services.pipelines.local
 
     # ---- life cycle ------------------------------------------------------------------------
 
@@ -83,7 +85,8 @@ class WorkerPool:
         monitor = threading.Thread(target=self._monitor, name="hatchway-monitor", daemon=True)
         monitor.start()
         self._threads.append(monitor)
-        self.pipelines.start_advancer()
+        if self.pipelines is not None:
+            self.pipelines.start_advancer()
 
     def wake(self) -> None:
         self.queue.ring()
@@ -108,7 +111,8 @@ class WorkerPool:
         for thread in self._threads:
             thread.join(timeout=max(1.0, self.services.settings.kill_grace_seconds + 2))
         self._threads.clear()
-        self.pipelines.stop_advancer()
+        if self.pipelines is not None:
+            self.pipelines.stop_advancer()
 
     # ---- threads ---------------------------------------------------------------------------
 
@@ -136,7 +140,8 @@ class WorkerPool:
                 with self._lock:
                     self._inflight.pop(run.id, None)
                 self.completed += 1
-                self.pipelines.notice(run)
+                if self.pipelines is not None:
+                    self.pipelines.notice(run)
 
     def _monitor(self) -> None:
         last_sweep = 0.0

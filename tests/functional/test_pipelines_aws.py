@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 
 from hatchway.aws.asl import Targets
-from hatchway.aws.stepfunctions import PipelineFunction, StepFunctionsEngine
+from hatchway.aws.stepfunctions import Bindings, StepFunctionsEngine
 from hatchway.client import Client, ConflictResponse, NotFoundResponse
 from hatchway.config import Settings
+from hatchway.domain.pipelines.spec import spec_of
 from hatchway.services import Services
-from hatchway.services.pipelines.service import PipelineService
 from hatchway.wiring import bootstrap, build_services
 from tests.conftest import inprocess_client
 from tests.functional.stages import base, execute, execution, explain, put, stage, statuses, step
@@ -77,10 +77,10 @@ class Aws:
         )["jobQueueArn"]  # fmt: skip
         self.sfn = boto3.client("stepfunctions")
 
-    def engine(self, service: PipelineService) -> StepFunctionsEngine:
-        """The pipeline engine of ``service``, bound to these resources."""
+    def engine(self, bindings: Bindings) -> StepFunctionsEngine:
+        """The pipeline engine bound to these resources and to the gateway's ``bindings``."""
         targets = Targets(function_arn=self.function, job_queue=self.queue)
-        return StepFunctionsEngine(service, self.sfn, self.role, targets, batch=self.batch)
+        return StepFunctionsEngine(bindings, self.sfn, self.role, targets, batch=self.batch)
 
 
 @pytest.fixture
@@ -279,8 +279,8 @@ def test_the_pipeline_function_prepares_runs_and_calls_sync_actions(hw: Client, 
     )  # fmt: skip
     started = execute(hw, "prepared")
     settle(hw, "prepared", started["id"], {"WAITING_FOR_APPROVE", "FAILED"})
-    function = PipelineFunction(services.pipelines)
-    record = services.pipelines.store.get_execution(started["id"])
+    function = services.pipelines.function
+    record = services.repos.pipelines.get_execution(started["id"])
     assert record is not None and record.engine_ref
     runs = json.loads(aws.sfn.describe_execution(executionArn=record.engine_ref)["input"])["runs"]
     # When the function does what the state machine asks of it
@@ -341,7 +341,7 @@ def test_async_steps_run_on_the_batch_executors_definitions(tmp_path: Any) -> No
         services = build_services(
             settings, repos=SqliteStore(tmp_path / "pipelines.db"),
             placement=build_placement(settings, sync=ProcessExecutor.from_settings(settings), run=runs),
-            pipeline_engine=lambda service: StepFunctionsEngine(service, sfn, role["Arn"], targets), aws=aws,
+            pipeline_engine=lambda bindings: StepFunctionsEngine(bindings, sfn, role["Arn"], targets), aws=aws,
         )  # fmt: skip
         bootstrap(services)
         counter = CallCounter(session)
@@ -349,7 +349,7 @@ def test_async_steps_run_on_the_batch_executors_definitions(tmp_path: Any) -> No
         admin = Principal(None, None, frozenset({"admin"}))
         services.actions.register(admin, "proj_local", "development", stage(image_uri=IMAGE))
         action = services.actions.resolve("proj_local", "development", "stage").spec
-        pipeline, _ = service.define(admin, "proj_local", "development", "batch", {"steps": [step("work")]})
+        pipeline, _ = service.definitions.define(admin, "proj_local", "development", "batch", {"steps": [step("work")]})
         # Then the state machine names the executor's job definition, which the executor registered
         definition = json.loads(sfn.describe_state_machine(stateMachineArn=pipeline.engine_ref)["definition"])
         job_definition = definition["States"]["work"]["Parameters"]["JobDefinition"]
@@ -358,11 +358,11 @@ def test_async_steps_run_on_the_batch_executors_definitions(tmp_path: Any) -> No
         assert registered["jobDefinitions"][0]["containerProperties"]["command"][-2:] == ["--run", "Ref::run_id"]
         assert pipeline.engine_ref.split(":stateMachine:")[1].startswith(settings.resource_prefix + "-")
         # and a step's run prepared by the pipeline function is recorded for the job's adapter, not submitted
-        started = service.execute(admin, "proj_local", "development", "batch", {})
+        started = service.executions.execute(admin, "proj_local", "development", "batch", {})
         counter.clear()
         run_id = json.loads(sfn.describe_execution(executionArn=started.engine_ref)["input"])["runs"]["s0"]
-        service.create_step_run(started, service.spec_of(pipeline), service.spec_of(pipeline).steps[0], run_id,
-                                submit=False)  # fmt: skip
+        service.steps.create_step_run(started, spec_of(pipeline), spec_of(pipeline).steps[0], run_id,
+                                      submit=False)  # fmt: skip
         assert counter.count("batch", "SubmitJob") == 0
         stored = services.repos.runs.get_run(run_id)
         assert stored is not None and stored.status.value == "ENQUEUED" and stored.external_id is None

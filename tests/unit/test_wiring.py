@@ -12,6 +12,7 @@ import pytest
 
 from hatchway import wiring
 from hatchway.config import EXECUTOR_NAMES
+from hatchway.errors import Unavailable
 from hatchway.services.queue import NoDispatcher
 from hatchway.wiring import build_services
 from tests.conftest import make_settings
@@ -79,9 +80,11 @@ def test_one_process_builds_one_of_each_use_case(tmp_path: Path) -> None:
     try:
         # the use cases share their collaborators: one placement, one secret box, one action service
         assert services.runs.placement is services.placement is services.actions.placement
-        assert services.runs.actions is services.actions is services.pipelines.actions
-        assert services.tenants.box is services.caches.box is services.pipelines.box
-        assert services.pipelines.runs is services.runs and services.dispatched.attempts is services.attempts
+        assert services.runs.actions is services.actions is services.pipelines.definitions.actions
+        assert services.tenants.box is services.caches.box is services.pipelines.definitions.box
+        assert (
+            services.pipelines.steps.run_service is services.runs and services.dispatched.attempts is services.attempts
+        )
     finally:
         services.close()
 
@@ -95,3 +98,26 @@ def test_building_the_services_of_the_embedded_default_imports_no_aws_or_docker(
     )
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert found.strip() == "[]"
+
+
+def test_the_step_functions_engine_is_made_on_first_use_of_a_pipeline(tmp_path: Path) -> None:
+    # Given a process whose pipelines run on Step Functions, without the resources they need
+    services = build_services(make_settings(tmp_path / "home", pipeline_engine="stepfunctions"))
+    try:
+        # Then building it needed neither those resources nor boto3's clients; the engine is the
+        # Step Functions one, and the worker pool has no local engine to advance
+        assert services.pipelines.engine.name == "stepfunctions" and services.pipelines.local is None
+        # and the first pipeline use says what is missing, in the error tree
+        with pytest.raises(Unavailable, match="HATCHWAY_STATES_ROLE_ARN"):
+            services.pipelines.engine.retire("arn:aws:states:us-east-1:123456789012:stateMachine:x")
+    finally:
+        services.close()
+
+
+def test_the_local_pipeline_engine_is_the_default_and_the_pools(tmp_path: Path) -> None:
+    services = build_services(make_settings(tmp_path / "home"))
+    try:
+        assert services.pipelines.engine is services.pipelines.local
+        assert services.pipelines.engine.name == "local"
+    finally:
+        services.close()

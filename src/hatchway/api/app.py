@@ -45,6 +45,7 @@ from hatchway.api.common import (
     json_answer,
     page_answer,
     page_of,
+    request_deadline,
     too_large,
 )
 from hatchway.api.common import principal as common_principal
@@ -507,7 +508,8 @@ def create_app(services: Services, max_body_bytes: int = 6 * 1024 * 1024) -> Api
         environment: Environment = None,
         idempotency_key: Annotated[str | None, Header(alias="idempotency-key", max_length=255)] = None,
     ) -> Response[str]:
-        run = runs.submit(principal(), project_id, env_name(environment), name, run_request(body), idempotency_key)
+        request, deadline = run_request(body), request_deadline(app.lambda_context)
+        run = runs.submit(principal(), project_id, env_name(environment), name, request, idempotency_key, deadline)
         return json_answer(202, run_body(run), {"Location": f"/v1/projects/{project_id}/runs/{run.id}"})
 
     @app.post(

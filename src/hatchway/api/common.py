@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Annotated, Any, TypeVar
@@ -132,6 +133,21 @@ def event_answer(code: int, body: Any, headers: dict[str, str]) -> dict[str, Any
 def principal(auth: Auth, headers: Any) -> Principal:
     """The caller, authenticated before validation by :class:`hatchway.api.app.Api`."""
     return PRINCIPAL.get() or auth.authenticate(headers.get("authorization"))
+
+
+#: what a request keeps of its Lambda's remaining time for answering after a wait
+DEADLINE_MARGIN_SECONDS = 2.0
+#: how long a request may take without a Lambda context that says (the local server's answers 30 s)
+NO_CONTEXT_SECONDS = 30.0
+
+
+def request_deadline(context: Any) -> float:
+    """When (``time.monotonic()``, the services' system clock) the request being answered must
+    have its answer: its Lambda's remaining time less a margin to send it. A use case that waits
+    (a repeated Idempotency-Key) gives up then instead of outliving its own request."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    seconds = remaining() / 1000 if remaining is not None else NO_CONTEXT_SECONDS
+    return time.monotonic() + seconds - DEADLINE_MARGIN_SECONDS
 
 
 def env_name(value: str | None, header: str = "X-Hatchway-Environment") -> str:

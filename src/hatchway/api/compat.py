@@ -35,6 +35,7 @@ from hatchway.api.common import (
     header,
     json_answer,
     page_of,
+    request_deadline,
 )
 from hatchway.api.common import principal as common_principal
 from hatchway.api.errors import error_answer
@@ -211,7 +212,8 @@ def register(app: APIGatewayHttpResolver, services: Services, connect: ConnectRu
             options={"dynamic_props_id": body.dynamic_props_id} if body.dynamic_props_id else {},
         )
         environment = env_name(pd_environment, "x-pd-environment")
-        answer = connect.run(who(), project_id, environment, body.id, body.version, request, idempotency_key)
+        deadline = request_deadline(app.lambda_context)
+        answer = connect.run(who(), project_id, environment, body.id, body.version, request, idempotency_key, deadline)
         return json_answer(200, answer)
 
     @app.post(

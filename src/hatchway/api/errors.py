@@ -15,6 +15,7 @@ from hatchway.errors import (
     Conflict,
     Forbidden,
     HatchwayError,
+    InProgress,
     InternalError,
     NotFound,
     Overloaded,
@@ -72,7 +73,7 @@ def error_answer(exc: HatchwayError) -> tuple[int, dict[str, Any], dict[str, str
         body["details"] = exc.details
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
-    if isinstance(exc, Overloaded | Unavailable):
+    if isinstance(exc, Overloaded | Unavailable | InProgress):
         headers["Retry-After"] = str(exc.retry_after)
     return code, body, headers
 

@@ -23,8 +23,10 @@ from hatchway.api.common import (
     json_answer,
     page_answer,
     public_base,
+    request_deadline,
 )
 from hatchway.api.common import principal as common_principal
+from hatchway.api.present import execution_body, pipeline_body, step_body
 from hatchway.domain.pipelines.spec import PipelineSpec, Scalar
 from hatchway.domain.records import DEFAULT_PAGE
 
@@ -117,7 +119,7 @@ class ExecutionRequest(BaseModel):
 
 def register(app: APIGatewayHttpResolver, api: Api) -> None:
     """Bind the pipeline routes to ``app``."""
-    pipelines = api.services.pipelines
+    definitions, executions = api.services.pipelines.definitions, api.services.pipelines.executions
     answer = json_answer
     page = partial(page_answer, max_bytes=api.services.settings.max_answer_bytes)
 
@@ -145,8 +147,8 @@ def register(app: APIGatewayHttpResolver, api: Api) -> None:
         body: Annotated[PipelineSpec, Body()],
         environment: Environment = None,
     ) -> Response[str]:
-        record, created = pipelines.define(principal(), project_id, env_name(environment), name, body)
-        return answer(201 if created else 200, pipelines.present(record))
+        record, created = definitions.define(principal(), project_id, env_name(environment), name, body)
+        return answer(201 if created else 200, pipeline_body(record))
 
     @app.get(
         "/v1/projects/<project_id>/pipelines",
@@ -158,7 +160,7 @@ def register(app: APIGatewayHttpResolver, api: Api) -> None:
         project_id: ProjectId, environment: Environment = None, limit: Limit = DEFAULT_PAGE, cursor: Cursor = None
     ) -> Response[str]:
         who, env = principal(), env_name(environment)
-        return page(lambda size: pipelines.list(who, project_id, env, size, cursor), limit, pipelines.present)
+        return page(lambda size: definitions.list(who, project_id, env, size, cursor), limit, pipeline_body)
 
     @app.get(
         "/v1/projects/<project_id>/pipelines/<name>",
@@ -172,8 +174,8 @@ def register(app: APIGatewayHttpResolver, api: Api) -> None:
         environment: Environment = None,
         version: Annotated[int | None, Query(ge=1)] = None,
     ) -> Response[str]:
-        record = pipelines.get(principal(), project_id, env_name(environment), name, version)
-        return answer(200, pipelines.present(record))
+        record = definitions.get(principal(), project_id, env_name(environment), name, version)
+        return answer(200, pipeline_body(record))
 
     @app.delete(
         "/v1/projects/<project_id>/pipelines/<name>",
@@ -182,7 +184,7 @@ def register(app: APIGatewayHttpResolver, api: Api) -> None:
         responses=S.responses(204, None, "deleted", 404),
     )
     def delete_pipeline(project_id: ProjectId, name: PipelineName, environment: Environment = None) -> Response[str]:
-        pipelines.delete(principal(), project_id, env_name(environment), name)
+        definitions.delete(principal(), project_id, env_name(environment), name)
         return Response(204, S.JSON, "")
 
     @app.get(
@@ -194,11 +196,11 @@ def register(app: APIGatewayHttpResolver, api: Api) -> None:
     def get_step(
         project_id: ProjectId, name: PipelineName, step: StepName, environment: Environment = None
     ) -> Response[str]:
-        view = pipelines.step_view(principal(), project_id, env_name(environment), name, step)
+        view = definitions.step_view(principal(), project_id, env_name(environment), name, step)
         root = public_base(app.current_event.raw_event)
         page = console(f"pipelines/{name}")
         url = f"{root}/v1/projects/{project_id}/pipelines/{name}/steps/{step}"
-        return answer(200, {**view, "url": url, "html_url": root + page if page else None})
+        return answer(200, {**step_body(view), "url": url, "html_url": root + page if page else None})
 
     @app.post(
         "/v1/projects/<project_id>/pipelines/<name>/executions",
@@ -215,11 +217,12 @@ def register(app: APIGatewayHttpResolver, api: Api) -> None:
         idempotency_key: Annotated[str | None, Header(alias="idempotency-key", max_length=255)] = None,
     ) -> Response[str]:
         overrides = body.overrides() if body else {}
-        execution = pipelines.execute(
-            principal(), project_id, env_name(environment), name, overrides, idempotency_key
+        execution = executions.execute(
+            principal(), project_id, env_name(environment), name, overrides, idempotency_key,
+            request_deadline(app.lambda_context),
         )  # fmt: skip
         location = f"/v1/projects/{project_id}/pipelines/{name}/executions/{execution.id}"
-        return answer(202, pipelines.present_execution(execution), {"Location": location})
+        return answer(202, execution_body(execution), {"Location": location})
 
     @app.get(
         "/v1/projects/<project_id>/pipelines/<name>/executions",
@@ -236,8 +239,8 @@ def register(app: APIGatewayHttpResolver, api: Api) -> None:
         cursor: Cursor = None,
     ) -> Response[str]:
         who, env = principal(), env_name(environment)
-        executions = partial(pipelines.list_executions, who, project_id, env, name)
-        return page(lambda size: executions(size, cursor, status), limit, pipelines.present_execution)
+        listed = partial(executions.list_executions, who, project_id, env, name)
+        return page(lambda size: listed(size, cursor, status), limit, execution_body)
 
     @app.get(
         "/v1/projects/<project_id>/pipelines/<name>/executions/<execution_id>",
@@ -248,8 +251,8 @@ def register(app: APIGatewayHttpResolver, api: Api) -> None:
     def get_execution(
         project_id: ProjectId, name: PipelineName, execution_id: ExecutionId, environment: Environment = None
     ) -> Response[str]:
-        execution = pipelines.get_execution(principal(), project_id, env_name(environment), name, execution_id)
-        return answer(200, pipelines.present_execution(execution))
+        execution = executions.get_execution(principal(), project_id, env_name(environment), name, execution_id)
+        return answer(200, execution_body(execution))
 
     @app.post(
         "/v1/projects/<project_id>/pipelines/<name>/executions/<execution_id>/approve",
@@ -260,8 +263,8 @@ def register(app: APIGatewayHttpResolver, api: Api) -> None:
     def approve_execution(
         project_id: ProjectId, name: PipelineName, execution_id: ExecutionId, environment: Environment = None
     ) -> Response[str]:
-        execution = pipelines.approve(principal(), project_id, env_name(environment), name, execution_id)
-        return answer(200, pipelines.present_execution(execution))
+        execution = executions.approve(principal(), project_id, env_name(environment), name, execution_id)
+        return answer(200, execution_body(execution))
 
     @app.post(
         "/v1/projects/<project_id>/pipelines/<name>/executions/<execution_id>/terminate",
@@ -273,5 +276,5 @@ def register(app: APIGatewayHttpResolver, api: Api) -> None:
     def terminate_execution(
         project_id: ProjectId, name: PipelineName, execution_id: ExecutionId, environment: Environment = None
     ) -> Response[str]:
-        execution = pipelines.terminate(principal(), project_id, env_name(environment), name, execution_id)
-        return answer(202, pipelines.present_execution(execution))
+        execution = executions.terminate(principal(), project_id, env_name(environment), name, execution_id)
+        return answer(202, execution_body(execution))

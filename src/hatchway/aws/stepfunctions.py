@@ -12,41 +12,32 @@ records its outcome, exactly as for a run started through the API.
 
 :func:`apply_history` turns an execution history into step statuses; :meth:`StepFunctionsEngine.refresh`
 writes them into the execution record (on every read, and when EventBridge reports a status change
-to :class:`PipelineFunction`). The pipeline function is also the Lambda the state machine calls:
-``start_step`` records a step's run (its references resolved, its secrets encrypted),
-``sync_step`` calls a sync action through the gateway, ``await_approval`` notes the wait.
+to :class:`~hatchway.services.pipelines.function.PipelineFunction`, the Lambda the state machine
+calls for its steps). What the engine needs of the gateway comes in :class:`Bindings`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from hatchway.aws.asl import SUFFIXES, Targets, state_machine_definition
 from hatchway.config import Settings
+from hatchway.domain.actions import Resolved
 from hatchway.domain.pipelines import inline
 from hatchway.domain.pipelines.records import Execution, ExecutionStatus, PipelineRecord, StepState, StepStatus
-from hatchway.domain.pipelines.spec import PipelineSpec, Step, StepType, TriggerTime, references
+from hatchway.domain.pipelines.spec import PipelineSpec, Step, StepType, TriggerTime, spec_of
 from hatchway.domain.runs import Mode, new_run_id, now_ms
 from hatchway.domain.spec import ActionSpec
-from hatchway.errors import (
-    Conflict,
-    NotFound,
-    StepInputsPending,
-    Unavailable,
-    ValidationFailed,
-)
-
-if TYPE_CHECKING:
-    from hatchway.services.pipelines.service import PipelineService
+from hatchway.errors import Conflict, NotFound, Unavailable, ValidationFailed
+from hatchway.ports import PipelineRepo
 
 log = logging.getLogger("hatchway.pipelines")
 
@@ -61,6 +52,20 @@ class Event:
     at: int
     state: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Bindings:
+    """What the engine needs of the gateway (built by the composition root)."""
+
+    #: the pipelines' records (definitions to compile, executions to bring up to date)
+    repo: PipelineRepo
+    #: an action by (project, environment, name, version, digest): ``ActionService.resolve``
+    resolve: Callable[[str, str, str, int | None, str | None], Resolved]
+    #: the executor of an action in a mode: ``Placement.pick``
+    pick: Callable[[ActionSpec, Mode], Any]
+    #: the deployment's resource name prefix (state machines, job definitions)
+    resource_prefix: str
 
 
 def _setting(settings: Settings, name: str) -> Any:
@@ -80,18 +85,21 @@ def terminate_arn(execution_arn: str, execution_id: str) -> str:
 
 
 class StepFunctionsEngine:
-    """Runs pipelines as Step Functions state machines."""
+    """Runs pipelines as Step Functions state machines (a :class:`~hatchway.ports.PipelineEngine`)."""
+
+    name = "stepfunctions"
 
     def __init__(
         self,
-        service: PipelineService,
+        bindings: Bindings,
         sfn: Any,
         role_arn: str,
         targets: Targets,
         batch: Any = None,
         ecs: Any = None,
     ) -> None:
-        self.service = service
+        self.bindings = bindings
+        self.repo = bindings.repo
         self.sfn = sfn
         self.role_arn = role_arn
         self.targets = targets
@@ -99,7 +107,7 @@ class StepFunctionsEngine:
         self.ecs = ecs
 
     @classmethod
-    def from_settings(cls, settings: Settings, service: PipelineService) -> StepFunctionsEngine:
+    def from_settings(cls, settings: Settings, bindings: Bindings) -> StepFunctionsEngine:
         """An engine on the deployment's resources (the run settings are those of the AWS executors)."""
         import boto3
 
@@ -123,7 +131,7 @@ class StepFunctionsEngine:
             security_groups=list(_setting(settings, "security_groups") or ()),
         )
         return cls(
-            service,
+            bindings,
             boto3.client("stepfunctions", **kwargs),
             settings.states_role_arn or "",
             targets,
@@ -149,7 +157,7 @@ class StepFunctionsEngine:
         from botocore.exceptions import BotoCoreError, ClientError
 
         definition = json.dumps(self.compile(project_id, environment, spec))
-        name = machine_name(project_id, environment, spec.name or "", self.service.settings.resource_prefix)
+        name = machine_name(project_id, environment, spec.name or "", self.bindings.resource_prefix)
         try:
             arn = self._find(name)
             if arn is None:
@@ -196,7 +204,7 @@ class StepFunctionsEngine:
                 and step.action
                 and (step.retry_count is None or step.retry_interval is None)
             ):
-                action = self.service.actions.resolve(project_id, environment, step.action, step.version, step.digest)
+                action = self.bindings.resolve(project_id, environment, step.action, step.version, step.digest)
                 policy = action.spec.retry
                 step = step.model_copy(
                     update={
@@ -216,24 +224,22 @@ class StepFunctionsEngine:
         if step.kind == StepType.RUN_DOCKER_CONTAINER:
             action = inline.inline_spec(spec, step)
         else:
-            action = self.service.actions.resolve(project_id, environment, step.action or "", step.version,
-                                                  step.digest).spec  # fmt: skip
+            action = self.bindings.resolve(project_id, environment, step.action or "", step.version,
+                                           step.digest).spec  # fmt: skip
         if not action.image_uri:
             raise ValidationFailed.at(
                 ["body", "steps", [s.name for s in spec.steps].index(step.name), "action"],
                 "on AWS an async step runs an image: its action needs image_uri",
                 "executor_unsupported",
             )
-        executor = self.service.placement.pick(action, Mode.ASYNC)
+        executor = self.bindings.pick(action, Mode.ASYNC)
         named = getattr(executor, "definition_name", None)
         if executor.is_remote and named is not None:
             executor.prepare(project_id, action)
             return str(named(project_id, action))
         # the gateway's runs go elsewhere (a local executor): register a plain definition of the image
         digest = action.digest().removeprefix("sha256:")[:16]
-        name = re.sub(r"[^A-Za-z0-9_-]", "-", f"{self.service.settings.resource_prefix}-step-{step.name}-{digest}")[
-            :128
-        ]
+        name = re.sub(r"[^A-Za-z0-9_-]", "-", f"{self.bindings.resource_prefix}-step-{step.name}-{digest}")[:128]
         if self.targets.runs_on == "ecs":
             return self._task_definition(name, action)
         if self.batch is None:
@@ -276,16 +282,16 @@ class StepFunctionsEngine:
 
     # ---- executions ----------------------------------------------------------------------------
 
-    def start(self, execution: Execution, record: PipelineRecord, previous_status: str | None) -> str:
+    def start(self, execution: Execution, record: PipelineRecord, previous_status: Callable[[], str | None]) -> str:
         """Start the state machine for ``execution`` (its step states get their run ids); its ARN."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        spec = self.service.spec_of(record)
+        spec = spec_of(record)
         runs = {}
         for index, step in enumerate(spec.steps):
             if not step.is_gate:
                 runs[f"s{index}"] = new_run_id()
-        execution.previous_status = previous_status
+        execution.previous_status = previous_status()
         document = self._input(execution, runs, "main")
         try:
             started = self.sfn.start_execution(
@@ -312,16 +318,18 @@ class StepFunctionsEngine:
             "runs": runs,
         }
 
-    def terminate(self, execution: Execution) -> None:
-        """Stop the execution, then run its ON_TERMINATE section in an execution of its own.
+    def terminate(self, execution: Execution) -> Execution:
+        """Stop the execution, then run its ON_TERMINATE section in an execution of its own; the
+        execution as its state machines now say. Terminating again stops that section too."""
+        if execution.engine_ref:
+            self._stop(execution)
+        return self.refresh(execution)
 
-        Terminating again stops that section too.
-        """
+    def _stop(self, execution: Execution) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        if not execution.engine_ref:
-            return
-        spec = self.service.spec_of(self._record(execution))
+        assert execution.engine_ref is not None  # noqa: S101 - the caller checked
+        spec = spec_of(self._record(execution))
         try:
             with _suppress("ExecutionDoesNotExist"):
                 self.sfn.stop_execution(
@@ -363,8 +371,17 @@ class StepFunctionsEngine:
             raise Conflict("the state machine has not reached its approval gate yet; try again")
         self.sfn.send_task_success(taskToken=token, output=json.dumps({"approved": True}))
 
+    def wake(self, execution_id: str | None = None) -> None:
+        return None  # Step Functions moves executions on by itself
+
+    def step_runs(self, execution: Execution) -> dict[str, str]:
+        """The run ids the execution's input chose for its steps (``s<index>`` -> run id)."""
+        described = self.sfn.describe_execution(executionArn=execution.engine_ref)
+        runs = json.loads(described.get("input") or "{}").get("runs", {})
+        return {str(k): str(v) for k, v in runs.items()}
+
     def _record(self, execution: Execution) -> PipelineRecord:
-        record = self.service.store.get_pipeline(
+        record = self.repo.get_pipeline(
             execution.project_id, execution.environment, execution.pipeline, execution.version, include_deleted=True
         )
         if record is None:
@@ -394,7 +411,7 @@ class StepFunctionsEngine:
         if not execution.engine_ref or execution.is_terminal:
             return execution
         try:
-            spec = self.service.spec_of(self._record(execution))
+            spec = spec_of(self._record(execution))
             main = self.sfn.describe_execution(executionArn=execution.engine_ref)
             runs = json.loads(main.get("input") or "{}").get("runs", {})
             events = list(_events(self._raw_history(execution.engine_ref)))
@@ -413,7 +430,14 @@ class StepFunctionsEngine:
         def change(current: Execution) -> Execution | None:
             return apply_history(spec, current, runs, phases)
 
-        return self.service.store.update_execution(execution.id, change)
+        return self.repo.update_execution(execution.id, change)
+
+
+if TYPE_CHECKING:  # mypy checks that the adapter answers the port
+    from hatchway import ports
+
+    def _implements(engine: StepFunctionsEngine) -> ports.PipelineEngine:
+        return engine
 
 
 class _suppress:  # noqa: N801 - used like contextlib.suppress
@@ -580,93 +604,3 @@ def _reason(error: str, cause: str | None) -> str:
         if isinstance(parsed, dict) and isinstance(parsed.get("errorMessage"), str):
             return f"{error}: {parsed['errorMessage']}"[:500]
     return error[:500]
-
-
-# ---------------------------------------------------------------------------------------------
-# the pipeline function (the Lambda a state machine calls)
-
-
-class PipelineFunction:
-    """What hatchway's pipeline Lambda does for a state machine and for EventBridge."""
-
-    def __init__(self, service: PipelineService) -> None:
-        self.service = service
-
-    def handle(self, event: dict[str, Any]) -> dict[str, Any]:
-        if event.get("source") == "aws.states":
-            return self.on_status_change(event.get("detail") or {})
-        op = event.get("op")
-        if op == "start_step":
-            return self.start_step(event["execution_id"], event["step"], event["run_id"])
-        if op == "sync_step":
-            return self.sync_step(event["execution_id"], event["step"], event["run_id"], int(event.get("attempt") or 0))
-        if op == "await_approval":
-            return {"waiting": True}
-        raise ValueError(f"unknown pipeline operation {op!r}")
-
-    def _context(self, execution_id: str, step_name: str) -> tuple[Execution, PipelineSpec, Step]:
-        execution = self.service.store.get_execution(execution_id)
-        if execution is None:
-            raise NotFound(f"no execution {execution_id}")
-        record = self.service.store.get_pipeline(
-            execution.project_id, execution.environment, execution.pipeline, execution.version, include_deleted=True
-        )
-        spec = self.service.spec_of(record) if record else None
-        step = spec.step(step_name) if spec else None
-        if spec is None or step is None:
-            raise NotFound(f"no step {step_name} in execution {execution_id}")
-        return execution, spec, step
-
-    def _runs(self, execution: Execution) -> dict[str, str]:
-        """The run ids the execution's input chose for its steps."""
-        described = self.service.sfn.sfn.describe_execution(executionArn=execution.engine_ref)
-        runs = json.loads(described.get("input") or "{}").get("runs", {})
-        return {str(k): str(v) for k, v in runs.items()}
-
-    def _ready(self, execution: Execution, spec: PipelineSpec, step: Step) -> Execution:
-        """The execution up to date, once the steps ``step`` refers to have recorded their outputs."""
-        runs = self._runs(execution)
-        templates = [v for v in step.parameters.values() if isinstance(v, str)] + [v.value for v in step.variables]
-        for name in {ref.step for template in templates for ref in references(template) if ref.step}:
-            index = next(i for i, s in enumerate(spec.steps) if s.name == name)
-            run_id = runs.get(f"s{index}")
-            run = self.service.runs_repo.get_run(run_id) if run_id else None
-            if run is not None and not run.is_terminal:
-                raise StepInputsPending(f"step {name} has not recorded its outputs yet")
-        return self.service.sfn.refresh(execution)
-
-    def start_step(self, execution_id: str, step_name: str, run_id: str) -> dict[str, Any]:
-        """Record the run of an async step (references resolved, secrets encrypted) before its job starts.
-
-        The run is recorded, not submitted: the state machine starts its Batch job or ECS task,
-        whose adapter claims it. A second delivery of the same task changes nothing.
-        """
-        execution, spec, step = self._context(execution_id, step_name)
-        execution = self._ready(execution, spec, step)
-        with contextlib.suppress(Conflict):
-            self.service.create_step_run(execution, spec, step, run_id, submit=False)
-        return {"run_id": run_id}
-
-    def sync_step(self, execution_id: str, step_name: str, run_id: str, attempt: int) -> dict[str, Any]:
-        """Call a sync step's action; an error (its type the state machine's error name) if it failed."""
-        execution, spec, step = self._context(execution_id, step_name)
-        execution = self._ready(execution, spec, step)
-        if attempt > 0:
-            run_id = new_run_id()  # each attempt of a sync call is a run of its own
-
-            def record(current: Execution) -> Execution:
-                current.step(step_name).run_id = run_id
-                return current
-
-            self.service.store.update_execution(execution_id, record)
-        result = self.service.call_step_sync(execution, spec, step, run_id)
-        return {"run_id": run_id, "ret": result.ret, "exports": result.exports}
-
-    def on_status_change(self, detail: dict[str, Any]) -> dict[str, Any]:
-        """EventBridge told us an execution's status changed: bring its record up to date."""
-        name = str(detail.get("name") or "").removesuffix("-terminate")
-        execution = self.service.store.get_execution(name) if name.startswith("pex_") else None
-        if execution is None:
-            return {"updated": False}
-        refreshed = self.service.sfn.refresh(execution)
-        return {"updated": True, "status": refreshed.status.value}

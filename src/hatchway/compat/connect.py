@@ -54,6 +54,7 @@ class ConnectRuns:
         version: str | None,
         request: RunRequest,
         idempotency_key: str | None = None,
+        deadline: float | None = None,
     ) -> dict[str, Any]:
         self.auth.authorize(principal, project_id, environment, "runs:write")
         resolved = self._version(project_id, environment, action, version)
@@ -76,7 +77,15 @@ class ConnectRuns:
         ttl = settings.connect_replay_seconds if idempotency_key is None else settings.idempotency_seconds
         keyed = idempotency_key is not None
         return self.idempotency.once(
-            scope, fingerprint, ttl, work, encode=same, decode=same, keep_errors=True, replay_success=keyed
+            scope,
+            fingerprint,
+            ttl,
+            work,
+            encode=same,
+            decode=same,
+            keep_errors=True,
+            replay_success=keyed,
+            deadline=deadline,
         )
 
     def _version(self, project_id: str, environment: str, name: str, version: str | None) -> Resolved:

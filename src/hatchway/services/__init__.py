@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from hatchway.services.extras import CacheTags, Callbacks, SessionTypes
     from hatchway.services.files import FileService
     from hatchway.services.idempotency import Idempotency
-    from hatchway.services.pipelines.service import PipelineService
+    from hatchway.services.pipelines import PipelineServices
     from hatchway.services.placement import Placement
     from hatchway.services.queue import LocalQueue
     from hatchway.services.remote import RemoteRuns
@@ -53,13 +53,13 @@ class Services:
     dispatched: DispatchedRuns
     sweeper: Sweeper
     remote: RemoteRuns
-    pipelines: PipelineService
+    pipelines: PipelineServices
     node_id: str
     crash_points: CrashPoints
 
     def close(self) -> None:
         """Stop background work and release what the adapters hold (executors, connections)."""
-        self.pipelines.stop_advancer()
+        self.pipelines.close()
         self.placement.close()
         self.callbacks.sender.close()
         self.repos.close()

@@ -207,8 +207,10 @@ class RunService:
         name: str,
         request: RunRequest,
         idempotency_key: str | None = None,
+        deadline: float | None = None,
     ) -> Run:
-        """Accept an async run; a request repeating an Idempotency-Key gets the first one's run."""
+        """Accept an async run; a request repeating an Idempotency-Key gets the first one's run
+        (waiting for it until ``deadline`` at most, see :meth:`Idempotency.once`)."""
         self.auth.authorize(principal, project_id, environment, "runs:write")
         if idempotency_key is None:
             return self.enqueue(project_id, environment, name, request)
@@ -227,6 +229,7 @@ class RunService:
             decode=self._replayed,
             keep_errors=False,
             code=202,
+            deadline=deadline,
         )
 
     def _replayed(self, kept: dict[str, Any]) -> Run:

@@ -88,6 +88,17 @@ class PipelineRecord:
     engine_ref: str | None = None
 
 
+@dataclass(frozen=True)
+class StepView:
+    """One step of a pipeline's latest version, and how it ended in the last execution that has it
+    (``INITIAL`` when none has). ``step`` is its definition with secret values hidden."""
+
+    pipeline: str
+    version: int
+    step: dict[str, Any]
+    last_execution_status: str
+
+
 @dataclass
 class PipelineHead:
     """Points at a pipeline's latest version; ``deleted`` hides it but keeps its versions."""

@@ -20,6 +20,7 @@ the pipeline is defined: an unknown variable, a step that does not run before th
 
 from __future__ import annotations
 
+import copy
 import re
 import threading
 from collections.abc import Iterator
@@ -39,6 +40,7 @@ from hatchway.domain.spec import (
     validation_details,
 )
 from hatchway.errors import ValidationFailed
+from hatchway.runtime.redact import HIDDEN
 
 if TYPE_CHECKING:
     from hatchway.domain.pipelines.records import PipelineRecord
@@ -355,6 +357,53 @@ def spec_of(record: PipelineRecord) -> PipelineSpec:
                 _parsed.pop(next(iter(_parsed)))
             _parsed[record.digest] = spec
     return spec
+
+
+# ---------------------------------------------------------------------------------------------
+# secret values in a stored definition
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where a secret value sits in a definition: a variable or a secret parameter."""
+
+    path: tuple[str, ...]
+    action: str | None
+
+
+def secret_slots(spec: dict[str, Any]) -> Iterator[tuple[Slot, str]]:
+    """Every secret value of a stored definition with where it sits."""
+    for variable in spec.get("variables", []):
+        if variable.get("encrypted"):
+            yield Slot(("variables", variable["key"]), None), variable.get("value", "")
+    for step in spec.get("steps", []):
+        action = step.get("action")
+        for name, value in (step.get("parameters") or {}).items():
+            if is_secret_name(name) and isinstance(value, str):
+                yield Slot(("steps", step["name"], "parameters", name), action), value
+        for variable in step.get("variables", []):
+            if variable.get("encrypted"):
+                yield Slot(("steps", step["name"], "variables", variable["key"]), None), variable.get("value", "")
+
+
+def put_secret(spec: dict[str, Any], path: tuple[str, ...], value: str) -> None:
+    """Set the secret value at ``path`` (a :class:`Slot`'s) in a stored definition."""
+    if path[0] == "variables":
+        next(v for v in spec["variables"] if v["key"] == path[1])["value"] = value
+        return
+    step = next(s for s in spec["steps"] if s["name"] == path[1])
+    if path[2] == "parameters":
+        step["parameters"][path[3]] = value
+    else:
+        next(v for v in step["variables"] if v["key"] == path[3])["value"] = value
+
+
+def hidden(spec: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a stored definition with every secret value replaced by ``[hidden]``."""
+    shown = copy.deepcopy(spec)
+    for slot, _ in list(secret_slots(shown)):
+        put_secret(shown, slot.path, HIDDEN)
+    return shown
 
 
 # ---------------------------------------------------------------------------------------------
