@@ -96,7 +96,7 @@ def build_stack(tmp_path: Path, infrastructure: dict[str, Any], run_executor: ty
     settings = replace(aws_settings(tmp_path / "home"), **infrastructure)
     aws = AwsClients(REGION, None, session)
     placement = build_placement(
-        settings, sync=LambdaExecutor.from_settings(settings, aws), run=run_executor.from_settings(settings, aws)
+        settings, sync=LambdaExecutor.from_settings(settings, aws), engine=run_executor.from_settings(settings, aws)
     )
     services = aws_services(settings, session, placement)
     counter.hooks.append(_lambda_runtime)

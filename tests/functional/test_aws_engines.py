@@ -57,7 +57,7 @@ def test_registration_creates_the_function_and_job_definition_with_derived_setti
     record, created = services.actions.register(ADMIN, P, ENV, ACTION)
     assert created
     lambda_executor = services.placement.sync
-    batch_executor = services.placement.run
+    batch_executor = services.placement.engine
     assert isinstance(lambda_executor, LambdaExecutor) and isinstance(batch_executor, BatchEngine)
     spec = services.actions.resolve(P, ENV, "echo").spec
 
@@ -139,7 +139,7 @@ def test_the_ecs_task_definition_is_derived_from_the_spec(ecs: Stack) -> None:
     ecs.services.actions.register(
         ADMIN, P, ENV, {**ACTION, "container_parameters": {**ACTION["container_parameters"], "workdir": "/app"}}
     )
-    executor = ecs.services.placement.run
+    executor = ecs.services.placement.engine
     assert isinstance(executor, EcsEngine)
     spec = ecs.services.actions.resolve(P, ENV, "echo").spec
     family = executor.definition_name(P, spec)

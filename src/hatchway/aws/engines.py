@@ -28,10 +28,8 @@ from typing import TYPE_CHECKING, Any, Self
 from hatchway.aws.aws_lambda import image_required
 from hatchway.aws.clients import AwsClients, error_code, translate
 from hatchway.config import Settings
-from hatchway.domain.attempts import AttemptResult, Invocation
 from hatchway.domain.runs import Run, StateChange
 from hatchway.domain.spec import ActionSpec
-from hatchway.runtime.contract import OutputCollector
 
 #: the adapter exits with this when it put the run back in the queue for another attempt (EX_TEMPFAIL)
 ADAPTER_MODULE = ["python3", "-m", "hatchway.runtime.adapter"]
@@ -185,17 +183,6 @@ class BaseAwsEngine(ABC):
 
     def timeout_seconds(self, seconds: int) -> int:
         return max(60, seconds + TIMEOUT_GRACE_SECONDS)
-
-    # ---- until step C2: the gateway picks engines and attempt executors alike (``is_remote``) ----
-
-    is_remote = True
-    stages_files = True
-
-    def execute(self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event) -> AttemptResult:
-        return AttemptResult(platform_error=f"runs of the {self.name} engine run on AWS, not in the gateway")
-
-    def recover(self) -> int:
-        return 0
 
 
 def chunks(items: list[str], size: int) -> list[list[str]]:

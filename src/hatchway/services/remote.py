@@ -136,7 +136,7 @@ class RemoteRuns:
                 run.id, RunStatus.ENQUEUED, RunStatus.FAILED, finished_at=self.clock.now_ms(),
                 error=RunError("platform", exc.message), status_reason="the action version is gone",
             )  # fmt: skip
-        engine = self.placement.run
+        engine = self.placement.engine_named(owner_engine(change.external_id))
         task = engine.submit(run, resolved.spec)
         try:
             return runs.update_run(run.id, RunStatus.ENQUEUED, external_id=task)
