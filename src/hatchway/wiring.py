@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     )
     from hatchway.services import Services
     from hatchway.services.actions import ActionService
+    from hatchway.services.container import ContainerAttempts
     from hatchway.services.placement import Placement
 
 #: store backend (``HATCHWAY_BACKEND``) -> its class
@@ -417,6 +418,40 @@ class OnFirstUse:
 
     def wake(self, execution_id: str | None = None) -> None:
         return None  # nothing to wake before the engine exists
+
+
+# ---- the container side of Batch/ECS runs ----------------------------------------------------
+
+
+def container_services(settings: Settings, **clients: Any) -> Services:
+    """The services a container attempt uses: the aws backend's store and key, a process executor."""
+    process = build_executor(settings, "process")
+    return build_services(settings, placement=build_placement(settings, sync=process), **clients)
+
+
+def container_attempts(services: Services, **clients: Any) -> ContainerAttempts:
+    """The host of one container attempt over ``services`` (:class:`~hatchway.runtime.remote.AttemptHost`);
+    on the aws backend it leaves copies of the run and its log under ``runs/`` in the outputs bucket."""
+    from hatchway.domain.clock import SystemClock
+    from hatchway.services.container import ContainerAttempts
+
+    copies = None
+    if services.settings.backend == "aws":
+        from hatchway.aws.s3blobs import S3BlobStore
+
+        copies = S3BlobStore.from_settings(services.settings, prefix="", **clients)
+    return ContainerAttempts(services.repos.runs, services.dispatched, SystemClock(), copies)
+
+
+def container_host() -> ContainerAttempts:
+    """``python -m hatchway.runtime.adapter --run RUN_ID``'s host (``HATCHWAY_ATTEMPT_HOST``'s default):
+    settings from the job's or task's environment, observability configured."""
+    settings = Settings.from_env(executor="process")
+    configure_observability(settings)
+    services = container_services(settings)
+    host = container_attempts(services)
+    host.on_close = services.close
+    return host
 
 
 def bootstrap(services: Services) -> str:

@@ -7,7 +7,7 @@ derived from ``compute_requirements`` (vCPU units -> vCPUs, memory MiB, ephemera
 A run becomes one job (Batch; its retries are Batch attempts) or one task per attempt (ECS) whose
 container starts the runtime adapter, ``python3 -m hatchway.runtime.adapter --run <run id>``: the
 adapter reads the run from the store, decrypts its ``#`` parameters with KMS, runs the action's
-command under the contract and records the outcome (:mod:`hatchway.remote`). The engines'
+command under the contract and records the outcome (:mod:`hatchway.runtime.remote`). The engines'
 state-change events, turned into :class:`StateChange` values here, settle whatever the adapter
 could not (it never started, it was killed, the run was cancelled).
 
@@ -31,8 +31,6 @@ from hatchway.config import Settings
 from hatchway.domain.runs import Run, StateChange
 from hatchway.domain.spec import ActionSpec
 
-#: the adapter exits with this when it put the run back in the queue for another attempt (EX_TEMPFAIL)
-ADAPTER_MODULE = ["python3", "-m", "hatchway.runtime.adapter"]
 CONTAINER_NAME = "action"
 PROJECT_TAG = "hatchway-project"
 #: the engine's own time limit is a backstop beyond the adapter's deadline
