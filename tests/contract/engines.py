@@ -238,10 +238,41 @@ class EcsHarness(EngineHarness):
     name = engine = "ecs"
 
 
+class DockerHarness(Harness):
+    """``docker run`` per attempt on ``HATCHWAY_TEST_DOCKER_HOST``, the action built FROM the base image."""
+
+    name = "docker"
+
+    def make_settings(self, home: Path, limits: dict[str, Any]) -> Settings:
+        context = self.context
+        return make_settings(
+            home, executor=self.name, docker_host=context["docker_host"], lambda_rie_path=context.get("rie"),
+            **{"sandbox": "none", **limits},
+        )  # fmt: skip
+
+    def placement(self) -> Any:
+        return None  # the settings' own: containers on that engine
+
+    def spec(self, **fields: Any) -> dict[str, Any]:
+        image = {
+            "docker_config": {"context": str(self.context["action_dir"]), "dockerfile": "Dockerfile"},
+            "container_parameters": {"entry_point": ["python3"], "command": ["/action/behave.py"]},
+        }
+        return behave(NAME, **{**image, **fields})
+
+
+class LocalLambdaHarness(DockerHarness):
+    """Sync calls answered by warm container Lambdas under the Runtime Interface Emulator."""
+
+    name = "lambda-local"
+
+
 HARNESSES: dict[str, type[Harness]] = {
     "process": Harness,
     "process-confined": ConfinedHarness,
     "lambda": LambdaHarness,
     "batch": BatchHarness,
     "ecs": EcsHarness,
+    "docker": DockerHarness,
+    "lambda-local": LocalLambdaHarness,
 }
