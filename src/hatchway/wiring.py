@@ -429,9 +429,12 @@ def container_services(settings: Settings, **clients: Any) -> Services:
     return build_services(settings, placement=build_placement(settings, sync=process), **clients)
 
 
-def container_attempts(services: Services, **clients: Any) -> ContainerAttempts:
+def container_attempts(
+    services: Services, on_close: Callable[[], None] | None = None, **clients: Any
+) -> ContainerAttempts:
     """The host of one container attempt over ``services`` (:class:`~hatchway.runtime.remote.AttemptHost`);
-    on the aws backend it leaves copies of the run and its log under ``runs/`` in the outputs bucket."""
+    on the aws backend it leaves copies of the run and its log under ``runs/`` in the outputs bucket.
+    ``on_close``: what closing the host releases (the services it was built on, in a container)."""
     from hatchway.domain.clock import SystemClock
     from hatchway.services.container import ContainerAttempts
 
@@ -440,7 +443,7 @@ def container_attempts(services: Services, **clients: Any) -> ContainerAttempts:
         from hatchway.aws.s3blobs import S3BlobStore
 
         copies = S3BlobStore.from_settings(services.settings, prefix="", **clients)
-    return ContainerAttempts(services.repos.runs, services.dispatched, SystemClock(), copies)
+    return ContainerAttempts(services.repos.runs, services.dispatched, SystemClock(), copies, on_close)
 
 
 def container_host() -> ContainerAttempts:
@@ -449,9 +452,7 @@ def container_host() -> ContainerAttempts:
     settings = Settings.from_env(executor="process")
     configure_observability(settings)
     services = container_services(settings)
-    host = container_attempts(services)
-    host.on_close = services.close
-    return host
+    return container_attempts(services, services.close)
 
 
 def bootstrap(services: Services) -> str:

@@ -131,9 +131,7 @@ def container_side(stack: Stack) -> tuple[ContainerAttempts, Touched]:
     aws = AwsClients(REGION, None, boto3.session.Session(region_name=REGION))
     touched = Touched(aws.client("dynamodb"))
     services = container_services(stack.settings, aws=aws)
-    host = container_attempts(services, aws=aws)
-    host.on_close = services.placement.close
-    return host, touched
+    return container_attempts(services, services.placement.close, aws=aws), touched
 
 
 def attempts(stack: Stack, engine: type[Any], scenario: str) -> list[tuple[str, int]]:
