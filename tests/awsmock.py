@@ -277,3 +277,31 @@ def lambda_function_error(body: dict[str, Any]) -> dict[str, Any]:
 
     raw = json.dumps(body).encode()
     return {"StatusCode": 200, "FunctionError": "Unhandled", "Payload": StreamingBody(io.BytesIO(raw), len(raw))}
+
+
+def answer_with_adapter(counter: CallCounter) -> None:
+    """Play every container Lambda on ``counter``'s session: moto's answer to an ``Invoke`` of a
+    hatchway payload is what ``python -I -m hatchway.runtime.adapter`` - the code the function
+    image runs - prints for that payload, run in a subprocess of its own."""
+    import subprocess
+    import sys
+
+    def invoke(service: str, operation: str, params: dict[str, Any]) -> None:
+        if (service, operation) != ("lambda", "Invoke"):
+            return
+        payload = params.get("Payload")
+        text = payload.decode() if isinstance(payload, bytes) else str(payload or "")
+        if '"hatchway"' not in text:
+            return
+        seconds = float(json.loads(text).get("timeout_seconds") or 30) + 30
+        done = subprocess.run(
+            [sys.executable, "-I", "-m", "hatchway.runtime.adapter"],
+            input=text,
+            capture_output=True,
+            text=True,
+            timeout=seconds,
+            check=False,
+        )
+        queue_lambda_result(done.stdout if done.returncode == 0 else {"errorMessage": done.stderr[-500:]})
+
+    counter.hooks.append(invoke)

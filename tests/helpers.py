@@ -124,3 +124,19 @@ class LiveServer:
         from hatchway.client import Client
 
         return Client(self.url, kwargs.pop("token", ADMIN_TOKEN), **kwargs)
+
+
+def processes_with(marker: str) -> list[int]:
+    """PIDs whose command line contains ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found

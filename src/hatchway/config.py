@@ -465,15 +465,3 @@ class Settings:
     @property
     def blob_dir(self) -> Path:
         return self.home / "blobs"
-
-
-def container_identity(env: Mapping[str, str] | None = None) -> str:
-    """Who holds a run inside a Batch job or ECS task: the job and attempt, the task, or host and pid."""
-    env = os.environ if env is None else env
-    job = env.get("AWS_BATCH_JOB_ID")
-    if job:
-        return f"batch/{job}/{env.get('AWS_BATCH_JOB_ATTEMPT') or '1'}"
-    metadata = env.get("ECS_CONTAINER_METADATA_URI_V4")
-    if metadata:
-        return "ecs/" + metadata.rstrip("/").rsplit("/", 1)[-1]
-    return f"host/{os.uname().nodename}/{os.getpid()}"

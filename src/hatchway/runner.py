@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from hatchway.config import container_identity
+from hatchway.runtime.remote import container_identity
 from hatchway.services import Services
 
 #: the time left assumed when called without a Lambda context (tests, scripts)

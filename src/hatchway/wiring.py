@@ -28,10 +28,20 @@ if TYPE_CHECKING:
     from hatchway.domain.pipelines.records import Execution, PipelineRecord
     from hatchway.domain.pipelines.spec import PipelineSpec
     from hatchway.domain.runs import StateChange
-    from hatchway.ports import BlobStore, PipelineEngine, PipelineRepo, Repos, RunDispatcher, SecretBox
+    from hatchway.ports import (
+        AttemptExecutor,
+        BlobStore,
+        PipelineEngine,
+        PipelineRepo,
+        Repos,
+        RunDispatcher,
+        RunEngine,
+        SecretBox,
+    )
     from hatchway.services import Services
     from hatchway.services.actions import ActionService
-    from hatchway.services.placement import Executor, Placement
+    from hatchway.services.container import ContainerAttempts
+    from hatchway.services.placement import Placement
 
 #: store backend (``HATCHWAY_BACKEND``) -> its class
 STORES: dict[str, str] = {
@@ -118,17 +128,26 @@ def build_blobs(settings: Settings, **clients: Any) -> BlobStore:
     return LocalBlobStore(settings.blob_dir, lambda: local_blob_cipher(settings.key_path))
 
 
-def build_executor(settings: Settings, name: str | None = None) -> Executor:
-    """The executor or engine ``name`` (default: the settings' choice), configured from the settings."""
-    name = name or settings.executor
-    registry = ENGINES if name in ENGINES else EXECUTORS
-    executor: Executor = load(name, registry, "executor").from_settings(settings)
+def build_executor(settings: Settings, name: str | None = None) -> AttemptExecutor:
+    """The attempt executor ``name`` (default: the settings' choice), configured from the settings."""
+    executor: AttemptExecutor = load(name or settings.executor, EXECUTORS, "executor").from_settings(settings)
     return executor
 
 
-def build_placement(settings: Settings, sync: Executor | None = None, run: Executor | None = None) -> Placement:
-    """The executors the settings name (or ``sync`` and ``run`` when given, for tests and the
-    container side of Batch/ECS); HTTP actions always go to the gateway's own HTTP executor.
+def build_engine(settings: Settings, name: str) -> RunEngine:
+    """The run engine ``name`` (batch, ecs), configured from the settings."""
+    engine: RunEngine = load(name, ENGINES, "executor").from_settings(settings)
+    return engine
+
+
+def build_placement(
+    settings: Settings,
+    sync: AttemptExecutor | None = None,
+    run: AttemptExecutor | None = None,
+    engine: RunEngine | None = None,
+) -> Placement:
+    """The executors the settings name (or ``sync``, ``run`` and ``engine`` when given, for tests and
+    the container side of Batch/ECS); HTTP actions always go to the gateway's own HTTP executor.
 
     ``auto`` (the default) uses containers when a Docker engine answers, else host processes.
     ``HATCHWAY_SYNC_EXECUTOR`` / ``HATCHWAY_RUN_EXECUTOR`` may send sync calls and runs elsewhere
@@ -137,9 +156,9 @@ def build_placement(settings: Settings, sync: Executor | None = None, run: Execu
     from hatchway.services.placement import Placement
 
     http = build_executor(settings, "http")
-    engines = {name: functools.partial(build_executor, settings, name) for name in ENGINES}
+    engines = {name: functools.partial(build_engine, settings, name) for name in ENGINES}
     if sync is not None:
-        return Placement(sync, run, http, engines=engines)
+        return Placement(sync, run, http, engine=engine, engines=engines)
     name = settings.executor
     is_split = bool(settings.sync_executor or settings.run_executor)
     if name in ("auto", *CONTAINER_EXECUTORS) and not is_split and settings.backend == "embedded":
@@ -152,12 +171,14 @@ def build_placement(settings: Settings, sync: Executor | None = None, run: Execu
     base = "process" if name == "auto" else name
     sync_name = settings.sync_executor or base
     run_name = settings.run_executor or base
-    sync = build_executor(settings, sync_name)
+    sync = None if sync_name in ENGINES else build_executor(settings, sync_name)
+    if run_name in ENGINES:
+        return Placement(sync, http=http, engine=build_engine(settings, run_name), engines=engines)
     run = sync if run_name == sync_name else build_executor(settings, run_name)
     return Placement(sync, run, http, engines=engines)
 
 
-def _container_placement(settings: Settings, name: str, http: Executor) -> Placement:
+def _container_placement(settings: Settings, name: str, http: AttemptExecutor) -> Placement:
     """The executors for ``name`` (auto, docker or lambda-local) over one Docker engine.
 
     ``docker`` runs everything with ``docker run``; ``lambda-local`` answers sync calls with warm
@@ -174,7 +195,7 @@ def _container_placement(settings: Settings, name: str, http: Executor) -> Place
     engine = DockerEngine(settings.docker_host, settings.home)
     engine.ping()
     docker = DockerExecutor(engine, settings.work_dir, settings.kill_grace_seconds)
-    named: dict[str, tuple[Executor, Executor]] = {"docker": (docker, docker)}
+    named: dict[str, tuple[AttemptExecutor, AttemptExecutor]] = {"docker": (docker, docker)}
     rie = find_rie(settings.lambda_rie_path)
     if rie is not None:
         warm = LocalLambdaExecutor(engine, docker, rie, settings.lambda_pool_size, settings.lambda_idle_seconds)
@@ -342,7 +363,7 @@ def _step_functions(
     pipeline never imports boto3 for it, nor needs its settings."""
     from hatchway.aws.stepfunctions import Bindings
 
-    bindings = Bindings(repo, actions.resolve, placement.pick, settings.resource_prefix)
+    bindings = Bindings(repo, actions.resolve, placement.engine_for, settings.resource_prefix)
 
     def made() -> PipelineEngine:
         if make is not None:
@@ -397,6 +418,41 @@ class OnFirstUse:
 
     def wake(self, execution_id: str | None = None) -> None:
         return None  # nothing to wake before the engine exists
+
+
+# ---- the container side of Batch/ECS runs ----------------------------------------------------
+
+
+def container_services(settings: Settings, **clients: Any) -> Services:
+    """The services a container attempt uses: the aws backend's store and key, a process executor."""
+    process = build_executor(settings, "process")
+    return build_services(settings, placement=build_placement(settings, sync=process), **clients)
+
+
+def container_attempts(
+    services: Services, on_close: Callable[[], None] | None = None, **clients: Any
+) -> ContainerAttempts:
+    """The host of one container attempt over ``services`` (:class:`~hatchway.runtime.remote.AttemptHost`);
+    on the aws backend it leaves copies of the run and its log under ``runs/`` in the outputs bucket.
+    ``on_close``: what closing the host releases (the services it was built on, in a container)."""
+    from hatchway.domain.clock import SystemClock
+    from hatchway.services.container import ContainerAttempts
+
+    copies = None
+    if services.settings.backend == "aws":
+        from hatchway.aws.s3blobs import S3BlobStore
+
+        copies = S3BlobStore.from_settings(services.settings, prefix="", **clients)
+    return ContainerAttempts(services.repos.runs, services.dispatched, SystemClock(), copies, on_close)
+
+
+def container_host() -> ContainerAttempts:
+    """``python -m hatchway.runtime.adapter --run RUN_ID``'s host (``HATCHWAY_ATTEMPT_HOST``'s default):
+    settings from the job's or task's environment, observability configured."""
+    settings = Settings.from_env(executor="process")
+    configure_observability(settings)
+    services = container_services(settings)
+    return container_attempts(services, services.close)
 
 
 def bootstrap(services: Services) -> str:

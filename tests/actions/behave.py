@@ -70,6 +70,58 @@ elif behaviour == "exit":
     sys.exit(int(params["code"]))
 elif behaviour == "env":
     answer({"env": sorted(os.environ)})
+elif behaviour == "traceback":
+    print("reading the input", file=sys.stderr, flush=True)
+    raise ValueError("the input has no column 'id'")
+elif behaviour == "kill_self":
+    os.kill(os.getpid(), 9)
+elif behaviour == "stubborn_tree":
+    # a shell that ignores SIGTERM (its sleeps inherit that), each sleep a grandchild of the action
+    seconds = params["seconds"]
+    os.execvp("sh", ["sh", "-c", f"trap '' TERM; sleep {seconds} & sleep {seconds} & wait"])  # noqa: S606
+elif behaviour == "big_stdout":
+    sys.stdout.write("x" * int(params["count"]))
+    sys.stdout.flush()
+elif behaviour == "flood":
+    line = "y" * 1023
+    for _ in range(int(params["count"])):
+        print(line)
+    answer({"flooded": int(params["count"])})
+elif behaviour == "secret_everywhere":
+    secret = params["#secret"]
+    forms = [secret, base64.b64encode(secret.encode()).decode(), json.dumps(secret)[1:-1], quote(secret, safe="")]
+    for form in forms:
+        if action == "run":  # a sync action's stdout is its answer
+            print(f"stdout {form}", flush=True)
+        print(f"stderr {form}", file=sys.stderr, flush=True)
+    if params.get("code") == "1":
+        sys.exit(1)
+    if action == "run":
+        answer({"forms": forms})
+        with open(os.path.join(data_dir, "out", "exports.json"), "w") as out:
+            json.dump({"forms": forms}, out)
+    else:
+        print(json.dumps({"forms": forms}))
+elif behaviour == "config":
+    answer(
+        {
+            "keys": sorted(config),
+            "secret_matches": params.get("#secret") == params.get("who") + "-secret-value",
+            "behaviour": params.get("behaviour"),
+            "run": sorted(config.get("run") or {}),
+            "data_dir": data_dir,
+            "config_file": os.path.join(data_dir, "config.json"),
+        }
+    )
+elif behaviour == "exports_list":
+    answer({"ok": True})
+    with open(os.path.join(data_dir, "out", "exports.json"), "w") as out:
+        json.dump(["not", "an", "object"], out)
+elif behaviour == "silent":
+    pass
+elif behaviour == "allocate":
+    hoard = [bytearray(16 * 1024 * 1024) for _ in range(int(params["count"]))]
+    answer({"allocated_mib": 16 * len(hoard)})
 else:
     print(f"unknown behaviour {behaviour}", file=sys.stderr)
     sys.exit(2)

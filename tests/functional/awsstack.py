@@ -2,7 +2,8 @@
 
 moto runs no containers: a Lambda's answer is made by calling the real runtime adapter with the
 exact payload the gateway sent (what awslambdaric would do in the function), and a job's container
-is played by :func:`hatchway.remote.run_attempt` - the adapter's ``--run`` entry - in this process.
+is played by :func:`hatchway.runtime.remote.run_attempt` - the adapter's ``--run`` entry - in this process,
+over the package's host (:func:`hatchway.wiring.container_attempts`).
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from hatchway.aws.clients import AwsClients
 from hatchway.domain.runs import RunRequest, RunStatus
 from hatchway.domain.tenants import Principal
 from hatchway.executors.process import ProcessExecutor
-from hatchway.remote import run_attempt
 from hatchway.runtime import adapter
+from hatchway.runtime.remote import run_attempt
 from hatchway.services import Services
-from hatchway.wiring import build_placement
+from hatchway.wiring import build_placement, container_attempts
 from tests.awsmock import (
     REGION,
     CallCounter,
@@ -96,7 +97,7 @@ def build_stack(tmp_path: Path, infrastructure: dict[str, Any], run_executor: ty
     settings = replace(aws_settings(tmp_path / "home"), **infrastructure)
     aws = AwsClients(REGION, None, session)
     placement = build_placement(
-        settings, sync=LambdaExecutor.from_settings(settings, aws), run=run_executor.from_settings(settings, aws)
+        settings, sync=LambdaExecutor.from_settings(settings, aws), engine=run_executor.from_settings(settings, aws)
     )
     services = aws_services(settings, session, placement)
     counter.hooks.append(_lambda_runtime)
@@ -116,7 +117,7 @@ def container(stack: Stack, run_id: str, owner: str) -> int:
         settings, stack.session, build_placement(settings, sync=ProcessExecutor.from_settings(settings))
     )
     try:
-        return run_attempt(inside, run_id, owner)
+        return run_attempt(container_attempts(inside, aws=AwsClients(REGION, None, stack.session)), run_id, owner)
     finally:
         inside.placement.close()
 

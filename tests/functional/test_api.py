@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import pytest
 
@@ -19,25 +18,9 @@ from hatchway.client import (
     ValidationErrorResponse,
 )
 from tests.functional.actions import behave
-from tests.helpers import wait_until
+from tests.helpers import processes_with, wait_until
 
 ERROR_KEYS = {"status", "error", "code", "message"}
-
-
-def processes_with(marker: str) -> list[int]:
-    """PIDs whose command line contains ``marker``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker in cmdline and state != "Z":
-            found.append(int(entry.name))
-    return found
 
 
 # ---- sync actions --------------------------------------------------------------------------

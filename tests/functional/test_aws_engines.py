@@ -2,7 +2,7 @@
 task role, and the sync function beside them), runs on Batch and ECS settled by their state-change
 events, retries, cancel, call counts.
 
-moto runs no containers: a job's container is played by :func:`hatchway.remote.run_attempt` - the
+moto runs no containers: a job's container is played by :func:`hatchway.runtime.remote.run_attempt` - the
 adapter's ``--run`` entry - in this process.
 """
 
@@ -17,8 +17,9 @@ import pytest
 from hatchway.aws.aws_lambda import LambdaExecutor
 from hatchway.aws.batch import BatchEngine
 from hatchway.aws.ecs import EcsEngine
-from hatchway.domain.runs import RETRY_EXIT_CODE, RunRequest, RunStatus
+from hatchway.domain.runs import RunRequest, RunStatus
 from hatchway.errors import ValidationFailed
+from hatchway.runtime.remote import RETRY_EXIT_CODE
 from tests.functional.awsstack import (
     ACTION,
     ADMIN,
@@ -57,7 +58,7 @@ def test_registration_creates_the_function_and_job_definition_with_derived_setti
     record, created = services.actions.register(ADMIN, P, ENV, ACTION)
     assert created
     lambda_executor = services.placement.sync
-    batch_executor = services.placement.run
+    batch_executor = services.placement.engine
     assert isinstance(lambda_executor, LambdaExecutor) and isinstance(batch_executor, BatchEngine)
     spec = services.actions.resolve(P, ENV, "echo").spec
 
@@ -139,7 +140,7 @@ def test_the_ecs_task_definition_is_derived_from_the_spec(ecs: Stack) -> None:
     ecs.services.actions.register(
         ADMIN, P, ENV, {**ACTION, "container_parameters": {**ACTION["container_parameters"], "workdir": "/app"}}
     )
-    executor = ecs.services.placement.run
+    executor = ecs.services.placement.engine
     assert isinstance(executor, EcsEngine)
     spec = ecs.services.actions.resolve(P, ENV, "echo").spec
     family = executor.definition_name(P, spec)
@@ -355,7 +356,7 @@ def test_an_ecs_retry_starts_a_new_task_and_old_task_events_are_ignored(ecs: Sta
 
 
 def test_an_ecs_task_killed_mid_attempt_is_retried_then_fails(ecs: Stack) -> None:
-    from hatchway.remote import claim_for_attempt
+    from hatchway.wiring import container_attempts
 
     services = ecs.services
     services.actions.register(ADMIN, P, ENV, ACTION)
@@ -364,7 +365,7 @@ def test_an_ecs_task_killed_mid_attempt_is_retried_then_fails(ecs: Stack) -> Non
     for attempt in (1, 2):
         services.remote.handle_event(ecs_event(run_id, task, "RUNNING"))
         # the container claimed the run and was then killed before recording anything
-        assert claim_for_attempt(services, run_id, f"ecs/task-{attempt}") is not None
+        assert container_attempts(services).claim(run_id, f"ecs/task-{attempt}") is not None
         services.remote.handle_event(ecs_event(run_id, task, "STOPPED", 137, stoppedReason=oom))
         after = services.repos.runs.get_run(run_id)
         assert after is not None and after.attempt == attempt

@@ -55,7 +55,7 @@ def stack(tmp_path: Path, infrastructure: dict[str, Any]) -> tuple[Services, Cal
     settings = replace(aws_settings(tmp_path / "home"), **infrastructure)
     aws = AwsClients(REGION, None, session)
     placement = build_placement(
-        settings, sync=LambdaExecutor.from_settings(settings, aws), run=BatchEngine.from_settings(settings, aws)
+        settings, sync=LambdaExecutor.from_settings(settings, aws), engine=BatchEngine.from_settings(settings, aws)
     )
     services = aws_services(settings, session, placement)
     assert isinstance(services.files.blobs, S3BlobStore)

@@ -108,7 +108,7 @@ def deployed(tmp_path: Path, infrastructure: dict[str, Any]) -> Deployed:
     )
     aws = AwsClients(REGION, None, session)
     placement = build_placement(
-        settings, sync=LambdaExecutor.from_settings(settings, aws), run=BatchEngine.from_settings(settings, aws)
+        settings, sync=LambdaExecutor.from_settings(settings, aws), engine=BatchEngine.from_settings(settings, aws)
     )
     services = aws_services(settings, session, placement)  # runs of HTTP actions go to RUNNER
     invoked: list[dict[str, Any]] = []

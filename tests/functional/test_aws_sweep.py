@@ -16,7 +16,7 @@ import pytest
 from hatchway.aws.batch import BatchEngine
 from hatchway.aws.ecs import EcsEngine
 from hatchway.domain.runs import RunStatus, now_ms
-from hatchway.remote import claim_for_attempt
+from hatchway.wiring import container_attempts
 from tests.awsmock import ACCOUNT, REGION
 from tests.functional.awsstack import (
     ACTION,
@@ -166,7 +166,7 @@ def moto_tasks() -> dict[str, Any]:
 def test_a_stopped_ecs_task_whose_event_was_lost_settles_its_run(ecs: Stack) -> None:
     # Given a task whose container claimed the run and was killed, and whose STOPPED event was lost
     run_id, task = submit(ecs, who="e")
-    assert claim_for_attempt(ecs.services, run_id, "ecs/task-1") is not None
+    assert container_attempts(ecs.services).claim(run_id, "ecs/task-1") is not None
     ecs.client("ecs").stop_task(cluster=ecs.settings.ecs_cluster, task=task, reason="Spot interruption")
     moto_tasks()[task].containers[0].exitCode = 137  # moto reports 0 for every container
     started = watch(ecs, "RunTask")
@@ -175,7 +175,7 @@ def test_a_stopped_ecs_task_whose_event_was_lost_settles_its_run(ecs: Stack) -> 
     retried = run_of(ecs, run_id)
     assert retried.status == RunStatus.ENQUEUED and retried.external_id != task and len(started) == 1
     # Then a task ECS no longer knows (it forgets stopped tasks after about an hour) ends the run
-    assert claim_for_attempt(ecs.services, run_id, "ecs/task-2") is not None
+    assert container_attempts(ecs.services).claim(run_id, "ecs/task-2") is not None
     ecs.services.remote.handle_event(ecs_event(run_id, retried.external_id, "RUNNING"))
     from moto.ecs.models import ecs_backends
 

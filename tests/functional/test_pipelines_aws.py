@@ -340,7 +340,7 @@ def test_async_steps_run_on_the_batch_executors_definitions(tmp_path: Any) -> No
                           job_queue=settings.batch_job_queue)  # fmt: skip
         services = build_services(
             settings, repos=SqliteStore(tmp_path / "pipelines.db"),
-            placement=build_placement(settings, sync=ProcessExecutor.from_settings(settings), run=runs),
+            placement=build_placement(settings, sync=ProcessExecutor.from_settings(settings), engine=runs),
             pipeline_engine=lambda bindings: StepFunctionsEngine(bindings, sfn, role["Arn"], targets), aws=aws,
         )  # fmt: skip
         bootstrap(services)

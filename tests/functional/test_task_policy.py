@@ -3,7 +3,7 @@ side of a run really touches, kept in agreement.
 
 A Batch job or ECS task runs with its project's task role; an action in the container could use
 those credentials directly. The policy therefore limits ``dynamodb:LeadingKeys`` to the partition
-keys the adapter needs. These tests play the container (:func:`hatchway.remote.run_attempt`, the
+keys the adapter needs. These tests play the container (:func:`hatchway.runtime.remote.run_attempt`, the
 adapter's ``--run`` entry) against moto through a DynamoDB client of its own, record every
 partition key and index it uses (botocore events, container side only), and check
 each against the patterns parsed from the template, with the project substituted.
@@ -22,9 +22,10 @@ import pytest
 from hatchway.aws.batch import BatchEngine
 from hatchway.aws.clients import AwsClients
 from hatchway.aws.ecs import EcsEngine
-from hatchway.domain.runs import RETRY_EXIT_CODE, RunStatus
-from hatchway.remote import container_services, run_attempt
-from hatchway.services import Services
+from hatchway.domain.runs import RunStatus
+from hatchway.runtime.remote import RETRY_EXIT_CODE, run_attempt
+from hatchway.services.container import ContainerAttempts
+from hatchway.wiring import container_attempts, container_services
 from tests.awsmock import REGION
 from tests.functional.awsstack import (
     ACTION,
@@ -124,12 +125,13 @@ def needs(operation: str, params: dict[str, Any]) -> list[tuple[str, str, str | 
     return [(operation, key["pk"]["S"], None)]
 
 
-def container_side(stack: Stack) -> tuple[Services, Touched]:
-    """The services a container builds (:func:`hatchway.remote.container_services`: store, key, blobs
-    from the settings, a process executor, no bootstrap), on clients of its own session."""
+def container_side(stack: Stack) -> tuple[ContainerAttempts, Touched]:
+    """The host a container builds over its services (:func:`hatchway.wiring.container_services`:
+    store, key, blobs from the settings, a process executor, no bootstrap), on clients of its own session."""
     aws = AwsClients(REGION, None, boto3.session.Session(region_name=REGION))
     touched = Touched(aws.client("dynamodb"))
-    return container_services(stack.settings, aws=aws), touched
+    services = container_services(stack.settings, aws=aws)
+    return container_attempts(services, services.placement.close, aws=aws), touched
 
 
 def attempts(stack: Stack, engine: type[Any], scenario: str) -> list[tuple[str, int]]:
@@ -183,7 +185,7 @@ def test_the_container_touches_only_keys_its_task_role_may(
         for number, (run_id, expected) in enumerate(planned, start=1):
             assert run_attempt(inside, run_id, f"{engine.name}/job/{number}") == expected
     finally:
-        inside.placement.close()
+        inside.close()
     run = stack.services.repos.runs.get_run(planned[0][0])
     assert run is not None and run.is_terminal
     # Then the task role's policy allows every item it read or wrote, and no index is used

@@ -13,8 +13,7 @@ import pytest
 from hatchway.executors.sandbox import bwrap_works
 from tests.conftest import FAST
 from tests.functional.actions import behave
-from tests.functional.test_api import processes_with
-from tests.helpers import LiveServer, child_env, wait_until
+from tests.helpers import LiveServer, child_env, processes_with, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -26,8 +26,7 @@ from hatchway.runtime.contract import OutputCollector
 from hatchway.wiring import bootstrap, build_services
 from hatchway.worker import WorkerPool
 from tests.conftest import inprocess_client, make_settings
-from tests.functional.test_api import processes_with
-from tests.helpers import wait_until
+from tests.helpers import processes_with, wait_until
 
 pytestmark = pytest.mark.integration
 HAS_CGROUPS = Cgroups.detect("hatchway-test-probe") is not None

@@ -24,8 +24,7 @@ import httpx
 import pytest
 
 from hatchway.domain.runs import RunStatus, now_ms
-from tests.functional.test_api import processes_with
-from tests.helpers import LiveServer, wait_until
+from tests.helpers import LiveServer, processes_with, wait_until
 from tests.reliability.conftest import Figures, scaled
 from tests.reliability.harness import (
     API,

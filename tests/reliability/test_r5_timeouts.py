@@ -20,8 +20,7 @@ import httpx
 import pytest
 
 from hatchway.executors.sandbox import Cgroups, bwrap_works
-from tests.functional.test_api import processes_with
-from tests.helpers import LiveServer
+from tests.helpers import LiveServer, processes_with
 from tests.reliability.conftest import Figures, scaled
 from tests.reliability.harness import API, AUTH, percentile, sh_spec, zombies_of
 

@@ -30,8 +30,7 @@ from hatchway.errors import Unavailable
 from hatchway.runtime.spawn import spawn
 from hatchway.wiring import bootstrap, build_services
 from tests.conftest import inprocess_client, make_settings
-from tests.functional.test_api import processes_with
-from tests.helpers import LiveServer, wait_until
+from tests.helpers import LiveServer, processes_with, wait_until
 from tests.reliability.conftest import Figures
 from tests.reliability.harness import API, AUTH, CHAOS, chaos_spec, health_probe, percentile, read_runs
 

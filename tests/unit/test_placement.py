@@ -11,7 +11,7 @@ import pytest
 from hatchway.domain.attempts import AttemptResult
 from hatchway.domain.runs import Mode
 from hatchway.domain.spec import ActionSpec
-from hatchway.errors import ValidationFailed
+from hatchway.errors import Unavailable, ValidationFailed
 from hatchway.executors.base import BaseAttemptExecutor
 from hatchway.services.placement import Placement
 from hatchway.wiring import build_placement
@@ -68,3 +68,55 @@ def test_auto_without_an_engine_runs_processes(tmp_path: Path) -> None:
             executors.pick(spec(image_uri="i", metadata={"executor": "docker"}), Mode.SYNC)
     finally:
         executors.close()
+
+
+class Engine:
+    """A run engine (ports.RunEngine) that records what it was asked."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.prepared: list[str] = []
+        self.closed = 0
+
+    def check(self, spec: ActionSpec, invoked: str) -> None: ...
+
+    def prepare(self, project_id: str, spec: ActionSpec) -> None:
+        self.prepared.append(spec.name)
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_a_run_engine_takes_the_runs_of_every_action_but_http_ones() -> None:
+    warm, http, batch, ecs = Named("lambda"), Named("http"), Engine("batch"), Engine("ecs")
+    made: list[str] = []
+
+    def make_ecs() -> Any:
+        made.append("ecs")
+        return ecs
+
+    placement = Placement(warm, http=http, engine=batch, engines={"ecs": make_ecs})  # type: ignore[arg-type]
+    boxed = spec(image_uri="img")
+    assert placement.engine_for(boxed) is batch
+    assert placement.pick(boxed, Mode.ASYNC) is batch and placement.executor_for(boxed, Mode.SYNC) is warm
+    assert placement.engine_for(spec(http={"url": "http://x"})) is None
+    with pytest.raises(Unavailable):
+        placement.executor_for(boxed, Mode.ASYNC)
+    placement.prepare("p", boxed)
+    assert warm.prepared == ["a"] and batch.prepared == ["a"]
+    assert placement.engine_named("batch") is batch and made == []
+    assert placement.engine_named("ecs") is placement.engine_named("ecs") is ecs and made == ["ecs"]
+    assert placement.describe() == "lambda (sync), batch (runs)"
+    placement.close()
+    assert (batch.closed, ecs.closed) == (1, 1)
+
+
+def test_without_a_sync_executor_sync_calls_are_refused_and_registration_prepares_the_engine() -> None:
+    batch = Engine("batch")
+    placement = Placement(None, engine=batch)  # type: ignore[arg-type]
+    boxed = spec(image_uri="img")
+    with pytest.raises(ValidationFailed) as err:
+        placement.pick(boxed, Mode.SYNC)
+    assert "async runs only" in err.value.message
+    placement.prepare("p", boxed)
+    assert batch.prepared == ["a"] and placement.engine_for(boxed) is batch

@@ -18,6 +18,7 @@ import pytest
 import hatchway
 from hatchway.executors.containers.images import copy_runtime
 from hatchway.runtime.redact import HIDDEN
+from hatchway.runtime.remote import MISSING_PACKAGE
 
 PACKAGE = Path(hatchway.__file__).parent
 
@@ -67,6 +68,7 @@ print(json.dumps({{
     assert {"hatchway.runtime.adapter", "hatchway.runtime.rie_bridge", "hatchway.runtime.redact"} <= set(
         seen["imported"]
     )
+    assert "hatchway.runtime.remote" in seen["imported"]  # the Batch/ECS container side
     assert all(name == "hatchway" or name.startswith("hatchway.runtime") for name in seen["hatchway"]), seen["hatchway"]
     assert seen["foreign"] == []
     assert all(path.startswith(str(image)) for path in seen["files"]), seen["files"]
@@ -112,3 +114,19 @@ def test_the_runtime_redacts_with_the_standard_library_alone(image: Path) -> Non
     # Then it imports nothing else and hides the secret
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"a {HIDDEN} b"
+
+
+def test_a_batch_attempt_without_the_package_says_what_to_install_in_one_line(image: Path) -> None:
+    # Given the base image's runtime alone (no hatchway package, no site-packages)
+    # When a Batch job or ECS task starts its attempt
+    done = subprocess.run(
+        [sys.executable, "-S", "-E", "-m", "hatchway.runtime.adapter", "--run", "run_x"],
+        cwd=image,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # Then it fails with one line naming what to install, and no traceback
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith(MISSING_PACKAGE) and done.stderr.count("\n") == 1, done.stderr
+    assert "Traceback" not in done.stderr

@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 from hatchway.aws.clients import AwsClients, error_code, is_unreachable, translate
 from hatchway.config import SYNC_LIMIT_SECONDS, Settings
 from hatchway.domain.attempts import AttemptResult, Invocation, adapter_payload, result_from_outcome
-from hatchway.domain.runs import Run
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import InternalError, ValidationFailed
 from hatchway.runtime.contract import OutputCollector
@@ -101,8 +100,6 @@ class LambdaExecutor:
 
     name = "lambda"
     stages_files = False
-    #: until step C2 the gateway tells attempt executors from run engines by this flag
-    is_remote = False
 
     def __init__(
         self,
@@ -246,12 +243,6 @@ class LambdaExecutor:
 
     def close(self) -> None:
         """Nothing to release: the client is shared and made on first use."""
-
-    def submit(self, run: Run, spec: ActionSpec) -> str:  # until step C2 (``is_remote``)
-        raise NotImplementedError("the lambda executor answers sync calls only")
-
-    def terminate(self, run: Run, reason: str) -> None:  # until step C2
-        """A sync call cannot be stopped from outside."""
 
     def _failed_call(self, exc: Exception, invocation: Invocation, started: float) -> AttemptResult:
         from botocore.exceptions import ReadTimeoutError

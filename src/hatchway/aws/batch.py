@@ -6,7 +6,7 @@ runtime adapter as command with the run id as a parameter (``Ref::run_id``), vCP
 project's task role, a timeout from ``timeout`` plus a grace, and a retry strategy whose
 ``evaluateOnExit`` never retries exit code 1 (a user error). Each run is one ``SubmitJob`` whose
 attempts are Batch attempts (``retryStrategy.attempts`` = the run's attempts, at most Batch's 10).
-Cancel is ``TerminateJob``; "Batch Job State Change" events settle the run (:mod:`hatchway.remote`),
+Cancel is ``TerminateJob``; "Batch Job State Change" events settle the run (:mod:`hatchway.services.remote`),
 and ``DescribeJobs`` tells the remote sweeper what became of a job whose events never came.
 
 Batch job definitions cannot override an image's ENTRYPOINT (only its command; ECS task
@@ -20,10 +20,11 @@ from typing import Any
 
 from hatchway.aws.aws_lambda import image_required, resource_name
 from hatchway.aws.clients import translate
-from hatchway.aws.engines import ADAPTER_MODULE, BaseAwsEngine, as_int, chunks, is_missing_definition, vcpus
+from hatchway.aws.engines import BaseAwsEngine, as_int, chunks, is_missing_definition, vcpus
 from hatchway.domain.runs import Run, StateChange
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import InternalError
+from hatchway.runtime.remote import ADAPTER_MODULE
 
 MAX_ATTEMPTS = 10
 #: jobs per DescribeJobs call (Batch's limit)

@@ -6,7 +6,7 @@ container (``action``) whose entry point is the runtime adapter, with the action
 ``workdir`` and the project's task role. ECS has no attempts or time limit of its own: each attempt
 is one ``RunTask`` (``startedBy`` = the run id), the adapter inside enforces the deadline (the
 watchdog), and the events handler starts the next task when an attempt asked for a retry.
-Cancel is ``StopTask``; "ECS Task State Change" events settle the run (:mod:`hatchway.remote`),
+Cancel is ``StopTask``; "ECS Task State Change" events settle the run (:mod:`hatchway.services.remote`),
 and ``DescribeTasks`` tells the remote sweeper what became of a task whose events never came.
 """
 
@@ -17,7 +17,6 @@ from typing import Any
 from hatchway.aws.aws_lambda import image_required, resource_name
 from hatchway.aws.clients import translate
 from hatchway.aws.engines import (
-    ADAPTER_MODULE,
     CONTAINER_NAME,
     BaseAwsEngine,
     chunks,
@@ -27,6 +26,7 @@ from hatchway.aws.engines import (
 from hatchway.domain.runs import Run, StateChange
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import InternalError, Unavailable
+from hatchway.runtime.remote import ADAPTER_MODULE
 
 #: tasks per DescribeTasks call (ECS's limit)
 DESCRIBE_BATCH = 100

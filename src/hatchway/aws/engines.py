@@ -7,7 +7,7 @@ derived from ``compute_requirements`` (vCPU units -> vCPUs, memory MiB, ephemera
 A run becomes one job (Batch; its retries are Batch attempts) or one task per attempt (ECS) whose
 container starts the runtime adapter, ``python3 -m hatchway.runtime.adapter --run <run id>``: the
 adapter reads the run from the store, decrypts its ``#`` parameters with KMS, runs the action's
-command under the contract and records the outcome (:mod:`hatchway.remote`). The engines'
+command under the contract and records the outcome (:mod:`hatchway.runtime.remote`). The engines'
 state-change events, turned into :class:`StateChange` values here, settle whatever the adapter
 could not (it never started, it was killed, the run was cancelled).
 
@@ -28,13 +28,9 @@ from typing import TYPE_CHECKING, Any, Self
 from hatchway.aws.aws_lambda import image_required
 from hatchway.aws.clients import AwsClients, error_code, translate
 from hatchway.config import Settings
-from hatchway.domain.attempts import AttemptResult, Invocation
 from hatchway.domain.runs import Run, StateChange
 from hatchway.domain.spec import ActionSpec
-from hatchway.runtime.contract import OutputCollector
 
-#: the adapter exits with this when it put the run back in the queue for another attempt (EX_TEMPFAIL)
-ADAPTER_MODULE = ["python3", "-m", "hatchway.runtime.adapter"]
 CONTAINER_NAME = "action"
 PROJECT_TAG = "hatchway-project"
 #: the engine's own time limit is a backstop beyond the adapter's deadline
@@ -185,17 +181,6 @@ class BaseAwsEngine(ABC):
 
     def timeout_seconds(self, seconds: int) -> int:
         return max(60, seconds + TIMEOUT_GRACE_SECONDS)
-
-    # ---- until step C2: the gateway picks engines and attempt executors alike (``is_remote``) ----
-
-    is_remote = True
-    stages_files = True
-
-    def execute(self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event) -> AttemptResult:
-        return AttemptResult(platform_error=f"runs of the {self.name} engine run on AWS, not in the gateway")
-
-    def recover(self) -> int:
-        return 0
 
 
 def chunks(items: list[str], size: int) -> list[list[str]]:

@@ -30,8 +30,11 @@ S3_MAX_COMPONENT = 1024
 class S3BlobStore(BaseBlobStore):
     """Blobs as S3 objects, encrypted by S3 under a KMS key."""
 
-    def __init__(self, bucket: str, aws: AwsClients | None = None, kms_key_id: str | None = None) -> None:
+    def __init__(
+        self, bucket: str, aws: AwsClients | None = None, kms_key_id: str | None = None, prefix: str = PREFIX
+    ) -> None:
         self.bucket = bucket
+        self.prefix = prefix
         self.aws = aws or AwsClients()
         #: SSE-KMS on every put: with this key, or (None) the account's aws/s3 key
         self.encryption: dict[str, str] = {"ServerSideEncryption": "aws:kms"}
@@ -39,15 +42,17 @@ class S3BlobStore(BaseBlobStore):
             self.encryption["SSEKMSKeyId"] = kms_key_id
 
     @classmethod
-    def from_settings(cls, settings: Settings, aws: AwsClients | None = None) -> S3BlobStore:
-        return cls(settings.outputs_bucket, aws or AwsClients.from_settings(settings), settings.outputs_kms_key_id)
+    def from_settings(cls, settings: Settings, aws: AwsClients | None = None, prefix: str = PREFIX) -> S3BlobStore:
+        """The outputs bucket's blobs (``prefix``: where keys start; ``""`` for the run copies' ``runs/``)."""
+        aws = aws or AwsClients.from_settings(settings)
+        return cls(settings.outputs_bucket, aws, settings.outputs_kms_key_id, prefix)
 
     @property
     def s3(self) -> Any:
         return self.aws.client("s3")
 
     def _object(self, key: str) -> str:
-        return PREFIX + clean_path(key, "key", S3_MAX_COMPONENT)
+        return self.prefix + clean_path(key, "key", S3_MAX_COMPONENT)
 
     def put_chunks(self, key: str, chunks: Iterable[bytes]) -> BlobInfo:
         measured = Measured(chunks)
@@ -96,7 +101,7 @@ class S3BlobStore(BaseBlobStore):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
                 for item in page.get("Contents", []):
                     modified = int(item["LastModified"].timestamp() * 1000)
-                    yield BlobInfo(item["Key"][len(PREFIX) :], int(item["Size"]), None, modified)
+                    yield BlobInfo(item["Key"][len(self.prefix) :], int(item["Size"]), None, modified)
 
     def delete_prefix(self, prefix: str) -> int:
         exact = self._object(prefix.rstrip("/"))
@@ -109,7 +114,7 @@ class S3BlobStore(BaseBlobStore):
             else:
                 self.s3.delete_object(Bucket=self.bucket, Key=exact)
                 return 1
-        keys = [PREFIX + info.key for info in self.list(prefix)]
+        keys = [self.prefix + info.key for info in self.list(prefix)]
         with translate(WHAT):
             for start in range(0, len(keys), 1000):
                 batch = [{"Key": key} for key in keys[start : start + 1000]]

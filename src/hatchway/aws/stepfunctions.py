@@ -34,7 +34,7 @@ from hatchway.domain.actions import Resolved
 from hatchway.domain.pipelines import inline
 from hatchway.domain.pipelines.records import Execution, ExecutionStatus, PipelineRecord, StepState, StepStatus
 from hatchway.domain.pipelines.spec import PipelineSpec, Step, StepType, TriggerTime, spec_of
-from hatchway.domain.runs import Mode, new_run_id, now_ms
+from hatchway.domain.runs import new_run_id, now_ms
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from hatchway.ports import PipelineRepo
@@ -62,8 +62,8 @@ class Bindings:
     repo: PipelineRepo
     #: an action by (project, environment, name, version, digest): ``ActionService.resolve``
     resolve: Callable[[str, str, str, int | None, str | None], Resolved]
-    #: the executor of an action in a mode: ``Placement.pick``
-    pick: Callable[[ActionSpec, Mode], Any]
+    #: the run engine of an action's runs, None when the gateway executes them: ``Placement.engine_for``
+    engine_for: Callable[[ActionSpec], Any]
     #: the deployment's resource name prefix (state machines, job definitions)
     resource_prefix: str
 
@@ -232,11 +232,10 @@ class StepFunctionsEngine:
                 "on AWS an async step runs an image: its action needs image_uri",
                 "executor_unsupported",
             )
-        executor = self.bindings.pick(action, Mode.ASYNC)
-        named = getattr(executor, "definition_name", None)
-        if executor.is_remote and named is not None:
-            executor.prepare(project_id, action)
-            return str(named(project_id, action))
+        engine = self.bindings.engine_for(action)
+        if engine is not None:
+            engine.prepare(project_id, action)
+            return str(engine.definition_name(project_id, action))
         # the gateway's runs go elsewhere (a local executor): register a plain definition of the image
         digest = action.digest().removeprefix("sha256:")[:16]
         name = re.sub(r"[^A-Za-z0-9_-]", "-", f"{self.bindings.resource_prefix}-step-{step.name}-{digest}")[:128]

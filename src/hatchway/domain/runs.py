@@ -306,10 +306,6 @@ class RunRequest:
         return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
-#: the exit code by which a Batch or ECS container asks its engine for another attempt of the run
-RETRY_EXIT_CODE = 75
-
-
 def owner_engine(external_id: str) -> str:
     """Which engine made ``external_id``: ECS task ARNs name a task, Batch job ids are UUIDs."""
     return "ecs" if ":task/" in external_id else "batch"

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from hatchway.config import Settings
 from hatchway.domain.attempts import AttemptResult, Invocation
-from hatchway.domain.runs import Run
 from hatchway.domain.spec import ActionSpec
 from hatchway.runtime.contract import OutputCollector
 
@@ -30,8 +29,6 @@ class BaseAttemptExecutor(ABC):
     #: hands a file stash and input files to the action (``tmp_source``, ``input_files``,
     #: ``before_cleanup``); a call that needs them elsewhere is refused before anything is made
     stages_files: bool = True
-    #: until step C2 the gateway tells attempt executors from run engines by this flag
-    is_remote: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BaseAttemptExecutor:
@@ -59,14 +56,6 @@ class BaseAttemptExecutor(ABC):
 
     def close(self) -> None:
         """Stop background work and release resources."""
-
-    # ---- until step C2: the gateway calls these only on a run engine (``is_remote``) ----------
-
-    def submit(self, run: Run, spec: ActionSpec) -> str:
-        raise NotImplementedError(f"the {self.name} executor runs attempts locally")
-
-    def terminate(self, run: Run, reason: str) -> None:
-        """Nothing to stop elsewhere: a local attempt is cancelled through its ``cancel`` event."""
 
 
 if TYPE_CHECKING:  # mypy checks that every executor answers the port

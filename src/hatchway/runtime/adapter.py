@@ -147,8 +147,9 @@ def main(argv: list[str] | None = None) -> None:  # pragma: no cover - exercised
     """``python -m hatchway.runtime.adapter < payload.json``: run one invocation, print its outcome.
 
     ``python -m hatchway.runtime.adapter --run RUN_ID`` is the entry of a Batch job or ECS task: one
-    attempt of a stored run (:func:`hatchway.remote.container_main`). That path reads the store and
-    decrypts with KMS, so it needs the whole package with its ``aws`` extra, unlike the Lambda path.
+    attempt of a stored run (:func:`hatchway.runtime.remote.main`). That path reads the store and
+    decrypts with KMS, so it needs the whole package with its ``aws`` extra, unlike the Lambda path
+    (without it, it says so in one line and exits 1).
     """
     import json
 
@@ -157,11 +158,9 @@ def main(argv: list[str] | None = None) -> None:  # pragma: no cover - exercised
         if len(args) != 2 or not args[1].startswith("run_"):
             print("usage: python -m hatchway.runtime.adapter --run RUN_ID", file=sys.stderr)
             sys.exit(2)
-        # by name: the runtime imports nothing of the package outside runtime/ (images may carry
-        # runtime/ alone); step R2 moves the container side into runtime/remote.py
-        import importlib
+        from hatchway.runtime import remote
 
-        sys.exit(importlib.import_module("hatchway.remote").container_main(args[1]))
+        sys.exit(remote.main(args[1]))
     outcome = invoke(json.load(sys.stdin))
     json.dump(outcome, sys.stdout)
 

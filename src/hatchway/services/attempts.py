@@ -35,12 +35,12 @@ from hatchway.errors import (
     new_exception_id,
 )
 from hatchway.faults import CrashPoints
-from hatchway.ports import Clock, Redaction, RunDispatcher, RunRepo, SecretBox, Telemetry
+from hatchway.ports import AttemptExecutor, Clock, Redaction, RunDispatcher, RunRepo, SecretBox, Telemetry
 from hatchway.runtime.contract import OutputCollector, Workspace
 from hatchway.services.actions import ActionService
 from hatchway.services.extras import Callbacks
 from hatchway.services.files import FileService
-from hatchway.services.placement import Executor, Placement
+from hatchway.services.placement import Placement
 
 log = logging.getLogger("hatchway")
 
@@ -207,7 +207,7 @@ class AttemptService:
             )
             try:
                 staged = self._stage(run, resolved, invocation, payload)
-                executor = self.placement.pick(resolved.spec, run.mode)
+                executor = self.placement.executor_for(resolved.spec, run.mode)
                 execution = self._execute(executor, invocation, collector, cancel)
             except Exception as exc:  # an executor bug or an unreachable engine: the run must still end
                 exception_id = new_exception_id()
@@ -319,7 +319,7 @@ class AttemptService:
             yield
 
     def _execute(
-        self, executor: Executor, invocation: Invocation, collector: OutputCollector, cancel: threading.Event
+        self, executor: AttemptExecutor, invocation: Invocation, collector: OutputCollector, cancel: threading.Event
     ) -> AttemptResult:
         """Run the attempt on the executor, the action process in a span of its own whose context
         the action gets as ``TRACEPARENT``."""

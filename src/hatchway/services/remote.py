@@ -21,9 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from hatchway.domain.runs import RETRY_EXIT_CODE, Run, RunError, RunStatus, StateChange, owner_engine
+from hatchway.domain.runs import Run, RunError, RunStatus, StateChange, owner_engine
 from hatchway.errors import Conflict, NotFound, TransitionConflict, new_exception_id
 from hatchway.ports import Clock, RunRepo
+from hatchway.runtime.remote import RETRY_EXIT_CODE
 from hatchway.services.actions import ActionService
 from hatchway.services.placement import Placement
 
@@ -136,7 +137,7 @@ class RemoteRuns:
                 run.id, RunStatus.ENQUEUED, RunStatus.FAILED, finished_at=self.clock.now_ms(),
                 error=RunError("platform", exc.message), status_reason="the action version is gone",
             )  # fmt: skip
-        engine = self.placement.run
+        engine = self.placement.engine_named(owner_engine(change.external_id))
         task = engine.submit(run, resolved.spec)
         try:
             return runs.update_run(run.id, RunStatus.ENQUEUED, external_id=task)

@@ -28,6 +28,7 @@ from hatchway.domain.runs import (
     RunStatus,
     SyncOutcome,
     new_run_id,
+    owner_engine,
     run_from_dict,
     run_to_dict,
 )
@@ -255,7 +256,8 @@ class RunService:
         state machine submits its steps' runs itself. Principal-free: the caller authorised it."""
         resolved = self.actions.resolve(project_id, environment, name, request.version, request.digest)
         spec = resolved.spec
-        executor = self.placement.check(spec, RUN_ACTION, Mode.ASYNC)
+        self.placement.check(spec, RUN_ACTION, Mode.ASYNC)
+        engine = self.placement.engine_for(spec)
         parameters, options = self.intake.prepare(project_id, environment, resolved, request, RUN_ACTION)
         timeout = spec.timeout_seconds
         if request.timeout_seconds is not None:
@@ -273,15 +275,15 @@ class RunService:
             retry_interval_seconds=interval,
             options={**options, "traceparent": traceparent} if traceparent else options,
         )  # fmt: skip
-        if executor.is_remote and submit:
-            run.external_id = executor.submit(run, spec)
+        if engine is not None and submit:
+            run.external_id = engine.submit(run, spec)
         try:
             self.runs.create_run(run)
         except BaseException:
-            if run.external_id is not None:
-                executor.terminate(run, "the gateway could not record the run")
+            if engine is not None and run.external_id is not None:
+                engine.terminate(run, "the gateway could not record the run")
             raise
-        if submit and not executor.is_remote:
+        if submit and engine is None:
             self.dispatcher.created(run)
         return run
 
@@ -322,7 +324,8 @@ class RunService:
         returned without running anything; a failure raises the contract's error.
         """
         spec = resolved.spec
-        executor = self.placement.check(spec, invoked, Mode.SYNC)
+        self.placement.check(spec, invoked, Mode.SYNC)
+        executor = self.placement.executor_for(spec, Mode.SYNC)
         if not executor.stages_files and (request.stash_id is not None or request.inputs):
             field = "stash_id" if request.stash_id is not None else "inputs"
             raise ValidationFailed.at(["body", field], f"file stashes and input files are not available for "
@@ -443,6 +446,8 @@ class RunService:
         raise Conflict(f"run {run_id} is changing too fast to cancel; try again")
 
     def _terminate_remote(self, run: Run) -> None:
-        """Stop the Batch job or ECS task of a cancelled run; its state-change event settles it."""
+        """Stop the Batch job or ECS task of a cancelled run (by the engine that holds it, also after a
+        switch from one engine to the other); its state-change event settles it."""
         if run.external_id is not None:
-            self.placement.run.terminate(run, "cancelled through the hatchway API")
+            engine = self.placement.engine_named(owner_engine(run.external_id))
+            engine.terminate(run, "cancelled through the hatchway API")
