@@ -193,8 +193,7 @@ def aws_settings(home: Any, endpoint: str | None = None, **overrides: Any) -> An
 def aws_services(settings: Any, session: Any, placement: Any) -> Any:
     """Services on the aws backend whose every AWS client comes from ``session`` (bootstrapped)."""
     from hatchway.aws.clients import AwsClients
-    from hatchway.aws.setup import bootstrap as aws_bootstrap
-    from hatchway.wiring import bootstrap, build_services
+    from hatchway.wiring import aws_bootstrap, bootstrap, build_services
 
     aws = AwsClients(settings.aws_region, settings.aws_endpoint_url, session)
     aws_bootstrap(settings, aws)

@@ -144,7 +144,7 @@ def moto_server() -> Iterator[Any]:
 def aws_server_env(moto: Any, home: Path) -> dict[str, str]:
     """`hatchway serve --backend aws` against ``moto``: resources made as `hatchway aws bootstrap` does."""
     from hatchway.aws.clients import AwsClients
-    from hatchway.aws.setup import bootstrap
+    from hatchway.wiring import aws_bootstrap as bootstrap
     from tests.awsmock import REGION, aws_settings, patched_env
 
     settings = aws_settings(home, moto.url)

@@ -24,6 +24,8 @@ from hatchway.config import Settings
 log = logging.getLogger("hatchway")
 
 if TYPE_CHECKING:
+    from hatchway.aws.clients import AwsClients
+    from hatchway.aws.setup import Bootstrapped
     from hatchway.aws.stepfunctions import Bindings
     from hatchway.domain.pipelines.records import Execution, PipelineRecord
     from hatchway.domain.pipelines.spec import PipelineSpec
@@ -495,6 +497,14 @@ def configure_observability(settings: Settings) -> None:
     from hatchway import observability
 
     observability.configure_observability(settings)
+
+
+def aws_bootstrap(settings: Settings, aws: AwsClients | None = None) -> Bootstrapped:
+    """``hatchway aws bootstrap``: the table (the store's schema), key and bucket the aws backend needs."""
+    from hatchway.aws.setup import bootstrap
+    from hatchway.store.dynamodb import DynamoDbStore
+
+    return bootstrap(settings, lambda clients: DynamoDbStore.from_settings(settings, aws=clients).create_table(), aws)
 
 
 # ---- Lambda functions -------------------------------------------------------------------------

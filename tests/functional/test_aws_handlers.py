@@ -19,10 +19,10 @@ import pytest
 
 from hatchway import wiring
 from hatchway.aws.dispatch import LambdaDispatcher
-from hatchway.aws.setup import bootstrap
 from hatchway.config import Settings
 from hatchway.domain.runs import Mode, Run, RunStatus, now_ms
 from hatchway.domain.tenants import Principal
+from hatchway.wiring import aws_bootstrap as bootstrap
 from tests.awsmock import REGION, aws_settings, moto_in_process, patched_env
 from tests.helpers import REPO
 

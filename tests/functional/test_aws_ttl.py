@@ -17,9 +17,9 @@ import boto3
 import pytest
 
 from hatchway.aws.clients import AwsClients
-from hatchway.aws.setup import bootstrap
 from hatchway.domain.records import Document
 from hatchway.store.dynamodb import TTL_ATTRIBUTE, DynamoDbStore
+from hatchway.wiring import aws_bootstrap as bootstrap
 from tests.awsmock import REGION, aws_settings, moto_in_process
 
 pytestmark = pytest.mark.aws

@@ -330,7 +330,7 @@ def test_async_steps_run_on_the_batch_executors_definitions(tmp_path: Any) -> No
         session = boto3.session.Session(region_name=REGION)
         settings = replace(aws_settings(tmp_path / "home"), **make_infrastructure(session, "hwpipes"))
         aws = AwsClients(REGION, None, session)
-        from hatchway.aws.setup import bootstrap as aws_bootstrap
+        from hatchway.wiring import aws_bootstrap
 
         aws_bootstrap(settings, aws)
         runs = BatchEngine.from_settings(settings, aws)

@@ -65,9 +65,9 @@ def test_kms_envelope_encryption_with_few_calls(endpoint: str, tmp_path: Path) -
 
 
 def test_bootstrap_and_the_store_on_localstack(endpoint: str, tmp_path: Path) -> None:
-    from hatchway.aws.setup import bootstrap
     from hatchway.domain.runs import Run, now_ms
     from hatchway.store.dynamodb import DynamoDbStore
+    from hatchway.wiring import aws_bootstrap as bootstrap
 
     served("DynamoDB", lambda: session().client("dynamodb", endpoint_url=endpoint).list_tables())
     settings = aws_settings(tmp_path, endpoint)

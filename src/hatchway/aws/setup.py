@@ -8,11 +8,11 @@ these from the template instead.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hatchway.aws.clients import AwsClients, error_code, translate
 from hatchway.config import Settings
-from hatchway.store.dynamodb import DynamoDbStore
 
 
 @dataclass
@@ -35,12 +35,14 @@ class Bootstrapped:
         }
 
 
-def bootstrap(settings: Settings, aws: AwsClients | None = None) -> Bootstrapped:
-    """Create the table, key (and alias) and bucket of ``settings`` unless they exist."""
+def bootstrap(
+    settings: Settings, create_table: Callable[[AwsClients], bool], aws: AwsClients | None = None
+) -> Bootstrapped:
+    """Create the table (``create_table``: True if it made it), key (and alias) and bucket of
+    ``settings`` unless they exist. ``wiring.aws_bootstrap`` gives it the store's table."""
     aws = aws or AwsClients.from_settings(settings)
     created: list[str] = []
-    store = DynamoDbStore.from_settings(settings, aws=aws)
-    if store.create_table():
+    if create_table(aws):
         created.append(f"table {settings.table_name}")
     alias = settings.kms_key if settings.kms_key.startswith("alias/") else None
     kms = aws.client("kms")

@@ -15,8 +15,8 @@ from hatchway.cli._table import Arg, echo
 )
 def aws_bootstrap(table: str | None, key: str | None, bucket: str | None) -> None:
     """Create the table, KMS key and bucket the aws backend needs, where AWS_ENDPOINT_URL points (idempotent)."""
-    from hatchway.aws.setup import bootstrap
     from hatchway.errors import HatchwayError
+    from hatchway.wiring import aws_bootstrap as bootstrap
 
     aws_settings = settings(backend="aws", table_name=table, kms_key_id=key, bucket=bucket)
     where = aws_settings.aws_endpoint_url or f"AWS ({aws_settings.aws_region or 'default region'})"
