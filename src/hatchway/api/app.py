@@ -25,7 +25,6 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
 
 from hatchway import __version__
-from hatchway.api import compat
 from hatchway.api import pipelines as pipeline_routes
 from hatchway.api import schemas as S
 from hatchway.api.common import (
@@ -48,12 +47,13 @@ from hatchway.api.common import (
     too_large,
 )
 from hatchway.api.common import principal as common_principal
-from hatchway.api.compat import raw_routes, serve_raw
 from hatchway.api.errors import dumps, error_answer, unexpected_answer, validation_details
 from hatchway.api.fastpath import DirectRoutes
 from hatchway.api.models import EncryptRequest, ProjectCreate, RunRequestBody, TokenCreate
 from hatchway.api.present import listed_run, run_body, sync_body
 from hatchway.api.resolver import ThreadSafeHttpResolver
+from hatchway.api.routers import compat
+from hatchway.api.routers.compat import raw_routes, serve_raw
 from hatchway.api.throttle import FailureBudget
 from hatchway.api.validation import CompiledRequestValidation
 from hatchway.compat.connect import ConnectRuns
@@ -594,8 +594,8 @@ def create_app(services: Services, max_body_bytes: int = 6 * 1024 * 1024) -> Api
 
     # ---- operators: metrics, dashboard numbers, the web console ----------------------------
 
-    from hatchway.api.console import add_console_routes
-    from hatchway.api.observe import add_observe_routes
+    from hatchway.api.routers.console import add_console_routes
+    from hatchway.api.routers.observe import add_observe_routes
 
     add_observe_routes(app, services.stats, principal, env_name)
     if settings.is_console_enabled:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder
 
-from hatchway.api.observe import request_scope
+from hatchway.api.routers.observe import request_scope
 from hatchway.api.validation import Plan
 
 if TYPE_CHECKING:
