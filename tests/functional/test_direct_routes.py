@@ -103,7 +103,7 @@ def test_without_the_powertools_internals_it_relies_on_every_request_takes_power
                 raise AttributeError(name)
             return getattr(create_app(services).resolver, name)
 
-    direct = DirectRoutes(Changed())  # type: ignore[arg-type]
+    direct = DirectRoutes(Changed(), services.telemetry)  # type: ignore[arg-type]
     headers = [(b"authorization", f"Bearer {ADMIN_TOKEN}".encode()), (b"content-type", b"application/json")]
     # Then nothing is answered directly
     assert direct.answer(http_event("POST", RUNS, "", headers, b'{"parameters": {}}'), None) is None

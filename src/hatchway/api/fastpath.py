@@ -20,13 +20,15 @@ from typing import TYPE_CHECKING, Any, cast
 
 from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder
 
-from hatchway.api.routers.observe import request_scope
+from hatchway.api.scope import request_scope
 from hatchway.api.validation import Plan
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
     from aws_lambda_powertools.event_handler.api_gateway import Route
     from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+
+    from hatchway.ports import Telemetry
 
 #: (method, route) answered directly: submitting a run, reading one, calling a sync action
 DIRECT_ROUTES = frozenset(
@@ -52,8 +54,11 @@ _INTERNALS = (
 class DirectRoutes:
     """Answers the common form of :data:`DIRECT_ROUTES` as powertools would (module docstring)."""
 
-    def __init__(self, resolver: APIGatewayHttpResolver, routes: frozenset[tuple[str, str]] = DIRECT_ROUTES) -> None:
+    def __init__(
+        self, resolver: APIGatewayHttpResolver, telemetry: Telemetry, routes: frozenset[tuple[str, str]] = DIRECT_ROUTES
+    ) -> None:
         self.resolver = resolver
+        self.telemetry = telemetry
         # these are powertools internals: a release without them turns this shortcut off, and
         # every request takes powertools' own path (slower, never different)
         self.wanted = routes if all(hasattr(resolver, name) for name in _INTERNALS) else frozenset()
@@ -113,7 +118,7 @@ class DirectRoutes:
         resolver.current_event = proxy
         resolver.lambda_context = context
         try:
-            with request_scope(proxy, route.openapi_path, values.get("project_id")) as current:
+            with request_scope(self.telemetry, proxy, route.openapi_path, values.get("project_id")) as current:
                 response = cast("Response[Any]", resolver._to_response(route.func(**values)))
                 if current is not None and hasattr(current, "set_attribute"):
                     current.set_attribute("http.response.status_code", response.status_code)
