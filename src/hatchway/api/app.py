@@ -93,7 +93,7 @@ class Api:
         #: the raw routes, answered before the resolver in this order (:meth:`include_raw`)
         self.raw: list[RawRoute] = []
         self._routes: list[tuple[re.Pattern[str], dict[str, set[str]]]] | None = None
-        self.direct = DirectRoutes(resolver, telemetry) if fastpath else DirectRoutes(resolver, telemetry, frozenset())
+        self.direct = DirectRoutes(resolver, telemetry, fastpath)
         self.failures = FailureBudget(settings.auth_failure_budget, settings.auth_failure_window_seconds)
 
     def include(self, router: Router) -> None:
