@@ -23,7 +23,6 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 
 from hatchway import __version__
-from hatchway.api import pipelines as pipeline_routes
 from hatchway.api.common import (
     JSON,
     PRINCIPAL,
@@ -41,7 +40,7 @@ from hatchway.api.errors import error_answer, unexpected_answer, validation_deta
 from hatchway.api.fastpath import DirectRoutes
 from hatchway.api.raw import RawRoute, RawRouter, serve_raw
 from hatchway.api.resolver import ThreadSafeHttpResolver
-from hatchway.api.routers import actions, console, extras, files, meta, observe, projects, runs
+from hatchway.api.routers import actions, console, extras, files, meta, observe, pipelines, projects, runs
 from hatchway.api.routers import compat as dialects
 from hatchway.api.scope import request_context
 from hatchway.api.throttle import FailureBudget
@@ -272,9 +271,8 @@ def create_app(
     _handle_errors(api)
     api.include_raw(files.raw_router(services, compat, telemetry))
     # the order routes are matched in (tests/functional/test_api_snapshot.py freezes it)
-    for module in (dialects, files, extras):
+    for module in (dialects, files, extras, pipelines):
         api.include(module.router(services, compat, telemetry))
-    pipeline_routes.register(resolver, api)
     api.include(meta.router(services, compat, telemetry, api.openapi))
     for module in (projects, actions, runs, observe):
         api.include(module.router(services, compat, telemetry))
