@@ -111,7 +111,7 @@ def inprocess_client(services: Services, token: str = ADMIN_TOKEN, **kwargs: Any
     from hatchway.api import create_app
     from hatchway.testing import ResolverTransport
 
-    resolver = create_app(services, services.settings.max_body_bytes)
+    resolver = create_app(services)
     return Client("http://hatchway.local", token, transport=ResolverTransport(resolver.resolve), **kwargs)
 
 

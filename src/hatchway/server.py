@@ -505,7 +505,7 @@ def run_server(
         else:
             examples = register_examples(services, directory)
     pool = WorkerPool(services) if settings.workers > 0 else None
-    resolver = create_app(services, settings.max_body_bytes)
+    resolver = create_app(services)
     app = AsgiGateway(
         resolver.resolve,
         settings.max_body_bytes,

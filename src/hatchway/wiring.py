@@ -328,7 +328,7 @@ def build_services(
     )
     return Services(
         settings, repos, auth, tenants, actions, idempotency, runs, attempts, files, caches, sessions, callbacks,
-        stats, placement, queue, dispatched, sweeper, remote, pipelines, node_id, crash_points,
+        stats, placement, queue, dispatched, sweeper, remote, pipelines, node_id, crash_points, telemetry,
     )  # fmt: skip
 
 
@@ -532,11 +532,12 @@ def api_handler() -> Any:
     from aws_lambda_powertools.logging import correlation_paths
 
     from hatchway.api import create_app
+    from hatchway.compat import Compat
 
     services = lambda_services()
     if services.settings.bootstrap_token:
         services.auth.set_bootstrap_token(services.settings.bootstrap_token)
-    app = create_app(services, services.settings.max_body_bytes)
+    app = create_app(services, Compat.of(services), services.telemetry, services.settings)
     return lambda_entry(app.resolve, correlation_paths.API_GATEWAY_HTTP)
 
 

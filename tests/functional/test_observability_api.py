@@ -63,7 +63,7 @@ def raw(services: Services) -> Iterator[Any]:
     """httpx over the resolver, for answers that are not JSON."""
     import httpx
 
-    resolver = create_app(services, services.settings.max_body_bytes)
+    resolver = create_app(services)
     with httpx.Client(transport=ResolverTransport(resolver.resolve), base_url="http://hatchway.local") as http:
         yield http
 

@@ -605,7 +605,7 @@ def test_a_step_view_answers_its_last_execution_status(hw: Client, services: Ser
     auth = [(b"authorization", f"Bearer {ADMIN_TOKEN}".encode())]
     event = http_event("GET", f"/prod{path}", "", auth, b"", scheme="https")
     event["requestContext"].update(domainName="abc123.execute-api.eu-west-1.amazonaws.com", stage="prod")
-    answer = create_app(services, services.settings.max_body_bytes).resolve(event, LambdaContext())
+    answer = create_app(services).resolve(event, LambdaContext())
     via_api = json.loads(answer["body"])
     assert via_api["url"] == f"https://abc123.execute-api.eu-west-1.amazonaws.com/prod{path}"
     assert via_api["html_url"] == "https://abc123.execute-api.eu-west-1.amazonaws.com/prod/ui/#/pipelines/viewed"

@@ -1,6 +1,7 @@
 """The HTTP API v1 on powertools' API Gateway HTTP API resolver.
 
-:func:`create_app` binds the routes of ``API.md`` to the use cases (:class:`~hatchway.services.Services`). The
+:func:`create_app` includes the routers of :mod:`hatchway.api.routers` (one per resource, each bound
+to the use cases of :class:`~hatchway.services.Services`) in the order a request is matched. The
 same resolver answers API Gateway events in Lambda (``handlers/api.py``) and, through
 ``hatchway.server``, plain HTTP on a laptop. Every error, including powertools' own 404 and 422,
 leaves in the single error shape of :mod:`hatchway.api.errors`.
@@ -12,57 +13,40 @@ import base64
 import json
 import logging
 import re
-import time
-from datetime import UTC
-from functools import partial
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
-from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
 
 from hatchway import __version__
-from hatchway.api import compat
-from hatchway.api import pipelines as pipeline_routes
-from hatchway.api import schemas as S
 from hatchway.api.common import (
     JSON,
     PRINCIPAL,
     PROJECT_PATH,
     PUBLIC_PATHS,
     PUBLIC_PREFIXES,
-    Cursor,
-    Environment,
-    Limit,
-    ProjectId,
     env_name,
     event_answer,
     header,
     is_json,
     json_answer,
-    page_answer,
-    page_of,
-    request_deadline,
     too_large,
 )
-from hatchway.api.common import principal as common_principal
-from hatchway.api.compat import raw_routes, serve_raw
-from hatchway.api.errors import dumps, error_answer, unexpected_answer, validation_details
+from hatchway.api.errors import error_answer, unexpected_answer, validation_details
 from hatchway.api.fastpath import DirectRoutes
-from hatchway.api.models import EncryptRequest, ProjectCreate, RunRequestBody, TokenCreate
-from hatchway.api.present import listed_run, run_body, sync_body
+from hatchway.api.raw import RawRoute, RawRouter, serve_raw
 from hatchway.api.resolver import ThreadSafeHttpResolver
+from hatchway.api.routers import actions, console, extras, files, meta, observe, pipelines, projects, runs
+from hatchway.api.routers import compat as dialects
+from hatchway.api.scope import request_context
 from hatchway.api.throttle import FailureBudget
 from hatchway.api.validation import CompiledRequestValidation
-from hatchway.compat.connect import ConnectRuns
-from hatchway.domain.actions import ActionRecord
+from hatchway.compat import Compat
 from hatchway.domain.parameters import json_too_deep
-from hatchway.domain.records import DEFAULT_PAGE
-from hatchway.domain.runs import LogEntry, RunRequest
-from hatchway.domain.spec import ActionSpec
 from hatchway.domain.tenants import Principal
 from hatchway.errors import (
     Forbidden,
@@ -73,7 +57,11 @@ from hatchway.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from hatchway.services import Services
+
+if TYPE_CHECKING:
+    from hatchway.config import Settings
+    from hatchway.ports import Telemetry
+    from hatchway.services import Services
 
 log = logging.getLogger("hatchway.api")
 #: the OAuth client-credentials exchange: public, but its client secret is a token
@@ -88,16 +76,32 @@ class Api:
     body is never parsed.
     """
 
-    def __init__(self, services: Services, resolver: APIGatewayHttpResolver, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        services: Services,
+        resolver: APIGatewayHttpResolver,
+        settings: Settings,
+        telemetry: Telemetry,
+        fastpath: bool = True,
+    ) -> None:
         self.services = services
         self.resolver = resolver
-        self.max_body_bytes = max_body_bytes
+        self.settings = settings
+        self.max_body_bytes = settings.max_body_bytes
         self._document: dict[str, Any] | None = None
-        self.raw = raw_routes(services.files)
+        #: the raw routes, answered before the resolver in this order (:meth:`include_raw`)
+        self.raw: list[RawRoute] = []
         self._routes: list[tuple[re.Pattern[str], dict[str, set[str]]]] | None = None
-        self.direct = DirectRoutes(resolver)
-        settings = services.settings
+        self.direct = DirectRoutes(resolver, telemetry, fastpath)
         self.failures = FailureBudget(settings.auth_failure_budget, settings.auth_failure_window_seconds)
+
+    def include(self, router: Router) -> None:
+        """Add ``router``'s routes after those already included (the first match wins)."""
+        self.resolver.include_router(router)
+
+    def include_raw(self, router: RawRouter) -> None:
+        """Add ``router``'s raw routes after those already included."""
+        self.raw.extend(router)
 
     def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """The answer to one API Gateway event; whatever happens, an answer in the API's shapes."""
@@ -105,7 +109,7 @@ class Api:
             answer = self._resolve(event, context)
         except Exception as exc:  # the last line: no failure leaves outside the error shape
             answer = event_answer(*unexpected_answer(exc))
-        return finished(answer, self.services.settings.max_answer_bytes)
+        return finished(answer, self.settings.max_answer_bytes)
 
     def _authenticate(self, event: dict[str, Any], source: str) -> Principal:
         """The caller; a token from a client over its budget of failed authentications is not even
@@ -176,7 +180,7 @@ class Api:
                     *error_answer(ValidationFailed.at(["body"], "the body is not UTF-8 JSON", "json_invalid"))
                 )
             event = {**event, "body": text, "isBase64Encoded": False}
-        depth = self.services.settings.limits.max_json_depth
+        depth = self.settings.limits.max_json_depth
         if event.get("body") and json_too_deep(event["body"], depth):
             too_deep = ValidationFailed.at(["body"], f"the JSON body nests deeper than {depth} levels", "too_deep")
             return event_answer(*error_answer(too_deep))
@@ -247,25 +251,40 @@ class Api:
         return []
 
 
-def create_app(services: Services, max_body_bytes: int = 6 * 1024 * 1024) -> Api:
-    """The API bound to ``services``."""
-    app = ThreadSafeHttpResolver(enable_validation=True)  # hatchway serve resolves from several threads
-    app._request_validation_middleware = CompiledRequestValidation()  # same checks, derived once per route
-    cached: dict[str, str] = {}
-    api = Api(services, app, max_body_bytes)
-    settings = services.settings
-    page = partial(page_answer, max_bytes=settings.max_answer_bytes)  # every list page stays below it
-    connect = ConnectRuns(
-        services.runs, services.actions, services.repos.actions, services.idempotency, services.auth, settings
-    )
-    compat.register(app, services, connect)
-    pipeline_routes.register(app, api)
-    tenants, actions, runs = services.tenants, services.actions, services.runs
+def create_app(
+    services: Services,
+    compat: Compat | None = None,
+    telemetry: Telemetry | None = None,
+    settings: Settings | None = None,
+    *,
+    fastpath: bool = True,
+) -> Api:
+    """The API bound to ``services``: the dialects of ``compat`` (default: built over ``services``),
+    requests in the scope of ``telemetry`` (default: the services'), limits of ``settings`` (default:
+    the services'). ``fastpath=False`` answers every request through powertools (:mod:`hatchway.api.fastpath`)."""
+    compat = compat or Compat.of(services)
+    telemetry = telemetry or services.telemetry
+    settings = settings or services.settings
+    resolver = ThreadSafeHttpResolver(enable_validation=True)  # hatchway serve resolves from several threads
+    resolver._request_validation_middleware = CompiledRequestValidation()  # same checks, derived once per route
+    api = Api(services, resolver, settings, telemetry, fastpath)
+    _handle_errors(api)
+    api.include_raw(files.raw_router(services, compat, telemetry))
+    # the order routes are matched in (tests/functional/test_api_snapshot.py freezes it)
+    for module in (dialects, files, extras, pipelines):
+        api.include(module.router(services, compat, telemetry))
+    api.include(meta.router(services, compat, telemetry, api.openapi))
+    for module in (projects, actions, runs, observe):
+        api.include(module.router(services, compat, telemetry))
+    if settings.is_console_enabled:
+        api.include(console.router(services, compat, telemetry))
+    resolver.use([request_context(telemetry)])  # log correlation and a server span around every route
+    return api
 
-    # ---- plumbing ------------------------------------------------------------------------
 
-    def principal() -> Principal:
-        return common_principal(services.auth, app.current_event.headers)
+def _handle_errors(api: Api) -> None:
+    """Every error in the API's one shape: its own errors, powertools' validation, 404 and 405, the unexpected."""
+    app = api.resolver
 
     @app.exception_handler(HatchwayError)
     def _domain_error(exc: HatchwayError) -> Response[str]:
@@ -300,310 +319,6 @@ def create_app(services: Services, max_body_bytes: int = 6 * 1024 * 1024) -> Api
             return json_answer(405, body, {"Allow": ", ".join(sorted(allowed))})
         code, answer, headers = error_answer(NotFound("no such route"))
         return json_answer(code, answer, headers)
-
-    # ---- meta ----------------------------------------------------------------------------
-
-    @app.get("/health", tags=["meta"], summary="Liveness", responses=S.responses(200, S.HEALTH, "the gateway is up"))
-    def health() -> Response[str]:
-        return json_answer(200, {"status": "ok", "version": __version__})
-
-    @app.get("/openapi.json", include_in_schema=False)
-    def openapi() -> Response[str]:
-        if "json" not in cached:
-            cached["json"] = dumps(api.openapi())
-        return Response(200, JSON, cached["json"])
-
-    @app.get("/docs", include_in_schema=False)
-    def docs() -> Response[str]:
-        if "html" not in cached:
-            cached["html"] = _swagger_html(dumps(api.openapi()))
-        return Response(200, "text/html; charset=utf-8", cached["html"])
-
-    # ---- projects and tokens ---------------------------------------------------------------
-
-    @app.post(
-        "/v1/projects",
-        tags=["projects"],
-        summary="Create a project (global admin)",
-        responses=S.responses(201, S.PROJECT, "the new project", 409),
-    )
-    def create_project(body: Annotated[ProjectCreate, Body()]) -> Response[str]:
-        project = tenants.create_project(principal(), body.name, body.id)
-        return json_answer(201, project.to_api())
-
-    @app.get(
-        "/v1/projects/<project_id>",
-        tags=["projects"],
-        summary="Get a project",
-        responses=S.responses(200, S.PROJECT, "the project", 404),
-    )
-    def get_project(project_id: ProjectId) -> Response[str]:
-        return json_answer(200, tenants.get_project(principal(), project_id).to_api())
-
-    @app.post(
-        "/v1/projects/<project_id>/tokens",
-        tags=["tokens"],
-        summary="Create a token (shown once)",
-        responses=S.responses(201, S.NEW_TOKEN, "the new token", 404),
-    )
-    def create_token(project_id: ProjectId, body: Annotated[TokenCreate, Body()]) -> Response[str]:
-        expires_at = None
-        if body.expires_at is not None:
-            moment = body.expires_at if body.expires_at.tzinfo else body.expires_at.replace(tzinfo=UTC)
-            expires_at = int(moment.timestamp() * 1000)
-        elif body.expires_in_seconds is not None:
-            expires_at = int(time.time() * 1000) + body.expires_in_seconds * 1000
-        made = tenants.create_token(principal(), project_id, body.scopes, body.environments, expires_at, body.name)
-        return json_answer(201, {"token": made.token, **made.record.to_api()})
-
-    @app.get(
-        "/v1/projects/<project_id>/tokens",
-        tags=["tokens"],
-        summary="List tokens (never their values)",
-        responses=S.responses(200, S.page(S.TOKEN), "the project's tokens", 404),
-    )
-    def list_tokens(project_id: ProjectId) -> Response[str]:
-        tokens = tenants.list_tokens(principal(), project_id)
-        return json_answer(200, page_of([t.to_api() for t in tokens], None))
-
-    @app.delete(
-        "/v1/projects/<project_id>/tokens/<token_id>",
-        tags=["tokens"],
-        summary="Revoke a token",
-        responses=S.responses(204, None, "revoked; it stops working at once", 404),
-    )
-    def revoke_token(project_id: ProjectId, token_id: str) -> Response[str]:
-        tenants.revoke_token(principal(), project_id, token_id)
-        return Response(204, JSON, "")
-
-    # ---- secrets -------------------------------------------------------------------------
-
-    @app.post(
-        "/v1/projects/<project_id>/encrypt",
-        tags=["secrets"],
-        summary="Encrypt secret values",
-        responses=S.responses(200, S.ENCRYPTED, "ciphertexts bound to this project and environment", 404),
-    )
-    def encrypt(
-        project_id: ProjectId, body: Annotated[EncryptRequest, Body()], environment: Environment = None
-    ) -> Response[str]:
-        who, env = principal(), env_name(environment)
-        if body.value is not None:
-            return json_answer(200, {"ciphertext": tenants.encrypt(who, project_id, env, body.value, body.action)})
-        values = {
-            k: tenants.encrypt(who, project_id, env, v, body.action, ["body", "values", k])
-            for k, v in (body.values or {}).items()
-        }
-        return json_answer(200, {"values": values})
-
-    # ---- actions -------------------------------------------------------------------------
-
-    @app.post(
-        "/v1/projects/<project_id>/actions",
-        tags=["actions"],
-        summary="Register an action version from its action.json",
-        responses={
-            200: {
-                "description": "identical to the latest version; nothing changed",
-                "content": {JSON: {"schema": S.ACTION}},
-            },
-            **S.responses(201, S.ACTION, "a new version", 404),
-        },
-        status_code=201,
-    )
-    def register_action(
-        project_id: ProjectId, body: Annotated[ActionSpec, Body()], environment: Environment = None
-    ) -> Response[str]:
-        registered = actions.register(principal(), project_id, env_name(environment), body)
-        return json_answer(201 if registered.created else 200, registered.record.to_api())
-
-    @app.get(
-        "/v1/projects/<project_id>/actions",
-        tags=["actions"],
-        summary="List actions (their latest versions)",
-        responses=S.responses(200, S.page(S.ACTION), "a page of actions"),
-    )
-    def list_actions(
-        project_id: ProjectId,
-        environment: Environment = None,
-        tag: Annotated[str | None, Query()] = None,
-        limit: Limit = DEFAULT_PAGE,
-        cursor: Cursor = None,
-    ) -> Response[str]:
-        who, env = principal(), env_name(environment)
-        return page(lambda size: actions.list(who, project_id, env, size, cursor, tag), limit, ActionRecord.to_api)
-
-    @app.get(
-        "/v1/projects/<project_id>/actions/<name>",
-        tags=["actions"],
-        summary="Get an action (latest, or a version or digest)",
-        responses=S.responses(200, S.ACTION, "the action version", 404),
-    )
-    def get_action(
-        project_id: ProjectId,
-        name: str,
-        environment: Environment = None,
-        version: Annotated[int | None, Query(ge=1)] = None,
-        digest: Annotated[str | None, Query(pattern=r"^sha256:[0-9a-f]{64}$")] = None,
-    ) -> Response[str]:
-        record = actions.get(principal(), project_id, env_name(environment), name, version, digest)
-        return json_answer(200, record.to_api())
-
-    @app.get(
-        "/v1/projects/<project_id>/actions/<name>/versions",
-        tags=["actions"],
-        summary="List an action's versions",
-        responses=S.responses(200, S.page(S.ACTION), "versions, newest first", 404),
-    )
-    def list_versions(
-        project_id: ProjectId,
-        name: str,
-        environment: Environment = None,
-        limit: Limit = DEFAULT_PAGE,
-        cursor: Cursor = None,
-    ) -> Response[str]:
-        who, env = principal(), env_name(environment)
-        return page(lambda size: actions.versions(who, project_id, env, name, size, cursor), limit, ActionRecord.to_api)
-
-    @app.delete(
-        "/v1/projects/<project_id>/actions/<name>",
-        tags=["actions"],
-        summary="Delete an action (its runs stay readable)",
-        responses=S.responses(204, None, "deleted", 404),
-    )
-    def delete_action(project_id: ProjectId, name: str, environment: Environment = None) -> Response[str]:
-        actions.delete(principal(), project_id, env_name(environment), name)
-        return Response(204, JSON, "")
-
-    # ---- runs ----------------------------------------------------------------------------
-
-    def run_request(body: RunRequestBody | None) -> RunRequest:
-        body = body or RunRequestBody()
-        return RunRequest(
-            parameters=body.parameters,
-            version=body.version,
-            digest=body.digest,
-            timeout_seconds=body.timeout_seconds,
-            retries=body.retries,
-            external_user_id=body.external_user_id,
-            input=body.input.model_dump(exclude_none=True) if body.input is not None else None,
-            inputs=body.inputs,
-            stash_id=body.stash_id,
-            cache=body.cache,
-            session=body.session.model_dump() if body.session is not None else None,
-            callback_url=body.callback_url,
-        )
-
-    @app.post(
-        "/v1/projects/<project_id>/actions/<name>/runs",
-        tags=["runs"],
-        summary="Start an async run",
-        responses=S.responses(202, S.RUN, "the run, ENQUEUED", 400, 404, 409),
-        status_code=202,
-    )
-    def submit_run(
-        project_id: ProjectId,
-        name: str,
-        body: Annotated[RunRequestBody | None, Body()] = None,
-        environment: Environment = None,
-        idempotency_key: Annotated[str | None, Header(alias="idempotency-key", max_length=255)] = None,
-    ) -> Response[str]:
-        request, deadline = run_request(body), request_deadline(app.lambda_context)
-        run = runs.submit(principal(), project_id, env_name(environment), name, request, idempotency_key, deadline)
-        return json_answer(202, run_body(run), {"Location": f"/v1/projects/{project_id}/runs/{run.id}"})
-
-    @app.post(
-        "/v1/projects/<project_id>/actions/<name>/sync/<sync_action>",
-        tags=["runs"],
-        summary="Call a sync action and wait for its JSON answer",
-        responses=S.responses(200, S.SYNC_RESULT, "the action's answer", 400, 404, 409, 429, 504),
-    )
-    def call_sync(
-        project_id: ProjectId,
-        name: str,
-        sync_action: str,
-        body: Annotated[RunRequestBody | None, Body()] = None,
-        environment: Environment = None,
-    ) -> Response[str]:
-        outcome = runs.call_sync(principal(), project_id, env_name(environment), name, sync_action, run_request(body))
-        cache = {"X-Hatchway-Cache": "hit" if outcome.cached else "miss"} if outcome.cached is not None else None
-        return json_answer(200, sync_body(outcome), cache)
-
-    @app.get(
-        "/v1/projects/<project_id>/runs",
-        tags=["runs"],
-        summary="List runs, newest first (each without os: GET the run for the head and tail of its log)",
-        responses=S.responses(200, S.page(S.RUN_SUMMARY), "a page of runs"),
-    )
-    def list_runs(
-        project_id: ProjectId,
-        environment: Environment = None,
-        action: Annotated[str | None, Query()] = None,
-        status: Annotated[str | None, Query()] = None,
-        external_user_id: Annotated[str | None, Query()] = None,
-        limit: Limit = DEFAULT_PAGE,
-        cursor: Cursor = None,
-    ) -> Response[str]:
-        filters = {"action": action or "", "status": status or "", "external_user_id": external_user_id or ""}
-        who, env = principal(), env_name(environment)
-        # a page holds each run without the head and tail of its log (os): GET .../runs/{id} has it
-        return page(lambda size: runs.list(who, project_id, env, size, cursor, filters), limit, listed_run)
-
-    @app.get(
-        "/v1/projects/<project_id>/runs/<run_id>",
-        tags=["runs"],
-        summary="Get a run",
-        responses=S.responses(200, S.RUN, "the run", 404),
-    )
-    def get_run(project_id: ProjectId, run_id: str, environment: Environment = None) -> Response[str]:
-        run = runs.get(principal(), project_id, env_name(environment), run_id)
-        return json_answer(200, run_body(run))
-
-    @app.get(
-        "/v1/projects/<project_id>/runs/<run_id>/logs",
-        tags=["runs"],
-        summary="Read a run's log",
-        responses=S.responses(200, S.page(S.LOG_ENTRY), "log entries after the given seq", 404),
-    )
-    def read_logs(
-        project_id: ProjectId,
-        run_id: str,
-        environment: Environment = None,
-        after: Annotated[int, Query(ge=0, description="return entries with seq above this")] = 0,
-        limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
-        cursor: Annotated[
-            str | None, Query(max_length=20, description="the previous page's next (the same as after=)")
-        ] = None,
-    ) -> Response[str]:
-        if cursor is not None:
-            # a log's next is the seq its page ended at: as a cursor, it reads on from there
-            if not (cursor.isascii() and cursor.isdigit()):
-                raise ValidationFailed.at(["query", "cursor"], "not a cursor this API issued")
-            after = int(cursor)
-        who, env = principal(), env_name(environment)
-        return page(lambda size: runs.logs(who, project_id, env, run_id, after, size), limit, LogEntry.to_api)
-
-    @app.post(
-        "/v1/projects/<project_id>/runs/<run_id>/cancel",
-        tags=["runs"],
-        summary="Cancel a run",
-        responses=S.responses(202, S.RUN, "the run, TERMINATING or TERMINATED", 404, 409),
-        status_code=202,
-    )
-    def cancel_run(project_id: ProjectId, run_id: str, environment: Environment = None) -> Response[str]:
-        run = runs.cancel(principal(), project_id, env_name(environment), run_id)
-        return json_answer(202, run_body(run))
-
-    # ---- operators: metrics, dashboard numbers, the web console ----------------------------
-
-    from hatchway.api.console import add_console_routes
-    from hatchway.api.observe import add_observe_routes
-
-    add_observe_routes(app, services.stats, principal, env_name)
-    if settings.is_console_enabled:
-        add_console_routes(app)
-
-    return api
 
 
 #: a JSON escape of a UTF-16 surrogate, with the backslashes before it (an even run is a literal backslash)
@@ -641,19 +356,3 @@ def finished(answer: dict[str, Any], max_bytes: int) -> dict[str, Any]:
     if size > max_bytes:
         return event_answer(*error_answer(too_large(size, max_bytes)))
     return answer
-
-
-def _swagger_html(spec: str) -> str:
-    """Swagger UI with powertools' bundled assets (no CDN), showing ``spec``."""
-    from pathlib import Path
-
-    import aws_lambda_powertools.event_handler.openapi.swagger_ui as swagger_ui
-
-    assets = Path(swagger_ui.__file__).parent
-    return swagger_ui.generate_swagger_html(
-        spec.replace("</", "<\\/"),
-        (assets / "swagger-ui-bundle.min.js").read_text(encoding="utf-8"),
-        (assets / "swagger-ui.min.css").read_text(encoding="utf-8"),
-        "",
-        None,
-    )

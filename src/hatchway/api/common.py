@@ -7,9 +7,11 @@ import re
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Annotated, Any, TypeVar
+from functools import partial
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 
 from hatchway.api.errors import dumps
@@ -18,6 +20,9 @@ from hatchway.domain.records import MAX_PAGE, Page
 from hatchway.domain.tenants import DEFAULT_ENVIRONMENT, Principal
 from hatchway.errors import InternalError, ValidationFailed
 from hatchway.services.auth import Auth
+
+if TYPE_CHECKING:
+    from hatchway.config import Settings
 
 log = logging.getLogger("hatchway.api")
 
@@ -133,6 +138,25 @@ def event_answer(code: int, body: Any, headers: dict[str, str]) -> dict[str, Any
 def principal(auth: Auth, headers: Any) -> Principal:
     """The caller, authenticated before validation by :class:`hatchway.api.app.Api`."""
     return PRINCIPAL.get() or auth.authenticate(headers.get("authorization"))
+
+
+def new_router() -> Router:
+    """An empty powertools ``Router`` (its constructor is not annotated)."""
+    return Router()  # type: ignore[no-untyped-call]
+
+
+def caller(auth: Auth, router: Router) -> Callable[[], Principal]:
+    """The caller of the request ``router`` is answering (its resolver keeps the event per thread)."""
+
+    def current() -> Principal:
+        return principal(auth, router.current_event.headers)
+
+    return current
+
+
+def pager(settings: Settings) -> Callable[..., Response[str]]:
+    """:func:`page_answer` bound to the largest answer: every list page stays below it."""
+    return partial(page_answer, max_bytes=settings.max_answer_bytes)
 
 
 #: what a request keeps of its Lambda's remaining time for answering after a wait

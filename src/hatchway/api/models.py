@@ -128,3 +128,53 @@ class RunRequestBody(_Body):
     cache: Annotated[str, Field(min_length=1, max_length=128)] | None = None
     session: SessionRef | None = None
     callback_url: Annotated[str, Field(min_length=8, max_length=2048)] | None = None
+
+
+# ---- answers ----------------------------------------------------------------------------------
+
+
+class _Answer(BaseModel):
+    # built on first use: most processes never describe or validate the statistics answer
+    model_config = ConfigDict(defer_build=True)
+
+
+class _Bucket(_Answer):
+    start: str
+    counts: dict[str, int]
+
+
+class _Duration(_Answer):
+    action: str
+    invoked: str
+    count: int
+    failed: int
+    p50_ms: int | None
+    p95_ms: int | None
+    max_ms: int
+
+
+class _Queue(_Answer):
+    enqueued: int
+    in_progress: int
+    terminating: int
+
+
+class _Workers(_Answer):
+    size: int
+    busy: int
+
+
+class Stats(_Answer):
+    """Runs per status over time, duration percentiles per action, the queue and the workers."""
+
+    window: Literal["hour", "day"]
+    since: str
+    until: str
+    bucket_seconds: int
+    statuses: list[str]
+    buckets: list[_Bucket]
+    totals: dict[str, int]
+    durations: list[_Duration]
+    queue: _Queue
+    workers: _Workers | None
+    truncated: bool

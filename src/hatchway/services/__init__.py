@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from hatchway.config import Settings
 from hatchway.faults import CrashPoints
-from hatchway.ports import Repos
+from hatchway.ports import Repos, Telemetry
 
 if TYPE_CHECKING:
     from hatchway.services.actions import ActionService
@@ -56,6 +56,8 @@ class Services:
     pipelines: PipelineServices
     node_id: str
     crash_points: CrashPoints
+    #: spans and log correlation (the API's request scope)
+    telemetry: Telemetry
 
     def close(self) -> None:
         """Stop background work and release what the adapters hold (executors, connections)."""

@@ -18,12 +18,19 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path
 
+from hatchway.api.common import new_router
 from hatchway.errors import NotFound
+
+if TYPE_CHECKING:
+    from hatchway.compat import Compat
+    from hatchway.ports import Telemetry
+    from hatchway.services import Services
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -125,8 +132,9 @@ def _documented(extra: int) -> dict[int, Any]:
     return documented
 
 
-def add_console_routes(app: APIGatewayHttpResolver, assets: Assets | None = None) -> None:
+def router(services: Services, compat: Compat, telemetry: Telemetry, assets: Assets | None = None) -> Router:
     """Serve the console at ``/ui/`` (``/ui`` redirects there; relative, so an API stage prefix stays)."""
+    app = new_router()
     files = assets or Assets()
 
     def answer(name: str) -> Response[bytes | str]:
@@ -165,3 +173,5 @@ def add_console_routes(app: APIGatewayHttpResolver, assets: Assets | None = None
     @_unvalidated
     def console_file(name: Annotated[str, Path(description="file name", max_length=128)]) -> Response[bytes | str]:
         return answer(name)
+
+    return app

@@ -1,4 +1,4 @@
-"""The pipeline routes (issue 9), added to the API by :func:`hatchway.api.app.create_app`.
+"""The pipeline routes (issue 9): definitions, a step's view, executions.
 
 Definitions use the actions scopes (``actions:read``/``actions:write``): a pipeline is a composed
 action. Executions, approvals and terminations use the runs scopes, since they run actions.
@@ -9,7 +9,8 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,6 +22,7 @@ from hatchway.api.common import (
     ProjectId,
     env_name,
     json_answer,
+    new_router,
     page_answer,
     public_base,
     request_deadline,
@@ -31,8 +33,10 @@ from hatchway.domain.pipelines.spec import PipelineSpec, Scalar
 from hatchway.domain.records import DEFAULT_PAGE
 
 if TYPE_CHECKING:
-    from hatchway.api.app import Api
+    from hatchway.compat import Compat
     from hatchway.domain.tenants import Principal
+    from hatchway.ports import Telemetry
+    from hatchway.services import Services
 
 PipelineName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="pipeline name")]
 StepName = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$", description="step name")]
@@ -117,19 +121,19 @@ class ExecutionRequest(BaseModel):
         return dict(self.variables)
 
 
-def register(app: APIGatewayHttpResolver, api: Api) -> None:
-    """Bind the pipeline routes to ``app``."""
-    definitions, executions = api.services.pipelines.definitions, api.services.pipelines.executions
+def router(services: Services, compat: Compat, telemetry: Telemetry) -> Router:
+    """The pipeline and execution routes."""
+    app = new_router()
+    definitions, executions = services.pipelines.definitions, services.pipelines.executions
     answer = json_answer
-    page = partial(page_answer, max_bytes=api.services.settings.max_answer_bytes)
+    page = partial(page_answer, max_bytes=services.settings.max_answer_bytes)
 
     def principal() -> Principal:
-        return common_principal(api.services.auth, app.current_event.headers)
+        return common_principal(services.auth, app.current_event.headers)
 
     def console(fragment: str) -> str | None:
-        """The console page, when this gateway serves the console."""
-        has_console = any(pattern.match("/ui/") for pattern, _ in api.routes())
-        return f"/ui/#/{fragment}" if has_console else None
+        """The console page, when this gateway serves the console (create_app includes it then)."""
+        return f"/ui/#/{fragment}" if services.settings.is_console_enabled else None
 
     @app.put(
         "/v1/projects/<project_id>/pipelines/<name>",
@@ -278,3 +282,5 @@ def register(app: APIGatewayHttpResolver, api: Api) -> None:
     ) -> Response[str]:
         execution = executions.terminate(principal(), project_id, env_name(environment), name, execution_id)
         return answer(202, execution_body(execution))
+
+    return app

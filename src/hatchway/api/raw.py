@@ -1,0 +1,99 @@
+"""Routes served before the resolver: raw byte bodies and paths with slashes.
+
+File bodies are raw bytes and file paths contain ``/``, which powertools' routes cannot express (a
+path parameter stops at ``/``, and its validation would read a binary body as JSON). A
+:class:`RawRouter` declares such routes; :func:`hatchway.api.app.create_app` includes it like any
+other router, and :class:`hatchway.api.app.Api` answers them after its pre-checks (so with the same
+authentication and error shape) and documents them in the same OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from hatchway.api.common import SAFE_HEADERS, event_answer
+from hatchway.api.errors import error_answer
+from hatchway.domain.tenants import Principal
+from hatchway.errors import HatchwayError
+
+Handler = Callable[[dict[str, Any], Principal, "re.Match[str]"], dict[str, Any]]
+
+
+@dataclass
+class RawRoute:
+    """A route served before the resolver (raw bytes, paths with slashes)."""
+
+    method: str
+    pattern: re.Pattern[str]
+    handle: Handler
+    doc_path: str
+    doc: dict[str, Any]
+
+
+class RawRouter:
+    """Raw routes in the order they are matched (the first match wins)."""
+
+    def __init__(self) -> None:
+        self.routes: list[RawRoute] = []
+
+    def route(
+        self, method: str, pattern: re.Pattern[str], doc_path: str, doc: dict[str, Any]
+    ) -> Callable[[Handler], Handler]:
+        """Declare ``method`` on paths matching ``pattern`` (``doc``: its OpenAPI operation at ``doc_path``)."""
+
+        def declare(handle: Handler) -> Handler:
+            self.routes.append(RawRoute(method, pattern, handle, doc_path, doc))
+            return handle
+
+        return declare
+
+    def __iter__(self) -> Iterator[RawRoute]:
+        return iter(self.routes)
+
+
+def body_bytes(event: dict[str, Any]) -> bytes:
+    """The request's body as bytes."""
+    body = event.get("body") or ""
+    return base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
+
+
+def binary_answer(data: bytes, name: str) -> dict[str, Any]:
+    """A download of ``data`` named after the last part of ``name``."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name.rsplit("/", 1)[-1]) or "file"
+    return {
+        "statusCode": 200,
+        "headers": {
+            "Content-Type": "application/octet-stream",
+            "Content-Disposition": f'attachment; filename="{safe}"',
+            **SAFE_HEADERS,
+        },
+        "body": base64.b64encode(data).decode(),
+        "isBase64Encoded": True,
+        "cookies": [],
+    }
+
+
+def serve_raw(routes: list[RawRoute], event: dict[str, Any], who: Principal | None, path: str) -> dict[str, Any] | None:
+    """The answer of a raw route matching the request, or None."""
+    method = (event.get("requestContext", {}).get("http", {}).get("method") or "GET").upper()
+    allowed = []
+    for route in routes:
+        match = route.pattern.match(path)
+        if match is None:
+            continue
+        allowed.append(route.method)
+        if route.method == method:
+            assert who is not None  # noqa: S101 - raw routes are never public
+            try:
+                return route.handle(event, who, match)
+            except HatchwayError as exc:
+                return event_answer(*error_answer(exc))
+    if allowed:
+        body = {"status": "error", "error": "Method not allowed", "code": 405,
+                "message": f"{method} is not allowed here; use {', '.join(sorted(allowed))}"}  # fmt: skip
+        return event_answer(405, body, {"Allow": ", ".join(sorted(allowed))})
+    return None

@@ -1,0 +1,105 @@
+"""Routes for what users bring from other platforms (the dialects are :mod:`hatchway.compat`'s).
+
+* Keboola: ``POST .../actions/{name}/action/{sync_action}`` with ``{"configData": ...}``; the
+  answer is the action's own JSON, unwrapped.
+* Pipedream Connect: ``POST /v1/connect/{project_id}/actions/run`` with the ``x-pd-environment``
+  header; the answer is ``{exports, os, ret, stash_id}``. Its SDKs exchange client credentials for a
+  bearer token at ``POST /v1/oauth/token``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header
+
+from hatchway.api import schemas as S
+from hatchway.api.common import Environment, ProjectId, caller, env_name, json_answer, new_router, request_deadline
+from hatchway.api.models import ConnectRunBody, KeboolaActionBody, OAuthTokenBody
+from hatchway.compat import keboola
+from hatchway.domain.runs import RunRequest
+
+if TYPE_CHECKING:
+    from hatchway.compat import Compat
+    from hatchway.ports import Telemetry
+    from hatchway.services import Services
+
+CONNECT_RESULT = S.obj(
+    ["exports", "os", "ret", "stash_id"],
+    exports={"type": "object"},
+    os={"type": "array", "items": S.obj(["k", "ts", "msg"], k=S.STRING, ts=S.INT, msg=S.STRING)},
+    ret={},
+    stash_id=S.nullable(S.STRING),
+)
+
+
+def router(services: Services, compat: Compat, telemetry: Telemetry) -> Router:
+    """The Keboola, Connect and OAuth routes."""
+    app = new_router()
+    who = caller(services.auth, app)
+
+    # ---- Keboola -----------------------------------------------------------------------------
+
+    @app.post(
+        "/v1/projects/<project_id>/actions/<name>/action/<sync_action>",
+        tags=["compatibility"],
+        summary="Keboola-style sync action call: the action's JSON answer, unwrapped",
+        responses=S.responses(200, {}, "the action's own JSON", 400, 404, 409, 429, 504),
+    )
+    def keboola_action(
+        project_id: ProjectId,
+        name: str,
+        sync_action: str,
+        body: Annotated[KeboolaActionBody | None, Body()] = None,
+        environment: Environment = None,
+    ) -> Response[str]:
+        config = (body or KeboolaActionBody()).configData
+        request = keboola.run_request(config.model_dump(exclude_none=True), config.parameters)
+        outcome = services.runs.call_sync(who(), project_id, env_name(environment), name, sync_action, request)
+        return json_answer(200, keboola.answer(outcome))
+
+    # ---- Pipedream Connect -------------------------------------------------------------------
+
+    @app.post(
+        "/v1/connect/<project_id>/actions/run",
+        tags=["compatibility"],
+        summary="Pipedream Connect: run an action's `run` and wait for {exports, os, ret, stash_id}",
+        responses=S.responses(200, CONNECT_RESULT, "the action ran", 400, 404, 409, 429, 504),
+    )
+    def connect_run(
+        project_id: ProjectId,
+        body: Annotated[ConnectRunBody, Body()],
+        pd_environment: Annotated[
+            str | None, Header(alias="x-pd-environment", description="development or production")
+        ] = None,
+        idempotency_key: Annotated[str | None, Header(alias="idempotency-key", max_length=255)] = None,
+    ) -> Response[str]:
+        request = RunRequest(
+            parameters=body.configured_props or {},
+            external_user_id=body.external_user_id,
+            stash_id=body.stash_id,
+            options={"dynamic_props_id": body.dynamic_props_id} if body.dynamic_props_id else {},
+        )
+        environment = env_name(pd_environment, "x-pd-environment")
+        deadline = request_deadline(app.lambda_context)
+        answer = compat.connect.run(
+            who(), project_id, environment, body.id, body.version, request, idempotency_key, deadline
+        )  # fmt: skip
+        return json_answer(200, answer)
+
+    @app.post(
+        "/v1/oauth/token",
+        tags=["compatibility"],
+        summary="OAuth client credentials (Pipedream SDKs): client_id = token id, client_secret = the token",
+        responses=S.responses(
+            200, S.obj(["access_token", "token_type", "expires_in"], access_token=S.STRING, token_type=S.STRING,
+                       expires_in=S.INT), "a bearer token",
+        ),
+    )  # fmt: skip
+    def oauth_token(body: Annotated[OAuthTokenBody, Body()]) -> Response[str]:
+        token = services.auth.exchange_client_credentials(body.client_id, body.client_secret or "")
+        return json_answer(200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600})
+
+    return app

@@ -1,0 +1,66 @@
+"""Routes for operators: ``GET /metrics`` (Prometheus text) and the dashboard's numbers.
+
+Both follow the API's conventions: a bearer token, the one error shape, and a place in the
+OpenAPI document. ``/metrics`` needs the ``admin`` scope; a project's admin token sees only its
+own project's series, the global admin token also the process-wide worker gauges.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Query
+
+from hatchway.api import schemas as S
+from hatchway.api.common import JSON, SAFE_HEADERS, Environment, ProjectId, caller, env_name, new_router
+from hatchway.api.common import json_answer as _json
+from hatchway.api.models import Stats
+
+if TYPE_CHECKING:
+    from hatchway.compat import Compat
+    from hatchway.ports import Telemetry
+    from hatchway.services import Services
+
+PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def router(services: Services, compat: Compat, telemetry: Telemetry) -> Router:
+    """``/metrics`` and ``/v1/projects/{project_id}/stats``."""
+    app = new_router()
+    stats_service = services.stats
+    principal = caller(services.auth, app)
+
+    @app.get(
+        "/metrics",
+        tags=["observability"],
+        summary="Metrics in the Prometheus text format (admin scope)",
+        responses={
+            **S.responses(200, None, "the metrics"),
+            200: {
+                "description": "Prometheus text exposition format 0.0.4",
+                "content": {PROMETHEUS: {"schema": {"type": "string"}}},
+            },
+        },
+    )
+    def metrics() -> Response[str]:
+        return Response(200, PROMETHEUS, stats_service.metrics_text(principal()), headers=SAFE_HEADERS)
+
+    @app.get(
+        "/v1/projects/<project_id>/stats",
+        tags=["observability"],
+        summary="Dashboard numbers: runs per status over time, p50/p95 durations, queue depth, workers",
+        responses={
+            **S.responses(200, None, "the numbers", 404),
+            200: {"description": "the numbers", "content": {JSON: {"model": Stats}}},
+        },
+    )
+    def stats(
+        project_id: ProjectId,
+        environment: Environment = None,
+        window: Annotated[Literal["hour", "day"], Query(description="the last hour or the last day")] = "hour",
+    ) -> Response[str]:
+        return _json(200, stats_service.dashboard(principal(), project_id, env_name(environment), window))
+
+    return app
