@@ -15,7 +15,7 @@ from hatchway.cli import serve  # noqa: F401
 from hatchway.cli._common import app
 
 # isort: split
-from hatchway.cli import actions, aws, pipelines, projects, runs  # noqa: F401
+from hatchway.cli import actions, aws, login, pipelines, projects, runs  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:
