@@ -11,7 +11,7 @@ import pytest
 
 from hatchway.cli import _profile
 from hatchway.cli._common import app, attempt, describe
-from hatchway.cli._output import clean, fail, print_data, print_table
+from hatchway.cli._output import age, clean, fail, print_data, print_table
 from hatchway.cli.runs import duration
 from hatchway.client import ApiError, ValidationFailed
 
@@ -137,3 +137,21 @@ def test_the_profile_is_private_and_keeps_a_token_per_gateway(tmp_path: Path, mo
     assert _profile.forget(None) == "https://b.example"
     assert _profile.gateway(None)[0] == "https://a.example"
     assert _profile.forget("https://b.example") is None
+
+
+def test_a_table_keeps_the_columns_it_is_told_to_keep(monkeypatch: pytest.MonkeyPatch) -> None:
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stdout", terminal)
+    monkeypatch.setenv("COLUMNS", "60")
+    print_table(["id", "action", "status"], [[RUN_ID, "check-magnetometer-norm@1", "SUCCESSFUL"]], keep=(0, 2))
+    row = terminal.getvalue().splitlines()[1].split()
+    assert row[0] == RUN_ID and row[2] == "SUCCESSFUL" and row[1].endswith("…")
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [(5, "5s"), (300, "5m"), (7300, "2h"), (200000, "2d")])
+def test_ages_are_short(seconds: int, shown: str) -> None:
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 12, 7, 5, 0, 0, tzinfo=UTC).timestamp()
+    then = datetime.fromtimestamp(now - seconds, UTC).isoformat().replace("+00:00", "Z")
+    assert age(then, now) == shown

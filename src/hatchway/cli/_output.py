@@ -78,8 +78,8 @@ def print_data(data: Any, fmt: str = "json") -> None:
     _write(text)
 
 
-def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, keys: int = 1) -> None:
-    """Aligned columns under upper-case headers; the first ``keys`` columns are never cut.
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, keep: Sequence[int] = (0,)) -> None:
+    """Aligned columns under upper-case headers; the columns numbered in ``keep`` (ids) are never cut.
 
     On a terminal narrower than the table the other columns are cut (with ``…``), widest first;
     piped, every cell is printed whole so that the next command can use it.
@@ -88,7 +88,7 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, keys: 
     titles = [header.upper() for header in headers]
     widths = [max([len(title), *(len(row[i]) for row in cells)]) for i, title in enumerate(titles)]
     if _is_tty(sys.stdout):
-        widths = _fit(widths, titles, keys, _columns())
+        widths = _fit(widths, titles, keep, _columns())
     for row in [titles, *cells]:
         line = "  ".join(_cut(cell, width).ljust(width) for cell, width in zip(row, widths, strict=True))
         _write(line.rstrip())
@@ -104,19 +104,37 @@ def print_fields(record: dict[str, Any]) -> None:
     print_table(["field", "value"], rows)
 
 
-def _fit(widths: list[int], titles: list[str], keys: int, room: int) -> list[int]:
+def _fit(widths: list[int], titles: list[str], keep: Sequence[int], room: int) -> list[int]:
+    """Narrow the columns not kept, widest first a character at a time, until the row fits in ``room``
+    (or every such column is down to its title, at least 6 characters)."""
     widths = list(widths)
     excess = sum(widths) + 2 * (len(widths) - 1) - room
+    floors = [max(len(title), 6) for title in titles]
     while excess > 0:
-        shrinkable = [i for i in range(keys, len(widths)) if widths[i] > max(len(titles[i]), 6)]
+        shrinkable = [i for i in range(len(widths)) if i not in keep and widths[i] > floors[i]]
         if not shrinkable:
             break
-        widest = max(shrinkable, key=lambda i: widths[i])
-        floor = max(len(titles[widest]), 6)
-        step = min(excess, widths[widest] - floor)
-        widths[widest] -= step
-        excess -= step
+        widths[max(shrinkable, key=lambda i: widths[i])] -= 1
+        excess -= 1
     return widths
+
+
+def age(timestamp: str | None, now: float | None = None) -> str:
+    """How long ago an ISO 8601 time was, as kubectl shows it: ``42s``, ``5m``, ``3h``, ``2d``."""
+    if not timestamp:
+        return ""
+    import time
+    from datetime import datetime
+
+    try:
+        then = datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return timestamp
+    seconds = max(0, int((time.time() if now is None else now) - then))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _cut(cell: str, width: int) -> str:

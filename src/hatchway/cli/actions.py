@@ -100,7 +100,7 @@ def actions_versions(name: str, output: str | None, as_json: bool) -> None:
             echo(f"{item['version']:>4}  {item['digest']}  {item['created_at']}")
     elif fmt == "table":
         rows = [[item["version"], item["digest"], item["created_at"]] for item in items]
-        print_table(["version", "digest", "created"], rows, keys=2)
+        print_table(["version", "digest", "created"], rows, keep=(0, 1))
     else:
         print_data(items, fmt)
 

@@ -184,7 +184,7 @@ def executions_list(pipeline: str, status: str | None, limit: int, output: str |
         print_data(page, fmt)
         return
     rows = [[item["id"], item["status"], f"v{item['version']}", item["created_at"]] for item in page["items"]]
-    print_table(["id", "status", "version", "created"], rows)
+    print_table(["id", "status", "version", "created"], rows, keep=(0, 1))
 
 
 @executions_app.command("get", PIPELINE, EXECUTION_ID, *OUTPUT)
@@ -201,7 +201,7 @@ def executions_get(pipeline: str, execution_id: str, output: str | None, as_json
         [state["name"], state["status"], state.get("run_id"), state.get("status_reason")]
         for state in execution["steps"]
     ]
-    print_table(["step", "status", "run", "reason"], rows, keys=3)
+    print_table(["step", "status", "run", "reason"], rows, keep=(0, 1, 2))
 
 
 @executions_app.command("approve", PIPELINE, EXECUTION_ID)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from hatchway.cli._common import OUTPUT, api, attempt, client, fail, follow_run, print_entry, runs_app, summarise, watch
-from hatchway.cli._output import chosen, print_data, print_fields, print_table
+from hatchway.cli._output import age, chosen, print_data, print_fields, print_table
 from hatchway.cli._table import FLAG, LIMIT, STATUS, Arg, echo
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -36,10 +36,10 @@ def runs_list(action: str | None, status: str | None, limit: int, output: str | 
         return
     rows = [
         [run["id"], f"{run['action']['name']}@{run['action']['version']}", run["invoked"], run["status"],
-         attempt(run), run["created_at"], run.get("duration_ms") or ""]
+         attempt(run), age(run["created_at"]), run.get("duration_ms")]
         for run in page["items"]
     ]  # fmt: skip
-    print_table(["id", "action", "invoked", "status", "attempt", "created", "ms"], rows)
+    print_table(["id", "action", "invoked", "status", "attempt", "age", "ms"], rows, keep=(0, 3, 4, 5, 6))
 
 
 @runs_app.command("get", Arg("run_id"), *OUTPUT)
