@@ -280,6 +280,9 @@ ADDED_COMMANDS: dict[tuple[str, ...], tuple[list[str], dict[Flags, Option]]] = {
     ("pipelines", "step"): ([], _OUTPUT_AND_JSON),
     ("executions", "list"): ([], _OUTPUT),
     ("executions", "get"): ([], _OUTPUT),
+    ("executions", "approve"): ([], _OUTPUT_AND_JSON),
+    ("executions", "terminate"): ([], _OUTPUT_AND_JSON),
+    ("encrypt",): ([], _OUTPUT_AND_JSON),
 }
 #: every command with every positional and option it takes: the typer ones and those added since
 COMMAND_TABLE = {

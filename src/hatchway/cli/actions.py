@@ -227,10 +227,12 @@ def sync_cmd(
     "encrypt",
     Arg("value", help="the secret value ('-' reads stdin)"),
     Arg("--action", help="bind the ciphertext to this action"),
+    *OUTPUT,
 )
-def encrypt_cmd(value: str, action: str | None) -> None:
+def encrypt_cmd(value: str, action: str | None, output: str | None, as_json: bool) -> None:
     """Encrypt a secret value for this project and environment."""
     if value == "-":
         value = sys.stdin.read().rstrip("\n")
     with client() as hw:
-        echo(api(lambda: hw.encrypt(value, action=action)))
+        ciphertext = api(lambda: hw.encrypt(value, action=action))
+    _show({"ciphertext": ciphertext}, output, as_json, ciphertext)

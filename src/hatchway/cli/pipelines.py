@@ -204,17 +204,25 @@ def executions_get(pipeline: str, execution_id: str, output: str | None, as_json
     print_table(["step", "status", "run", "reason"], rows, keep=(0, 1, 2))
 
 
-@executions_app.command("approve", PIPELINE, EXECUTION_ID)
-def executions_approve(pipeline: str, execution_id: str) -> None:
+def _changed(execution: dict[str, Any], line: str, output: str | None, as_json: bool) -> None:
+    fmt = chosen(output, as_json, "line")
+    if fmt == "line":
+        echo(clean(line))
+    else:
+        print_fields(execution) if fmt == "table" else print_data(execution, fmt)
+
+
+@executions_app.command("approve", PIPELINE, EXECUTION_ID, *OUTPUT)
+def executions_approve(pipeline: str, execution_id: str, output: str | None, as_json: bool) -> None:
     """Approve an execution waiting at its approval gate."""
     with client() as hw:
         execution = api(lambda: hw.approve_execution(pipeline, execution_id))
-    echo(f"{execution_id} approved; {execution['status']}")
+    _changed(execution, f"{execution_id} approved; {execution['status']}", output, as_json)
 
 
-@executions_app.command("terminate", PIPELINE, EXECUTION_ID)
-def executions_terminate(pipeline: str, execution_id: str) -> None:
+@executions_app.command("terminate", PIPELINE, EXECUTION_ID, *OUTPUT)
+def executions_terminate(pipeline: str, execution_id: str, output: str | None, as_json: bool) -> None:
     """Terminate an execution; its ON_TERMINATE steps then run."""
     with client() as hw:
         execution = api(lambda: hw.terminate_execution(pipeline, execution_id))
-    echo(f"{execution_id} {execution['status']}")
+    _changed(execution, f"{execution_id} {execution['status']}", output, as_json)
