@@ -155,3 +155,17 @@ def test_ages_are_short(seconds: int, shown: str) -> None:
     now = datetime(2026, 12, 7, 5, 0, 0, tzinfo=UTC).timestamp()
     then = datetime.fromtimestamp(now - seconds, UTC).isoformat().replace("+00:00", "Z")
     assert age(then, now) == shown
+
+
+def test_an_unreadable_answer_is_a_hatchway_error_not_a_pydantic_one() -> None:
+    import httpx
+
+    from hatchway.client import Client, UnexpectedAnswer
+
+    def transport(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"id": "run_x"})  # a run without its fields
+
+    mock = httpx.MockTransport(transport)
+    with Client("http://gw.test", "t", transport=mock) as hw, pytest.raises(UnexpectedAnswer) as caught:
+        hw.get_run("run_x")
+    assert caught.value.status_code is None and caught.value.message.startswith("GET /v1/projects/proj_local/runs")

@@ -109,7 +109,7 @@ def api(fn: Any) -> Any:
     except ConnectionFailed as err:
         fail(f"cannot reach the gateway at {err.url} ({err.reason}); is `hatchway serve` running?")
     except HatchwayError as err:
-        fail(describe(err))
+        fail(describe(err) if err.status_code else err.message)
 
 
 def describe(err: Any) -> str:

@@ -48,6 +48,7 @@ from hatchway.client.errors import (
     UnauthorizedResponse,
     Unavailable,
     UnavailableResponse,
+    UnexpectedAnswer,
     UserError,
     UserErrorResponse,
     ValidationErrorResponse,
@@ -76,6 +77,6 @@ __all__ = [
     "LogEntry", "LogPage", "NewToken", "NotFound", "NotFoundResponse", "Page", "PayloadTooLarge",
     "PayloadTooLargeResponse", "Project", "RequestTimeout", "Retry", "Run", "RunFailed", "RunSummary", "SyncResult",
     "Timeout", "TimeoutResponse", "Token", "TooManyRequests", "TooManyRequestsResponse", "Unauthorized",
-    "UnauthorizedResponse", "Unavailable", "UnavailableResponse", "UserError", "UserErrorResponse",
+    "UnauthorizedResponse", "Unavailable", "UnavailableResponse", "UnexpectedAnswer", "UserError", "UserErrorResponse",
     "ValidationErrorResponse", "ValidationFailed", "WaitTimeout", "as_json", "read_token",
 ]  # fmt: skip

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
 
-from hatchway.client.errors import ConnectionFailed, HatchwayError, TooManyRequests, Unavailable
+from hatchway.client.errors import ConnectionFailed, HatchwayError, TooManyRequests, Unavailable, UnexpectedAnswer
 from hatchway.client.models import Action, LogPage, NewToken, Page, Project, Run, RunSummary, SyncResult, Token
 
 if TYPE_CHECKING:
@@ -386,9 +386,14 @@ class Methods:
 
 
 def decode(response: httpx.Response, call: Call[T]) -> T:
-    """The result of a successful answer (the caller has raised for errors)."""
-    if call.is_text:
-        return call.parse(response.text)
-    if response.status_code == 204 or not response.content:
-        return call.parse(None)
-    return call.parse(response.json())
+    """The result of a successful answer (the caller has raised for errors); :class:`UnexpectedAnswer`
+    if it is not what the API specifies."""
+    try:
+        if call.is_text:
+            return call.parse(response.text)
+        if response.status_code == 204 or not response.content:
+            return call.parse(None)
+        return call.parse(response.json())
+    except (ValueError, KeyError, TypeError) as err:  # pydantic's ValidationError is a ValueError
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UnexpectedAnswer(f"{call.method} {call.path} answered {response.status_code} with {detail}") from err

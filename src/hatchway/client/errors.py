@@ -17,6 +17,7 @@
     │   ├── RequestTimeout        no answer within the client's timeout
     │   └── WaitTimeout           ``wait()`` gave up (also a builtin ``TimeoutError``)
     ├── ConnectionFailed          no answer at all: refused, DNS, TLS, a dropped connection
+    ├── UnexpectedAnswer          a success answer that is not what the API specifies (not JSON, a field missing)
     └── RunFailed                 ``wait(raise_on_failure=True)`` saw the run end FAILED or TERMINATED
 
 Every one carries the error document's fields (``status_code``, ``error``, ``message``,
@@ -134,6 +135,10 @@ class ConnectionFailed(HatchwayError):
         super().__init__(f"cannot reach {url} ({reason})")
         self.url = url
         self.reason = reason
+
+
+class UnexpectedAnswer(HatchwayError):
+    """A success answer the client cannot read as the API specifies it (another server at the URL?)."""
 
 
 class RunFailed(HatchwayError):
