@@ -14,6 +14,7 @@ import pytest
 from hatchway.client import (
     AsyncClient,
     Client,
+    Conflict,
     ConnectionFailed,
     HatchwayError,
     NotFound,
@@ -105,6 +106,20 @@ def test_a_post_without_an_idempotency_key_is_sent_once(script: tuple[Script, st
     with client(url, slept) as hw:
         assert hw.start_run("etl", idempotency_key="k-1").status == "ENQUEUED"
     assert plan.seen[1:] == [("POST", "/v1/projects/proj_local/actions/etl/runs", "k-1")] * 2
+
+
+def test_a_key_still_in_progress_is_asked_again_after_retry_after(script: tuple[Script, str]) -> None:
+    plan, url = script
+    plan.answers = [(409, {"retry-after": "4"})]
+    slept: list[float] = []
+    with client(url, slept) as hw:
+        assert hw.start_run("etl", idempotency_key="k-2").id == RUN["id"]
+    assert slept == [4.0] and len(plan.seen) == 2
+    # a 409 without Retry-After (the key reused with another body) is final
+    plan.answers = [(409, {})]
+    with client(url, slept) as hw, pytest.raises(Conflict):
+        hw.start_run("etl", idempotency_key="k-2")
+    assert len(plan.seen) == 3
 
 
 def test_errors_that_retrying_cannot_fix_are_not_retried(script: tuple[Script, str]) -> None:

@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
 
-from hatchway.client.errors import ConnectionFailed, HatchwayError, TooManyRequests, Unavailable, UnexpectedAnswer
+from hatchway.client.errors import (
+    Conflict,
+    ConnectionFailed,
+    HatchwayError,
+    TooManyRequests,
+    Unavailable,
+    UnexpectedAnswer,
+)
 from hatchway.client.models import Action, LogPage, NewToken, Page, Project, Run, RunSummary, SyncResult, Token
 
 if TYPE_CHECKING:
@@ -54,9 +61,13 @@ class Call(Generic[T]):
     is_text: bool = False
 
     @property
+    def has_idempotency_key(self) -> bool:
+        return bool(self.headers and "idempotency-key" in self.headers)
+
+    @property
     def is_idempotent(self) -> bool:
         """Whether a retry cannot do the work twice."""
-        return self.method in IDEMPOTENT or bool(self.headers and "idempotency-key" in self.headers)
+        return self.method in IDEMPOTENT or self.has_idempotency_key
 
     def query(self) -> dict[str, Any]:
         return {k: v for k, v in (self.params or {}).items() if v is not None}
@@ -69,7 +80,8 @@ class Call(Generic[T]):
 
 
 class Retry:
-    """How failed requests are tried again: on 429, 503 and connection failures, ``retries`` times,
+    """How failed requests are tried again: on 429, 503 and connection failures (and on a 409 with
+    ``Retry-After``, an Idempotency-Key still in progress), ``retries`` times,
     waiting ``Retry-After`` when the answer says (at most ``max_retry_after``), else an exponential
     backoff with jitter from ``backoff`` seconds up to ``max_backoff``. A request that is not
     idempotent (a POST without an Idempotency-Key) is never retried.
@@ -85,7 +97,9 @@ class Retry:
 
     def after(self, call: Call[Any], failure: HatchwayError, tries: int) -> float | None:
         """Seconds to wait before trying ``call`` again after its ``tries``-th failure, or None to give up."""
-        if not isinstance(failure, RETRIED) or not call.is_idempotent or tries > self.retries:
+        # a 409 with Retry-After: the same Idempotency-Key is still being worked on; its answer comes later
+        in_flight = isinstance(failure, Conflict) and failure.retry_after is not None and call.has_idempotency_key
+        if not (isinstance(failure, RETRIED) or in_flight) or not call.is_idempotent or tries > self.retries:
             return None
         return self.delay(tries, failure.retry_after)
 
