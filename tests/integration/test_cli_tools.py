@@ -5,6 +5,8 @@ sent, whole ids, ``-o``, ``--version``, completion, ``login``, ``run --follow``,
 from __future__ import annotations
 
 import json
+import os
+import pty
 import socket
 import stat
 import subprocess
@@ -155,7 +157,7 @@ def test_run_follow_streams_the_log_and_exits_with_the_outcome(server: LiveServe
     assert good.returncode == 0, good.stderr
     lines = good.stdout.splitlines()
     assert [line.split()[-1] for line in lines if "line-" in line] == ["line-1", "line-2", "line-3"]
-    assert "SUCCESSFUL" in lines[-1] or any("SUCCESSFUL" in line for line in lines)
+    assert lines[-1].split()[1:3] == ["SUCCESSFUL", "in"]  # the summary, after the log
     bad = hatchway(server, "run", "talker", "-p", "code=no", "--wait", "--follow")
     assert bad.returncode == 1 and "broke" in bad.stdout and "FAILED" in bad.stdout
     # runs logs --follow --exit-status reports the run's outcome too
@@ -195,8 +197,32 @@ def test_actions_delete_asks_first(server: LiveServer, tmp_path: Path) -> None:
     refused = hatchway(server, "actions", "delete", "doomed")
     assert refused.returncode == 1 and "--yes" in refused.stderr
     assert hatchway(server, "actions", "get", "doomed").returncode == 0
+    # On a terminal it asks, and only the action's name confirms
+    assert typed_at_a_terminal(server, "no\n", "actions", "delete", "doomed").returncode == 1
+    assert hatchway(server, "actions", "get", "doomed").returncode == 0
+    confirmed = typed_at_a_terminal(server, "doomed\n", "actions", "delete", "doomed")
+    assert confirmed.returncode == 0 and "Type its name to confirm" in confirmed.stderr
+    assert "404" in hatchway(server, "actions", "get", "doomed").stderr
+    register(server, tmp_path, {"name": "doomed", "container_parameters": {"entry_point": ["true"]}})
     assert hatchway(server, "actions", "delete", "doomed", "--yes").returncode == 0
     assert "404" in hatchway(server, "actions", "get", "doomed").stderr
+
+
+def typed_at_a_terminal(server: LiveServer, typed: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``hatchway ARGS`` with a terminal for stdin, on which ``typed`` is typed."""
+    main, terminal = pty.openpty()
+    env = child_env(server.home, HATCHWAY_URL=server.url, HATCHWAY_TOKEN=ADMIN_TOKEN)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hatchway", *args], stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=env, text=True,
+    )  # fmt: skip
+    os.close(terminal)
+    try:
+        os.write(main, typed.encode())
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(main)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def test_a_taken_port_is_one_error_line(tmp_path: Path) -> None:
