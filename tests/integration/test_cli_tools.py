@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import shutil
 import socket
 import stat
 import subprocess
@@ -112,6 +113,22 @@ def test_bash_completes_commands_and_options(server: LiveServer) -> None:
     done = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, timeout=60, env=env)
     assert done.stdout.splitlines() == ["logs", "table json yaml"], done.stderr
     assert "compdef _hatchway hatchway" in hatchway(server, "completion", "zsh").stdout
+
+
+def test_zsh_completes_commands_and_options(server: LiveServer) -> None:
+    if shutil.which("zsh") is None:
+        pytest.skip("zsh is not installed")
+    script = hatchway(server, "completion", "zsh").stdout
+    probe = (
+        "autoload -U compinit && compinit -u\n"
+        f'{script}\nhatchway() {{ {sys.executable} -m hatchway "$@"; }}\n'
+        # compadd only works inside a completion widget: this one prints what it is given
+        'compadd() { shift $(( $# - 1 )); print -l -- "${(@P)1}"; }\n'
+        "words=(hatchway runs lo); CURRENT=3; _hatchway\n"
+        "words=(hatchway runs list -o ''); CURRENT=5; _hatchway\n"
+    )
+    done = subprocess.run(["zsh", "-c", probe], capture_output=True, text=True, timeout=60, env=child_env(server.home))
+    assert done.stdout.splitlines() == ["logs", "table", "json", "yaml"], done.stderr
 
 
 def test_login_stores_a_private_token_used_when_nothing_else_names_one(server: LiveServer) -> None:
