@@ -177,6 +177,7 @@ def test_run_follow_streams_the_log_and_exits_with_the_outcome(server: LiveServe
     assert lines[-1].split()[1:3] == ["SUCCESSFUL", "in"]  # the summary, after the log
     bad = hatchway(server, "run", "talker", "-p", "code=no", "--wait", "--follow")
     assert bad.returncode == 1 and "broke" in bad.stdout and "FAILED" in bad.stdout
+    assert hatchway(server, "run", "talker", "-p", "code=no", "--exit-status").returncode == 1
     # runs logs --follow --exit-status reports the run's outcome too
     run_id = next(line.split()[0] for line in bad.stdout.splitlines() if "FAILED" in line)
     followed = hatchway(server, "runs", "logs", run_id, "--follow", "--exit-status")

@@ -251,7 +251,15 @@ ADDED_COMMANDS: dict[tuple[str, ...], tuple[list[str], dict[Flags, Option]]] = {
     ("completion",): (["shell"], {}),
     ("login",): ([], {("--with-token",): ("with_token", FLAG, "bool", False, None, False)}),
     ("logout",): ([], {}),
-    ("run",): ([], {**_PARAMS_FILE, ("--follow", "-f"): ("follow", FLAG, "bool", False, None, False), **_OUTPUT}),
+    ("run",): (
+        [],
+        {
+            **_PARAMS_FILE,
+            ("--follow", "-f"): ("follow", FLAG, "bool", False, None, False),
+            **_OUTPUT,
+            ("--exit-status",): ("exit_status", FLAG, "bool", False, None, False),
+        },
+    ),
     ("sync",): ([], {**_PARAMS_FILE, **_OUTPUT_AND_JSON}),
     ("actions", "create"): ([], _OUTPUT),
     ("actions", "list"): ([], _OUTPUT),

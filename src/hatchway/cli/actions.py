@@ -156,6 +156,11 @@ def run_parameters(pairs: list[str] | None, params_file: Path | None) -> dict[st
     PARAMS_FILE,
     Arg("--follow", "-f", kind=FLAG, help="print the log as it is written until the run ends (implies --wait)"),
     Arg("--output", "-o", type=output_format, metavar="FORMAT", choices=FORMATS, help="table, json or yaml"),
+    Arg(
+        "--exit-status",
+        kind=FLAG,
+        help="exit 0 only if the run succeeded (implies --wait; --wait and --follow do so too)",
+    ),
 )
 def run_cmd(
     name: str,
@@ -169,6 +174,7 @@ def run_cmd(
     params_file: Path | None,
     follow: bool,
     output: str | None,
+    exit_status: bool,
 ) -> None:
     """Start an async run of an action; with --wait (or --follow) exit 0 only if it succeeded."""
     parameters = run_parameters(param, params_file)
@@ -180,7 +186,7 @@ def run_cmd(
                 idempotency_key=idempotency_key,
             )
         )  # fmt: skip
-        if not (wait or follow):
+        if not (wait or follow or exit_status):
             _show(run, output, as_json, run["id"])
             return
         final = _follow_run(hw, run["id"]) if follow else watch(hw, run["id"])
