@@ -44,7 +44,7 @@ def test_help_lists_every_command_and_group_with_its_summary(tmp_path: Path, ent
     expected = {**{n: c.help for n, c in app.commands.items()}, **{n: g.help for n, g in app.groups.items()}}
     assert listed(done.stdout) == expected
     assert set(expected) == {"serve", "worker", "init", "run", "sync", "encrypt", "actions", "runs", "projects"} | {
-        "tokens", "aws", "pipelines", "executions"
+        "tokens", "aws", "pipelines", "executions", "completion", "login", "logout"
     }  # fmt: skip
     for option in ("--url", "--token", "--project", "--env", "HATCHWAY_URL", "HATCHWAY_TOKEN", "HATCHWAY_PROJECT"):
         assert option in done.stdout

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
-from hatchway.client import ApplicationErrorResponse, Client, UnavailableResponse, UserErrorResponse
+from hatchway.client import ApplicationErrorResponse, Client, UnavailableResponse, UserErrorResponse, as_json
 from hatchway.config import Settings
 from hatchway.domain.parameters import CIPHERTEXT_PREFIX
 from hatchway.services import Services
@@ -64,8 +64,8 @@ def test_a_secret_never_shows_in_answers_logs_or_errors(hw: Client) -> None:
     assert "b64 [hidden]" in messages and "url [hidden]" in messages
     with pytest.raises(UserErrorResponse) as caught:
         hw.call_sync("behave", "check", {"behaviour": "user_error", "#secret": CANARY})
-    for blob in (json.dumps(sync), json.dumps(final), json.dumps(logs), json.dumps(caught.value.body),
-                 json.dumps(hw.list_runs())):  # fmt: skip
+    for blob in (json.dumps(as_json(sync)), json.dumps(as_json(final)), json.dumps(as_json(logs)),
+                 json.dumps(caught.value.body), json.dumps(as_json(hw.list_runs()))):  # fmt: skip
         assert_absent(blob)
 
 
@@ -183,7 +183,7 @@ def test_a_stored_secret_the_worker_cannot_open_fails_the_run_as_unavailable(tmp
     # and neither the secret nor a workspace was left anywhere
     assert run["status"] == "FAILED" and run["error"]["kind"] == "unavailable", run
     assert run["error"]["exceptionId"]
-    assert_absent(json.dumps(run))
+    assert_absent(json.dumps(as_json(run)))
     assert not any(settings.work_dir.glob("run_*"))
 
 

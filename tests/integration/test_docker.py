@@ -25,6 +25,7 @@ from hatchway.client import (
     TimeoutResponse,
     UserErrorResponse,
     ValidationErrorResponse,
+    as_json,
 )
 from hatchway.config import Settings
 from hatchway.domain.spec import resolve_local_paths
@@ -443,4 +444,4 @@ def test_a_pipelines_container_step_runs_in_a_real_container(hw_for: Any, base_i
     lines = [e["msg"] for e in hw.logs(run["id"])["items"] if e["k"] == "stdout"]
     assert lines == ["hello ada in /tmp", "token=[hidden]", "in a container"], lines
     assert run["ret"] == {"who": "ada"}
-    assert secret not in json.dumps(run)
+    assert secret not in json.dumps(as_json(run))

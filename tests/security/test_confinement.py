@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 import hatchway
-from hatchway.client import Client, ValidationErrorResponse
+from hatchway.client import Client, ValidationErrorResponse, as_json
 from hatchway.executors.sandbox import bwrap_works
 from hatchway.runtime import confine
 from tests.conftest import FAST
@@ -165,7 +165,7 @@ class Attack:
         hw.register_action({**shell("linker", LINKER, HOME_DIR=self.home), "sync_actions": []})
         run = hw.wait(hw.start_run("linker")["id"], timeout=30)
         key = (self.server.home / "secret.key").read_bytes()
-        answer = json.dumps(run) + json.dumps(hw.logs(run["id"]))
+        answer = json.dumps(as_json(run)) + json.dumps(as_json(hw.logs(run["id"])))
         leaked = key.decode(errors="replace")[:24] in answer or ADMIN_TOKEN in answer
         artifacts = self.server.home / "blobs" / "artifacts" / run["id"]
         return {

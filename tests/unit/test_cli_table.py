@@ -241,10 +241,70 @@ TYPER_COMMANDS: dict[tuple[str, ...], tuple[list[str], dict[Flags, Option]]] = {
 }
 
 
+_OUTPUT: dict[Flags, Option] = {("--output", "-o"): ("output", VALUE, "format", False, None, None)}
+_OUTPUT_AND_JSON: dict[Flags, Option] = {**_OUTPUT, ("--json",): ("as_json", FLAG, "bool", False, None, False)}
+_PARAMS_FILE: dict[Flags, Option] = {("--params-file",): ("params_file", VALUE, "file", False, None, None)}
+
+#: What came after the typer command line (issue 19): new commands, and new options of old ones
+#: (``-o/--output`` on every command that prints something, ``--json`` kept beside it).
+ADDED_COMMANDS: dict[tuple[str, ...], tuple[list[str], dict[Flags, Option]]] = {
+    ("completion",): (["shell"], {}),
+    ("login",): ([], {("--with-token",): ("with_token", FLAG, "bool", False, None, False)}),
+    ("logout",): ([], {}),
+    ("run",): (
+        [],
+        {
+            **_PARAMS_FILE,
+            ("--follow", "-f"): ("follow", FLAG, "bool", False, None, False),
+            **_OUTPUT,
+            ("--exit-status",): ("exit_status", FLAG, "bool", False, None, False),
+        },
+    ),
+    ("sync",): ([], {**_PARAMS_FILE, **_OUTPUT_AND_JSON}),
+    ("actions", "create"): ([], _OUTPUT),
+    ("actions", "list"): ([], _OUTPUT),
+    ("actions", "get"): ([], _OUTPUT_AND_JSON),
+    ("actions", "versions"): ([], _OUTPUT_AND_JSON),
+    ("actions", "delete"): ([], {("--yes", "-y"): ("yes", FLAG, "bool", False, None, False)}),
+    ("runs", "list"): ([], _OUTPUT),
+    ("runs", "get"): ([], _OUTPUT_AND_JSON),
+    ("runs", "logs"): (
+        [],
+        {
+            ("--tail", "-n"): ("tail", VALUE, "int", False, None, None),
+            ("--since",): ("since", VALUE, "duration", False, None, None),
+            ("--exit-status",): ("exit_status", FLAG, "bool", False, None, False),
+            **_OUTPUT_AND_JSON,
+        },
+    ),
+    ("runs", "cancel"): ([], _OUTPUT_AND_JSON),
+    ("runs", "wait"): ([], _OUTPUT_AND_JSON),
+    ("projects", "create"): ([], _OUTPUT_AND_JSON),
+    ("tokens", "create"): ([], _OUTPUT_AND_JSON),
+    ("tokens", "list"): ([], _OUTPUT_AND_JSON),
+    ("pipelines", "apply"): ([], _OUTPUT),
+    ("pipelines", "list"): ([], _OUTPUT),
+    ("pipelines", "get"): ([], _OUTPUT_AND_JSON),
+    ("pipelines", "step"): ([], _OUTPUT_AND_JSON),
+    ("executions", "list"): ([], _OUTPUT),
+    ("executions", "get"): ([], _OUTPUT),
+    ("executions", "approve"): ([], _OUTPUT_AND_JSON),
+    ("executions", "terminate"): ([], _OUTPUT_AND_JSON),
+    ("encrypt",): ([], _OUTPUT_AND_JSON),
+}
+#: every command with every positional and option it takes: the typer ones and those added since
+COMMAND_TABLE = {
+    path: (
+        [*TYPER_COMMANDS.get(path, ([], {}))[0], *ADDED_COMMANDS.get(path, ([], {}))[0]],
+        {**TYPER_COMMANDS.get(path, ([], {}))[1], **ADDED_COMMANDS.get(path, ([], {}))[1]},
+    )
+    for path in [*TYPER_COMMANDS, *ADDED_COMMANDS]
+}
+
 COMMANDS = {path: node for path, node in app.walk().items() if isinstance(node, Command)}
 ENVVARS = [
     (path, flags, option)
-    for path, (_, options) in [((), ([], TYPER_GLOBAL_OPTIONS)), *TYPER_COMMANDS.items()]
+    for path, (_, options) in [((), ([], TYPER_GLOBAL_OPTIONS)), *COMMAND_TABLE.items()]
     for flags, option in options.items()
     if option[4]
 ]
@@ -266,6 +326,10 @@ def sample(option: Option, tmp_path: Path, n: int = 0) -> tuple[str, Any]:
         return f"{2.5 + n}", 2.5 + n
     if kind_type == "path":
         return f"some/{dest}{n}", Path(f"some/{dest}{n}")
+    if kind_type == "format":
+        return ["table", "json", "yaml"][n % 3], ["table", "json", "yaml"][n % 3]
+    if kind_type == "duration":
+        return f"{90 + n}s", 90.0 + n
     if kind_type == "file":
         made = tmp_path / f"{dest}{n}.json"
         made.write_text("{}")
@@ -276,7 +340,7 @@ def sample(option: Option, tmp_path: Path, n: int = 0) -> tuple[str, Any]:
 def command_line(path: tuple[str, ...], tmp_path: Path, spelling: int) -> tuple[list[str], dict[str, Any]]:
     """Every positional and every option of a command; each option spelled its ``spelling``-th way
     (a repeatable option is given once per spelling)."""
-    positionals, options = TYPER_COMMANDS[path]
+    positionals, options = COMMAND_TABLE[path]
     argv = [*path, *(f"{name}-given" for name in positionals)]
     expected: dict[str, Any] = {name: f"{name}-given" for name in positionals}
     for flags, option in options.items():
@@ -295,12 +359,12 @@ def command_line(path: tuple[str, ...], tmp_path: Path, spelling: int) -> tuple[
 
 
 def test_the_same_commands_and_groups_as_typer() -> None:
-    assert set(COMMANDS) == set(TYPER_COMMANDS)
+    assert set(COMMANDS) == set(COMMAND_TABLE)
     groups = {path for path, node in app.walk().items() if isinstance(node, Commands) and path}
-    assert groups == {path[:-1] for path in TYPER_COMMANDS if len(path) > 1}
+    assert groups == {path[:-1] for path in COMMAND_TABLE if len(path) > 1}
 
 
-@pytest.mark.parametrize("path", sorted(TYPER_COMMANDS), ids=" ".join)
+@pytest.mark.parametrize("path", sorted(COMMAND_TABLE), ids=" ".join)
 @pytest.mark.parametrize("spelling", [0, 1], ids=["long", "short"])
 def test_a_command_takes_every_option_it_took(path: tuple[str, ...], spelling: int, tmp_path: Path) -> None:
     # Given every positional and option the typer command took, each spelled one of its ways
@@ -313,11 +377,11 @@ def test_a_command_takes_every_option_it_took(path: tuple[str, ...], spelling: i
     assert set(inspect.signature(command.handler).parameters) == set(values)
 
 
-@pytest.mark.parametrize("path", sorted(TYPER_COMMANDS), ids=" ".join)
+@pytest.mark.parametrize("path", sorted(COMMAND_TABLE), ids=" ".join)
 def test_an_option_left_out_has_its_old_default_and_a_required_one_is_asked_for(
     path: tuple[str, ...], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    positionals, options = TYPER_COMMANDS[path]
+    positionals, options = COMMAND_TABLE[path]
     required = {flags: sample(option, tmp_path)[0] for flags, option in options.items() if option[3]}
 
     def resolved(*leaving_out: Flags) -> dict[str, Any]:
@@ -349,7 +413,7 @@ def test_an_environment_variable_fills_an_absent_option(
     dest, envvar, default = option[0], option[4], option[5]
     assert envvar is not None
     # the top level's options are tried on `tokens list`, a command with no arguments of its own
-    command = [*path, *(f"{name}-given" for name in TYPER_COMMANDS[path][0])] if path else ["tokens", "list"]
+    command = [*path, *(f"{name}-given" for name in COMMAND_TABLE[path][0])] if path else ["tokens", "list"]
 
     def resolved(*given: str) -> Any:
         _, values, shared = app.resolve([*command, *given] if path else [*given, *command])
@@ -371,7 +435,7 @@ def test_every_environment_variable_the_command_line_reads_is_documented_in_conf
     assert {option[4] for _, _, option in ENVVARS} <= set(ENV_VARS)
 
 
-@pytest.mark.parametrize("path", [p for p in sorted(TYPER_COMMANDS) if COMMANDS[p].shares_options], ids=" ".join)
+@pytest.mark.parametrize("path", [p for p in sorted(COMMAND_TABLE) if COMMANDS[p].shares_options], ids=" ".join)
 def test_gateway_options_are_accepted_before_and_after_the_command(path: tuple[str, ...], tmp_path: Path) -> None:
     argv, _ = command_line(path, tmp_path, 0)
     before = app.resolve(["--url", "https://before", "--project", "proj_b", *argv])[2]
@@ -380,7 +444,7 @@ def test_gateway_options_are_accepted_before_and_after_the_command(path: tuple[s
     assert after == {"url": "https://after", "token": None, "project": "proj_local", "env": "staging"}
 
 
-@pytest.mark.parametrize("path", [p for p in sorted(TYPER_COMMANDS) if not COMMANDS[p].shares_options], ids=" ".join)
+@pytest.mark.parametrize("path", [p for p in sorted(COMMAND_TABLE) if not COMMANDS[p].shares_options], ids=" ".join)
 def test_commands_that_do_not_talk_to_a_gateway_take_its_options_only_before_them(
     path: tuple[str, ...], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -392,7 +456,7 @@ def test_commands_that_do_not_talk_to_a_gateway_take_its_options_only_before_the
     assert "unrecognized arguments: --url https://x" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("path", sorted(TYPER_COMMANDS), ids=" ".join)
+@pytest.mark.parametrize("path", sorted(COMMAND_TABLE), ids=" ".join)
 def test_a_command_help_lists_every_argument_and_option_with_its_help(
     path: tuple[str, ...], capsys: pytest.CaptureFixture[str]
 ) -> None:

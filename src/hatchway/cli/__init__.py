@@ -15,12 +15,18 @@ from hatchway.cli import serve  # noqa: F401
 from hatchway.cli._common import app
 
 # isort: split
-from hatchway.cli import actions, aws, pipelines, projects, runs  # noqa: F401
+from hatchway.cli import actions, aws, login, pipelines, projects, runs  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The ``hatchway`` console script (and ``python -m hatchway``)."""
-    app.main(argv)
+    """The ``hatchway`` console script (and ``python -m hatchway``); a fault of the command line itself
+    is one error line too, never a traceback."""
+    try:
+        app.main(argv)
+    except Exception as err:
+        from hatchway.cli._output import fail
+
+        fail(f"unexpected {type(err).__name__}: {err} (a bug in hatchway: please report it with the command)")
 
 
 if __name__ == "__main__":

@@ -12,13 +12,19 @@ from __future__ import annotations
 import os
 import time
 
-from hatchway.cli._table import REPEATED, Arg, Commands, echo, path
+from hatchway.cli._output import FORMATS, clean, output_format, plain, print_data
+from hatchway.cli._output import fail as fail  # the command modules take it from here
+from hatchway.cli._table import JSON, REPEATED, Arg, Commands, echo, path
 
 TYPE_CHECKING = False  # `import typing` costs ~4 ms of start-up; mypy treats this name as True
 if TYPE_CHECKING:
-    from typing import Any, NoReturn
+    from typing import Any
 
     from hatchway.client import Client
+
+
+DEFAULT_PROJECT = "proj_local"
+ENDED = ("SUCCESSFUL", "FAILED", "TERMINATED")
 
 
 class Conn:
@@ -26,7 +32,7 @@ class Conn:
 
     url: str | None = None
     token: str | None = None
-    project: str = "proj_local"
+    project: str = DEFAULT_PROJECT
     env: str | None = None
 
 
@@ -47,6 +53,7 @@ app = Commands(
         Arg("--env", envvar="HATCHWAY_ENVIRONMENT", help="environment"),
     ],
     callback=_global,
+    version="hatchway {version}",
 )
 actions_app = app.group("actions", "Register and inspect actions.")
 runs_app = app.group("runs", "Inspect, follow and cancel runs.")
@@ -59,27 +66,28 @@ executions_app = app.group("executions", "Inspect, approve and terminate pipelin
 PARAM = Arg("--param", "-p", kind=REPEATED, metavar="KEY=VALUE", help="parameter as key=value (repeatable)")
 HOME = Arg("--home", type=path, envvar="HATCHWAY_HOME", help="state directory")
 EXECUTOR = Arg("--executor", help="process, docker or lambda-local")
+#: ``-o/--output`` and its older spelling ``--json``: every command that prints something takes both
+OUTPUT = (
+    Arg("--output", "-o", type=output_format, metavar="FORMAT", choices=FORMATS, help="table, json or yaml"),
+    JSON,
+)
 
 
 def client() -> Client:
+    """A client for the gateway the options, the environment or the profile name (in that order)."""
+    from hatchway.cli import _profile
     from hatchway.client import Client
 
-    return Client(_conn.url, _conn.token, project=_conn.project, environment=_conn.env)
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    from rich.console import Console
-
-    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False)
-    raise SystemExit(code)
+    url, stored = _profile.gateway(_conn.url)
+    token = _conn.token or (stored.get("token") if not os.environ.get("HATCHWAY_TOKEN") else None)
+    project = _conn.project
+    if project == DEFAULT_PROJECT and not os.environ.get("HATCHWAY_PROJECT") and stored.get("project"):
+        project = stored["project"]
+    return Client(url, token, project=project, environment=_conn.env)
 
 
 def print_json(data: Any) -> None:
-    import json  # here and below, not at the top: 2 ms of every start-up, `hatchway --help` included
-
-    from rich.console import Console
-
-    Console().print_json(json.dumps(data))
+    print_data(data, "json")
 
 
 def params(pairs: list[str] | None) -> dict[str, str]:
@@ -94,20 +102,29 @@ def params(pairs: list[str] | None) -> dict[str, str]:
 
 def api(fn: Any) -> Any:
     """Run an API call, printing API errors in one line each instead of a traceback."""
-    import httpx
-
-    from hatchway.client import ApiError
+    from hatchway.client import ConnectionFailed, HatchwayError
 
     try:
         return fn()
-    except ApiError as err:
-        detail = f" ({err.details[0]['loc']}: {err.details[0]['msg']})" if err.details else ""
-        extra = f" [exceptionId {err.exception_id}]" if err.exception_id else ""
-        run = f" [run {err.run_id}]" if err.run_id else ""
-        fail(f"{err.status_code} {err.error}: {err.message}{detail}{run}{extra}")
-    except (OSError, httpx.TransportError) as err:
-        fail(f"cannot reach the gateway at {_conn.url or os.environ.get('HATCHWAY_URL') or 'http://127.0.0.1:8080'}"
-             f" ({type(err).__name__}); is `hatchway serve` running?")  # fmt: skip
+    except ConnectionFailed as err:
+        fail(f"cannot reach the gateway at {err.url} ({err.reason}); is `hatchway serve` running?")
+    except HatchwayError as err:
+        fail(describe(err) if err.status_code else err.message)
+
+
+def describe(err: Any) -> str:
+    """An API error as one message: status, error, message, where (422), run and exceptionId."""
+    message = err.message
+    if err.details:
+        first = err.details[0]
+        loc = ".".join(str(part) for part in first.get("loc") or [] if part != "body")
+        if first.get("msg") and first["msg"] not in message:
+            message += f" ({loc}: {first['msg']})" if loc else f" ({first['msg']})"
+        elif loc and not message.startswith(loc):
+            message = f"{loc}: {message}"
+    run = f" [run {err.run_id}]" if err.run_id else ""
+    extra = f" [exceptionId {err.exception_id}]" if err.exception_id else ""
+    return f"{err.status_code} {err.error}: {message}{run}{extra}"
 
 
 def settings(**overrides: Any) -> Any:
@@ -124,16 +141,16 @@ def settings(**overrides: Any) -> Any:
 def watch(hw: Client, run_id: str, timeout: float | None = None) -> dict[str, Any]:
     """Poll a run with a live status line until it ends; exit 2 once ``timeout`` seconds have gone."""
     from rich.console import Console
+    from rich.text import Text
 
     console = Console(stderr=True)
     started = time.monotonic()
-    with console.status(f"{run_id} ENQUEUED") as status:
+    with console.status(Text(f"{run_id} ENQUEUED")) as status:
         delay = 0.05
         while True:
             run = api(lambda: hw.get_run(run_id))
-            status.update(f"{run_id} {run['status']} attempt {run['attempt']}/{run['max_attempts']} "
-                          f"{time.monotonic() - started:.1f}s")  # fmt: skip
-            if run["status"] in ("SUCCESSFUL", "FAILED", "TERMINATED"):
+            status.update(Text(f"{run_id} {run['status']} attempt {attempt(run)} {time.monotonic() - started:.1f}s"))
+            if run["status"] in ENDED:
                 return dict(run)
             if timeout is not None and time.monotonic() - started > timeout:
                 fail(f"{run_id} is still {run['status']} after {timeout:g} s", 2)
@@ -141,17 +158,49 @@ def watch(hw: Client, run_id: str, timeout: float | None = None) -> dict[str, An
             delay = min(delay * 1.5, 1.0)
 
 
-def summarise(run: dict[str, Any]) -> None:
+def follow_run(hw: Client, run_id: str, after: int = 0, fmt: str = "line") -> Any:
+    """Print a run's log entries after ``after`` as they are written; the run once it has ended."""
+
+    def stream() -> None:
+        for entry in hw.follow_logs(run_id, after=after):
+            print_entry(entry, fmt)
+
+    api(stream)
+    return api(lambda: hw.get_run(run_id))
+
+
+def print_entry(entry: Any, fmt: str = "line") -> None:
+    """One log entry: ``HH:MM:SS.mmm kind message`` (local time), or one line of JSON, or a YAML item."""
+    if fmt in ("json", "yaml"):
+        import json
+
+        if fmt == "json":
+            echo(json.dumps(plain(entry), ensure_ascii=False))
+        else:
+            print_data([entry], "yaml")
+        return
+    stamp = time.strftime("%H:%M:%S", time.localtime(entry["ts"] / 1000)) + f".{entry['ts'] % 1000:03d}"
+    echo(clean(f"{stamp} {entry['k']:<6} {entry['msg']}"))
+
+
+def attempt(run: Any) -> str:
+    """``attempt/max_attempts``; an attempt past the maximum (a lost worker's attempt is not counted
+    against the retries) says how many were lost instead of showing "2/1"."""
+    number, most = run["attempt"], run["max_attempts"]
+    return f"{number}/{most}" if number <= most else f"{number} ({number - most} lost)"
+
+
+def summarise(run: Any) -> None:
     import json
 
-    echo(f"{run['id']} {run['status']} in {run.get('duration_ms')} ms (attempt {run['attempt']})")
+    echo(f"{run['id']} {run['status']} in {run.get('duration_ms')} ms (attempt {attempt(run)})")
     if run.get("ret") is not None:
-        echo("ret: " + json.dumps(run["ret"]))
+        echo("ret: " + json.dumps(plain(run["ret"])))
     if run.get("exports"):
-        echo("exports: " + json.dumps(run["exports"]))
+        echo("exports: " + json.dumps(plain(run["exports"])))
     if run.get("error"):
         err = run["error"]
         echo(
-            f"error ({err['kind']}): {err['message']}"
+            clean(f"error ({err['kind']}): {err['message']}")
             + (f" [exceptionId {err['exceptionId']}]" if err.get("exceptionId") else "")
         )

@@ -43,7 +43,7 @@ _ACTIONS = {VALUE: "store", FLAG: "store_true", NEGATABLE: argparse.BooleanOptio
 class Arg:
     """One positional argument (a name without dashes) or option (``--long`` and short flags)."""
 
-    __slots__ = ("flags", "help", "dest", "kind", "type", "default", "envvar", "required", "metavar")
+    __slots__ = ("flags", "help", "dest", "kind", "type", "default", "envvar", "required", "metavar", "choices")
 
     def __init__(
         self,
@@ -56,6 +56,7 @@ class Arg:
         envvar: str | None = None,
         required: bool = False,
         metavar: str | None = None,
+        choices: Sequence[str] = (),
     ) -> None:
         self.flags = flags
         self.help = help
@@ -66,6 +67,8 @@ class Arg:
         self.envvar = envvar
         self.required = required
         self.metavar = metavar
+        #: the values shell completion offers (checking them is the ``type``'s job)
+        self.choices = tuple(choices)
 
     @property
     def is_positional(self) -> bool:
@@ -140,11 +143,21 @@ class Command:
 class Commands:
     """A group of commands and groups; the top level is one, with its options and their callback."""
 
-    def __init__(self, name: str, help: str, *, options: Sequence[Arg] = (), callback: Handler | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        help: str,
+        *,
+        options: Sequence[Arg] = (),
+        callback: Handler | None = None,
+        version: str | None = None,
+    ) -> None:
         self.name = name
         self.help = help
         self.options = tuple(options)
         self.callback = callback
+        #: ``--version`` prints this, ``{version}`` replaced by ``hatchway.__version__``
+        self.version = version
         self.commands: dict[str, Command] = {}
         self.groups: dict[str, Commands] = {}
 
@@ -213,6 +226,8 @@ class Commands:
             allow_abbrev=False,
             formatter_class=_formatter,
         )
+        if self.version:
+            parser.add_argument("--version", action=_Version, template=self.version, help="print the version and exit")
         for option in self.options:
             option.add_to(parser)
         names = [*self.commands, *self.groups]
@@ -220,10 +235,49 @@ class Commands:
         parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
         return parser
 
+    def complete(self, words: Sequence[str]) -> list[str]:
+        """What may follow ``words`` (the last one is being typed; ``""`` for a new word): the names of
+        commands and groups, or the options of the command or group reached, or an option's choices."""
+        *before, current = list(words) or [""]
+        node: Commands | Command = self
+        options: list[Arg] = list(self.options)
+        expects: Arg | None = None
+        positionals = 0  # given to the command reached
+        for word in before:
+            if expects is not None:
+                expects = None
+            elif word.startswith("-"):
+                expects = next((a for a in options if word in a.flags and a.kind in (VALUE, REPEATED)), None)
+            elif isinstance(node, Commands) and word in node.groups:
+                node = node.groups[word]
+            elif isinstance(node, Commands) and word in node.commands:
+                node = node.commands[word]
+                options = [*node.args, *(self.options if node.shares_options else ())]
+            else:
+                positionals += 1
+        if expects is None and current.startswith("-"):
+            flags = ["--help", *(flag for arg in options for flag in arg.option_strings)]
+            if node is self and self.version:
+                flags.append("--version")
+            return [flag for flag in flags if flag.startswith(current)]
+        if expects is None and isinstance(node, Commands):
+            return [name for name in [*node.commands, *node.groups] if name.startswith(current)]
+        if expects is None and isinstance(node, Command):
+            expects = next(iter([a for a in node.args if a.is_positional][positionals:]), None)
+        return [choice for choice in expects.choices if choice.startswith(current)] if expects else []
+
     def main(self, argv: Sequence[str] | None = None) -> None:
-        """Parse ``argv`` (default ``sys.argv[1:]``), then run the top level's callback and the command."""
+        """Parse ``argv`` (default ``sys.argv[1:]``), then run the top level's callback and the command.
+
+        With ``_HATCHWAY_COMPLETE`` set (by the script ``hatchway completion`` prints), the words given
+        are a command line being typed: print what may come next, one per line, and run nothing.
+        """
+        argv = sys.argv[1:] if argv is None else argv
+        if os.environ.get("_HATCHWAY_COMPLETE"):
+            sys.stdout.write("".join(f"{word}\n" for word in self.complete(argv)))
+            return
         try:
-            command, values, shared = self.resolve(sys.argv[1:] if argv is None else argv)
+            command, values, shared = self.resolve(argv)
             if self.callback is not None:
                 self.callback(**shared)
             command.handler(**values)
@@ -233,6 +287,20 @@ class Commands:
             # the reader went away: say nothing, and keep the interpreter's last flush from failing
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise SystemExit(1) from None
+
+
+class _Version(argparse.Action):
+    """``--version``: the version is looked up when asked for, not when the parser is built."""
+
+    def __init__(self, option_strings: list[str], dest: str, template: str, help: str) -> None:
+        super().__init__(option_strings, argparse.SUPPRESS, nargs=0, default=argparse.SUPPRESS, help=help)
+        self.template = template
+
+    def __call__(self, *_: Any) -> None:
+        from hatchway import __version__
+
+        sys.stdout.write(self.template.format(version=__version__) + "\n")
+        raise SystemExit(0)
 
 
 class _GroupParser(argparse.ArgumentParser):

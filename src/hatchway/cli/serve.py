@@ -45,6 +45,7 @@ def serve(
     from hatchway.server import run_server
 
     gateway_settings = settings(home=home, workers=workers, executor=executor, backend=backend, log_level=log_level)
+    _check_port(host, port)
     if (tls_cert is None) != (tls_key is None):
         fail("give both --tls-cert and --tls-key")
     if dev_cert:
@@ -71,6 +72,27 @@ def serve(
         )
     except ValidationFailed as err:  # the configuration cannot work here (the sandbox, say)
         fail(err.message)
+
+
+def _check_port(host: str, port: int) -> None:
+    """One error line if ``host:port`` cannot be bound (taken, or not an address of this machine),
+    before anything starts: uvicorn would only log it as a JSON line and exit."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as err:
+        fail(f"cannot serve on {host}: {err.strerror or err}")
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+        try:
+            probe.bind(address)
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                fail(f"port {port} on {host} is already in use (another `hatchway serve`?); choose one with --port")
+            fail(f"cannot listen on {host}:{port}: {err.strerror or err}")
 
 
 @app.command("worker", HOME, Arg("--workers", type=int, help="worker threads"), EXECUTOR, shares_options=False)
