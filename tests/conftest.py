@@ -34,6 +34,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+#: tests that share the one dockerd, or whose subject is timing (the bench), run on one xdist worker,
+#: one after another (``--dist loadgroup`` in scripts/test); the rest spread over both
+EXCLUSIVE_FILES = {"test_bench.py", "test_sam_local.py", "test_docker.py", "test_console_browser.py"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("docker") or item.path.name in EXCLUSIVE_FILES:
+            item.add_marker(pytest.mark.xdist_group("exclusive"))
+
+
 def make_settings(home: Path, **overrides: Any) -> Settings:
     base: dict[str, Any] = {
         "HATCHWAY_HOME": str(home),
