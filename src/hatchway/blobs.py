@@ -113,6 +113,14 @@ class BaseBlobStore(ABC):
     def exists(self, key: str) -> bool:
         """Whether the blob is there (without reading it)."""
 
+    @abstractmethod
+    def size(self, key: str) -> int | None:
+        """The blob's length in bytes (without reading it); None when there is no such blob."""
+
+    def link(self, key: str, seconds: int) -> str | None:
+        """A URL that reads the blob for ``seconds``, where the store can give one (None here)."""
+        return None
+
     def read(self, key: str) -> bytes | None:
         with self.chunks(key) as chunks:
             return None if chunks is None else b"".join(chunks)
@@ -210,6 +218,12 @@ class LocalBlobStore(BaseBlobStore):
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def size(self, key: str) -> int | None:
+        try:
+            return self._size(self._path(key))
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
 
     def _size(self, path: Path) -> int:
         with path.open("rb") as handle:

@@ -270,6 +270,10 @@ class BlobStore(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
+    def size(self, key: str) -> int | None: ...  # the blob's length in bytes; None: no such blob
+
+    def link(self, key: str, seconds: int) -> str | None: ...  # a URL reading it for a while (S3), or None
+
     def read(self, key: str) -> bytes | None: ...
 
     def export(self, key: str, target: Path) -> bool: ...  # into a new private file; False: no such blob

@@ -22,14 +22,16 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hatchway import wiring
 from hatchway.api.errors import dumps, error_answer, unexpected_answer
+from hatchway.api.raw import STREAMS
 from hatchway.config import Settings
 from hatchway.domain.spec import resolve_local_paths
 from hatchway.domain.tenants import DEFAULT_ENVIRONMENT, DEFAULT_PROJECT, Principal
@@ -122,6 +124,11 @@ def http_event(
     return event
 
 
+#: a large download's chunks, opened when the answer is sent (api.raw.download_answer)
+Stream = Callable[[], AbstractContextManager[Iterator[bytes] | None]]
+_Answer = tuple[int, dict[str, str], bytes, list[str], Stream | None]
+
+
 class AsgiGateway:
     """An ASGI application that serves a powertools resolver the way API Gateway would call it."""
 
@@ -181,30 +188,56 @@ class AsgiGateway:
             return  # the client went away before its request was whole: nothing to answer, nothing done
         pool = self.pool_for(scope["method"], scope["path"])
         if pool is None:
-            code, response_headers, data, cookies = self._answer(scope, headers, body)
+            resolved = self._answer(scope, headers, body)
         else:
-            loop = asyncio.get_running_loop()
-            code, response_headers, data, cookies = await loop.run_in_executor(pool, self._answer, scope, headers, body)
+            resolved = await asyncio.get_running_loop().run_in_executor(pool, self._answer, scope, headers, body)
+        code, response_headers, data, cookies, stream = resolved
+        if stream is not None:
+            await self._stream(send, code, response_headers, stream, pool or self.read_pool)
+            return
         await self._send(send, code, response_headers, data, cookies)
 
-    def _answer(
-        self, scope: Scope, headers: list[tuple[bytes, bytes]], body: bytes
-    ) -> tuple[int, dict[str, str], bytes, list[str]]:
-        """Resolve one request into (status, headers, body, cookies); off the loop but for /health."""
+    def _answer(self, scope: Scope, headers: list[tuple[bytes, bytes]], body: bytes) -> _Answer:
+        """Resolve one request into (status, headers, body, cookies, stream); off the loop but for /health."""
         try:
             client = scope.get("client") or ("127.0.0.1", 0)
             query = scope.get("query_string", b"").decode("latin-1")
             event = http_event(
                 scope["method"], scope["path"], query, headers, body, client[0], scheme=scope.get("scheme", "http")
             )
+            event[STREAMS] = True
             result = self.resolve(event, self.context)
             payload = result.get("body") or ""
             data = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
             response_headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
-            return int(result["statusCode"]), response_headers, data, result.get("cookies") or []
+            cookies = result.get("cookies") or []
+            return int(result["statusCode"]), response_headers, data, cookies, result.get("stream")
         except Exception as exc:  # the resolver answers its own failures; this is the net under it
             code, answer, extra = unexpected_answer(exc)
-            return code, {"content-type": "application/json", **extra}, dumps(answer).encode(), []
+            return code, {"content-type": "application/json", **extra}, dumps(answer).encode(), [], None
+
+    async def _stream(
+        self, send: Send, code: int, headers: dict[str, str], stream: Stream, pool: ThreadPoolExecutor
+    ) -> None:
+        """A large download, chunk by chunk, each read off the loop: memory stays one chunk whatever
+        the size. If the blob went between the answer and its first chunk, the answer is a 404."""
+        loop = asyncio.get_running_loop()
+        opened = stream()
+        chunks = await loop.run_in_executor(pool, opened.__enter__)
+        try:
+            if chunks is None:
+                answer = {"status": "error", "error": "Not found", "code": 404, "message": "the file is gone"}
+                await self._send(send, 404, {"content-type": "application/json", "cache-control": "no-store"},
+                                 dumps(answer).encode())  # fmt: skip
+                return
+            raw = [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items()]
+            await send({"type": "http.response.start", "status": code, "headers": raw})
+            while (chunk := await loop.run_in_executor(pool, next, chunks, None)) is not None:
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            await loop.run_in_executor(pool, opened.__exit__, None, None, None)
 
     async def _read_body(self, headers: list[tuple[bytes, bytes]], receive: Receive) -> bytes | None:
         """The request body, or None if the client disconnected before sending all of it."""

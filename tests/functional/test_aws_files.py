@@ -98,3 +98,32 @@ def test_inputs_are_checked_with_a_head_request_not_downloaded(stack: tuple[Serv
     with pytest.raises(NotFound):
         services.runs.submit(ADMIN, P, ENV, "echo", RunRequest({}, inputs=["logs/missing.log"]))
     assert counter.summary()["batch.SubmitJob"] == 0
+
+
+def test_a_download_over_the_answer_limit_is_a_303_to_a_link_that_s3_answers(
+    stack: tuple[Services, CallCounter],
+) -> None:
+    import httpx
+    import requests
+
+    from hatchway.api import create_app
+    from hatchway.testing import ResolverTransport
+    from tests.helpers import ADMIN_TOKEN
+
+    # Given a gateway behind API Gateway (no streaming) whose answers may be 64 KiB at most
+    services = replace(stack[0], settings=replace(stack[0].settings, max_answer_bytes=64 * 1024))
+    app = create_app(services)
+    large, small = bytes(range(256)) * 400, b"small"
+    services.files.put(ADMIN, P, ENV, "in/large.bin", large)
+    services.files.put(ADMIN, P, ENV, "in/small.bin", small)
+    with httpx.Client(base_url="http://hatchway.local", transport=ResolverTransport(app.resolve),
+                      headers={"authorization": f"Bearer {ADMIN_TOKEN}"}) as http:  # fmt: skip
+        # When the large file is asked for: a 303 to a presigned link of its object
+        answer = http.get(f"/v1/projects/{P}/files/in/large.bin")
+        assert answer.status_code == 303, answer.text
+        link = answer.headers["location"]
+        assert "X-Amz-Signature=" in link and "X-Amz-Expires=300" in link
+        # which reads the file whole without any credentials of the caller's
+        assert requests.get(link, timeout=30).content == large
+        # and a small one is still in the answer
+        assert http.get(f"/v1/projects/{P}/files/in/small.bin").content == small

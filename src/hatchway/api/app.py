@@ -348,6 +348,8 @@ def has_lone_surrogate(text: str) -> bool:
 def finished(answer: dict[str, Any], max_bytes: int) -> dict[str, Any]:
     """``answer`` as it may leave: a 204 carries no content and so no content type; nothing larger
     than ``max_bytes`` (list pages stay below it by themselves: :func:`page_answer`)."""
+    if "stream" in answer:  # a large download the embedded server streams (api.raw.download_answer)
+        return answer
     if answer.get("statusCode") == 204:
         headers = {k: v for k, v in (answer.get("headers") or {}).items() if k.lower() != "content-type"}
         return {**answer, "headers": headers, "body": "", "isBase64Encoded": False}

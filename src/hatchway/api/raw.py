@@ -13,12 +13,19 @@ import base64
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hatchway.api.common import SAFE_HEADERS, event_answer
+from hatchway.api.common import SAFE_HEADERS, event_answer, too_large
 from hatchway.api.errors import error_answer
 from hatchway.domain.tenants import Principal
 from hatchway.errors import HatchwayError
+
+if TYPE_CHECKING:
+    from hatchway.services.files import Download
+
+#: set by the embedded server on the events it makes (API Gateway never sends it): the answer may be
+#: a stream of chunks instead of one body, so a download larger than an answer may be still passes
+STREAMS = "hatchway.streams"
 
 Handler = Callable[[dict[str, Any], Principal, "re.Match[str]"], dict[str, Any]]
 
@@ -63,18 +70,35 @@ def body_bytes(event: dict[str, Any]) -> bytes:
 
 def binary_answer(data: bytes, name: str) -> dict[str, Any]:
     """A download of ``data`` named after the last part of ``name``."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name.rsplit("/", 1)[-1]) or "file"
     return {
         "statusCode": 200,
-        "headers": {
-            "Content-Type": "application/octet-stream",
-            "Content-Disposition": f'attachment; filename="{safe}"',
-            **SAFE_HEADERS,
-        },
+        "headers": _download_headers(name),
         "body": base64.b64encode(data).decode(),
         "isBase64Encoded": True,
         "cookies": [],
     }
+
+
+def download_answer(download: Download, name: str, max_bytes: int, event: dict[str, Any]) -> dict[str, Any]:
+    """The answer to a download: the bytes in the answer up to ``max_bytes`` (HATCHWAY_MAX_ANSWER_BYTES,
+    API Gateway's 6 MiB by default); beyond, streamed by the embedded server in bounded memory, or on
+    Lambda a 303 to a link that reads it for a few minutes (S3 answers it: no size limit, no Lambda time)."""
+    if download.size <= max_bytes:
+        return binary_answer(download.read(), name)
+    if event.get(STREAMS):
+        headers = {**_download_headers(name), "Content-Length": str(download.size)}
+        return {"statusCode": 200, "headers": headers, "body": "", "isBase64Encoded": False, "cookies": [],
+                "stream": lambda: download.blobs.chunks(download.key)}  # fmt: skip
+    url = download.link()
+    if url is None:  # a store without links behind API Gateway: not a deployment hatchway makes
+        raise too_large(download.size, max_bytes, "a download")
+    return {"statusCode": 303, "headers": {"Location": url, **SAFE_HEADERS}, "body": "", "isBase64Encoded": False}
+
+
+def _download_headers(name: str) -> dict[str, str]:
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name.rsplit("/", 1)[-1]) or "file"
+    return {"Content-Type": "application/octet-stream", "Content-Disposition": f'attachment; filename="{safe}"',
+            **SAFE_HEADERS}  # fmt: skip
 
 
 def serve_raw(routes: list[RawRoute], event: dict[str, Any], who: Principal | None, path: str) -> dict[str, Any] | None:

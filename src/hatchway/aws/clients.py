@@ -124,6 +124,9 @@ class AwsClients:
             read_timeout=READ_TIMEOUTS.get(service, 10.0),
             retries={"mode": "standard", "max_attempts": 1 if service == "lambda" else 3},
             max_pool_connections=64,
+            # links to objects (presigned GETs of large downloads) must be SigV4: S3 refuses any
+            # other signature for an object encrypted with KMS, as every outputs-bucket object is
+            **({"signature_version": "s3v4"} if service == "s3" else {}),
         )
 
 

@@ -85,14 +85,26 @@ class S3BlobStore(BaseBlobStore):
 
     def exists(self, key: str) -> bool:
         """A HEAD request: checking that an input exists must not download it."""
+        return self.size(key) is not None
+
+    def size(self, key: str) -> int | None:
         with translate(WHAT):
             try:
-                self.s3.head_object(Bucket=self.bucket, Key=self._object(key))
+                head = self.s3.head_object(Bucket=self.bucket, Key=self._object(key))
             except self.s3.exceptions.ClientError as exc:
                 if _is_missing(exc):
-                    return False
+                    return None
                 raise
-        return True
+        return int(head["ContentLength"])
+
+    def link(self, key: str, seconds: int) -> str | None:
+        """A presigned GET of the object (signed here, so the caller needs no AWS credentials; S3
+        decrypts it with the signer's KMS grant)."""
+        with translate(WHAT):
+            url: str = self.s3.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": self._object(key)}, ExpiresIn=seconds
+            )
+        return url
 
     def list(self, prefix: str) -> Iterator[BlobInfo]:
         start = self._object(prefix.rstrip("/")) + "/"

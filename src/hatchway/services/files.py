@@ -31,7 +31,29 @@ from hatchway.runtime.redact import RedactorLike
 from hatchway.services.auth import Auth, Tenants
 
 STASH_KIND = "stash"
+#: how long a link to a large download stays valid
+LINK_SECONDS = 300
 STASH_LIFETIME_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class Download:
+    """A stored file to answer with, found and authorised: its length is known before it is read, so
+    a large one can be streamed or linked instead of held whole."""
+
+    key: str
+    size: int
+    blobs: BlobStore
+
+    def read(self) -> bytes:
+        data = self.blobs.read(self.key)
+        if data is None:  # removed between the lookup and the read
+            raise NotFound("the file is gone")
+        return data
+
+    def link(self) -> str | None:
+        """A URL that reads it for a few minutes, where the store gives one (S3)."""
+        return self.blobs.link(self.key, LINK_SECONDS)
 
 
 @dataclass
@@ -138,12 +160,15 @@ class FileService:
         self.tenants.require_project(project_id)
         return StoredFile(path, self.blobs.put_bytes(self.file_key(project_id, environment, path), data))
 
-    def get(self, principal: Principal, project_id: str, environment: str, path: str) -> bytes:
+    def get(self, principal: Principal, project_id: str, environment: str, path: str) -> Download:
         self.auth.authorize(principal, project_id, environment, "runs:read")
-        data = self.blobs.read(self.file_key(project_id, environment, path))
-        if data is None:
-            raise NotFound(f"no file {path!r}")
-        return data
+        return self._download(self.file_key(project_id, environment, path), f"no file {path!r}")
+
+    def _download(self, key: str, missing: str) -> Download:
+        size = self.blobs.size(key)
+        if size is None:
+            raise NotFound(missing)
+        return Download(key, size, self.blobs)
 
     def delete(self, principal: Principal, project_id: str, environment: str, path: str) -> None:
         self.auth.authorize(principal, project_id, environment, "runs:write")
@@ -167,12 +192,9 @@ class FileService:
         prefix = f"artifacts/{run_id}"
         return [StoredFile(info.key[len(prefix) + 1 :], info) for info in self.blobs.list(prefix)]
 
-    def artifact(self, principal: Principal, project_id: str, environment: str, run_id: str, path: str) -> bytes:
+    def artifact(self, principal: Principal, project_id: str, environment: str, run_id: str, path: str) -> Download:
         self._readable_run(principal, project_id, environment, run_id)
-        data = self.blobs.read(f"artifacts/{run_id}/{self._path(path)}")
-        if data is None:
-            raise NotFound(f"run {run_id} has no artifact {path!r}")
-        return data
+        return self._download(f"artifacts/{run_id}/{self._path(path)}", f"run {run_id} has no artifact {path!r}")
 
     def keep_artifacts(self, run_id: str, workspace: Workspace, redactor: RedactorLike) -> None:
         """Files the action left in ``out/files/`` (and Keboola's ``out/tables/``) become artifacts,

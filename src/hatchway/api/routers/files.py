@@ -27,7 +27,7 @@ from hatchway.api.common import (
     page_of,
 )
 from hatchway.api.present import file_body
-from hatchway.api.raw import RawRouter, binary_answer, body_bytes
+from hatchway.api.raw import RawRouter, body_bytes, download_answer
 
 if TYPE_CHECKING:
     from hatchway.compat import Compat
@@ -78,6 +78,7 @@ def raw_router(services: Services, compat: Compat, telemetry: Telemetry) -> RawR
     )
     file_doc = "/v1/projects/{project_id}/files/{path}"
     artifact_doc = "/v1/projects/{project_id}/runs/{run_id}/artifacts/{path}"
+    max_answer = services.settings.max_answer_bytes
 
     def env(event: dict[str, Any]) -> str:
         return env_name(header(event, "x-hatchway-environment"))
@@ -89,7 +90,8 @@ def raw_router(services: Services, compat: Compat, telemetry: Telemetry) -> RawR
 
     @raw.route("GET", files, file_doc, _doc("Download a project file", 200, None))
     def get_file(event: dict[str, Any], who: Principal, m: re.Match[str]) -> dict[str, Any]:
-        return binary_answer(file_service.get(who, m["project"], env(event), m["path"]), m["path"])
+        download = file_service.get(who, m["project"], env(event), m["path"])
+        return download_answer(download, m["path"], max_answer, event)
 
     @raw.route("DELETE", files, file_doc, _doc("Delete a project file", 204, None))
     def delete_file(event: dict[str, Any], who: Principal, m: re.Match[str]) -> dict[str, Any]:
@@ -98,8 +100,8 @@ def raw_router(services: Services, compat: Compat, telemetry: Telemetry) -> RawR
 
     @raw.route("GET", artifact, artifact_doc, _doc("Download a run artifact", 200, None, run=True))
     def get_artifact(event: dict[str, Any], who: Principal, m: re.Match[str]) -> dict[str, Any]:
-        data = file_service.artifact(who, m["project"], env(event), m["run"], m["path"])
-        return binary_answer(data, m["path"])
+        download = file_service.artifact(who, m["project"], env(event), m["run"], m["path"])
+        return download_answer(download, m["path"], max_answer, event)
 
     return raw
 
