@@ -137,6 +137,10 @@ class RunRepo(Protocol):
 
     def claim(self, owner: str, lease_seconds: float, now: int | None = None) -> Run | None: ...
 
+    def claim_known(
+        self, owner: str, lease_seconds: float, now: int | None = None
+    ) -> tuple[Run, int | None] | None: ...  # and the revision written, where the backend tells it
+
     def ready_runs(self, now: int | None = None, limit: int = 100) -> list[Run]: ...
 
     def heartbeat(self, run_id: str, owner: str, lease_seconds: float) -> RunStatus | None: ...

@@ -120,19 +120,20 @@ class WorkerPool:
         runs = self.services.repos.runs
         while not self._stopping.is_set():
             try:
-                run = runs.claim(owner, self.lease_seconds)
+                claimed = runs.claim_known(owner, self.lease_seconds)
             except Exception:
                 log.exception("claim failed; retrying")
                 self._stopping.wait(1.0)
                 continue
-            if run is None:
+            if claimed is None:
                 self.queue.wait(self.poll_seconds, self._stopping)
                 continue
+            run, revision = claimed
             with self._lock:
                 self._inflight[run.id] = _InFlight(run, owner, time.monotonic())
             self.services.crash_points.reach("after_claim", run.id)
             try:
-                self.services.attempts.execute_claimed(run)
+                self.services.attempts.execute_claimed(run, revision)
             except Exception:
                 # the lease will expire and the sweeper will settle the run; never lose the thread
                 log.exception("attempt failed inside the gateway", extra={"run_id": run.id})

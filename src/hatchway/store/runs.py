@@ -53,6 +53,18 @@ class Due(Enum):
     REMOTE = "remote"
 
 
+def claim_changes(run: Run, owner: str, until: int, now: int) -> dict[str, Any]:
+    """What a claim changes beside the status (ENQUEUED -> INPROGRESS); a backend that claims in
+    one write (:meth:`BaseRunRepo._take_ready`) applies the same."""
+    return {
+        "attempt": run.attempt + 1,
+        "started_at": run.started_at or now,
+        "lease_owner": owner,
+        "lease_until": until,
+        "status_reason": None,
+    }
+
+
 class BaseRunRepo(ABC):
     """Runs: their lifecycle, the queue with its leases, and their logs."""
 
@@ -107,6 +119,17 @@ class BaseRunRepo(ABC):
     def _read_logs(self, run_id: str, after: int, limit: int) -> list[LogEntry]: ...
 
     # ---- optional primitives (defaults in terms of the others) ------------------------------
+
+    #: whether :meth:`_take_ready` claims in one conditional write (else :meth:`claim_known` reads
+    #: candidates and moves one with :meth:`transition`)
+    takes_in_one_write = False
+
+    def _take_ready(self, owner: str, until: int, now: int) -> tuple[Run, int] | None:
+        """The oldest ready async run without an ``external_id`` (:data:`Due.READY`), moved to
+        INPROGRESS with :func:`claim_changes` in one atomic write; the run and its new revision, or
+        None when none is ready. Only called when :attr:`takes_in_one_write` is set; the rules
+        notify the observers."""
+        raise NotImplementedError
 
     def _begin_sync(self, run: Run) -> int | None:
         """Put a sync call's run on record while it runs: the revision written, or None when the
@@ -304,7 +327,19 @@ class BaseRunRepo(ABC):
 
     def claim(self, owner: str, lease_seconds: float, now: int | None = None) -> Run | None:
         """Take the oldest ready async run: ENQUEUED -> INPROGRESS, attempt + 1, leased to ``owner``."""
+        claimed = self.claim_known(owner, lease_seconds, now)
+        return claimed[0] if claimed is not None else None
+
+    def claim_known(self, owner: str, lease_seconds: float, now: int | None = None) -> tuple[Run, int | None] | None:
+        """:meth:`claim`, with the revision the claim wrote where the backend tells it (else None):
+        the worker hands both to :meth:`transition` as ``known``, which saves reading the run back."""
         now = now if now is not None else now_ms()
+        until = now + int(lease_seconds * 1000)
+        if self.takes_in_one_write:
+            taken = self._take_ready(owner, until, now)
+            if taken is not None:
+                self._notify(taken[0], RunStatus.ENQUEUED)
+            return taken
         limit = self.claim_batch
         while True:
             candidates = self._due_runs(Due.READY, now, limit)
@@ -316,12 +351,8 @@ class BaseRunRepo(ABC):
                         candidate.id,
                         RunStatus.ENQUEUED,
                         RunStatus.INPROGRESS,
-                        attempt=candidate.attempt + 1,
-                        started_at=candidate.started_at or now,
-                        lease_owner=owner,
-                        lease_until=now + int(lease_seconds * 1000),
-                        status_reason=None,
-                    )
+                        **claim_changes(candidate, owner, until, now),
+                    ), None
                 except TransitionConflict:
                     continue
             if len(candidates) < limit or limit >= self.claim_batch_max:

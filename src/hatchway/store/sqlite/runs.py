@@ -97,6 +97,16 @@ class SqliteRunRepo(BaseRunRepo):
             (run_id_floor(below), after or "", limit),
         )
 
+    takes_in_one_write = True
+
+    def _take_ready(self, owner: str, until: int, now: int) -> tuple[Run, int] | None:
+        # One statement finds the oldest ready run and applies claim_changes to its columns and its
+        # JSON copy: no candidates read and parsed, none read again, no whole document written. SQLite
+        # runs it under the write lock, so two claimers (threads or processes) never take one run.
+        with self.db.turn(), self.db.guard():
+            row = self.db.conn().execute(_TAKE_READY, (owner, until, owner, until, now, now)).fetchone()
+        return (_run(row), row[2]) if row else None
+
     def _set_lease(self, run_id: str, owner: str, until: int) -> str | None:
         # The lease lives in its own columns (the JSON copy is refreshed on the next full write), so a
         # heartbeat is one small UPDATE. It moves the revision too: a full write prepared before the
@@ -158,6 +168,18 @@ class SqliteRunRepo(BaseRunRepo):
         return [
             LogEntry(seq=r[0], k=r[1], ts=r[2], msg=r[3], err=None if r[4] is None else json.loads(r[4])) for r in rows
         ]
+
+
+#: the claim of SqliteRunRepo._take_ready: the rules' claim_changes, in SQL
+_TAKE_READY = (
+    "UPDATE runs SET status = 'INPROGRESS', lease_owner = ?, lease_until = ?, rev = rev + 1, "
+    "data = json_set(data, '$.status', 'INPROGRESS', '$.attempt', json_extract(data, '$.attempt') + 1, "
+    "'$.lease_owner', ?, '$.lease_until', ?, '$.status_reason', NULL, "
+    "'$.started_at', COALESCE(NULLIF(json_extract(data, '$.started_at'), 0), ?)) "
+    "WHERE id = (SELECT id FROM runs WHERE status = 'ENQUEUED' AND mode = 'async' AND available_at <= ? "
+    "AND json_extract(data, '$.external_id') IS NULL ORDER BY available_at LIMIT 1) AND status = 'ENQUEUED' "
+    "RETURNING data, lease_until, rev"
+)
 
 
 def _run(row: tuple[Any, ...]) -> Run:
