@@ -6,7 +6,7 @@ changes), one on this checkout's - and samples them in turn (A B, B A, ...; see
 
 * P4: submits answered per second over 4 keep-alive connections to a gateway without workers, and
   the gateway's CPU per submit;
-* P5: trivial runs (``/bin/true``) completed end to end per second with 2 workers at sandbox
+* P5: trivial runs (``/bin/true``, or ``--argv``) completed end to end per second with 2 workers at sandbox
   ``none`` (``--sandbox`` to change), and the gateway's CPU per run (its submit included).
 
 Prints each round and the medians, B against A. Not a figure of ``run.py`` (it writes nothing).
@@ -15,6 +15,7 @@ Prints each round and the medians, B against A. Not a figure of ``run.py`` (it w
 from __future__ import annotations
 
 import argparse
+import shlex
 import subprocess
 import sys
 import tarfile
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=400, help="runs per P5 round (default 400)")
     parser.add_argument("--seconds", type=float, default=2.0, help="length of a P4 round (default 2 s)")
     parser.add_argument("--sandbox", default="none", help="P5's sandbox level (default none)")
+    parser.add_argument("--argv", default="/bin/true", help="P5's action, a command line (default /bin/true)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="hatchway-ab-") as tmp:
         root = Path(tmp)
@@ -98,14 +100,17 @@ def main(argv: list[str] | None = None) -> int:
                 for label in ("A", "B"):
                     server = Server(root / f"{figure}-{label}", workers, sandbox, src=src[label])
                     servers.append(server.start())
-                    server.register(TRUE_ACTION)
+                    entry_point = (
+                        shlex.split(args.argv) if figure == "P5" else TRUE_ACTION["container_parameters"]["entry_point"]
+                    )
+                    server.register({**TRUE_ACTION, "container_parameters": {"entry_point": entry_point}})
                     pair[label] = server
                 if figure == "P4":
                     compare("P4 submits", "/s", submits(pair["A"], args.seconds), submits(pair["B"], args.seconds),
                             args.rounds)  # fmt: skip
                 else:
-                    compare(f"P5 runs ({sandbox})", "/s", runs(pair["A"], args.count), runs(pair["B"], args.count),
-                            args.rounds)  # fmt: skip
+                    name = f"P5 runs ({sandbox}, {args.argv})"
+                    compare(name, "/s", runs(pair["A"], args.count), runs(pair["B"], args.count), args.rounds)
         finally:
             for server in servers:
                 server.stop()

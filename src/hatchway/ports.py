@@ -118,6 +118,7 @@ class RunRepo(Protocol):
         guard: Callable[[Run], bool] | None = None,
         *,
         known: tuple[Run, int] | None = None,
+        logs: list[LogEntry] | None = None,
         **changes: Any,
     ) -> Run: ...  # TransitionConflict on a lost race
 

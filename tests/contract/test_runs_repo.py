@@ -466,6 +466,54 @@ def test_a_sync_run_with_a_long_log_is_recorded_whole(runs: BaseRunRepo) -> None
 # logs
 
 
+def test_an_attempts_end_carries_its_last_log_lines(runs: BaseRunRepo) -> None:
+    # Given a claimed run whose earlier lines are stored already
+    runs.create_run(make_run())
+    claimed = runs.claim_known("w", 30)
+    assert claimed is not None
+    run, revision = claimed
+    runs.append_logs(run.id, [LogEntry("stdout", 1, "early")])
+    # When its end is written with the last lines (with the claim's revision, if the backend told it)
+    last = [LogEntry("stdout", 2, "late"), LogEntry("stderr", 3, "done")]
+    known = (run, revision) if revision is not None else None
+    done = runs.transition(
+        run.id, RunStatus.INPROGRESS, RunStatus.SUCCESSFUL, known=known, logs=last, os=preview(last), finished_at=5
+    )
+    # Then the lines follow the stored ones, numbered before the record that shows them was written
+    assert [e.seq for e in last] == [2, 3]
+    assert [(e.seq, e.msg) for e in runs.read_logs(run.id).items] == [(1, "early"), (2, "late"), (3, "done")]
+    stored = runs.get_run(run.id)
+    assert stored == done and [e.seq for e in stored.os] == [2, 3]  # type: ignore[union-attr]
+
+
+def test_last_log_lines_are_kept_once_whatever_becomes_of_the_end(runs: BaseRunRepo) -> None:
+    # Given a run cancelled while its attempt ran
+    runs.create_run(make_run())
+    claimed = runs.claim_known("w", 30)
+    assert claimed is not None
+    run, revision = claimed
+    runs.transition(run.id, RunStatus.INPROGRESS, RunStatus.TERMINATING)
+    # When the attempt writes its end from its stale copy, the transition is refused...
+    with pytest.raises(TransitionConflict):
+        runs.transition(
+            run.id, RunStatus.INPROGRESS, RunStatus.SUCCESSFUL, known=(run, revision or 0),
+            logs=[LogEntry("stdout", 1, "one")], finished_at=5,
+        )  # fmt: skip
+    # ...and its lines are stored once; a write that loses a race on the revision and then wins
+    # after a read does not store them twice
+    runs.create_run(make_run())
+    again = runs.claim_known("w", 30)
+    assert again is not None
+    runs.heartbeat(again[0].id, "w", 60)  # moves the revision the claim wrote
+    runs.transition(
+        again[0].id, RunStatus.INPROGRESS, RunStatus.FAILED, known=(again[0], again[1] or 0),
+        logs=[LogEntry("stderr", 1, "a"), LogEntry("stderr", 2, "b")],
+    )  # fmt: skip
+    assert [e.msg for e in runs.read_logs(run.id).items] == ["one"]
+    assert [(e.seq, e.msg) for e in runs.read_logs(again[0].id).items] == [(1, "a"), (2, "b")]
+    assert runs.get_run(again[0].id).status == RunStatus.FAILED  # type: ignore[union-attr]
+
+
 def test_logs_are_numbered_per_run_and_read_in_pages(runs: BaseRunRepo) -> None:
     first, other = make_run(), make_run()
     runs.create_run(first)

@@ -164,10 +164,16 @@ class AttemptService:
         flush = None
         redactions = contextlib.ExitStack()
         staged: Path | None = None
+        #: an async run's last log lines, flushed when its collector closes: written with its end
+        last_lines: list[LogEntry] = []
+        closing = False
         if run.mode == Mode.ASYNC:
 
             def flush(batch: list[LogEntry]) -> None:
-                self.runs.append_logs(run.id, batch)
+                if closing:
+                    last_lines.extend(batch)
+                else:
+                    self.runs.append_logs(run.id, batch)
 
         try:
             try:
@@ -216,15 +222,18 @@ class AttemptService:
                 exception_id = new_exception_id()
                 log.exception("executor failed", extra={"run_id": run.id, "exceptionId": exception_id})
                 execution = AttemptResult(platform_error=f"the executor failed ({type(exc).__name__})")
+            closing = True
             collector.close()
             verdict = judge(execution, collector, invocation.output_mode, limit)
             if verdict.error and verdict.error.kind == "application":
                 log_app_error(run, verdict.error)
             entries = collector.entries
             self.crash_points.reach("before_result", run.id)
-            final = self._finish(run, verdict, entries, execution.duration_ms, revision)
+            final = self._finish(run, verdict, entries, execution.duration_ms, revision, last_lines)
             return AttemptEnd(final, verdict, entries)
         finally:
+            if last_lines:  # the end was not written (a failure on the way): the lines are kept
+                self.runs.append_logs(run.id, last_lines)
             if staged is not None:
                 shutil.rmtree(staged, ignore_errors=True)
             redactions.close()
@@ -349,10 +358,12 @@ class AttemptService:
         entries: list[LogEntry],
         duration_ms: int | None = None,
         revision: int | None = None,
+        last_lines: list[LogEntry] | None = None,
     ) -> Run:
         """Record the end of an attempt: terminal status, or back to the queue for a retry; a sync
         call's log too (``entries`` come back numbered). ``revision``: the run's as this attempt
-        began (``start_sync`` or the claim wrote it), if known."""
+        began (``start_sync`` or the claim wrote it), if known. ``last_lines``: an async run's log
+        lines not yet stored, written with its end (taken from the list)."""
         now = self.clock.now_ms()
         fields: dict[str, Any] = {
             "ret": verdict.ret,
@@ -381,7 +392,11 @@ class AttemptService:
             entries[:] = numbered
             self.callbacks.after_terminal(final)
             return final
+        logs: list[LogEntry] = []
+        if last_lines:
+            logs, last_lines[:] = list(last_lines), []
         if verdict.status == RunStatus.TERMINATED:
+            self.runs.append_logs(run.id, logs)
             return self._settle_cancel(run, fields, now)
         # while the store holds the claim's revision nobody changed the run since: no read back
         known = (run, revision) if revision is not None else None
@@ -396,6 +411,7 @@ class AttemptService:
                     RunStatus.ENQUEUED,
                     still_ours,
                     known=known,
+                    logs=logs,
                     available_at=now + int(delay * 1000),
                     status_reason=f"attempt {run.attempt} failed ({first_line(why)}); retrying in {delay:g} s",
                     **fields,
@@ -406,7 +422,7 @@ class AttemptService:
                 self.dispatcher.requeued(run)
         try:
             final = self.runs.transition(
-                run.id, RunStatus.INPROGRESS, verdict.status, still_ours, known=known,
+                run.id, RunStatus.INPROGRESS, verdict.status, still_ours, known=known, logs=logs,
                 finished_at=now, status_reason=end_reason(verdict), **fields,
             )  # fmt: skip
         except TransitionConflict:

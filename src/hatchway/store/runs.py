@@ -131,6 +131,15 @@ class BaseRunRepo(ABC):
         notify the observers."""
         raise NotImplementedError
 
+    def _replace_run_with_logs(
+        self, run: Run, expected_rev: int, entries: list[LogEntry]
+    ) -> tuple[bool, tuple[Run, int] | None]:
+        """:meth:`_append_logs` (numbering ``entries`` in place, which ``run`` may show), then
+        :meth:`_replace_run`; the entries are kept whether or not the run is written. A backend
+        that can do both in one transaction overrides this."""
+        self._append_logs(run.id, entries)
+        return self._replace_run(run, expected_rev)
+
     def _begin_sync(self, run: Run) -> int | None:
         """Put a sync call's run on record while it runs: the revision written, or None when the
         backend writes nothing until the call ends (:meth:`_end_sync` then writes it whole).
@@ -229,6 +238,7 @@ class BaseRunRepo(ABC):
         guard: Callable[[Run], bool] | None = None,
         *,
         known: tuple[Run, int] | None = None,
+        logs: list[LogEntry] | None = None,
         **changes: Any,
     ) -> Run:
         """Move a run from ``src`` to ``dst`` and apply ``changes``, atomically.
@@ -236,32 +246,46 @@ class BaseRunRepo(ABC):
         Raises :class:`TransitionConflict` if the run is not in ``src`` (somebody else moved it), or
         if ``guard`` rejects the run as it is now. ``known`` is the run as the caller wrote it and
         that write's revision (:meth:`create_run` writes revision 0): while the store still holds
-        that revision, nobody changed the run since, and it is not read again.
+        that revision, nobody changed the run since, and it is not read again. ``logs`` are
+        appended to the run's log (numbered in place before the run is written, so its ``os`` may
+        show them) with the first write where the backend can, and kept whatever the outcome.
         """
         if not can_transition(src, dst):
             raise ValueError(f"{src.value} -> {dst.value} is not an allowed transition")
+        pending = list(logs or ())
         found: tuple[Run, int] | None = None  # the run as it is now, once a failed write told
-        if known is not None and known[0].status == src and (guard is None or guard(known[0])):
-            updated = replace(known[0], status=dst, **changes)
-            written, found = self._replace_run(updated, known[1])
-            if written:
-                self._notify(updated, src)
-                return updated
-        for _ in range(100):
-            found = found or self._get_run(run_id)
-            if found is None:
-                raise TransitionConflict(run_id, src.value, None)
-            run, rev = found
-            if run.status != src:
-                raise TransitionConflict(run_id, src.value, run.status.value)
-            if guard is not None and not guard(run):
-                raise TransitionConflict(run_id, src.value, f"{run.status.value} (changed)")
-            updated = replace(run, status=dst, **changes)
-            written, found = self._replace_run(updated, rev)
-            if written:
-                self._notify(updated, src)
-                return updated
-        raise TransitionConflict(run_id, src.value, "contended")
+        try:
+            if known is not None and known[0].status == src and (guard is None or guard(known[0])):
+                updated = replace(known[0], status=dst, **changes)
+                written, found = self._write_run(updated, known[1], pending)
+                if written:
+                    self._notify(updated, src)
+                    return updated
+            for _ in range(100):
+                found = found or self._get_run(run_id)
+                if found is None:
+                    raise TransitionConflict(run_id, src.value, None)
+                run, rev = found
+                if run.status != src:
+                    raise TransitionConflict(run_id, src.value, run.status.value)
+                if guard is not None and not guard(run):
+                    raise TransitionConflict(run_id, src.value, f"{run.status.value} (changed)")
+                updated = replace(run, status=dst, **changes)
+                written, found = self._write_run(updated, rev, pending)
+                if written:
+                    self._notify(updated, src)
+                    return updated
+            raise TransitionConflict(run_id, src.value, "contended")
+        finally:
+            if pending:  # no write was tried: the log is kept all the same
+                self._append_logs(run_id, pending)
+
+    def _write_run(self, run: Run, expected_rev: int, pending: list[LogEntry]) -> tuple[bool, tuple[Run, int] | None]:
+        """:meth:`_replace_run`; with the ``pending`` log entries the first time (then emptied)."""
+        if not pending:
+            return self._replace_run(run, expected_rev)
+        entries, pending[:] = list(pending), []
+        return self._replace_run_with_logs(run, expected_rev, entries)
 
     def update_run(self, run_id: str, expect: RunStatus, **changes: Any) -> Run:
         """Change fields of a run that must still be in ``expect`` (no status change)."""
@@ -305,11 +329,14 @@ class BaseRunRepo(ABC):
         if revision is None:  # nothing on record yet: the run and its log in one write
             final = replace(run, status=dst, **changes)
             return final, self.record_sync_run(final, entries)
-        numbered = self.append_logs(run.id, entries)
         if dst == RunStatus.TERMINATED:  # INPROGRESS -> TERMINATED is not a transition
+            self.append_logs(run.id, entries)
             raise TransitionConflict(run.id, RunStatus.INPROGRESS.value, "cancelled")
-        final = self.transition(run.id, RunStatus.INPROGRESS, dst, guard, known=(run, revision), **changes)
-        return final, numbered
+        # the log goes with the end where the backend can (one transaction), and is kept regardless
+        final = self.transition(
+            run.id, RunStatus.INPROGRESS, dst, guard, known=(run, revision), logs=entries, **changes
+        )
+        return final, entries
 
     def record_sync_run(self, run: Run, entries: list[LogEntry]) -> list[LogEntry]:
         """Store a sync run that already ended, with its log; the entries come back numbered."""

@@ -9,6 +9,7 @@ remote engines hold are read as a range of ids (creation times), unfinished ones
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 from hatchway.domain.runs import ActiveCount, LogEntry, Run, RunSummary, run_from_dict, run_id_floor, run_to_dict
@@ -49,13 +50,18 @@ class SqliteRunRepo(BaseRunRepo):
         return self.db.one("SELECT data, lease_until, rev FROM runs WHERE id = ?", (run_id,), lambda r: (_run(r), r[2]))
 
     def _replace_run(self, run: Run, expected_rev: int) -> tuple[bool, tuple[Run, int] | None]:
-        written = self.db.write(
-            "UPDATE runs SET project_id = ?, environment = ?, action_name = ?, mode = ?, status = ?, "
-            "external_user_id = ?, available_at = ?, lease_owner = ?, lease_until = ?, data = ?, rev = rev + 1 "
-            "WHERE id = ? AND rev = ?",
-            (*self._run_args(run), run.id, expected_rev),
-        )
+        written = self.db.write(_REPLACE, (*self._run_args(run), run.id, expected_rev))
         return written == 1, None  # a lost race is read again by the rules (as cheap as any read here)
+
+    def _replace_run_with_logs(
+        self, run: Run, expected_rev: int, entries: list[LogEntry]
+    ) -> tuple[bool, tuple[Run, int] | None]:
+        # one commit for an attempt's last log lines and its end; the lines stay if the run's
+        # revision moved (the rules read it and try again, without them)
+        with self.db.tx() as conn:
+            self._insert_logs(conn, run.id, entries)  # numbered first: the run's os shows them
+            written = conn.execute(_REPLACE, (*self._run_args(run), run.id, expected_rev)).rowcount
+        return written == 1, None
 
     def _runs(self, sql: str, args: tuple[Any, ...]) -> list[Run]:
         return [_run(row) for row in self.db.rows(sql.replace("SELECT data", "SELECT data, lease_until", 1), args)]
@@ -151,14 +157,19 @@ class SqliteRunRepo(BaseRunRepo):
 
     def _append_logs(self, run_id: str, entries: list[LogEntry]) -> list[LogEntry]:
         with self.db.tx() as conn:
-            last = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM logs WHERE run_id = ?", (run_id,)).fetchone()[0]
-            for offset, entry in enumerate(entries, start=1):
-                entry.seq = last + offset
-            conn.executemany(
-                "INSERT INTO logs(run_id, seq, k, ts, msg, err) VALUES (?, ?, ?, ?, ?, ?)",
-                [(run_id, e.seq, e.k, e.ts, e.msg, None if e.err is None else dumps(e.err)) for e in entries],
-            )
+            self._insert_logs(conn, run_id, entries)
         return entries
+
+    @staticmethod
+    def _insert_logs(conn: sqlite3.Connection, run_id: str, entries: list[LogEntry]) -> None:
+        """Number ``entries`` after the run's last and insert them (inside the caller's transaction)."""
+        last = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM logs WHERE run_id = ?", (run_id,)).fetchone()[0]
+        for offset, entry in enumerate(entries, start=1):
+            entry.seq = last + offset
+        conn.executemany(
+            "INSERT INTO logs(run_id, seq, k, ts, msg, err) VALUES (?, ?, ?, ?, ?, ?)",
+            [(run_id, e.seq, e.k, e.ts, e.msg, None if e.err is None else dumps(e.err)) for e in entries],
+        )
 
     def _read_logs(self, run_id: str, after: int, limit: int) -> list[LogEntry]:
         rows = self.db.rows(
@@ -169,6 +180,13 @@ class SqliteRunRepo(BaseRunRepo):
             LogEntry(seq=r[0], k=r[1], ts=r[2], msg=r[3], err=None if r[4] is None else json.loads(r[4])) for r in rows
         ]
 
+
+#: a whole run written over the revision the writer read (compare-and-set)
+_REPLACE = (
+    "UPDATE runs SET project_id = ?, environment = ?, action_name = ?, mode = ?, status = ?, "
+    "external_user_id = ?, available_at = ?, lease_owner = ?, lease_until = ?, data = ?, rev = rev + 1 "
+    "WHERE id = ? AND rev = ?"
+)
 
 #: the claim of SqliteRunRepo._take_ready: the rules' claim_changes, in SQL
 _TAKE_READY = (
