@@ -29,6 +29,8 @@ class Doorbell:
 
     #: how long a listing of the listeners is trusted when the directory seems unchanged
     RELIST_SECONDS = 1.0
+    #: how often the directory is looked at for listeners come or gone (a stat costs more than a ring)
+    CHECK_SECONDS = 0.05
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -36,6 +38,7 @@ class Doorbell:
         self._lock = threading.Lock()
         self._peers: dict[str, int] = {}  # FIFO name -> fd open for writing
         self._listed: tuple[int, float] = (-1, 0.0)  # directory mtime, when listed
+        self._checked = -1.0  # when the directory was last looked at
         self._listening: tuple[int, Path] | None = None
 
     # ---- ringing the others ------------------------------------------------------------------
@@ -54,8 +57,11 @@ class Doorbell:
                     self._drop(name, stale=exc.errno == errno.EPIPE)
 
     def _refresh(self) -> None:
-        mtime = self.directory.stat().st_mtime_ns
         now = time.monotonic()
+        if now - self._checked < self.CHECK_SECONDS:
+            return
+        self._checked = now
+        mtime = self.directory.stat().st_mtime_ns
         if mtime == self._listed[0] and now - self._listed[1] < self.RELIST_SECONDS:
             return
         self._listed = (mtime, now)
