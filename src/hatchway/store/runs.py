@@ -120,15 +120,12 @@ class BaseRunRepo(ABC):
 
     # ---- optional primitives (defaults in terms of the others) ------------------------------
 
-    #: whether :meth:`_take_ready` claims in one conditional write (else :meth:`claim_known` reads
-    #: candidates and moves one with :meth:`transition`)
+    #: set by a backend whose :meth:`_take_ready` claims in one write (else: claim_through_transition)
     takes_in_one_write = False
 
     def _take_ready(self, owner: str, until: int, now: int) -> tuple[Run, int] | None:
-        """The oldest ready async run without an ``external_id`` (:data:`Due.READY`), moved to
-        INPROGRESS with :func:`claim_changes` in one atomic write; the run and its new revision, or
-        None when none is ready. Only called when :attr:`takes_in_one_write` is set; the rules
-        notify the observers."""
+        """The oldest ready async run without an ``external_id``, moved to INPROGRESS with
+        :func:`claim_changes` in one atomic write; it and its new revision, or None. The rules notify."""
         raise NotImplementedError
 
     def _replace_run_with_logs(
@@ -257,7 +254,7 @@ class BaseRunRepo(ABC):
         try:
             if known is not None and known[0].status == src and (guard is None or guard(known[0])):
                 updated = replace(known[0], status=dst, **changes)
-                written, found = self._write_run(updated, known[1], pending)
+                written, found = _write(self, updated, known[1], pending)
                 if written:
                     self._notify(updated, src)
                     return updated
@@ -271,7 +268,7 @@ class BaseRunRepo(ABC):
                 if guard is not None and not guard(run):
                     raise TransitionConflict(run_id, src.value, f"{run.status.value} (changed)")
                 updated = replace(run, status=dst, **changes)
-                written, found = self._write_run(updated, rev, pending)
+                written, found = _write(self, updated, rev, pending)
                 if written:
                     self._notify(updated, src)
                     return updated
@@ -279,13 +276,6 @@ class BaseRunRepo(ABC):
         finally:
             if pending:  # no write was tried: the log is kept all the same
                 self._append_logs(run_id, pending)
-
-    def _write_run(self, run: Run, expected_rev: int, pending: list[LogEntry]) -> tuple[bool, tuple[Run, int] | None]:
-        """:meth:`_replace_run`; with the ``pending`` log entries the first time (then emptied)."""
-        if not pending:
-            return self._replace_run(run, expected_rev)
-        entries, pending[:] = list(pending), []
-        return self._replace_run_with_logs(run, expected_rev, entries)
 
     def update_run(self, run_id: str, expect: RunStatus, **changes: Any) -> Run:
         """Change fields of a run that must still be in ``expect`` (no status change)."""
@@ -367,24 +357,8 @@ class BaseRunRepo(ABC):
             if taken is not None:
                 self._notify(taken[0], RunStatus.ENQUEUED)
             return taken
-        limit = self.claim_batch
-        while True:
-            candidates = self._due_runs(Due.READY, now, limit)
-            for candidate in candidates:
-                if candidate.external_id is not None:
-                    continue  # a remote executor (Batch, ECS) runs it; its events move it
-                try:
-                    return self.transition(
-                        candidate.id,
-                        RunStatus.ENQUEUED,
-                        RunStatus.INPROGRESS,
-                        **claim_changes(candidate, owner, until, now),
-                    ), None
-                except TransitionConflict:
-                    continue
-            if len(candidates) < limit or limit >= self.claim_batch_max:
-                return None
-            limit *= 4  # others took these, or they are not ours to run: look further
+        claimed = claim_through_transition(self, owner, until, now)
+        return (claimed, None) if claimed is not None else None
 
     def ready_runs(self, now: int | None = None, limit: int = 100) -> list[Run]:
         """Async runs waiting in the gateway's own queue whose time has come, oldest first."""
@@ -490,3 +464,32 @@ class BaseRunRepo(ABC):
                 observer(run, src)
             except Exception:
                 log.exception("a run observer failed", extra={"run_id": run.id})
+
+
+def claim_through_transition(runs: BaseRunRepo, owner: str, until: int, now: int) -> Run | None:
+    """The generic claim: read a few ready candidates and move the first still free with
+    :meth:`~BaseRunRepo.transition` (more, up to ``claim_batch_max``, only when it could use none)."""
+    limit = runs.claim_batch
+    while True:
+        candidates = runs._due_runs(Due.READY, now, limit)
+        for candidate in candidates:
+            if candidate.external_id is not None:
+                continue  # a remote executor (Batch, ECS) runs it; its events move it
+            try:
+                changes = claim_changes(candidate, owner, until, now)
+                return runs.transition(candidate.id, RunStatus.ENQUEUED, RunStatus.INPROGRESS, **changes)
+            except TransitionConflict:
+                continue
+        if len(candidates) < limit or limit >= runs.claim_batch_max:
+            return None
+        limit *= 4  # others took these, or they are not ours to run: look further
+
+
+def _write(
+    runs: BaseRunRepo, run: Run, expected_rev: int, pending: list[LogEntry]
+) -> tuple[bool, tuple[Run, int] | None]:
+    """:meth:`~BaseRunRepo._replace_run`; with the ``pending`` log entries the first time (then emptied)."""
+    if not pending:
+        return runs._replace_run(run, expected_rev)
+    entries, pending[:] = list(pending), []
+    return runs._replace_run_with_logs(run, expected_rev, entries)
