@@ -378,10 +378,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def gateway_env(home: Path, **extra: str) -> dict[str, str]:
-    """The environment of a benchmarked gateway: this checkout's code, nothing of the caller's HATCHWAY_*."""
+def gateway_env(home: Path, src: Path = SRC, **extra: str) -> dict[str, str]:
+    """The environment of a benchmarked gateway: this checkout's code (or ``src``, another version's
+    for an A/B), nothing of the caller's HATCHWAY_*."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HATCHWAY_")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(src), env.get("PYTHONPATH", "")) if p)
     env["HATCHWAY_HOME"] = str(home)
     env["HATCHWAY_BOOTSTRAP_TOKEN"] = TOKEN
     env.update(extra)
@@ -401,8 +402,9 @@ def sandbox_level(setting: str) -> str:
 class Server:
     """A real ``hatchway serve`` on a free loopback port, with a home of its own."""
 
-    def __init__(self, home: Path, workers: int = 2, sandbox: str = "auto", **env: str) -> None:
+    def __init__(self, home: Path, workers: int = 2, sandbox: str = "auto", src: Path = SRC, **env: str) -> None:
         self.home = home
+        self.src = src
         self.workers = workers
         self.sandbox = sandbox
         self.env = env
@@ -432,7 +434,7 @@ class Server:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [PY, "-m", "hatchway", "serve", "--port", str(self.port)],
-                env=gateway_env(self.home, **extra),
+                env=gateway_env(self.home, self.src, **extra),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

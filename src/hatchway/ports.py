@@ -118,6 +118,7 @@ class RunRepo(Protocol):
         guard: Callable[[Run], bool] | None = None,
         *,
         known: tuple[Run, int] | None = None,
+        logs: list[LogEntry] | None = None,
         **changes: Any,
     ) -> Run: ...  # TransitionConflict on a lost race
 
@@ -136,6 +137,10 @@ class RunRepo(Protocol):
     ) -> tuple[Run, list[LogEntry]]: ...  # TransitionConflict: settle as a cancel does
 
     def claim(self, owner: str, lease_seconds: float, now: int | None = None) -> Run | None: ...
+
+    def claim_known(
+        self, owner: str, lease_seconds: float, now: int | None = None
+    ) -> tuple[Run, int | None] | None: ...  # and the revision written, where the backend tells it
 
     def ready_runs(self, now: int | None = None, limit: int = 100) -> list[Run]: ...
 

@@ -265,7 +265,7 @@ def build_services(
     from hatchway.services.pipelines.function import PipelineFunction
     from hatchway.services.pipelines.local import LocalPipelineEngine
     from hatchway.services.pipelines.steps import InlineActions, StepRuns
-    from hatchway.services.queue import LocalQueue, NoDispatcher
+    from hatchway.services.queue import Doorbell, LocalQueue, NoDispatcher
     from hatchway.services.remote import RemoteRuns
     from hatchway.services.runs import RunIntake, RunService
     from hatchway.services.stats import StatsService
@@ -281,7 +281,13 @@ def build_services(
     box = box or LazySecretBox(functools.partial(build_secret_box, settings, **clients))
     blobs = blobs or build_blobs(settings, **clients)
     sender = HttpCallbackSender(allowed_networks(settings.http_allow))
-    queue = LocalQueue() if pool else None
+    # processes on one SQLite file wake each other's idle workers when they queue a run
+    doorbell = (
+        Doorbell(settings.db_path.with_name(settings.db_path.name + ".wake"))
+        if settings.backend == "embedded"
+        else None
+    )
+    queue = LocalQueue(doorbell) if pool else None
     runner = dispatcher or _runner_dispatcher(settings, **clients)
     placement = placement or build_placement(settings)
     crash_points = CrashPoints(settings.crash_at)  # a test hook; unarmed unless configured
@@ -298,7 +304,7 @@ def build_services(
     sessions = SessionTypes(repos.documents, box, auth, tenants)
     callbacks = Callbacks(repos.documents, box, auth, tenants, sender)
     stats = StatsService(repos.runs, metrics, auth, tenants, queue.capacity if queue else _no_pool, clock)
-    run_dispatcher = queue or runner or NoDispatcher()
+    run_dispatcher = queue or runner or NoDispatcher(doorbell)
     attempts = AttemptService(
         repos.runs, actions, placement, box, ActiveRedaction(), files, callbacks, run_dispatcher, telemetry,
         clock, crash_points, settings, f"{pid}-{start_time(pid)}",

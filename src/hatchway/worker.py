@@ -5,8 +5,9 @@ each (:meth:`~hatchway.services.attempts.AttemptService.execute_claimed`). One m
 the leases of the runs in flight every ``heartbeat_seconds``, notices cancels (a run turned
 TERMINATING, perhaps by another process) within a quarter second, stops an attempt whose lease was
 lost, and sweeps expired leases of dead workers anywhere. A submit in the same process wakes an idle
-worker at once (the services' :class:`~hatchway.services.queue.LocalQueue`); other processes are
-noticed by polling. On shutdown the pool stops claiming, lets running attempts finish for a grace
+worker at once (the services' :class:`~hatchway.services.queue.LocalQueue`), and so does one in
+another process on the same SQLite file (its :class:`~hatchway.services.queue.Doorbell`); polling
+every 0.2 s remains the fallback. On shutdown the pool stops claiming, lets running attempts finish for a grace
 period, then releases the rest back to the queue.
 
 The pool also advances pipeline executions on the local pipeline engine
@@ -99,6 +100,7 @@ class WorkerPool:
     def stop(self, grace_seconds: float = 10.0) -> None:
         """Stop claiming; wait up to ``grace_seconds`` for running attempts, then release them."""
         self._stopping.set()
+        self.queue.detach()
         self.queue.ring(everyone=True)
         deadline = time.monotonic() + grace_seconds
         while self.busy and time.monotonic() < deadline:
@@ -120,19 +122,20 @@ class WorkerPool:
         runs = self.services.repos.runs
         while not self._stopping.is_set():
             try:
-                run = runs.claim(owner, self.lease_seconds)
+                claimed = runs.claim_known(owner, self.lease_seconds)
             except Exception:
                 log.exception("claim failed; retrying")
                 self._stopping.wait(1.0)
                 continue
-            if run is None:
+            if claimed is None:
                 self.queue.wait(self.poll_seconds, self._stopping)
                 continue
+            run, revision = claimed
             with self._lock:
                 self._inflight[run.id] = _InFlight(run, owner, time.monotonic())
             self.services.crash_points.reach("after_claim", run.id)
             try:
-                self.services.attempts.execute_claimed(run)
+                self.services.attempts.execute_claimed(run, revision)
             except Exception:
                 # the lease will expire and the sweeper will settle the run; never lose the thread
                 log.exception("attempt failed inside the gateway", extra={"run_id": run.id})

@@ -24,7 +24,7 @@ from hatchway.domain.runs import (
     run_id_floor,
 )
 from hatchway.errors import Conflict, TransitionConflict, ValidationFailed
-from hatchway.store.runs import BaseRunRepo, Due
+from hatchway.store.runs import BaseRunRepo, Due, claim_changes
 from tests.contract.records import DEV, PROD, P, Q, in_threads, make_run
 
 
@@ -233,6 +233,63 @@ def test_claim_takes_the_oldest_ready_async_run(runs: BaseRunRepo) -> None:
     assert runs.claim("worker-c", 30, now=now + 61_000).id == future.id  # type: ignore[union-attr]
 
 
+def test_a_claim_applies_the_rules_to_a_queued_again_run_and_keeps_everything_else(runs: BaseRunRepo) -> None:
+    # Given a run back in the queue after a failed attempt (started, with a reason, odd values)
+    now = now_ms()
+    run = make_run(
+        attempt=1, started_at=now - 9000, status_reason="attempt 1 failed (x); retrying in 1 s",
+        available_at=now - 10, parameters={"ü": "é\u2028", "n": 2.5, "deep": [1, None, {"k": "v"}]},
+        ret={"r": 1}, os=[LogEntry("stdout", 1, "line \"quoted\"", None, 1)], lost_attempts=1, max_attempts=3,
+    )  # fmt: skip
+    runs.create_run(run)
+    # When a worker claims it, it is the rules' claim of that run and nothing else moved
+    claimed = runs.claim("worker-a", 30, now=now)
+    expected = replace(run, status=RunStatus.INPROGRESS, **claim_changes(run, "worker-a", now + 30_000, now))
+    assert claimed == expected
+    assert runs.get_run(run.id) == expected
+    assert (expected.attempt, expected.started_at, expected.status_reason) == (2, now - 9000, None)
+
+
+def test_the_backends_claim_agrees_with_the_rules_claim(runs: BaseRunRepo) -> None:
+    # Given the same queue claimed once the backend's way and once through transition() (the rules)
+    now = now_ms()
+    queued = [make_run(available_at=now - 5000 + i, external_id="job-1" if i == 0 else None) for i in range(4)]
+    for run in queued:
+        runs.create_run(run)
+    ours = runs.claim("w", 30, now=now)
+    runs.takes_in_one_write = False  # type: ignore[misc]
+    generic = runs.claim("w", 30, now=now)
+    # Then both skip the run a remote engine holds and take the oldest of the rest, the same way
+    assert ours is not None and generic is not None
+    assert [ours.id, generic.id] == [queued[1].id, queued[2].id]
+    assert replace(ours, id=generic.id, created_at=generic.created_at, available_at=generic.available_at) == generic
+
+
+def test_a_claims_revision_saves_the_read_while_nobody_moved_the_run(runs: BaseRunRepo) -> None:
+    runs.create_run(make_run())
+    claimed = runs.claim_known("owner", 30)
+    assert claimed is not None
+    run, revision = claimed
+    if revision is None:
+        pytest.skip("this backend does not tell the revision a claim wrote")
+    # When the attempt ends with the claim's revision, the run is not read again
+    reads: list[str] = []
+    original = runs._get_run
+    runs._get_run = lambda run_id: reads.append(run_id) or original(run_id)  # type: ignore[method-assign,func-returns-value]
+    done = runs.transition(run.id, RunStatus.INPROGRESS, RunStatus.SUCCESSFUL, known=(run, revision), finished_at=1)
+    assert reads == [] and done.status == RunStatus.SUCCESSFUL
+    assert runs.get_run(run.id) == done
+    reads.clear()
+    # and a heartbeat since the claim moves the revision: the end is then written after a read
+    runs.create_run(make_run())
+    again = runs.claim_known("owner", 30)
+    assert again is not None and again[1] is not None
+    assert runs.heartbeat(again[0].id, "owner", 60) == RunStatus.INPROGRESS
+    ended = runs.transition(again[0].id, RunStatus.INPROGRESS, RunStatus.FAILED, known=(again[0], again[1]))
+    assert reads == [again[0].id] and ended.status == RunStatus.FAILED
+    assert ended.lease_until is not None and ended.lease_until > again[0].lease_until  # type: ignore[operator]
+
+
 def test_concurrent_claimers_never_share_a_run(runs: BaseRunRepo) -> None:
     queued = [make_run(available_at=now_ms() - 10_000 + i) for i in range(12)]
     for run in queued:
@@ -407,6 +464,54 @@ def test_a_sync_run_with_a_long_log_is_recorded_whole(runs: BaseRunRepo) -> None
 
 # ---------------------------------------------------------------------------------------------
 # logs
+
+
+def test_an_attempts_end_carries_its_last_log_lines(runs: BaseRunRepo) -> None:
+    # Given a claimed run whose earlier lines are stored already
+    runs.create_run(make_run())
+    claimed = runs.claim_known("w", 30)
+    assert claimed is not None
+    run, revision = claimed
+    runs.append_logs(run.id, [LogEntry("stdout", 1, "early")])
+    # When its end is written with the last lines (with the claim's revision, if the backend told it)
+    last = [LogEntry("stdout", 2, "late"), LogEntry("stderr", 3, "done")]
+    known = (run, revision) if revision is not None else None
+    done = runs.transition(
+        run.id, RunStatus.INPROGRESS, RunStatus.SUCCESSFUL, known=known, logs=last, os=preview(last), finished_at=5
+    )
+    # Then the lines follow the stored ones, numbered before the record that shows them was written
+    assert [e.seq for e in last] == [2, 3]
+    assert [(e.seq, e.msg) for e in runs.read_logs(run.id).items] == [(1, "early"), (2, "late"), (3, "done")]
+    stored = runs.get_run(run.id)
+    assert stored == done and [e.seq for e in stored.os] == [2, 3]  # type: ignore[union-attr]
+
+
+def test_last_log_lines_are_kept_once_whatever_becomes_of_the_end(runs: BaseRunRepo) -> None:
+    # Given a run cancelled while its attempt ran
+    runs.create_run(make_run())
+    claimed = runs.claim_known("w", 30)
+    assert claimed is not None
+    run, revision = claimed
+    runs.transition(run.id, RunStatus.INPROGRESS, RunStatus.TERMINATING)
+    # When the attempt writes its end from its stale copy, the transition is refused...
+    with pytest.raises(TransitionConflict):
+        runs.transition(
+            run.id, RunStatus.INPROGRESS, RunStatus.SUCCESSFUL, known=(run, revision or 0),
+            logs=[LogEntry("stdout", 1, "one")], finished_at=5,
+        )  # fmt: skip
+    # ...and its lines are stored once; a write that loses a race on the revision and then wins
+    # after a read does not store them twice
+    runs.create_run(make_run())
+    again = runs.claim_known("w", 30)
+    assert again is not None
+    runs.heartbeat(again[0].id, "w", 60)  # moves the revision the claim wrote
+    runs.transition(
+        again[0].id, RunStatus.INPROGRESS, RunStatus.FAILED, known=(again[0], again[1] or 0),
+        logs=[LogEntry("stderr", 1, "a"), LogEntry("stderr", 2, "b")],
+    )  # fmt: skip
+    assert [e.msg for e in runs.read_logs(run.id).items] == ["one"]
+    assert [(e.seq, e.msg) for e in runs.read_logs(again[0].id).items] == [(1, "a"), (2, "b")]
+    assert runs.get_run(again[0].id).status == RunStatus.FAILED  # type: ignore[union-attr]
 
 
 def test_logs_are_numbered_per_run_and_read_in_pages(runs: BaseRunRepo) -> None:

@@ -123,16 +123,19 @@ class AttemptService:
 
     # ---- entry points ----------------------------------------------------------------------
 
-    def execute_claimed(self, run: Run) -> Run:
-        """Run one attempt of a run a worker claimed (status INPROGRESS) and record the outcome."""
+    def execute_claimed(self, run: Run, revision: int | None = None) -> Run:
+        """Run one attempt of a run a worker claimed (status INPROGRESS) and record the outcome;
+        ``revision``: what the claim wrote, if known (the end is then written without a read while
+        nobody changed the run since)."""
         try:
             resolved = self.actions.resolve(
                 run.project_id, run.environment, run.action_name, run.action_version, None, include_deleted=True
             )
         except (NotFound, BadRequest) as exc:
-            return self._finish(run, Verdict(RunStatus.FAILED, RunError("platform", exc.message)), [])
+            verdict = Verdict(RunStatus.FAILED, RunError("platform", exc.message))
+            return self._finish(run, verdict, [], revision=revision)
         with self._observed(run):
-            return self._attempt(run, resolved, float(max(0.0, run.timeout_seconds))).run
+            return self._attempt(run, resolved, float(max(0.0, run.timeout_seconds)), revision).run
 
     def execute_sync(self, run: Run, resolved: Resolved, limit: float, revision: int | None) -> AttemptEnd:
         """The one attempt of a sync call (on record since ``start_sync``, which answered ``revision``)."""
@@ -153,18 +156,24 @@ class AttemptService:
 
     # ---- one attempt -----------------------------------------------------------------------
 
-    def _attempt(self, run: Run, resolved: Resolved, limit: float, sync_revision: int | None = None) -> AttemptEnd:
-        """One attempt and its outcome on record; ``sync_revision``: what ``start_sync`` answered."""
+    def _attempt(self, run: Run, resolved: Resolved, limit: float, revision: int | None = None) -> AttemptEnd:
+        """One attempt and its outcome on record; ``revision``: what ``start_sync`` or the claim wrote."""
         cancel = threading.Event()
         with self._active_lock:
             self._active[run.id] = cancel
         flush = None
         redactions = contextlib.ExitStack()
         staged: Path | None = None
+        #: an async run's last log lines, flushed when its collector closes: written with its end
+        last_lines: list[LogEntry] = []
+        closing = False
         if run.mode == Mode.ASYNC:
 
             def flush(batch: list[LogEntry]) -> None:
-                self.runs.append_logs(run.id, batch)
+                if closing:
+                    last_lines.extend(batch)
+                else:
+                    self.runs.append_logs(run.id, batch)
 
         try:
             try:
@@ -172,10 +181,10 @@ class AttemptService:
                 payload, input_secrets = self._open(run, run.options.get("input"), "input")
             except SecretBindingError as exc:
                 verdict = Verdict(RunStatus.FAILED, RunError("user", exc.message, None, 400))
-                return AttemptEnd(self._finish(run, verdict, [], sync_revision=sync_revision), verdict, [])
+                return AttemptEnd(self._finish(run, verdict, [], revision=revision), verdict, [])
             except Unavailable as exc:
                 verdict = Verdict(RunStatus.FAILED, RunError("unavailable", exc.message, new_exception_id(), 503))
-                return AttemptEnd(self._finish(run, verdict, [], sync_revision=sync_revision), verdict, [])
+                return AttemptEnd(self._finish(run, verdict, [], revision=revision), verdict, [])
             secret_values += input_secrets
             redactor = redactions.enter_context(self.redaction.open(secret_values))
             collector = OutputCollector(
@@ -213,15 +222,18 @@ class AttemptService:
                 exception_id = new_exception_id()
                 log.exception("executor failed", extra={"run_id": run.id, "exceptionId": exception_id})
                 execution = AttemptResult(platform_error=f"the executor failed ({type(exc).__name__})")
+            closing = True
             collector.close()
             verdict = judge(execution, collector, invocation.output_mode, limit)
             if verdict.error and verdict.error.kind == "application":
                 log_app_error(run, verdict.error)
             entries = collector.entries
             self.crash_points.reach("before_result", run.id)
-            final = self._finish(run, verdict, entries, execution.duration_ms, sync_revision)
+            final = self._finish(run, verdict, entries, execution.duration_ms, revision, last_lines)
             return AttemptEnd(final, verdict, entries)
         finally:
+            if last_lines:  # the end was not written (a failure on the way): the lines are kept
+                self.runs.append_logs(run.id, last_lines)
             if staged is not None:
                 shutil.rmtree(staged, ignore_errors=True)
             redactions.close()
@@ -345,10 +357,13 @@ class AttemptService:
         verdict: Verdict,
         entries: list[LogEntry],
         duration_ms: int | None = None,
-        sync_revision: int | None = None,
+        revision: int | None = None,
+        last_lines: list[LogEntry] | None = None,
     ) -> Run:
         """Record the end of an attempt: terminal status, or back to the queue for a retry; a sync
-        call's log too (``entries`` come back numbered)."""
+        call's log too (``entries`` come back numbered). ``revision``: the run's as this attempt
+        began (``start_sync`` or the claim wrote it), if known. ``last_lines``: an async run's log
+        lines not yet stored, written with its end (taken from the list)."""
         now = self.clock.now_ms()
         fields: dict[str, Any] = {
             "ret": verdict.ret,
@@ -369,7 +384,7 @@ class AttemptService:
             # written without reading it back), or written now whole: the backend's choice
             try:
                 final, numbered = self.runs.finish_sync(
-                    run, sync_revision, verdict.status, entries, still_ours,
+                    run, revision, verdict.status, entries, still_ours,
                     finished_at=now, status_reason=end_reason(verdict), **fields,
                 )  # fmt: skip
             except TransitionConflict:
@@ -377,8 +392,14 @@ class AttemptService:
             entries[:] = numbered
             self.callbacks.after_terminal(final)
             return final
+        logs: list[LogEntry] = []
+        if last_lines:
+            logs, last_lines[:] = list(last_lines), []
         if verdict.status == RunStatus.TERMINATED:
+            self.runs.append_logs(run.id, logs)
             return self._settle_cancel(run, fields, now)
+        # while the store holds the claim's revision nobody changed the run since: no read back
+        known = (run, revision) if revision is not None else None
         own_attempts = run.attempt - run.lost_attempts
         if verdict.status == RunStatus.FAILED and verdict.is_retryable and own_attempts < run.max_attempts:
             delay = backoff_seconds(run.retry_interval_seconds, own_attempts, self.settings.max_backoff_seconds)
@@ -389,6 +410,8 @@ class AttemptService:
                     RunStatus.INPROGRESS,
                     RunStatus.ENQUEUED,
                     still_ours,
+                    known=known,
+                    logs=logs,
                     available_at=now + int(delay * 1000),
                     status_reason=f"attempt {run.attempt} failed ({first_line(why)}); retrying in {delay:g} s",
                     **fields,
@@ -399,7 +422,7 @@ class AttemptService:
                 self.dispatcher.requeued(run)
         try:
             final = self.runs.transition(
-                run.id, RunStatus.INPROGRESS, verdict.status, still_ours,
+                run.id, RunStatus.INPROGRESS, verdict.status, still_ours, known=known, logs=logs,
                 finished_at=now, status_reason=end_reason(verdict), **fields,
             )  # fmt: skip
         except TransitionConflict:

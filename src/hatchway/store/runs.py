@@ -53,6 +53,18 @@ class Due(Enum):
     REMOTE = "remote"
 
 
+def claim_changes(run: Run, owner: str, until: int, now: int) -> dict[str, Any]:
+    """What a claim changes beside the status (ENQUEUED -> INPROGRESS); a backend that claims in
+    one write (:meth:`BaseRunRepo._take_ready`) applies the same."""
+    return {
+        "attempt": run.attempt + 1,
+        "started_at": run.started_at or now,
+        "lease_owner": owner,
+        "lease_until": until,
+        "status_reason": None,
+    }
+
+
 class BaseRunRepo(ABC):
     """Runs: their lifecycle, the queue with its leases, and their logs."""
 
@@ -107,6 +119,23 @@ class BaseRunRepo(ABC):
     def _read_logs(self, run_id: str, after: int, limit: int) -> list[LogEntry]: ...
 
     # ---- optional primitives (defaults in terms of the others) ------------------------------
+
+    #: set by a backend whose :meth:`_take_ready` claims in one write (else: claim_through_transition)
+    takes_in_one_write = False
+
+    def _take_ready(self, owner: str, until: int, now: int) -> tuple[Run, int] | None:
+        """The oldest ready async run without an ``external_id``, moved to INPROGRESS with
+        :func:`claim_changes` in one atomic write; it and its new revision, or None. The rules notify."""
+        raise NotImplementedError
+
+    def _replace_run_with_logs(
+        self, run: Run, expected_rev: int, entries: list[LogEntry]
+    ) -> tuple[bool, tuple[Run, int] | None]:
+        """:meth:`_append_logs` (numbering ``entries`` in place, which ``run`` may show), then
+        :meth:`_replace_run`; the entries are kept whether or not the run is written. A backend
+        that can do both in one transaction overrides this."""
+        self._append_logs(run.id, entries)
+        return self._replace_run(run, expected_rev)
 
     def _begin_sync(self, run: Run) -> int | None:
         """Put a sync call's run on record while it runs: the revision written, or None when the
@@ -206,6 +235,7 @@ class BaseRunRepo(ABC):
         guard: Callable[[Run], bool] | None = None,
         *,
         known: tuple[Run, int] | None = None,
+        logs: list[LogEntry] | None = None,
         **changes: Any,
     ) -> Run:
         """Move a run from ``src`` to ``dst`` and apply ``changes``, atomically.
@@ -213,32 +243,39 @@ class BaseRunRepo(ABC):
         Raises :class:`TransitionConflict` if the run is not in ``src`` (somebody else moved it), or
         if ``guard`` rejects the run as it is now. ``known`` is the run as the caller wrote it and
         that write's revision (:meth:`create_run` writes revision 0): while the store still holds
-        that revision, nobody changed the run since, and it is not read again.
+        that revision, nobody changed the run since, and it is not read again. ``logs`` are
+        appended to the run's log (numbered in place before the run is written, so its ``os`` may
+        show them) with the first write where the backend can, and kept whatever the outcome.
         """
         if not can_transition(src, dst):
             raise ValueError(f"{src.value} -> {dst.value} is not an allowed transition")
+        pending = list(logs or ())
         found: tuple[Run, int] | None = None  # the run as it is now, once a failed write told
-        if known is not None and known[0].status == src and (guard is None or guard(known[0])):
-            updated = replace(known[0], status=dst, **changes)
-            written, found = self._replace_run(updated, known[1])
-            if written:
-                self._notify(updated, src)
-                return updated
-        for _ in range(100):
-            found = found or self._get_run(run_id)
-            if found is None:
-                raise TransitionConflict(run_id, src.value, None)
-            run, rev = found
-            if run.status != src:
-                raise TransitionConflict(run_id, src.value, run.status.value)
-            if guard is not None and not guard(run):
-                raise TransitionConflict(run_id, src.value, f"{run.status.value} (changed)")
-            updated = replace(run, status=dst, **changes)
-            written, found = self._replace_run(updated, rev)
-            if written:
-                self._notify(updated, src)
-                return updated
-        raise TransitionConflict(run_id, src.value, "contended")
+        try:
+            if known is not None and known[0].status == src and (guard is None or guard(known[0])):
+                updated = replace(known[0], status=dst, **changes)
+                written, found = _write(self, updated, known[1], pending)
+                if written:
+                    self._notify(updated, src)
+                    return updated
+            for _ in range(100):
+                found = found or self._get_run(run_id)
+                if found is None:
+                    raise TransitionConflict(run_id, src.value, None)
+                run, rev = found
+                if run.status != src:
+                    raise TransitionConflict(run_id, src.value, run.status.value)
+                if guard is not None and not guard(run):
+                    raise TransitionConflict(run_id, src.value, f"{run.status.value} (changed)")
+                updated = replace(run, status=dst, **changes)
+                written, found = _write(self, updated, rev, pending)
+                if written:
+                    self._notify(updated, src)
+                    return updated
+            raise TransitionConflict(run_id, src.value, "contended")
+        finally:
+            if pending:  # no write was tried: the log is kept all the same
+                self._append_logs(run_id, pending)
 
     def update_run(self, run_id: str, expect: RunStatus, **changes: Any) -> Run:
         """Change fields of a run that must still be in ``expect`` (no status change)."""
@@ -282,11 +319,14 @@ class BaseRunRepo(ABC):
         if revision is None:  # nothing on record yet: the run and its log in one write
             final = replace(run, status=dst, **changes)
             return final, self.record_sync_run(final, entries)
-        numbered = self.append_logs(run.id, entries)
         if dst == RunStatus.TERMINATED:  # INPROGRESS -> TERMINATED is not a transition
+            self.append_logs(run.id, entries)
             raise TransitionConflict(run.id, RunStatus.INPROGRESS.value, "cancelled")
-        final = self.transition(run.id, RunStatus.INPROGRESS, dst, guard, known=(run, revision), **changes)
-        return final, numbered
+        # the log goes with the end where the backend can (one transaction), and is kept regardless
+        final = self.transition(
+            run.id, RunStatus.INPROGRESS, dst, guard, known=(run, revision), logs=entries, **changes
+        )
+        return final, entries
 
     def record_sync_run(self, run: Run, entries: list[LogEntry]) -> list[LogEntry]:
         """Store a sync run that already ended, with its log; the entries come back numbered."""
@@ -304,29 +344,21 @@ class BaseRunRepo(ABC):
 
     def claim(self, owner: str, lease_seconds: float, now: int | None = None) -> Run | None:
         """Take the oldest ready async run: ENQUEUED -> INPROGRESS, attempt + 1, leased to ``owner``."""
+        claimed = self.claim_known(owner, lease_seconds, now)
+        return claimed[0] if claimed is not None else None
+
+    def claim_known(self, owner: str, lease_seconds: float, now: int | None = None) -> tuple[Run, int | None] | None:
+        """:meth:`claim`, with the revision the claim wrote where the backend tells it (else None):
+        the worker hands both to :meth:`transition` as ``known``, which saves reading the run back."""
         now = now if now is not None else now_ms()
-        limit = self.claim_batch
-        while True:
-            candidates = self._due_runs(Due.READY, now, limit)
-            for candidate in candidates:
-                if candidate.external_id is not None:
-                    continue  # a remote executor (Batch, ECS) runs it; its events move it
-                try:
-                    return self.transition(
-                        candidate.id,
-                        RunStatus.ENQUEUED,
-                        RunStatus.INPROGRESS,
-                        attempt=candidate.attempt + 1,
-                        started_at=candidate.started_at or now,
-                        lease_owner=owner,
-                        lease_until=now + int(lease_seconds * 1000),
-                        status_reason=None,
-                    )
-                except TransitionConflict:
-                    continue
-            if len(candidates) < limit or limit >= self.claim_batch_max:
-                return None
-            limit *= 4  # others took these, or they are not ours to run: look further
+        until = now + int(lease_seconds * 1000)
+        if self.takes_in_one_write:
+            taken = self._take_ready(owner, until, now)
+            if taken is not None:
+                self._notify(taken[0], RunStatus.ENQUEUED)
+            return taken
+        claimed = claim_through_transition(self, owner, until, now)
+        return (claimed, None) if claimed is not None else None
 
     def ready_runs(self, now: int | None = None, limit: int = 100) -> list[Run]:
         """Async runs waiting in the gateway's own queue whose time has come, oldest first."""
@@ -432,3 +464,32 @@ class BaseRunRepo(ABC):
                 observer(run, src)
             except Exception:
                 log.exception("a run observer failed", extra={"run_id": run.id})
+
+
+def claim_through_transition(runs: BaseRunRepo, owner: str, until: int, now: int) -> Run | None:
+    """The generic claim: read a few ready candidates and move the first still free with
+    :meth:`~BaseRunRepo.transition` (more, up to ``claim_batch_max``, only when it could use none)."""
+    limit = runs.claim_batch
+    while True:
+        candidates = runs._due_runs(Due.READY, now, limit)
+        for candidate in candidates:
+            if candidate.external_id is not None:
+                continue  # a remote executor (Batch, ECS) runs it; its events move it
+            try:
+                changes = claim_changes(candidate, owner, until, now)
+                return runs.transition(candidate.id, RunStatus.ENQUEUED, RunStatus.INPROGRESS, **changes)
+            except TransitionConflict:
+                continue
+        if len(candidates) < limit or limit >= runs.claim_batch_max:
+            return None
+        limit *= 4  # others took these, or they are not ours to run: look further
+
+
+def _write(
+    runs: BaseRunRepo, run: Run, expected_rev: int, pending: list[LogEntry]
+) -> tuple[bool, tuple[Run, int] | None]:
+    """:meth:`~BaseRunRepo._replace_run`; with the ``pending`` log entries the first time (then emptied)."""
+    if not pending:
+        return runs._replace_run(run, expected_rev)
+    entries, pending[:] = list(pending), []
+    return runs._replace_run_with_logs(run, expected_rev, entries)

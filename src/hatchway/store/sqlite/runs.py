@@ -9,6 +9,7 @@ remote engines hold are read as a range of ids (creation times), unfinished ones
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 from hatchway.domain.runs import ActiveCount, LogEntry, Run, RunSummary, run_from_dict, run_id_floor, run_to_dict
@@ -49,13 +50,18 @@ class SqliteRunRepo(BaseRunRepo):
         return self.db.one("SELECT data, lease_until, rev FROM runs WHERE id = ?", (run_id,), lambda r: (_run(r), r[2]))
 
     def _replace_run(self, run: Run, expected_rev: int) -> tuple[bool, tuple[Run, int] | None]:
-        written = self.db.write(
-            "UPDATE runs SET project_id = ?, environment = ?, action_name = ?, mode = ?, status = ?, "
-            "external_user_id = ?, available_at = ?, lease_owner = ?, lease_until = ?, data = ?, rev = rev + 1 "
-            "WHERE id = ? AND rev = ?",
-            (*self._run_args(run), run.id, expected_rev),
-        )
+        written = self.db.write(_REPLACE, (*self._run_args(run), run.id, expected_rev))
         return written == 1, None  # a lost race is read again by the rules (as cheap as any read here)
+
+    def _replace_run_with_logs(
+        self, run: Run, expected_rev: int, entries: list[LogEntry]
+    ) -> tuple[bool, tuple[Run, int] | None]:
+        # one commit for an attempt's last log lines and its end; the lines stay if the run's
+        # revision moved (the rules read it and try again, without them)
+        with self.db.tx() as conn:
+            self._insert_logs(conn, run.id, entries)  # numbered first: the run's os shows them
+            written = conn.execute(_REPLACE, (*self._run_args(run), run.id, expected_rev)).rowcount
+        return written == 1, None
 
     def _runs(self, sql: str, args: tuple[Any, ...]) -> list[Run]:
         return [_run(row) for row in self.db.rows(sql.replace("SELECT data", "SELECT data, lease_until", 1), args)]
@@ -96,6 +102,16 @@ class SqliteRunRepo(BaseRunRepo):
             "AND json_extract(data, '$.external_id') IS NOT NULL ORDER BY id LIMIT ?",
             (run_id_floor(below), after or "", limit),
         )
+
+    takes_in_one_write = True
+
+    def _take_ready(self, owner: str, until: int, now: int) -> tuple[Run, int] | None:
+        # One statement finds the oldest ready run and applies claim_changes to its columns and its
+        # JSON copy: no candidates read and parsed, none read again, no whole document written. SQLite
+        # runs it under the write lock, so two claimers (threads or processes) never take one run.
+        with self.db.turn(), self.db.guard():
+            row = self.db.conn().execute(_TAKE_READY, (owner, until, owner, until, now, now)).fetchone()
+        return (_run(row), row[2]) if row else None
 
     def _set_lease(self, run_id: str, owner: str, until: int) -> str | None:
         # The lease lives in its own columns (the JSON copy is refreshed on the next full write), so a
@@ -141,14 +157,19 @@ class SqliteRunRepo(BaseRunRepo):
 
     def _append_logs(self, run_id: str, entries: list[LogEntry]) -> list[LogEntry]:
         with self.db.tx() as conn:
-            last = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM logs WHERE run_id = ?", (run_id,)).fetchone()[0]
-            for offset, entry in enumerate(entries, start=1):
-                entry.seq = last + offset
-            conn.executemany(
-                "INSERT INTO logs(run_id, seq, k, ts, msg, err) VALUES (?, ?, ?, ?, ?, ?)",
-                [(run_id, e.seq, e.k, e.ts, e.msg, None if e.err is None else dumps(e.err)) for e in entries],
-            )
+            self._insert_logs(conn, run_id, entries)
         return entries
+
+    @staticmethod
+    def _insert_logs(conn: sqlite3.Connection, run_id: str, entries: list[LogEntry]) -> None:
+        """Number ``entries`` after the run's last and insert them (inside the caller's transaction)."""
+        last = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM logs WHERE run_id = ?", (run_id,)).fetchone()[0]
+        for offset, entry in enumerate(entries, start=1):
+            entry.seq = last + offset
+        conn.executemany(
+            "INSERT INTO logs(run_id, seq, k, ts, msg, err) VALUES (?, ?, ?, ?, ?, ?)",
+            [(run_id, e.seq, e.k, e.ts, e.msg, None if e.err is None else dumps(e.err)) for e in entries],
+        )
 
     def _read_logs(self, run_id: str, after: int, limit: int) -> list[LogEntry]:
         rows = self.db.rows(
@@ -158,6 +179,25 @@ class SqliteRunRepo(BaseRunRepo):
         return [
             LogEntry(seq=r[0], k=r[1], ts=r[2], msg=r[3], err=None if r[4] is None else json.loads(r[4])) for r in rows
         ]
+
+
+#: a whole run written over the revision the writer read (compare-and-set)
+_REPLACE = (
+    "UPDATE runs SET project_id = ?, environment = ?, action_name = ?, mode = ?, status = ?, "
+    "external_user_id = ?, available_at = ?, lease_owner = ?, lease_until = ?, data = ?, rev = rev + 1 "
+    "WHERE id = ? AND rev = ?"
+)
+
+#: the claim of SqliteRunRepo._take_ready: the rules' claim_changes, in SQL
+_TAKE_READY = (
+    "UPDATE runs SET status = 'INPROGRESS', lease_owner = ?, lease_until = ?, rev = rev + 1, "
+    "data = json_set(data, '$.status', 'INPROGRESS', '$.attempt', json_extract(data, '$.attempt') + 1, "
+    "'$.lease_owner', ?, '$.lease_until', ?, '$.status_reason', NULL, "
+    "'$.started_at', COALESCE(NULLIF(json_extract(data, '$.started_at'), 0), ?)) "
+    "WHERE id = (SELECT id FROM runs WHERE status = 'ENQUEUED' AND mode = 'async' AND available_at <= ? "
+    "AND json_extract(data, '$.external_id') IS NULL ORDER BY available_at LIMIT 1) AND status = 'ENQUEUED' "
+    "RETURNING data, lease_until, rev"
+)
 
 
 def _run(row: tuple[Any, ...]) -> Run:
