@@ -57,6 +57,12 @@ def end_reason(verdict: Verdict) -> str | None:
     return _END_REASONS.get(verdict.error.kind, verdict.error.kind) if verdict.error else None
 
 
+def _sync_retry(verdict: Verdict) -> bool:
+    """Whether a sync call tries again: after a platform or application error - never a user error
+    (exit 1), a timeout (the call's budget is spent) or an unavailable dependency."""
+    return verdict.error is not None and verdict.error.kind in ("platform", "application")
+
+
 def first_line(text: str) -> str:
     line = text.strip().splitlines()[0] if text.strip() else text
     return line[:200]
@@ -205,21 +211,47 @@ class AttemptService:
                 redactor=redactor,
                 retries=max(0, run.max_attempts - 1) if run.mode == Mode.SYNC else 0,
             )
-            try:
-                staged = self._stage(run, resolved, invocation, payload)
-                executor = self.placement.executor_for(resolved.spec, run.mode)
-                execution = self._execute(executor, invocation, collector, cancel)
-            except Exception as exc:  # an executor bug or an unreachable engine: the run must still end
-                exception_id = new_exception_id()
-                log.exception("executor failed", extra={"run_id": run.id, "exceptionId": exception_id})
-                execution = AttemptResult(platform_error=f"the executor failed ({type(exc).__name__})")
+            retries_itself = False
+
+            def once() -> AttemptResult:
+                nonlocal staged, retries_itself
+                try:
+                    if staged is None:
+                        staged = self._stage(run, resolved, invocation, payload)
+                    executor = self.placement.executor_for(resolved.spec, run.mode)
+                    retries_itself = getattr(executor, "retries_itself", False)
+                    return self._execute(executor, invocation, collector, cancel)
+                except Exception as exc:  # an executor bug or an unreachable engine: the run must still end
+                    exception_id = new_exception_id()
+                    log.exception("executor failed", extra={"run_id": run.id, "exceptionId": exception_id})
+                    return AttemptResult(platform_error=f"the executor failed ({type(exc).__name__})")
+
+            execution = once()
             collector.close()
             verdict = judge(execution, collector, invocation.output_mode, limit)
+            # a sync call's retries are attempts within the call (an executor that retries by itself,
+            # HTTP, had them already): after a platform or application error, within the call's budget
+            while (
+                run.mode == Mode.SYNC
+                and not retries_itself
+                and _sync_retry(verdict)
+                and invocation.attempt < run.max_attempts
+                and invocation.seconds_left > 0
+                and not cancel.wait(min(run.retry_interval_seconds, max(0.0, invocation.seconds_left)))
+                and invocation.seconds_left > 0
+            ):
+                why = first_line(verdict.error.message if verdict.error else "failed")
+                invocation.attempt += 1
+                collector.next_attempt(f"attempt {invocation.attempt - 1} failed ({why}); "
+                                       f"attempt {invocation.attempt} of {run.max_attempts}")  # fmt: skip
+                execution = once()
+                collector.close()
+                verdict = judge(execution, collector, invocation.output_mode, limit)
             if verdict.error and verdict.error.kind == "application":
                 log_app_error(run, verdict.error)
             entries = collector.entries
             self.crash_points.reach("before_result", run.id)
-            final = self._finish(run, verdict, entries, execution.duration_ms, sync_revision)
+            final = self._finish(run, verdict, entries, execution.duration_ms, sync_revision, invocation.attempt)
             return AttemptEnd(final, verdict, entries)
         finally:
             if staged is not None:
@@ -346,9 +378,10 @@ class AttemptService:
         entries: list[LogEntry],
         duration_ms: int | None = None,
         sync_revision: int | None = None,
+        sync_attempts: int = 1,
     ) -> Run:
         """Record the end of an attempt: terminal status, or back to the queue for a retry; a sync
-        call's log too (``entries`` come back numbered)."""
+        call's log too (``entries`` come back numbered) and how many attempts it made."""
         now = self.clock.now_ms()
         fields: dict[str, Any] = {
             "ret": verdict.ret,
@@ -365,6 +398,8 @@ class AttemptService:
             return current.attempt == run.attempt and current.lease_owner == run.lease_owner
 
         if run.mode == Mode.SYNC:
+            if sync_attempts > run.attempt:
+                fields["attempt"] = sync_attempts
             # on record since start_sync (unless a cancel or the sweeper moved it since, its end is
             # written without reading it back), or written now whole: the backend's choice
             try:
