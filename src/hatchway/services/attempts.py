@@ -24,7 +24,7 @@ from hatchway.domain import parameters as params
 from hatchway.domain.actions import Resolved
 from hatchway.domain.attempts import AttemptResult, Invocation, Verdict, judge
 from hatchway.domain.parameters import is_ciphertext
-from hatchway.domain.runs import LogEntry, Mode, Run, RunError, RunStatus, backoff_seconds, preview
+from hatchway.domain.runs import LogEntry, Mode, Run, RunError, RunStatus, preview, retry_delay_seconds
 from hatchway.domain.spec import RUN_ACTION, is_secret_name
 from hatchway.errors import (
     BadRequest,
@@ -416,7 +416,7 @@ class AttemptService:
             return self._settle_cancel(run, fields, now)
         own_attempts = run.attempt - run.lost_attempts
         if verdict.status == RunStatus.FAILED and verdict.is_retryable and own_attempts < run.max_attempts:
-            delay = backoff_seconds(run.retry_interval_seconds, own_attempts, self.settings.max_backoff_seconds)
+            delay = retry_delay_seconds(run, own_attempts, self.settings.max_backoff_seconds)
             why = verdict.error.message if verdict.error else "failed"
             try:
                 return self.runs.transition(

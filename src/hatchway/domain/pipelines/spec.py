@@ -517,8 +517,15 @@ def _kind_rules(step: Step, index: int) -> Iterator[dict[str, Any]]:
 
 def _when_rules(spec: PipelineSpec, step: Step, index: int) -> Iterator[dict[str, Any]]:
     at: list[str | int] = ["steps", index]
+    # Buddy: run_only_on_first_failure is "restricted to and required if the trigger_time is ON_FAILURE"
     if step.run_only_on_first_failure and step.trigger_time != TriggerTime.ON_FAILURE:
         yield _detail([*at, "run_only_on_first_failure"], "run_only_on_first_failure applies only to ON_FAILURE steps")
+    if step.trigger_time == TriggerTime.ON_FAILURE and step.run_only_on_first_failure is None:
+        yield _detail(
+            [*at, "run_only_on_first_failure"],
+            "an ON_FAILURE step needs run_only_on_first_failure (true: only after a success; false: every time)",
+            "missing",
+        )
     for c_index, condition in enumerate(step.trigger_conditions):
         variable = spec.variable(condition.trigger_variable_key)
         loc: list[str | int] = [*at, "trigger_conditions", c_index, "trigger_variable_key"]
