@@ -181,7 +181,7 @@ class Step(_Model):
     ignore_errors: bool = False
     #: retries after an application error or a timeout (None: the action's own retry policy)
     retry_count: Annotated[int, Field(ge=0, le=10)] | None = None
-    #: seconds before the first retry, doubling after each (None: the action's own interval)
+    #: seconds before each retry, the same every time: Buddy's delay (None: the action's own interval)
     retry_interval: Annotated[int, Field(ge=0, le=3600)] | None = None
     timeout: Annotated[int, Field(ge=1, le=MAX_STEP_TIMEOUT_SECONDS)] | None = None
     disabled: bool = False
