@@ -26,7 +26,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -171,6 +171,27 @@ class Step(_Model):
     working_directory: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
     entrypoint: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
     variables: list[Variable] = Field(default_factory=list)
+    # Buddy's registry and test-report fields of a Run Docker container step: accepted and echoed
+    # as given, with no meaning on one machine (the image comes from this gateway's engine; a
+    # registry password is refused rather than stored)
+    registry: Annotated[str, Field(max_length=1024)] | None = None
+    insecure_registry: bool | None = None
+    login: Annotated[str, Field(max_length=256)] | None = None
+    region: Annotated[str, Field(max_length=64)] | None = None
+    image_location: Literal["PUBLIC_REGISTRY", "PRIVATE_REGISTRY", "ACTION", "PACKAGE_REGISTRY"] | None = None
+    docker_registry: (
+        Literal[
+            "NONE", "DOCKER_HUB", "AMAZON_ECR", "GOOGLE_GCR", "GOOGLE_ARTIFACT_REGISTRY", "OTHER",
+            "GIT_HUB_CONTAINER_REGISTRY", "PACKAGE_REGISTRY", "DIGITAL_OCEAN_CONTAINER_REGISTRY",
+        ]
+        | None
+    ) = None  # fmt: skip
+    ignore_image_pull_failures: bool | None = None
+    cache_base_image: bool | None = None
+    vt_suite: Annotated[str, Field(max_length=256)] | None = None
+    unit_tests_suite: Annotated[str, Field(max_length=256)] | None = None
+    unit_tests_path: Annotated[str, Field(max_length=1024)] | None = None
+    integration: dict[str, Scalar] | None = None
     # an approval gate
     comment: Annotated[str, Field(max_length=1000)] | None = None
     # when and how every step runs
@@ -443,6 +464,11 @@ def _detail(loc: list[str | int], msg: str, type_: str = "value_error") -> dict[
 
 
 _CONTAINER_FIELDS = ("execute_commands", "setup_commands", "shell", "working_directory", "entrypoint", "variables")
+#: Buddy's fields without a meaning on one machine, accepted and echoed on a Run Docker container step
+ECHOED_CONTAINER_FIELDS = (
+    "registry", "insecure_registry", "login", "region", "image_location", "docker_registry",
+    "ignore_image_pull_failures", "cache_base_image", "vt_suite", "unit_tests_suite", "unit_tests_path", "integration",
+)  # fmt: skip
 _ACTION_FIELDS = ("action", "version", "digest", "parameters", "sync_action")
 
 
@@ -478,7 +504,7 @@ def _given(step: Step, fields: tuple[str, ...]) -> list[str]:
 def _kind_rules(step: Step, index: int) -> Iterator[dict[str, Any]]:
     at: list[str | int] = ["steps", index]
     kind = step.kind
-    container = _given(step, _CONTAINER_FIELDS)
+    container = _given(step, (*_CONTAINER_FIELDS, *ECHOED_CONTAINER_FIELDS))
     action = _given(step, _ACTION_FIELDS)
     if kind == StepType.ACTION:
         if container and step.docker_image_name is None:
