@@ -23,6 +23,16 @@ def test_projects_are_created_once(tenants: BaseTenantRepo) -> None:
     assert tenants.get_project("proj_missing") is None
 
 
+def test_project_names_are_unique_and_find_their_project(tenants: BaseTenantRepo) -> None:
+    created = tenants.create_project(Project(P, "team-a", 1000))
+    with pytest.raises(Conflict, match="named team-a"):
+        tenants.create_project(Project(Q, "team-a", 2000))
+    assert tenants.get_project(Q) is None  # the refused project left nothing behind
+    assert tenants.find_project("team-a") == created
+    assert tenants.find_project("team-b") is None
+    assert tenants.create_project(Project(Q, "team-b", 2000)) == tenants.find_project("team-b")
+
+
 def test_tokens_round_trip_and_stay_in_their_project(tenants: BaseTenantRepo) -> None:
     first = TokenRecord("tok_a", P, "hash-a", ["runs:read"], None, 1000, expires_at=99_000, name="ci")
     second = TokenRecord("tok_b", P, "hash-b", ["admin"], ["development"], 2000)

@@ -144,6 +144,13 @@ BODIES: dict[tuple[str, str], Any] = {
         "external_user_id": "u1",
         "configured_props": {"behaviour": "ok"},
     },  # fmt: skip
+    ("POST", "/v1/ductape/actions/run"): {
+        "env": "development",
+        "product": "proj_local",
+        "app": "behave",
+        "event": "check",
+        "input": {"body": {"behaviour": "ok"}},
+    },  # fmt: skip
     ("PUT", "/v1/projects/<project>/files/<path>"): "some bytes",
     ("PUT", "/v1/projects/<project_id>/caches/<tag>"): {"ttl_seconds": 60},
     ("PUT", "/v1/projects/<project_id>/sessions/<tag>"): {"algorithm": "HS256", "secret": "s" * 32},

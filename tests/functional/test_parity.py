@@ -366,6 +366,34 @@ def test_http_action_fills_templates_and_retries(hw_open: Client, upstream: str)
     assert "404" in caught.value.message
 
 
+def test_ductape_route_and_query_examples_answer_the_upstreams_body(hw_open: Client, upstream: str) -> None:
+    # Given Ductape's "route parameters" and "query parameters" examples as HTTP actions of their products
+    for product, app, event, url, query in (
+        ("inventory", "shopify", "get_product", "/products/{params.productId}", {}),
+        ("crm", "hubspot", "search_contacts", "/contacts", {"email": "{query.email}", "limit": "{query.limit}"}),
+    ):
+        project = hw_open.create_project(product)
+        document = {"name": app, "sync_actions": [event], "http": {"url": upstream + url, "query": query}}
+        hw_open._http.post(f"/v1/projects/{project.id}/actions", json=document,
+                           headers={"X-Hatchway-Environment": "dev"}).raise_for_status()  # fmt: skip
+    Recorder.plan = [(200, {}, b'{"id": "12345", "title": "Lamp"}'), (200, {}, b'{"results": [{"id": 7}]}')]
+    # When Ductape's exact bodies are sent
+    product = hw_open._http.post("/v1/ductape/actions/run", json={
+        "env": "dev", "product": "inventory", "app": "shopify", "event": "get_product",
+        "input": {"params": {"productId": "12345"}},
+    })  # fmt: skip
+    contacts = hw_open._http.post("/v1/ductape/actions/run", json={
+        "env": "dev", "product": "crm", "app": "hubspot", "event": "search_contacts",
+        "input": {"query": {"email": "jane@example.com", "limit": 10}},
+    })  # fmt: skip
+    # Then each answers the upstream's body as is, not hatchway's {status, headers, body} envelope
+    assert product.status_code == 200 and product.json() == {"id": "12345", "title": "Lamp"}, product.text
+    assert contacts.json() == {"results": [{"id": 7}]}
+    assert [call["path"] for call in Recorder.calls] == [
+        "/products/12345", "/contacts?email=jane%40example.com&limit=10"
+    ]  # fmt: skip
+
+
 def test_http_action_refuses_private_and_metadata_destinations(client: Client) -> None:
     for url in ("http://169.254.169.254/latest/meta-data", "http://127.0.0.1:9", "http://10.0.0.1", "http://[::1]:9"):
         client.register_action({"name": "nosy", "sync_actions": ["call"], "http": {"url": url}})

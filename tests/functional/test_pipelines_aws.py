@@ -174,7 +174,7 @@ def test_an_execution_runs_on_step_functions_through_an_approval(hw: Client, aws
             sync("tell", trigger_time="ON_WAIT_FOR_APPROVE"),
             sync("ship"),
             sync("celebrate", trigger_time="ON_SUCCESS"),
-            sync("mourn", trigger_time="ON_FAILURE"),
+            sync("mourn", trigger_time="ON_FAILURE", run_only_on_first_failure=False),
         ],
     )  # fmt: skip
     started = execute(hw, "release")
@@ -256,7 +256,8 @@ def test_a_failing_step_follows_its_catch(
     monkeypatch.setenv("MOTO_SIMPLE_BATCH_FAIL_AFTER", "0")
     put(hw, "fragile", steps=[
         step("work", ignore_errors=ignore), sync("next"),
-        sync("on-warning", trigger_time="ON_WARNING"), sync("on-failure", trigger_time="ON_FAILURE"),
+        sync("on-warning", trigger_time="ON_WARNING"),
+        sync("on-failure", trigger_time="ON_FAILURE", run_only_on_first_failure=False),
     ])  # fmt: skip
     started = execute(hw, "fragile")
     final = settle(hw, "fragile", started["id"], {"SUCCESSFUL", "WARNING", "FAILED", "TERMINATED"})

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from hatchway.client import Client
+from hatchway.client import Client, ValidationErrorResponse
 from hatchway.executors.process import ProcessExecutor
 from hatchway.services import Services
 from hatchway.wiring import bootstrap, build_placement, build_services
@@ -103,3 +103,29 @@ def test_a_container_step_with_an_entrypoint_runs_it_without_a_shell(hw: Client)
     assert final["status"] == "SUCCESSFUL", explain(final)
     run = run_of(hw, final, "direct")
     assert [e["msg"] for e in hw.logs(run["id"])["items"] if e["k"] == "stdout"] == ["a b c"]
+
+
+#: Buddy's registry and test-report fields of a Run Docker container step, as its API gives them
+ECHOED = {
+    "registry": "registry.example.com", "insecure_registry": False, "login": "builder", "region": "eu-west-1",
+    "image_location": "PRIVATE_REGISTRY", "docker_registry": "OTHER", "ignore_image_pull_failures": True,
+    "cache_base_image": True, "vt_suite": "suite-1", "unit_tests_suite": "unit", "unit_tests_path": "reports/junit.xml",
+    "integration": {"hash_id": "int-1"},
+}  # fmt: skip
+
+
+def test_buddys_fields_without_a_local_meaning_are_accepted_and_echoed(hw: Client) -> None:
+    # Given a Run Docker container step as Buddy's API describes it, registry and test fields included
+    put(hw, "imported", steps=[container("build", "echo built", **ECHOED)])
+    # Then the step view echoes them as given, and the step still runs (they change nothing here)
+    view = hw.request("GET", f"/v1/projects/{hw.project}/pipelines/imported/steps/build")
+    assert {key: view[key] for key in ECHOED} == ECHOED
+    final = finish(hw, "imported", execute(hw, "imported")["id"])
+    assert final["status"] == "SUCCESSFUL", explain(final)
+    # but a registry password is refused rather than stored, and an action step takes none of them
+    with pytest.raises(ValidationErrorResponse) as refused:
+        put(hw, "secretive", steps=[container("build", "echo built", password="hunter2")])
+    assert refused.value.details[0]["loc"][-1] == "password"
+    with pytest.raises(ValidationErrorResponse) as misplaced:
+        put(hw, "misplaced", steps=[step("work", registry="registry.example.com")])
+    assert misplaced.value.details[0]["loc"][-1] == "docker_image_name"

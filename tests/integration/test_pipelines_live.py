@@ -114,7 +114,7 @@ def test_a_sync_step_cut_off_by_a_sigkill_is_called_again_after_the_restart(tmp_
             # (over real HTTP, the step's links carry the server's scheme and host)
             view = hw.request("GET", f"/v1/projects/{hw.project}/pipelines/checked/steps/probe")
             assert view["url"] == f"{again.url}/v1/projects/{hw.project}/pipelines/checked/steps/probe"
-            assert view["html_url"] == f"{again.url}/ui/#/pipelines/checked"
+            assert view["html_url"] == f"{again.url}/ui/#/pipelines/checked/steps/probe"
     finally:
         again.kill()
 

@@ -233,7 +233,7 @@ def test_ecs_runs_use_run_task_sync() -> None:
     assert container["Name"] == "action" and container["Command.$"] == "States.Array('--run', $.runs.s0)"
     # an ECS task is one attempt: the state machine retries with the step's interval
     assert task["Retry"] == [{"ErrorEquals": ["States.TaskFailed", "States.Timeout"], "IntervalSeconds": 3,
-                              "MaxAttempts": 2, "BackoffRate": 2.0}]  # fmt: skip
+                              "MaxAttempts": 2, "BackoffRate": 1.0}]  # fmt: skip
 
 
 def test_names_fit_step_functions() -> None:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import base64
 import itertools
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from hatchway.domain.pipelines.inline import PRELUDE, inline_spec, variables_blob
-from hatchway.domain.pipelines.plan import backoff_ms, plan
+from hatchway.domain.pipelines.plan import plan
 from hatchway.domain.pipelines.records import Execution, ExecutionStatus, StepState, StepStatus
 from hatchway.domain.pipelines.spec import PipelineSpec, Reference, parse_pipeline, references, render, runs_before
-from hatchway.domain.runs import SYNC_GATEWAY_LOST, Run, RunError, RunStatus
+from hatchway.domain.runs import SYNC_GATEWAY_LOST, Run, RunError, RunStatus, retry_delay_seconds
 from hatchway.errors import ValidationFailed
 
 
@@ -39,7 +40,7 @@ def test_groups_join_steps_linked_by_parallel_run_next() -> None:
         {"name": "c", "action": "x", "run_next": "IN_SOFT_PARALLEL"},
         {"name": "d", "action": "x", "run_next": "IN_HARD_PARALLEL"},
         {"name": "e", "action": "x", "run_next": "IN_SOFT_PARALLEL"},
-        {"name": "f", "action": "x", "trigger_time": "ON_FAILURE"},
+        {"name": "f", "action": "x", "trigger_time": "ON_FAILURE", "run_only_on_first_failure": False},
     )
     groups = spec.groups(spec.main)
     assert [(g.names, g.is_hard) for g in groups] == [(["a", "b"], False), (["c", "d", "e"], True)]
@@ -120,10 +121,24 @@ def test_a_sync_step_is_retried_with_a_new_run_after_its_interval() -> None:
     retrying = plan(spec, started, {first: run(first, RunStatus.FAILED, "application")}, 2_000, lambda: None, new_id)
     state = retrying.steps[0]
     assert state.status == StepStatus.INPROGRESS and state.attempt == 2
-    assert state.run_id != first and state.available_at == 2_000 + backoff_ms(2, 1)
+    assert state.run_id != first and state.available_at == 2_000 + 2_000
+    # Buddy's retry_interval is a fixed delay: the second retry waits 2 s as the first did
+    spec = spec_of({"name": "a", "action": "x", "sync_action": "check", "retry_count": 2, "retry_interval": 2})
+    second = retrying.steps[0].run_id
+    assert second
+    again = plan(spec, retrying, {second: run(second, RunStatus.FAILED, "application", attempt=2)}, 9_000,
+                 lambda: None, new_id)  # fmt: skip
+    assert again.steps[0].attempt == 3 and again.steps[0].available_at == 9_000 + 2_000
     # a user error is never retried
     user = plan(spec, started, {first: run(first, RunStatus.FAILED, "user")}, 2_000, lambda: None, ids())
     assert user.steps[0].status == StepStatus.FAILED
+
+
+def test_an_async_step_run_waits_its_interval_each_time_where_a_run_backs_off() -> None:
+    plain = replace(run("run_a", RunStatus.FAILED, "application"), retry_interval_seconds=2.0)
+    step_run = replace(plain, options={"pipeline": {"execution_id": "pex_1", "pipeline": "p", "step": "a"}})
+    assert [retry_delay_seconds(step_run, attempt) for attempt in (1, 2, 3)] == [2.0, 2.0, 2.0]
+    assert [retry_delay_seconds(plain, attempt) for attempt in (1, 2, 3)] == [2.0, 4.0, 8.0]
 
 
 def test_a_sync_step_cut_off_by_a_stopped_gateway_is_called_again_without_retries() -> None:

@@ -100,6 +100,19 @@ class OAuthTokenBody(BaseModel):
     scope: str | None = None
 
 
+class DuctapeRunBody(_Body):
+    """Ductape's ``actions.run`` input (``IActionProcessorInput``), field for field."""
+
+    env: Annotated[str, Field(min_length=1, max_length=63)]
+    product: Annotated[str, Field(min_length=1, max_length=128)]
+    app: Annotated[str, Field(min_length=1, max_length=128)]
+    event: Annotated[str, Field(min_length=1, max_length=128)]
+    input: RunInput = Field(default_factory=RunInput)
+    cache: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    retries: Annotated[int, Field(ge=0, le=10)] | None = None
+    session: SessionRef | None = None
+
+
 class ConnectRunBody(BaseModel):
     """Pipedream Connect's ``actions/run`` request."""
 

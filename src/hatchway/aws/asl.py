@@ -11,7 +11,7 @@ The machine follows the local engine's rules (:mod:`hatchway.domain.pipelines.pl
   ``runTask.sync`` of the run executors' job or task definition, whose container runs the runtime
   adapter for that run) with ``TimeoutSeconds``. Retries follow the run executors: a Batch job's
   retry strategy (``1 + retry_count`` attempts, never after exit 1; Batch has no interval), an ECS
-  step's ``Retry`` (``retry_interval``, backoff rate 2). A sync step is one Lambda task with that
+  step's ``Retry`` (``retry_interval``, a fixed delay: backoff rate 1). A sync step is one Lambda task with that
   ``Retry``: the pipeline function calls the action's sync Lambda, so decrypted parameters never
   enter the execution history. An approval gate is a ``lambda:invoke.waitForTaskToken`` task; the
   API's approve sends the token back.
@@ -369,7 +369,7 @@ def _retry(step: Step, errors: list[str]) -> list[dict[str, Any]]:
     if not step.retry_count:
         return []
     interval = max(1, step.retry_interval or 0)  # ASL's smallest interval is one second
-    return [{"ErrorEquals": errors, "IntervalSeconds": interval, "MaxAttempts": step.retry_count, "BackoffRate": 2.0}]
+    return [{"ErrorEquals": errors, "IntervalSeconds": interval, "MaxAttempts": step.retry_count, "BackoffRate": 1.0}]
 
 
 def _previous_failed() -> dict[str, Any]:

@@ -3,7 +3,8 @@ rules (Pipedream Connect's replays), kept out of the services.
 
 * :mod:`~hatchway.compat.connect`: Pipedream Connect's ``actions/run`` (answer shape, replay policy).
 * :mod:`~hatchway.compat.keboola`: Keboola's sync action call (``configData`` in, the action's JSON out).
-* :mod:`~hatchway.compat.ductape`: the run body's Ductape fields (request records, session, cache, callback).
+* :mod:`~hatchway.compat.ductape`: the run body's Ductape fields (request records, session, cache,
+  callback) and Ductape's ``actions.run`` call.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hatchway.compat.connect import ConnectRuns
+from hatchway.compat.ductape import DuctapeRuns
 
 if TYPE_CHECKING:
     from hatchway.services import Services
@@ -22,6 +24,7 @@ class Compat:
     """The dialects that keep state or policy, built once over the process's use cases."""
 
     connect: ConnectRuns
+    ductape: DuctapeRuns
 
     @classmethod
     def of(cls, services: Services) -> Compat:
@@ -29,4 +32,4 @@ class Compat:
             services.runs, services.actions, services.repos.actions, services.idempotency, services.auth,
             services.settings,
         )  # fmt: skip
-        return cls(connect)
+        return cls(connect, DuctapeRuns(services.runs, services.actions, services.auth, services.repos.tenants))

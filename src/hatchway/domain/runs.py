@@ -107,6 +107,14 @@ def backoff_seconds(interval: float, attempt: int, cap: float = 300.0) -> float:
     return float(min(interval * (2 ** max(0, attempt - 1)), max(interval, cap)))
 
 
+def retry_delay_seconds(run: Run, attempt: int, cap: float = 300.0) -> float:
+    """The wait before retrying ``run`` after its ``attempt``: a pipeline step's run waits its
+    step's ``retry_interval`` each time (Buddy's fixed delay), any other backs off exponentially."""
+    if run.options.get("pipeline"):
+        return max(0.0, run.retry_interval_seconds)
+    return backoff_seconds(run.retry_interval_seconds, attempt, cap)
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 

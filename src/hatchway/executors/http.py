@@ -68,6 +68,8 @@ class HttpExecutor(BaseAttemptExecutor):
     """Runs HTTP actions from the gateway itself."""
 
     name = "http"
+    #: a sync call's retries are this executor's own (429 and 5xx, honouring Retry-After)
+    retries_itself = True
 
     def __init__(self, allowed: list[IPNetwork] | None = None) -> None:
         self.allowed = allowed or []

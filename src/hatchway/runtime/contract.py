@@ -386,6 +386,16 @@ class OutputCollector:
             )
         self._maybe_flush(force=True)
 
+    def next_attempt(self, message: str) -> None:
+        """Open again for another attempt of the same call (a sync call's retry): its log goes on
+        after ``message``, its answer and last lines start empty."""
+        self.stdout = bytearray()
+        self.stdout_overflow = False
+        for tail in self._tails.values():
+            tail.clear()
+        self._closed = False
+        self.system(message)
+
     # -- reading ------------------------------------------------------------------------------
 
     def tail(self, stream: str) -> list[str]:

@@ -24,7 +24,7 @@ from hatchway.domain import parameters as params
 from hatchway.domain.actions import Resolved
 from hatchway.domain.attempts import AttemptResult, Invocation, Verdict, judge
 from hatchway.domain.parameters import is_ciphertext
-from hatchway.domain.runs import LogEntry, Mode, Run, RunError, RunStatus, backoff_seconds, preview
+from hatchway.domain.runs import LogEntry, Mode, Run, RunError, RunStatus, preview, retry_delay_seconds
 from hatchway.domain.spec import RUN_ACTION, is_secret_name
 from hatchway.errors import (
     BadRequest,
@@ -55,6 +55,12 @@ _END_REASONS = {
 
 def end_reason(verdict: Verdict) -> str | None:
     return _END_REASONS.get(verdict.error.kind, verdict.error.kind) if verdict.error else None
+
+
+def _sync_retry(verdict: Verdict) -> bool:
+    """Whether a sync call tries again: after a platform or application error - never a user error
+    (exit 1), a timeout (the call's budget is spent) or an unavailable dependency."""
+    return verdict.error is not None and verdict.error.kind in ("platform", "application")
 
 
 def first_line(text: str) -> str:
@@ -177,8 +183,9 @@ class AttemptService:
 
         try:
             try:
-                plain, secret_values = self._open(run, run.parameters, "parameters")
-                payload, input_secrets = self._open(run, run.options.get("input"), "input")
+                most = self.settings.limits.max_secret_bytes
+                plain, secret_values = open_secrets(self.box, most, run, run.parameters, "parameters")
+                payload, input_secrets = open_secrets(self.box, most, run, run.options.get("input"), "input")
             except SecretBindingError as exc:
                 verdict = Verdict(RunStatus.FAILED, RunError("user", exc.message, None, 400))
                 return AttemptEnd(self._finish(run, verdict, [], revision=revision), verdict, [])
@@ -214,22 +221,48 @@ class AttemptService:
                 redactor=redactor,
                 retries=max(0, run.max_attempts - 1) if run.mode == Mode.SYNC else 0,
             )
-            try:
-                staged = self._stage(run, resolved, invocation, payload)
-                executor = self.placement.executor_for(resolved.spec, run.mode)
-                execution = self._execute(executor, invocation, collector, cancel)
-            except Exception as exc:  # an executor bug or an unreachable engine: the run must still end
-                exception_id = new_exception_id()
-                log.exception("executor failed", extra={"run_id": run.id, "exceptionId": exception_id})
-                execution = AttemptResult(platform_error=f"the executor failed ({type(exc).__name__})")
+            retries_itself = False
+
+            def once() -> AttemptResult:
+                nonlocal staged, retries_itself
+                try:
+                    if staged is None:
+                        staged = self._stage(run, resolved, invocation, payload)
+                    executor = self.placement.executor_for(resolved.spec, run.mode)
+                    retries_itself = getattr(executor, "retries_itself", False)
+                    return self._execute(executor, invocation, collector, cancel)
+                except Exception as exc:  # an executor bug or an unreachable engine: the run must still end
+                    exception_id = new_exception_id()
+                    log.exception("executor failed", extra={"run_id": run.id, "exceptionId": exception_id})
+                    return AttemptResult(platform_error=f"the executor failed ({type(exc).__name__})")
+
+            execution = once()
             closing = True
             collector.close()
             verdict = judge(execution, collector, invocation.output_mode, limit)
+            # a sync call's retries are attempts within the call (an executor that retries by itself,
+            # HTTP, had them already): after a platform or application error, within the call's budget
+            while (
+                run.mode == Mode.SYNC
+                and not retries_itself
+                and _sync_retry(verdict)
+                and invocation.attempt < run.max_attempts
+                and invocation.seconds_left > 0
+                and not cancel.wait(min(run.retry_interval_seconds, max(0.0, invocation.seconds_left)))
+                and invocation.seconds_left > 0
+            ):
+                why = first_line(verdict.error.message if verdict.error else "failed")
+                invocation.attempt += 1
+                collector.next_attempt(f"attempt {invocation.attempt - 1} failed ({why}); "
+                                       f"attempt {invocation.attempt} of {run.max_attempts}")  # fmt: skip
+                execution = once()
+                collector.close()
+                verdict = judge(execution, collector, invocation.output_mode, limit)
             if verdict.error and verdict.error.kind == "application":
                 log_app_error(run, verdict.error)
             entries = collector.entries
             self.crash_points.reach("before_result", run.id)
-            final = self._finish(run, verdict, entries, execution.duration_ms, revision, last_lines)
+            final = self._finish(run, verdict, entries, execution.duration_ms, revision, last_lines, invocation.attempt)
             return AttemptEnd(final, verdict, entries)
         finally:
             if last_lines:  # the end was not written (a failure on the way): the lines are kept
@@ -239,44 +272,6 @@ class AttemptService:
             redactions.close()
             with self._active_lock:
                 self._active.pop(run.id, None)
-
-    def _open(self, run: Run, value: Any, where: str) -> tuple[Any, list[str]]:
-        """Decrypt every ``#`` value of ``value``; the plain data and the secrets (for redaction).
-
-        A ciphertext made while a limit was higher may hold a secret over today's limits: the run
-        then fails as a user error, as it does for a ciphertext that does not belong here.
-        """
-        found: list[str] = []
-        limits = self.settings.limits
-
-        def unseal(text: str) -> str:
-            if not is_ciphertext(text):
-                found.append(text)
-                return text
-            try:
-                plain = self.box.decrypt(text, run.project_id, run.environment, run.action_name)
-            except SecretBindingError:
-                raise SecretBindingError("the ciphertext belongs to another project, environment or action") from None
-            if len(plain.encode()) > limits.max_secret_bytes:
-                raise SecretBindingError(f"the secret is larger than {limits.max_secret_bytes} bytes")
-            found.append(plain)
-            return plain
-
-        def opened_at(label: str, item: Any, is_secret: bool) -> Any:
-            try:
-                return unseal(item) if is_secret else params.map_secrets(item, unseal)
-            except SecretBindingError as exc:
-                raise SecretBindingError(f"{label}: {exc.message}") from None
-
-        if not isinstance(value, dict):
-            return opened_at(where, value, False), found
-        opened = {}
-        for key, item in value.items():
-            if is_secret_name(key) and isinstance(item, str):
-                opened[key] = opened_at(f"parameter {key!r}" if where == "parameters" else f"{where}.{key}", item, True)
-            else:
-                opened[key] = opened_at(where, item, False)
-        return opened, found
 
     def _stage(self, run: Run, resolved: Resolved, invocation: Invocation, payload: Any) -> Path | None:
         """What the attempt finds beside its parameters: input, input files, stash, artifacts.
@@ -359,11 +354,12 @@ class AttemptService:
         duration_ms: int | None = None,
         revision: int | None = None,
         last_lines: list[LogEntry] | None = None,
+        sync_attempts: int = 1,
     ) -> Run:
         """Record the end of an attempt: terminal status, or back to the queue for a retry; a sync
-        call's log too (``entries`` come back numbered). ``revision``: the run's as this attempt
-        began (``start_sync`` or the claim wrote it), if known. ``last_lines``: an async run's log
-        lines not yet stored, written with its end (taken from the list)."""
+        call's log too (``entries`` come back numbered) and how many attempts it made. ``revision``:
+        the run's as this attempt began (``start_sync`` or the claim wrote it), if known.
+        ``last_lines``: an async run's log lines not yet stored, written with its end (taken from the list)."""
         now = self.clock.now_ms()
         fields: dict[str, Any] = {
             "ret": verdict.ret,
@@ -380,6 +376,8 @@ class AttemptService:
             return current.attempt == run.attempt and current.lease_owner == run.lease_owner
 
         if run.mode == Mode.SYNC:
+            if sync_attempts > run.attempt:
+                fields["attempt"] = sync_attempts
             # on record since start_sync (unless a cancel or the sweeper moved it since, its end is
             # written without reading it back), or written now whole: the backend's choice
             try:
@@ -402,7 +400,7 @@ class AttemptService:
         known = (run, revision) if revision is not None else None
         own_attempts = run.attempt - run.lost_attempts
         if verdict.status == RunStatus.FAILED and verdict.is_retryable and own_attempts < run.max_attempts:
-            delay = backoff_seconds(run.retry_interval_seconds, own_attempts, self.settings.max_backoff_seconds)
+            delay = retry_delay_seconds(run, own_attempts, self.settings.max_backoff_seconds)
             why = verdict.error.message if verdict.error else "failed"
             try:
                 return self.runs.transition(
@@ -457,3 +455,41 @@ class AttemptService:
             return self.runs.get_run(run.id) or current
         # another worker or the sweeper owns the run now; this attempt's outcome is dropped
         return current
+
+
+def open_secrets(box: SecretBox, max_secret_bytes: int, run: Run, value: Any, where: str) -> tuple[Any, list[str]]:
+    """Decrypt every ``#`` value of ``value``; the plain data and the secrets (for redaction).
+
+    A ciphertext made while a limit was higher may hold a secret over today's limits: the run
+    then fails as a user error, as it does for a ciphertext that does not belong here.
+    """
+    found: list[str] = []
+
+    def unseal(text: str) -> str:
+        if not is_ciphertext(text):
+            found.append(text)
+            return text
+        try:
+            plain = box.decrypt(text, run.project_id, run.environment, run.action_name)
+        except SecretBindingError:
+            raise SecretBindingError("the ciphertext belongs to another project, environment or action") from None
+        if len(plain.encode()) > max_secret_bytes:
+            raise SecretBindingError(f"the secret is larger than {max_secret_bytes} bytes")
+        found.append(plain)
+        return plain
+
+    def opened_at(label: str, item: Any, is_secret: bool) -> Any:
+        try:
+            return unseal(item) if is_secret else params.map_secrets(item, unseal)
+        except SecretBindingError as exc:
+            raise SecretBindingError(f"{label}: {exc.message}") from None
+
+    if not isinstance(value, dict):
+        return opened_at(where, value, False), found
+    opened = {}
+    for key, item in value.items():
+        if is_secret_name(key) and isinstance(item, str):
+            opened[key] = opened_at(f"parameter {key!r}" if where == "parameters" else f"{where}.{key}", item, True)
+        else:
+            opened[key] = opened_at(where, item, False)
+    return opened, found

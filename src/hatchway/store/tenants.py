@@ -14,8 +14,13 @@ class BaseTenantRepo(ABC):
     # ---- primitives ------------------------------------------------------------------------
 
     @abstractmethod
-    def _put_project(self, project: Project) -> bool:
-        """Insert if absent; False if the id exists."""
+    def _put_project(self, project: Project, unique_name: bool = True) -> bool:
+        """Insert if absent; False if the id exists, or (``unique_name``) another project has its
+        name - atomically: two creators of one name cannot both win."""
+
+    @abstractmethod
+    def _find_project(self, name: str) -> Project | None:
+        """The project of that name (the first created, for names given before they were unique)."""
 
     @abstractmethod
     def _get_project(self, project_id: str) -> Project | None: ...
@@ -41,13 +46,20 @@ class BaseTenantRepo(ABC):
     # ---- rules -----------------------------------------------------------------------------
 
     def create_project(self, project: Project) -> Project:
+        """A new project; its id and its name are unique in the deployment (Conflict)."""
         if not self._put_project(project):
-            raise Conflict(f"project {project.id} already exists")
+            if self._get_project(project.id) is not None:
+                raise Conflict(f"project {project.id} already exists")
+            raise Conflict(f"a project named {project.name} already exists")
         return project
 
     def ensure_project(self, project: Project) -> Project:
-        self._put_project(project)
+        self._put_project(project, unique_name=False)
         return self._get_project(project.id) or project
+
+    def find_project(self, name: str) -> Project | None:
+        """The project named ``name``, if there is one."""
+        return self._find_project(name)
 
     def get_project(self, project_id: str) -> Project | None:
         return self._get_project(project_id)

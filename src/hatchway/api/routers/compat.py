@@ -2,6 +2,8 @@
 
 * Keboola: ``POST .../actions/{name}/action/{sync_action}`` with ``{"configData": ...}``; the
   answer is the action's own JSON, unwrapped.
+* Ductape: ``POST /v1/ductape/actions/run`` with ``{env, product, app, event, input, cache?,
+  retries?, session?}``; the answer is the app's result as is, its run in ``X-Hatchway-Run-Id``.
 * Pipedream Connect: ``POST /v1/connect/{project_id}/actions/run`` with the ``x-pd-environment``
   header; the answer is ``{exports, os, ret, stash_id}``. Its SDKs exchange client credentials for a
   bearer token at ``POST /v1/oauth/token``.
@@ -17,7 +19,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Header
 
 from hatchway.api import schemas as S
 from hatchway.api.common import Environment, ProjectId, caller, env_name, json_answer, new_router, request_deadline
-from hatchway.api.models import ConnectRunBody, KeboolaActionBody, OAuthTokenBody
+from hatchway.api.models import ConnectRunBody, DuctapeRunBody, KeboolaActionBody, OAuthTokenBody
 from hatchway.compat import keboola
 from hatchway.domain.runs import RunRequest
 
@@ -59,6 +61,22 @@ def router(services: Services, compat: Compat, telemetry: Telemetry) -> Router:
         request = keboola.run_request(config.model_dump(exclude_none=True), config.parameters)
         outcome = services.runs.call_sync(who(), project_id, env_name(environment), name, sync_action, request)
         return json_answer(200, keboola.answer(outcome))
+
+    # ---- Ductape -----------------------------------------------------------------------------
+
+    @app.post(
+        "/v1/ductape/actions/run",
+        tags=["compatibility"],
+        summary="Ductape actions.run: run an app's event and answer its result as is",
+        responses=S.responses(200, {}, "the app's result (run id in X-Hatchway-Run-Id)", 400, 404, 409, 429, 504),
+    )
+    def ductape_run(body: Annotated[DuctapeRunBody, Body()]) -> Response[str]:
+        answer = compat.ductape.run(who(), env_name(body.env, "env"), body)
+        outcome = answer.outcome
+        headers = {"X-Hatchway-Run-Id": outcome.run_id}
+        if outcome.cached is not None:
+            headers["X-Hatchway-Cache"] = "hit" if outcome.cached else "miss"
+        return json_answer(200, answer.body, headers)
 
     # ---- Pipedream Connect -------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from hatchway.api.common import (
 )
 from hatchway.api.common import principal as common_principal
 from hatchway.api.present import execution_body, pipeline_body, step_body
+from hatchway.domain.pipelines.records import LAST_EXECUTION_STATUSES
 from hatchway.domain.pipelines.spec import PipelineSpec, Scalar
 from hatchway.domain.records import DEFAULT_PAGE
 
@@ -93,8 +94,10 @@ STEP_VIEW = S.obj(
     ["name", "type", "pipeline", "last_execution_status", "url", "html_url"],
     name=STRING,
     type=STRING,
-    pipeline=S.obj(["name", "version"], name=STRING, version=INT),
-    last_execution_status=STRING,
+    pipeline=S.obj(
+        ["name", "version", "url", "html_url"], name=STRING, version=INT, url=STRING, html_url=S.nullable(STRING)
+    ),
+    last_execution_status={"type": "string", "enum": list(LAST_EXECUTION_STATUSES)},
     url=STRING,
     html_url=S.nullable(STRING),
 )
@@ -202,9 +205,13 @@ def router(services: Services, compat: Compat, telemetry: Telemetry) -> Router:
     ) -> Response[str]:
         view = definitions.step_view(principal(), project_id, env_name(environment), name, step)
         root = public_base(app.current_event.raw_event)
-        page = console(f"pipelines/{name}")
-        url = f"{root}/v1/projects/{project_id}/pipelines/{name}/steps/{step}"
-        return answer(200, {**step_body(view), "url": url, "html_url": root + page if page else None})
+        pipeline_url = f"{root}/v1/projects/{project_id}/pipelines/{name}"
+        step_page, pipeline_page = console(f"pipelines/{name}/steps/{step}"), console(f"pipelines/{name}")
+        body = step_body(view)
+        body["pipeline"].update(url=pipeline_url, html_url=root + pipeline_page if pipeline_page else None)
+        # Buddy's html_url is the step's own page (the console shows the pipeline with that step)
+        return answer(200, {**body, "url": f"{pipeline_url}/steps/{step}",
+                            "html_url": root + step_page if step_page else None})  # fmt: skip
 
     @app.post(
         "/v1/projects/<project_id>/pipelines/<name>/executions",

@@ -29,16 +29,17 @@ from typing import Literal
 
 from hatchway.domain.pipelines.records import Execution, ExecutionStatus, StepState, StepStatus
 from hatchway.domain.pipelines.spec import SECTIONS, Group, PipelineSpec, Step, TriggerTime
-from hatchway.domain.runs import SYNC_GATEWAY_LOST, Run, RunStatus, backoff_seconds
+from hatchway.domain.runs import SYNC_GATEWAY_LOST, Run, RunStatus
 
 RETRYABLE = frozenset({"application", "timeout", "platform"})
 
 GroupState = Literal["running", "ok", "failed"]
 
 
-def backoff_ms(interval_seconds: float, attempt: int) -> int:
-    """Exponential backoff from a step's retry interval, capped (as runs do)."""
-    return int(backoff_seconds(interval_seconds, attempt) * 1000)
+def retry_delay_ms(interval_seconds: float) -> int:
+    """A step's wait before each retry: its ``retry_interval``, fixed (Buddy's "delay time between
+    auto retries"), where a run's own retries back off exponentially."""
+    return int(max(0.0, interval_seconds) * 1000)
 
 
 def plan(
@@ -158,7 +159,7 @@ class _Planner:
         attempts = 1 + (step.retry_count or 0)
         tried = state.attempt - state.lost_attempts
         if step.is_sync and kind in RETRYABLE and tried < attempts and not state.cancel_requested:
-            delay = backoff_ms(step.retry_interval or 0, tried)
+            delay = retry_delay_ms(step.retry_interval or 0)
             state.attempt += 1
             state.run_id = self.new_run_id()
             state.available_at = self.now + delay

@@ -34,6 +34,16 @@ class StepStatus(StrEnum):
         return self in FINAL_STEP
 
 
+#: a step's status as Buddy's step view names it (``last_execution_status``): the reference's enum
+#: has no WARNING (the step failed and its error was ignored) and calls an approval wait "apply"
+BUDDY_LAST_STATUS = {"WARNING": "FAILED", "WAITING_FOR_APPROVE": "WAITING_FOR_APPLY"}
+LAST_EXECUTION_STATUSES = (
+    "INPROGRESS", "ENQUEUED", "TERMINATED", "SUCCESSFUL", "FAILED", "INITIAL", "NOT_EXECUTED", "SKIPPED",
+    "TERMINATING", "WAITING_FOR_APPLY", "WAITING_FOR_VARIABLES", "WAITING_FOR_SETTABLE_VARIABLES",
+    "WAITING_FOR_VT_SESSION",
+)  # fmt: skip
+
+
 FINAL_STEP = frozenset(
     {
         StepStatus.SUCCESSFUL,

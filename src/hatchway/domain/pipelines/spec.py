@@ -26,7 +26,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -171,6 +171,27 @@ class Step(_Model):
     working_directory: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
     entrypoint: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
     variables: list[Variable] = Field(default_factory=list)
+    # Buddy's registry and test-report fields of a Run Docker container step: accepted and echoed
+    # as given, with no meaning on one machine (the image comes from this gateway's engine; a
+    # registry password is refused rather than stored)
+    registry: Annotated[str, Field(max_length=1024)] | None = None
+    insecure_registry: bool | None = None
+    login: Annotated[str, Field(max_length=256)] | None = None
+    region: Annotated[str, Field(max_length=64)] | None = None
+    image_location: Literal["PUBLIC_REGISTRY", "PRIVATE_REGISTRY", "ACTION", "PACKAGE_REGISTRY"] | None = None
+    docker_registry: (
+        Literal[
+            "NONE", "DOCKER_HUB", "AMAZON_ECR", "GOOGLE_GCR", "GOOGLE_ARTIFACT_REGISTRY", "OTHER",
+            "GIT_HUB_CONTAINER_REGISTRY", "PACKAGE_REGISTRY", "DIGITAL_OCEAN_CONTAINER_REGISTRY",
+        ]
+        | None
+    ) = None  # fmt: skip
+    ignore_image_pull_failures: bool | None = None
+    cache_base_image: bool | None = None
+    vt_suite: Annotated[str, Field(max_length=256)] | None = None
+    unit_tests_suite: Annotated[str, Field(max_length=256)] | None = None
+    unit_tests_path: Annotated[str, Field(max_length=1024)] | None = None
+    integration: dict[str, Scalar] | None = None
     # an approval gate
     comment: Annotated[str, Field(max_length=1000)] | None = None
     # when and how every step runs
@@ -181,7 +202,7 @@ class Step(_Model):
     ignore_errors: bool = False
     #: retries after an application error or a timeout (None: the action's own retry policy)
     retry_count: Annotated[int, Field(ge=0, le=10)] | None = None
-    #: seconds before the first retry, doubling after each (None: the action's own interval)
+    #: seconds before each retry, the same every time: Buddy's delay (None: the action's own interval)
     retry_interval: Annotated[int, Field(ge=0, le=3600)] | None = None
     timeout: Annotated[int, Field(ge=1, le=MAX_STEP_TIMEOUT_SECONDS)] | None = None
     disabled: bool = False
@@ -443,6 +464,11 @@ def _detail(loc: list[str | int], msg: str, type_: str = "value_error") -> dict[
 
 
 _CONTAINER_FIELDS = ("execute_commands", "setup_commands", "shell", "working_directory", "entrypoint", "variables")
+#: Buddy's fields without a meaning on one machine, accepted and echoed on a Run Docker container step
+ECHOED_CONTAINER_FIELDS = (
+    "registry", "insecure_registry", "login", "region", "image_location", "docker_registry",
+    "ignore_image_pull_failures", "cache_base_image", "vt_suite", "unit_tests_suite", "unit_tests_path", "integration",
+)  # fmt: skip
 _ACTION_FIELDS = ("action", "version", "digest", "parameters", "sync_action")
 
 
@@ -478,7 +504,7 @@ def _given(step: Step, fields: tuple[str, ...]) -> list[str]:
 def _kind_rules(step: Step, index: int) -> Iterator[dict[str, Any]]:
     at: list[str | int] = ["steps", index]
     kind = step.kind
-    container = _given(step, _CONTAINER_FIELDS)
+    container = _given(step, (*_CONTAINER_FIELDS, *ECHOED_CONTAINER_FIELDS))
     action = _given(step, _ACTION_FIELDS)
     if kind == StepType.ACTION:
         if container and step.docker_image_name is None:
@@ -517,8 +543,15 @@ def _kind_rules(step: Step, index: int) -> Iterator[dict[str, Any]]:
 
 def _when_rules(spec: PipelineSpec, step: Step, index: int) -> Iterator[dict[str, Any]]:
     at: list[str | int] = ["steps", index]
+    # Buddy: run_only_on_first_failure is "restricted to and required if the trigger_time is ON_FAILURE"
     if step.run_only_on_first_failure and step.trigger_time != TriggerTime.ON_FAILURE:
         yield _detail([*at, "run_only_on_first_failure"], "run_only_on_first_failure applies only to ON_FAILURE steps")
+    if step.trigger_time == TriggerTime.ON_FAILURE and step.run_only_on_first_failure is None:
+        yield _detail(
+            [*at, "run_only_on_first_failure"],
+            "an ON_FAILURE step needs run_only_on_first_failure (true: only after a success; false: every time)",
+            "missing",
+        )
     for c_index, condition in enumerate(step.trigger_conditions):
         variable = spec.variable(condition.trigger_variable_key)
         loc: list[str | int] = [*at, "trigger_conditions", c_index, "trigger_variable_key"]

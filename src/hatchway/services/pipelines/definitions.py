@@ -12,7 +12,7 @@ from typing import Any
 
 from hatchway.domain.parameters import ANY_ACTION, is_ciphertext
 from hatchway.domain.pipelines import inline
-from hatchway.domain.pipelines.records import ExecutionStatus, PipelineRecord, StepView
+from hatchway.domain.pipelines.records import BUDDY_LAST_STATUS, ExecutionStatus, PipelineRecord, StepView
 from hatchway.domain.pipelines.spec import (
     PIPELINE_NAME_RE,
     PipelineSpec,
@@ -223,6 +223,7 @@ class PipelineDefinitions:
         for execution in self.repo.list_executions(project_id, environment, name, PREVIOUS_SCAN, None).items:
             state = next((s for s in execution.steps if s.name == step), None)
             if state is not None:
-                last = self.engine.refresh(execution).step(step).status.value
+                status = self.engine.refresh(execution).step(step).status.value
+                last = BUDDY_LAST_STATUS.get(status, status)
                 break
         return StepView(name, record.version, concise(hidden(record.spec)["steps"][index]), last)

@@ -1,6 +1,7 @@
 """Projects and tokens on DynamoDB.
 
 project  ``PROJECT#<id>`` / ``P``
+its name ``PROJECTNAME#<name>`` / ``N`` -> the project's id (names are unique per deployment)
 token    ``TOKEN#<id>`` / ``T``, on gsi1 under ``TOKENS#<project>`` by creation time
 """
 
@@ -10,7 +11,7 @@ import json
 from typing import Any
 
 from hatchway.domain.tenants import Project, TokenRecord
-from hatchway.store.dynamodb._table import Table, dumps, n, num, s, string
+from hatchway.store.dynamodb._table import Canceled, Table, dumps, n, num, s, string
 from hatchway.store.tenants import BaseTenantRepo
 
 
@@ -18,14 +19,34 @@ class DynamoDbTenantRepo(BaseTenantRepo):
     def __init__(self, table: Table) -> None:
         self.table = table
 
-    def _put_project(self, project: Project) -> bool:
+    def _put_project(self, project: Project, unique_name: bool = True) -> bool:
         item = {
             "pk": s(f"PROJECT#{project.id}"),
             "sk": s("P"),
             "name": s(project.name),
             "created_at": n(project.created_at),
         }
-        return self.table.conditional("put_item", Item=item, ConditionExpression="attribute_not_exists(pk)") is not None
+        claim = {"pk": s(f"PROJECTNAME#{project.name}"), "sk": s("N"), "project_id": s(project.id)}
+        absent = "attribute_not_exists(pk)"
+        if not unique_name:  # the name is claimed if it is free; the project is kept either way
+            if self.table.conditional("put_item", Item=item, ConditionExpression=absent) is None:
+                return False
+            self.table.conditional("put_item", Item=claim, ConditionExpression=absent)
+            return True
+        try:
+            self.table.transact([
+                {"Put": {"TableName": self.table.name, "Item": item, "ConditionExpression": absent}},
+                {"Put": {"TableName": self.table.name, "Item": claim, "ConditionExpression": absent}},
+            ])  # fmt: skip
+        except Canceled as exc:
+            if exc.is_condition:
+                return False
+            raise
+        return True
+
+    def _find_project(self, name: str) -> Project | None:
+        claim = self.table.get(f"PROJECTNAME#{name}", "N")
+        return self._get_project(claim["project_id"]["S"]) if claim else None
 
     def _get_project(self, project_id: str) -> Project | None:
         item = self.table.get(f"PROJECT#{project_id}", "P")

@@ -14,11 +14,13 @@ class SqliteTenantRepo(BaseTenantRepo):
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def _put_project(self, project: Project) -> bool:
+    def _put_project(self, project: Project, unique_name: bool = True) -> bool:
+        # one statement, so one write transaction: the name check and the insert cannot interleave
+        taken = "SELECT 1 FROM projects WHERE name = ?" if unique_name else "SELECT 1 WHERE 0 AND ? IS NULL"
         return (
             self.db.write(
-                "INSERT OR IGNORE INTO projects(id, name, created_at) VALUES (?, ?, ?)",
-                (project.id, project.name, project.created_at),
+                f"INSERT OR IGNORE INTO projects(id, name, created_at) SELECT ?, ?, ? WHERE NOT EXISTS ({taken})",  # noqa: S608 - a constant
+                (project.id, project.name, project.created_at, project.name),
             )
             == 1
         )
@@ -26,6 +28,13 @@ class SqliteTenantRepo(BaseTenantRepo):
     def _get_project(self, project_id: str) -> Project | None:
         return self.db.one(
             "SELECT id, name, created_at FROM projects WHERE id = ?", (project_id,), lambda r: Project(*r)
+        )
+
+    def _find_project(self, name: str) -> Project | None:
+        return self.db.one(
+            "SELECT id, name, created_at FROM projects WHERE name = ? ORDER BY created_at, id LIMIT 1",
+            (name,),
+            lambda r: Project(*r),
         )
 
     def _put_token(self, token: TokenRecord) -> None:
