@@ -46,6 +46,7 @@ import fcntl
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -73,6 +74,8 @@ from hatchway.runtime.confine import (
 
 MAX_PROCESSES = 1024
 PROLOGUE_EXIT = 125  # the prologue could not apply the limits: the action did not start
+#: the highest signal number (SIGRTMAX): an exit code 128+N up to this reports signal N
+MAX_SIGNAL = 64
 #: rules a directory that holds a private path is split into, at most
 MAX_SPLIT_RULES = 512
 SYSTEM_READ = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
@@ -169,6 +172,26 @@ class Cgroups:
                 (path / "memory.memsw.limit_in_bytes").write_text(str(memory))
             made.append(path)
         return made
+
+
+def exec_check(fd: int) -> str:
+    """Shell code that ends the last shell before the action when its command cannot be started,
+    telling the gateway why on ``fd`` (the status socket) - an exit code alone cannot say it: the
+    action may exit 127 itself, and bubblewrap reports its own ``execvp`` failure as exit 1."""
+    report = f"echo {{0}} >&{fd}; exit {{0}}"
+    return (
+        f'case $1 in */*) [ -e "$1" ] || {{ {report.format(127)}; }}; '
+        f'[ -f "$1" ] && [ -x "$1" ] || {{ {report.format(126)}; }};; '
+        f'*) command -v -- "$1" >/dev/null 2>&1 || {{ {report.format(127)}; }};; esac'
+    )
+
+
+def signal_of(exit_code: int | None) -> int | None:
+    """The signal an exit code of 128+N stands for where an init process (bubblewrap's, Docker's)
+    reports its child's end the way a shell does; None for any other code."""
+    if exit_code is not None and 128 < exit_code <= 128 + MAX_SIGNAL:
+        return exit_code - 128
+    return None
 
 
 def visible_paths(
@@ -392,33 +415,66 @@ class Confinement:
     is_confined: bool = False
     #: a pids cgroup holds every process the attempt starts (so releasing it leaves none behind)
     has_pids_cgroup: bool = False
+    #: the action runs inside bubblewrap (whose init reports a signal as exit code 128+N)
+    is_bwrap: bool = False
+    #: the gateway's end of the prologue's stdin (see :meth:`launch`)
+    _status: socket.socket | None = field(default=None, repr=False)
 
     def launch(self, argv: list[str], options: dict[str, Any]) -> subprocess.Popen[bytes]:
-        """Start the prologue from a confined thread, place it in the cgroups, then let it go on."""
-        options["stdin"] = subprocess.PIPE
+        """Start the prologue from a confined thread, place it in the cgroups, then let it go on.
+
+        The prologue's stdin is one end of a socket pair: the gateway writes the line that lets it go
+        on, and the last shell before the action writes back why the command cannot be started
+        (:func:`exec_check`); the action itself gets ``/dev/null``.
+        """
+        status, child = socket.socketpair()
+        options["stdin"] = child.fileno()
 
         def start() -> subprocess.Popen[bytes]:
             return subprocess.Popen(argv, **options)
 
         try:
             proc = start_confined(start, uid=self.uid, gid=self.uid, ruleset=self.ruleset)
+        except BaseException:
+            status.close()
+            raise
         finally:
+            child.close()
             if self.ruleset is not None:
                 self.ruleset.close()
-        barrier, proc.stdin = proc.stdin, None
-        if barrier is None:  # pragma: no cover - stdin is a pipe
-            return proc
+        self._status = status
         try:
             for path in self.cgroups:
                 with open(path / "cgroup.procs", "w") as procs:
                     procs.write(str(proc.pid))
-            barrier.write(b"\n")
+            status.sendall(b"\n")
         except OSError:
             pass  # the prologue reads end-of-file and exits with PROLOGUE_EXIT: the action never runs
         finally:
             with contextlib.suppress(OSError):
-                barrier.close()
+                status.shutdown(socket.SHUT_WR)
         return proc
+
+    def start_error(self, program: str) -> str | None:
+        """Why the action's command could not be started (as the last shell before it found), or None.
+
+        Read once the attempt's process has ended: the report, if any, was written before it did.
+        """
+        status, self._status = self._status, None
+        if status is None:
+            return None
+        try:
+            status.setblocking(False)
+            report = status.recv(16).strip()
+        except OSError:
+            report = b""
+        finally:
+            status.close()
+        if report == b"127":
+            return f"{program!r} was not found"
+        if report == b"126":
+            return f"{program!r} is not executable"
+        return None
 
     def oom_killed(self) -> bool:
         for path in self.cgroups:
@@ -442,6 +498,9 @@ class Confinement:
         """Kill what is left and remove the cgroups; whether they are all gone (and their processes with them)."""
         if self.ruleset is not None:
             self.ruleset.close()
+        if self._status is not None:
+            self._status.close()
+            self._status = None
         self.kill()
         is_gone = True
         for path in self.cgroups:
@@ -592,17 +651,23 @@ class Sandbox:
             steps.append(f"ulimit -v {limits.memory * 1024}")
         if uid is not None or not self.is_root:
             steps.append(f"ulimit -p {MAX_PROCESSES * 4}")
-        # the first line waits for the gateway (see the module's docstring)
-        prologue = (
-            f'read -r _ || exit {PROLOGUE_EXIT}; {" && ".join(steps)} || exit {PROLOGUE_EXIT}; exec "$@" </dev/null'
-        )
+        # the first line waits for the gateway (see the module's docstring); the last shell before
+        # the action checks that its command can be started (inside bubblewrap's view, where bwrap's
+        # own execvp failure would be an exit 1 that reads like the action's user error)
+        prologue = f"read -r _ || exit {PROLOGUE_EXIT}; {' && '.join(steps)} || exit {PROLOGUE_EXIT}; "
         inner = argv
         if self.kind == "bwrap" and self.bwrap:
-            inner = [self.bwrap, *self._bwrap_args(spec, data_dir, cwd, uid is not None), "--", *argv]
+            checked = ["/bin/sh", "-c", f'{exec_check(3)}; exec "$@" 3<&-', "hatchway-action", *argv]
+            inner = [self.bwrap, *self._bwrap_args(spec, data_dir, cwd, uid is not None), "--", *checked]
+            prologue += 'exec "$@" 3<&0 </dev/null'
+        else:
+            prologue += f'{exec_check(0)}; exec "$@" </dev/null'
         ruleset = self._ruleset(spec, data_dir, cwd) if self.kind == "landlock" else None
         started = ["/bin/sh", "-c", prologue, "hatchway-sandbox", *inner]
         has_pids = any((p / "pids.max").exists() for p in cgroups)
-        return Confinement(started, cgroups, uid, ruleset, is_confined=True, has_pids_cgroup=has_pids)
+        return Confinement(
+            started, cgroups, uid, ruleset, is_confined=True, has_pids_cgroup=has_pids, is_bwrap=inner is not argv
+        )
 
     def _ruleset(self, spec: ActionSpec, data_dir: Path, cwd: Path) -> Ruleset:
         ruleset = Ruleset(network=allows_network(spec))

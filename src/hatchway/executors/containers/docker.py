@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 import threading
 import time
 from pathlib import Path
@@ -40,6 +41,7 @@ from hatchway.executors.containers.engine import (
     effective_argv,
     give_to,
 )
+from hatchway.executors.sandbox import signal_of
 from hatchway.runtime.contract import OutputCollector, Workspace
 
 #: the container's temporary directory: the workspace's tmp/, bind-mounted
@@ -210,8 +212,16 @@ class DockerExecutor(BaseAttemptExecutor):
         except Exception as exc:
             self.engine.remove_later(container_id, 0.0, workspace.remove)
             return AttemptResult(platform_error=f"the container's end could not be read ({engine_reason(exc)})")
+        exit_code = int(status.get("StatusCode", -1))
+        start_error = init_start_error(exit_code, collector.tail("stderr"))
+        if start_error:
+            collector.system(f"cannot start the action: {start_error}")
         execution = AttemptResult(
-            exit_code=int(status.get("StatusCode", -1)),
+            exit_code=exit_code,
+            # the container's init (tini) reports the action's death by signal N as exit code 128+N,
+            # and the engine records nothing else (State has no signal): an action that itself exits
+            # 129..192 reads as killed by a signal. An OOM kill is told apart (State.OOMKilled).
+            signal=None if start_error else signal_of(exit_code),
             oom=bool(state.get("OOMKilled")),
             duration_ms=_ms(started),
         )
@@ -224,6 +234,24 @@ class DockerExecutor(BaseAttemptExecutor):
 
     def close(self) -> None:
         self.engine.close()
+
+
+#: what the container's init (tini, ``init: true``) prints when it cannot exec the command
+INIT_EXEC_FAILED = re.compile(r"^\[FATAL tini \(\d+\)\] exec (?P<program>.+) failed: (?P<why>.+)$")
+
+
+def init_start_error(exit_code: int, stderr_tail: list[str]) -> str | None:
+    """Why the container's init could not start the action (it exits 127 or 126 and says so on
+    stderr), or None. The action could print the same line itself before exiting 127: it would only
+    mislabel its own application error."""
+    if exit_code not in (126, 127):
+        return None
+    for line in reversed(stderr_tail):
+        found = INIT_EXEC_FAILED.match(line.strip())
+        if found:
+            program = found["program"]
+            return f"{program!r} was not found" if exit_code == 127 else f"{program!r} is not executable"
+    return None
 
 
 def _ms(started: float) -> int:
