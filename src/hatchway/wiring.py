@@ -307,7 +307,7 @@ def build_services(
         clock, settings, node_id,
     )  # fmt: skip
     dispatched = DispatchedRuns(repos.runs, actions, attempts, clock)
-    remote = RemoteRuns(repos.runs, actions, placement, clock, _parse_engine_event)
+    remote = RemoteRuns(repos.runs, actions, placement, clock, _parse_engine_event, settings.max_lost_attempts)
     sweeper = Sweeper(repos.runs, dispatched, runner, remote, callbacks, settings, clock)
     steps = StepRuns(repos.runs, runs, box)
     local: LocalPipelineEngine | None = None

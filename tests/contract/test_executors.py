@@ -165,7 +165,13 @@ def x11(outcome: Outcome, mode: Mode) -> None:
 
 
 def x12(outcome: Outcome, mode: Mode) -> None:
-    application_error(outcome, mode, "out of memory")
+    application_error(outcome, Mode.ASYNC, "out of memory")  # the record's side; the answer differs:
+    if mode == Mode.SYNC:
+        # not the action's crash: the caller is told it ran out of memory (500, the exceptionId quoted)
+        assert outcome.code == 500 and outcome.body["error"] == "Application error"
+        assert outcome.body["exceptionId"] == outcome.error.exception_id
+        assert outcome.body["message"].startswith("the action ran out of memory (its limit, compute_requirements.")
+        assert outcome.error.exception_id in outcome.body["message"]
 
 
 def x13(outcome: Outcome, mode: Mode) -> None:

@@ -36,6 +36,7 @@ from hatchway.executors.containers.engine import (
     LABEL_RUN,
     ActionImage,
     DockerEngine,
+    ImageFailed,
     container_user,
     container_workdir,
     effective_argv,
@@ -92,7 +93,9 @@ class DockerExecutor(BaseAttemptExecutor):
         started = time.monotonic()
         try:
             image = self.image(invocation)
-        except Unavailable as exc:
+        except Unavailable as exc:  # the engine is down, a pull broke: another try may work (503)
+            return AttemptResult(unavailable=exc.message)
+        except ImageFailed as exc:
             return AttemptResult(platform_error=exc.message)
         # pulling or building the image does not count against the action's limit
         invocation = dataclasses.replace(invocation, deadline=invocation.deadline + (time.monotonic() - started))
@@ -135,6 +138,8 @@ class DockerExecutor(BaseAttemptExecutor):
             )
         except Exception as exc:
             workspace.remove()
+            if not self.engine._answers():
+                return AttemptResult(unavailable=self.engine.down().message)
             return AttemptResult(platform_error=f"the container could not be created ({engine_reason(exc)})")
         container_id = container["Id"]
         try:
@@ -193,10 +198,17 @@ class DockerExecutor(BaseAttemptExecutor):
         try:
             api.start(container_id)
         except Exception as exc:
+            # the engine could not start the container (a runtime or mount failure; a command the
+            # image lacks is tini's to report, once the container runs): the platform failed it
             stop_feeding.set()
             self.engine.remove_later(container_id, 0.0, workspace.remove)
+            if not self.engine._answers():
+                return AttemptResult(unavailable=self.engine.down().message, duration_ms=_ms(started))
             collector.system(f"cannot start the action: {engine_reason(exc)}")
-            return AttemptResult(exit_code=127, duration_ms=_ms(started))
+            return AttemptResult(
+                platform_error=f"the engine could not start the container ({engine_reason(exc)})",
+                duration_ms=_ms(started),
+            )
         while reader.is_alive():
             if cancel.is_set() or invocation.seconds_left <= 0:
                 stop_feeding.set()
@@ -211,7 +223,8 @@ class DockerExecutor(BaseAttemptExecutor):
             state = api.inspect_container(container_id)["State"]
         except Exception as exc:
             self.engine.remove_later(container_id, 0.0, workspace.remove)
-            return AttemptResult(platform_error=f"the container's end could not be read ({engine_reason(exc)})")
+            reason = "the engine does not answer" if not self.engine._answers() else engine_reason(exc)
+            return AttemptResult(platform_error=f"the container's end could not be read ({reason})")
         exit_code = int(status.get("StatusCode", -1))
         start_error = init_start_error(exit_code, collector.tail("stderr"))
         if start_error:
