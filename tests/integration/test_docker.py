@@ -576,3 +576,30 @@ def test_platform_failures_are_retried_and_answered_as_such(
         hw.close()
         pool.stop(grace_seconds=2)
         services.close()
+
+
+def test_serve_auto_without_the_docker_package_runs_host_processes(tmp_path: Path, docker_host: str) -> None:
+    from tests.functional.test_serve_executors import without_docker_package
+
+    # Given an engine that answers but no docker package (a plain `pip install hatchway`)
+    server = LiveServer(
+        tmp_path / "auto", HATCHWAY_EXECUTOR="auto", DOCKER_HOST=docker_host,
+        PYTHONPATH=without_docker_package(tmp_path),
+    ).start(timeout=60)  # fmt: skip
+    try:
+        # Then serve starts on host processes and says why, once
+        log = server.log()
+        assert "executor auto (a Docker engine answers but the docker package is missing)" in log
+        assert log.count("the docker package is missing: actions run as host processes") == 1
+        assert "Traceback" not in log
+        with server.client() as hw:
+            hw.register_action(
+                {
+                    "name": "host",
+                    "sync_actions": ["go"],
+                    "container_parameters": {"entry_point": ["python3", "-c"], "command": ["print(42)"]},
+                }
+            )
+            assert hw.call_sync("host", "go", {})["ret"] == 42
+    finally:
+        server.kill()

@@ -60,6 +60,7 @@ LABEL_CLEANUP = "io.hatchway.cleanup"
 NOBODY = 65534
 PIDS_LIMIT = 1024
 BUILD_LOG_TAIL = 30
+ENGINE_DOWN = "the Docker engine does not answer; nothing was started"
 #: a build finished this recently for the same tag is reused (two executors preparing one action)
 FRESH_BUILD_SECONDS = 10.0
 #: a Dockerfile naming hatchway's base image gets it built on first use (see hatchway.executors.containers.images)
@@ -292,13 +293,13 @@ class DockerEngine:
         except Unavailable:
             raise
         except Exception as exc:
-            raise self.down() from exc
+            raise Unavailable(ENGINE_DOWN) from exc
 
     def down(self) -> Unavailable:
-        """The error of an engine that does not answer; its address goes to the log only (a socket's
-        path is a host path, which no client sees)."""
+        """The error of an engine found not answering during an attempt; its address goes to the log
+        only (a socket's path is a host path, which no client sees)."""
         log.warning("the Docker engine does not answer", extra={"docker_host": self.host})
-        return Unavailable("the Docker engine does not answer; nothing was started")
+        return Unavailable(ENGINE_DOWN)
 
     # ---- labels ------------------------------------------------------------------------------
 
