@@ -95,6 +95,8 @@ ENV_VARS: dict[str, str] = {
     "HATCHWAY_IDEMPOTENCY_IN_PROGRESS_SECONDS": "how long an unfinished Idempotency-Key blocks a retry (default 60)",
     "HATCHWAY_IDEMPOTENCY_POLL_MAX_SECONDS": "longest pause between looks at a key still in progress (default 0.25)",
     "HATCHWAY_RETRY_BACKOFF_MAX_SECONDS": "cap of the exponential backoff between attempts of a run (default 300)",
+    "HATCHWAY_PLATFORM_RETRY_SECONDS": "first pause before a run's attempt that the platform failed (engine down, "
+    "image not pulled, container not started) runs again; doubles each time (default 5)",
     "HATCHWAY_TEST_CRASH_AT": "test hook only: point:n - SIGKILL this process at a crash point (see faults.py)",
     "HATCHWAY_RUNNER_FUNCTION": "the Lambda that executes runs of HTTP actions on AWS (invoked with each run's id)",
     "HATCHWAY_REMOTE_STALE_SECONDS": "a Batch or ECS run unfinished this long is looked up by the sweep (default 900)",
@@ -227,6 +229,7 @@ class Settings:
     idempotency_in_progress_seconds: float = 60.0
     idempotency_poll_max_seconds: float = 0.25
     max_backoff_seconds: float = 300.0
+    platform_retry_seconds: float = 5.0
     crash_at: str | None = None
     url: str = "http://127.0.0.1:8080"
     token: str | None = None
@@ -281,6 +284,7 @@ class Settings:
             idempotency_in_progress_seconds=_float(env, "HATCHWAY_IDEMPOTENCY_IN_PROGRESS_SECONDS", 60.0),
             idempotency_poll_max_seconds=_float(env, "HATCHWAY_IDEMPOTENCY_POLL_MAX_SECONDS", 0.25),
             max_backoff_seconds=_float(env, "HATCHWAY_RETRY_BACKOFF_MAX_SECONDS", 300.0),
+            platform_retry_seconds=_float(env, "HATCHWAY_PLATFORM_RETRY_SECONDS", 5.0),
             crash_at=env.get("HATCHWAY_TEST_CRASH_AT") or None,
             db_synchronous=(env.get("HATCHWAY_DB_SYNCHRONOUS") or "NORMAL").upper(),
             db_busy_timeout_seconds=_float(env, "HATCHWAY_DB_BUSY_TIMEOUT_SECONDS", 10.0),
@@ -412,6 +416,7 @@ class Settings:
             self.idempotency_in_progress_seconds <= 0
             or self.idempotency_poll_max_seconds <= 0
             or self.max_backoff_seconds < 0
+            or self.platform_retry_seconds < 0
         ):
             raise ValidationFailed.at(["env"], "idempotency and backoff limits must be positive")
         try:

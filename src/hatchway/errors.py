@@ -24,7 +24,9 @@ a host path or a secret value.
     └── ActionFailed               the action ran and did not succeed; carries run_id/exception_id
         ├── ActionUserError        exit code 1 (400)
         ├── ActionAppError         any other failure of the action (500)
-        └── ActionTimeout          the deadline passed (504)
+        ├── ActionTimeout          the deadline passed (504)
+        └── ExecutionFailed        the platform failed the call, or the action ran out of memory (500;
+                                   the message says which, unlike an application error's)
 """
 
 from __future__ import annotations
@@ -151,6 +153,12 @@ class ActionAppError(ActionFailed):
 
 class ActionTimeout(ActionFailed):
     """The action did not finish within its limit."""
+
+
+class ExecutionFailed(ActionFailed):
+    """The call did not end by the action's own doing: the engine could not run it to its end, or it
+    ran out of memory. Unlike :class:`ActionAppError` the message is the client's: it names the
+    failure (never a host path) and quotes the exception id."""
 
 
 # ---- pipelines -----------------------------------------------------------------------------

@@ -166,10 +166,19 @@ def build_placement(
     if name in ("auto", *CONTAINER_EXECUTORS) and not is_split and settings.backend == "embedded":
         from hatchway.executors.containers.engine import engine_answers
 
-        if name != "auto" or engine_answers(settings.docker_host):
+        if name != "auto":
             return _container_placement(settings, name, http)
+        why = "no Docker engine answers"
+        if engine_answers(settings.docker_host):
+            if has_docker_sdk():
+                return _container_placement(settings, name, http)
+            # the engine is there but not the SDK (a plain `pip install hatchway`): host processes, said once
+            why = "a Docker engine answers but the docker package is missing"
+            log.warning(
+                f"{why}: actions run as host processes; pip install 'hatchway[docker]' to run them in containers"
+            )
         process = build_executor(settings, "process")
-        return Placement(process, http=http, mode="auto (no Docker engine answers)", engines=engines)
+        return Placement(process, http=http, mode=f"auto ({why})", engines=engines)
     base = "process" if name == "auto" else name
     sync_name = settings.sync_executor or base
     run_name = settings.run_executor or base
@@ -180,6 +189,15 @@ def build_placement(
     return Placement(sync, run, http, engines=engines)
 
 
+def has_docker_sdk() -> bool:
+    """Whether the ``docker`` package (the ``docker`` extra) can be imported here."""
+    try:
+        import docker  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _container_placement(settings: Settings, name: str, http: AttemptExecutor) -> Placement:
     """The executors for ``name`` (auto, docker or lambda-local) over one Docker engine.
 
@@ -188,14 +206,25 @@ def _container_placement(settings: Settings, name: str, http: AttemptExecutor) -
     that have an image and runs the others as host processes. An action may ask for one of them by
     name in ``metadata.executor``.
     """
-    from hatchway.errors import Unavailable
+    from hatchway.errors import Unavailable, ValidationFailed
+    from hatchway.executors.containers.client import DEFAULT_HOST
     from hatchway.executors.containers.docker import DockerExecutor
     from hatchway.executors.containers.engine import DockerEngine
     from hatchway.executors.containers.lambda_local import LocalLambdaExecutor, find_rie
     from hatchway.services.placement import Placement
 
+    def refuse(why: str) -> ValidationFailed:
+        # a configuration this host cannot serve: `hatchway serve` says it in one line and exits
+        return ValidationFailed.at(["env", "HATCHWAY_EXECUTOR"], f"HATCHWAY_EXECUTOR={name}, but {why}")
+
+    if not has_docker_sdk():
+        raise refuse("the docker package is missing: pip install docker (the docker extra)")
     engine = DockerEngine(settings.docker_host, settings.home)
-    engine.ping()
+    try:
+        engine.ping()
+    except Unavailable:
+        where = settings.docker_host or DEFAULT_HOST
+        raise refuse(f"no Docker engine answers at {where} (start one, or set DOCKER_HOST)") from None
     docker = DockerExecutor(engine, settings.work_dir, settings.kill_grace_seconds)
     named: dict[str, tuple[AttemptExecutor, AttemptExecutor]] = {"docker": (docker, docker)}
     rie = find_rie(settings.lambda_rie_path)
@@ -203,7 +232,7 @@ def _container_placement(settings: Settings, name: str, http: AttemptExecutor) -
         warm = LocalLambdaExecutor(engine, docker, rie, settings.lambda_pool_size, settings.lambda_idle_seconds)
         named["lambda-local"] = (warm, docker)
     elif name == "lambda-local":
-        raise Unavailable(
+        raise refuse(
             "the lambda-local executor needs the Lambda Runtime Interface Emulator: install aws-sam-cli "
             "(its `sam` on PATH) or set HATCHWAY_LAMBDA_RIE"
         )
@@ -315,7 +344,7 @@ def build_services(
         clock, settings, node_id,
     )  # fmt: skip
     dispatched = DispatchedRuns(repos.runs, actions, attempts, clock)
-    remote = RemoteRuns(repos.runs, actions, placement, clock, _parse_engine_event)
+    remote = RemoteRuns(repos.runs, actions, placement, clock, _parse_engine_event, settings.max_lost_attempts)
     sweeper = Sweeper(repos.runs, dispatched, runner, remote, callbacks, settings, clock)
     steps = StepRuns(repos.runs, runs, box)
     local: LocalPipelineEngine | None = None

@@ -172,7 +172,8 @@ def test_an_async_submit_makes_at_most_three_aws_calls(batch: Stack) -> None:
     assert calls == {"dynamodb.GetItem": 1, "batch.SubmitJob": 1, "dynamodb.PutItem": 1}
     [params] = submitted
     assert params["jobName"] == answer["id"] and params["parameters"] == {"run_id": answer["id"]}
-    assert params["retryStrategy"] == {"attempts": 3, "evaluateOnExit": [{"onExitCode": "1", "action": "EXIT"}]}
+    # its 3 attempts, and 3 more for attempts the platform fails (HATCHWAY_MAX_LOST_ATTEMPTS)
+    assert params["retryStrategy"] == {"attempts": 6, "evaluateOnExit": [{"onExitCode": "1", "action": "EXIT"}]}
     assert params["jobQueue"] == batch.settings.batch_job_queue
     run = services.repos.runs.get_run(answer["id"])
     assert run is not None and run.external_id is not None
@@ -386,3 +387,46 @@ def test_cancel_stops_the_ecs_task(ecs: Stack) -> None:
     assert described["desiredStatus"] == "STOPPED"
     ecs.services.remote.handle_event(ecs_event(run_id, task, "STOPPED", 143, stoppedReason="cancelled"))
     assert status(ecs, run_id) == RunStatus.TERMINATED
+
+
+def test_an_ecs_task_that_failed_to_start_is_retried_on_the_platforms_allowance(ecs: Stack) -> None:
+    services = ecs.services
+    services.actions.register(ADMIN, P, ENV, ACTION)
+    run_id, task = submit(ecs, who="e", exit="1")
+    submitted = services.repos.runs.get_run(run_id)
+    assert submitted is not None
+    pull = "CannotPullContainerError: pull image manifest has been retried 5 times"
+    tasks = [task]
+    # When its tasks fail to start, as many times as the lost-attempt allowance (3) grants
+    for failed in range(1, 4):
+        event = ecs_event(run_id, tasks[-1], "STOPPED", stopCode="TaskFailedToStart", stoppedReason=pull)
+        assert services.remote.handle_event(event)["status"] == "ENQUEUED"
+        retried = services.repos.runs.get_run(run_id)
+        # Then each time another task is started, the failed start counted as a lost attempt
+        assert retried is not None and retried.external_id not in tasks
+        assert (retried.attempt, retried.lost_attempts) == (failed, failed)
+        assert retried.max_attempts == submitted.max_attempts  # the action's own budget is untouched
+        assert retried.status_reason is not None and "did not start (CannotPullContainerError" in retried.status_reason
+        tasks.append(retried.external_id)  # type: ignore[arg-type]
+    # and once a task starts, the action's own attempt runs (its exit 1 is never retried)
+    assert container(ecs, run_id, "ecs/task-4") == 1
+    services.remote.handle_event(ecs_event(run_id, tasks[-1], "STOPPED", 1))
+    final = services.repos.runs.get_run(run_id)
+    assert final is not None and final.status == RunStatus.FAILED and final.error is not None
+    assert (final.attempt, final.lost_attempts) == (4, 3) and final.error.kind == "user"
+
+
+def test_an_ecs_task_that_never_starts_fails_the_run_past_the_allowance(ecs: Stack) -> None:
+    services = ecs.services
+    services.actions.register(ADMIN, P, ENV, ACTION)
+    run_id, task = submit(ecs, who="e")
+    reason = "CannotPullContainerError: no such image"
+    for _ in range(4):
+        current = services.repos.runs.get_run(run_id)
+        assert current is not None and current.external_id is not None
+        event = ecs_event(run_id, current.external_id, "STOPPED", stopCode="TaskFailedToStart", stoppedReason=reason)
+        services.remote.handle_event(event)
+    final = services.repos.runs.get_run(run_id)
+    assert final is not None and final.status == RunStatus.FAILED and final.error is not None
+    assert final.error.kind == "platform" and "CannotPullContainerError" in final.error.message
+    assert final.lost_attempts == 3

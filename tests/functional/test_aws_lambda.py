@@ -17,7 +17,14 @@ from hatchway.api.present import sync_body
 from hatchway.aws.aws_lambda import LambdaExecutor
 from hatchway.aws.batch import BatchEngine
 from hatchway.domain.runs import RunRequest, RunStatus
-from hatchway.errors import ActionAppError, ActionTimeout, ActionUserError, NotFound, Unavailable, ValidationFailed
+from hatchway.errors import (
+    ActionTimeout,
+    ActionUserError,
+    ExecutionFailed,
+    NotFound,
+    Unavailable,
+    ValidationFailed,
+)
 from tests.awsmock import answer_instead, lambda_error, lambda_function_error
 from tests.functional.awsstack import ACTION, ADMIN, ENV, P, Stack, build_stack, watch
 
@@ -73,8 +80,9 @@ def test_a_sync_user_error_through_lambda_is_a_400(batch: Stack) -> None:
     ("status", "parsed", "error"),
     [
         (200, lambda_function_error({"errorMessage": "Task timed out after 30.00 seconds"}), ActionTimeout),
-        (200, lambda_function_error({"errorType": "Runtime.ExitError", "errorMessage": "exited"}), ActionAppError),
-        (200, lambda_function_error({"errorMessage": "Runtime exited with error: signal: killed"}), ActionAppError),
+        # the runtime adapter never answered: the platform's failure, or out of memory - named as such
+        (200, lambda_function_error({"errorType": "Runtime.ExitError", "errorMessage": "exited"}), ExecutionFailed),
+        (200, lambda_function_error({"errorMessage": "Runtime exited with error: signal: killed"}), ExecutionFailed),
         (429, lambda_error("TooManyRequestsException"), Unavailable),
         (409, lambda_error("ResourceConflictException", 409), Unavailable),
         (500, lambda_error("ServiceException", 500), Unavailable),

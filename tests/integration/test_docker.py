@@ -23,6 +23,7 @@ from hatchway.client import (
 from hatchway.client import (
     Client,
     TimeoutResponse,
+    UnavailableResponse,
     UserErrorResponse,
     ValidationErrorResponse,
     as_json,
@@ -445,3 +446,161 @@ def test_a_pipelines_container_step_runs_in_a_real_container(hw_for: Any, base_i
     assert lines == ["hello ada in /tmp", "token=[hidden]", "in a container"], lines
     assert run["ret"] == {"who": "ada"}
     assert secret not in json.dumps(as_json(run))
+
+
+class EngineRelay:
+    """A Docker socket of the test's own that relays to the real engine while it is up. Down, it
+    refuses connections and cuts the open ones: to the gateway the engine is gone, as when its
+    daemon restarts."""
+
+    def __init__(self, target: str, folder: Path) -> None:
+        self.target = target.removeprefix("unix://")
+        self.path = folder / "docker.sock"
+        self.url = f"unix://{self.path}"
+        self._open: list[Any] = []
+        self._lock = threading.Lock()
+        self._listener: Any = None
+
+    def up(self) -> None:
+        import socket
+
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(str(self.path))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def down(self) -> None:
+        import contextlib
+        import socket
+
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+        self.path.unlink(missing_ok=True)
+        with self._lock:
+            opened, self._open = self._open, []
+        for sock in opened:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept(self, listener: Any) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            engine = socket.socket(socket.AF_UNIX)
+            try:
+                engine.connect(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._open += [client, engine]
+            for source, sink in ((client, engine), (engine, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: Any, sink: Any) -> None:
+        import contextlib
+        import socket
+
+        with contextlib.suppress(OSError):
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+@pytest.fixture
+def relay(docker_host: str, tmp_path: Path) -> Iterator[EngineRelay]:
+    folder = tmp_path / "relay"
+    folder.mkdir()
+    made = EngineRelay(docker_host, folder)
+    made.up()
+    yield made
+    made.down()
+
+
+def test_platform_failures_are_retried_and_answered_as_such(
+    relay: EngineRelay, tmp_path: Path, base_image: str, rie_path: str
+) -> None:
+    # Given a gateway on an engine that goes away for a while (platform retries 1 s, 2 s, 4 s apart)
+    settings = container_settings(tmp_path / "home", "docker", relay.url, rie_path, platform_retry_seconds=1)
+    services = build_services(settings, pool=True)
+    bootstrap(services)
+    pool = WorkerPool(services, size=2)
+    pool.start()
+    hw = inprocess_client(services)
+    try:
+        hw.register_action(action(compute_requirements=SMALL))
+        relay.down()
+        # When a sync call comes while the engine is down
+        with pytest.raises(UnavailableResponse) as down:
+            hw.call_sync("box", "go", {})
+        # Then it is a 503 that says so and when to try again, and names no host path
+        assert down.value.message.startswith("the Docker engine does not answer; nothing was started")
+        assert down.value.retry_after == 1 and str(tmp_path) not in json.dumps(down.value.body)
+        # When a run (no retries of its own) is submitted while the engine is down
+        run = hw.start_run("box", {"who": "patient"})
+        assert run["max_attempts"] == 1
+
+        def lost() -> int:
+            stored = services.repos.runs.get_run(run["id"])
+            return stored.lost_attempts if stored is not None else 0
+
+        wait_until(lambda: lost() >= 1, 30, 0.05, "the first attempt to fail on the engine")
+        relay.up()
+        # Then it is retried once the engine is back, and succeeds
+        final = hw.wait(run["id"], timeout=60)
+        assert final["status"] == "SUCCESSFUL", final
+        assert final["attempt"] >= 2 and final["ret"]["who"] == "patient"
+        messages = [e["msg"] for e in hw.logs(run["id"])["items"]]
+        assert any(m.startswith(f"attempt {final['attempt']} of") for m in messages), messages
+        # while the action's own user error is never retried
+        failed = hw.wait(hw.start_run("box", {"mode": "user"}, retries=2)["id"], timeout=60)
+        assert (failed["status"], failed["attempt"], failed["error"]["kind"]) == ("FAILED", 1, "user")
+        # An image that cannot be pulled (no registry answers there) is a 503 too, and says which image
+        unpullable = action("pulled", image_uri="127.0.0.1:1/hatchway/nope:1")
+        del unpullable["docker_config"]
+        hw.register_action(unpullable)
+        with pytest.raises(UnavailableResponse) as pull:
+            hw.call_sync("pulled", "go", {})
+        assert "the image 127.0.0.1:1/hatchway/nope:1 could not be pulled" in pull.value.message
+    finally:
+        hw.close()
+        pool.stop(grace_seconds=2)
+        services.close()
+
+
+def test_serve_auto_without_the_docker_package_runs_host_processes(tmp_path: Path, docker_host: str) -> None:
+    from tests.functional.test_serve_executors import without_docker_package
+
+    # Given an engine that answers but no docker package (a plain `pip install hatchway`)
+    server = LiveServer(
+        tmp_path / "auto", HATCHWAY_EXECUTOR="auto", DOCKER_HOST=docker_host,
+        PYTHONPATH=without_docker_package(tmp_path),
+    ).start(timeout=60)  # fmt: skip
+    try:
+        # Then serve starts on host processes and says why, once
+        log = server.log()
+        assert "executor auto (a Docker engine answers but the docker package is missing)" in log
+        assert log.count("the docker package is missing: actions run as host processes") == 1
+        assert "Traceback" not in log
+        with server.client() as hw:
+            hw.register_action(
+                {
+                    "name": "host",
+                    "sync_actions": ["go"],
+                    "container_parameters": {"entry_point": ["python3", "-c"], "command": ["print(42)"]},
+                }
+            )
+            assert hw.call_sync("host", "go", {})["ret"] == 42
+    finally:
+        server.kill()

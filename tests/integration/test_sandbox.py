@@ -20,7 +20,8 @@ from hatchway.domain.attempts import Invocation
 from hatchway.domain.runs import Mode
 from hatchway.domain.spec import parse_spec
 from hatchway.executors.process import ProcessExecutor
-from hatchway.executors.sandbox import Cgroups, Sandbox, UidPool, bwrap_works
+from hatchway.executors.sandbox import Cgroups, Sandbox, bwrap_works
+from hatchway.executors.uids import UidPool
 from hatchway.runtime import confine
 from hatchway.runtime.contract import OutputCollector
 from hatchway.wiring import bootstrap, build_services

@@ -56,3 +56,34 @@ def test_oom_is_named() -> None:
     collector = OutputCollector(Mode.ASYNC)
     verdict = judge(AttemptResult(exit_code=137, oom=True), collector, Mode.ASYNC, 30)
     assert verdict.error is not None and verdict.error.message == "out of memory"
+
+
+def test_a_sync_calls_platform_failure_answers_as_one() -> None:
+    from types import SimpleNamespace
+    from typing import Any
+
+    from hatchway.domain.runs import RunError
+    from hatchway.domain.spec import ActionSpec
+    from hatchway.errors import ExecutionFailed, Unavailable
+    from hatchway.services.attempts import platform_answer
+
+    spec = ActionSpec.model_validate({"name": "a", "image_uri": "x/y:1", "compute_requirements": {"memory": 2048}})
+    run: Any = SimpleNamespace(id="run_1", project_id="proj_1")
+
+    def answer(kind: str, message: str) -> Any:
+        return platform_answer(run, RunError(kind, message, "exc_1"), spec, 4.5)
+
+    # the engine down: 503, Retry-After from the platform's retry pause, no engine detail
+    down = answer("unavailable", "the Docker engine does not answer (unix:///x)")
+    assert isinstance(down, Unavailable) and down.retry_after == 5
+    assert down.message == "the Docker engine does not answer; nothing was started, try again shortly"
+    # another platform failure: 500 that says the platform failed, quoting the exception id
+    failed = answer("platform", "the engine could not start the container (mount /tmp/x: denied)")
+    assert isinstance(failed, ExecutionFailed) and failed.exception_id == "exc_1"
+    assert failed.message.startswith("the platform could not run the action: the engine could not start the container;")
+    assert "/tmp/x" not in failed.message and "exc_1 when you report it" in failed.message
+    # out of memory: 500 that says so, with the limit
+    oom = answer("application", "out of memory")
+    assert isinstance(oom, ExecutionFailed) and "ran out of memory" in oom.message and "2048 MiB" in oom.message
+    # the action's own crash stays an application error (None: the caller raises ActionAppError)
+    assert answer("application", "exit code 3") is None

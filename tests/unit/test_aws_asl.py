@@ -191,7 +191,7 @@ def test_retries_timeouts_and_conditions() -> None:
     assert not_contains["Not"]["And"][1] == {"Variable": "$.variables.ENV", "StringMatches": "*\\*x*"}
     # a sync step retries application errors and timeouts, never user errors
     ask_retry = states["ask"]["Retry"]
-    assert ask_retry[1]["ErrorEquals"] == ["ActionAppError", "ActionTimeout", "Unavailable"]
+    assert ask_retry[1]["ErrorEquals"] == ["ActionAppError", "ActionTimeout", "ExecutionFailed", "Unavailable"]
     assert ask_retry[1]["MaxAttempts"] == 2 and ask_retry[1]["IntervalSeconds"] == 1
     assert states["ask"]["Parameters"]["Payload"]["attempt.$"] == "$$.State.RetryCount"
     # a disabled step is only its skipped state

@@ -284,3 +284,28 @@ def test_an_image_pull_does_not_count_against_the_sync_limit(tmp_path: Path, mon
     assert seen[1].deadline - given.deadline == pytest.approx(107.0)
     warm.pool.close()
     assert engine.removed == ["c1"]
+
+
+@pytest.mark.parametrize(
+    ("code", "tail", "expected"),
+    [
+        (127, ["[FATAL tini (7)] exec /app/run failed: No such file or directory"], "'/app/run' was not found"),
+        (126, ["[FATAL tini (7)] exec /app/run failed: Permission denied"], "'/app/run' is not executable"),
+        (127, ["sh: 1: frobnicate: not found"], None),  # the action's own exit 127 stays its own
+        (1, ["[FATAL tini (7)] exec /app/run failed: No such file or directory"], None),
+    ],
+)
+def test_the_inits_failure_to_start_the_command_is_told_from_the_actions_end(
+    code: int, tail: list[str], expected: str | None
+) -> None:
+    from hatchway.executors.containers.docker import init_start_error
+
+    assert init_start_error(code, tail) == expected
+
+
+@pytest.mark.parametrize(("code", "signal"), [(137, 9), (143, 15), (129, 1), (192, 64), (128, None), (193, None),
+                                              (1, None), (0, None), (None, None)])  # fmt: skip
+def test_an_inits_exit_code_128_plus_n_is_signal_n(code: int | None, signal: int | None) -> None:
+    from hatchway.executors.sandbox import signal_of
+
+    assert signal_of(code) == signal

@@ -52,7 +52,7 @@ LAMBDA_TRANSIENT = [
 #: the pipeline function raises this while a referenced step's outputs are not recorded yet
 INPUTS_PENDING = "StepInputsPending"
 #: errors of a sync action worth another attempt (never a user error)
-SYNC_RETRYABLE = ["ActionAppError", "ActionTimeout", "Unavailable"]
+SYNC_RETRYABLE = ["ActionAppError", "ActionTimeout", "ExecutionFailed", "Unavailable"]
 SYNC_LIMIT_SECONDS = 30
 SUFFIXES = (".start", ".when", ".skipped", ".not-executed", ".warned", ".ok", ".failed", ".group", ".joined",
             ".waiting")  # fmt: skip

@@ -5,7 +5,8 @@ runtime adapter as command with the run id as a parameter (``Ref::run_id``), vCP
 ``compute_requirements``, ephemeral storage from ``storage``, the action's ``env_vars``, the
 project's task role, a timeout from ``timeout`` plus a grace, and a retry strategy whose
 ``evaluateOnExit`` never retries exit code 1 (a user error). Each run is one ``SubmitJob`` whose
-attempts are Batch attempts (``retryStrategy.attempts`` = the run's attempts, at most Batch's 10).
+attempts are Batch attempts (``retryStrategy.attempts`` = the run's attempts plus the lost-attempt
+allowance for attempts the platform fails, at most Batch's 10).
 Cancel is ``TerminateJob``; "Batch Job State Change" events settle the run (:mod:`hatchway.services.remote`),
 and ``DescribeJobs`` tells the remote sweeper what became of a job whose events never came.
 
@@ -86,6 +87,13 @@ class BatchEngine(BaseAwsEngine):
             "tags": {"hatchway:project": project_id, "hatchway:action": spec.name},
         }
 
+    def attempts(self, run: Run) -> int:
+        """Batch attempts of a run's job: its own attempts plus the lost-attempt allowance, so that an
+        attempt the platform failed (CannotPullContainerError, a host terminated) is retried as on every
+        engine. Its own failures stay within its own attempts: the container side exits 1 (never
+        retried) once they are used up, and 75 when it queued the next one."""
+        return max(1, min(MAX_ATTEMPTS, run.max_attempts + self.settings.max_lost_attempts))
+
     def prepare(self, project_id: str, spec: ActionSpec) -> None:
         """Register the version's job definition unless an active one exists (one per digest, reused)."""
         name = self.definition_name(project_id, spec)
@@ -100,7 +108,7 @@ class BatchEngine(BaseAwsEngine):
             "jobQueue": self.job_queue,
             "jobDefinition": self.definition_name(run.project_id, spec),
             "parameters": {"run_id": run.id},
-            "retryStrategy": {"attempts": max(1, min(MAX_ATTEMPTS, run.max_attempts)), "evaluateOnExit": NOT_RETRIED},
+            "retryStrategy": {"attempts": self.attempts(run), "evaluateOnExit": NOT_RETRIED},
             "timeout": {"attemptDurationSeconds": self.timeout_seconds(run.timeout_seconds)},
             "tags": {"hatchway:run": run.id, "hatchway:project": run.project_id},
             "propagateTags": True,

@@ -170,4 +170,9 @@ def state_change(detail: dict[str, Any]) -> StateChange | None:
         return None
     exit_code, container_reason = container_exit(detail.get("containers"))
     reason = detail.get("stoppedReason") or container_reason or detail.get("stopCode")
-    return StateChange(str(run_id), str(task_arn), "stopped", exit_code, str(reason) if reason else None, engine="ecs")
+    # TaskFailedToStart: no container ran (CannotPullContainerError, ResourceInitializationError...)
+    failed_to_start = detail.get("stopCode") == "TaskFailedToStart" and exit_code is None
+    return StateChange(
+        str(run_id), str(task_arn), "stopped", exit_code, str(reason) if reason else None, engine="ecs",
+        failed_to_start=failed_to_start,
+    )  # fmt: skip

@@ -29,6 +29,8 @@ from hatchway.runtime.contract import MIB, TAIL_LINES, OutputCollector, Workspac
 from hatchway.runtime.redact import NO_SECRETS, RedactorLike
 
 MAX_MESSAGE_CHARS = 4000
+#: the reason of an application error whose action was killed for using more memory than allowed
+OUT_OF_MEMORY = "out of memory"
 #: stands for the data directory in the environment of an adapter payload (the adapter makes the directory)
 DATA_DIR_TOKEN = "${HATCHWAY_DATA_DIR}"  # noqa: S105 - a placeholder, not a secret
 
@@ -231,7 +233,7 @@ def judge(execution: AttemptResult, collector: OutputCollector, mode: Mode, limi
         return Verdict(RunStatus.FAILED, RunError("user", user_message(collector), None, 400))
     if execution.exit_code != 0 or execution.oom:
         if execution.oom:
-            reason = "out of memory"
+            reason = OUT_OF_MEMORY
         elif execution.signal is not None:
             reason = f"killed by signal {execution.signal}"
         else:

@@ -325,6 +325,7 @@ class StateChange:
 
     ``phase``: ``running``; ``succeeded`` / ``failed`` (a Batch job, after its last attempt);
     ``stopped`` (an ECS task: one attempt). ``attempt`` is the engine's attempt number if known.
+    ``failed_to_start``: the engine could not start the container (a platform failure; nothing ran).
     """
 
     run_id: str
@@ -334,6 +335,7 @@ class StateChange:
     reason: str | None = None
     attempt: int | None = None
     engine: str = "batch"
+    failed_to_start: bool = False
 
 
 # ---------------------------------------------------------------------------------------------

@@ -42,8 +42,9 @@ from hatchway.errors import ValidationFailed
 from hatchway.executors.base import BaseAttemptExecutor
 from hatchway.executors.journal import Journal, boot_ticks, owner_alive, start_time
 from hatchway.executors.journal import recover as recover_journals
-from hatchway.executors.sandbox import Confinement, Sandbox, UidPool, reachable_by_others
+from hatchway.executors.sandbox import Confinement, Sandbox, reachable_by_others, signal_of
 from hatchway.executors.spares import Spares
+from hatchway.executors.uids import UidPool
 from hatchway.runtime.contract import OutputCollector, Workspace
 from hatchway.runtime.spawn import Janitor, ProcessReaper, enable_subreaper, spawn
 
@@ -198,11 +199,19 @@ class ProcessExecutor(BaseAttemptExecutor):
                 launch=confinement.launch if confinement.is_confined else None,
             )
             is_reusable = bool(oom) and not (ended.timed_out or ended.cancelled)
-            if ended.start_error:
-                collector.system(f"cannot start the action: {ended.start_error}")
+            start_error = ended.start_error or confinement.start_error(spec.argv[0])
+            if start_error:
+                collector.system(f"cannot start the action: {start_error}")
+            signal = ended.signal
+            if signal is None and confinement.is_bwrap and not start_error:
+                # bubblewrap's init reports its child's death by signal N as exit code 128+N (as a
+                # shell does) and gives nothing else to tell it apart: an action that itself exits
+                # 129..192 under bubblewrap reads as killed by a signal. The other levels exec the
+                # action in place and see its real wait status, so there the two stay apart.
+                signal = signal_of(ended.exit_code)
             execution = AttemptResult(
                 exit_code=ended.exit_code,
-                signal=ended.signal,
+                signal=signal,
                 timed_out=ended.timed_out,
                 cancelled=ended.cancelled,
                 oom=bool(oom and oom[0]),

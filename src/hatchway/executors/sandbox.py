@@ -42,15 +42,13 @@ in its cgroups and the starting thread is gone, so nothing of the action runs ou
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
-import threading
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +57,7 @@ from typing import Any
 from hatchway.config import Settings
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import ValidationFailed
+from hatchway.executors.uids import UidPool, ids_mapped
 from hatchway.runtime.confine import (
     EVERYTHING,
     READ,
@@ -73,12 +72,13 @@ from hatchway.runtime.confine import (
 
 MAX_PROCESSES = 1024
 PROLOGUE_EXIT = 125  # the prologue could not apply the limits: the action did not start
+#: the highest signal number (SIGRTMAX): an exit code 128+N up to this reports signal N
+MAX_SIGNAL = 64
 #: rules a directory that holds a private path is split into, at most
 MAX_SPLIT_RULES = 512
 SYSTEM_READ = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 SYSTEM_INSPECT = ("/proc", "/sys")
 DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
-LOCK_DIRS = ("/run/hatchway-uids", "/var/tmp/hatchway-uids")  # noqa: S108 - root-owned, checked
 
 
 def allows_network(spec: ActionSpec) -> bool:
@@ -169,6 +169,26 @@ class Cgroups:
                 (path / "memory.memsw.limit_in_bytes").write_text(str(memory))
             made.append(path)
         return made
+
+
+def exec_check(fd: int) -> str:
+    """Shell code that ends the last shell before the action when its command cannot be started,
+    telling the gateway why on ``fd`` (the status socket) - an exit code alone cannot say it: the
+    action may exit 127 itself, and bubblewrap reports its own ``execvp`` failure as exit 1."""
+    report = f"echo {{0}} >&{fd}; exit {{0}}"
+    return (
+        f'case $1 in */*) [ -e "$1" ] || {{ {report.format(127)}; }}; '
+        f'[ -f "$1" ] && [ -x "$1" ] || {{ {report.format(126)}; }};; '
+        f'*) command -v -- "$1" >/dev/null 2>&1 || {{ {report.format(127)}; }};; esac'
+    )
+
+
+def signal_of(exit_code: int | None) -> int | None:
+    """The signal an exit code of 128+N stands for where an init process (bubblewrap's, Docker's)
+    reports its child's end the way a shell does; None for any other code."""
+    if exit_code is not None and 128 < exit_code <= 128 + MAX_SIGNAL:
+        return exit_code - 128
+    return None
 
 
 def visible_paths(
@@ -283,104 +303,6 @@ class ActionPython:
         return os.path.realpath(program) == self.gateway
 
 
-class UidPool:
-    """Unprivileged uids for attempts: each serves one attempt at a time on this host.
-
-    Gateways on one host (``serve`` and ``hatchway worker``, or two homes) share the range, so a uid
-    in use is marked by an exclusive ``flock`` on its file in a root-only directory; the file holds
-    its holder while the attempt runs and is emptied when it is given back. A uid goes back only once
-    nothing of its attempt can run (its cgroups are gone, else every process of the uid was killed);
-    one found marked by a gateway that died is swept before it is handed out again.
-    """
-
-    def __init__(self, first: int, last: int, lock_dir: Path | None = None) -> None:
-        self.first, self.last = first, last
-        self.lock_dir = lock_dir or _lock_dir()
-        self._free = deque(range(first, last + 1))
-        self._held: dict[int, int] = {}
-        self._lock = threading.Lock()
-        self._owner = f"{os.getpid()}\n".encode()
-
-    def take(self) -> int | None:
-        """A uid no attempt on this host holds, or None when every one is taken."""
-        with self._lock:
-            tries = len(self._free)
-        for _ in range(tries):
-            with self._lock:
-                if not self._free:
-                    return None
-                uid = self._free.popleft()
-            fd = os.open(self.lock_dir / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)
-                with self._lock:
-                    self._free.append(uid)  # another gateway's attempt holds it
-                continue
-            if os.pread(fd, 32, 0):
-                sweep(uid)  # its last holder died before giving it back
-            os.pwrite(fd, self._owner, 0)
-            with self._lock:
-                self._held[uid] = fd
-            return uid
-        return None
-
-    def give(self, uid: int, is_clean: bool) -> None:
-        """Give ``uid`` back; unless ``is_clean`` (its attempt's processes are known gone) kill whatever runs as it.
-
-        A uid this pool no longer holds (given back already, or let go by :meth:`close`) is left
-        alone: another attempt - of this gateway or of another on the host - may run as it now.
-        """
-        with self._lock:
-            fd = self._held.pop(uid, None)
-        if fd is None:
-            return
-        if not is_clean:
-            sweep(uid)  # still locked: nobody else can have taken it
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
-        os.close(fd)  # releases the lock
-        with self._lock:
-            self._free.append(uid)
-
-    def close(self) -> None:
-        with self._lock:
-            held, self._held = list(self._held.items()), {}
-        for uid, fd in held:
-            sweep(uid)
-            os.close(fd)
-
-
-def _lock_dir() -> Path:
-    for candidate in map(Path, LOCK_DIRS):
-        if not candidate.parent.is_dir():
-            continue
-        with contextlib.suppress(FileExistsError):
-            candidate.mkdir(mode=0o700)
-        info = os.lstat(candidate)
-        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o077:
-            return candidate
-    raise RuntimeError(f"no private directory for the uid locks ({', '.join(LOCK_DIRS)})")
-
-
-def sweep(uid: int) -> None:
-    """SIGKILL every process running as ``uid`` (``kill -9 -1`` as that uid: all it may signal)."""
-    with contextlib.suppress(OSError):
-        proc = start_confined(
-            lambda: subprocess.Popen(
-                ["/bin/sh", "-c", "kill -9 -1 2>/dev/null; exit 0"],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                close_fds=True,
-            ),
-            uid=uid,
-            gid=uid,
-        )
-        proc.wait(timeout=10)
-
-
 @dataclass
 class Confinement:
     """One attempt inside the sandbox: the argv to start, how to start it, its cgroups and uid."""
@@ -392,33 +314,66 @@ class Confinement:
     is_confined: bool = False
     #: a pids cgroup holds every process the attempt starts (so releasing it leaves none behind)
     has_pids_cgroup: bool = False
+    #: the action runs inside bubblewrap (whose init reports a signal as exit code 128+N)
+    is_bwrap: bool = False
+    #: the gateway's end of the prologue's stdin (see :meth:`launch`)
+    _status: socket.socket | None = field(default=None, repr=False)
 
     def launch(self, argv: list[str], options: dict[str, Any]) -> subprocess.Popen[bytes]:
-        """Start the prologue from a confined thread, place it in the cgroups, then let it go on."""
-        options["stdin"] = subprocess.PIPE
+        """Start the prologue from a confined thread, place it in the cgroups, then let it go on.
+
+        The prologue's stdin is one end of a socket pair: the gateway writes the line that lets it go
+        on, and the last shell before the action writes back why the command cannot be started
+        (:func:`exec_check`); the action itself gets ``/dev/null``.
+        """
+        status, child = socket.socketpair()
+        options["stdin"] = child.fileno()
 
         def start() -> subprocess.Popen[bytes]:
             return subprocess.Popen(argv, **options)
 
         try:
             proc = start_confined(start, uid=self.uid, gid=self.uid, ruleset=self.ruleset)
+        except BaseException:
+            status.close()
+            raise
         finally:
+            child.close()
             if self.ruleset is not None:
                 self.ruleset.close()
-        barrier, proc.stdin = proc.stdin, None
-        if barrier is None:  # pragma: no cover - stdin is a pipe
-            return proc
+        self._status = status
         try:
             for path in self.cgroups:
                 with open(path / "cgroup.procs", "w") as procs:
                     procs.write(str(proc.pid))
-            barrier.write(b"\n")
+            status.sendall(b"\n")
         except OSError:
             pass  # the prologue reads end-of-file and exits with PROLOGUE_EXIT: the action never runs
         finally:
             with contextlib.suppress(OSError):
-                barrier.close()
+                status.shutdown(socket.SHUT_WR)
         return proc
+
+    def start_error(self, program: str) -> str | None:
+        """Why the action's command could not be started (as the last shell before it found), or None.
+
+        Read once the attempt's process has ended: the report, if any, was written before it did.
+        """
+        status, self._status = self._status, None
+        if status is None:
+            return None
+        try:
+            status.setblocking(False)
+            report = status.recv(16).strip()
+        except OSError:
+            report = b""
+        finally:
+            status.close()
+        if report == b"127":
+            return f"{program!r} was not found"
+        if report == b"126":
+            return f"{program!r} is not executable"
+        return None
 
     def oom_killed(self) -> bool:
         for path in self.cgroups:
@@ -442,6 +397,9 @@ class Confinement:
         """Kill what is left and remove the cgroups; whether they are all gone (and their processes with them)."""
         if self.ruleset is not None:
             self.ruleset.close()
+        if self._status is not None:
+            self._status.close()
+            self._status = None
         self.kill()
         is_gone = True
         for path in self.cgroups:
@@ -592,17 +550,23 @@ class Sandbox:
             steps.append(f"ulimit -v {limits.memory * 1024}")
         if uid is not None or not self.is_root:
             steps.append(f"ulimit -p {MAX_PROCESSES * 4}")
-        # the first line waits for the gateway (see the module's docstring)
-        prologue = (
-            f'read -r _ || exit {PROLOGUE_EXIT}; {" && ".join(steps)} || exit {PROLOGUE_EXIT}; exec "$@" </dev/null'
-        )
+        # the first line waits for the gateway (see the module's docstring); the last shell before
+        # the action checks that its command can be started (inside bubblewrap's view, where bwrap's
+        # own execvp failure would be an exit 1 that reads like the action's user error)
+        prologue = f"read -r _ || exit {PROLOGUE_EXIT}; {' && '.join(steps)} || exit {PROLOGUE_EXIT}; "
         inner = argv
         if self.kind == "bwrap" and self.bwrap:
-            inner = [self.bwrap, *self._bwrap_args(spec, data_dir, cwd, uid is not None), "--", *argv]
+            checked = ["/bin/sh", "-c", f'{exec_check(3)}; exec "$@" 3<&-', "hatchway-action", *argv]
+            inner = [self.bwrap, *self._bwrap_args(spec, data_dir, cwd, uid is not None), "--", *checked]
+            prologue += 'exec "$@" 3<&0 </dev/null'
+        else:
+            prologue += f'{exec_check(0)}; exec "$@" </dev/null'
         ruleset = self._ruleset(spec, data_dir, cwd) if self.kind == "landlock" else None
         started = ["/bin/sh", "-c", prologue, "hatchway-sandbox", *inner]
         has_pids = any((p / "pids.max").exists() for p in cgroups)
-        return Confinement(started, cgroups, uid, ruleset, is_confined=True, has_pids_cgroup=has_pids)
+        return Confinement(
+            started, cgroups, uid, ruleset, is_confined=True, has_pids_cgroup=has_pids, is_bwrap=inner is not argv
+        )
 
     def _ruleset(self, spec: ActionSpec, data_dir: Path, cwd: Path) -> Ruleset:
         ruleset = Ruleset(network=allows_network(spec))
@@ -723,19 +687,6 @@ class Sandbox:
         self._static = []
         if self.uids is not None:
             self.uids.close()
-
-
-def ids_mapped(first: int, last: int) -> bool:
-    """Whether uids and gids ``first``..``last`` exist in this process's user namespace."""
-    for name in ("uid_map", "gid_map"):
-        try:
-            lines = Path(f"/proc/self/{name}").read_text().splitlines()
-        except OSError:
-            return True  # no user namespaces here: every id is valid
-        ranges = [(int(inside), int(inside) + int(count) - 1) for inside, _, count in map(str.split, lines)]
-        if not any(low <= first and last <= high for low, high in ranges):
-            return False
-    return True
 
 
 def secure_home(home: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import shutil
 import threading
 from collections.abc import Iterator
@@ -22,12 +23,14 @@ from typing import Any
 from hatchway.config import Settings
 from hatchway.domain import parameters as params
 from hatchway.domain.actions import Resolved
-from hatchway.domain.attempts import AttemptResult, Invocation, Verdict, judge
+from hatchway.domain.attempts import OUT_OF_MEMORY, AttemptResult, Invocation, Verdict, judge
 from hatchway.domain.parameters import is_ciphertext
-from hatchway.domain.runs import LogEntry, Mode, Run, RunError, RunStatus, preview, retry_delay_seconds
-from hatchway.domain.spec import RUN_ACTION, is_secret_name
+from hatchway.domain.runs import LogEntry, Mode, Run, RunError, RunStatus, backoff_seconds, preview, retry_delay_seconds
+from hatchway.domain.spec import RUN_ACTION, ActionSpec, is_secret_name
 from hatchway.errors import (
     BadRequest,
+    ExecutionFailed,
+    HatchwayError,
     NotFound,
     SecretBindingError,
     TransitionConflict,
@@ -51,6 +54,53 @@ _END_REASONS = {
     "platform": "the gateway could not run the action",
     "unavailable": "a dependency was unavailable; the action was not started",
 }
+
+
+#: failures of the platform, not of the action: nothing of the action ran, or its host went away
+PLATFORM_KINDS = frozenset({"platform", "unavailable"})
+
+
+def is_platform_failure(error: RunError | None) -> bool:
+    """Whether an attempt failed through the platform (an engine, the gateway), not the action."""
+    return error is not None and error.kind in PLATFORM_KINDS
+
+
+def platform_answer(run: Run, error: RunError, spec: ActionSpec, retry_seconds: float) -> HatchwayError | None:
+    """A failed sync call's answer when the failure was not the action's own doing, else None.
+
+    The engine down or a pull that broke: 503 with ``Retry-After`` (nothing was started). Another
+    platform failure: a 500 saying the platform could not run the action. Out of memory: a 500
+    saying so, with the limit. Engines' own words (which may carry host paths) stay in the run's
+    record and the log: the client gets the message's headline.
+    """
+    exception_id = error.exception_id or new_exception_id()
+    quote = f"; quote exceptionId {exception_id} when you report it"
+    extra = {"run_id": run.id, "project_id": run.project_id, "exceptionId": exception_id, "reason": error.message}
+    if error.kind == "unavailable":
+        log.warning("platform unavailable", extra=extra)
+        return Unavailable(
+            _headline(error.message) + "; nothing was started, try again shortly", max(1, math.ceil(retry_seconds))
+        )
+    if error.kind == "platform":
+        log.error("platform failure", extra=extra)
+        return ExecutionFailed(f"the platform could not run the action: {_headline(error.message)}{quote}", run.id,
+                               exception_id)  # fmt: skip
+    if error.kind == "application" and error.message == OUT_OF_MEMORY:
+        log_app_error(run, error)
+        memory = spec.compute_requirements.memory
+        return ExecutionFailed(
+            f"the action ran out of memory (its limit, compute_requirements.memory, is {memory} MiB){quote}",
+            run.id,
+            exception_id,
+        )
+    return None
+
+
+def _headline(message: str) -> str:
+    """A failure's message up to its details (an engine's parenthesised or quoted reason)."""
+    for cut in (" (", ": ", "; "):
+        message = message.split(cut, 1)[0]
+    return message
 
 
 def end_reason(verdict: Verdict) -> str | None:
@@ -399,8 +449,20 @@ class AttemptService:
         # while the store holds the claim's revision nobody changed the run since: no read back
         known = (run, revision) if revision is not None else None
         own_attempts = run.attempt - run.lost_attempts
-        if verdict.status == RunStatus.FAILED and verdict.is_retryable and own_attempts < run.max_attempts:
-            delay = retry_delay_seconds(run, own_attempts, self.settings.max_backoff_seconds)
+        retry: dict[str, Any] | None = None
+        if verdict.status == RunStatus.FAILED and verdict.is_retryable:
+            settings = self.settings
+            if is_platform_failure(verdict.error) and run.lost_attempts < settings.max_lost_attempts:
+                # the platform failed the attempt (engine down, image not pulled, container not
+                # started): like a lost worker it uses the lost-attempt allowance, not the action's
+                # retries (an action that may not be retried is still retried here)
+                lost = run.lost_attempts + 1
+                delay = backoff_seconds(settings.platform_retry_seconds, lost, settings.max_backoff_seconds)
+                retry = {"lost_attempts": lost}
+            elif own_attempts < run.max_attempts:
+                delay = retry_delay_seconds(run, own_attempts, settings.max_backoff_seconds)
+                retry = {}
+        if retry is not None:
             why = verdict.error.message if verdict.error else "failed"
             try:
                 return self.runs.transition(
@@ -413,6 +475,7 @@ class AttemptService:
                     available_at=now + int(delay * 1000),
                     status_reason=f"attempt {run.attempt} failed ({first_line(why)}); retrying in {delay:g} s",
                     **fields,
+                    **retry,
                 )
             except TransitionConflict:
                 return self._settle_cancel(run, fields, now)

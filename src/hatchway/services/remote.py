@@ -50,12 +50,15 @@ class RemoteRuns:
         placement: Placement,
         clock: Clock,
         parse_event: Callable[[dict[str, Any]], StateChange | None],
+        max_lost_attempts: int = 3,
     ) -> None:
         self.runs = runs
         self.actions = actions
         self.placement = placement
         self.clock = clock
         self.parse_event = parse_event
+        #: attempts the platform may fail (a task that never started) beside the run's own
+        self.max_lost_attempts = max_lost_attempts
 
     def handle_event(self, event: dict[str, Any]) -> dict[str, Any]:
         """Apply one EventBridge event; a summary for the function's log."""
@@ -108,8 +111,10 @@ class RemoteRuns:
                 run.id, RunStatus.INPROGRESS, RunStatus.SUCCESSFUL, finished_at=now, lease_owner=None,
                 status_reason=f"the {change.engine} job succeeded without recording a result",
             )  # fmt: skip
-        if change.phase == "stopped" and _wants_another_task(run, change):
-            return self._next_task(run, change)
+        if change.phase == "stopped":
+            retry = _another_task(run, change, self.max_lost_attempts)
+            if retry is not None:
+                return self._next_task(run, change, retry)
         error = _remote_error(change)
         log.error(
             "remote run failed",
@@ -121,13 +126,19 @@ class RemoteRuns:
             status_reason="the run ended without recording a result",
         )  # fmt: skip
 
-    def _next_task(self, run: Run, change: StateChange) -> Run:
+    def _next_task(self, run: Run, change: StateChange, counted: dict[str, Any]) -> Run:
+        """Start the run's next task; ``counted``: how the ended one is counted (lost attempts)."""
         runs = self.runs
         if run.status == RunStatus.INPROGRESS:
             run = runs.transition(
                 run.id, RunStatus.INPROGRESS, RunStatus.ENQUEUED, lease_owner=None, available_at=self.clock.now_ms(),
-                status_reason=f"attempt {run.attempt} ended without a result ({_short(change.reason)}); retrying",
+                status_reason=f"attempt {counted.get('attempt', run.attempt)} ended without a result "
+                f"({_short(change.reason)}); retrying",
+                **counted,
             )  # fmt: skip
+            counted = {}
+        elif counted:
+            counted["status_reason"] = f"attempt {counted['attempt']} did not start ({_short(change.reason)}); retrying"
         try:
             resolved = self.actions.resolve(
                 run.project_id, run.environment, run.action_name, run.action_version, include_deleted=True
@@ -140,7 +151,7 @@ class RemoteRuns:
         engine = self.placement.engine_named(owner_engine(change.external_id))
         task = engine.submit(run, resolved.spec)
         try:
-            return runs.update_run(run.id, RunStatus.ENQUEUED, external_id=task)
+            return runs.update_run(run.id, RunStatus.ENQUEUED, external_id=task, **counted)
         except TransitionConflict:
             engine.terminate(replace(run, external_id=task), "the run moved on")
             raise
@@ -201,14 +212,24 @@ class RemoteRuns:
                     result.settled.append(run.id)
 
 
-def _wants_another_task(run: Run, change: StateChange) -> bool:
-    """An ECS attempt ended and another one is due: the container asked for it, or it had claimed the
-    run (so the attempt is counted) and died with attempts left. A task that died before it claimed
-    the run (a broken image) ends the run instead of looping."""
+def _another_task(run: Run, change: StateChange, max_lost_attempts: int) -> dict[str, Any] | None:
+    """Whether an ended ECS task gets a successor, and how its attempt is counted (None: it does not).
+
+    A task that failed to start (``TaskFailedToStart``: ``CannotPullContainerError``,
+    ``ResourceInitializationError``) ran nothing: the platform's failure, retried on the lost-attempt
+    allowance as on every engine (counted as an attempt, and as a lost one). Otherwise another task is due
+    when the container asked for it, or it had claimed the run (so the attempt is counted) and died
+    with attempts left. A task that exited before it claimed the run (a broken image) ends the run
+    instead of looping.
+    """
+    if change.failed_to_start and run.lease_owner is None and run.lost_attempts < max_lost_attempts:
+        return {"lost_attempts": run.lost_attempts + 1, "attempt": run.attempt + 1}
     if run.status == RunStatus.ENQUEUED:
-        return change.exit_code == RETRY_EXIT_CODE
+        return {} if change.exit_code == RETRY_EXIT_CODE else None
     own_attempts = run.attempt - run.lost_attempts
-    return run.lease_owner is not None and change.exit_code != 1 and own_attempts < run.max_attempts
+    if run.lease_owner is not None and change.exit_code != 1 and own_attempts < run.max_attempts:
+        return {}
+    return None
 
 
 def _remote_error(change: StateChange) -> RunError:

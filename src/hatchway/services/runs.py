@@ -43,13 +43,12 @@ from hatchway.errors import (
     NotFound,
     Overloaded,
     TransitionConflict,
-    Unavailable,
     ValidationFailed,
     new_exception_id,
 )
 from hatchway.ports import Clock, RunDispatcher, RunRepo, SecretBox, Telemetry
 from hatchway.services.actions import ActionService
-from hatchway.services.attempts import AttemptService, log_app_error
+from hatchway.services.attempts import AttemptService, log_app_error, platform_answer
 from hatchway.services.auth import Auth
 from hatchway.services.extras import CacheTags, Callbacks, SessionTypes, check_tag, check_url
 from hatchway.services.files import FileService
@@ -379,8 +378,9 @@ class RunService:
             raise ActionTimeout(error.message, final.id, error.exception_id)
         if error.kind == "cancelled":
             raise Conflict(f"run {final.id} was cancelled")
-        if error.kind == "unavailable":
-            raise Unavailable(error.message)
+        platform = platform_answer(final, error, spec, settings.platform_retry_seconds)
+        if platform is not None:
+            raise platform
         log_app_error(final, error)
         raise ActionAppError(error.message, final.id, error.exception_id)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 import threading
 import time
 from pathlib import Path
@@ -35,11 +36,13 @@ from hatchway.executors.containers.engine import (
     LABEL_RUN,
     ActionImage,
     DockerEngine,
+    ImageFailed,
     container_user,
     container_workdir,
     effective_argv,
     give_to,
 )
+from hatchway.executors.sandbox import signal_of
 from hatchway.runtime.contract import OutputCollector, Workspace
 
 #: the container's temporary directory: the workspace's tmp/, bind-mounted
@@ -90,7 +93,9 @@ class DockerExecutor(BaseAttemptExecutor):
         started = time.monotonic()
         try:
             image = self.image(invocation)
-        except Unavailable as exc:
+        except Unavailable as exc:  # the engine is down, a pull broke: another try may work (503)
+            return AttemptResult(unavailable=exc.message)
+        except ImageFailed as exc:
             return AttemptResult(platform_error=exc.message)
         # pulling or building the image does not count against the action's limit
         invocation = dataclasses.replace(invocation, deadline=invocation.deadline + (time.monotonic() - started))
@@ -133,6 +138,8 @@ class DockerExecutor(BaseAttemptExecutor):
             )
         except Exception as exc:
             workspace.remove()
+            if not self.engine._answers():
+                return AttemptResult(unavailable=self.engine.down().message)
             return AttemptResult(platform_error=f"the container could not be created ({engine_reason(exc)})")
         container_id = container["Id"]
         try:
@@ -191,10 +198,17 @@ class DockerExecutor(BaseAttemptExecutor):
         try:
             api.start(container_id)
         except Exception as exc:
+            # the engine could not start the container (a runtime or mount failure; a command the
+            # image lacks is tini's to report, once the container runs): the platform failed it
             stop_feeding.set()
             self.engine.remove_later(container_id, 0.0, workspace.remove)
+            if not self.engine._answers():
+                return AttemptResult(unavailable=self.engine.down().message, duration_ms=_ms(started))
             collector.system(f"cannot start the action: {engine_reason(exc)}")
-            return AttemptResult(exit_code=127, duration_ms=_ms(started))
+            return AttemptResult(
+                platform_error=f"the engine could not start the container ({engine_reason(exc)})",
+                duration_ms=_ms(started),
+            )
         while reader.is_alive():
             if cancel.is_set() or invocation.seconds_left <= 0:
                 stop_feeding.set()
@@ -209,9 +223,18 @@ class DockerExecutor(BaseAttemptExecutor):
             state = api.inspect_container(container_id)["State"]
         except Exception as exc:
             self.engine.remove_later(container_id, 0.0, workspace.remove)
-            return AttemptResult(platform_error=f"the container's end could not be read ({engine_reason(exc)})")
+            reason = "the engine does not answer" if not self.engine._answers() else engine_reason(exc)
+            return AttemptResult(platform_error=f"the container's end could not be read ({reason})")
+        exit_code = int(status.get("StatusCode", -1))
+        start_error = init_start_error(exit_code, collector.tail("stderr"))
+        if start_error:
+            collector.system(f"cannot start the action: {start_error}")
         execution = AttemptResult(
-            exit_code=int(status.get("StatusCode", -1)),
+            exit_code=exit_code,
+            # the container's init (tini) reports the action's death by signal N as exit code 128+N,
+            # and the engine records nothing else (State has no signal): an action that itself exits
+            # 129..192 reads as killed by a signal. An OOM kill is told apart (State.OOMKilled).
+            signal=None if start_error else signal_of(exit_code),
             oom=bool(state.get("OOMKilled")),
             duration_ms=_ms(started),
         )
@@ -224,6 +247,24 @@ class DockerExecutor(BaseAttemptExecutor):
 
     def close(self) -> None:
         self.engine.close()
+
+
+#: what the container's init (tini, ``init: true``) prints when it cannot exec the command
+INIT_EXEC_FAILED = re.compile(r"^\[FATAL tini \(\d+\)\] exec (?P<program>.+) failed: (?P<why>.+)$")
+
+
+def init_start_error(exit_code: int, stderr_tail: list[str]) -> str | None:
+    """Why the container's init could not start the action (it exits 127 or 126 and says so on
+    stderr), or None. The action could print the same line itself before exiting 127: it would only
+    mislabel its own application error."""
+    if exit_code not in (126, 127):
+        return None
+    for line in reversed(stderr_tail):
+        found = INIT_EXEC_FAILED.match(line.strip())
+        if found:
+            program = found["program"]
+            return f"{program!r} was not found" if exit_code == 127 else f"{program!r} is not executable"
+    return None
 
 
 def _ms(started: float) -> int:

@@ -60,6 +60,7 @@ LABEL_CLEANUP = "io.hatchway.cleanup"
 NOBODY = 65534
 PIDS_LIMIT = 1024
 BUILD_LOG_TAIL = 30
+ENGINE_DOWN = "the Docker engine does not answer; nothing was started"
 #: a build finished this recently for the same tag is reused (two executors preparing one action)
 FRESH_BUILD_SECONDS = 10.0
 #: a Dockerfile naming hatchway's base image gets it built on first use (see hatchway.executors.containers.images)
@@ -157,6 +158,24 @@ class ActionImage:
             workdir=config.get("WorkingDir") or "",
             labels=dict(config.get("Labels") or {}),
         )
+
+
+class ImageFailed(Exception):
+    """The attempt's image cannot be had (no such image, access denied, a failed build): trying
+    again at once will not help. The message is for the run's record."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _is_permanent_pull_failure(exc: Exception, reason: str) -> bool:
+    """A pull the registry refused for good (not found, denied), as opposed to one that broke."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    lowered = reason.lower()
+    return status in (401, 403, 404) or any(
+        word in lowered for word in ("not found", "denied", "manifest unknown", "unauthorized", "invalid reference")
+    )
 
 
 def effective_argv(spec: ActionSpec, image: ActionImage) -> list[str]:
@@ -274,7 +293,13 @@ class DockerEngine:
         except Unavailable:
             raise
         except Exception as exc:
-            raise Unavailable(f"the Docker engine at {self.host} does not answer") from exc
+            raise Unavailable(ENGINE_DOWN) from exc
+
+    def down(self) -> Unavailable:
+        """The error of an engine found not answering during an attempt; its address goes to the log
+        only (a socket's path is a host path, which no client sees)."""
+        log.warning("the Docker engine does not answer", extra={"docker_host": self.host})
+        return Unavailable(ENGINE_DOWN)
 
     # ---- labels ------------------------------------------------------------------------------
 
@@ -364,9 +389,14 @@ class DockerEngine:
             self.build(spec, action_image_tag(project_id, spec.name, spec.digest()), ["body", "docker_config"])
 
     def ensure_image(self, invocation: Invocation) -> ActionImage:
-        """The attempt's image, pulled or built first if the engine lacks it."""
+        """The attempt's image, pulled or built first if the engine lacks it.
+
+        Raises :class:`Unavailable` where another try may succeed (the engine does not answer, a
+        pull failed on the way), :class:`ImageFailed` where it will not by itself (no such image,
+        access denied, a failed build).
+        """
         ref = self.image_for(invocation)
-        found = self.inspect(ref)
+        found = self._inspect_answering(ref)
         if found is not None:
             return found
         spec = invocation.spec
@@ -374,16 +404,30 @@ class DockerEngine:
             try:
                 self.build(spec, ref, ["docker_config"])
             except ValidationFailed as exc:
-                raise Unavailable(f"the action's image could not be built: {exc.message}") from None
+                raise ImageFailed(f"the action's image could not be built: {exc.message}") from None
         else:
             try:
                 self.client.images.pull(ref)
             except Exception as exc:
-                raise Unavailable(f"the image {ref} could not be pulled") from exc
-        found = self.inspect(ref)
+                if not self._answers():
+                    raise self.down() from exc
+                reason = str(getattr(exc, "explanation", None) or exc).splitlines()[0][:300] if str(exc) else ""
+                if _is_permanent_pull_failure(exc, reason):
+                    raise ImageFailed(f"the image {ref} could not be pulled ({reason})") from exc
+                raise Unavailable(f"the image {ref} could not be pulled ({reason}); nothing was started") from exc
+        found = self._inspect_answering(ref)
         if found is None:
-            raise Unavailable(f"the image {ref} is not on the engine")
+            raise ImageFailed(f"the image {ref} is not on the engine")
         return found
+
+    def _inspect_answering(self, ref: str) -> ActionImage | None:
+        """:meth:`inspect`; an engine that does not answer is :class:`Unavailable`."""
+        try:
+            return self.inspect(ref)
+        except Exception as exc:
+            if self._answers():
+                raise
+            raise self.down() from exc
 
     def build(self, spec: ActionSpec, tag: str, loc: list[str | int]) -> None:
         """Build ``docker_config`` into ``tag``; a failure is :class:`ValidationFailed` with the log's tail."""

@@ -48,6 +48,7 @@ from hatchway.executors.containers.engine import (
     LABEL_CLEANUP,
     ActionImage,
     DockerEngine,
+    ImageFailed,
     container_user,
     container_workdir,
     effective_argv,
@@ -150,7 +151,9 @@ class LocalLambdaExecutor(BaseAttemptExecutor):
         started = time.monotonic()
         try:
             image = self.engine.ensure_image(invocation)
-        except Unavailable as exc:
+        except Unavailable as exc:  # the engine is down, a pull broke: another try may work (503)
+            return AttemptResult(unavailable=exc.message)
+        except ImageFailed as exc:
             return AttemptResult(platform_error=exc.message)
         if not image.has_runtime or invocation.input_files or invocation.tmp_source is not None:
             # no runtime adapter in the image, or files to hand over or collect: a cold container
@@ -166,7 +169,9 @@ class LocalLambdaExecutor(BaseAttemptExecutor):
                 )
             except PoolBusy:
                 return AttemptResult(timed_out=True, duration_ms=_ms(started))
-            except Unavailable as exc:
+            except Unavailable as exc:  # the container did not start: the engine's failure, or it is down
+                if not self.engine._answers():
+                    return AttemptResult(unavailable=self.engine.down().message)
                 return AttemptResult(platform_error=exc.message)
             # an image pull/build and a cold start do not count against the call's limit
             prep = time.monotonic() - started if is_new else 0.0
