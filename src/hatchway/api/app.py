@@ -13,6 +13,7 @@ import base64
 import json
 import logging
 import re
+import time
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -38,16 +39,17 @@ from hatchway.api.common import (
 )
 from hatchway.api.errors import error_answer, unexpected_answer, validation_details
 from hatchway.api.fastpath import DirectRoutes
+from hatchway.api.models import ENVIRONMENT_PATTERN
 from hatchway.api.raw import RawRoute, RawRouter, serve_raw
 from hatchway.api.resolver import ThreadSafeHttpResolver
 from hatchway.api.routers import actions, console, extras, files, meta, observe, pipelines, projects, runs
 from hatchway.api.routers import compat as dialects
-from hatchway.api.scope import request_context
+from hatchway.api.scope import ROUTE, log_access, request_context
 from hatchway.api.throttle import FailureBudget
 from hatchway.api.validation import CompiledRequestValidation
 from hatchway.compat import Compat
 from hatchway.domain.parameters import json_too_deep
-from hatchway.domain.tenants import Principal
+from hatchway.domain.tenants import DEFAULT_ENVIRONMENT, Principal
 from hatchway.errors import (
     Forbidden,
     HatchwayError,
@@ -93,6 +95,7 @@ class Api:
         self.raw: list[RawRoute] = []
         self._routes: list[tuple[re.Pattern[str], dict[str, set[str]]]] | None = None
         self.direct = DirectRoutes(resolver, telemetry, fastpath)
+        self.is_access_logged = settings.is_access_log_enabled
         self.failures = FailureBudget(settings.auth_failure_budget, settings.auth_failure_window_seconds)
 
     def include(self, router: Router) -> None:
@@ -105,11 +108,34 @@ class Api:
 
     def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """The answer to one API Gateway event; whatever happens, an answer in the API's shapes."""
+        started = time.perf_counter()
+        route = ROUTE.set(None)
         try:
-            answer = self._resolve(event, context)
-        except Exception as exc:  # the last line: no failure leaves outside the error shape
-            answer = event_answer(*unexpected_answer(exc))
-        return finished(answer, self.settings.max_answer_bytes)
+            try:
+                answer = self._resolve(event, context)
+            except Exception as exc:  # the last line: no failure leaves outside the error shape
+                answer = event_answer(*unexpected_answer(exc))
+            answer = finished(answer, self.settings.max_answer_bytes)
+            if self.is_access_logged:
+                self._log_access(event, answer, started)
+            return answer
+        finally:
+            ROUTE.reset(route)
+
+    def _log_access(self, event: dict[str, Any], answer: dict[str, Any], started: float) -> None:
+        path = event.get("rawPath") or event.get("path") or "/"
+        context = event.get("requestContext") or {}
+        method = ((context.get("http") or {}).get("method") or event.get("httpMethod") or "GET").upper()
+        project = PROJECT_PATH.match(path)
+        given = header(event, "x-hatchway-environment")
+        # the environment the request named (an invalid name was refused, and is not echoed)
+        environment = None
+        if project:
+            environment = DEFAULT_ENVIRONMENT if not given else given if re.match(ENVIRONMENT_PATTERN, given) else None
+        log_access(
+            method, ROUTE.get(), path, answer, started, time.perf_counter(), context.get("requestId"),
+            project.group(2) if project else None, environment,
+        )  # fmt: skip
 
     def _authenticate(self, event: dict[str, Any], source: str) -> Principal:
         """The caller; a token from a client over its budget of failed authentications is not even

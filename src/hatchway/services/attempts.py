@@ -65,8 +65,8 @@ def first_line(text: str) -> str:
 def log_app_error(run: Run, error: RunError) -> None:
     log.error(
         "application error",
-        extra={"run_id": run.id, "project_id": run.project_id, "exceptionId": error.exception_id,
-               "reason": error.message},
+        extra={"run_id": run.id, "project_id": run.project_id, "environment": run.environment,
+               "exceptionId": error.exception_id, "reason": error.message},
     )  # fmt: skip
 
 
