@@ -37,6 +37,7 @@ from hatchway.api.common import (
     json_answer,
     too_large,
 )
+from hatchway.api.cors import Cors
 from hatchway.api.errors import error_answer, unexpected_answer, validation_details
 from hatchway.api.fastpath import DirectRoutes
 from hatchway.api.models import ENVIRONMENT_PATTERN
@@ -96,6 +97,7 @@ class Api:
         self._routes: list[tuple[re.Pattern[str], dict[str, set[str]]]] | None = None
         self.direct = DirectRoutes(resolver, telemetry, fastpath)
         self.is_access_logged = settings.is_access_log_enabled
+        self.cors = Cors(settings.cors_origins)
         self.failures = FailureBudget(settings.auth_failure_budget, settings.auth_failure_window_seconds)
 
     def include(self, router: Router) -> None:
@@ -111,11 +113,13 @@ class Api:
         started = time.perf_counter()
         route = ROUTE.set(None)
         try:
+            method = ((event.get("requestContext") or {}).get("http") or {}).get("method") or ""
+            preflight = self.cors.preflight(event, method.upper())
             try:
-                answer = self._resolve(event, context)
+                answer = preflight or self._resolve(event, context)
             except Exception as exc:  # the last line: no failure leaves outside the error shape
                 answer = event_answer(*unexpected_answer(exc))
-            answer = finished(answer, self.settings.max_answer_bytes)
+            answer = self.cors.decorate(event, finished(answer, self.settings.max_answer_bytes))
             if self.is_access_logged:
                 self._log_access(event, answer, started)
             return answer
