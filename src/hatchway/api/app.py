@@ -161,6 +161,7 @@ class Api:
 
     def _resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         path = event.get("rawPath") or event.get("path") or "/"
+        method = (((event.get("requestContext") or {}).get("http") or {}).get("method") or "GET").upper()
         body = event.get("body") or ""
         size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body)
         try:
@@ -173,7 +174,7 @@ class Api:
             if path not in PUBLIC_PATHS and not path.startswith(PUBLIC_PREFIXES):
                 who = self._authenticate(event, source)
                 project = PROJECT_PATH.match(path)
-                if path.rstrip("/") == "/v1/projects" and not who.is_global_admin:
+                if path.rstrip("/") == "/v1/projects" and method == "POST" and not who.is_global_admin:
                     raise Forbidden("only the global admin token creates projects")
                 # the environment header is checked on every route, those that do not read it included;
                 # a Connect call without one is in development, as its route says
