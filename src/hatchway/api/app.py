@@ -254,7 +254,10 @@ class Api:
                 if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
                     for operation in operations.values():
                         operation["security"] = []
-            self._document = document
+            from hatchway.api.openapi import refine
+
+            raw = {(route.doc_path, route.method.lower()): route.handle.__name__ for route in self.raw}
+            self._document = refine(document, raw)
         return self._document
 
     def routes(self) -> list[tuple[re.Pattern[str], dict[str, set[str]]]]:
