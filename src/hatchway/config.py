@@ -53,6 +53,8 @@ ENV_VARS: dict[str, str] = {
     "HATCHWAY_METRICS": "prometheus (GET /metrics; embedded default), emf (CloudWatch; aws default) or off",
     "HATCHWAY_TRACING": "off (default), otlp (OpenTelemetry, exported over OTLP/HTTP) or xray (powertools Tracer)",
     "OTEL_EXPORTER_OTLP_ENDPOINT": "OTLP/HTTP collector for HATCHWAY_TRACING=otlp (default http://localhost:4318)",
+    "HATCHWAY_ACCESS_LOG": "on (default) or off: one JSON line per request at INFO (method, route, status, duration)",
+    "HATCHWAY_CORS_ORIGINS": "origins (https://app.example.com, comma-separated) browser pages may call from",
     "HATCHWAY_CONSOLE": "on (default) or off: serve the web console at /ui",
     "HATCHWAY_SANDBOX": "auto, bwrap, landlock, limits or none: how the process executor confines actions",
     "HATCHWAY_SANDBOX_UIDS": "first-last: the uids (and gids) actions run as when the gateway is root, one per attempt",
@@ -205,6 +207,9 @@ class Settings:
     tracing: str = "off"
     otlp_endpoint: str | None = None
     is_console_enabled: bool = True
+    is_access_log_enabled: bool = True
+    #: exact origins (scheme://host[:port]) allowed to call the API from a browser; empty: CORS off
+    cors_origins: tuple[str, ...] = ()
     sandbox: str = "auto"
     sandbox_uids: tuple[int, int] = DEFAULT_SANDBOX_UIDS
     work_root: Path | None = None
@@ -293,6 +298,10 @@ class Settings:
             tracing=(env.get("HATCHWAY_TRACING") or "off").lower(),
             otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
             is_console_enabled=(env.get("HATCHWAY_CONSOLE") or "on").lower() not in ("off", "0", "false", "no"),
+            is_access_log_enabled=(env.get("HATCHWAY_ACCESS_LOG") or "on").lower() not in ("off", "0", "false", "no"),
+            cors_origins=tuple(
+                o.strip().rstrip("/") for o in (env.get("HATCHWAY_CORS_ORIGINS") or "").split(",") if o.strip()
+            ),
             sandbox=(env.get("HATCHWAY_SANDBOX") or "auto").lower(),
             sandbox_uids=_range(env, "HATCHWAY_SANDBOX_UIDS", DEFAULT_SANDBOX_UIDS),
             work_root=Path(env["HATCHWAY_WORK_DIR"]).expanduser() if env.get("HATCHWAY_WORK_DIR") else None,
@@ -374,6 +383,12 @@ class Settings:
             raise ValidationFailed.at(["env", "HATCHWAY_TRACING"], "must be off, otlp or xray")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ValidationFailed.at(["env", "HATCHWAY_LOG_LEVEL"], "must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        for origin in self.cors_origins:
+            if origin != "*" and not re.match(r"^https?://[A-Za-z0-9.\[\]:-]+$", origin):
+                raise ValidationFailed.at(
+                    ["env", "HATCHWAY_CORS_ORIGINS"],
+                    f"{origin!r} is not an origin: scheme://host[:port], no path (or * for any origin)",
+                )
         if self.backend not in ("embedded", "aws"):
             raise ValidationFailed.at(["env", "HATCHWAY_BACKEND"], "must be embedded or aws")
         if not re.match(r"^[A-Za-z][A-Za-z0-9-]{0,23}$", self.resource_prefix):

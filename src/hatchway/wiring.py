@@ -276,6 +276,7 @@ def build_services(
     from hatchway.faults import CrashPoints
     from hatchway.net import HttpCallbackSender, allowed_networks
     from hatchway.observability import TracingTelemetry
+    from hatchway.observability.logs import log_run_change
     from hatchway.observability.metrics import make_recorder
     from hatchway.observability.tracing import instrument
     from hatchway.secrets import LazySecretBox
@@ -305,6 +306,7 @@ def build_services(
     repos = repos or build_repos(settings, **clients)
     metrics = make_recorder(settings)
     repos.runs.observe(metrics.observe)
+    repos.runs.observe(log_run_change)
     instrument(repos)
     telemetry = TracingTelemetry()
     box = box or LazySecretBox(functools.partial(build_secret_box, settings, **clients))

@@ -56,3 +56,19 @@ def test_tokens_round_trip_and_stay_in_their_project(tenants: BaseTenantRepo) ->
     assert tenants.delete_token(P, "tok_a") is False
     assert tenants.get_token("tok_a") is None
     assert [t.id for t in tenants.list_tokens(P)] == ["tok_b"]
+
+
+def test_projects_are_listed_by_id_in_pages(tenants: BaseTenantRepo) -> None:
+    existing = {p.id for p in tenants.list_projects(500, None).items}  # the bootstrap's own, if any
+    for number in (3, 1, 2):
+        tenants.create_project(Project(f"proj_list{number}", f"list {number}", 1000 * number))
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = tenants.list_projects(2, cursor)
+        assert len(page.items) <= 2
+        seen.extend(p.id for p in page.items)
+        cursor = page.next
+        if cursor is None:
+            break
+    assert [p for p in seen if p not in existing] == ["proj_list1", "proj_list2", "proj_list3"]

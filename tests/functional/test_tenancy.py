@@ -79,6 +79,10 @@ def test_every_route_refuses_missing_bad_and_foreign_tokens(services: Services, 
         sent = {"env": "development", "product": a, "app": "behave", "event": "check"} if "ductape" in path else {}
         for who, expected in ((anonymous, {401}), (garbage, {401}), (b_client, {403, 404})):
             answer = who._http.request(method, url, json=sent)
+            if (method, path) == ("GET", "/v1/projects") and who is b_client:
+                # a project token lists the projects it can see: its own, and no other
+                assert answer.status_code == 200 and a not in answer.text and b in answer.text
+                continue
             if path == "/metrics" and who is b_client:
                 # a project's admin token reads its own project's metrics, and nothing of another's
                 assert answer.status_code == 200 and f'project="{a}"' not in answer.text

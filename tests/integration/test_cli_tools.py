@@ -95,6 +95,21 @@ def test_every_format_prints_the_same_record(server: LiveServer) -> None:
     assert refused.returncode == 2 and "'xml' is not one of table, json, yaml" in refused.stderr
 
 
+def test_projects_list_shows_what_the_token_sees(server: LiveServer) -> None:
+    made = json.loads(hatchway(server, "projects", "create", "cli listed", "-o", "json").stdout)["id"]
+    table = hatchway(server, "projects", "list")
+    assert table.returncode == 0, table.stderr
+    assert made in table.stdout and "proj_local" in table.stdout and "cli listed" in table.stdout
+    listed = json.loads(hatchway(server, "projects", "list", "-o", "json").stdout)
+    assert {"proj_local", made} <= {p["id"] for p in listed}
+    # a project token sees its own project only
+    token = json.loads(
+        hatchway(server, "tokens", "create", "-s", "runs:read", "-o", "json", HATCHWAY_PROJECT=made).stdout
+    )["token"]
+    own = json.loads(hatchway(server, "projects", "list", "-o", "json", token=token).stdout)
+    assert [p["id"] for p in own] == [made]
+
+
 def test_version(server: LiveServer) -> None:
     from hatchway import __version__
 

@@ -37,7 +37,10 @@ SAMPLE_DB = str(REPO / "examples" / "db-extractor" / "sample.db")
 COUNTER = {
     "name": "counter",
     "short_description": "Counts slowly, for watching a live log",
-    "parameters": [{"name": "lines", "default": "8", "description": "how many lines to print"}],
+    "parameters": [
+        {"name": "lines", "default": "8", "description": "how many lines to print"},
+        {"name": "note", "default": "", "description": "anything (a long value shows how the page wraps it)"},
+    ],
     "container_parameters": {
         "entry_point": [sys.executable, "-c"],
         "command": [
@@ -242,6 +245,48 @@ def test_run_from_the_generated_form_and_follow_its_live_log(console: Console) -
     console.shot("run")
 
 
+def test_from_one_run_to_another_the_log_is_the_new_runs_then_run_again_and_download(
+    console: Console, server: LiveServer
+) -> None:
+    page = console.page
+    long_value = "https://example.com/" + "a-very-long-segment/" * 30
+    with server.client() as hw:
+        first = hw.wait(hw.start_run("counter", {"lines": "3"}).id, timeout=30)
+        second = hw.wait(hw.start_run("counter", {"lines": "5", "note": long_value}).id, timeout=30)
+    console.sign_in()
+    log = page.get_by_role("log", name="Run log")
+    # Given the first run's page with its whole log
+    console.open(f"#/runs/{first.id}")
+    page.get_by_text("Log complete: the run ended SUCCESSFUL.").wait_for(timeout=30_000)
+    sync_api.expect(log).to_contain_text("line 3 of 3")
+    # When the address changes to the second run (no reload)
+    page.evaluate(f"location.hash = '#/runs/{second.id}'")
+    page.get_by_role("heading", name=f"Run {second.id}").wait_for()
+    page.get_by_text("Log complete: the run ended SUCCESSFUL.").wait_for(timeout=30_000)
+    # Then the log shows the second run's lines, and none of the first's
+    sync_api.expect(log).to_contain_text("line 5 of 5")
+    assert "of 3" not in log.inner_text()
+    assert len([line for line in log.inner_text().splitlines() if "of 5" in line]) == 5
+    # and a long parameter value wraps inside the page instead of widening it
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    # When the log is downloaded
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download log").click()
+    assert download.value.suggested_filename == f"{second.id}.log"
+    text = Path(download.value.path()).read_text()
+    assert "line 1 of 5" in text and "line 5 of 5" in text and "of 3" not in text
+    # When the run is started again with the same parameters
+    page.get_by_role("button", name="Run again").click()
+    page.get_by_role("heading", name=re.compile(r"^Run run_")).filter(has_not_text=second.id).wait_for()
+    again = page.get_by_role("heading", name=re.compile(r"^Run run_")).inner_text().split()[-1]
+    page.get_by_text("Log complete: the run ended SUCCESSFUL.").wait_for(timeout=30_000)
+    # Then it is a new run of the same action with the same parameters
+    with server.client() as hw:
+        rerun = hw.get_run(again)
+    assert rerun.id not in (first.id, second.id) and rerun.parameters == second.parameters
+    assert len([line for line in log.inner_text().splitlines() if "of 5" in line]) == 5
+
+
 def test_call_a_sync_action_and_see_its_answer(console: Console) -> None:
     page = console.page
     console.sign_in()
@@ -385,6 +430,8 @@ def test_a_gated_pipeline_is_approved_and_terminated_in_the_browser(console: Con
     page.get_by_role("link", name="release").click()
     page.get_by_role("heading", name="Pipeline release").wait_for()
     assert console.unlabelled_controls() == []
+    # the approval gate is labelled as one (not as a container)
+    sync_api.expect(page.locator("ol.steps li").filter(has_text="gate")).to_contain_text("approval")
     # When an execution is started and reaches its gate
     page.get_by_role("button", name="Start execution").click()
     page.get_by_role("heading", name=re.compile(r"^Execution pex_")).wait_for()

@@ -280,6 +280,7 @@ ADDED_COMMANDS: dict[tuple[str, ...], tuple[list[str], dict[Flags, Option]]] = {
     ("runs", "cancel"): ([], _OUTPUT_AND_JSON),
     ("runs", "wait"): ([], _OUTPUT_AND_JSON),
     ("projects", "create"): ([], _OUTPUT_AND_JSON),
+    ("projects", "list"): ([], _OUTPUT_AND_JSON),
     ("tokens", "create"): ([], _OUTPUT_AND_JSON),
     ("tokens", "list"): ([], _OUTPUT_AND_JSON),
     ("pipelines", "apply"): ([], _OUTPUT),

@@ -13,6 +13,7 @@ import base64
 import json
 import logging
 import re
+import time
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -36,18 +37,20 @@ from hatchway.api.common import (
     json_answer,
     too_large,
 )
+from hatchway.api.cors import Cors
 from hatchway.api.errors import error_answer, unexpected_answer, validation_details
 from hatchway.api.fastpath import DirectRoutes
+from hatchway.api.models import ENVIRONMENT_PATTERN
 from hatchway.api.raw import RawRoute, RawRouter, serve_raw
 from hatchway.api.resolver import ThreadSafeHttpResolver
 from hatchway.api.routers import actions, console, extras, files, meta, observe, pipelines, projects, runs
 from hatchway.api.routers import compat as dialects
-from hatchway.api.scope import request_context
+from hatchway.api.scope import ROUTE, log_access, request_context
 from hatchway.api.throttle import FailureBudget
 from hatchway.api.validation import CompiledRequestValidation
 from hatchway.compat import Compat
 from hatchway.domain.parameters import json_too_deep
-from hatchway.domain.tenants import Principal
+from hatchway.domain.tenants import DEFAULT_ENVIRONMENT, Principal
 from hatchway.errors import (
     Forbidden,
     HatchwayError,
@@ -93,6 +96,8 @@ class Api:
         self.raw: list[RawRoute] = []
         self._routes: list[tuple[re.Pattern[str], dict[str, set[str]]]] | None = None
         self.direct = DirectRoutes(resolver, telemetry, fastpath)
+        self.is_access_logged = settings.is_access_log_enabled
+        self.cors = Cors(settings.cors_origins)
         self.failures = FailureBudget(settings.auth_failure_budget, settings.auth_failure_window_seconds)
 
     def include(self, router: Router) -> None:
@@ -105,11 +110,36 @@ class Api:
 
     def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """The answer to one API Gateway event; whatever happens, an answer in the API's shapes."""
+        started = time.perf_counter()
+        route = ROUTE.set(None)
         try:
-            answer = self._resolve(event, context)
-        except Exception as exc:  # the last line: no failure leaves outside the error shape
-            answer = event_answer(*unexpected_answer(exc))
-        return finished(answer, self.settings.max_answer_bytes)
+            method = ((event.get("requestContext") or {}).get("http") or {}).get("method") or ""
+            preflight = self.cors.preflight(event, method.upper())
+            try:
+                answer = preflight or self._resolve(event, context)
+            except Exception as exc:  # the last line: no failure leaves outside the error shape
+                answer = event_answer(*unexpected_answer(exc))
+            answer = self.cors.decorate(event, finished(answer, self.settings.max_answer_bytes))
+            if self.is_access_logged:
+                self._log_access(event, answer, started)
+            return answer
+        finally:
+            ROUTE.reset(route)
+
+    def _log_access(self, event: dict[str, Any], answer: dict[str, Any], started: float) -> None:
+        path = event.get("rawPath") or event.get("path") or "/"
+        context = event.get("requestContext") or {}
+        method = ((context.get("http") or {}).get("method") or event.get("httpMethod") or "GET").upper()
+        project = PROJECT_PATH.match(path)
+        given = header(event, "x-hatchway-environment")
+        # the environment the request named (an invalid name was refused, and is not echoed)
+        environment = None
+        if project:
+            environment = DEFAULT_ENVIRONMENT if not given else given if re.match(ENVIRONMENT_PATTERN, given) else None
+        log_access(
+            method, ROUTE.get(), path, answer, started, time.perf_counter(), context.get("requestId"),
+            project.group(2) if project else None, environment,
+        )  # fmt: skip
 
     def _authenticate(self, event: dict[str, Any], source: str) -> Principal:
         """The caller; a token from a client over its budget of failed authentications is not even
@@ -131,6 +161,7 @@ class Api:
 
     def _resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         path = event.get("rawPath") or event.get("path") or "/"
+        method = (((event.get("requestContext") or {}).get("http") or {}).get("method") or "GET").upper()
         body = event.get("body") or ""
         size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body)
         try:
@@ -143,7 +174,7 @@ class Api:
             if path not in PUBLIC_PATHS and not path.startswith(PUBLIC_PREFIXES):
                 who = self._authenticate(event, source)
                 project = PROJECT_PATH.match(path)
-                if path.rstrip("/") == "/v1/projects" and not who.is_global_admin:
+                if path.rstrip("/") == "/v1/projects" and method == "POST" and not who.is_global_admin:
                     raise Forbidden("only the global admin token creates projects")
                 # the environment header is checked on every route, those that do not read it included;
                 # a Connect call without one is in development, as its route says
@@ -223,7 +254,10 @@ class Api:
                 if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
                     for operation in operations.values():
                         operation["security"] = []
-            self._document = document
+            from hatchway.api.openapi import refine
+
+            raw = {(route.doc_path, route.method.lower()): route.handle.__name__ for route in self.raw}
+            self._document = refine(document, raw)
         return self._document
 
     def routes(self) -> list[tuple[re.Pattern[str], dict[str, set[str]]]]:

@@ -91,7 +91,7 @@ def too_large(size: int, max_bytes: int, what: str = "an answer") -> InternalErr
 
 
 #: routes anyone may call; everything else needs a token, checked before the request is validated
-PUBLIC_PATHS = {"/health", "/openapi.json", "/docs", "/v1/oauth/token", "/ui"}
+PUBLIC_PATHS = {"/", "/health", "/openapi.json", "/docs", "/v1/oauth/token", "/ui"}
 #: the console's files (its page asks for a token itself, and sends it only to the API)
 PUBLIC_PREFIXES: tuple[str, ...] = ("/ui/",)
 PROJECT_PATH = re.compile(r"^/v1/(projects|connect)/([^/]+)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import traceback
 from typing import Any
 
 from hatchway.errors import (
@@ -89,7 +90,10 @@ def unexpected_answer(exc: BaseException) -> tuple[int, dict[str, Any], dict[str
         log.warning("a request nested too deeply", extra={"reason": str(exc)[:200]})
         return error_answer(ValidationFailed.at(["body"], "the body is nested too deeply", "too_deep"))
     exception_id = new_exception_id()
-    log.error("internal error", exc_info=exc, extra={"exceptionId": exception_id})
+    log.error(
+        "internal error",
+        extra={"exceptionId": exception_id, "error_type": type(exc).__name__, "where": where(exc)},
+    )
     body = {
         "status": "error",
         "error": "Application error",
@@ -98,6 +102,18 @@ def unexpected_answer(exc: BaseException) -> tuple[int, dict[str, Any], dict[str
         "exceptionId": exception_id,
     }
     return 500, body, {}
+
+
+def where(exc: BaseException, depth: int = 8) -> list[str]:
+    """The innermost frames of ``exc`` as ``module:function:line``: enough to find the fault, with
+    no host path (a file is named by its module) and no message (which may hold a value)."""
+    frames = traceback.extract_tb(exc.__traceback__)[-depth:]
+    named = []
+    for frame in frames:
+        parts = frame.filename.replace("\\", "/").rsplit("/", 3)
+        module = ".".join(p for p in parts[1:] if p).removesuffix(".py") if len(parts) > 1 else frame.filename
+        named.append(f"{module}:{frame.name}:{frame.lineno}")
+    return named
 
 
 def validation_details(errors: Any) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from hatchway.api.common import SAFE_HEADERS, event_answer, too_large
 from hatchway.api.errors import error_answer
+from hatchway.api.scope import ROUTE
 from hatchway.domain.tenants import Principal
 from hatchway.errors import HatchwayError
 
@@ -112,6 +113,7 @@ def serve_raw(routes: list[RawRoute], event: dict[str, Any], who: Principal | No
         allowed.append(route.method)
         if route.method == method:
             assert who is not None  # noqa: S101 - raw routes are never public
+            ROUTE.set(route.doc_path)
             try:
                 return route.handle(event, who, match)
             except HatchwayError as exc:

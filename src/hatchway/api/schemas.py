@@ -22,6 +22,14 @@ def obj(required: list[str], **properties: Any) -> dict[str, Any]:
     return {"type": "object", "required": required, "properties": properties}
 
 
+#: one problem of a request that does not validate (an item of an error's ``details``)
+VALIDATION_ERROR = obj(
+    ["loc", "msg", "type"],
+    loc={"type": "array", "items": {"anyOf": [STRING, INT]}, "description": "where: body, query, header, path..."},
+    msg={"type": "string", "description": "what is wrong, in words"},
+    type={"type": "string", "description": "a stable code: missing, extra_forbidden, string_too_long..."},
+)
+
 ERROR = obj(
     ["status", "error", "code", "message"],
     status={"type": "string", "enum": ["error"]},
@@ -30,7 +38,7 @@ ERROR = obj(
     message=STRING,
     exceptionId=STRING,
     runId=STRING,
-    details={"type": "array", "items": obj(["loc", "msg", "type"], loc={"type": "array"}, msg=STRING, type=STRING)},
+    details={"type": "array", "items": VALIDATION_ERROR},
 )
 
 LOG_ENTRY = obj(
@@ -42,16 +50,20 @@ LOG_ENTRY = obj(
     err=obj([], name=STRING, message=STRING, stack=STRING),
 )
 
+RUN_STATUS = {"type": "string", "enum": ["ENQUEUED", "INPROGRESS", "SUCCESSFUL", "FAILED", "TERMINATING", "TERMINATED"]}
+RUN_ERROR = obj(["kind", "message"], kind=STRING, message=STRING, exceptionId=nullable(STRING), code=nullable(INT))
+ACTION_REF = obj(["name", "version", "digest"], name=STRING, version=INT, digest=STRING)
+
 RUN = obj(
     ["id", "project_id", "environment", "action", "invoked", "mode", "status", "attempt", "max_attempts",
      "parameters", "ret", "exports", "os", "error", "created_at"],
     id={"type": "string", "pattern": "^run_[0-9A-Z]{26}$"},
     project_id=STRING,
     environment=STRING,
-    action=obj(["name", "version", "digest"], name=STRING, version=INT, digest=STRING),
+    action=ACTION_REF,
     invoked=STRING,
     mode={"type": "string", "enum": ["async", "sync"]},
-    status={"type": "string", "enum": ["ENQUEUED", "INPROGRESS", "SUCCESSFUL", "FAILED", "TERMINATING", "TERMINATED"]},
+    status=RUN_STATUS,
     status_reason=nullable(STRING),
     attempt=INT,
     max_attempts=INT,
@@ -59,9 +71,7 @@ RUN = obj(
     ret={},
     exports={"type": "object"},
     os={"type": "array", "items": LOG_ENTRY},
-    error=nullable(
-        obj(["kind", "message"], kind=STRING, message=STRING, exceptionId=nullable(STRING), code=nullable(INT))
-    ),
+    error=nullable(RUN_ERROR),
     created_at=TIME,
     started_at=nullable(TIME),
     finished_at=nullable(TIME),
@@ -76,13 +86,16 @@ RUN_SUMMARY = {
     "properties": {name: schema for name, schema in RUN["properties"].items() if name != "os"},
 }
 
+#: an action.json as the gateway normalised it (defaults applied)
+ACTION_DEFINITION = {"type": "object", "additionalProperties": True, "description": "the action.json, normalised"}
+
 ACTION = obj(
     ["name", "version", "digest", "created_at", "spec"],
     name=STRING,
     version=INT,
     digest={"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"},
     created_at=TIME,
-    spec={"type": "object"},
+    spec=ACTION_DEFINITION,
 )
 
 PROJECT = obj(["id", "name", "created_at"], id=STRING, name=STRING, created_at=TIME)

@@ -1,7 +1,4 @@
-"""``hatchway projects`` and ``hatchway tokens``: tenants and their credentials.
-
-``projects list`` waits for a ``GET /v1/projects`` route on the gateway (it answers 405 today).
-"""
+"""``hatchway projects`` and ``hatchway tokens``: tenants and their credentials."""
 
 from __future__ import annotations
 
@@ -11,6 +8,7 @@ from hatchway.cli._table import REPEATED, Arg, echo
 
 TYPE_CHECKING = False  # `import typing` costs ~4 ms of start-up; mypy treats this name as True
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 
@@ -19,11 +17,27 @@ def _record(record: Any, output: str | None, as_json: bool) -> None:
     print_fields(record) if fmt == "table" else print_data(record, fmt)
 
 
+def _listing(items: list[Any], fmt: str, headers: list[str], row: Callable[[Any], list[Any]]) -> None:
+    if fmt != "table":
+        print_data(items, fmt)
+    else:
+        print_table(headers, [row(item) for item in items])
+
+
 @projects_app.command("create", Arg("name"), Arg("--id", dest="project_id", help="proj_..."), *OUTPUT)
 def projects_create(name: str, project_id: str | None, output: str | None, as_json: bool) -> None:
     """Create a project (needs the global admin token)."""
     with client() as hw:
         _record(api(lambda: hw.create_project(name, project_id)), output, as_json)
+
+
+@projects_app.command("list", *OUTPUT)
+def projects_list(output: str | None, as_json: bool) -> None:
+    """List the projects the token can see (the global admin token: all of them)."""
+    with client() as hw:
+        items = api(lambda: hw.list_projects())
+    _listing(items, chosen(output, as_json, "table"), ["id", "name", "created"],
+             lambda p: [p["id"], p["name"], p["created_at"]])  # fmt: skip
 
 
 @tokens_app.command(
@@ -52,16 +66,11 @@ def tokens_list(output: str | None, as_json: bool) -> None:
     """List a project's tokens (never their values)."""
     with client() as hw:
         items = api(lambda: hw.list_tokens())
-    fmt = chosen(output, as_json, "json")
-    if fmt != "table":
-        print_data(items, fmt)
-        return
-    rows = [
-        [t["id"], t.get("name"), ",".join(t["scopes"]), ",".join(t.get("environments") or ["*"]), t.get("expires_at"),
-         t.get("last_used_at")]
-        for t in items
-    ]  # fmt: skip
-    print_table(["id", "name", "scopes", "environments", "expires", "last used"], rows)
+    _listing(
+        items, chosen(output, as_json, "json"), ["id", "name", "scopes", "environments", "expires", "last used"],
+        lambda t: [t["id"], t.get("name"), ",".join(t["scopes"]), ",".join(t.get("environments") or ["*"]),
+                   t.get("expires_at"), t.get("last_used_at")],
+    )  # fmt: skip
 
 
 @tokens_app.command("revoke", Arg("token_id"))

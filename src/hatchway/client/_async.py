@@ -27,7 +27,7 @@ from hatchway.client.errors import (
     raise_for_error,
     transport_error,
 )
-from hatchway.client.models import TERMINAL, Action, LogEntry, Run, RunSummary
+from hatchway.client.models import TERMINAL, Action, LogEntry, Project, Run, RunSummary
 
 T = TypeVar("T")
 
@@ -151,6 +151,15 @@ class AsyncClient:
         params = {"action": action, "status": status, "external_user_id": external_user_id, "limit": page_size}
         async for item in self.pages(f"{self._p(project)}/runs", params):
             yield RunSummary.model_validate(item)
+
+    async def iter_projects(self) -> AsyncIterator[Project]:
+        """Every project the token can see (the global admin: all; a project token: its own), by id."""
+        async for item in self.pages("/v1/projects", {"limit": 500}):
+            yield Project.model_validate(item)
+
+    async def list_projects(self) -> list[Project]:
+        """Every project the token can see: ``[p.id for p in hw.list_projects()]``."""
+        return [project async for project in self.iter_projects()]
 
     async def iter_actions(self, tag: str | None = None, project: str | None = None) -> AsyncIterator[Action]:
         """Every action (its latest version)."""

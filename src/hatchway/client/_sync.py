@@ -25,7 +25,7 @@ from hatchway.client.errors import (
     raise_for_error,
     transport_error,
 )
-from hatchway.client.models import TERMINAL, Action, LogEntry, Run, RunSummary
+from hatchway.client.models import TERMINAL, Action, LogEntry, Project, Run, RunSummary
 
 T = TypeVar("T")
 
@@ -113,6 +113,15 @@ class Client(Methods):
         params = {"action": action, "status": status, "external_user_id": external_user_id, "limit": page_size}
         for item in self.pages(f"{self._p(project)}/runs", params):
             yield RunSummary.model_validate(item)
+
+    def iter_projects(self) -> Iterator[Project]:
+        """Every project the token can see (the global admin: all; a project token: its own), by id."""
+        for item in self.pages("/v1/projects", {"limit": 500}):
+            yield Project.model_validate(item)
+
+    def list_projects(self) -> list[Project]:
+        """Every project the token can see: ``[p.id for p in hw.list_projects()]``."""
+        return list(self.iter_projects())
 
     def iter_actions(self, tag: str | None = None, project: str | None = None) -> Iterator[Action]:
         """Every action (its latest version), page after page."""

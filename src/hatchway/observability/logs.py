@@ -16,11 +16,14 @@ import contextvars
 import logging
 import sys
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
 from hatchway.secrets.redact import ACTIVE_SECRETS
+
+if TYPE_CHECKING:
+    from hatchway.domain.runs import Run, RunStatus
 
 SERVICE = "hatchway"
 #: the correlation keys, in the order they are shown
@@ -88,6 +91,19 @@ def configure_logging(level: str = "INFO", stream: IO[str] | None = None) -> log
     server_logger.handlers[:] = [handler]
     server_logger.propagate = False
     return logger
+
+
+_run_log = logging.getLogger("hatchway.runs")
+
+
+def log_run_change(run: Run, previous: RunStatus | None) -> None:
+    """A store observer: one INFO line per run creation and status change, whoever made it."""
+    _run_log.info(
+        "run %s", "created" if previous is None else "status changed",
+        extra={"run_id": run.id, "project_id": run.project_id, "environment": run.environment,
+               "action": run.action_name, "from_status": previous.value if previous else None,
+               "to_status": run.status.value, "attempt": run.attempt, "mode": run.mode.value},
+    )  # fmt: skip
 
 
 def powertools_logger() -> Any:

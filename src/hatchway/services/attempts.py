@@ -85,8 +85,7 @@ def platform_answer(run: Run, error: RunError, spec: ActionSpec, retry_seconds: 
         log.error("platform failure", extra=extra)
         return ExecutionFailed(f"the platform could not run the action: {_headline(error.message)}{quote}", run.id,
                                exception_id)  # fmt: skip
-    if error.kind == "application" and error.message == OUT_OF_MEMORY:
-        log_app_error(run, error)
+    if error.kind == "application" and error.message == OUT_OF_MEMORY:  # logged as the attempt ended
         memory = spec.compute_requirements.memory
         return ExecutionFailed(
             f"the action ran out of memory (its limit, compute_requirements.memory, is {memory} MiB){quote}",
@@ -121,8 +120,8 @@ def first_line(text: str) -> str:
 def log_app_error(run: Run, error: RunError) -> None:
     log.error(
         "application error",
-        extra={"run_id": run.id, "project_id": run.project_id, "exceptionId": error.exception_id,
-               "reason": error.message},
+        extra={"run_id": run.id, "project_id": run.project_id, "environment": run.environment,
+               "exceptionId": error.exception_id, "reason": error.message},
     )  # fmt: skip
 
 

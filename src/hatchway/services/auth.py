@@ -13,6 +13,7 @@ import threading
 
 from hatchway.config import Settings
 from hatchway.domain.parameters import is_ciphertext
+from hatchway.domain.records import Page
 from hatchway.domain.tenants import (
     DEFAULT_PROJECT,
     SCOPES,
@@ -139,6 +140,16 @@ class Tenants:
         if project is None:
             raise NotFound(f"no project {project_id}")
         return project
+
+    def list_projects(self, principal: Principal, limit: int, cursor: str | None) -> Page[Project]:
+        """The projects ``principal`` can see: every one for the global admin, else its own."""
+        if principal.is_global_admin:
+            return self.repo.list_projects(limit, cursor)
+        assert principal.project_id is not None  # noqa: S101 - a project token names its project
+        if cursor:  # the one page of a project token has no next; a cursor is not one this list issued
+            raise ValidationFailed.at(["query", "cursor"], "not a cursor this API issued")
+        project = self.repo.get_project(principal.project_id)
+        return Page([project] if project else [], None)
 
     def create_token(
         self,

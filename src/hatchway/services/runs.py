@@ -48,7 +48,7 @@ from hatchway.errors import (
 )
 from hatchway.ports import Clock, RunDispatcher, RunRepo, SecretBox, Telemetry
 from hatchway.services.actions import ActionService
-from hatchway.services.attempts import AttemptService, log_app_error, platform_answer
+from hatchway.services.attempts import AttemptService, platform_answer
 from hatchway.services.auth import Auth
 from hatchway.services.extras import CacheTags, Callbacks, SessionTypes, check_tag, check_url
 from hatchway.services.files import FileService
@@ -381,7 +381,6 @@ class RunService:
         platform = platform_answer(final, error, spec, settings.platform_retry_seconds)
         if platform is not None:
             raise platform
-        log_app_error(final, error)
         raise ActionAppError(error.message, final.id, error.exception_id)
 
     # ---- reading and cancelling ------------------------------------------------------------

@@ -1,11 +1,13 @@
-"""Rules for projects and their tokens; backends implement the seven primitives."""
+"""Rules for projects and their tokens; backends implement the eight primitives."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+from hatchway.domain.records import Page
 from hatchway.domain.tenants import Project, TokenRecord
 from hatchway.errors import Conflict
+from hatchway.store._cursor import decode_cursor, encode_cursor
 
 
 class BaseTenantRepo(ABC):
@@ -24,6 +26,10 @@ class BaseTenantRepo(ABC):
 
     @abstractmethod
     def _get_project(self, project_id: str) -> Project | None: ...
+
+    @abstractmethod
+    def _list_projects(self, after: str | None, limit: int) -> list[Project]:
+        """Up to ``limit`` projects with an id above ``after``, by id."""
 
     @abstractmethod
     def _put_token(self, token: TokenRecord) -> None:
@@ -63,6 +69,12 @@ class BaseTenantRepo(ABC):
 
     def get_project(self, project_id: str) -> Project | None:
         return self._get_project(project_id)
+
+    def list_projects(self, limit: int, cursor: str | None) -> Page[Project]:
+        scope = ("projects",)
+        projects = self._list_projects(decode_cursor(cursor, scope), limit + 1)
+        more = len(projects) > limit
+        return Page(projects[:limit], encode_cursor(scope, projects[limit - 1].id) if more else None)
 
     def put_token(self, token: TokenRecord) -> None:
         self._put_token(token)

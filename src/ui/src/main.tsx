@@ -148,7 +148,7 @@ function Page({ parts, query, hasPipelines }: { parts: string[]; query: URLSearc
   const [section, id, sub, subId] = parts;
   if (!section) return <Dashboard />;
   if (section === "actions") return id ? <ActionPage name={id} query={query} /> : <ActionList query={query} />;
-  if (section === "runs") return id ? <RunPage id={id} /> : <RunList query={query} />;
+  if (section === "runs") return id ? <RunPage id={id} key={id} /> : <RunList query={query} />;
   if (section === "pipelines" && hasPipelines) {
     if (!id) return <PipelineList />;
     if (sub === "executions" && subId) return <ExecutionPage pipeline={id} id={subId} />;

@@ -162,6 +162,12 @@ def router(services: Services, compat: Compat, telemetry: Telemetry, assets: Ass
     def console_root() -> Response[str]:
         return Response(308, TYPES[".txt"], "the console is at ui/", headers={"Location": "ui/", **SECURITY_HEADERS})
 
+    @app.get("/", security=[], tags=["console"], summary="The gateway's root (redirects to ui/)",
+             responses=_documented(302))  # fmt: skip
+    def root() -> Response[str]:
+        # temporary: the root may answer something of its own one day
+        return Response(302, TYPES[".txt"], "the console is at ui/", headers={"Location": "ui/", **SECURITY_HEADERS})
+
     @app.get("/ui/", security=[], tags=["console"], summary="The web console", responses=_documented(304))
     @_unvalidated
     def console_index() -> Response[bytes | str]:

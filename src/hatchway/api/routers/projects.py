@@ -11,8 +11,22 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body
 
 from hatchway.api import schemas as S
-from hatchway.api.common import JSON, Environment, ProjectId, caller, env_name, json_answer, new_router, page_of
+from hatchway.api.common import (
+    JSON,
+    Cursor,
+    Environment,
+    Limit,
+    ProjectId,
+    caller,
+    env_name,
+    json_answer,
+    new_router,
+    page_of,
+    pager,
+)
 from hatchway.api.models import EncryptRequest, ProjectCreate, TokenCreate
+from hatchway.domain.records import DEFAULT_PAGE
+from hatchway.domain.tenants import Project
 
 if TYPE_CHECKING:
     from hatchway.compat import Compat
@@ -25,6 +39,7 @@ def router(services: Services, compat: Compat, telemetry: Telemetry) -> Router:
     app = new_router()
     tenants = services.tenants
     principal = caller(services.auth, app)
+    page = pager(services.settings)
 
     @app.post(
         "/v1/projects",
@@ -35,6 +50,16 @@ def router(services: Services, compat: Compat, telemetry: Telemetry) -> Router:
     def create_project(body: Annotated[ProjectCreate, Body()]) -> Response[str]:
         project = tenants.create_project(principal(), body.name, body.id)
         return json_answer(201, project.to_api())
+
+    @app.get(
+        "/v1/projects",
+        tags=["projects"],
+        summary="List the projects the token can see (the global admin: all; a project token: its own)",
+        responses=S.responses(200, S.page(S.PROJECT), "a page of projects, by id"),
+    )
+    def list_projects(limit: Limit = DEFAULT_PAGE, cursor: Cursor = None) -> Response[str]:
+        who = principal()
+        return page(lambda size: tenants.list_projects(who, size, cursor), limit, Project.to_api)
 
     @app.get(
         "/v1/projects/<project_id>",

@@ -1,6 +1,6 @@
 """Projects and tokens on DynamoDB.
 
-project  ``PROJECT#<id>`` / ``P``
+project  ``PROJECT#<id>`` / ``P``, on gsi1 under ``PROJECTS`` by id
 its name ``PROJECTNAME#<name>`` / ``N`` -> the project's id (names are unique per deployment)
 token    ``TOKEN#<id>`` / ``T``, on gsi1 under ``TOKENS#<project>`` by creation time
 """
@@ -25,6 +25,8 @@ class DynamoDbTenantRepo(BaseTenantRepo):
             "sk": s("P"),
             "name": s(project.name),
             "created_at": n(project.created_at),
+            "gsi1pk": s("PROJECTS"),
+            "gsi1sk": s(project.id),
         }
         claim = {"pk": s(f"PROJECTNAME#{project.name}"), "sk": s("N"), "project_id": s(project.id)}
         absent = "attribute_not_exists(pk)"
@@ -53,6 +55,18 @@ class DynamoDbTenantRepo(BaseTenantRepo):
         if item is None:
             return None
         return Project(project_id, item["name"]["S"], int(item["created_at"]["N"]))
+
+    def _list_projects(self, after: str | None, limit: int) -> list[Project]:
+        condition, values = "gsi1pk = :p", {":p": s("PROJECTS")}
+        if after:
+            condition, values = condition + " AND gsi1sk > :a", {**values, ":a": s(after)}
+        items = self.table.query(
+            IndexName="gsi1", KeyConditionExpression=condition, ExpressionAttributeValues=values, Limit=limit
+        )
+        return [
+            Project(item["gsi1sk"]["S"], item["name"]["S"], int(item["created_at"]["N"]))
+            for item, _ in zip(items, range(limit), strict=False)
+        ]
 
     def _put_token(self, token: TokenRecord) -> None:
         item: dict[str, Any] = {

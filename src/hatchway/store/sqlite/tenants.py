@@ -37,6 +37,12 @@ class SqliteTenantRepo(BaseTenantRepo):
             lambda r: Project(*r),
         )
 
+    def _list_projects(self, after: str | None, limit: int) -> list[Project]:
+        rows = self.db.rows(
+            "SELECT id, name, created_at FROM projects WHERE id > ? ORDER BY id LIMIT ?", (after or "", limit)
+        )
+        return [Project(*row) for row in rows]
+
     def _put_token(self, token: TokenRecord) -> None:
         self.db.write(
             "INSERT OR REPLACE INTO tokens(id, project_id, secret_hash, scopes, environments, created_at, "

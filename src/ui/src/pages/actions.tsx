@@ -323,7 +323,10 @@ function RunForm({ record }: { record: ActionRecord }) {
           <summary>Advanced</summary>
           <div class="field">
             <label for="run-timeout">Timeout (seconds)</label>
-            <input id="run-timeout" type="number" min={1} value={advanced.timeout} onInput={(e) => setAdvanced({ ...advanced, timeout: e.currentTarget.value })} />
+            <input id="run-timeout" type="number" min={1} aria-describedby="run-timeout-hint" value={advanced.timeout} onInput={(e) => setAdvanced({ ...advanced, timeout: e.currentTarget.value })} />
+            <p class="hint muted" id="run-timeout-hint">
+              In seconds. {spec.timeout ? `The action's own limit is ${spec.timeout} min (${Number(spec.timeout) * 60} s; action.json's timeout is in minutes).` : "Empty: the action's own limit (action.json's timeout, in minutes)."}
+            </p>
           </div>
           <div class="field">
             <label for="run-retries">Retries</label>
@@ -406,7 +409,7 @@ export function ActionPage({ name, query }: { name: string; query: URLSearchPara
                 <dt>Compute</dt>
                 <dd>{compute(spec)}</dd>
                 <dt>Timeout</dt>
-                <dd>{spec.timeout ? `${spec.timeout} min` : "default"}</dd>
+                <dd>{spec.timeout ? `${spec.timeout} min (${Number(spec.timeout) * 60} s)` : "default"}</dd>
                 <dt>Image</dt>
                 <dd>
                   {spec.image_uri ? <code>{spec.image_uri}</code> : spec.docker_config ? `built from ${spec.docker_config.dockerfile ?? "Dockerfile"}` : spec.inherits ? `inherited from ${spec.inherits.name}` : "—"}

@@ -14,10 +14,29 @@ interface Variable {
   settable?: boolean;
 }
 
+interface PipelineStep {
+  name: string;
+  type?: string;
+  action?: string;
+  sync_action?: string;
+  docker_image_name?: string;
+  trigger_time?: string;
+  run_next?: string;
+  disabled?: boolean;
+}
+
+/** What a step does, in words: the action it runs, the container it starts, or an approval gate. */
+export function stepKind(s: PipelineStep): string {
+  if (s.type === "WAIT_FOR_APPROVE") return "approval: waits for someone to approve";
+  if (s.action) return `action ${s.action}${s.sync_action ? ` · ${s.sync_action}` : ""}`;
+  if (s.docker_image_name) return `container ${s.docker_image_name}`;
+  return s.type ? s.type.toLowerCase().replace(/_/g, " ") : "step";
+}
+
 interface Pipeline {
   name: string;
   description?: string;
-  steps?: { name: string; action?: string; sync_action?: string; trigger_time?: string; run_next?: string; disabled?: boolean }[];
+  steps?: PipelineStep[];
   variables?: Variable[];
 }
 
@@ -99,7 +118,7 @@ export function PipelinePage({ name }: { name: string }) {
             <ol class="steps">
               {(p.steps ?? []).map((s) => (
                 <li>
-                  <strong>{s.name}</strong> <span class="muted">{s.action ? `${s.action}${s.sync_action ? ` · ${s.sync_action}` : ""}` : "container"}</span>
+                  <strong>{s.name}</strong> <span class="muted">{stepKind(s)}</span>
                   <br />
                   <span class="muted">
                     {s.trigger_time ?? "ON_EVERY_EXECUTION"} · {s.run_next ?? "WAIT_ON_SUCCESS"}

@@ -7,6 +7,7 @@ import {
   TERMINAL,
   all,
   call,
+  newIdempotencyKey,
   projectPath,
   type ActionRecord,
   type LogEntry,
@@ -228,6 +229,58 @@ function LogView({ run }: { run: Run }) {
   );
 }
 
+/** Run again with the same parameters, and the whole log as a file. */
+function RunTools({ run }: { run: Run }) {
+  const { session } = useApp();
+  const [error, setError] = useState<ApiError | undefined>();
+  const [busy, setBusy] = useState(false);
+  // secret values come back hidden: a re-run would send the placeholder instead of the secret
+  const hasSecret = Object.keys(run.parameters).some((k) => k.startsWith("#"));
+  const rerun = async () => {
+    setBusy(true);
+    try {
+      const made = await call<Run>(session, "POST", projectPath(session, `/actions/${encodeURIComponent(run.action.name)}/runs`), {
+        body: { parameters: run.parameters, version: run.action.version },
+        headers: { "Idempotency-Key": newIdempotencyKey() },
+      });
+      navigate(href(["runs", made.id]));
+    } catch (err) {
+      if (err instanceof ApiError) setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  const download = async () => {
+    try {
+      const entries = await all<LogEntry>(session, projectPath(session, `/runs/${run.id}/logs`), {}, 1_000_000);
+      const text = entries.map((e) => `${new Date(e.ts).toISOString()} ${e.k} ${e.msg}\n`).join("");
+      const url = URL.createObjectURL(new Blob([text], { type: "text/plain;charset=utf-8" }));
+      const link = document.createElement("a");
+      link.href = url;
+      link.download = `${run.id}.log`;
+      document.body.append(link);
+      link.click();
+      link.remove();
+      window.setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    } catch (err) {
+      if (err instanceof ApiError) setError(err);
+    }
+  };
+  return (
+    <div class="buttons run-tools">
+      {run.mode === "async" && (
+        <button type="button" onClick={rerun} disabled={busy || hasSecret} title={hasSecret ? "Secret parameters are hidden: start it from the action's page" : undefined}>
+          {busy ? "Starting…" : "Run again"}
+        </button>
+      )}
+      <button type="button" onClick={download}>
+        Download log
+      </button>
+      <ErrorBox error={error} />
+    </div>
+  );
+}
+
 function CancelButton({ run, onDone }: { run: Run; onDone: () => void }) {
   const { session } = useApp();
   const [confirming, setConfirming] = useState(false);
@@ -296,6 +349,7 @@ export function RunPage({ id }: { id: string }) {
               {r.status_reason && <span class="muted"> {r.status_reason}</span>}
             </p>
             <CancelButton run={r} onDone={run.reload} />
+            <RunTools run={r} />
           </div>
           <div class="columns">
             <section aria-labelledby="run-facts" class="panel">
@@ -352,7 +406,7 @@ export function RunPage({ id }: { id: string }) {
                           <th scope="row">
                             <code>{k}</code>
                           </th>
-                          <td>{typeof v === "string" ? v : JSON.stringify(v)}</td>
+                          <td class="param-value">{typeof v === "string" ? v : JSON.stringify(v)}</td>
                         </tr>
                       ))}
                     </tbody>
@@ -364,7 +418,8 @@ export function RunPage({ id }: { id: string }) {
               <h3>Exports</h3>
               {Object.keys(r.exports ?? {}).length === 0 ? <p class="muted">None.</p> : <JsonView value={r.exports} label="Exports" />}
             </section>
-            <LogView run={r} />
+            {/* keyed by run: another run's page starts a log of its own, never with this one's lines */}
+            <LogView run={r} key={r.id} />
           </div>
           <p>
             <a href={href(["runs"], { action: r.action.name })}>More runs of {r.action.name}</a>
