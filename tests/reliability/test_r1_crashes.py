@@ -108,6 +108,30 @@ class Cluster:
         self.server.kill()
 
 
+def kill_all(cluster: Cluster, kill_plan: list[Kill], done_kills: Counter[str], rng: random.Random, home: Path) -> None:
+    """SIGKILL the processes as planned, each at its point, restarting (and arming) them after."""
+    for index, kill in enumerate(kill_plan):
+        if kill.point in CRASH_POINTS:
+            wait_until(lambda k=kill: not cluster.is_alive(k.target), 90, 0.02, f"{kill} to happen")
+        else:
+            pid = cluster.pid(kill.target)
+            wait_until(
+                lambda pid=pid: any(r["owner_pid"] == pid for r in inflight_actions(home)),
+                90,
+                0.01,
+                f"{kill.target} to run an action",
+            )
+            time.sleep(rng.uniform(0, 0.1))  # a seeded moment inside the run
+            cluster.kill(kill.target)
+        done_kills[kill.point] += 1
+        done_kills[kill.target] += 1
+        following = kill_plan[index + 1] if index + 1 < len(kill_plan) else None
+        arm = following if following and following.target == kill.target else None
+        cluster.start(kill.target, arm)
+        if following and following.point in CRASH_POINTS and arm is None:
+            cluster.rearm(following)
+
+
 def test_r1_runs_survive_seeded_sigkills(tmp_path: Path, figures: Figures, is_full: bool) -> None:
     submissions = scaled(500, 150, is_full)
     kills = scaled(25, 9, is_full)
@@ -132,10 +156,18 @@ def test_r1_runs_survive_seeded_sigkills(tmp_path: Path, figures: Figures, is_fu
         pace = max(0.01, 1.6 * kills / submissions)
         durations = [f"{rng.uniform(0.05, 0.3):.3f}" for _ in range(submissions)]
 
+        kills_done = threading.Event()
+        submitted = [0]
+
         def submit_all() -> None:
+            # the planned submissions, then more (short ones) until every planned kill has happened:
+            # a kill waits for a process to reach its point, which takes runs to claim, and on a
+            # loaded machine the kills can outlast the planned stream
             with httpx.Client(base_url=cluster.server.url, headers=AUTH, timeout=30) as http:
-                for index in range(submissions):
-                    body = {"parameters": {"behaviour": "work", "seconds": durations[index], "ledger": str(ledger)}}
+                index = 0
+                while index < submissions or not kills_done.is_set():
+                    seconds = durations[index] if index < submissions else "0.05"
+                    body = {"parameters": {"behaviour": "work", "seconds": seconds, "ledger": str(ledger)}}
                     deadline = time.monotonic() + 120
                     while time.monotonic() < deadline:
                         try:
@@ -152,6 +184,8 @@ def test_r1_runs_survive_seeded_sigkills(tmp_path: Path, figures: Figures, is_fu
                         submit_trouble[str(answer.status_code)] += 1
                         assert answer.status_code in (409, 429, 503), answer.text
                         time.sleep(0.05)
+                    index += 1
+                    submitted[0] = index
                     time.sleep(pace)
 
         submitter = threading.Thread(target=submit_all, daemon=True)
@@ -171,28 +205,12 @@ def test_r1_runs_survive_seeded_sigkills(tmp_path: Path, figures: Figures, is_fu
         started = time.monotonic()
         with Sampler(overdue, 0.25) as watcher:
             submitter.start()
-            if kill_plan[0].point in CRASH_POINTS:
-                cluster.rearm(kill_plan[0])
-            for index, kill in enumerate(kill_plan):
-                if kill.point in CRASH_POINTS:
-                    wait_until(lambda k=kill: not cluster.is_alive(k.target), 90, 0.02, f"{kill} to happen")
-                else:
-                    pid = cluster.pid(kill.target)
-                    wait_until(
-                        lambda pid=pid: any(r["owner_pid"] == pid for r in inflight_actions(home)),
-                        90,
-                        0.01,
-                        f"{kill.target} to run an action",
-                    )
-                    time.sleep(rng.uniform(0, 0.1))  # a seeded moment inside the run
-                    cluster.kill(kill.target)
-                done_kills[kill.point] += 1
-                done_kills[kill.target] += 1
-                following = kill_plan[index + 1] if index + 1 < len(kill_plan) else None
-                arm = following if following and following.target == kill.target else None
-                cluster.start(kill.target, arm)
-                if following and following.point in CRASH_POINTS and arm is None:
-                    cluster.rearm(following)
+            try:
+                if kill_plan[0].point in CRASH_POINTS:
+                    cluster.rearm(kill_plan[0])
+                kill_all(cluster, kill_plan, done_kills, rng, home)
+            finally:
+                kills_done.set()
             last_kill = time.monotonic()
             submitter.join(timeout=300)
             assert not submitter.is_alive(), "the submissions did not finish"
@@ -227,8 +245,8 @@ def test_r1_runs_survive_seeded_sigkills(tmp_path: Path, figures: Figures, is_fu
     worst_overdue = max((value[0] for value in watcher.values), default=0.0)
     failed_reasons = Counter(runs[i].status_reason for i in ids if runs[i].status == RunStatus.FAILED)
 
-    figures.add("R1", "async submissions accepted", f"{len(ids)}/{submissions}", str(submissions),
-                len(ids) == submissions)  # fmt: skip
+    figures.add("R1", "async submissions accepted", f"{len(ids)}/{submitted[0]}", f">= {submissions}",
+                len(ids) == submitted[0] >= submissions)  # fmt: skip
     figures.add("R1", "SIGKILLs (after_claim/mid_run/before_result)",
                 f"{sum(done_kills[p] for p in ('after_claim', 'mid_run', 'before_result'))} "
                 f"({done_kills['after_claim']}/{done_kills['mid_run']}/{done_kills['before_result']}); "
@@ -256,7 +274,7 @@ def test_r1_runs_survive_seeded_sigkills(tmp_path: Path, figures: Figures, is_fu
     figures.add("R1", "drain after the last kill", f"{drained:.1f} s")
     figures.add("R1", "wall time", f"{time.monotonic() - started:.0f} s")
 
-    assert len(ids) == submissions
+    assert len(ids) == submitted[0] >= submissions
     assert sum(done_kills[p] for p in ("after_claim", "mid_run", "before_result")) == kills
     assert not lost and not extra and not not_terminal
     assert worst_overdue <= SWEEP_SECONDS + 1.0
