@@ -87,3 +87,21 @@ def test_a_sync_calls_platform_failure_answers_as_one() -> None:
     assert isinstance(oom, ExecutionFailed) and "ran out of memory" in oom.message and "2048 MiB" in oom.message
     # the action's own crash stays an application error (None: the caller raises ActionAppError)
     assert answer("application", "exit code 3") is None
+
+
+def test_a_platform_failure_names_no_host_path() -> None:
+    # an engine's reason may name the gateway's own folders (a mount source, its socket)
+    reason = (
+        'the engine could not start the container (error mounting "/var/tmp/hatchway-work-0-ab12/run_1/in" '
+        "to rootfs at /work/in: unix:///run/hatchway/docker.sock refused)"
+    )
+    collector = OutputCollector(Mode.SYNC)
+    for execution in (AttemptResult(platform_error=reason), AttemptResult(unavailable=reason)):
+        verdict = judge(execution, collector, Mode.SYNC, 30)
+        assert verdict.error is not None
+        message = verdict.error.message
+        assert "/var/tmp" not in message and "hatchway-work" not in message and "/run/hatchway" not in message
+        assert message == (
+            'the engine could not start the container (error mounting "…/in" to rootfs at …/in: '
+            "unix:…/docker.sock refused)"
+        )

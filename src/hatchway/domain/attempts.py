@@ -207,6 +207,16 @@ def user_message(collector: OutputCollector) -> str:
     return message[-MAX_MESSAGE_CHARS:]
 
 
+#: an absolute path inside a message (a mount source, a socket, a workspace): the host's layout
+_HOST_PATH = re.compile(r"(?<![\w.])/+(?:[\w.@+-]+/)+")
+
+
+def scrub_paths(message: str) -> str:
+    """``message`` with each absolute path cut to its last name: an engine's reason may name the
+    gateway's own folders, which neither the tenant reading the run nor the log needs."""
+    return _HOST_PATH.sub("…/", message)
+
+
 def judge(execution: AttemptResult, collector: OutputCollector, mode: Mode, limit_seconds: float) -> Verdict:
     """Map an attempt's end to the run's status and error, per the contract."""
     if execution.cancelled:
@@ -214,13 +224,13 @@ def judge(execution: AttemptResult, collector: OutputCollector, mode: Mode, limi
     if execution.unavailable:
         return Verdict(
             RunStatus.FAILED,
-            RunError("unavailable", execution.unavailable, new_exception_id(), 503),
+            RunError("unavailable", scrub_paths(execution.unavailable), new_exception_id(), 503),
             is_retryable=True,
         )
     if execution.platform_error:
         return Verdict(
             RunStatus.FAILED,
-            RunError("platform", execution.platform_error, new_exception_id(), 500),
+            RunError("platform", scrub_paths(execution.platform_error), new_exception_id(), 500),
             is_retryable=True,
         )
     if execution.timed_out:
