@@ -73,4 +73,11 @@ def test_dynamodb_items_written_today_are_those_written_before_the_split(dynamod
     # a project's name claim (issue 20: names unique per deployment) is the one kind of item added since
     claims = [item for item in items if item["pk"]["S"].startswith("PROJECTNAME#")]
     assert len(claims) == 1
+    # and a project is now also on gsi1 under PROJECTS (issue 19: GET /v1/projects lists them):
+    # two attributes added, every other attribute as it was
+    projects = [item for item in items if item["sk"]["S"] == "P" and item["pk"]["S"].startswith("PROJECT#")]
+    assert projects and all(
+        item.pop("gsi1pk") == {"S": "PROJECTS"} and item.pop("gsi1sk") == {"S": item["pk"]["S"][len("PROJECT#") :]}
+        for item in projects
+    )
     assert [item for item in items if item not in claims] == json.loads((FIXTURES / "dynamodb.json").read_text())
