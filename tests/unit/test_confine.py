@@ -186,3 +186,17 @@ def test_workspaces_live_outside_the_home_unless_told(tmp_path: Path) -> None:
     assert settings.work_dir != Settings.from_env({"HATCHWAY_HOME": str(tmp_path / "other")}).work_dir
     told = Settings.from_env({"HATCHWAY_HOME": str(tmp_path / "home"), "HATCHWAY_WORK_DIR": str(tmp_path / "w")})
     assert told.work_dir == tmp_path / "w" and told.sandbox_uids == (2_000_000_000, 2_000_000_999)
+
+
+def test_start_confined_returns_once_its_thread_has_left_the_kernel() -> None:
+    import threading
+    from pathlib import Path
+
+    from hatchway.runtime.confine import start_confined
+
+    # a process that asks to die with its parent (bubblewrap's --die-with-parent) is the starting
+    # thread's child: that thread must be gone before the prologue lets the process run, or its exit
+    # SIGKILLs it (R5 saw sync calls under bubblewrap "killed by signal 9" 0.1 s in, ~1 in 100)
+    for _ in range(50):
+        tid = start_confined(threading.get_native_id)
+        assert not Path(f"/proc/self/task/{tid}").exists()

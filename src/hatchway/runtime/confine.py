@@ -24,7 +24,9 @@ import os
 import platform
 import stat
 import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -165,6 +167,19 @@ def _confine_this_thread(uid: int | None, gid: int | None, ruleset: Ruleset | No
         _check(libc.syscall(_RESTRICT_SELF, ruleset.fd, 0), "landlock_restrict_self")
 
 
+def _wait_gone(tid: int | None, seconds: float = 1.0) -> None:
+    """Until the thread ``tid`` has left the kernel too: ``join`` returns a moment before it has. The
+    process it started is its child; one that asks to die with its parent (bubblewrap's
+    ``--die-with-parent``, once the prologue lets it run) would otherwise be SIGKILLed by that
+    thread's exit, and not by the gateway's."""
+    if tid is None:
+        return
+    task = Path(f"/proc/self/task/{tid}")
+    deadline = time.monotonic() + seconds
+    while task.exists() and time.monotonic() < deadline:
+        time.sleep(0.0001)
+
+
 def start_confined(
     start: Callable[[], T], *, uid: int | None = None, gid: int | None = None, ruleset: Ruleset | None = None
 ) -> T:
@@ -182,6 +197,7 @@ def start_confined(
     thread = threading.Thread(target=run, name="hatchway-confined-start", daemon=True)
     thread.start()
     thread.join()
+    _wait_gone(thread.native_id)
     is_ok, value = outcome[0]
     if not is_ok:
         raise value
