@@ -15,7 +15,8 @@ Every blob is kept by a :class:`~hatchway.ports.BlobStore` (encrypted files, or 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,10 @@ class Download:
         if data is None:  # removed between the lookup and the read
             raise NotFound("the file is gone")
         return data
+
+    def chunks(self) -> AbstractContextManager[Iterator[bytes] | None]:
+        """Its bytes chunk by chunk while the context is open (None: gone since the lookup)."""
+        return self.blobs.chunks(self.key)
 
     def link(self) -> str | None:
         """A URL that reads it for a few minutes, where the store gives one (S3)."""
