@@ -10,7 +10,10 @@ changes), one on this checkout's - and samples them in turn (A B, B A, ...; see
   ``none``) on one home, one run at a time: milliseconds from the submit to the run's end (how fast
   the worker process hears of a run queued by the other), and the median of each side's rounds;
 * P5: trivial runs (``/bin/true``, or ``--argv``) completed end to end per second with 2 workers at sandbox
-  ``none`` (``--sandbox`` to change), and the gateway's CPU per run (its submit included).
+  ``none`` (``--sandbox`` to change), and the gateway's CPU per run (its submit included), then
+  each gateway's RSS after all its runs;
+* P1, P2: sync calls of a ``python -S`` no-op and of ``/bin/echo '{}'`` (at ``--sandbox``) on one
+  keep-alive connection: p50 and p99 in ms per round of ``--calls`` calls.
 
 Prints each round and the medians, B against A. Not a figure of ``run.py`` (it writes nothing).
 """
@@ -33,6 +36,7 @@ if __package__ in (None, ""):  # `python bench/ab.py`: make `bench` importable
     sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
 
 from bench.harness import PY, REPO, Server, gateway_env, load, median, percentile, request_bytes, stop_group
+from bench.latency import ECHO, PY_NOOP, sync_sampler
 from bench.throughput import CONNECTIONS, TRUE_ACTION, _expect, _submit_path, run_batch
 
 
@@ -62,6 +66,14 @@ def runs(server: Server, count: int) -> Callable[[], tuple[float, float]]:
         before = server.cpu_seconds()
         rate = run_batch(server, count)
         return rate, (server.cpu_seconds() - before) * 1000 / count
+
+    return sample
+
+
+def syncs(call: Callable[[], float], count: int) -> Callable[[], tuple[float, float]]:
+    def sample() -> tuple[float, float]:
+        took = [call() for _ in range(count)]
+        return median(took), percentile(took, 99)
 
     return sample
 
@@ -118,12 +130,13 @@ def compare(name: str, unit: str, a: Callable[[], tuple[float, float]], b: Calla
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("ref", help="the A side: a git ref of this repository")
-    parser.add_argument("figures", nargs="*", default=["P4", "P5"], help="P4, P5, SPLIT (default P4 P5)")
+    parser.add_argument("figures", nargs="*", default=["P4", "P5"], help="P1, P2, P4, P5, SPLIT (default P4 P5)")
     parser.add_argument("--rounds", type=int, default=6, help="samples of each side (default 6)")
     parser.add_argument("--count", type=int, default=400, help="runs per P5 round (default 400)")
     parser.add_argument("--runs", type=int, default=30, help="runs per SPLIT round (default 30)")
     parser.add_argument("--seconds", type=float, default=2.0, help="length of a P4 round (default 2 s)")
-    parser.add_argument("--sandbox", default="none", help="P5's sandbox level (default none)")
+    parser.add_argument("--sandbox", default="none", help="P1, P2 and P5's sandbox level (default none)")
+    parser.add_argument("--calls", type=int, default=100, help="sync calls per P1/P2 round (default 100)")
     parser.add_argument("--argv", default="/bin/true", help="P5's action, a command line (default /bin/true)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="hatchway-ab-") as tmp:
@@ -135,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for figure in (f.upper() for f in args.figures):
                 workers, sandbox = (0, "none") if figure in ("P4", "SPLIT") else (2, args.sandbox)
+                if figure in ("P1", "P2"):
+                    workers = 0
                 pair = {}
                 for label in ("A", "B"):
                     server = Server(root / f"{figure}-{label}", workers, sandbox, src=src[label])
@@ -149,7 +164,16 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     server.register({**TRUE_ACTION, "container_parameters": {"entry_point": entry_point}})
                     pair[label] = server
-                if figure == "SPLIT":
+                if figure in ("P1", "P2"):
+                    argv = PY_NOOP if figure == "P1" else ECHO
+                    failed: list[bytes] = []
+                    with (
+                        sync_sampler(pair["A"], "ab-sync", argv, failed, args.calls) as call_a,
+                        sync_sampler(pair["B"], "ab-sync", argv, failed, args.calls) as call_b,
+                    ):
+                        compare(f"{figure} sync call ({sandbox}), p50", "ms", syncs(call_a, args.calls),
+                                syncs(call_b, args.calls), args.rounds, "p99 ms")  # fmt: skip
+                elif figure == "SPLIT":
                     compare("SPLIT one run, submit to end, p50", "ms", one_at_a_time(pair["A"], args.runs),
                             one_at_a_time(pair["B"], args.runs), args.rounds, "p90 ms")  # fmt: skip
                 elif figure == "P4":
@@ -158,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     name = f"P5 runs ({sandbox}, {args.argv})"
                     compare(name, "/s", runs(pair["A"], args.count), runs(pair["B"], args.count), args.rounds)
+                    rss = {label: pair[label].rss_mib() for label in ("A", "B")}
+                    print(f"P9 RSS after {(args.rounds + 1) * args.count:,} runs: A {rss['A']:.1f} MiB, "
+                          f"B {rss['B']:.1f} MiB, B/A {rss['B'] / rss['A']:.2f}x", flush=True)  # fmt: skip
         finally:
             for proc in workers_of:
                 stop_group(proc)
