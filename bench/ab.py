@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=30, help="runs per SPLIT round (default 30)")
     parser.add_argument("--seconds", type=float, default=2.0, help="length of a P4 round (default 2 s)")
     parser.add_argument("--sandbox", default="none", help="P1, P2 and P5's sandbox level (default none)")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for both gateways (repeatable)")  # fmt: skip
     parser.add_argument("--calls", type=int, default=100, help="sync calls per P1/P2 round (default 100)")
     parser.add_argument("--argv", default="/bin/true", help="P5's action, a command line (default /bin/true)")
     args = parser.parse_args(argv)
@@ -152,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                     workers = 0
                 pair = {}
                 for label in ("A", "B"):
-                    server = Server(root / f"{figure}-{label}", workers, sandbox, src=src[label])
+                    extra = dict(item.split("=", 1) for item in args.env)
+                    server = Server(root / f"{figure}-{label}", workers, sandbox, src=src[label], **extra)
                     servers.append(server.start())
                     if figure == "SPLIT":  # stopped with the run (ctx-less: by its pid, below)
                         env = gateway_env(server.home, src[label], HATCHWAY_WORKERS="2", HATCHWAY_SANDBOX="none")
