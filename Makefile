@@ -25,17 +25,21 @@ validate-template:
 # `sam build` (template.yaml: BuildMethod makefile; samconfig.toml builds in the source folder, so
 # sam copies neither .venv nor .venv-sam anywhere): the package with its aws extra and the handlers,
 # as wheels for the functions' runtime (template.yaml's Runtime, x86_64) whatever Python builds
-# them. The five functions run the same code: it is installed once into $(LAMBDA_BUNDLE) - again
+# them, without what only the CLI and `hatchway serve` use (infra/sam/lambda_requirements.py). The
+# five functions run the same code: it is installed once into $(LAMBDA_BUNDLE) - again
 # only when pyproject.toml, src/hatchway or handlers change - and hard-linked into each function.
 LAMBDA_PYTHON = 3.13
 LAMBDA_PIP = --platform manylinux2014_x86_64 --implementation cp --python-version $(LAMBDA_PYTHON) --only-binary=:all:
 LAMBDA_BUNDLE = .aws-sam/hatchway-bundle-$(LAMBDA_PYTHON)
-LAMBDA_INPUTS = pyproject.toml $(shell find src/hatchway handlers -type f -not -name '*.py[co]' -not -path '*/node_modules/*')
+LAMBDA_INPUTS = pyproject.toml infra/sam/lambda_requirements.py $(shell find src/hatchway handlers -type f -not -name '*.py[co]' -not -path '*/node_modules/*')
 
 $(LAMBDA_BUNDLE)/.built: $(LAMBDA_INPUTS)
 	rm -rf "$(LAMBDA_BUNDLE)" "$(LAMBDA_BUNDLE).wheel" build/lib build/bdist.*  # setuptools would pack stale files left in build/lib
 	python3 -m pip wheel --quiet --no-deps -w "$(LAMBDA_BUNDLE).wheel" .
-	python3 -m pip install --quiet --no-compile --target "$(LAMBDA_BUNDLE)" $(LAMBDA_PIP) "$$(ls "$(LAMBDA_BUNDLE).wheel"/*.whl)[aws]"
+	python3 infra/sam/lambda_requirements.py > "$(LAMBDA_BUNDLE).wheel/requirements.txt"
+	python3 -m pip install --quiet --no-compile --target "$(LAMBDA_BUNDLE)" $(LAMBDA_PIP) --no-deps "$$(ls "$(LAMBDA_BUNDLE).wheel"/*.whl)"
+	rm -rf "$(LAMBDA_BUNDLE)/bin"  # the CLI's entry point: no use in a function
+	python3 -m pip install --quiet --no-compile --target "$(LAMBDA_BUNDLE)" $(LAMBDA_PIP) -r "$(LAMBDA_BUNDLE).wheel/requirements.txt"
 	rm -rf "$(LAMBDA_BUNDLE).wheel" && cp -r handlers "$(LAMBDA_BUNDLE)/handlers" && find "$(LAMBDA_BUNDLE)/handlers" -name __pycache__ -prune -exec rm -rf {} +
 	touch "$@"
 

@@ -144,6 +144,8 @@ def test_sam_build_then_local_invoke_runs_the_built_api_function_on_the_template
         tag = template_python().replace(".", "")
         assert list((artifacts / "pydantic_core").glob(f"*.cpython-{tag}-x86_64-linux-gnu.so")), name
         assert not (artifacts / ".venv").exists() and not (artifacts / ".venv-sam").exists()
+        # without what only the CLI and `hatchway serve` use (infra/sam/lambda_requirements.py)
+        assert not [p.name for p in artifacts.iterdir() if p.name in ("rich", "pygments", "uvicorn", "yaml")], name
     # And sam local invoke of the built API function answers like `hatchway serve`
     response = sam_invoke(
         sam, docker_host, tmp_path, str(build / "template.yaml"), "ApiFunction", "health.json",
