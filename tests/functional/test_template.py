@@ -159,11 +159,11 @@ def test_every_environment_variable_is_one_config_reads(name: str) -> None:
     assert not unknown, f"{name} gets variables config.py does not read: {unknown}"
     # and config accepts them as the template sets them
     settings = Settings.from_env(env)
-    assert settings.backend == "aws" and settings.sync_executor == "lambda"
-    assert settings.run_executor in ("batch", "ecs")
+    assert settings.backend == "aws" and settings.executors.sync_executor == "lambda"
+    assert settings.executors.run_executor in ("batch", "ecs")
     if name == "ApiFunction":
         # API Gateway cuts an HTTP API request at 30 s; the sync limit leaves room to answer
-        assert settings.sync_timeout_seconds < 30 < functions()[name]["Timeout"]
+        assert settings.sync.sync_timeout_seconds < 30 < functions()[name]["Timeout"]
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)

@@ -69,12 +69,16 @@ class ConnectRuns:
             }
 
         settings = self.settings
-        if settings.connect_replay_seconds <= 0 and idempotency_key is None:
+        if settings.idempotency.connect_replay_seconds <= 0 and idempotency_key is None:
             return work("")
         fingerprint = request.fingerprint(f"connect/{action}/{version}")
         caller = principal.token_id or "admin"
         scope = f"connect/{project_id}/{environment}/{caller}/{idempotency_key or fingerprint}"
-        ttl = settings.connect_replay_seconds if idempotency_key is None else settings.idempotency_seconds
+        ttl = (
+            settings.idempotency.connect_replay_seconds
+            if idempotency_key is None
+            else settings.idempotency.idempotency_seconds
+        )
         keyed = idempotency_key is not None
         return self.idempotency.once(
             scope,

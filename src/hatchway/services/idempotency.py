@@ -70,7 +70,7 @@ class Idempotency:
         repeat waits no longer and raises :class:`InProgress` (``deadline=clock.monotonic()``
         refuses at once). Without it, a repeat waits as long as the first request holds the key.
         """
-        in_progress = self.settings.idempotency_in_progress_seconds
+        in_progress = self.settings.idempotency.idempotency_in_progress_seconds
         pause = FIRST_POLL_SECONDS
         waited = False
         expired_looks = 0
@@ -100,7 +100,7 @@ class Idempotency:
                     retry_after=max(1, math.ceil(left)),
                 )
             self.clock.sleep(min(pause, end - now))
-            pause = min(pause * 2, self.settings.idempotency_poll_max_seconds)
+            pause = min(pause * 2, self.settings.idempotency.idempotency_poll_max_seconds)
         try:
             answer = work(record.run_id)
         except HatchwayError as exc:

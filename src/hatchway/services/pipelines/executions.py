@@ -79,7 +79,7 @@ class PipelineExecutions:
             return {"id": execution_id}
 
         scope = f"{project_id}/{environment}/pipelines/{name}/{idempotency_key}"
-        ttl = self.settings.idempotency_seconds
+        ttl = self.settings.idempotency.idempotency_seconds
         first = self.idempotency.once(
             scope, fingerprint, ttl, work, encode=same, decode=same, keep_errors=False, code=202, deadline=deadline
         )  # fmt: skip

@@ -100,7 +100,7 @@ class LocalPipelineEngine:
             specs[:] = [spec]
             seen.clear()
             seen.update({s.run_id: self.runs.get_run(s.run_id) for s in current.steps if s.run_id})
-            lost_allowance = self.settings.max_lost_attempts
+            lost_allowance = self.settings.runs.max_lost_attempts
             return plan(
                 spec, current, seen, now_ms(), lambda: previous_status(self.repo, current), new_run_id, lost_allowance
             )
