@@ -329,10 +329,10 @@ def build_services(
 
     # use cases
     auth = Auth(repos.tenants, clock)
-    tenants = Tenants(repos.tenants, auth, box, clock, settings)
+    tenants = Tenants(repos.tenants, auth, box, clock, settings.limits)
     actions = ActionService(repos.actions, auth, tenants, placement, {PREFIX: InlineActions(repos.pipelines)})
-    idempotency = Idempotency(repos.idempotency, clock, settings, crash_points)
-    files = FileService(blobs, repos.documents, repos.runs, auth, tenants, clock, settings)
+    idempotency = Idempotency(repos.idempotency, clock, settings.idempotency, crash_points)
+    files = FileService(blobs, repos.documents, repos.runs, auth, tenants, clock, settings.limits)
     caches = CacheTags(repos.documents, box, auth, tenants, clock)
     sessions = SessionTypes(repos.documents, box, auth, tenants)
     callbacks = Callbacks(repos.documents, box, auth, tenants, sender)
@@ -342,24 +342,24 @@ def build_services(
         repos.runs, actions, placement, box, ActiveRedaction(), files, callbacks, run_dispatcher, telemetry,
         clock, crash_points, settings, f"{pid}-{start_time(pid)}",
     )  # fmt: skip
-    intake = RunIntake(box, files, caches, sessions, settings)
+    intake = RunIntake(box, files, caches, sessions, settings.limits)
     runs = RunService(
         repos.runs, actions, attempts, idempotency, placement, intake, callbacks, run_dispatcher, auth, telemetry,
         clock, settings, node_id,
     )  # fmt: skip
     dispatched = DispatchedRuns(repos.runs, actions, attempts, clock)
     remote = RemoteRuns(repos.runs, actions, placement, clock, _parse_engine_event, settings.runs.max_lost_attempts)
-    sweeper = Sweeper(repos.runs, dispatched, runner, remote, callbacks, settings, clock)
+    sweeper = Sweeper(repos.runs, dispatched, runner, remote, callbacks, settings.runs, clock)
     steps = StepRuns(repos.runs, runs, box)
     local: LocalPipelineEngine | None = None
     engine: PipelineEngine
     if pipeline_engine is None and settings.pipelines.pipeline_engine == "local":
-        engine = local = LocalPipelineEngine(repos.pipelines, repos.runs, steps, runs, settings)
+        engine = local = LocalPipelineEngine(repos.pipelines, repos.runs, steps, runs, settings.runs)
     else:
         engine = _step_functions(settings, repos.pipelines, actions, placement, pipeline_engine)
     pipelines = PipelineServices(
         PipelineDefinitions(repos.pipelines, actions, placement, box, engine, auth, tenants),
-        PipelineExecutions(repos.pipelines, engine, box, idempotency, auth, settings),
+        PipelineExecutions(repos.pipelines, engine, box, idempotency, auth, settings.idempotency),
         steps,
         engine,
         local,

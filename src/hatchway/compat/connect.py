@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hatchway.config import Settings
+from hatchway.config import IdempotencySettings
 from hatchway.domain.actions import Resolved
 from hatchway.domain.records import MAX_PAGE
 from hatchway.domain.runs import RunRequest
@@ -36,7 +36,7 @@ class ConnectRuns:
         versions: ActionRepo,
         idempotency: Idempotency,
         auth: Auth,
-        settings: Settings,
+        settings: IdempotencySettings,
     ) -> None:
         self.runs = runs
         self.actions = actions
@@ -69,16 +69,12 @@ class ConnectRuns:
             }
 
         settings = self.settings
-        if settings.idempotency.connect_replay_seconds <= 0 and idempotency_key is None:
+        if settings.connect_replay_seconds <= 0 and idempotency_key is None:
             return work("")
         fingerprint = request.fingerprint(f"connect/{action}/{version}")
         caller = principal.token_id or "admin"
         scope = f"connect/{project_id}/{environment}/{caller}/{idempotency_key or fingerprint}"
-        ttl = (
-            settings.idempotency.connect_replay_seconds
-            if idempotency_key is None
-            else settings.idempotency.idempotency_seconds
-        )
+        ttl = settings.connect_replay_seconds if idempotency_key is None else settings.idempotency_seconds
         keyed = idempotency_key is not None
         return self.idempotency.once(
             scope,

@@ -13,7 +13,7 @@ import threading
 from dataclasses import replace
 from typing import Any
 
-from hatchway.config import Settings
+from hatchway.config import InputLimits, Settings
 from hatchway.domain import parameters as params
 from hatchway.domain.actions import Resolved
 from hatchway.domain.files import clean_path
@@ -60,13 +60,13 @@ class RunIntake:
     """A request's parameters and options as a run keeps them: checked, with every secret sealed."""
 
     def __init__(
-        self, box: SecretBox, files: FileService, caches: CacheTags, sessions: SessionTypes, settings: Settings
+        self, box: SecretBox, files: FileService, caches: CacheTags, sessions: SessionTypes, limits: InputLimits
     ) -> None:
         self.box = box
         self.files = files
         self.caches = caches
         self.sessions = sessions
-        self.settings = settings
+        self.limits = limits
 
     def prepare(
         self, project_id: str, environment: str, resolved: Resolved, request: RunRequest, invoked: str
@@ -85,7 +85,7 @@ class RunIntake:
             payload = fill_session(payload, claims) if payload is not None else None
         elif has_session_placeholders(given) or has_session_placeholders(payload):
             raise BadRequest("$Session placeholders need a session: {tag, token}")
-        limits = self.settings.limits
+        limits = self.limits
         params.check_limits(given, payload, limits)
         parameters = params.prepare(resolved.spec, given, partial=invoked != RUN_ACTION)
 

@@ -22,7 +22,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from hatchway.config import Settings
+from hatchway.config import RunSettings
 from hatchway.domain.runs import SweepResult
 from hatchway.ports import Clock, RunDispatcher, RunRepo
 from hatchway.services.dispatched import DispatchedRuns
@@ -63,7 +63,7 @@ class Sweeper:
         dispatcher: RunDispatcher | None,
         remote: RemoteRuns,
         callbacks: Callbacks,
-        settings: Settings,
+        settings: RunSettings,
         clock: Clock,
     ) -> None:
         self.runs = runs
@@ -77,7 +77,7 @@ class Sweeper:
     def sweep_leases(self) -> SweepResult:
         """A worker pool's lease sweep: runs of dead workers queued again or ended; ended ones get
         their callbacks."""
-        swept = self.runs.sweep(self.settings.runs.max_lost_attempts)
+        swept = self.runs.sweep(self.settings.max_lost_attempts)
         for run_id in [*swept.failed, *swept.terminated]:
             ended = self.runs.get_run(run_id)
             if ended is not None:
@@ -89,7 +89,7 @@ class Sweeper:
         report = SweepReport()
         settings = self.settings
         try:
-            leases = self.runs.sweep(settings.runs.max_lost_attempts, now, PASS_LIMIT)
+            leases = self.runs.sweep(settings.max_lost_attempts, now, PASS_LIMIT)
             report.requeued, report.failed, report.terminated = leases.requeued, leases.failed, leases.terminated
         except Exception:
             log.exception("the lease sweep failed")
@@ -105,7 +105,7 @@ class Sweeper:
                 log.exception("dispatching waiting runs failed")
                 report.failures += 1
         try:
-            remote = self.remote.sweep_remote(settings.runs.remote_stale_seconds, now, PASS_LIMIT)
+            remote = self.remote.sweep_remote(settings.remote_stale_seconds, now, PASS_LIMIT)
             report.remote_checked, report.remote_settled = remote.checked, remote.settled
             report.failures += remote.failures
         except NotImplementedError:

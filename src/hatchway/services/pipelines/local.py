@@ -21,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from hatchway.config import Settings
+from hatchway.config import RunSettings
 from hatchway.domain.pipelines.plan import plan
 from hatchway.domain.pipelines.records import Execution, PipelineRecord, StepState, StepStatus
 from hatchway.domain.pipelines.spec import PipelineSpec, Step, spec_of
@@ -46,7 +46,7 @@ class LocalPipelineEngine:
     name = "local"
 
     def __init__(
-        self, repo: PipelineRepo, runs: RunRepo, steps: StepRuns, run_service: RunService, settings: Settings
+        self, repo: PipelineRepo, runs: RunRepo, steps: StepRuns, run_service: RunService, settings: RunSettings
     ) -> None:
         self.repo = repo
         self.runs = runs
@@ -100,7 +100,7 @@ class LocalPipelineEngine:
             specs[:] = [spec]
             seen.clear()
             seen.update({s.run_id: self.runs.get_run(s.run_id) for s in current.steps if s.run_id})
-            lost_allowance = self.settings.runs.max_lost_attempts
+            lost_allowance = self.settings.max_lost_attempts
             return plan(
                 spec, current, seen, now_ms(), lambda: previous_status(self.repo, current), new_run_id, lost_allowance
             )
