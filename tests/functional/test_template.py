@@ -124,15 +124,15 @@ def test_the_sweeper_runs_every_minute_and_may_dispatch_to_the_runner() -> None:
     # the API function and the sweeper name the runner; the runner is the function of that name
     runner = resolve(source()["Resources"]["RunnerFunction"]["Properties"]["FunctionName"])
     for name in ("ApiFunction", "SweeperFunction"):
-        assert Settings.from_env(environment_of(functions()[name])).runner_function == runner
-    assert Settings.from_env(environment_of(functions()["RunnerFunction"])).runner_function is None
+        assert Settings.from_env(environment_of(functions()[name])).aws.runner_function == runner
+    assert Settings.from_env(environment_of(functions()["RunnerFunction"])).aws.runner_function is None
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_every_function_is_traced_with_xray(name: str) -> None:
     properties = functions()[name]
     assert properties["TracingConfig"] == {"Mode": "Active"}
-    assert Settings.from_env(environment_of(properties)).tracing == "xray"
+    assert Settings.from_env(environment_of(properties)).observability.tracing == "xray"
     # the transform grants the segment writes
     role = transformed()["Resources"][properties["Role"]["Fn::GetAtt"][0]]["Properties"]
     assert any("AWSXrayWriteOnlyAccess" in json.dumps(arn) for arn in role.get("ManagedPolicyArns", []))
