@@ -195,7 +195,7 @@ def aws_services(settings: Any, session: Any, placement: Any) -> Any:
     from hatchway.aws.clients import AwsClients
     from hatchway.wiring import aws_bootstrap, bootstrap, build_services
 
-    aws = AwsClients(settings.aws_region, settings.aws_endpoint_url, session)
+    aws = AwsClients(settings.aws.aws_region, settings.aws.aws_endpoint_url, session)
     aws_bootstrap(settings, aws)
     services = build_services(settings, placement=placement, aws=aws)
     bootstrap(services)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -186,33 +186,14 @@ class InputLimits:
             raise ValidationFailed.at(["env", "HATCHWAY_MAX_JSON_DEPTH"], f"must be between 4 and {MAX_JSON_DEPTH}")
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything configurable about one gateway process."""
+def _on(env: Mapping[str, str], name: str) -> bool:
+    return (env.get(name) or "on").lower() not in ("off", "0", "false", "no")
 
-    home: Path = field(default_factory=lambda: Path("~/.hatchway").expanduser())
-    backend: str = "embedded"
-    executor: str = "auto"
-    bootstrap_token: str | None = None
-    sync_timeout_seconds: int = SYNC_LIMIT_SECONDS
-    sync_concurrency: int = 32
-    lease_seconds: float = 30.0
-    heartbeat_seconds: float = 10.0
-    workers: int = 2
-    max_lost_attempts: int = 3
-    db_synchronous: str = "NORMAL"
-    db_busy_timeout_seconds: float = 10.0
-    log_level: str = "INFO"
-    metrics: str = ""
-    tracing: str = "off"
-    otlp_endpoint: str | None = None
-    is_console_enabled: bool = True
-    is_access_log_enabled: bool = True
-    #: exact origins (scheme://host[:port]) allowed to call the API from a browser; empty: CORS off
-    cors_origins: tuple[str, ...] = ()
-    sandbox: str = "auto"
-    sandbox_uids: tuple[int, int] = DEFAULT_SANDBOX_UIDS
-    work_root: Path | None = None
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """The HTTP edge: connections, request and answer sizes, authentication budget, browsers."""
+
     max_body_bytes: int = 6 * MIB
     max_answer_bytes: int = 6 * MIB
     http_header_timeout_seconds: float = 10.0
@@ -224,89 +205,14 @@ class Settings:
     auth_failure_budget: int = 30
     auth_failure_window_seconds: float = 300.0
     trusted_proxies: tuple[str, ...] = ()
-    max_sync_stdout_bytes: int = 6 * MIB
-    max_log_bytes: int = 10 * MIB
-    kill_grace_seconds: float = 5.0
-    shutdown_grace_seconds: float = 10.0
-    idempotency_seconds: int = 24 * 3600
-    http_allow: tuple[str, ...] = ()
-    connect_replay_seconds: int = 60
-    idempotency_in_progress_seconds: float = 60.0
-    idempotency_poll_max_seconds: float = 0.25
-    max_backoff_seconds: float = 300.0
-    platform_retry_seconds: float = 5.0
-    crash_at: str | None = None
-    url: str = "http://127.0.0.1:8080"
-    token: str | None = None
-    table_name: str = "hatchway"
-    kms_key_id: str | None = None
-    bucket: str | None = None
-    outputs_kms_key_id: str | None = None
-    aws_region: str | None = None
-    aws_endpoint_url: str | None = None
-    sync_executor: str | None = None
-    run_executor: str | None = None
-    resource_prefix: str = "hatchway"
-    lambda_role_arn: str | None = None
-    batch_job_queue: str | None = None
-    ecs_cluster: str | None = None
-    subnets: tuple[str, ...] = ()
-    security_groups: tuple[str, ...] = ()
-    execution_role_arn: str | None = None
-    task_policy_arn: str | None = None
-    task_role_arn: str | None = None
-    log_group: str | None = None
-    pipeline_engine: str = "local"
-    states_role_arn: str | None = None
-    pipeline_function_arn: str | None = None
-    runner_function: str | None = None
-    remote_stale_seconds: float = 900.0
-    # containers (docker and lambda-local executors)
-    docker_host: str | None = None
-    lambda_rie_path: str | None = None
-    lambda_pool_size: int = 4
-    lambda_idle_seconds: float = 300.0
-    limits: InputLimits = field(default_factory=InputLimits)
+    #: exact origins (scheme://host[:port]) allowed to call the API from a browser; empty: CORS off
+    cors_origins: tuple[str, ...] = ()
+    is_console_enabled: bool = True
+    is_access_log_enabled: bool = True
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Read settings from ``env`` (default ``os.environ``); keyword overrides win."""
-        env = os.environ if env is None else env
-        lease = _float(env, "HATCHWAY_LEASE_SECONDS", 30.0)
-        settings = cls(
-            home=Path(env.get("HATCHWAY_HOME") or "~/.hatchway").expanduser(),
-            backend=env.get("HATCHWAY_BACKEND") or "embedded",
-            executor=env.get("HATCHWAY_EXECUTOR") or "auto",
-            bootstrap_token=env.get("HATCHWAY_BOOTSTRAP_TOKEN") or None,
-            sync_timeout_seconds=_int(env, "HATCHWAY_SYNC_TIMEOUT_SECONDS", SYNC_LIMIT_SECONDS, 1),
-            sync_concurrency=_int(env, "HATCHWAY_SYNC_CONCURRENCY", 32, 1),
-            lease_seconds=lease,
-            heartbeat_seconds=_float(env, "HATCHWAY_HEARTBEAT_SECONDS", max(lease / 3, 0.05)),
-            workers=_int(env, "HATCHWAY_WORKERS", 2, 0),
-            max_lost_attempts=_int(env, "HATCHWAY_MAX_LOST_ATTEMPTS", 3, 0),
-            shutdown_grace_seconds=_float(env, "HATCHWAY_SHUTDOWN_GRACE_SECONDS", 10.0),
-            kill_grace_seconds=_float(env, "HATCHWAY_KILL_GRACE_SECONDS", 5.0),
-            idempotency_in_progress_seconds=_float(env, "HATCHWAY_IDEMPOTENCY_IN_PROGRESS_SECONDS", 60.0),
-            idempotency_poll_max_seconds=_float(env, "HATCHWAY_IDEMPOTENCY_POLL_MAX_SECONDS", 0.25),
-            max_backoff_seconds=_float(env, "HATCHWAY_RETRY_BACKOFF_MAX_SECONDS", 300.0),
-            platform_retry_seconds=_float(env, "HATCHWAY_PLATFORM_RETRY_SECONDS", 5.0),
-            crash_at=env.get("HATCHWAY_TEST_CRASH_AT") or None,
-            db_synchronous=(env.get("HATCHWAY_DB_SYNCHRONOUS") or "NORMAL").upper(),
-            db_busy_timeout_seconds=_float(env, "HATCHWAY_DB_BUSY_TIMEOUT_SECONDS", 10.0),
-            log_level=(env.get("HATCHWAY_LOG_LEVEL") or "INFO").upper(),
-            metrics=(env.get("HATCHWAY_METRICS") or "").lower(),
-            tracing=(env.get("HATCHWAY_TRACING") or "off").lower(),
-            otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
-            is_console_enabled=(env.get("HATCHWAY_CONSOLE") or "on").lower() not in ("off", "0", "false", "no"),
-            is_access_log_enabled=(env.get("HATCHWAY_ACCESS_LOG") or "on").lower() not in ("off", "0", "false", "no"),
-            cors_origins=tuple(
-                o.strip().rstrip("/") for o in (env.get("HATCHWAY_CORS_ORIGINS") or "").split(",") if o.strip()
-            ),
-            sandbox=(env.get("HATCHWAY_SANDBOX") or "auto").lower(),
-            sandbox_uids=_range(env, "HATCHWAY_SANDBOX_UIDS", DEFAULT_SANDBOX_UIDS),
-            work_root=Path(env["HATCHWAY_WORK_DIR"]).expanduser() if env.get("HATCHWAY_WORK_DIR") else None,
-            http_allow=tuple(p.strip() for p in (env.get("HATCHWAY_HTTP_ALLOW") or "").split(",") if p.strip()),
-            connect_replay_seconds=_int(env, "HATCHWAY_CONNECT_REPLAY_SECONDS", 60, 0),
+    def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
+        return cls(
             max_answer_bytes=_int(env, "HATCHWAY_MAX_ANSWER_BYTES", 6 * MIB, 64 * 1024),
             http_header_timeout_seconds=_float(env, "HATCHWAY_HTTP_HEADER_TIMEOUT_SECONDS", 10.0),
             http_body_timeout_seconds=_float(env, "HATCHWAY_HTTP_BODY_TIMEOUT_SECONDS", 60.0),
@@ -317,17 +223,171 @@ class Settings:
             auth_failure_budget=_int(env, "HATCHWAY_AUTH_FAILURE_BUDGET", 30, 1),
             auth_failure_window_seconds=_float(env, "HATCHWAY_AUTH_FAILURE_WINDOW_SECONDS", 300.0),
             trusted_proxies=_list(env, "HATCHWAY_TRUSTED_PROXIES"),
-            url=(env.get("HATCHWAY_URL") or "http://127.0.0.1:8080").rstrip("/"),
-            token=env.get("HATCHWAY_TOKEN") or None,
+            cors_origins=tuple(origin.rstrip("/") for origin in _list(env, "HATCHWAY_CORS_ORIGINS")),
+            is_console_enabled=_on(env, "HATCHWAY_CONSOLE"),
+            is_access_log_enabled=_on(env, "HATCHWAY_ACCESS_LOG"),
+        )
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Where the CLI and the Python client find a gateway."""
+
+    url: str = "http://127.0.0.1:8080"
+    token: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ClientSettings:
+        return cls(url=(env.get("HATCHWAY_URL") or cls.url).rstrip("/"), token=env.get("HATCHWAY_TOKEN") or None)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Runs' lifecycle: leases and heartbeats, the worker pool, retries, graces, the sweep."""
+
+    lease_seconds: float = 30.0
+    heartbeat_seconds: float = 10.0
+    workers: int = 2
+    max_lost_attempts: int = 3
+    max_backoff_seconds: float = 300.0
+    platform_retry_seconds: float = 5.0
+    kill_grace_seconds: float = 5.0
+    shutdown_grace_seconds: float = 10.0
+    remote_stale_seconds: float = 900.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> RunSettings:
+        lease = _float(env, "HATCHWAY_LEASE_SECONDS", 30.0)
+        return cls(
+            lease_seconds=lease,
+            heartbeat_seconds=_float(env, "HATCHWAY_HEARTBEAT_SECONDS", max(lease / 3, 0.05)),
+            workers=_int(env, "HATCHWAY_WORKERS", 2, 0),
+            max_lost_attempts=_int(env, "HATCHWAY_MAX_LOST_ATTEMPTS", 3, 0),
+            max_backoff_seconds=_float(env, "HATCHWAY_RETRY_BACKOFF_MAX_SECONDS", 300.0),
+            platform_retry_seconds=_float(env, "HATCHWAY_PLATFORM_RETRY_SECONDS", 5.0),
+            kill_grace_seconds=_float(env, "HATCHWAY_KILL_GRACE_SECONDS", 5.0),
+            shutdown_grace_seconds=_float(env, "HATCHWAY_SHUTDOWN_GRACE_SECONDS", 10.0),
+            remote_stale_seconds=_float(env, "HATCHWAY_REMOTE_STALE_SECONDS", 900.0),
+        )
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    """Sync action calls: their time limit and how many run at once."""
+
+    sync_timeout_seconds: int = SYNC_LIMIT_SECONDS
+    sync_concurrency: int = 32
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SyncSettings:
+        return cls(
+            sync_timeout_seconds=_int(env, "HATCHWAY_SYNC_TIMEOUT_SECONDS", SYNC_LIMIT_SECONDS, 1),
+            sync_concurrency=_int(env, "HATCHWAY_SYNC_CONCURRENCY", 32, 1),
+        )
+
+
+@dataclass(frozen=True)
+class IdempotencySettings:
+    """How long keys and replays hold, and how a duplicate waits for a key in progress."""
+
+    idempotency_seconds: int = 24 * 3600
+    idempotency_in_progress_seconds: float = 60.0
+    idempotency_poll_max_seconds: float = 0.25
+    connect_replay_seconds: int = 60
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> IdempotencySettings:
+        return cls(
+            idempotency_in_progress_seconds=_float(env, "HATCHWAY_IDEMPOTENCY_IN_PROGRESS_SECONDS", 60.0),
+            idempotency_poll_max_seconds=_float(env, "HATCHWAY_IDEMPOTENCY_POLL_MAX_SECONDS", 0.25),
+            connect_replay_seconds=_int(env, "HATCHWAY_CONNECT_REPLAY_SECONDS", 60, 0),
+        )
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """The record store: SQLite's durability and lock wait, DynamoDB's table."""
+
+    db_synchronous: str = "NORMAL"
+    db_busy_timeout_seconds: float = 10.0
+    table_name: str = "hatchway"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> StoreSettings:
+        return cls(
+            db_synchronous=(env.get("HATCHWAY_DB_SYNCHRONOUS") or "NORMAL").upper(),
+            db_busy_timeout_seconds=_float(env, "HATCHWAY_DB_BUSY_TIMEOUT_SECONDS", 10.0),
             table_name=env.get("HATCHWAY_TABLE_NAME") or "hatchway",
+        )
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """What runs actions on this host, how it confines them, and what they may write and reach."""
+
+    executor: str = "auto"
+    sync_executor: str | None = None
+    run_executor: str | None = None
+    sandbox: str = "auto"
+    sandbox_uids: tuple[int, int] = DEFAULT_SANDBOX_UIDS
+    work_root: Path | None = None
+    max_sync_stdout_bytes: int = 6 * MIB
+    max_log_bytes: int = 10 * MIB
+    http_allow: tuple[str, ...] = ()
+    # containers (docker and lambda-local executors)
+    docker_host: str | None = None
+    lambda_rie_path: str | None = None
+    lambda_pool_size: int = 4
+    lambda_idle_seconds: float = 300.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ExecutorSettings:
+        return cls(
+            executor=env.get("HATCHWAY_EXECUTOR") or "auto",
+            sync_executor=env.get("HATCHWAY_SYNC_EXECUTOR") or None,
+            run_executor=env.get("HATCHWAY_RUN_EXECUTOR") or None,
+            sandbox=(env.get("HATCHWAY_SANDBOX") or "auto").lower(),
+            sandbox_uids=_range(env, "HATCHWAY_SANDBOX_UIDS", DEFAULT_SANDBOX_UIDS),
+            work_root=Path(env["HATCHWAY_WORK_DIR"]).expanduser() if env.get("HATCHWAY_WORK_DIR") else None,
+            http_allow=_list(env, "HATCHWAY_HTTP_ALLOW"),
+            docker_host=env.get("DOCKER_HOST") or None,
+            lambda_rie_path=env.get("HATCHWAY_LAMBDA_RIE") or None,
+            lambda_pool_size=_int(env, "HATCHWAY_LAMBDA_POOL_SIZE", 4, 1),
+            lambda_idle_seconds=_float(env, "HATCHWAY_LAMBDA_IDLE_SECONDS", 300.0),
+        )
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    """The aws backend's account side: region and endpoint, keys, bucket, and the resources runs use."""
+
+    aws_region: str | None = None
+    aws_endpoint_url: str | None = None
+    resource_prefix: str = "hatchway"
+    kms_key_id: str | None = None
+    bucket: str | None = None
+    outputs_kms_key_id: str | None = None
+    runner_function: str | None = None
+    lambda_role_arn: str | None = None
+    batch_job_queue: str | None = None
+    ecs_cluster: str | None = None
+    subnets: tuple[str, ...] = ()
+    security_groups: tuple[str, ...] = ()
+    execution_role_arn: str | None = None
+    task_policy_arn: str | None = None
+    task_role_arn: str | None = None
+    log_group: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> AwsSettings:
+        return cls(
+            aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+            aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            resource_prefix=env.get("HATCHWAY_RESOURCE_PREFIX") or "hatchway",
             kms_key_id=env.get("HATCHWAY_KMS_KEY_ID") or None,
             bucket=env.get("HATCHWAY_BUCKET") or None,
             outputs_kms_key_id=env.get("HATCHWAY_OUTPUTS_KMS_KEY_ID") or None,
-            aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
-            aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
-            sync_executor=env.get("HATCHWAY_SYNC_EXECUTOR") or None,
-            run_executor=env.get("HATCHWAY_RUN_EXECUTOR") or None,
-            resource_prefix=env.get("HATCHWAY_RESOURCE_PREFIX") or "hatchway",
+            runner_function=env.get("HATCHWAY_RUNNER_FUNCTION") or None,
             lambda_role_arn=env.get("HATCHWAY_LAMBDA_ROLE_ARN") or None,
             batch_job_queue=env.get("HATCHWAY_BATCH_JOB_QUEUE") or None,
             ecs_cluster=env.get("HATCHWAY_ECS_CLUSTER") or None,
@@ -337,107 +397,7 @@ class Settings:
             task_policy_arn=env.get("HATCHWAY_TASK_POLICY_ARN") or None,
             task_role_arn=env.get("HATCHWAY_TASK_ROLE_ARN") or None,
             log_group=env.get("HATCHWAY_LOG_GROUP") or None,
-            pipeline_engine=env.get("HATCHWAY_PIPELINE_ENGINE")
-            or ("stepfunctions" if env.get("HATCHWAY_BACKEND") == "aws" else "local"),
-            states_role_arn=env.get("HATCHWAY_STATES_ROLE_ARN") or None,
-            pipeline_function_arn=env.get("HATCHWAY_PIPELINE_FUNCTION_ARN") or None,
-            runner_function=env.get("HATCHWAY_RUNNER_FUNCTION") or None,
-            remote_stale_seconds=_float(env, "HATCHWAY_REMOTE_STALE_SECONDS", 900.0),
-            docker_host=env.get("DOCKER_HOST") or None,
-            lambda_rie_path=env.get("HATCHWAY_LAMBDA_RIE") or None,
-            lambda_pool_size=_int(env, "HATCHWAY_LAMBDA_POOL_SIZE", 4, 1),
-            lambda_idle_seconds=_float(env, "HATCHWAY_LAMBDA_IDLE_SECONDS", 300.0),
-            limits=InputLimits.from_env(env),
         )
-        if overrides:
-            if isinstance(overrides.get("log_level"), str):
-                overrides["log_level"] = overrides["log_level"].upper()
-            settings = replace(settings, **overrides)
-        settings.check()
-        return settings
-
-    def check(self) -> None:
-        """Refuse configurations that cannot work, before anything starts."""
-        if self.sync_timeout_seconds > SYNC_LIMIT_SECONDS:
-            raise ValidationFailed.at(
-                ["env", "HATCHWAY_SYNC_TIMEOUT_SECONDS"],
-                f"the sync limit can be lowered, not raised above {SYNC_LIMIT_SECONDS} s",
-            )
-        if self.heartbeat_seconds >= self.lease_seconds:
-            raise ValidationFailed.at(
-                ["env", "HATCHWAY_HEARTBEAT_SECONDS"],
-                "the heartbeat interval must be shorter than the lease, or runs would be claimed twice",
-            )
-        if self.sandbox not in SANDBOX_LEVELS:
-            raise ValidationFailed.at(["env", "HATCHWAY_SANDBOX"], f"must be {', '.join(SANDBOX_LEVELS)}")
-        first, last = self.sandbox_uids
-        if not 0 < first <= last < 2**32 - 1:
-            raise ValidationFailed.at(
-                ["env", "HATCHWAY_SANDBOX_UIDS"], "a range first-last of unprivileged ids (above 0, below 4294967295)"
-            )
-        if self.db_synchronous not in ("NORMAL", "FULL"):
-            raise ValidationFailed.at(["env", "HATCHWAY_DB_SYNCHRONOUS"], "must be NORMAL or FULL")
-        if self.metrics not in ("", "prometheus", "emf", "off"):
-            raise ValidationFailed.at(["env", "HATCHWAY_METRICS"], "must be prometheus, emf or off")
-        if self.tracing not in ("off", "otlp", "xray"):
-            raise ValidationFailed.at(["env", "HATCHWAY_TRACING"], "must be off, otlp or xray")
-        if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-            raise ValidationFailed.at(["env", "HATCHWAY_LOG_LEVEL"], "must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
-        for origin in self.cors_origins:
-            if origin != "*" and not re.match(r"^https?://[A-Za-z0-9.\[\]:-]+$", origin):
-                raise ValidationFailed.at(
-                    ["env", "HATCHWAY_CORS_ORIGINS"],
-                    f"{origin!r} is not an origin: scheme://host[:port], no path (or * for any origin)",
-                )
-        if self.backend not in ("embedded", "aws"):
-            raise ValidationFailed.at(["env", "HATCHWAY_BACKEND"], "must be embedded or aws")
-        if not re.match(r"^[A-Za-z][A-Za-z0-9-]{0,23}$", self.resource_prefix):
-            raise ValidationFailed.at(
-                ["env", "HATCHWAY_RESOURCE_PREFIX"], "a letter, then letters, digits and '-', at most 24 characters"
-            )
-        for variable, name in (
-            ("HATCHWAY_EXECUTOR", self.executor),
-            ("HATCHWAY_SYNC_EXECUTOR", self.sync_executor),
-            ("HATCHWAY_RUN_EXECUTOR", self.run_executor),
-        ):
-            if name is not None and name not in EXECUTOR_NAMES and name != "auto":
-                raise ValidationFailed.at(
-                    ["env", variable], f"unknown executor {name!r}: auto, {', '.join(EXECUTOR_NAMES)}"
-                )
-        self.limits.check()
-        if self.backend == "embedded" and self.limits.max_path_component_bytes > 255:
-            raise ValidationFailed.at(
-                ["env", "HATCHWAY_MAX_PATH_COMPONENT_BYTES"], "the embedded default keeps files on disk: at most 255"
-            )
-        if self.pipeline_engine not in ("local", "stepfunctions"):
-            raise ValidationFailed.at(["env", "HATCHWAY_PIPELINE_ENGINE"], "must be local or stepfunctions")
-        for variable, seconds in (
-            ("HATCHWAY_HTTP_HEADER_TIMEOUT_SECONDS", self.http_header_timeout_seconds),
-            ("HATCHWAY_HTTP_BODY_TIMEOUT_SECONDS", self.http_body_timeout_seconds),
-            ("HATCHWAY_AUTH_FAILURE_WINDOW_SECONDS", self.auth_failure_window_seconds),
-        ):
-            if seconds <= 0:
-                raise ValidationFailed.at(["env", variable], f"{variable} must be positive")
-        for proxy in self.trusted_proxies:
-            import ipaddress  # only when proxies are configured: the CLI's start stays lean
-
-            try:
-                ipaddress.ip_network(proxy, strict=False)
-            except ValueError:
-                raise ValidationFailed.at(
-                    ["env", "HATCHWAY_TRUSTED_PROXIES"], f"{proxy!r} is not an IP address or CIDR range"
-                ) from None
-        if (
-            self.idempotency_in_progress_seconds <= 0
-            or self.idempotency_poll_max_seconds <= 0
-            or self.max_backoff_seconds < 0
-            or self.platform_retry_seconds < 0
-        ):
-            raise ValidationFailed.at(["env"], "idempotency and backoff limits must be positive")
-        try:
-            faults.parse(self.crash_at)
-        except ValueError as exc:
-            raise ValidationFailed.at(["env", "HATCHWAY_TEST_CRASH_AT"], str(exc)) from None
 
     @property
     def kms_key(self) -> str:
@@ -448,6 +408,215 @@ class Settings:
     def outputs_bucket(self) -> str:
         """The S3 bucket for run outputs and large records of the aws backend."""
         return self.bucket or f"{self.resource_prefix}-outputs"
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Which engine runs pipelines, and the Step Functions resources it uses on AWS."""
+
+    pipeline_engine: str = "local"
+    states_role_arn: str | None = None
+    pipeline_function_arn: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> PipelineSettings:
+        return cls(
+            pipeline_engine=env.get("HATCHWAY_PIPELINE_ENGINE")
+            or ("stepfunctions" if env.get("HATCHWAY_BACKEND") == "aws" else "local"),
+            states_role_arn=env.get("HATCHWAY_STATES_ROLE_ARN") or None,
+            pipeline_function_arn=env.get("HATCHWAY_PIPELINE_FUNCTION_ARN") or None,
+        )
+
+
+@dataclass(frozen=True)
+class ObservabilitySettings:
+    """The gateway's own logs, metrics and traces."""
+
+    log_level: str = "INFO"
+    metrics: str = ""
+    tracing: str = "off"
+    otlp_endpoint: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ObservabilitySettings:
+        return cls(
+            log_level=(env.get("HATCHWAY_LOG_LEVEL") or "INFO").upper(),
+            metrics=(env.get("HATCHWAY_METRICS") or "").lower(),
+            tracing=(env.get("HATCHWAY_TRACING") or "off").lower(),
+            otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+        )
+
+
+#: each group of :class:`Settings` (its field name) and the class that holds it
+GROUPS: dict[str, type[Any]] = {
+    "server": ServerSettings,
+    "client": ClientSettings,
+    "runs": RunSettings,
+    "sync": SyncSettings,
+    "idempotency": IdempotencySettings,
+    "store": StoreSettings,
+    "executors": ExecutorSettings,
+    "aws": AwsSettings,
+    "pipelines": PipelineSettings,
+    "observability": ObservabilitySettings,
+}
+
+
+def _routes() -> dict[str, str]:
+    routes: dict[str, str] = {}
+    for group, kind in GROUPS.items():
+        for item in fields(kind):
+            if item.name in routes:
+                raise AssertionError(f"setting {item.name!r} is in both {routes[item.name]} and {group}")
+            routes[item.name] = group
+    return routes
+
+
+#: every flat setting name (``lease_seconds``) and the group that holds it (``runs``); the names
+#: ``Settings.from_env(**overrides)`` and ``Settings.with_(**changes)`` accept besides the top level
+ROUTES: dict[str, str] = _routes()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable about one gateway process: four top-level values and one small
+    frozen group per concern, so a service can take only its own (``Sweeper(settings.runs)``)."""
+
+    home: Path = field(default_factory=lambda: Path("~/.hatchway").expanduser())
+    backend: str = "embedded"
+    bootstrap_token: str | None = None
+    crash_at: str | None = None
+    server: ServerSettings = field(default_factory=ServerSettings)
+    client: ClientSettings = field(default_factory=ClientSettings)
+    runs: RunSettings = field(default_factory=RunSettings)
+    sync: SyncSettings = field(default_factory=SyncSettings)
+    idempotency: IdempotencySettings = field(default_factory=IdempotencySettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    executors: ExecutorSettings = field(default_factory=ExecutorSettings)
+    aws: AwsSettings = field(default_factory=AwsSettings)
+    pipelines: PipelineSettings = field(default_factory=PipelineSettings)
+    observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
+    limits: InputLimits = field(default_factory=InputLimits)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read settings from ``env`` (default ``os.environ``); keyword overrides win. An override
+        names a top-level field, a group, or a flat setting (``lease_seconds``: see :data:`ROUTES`)."""
+        env = os.environ if env is None else env
+        settings = cls(
+            home=Path(env.get("HATCHWAY_HOME") or "~/.hatchway").expanduser(),
+            backend=env.get("HATCHWAY_BACKEND") or "embedded",
+            bootstrap_token=env.get("HATCHWAY_BOOTSTRAP_TOKEN") or None,
+            crash_at=env.get("HATCHWAY_TEST_CRASH_AT") or None,
+            limits=InputLimits.from_env(env),
+            **{group: kind.from_env(env) for group, kind in GROUPS.items()},
+        )
+        if overrides:
+            if isinstance(overrides.get("log_level"), str):
+                overrides["log_level"] = overrides["log_level"].upper()
+            settings = settings.with_(**overrides)
+        settings.check()
+        return settings
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with ``changes``: top-level fields, whole groups, or flat settings routed to their
+        group by :data:`ROUTES` (unchecked, like :func:`dataclasses.replace`)."""
+        top: dict[str, Any] = {}
+        grouped: dict[str, dict[str, Any]] = {}
+        for name, value in changes.items():
+            group = ROUTES.get(name)
+            if group is not None:
+                grouped.setdefault(group, {})[name] = value
+            elif name in _TOP_LEVEL:
+                top[name] = value
+            else:
+                raise TypeError(f"Settings has no setting {name!r}")
+        for group, values in grouped.items():
+            top[group] = replace(top.get(group, getattr(self, group)), **values)
+        return replace(self, **top)
+
+    def check(self) -> None:
+        """Refuse configurations that cannot work, before anything starts."""
+        if self.sync.sync_timeout_seconds > SYNC_LIMIT_SECONDS:
+            raise ValidationFailed.at(
+                ["env", "HATCHWAY_SYNC_TIMEOUT_SECONDS"],
+                f"the sync limit can be lowered, not raised above {SYNC_LIMIT_SECONDS} s",
+            )
+        if self.runs.heartbeat_seconds >= self.runs.lease_seconds:
+            raise ValidationFailed.at(
+                ["env", "HATCHWAY_HEARTBEAT_SECONDS"],
+                "the heartbeat interval must be shorter than the lease, or runs would be claimed twice",
+            )
+        if self.executors.sandbox not in SANDBOX_LEVELS:
+            raise ValidationFailed.at(["env", "HATCHWAY_SANDBOX"], f"must be {', '.join(SANDBOX_LEVELS)}")
+        first, last = self.executors.sandbox_uids
+        if not 0 < first <= last < 2**32 - 1:
+            raise ValidationFailed.at(
+                ["env", "HATCHWAY_SANDBOX_UIDS"], "a range first-last of unprivileged ids (above 0, below 4294967295)"
+            )
+        if self.store.db_synchronous not in ("NORMAL", "FULL"):
+            raise ValidationFailed.at(["env", "HATCHWAY_DB_SYNCHRONOUS"], "must be NORMAL or FULL")
+        if self.observability.metrics not in ("", "prometheus", "emf", "off"):
+            raise ValidationFailed.at(["env", "HATCHWAY_METRICS"], "must be prometheus, emf or off")
+        if self.observability.tracing not in ("off", "otlp", "xray"):
+            raise ValidationFailed.at(["env", "HATCHWAY_TRACING"], "must be off, otlp or xray")
+        if self.observability.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValidationFailed.at(["env", "HATCHWAY_LOG_LEVEL"], "must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        for origin in self.server.cors_origins:
+            if origin != "*" and not re.match(r"^https?://[A-Za-z0-9.\[\]:-]+$", origin):
+                raise ValidationFailed.at(
+                    ["env", "HATCHWAY_CORS_ORIGINS"],
+                    f"{origin!r} is not an origin: scheme://host[:port], no path (or * for any origin)",
+                )
+        if self.backend not in ("embedded", "aws"):
+            raise ValidationFailed.at(["env", "HATCHWAY_BACKEND"], "must be embedded or aws")
+        if not re.match(r"^[A-Za-z][A-Za-z0-9-]{0,23}$", self.aws.resource_prefix):
+            raise ValidationFailed.at(
+                ["env", "HATCHWAY_RESOURCE_PREFIX"], "a letter, then letters, digits and '-', at most 24 characters"
+            )
+        for variable, name in (
+            ("HATCHWAY_EXECUTOR", self.executors.executor),
+            ("HATCHWAY_SYNC_EXECUTOR", self.executors.sync_executor),
+            ("HATCHWAY_RUN_EXECUTOR", self.executors.run_executor),
+        ):
+            if name is not None and name not in EXECUTOR_NAMES and name != "auto":
+                raise ValidationFailed.at(
+                    ["env", variable], f"unknown executor {name!r}: auto, {', '.join(EXECUTOR_NAMES)}"
+                )
+        self.limits.check()
+        if self.backend == "embedded" and self.limits.max_path_component_bytes > 255:
+            raise ValidationFailed.at(
+                ["env", "HATCHWAY_MAX_PATH_COMPONENT_BYTES"], "the embedded default keeps files on disk: at most 255"
+            )
+        if self.pipelines.pipeline_engine not in ("local", "stepfunctions"):
+            raise ValidationFailed.at(["env", "HATCHWAY_PIPELINE_ENGINE"], "must be local or stepfunctions")
+        for variable, seconds in (
+            ("HATCHWAY_HTTP_HEADER_TIMEOUT_SECONDS", self.server.http_header_timeout_seconds),
+            ("HATCHWAY_HTTP_BODY_TIMEOUT_SECONDS", self.server.http_body_timeout_seconds),
+            ("HATCHWAY_AUTH_FAILURE_WINDOW_SECONDS", self.server.auth_failure_window_seconds),
+        ):
+            if seconds <= 0:
+                raise ValidationFailed.at(["env", variable], f"{variable} must be positive")
+        for proxy in self.server.trusted_proxies:
+            import ipaddress  # only when proxies are configured: the CLI's start stays lean
+
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValidationFailed.at(
+                    ["env", "HATCHWAY_TRUSTED_PROXIES"], f"{proxy!r} is not an IP address or CIDR range"
+                ) from None
+        if (
+            self.idempotency.idempotency_in_progress_seconds <= 0
+            or self.idempotency.idempotency_poll_max_seconds <= 0
+            or self.runs.max_backoff_seconds < 0
+            or self.runs.platform_retry_seconds < 0
+        ):
+            raise ValidationFailed.at(["env"], "idempotency and backoff limits must be positive")
+        try:
+            faults.parse(self.crash_at)
+        except ValueError as exc:
+            raise ValidationFailed.at(["env", "HATCHWAY_TEST_CRASH_AT"], str(exc)) from None
 
     @property
     def db_path(self) -> Path:
@@ -468,8 +637,8 @@ class Settings:
         Default ``/var/tmp/hatchway-work-<uid>-<id of the home>``: an action running under a uid of
         its own must be able to reach its workspace, never the home.
         """
-        if self.work_root is not None:
-            return self.work_root
+        if self.executors.work_root is not None:
+            return self.executors.work_root
         import hashlib
         import tempfile
 
@@ -485,3 +654,7 @@ class Settings:
     @property
     def blob_dir(self) -> Path:
         return self.home / "blobs"
+
+
+#: the fields of :class:`Settings` itself (its top-level values and its groups)
+_TOP_LEVEL = frozenset(item.name for item in fields(Settings))

@@ -524,7 +524,7 @@ def run_server(
     from hatchway.worker import WorkerPool, confinement_lines, refuse_unconfined
 
     wiring.configure_observability(settings)
-    services = wiring.build_services(settings, pool=settings.workers > 0)
+    services = wiring.build_services(settings, pool=settings.runs.workers > 0)
     refuse_unconfined(services)
     wiring.bootstrap(services)
     recovered = wiring.tidy_at_rest(services)
@@ -537,18 +537,20 @@ def run_server(
             log.warning("no examples directory found; pass --examples-dir")
         else:
             examples = register_examples(services, directory)
-    pool = WorkerPool(services) if settings.workers > 0 else None
+    pool = WorkerPool(services) if settings.runs.workers > 0 else None
     resolver = create_app(services)
     app = AsgiGateway(
         resolver.resolve,
-        settings.max_body_bytes,
-        read_threads=settings.http_read_threads,
-        body_timeout_seconds=settings.http_body_timeout_seconds,
+        settings.server.max_body_bytes,
+        read_threads=settings.server.http_read_threads,
+        body_timeout_seconds=settings.server.http_body_timeout_seconds,
         on_startup=pool.start if pool else None,
-        on_shutdown=lambda: _shutdown(services, pool, settings.shutdown_grace_seconds),
+        on_shutdown=lambda: _shutdown(services, pool, settings.runs.shutdown_grace_seconds),
     )
     limits = ConnectionLimits(
-        settings.http_header_timeout_seconds, settings.http_max_connections, settings.http_max_header_bytes
+        settings.server.http_header_timeout_seconds,
+        settings.server.http_max_connections,
+        settings.server.http_max_header_bytes,
     )
     scheme = "https" if tls_cert else "http"
 
@@ -557,22 +559,24 @@ def run_server(
         lines = [
             f"hatchway serving on {scheme}://{host}:{port} (docs: {scheme}://{host}:{port}/docs)",
             f"  home      {settings.home}",
-            f"  backend   {settings.backend}; executor {services.placement.describe()}; workers {settings.workers}",
+            f"  backend   {settings.backend}; executor {services.placement.describe()}; "
+            f"workers {settings.runs.workers}",
             f"  token     admin token in {token_source}",
             *confinement_lines(services),
         ]
-        if settings.is_console_enabled:
+        if settings.server.is_console_enabled:
             lines.append(f"  console   {scheme}://{host}:{port}/ui/")
         if examples:
             lines.append(f"  examples  {', '.join(examples)} in {DEFAULT_PROJECT}")
         # on stdout: stderr carries only the JSON log lines, for whatever collects them
         print("\n".join(lines), flush=True)
 
+    log_level = settings.observability.log_level
     try:
-        serve(app, host, port, settings.log_level if settings.log_level == "DEBUG" else "warning",
-              tls_cert, tls_key, settings.shutdown_grace_seconds + 5, on_ready=ready, limits=limits,
-              keep_alive_seconds=settings.http_keep_alive_seconds,
-              trusted_proxies=settings.trusted_proxies)  # fmt: skip
+        serve(app, host, port, log_level if log_level == "DEBUG" else "warning",
+              tls_cert, tls_key, settings.runs.shutdown_grace_seconds + 5, on_ready=ready, limits=limits,
+              keep_alive_seconds=settings.server.http_keep_alive_seconds,
+              trusted_proxies=settings.server.trusted_proxies)  # fmt: skip
     finally:
         services.close()
 

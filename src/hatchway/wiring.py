@@ -132,7 +132,7 @@ def build_blobs(settings: Settings, **clients: Any) -> BlobStore:
 
 def build_executor(settings: Settings, name: str | None = None) -> AttemptExecutor:
     """The attempt executor ``name`` (default: the settings' choice), configured from the settings."""
-    executor: AttemptExecutor = load(name or settings.executor, EXECUTORS, "executor").from_settings(settings)
+    executor: AttemptExecutor = load(name or settings.executors.executor, EXECUTORS, "executor").from_settings(settings)
     return executor
 
 
@@ -161,15 +161,15 @@ def build_placement(
     engines = {name: functools.partial(build_engine, settings, name) for name in ENGINES}
     if sync is not None:
         return Placement(sync, run, http, engine=engine, engines=engines)
-    name = settings.executor
-    is_split = bool(settings.sync_executor or settings.run_executor)
+    name = settings.executors.executor
+    is_split = bool(settings.executors.sync_executor or settings.executors.run_executor)
     if name in ("auto", *CONTAINER_EXECUTORS) and not is_split and settings.backend == "embedded":
         from hatchway.executors.containers.engine import engine_answers
 
         if name != "auto":
             return _container_placement(settings, name, http)
         why = "no Docker engine answers"
-        if engine_answers(settings.docker_host):
+        if engine_answers(settings.executors.docker_host):
             if has_docker_sdk():
                 return _container_placement(settings, name, http)
             # the engine is there but not the SDK (a plain `pip install hatchway`): host processes, said once
@@ -180,8 +180,8 @@ def build_placement(
         process = build_executor(settings, "process")
         return Placement(process, http=http, mode=f"auto ({why})", engines=engines)
     base = "process" if name == "auto" else name
-    sync_name = settings.sync_executor or base
-    run_name = settings.run_executor or base
+    sync_name = settings.executors.sync_executor or base
+    run_name = settings.executors.run_executor or base
     sync = None if sync_name in ENGINES else build_executor(settings, sync_name)
     if run_name in ENGINES:
         return Placement(sync, http=http, engine=build_engine(settings, run_name), engines=engines)
@@ -219,17 +219,19 @@ def _container_placement(settings: Settings, name: str, http: AttemptExecutor) -
 
     if not has_docker_sdk():
         raise refuse("the docker package is missing: pip install docker (the docker extra)")
-    engine = DockerEngine(settings.docker_host, settings.home)
+    engine = DockerEngine(settings.executors.docker_host, settings.home)
     try:
         engine.ping()
     except Unavailable:
-        where = settings.docker_host or DEFAULT_HOST
+        where = settings.executors.docker_host or DEFAULT_HOST
         raise refuse(f"no Docker engine answers at {where} (start one, or set DOCKER_HOST)") from None
-    docker = DockerExecutor(engine, settings.work_dir, settings.kill_grace_seconds)
+    docker = DockerExecutor(engine, settings.work_dir, settings.runs.kill_grace_seconds)
     named: dict[str, tuple[AttemptExecutor, AttemptExecutor]] = {"docker": (docker, docker)}
-    rie = find_rie(settings.lambda_rie_path)
+    rie = find_rie(settings.executors.lambda_rie_path)
     if rie is not None:
-        warm = LocalLambdaExecutor(engine, docker, rie, settings.lambda_pool_size, settings.lambda_idle_seconds)
+        warm = LocalLambdaExecutor(
+            engine, docker, rie, settings.executors.lambda_pool_size, settings.executors.lambda_idle_seconds
+        )
         named["lambda-local"] = (warm, docker)
     elif name == "lambda-local":
         raise refuse(
@@ -311,7 +313,7 @@ def build_services(
     telemetry = TracingTelemetry()
     box = box or LazySecretBox(functools.partial(build_secret_box, settings, **clients))
     blobs = blobs or build_blobs(settings, **clients)
-    sender = HttpCallbackSender(allowed_networks(settings.http_allow))
+    sender = HttpCallbackSender(allowed_networks(settings.executors.http_allow))
     # processes on one SQLite file wake each other's idle workers when they queue a run
     doorbell = (
         Doorbell(settings.db_path.with_name(settings.db_path.name + ".wake"))
@@ -327,10 +329,10 @@ def build_services(
 
     # use cases
     auth = Auth(repos.tenants, clock)
-    tenants = Tenants(repos.tenants, auth, box, clock, settings)
+    tenants = Tenants(repos.tenants, auth, box, clock, settings.limits)
     actions = ActionService(repos.actions, auth, tenants, placement, {PREFIX: InlineActions(repos.pipelines)})
-    idempotency = Idempotency(repos.idempotency, clock, settings, crash_points)
-    files = FileService(blobs, repos.documents, repos.runs, auth, tenants, clock, settings)
+    idempotency = Idempotency(repos.idempotency, clock, settings.idempotency, crash_points)
+    files = FileService(blobs, repos.documents, repos.runs, auth, tenants, clock, settings.limits)
     caches = CacheTags(repos.documents, box, auth, tenants, clock)
     sessions = SessionTypes(repos.documents, box, auth, tenants)
     callbacks = Callbacks(repos.documents, box, auth, tenants, sender)
@@ -340,24 +342,24 @@ def build_services(
         repos.runs, actions, placement, box, ActiveRedaction(), files, callbacks, run_dispatcher, telemetry,
         clock, crash_points, settings, f"{pid}-{start_time(pid)}",
     )  # fmt: skip
-    intake = RunIntake(box, files, caches, sessions, settings)
+    intake = RunIntake(box, files, caches, sessions, settings.limits)
     runs = RunService(
         repos.runs, actions, attempts, idempotency, placement, intake, callbacks, run_dispatcher, auth, telemetry,
         clock, settings, node_id,
     )  # fmt: skip
     dispatched = DispatchedRuns(repos.runs, actions, attempts, clock)
-    remote = RemoteRuns(repos.runs, actions, placement, clock, _parse_engine_event, settings.max_lost_attempts)
-    sweeper = Sweeper(repos.runs, dispatched, runner, remote, callbacks, settings, clock)
+    remote = RemoteRuns(repos.runs, actions, placement, clock, _parse_engine_event, settings.runs.max_lost_attempts)
+    sweeper = Sweeper(repos.runs, dispatched, runner, remote, callbacks, settings.runs, clock)
     steps = StepRuns(repos.runs, runs, box)
     local: LocalPipelineEngine | None = None
     engine: PipelineEngine
-    if pipeline_engine is None and settings.pipeline_engine == "local":
-        engine = local = LocalPipelineEngine(repos.pipelines, repos.runs, steps, runs, settings)
+    if pipeline_engine is None and settings.pipelines.pipeline_engine == "local":
+        engine = local = LocalPipelineEngine(repos.pipelines, repos.runs, steps, runs, settings.runs)
     else:
         engine = _step_functions(settings, repos.pipelines, actions, placement, pipeline_engine)
     pipelines = PipelineServices(
         PipelineDefinitions(repos.pipelines, actions, placement, box, engine, auth, tenants),
-        PipelineExecutions(repos.pipelines, engine, box, idempotency, auth, settings),
+        PipelineExecutions(repos.pipelines, engine, box, idempotency, auth, settings.idempotency),
         steps,
         engine,
         local,
@@ -376,13 +378,13 @@ def _no_pool() -> None:
 
 def _runner_dispatcher(settings: Settings, **clients: Any) -> RunDispatcher | None:
     """The runner function's dispatcher, when the settings name one (``HATCHWAY_RUNNER_FUNCTION``)."""
-    if not settings.runner_function:
+    if not settings.aws.runner_function:
         return None
     from hatchway.aws.clients import AwsClients
     from hatchway.aws.dispatch import LambdaDispatcher
 
     aws = clients.get("aws") or AwsClients.from_settings(settings)
-    return LambdaDispatcher(settings.runner_function, aws)
+    return LambdaDispatcher(settings.aws.runner_function, aws)
 
 
 def _parse_engine_event(event: dict[str, Any]) -> StateChange | None:
@@ -402,7 +404,7 @@ def _step_functions(
     pipeline never imports boto3 for it, nor needs its settings."""
     from hatchway.aws.stepfunctions import Bindings
 
-    bindings = Bindings(repo, actions.resolve, placement.engine_for, settings.resource_prefix)
+    bindings = Bindings(repo, actions.resolve, placement.engine_for, settings.aws.resource_prefix)
 
     def made() -> PipelineEngine:
         if make is not None:

@@ -59,9 +59,9 @@ class WorkerPool:
         settings = services.settings
         self.services = services
         self.queue = services.queue
-        self.size = settings.workers if size is None else size
-        self.lease_seconds = lease_seconds or settings.lease_seconds
-        self.heartbeat_seconds = heartbeat_seconds or settings.heartbeat_seconds
+        self.size = settings.runs.workers if size is None else size
+        self.lease_seconds = lease_seconds or settings.runs.lease_seconds
+        self.heartbeat_seconds = heartbeat_seconds or settings.runs.heartbeat_seconds
         if self.heartbeat_seconds >= self.lease_seconds:
             raise ValueError("the heartbeat interval must be shorter than the lease")
         self.sweep_seconds = sweep_seconds or max(0.2, min(self.lease_seconds / 2, 5.0))
@@ -111,7 +111,7 @@ class WorkerPool:
             log.info("releasing run at shutdown", extra={"run_id": run_id})
             self.services.attempts.cancel_local(run_id)
         for thread in self._threads:
-            thread.join(timeout=max(1.0, self.services.settings.kill_grace_seconds + 2))
+            thread.join(timeout=max(1.0, self.services.settings.runs.kill_grace_seconds + 2))
         self._threads.clear()
         if self.pipelines is not None:
             self.pipelines.stop_advancer()
@@ -219,7 +219,7 @@ def run_worker(settings: Settings) -> None:
     lines = [f"hatchway worker on {settings.home}: {pool.size} threads, executor {services.placement.describe()}"]
     print("\n".join([*lines, *confinement_lines(services)]), flush=True)
     stop.wait()
-    pool.stop(settings.shutdown_grace_seconds)
+    pool.stop(settings.runs.shutdown_grace_seconds)
     services.close()
 
 

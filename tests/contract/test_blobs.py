@@ -96,8 +96,6 @@ def test_encrypted_blobs_are_bound_to_their_name_and_refuse_damage(tmp_path: Pat
 @pytest.mark.aws
 @pytest.mark.parametrize("with_key", [True, False])
 def test_s3_blobs_are_put_with_sse_kms(tmp_path: Path, with_key: bool, moto_aws: Any) -> None:
-    from dataclasses import replace
-
     from hatchway.aws.s3blobs import PREFIX, S3BlobStore
     from hatchway.config import Settings
 
@@ -107,7 +105,7 @@ def test_s3_blobs_are_put_with_sse_kms(tmp_path: Path, with_key: bool, moto_aws:
     s3.create_bucket(Bucket=bucket)
     key_arn = aws.client("kms").create_key(Description="outputs")["KeyMetadata"]["Arn"] if with_key else None
     # Given the store the aws backend builds from its settings (the template sets the key)
-    settings = replace(Settings(), backend="aws", bucket=bucket, outputs_kms_key_id=key_arn)
+    settings = Settings().with_(backend="aws", bucket=bucket, outputs_kms_key_id=key_arn)
     blobs = S3BlobStore.from_settings(settings, aws)
     source = tmp_path / "f.bin"
     source.write_bytes(b"f" * 1000)

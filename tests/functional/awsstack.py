@@ -12,7 +12,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,7 @@ def build_stack(tmp_path: Path, infrastructure: dict[str, Any], run_executor: ty
     """Services with their own table, key, bucket and name prefix, and a session that counts calls."""
     session = boto3.session.Session(region_name=REGION)
     counter = CallCounter(session)
-    settings = replace(aws_settings(tmp_path / "home"), **infrastructure)
+    settings = aws_settings(tmp_path / "home").with_(**infrastructure)
     aws = AwsClients(REGION, None, session)
     placement = build_placement(
         settings, sync=LambdaExecutor.from_settings(settings, aws), engine=run_executor.from_settings(settings, aws)

@@ -66,7 +66,7 @@ def test_registration_creates_the_function_and_job_definition_with_derived_setti
     config = function["Configuration"]
     assert config["PackageType"] == "Image" and function["Code"]["ImageUri"] == IMAGE
     assert (config["Timeout"], config["MemorySize"], config["EphemeralStorage"]) == (30, 4096, {"Size": 10240})
-    assert config["Role"] == batch.settings.lambda_role_arn
+    assert config["Role"] == batch.settings.aws.lambda_role_arn
     assert config["ImageConfigResponse"]["ImageConfig"] == {
         "EntryPoint": ["python3", "-m", "awslambdaric"],
         "Command": ["hatchway.runtime.adapter.lambda_handler"],
@@ -83,18 +83,18 @@ def test_registration_creates_the_function_and_job_definition_with_derived_setti
     assert {r["type"]: r["value"] for r in container["resourceRequirements"]} == {"VCPU": "1", "MEMORY": "4096"}
     assert container["ephemeralStorage"] == {"sizeInGiB": 50}
     env = {e["name"]: e["value"] for e in container["environment"]}
-    assert env["GREETING"] == "hello" and env["HATCHWAY_TABLE_NAME"] == batch.settings.table_name
-    assert env["HATCHWAY_KMS_KEY_ID"] == batch.settings.kms_key and env["HATCHWAY_BACKEND"] == "aws"
+    assert env["GREETING"] == "hello" and env["HATCHWAY_TABLE_NAME"] == batch.settings.store.table_name
+    assert env["HATCHWAY_KMS_KEY_ID"] == batch.settings.aws.kms_key and env["HATCHWAY_BACKEND"] == "aws"
     assert definition["timeout"] == {"attemptDurationSeconds": 10 * 60 + 60}
     assert definition["retryStrategy"]["evaluateOnExit"][0]["onExitCode"] == "1"
     assert definition["retryStrategy"]["evaluateOnExit"][0]["action"].upper() == "EXIT"
-    assert container["executionRoleArn"] == batch.settings.execution_role_arn
+    assert container["executionRoleArn"] == batch.settings.aws.execution_role_arn
     # the project's own task role, tagged for the key policy's encryption-context condition
     role_name = container["jobRoleArn"].rsplit("/", 1)[-1]
     iam = batch.client("iam")
     assert {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=role_name)["Tags"]} == {"hatchway-project": P}
     assert iam.get_role(RoleName=role_name)["Role"]["PermissionsBoundary"]["PermissionsBoundaryArn"] == (
-        batch.settings.task_policy_arn
+        batch.settings.aws.task_policy_arn
     )
 
     # registering the same spec again reuses both; a changed spec gets its own
@@ -174,7 +174,7 @@ def test_an_async_submit_makes_at_most_three_aws_calls(batch: Stack) -> None:
     assert params["jobName"] == answer["id"] and params["parameters"] == {"run_id": answer["id"]}
     # its 3 attempts, and 3 more for attempts the platform fails (HATCHWAY_MAX_LOST_ATTEMPTS)
     assert params["retryStrategy"] == {"attempts": 6, "evaluateOnExit": [{"onExitCode": "1", "action": "EXIT"}]}
-    assert params["jobQueue"] == batch.settings.batch_job_queue
+    assert params["jobQueue"] == batch.settings.aws.batch_job_queue
     run = services.repos.runs.get_run(answer["id"])
     assert run is not None and run.external_id is not None
     [job] = batch.client("batch").describe_jobs(jobs=[run.external_id])["jobs"]
@@ -202,11 +202,11 @@ def test_a_batch_run_succeeds_through_its_container_and_events(batch: Stack) -> 
     # and a copy of the record and the log lands in the outputs bucket
     s3 = batch.client("s3")
     prefix = f"runs/{run_id}/attempt-1/"
-    saved = json.loads(s3.get_object(Bucket=batch.settings.outputs_bucket, Key=prefix + "run.json")["Body"].read())
+    saved = json.loads(s3.get_object(Bucket=batch.settings.aws.outputs_bucket, Key=prefix + "run.json")["Body"].read())
     assert saved["status"] == "SUCCESSFUL" and saved["parameters"]["#token"] == "[hidden]"
     assert (
         b"batch-s3cret-value"
-        not in s3.get_object(Bucket=batch.settings.outputs_bucket, Key=prefix + "logs.jsonl")["Body"].read()
+        not in s3.get_object(Bucket=batch.settings.aws.outputs_bucket, Key=prefix + "logs.jsonl")["Body"].read()
     )
     # Then the job's own events change nothing, in any order, any number of times
     for event in (
@@ -324,7 +324,7 @@ def test_an_ecs_run_succeeds_through_its_task_and_events(ecs: Stack) -> None:
     [params] = started
     assert params["startedBy"] == run_id and params["launchType"] == "FARGATE"
     assert params["overrides"]["containerOverrides"] == [{"name": "action", "command": ["--run", run_id]}]
-    assert params["networkConfiguration"]["awsvpcConfiguration"]["subnets"] == list(ecs.settings.subnets)
+    assert params["networkConfiguration"]["awsvpcConfiguration"]["subnets"] == list(ecs.settings.aws.subnets)
     assert task.startswith("arn:aws:ecs:")
     ecs.services.remote.handle_event(ecs_event(run_id, task, "RUNNING"))
     assert container(ecs, run_id, "ecs/task-1") == 0
@@ -383,7 +383,7 @@ def test_cancel_stops_the_ecs_task(ecs: Stack) -> None:
     run_id, task = submit(ecs, who="e")
     ecs.services.remote.handle_event(ecs_event(run_id, task, "RUNNING"))
     assert ecs.services.runs.cancel(ADMIN, P, ENV, run_id).status == RunStatus.TERMINATING
-    [described] = ecs.client("ecs").describe_tasks(cluster=ecs.settings.ecs_cluster, tasks=[task])["tasks"]
+    [described] = ecs.client("ecs").describe_tasks(cluster=ecs.settings.aws.ecs_cluster, tasks=[task])["tasks"]
     assert described["desiredStatus"] == "STOPPED"
     ecs.services.remote.handle_event(ecs_event(run_id, task, "STOPPED", 143, stoppedReason="cancelled"))
     assert status(ecs, run_id) == RunStatus.TERMINATED

@@ -52,7 +52,7 @@ def stack(tmp_path: Path, infrastructure: dict[str, Any]) -> tuple[Services, Cal
     """Services on Lambda (sync) and Batch (runs) whose blobs are S3 objects (the aws backend's); AWS calls counted."""
     session = boto3.session.Session(region_name=REGION)
     counter = CallCounter(session)
-    settings = replace(aws_settings(tmp_path / "home"), **infrastructure)
+    settings = aws_settings(tmp_path / "home").with_(**infrastructure)
     aws = AwsClients(REGION, None, session)
     placement = build_placement(
         settings, sync=LambdaExecutor.from_settings(settings, aws), engine=BatchEngine.from_settings(settings, aws)
@@ -111,7 +111,7 @@ def test_a_download_over_the_answer_limit_is_a_303_to_a_link_that_s3_answers(
     from tests.helpers import ADMIN_TOKEN
 
     # Given a gateway behind API Gateway (no streaming) whose answers may be 64 KiB at most
-    services = replace(stack[0], settings=replace(stack[0].settings, max_answer_bytes=64 * 1024))
+    services = replace(stack[0], settings=stack[0].settings.with_(max_answer_bytes=64 * 1024))
     app = create_app(services)
     large, small = bytes(range(256)) * 400, b"small"
     services.files.put(ADMIN, P, ENV, "in/large.bin", large)

@@ -49,7 +49,7 @@ def deployed(tmp_path: Path) -> Iterator[Settings]:
             "HATCHWAY_BOOTSTRAP_TOKEN": SAMPLE_TOKEN,
             "HATCHWAY_SYNC_EXECUTOR": "lambda",
             "HATCHWAY_RUN_EXECUTOR": "ecs",
-            "HATCHWAY_RESOURCE_PREFIX": settings.resource_prefix,
+            "HATCHWAY_RESOURCE_PREFIX": settings.aws.resource_prefix,
         }
         with patched_env(env):
             yield settings

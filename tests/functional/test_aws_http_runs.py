@@ -14,7 +14,7 @@ import json
 import threading
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -103,9 +103,7 @@ def deployed(tmp_path: Path, infrastructure: dict[str, Any]) -> Deployed:
     """A gateway wired as the API function is: no worker pool, runs of HTTP actions dispatched."""
     session = boto3.session.Session(region_name=REGION)
     counter = CallCounter(session)
-    settings = replace(
-        aws_settings(tmp_path / "home", http_allow=("loopback",), runner_function=RUNNER), **infrastructure
-    )
+    settings = aws_settings(tmp_path / "home", http_allow=("loopback",), runner_function=RUNNER).with_(**infrastructure)
     aws = AwsClients(REGION, None, session)
     placement = build_placement(
         settings, sync=LambdaExecutor.from_settings(settings, aws), engine=BatchEngine.from_settings(settings, aws)

@@ -43,7 +43,7 @@ def batch(tmp_path: Path, infrastructure: dict[str, Any]) -> Stack:
 def test_an_action_without_sync_actions_gets_no_function(batch: Stack) -> None:
     batch.services.actions.register(ADMIN, P, ENV, {**ACTION, "sync_actions": []})
     functions = batch.client("lambda").list_functions()["Functions"]
-    assert [f for f in functions if f["FunctionName"].startswith(batch.settings.resource_prefix)] == []
+    assert [f for f in functions if f["FunctionName"].startswith(batch.settings.aws.resource_prefix)] == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,7 +136,7 @@ def test_a_function_made_under_the_old_name_is_left_alone_and_the_action_gets_on
     executor = services.placement.sync
     assert isinstance(executor, LambdaExecutor)
     spec = services.actions.resolve(P, ENV, "echo").spec
-    prefix = batch.settings.resource_prefix
+    prefix = batch.settings.aws.resource_prefix
     new = executor.function_name(P, spec)
     assert new.startswith(f"{prefix}-act-echo-")
     # Given a deployment from before the action prefix: the version's function has the old name
@@ -168,7 +168,7 @@ def test_an_action_function_logs_to_the_stacks_action_group_and_gets_its_reserve
     batch.services.actions.register(ADMIN, P, ENV, {**ACTION, "metadata": {"reserved_concurrency": 5}})
     # Then its function logs to the group of all action functions (template.yaml: ActionLogGroup, with retention)
     [params] = created
-    assert params["LoggingConfig"] == {"LogGroup": f"/{batch.settings.resource_prefix}/actions"}
+    assert params["LoggingConfig"] == {"LogGroup": f"/{batch.settings.aws.resource_prefix}/actions"}
     # and Lambda holds 5 executions for it, and lets it use no more
     concurrency = batch.client("lambda").get_function_concurrency(FunctionName=params["FunctionName"])
     assert concurrency["ReservedConcurrentExecutions"] == 5
@@ -180,7 +180,7 @@ def test_a_reserved_concurrency_that_is_not_a_count_is_a_422_and_nothing_is_made
         batch.services.actions.register(ADMIN, P, ENV, {**ACTION, "metadata": {"reserved_concurrency": value}})
     assert refused.value.details[0]["loc"] == ["body", "metadata", "reserved_concurrency"]
     functions = batch.client("lambda").list_functions()["Functions"]
-    assert [f for f in functions if f["FunctionName"].startswith(batch.settings.resource_prefix)] == []
+    assert [f for f in functions if f["FunctionName"].startswith(batch.settings.aws.resource_prefix)] == []
 
 
 def test_a_reserved_concurrency_lambda_cannot_grant_is_a_422(batch: Stack, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -74,7 +74,7 @@ def test_each_process_decrypts_its_data_key_once(kms_services: tuple[Services, C
     ciphertext = services.tenants.encrypt(ADMIN, "proj_local", "development", "s3cret-value")
     # a container adapter builds its own box: its first decryption asks KMS, later ones do not
     settings = services.settings
-    fresh = kms_secret_box(settings, aws=AwsClients(settings.aws_region, None, counter_session(services)))
+    fresh = kms_secret_box(settings, aws=AwsClients(settings.aws.aws_region, None, counter_session(services)))
     counter.clear()
     for _ in range(20):
         assert fresh.decrypt(ciphertext, "proj_local", "development", "any") == "s3cret-value"

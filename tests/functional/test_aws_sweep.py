@@ -167,7 +167,7 @@ def test_a_stopped_ecs_task_whose_event_was_lost_settles_its_run(ecs: Stack) -> 
     # Given a task whose container claimed the run and was killed, and whose STOPPED event was lost
     run_id, task = submit(ecs, who="e")
     assert container_attempts(ecs.services).claim(run_id, "ecs/task-1") is not None
-    ecs.client("ecs").stop_task(cluster=ecs.settings.ecs_cluster, task=task, reason="Spot interruption")
+    ecs.client("ecs").stop_task(cluster=ecs.settings.aws.ecs_cluster, task=task, reason="Spot interruption")
     moto_tasks()[task].containers[0].exitCode = 137  # moto reports 0 for every container
     started = watch(ecs, "RunTask")
     # When the sweep looks it up, the attempt counts as ended: with an attempt left, a new task starts

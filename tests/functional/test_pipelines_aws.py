@@ -317,8 +317,6 @@ def test_the_handler_module_wires_the_function(monkeypatch: pytest.MonkeyPatch, 
 def test_async_steps_run_on_the_batch_executors_definitions(tmp_path: Any) -> None:
     """With the real Batch run executor: the state machine uses the executor's own job definition
     (the runtime adapter for ``Ref::run_id``), and a prepared step's run is recorded, not submitted."""
-    from dataclasses import replace
-
     from hatchway.aws.batch import BatchEngine
     from hatchway.aws.clients import AwsClients
     from hatchway.domain.tenants import Principal
@@ -329,7 +327,7 @@ def test_async_steps_run_on_the_batch_executors_definitions(tmp_path: Any) -> No
 
     with moto_in_process():
         session = boto3.session.Session(region_name=REGION)
-        settings = replace(aws_settings(tmp_path / "home"), **make_infrastructure(session, "hwpipes"))
+        settings = aws_settings(tmp_path / "home").with_(**make_infrastructure(session, "hwpipes"))
         aws = AwsClients(REGION, None, session)
         from hatchway.wiring import aws_bootstrap
 
@@ -338,7 +336,7 @@ def test_async_steps_run_on_the_batch_executors_definitions(tmp_path: Any) -> No
         sfn = session.client("stepfunctions")
         role = session.client("iam").create_role(RoleName="hwpipes-states", AssumeRolePolicyDocument="{}")["Role"]
         targets = Targets(function_arn="arn:aws:lambda:us-east-1:123456789012:function:f",
-                          job_queue=settings.batch_job_queue)  # fmt: skip
+                          job_queue=settings.aws.batch_job_queue)  # fmt: skip
         services = build_services(
             settings, repos=SqliteStore(tmp_path / "pipelines.db"),
             placement=build_placement(settings, sync=ProcessExecutor.from_settings(settings), engine=runs),
@@ -357,7 +355,7 @@ def test_async_steps_run_on_the_batch_executors_definitions(tmp_path: Any) -> No
         assert job_definition == runs.definition_name("proj_local", action)
         registered = session.client("batch").describe_job_definitions(jobDefinitionName=job_definition)
         assert registered["jobDefinitions"][0]["containerProperties"]["command"][-2:] == ["--run", "Ref::run_id"]
-        assert pipeline.engine_ref.split(":stateMachine:")[1].startswith(settings.resource_prefix + "-")
+        assert pipeline.engine_ref.split(":stateMachine:")[1].startswith(settings.aws.resource_prefix + "-")
         # and a step's run prepared by the pipeline function is recorded for the job's adapter, not submitted
         started = service.executions.execute(admin, "proj_local", "development", "batch", {})
         counter.clear()

@@ -124,15 +124,15 @@ def test_the_sweeper_runs_every_minute_and_may_dispatch_to_the_runner() -> None:
     # the API function and the sweeper name the runner; the runner is the function of that name
     runner = resolve(source()["Resources"]["RunnerFunction"]["Properties"]["FunctionName"])
     for name in ("ApiFunction", "SweeperFunction"):
-        assert Settings.from_env(environment_of(functions()[name])).runner_function == runner
-    assert Settings.from_env(environment_of(functions()["RunnerFunction"])).runner_function is None
+        assert Settings.from_env(environment_of(functions()[name])).aws.runner_function == runner
+    assert Settings.from_env(environment_of(functions()["RunnerFunction"])).aws.runner_function is None
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_every_function_is_traced_with_xray(name: str) -> None:
     properties = functions()[name]
     assert properties["TracingConfig"] == {"Mode": "Active"}
-    assert Settings.from_env(environment_of(properties)).tracing == "xray"
+    assert Settings.from_env(environment_of(properties)).observability.tracing == "xray"
     # the transform grants the segment writes
     role = transformed()["Resources"][properties["Role"]["Fn::GetAtt"][0]]["Properties"]
     assert any("AWSXrayWriteOnlyAccess" in json.dumps(arn) for arn in role.get("ManagedPolicyArns", []))
@@ -159,11 +159,11 @@ def test_every_environment_variable_is_one_config_reads(name: str) -> None:
     assert not unknown, f"{name} gets variables config.py does not read: {unknown}"
     # and config accepts them as the template sets them
     settings = Settings.from_env(env)
-    assert settings.backend == "aws" and settings.sync_executor == "lambda"
-    assert settings.run_executor in ("batch", "ecs")
+    assert settings.backend == "aws" and settings.executors.sync_executor == "lambda"
+    assert settings.executors.run_executor in ("batch", "ecs")
     if name == "ApiFunction":
         # API Gateway cuts an HTTP API request at 30 s; the sync limit leaves room to answer
-        assert settings.sync_timeout_seconds < 30 < functions()[name]["Timeout"]
+        assert settings.sync.sync_timeout_seconds < 30 < functions()[name]["Timeout"]
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)

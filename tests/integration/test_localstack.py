@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +98,7 @@ def test_remote_executors_on_localstack(endpoint: str, tmp_path: Path, engine: s
     )
     base = aws_settings(tmp_path, endpoint)
     try:
-        settings = replace(base, **make_infrastructure(_at(boto, endpoint), base.resource_prefix))
+        settings = base.with_(**make_infrastructure(_at(boto, endpoint), base.aws.resource_prefix))
     except Exception as exc:
         pytest.skip(f"LocalStack cannot make the {engine} infrastructure here ({type(exc).__name__})")
     cls = BatchEngine if engine == "batch" else EcsEngine

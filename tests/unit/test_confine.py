@@ -185,7 +185,7 @@ def test_workspaces_live_outside_the_home_unless_told(tmp_path: Path) -> None:
     assert settings.work_dir == Settings.from_env({"HATCHWAY_HOME": str(tmp_path / "home")}).work_dir
     assert settings.work_dir != Settings.from_env({"HATCHWAY_HOME": str(tmp_path / "other")}).work_dir
     told = Settings.from_env({"HATCHWAY_HOME": str(tmp_path / "home"), "HATCHWAY_WORK_DIR": str(tmp_path / "w")})
-    assert told.work_dir == tmp_path / "w" and told.sandbox_uids == (2_000_000_000, 2_000_000_999)
+    assert told.work_dir == tmp_path / "w" and told.executors.sandbox_uids == (2_000_000_000, 2_000_000_999)
 
 
 def test_start_confined_returns_once_its_thread_has_left_the_kernel() -> None:

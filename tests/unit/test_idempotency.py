@@ -21,7 +21,7 @@ ANSWER = {"id": "run_first"}
 
 
 def idempotency(tmp_path: Path, clock: FakeClock, repo: HeldKeyRepo, **settings: Any) -> Idempotency:
-    return Idempotency(repo, clock, make_settings(tmp_path, **settings), CrashPoints())
+    return Idempotency(repo, clock, make_settings(tmp_path, **settings).idempotency, CrashPoints())
 
 
 def repeat(service: Idempotency, work: Any = None, deadline: float | None = None) -> dict[str, Any]:

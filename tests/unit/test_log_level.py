@@ -29,7 +29,7 @@ def test_hatchway_log_level_drops_the_lines_below_it(
     # Given the level from the environment, as `serve` reads it
     settings = Settings.from_env({"HATCHWAY_LOG_LEVEL": level, "HATCHWAY_HOME": str(tmp_path)})
     stream = io.StringIO()
-    configure_logging(settings.log_level, stream)
+    configure_logging(settings.observability.log_level, stream)
     # When the gateway's modules and its HTTP server log at each level
     for name in ("hatchway.service", "uvicorn.error"):
         logger = logging.getLogger(name)

@@ -59,7 +59,7 @@ def test_cursors_are_bound_to_their_list() -> None:
 
 
 def test_sync_limit_can_only_be_lowered() -> None:
-    assert Settings.from_env({"HATCHWAY_SYNC_TIMEOUT_SECONDS": "5"}).sync_timeout_seconds == 5
+    assert Settings.from_env({"HATCHWAY_SYNC_TIMEOUT_SECONDS": "5"}).sync.sync_timeout_seconds == 5
     with pytest.raises(ValidationFailed):
         Settings.from_env({"HATCHWAY_SYNC_TIMEOUT_SECONDS": "31"})
 
@@ -68,7 +68,7 @@ def test_heartbeat_must_be_shorter_than_the_lease() -> None:
     with pytest.raises(ValidationFailed) as caught:
         Settings.from_env({"HATCHWAY_LEASE_SECONDS": "5", "HATCHWAY_HEARTBEAT_SECONDS": "5"})
     assert "claimed twice" in caught.value.message
-    assert Settings.from_env({"HATCHWAY_LEASE_SECONDS": "6"}).heartbeat_seconds == 2
+    assert Settings.from_env({"HATCHWAY_LEASE_SECONDS": "6"}).runs.heartbeat_seconds == 2
 
 
 def test_bad_numbers_in_settings() -> None:
@@ -95,4 +95,4 @@ def test_an_unknown_executor_is_refused_with_its_variable(variable: str) -> None
     with pytest.raises(ValidationFailed) as caught:
         Settings.from_env({variable: "nope"})
     assert caught.value.details[0]["loc"] == ["env", variable]
-    assert Settings.from_env({variable: "process"}).executor in ("auto", "process")
+    assert Settings.from_env({variable: "process"}).executors.executor in ("auto", "process")

@@ -90,15 +90,15 @@ class Api:
         self.services = services
         self.resolver = resolver
         self.settings = settings
-        self.max_body_bytes = settings.max_body_bytes
+        self.max_body_bytes = settings.server.max_body_bytes
         self._document: dict[str, Any] | None = None
         #: the raw routes, answered before the resolver in this order (:meth:`include_raw`)
         self.raw: list[RawRoute] = []
         self._routes: list[tuple[re.Pattern[str], dict[str, set[str]]]] | None = None
         self.direct = DirectRoutes(resolver, telemetry, fastpath)
-        self.is_access_logged = settings.is_access_log_enabled
-        self.cors = Cors(settings.cors_origins)
-        self.failures = FailureBudget(settings.auth_failure_budget, settings.auth_failure_window_seconds)
+        self.is_access_logged = settings.server.is_access_log_enabled
+        self.cors = Cors(settings.server.cors_origins)
+        self.failures = FailureBudget(settings.server.auth_failure_budget, settings.server.auth_failure_window_seconds)
 
     def include(self, router: Router) -> None:
         """Add ``router``'s routes after those already included (the first match wins)."""
@@ -119,7 +119,7 @@ class Api:
                 answer = preflight or self._resolve(event, context)
             except Exception as exc:  # the last line: no failure leaves outside the error shape
                 answer = event_answer(*unexpected_answer(exc))
-            answer = self.cors.decorate(event, finished(answer, self.settings.max_answer_bytes))
+            answer = self.cors.decorate(event, finished(answer, self.settings.server.max_answer_bytes))
             if self.is_access_logged:
                 self._log_access(event, answer, started)
             return answer
@@ -310,7 +310,7 @@ def create_app(
     api.include(meta.router(services, compat, telemetry, api.openapi))
     for module in (projects, actions, runs, observe):
         api.include(module.router(services, compat, telemetry))
-    if settings.is_console_enabled:
+    if settings.server.is_console_enabled:
         api.include(console.router(services, compat, telemetry))
     resolver.use([request_context(telemetry)])  # log correlation and a server span around every route
     return api

@@ -156,7 +156,7 @@ def caller(auth: Auth, router: Router) -> Callable[[], Principal]:
 
 def pager(settings: Settings) -> Callable[..., Response[str]]:
     """:func:`page_answer` bound to the largest answer: every list page stays below it."""
-    return partial(page_answer, max_bytes=settings.max_answer_bytes)
+    return partial(page_answer, max_bytes=settings.server.max_answer_bytes)
 
 
 #: what a request keeps of its Lambda's remaining time for answering after a wait

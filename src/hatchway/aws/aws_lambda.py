@@ -121,11 +121,11 @@ class LambdaExecutor:
     def from_settings(cls, settings: Settings, aws: AwsClients | None = None) -> LambdaExecutor:
         return cls(
             aws or AwsClients.from_settings(settings),
-            settings.lambda_role_arn,
-            settings.resource_prefix,
-            settings.max_log_bytes,
-            settings.max_sync_stdout_bytes,
-            min(settings.kill_grace_seconds, 1.0),
+            settings.aws.lambda_role_arn,
+            settings.aws.resource_prefix,
+            settings.executors.max_log_bytes,
+            settings.executors.max_sync_stdout_bytes,
+            min(settings.runs.kill_grace_seconds, 1.0),
         )
 
     @property

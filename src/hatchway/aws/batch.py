@@ -45,9 +45,9 @@ class BatchEngine(BaseAwsEngine):
 
     @property
     def job_queue(self) -> str:
-        if not self.settings.batch_job_queue:
+        if not self.settings.aws.batch_job_queue:
             raise InternalError("HATCHWAY_BATCH_JOB_QUEUE is not set: runs cannot go to AWS Batch")
-        return self.settings.batch_job_queue
+        return self.settings.aws.batch_job_queue
 
     def definition_name(self, project_id: str, spec: ActionSpec) -> str:
         return resource_name(self.prefix, project_id, spec, 128)
@@ -70,8 +70,8 @@ class BatchEngine(BaseAwsEngine):
         role = self.roles.arn_for(project_id)
         if role:
             container["jobRoleArn"] = role
-        if self.settings.execution_role_arn:
-            container["executionRoleArn"] = self.settings.execution_role_arn
+        if self.settings.aws.execution_role_arn:
+            container["executionRoleArn"] = self.settings.aws.execution_role_arn
         logs = self.log_configuration()
         if logs:
             container["logConfiguration"] = logs
@@ -92,7 +92,7 @@ class BatchEngine(BaseAwsEngine):
         attempt the platform failed (CannotPullContainerError, a host terminated) is retried as on every
         engine. Its own failures stay within its own attempts: the container side exits 1 (never
         retried) once they are used up, and 75 when it queued the next one."""
-        return max(1, min(MAX_ATTEMPTS, run.max_attempts + self.settings.max_lost_attempts))
+        return max(1, min(MAX_ATTEMPTS, run.max_attempts + self.settings.runs.max_lost_attempts))
 
     def prepare(self, project_id: str, spec: ActionSpec) -> None:
         """Register the version's job definition unless an active one exists (one per digest, reused)."""

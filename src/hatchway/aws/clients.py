@@ -73,8 +73,8 @@ class AwsClients:
         """Clients for the settings' region and endpoint: new ones when given a session or clients,
         else the ones this process already shares (a warm Lambda reuses their connections)."""
         if session is None and not clients:
-            return cls.shared(settings.aws_region, settings.aws_endpoint_url)
-        return cls(settings.aws_region, settings.aws_endpoint_url, session, **clients)
+            return cls.shared(settings.aws.aws_region, settings.aws.aws_endpoint_url)
+        return cls(settings.aws.aws_region, settings.aws.aws_endpoint_url, session, **clients)
 
     @classmethod
     def shared(cls, region: str | None, endpoint_url: str | None) -> AwsClients:

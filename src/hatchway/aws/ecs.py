@@ -45,9 +45,9 @@ class EcsEngine(BaseAwsEngine):
 
     @property
     def cluster(self) -> str:
-        if not self.settings.ecs_cluster:
+        if not self.settings.aws.ecs_cluster:
             raise InternalError("HATCHWAY_ECS_CLUSTER is not set: runs cannot go to ECS")
-        return self.settings.ecs_cluster
+        return self.settings.aws.ecs_cluster
 
     def definition_name(self, project_id: str, spec: ActionSpec) -> str:
         return resource_name(self.prefix, project_id, spec, 255)
@@ -84,8 +84,8 @@ class EcsEngine(BaseAwsEngine):
         role = self.roles.arn_for(project_id)
         if role:
             definition["taskRoleArn"] = role
-        if self.settings.execution_role_arn:
-            definition["executionRoleArn"] = self.settings.execution_role_arn
+        if self.settings.aws.execution_role_arn:
+            definition["executionRoleArn"] = self.settings.aws.execution_role_arn
         return definition
 
     def prepare(self, project_id: str, spec: ActionSpec) -> None:
@@ -109,8 +109,8 @@ class EcsEngine(BaseAwsEngine):
             "overrides": {"containerOverrides": [{"name": CONTAINER_NAME, "command": ["--run", run.id]}]},
             "networkConfiguration": {
                 "awsvpcConfiguration": {
-                    "subnets": list(self.settings.subnets),
-                    "securityGroups": list(self.settings.security_groups),
+                    "subnets": list(self.settings.aws.subnets),
+                    "securityGroups": list(self.settings.aws.security_groups),
                     "assignPublicIp": "DISABLED",
                 }
             },

@@ -107,8 +107,8 @@ class BaseAwsEngine(ABC):
     def __init__(self, settings: Settings, aws: AwsClients | None = None) -> None:
         self.settings = settings
         self.aws = aws or AwsClients.from_settings(settings)
-        self.prefix = settings.resource_prefix
-        self.roles = TaskRoles(self.aws, self.prefix, settings.task_policy_arn, settings.task_role_arn)
+        self.prefix = settings.aws.resource_prefix
+        self.roles = TaskRoles(self.aws, self.prefix, settings.aws.task_policy_arn, settings.aws.task_role_arn)
 
     @classmethod
     def from_settings(cls, settings: Settings, aws: AwsClients | None = None) -> Self:
@@ -153,27 +153,27 @@ class BaseAwsEngine(ABC):
             {
                 "HATCHWAY_BACKEND": "aws",
                 "HATCHWAY_HOME": "/tmp/hatchway",  # noqa: S108 - the container's private scratch space
-                "HATCHWAY_TABLE_NAME": settings.table_name,
-                "HATCHWAY_KMS_KEY_ID": settings.kms_key,
-                "HATCHWAY_BUCKET": settings.outputs_bucket,
-                "HATCHWAY_RESOURCE_PREFIX": settings.resource_prefix,
-                "HATCHWAY_LOG_LEVEL": settings.log_level,
-                "HATCHWAY_KILL_GRACE_SECONDS": f"{settings.kill_grace_seconds:g}",
+                "HATCHWAY_TABLE_NAME": settings.store.table_name,
+                "HATCHWAY_KMS_KEY_ID": settings.aws.kms_key,
+                "HATCHWAY_BUCKET": settings.aws.outputs_bucket,
+                "HATCHWAY_RESOURCE_PREFIX": settings.aws.resource_prefix,
+                "HATCHWAY_LOG_LEVEL": settings.observability.log_level,
+                "HATCHWAY_KILL_GRACE_SECONDS": f"{settings.runs.kill_grace_seconds:g}",
             }
         )
-        if settings.aws_region:
-            env["AWS_REGION"] = settings.aws_region
-        if settings.aws_endpoint_url:
-            env["AWS_ENDPOINT_URL"] = settings.aws_endpoint_url
+        if settings.aws.aws_region:
+            env["AWS_REGION"] = settings.aws.aws_region
+        if settings.aws.aws_endpoint_url:
+            env["AWS_ENDPOINT_URL"] = settings.aws.aws_endpoint_url
         return [{"name": key, "value": value} for key, value in sorted(env.items())]
 
     def log_configuration(self) -> dict[str, Any] | None:
-        if not self.settings.log_group:
+        if not self.settings.aws.log_group:
             return None
         return {
             "logDriver": "awslogs",
             "options": {
-                "awslogs-group": self.settings.log_group,
+                "awslogs-group": self.settings.aws.log_group,
                 "awslogs-region": self.aws.region,
                 "awslogs-stream-prefix": self.prefix,
             },

@@ -63,4 +63,4 @@ def kms_secret_box(settings: Settings, aws: AwsClients | None = None, **clients:
     """The secret box of the aws backend, for the KMS key the settings name."""
     session = clients.pop("session", None)
     aws = aws or AwsClients.from_settings(settings, session, **clients)
-    return KmsSecretBox(kms_provider(aws, key_arn(aws, settings.kms_key)))
+    return KmsSecretBox(kms_provider(aws, key_arn(aws, settings.aws.kms_key)))

@@ -45,7 +45,7 @@ class S3BlobStore(BaseBlobStore):
     def from_settings(cls, settings: Settings, aws: AwsClients | None = None, prefix: str = PREFIX) -> S3BlobStore:
         """The outputs bucket's blobs (``prefix``: where keys start; ``""`` for the run copies' ``runs/``)."""
         aws = aws or AwsClients.from_settings(settings)
-        return cls(settings.outputs_bucket, aws, settings.outputs_kms_key_id, prefix)
+        return cls(settings.aws.outputs_bucket, aws, settings.aws.outputs_kms_key_id, prefix)
 
     @property
     def s3(self) -> Any:

@@ -43,19 +43,19 @@ def bootstrap(
     aws = aws or AwsClients.from_settings(settings)
     created: list[str] = []
     if create_table(aws):
-        created.append(f"table {settings.table_name}")
-    alias = settings.kms_key if settings.kms_key.startswith("alias/") else None
+        created.append(f"table {settings.store.table_name}")
+    alias = settings.aws.kms_key if settings.aws.kms_key.startswith("alias/") else None
     kms = aws.client("kms")
     with translate("the key service"):
         try:
-            arn = kms.describe_key(KeyId=settings.kms_key)["KeyMetadata"]["Arn"]
+            arn = kms.describe_key(KeyId=settings.aws.kms_key)["KeyMetadata"]["Arn"]
         except kms.exceptions.NotFoundException:
             if alias is None:
                 raise
-            arn = kms.create_key(Description=f"{settings.resource_prefix}: secret parameters")["KeyMetadata"]["Arn"]
+            arn = kms.create_key(Description=f"{settings.aws.resource_prefix}: secret parameters")["KeyMetadata"]["Arn"]
             kms.create_alias(AliasName=alias, TargetKeyId=arn)
             created.append(f"key {alias}")
-    bucket = settings.outputs_bucket
+    bucket = settings.aws.outputs_bucket
     s3 = aws.client("s3")
     with translate("the outputs bucket"):
         try:
@@ -68,4 +68,4 @@ def bootstrap(
             )
             s3.create_bucket(Bucket=bucket, **options)
             created.append(f"bucket {bucket}")
-    return Bootstrapped(settings.table_name, arn, alias or settings.kms_key, bucket, created)
+    return Bootstrapped(settings.store.table_name, arn, alias or settings.aws.kms_key, bucket, created)

@@ -68,11 +68,6 @@ class Bindings:
     resource_prefix: str
 
 
-def _setting(settings: Settings, name: str) -> Any:
-    """A setting the AWS executors define (absent from settings that predate them)."""
-    return getattr(settings, name, None)
-
-
 def machine_name(project_id: str, environment: str, pipeline: str, prefix: str = "hatchway") -> str:
     """A state machine name (at most 80 characters) unique per project, environment and pipeline."""
     tag = hashlib.sha256(f"{project_id}/{environment}/{pipeline}".encode()).hexdigest()[:12]
@@ -114,26 +109,26 @@ class StepFunctionsEngine:
         missing = [
             name
             for name, value in (
-                ("HATCHWAY_STATES_ROLE_ARN", settings.states_role_arn),
-                ("HATCHWAY_PIPELINE_FUNCTION_ARN", settings.pipeline_function_arn),
+                ("HATCHWAY_STATES_ROLE_ARN", settings.pipelines.states_role_arn),
+                ("HATCHWAY_PIPELINE_FUNCTION_ARN", settings.pipelines.pipeline_function_arn),
             )
             if not value
         ]
         if missing:
             raise Unavailable(f"pipelines on Step Functions need {', '.join(missing)}")
-        kwargs = {"region_name": settings.aws_region, "endpoint_url": settings.aws_endpoint_url}
+        kwargs = {"region_name": settings.aws.aws_region, "endpoint_url": settings.aws.aws_endpoint_url}
         targets = Targets(
-            function_arn=settings.pipeline_function_arn or "",
-            runs_on="ecs" if _setting(settings, "run_executor") == "ecs" else "batch",
-            job_queue=_setting(settings, "batch_job_queue"),
-            cluster=_setting(settings, "ecs_cluster"),
-            subnets=list(_setting(settings, "subnets") or ()),
-            security_groups=list(_setting(settings, "security_groups") or ()),
+            function_arn=settings.pipelines.pipeline_function_arn or "",
+            runs_on="ecs" if settings.executors.run_executor == "ecs" else "batch",
+            job_queue=settings.aws.batch_job_queue,
+            cluster=settings.aws.ecs_cluster,
+            subnets=list(settings.aws.subnets),
+            security_groups=list(settings.aws.security_groups),
         )
         return cls(
             bindings,
             boto3.client("stepfunctions", **kwargs),
-            settings.states_role_arn or "",
+            settings.pipelines.states_role_arn or "",
             targets,
             batch=boto3.client("batch", **kwargs),
             ecs=boto3.client("ecs", **kwargs),

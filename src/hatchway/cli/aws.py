@@ -19,7 +19,7 @@ def aws_bootstrap(table: str | None, key: str | None, bucket: str | None) -> Non
     from hatchway.wiring import aws_bootstrap as bootstrap
 
     aws_settings = settings(backend="aws", table_name=table, kms_key_id=key, bucket=bucket)
-    where = aws_settings.aws_endpoint_url or f"AWS ({aws_settings.aws_region or 'default region'})"
+    where = aws_settings.aws.aws_endpoint_url or f"AWS ({aws_settings.aws.aws_region or 'default region'})"
     try:
         made = bootstrap(aws_settings)
     except HatchwayError as err:

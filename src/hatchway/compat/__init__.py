@@ -30,6 +30,6 @@ class Compat:
     def of(cls, services: Services) -> Compat:
         connect = ConnectRuns(
             services.runs, services.actions, services.repos.actions, services.idempotency, services.auth,
-            services.settings,
+            services.settings.idempotency,
         )  # fmt: skip
         return cls(connect, DuctapeRuns(services.runs, services.actions, services.auth, services.repos.tenants))

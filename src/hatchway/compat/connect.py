@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hatchway.config import Settings
+from hatchway.config import IdempotencySettings
 from hatchway.domain.actions import Resolved
 from hatchway.domain.records import MAX_PAGE
 from hatchway.domain.runs import RunRequest
@@ -36,7 +36,7 @@ class ConnectRuns:
         versions: ActionRepo,
         idempotency: Idempotency,
         auth: Auth,
-        settings: Settings,
+        settings: IdempotencySettings,
     ) -> None:
         self.runs = runs
         self.actions = actions

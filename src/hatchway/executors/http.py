@@ -76,7 +76,7 @@ class HttpExecutor(BaseAttemptExecutor):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HttpExecutor:
-        return cls(allowed_networks(settings.http_allow))
+        return cls(allowed_networks(settings.executors.http_allow))
 
     def check(self, spec: ActionSpec, invoked: str) -> None:
         if spec.http is None:  # pragma: no cover - the picker sends only HTTP actions here

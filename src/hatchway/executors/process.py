@@ -88,7 +88,7 @@ class ProcessExecutor(BaseAttemptExecutor):
     @classmethod
     def from_settings(cls, settings: Settings) -> ProcessExecutor:
         return cls(
-            settings.work_dir, settings.kill_grace_seconds, Sandbox.from_settings(settings), settings.journal_dir
+            settings.work_dir, settings.runs.kill_grace_seconds, Sandbox.from_settings(settings), settings.journal_dir
         )
 
     def check(self, spec: ActionSpec, invoked: str) -> None:

@@ -451,7 +451,7 @@ class Sandbox:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Sandbox:
-        kind = settings.sandbox
+        kind = settings.executors.sandbox
         is_root = os.geteuid() == 0
         if kind == "auto":
             kind = "bwrap" if bwrap_works() else "landlock" if abi() >= 1 else "limits"
@@ -465,13 +465,13 @@ class Sandbox:
             )
         uids = None
         if kind != "none" and is_root:
-            if not ids_mapped(*settings.sandbox_uids):
+            if not ids_mapped(*settings.executors.sandbox_uids):
                 raise ValidationFailed.at(
                     ["env", "HATCHWAY_SANDBOX_UIDS"],
                     "HATCHWAY_SANDBOX_UIDS lies outside the uids (or gids) this user namespace maps: choose a range "
                     "inside /proc/self/uid_map and gid_map",
                 )
-            uids = UidPool(*settings.sandbox_uids)
+            uids = UidPool(*settings.executors.sandbox_uids)
             if kind == "bwrap" and not bwrap_works(uids.first):
                 kind = "landlock" if abi() >= 1 else "limits"
         if kind != "none":

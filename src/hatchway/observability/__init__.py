@@ -53,7 +53,7 @@ def configure_observability(settings: Settings) -> None:
     from hatchway.observability.logs import configure_logging
     from hatchway.observability.tracing import configure_tracing
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.observability.log_level)
     configure_tracing(settings)
 
 

@@ -205,7 +205,7 @@ class EmfRecorder(MetricsRecorder):
 
 def make_recorder(settings: Settings) -> MetricsRecorder:
     """The recorder the settings name (default: prometheus on the embedded backend, emf on aws)."""
-    choice = settings.metrics or ("emf" if settings.backend == "aws" else "prometheus")
+    choice = settings.observability.metrics or ("emf" if settings.backend == "aws" else "prometheus")
     if choice == "prometheus":
         return PrometheusRecorder()
     if choice == "emf":

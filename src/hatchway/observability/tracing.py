@@ -159,11 +159,11 @@ def configure_tracing(settings: Settings | None = None, *, exporter: Any = None,
     previous = _backend
     if exporter is not None:
         _backend = _OpenTelemetry(exporter=exporter)
-    elif xray_tracer is not None or (settings is not None and settings.tracing == "xray"):
+    elif xray_tracer is not None or (settings is not None and settings.observability.tracing == "xray"):
         _backend = _XRay(xray_tracer)
-    elif settings is not None and settings.tracing == "otlp":
+    elif settings is not None and settings.observability.tracing == "otlp":
         try:
-            _backend = _OpenTelemetry(endpoint=settings.otlp_endpoint)
+            _backend = _OpenTelemetry(endpoint=settings.observability.otlp_endpoint)
         except ImportError:
             log.warning("HATCHWAY_TRACING=otlp needs OpenTelemetry: pip install 'hatchway[otel]'; tracing is off")
             _backend = _Off()

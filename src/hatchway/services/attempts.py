@@ -247,9 +247,9 @@ class AttemptService:
                 Mode.ASYNC if run.invoked == RUN_ACTION else Mode.SYNC,
                 # redacting the output may take no longer than the action may run: past its
                 # deadline (and the kill grace) what is left of a text is hidden, not searched
-                redactor.until(self.clock.monotonic() + limit + self.settings.kill_grace_seconds),
-                max_log_bytes=self.settings.max_log_bytes,
-                max_stdout_bytes=self.settings.max_sync_stdout_bytes,
+                redactor.until(self.clock.monotonic() + limit + self.settings.runs.kill_grace_seconds),
+                max_log_bytes=self.settings.executors.max_log_bytes,
+                max_stdout_bytes=self.settings.executors.max_sync_stdout_bytes,
                 flush=flush,
             )
             if run.mode == Mode.ASYNC and run.attempt > 1:
@@ -451,15 +451,15 @@ class AttemptService:
         retry: dict[str, Any] | None = None
         if verdict.status == RunStatus.FAILED and verdict.is_retryable:
             settings = self.settings
-            if is_platform_failure(verdict.error) and run.lost_attempts < settings.max_lost_attempts:
+            if is_platform_failure(verdict.error) and run.lost_attempts < settings.runs.max_lost_attempts:
                 # the platform failed the attempt (engine down, image not pulled, container not
                 # started): like a lost worker it uses the lost-attempt allowance, not the action's
                 # retries (an action that may not be retried is still retried here)
                 lost = run.lost_attempts + 1
-                delay = backoff_seconds(settings.platform_retry_seconds, lost, settings.max_backoff_seconds)
+                delay = backoff_seconds(settings.runs.platform_retry_seconds, lost, settings.runs.max_backoff_seconds)
                 retry = {"lost_attempts": lost}
             elif own_attempts < run.max_attempts:
-                delay = retry_delay_seconds(run, own_attempts, settings.max_backoff_seconds)
+                delay = retry_delay_seconds(run, own_attempts, settings.runs.max_backoff_seconds)
                 retry = {}
         if retry is not None:
             why = verdict.error.message if verdict.error else "failed"

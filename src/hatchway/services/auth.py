@@ -11,7 +11,7 @@ import hmac
 import secrets as pysecrets
 import threading
 
-from hatchway.config import Settings
+from hatchway.config import InputLimits
 from hatchway.domain.parameters import is_ciphertext
 from hatchway.domain.records import Page
 from hatchway.domain.tenants import (
@@ -116,12 +116,12 @@ class Auth:
 class Tenants:
     """Projects, their tokens, and secret values encrypted for them."""
 
-    def __init__(self, repo: TenantRepo, auth: Auth, box: SecretBox, clock: Clock, settings: Settings) -> None:
+    def __init__(self, repo: TenantRepo, auth: Auth, box: SecretBox, clock: Clock, limits: InputLimits) -> None:
         self.repo = repo
         self.auth = auth
         self.box = box
         self.clock = clock
-        self.settings = settings
+        self.limits = limits
 
     def require_project(self, project_id: str) -> None:
         """404 unless the project exists (for use cases that create something in it)."""
@@ -215,7 +215,7 @@ class Tenants:
         self.require_project(project_id)
         if is_ciphertext(value):
             return value
-        limit = self.settings.limits.max_secret_bytes
+        limit = self.limits.max_secret_bytes
         if len(value.encode()) > limit:
             raise ValidationFailed.at(where or ["body", "value"], f"a secret may hold at most {limit} bytes",
                                       "secret_too_long")  # fmt: skip

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hatchway.config import Settings
+from hatchway.config import InputLimits
 from hatchway.domain.files import BlobInfo, clean_path, redacted_text
 from hatchway.domain.records import Document
 from hatchway.domain.tenants import Principal
@@ -143,18 +143,18 @@ class FileService:
         auth: Auth,
         tenants: Tenants,
         clock: Clock,
-        settings: Settings,
+        limits: InputLimits,
     ) -> None:
         self.blobs = blobs
         self.runs = runs
         self.auth = auth
         self.tenants = tenants
-        self.settings = settings
+        self.limits = limits
         self.stashes = FileStashes(documents, blobs, clock)
 
     def _path(self, path: str) -> str:
         """A path a client names (a file, an artifact), checked (422) before any blob is touched."""
-        return clean_path(path, "path", self.settings.limits.max_path_component_bytes)
+        return clean_path(path, "path", self.limits.max_path_component_bytes)
 
     def file_key(self, project_id: str, environment: str, path: str) -> str:
         return f"files/{project_id}/{environment}/{self._path(path)}"

@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from hatchway.config import Settings
+from hatchway.config import IdempotencySettings
 from hatchway.domain.runs import new_run_id
 from hatchway.errors import HatchwayError, InProgress, Overloaded, Unavailable, error_record, rebuild_error
 from hatchway.faults import CrashPoints
@@ -24,7 +24,7 @@ from hatchway.ports import Clock, IdempotencyRepo
 T = TypeVar("T")
 
 #: the first pause of a repeat before it looks again at a request still being worked on; each
-#: following pause doubles, up to ``Settings.idempotency_poll_max_seconds``
+#: following pause doubles, up to ``IdempotencySettings.idempotency_poll_max_seconds``
 FIRST_POLL_SECONDS = 0.005
 
 
@@ -36,7 +36,9 @@ def same(answer: dict[str, Any]) -> dict[str, Any]:
 class Idempotency:
     """One request's work per scope, its answer replayed to repeats."""
 
-    def __init__(self, repo: IdempotencyRepo, clock: Clock, settings: Settings, crash_points: CrashPoints) -> None:
+    def __init__(
+        self, repo: IdempotencyRepo, clock: Clock, settings: IdempotencySettings, crash_points: CrashPoints
+    ) -> None:
         self.repo = repo
         self.clock = clock
         self.settings = settings

@@ -13,7 +13,7 @@ import threading
 from dataclasses import replace
 from typing import Any
 
-from hatchway.config import Settings
+from hatchway.config import InputLimits, Settings
 from hatchway.domain import parameters as params
 from hatchway.domain.actions import Resolved
 from hatchway.domain.files import clean_path
@@ -60,13 +60,13 @@ class RunIntake:
     """A request's parameters and options as a run keeps them: checked, with every secret sealed."""
 
     def __init__(
-        self, box: SecretBox, files: FileService, caches: CacheTags, sessions: SessionTypes, settings: Settings
+        self, box: SecretBox, files: FileService, caches: CacheTags, sessions: SessionTypes, limits: InputLimits
     ) -> None:
         self.box = box
         self.files = files
         self.caches = caches
         self.sessions = sessions
-        self.settings = settings
+        self.limits = limits
 
     def prepare(
         self, project_id: str, environment: str, resolved: Resolved, request: RunRequest, invoked: str
@@ -85,7 +85,7 @@ class RunIntake:
             payload = fill_session(payload, claims) if payload is not None else None
         elif has_session_placeholders(given) or has_session_placeholders(payload):
             raise BadRequest("$Session placeholders need a session: {tag, token}")
-        limits = self.settings.limits
+        limits = self.limits
         params.check_limits(given, payload, limits)
         parameters = params.prepare(resolved.spec, given, partial=invoked != RUN_ACTION)
 
@@ -195,7 +195,7 @@ class RunService:
         self.clock = clock
         self.settings = settings
         self.node_id = node_id
-        self._sync_slots = threading.BoundedSemaphore(settings.sync_concurrency)
+        self._sync_slots = threading.BoundedSemaphore(settings.sync.sync_concurrency)
 
     # ---- async runs ------------------------------------------------------------------------
 
@@ -223,7 +223,7 @@ class RunService:
         return self.idempotency.once(
             f"{project_id}/{environment}/runs/{name}/{idempotency_key}",
             request.fingerprint(f"runs/{name}"),
-            self.settings.idempotency_seconds,
+            self.settings.idempotency.idempotency_seconds,
             work,
             encode=kept_run,
             decode=self._replayed,
@@ -341,14 +341,14 @@ class RunService:
             if hit is not None:
                 return SyncOutcome.from_record(hit, cached=True)
         settings = self.settings
-        limit = float(min(settings.sync_timeout_seconds, spec.timeout_seconds))
+        limit = float(min(settings.sync.sync_timeout_seconds, spec.timeout_seconds))
         if request.timeout_seconds is not None:
             limit = min(limit, float(request.timeout_seconds))
         if not self._sync_slots.acquire(timeout=0.5):
             raise Overloaded("too many sync calls are running; try again shortly", retry_after=1)
         try:
             now = self.clock.now_ms()
-            lease = limit + settings.kill_grace_seconds + settings.lease_seconds
+            lease = limit + settings.runs.kill_grace_seconds + settings.runs.lease_seconds
             run = new_run(
                 resolved, project_id, environment, request, run_id, now,
                 invoked=invoked, mode=Mode.SYNC, status=RunStatus.INPROGRESS, attempt=1,
@@ -378,7 +378,7 @@ class RunService:
             raise ActionTimeout(error.message, final.id, error.exception_id)
         if error.kind == "cancelled":
             raise Conflict(f"run {final.id} was cancelled")
-        platform = platform_answer(final, error, spec, settings.platform_retry_seconds)
+        platform = platform_answer(final, error, spec, settings.runs.platform_retry_seconds)
         if platform is not None:
             raise platform
         raise ActionAppError(error.message, final.id, error.exception_id)

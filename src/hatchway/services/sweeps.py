@@ -22,7 +22,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from hatchway.config import Settings
+from hatchway.config import RunSettings
 from hatchway.domain.runs import SweepResult
 from hatchway.ports import Clock, RunDispatcher, RunRepo
 from hatchway.services.dispatched import DispatchedRuns
@@ -63,7 +63,7 @@ class Sweeper:
         dispatcher: RunDispatcher | None,
         remote: RemoteRuns,
         callbacks: Callbacks,
-        settings: Settings,
+        settings: RunSettings,
         clock: Clock,
     ) -> None:
         self.runs = runs

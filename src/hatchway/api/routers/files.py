@@ -78,7 +78,7 @@ def raw_router(services: Services, compat: Compat, telemetry: Telemetry) -> RawR
     )
     file_doc = "/v1/projects/{project_id}/files/{path}"
     artifact_doc = "/v1/projects/{project_id}/runs/{run_id}/artifacts/{path}"
-    max_answer = services.settings.max_answer_bytes
+    max_answer = services.settings.server.max_answer_bytes
 
     def env(event: dict[str, Any]) -> str:
         return env_name(header(event, "x-hatchway-environment"))

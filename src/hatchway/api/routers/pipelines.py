@@ -129,14 +129,14 @@ def router(services: Services, compat: Compat, telemetry: Telemetry) -> Router:
     app = new_router()
     definitions, executions = services.pipelines.definitions, services.pipelines.executions
     answer = json_answer
-    page = partial(page_answer, max_bytes=services.settings.max_answer_bytes)
+    page = partial(page_answer, max_bytes=services.settings.server.max_answer_bytes)
 
     def principal() -> Principal:
         return common_principal(services.auth, app.current_event.headers)
 
     def console(fragment: str) -> str | None:
         """The console page, when this gateway serves the console (create_app includes it then)."""
-        return f"/ui/#/{fragment}" if services.settings.is_console_enabled else None
+        return f"/ui/#/{fragment}" if services.settings.server.is_console_enabled else None
 
     @app.put(
         "/v1/projects/<project_id>/pipelines/<name>",

@@ -65,9 +65,9 @@ class DockerExecutor(BaseAttemptExecutor):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DockerExecutor:
-        engine = DockerEngine(settings.docker_host, settings.home)
+        engine = DockerEngine(settings.executors.docker_host, settings.home)
         engine.ping()
-        return cls(engine, settings.work_dir, settings.kill_grace_seconds)
+        return cls(engine, settings.work_dir, settings.runs.kill_grace_seconds)
 
     def recover(self) -> int:
         """Remove the containers (and their workspaces) of gateways on this home that are gone."""

@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     from hatchway.executors.containers.client import docker_client
 
     try:
-        client = docker_client(Settings.from_env().docker_host)
+        client = docker_client(Settings.from_env().executors.docker_host)
         say: Log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
         tag = build_base(client, args.python, args.force, log=say)
         if args.lambda_python:

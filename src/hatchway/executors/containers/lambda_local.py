@@ -128,13 +128,15 @@ class LocalLambdaExecutor(BaseAttemptExecutor):
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalLambdaExecutor:
         docker = DockerExecutor.from_settings(settings)
-        rie = find_rie(settings.lambda_rie_path)
+        rie = find_rie(settings.executors.lambda_rie_path)
         if rie is None:
             raise Unavailable(
                 "the lambda-local executor needs the Lambda Runtime Interface Emulator: install aws-sam-cli "
                 "(its `sam` on PATH) or set HATCHWAY_LAMBDA_RIE"
             )
-        return cls(docker.engine, docker, rie, settings.lambda_pool_size, settings.lambda_idle_seconds)
+        return cls(
+            docker.engine, docker, rie, settings.executors.lambda_pool_size, settings.executors.lambda_idle_seconds
+        )
 
     def check(self, spec: ActionSpec, invoked: str) -> None:
         self.docker.check(spec, invoked)

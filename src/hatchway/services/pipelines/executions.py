@@ -12,7 +12,7 @@ import hashlib
 import json
 from typing import Any
 
-from hatchway.config import Settings
+from hatchway.config import IdempotencySettings
 from hatchway.domain.parameters import ANY_ACTION, is_ciphertext
 from hatchway.domain.pipelines.records import Execution, ExecutionStatus, StepState, StepStatus, new_execution_id
 from hatchway.domain.pipelines.spec import spec_of
@@ -39,7 +39,7 @@ class PipelineExecutions:
         box: SecretBox,
         idempotency: Idempotency,
         auth: Auth,
-        settings: Settings,
+        settings: IdempotencySettings,
     ) -> None:
         self.repo = repo
         self.engine = engine

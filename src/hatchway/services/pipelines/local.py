@@ -21,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from hatchway.config import Settings
+from hatchway.config import RunSettings
 from hatchway.domain.pipelines.plan import plan
 from hatchway.domain.pipelines.records import Execution, PipelineRecord, StepState, StepStatus
 from hatchway.domain.pipelines.spec import PipelineSpec, Step, spec_of
@@ -46,7 +46,7 @@ class LocalPipelineEngine:
     name = "local"
 
     def __init__(
-        self, repo: PipelineRepo, runs: RunRepo, steps: StepRuns, run_service: RunService, settings: Settings
+        self, repo: PipelineRepo, runs: RunRepo, steps: StepRuns, run_service: RunService, settings: RunSettings
     ) -> None:
         self.repo = repo
         self.runs = runs

@@ -77,7 +77,7 @@ class DynamoDbStore:
     def from_settings(cls, settings: Settings, aws: AwsClients | None = None, **clients: Any) -> DynamoDbStore:
         session = clients.pop("session", None)
         aws = aws or AwsClients.from_settings(settings, session, **clients)
-        return cls(settings.table_name, aws, settings.outputs_bucket, blob_prefix="records/")
+        return cls(settings.store.table_name, aws, settings.aws.outputs_bucket, blob_prefix="records/")
 
     def create_table(self, wait: bool = True) -> bool:
         """Create the table (and enable TTL) if it does not exist; True if it was created."""

@@ -34,8 +34,8 @@ class SqliteStore:
         """The file the settings name (``clients`` are the AWS backend's: SQLite takes none)."""
         return cls(
             settings.db_path,
-            synchronous=settings.db_synchronous,
-            busy_timeout_ms=int(settings.db_busy_timeout_seconds * 1000),
+            synchronous=settings.store.db_synchronous,
+            busy_timeout_ms=int(settings.store.db_busy_timeout_seconds * 1000),
         )
 
     def ping(self) -> None:
