@@ -317,6 +317,8 @@ class AttemptExecutor(Protocol):
 
     def prepare(self, project_id: str, spec: ActionSpec) -> None: ...  # at registration; idempotent
 
+    def release(self, project_id: str, spec: ActionSpec) -> None: ...  # the version was deleted; idempotent
+
     def execute(self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event) -> AttemptResult: ...
 
     def recover(self) -> int: ...  # clean up after a crashed gateway
@@ -332,6 +334,8 @@ class RunEngine(Protocol):
     def check(self, spec: ActionSpec, invoked: str) -> None: ...
 
     def prepare(self, project_id: str, spec: ActionSpec) -> None: ...  # job/task definition, task role
+
+    def release(self, project_id: str, spec: ActionSpec) -> None: ...  # the version was deleted; idempotent
 
     def definition_name(self, project_id: str, spec: ActionSpec) -> str: ...
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from hatchway.aws.clients import AwsClients
     from hatchway.aws.setup import Bootstrapped
     from hatchway.aws.stepfunctions import Bindings
+    from hatchway.aws.teardown import Teardown
     from hatchway.domain.pipelines.records import Execution, PipelineRecord
     from hatchway.domain.pipelines.spec import PipelineSpec
     from hatchway.domain.runs import StateChange
@@ -544,6 +545,14 @@ def aws_bootstrap(settings: Settings, aws: AwsClients | None = None) -> Bootstra
     from hatchway.store.dynamodb import DynamoDbStore
 
     return bootstrap(settings, lambda clients: DynamoDbStore.from_settings(settings, aws=clients).create_table(), aws)
+
+
+def aws_teardown(settings: Settings, aws: AwsClients | None = None) -> Teardown:
+    """``hatchway aws teardown``: what the gateway made at run time under the deployment's prefix."""
+    from hatchway.aws.clients import AwsClients
+    from hatchway.aws.teardown import Teardown
+
+    return Teardown(aws or AwsClients.from_settings(settings), settings.aws.resource_prefix)
 
 
 # ---- Lambda functions -------------------------------------------------------------------------

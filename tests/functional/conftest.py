@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.functional.awsstack import Stack
 
 
 @pytest.fixture(scope="module")
@@ -15,3 +19,21 @@ def infrastructure() -> Iterator[dict[str, Any]]:
 
     with moto_infrastructure() as made:
         yield made
+
+
+@pytest.fixture
+def batch(tmp_path: Path, infrastructure: dict[str, Any]) -> Stack:
+    """A gateway on the aws backend whose runs go to AWS Batch (sync calls to Lambda), on moto."""
+    from hatchway.aws.batch import BatchEngine
+    from tests.functional.awsstack import build_stack
+
+    return build_stack(tmp_path, infrastructure, BatchEngine)
+
+
+@pytest.fixture
+def ecs(tmp_path: Path, infrastructure: dict[str, Any]) -> Stack:
+    """The same with ECS Fargate as the run engine."""
+    from hatchway.aws.ecs import EcsEngine
+    from tests.functional.awsstack import build_stack
+
+    return build_stack(tmp_path, infrastructure, EcsEngine)

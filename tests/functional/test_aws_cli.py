@@ -107,3 +107,38 @@ def test_serve_with_the_aws_backend_keeps_runs_across_a_restart(moto_server: Mot
             assert final["status"] == "SUCCESSFUL" and final["ret"] == {"hi": len("top-secret-name")}
     finally:
         restarted.kill()
+
+
+def test_teardown_lists_on_dry_run_asks_without_yes_and_removes_with_it(
+    moto_server: MotoServer, tmp_path: Path
+) -> None:
+    import boto3
+
+    prefix = f"hw{uuid.uuid4().hex[:8]}"
+    session = boto3.session.Session(region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
+    lam = session.client("lambda", endpoint_url=moto_server.url)
+    role = session.client("iam", endpoint_url=moto_server.url).create_role(
+        RoleName=f"{prefix}-fn", AssumeRolePolicyDocument="{}"
+    )["Role"]["Arn"]
+    # Given a function registration made under the prefix (tagged), and one of the stack's own
+    for name, tags in ((f"{prefix}-act-echo-0123", {"hatchway:project": "proj_local"}), (f"{prefix}-api", {})):
+        lam.create_function(
+            FunctionName=name, PackageType="Image", Code={"ImageUri": "repo/echo:1"}, Role=role, Tags=tags
+        )
+    env = {**moto_server.env(), "HATCHWAY_RESOURCE_PREFIX": prefix}
+    # When a dry run lists it
+    dry = hatchway(tmp_path, "aws", "teardown", "--dry-run", **env)
+    assert dry.returncode == 0, dry.stderr
+    assert f"would remove Lambda function {prefix}-act-echo-0123" in dry.stderr and f"{prefix}-api" not in dry.stderr
+    # And without --yes (no terminal) nothing goes
+    asked = hatchway(tmp_path, "aws", "teardown", **env)
+    assert asked.returncode == 1 and "give --yes" in asked.stderr
+    assert len(lam.list_functions()["Functions"]) >= 2
+    # Then --yes removes it, and only it
+    done = hatchway(tmp_path, "aws", "teardown", "--yes", **env)
+    assert done.returncode == 0, done.stderr
+    assert f"removed Lambda function {prefix}-act-echo-0123" in done.stdout
+    names = {f["FunctionName"] for f in lam.list_functions()["Functions"]}
+    assert f"{prefix}-api" in names and f"{prefix}-act-echo-0123" not in names
+    again = hatchway(tmp_path, "aws", "teardown", "--yes", **env)
+    assert again.returncode == 0 and "nothing made at run time" in again.stderr

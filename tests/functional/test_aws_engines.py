@@ -9,7 +9,6 @@ adapter's ``--run`` entry - in this process.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +27,6 @@ from tests.functional.awsstack import (
     P,
     Stack,
     batch_event,
-    build_stack,
     container,
     ecs_event,
     status,
@@ -37,16 +35,6 @@ from tests.functional.awsstack import (
 )
 
 pytestmark = pytest.mark.aws
-
-
-@pytest.fixture
-def batch(tmp_path: Path, infrastructure: dict[str, Any]) -> Stack:
-    return build_stack(tmp_path, infrastructure, BatchEngine)
-
-
-@pytest.fixture
-def ecs(tmp_path: Path, infrastructure: dict[str, Any]) -> Stack:
-    return build_stack(tmp_path, infrastructure, EcsEngine)
 
 
 # ---------------------------------------------------------------------------------------------

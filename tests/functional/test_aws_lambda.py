@@ -8,14 +8,12 @@ exact payload the gateway sent (what awslambdaric would do in the function).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hatchway.api.present import sync_body
 from hatchway.aws.aws_lambda import LambdaExecutor
-from hatchway.aws.batch import BatchEngine
 from hatchway.domain.runs import RunRequest, RunStatus
 from hatchway.errors import (
     ActionTimeout,
@@ -26,14 +24,9 @@ from hatchway.errors import (
     ValidationFailed,
 )
 from tests.awsmock import answer_instead, lambda_error, lambda_function_error
-from tests.functional.awsstack import ACTION, ADMIN, ENV, P, Stack, build_stack, watch
+from tests.functional.awsstack import ACTION, ADMIN, ENV, P, Stack, watch
 
 pytestmark = pytest.mark.aws
-
-
-@pytest.fixture
-def batch(tmp_path: Path, infrastructure: dict[str, Any]) -> Stack:
-    return build_stack(tmp_path, infrastructure, BatchEngine)
 
 
 # ---------------------------------------------------------------------------------------------

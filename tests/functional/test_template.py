@@ -349,9 +349,10 @@ def assert_scoped(statements: dict[str, dict[str, Any]]) -> None:
         if "ecs:TagResource" in actions:
             assert actions == ["ecs:TagResource"], sid
             assert set(statement["Condition"]["StringEquals"]) == {"ecs:CreateAction"}, sid
-        # Batch definitions are registered only under the deployment's prefix, jobs only cancelled
+        # Batch definitions are registered (and, for a deleted action, deregistered) only under the
+        # deployment's prefix, jobs only cancelled
         if "batch:RegisterJobDefinition" in actions:
-            assert actions == ["batch:RegisterJobDefinition"], sid
+            assert set(actions) <= {"batch:RegisterJobDefinition", "batch:DeregisterJobDefinition"}, sid
             assert statement["Resource"]["Fn::Sub"].endswith(":job-definition/${ResourcePrefix}-*"), sid
         if "batch:TerminateJob" in actions and "batch:SubmitJob" not in actions:
             assert statement["Resource"]["Fn::Sub"].endswith(":job/*"), sid
@@ -656,6 +657,18 @@ def test_the_api_function_may_get_reserved_concurrency() -> None:
         "Fn::If": ["HasApiReservedConcurrency", {"Ref": "ApiReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
     }
     assert "lambda:PutFunctionConcurrency" in actions_of(function_statements("ApiFunction")["ActionFunctions"])
+
+
+def test_the_api_function_may_remove_what_a_deleted_action_had_and_nothing_of_the_stack() -> None:
+    # (issue 17, item 12: ActionService.delete releases each version's function and definitions)
+    statements = function_statements("ApiFunction")
+    assert "lambda:DeleteFunction" in actions_of(statements["ActionFunctions"])
+    assert statements["ActionFunctions"]["Resource"]["Fn::Sub"].endswith(":function:${ResourcePrefix}-act-*")
+    assert "batch:DeregisterJobDefinition" in actions_of(statements["Definitions"])
+    # ECS's list and deregister of task definitions take no resource-level permission
+    assert {"ecs:ListTaskDefinitions", "ecs:DeregisterTaskDefinition"} <= unconditioned(statements)
+    deletes = {a for s in statements.values() for a in actions_of(s) if a.startswith("lambda:Delete")}
+    assert deletes == {"lambda:DeleteFunction"}
 
 
 def test_action_functions_log_to_the_stacks_group_with_its_retention() -> None:

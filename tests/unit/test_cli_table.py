@@ -179,6 +179,13 @@ TYPER_COMMANDS: dict[tuple[str, ...], tuple[list[str], dict[Flags, Option]]] = {
             ("--bucket",): ("bucket", VALUE, "str", False, "HATCHWAY_BUCKET", None),
         },
     ),
+    ("aws", "teardown"): (
+        [],
+        {
+            ("--yes", "-y"): ("yes", FLAG, "bool", False, None, False),
+            ("--dry-run",): ("dry_run", FLAG, "bool", False, None, False),
+        },
+    ),
     ("pipelines", "apply"): (
         [],
         {

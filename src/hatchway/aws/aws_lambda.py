@@ -53,6 +53,8 @@ ADAPTER_ENTRY_POINT = ["python3", "-m", "awslambdaric"]
 ADAPTER_HANDLER = "hatchway.runtime.adapter.lambda_handler"
 #: the adapter answers this long before the function's own 30 s limit would cut it off
 TIMEOUT_MARGIN_SECONDS = 1.0
+#: how long a function that is not Active yet waits before it is looked at again (doubling to the cap)
+ACTIVE_POLL_SECONDS = (0.25, 2.0)
 #: codes of a Lambda that cannot take the call now; nothing ran
 BUSY_CODES = frozenset(
     {
@@ -116,6 +118,8 @@ class LambdaExecutor:
         self.max_log_bytes = max_log_bytes
         self.max_stdout_bytes = max_stdout_bytes
         self.kill_grace_seconds = kill_grace_seconds
+        #: functions seen Active by this process (a new one is Pending for seconds to minutes)
+        self._active: set[str] = set()
 
     @classmethod
     def from_settings(cls, settings: Settings, aws: AwsClients | None = None) -> LambdaExecutor:
@@ -217,6 +221,10 @@ class LambdaExecutor:
             timeout_margin=TIMEOUT_MARGIN_SECONDS,
         )
         started = time.monotonic()
+        waited = self._await_active(name, invocation.seconds_left - TIMEOUT_MARGIN_SECONDS)
+        if waited is not None:
+            waited.duration_ms = _ms(started)
+            return waited
         try:
             answer = self.client.invoke(
                 FunctionName=name, InvocationType="RequestResponse", Payload=json.dumps(payload).encode()
@@ -238,6 +246,48 @@ class LambdaExecutor:
         execution.duration_ms = execution.duration_ms or _ms(started)
         return execution
 
+    def _await_active(self, name: str, seconds: float) -> AttemptResult | None:
+        """None once ``name`` can take the call. A function Lambda is still creating (``Pending``)
+        refuses invocations, so the first call of a new version waits for it, within ``seconds``;
+        past them the call is unavailable (a platform failure: retried within the run's budget). A
+        function Lambda could not create (``Failed``) is a platform error with Lambda's reason."""
+        if name in self._active:
+            return None
+        deadline, delay = time.monotonic() + seconds, ACTIVE_POLL_SECONDS[0]
+        while True:
+            try:
+                config = self.client.get_function_configuration(FunctionName=name)
+            except Exception:
+                return None  # the invoke meets the same problem and answers it (a missing function is made)
+            state = config.get("State") or "Active"
+            if state == "Failed":
+                reason = config.get("StateReason") or config.get("StateReasonCode") or "no reason given"
+                return AttemptResult(
+                    platform_error=f"AWS Lambda could not create this action version's function ({reason})"
+                )
+            if state != "Pending":  # Active, or Inactive: an invoke brings an inactive one back
+                if state == "Active":
+                    self._active.add(name)
+                return None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return AttemptResult(
+                    unavailable="the function of this action version is still being created; try again shortly"
+                )
+            time.sleep(min(delay, left))  # polling AWS, which tells no one when a function is ready
+            delay = min(delay * 2, ACTIVE_POLL_SECONDS[1])
+
+    def release(self, project_id: str, spec: ActionSpec) -> None:
+        """Delete the function of a deleted action version (one already gone is fine). Another
+        environment registering the same version shares it: its next call makes it again."""
+        if not spec.sync_actions:
+            return
+        name = self.function_name(project_id, spec)
+        self._active.discard(name)
+        client = self.client
+        with translate("AWS Lambda"), contextlib.suppress(client.exceptions.ResourceNotFoundException):
+            client.delete_function(FunctionName=name)
+
     def recover(self) -> int:
         return 0  # nothing runs here between calls
 
@@ -250,6 +300,7 @@ class LambdaExecutor:
         if isinstance(exc, ReadTimeoutError):
             return AttemptResult(timed_out=True, duration_ms=_ms(started))
         code = error_code(exc)
+        self._active.discard(self.function_name(invocation.project_id, invocation.spec))
         if code == "ResourceNotFoundException":
             # the version was registered before this backend, or its function was removed: make it
             try:

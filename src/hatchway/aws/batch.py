@@ -102,6 +102,13 @@ class BatchEngine(BaseAwsEngine):
             if not found.get("jobDefinitions"):
                 self.client.register_job_definition(**self.job_definition(project_id, spec))
 
+    def release(self, project_id: str, spec: ActionSpec) -> None:
+        name = self.definition_name(project_id, spec)
+        with translate("AWS Batch"):
+            found = self.client.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")
+            for definition in found.get("jobDefinitions", []):
+                self.client.deregister_job_definition(jobDefinition=definition["jobDefinitionArn"])
+
     def submit(self, run: Run, spec: ActionSpec) -> str:
         arguments = {
             "jobName": run.id,

@@ -99,6 +99,15 @@ class EcsEngine(BaseAwsEngine):
                     raise
                 self.client.register_task_definition(**self.task_definition(project_id, spec))
 
+    def release(self, project_id: str, spec: ActionSpec) -> None:
+        family = self.definition_name(project_id, spec)
+        with translate("Amazon ECS"):
+            pages = self.client.get_paginator("list_task_definitions").paginate(familyPrefix=family, status="ACTIVE")
+            for page in pages:
+                for arn in page.get("taskDefinitionArns", []):
+                    if arn.rsplit("/", 1)[-1].rsplit(":", 1)[0] == family:  # not a longer family with this prefix
+                        self.client.deregister_task_definition(taskDefinition=arn)
+
     def submit(self, run: Run, spec: ActionSpec) -> str:
         arguments: dict[str, Any] = {
             "cluster": self.cluster,

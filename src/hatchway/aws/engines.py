@@ -126,6 +126,11 @@ class BaseAwsEngine(ABC):
         """Register the version's definition unless an active one exists (idempotent)."""
 
     @abstractmethod
+    def release(self, project_id: str, spec: ActionSpec) -> None:
+        """Deregister the definition of a deleted version (none left is fine). A run of it that
+        comes later (a retry, another environment's same version) registers it again at submit."""
+
+    @abstractmethod
     def submit(self, run: Run, spec: ActionSpec) -> str:
         """Hand an async run to the engine; the job id or task ARN (the run's ``external_id``)."""
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+
 from hatchway.cli._common import aws_app, fail, settings
-from hatchway.cli._table import Arg, echo
+from hatchway.cli._table import FLAG, Arg, echo
 
 
 @aws_app.command(
@@ -30,3 +32,45 @@ def aws_bootstrap(table: str | None, key: str | None, bucket: str | None) -> Non
         echo(f"created {line}" if made.created else line, err=True)
     for name, value in made.environment().items():
         echo(f"export {name}={value}")
+
+
+@aws_app.command(
+    "teardown",
+    Arg("--yes", "-y", kind=FLAG, help="do not ask for confirmation"),
+    Arg("--dry-run", kind=FLAG, help="list what would be removed, remove nothing"),
+    shares_options=False,
+)
+def aws_teardown(yes: bool, dry_run: bool) -> None:
+    """Remove the functions, definitions, state machines and roles made at run time, before deleting the stack."""
+    from hatchway.errors import HatchwayError
+    from hatchway.wiring import aws_teardown as teardown_of
+
+    aws_settings = settings(backend="aws")
+    prefix = aws_settings.aws.resource_prefix
+    where = aws_settings.aws.aws_endpoint_url or f"AWS ({aws_settings.aws.aws_region or 'default region'})"
+    teardown = teardown_of(aws_settings)
+    try:
+        found = teardown.find()
+    except HatchwayError as err:
+        fail(f"{err.message} at {where}")
+    except Exception as err:  # botocore: no credentials, access denied, a bad endpoint
+        fail(f"cannot list the resources at {where}: {type(err).__name__}: {err}")
+    if not found:
+        echo(f"nothing made at run time under the prefix {prefix} at {where}", err=True)
+        return
+    for item in found:
+        echo(f"{'would remove' if dry_run else 'found'} {item}", err=True)
+    if dry_run:
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            fail("not removing anything without confirmation: give --yes (stdin is not a terminal)")
+        sys.stderr.write(f"Remove these {len(found)} resources? Type the prefix ({prefix}) to confirm: ")
+        sys.stderr.flush()
+        if sys.stdin.readline().strip() != prefix:
+            fail("nothing removed")
+    done = teardown.remove(found)
+    for line in done.removed:
+        echo(f"removed {line}")
+    if done.failed:
+        fail("not removed: " + "; ".join(done.failed))

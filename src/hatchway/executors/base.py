@@ -54,6 +54,10 @@ class BaseAttemptExecutor(ABC):
         this executor can never run, :class:`~hatchway.errors.Unavailable` when its engine is down.
         """
 
+    def release(self, project_id: str, spec: ActionSpec) -> None:
+        """Remove what :meth:`prepare` made for a version that was deleted (nothing by default).
+        Idempotent; runs of the version may come again (retries), so ``prepare`` must still work after."""
+
     def close(self) -> None:
         """Stop background work and release resources."""
 

@@ -8,6 +8,8 @@ parsed specs are cached by digest.
 
 from __future__ import annotations
 
+import builtins
+import logging
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -20,6 +22,8 @@ from hatchway.errors import BadRequest, NotFound, ValidationFailed
 from hatchway.ports import ActionRepo, ActionSource
 from hatchway.services.auth import Auth, Tenants
 from hatchway.services.placement import Placement
+
+log = logging.getLogger("hatchway.actions")
 
 
 class ActionService:
@@ -149,6 +153,36 @@ class ActionService:
         return self.repo.list_versions(project_id, environment, name, limit, cursor)
 
     def delete(self, principal: Principal, project_id: str, environment: str, name: str) -> None:
+        """Delete every version (its runs stay readable), then what registration made for each
+        elsewhere - a function, a job or task definition. That second part is tidying: the delete
+        stands if it fails (logged; ``hatchway aws teardown`` finds what is left)."""
         self.auth.authorize(principal, project_id, environment, "actions:write")
+        specs = self._effective_versions(project_id, environment, name)
         if not self.repo.delete_action(project_id, environment, name):
             raise NotFound(f"no action {name}")
+        for spec in specs:
+            try:
+                self.placement.release(project_id, spec)
+            except Exception as exc:
+                log.warning(
+                    "what a deleted action version had elsewhere was not removed",
+                    extra={
+                        "action": name,
+                        "project_id": project_id,
+                        "reason": getattr(exc, "message", type(exc).__name__),
+                    },
+                )
+
+    def _effective_versions(self, project_id: str, environment: str, name: str) -> builtins.list[ActionSpec]:
+        specs: builtins.list[ActionSpec] = []
+        cursor: str | None = None
+        while True:
+            page = self.repo.list_versions(project_id, environment, name, 100, cursor)
+            for record in page.items:
+                try:
+                    specs.append(self._effective(project_id, environment, self._parsed(record)))
+                except (NotFound, ValidationFailed):
+                    continue  # its parent is gone: what it had is for teardown to find
+            cursor = page.next
+            if not cursor:
+                return specs

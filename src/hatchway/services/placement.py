@@ -124,6 +124,19 @@ class Placement:
         for executor in dict.fromkeys(executor for executor in chosen if executor is not None):
             executor.prepare(project_id, spec)
 
+    def release(self, project_id: str, spec: ActionSpec) -> None:
+        """Let the executors of both modes remove what they made for a deleted version (a function, a
+        job or task definition). Each is asked even when another fails; the first failure is raised."""
+        chosen = [self._chosen(spec, mode) for mode in (Mode.SYNC, Mode.ASYNC)]
+        failure: Exception | None = None
+        for executor in dict.fromkeys(executor for executor in chosen if executor is not None):
+            try:
+                executor.release(project_id, spec)
+            except Exception as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
     def engine_named(self, name: str) -> RunEngine:
         """The run engine ``name`` (the deployment may have moved from Batch to ECS with runs still
         held by the other): today's engine when it is that one, else one made for the purpose."""
