@@ -84,6 +84,11 @@ def test_the_api_function_answers_its_sample_events(deployed: Settings) -> None:
     api = load("handlers.api")
     health = api.handler(sample("ApiFunction/health.json"), None)
     assert health["statusCode"] == 200 and json.loads(health["body"])["status"] == "ok"
+    # a fresh deployment has no project: the samples' proj_local is made by the create-project sample
+    missing = api.handler(sample("ApiFunction/list-actions.json"), None)
+    assert missing["statusCode"] == 404 and json.loads(missing["body"])["message"] == "no project proj_local"
+    made = api.handler(sample("ApiFunction/create-project.json"), None)
+    assert made["statusCode"] == 201 and json.loads(made["body"])["id"] == "proj_local"
     listed = api.handler(sample("ApiFunction/list-actions.json"), None)
     assert listed["statusCode"] == 200 and json.loads(listed["body"]) == {"items": [], "next": None}
     # the sample token is the deployment's bootstrap token; any other is refused
@@ -212,3 +217,31 @@ def test_a_run_of_an_http_action_goes_from_the_api_function_to_the_runner_functi
         assert stored(deployed, run_id).ret["body"] == {"ok": True}
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize("path", ["/v1/projects/proj_nope/actions", "/v1/projects/proj_nope/runs"])
+def test_the_api_function_answers_404_for_the_lists_of_a_project_that_does_not_exist(
+    deployed: Settings, path: str
+) -> None:
+    # Given a deployment where proj_local exists and proj_nope does not
+    api = load("handlers.api")
+    assert api.handler(sample("ApiFunction/create-project.json"), None)["statusCode"] == 201
+    event = sample("ApiFunction/list-actions.json")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    # When the global admin lists proj_nope's actions or runs
+    answer = api.handler(event, None)
+    # Then it is a 404 in the API's error shape, as POST to it is (and as the embedded backend answers)
+    body = json.loads(answer["body"])
+    assert answer["statusCode"] == 404 and body["status"] == "error" and body["message"] == "no project proj_nope"
+    # while the same list of a project that exists is an empty page
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path.replace("proj_nope", "proj_local")
+    assert json.loads(api.handler(event, None)["body"]) == {"items": [], "next": None}
+
+
+@pytest.mark.parametrize("module", ["handlers.api", "handlers.events", "handlers.pipelines", "handlers.runner",
+                                    "handlers.sweeper"])  # fmt: skip
+def test_every_handler_is_wrapped_by_the_lambda_entry(deployed: Settings, module: str) -> None:
+    # the Lambda context in every log line and the X-Ray segment come from one wrapper
+    # (hatchway.observability.lambda_handler), which each of the five functions must go through
+    handler = load(module).handler
+    assert handler.__module__ == "hatchway.observability" and handler.__qualname__ == "lambda_handler.<locals>.handler"
