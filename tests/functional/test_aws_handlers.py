@@ -98,14 +98,33 @@ def test_the_api_function_answers_its_sample_events(deployed: Settings) -> None:
     assert refused["statusCode"] == 401 and json.loads(refused["body"])["status"] == "error"
 
 
-def test_the_events_function_settles_a_batch_run_from_its_sample_events(deployed: Settings) -> None:
-    running = sample("EventsFunction/batch-job-running.json")
-    run_id, job = running["detail"]["jobName"], running["detail"]["jobId"]
-    seed_run(deployed, run_id, job)
+def started(deployed: Settings, running: str, key: str, ref: str) -> tuple[ModuleType, str]:
+    """The events function, and a seeded run its ``running`` sample event moved to INPROGRESS."""
+    event = sample(running)
+    run_id = event["detail"][key]
+    seed_run(deployed, run_id, event["detail"][ref])
     events = load("handlers.events")
-    assert events.handler(running, None) == {"run_id": run_id, "status": "INPROGRESS"}
+    assert events.handler(event, None) == {"run_id": run_id, "status": "INPROGRESS"}
+    return events, run_id
+
+
+def test_the_events_function_fails_a_batch_run_the_adapter_never_recorded(deployed: Settings) -> None:
+    events, run_id = started(deployed, "EventsFunction/batch-job-running.json", "jobName", "jobId")
+    # the job SUCCEEDED, but nothing recorded the run (no adapter ran in it): a platform failure
+    assert events.handler(sample("EventsFunction/batch-job-succeeded.json"), None)["status"] == "FAILED"
+    run = stored(deployed, run_id)
+    assert run.status == RunStatus.FAILED and run.error is not None and run.error.kind == "platform"
+    assert "ENTRYPOINT" in run.error.message
+
+
+def test_the_events_function_leaves_a_run_the_adapter_recorded_as_it_is(deployed: Settings) -> None:
+    from hatchway.store.dynamodb import DynamoDbStore
+
+    events, run_id = started(deployed, "EventsFunction/batch-job-running.json", "jobName", "jobId")
+    # the container's adapter recorded the run's end (with no result) before the job ended
+    DynamoDbStore.from_settings(deployed).runs.transition(run_id, RunStatus.INPROGRESS, RunStatus.SUCCESSFUL)
     assert events.handler(sample("EventsFunction/batch-job-succeeded.json"), None)["status"] == "SUCCESSFUL"
-    assert stored(deployed, run_id).status == RunStatus.SUCCESSFUL
+    assert stored(deployed, run_id).ret is None
 
 
 def test_the_events_function_fails_a_run_whose_job_failed(deployed: Settings) -> None:
@@ -117,13 +136,11 @@ def test_the_events_function_fails_a_run_whose_job_failed(deployed: Settings) ->
     assert run.error is not None and run.error.kind == "platform" and "CannotPullContainerError" in run.error.message
 
 
-def test_the_events_function_settles_an_ecs_run_from_its_sample_events(deployed: Settings) -> None:
-    running = sample("EventsFunction/ecs-task-running.json")
-    run_id, task = running["detail"]["startedBy"], running["detail"]["taskArn"]
-    seed_run(deployed, run_id, task)
-    events = load("handlers.events")
-    assert events.handler(running, None)["status"] == "INPROGRESS"
-    assert events.handler(sample("EventsFunction/ecs-task-stopped.json"), None)["status"] == "SUCCESSFUL"
+def test_the_events_function_fails_an_ecs_run_the_adapter_never_recorded(deployed: Settings) -> None:
+    events, run_id = started(deployed, "EventsFunction/ecs-task-running.json", "startedBy", "taskArn")
+    # exit 0 without the adapter having recorded the run: a platform failure, not SUCCESSFUL
+    assert events.handler(sample("EventsFunction/ecs-task-stopped.json"), None)["status"] == "FAILED"
+    assert "without running hatchway's adapter" in stored(deployed, run_id).error.message  # type: ignore[union-attr]
 
 
 def test_the_events_function_ignores_what_is_not_a_hatchway_run(deployed: Settings) -> None:
