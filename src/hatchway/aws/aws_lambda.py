@@ -39,7 +39,7 @@ from hatchway.config import SYNC_LIMIT_SECONDS, Settings
 from hatchway.domain.attempts import AttemptResult, Invocation, adapter_payload, result_from_outcome
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import InternalError, ValidationFailed
-from hatchway.runtime.contract import OutputCollector
+from hatchway.runtime.contract import LAMBDA_RESPONSE_BYTES, OutputCollector
 
 FILES_UNSUPPORTED = "file stashes and input files are not available for Lambda sync actions yet"
 #: what action function names start with after the resource prefix (template.yaml grants ``<prefix>-act-*``)
@@ -284,6 +284,13 @@ def _function_error(body: bytes, started: float) -> AttemptResult:
         error = {}
     kind = str(error.get("errorType") or "")
     message = str(error.get("errorMessage") or "")
+    if "ResponseSizeTooLarge" in kind or "payload size exceeded" in message.lower():
+        # the adapter fits its answer in the limit: an image whose hatchway runtime predates that
+        return AttemptResult(
+            platform_error=f"the function's answer is over Lambda's {LAMBDA_RESPONSE_BYTES}-byte response limit "
+            "(rebuild the image on the current hatchway base image: its adapter fits the answer)",
+            duration_ms=_ms(started),
+        )
     if "timed out" in message.lower() or kind.endswith("Timedout"):
         return AttemptResult(timed_out=True, duration_ms=_ms(started))
     if "signal: killed" in message or "memory" in message.lower():
