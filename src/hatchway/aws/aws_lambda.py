@@ -35,6 +35,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from hatchway.aws.clients import AwsClients, error_code, is_unreachable, translate
+from hatchway.aws.images import ImageProbe
 from hatchway.config import SYNC_LIMIT_SECONDS, Settings
 from hatchway.domain.attempts import AttemptResult, Invocation, adapter_payload, result_from_outcome
 from hatchway.domain.spec import ActionSpec
@@ -109,8 +110,11 @@ class LambdaExecutor:
         max_log_bytes: int = 10 * 1024 * 1024,
         max_stdout_bytes: int = 6 * 1024 * 1024,
         kill_grace_seconds: float = 1.0,
+        probe: ImageProbe | None = None,
     ) -> None:
         self.aws = aws
+        #: what a local Docker engine, where one is at hand, shows of an image at registration
+        self.probe = probe or ImageProbe(None)
         self.role_arn = role_arn
         self.prefix = prefix
         self.max_log_bytes = max_log_bytes
@@ -126,6 +130,7 @@ class LambdaExecutor:
             settings.max_log_bytes,
             settings.max_sync_stdout_bytes,
             min(settings.kill_grace_seconds, 1.0),
+            ImageProbe.from_settings(settings),
         )
 
     @property
@@ -160,6 +165,12 @@ class LambdaExecutor:
             "LoggingConfig": {"LogGroup": self.log_group},
             "Description": f"hatchway sync actions of {spec.name} ({spec.digest()[:19]}) in {project_id}",
         }
+
+    def vet(self, project_id: str, spec: ActionSpec) -> None:
+        """At registration, before anything is made: an image a local Docker engine shows cannot answer
+        as a function is refused (:mod:`hatchway.aws.images`)."""
+        if spec.sync_actions:
+            self.probe.check(image_required(spec, "a sync action"), "lambda")
 
     def prepare(self, project_id: str, spec: ActionSpec) -> None:
         """Create the action version's function, or bring an existing one to the derived settings."""
