@@ -81,3 +81,34 @@ def test_an_answer_that_cannot_fit_is_left_out_and_marked_not_a_function_error(t
 def test_a_small_outcome_is_left_as_it_is(tmp_path: Path) -> None:
     outcome = invoke(tmp_path, lines=3, width=10, ret=10)
     assert "logs_cut" not in outcome and "stdout_cut" not in outcome and len(outcome["logs"]) == 4
+
+
+# ---- the second hop: the API function's answer, as its runtime encodes it -------------------------
+
+
+def test_an_answer_whose_log_grows_in_the_encoding_loses_log_lines_with_a_marker() -> None:
+    from hatchway.api.app import finished
+    from hatchway.api.common import event_answer
+
+    # Given a run's answer under the 6 MiB answer limit whose quotes double once it is encoded
+    entries = [{"seq": i + 1, "k": "stderr", "ts": 1, "msg": '"' * 60_000} for i in range(40)]
+    answer = finished(event_answer(200, {"id": "run_x", "ret": {"a": 1}, "os": entries}, {}), 6 * MIB)
+    # Then it fits, the first lines and the last ones kept around a "log truncated" entry
+    assert encoded_size(answer) <= LAMBDA_RESPONSE_BYTES and answer["statusCode"] == 200
+    body = json.loads(answer["body"])
+    seqs = [entry["seq"] for entry in body["os"]]
+    [marker] = [entry for entry in body["os"] if entry["k"] == "system"]
+    assert marker["msg"].startswith("log truncated: ") and "left out of this answer" in marker["msg"]
+    assert seqs[0] == 1 and seqs[-1] == 40 and body["ret"] == {"a": 1}
+    # the marker stands where the cut began: the lines before it are the first ones, whole
+    at = body["os"].index(marker)
+    assert seqs[:at] == list(range(1, at + 1)) and marker["seq"] == at + 1 and seqs[at + 1] > at + 1
+
+
+def test_an_answer_that_cannot_fit_is_a_500_in_the_error_shape_not_a_function_error() -> None:
+    from hatchway.api.app import finished
+    from hatchway.api.common import event_answer
+
+    answer = finished(event_answer(200, {"ret": '"' * 4_000_000, "os": []}, {}), 6 * MIB)
+    assert answer["statusCode"] == 500 and json.loads(answer["body"])["status"] == "error"
+    assert encoded_size(answer) < 10_000

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from typing import Any
 
 from hatchway.config import Settings
@@ -44,6 +45,8 @@ IMPORTS = {
 }
 #: how long a probe container may take (an ENTRYPOINT that ignores its command may never end)
 PROBE_SECONDS = 60.0
+#: how long a gateway that found no engine goes on without asking again (registrations stay quick)
+NO_ENGINE_SECONDS = 60.0
 #: how the gateway tells what is missing
 FIXES = {
     "lambda": "build it FROM hatchway/action-base (or pip install hatchway awslambdaric in it)",
@@ -60,6 +63,7 @@ class ImageProbe:
         self.seconds = seconds
         self._known: dict[tuple[str, str], str | None] = {}
         self._lock = threading.Lock()
+        self._quiet_until = 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ImageProbe:
@@ -85,9 +89,12 @@ class ImageProbe:
                 if key in self._known:
                     return self._known[key]
             problem = self._probe(client, found, image, engine)
-        except Exception:
+        except Exception as exc:
             # the engine failed us (not the image): say so in the log, let the registration go on
-            log.warning("could not probe the image", extra={"image": image, "engine": engine}, exc_info=True)
+            log.warning(
+                "could not probe the image",
+                extra={"image": image, "engine": engine, "error": type(exc).__name__, "reason": str(exc)[:200]},
+            )
             return None
         finally:
             client.close()
@@ -96,15 +103,19 @@ class ImageProbe:
         return problem
 
     def _client(self) -> Any:
+        """A client of an engine that answers, or None (asked again a minute after it did not)."""
+        if time.monotonic() < self._quiet_until:
+            return None
         try:
             import docker
         except ImportError:
             return None
         try:
-            client = docker.DockerClient(base_url=self.docker_host or "unix:///var/run/docker.sock", timeout=30)
+            client = docker.DockerClient(base_url=self.docker_host or "unix:///var/run/docker.sock", timeout=10)
             client.ping()
         except Exception:
-            return None  # no engine answers here
+            self._quiet_until = time.monotonic() + NO_ENGINE_SECONDS  # no engine answers here
+            return None
         return client
 
     @staticmethod
