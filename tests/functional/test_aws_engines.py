@@ -9,6 +9,7 @@ adapter's ``--run`` entry - in this process.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import pytest
@@ -293,8 +294,65 @@ def test_apply_state_change_is_idempotent(batch: Stack) -> None:
     run_id, job = submit(batch, who="w")
     change = StateChange(run_id, job, "succeeded", exit_code=0, engine="batch")
     first = batch.services.remote.apply_state_change(change)
-    assert first is not None and first.status == RunStatus.SUCCESSFUL and first.attempt == 1
+    # (a job that succeeded without the adapter recording the run fails it: see below)
+    assert first is not None and first.status == RunStatus.FAILED
     assert batch.services.remote.apply_state_change(change) == first
+
+
+def test_a_batch_job_that_succeeded_without_running_the_adapter_fails_the_run(batch: Stack) -> None:
+    # Given a run whose job's image has an ENTRYPOINT that ignores Batch's command: the container
+    # exits 0 and the adapter never claims or records the run
+    batch.services.actions.register(ADMIN, P, ENV, ACTION)
+    run_id, job = submit(batch, who="w")
+    remote = batch.services.remote
+    assert remote.handle_event(batch_event(run_id, job, "RUNNING", attempts=[]))["status"] == "INPROGRESS"
+    # When Batch says the job SUCCEEDED
+    succeeded = batch_event(run_id, job, "SUCCEEDED", attempts=[{"container": {"exitCode": 0}}])
+    assert remote.handle_event(succeeded) == {"run_id": run_id, "status": "FAILED"}
+    # Then the run failed on the platform with a message that says why - not SUCCESSFUL with no ret
+    run = batch.services.repos.runs.get_run(run_id)
+    assert run is not None and run.status == RunStatus.FAILED and run.ret is None
+    assert run.error is not None and run.error.kind == "platform" and run.error.code == 500 and run.error.exception_id
+    assert "without running hatchway's adapter" in run.error.message and "ENTRYPOINT" in run.error.message
+    assert "python3 -m hatchway.runtime.adapter --run RUN_ID" in run.error.message
+    # and later events leave it so
+    for event in (succeeded, batch_event(run_id, job, "RUNNING")):
+        remote.handle_event(event)
+    assert batch.services.repos.runs.get_run(run_id) == run
+
+
+def test_a_job_whose_container_claimed_the_run_but_recorded_nothing_fails_it(batch: Stack) -> None:
+    from hatchway.aws.clients import AwsClients
+    from hatchway.wiring import container_attempts
+
+    batch.services.actions.register(ADMIN, P, ENV, ACTION)
+    run_id, job = submit(batch, who="w")
+    # Given the adapter claimed the run and its container then ended with exit 0 without recording
+    host = container_attempts(batch.services, aws=AwsClients("us-east-1", None, batch.session))
+    assert host.claim(run_id, f"batch/{job}/1") is not None
+    # When the job's SUCCEEDED event comes
+    assert batch.services.remote.handle_event(batch_event(run_id, job, "SUCCEEDED"))["status"] == "FAILED"
+    # Then the run failed, saying the container claimed it and recorded nothing
+    run = batch.services.repos.runs.get_run(run_id)
+    assert run is not None and run.error is not None and run.error.kind == "platform"
+    assert "claimed the run but exited 0 without recording its outcome" in run.error.message
+
+
+def test_a_run_without_a_result_that_went_through_the_adapter_succeeds(batch: Stack) -> None:
+    # Given an action that legitimately writes no result.json
+    quiet = {**ACTION, "name": "quiet", "container_parameters": {"entry_point": [sys.executable, "-c"],
+                                                                "command": ["print('done')"]}}  # fmt: skip
+    batch.services.actions.register(ADMIN, P, ENV, quiet)
+    run_id = batch.services.runs.submit(ADMIN, P, ENV, "quiet", RunRequest({"who": "q"})).id
+    job = batch.services.repos.runs.get_run(run_id).external_id  # type: ignore[union-attr]
+    assert job is not None
+    # When its container runs it through the adapter, and Batch's events come after
+    assert container(batch, run_id, f"batch/{job}/1") == 0
+    for event in (batch_event(run_id, job, "RUNNING"), batch_event(run_id, job, "SUCCEEDED")):
+        assert batch.services.remote.handle_event(event)["status"] == "SUCCESSFUL"
+    # Then it is SUCCESSFUL with no ret: the adapter recorded it
+    run = batch.services.repos.runs.get_run(run_id)
+    assert run is not None and run.status == RunStatus.SUCCESSFUL and run.ret is None and run.error is None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,6 +379,20 @@ def test_an_ecs_run_succeeds_through_its_task_and_events(ecs: Stack) -> None:
     )
     run = ecs.services.repos.runs.get_run(run_id)
     assert run is not None and run.status == RunStatus.SUCCESSFUL and run.ret == {"hi": "e", "attempt": 1}
+
+
+def test_an_ecs_task_that_exited_0_without_the_adapter_fails_the_run(ecs: Stack) -> None:
+    ecs.services.actions.register(ADMIN, P, ENV, ACTION)
+    run_id, task = submit(ecs, who="e")
+    started = watch(ecs, "RunTask")
+    ecs.services.remote.handle_event(ecs_event(run_id, task, "RUNNING"))
+    # the task's container ended well but never claimed the run (nothing ran the adapter)
+    stopped = ecs_event(run_id, task, "STOPPED", 0, stoppedReason="Essential container in task exited")
+    assert ecs.services.remote.handle_event(stopped)["status"] == "FAILED"
+    run = ecs.services.repos.runs.get_run(run_id)
+    assert run is not None and run.error is not None and run.error.kind == "platform"
+    assert "ecs container exited 0 without running hatchway's adapter" in run.error.message
+    assert started == []  # the same image would do the same again: no other task
 
 
 def test_an_ecs_retry_starts_a_new_task_and_old_task_events_are_ignored(ecs: Stack) -> None:

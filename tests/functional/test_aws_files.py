@@ -127,3 +127,25 @@ def test_a_download_over_the_answer_limit_is_a_303_to_a_link_that_s3_answers(
         assert requests.get(link, timeout=30).content == large
         # and a small one is still in the answer
         assert http.get(f"/v1/projects/{P}/files/in/small.bin").content == small
+
+
+def test_a_download_whose_base64_is_over_lambdas_response_limit_is_a_303(stack: tuple[Services, CallCounter]) -> None:
+    import httpx
+
+    from hatchway.api import create_app
+    from hatchway.runtime.contract import LAMBDA_RESPONSE_BYTES, MIB
+    from hatchway.testing import ResolverTransport
+    from tests.helpers import ADMIN_TOKEN
+
+    # Given a 5 MiB file: under the 6 MiB answer limit, but 6.7 MB once base64-encoded for Lambda
+    services = stack[0]
+    assert services.settings.server.max_answer_bytes == 6 * MIB
+    data = b"\x00\xff" * (5 * MIB // 2)
+    assert len(data) < services.settings.server.max_answer_bytes and len(data) * 4 // 3 > LAMBDA_RESPONSE_BYTES
+    services.files.put(ADMIN, P, ENV, "in/five.bin", data)
+    with httpx.Client(base_url="http://hatchway.local", transport=ResolverTransport(create_app(services).resolve),
+                      headers={"authorization": f"Bearer {ADMIN_TOKEN}"}) as http:  # fmt: skip
+        # When it is asked for behind API Gateway, it is a 303 to its link (in the answer, the
+        # function's answer would be over the limit: API Gateway's 502)
+        answer = http.get(f"/v1/projects/{P}/files/in/five.bin")
+    assert answer.status_code == 303 and "X-Amz-Signature=" in answer.headers["location"]

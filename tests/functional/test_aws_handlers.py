@@ -84,6 +84,11 @@ def test_the_api_function_answers_its_sample_events(deployed: Settings) -> None:
     api = load("handlers.api")
     health = api.handler(sample("ApiFunction/health.json"), None)
     assert health["statusCode"] == 200 and json.loads(health["body"])["status"] == "ok"
+    # a fresh deployment has no project: the samples' proj_local is made by the create-project sample
+    missing = api.handler(sample("ApiFunction/list-actions.json"), None)
+    assert missing["statusCode"] == 404 and json.loads(missing["body"])["message"] == "no project proj_local"
+    made = api.handler(sample("ApiFunction/create-project.json"), None)
+    assert made["statusCode"] == 201 and json.loads(made["body"])["id"] == "proj_local"
     listed = api.handler(sample("ApiFunction/list-actions.json"), None)
     assert listed["statusCode"] == 200 and json.loads(listed["body"]) == {"items": [], "next": None}
     # the sample token is the deployment's bootstrap token; any other is refused
@@ -93,14 +98,33 @@ def test_the_api_function_answers_its_sample_events(deployed: Settings) -> None:
     assert refused["statusCode"] == 401 and json.loads(refused["body"])["status"] == "error"
 
 
-def test_the_events_function_settles_a_batch_run_from_its_sample_events(deployed: Settings) -> None:
-    running = sample("EventsFunction/batch-job-running.json")
-    run_id, job = running["detail"]["jobName"], running["detail"]["jobId"]
-    seed_run(deployed, run_id, job)
+def started(deployed: Settings, running: str, key: str, ref: str) -> tuple[ModuleType, str]:
+    """The events function, and a seeded run its ``running`` sample event moved to INPROGRESS."""
+    event = sample(running)
+    run_id = event["detail"][key]
+    seed_run(deployed, run_id, event["detail"][ref])
     events = load("handlers.events")
-    assert events.handler(running, None) == {"run_id": run_id, "status": "INPROGRESS"}
+    assert events.handler(event, None) == {"run_id": run_id, "status": "INPROGRESS"}
+    return events, run_id
+
+
+def test_the_events_function_fails_a_batch_run_the_adapter_never_recorded(deployed: Settings) -> None:
+    events, run_id = started(deployed, "EventsFunction/batch-job-running.json", "jobName", "jobId")
+    # the job SUCCEEDED, but nothing recorded the run (no adapter ran in it): a platform failure
+    assert events.handler(sample("EventsFunction/batch-job-succeeded.json"), None)["status"] == "FAILED"
+    run = stored(deployed, run_id)
+    assert run.status == RunStatus.FAILED and run.error is not None and run.error.kind == "platform"
+    assert "ENTRYPOINT" in run.error.message
+
+
+def test_the_events_function_leaves_a_run_the_adapter_recorded_as_it_is(deployed: Settings) -> None:
+    from hatchway.store.dynamodb import DynamoDbStore
+
+    events, run_id = started(deployed, "EventsFunction/batch-job-running.json", "jobName", "jobId")
+    # the container's adapter recorded the run's end (with no result) before the job ended
+    DynamoDbStore.from_settings(deployed).runs.transition(run_id, RunStatus.INPROGRESS, RunStatus.SUCCESSFUL)
     assert events.handler(sample("EventsFunction/batch-job-succeeded.json"), None)["status"] == "SUCCESSFUL"
-    assert stored(deployed, run_id).status == RunStatus.SUCCESSFUL
+    assert stored(deployed, run_id).ret is None
 
 
 def test_the_events_function_fails_a_run_whose_job_failed(deployed: Settings) -> None:
@@ -112,13 +136,11 @@ def test_the_events_function_fails_a_run_whose_job_failed(deployed: Settings) ->
     assert run.error is not None and run.error.kind == "platform" and "CannotPullContainerError" in run.error.message
 
 
-def test_the_events_function_settles_an_ecs_run_from_its_sample_events(deployed: Settings) -> None:
-    running = sample("EventsFunction/ecs-task-running.json")
-    run_id, task = running["detail"]["startedBy"], running["detail"]["taskArn"]
-    seed_run(deployed, run_id, task)
-    events = load("handlers.events")
-    assert events.handler(running, None)["status"] == "INPROGRESS"
-    assert events.handler(sample("EventsFunction/ecs-task-stopped.json"), None)["status"] == "SUCCESSFUL"
+def test_the_events_function_fails_an_ecs_run_the_adapter_never_recorded(deployed: Settings) -> None:
+    events, run_id = started(deployed, "EventsFunction/ecs-task-running.json", "startedBy", "taskArn")
+    # exit 0 without the adapter having recorded the run: a platform failure, not SUCCESSFUL
+    assert events.handler(sample("EventsFunction/ecs-task-stopped.json"), None)["status"] == "FAILED"
+    assert "without running hatchway's adapter" in stored(deployed, run_id).error.message  # type: ignore[union-attr]
 
 
 def test_the_events_function_ignores_what_is_not_a_hatchway_run(deployed: Settings) -> None:
@@ -212,3 +234,31 @@ def test_a_run_of_an_http_action_goes_from_the_api_function_to_the_runner_functi
         assert stored(deployed, run_id).ret["body"] == {"ok": True}
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize("path", ["/v1/projects/proj_nope/actions", "/v1/projects/proj_nope/runs"])
+def test_the_api_function_answers_404_for_the_lists_of_a_project_that_does_not_exist(
+    deployed: Settings, path: str
+) -> None:
+    # Given a deployment where proj_local exists and proj_nope does not
+    api = load("handlers.api")
+    assert api.handler(sample("ApiFunction/create-project.json"), None)["statusCode"] == 201
+    event = sample("ApiFunction/list-actions.json")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    # When the global admin lists proj_nope's actions or runs
+    answer = api.handler(event, None)
+    # Then it is a 404 in the API's error shape, as POST to it is (and as the embedded backend answers)
+    body = json.loads(answer["body"])
+    assert answer["statusCode"] == 404 and body["status"] == "error" and body["message"] == "no project proj_nope"
+    # while the same list of a project that exists is an empty page
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path.replace("proj_nope", "proj_local")
+    assert json.loads(api.handler(event, None)["body"]) == {"items": [], "next": None}
+
+
+@pytest.mark.parametrize("module", ["handlers.api", "handlers.events", "handlers.pipelines", "handlers.runner",
+                                    "handlers.sweeper"])  # fmt: skip
+def test_every_handler_is_wrapped_by_the_lambda_entry(deployed: Settings, module: str) -> None:
+    # the Lambda context in every log line and the X-Ray segment come from one wrapper
+    # (hatchway.observability.lambda_handler), which each of the five functions must go through
+    handler = load(module).handler
+    assert handler.__module__ == "hatchway.observability" and handler.__qualname__ == "lambda_handler.<locals>.handler"

@@ -8,10 +8,13 @@ exact payload the gateway sent (what awslambdaric would do in the function).
 
 from __future__ import annotations
 
+import json
+import sys
 from typing import Any
 
 import pytest
 
+from hatchway.api import create_app
 from hatchway.api.present import sync_body
 from hatchway.aws.aws_lambda import LambdaExecutor
 from hatchway.domain.runs import RunRequest, RunStatus
@@ -23,6 +26,8 @@ from hatchway.errors import (
     Unavailable,
     ValidationFailed,
 )
+from hatchway.runtime.contract import LAMBDA_RESPONSE_BYTES, encoded_size
+from hatchway.server import http_event
 from tests.awsmock import answer_instead, lambda_error, lambda_function_error
 from tests.functional.awsstack import ACTION, ADMIN, ENV, P, Stack, watch
 
@@ -187,3 +192,97 @@ def test_a_reserved_concurrency_lambda_cannot_grant_is_a_422(batch: Stack, monke
     assert refused.value.details[0]["loc"] == ["body", "metadata", "reserved_concurrency"]
     with pytest.raises(NotFound):
         batch.services.actions.resolve(P, ENV, "echo")
+
+
+# ---------------------------------------------------------------------------------------------
+# Lambda's 6 MB response limit on both hops: the action function's answer, the API function's
+
+#: prints ``lines`` stderr lines of ``width`` copies of ``char``, then a JSON answer of ``ret`` x's (or ``fill``)
+BIG_SCRIPT = (
+    "import json,os,sys\n"
+    "p=json.load(open(os.environ['HATCHWAY_DATA_DIR']+'/config.json'))['parameters']\n"
+    "for i in range(int(p['lines'])): print(f'{i:06d} '+p['char']*int(p['width']), file=sys.stderr)\n"
+    "print('the last line', file=sys.stderr)\n"
+    "print(json.dumps({'blob': p.get('fill','x')*int(p['ret'])}))\n"
+)
+BIG: dict[str, Any] = {
+    **ACTION,
+    "name": "big",
+    "parameters": [{"name": name} for name in ("lines", "width", "char", "ret", "fill")],
+    "container_parameters": {"entry_point": [sys.executable, "-c"], "command": [BIG_SCRIPT]},
+}
+TOKEN = "big-answers-admin-token"  # noqa: S105 - a test's bootstrap token
+
+
+@pytest.fixture
+def lambda_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto answers a function error for an answer over its approximation of Lambda's response limit
+    (``sys.getsizeof(payload) > 6000000``); hold it to AWS's documented 6,291,556 bytes instead."""
+    import types
+
+    from moto.awslambda import responses
+
+    def getsizeof(payload: str | bytes) -> int:
+        return 6_000_000 if len(payload) <= LAMBDA_RESPONSE_BYTES else 6_000_001
+
+    monkeypatch.setattr(responses, "sys", types.SimpleNamespace(getsizeof=getsizeof))
+
+
+def api_call(stack: Stack, **parameters: str) -> dict[str, Any]:
+    """The API function's answer to a sync call of the big action, as it leaves for API Gateway."""
+    stack.services.auth.set_bootstrap_token(TOKEN)
+    body = json.dumps({"parameters": parameters}).encode()
+    headers = [(b"authorization", f"Bearer {TOKEN}".encode()), (b"content-type", b"application/json")]
+    event = http_event("POST", f"/v1/projects/{P}/actions/big/sync/hello", "", headers, body)
+    answer: dict[str, Any] = create_app(stack.services).resolve(event, None)
+    return answer
+
+
+def answered(stack: Stack, **parameters: str) -> dict[str, Any]:
+    """The sync result of the big action through the API function, which fits Lambda's limit."""
+    stack.services.actions.register(ADMIN, P, ENV, BIG)
+    answer = api_call(stack, **parameters)
+    assert encoded_size(answer) <= LAMBDA_RESPONSE_BYTES
+    assert answer["statusCode"] == 200, answer["body"][:500]
+    result: dict[str, Any] = json.loads(answer["body"])
+    return result
+
+
+def test_a_big_answer_with_a_full_log_answers_through_lambda(batch: Stack, lambda_limit: None) -> None:
+    # Given a sync action that answers 5 MB and logs its whole 10 MiB allowance
+    # When it is called through the API function
+    result = answered(batch, lines="170", width="64000", char="y", ret="5000000")
+    # Then both hops fit Lambda's response limit: the answer whole, the log cut with its marker
+    assert result["ret"] == {"blob": "x" * 5_000_000}
+    run_log = [e.msg for e in batch.services.repos.runs.read_logs(result["run_id"], 0, 1000).items]
+    assert run_log[0].startswith("000000 ") and "the last line" in run_log
+    assert any(m.startswith("log truncated:") and "Lambda's 6291556-byte limit" in m for m in run_log)
+
+
+def test_a_log_that_grows_on_the_api_hop_is_cut_in_the_answer_and_kept_in_the_run(
+    batch: Stack, lambda_limit: None
+) -> None:
+    # Given an answer whose log fits the action function's answer, but not the API function's
+    # (quotes are escaped once more there: the body is a JSON string in the answer)
+    result = answered(batch, lines="60", width="40000", char='"', ret="1000000")
+    # Then the API function's answer fits, its log's middle left out and marked
+    assert result["ret"] == {"blob": "x" * 1_000_000}
+    messages = [entry["msg"] for entry in result["os"]]
+    [marker] = [m for m in messages if m.startswith("log truncated:")]
+    assert "left out of this answer to fit Lambda's 6291556-byte response" in marker
+    assert messages[0].startswith("000000 ") and messages[-1] == "the last line"
+    # while the run's log keeps every line
+    stored = batch.services.repos.runs.read_logs(result["run_id"], 0, 1000).items
+    assert len(stored) == 61 and not any(e.msg.startswith("log truncated") for e in stored)
+
+
+def test_an_answer_no_lambda_can_give_is_an_application_error_that_says_so(batch: Stack, lambda_limit: None) -> None:
+    # Given a valid answer within the contract's 6 MiB (4 MB) that a Lambda's answer cannot hold:
+    # its quotes, escaped once more there, make it 8 MB
+    batch.services.actions.register(ADMIN, P, ENV, BIG)
+    answer = api_call(batch, lines="1", width="10", char="y", ret="2000000", fill='"')
+    # Then the call is a 500 in the API's error shape, not a function error, and the run says why
+    assert answer["statusCode"] == 500 and json.loads(answer["body"])["status"] == "error"
+    [run] = batch.services.repos.runs.list_runs(P, ENV, 10, None, {}).items
+    assert run.error is not None and run.error.kind == "application"
+    assert run.error.message.startswith("sync output truncated: its 4000013 bytes do not fit in Lambda's")

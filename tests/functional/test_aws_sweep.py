@@ -74,8 +74,10 @@ def test_a_batch_run_whose_events_were_lost_is_settled_from_describe_jobs(batch:
     result = batch.services.remote.sweep_remote(STALE, now_ms() + LATER)
     assert (result.checked, result.settled) == (1, [run_id])
     assert described == [{"jobs": [job]}]
+    # (moto's job SUCCEEDED without a container: nothing ran the adapter, so the run fails)
     settled = run_of(batch, run_id)
-    assert settled.status == RunStatus.SUCCESSFUL and "without recording a result" in settled.status_reason
+    assert settled.status == RunStatus.FAILED and settled.error.kind == "platform"
+    assert "without running hatchway's adapter" in settled.error.message
     # and a second pass finds nothing left to do
     assert batch.services.remote.sweep_remote(STALE, now_ms() + LATER).checked == 0
 
@@ -151,7 +153,7 @@ def test_runs_behind_a_page_of_long_running_jobs_are_looked_up_too(batch: Stack)
     result = batch.services.remote.sweep_remote(STALE, now_ms() + LATER, limit=2)
     # Then it reached the newer run behind them, page after page
     assert result.checked == 4 and result.settled == [lost] and len(described) == 2
-    assert run_of(batch, lost).status == RunStatus.SUCCESSFUL
+    assert run_of(batch, lost).status == RunStatus.FAILED  # moto's job SUCCEEDED without the adapter
     assert {run_of(batch, run_id).status for run_id, _ in running} == {RunStatus.INPROGRESS}
     # and a bound on pages keeps one pass short
     assert batch.services.remote.sweep_remote(STALE, now_ms() + LATER, limit=1, pages=2).checked == 2
@@ -191,4 +193,4 @@ def test_the_scheduled_sweep_reports_remote_runs_it_settled(batch: Stack) -> Non
     run_id, _ = submit(batch, who="w")
     report = batch.services.sweeper.sweep(now_ms() + LATER)
     assert report.remote_checked == 1 and report.remote_settled == [run_id] and report.failures == 0
-    assert run_of(batch, run_id).status == RunStatus.SUCCESSFUL
+    assert run_of(batch, run_id).status == RunStatus.FAILED  # moto's job SUCCEEDED without the adapter

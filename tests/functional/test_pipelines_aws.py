@@ -26,6 +26,7 @@ from hatchway.aws.stepfunctions import Bindings, StepFunctionsEngine
 from hatchway.client import Client, ConflictResponse, NotFoundResponse
 from hatchway.config import Settings
 from hatchway.domain.pipelines.spec import spec_of
+from hatchway.errors import NotFound
 from hatchway.services import Services
 from hatchway.wiring import bootstrap, build_services
 from tests.conftest import inprocess_client
@@ -302,14 +303,23 @@ def test_the_pipeline_function_prepares_runs_and_calls_sync_actions(hw: Client, 
     # an EventBridge status change brings the record up to date
     changed = function.handle({"source": "aws.states", "detail": {"name": started["id"], "status": "RUNNING"}})
     assert changed["updated"] is True
+    # the approval gate of a known execution waits; one the execution does not have is a NotFound
+    assert function.handle({"op": "await_approval", "execution_id": started["id"], "step": "gate"}) == {"waiting": True}
+    with pytest.raises(NotFound, match="no step nope"):
+        function.handle({"op": "await_approval", "execution_id": started["id"], "step": "nope"})
 
 
 def test_the_handler_module_wires_the_function(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     monkeypatch.setenv("HATCHWAY_HOME", str(tmp_path))
     import importlib
 
-    module = importlib.import_module("handlers.pipelines")
-    assert module.handler({"op": "await_approval", "execution_id": "pex_x", "step": "gate"}, None) == {"waiting": True}
+    from hatchway import wiring
+
+    wiring.lambda_services.cache_clear()  # a fresh container: its services from this environment
+    module = importlib.reload(importlib.import_module("handlers.pipelines"))
+    # an approval gate of an execution nobody knows is a NotFound (the state machine's error), not a wait
+    with pytest.raises(NotFound, match="no execution pex_x"):
+        module.handler({"op": "await_approval", "execution_id": "pex_x", "step": "gate"}, None)
     unknown = module.handler({"source": "aws.states", "detail": {"name": "not-ours"}}, None)
     assert unknown == {"updated": False}
 

@@ -195,3 +195,13 @@ def test_malformed_authorization_headers(services: Services, admin: Client) -> N
             "/v1/projects/proj_local/runs", headers={"authorization": header}
         )
         assert answer.status_code == 401, header
+
+
+@pytest.mark.parametrize("listed", ["actions", "runs"])
+def test_the_lists_of_a_project_that_does_not_exist_are_404(admin: Client, listed: str) -> None:
+    # Given the global admin, proj_local (made at start) and no proj_nope
+    # When it lists proj_nope's actions or runs
+    answer = admin._http.get(f"/v1/projects/proj_nope/{listed}")
+    # Then the answer is a 404, as creating something there is; proj_local's empty list is a page
+    assert answer.status_code == 404 and answer.json()["message"] == "no project proj_nope"
+    assert admin._http.get(f"/v1/projects/proj_local/{listed}").json() == {"items": [], "next": None}

@@ -38,7 +38,7 @@ from hatchway.api.common import (
     too_large,
 )
 from hatchway.api.cors import Cors
-from hatchway.api.errors import error_answer, unexpected_answer, validation_details
+from hatchway.api.errors import dumps, error_answer, unexpected_answer, validation_details
 from hatchway.api.fastpath import DirectRoutes
 from hatchway.api.models import ENVIRONMENT_PATTERN
 from hatchway.api.raw import RawRoute, RawRouter, serve_raw
@@ -60,6 +60,7 @@ from hatchway.errors import (
     Unauthorized,
     ValidationFailed,
 )
+from hatchway.runtime.contract import LAMBDA_RESPONSE_BYTES, encoded_size, leave_out
 
 if TYPE_CHECKING:
     from hatchway.config import Settings
@@ -391,4 +392,48 @@ def finished(answer: dict[str, Any], max_bytes: int) -> dict[str, Any]:
     size = len(body) * 3 // 4 if answer.get("isBase64Encoded") else len(body) if body.isascii() else len(body.encode())
     if size > max_bytes:
         return event_answer(*error_answer(too_large(size, max_bytes)))
+    if len(body) > ENCODING_GROWS_FROM:
+        return fit_lambda_response(answer)
     return answer
+
+
+#: a body longer than this may be over Lambda's response limit once encoded (an escape is at most 6 bytes)
+ENCODING_GROWS_FROM = LAMBDA_RESPONSE_BYTES // 6
+
+
+def fit_lambda_response(answer: dict[str, Any]) -> dict[str, Any]:
+    """``answer`` within Lambda's response limit as the API function's runtime encodes it (the body
+    a JSON string in the answer, escaped; on every backend alike): a run's or sync call's log lines
+    (``os``) are left out first, marked with a ``log truncated:`` entry - the whole log stays under
+    ``/logs``; an answer that still does not fit is a 500 (its sizes logged), never a function error."""
+    size = encoded_size(answer)
+    if size <= LAMBDA_RESPONSE_BYTES:
+        return answer
+    kind = next((v for k, v in (answer.get("headers") or {}).items() if k.lower() == "content-type"), None)
+    document = json.loads(answer["body"]) if is_json(kind) else None
+    entries = document.get("os") if isinstance(document, dict) else None
+    if isinstance(document, dict) and isinstance(entries, list) and entries:
+
+        def size_of(index: int) -> int:
+            return encoded_size(dumps(entries[index])) - 1  # in the body, and its comma
+
+        cut = leave_out(len(entries), size - LAMBDA_RESPONSE_BYTES + MARKER_ROOM, size_of)
+        first = entries[min(cut)]
+        marker = {
+            "seq": first.get("seq", 0), "k": "system", "ts": first.get("ts", 0),
+            "msg": f"log truncated: {len(cut)} lines ({sum(len(str(entries[i].get('msg')).encode()) + 1 for i in cut)}"
+            f" bytes) left out of this answer to fit Lambda's {LAMBDA_RESPONSE_BYTES}-byte response; the run's "
+            "/logs has them all",
+        }  # fmt: skip
+        kept = [entry for index, entry in enumerate(entries) if index not in cut]
+        at = min(cut)  # where the lines left out began (nothing before it was left out)
+        document["os"] = [*kept[:at], marker, *kept[at:]]
+        answer = {**answer, "body": dumps(document)}
+        size = encoded_size(answer)
+        if size <= LAMBDA_RESPONSE_BYTES:
+            return answer
+    return event_answer(*error_answer(too_large(size, LAMBDA_RESPONSE_BYTES, limit="Lambda's response limit")))
+
+
+#: what the ``log truncated`` entry of a shortened answer may take
+MARKER_ROOM = 512

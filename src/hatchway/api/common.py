@@ -83,9 +83,11 @@ def page_answer(
         page = fetch(len(parts))
 
 
-def too_large(size: int, max_bytes: int, what: str = "an answer") -> InternalError:
+def too_large(
+    size: int, max_bytes: int, what: str = "an answer", limit: str = "HATCHWAY_MAX_ANSWER_BYTES"
+) -> InternalError:
     """The error for an answer that may not leave; its sizes are logged under its exception id."""
-    error = InternalError(f"{what} of {size} bytes is over HATCHWAY_MAX_ANSWER_BYTES ({max_bytes})")
+    error = InternalError(f"{what} of {size} bytes is over {limit} ({max_bytes})")
     log.error(error.message, extra={"exceptionId": error.exception_id})
     return error
 

@@ -20,6 +20,7 @@ from hatchway.api.errors import error_answer
 from hatchway.api.scope import ROUTE
 from hatchway.domain.tenants import Principal
 from hatchway.errors import HatchwayError
+from hatchway.runtime.contract import LAMBDA_RESPONSE_BYTES
 
 if TYPE_CHECKING:
     from hatchway.services.files import Download
@@ -80,11 +81,17 @@ def binary_answer(data: bytes, name: str) -> dict[str, Any]:
     }
 
 
+#: what an inline download's answer takes besides its base64 body (status, headers, JSON keys)
+INLINE_HEADROOM = 4096
+
+
 def download_answer(download: Download, name: str, max_bytes: int, event: dict[str, Any]) -> dict[str, Any]:
     """The answer to a download: the bytes in the answer up to ``max_bytes`` (HATCHWAY_MAX_ANSWER_BYTES,
-    API Gateway's 6 MiB by default); beyond, streamed by the embedded server in bounded memory, or on
-    Lambda a 303 to a link that reads it for a few minutes (S3 answers it: no size limit, no Lambda time)."""
-    if download.size <= max_bytes:
+    API Gateway's 6 MiB by default) while their base64 fits Lambda's response limit (about 4.7 MB);
+    beyond, streamed by the embedded server in bounded memory, or on Lambda a 303 to a link that
+    reads it for a few minutes (S3 answers it: no size limit, no Lambda time)."""
+    # inline only what fits Lambda's response base64-encoded (4/3 of the bytes, and the headers)
+    if download.size <= max_bytes and 4 * -(-download.size // 3) <= LAMBDA_RESPONSE_BYTES - INLINE_HEADROOM:
         return binary_answer(download.read(), name)
     if event.get(STREAMS):
         headers = {**_download_headers(name), "Content-Length": str(download.size)}

@@ -35,11 +35,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from hatchway.aws.clients import AwsClients, error_code, is_unreachable, translate
+from hatchway.aws.images import ImageProbe
 from hatchway.config import SYNC_LIMIT_SECONDS, Settings
 from hatchway.domain.attempts import AttemptResult, Invocation, adapter_payload, result_from_outcome
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import InternalError, ValidationFailed
-from hatchway.runtime.contract import OutputCollector
+from hatchway.runtime.contract import LAMBDA_RESPONSE_BYTES, OutputCollector
 
 FILES_UNSUPPORTED = "file stashes and input files are not available for Lambda sync actions yet"
 #: what action function names start with after the resource prefix (template.yaml grants ``<prefix>-act-*``)
@@ -111,8 +112,11 @@ class LambdaExecutor:
         max_log_bytes: int = 10 * 1024 * 1024,
         max_stdout_bytes: int = 6 * 1024 * 1024,
         kill_grace_seconds: float = 1.0,
+        probe: ImageProbe | None = None,
     ) -> None:
         self.aws = aws
+        #: what a local Docker engine, where one is at hand, shows of an image at registration
+        self.probe = probe or ImageProbe(None)
         self.role_arn = role_arn
         self.prefix = prefix
         self.max_log_bytes = max_log_bytes
@@ -130,6 +134,7 @@ class LambdaExecutor:
             settings.executors.max_log_bytes,
             settings.executors.max_sync_stdout_bytes,
             min(settings.runs.kill_grace_seconds, 1.0),
+            ImageProbe.from_settings(settings),
         )
 
     @property
@@ -164,6 +169,12 @@ class LambdaExecutor:
             "LoggingConfig": {"LogGroup": self.log_group},
             "Description": f"hatchway sync actions of {spec.name} ({spec.digest()[:19]}) in {project_id}",
         }
+
+    def vet(self, project_id: str, spec: ActionSpec) -> None:
+        """At registration, before anything is made: an image a local Docker engine shows cannot answer
+        as a function is refused (:mod:`hatchway.aws.images`)."""
+        if spec.sync_actions:
+            self.probe.check(image_required(spec, "a sync action"), "lambda")
 
     def prepare(self, project_id: str, spec: ActionSpec) -> None:
         """Create the action version's function, or bring an existing one to the derived settings."""
@@ -335,6 +346,13 @@ def _function_error(body: bytes, started: float) -> AttemptResult:
         error = {}
     kind = str(error.get("errorType") or "")
     message = str(error.get("errorMessage") or "")
+    if "ResponseSizeTooLarge" in kind or "payload size exceeded" in message.lower():
+        # the adapter fits its answer in the limit: an image whose hatchway runtime predates that
+        return AttemptResult(
+            platform_error=f"the function's answer is over Lambda's {LAMBDA_RESPONSE_BYTES}-byte response limit "
+            "(rebuild the image on the current hatchway base image: its adapter fits the answer)",
+            duration_ms=_ms(started),
+        )
     if "timed out" in message.lower() or kind.endswith("Timedout"):
         return AttemptResult(timed_out=True, duration_ms=_ms(started))
     if "signal: killed" in message or "memory" in message.lower():

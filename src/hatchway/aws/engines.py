@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from hatchway.aws.aws_lambda import image_required
 from hatchway.aws.clients import AwsClients, error_code, translate
+from hatchway.aws.images import ImageProbe
 from hatchway.config import Settings
 from hatchway.domain.runs import Run, StateChange
 from hatchway.domain.spec import ActionSpec
@@ -109,6 +110,8 @@ class BaseAwsEngine(ABC):
         self.aws = aws or AwsClients.from_settings(settings)
         self.prefix = settings.aws.resource_prefix
         self.roles = TaskRoles(self.aws, self.prefix, settings.aws.task_policy_arn, settings.aws.task_role_arn)
+        #: what a local Docker engine, where one is at hand, shows of an image at registration
+        self.probe = ImageProbe.from_settings(settings)
 
     @classmethod
     def from_settings(cls, settings: Settings, aws: AwsClients | None = None) -> Self:
@@ -116,6 +119,11 @@ class BaseAwsEngine(ABC):
 
     def check(self, spec: ActionSpec, invoked: str) -> None:
         image_required(spec, "a run")
+
+    def vet(self, project_id: str, spec: ActionSpec) -> None:
+        """At registration, before anything is made: an image a local Docker engine shows cannot run
+        the adapter is refused (:mod:`hatchway.aws.images`)."""
+        self.probe.check(image_required(spec, "a run"), self.name)
 
     @abstractmethod
     def definition_name(self, project_id: str, spec: ActionSpec) -> str:

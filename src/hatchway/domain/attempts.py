@@ -25,7 +25,7 @@ from typing import Any
 from hatchway.domain.runs import Mode, RunError, RunStatus
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import new_exception_id
-from hatchway.runtime.contract import MIB, TAIL_LINES, OutputCollector, Workspace
+from hatchway.runtime.contract import LAMBDA_RESPONSE_BYTES, MIB, TAIL_LINES, OutputCollector, Workspace
 from hatchway.runtime.redact import NO_SECRETS, RedactorLike
 
 MAX_MESSAGE_CHARS = 4000
@@ -160,6 +160,8 @@ class AttemptResult:
     ret: Any = None
     exports: Any = None
     output_problem: str | None = None
+    #: why a sync answer was cut other than by ``max_stdout_bytes`` (it did not fit a Lambda's answer)
+    stdout_problem: str | None = None
     platform_error: str | None = None
     #: the engine could not take the attempt (throttled, not ready, unreachable): 503, nothing ran
     unavailable: str | None = None
@@ -251,7 +253,7 @@ def judge(execution: AttemptResult, collector: OutputCollector, mode: Mode, limi
         return _app_error(reason)
     if mode == Mode.SYNC:
         if collector.stdout_overflow:
-            return _app_error(f"sync output over {collector.max_stdout_bytes // MIB} MiB")
+            return _app_error(execution.stdout_problem or f"sync output over {collector.max_stdout_bytes // MIB} MiB")
         try:
             ret = json.loads(collector.stdout)
         except ValueError:
@@ -333,9 +335,22 @@ def result_from_outcome(outcome: dict[str, Any], collector: OutputCollector) -> 
     lines, size = outcome.get("logs_dropped") or [0, 0]
     collector.dropped_lines += int(lines)
     collector.dropped_bytes += int(size)
+    cut_lines, cut_bytes = outcome.get("logs_cut") or [0, 0]
+    if cut_lines:  # left out by the adapter so that its answer fits Lambda's response limit
+        collector.system(
+            f"log truncated: {cut_lines} lines ({cut_bytes} bytes) before the last ones were left out to fit "
+            f"the function's answer in Lambda's {LAMBDA_RESPONSE_BYTES}-byte limit"
+        )
     stdout = outcome.get("stdout") or ""
     if stdout:
         collector.feed("stdout", stdout.encode())
+    stdout_problem = None
+    if outcome.get("stdout_cut"):
+        stdout_problem = (
+            f"sync output truncated: its {outcome['stdout_cut']} bytes do not fit in Lambda's "
+            f"{LAMBDA_RESPONSE_BYTES}-byte answer"
+        )
+        collector.system(stdout_problem)
     if outcome.get("stdout_truncated"):
         collector.stdout_overflow = True
     if outcome.get("start_error"):
@@ -349,4 +364,5 @@ def result_from_outcome(outcome: dict[str, Any], collector: OutputCollector) -> 
         ret=outcome.get("result"),
         exports=outcome.get("exports"),
         output_problem=outcome.get("output_problem"),
+        stdout_problem=stdout_problem,
     )

@@ -11,23 +11,34 @@ Payload (``"hatchway": 1``)::
     {"hatchway": 1, "config": {config.json}, "argv": [...], "env": {...}, "workdir": "/action"|null,
      "timeout_seconds": 29.0, "kill_grace_seconds": 1.0, "max_log_bytes": ..., "max_stdout_bytes": ...,
      "redact": [secret values to hide, when the gateway decrypted them],
-     "data_dir_token": "${HATCHWAY_DATA_DIR}" (optional: replaced by the data directory in env values)}
+     "data_dir_token": "${HATCHWAY_DATA_DIR}" (optional: replaced by the data directory in env values),
+     "max_outcome_bytes": ... (optional: the largest outcome; Lambda's response limit by default)}
 
 Outcome::
 
     {"hatchway": 1, "exit_code": 0, "signal": null, "timed_out": false, "duration_ms": 12,
      "start_error": null, "stdout": "..." (sync actions), "stdout_truncated": false,
      "logs": [[k, ts, msg], ...], "logs_dropped": [lines, bytes],
-     "result": ..., "exports": ..., "output_problem": null, "oom": false}
+     "result": ..., "exports": ..., "output_problem": null, "oom": false,
+     "logs_cut": [lines, bytes], "stdout_cut": bytes (only when something did not fit)}
 
 ``oom`` is true when the kernel's OOM killer ended the action (the container's memory cgroup
 counted a kill while it ran); where no cgroup is visible it stays false.
+
+The outcome fits Lambda's synchronous response limit (:data:`LAMBDA_RESPONSE_BYTES`, as JSON) -
+the stdout and logs the contract allows (6 MiB + 10 MiB) would not, and a function error would
+hide a valid answer. What does not fit is left out, each with its marker: log lines first (from
+the middle, keeping the first lines and the last :data:`KEPT_LAST_LINES`, which carry a user
+error's message; ``"logs_cut": [lines, bytes]``) - unless that cannot make room: then
+``result``/``exports`` go first (``output_problem`` says so), then stdout (``"stdout_cut": bytes``,
+with ``stdout_truncated``: the sync output does not fit).
 
 Standard library only.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -35,12 +46,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hatchway.runtime.contract import MIB, Mode, OutputCollector, Workspace
+from hatchway.runtime.contract import (
+    LAMBDA_RESPONSE_BYTES,
+    MIB,
+    TAIL_LINES,
+    Mode,
+    OutputCollector,
+    Workspace,
+    encoded_size,
+    leave_out,
+)
 from hatchway.runtime.redact import Redactor
 from hatchway.runtime.spawn import enable_subreaper, spawn
 
 PROTOCOL = 1
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+#: log lines at the end of an outcome kept while lines before them are left out to fit
+KEPT_LAST_LINES = TAIL_LINES
 
 
 def invoke(payload: dict[str, Any]) -> dict[str, Any]:
@@ -110,9 +132,36 @@ def invoke(payload: dict[str, Any]) -> dict[str, Any]:
             outcome["exports"], problem2 = workspace.read_json("exports.json")
             outcome["output_problem"] = problem or problem2
         outcome["duration_ms"] = int((time.monotonic() - started) * 1000)
-        return outcome
+        return fit_outcome(outcome, int(payload.get("max_outcome_bytes") or LAMBDA_RESPONSE_BYTES))
     finally:
         workspace.remove()
+
+
+def fit_outcome(outcome: dict[str, Any], limit: int = LAMBDA_RESPONSE_BYTES) -> dict[str, Any]:
+    """``outcome`` within ``limit`` bytes of JSON: log lines left out, each thing marked (see the
+    module's docstring). When even the whole log would not make room, the outputs go, then the
+    answer - before the log, which is then cut only as much as the rest needs."""
+    excess = encoded_size(outcome) - limit
+    if excess <= 0:
+        return outcome
+    logs: list[Any] = outcome["logs"]
+    sizes = [encoded_size(entry) + 2 for entry in logs]  # each with its separator
+    outputs = encoded_size([outcome.get("result"), outcome.get("exports")])
+    if excess > sum(sizes) and outputs > 12:  # not even without the log: the outputs go (12: [null, null])
+        excess -= outputs - 12
+        outcome.update(
+            result=None, exports=None,
+            output_problem=f"out/result.json and out/exports.json do not fit in the {limit}-byte answer of a Lambda",
+        )  # fmt: skip
+    stdout = outcome.get("stdout") or ""
+    if excess > sum(sizes) and stdout:  # still not: the answer goes too
+        excess -= encoded_size(stdout) - 2
+        outcome.update(stdout="", stdout_truncated=True, stdout_cut=len(stdout.encode()))
+    cut = leave_out(len(logs), excess, sizes.__getitem__, KEPT_LAST_LINES)
+    if cut:
+        outcome["logs"] = [entry for index, entry in enumerate(logs) if index not in cut]
+        outcome["logs_cut"] = [len(cut), sum(len(str(logs[index][2]).encode()) + 1 for index in cut)]
+    return outcome
 
 
 #: where a container sees the OOM kills of its own memory cgroup (v2, then v1)
@@ -151,8 +200,6 @@ def main(argv: list[str] | None = None) -> None:  # pragma: no cover - exercised
     decrypts with KMS, so it needs the whole package with its ``aws`` extra, unlike the Lambda path
     (without it, it says so in one line and exits 1).
     """
-    import json
-
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["--run"]:
         if len(args) != 2 or not args[1].startswith("run_"):

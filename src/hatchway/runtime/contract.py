@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import json
 import os
 import shutil
@@ -33,11 +34,32 @@ MAX_LINE_BYTES = 64 * 1024
 MAX_OUTPUT_FILE_BYTES = 6 * MIB
 #: how many trailing lines of each stream are kept for error messages
 TAIL_LINES = 20
+#: Lambda's synchronous response limit: the JSON a function answers (its runtime encodes it), in bytes
+LAMBDA_RESPONSE_BYTES = 6_291_556
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 #: How many log entries of each end a run record carries in ``os``; the rest is in ``/logs``.
 OS_PREVIEW_HEAD = 20
 OS_PREVIEW_TAIL = 80
+
+
+def encoded_size(value: Any) -> int:
+    """Bytes of ``value`` as JSON the way a Lambda runtime may encode it (ASCII escapes: the most)."""
+    return len(json.dumps(value))
+
+
+def leave_out(count: int, excess: int, size_of: Callable[[int], int], keep_last: int = TAIL_LINES) -> set[int]:
+    """Which of ``count`` log entries to leave out of an answer so that ``excess`` bytes go (``size_of``:
+    an entry's bytes there): those before the last ``keep_last``, newest first - the first lines stay
+    longest, the last ones (a user error's message) longer still."""
+    tail = count - min(keep_last, count)
+    cut: set[int] = set()
+    for index in itertools.chain(range(tail - 1, -1, -1), range(count - 1, tail - 1, -1)):
+        if excess <= 0:
+            break
+        excess -= size_of(index)
+        cut.add(index)
+    return cut
 
 
 class Mode(StrEnum):

@@ -144,7 +144,10 @@ class ActionService:
         tag: str | None = None,
     ) -> Page[ActionRecord]:
         self.auth.authorize(principal, project_id, environment, "actions:read")
-        return self.repo.list_actions(project_id, environment, limit, cursor, tag)
+        page = self.repo.list_actions(project_id, environment, limit, cursor, tag)
+        if not page.items and cursor is None:
+            self.tenants.require_project(project_id)  # nothing listed: a project that does not exist is a 404
+        return page
 
     def versions(
         self, principal: Principal, project_id: str, environment: str, name: str, limit: int, cursor: str | None

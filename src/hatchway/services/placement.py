@@ -119,9 +119,17 @@ class Placement:
         return chosen
 
     def prepare(self, project_id: str, spec: ActionSpec) -> None:
-        """Let the executors of both modes make what ``spec`` needs (at registration; a refusal stores nothing)."""
+        """Let the executors of both modes make what ``spec`` needs (at registration; a refusal stores
+        nothing). An executor's optional ``vet(project_id, spec)`` refuses before any of them makes anything."""
         chosen = [self._chosen(spec, mode) for mode in (Mode.SYNC, Mode.ASYNC)]
-        for executor in dict.fromkeys(executor for executor in chosen if executor is not None):
+        unique = list(dict.fromkeys(executor for executor in chosen if executor is not None))
+        for executor in unique:
+            # checks that make nothing (the AWS engines' image probe) go first: a refusal by the
+            # engine of runs leaves no function behind that the one of sync calls made already
+            vet = getattr(executor, "vet", None)
+            if vet is not None:
+                vet(project_id, spec)
+        for executor in unique:
             executor.prepare(project_id, spec)
 
     def release(self, project_id: str, spec: ActionSpec) -> None:

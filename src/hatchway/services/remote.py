@@ -5,7 +5,9 @@
 and may arrive out of order or late: an event about another job or task than the run's current one
 is ignored, a terminal run is left alone, RUNNING only moves a run nobody has claimed yet, and an
 end settles only what the container could not record itself (it never started, it was killed, it
-was cancelled). After an ECS attempt that asked for a retry, the next task is started here.
+was cancelled). A job or task that ended well (exit 0) with its run not over did not go
+through hatchway's adapter, which records the end before it exits: the run fails with a platform
+error saying so. After an ECS attempt that asked for a retry, the next task is started here.
 
 :meth:`RemoteRuns.sweep_remote` settles runs whose events never came (EventBridge gave up, a rule
 was missing for a while): every run a job or task has held for longer than a bound is looked up
@@ -24,7 +26,7 @@ from typing import Any
 from hatchway.domain.runs import Run, RunError, RunStatus, StateChange, owner_engine
 from hatchway.errors import Conflict, NotFound, TransitionConflict, new_exception_id
 from hatchway.ports import Clock, RunRepo
-from hatchway.runtime.remote import RETRY_EXIT_CODE
+from hatchway.runtime.remote import ADAPTER_MODULE, RETRY_EXIT_CODE
 from hatchway.services.actions import ActionService
 from hatchway.services.placement import Placement
 
@@ -101,21 +103,11 @@ class RemoteRuns:
                 run.id, RunStatus.TERMINATING, RunStatus.TERMINATED, finished_at=now, status_reason="cancelled",
                 lease_owner=None, error=RunError("cancelled", "the run was cancelled"),
             )  # fmt: skip
-        if change.phase == "succeeded" or (change.phase == "stopped" and change.exit_code == 0):
-            if run.status == RunStatus.ENQUEUED:
-                run = runs.transition(
-                    run.id, RunStatus.ENQUEUED, RunStatus.INPROGRESS, attempt=max(1, run.attempt),
-                    started_at=run.started_at or now,
-                )  # fmt: skip
-            return runs.transition(
-                run.id, RunStatus.INPROGRESS, RunStatus.SUCCESSFUL, finished_at=now, lease_owner=None,
-                status_reason=f"the {change.engine} job succeeded without recording a result",
-            )  # fmt: skip
-        if change.phase == "stopped":
+        if change.phase == "stopped" and change.exit_code != 0:
             retry = _another_task(run, change, self.max_lost_attempts)
             if retry is not None:
                 return self._next_task(run, change, retry)
-        error = _remote_error(change)
+        error = _unrecorded_success(run, change) if _succeeded(change) else _remote_error(change)
         log.error(
             "remote run failed",
             extra={"run_id": run.id, "exceptionId": error.exception_id, "reason": change.reason,
@@ -230,6 +222,31 @@ def _another_task(run: Run, change: StateChange, max_lost_attempts: int) -> dict
     if run.lease_owner is not None and change.exit_code != 1 and own_attempts < run.max_attempts:
         return {}
     return None
+
+
+def _succeeded(change: StateChange) -> bool:
+    """Whether the engine says the container ended well (Batch SUCCEEDED, an ECS exit code 0)."""
+    return change.phase == "succeeded" or (change.phase == "stopped" and change.exit_code == 0)
+
+
+def _unrecorded_success(run: Run, change: StateChange) -> RunError:
+    """The error of a job or task that ended well while its run is not over.
+
+    The adapter records a run's end before it exits 0, so the run would be terminal; it is not when
+    the adapter never ran (an image whose ENTRYPOINT ignores the command Batch gives it) or died
+    quietly. Neither is the action's success: ``SUCCESSFUL`` with no ``ret`` would be a lie, and
+    another attempt of the same image would do the same, so the run fails, not retried.
+    """
+    engine = change.engine
+    if run.lease_owner is None:  # the adapter's claim names its job or task
+        message = (
+            f"the {engine} container exited 0 without running hatchway's adapter (the run was never claimed): "
+            f"the image's ENTRYPOINT must run the command it is given ({' '.join(ADAPTER_MODULE)} --run RUN_ID), "
+            "or the image has none"
+        )
+    else:
+        message = f"the {engine} container claimed the run but exited 0 without recording its outcome"
+    return RunError("platform", message, new_exception_id(), 500)
 
 
 def _remote_error(change: StateChange) -> RunError:

@@ -404,7 +404,11 @@ class RunService:
         self.auth.authorize(principal, project_id, environment, "runs:read")
         if "status" in filters and filters["status"] and filters["status"] not in RunStatus.__members__:
             raise ValidationFailed.at(["query", "status"], f"status is one of {', '.join(RunStatus.__members__)}")
-        return self.runs.list_runs(project_id, environment, limit, cursor, filters)
+        page = self.runs.list_runs(project_id, environment, limit, cursor, filters)
+        if not page.items and cursor is None:
+            # nothing listed: a project that does not exist is a 404 (looked up only then: one read less)
+            self.actions.tenants.require_project(project_id)
+        return page
 
     def logs(
         self, principal: Principal, project_id: str, environment: str, run_id: str, after: int, limit: int

@@ -2,7 +2,8 @@
 
 A state machine calls it for its steps: ``start_step`` records a step's run (its references
 resolved, its secrets encrypted) before the state machine starts its Batch job or ECS task,
-``sync_step`` calls a sync action through the gateway, ``await_approval`` notes the wait.
+``sync_step`` calls a sync action through the gateway, ``await_approval`` notes the wait (a
+NotFound for an execution or gate it does not know).
 EventBridge sends it their status changes (``aws.states``), which bring the execution's record up
 to date through the engine.
 """
@@ -38,6 +39,9 @@ class PipelineFunction:
         if op == "sync_step":
             return self.sync_step(event["execution_id"], event["step"], event["run_id"], int(event.get("attempt") or 0))
         if op == "await_approval":
+            # the gate waits for its task token; a gate of no known execution is a NotFound (the
+            # state machine's error name), never a wait that nobody could ever approve
+            self._context(str(event.get("execution_id") or ""), str(event.get("step") or ""))
             return {"waiting": True}
         raise ValueError(f"unknown pipeline operation {op!r}")
 
