@@ -350,6 +350,16 @@ class RunEngine(Protocol):
     def close(self) -> None: ...
 
 
+class Doorbell(Protocol):
+    """Wake-ups between the processes of one store: a ring wakes every other listening process."""
+
+    def ring(self) -> None: ...  # never raises: a wake-up is a hint
+
+    def listen(self, wake: Callable[[int], None]) -> None: ...  # wake(count) from a thread, until close
+
+    def close(self) -> None: ...
+
+
 class RunDispatcher(Protocol):
     """Who is told that a run the gateway executes itself is waiting (a local pool, the runner function)."""
 

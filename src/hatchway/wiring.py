@@ -298,11 +298,12 @@ def build_services(
     from hatchway.services.pipelines.function import PipelineFunction
     from hatchway.services.pipelines.local import LocalPipelineEngine
     from hatchway.services.pipelines.steps import InlineActions, StepRuns
-    from hatchway.services.queue import Doorbell, LocalQueue, NoDispatcher
+    from hatchway.services.queue import LocalQueue, NoDispatcher
     from hatchway.services.remote import RemoteRuns
     from hatchway.services.runs import RunIntake, RunService
     from hatchway.services.stats import StatsService
     from hatchway.services.sweeps import Sweeper
+    from hatchway.store.sqlite.doorbell import Doorbell
 
     # adapters
     clock = SystemClock()

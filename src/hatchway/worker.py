@@ -6,7 +6,7 @@ the leases of the runs in flight every ``heartbeat_seconds``, notices cancels (a
 TERMINATING, perhaps by another process) within a quarter second, stops an attempt whose lease was
 lost, and sweeps expired leases of dead workers anywhere. A submit in the same process wakes an idle
 worker at once (the services' :class:`~hatchway.services.queue.LocalQueue`), and so does one in
-another process on the same SQLite file (its :class:`~hatchway.services.queue.Doorbell`); polling
+another process on the same SQLite file (its :class:`~hatchway.store.sqlite.doorbell.Doorbell`); polling
 every 0.2 s remains the fallback. On shutdown the pool stops claiming, lets running attempts finish for a grace
 period, then releases the rest back to the queue.
 

@@ -6,7 +6,8 @@ import os
 import threading
 from pathlib import Path
 
-from hatchway.services.queue import Doorbell, LocalQueue
+from hatchway.services.queue import LocalQueue
+from hatchway.store.sqlite.doorbell import Doorbell
 from tests.helpers import wait_until
 
 
