@@ -266,6 +266,11 @@ class Settings:
     lambda_rie_path: str | None = None
     lambda_pool_size: int = 4
     lambda_idle_seconds: float = 300.0
+    # warm Python servers for sync calls of actions that opt in (process executor)
+    warm_max_servers: int = 8
+    warm_max_calls: int = 1000
+    warm_idle_seconds: float = 300.0
+    warm_start_seconds: float = 10.0
     limits: InputLimits = field(default_factory=InputLimits)
 
     @classmethod
@@ -280,6 +285,10 @@ class Settings:
             bootstrap_token=env.get("HATCHWAY_BOOTSTRAP_TOKEN") or None,
             sync_timeout_seconds=_int(env, "HATCHWAY_SYNC_TIMEOUT_SECONDS", SYNC_LIMIT_SECONDS, 1),
             sync_concurrency=_int(env, "HATCHWAY_SYNC_CONCURRENCY", 32, 1),
+            warm_max_servers=_int(env, "HATCHWAY_WARM_MAX_SERVERS", 8, 0),
+            warm_max_calls=_int(env, "HATCHWAY_WARM_MAX_CALLS", 1000, 1),
+            warm_idle_seconds=_float(env, "HATCHWAY_WARM_IDLE_SECONDS", 300.0),
+            warm_start_seconds=_float(env, "HATCHWAY_WARM_START_SECONDS", 10.0),
             lease_seconds=lease,
             heartbeat_seconds=_float(env, "HATCHWAY_HEARTBEAT_SECONDS", max(lease / 3, 0.05)),
             workers=_int(env, "HATCHWAY_WORKERS", 2, 0),
