@@ -1,0 +1,88 @@
+"""P3: a sync call answered by a warm Python server against the same call started cold.
+
+The action is the smallest Python action written with ``hatchway.runtime`` - one ``@sync_action``
+that returns ``{}`` and ``hw.main()`` - run as an action is (``python3 main.py``, the interpreter's
+site hooks included). Two registrations of the same file on one gateway: one with ``"warm": true``
+(the first call starts its server; the warm-up rounds take that), one without. Both are called over
+HTTP on keep-alive connections, interleaved, at the default sandbox level and at ``none``. The
+ratio is warm over cold; both include the gateway's own share of a sync call, which is what bounds
+the warm side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from bench.harness import PY, Context, Row, percentile, rotate, sandbox_level
+from bench.latency import sync_sampler
+
+NOOP = """from hatchway import runtime as hw
+
+
+@hw.sync_action("call")
+def call(ctx):
+    return {}
+
+
+if __name__ == "__main__":
+    hw.main()
+"""
+
+
+def _action_file() -> Path:
+    """The action's source where an action's own uid can read it (the bench's root is private)."""
+    folder = Path(tempfile.mkdtemp(prefix="hatchway-bench-warm-"))
+    folder.chmod(0o755)
+    path = folder / "main.py"
+    path.write_text(NOOP)
+    path.chmod(0o644)
+    return path
+
+
+def p3(ctx: Context) -> list[Row]:
+    """Warm sync call of a Python ``@sync_action`` no-op vs its cold start: p50 and p99."""
+    main = _action_file()
+    rows: list[Row] = []
+    try:
+        for sandbox in ("auto",) if ctx.quick else ("auto", "none"):
+            server = ctx.server(sandbox=sandbox)
+            level = sandbox_level(sandbox)
+            failed: list[bytes] = []
+            with contextlib.ExitStack() as stack:
+                samplers = [
+                    stack.enter_context(
+                        sync_sampler(server, f"bench-p3-{kind}", [PY, str(main)], failed, 3, warm=kind == "warm")
+                    )
+                    for kind in ("warm", "cold")
+                ]
+                warm, cold = rotate(samplers, ctx.n(150, 5), ctx.n(10, 2))
+            if "warm server" in server.log():
+                raise RuntimeError(f"the warm calls ran cold at {level}:\n{server.log()[-2000:]}")
+            setting = server.setting
+            note = f"{len(failed)} calls failed and were taken again" if failed else ""
+            for q, ratio_max in ((50, 0.1), (99, None)):
+                rows.append(
+                    Row(
+                        "P3",
+                        f"warm sync call, python @sync_action no-op, p{q}",
+                        setting,
+                        percentile(warm, q),
+                        "ms",
+                        baseline=percentile(cold, q),
+                        baseline_metric=f"the same call cold p{q}",
+                        samples=len(warm),
+                        ratio_max=ratio_max,
+                        note=note,
+                    )
+                )
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(main)
+            os.rmdir(main.parent)
+    return rows
+
+
+FIGURES = {"P3": p3}
