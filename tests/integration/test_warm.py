@@ -37,8 +37,18 @@ IMPORTED_BY = os.getpid()
 SEEN = []
 
 
+def peek_at_server():  # whether this call can read its server's memory map
+    try:
+        with open(f"/proc/{os.getppid()}/maps") as maps:
+            return bool(maps.read(1))
+    except OSError:
+        return False
+
+
 def answer(ctx):
     SEEN.append(ctx.run.get("id"))
+    if ctx.param("n") == "peek":
+        return {"peeked": peek_at_server(), "forked": os.getpid() != IMPORTED_BY}
     return {"imported": IMPORTED, "forked": os.getpid() != IMPORTED_BY, "seen": len(SEEN),
             "data_dir": os.environ["HATCHWAY_DATA_DIR"], "cwd": os.getcwd()}
 
@@ -200,6 +210,9 @@ def test_secrets_reach_only_the_call_never_the_servers_environment(tmp_path: Pat
             environ = Path(f"/proc/{pid}/environ").read_bytes()
             assert secret.encode() not in environ
             assert b"HATCHWAY_RUN_ID=" not in environ and b"HATCHWAY_DATA_DIR=" not in environ
+        # and a confined call cannot read its server's memory (the server is not dumpable)
+        peek = hw.call_sync("secretive", "check", {"n": "peek"}).ret
+        assert peek["forked"] and peek["peeked"] is (level == "none")
 
 
 @pytest.mark.parametrize("sandbox", ["none", "auto"])
