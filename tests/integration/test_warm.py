@@ -108,9 +108,18 @@ def gateway(tmp_path: Path, level: str, **settings: Any) -> Iterator[tuple[Clien
 
 
 def servers_of(path: Path) -> list[int]:
-    """Live Python processes running the action file: its servers (and calls in flight), not the
-    sandbox's own processes whose command lines name it too."""
-    return [pid for pid in processes_with(str(path)) if _program(pid).startswith("python")]
+    """The action's live servers: Python processes running its file whose parent does not (a call,
+    or the spare fork made ahead of one, is a child of its server), not the sandbox's own
+    processes whose command lines name it too."""
+    running = [pid for pid in processes_with(str(path)) if _program(pid).startswith("python")]
+    return [pid for pid in running if _parent(pid) not in running]
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _program(pid: int) -> str:

@@ -207,25 +207,25 @@ class ProcessExecutor(BaseAttemptExecutor):
         # a name with a '/': recovery kills the call's group and leaves the files to the server's entry
         name = f"{server.directory.name}/{workspace.path.name}"
         self.journal.began(name)
-        confinement = Confinement([], is_confined=True)
+        spare = None
         try:
             self._prepare(workspace, invocation, server.uid)
             env, _ = self._environment(invocation, workspace)
             cwd = self._cwd(invocation.spec, workspace.path)
-            if self.sandbox.cgroups is not None:
-                confinement.cgroups = self.sandbox.cgroups.create(workspace.path.name, invocation.spec)
-                confinement.has_pids_cgroup = any((p / "pids.max").exists() for p in confinement.cgroups)
-            placed = server.fork(cwd, env, confinement)
+            spare = server.take()
+            child = spare.start(cwd, env)
         except (OSError, WarmBroken) as exc:
-            confinement.release()
+            if spare is not None:
+                spare.discard()
             workspace.remove()
             self.journal.ended(name)
             self.warm.release(server, is_broken=True)
             raise WarmBroken(str(exc)) from exc
         outcome: list[bool] = []
         try:
-            return self._run(invocation, collector, cancel, workspace, name, confinement, UidHandover(None, None),
-                             env, cwd, started, placed.launch, outcome)  # fmt: skip
+            handover = UidHandover(None, None)  # the uid is the server's
+            return self._run(invocation, collector, cancel, workspace, name, spare.confinement, handover,
+                             env, cwd, started, lambda argv, options: child, outcome)  # fmt: skip
         finally:
             workspace.discard_parameters()
             is_reusable = bool(outcome and outcome[0])

@@ -12,7 +12,10 @@ its own, moved by the gateway into cgroups of its own (the call's memory and pro
 OOM report, the kill of whatever escaped its group) before it may start. The child is driven by the
 same process loop as a cold action (:func:`hatchway.runtime.spawn.spawn`): stdout, stderr, output
 caps, the deadline, cancel and the kill of the whole tree are those of a cold call; only its exit
-status arrives from the server, which is its parent.
+status arrives from the server, which is its parent. The fork is made ahead of its call - a
+*spare*, forked, reported and placed in its cgroups once the previous call has ended - so what a
+call waits for is one message to a process that exists: the fork and, above all, the cgroup
+migration (a v1 migration waits for an RCU grace period: 1-11 ms here) are off its path.
 
 A server is never shared: its key is the project, environment, action name and digest, so a new
 version gets a new server (the old one is stopped). It is replaced after
@@ -46,7 +49,7 @@ from typing import Any
 from hatchway.domain.attempts import Invocation
 from hatchway.domain.spec import ActionSpec
 from hatchway.executors.journal import Journal, boot_ticks
-from hatchway.executors.sandbox import Confinement, Sandbox
+from hatchway.executors.sandbox import Cgroups, Confinement, Sandbox
 from hatchway.runtime.spawn import kill_group
 from hatchway.runtime.warm import MAX_MESSAGE, WARM_FD
 
@@ -87,7 +90,7 @@ class WarmBroken(Exception):
 class WarmChild(subprocess.Popen[bytes]):
     """A call's process as :func:`~hatchway.runtime.spawn.spawn` sees it: a fork of the warm server,
     not a child of the gateway, so its exit status comes from the server over the call's socket and
-    its exit is watched through a pidfd opened while it still waited for its ``go``."""
+    its exit is watched through a pidfd opened while it still waited for its call."""
 
     def __init__(self, pid: int, pidfd: int, call: socket.socket, stdout: int, stderr: int) -> None:
         # Popen.__init__ would start a process; this one exists already
@@ -155,33 +158,43 @@ class WarmChild(subprocess.Popen[bytes]):
 
 
 @dataclass
-class Placed:
-    """A call forked and placed in its cgroups, waiting for its ``go``."""
+class Spare:
+    """A fork of the server waiting for a call, already in the call's cgroups."""
 
     pid: int
     pidfd: int
     call: socket.socket
-    stdout: int
-    stderr: int
     confinement: Confinement
 
-    def launch(self, argv: list[str], options: dict[str, Any]) -> subprocess.Popen[bytes]:
-        """The process loop's ``launch``: let the call run (``argv`` and ``options`` were given at the fork)."""
-        child = WarmChild(self.pid, self.pidfd, self.call, self.stdout, self.stderr)
-        self.call.sendall(b"go")
-        return child
-
-    def abandon(self) -> None:
-        """The call will not run: its fork ends without starting (it reads end-of-file)."""
-        for fd in (self.stdout, self.stderr, self.pidfd):
-            with contextlib.suppress(OSError):
+    def start(self, cwd: Path, env: dict[str, str]) -> WarmChild:
+        """Hand the fork its call (directory, environment, stdout and stderr): it runs from here."""
+        message = json.dumps({"cwd": str(cwd), "env": env}).encode()
+        if len(message) > MAX_MESSAGE:
+            raise WarmBroken("the call's environment is too large for a warm server")
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            socket.send_fds(self.call, [message], [out_w, err_w])
+        except OSError as exc:
+            for fd in (out_r, err_r):
                 os.close(fd)
+            raise WarmBroken(f"the spare fork is gone ({exc})") from exc
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        return WarmChild(self.pid, self.pidfd, self.call, out_r, err_r)
+
+    def discard(self) -> None:
+        """End the unused fork (it would end by itself once its socket closes) and its cgroups."""
+        kill_group(self.pid, signal.SIGKILL)
         self.call.close()
+        with contextlib.suppress(OSError):
+            os.close(self.pidfd)
         self.confinement.release()
 
 
 class WarmServer:
-    """One action's warm server: its process, its directory, its uid, its calls."""
+    """One action's warm server: its process, its directory, its uid, its spare fork, its calls."""
 
     def __init__(self, key: Key, directory: Path) -> None:
         self.key = key
@@ -190,6 +203,8 @@ class WarmServer:
         self.confinement: Confinement | None = None
         self.control: socket.socket | None = None
         self.uid: int | None = None
+        self.spec: ActionSpec | None = None
+        self.cgroups: Cgroups | None = None
         self.ready = threading.Event()
         self.is_usable = False
         self.busy = 0
@@ -197,27 +212,53 @@ class WarmServer:
         self.is_retiring = False
         self.last_used = time.monotonic()
         self._send = threading.Lock()
+        self._spares: list[Spare] = []
+        self._forks = 0
 
-    def fork(self, cwd: Path, env: dict[str, str], confinement: Confinement) -> Placed:
-        """Fork the server for one call and place the fork in the call's cgroups; WarmBroken if it fails."""
-        if self.control is None:
-            raise WarmBroken("the server is gone")
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        mine.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        message = json.dumps({"cwd": str(cwd), "env": env}).encode()
-        try:
-            if len(message) > MAX_MESSAGE:
-                raise WarmBroken("the call's environment is too large for a warm server")
+    def take(self) -> Spare:
+        """A spare fork for a call: the one made ahead, else a new one; WarmBroken if the server fails."""
+        with self._send:
+            if self._spares:
+                return self._spares.pop()
+        return self._fork()
+
+    def refill(self) -> None:
+        """Make the next call's spare ahead of it (after a call, off the answer's path)."""
+        with self._send:
+            if self._spares or self.control is None:
+                return
+        with contextlib.suppress(WarmBroken):
+            spare = self._fork()
             with self._send:
-                socket.send_fds(self.control, [message], [theirs.fileno(), out_w, err_w])
-            theirs.close()
-            os.close(out_w)
-            os.close(err_w)
-            out_w = err_w = -1
-            mine.settimeout(FORK_SECONDS)
-            data, ancillary, _, _ = mine.recvmsg(16, socket.CMSG_SPACE(_CREDENTIALS))
+                if self.control is not None and not self._spares:
+                    self._spares.append(spare)
+                    return
+            spare.discard()
+
+    def _fork(self) -> Spare:
+        with self._send:
+            control = self.control
+            if control is None or self.spec is None:
+                raise WarmBroken("the server is gone")
+            self._forks += 1
+            name = f"{self.directory.name}-{self._forks}"
+            try:
+                control.sendall(b"spare")
+                control.settimeout(FORK_SECONDS)
+                message, fds, _, _ = socket.recv_fds(control, 16, 1)
+                control.settimeout(None)
+            except OSError as exc:
+                raise WarmBroken(f"the server did not fork ({exc})") from exc
+        if message != b"spare" or len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            raise WarmBroken("the server did not fork")
+        call = socket.socket(fileno=fds[0])
+        confinement = Confinement([], is_confined=True)
+        try:
+            call.settimeout(FORK_SECONDS)
+            data, ancillary, _, _ = call.recvmsg(16, socket.CMSG_SPACE(_CREDENTIALS))
+            call.settimeout(None)
             pid = next(
                 (
                     struct.unpack("3i", cdata[:_CREDENTIALS])[0]
@@ -227,27 +268,30 @@ class WarmServer:
                 0,
             )
             if data != b"pid" or pid <= 0:
-                raise WarmBroken("the server did not fork the call")
-            mine.settimeout(None)
+                raise WarmBroken("the server's fork did not report")
             pidfd = os.pidfd_open(pid)
-            for path in confinement.cgroups:
-                with open(path / "cgroup.procs", "w") as procs:
-                    procs.write(str(pid))
+            if self.cgroups is not None:
+                # the call's own limits and OOM report, as a cold attempt's (moved in before it may run)
+                confinement.cgroups = self.cgroups.create(name, self.spec)
+                confinement.has_pids_cgroup = any((p / "pids.max").exists() for p in confinement.cgroups)
+                for path in confinement.cgroups:
+                    with open(path / "cgroup.procs", "w") as procs:
+                        procs.write(str(pid))
         except (OSError, WarmBroken) as exc:
-            theirs.close()
-            mine.close()
-            for fd in (out_r, err_r, out_w, err_w):
-                if fd >= 0:
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
+            call.close()  # the fork reads end-of-file and ends
+            confinement.release()
             raise exc if isinstance(exc, WarmBroken) else WarmBroken(str(exc)) from exc
-        return Placed(pid, pidfd, mine, out_r, err_r, confinement)
+        return Spare(pid, pidfd, call, confinement)
 
     def stop(self) -> None:
-        """End the server's process (calls in flight are their own process loops' to end)."""
-        if self.control is not None:
-            self.control.close()
-            self.control = None
+        """End the server's process and its spare (calls in flight are their own process loops' to end)."""
+        with self._send:
+            spares, self._spares = self._spares, []
+            control, self.control = self.control, None
+        for spare in spares:
+            spare.discard()
+        if control is not None:
+            control.close()
         if self.proc is not None:
             kill_group(self.proc.pid, signal.SIGKILL)
             if self.confinement is not None:
@@ -334,8 +378,20 @@ class WarmPool:
             stale = self._retire(server) if worn else []
             if server.is_retiring and server.busy == 0 and server not in stale:
                 stale.append(server)
-        if is_broken:
-            log.warning("the warm server of action %s broke: its calls run cold until a new one starts", server.key[2])
+            # one that broke before it answered anything would break again: cold for a while
+            is_hopeless = is_broken and server.calls == 0
+            if is_hopeless:
+                self._failed[server.key] = time.monotonic() + RETRY_START_SECONDS
+        if is_hopeless:
+            log.warning(
+                "the warm server of action %s broke before its first call: its sync calls run cold for %.0f s",
+                server.key[2],
+                RETRY_START_SECONDS,
+            )
+        elif is_broken:
+            log.warning("the warm server of action %s broke: a new one starts for its next call", server.key[2])
+        elif not worn and not server.is_retiring:
+            threading.Thread(target=server.refill, name="hatchway-warm-spare", daemon=True).start()
         self._stop_later(stale)
 
     def _retire(self, server: WarmServer) -> list[WarmServer]:
@@ -433,6 +489,7 @@ def start_server(
         if server.uid is None:
             raise WarmBroken("every uid of HATCHWAY_SANDBOX_UIDS is in use")
     directory = server.directory
+    server.spec, server.cgroups = spec, sandbox.cgroups
     journal.began(directory.name)
     directory.mkdir(mode=0o711)  # the gateway's: the server's uid reaches its calls by name, lists nothing
     home = directory / "tmp"
@@ -473,3 +530,4 @@ def start_server(
         why = f"it exited with code {code}" if code is not None else "it closed its socket"
         raise WarmBroken(f"{why} before it was ready: does its program end in hatchway.runtime.main()?")
     control.settimeout(None)
+    server.refill()  # the first call's spare

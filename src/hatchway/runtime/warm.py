@@ -4,15 +4,16 @@ Standard library only (this package is copied into images whole). The gateway st
 that opted in (``"warm": true``) the way it starts a cold one - same sandbox level, limits and uid,
 the same environment without the per-call variables - plus ``HATCHWAY_WARM_FD``, an inherited
 ``SOCK_SEQPACKET`` socket. ``hw.main()`` sees it after the action module imported everything and
-registered its handlers, says ``ready`` and serves: per call the gateway sends one message (the
-call's working directory and environment as JSON) with three descriptors - the call's own socket
-and the write ends of its stdout and stderr pipes. The server forks; the child makes a process
-group of its own (so the gateway can kill the call's whole tree and never the server), says
-``pid`` on the call socket (the gateway reads the pid, translated into its PID namespace, from the
-kernel's credentials), waits for ``go`` (sent once the gateway has placed it in the call's
-cgroups), then takes the call's stdio, directory and environment and runs the handler exactly as
-a cold ``hw.main()`` would, exiting with the contract's codes. The server reaps it and writes its
-wait status (``exit N``, negative for a signal) on the call socket.
+registered its handlers, says ``ready`` and serves. Ahead of each call the gateway asks for a
+*spare*: the server forks and hands the gateway one end of a socket pair whose other end the fork
+holds. The fork makes a
+process group of its own (so the gateway can kill the call's whole tree and never the server) and
+says ``pid`` (the gateway reads the pid, translated into its PID namespace, from the kernel's
+credentials and moves the fork into the call's cgroups) - all before a call needs it. A call then
+sends the spare one message (its working directory and environment as JSON) with the write ends
+of its stdout and stderr pipes; the fork takes them, its directory and environment and runs the
+handler exactly as a cold ``hw.main()`` would, exiting with the contract's codes. The server
+reaps it and writes its wait status (``exit N``, negative for a signal) on the same socket.
 
 Every call starts from the state the server had after the import: module globals the handler
 changes die with the child. The server itself is made non-dumpable, so a call (same uid) cannot
@@ -35,7 +36,7 @@ from typing import Any
 WARM_FD = "HATCHWAY_WARM_FD"
 #: the largest request message (a call's directory and environment)
 MAX_MESSAGE = 1 << 20
-#: how a child that never got its ``go`` ends (the gateway gave up on the call before it started)
+#: how a spare that never got a call ends (the gateway let it go)
 NOT_STARTED = 125
 _PR_SET_DUMPABLE = 4
 
@@ -63,52 +64,56 @@ def serve(run_call: Callable[[], int]) -> None:
         for key, _ in selector.select():
             if key.data is None:
                 try:
-                    message, fds, _, _ = socket.recv_fds(control, MAX_MESSAGE, 3)
+                    message = control.recv(64)
                 except OSError:
-                    message, fds = b"", []
+                    message = b""
                 if not message:
-                    for extra in fds:
-                        os.close(extra)
-                    os._exit(0)  # the gateway hung up: calls in flight are the gateway's to end
-                if len(fds) != 3:
-                    for extra in fds:
-                        os.close(extra)
+                    os._exit(0)  # the gateway hung up: its calls, and its spares, are the gateway's to end
+                if message != b"spare":
                     continue
+                gateway, call = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                # the gateway learns the fork's pid, in its own PID namespace, from the kernel's credentials
+                gateway.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
                 pid = os.fork()
                 if pid == 0:
+                    # nothing of the server's other calls: their sockets would let this one answer for them
+                    for other in list(selector.get_map().values()):
+                        if other.data is not None:
+                            os.close(other.fd)
+                            other.data[1].close()
                     selector.close()
-                    _child(control, message, fds, run_call)
-                for extra in fds[1:]:
-                    os.close(extra)
+                    control.close()
+                    gateway.close()
+                    _child(call, run_call)
+                socket.send_fds(control, [b"spare"], [gateway.fileno()])
+                gateway.close()
                 pidfd = os.pidfd_open(pid)
-                selector.register(pidfd, selectors.EVENT_READ, (pid, fds[0]))
+                selector.register(pidfd, selectors.EVENT_READ, (pid, call))
             else:
                 pid, call = key.data
                 selector.unregister(key.fd)
                 os.close(key.fd)
                 _, status = os.waitpid(pid, 0)
                 with contextlib.suppress(OSError):
-                    os.write(call, f"exit {os.waitstatus_to_exitcode(status)}".encode())
-                os.close(call)
+                    call.send(f"exit {os.waitstatus_to_exitcode(status)}".encode())
+                call.close()
 
 
-def _child(control: socket.socket, message: bytes, fds: list[int], run_call: Callable[[], int]) -> None:
-    """The forked call: its own group, placed by the gateway, then the handler; never returns."""
+def _child(call: socket.socket, run_call: Callable[[], int]) -> None:
+    """A spare fork: its own group, then (placed by the gateway meanwhile) one call; never returns."""
     code = 2
     try:
-        control.close()
-        call_fd, out, err = fds
         os.setpgid(0, 0)
         for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
             signal.signal(number, signal.SIG_DFL)
-        request: dict[str, Any] = json.loads(message)
-        call = socket.socket(fileno=call_fd)
         call.sendall(b"pid")
-        if call.recv(16) != b"go":
-            os._exit(NOT_STARTED)
+        message, fds, _, _ = socket.recv_fds(call, MAX_MESSAGE, 2)
+        if not message or len(fds) != 2:
+            os._exit(NOT_STARTED)  # the gateway let it go unused
         call.close()
+        request: dict[str, Any] = json.loads(message)
         null = os.open(os.devnull, os.O_RDONLY)
-        for source, target in ((null, 0), (out, 1), (err, 2)):
+        for source, target in ((null, 0), (fds[0], 1), (fds[1], 2)):
             os.dup2(source, target)
             os.close(source)
         os.chdir(request["cwd"])
