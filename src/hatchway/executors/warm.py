@@ -50,7 +50,7 @@ from hatchway.domain.attempts import Invocation
 from hatchway.domain.spec import ActionSpec
 from hatchway.executors.journal import Journal, boot_ticks
 from hatchway.executors.sandbox import Cgroups, Confinement, Sandbox
-from hatchway.runtime.spawn import kill_group
+from hatchway.runtime.spawn import Janitor, kill_group
 from hatchway.runtime.warm import MAX_MESSAGE, WARM_FD
 
 log = logging.getLogger("hatchway.warm")
@@ -324,6 +324,8 @@ class WarmPool:
         self._closed = False
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        #: makes each server's next spare, one at a time, off the calls' paths
+        self._spares = Janitor()
 
     @property
     def size(self) -> int:
@@ -391,7 +393,7 @@ class WarmPool:
         elif is_broken:
             log.warning("the warm server of action %s broke: a new one starts for its next call", server.key[2])
         elif not worn and not server.is_retiring:
-            threading.Thread(target=server.refill, name="hatchway-warm-spare", daemon=True).start()
+            self._spares.later(server.refill)  # (a thread started per call costs the call its start-up)
         self._stop_later(stale)
 
     def _retire(self, server: WarmServer) -> list[WarmServer]:
@@ -467,6 +469,7 @@ class WarmPool:
         self._wake.set()
         if thread is not None:
             thread.join(timeout=10)
+        self._spares.close()
         for server in servers:
             server.ready.wait(self.limits.start_seconds)
             self.stop(server)
