@@ -117,8 +117,13 @@ def _child(call: socket.socket, run_call: Callable[[], int]) -> None:
             os.dup2(source, target)
             os.close(source)
         os.chdir(request["cwd"])
-        os.environ.clear()
-        os.environ.update(request["env"])
+        env: dict[str, str] = request["env"]
+        # only what differs from the server's: every key written costs the fork copies of the pages it touches
+        for key in [key for key in os.environ if key not in env]:
+            del os.environ[key]
+        for key, value in env.items():
+            if os.environ.get(key) != value:
+                os.environ[key] = value
         code = run_call()
     except BaseException:  # noqa: BLE001 - whatever it was, the call ends with an application error
         with contextlib.suppress(Exception):
