@@ -247,3 +247,19 @@ def test_the_gateway_leaves_no_server_behind_when_it_stops_or_crashes(tmp_path: 
         wait_until(lambda: not servers_of(path), 10, 0.05, "recovery to stop the crashed gateway's server")
     finally:
         server.stop()
+
+
+def test_concurrent_calls_are_each_a_fork_of_the_one_server(tmp_path: Path, level: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = write_action(tmp_path / "src", "busy")
+    with gateway(tmp_path, level) as (hw, executor):
+        hw.register_action(spec("busy", path))
+        hw.call_sync("busy", "check")  # the server is up
+        # When eight calls arrive at once (one spare is ready: the others fork on demand)
+        with ThreadPoolExecutor(8) as threads:
+            answers = list(threads.map(lambda n: hw.call_sync("busy", "check", {"n": str(n)}).ret, range(8)))
+        # Then every one answered from a fork of the same server, none seeing another
+        assert len({a["imported"] for a in answers}) == 1 and all(a["forked"] for a in answers)
+        assert [a["seen"] for a in answers] == [1] * 8 and len({a["data_dir"] for a in answers}) == 8
+        assert executor.warm.served == 9 and len(servers_of(path)) == 1
