@@ -109,7 +109,7 @@ def p3(ctx: Context) -> list[Row]:
                     "ms",
                     baseline=percentile(cold, 50),
                     baseline_metric="the python call cold p50",
-                    samples=len(echo),
+                    samples=len(echo[0]),
                 )
             )
     finally:
