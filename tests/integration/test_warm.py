@@ -263,3 +263,18 @@ def test_concurrent_calls_are_each_a_fork_of_the_one_server(tmp_path: Path, leve
         assert len({a["imported"] for a in answers}) == 1 and all(a["forked"] for a in answers)
         assert [a["seen"] for a in answers] == [1] * 8 and len({a["data_dir"] for a in answers}) == 8
         assert executor.warm.served == 9 and len(servers_of(path)) == 1
+
+
+def test_projects_never_share_a_server_even_for_the_same_action(tmp_path: Path, level: str) -> None:
+    path = write_action(tmp_path / "src", "shared")
+    with gateway(tmp_path, level) as (hw, executor):
+        other = hw.create_project("other tenant").id
+        # Given the very same action.json (same digest) in two projects
+        hw.register_action(spec("shared", path))
+        hw.register_action(spec("shared", path), project=other)
+        # When both are called, twice each
+        mine = {hw.call_sync("shared", "check").ret["imported"] for _ in range(2)}
+        theirs = {hw.call_sync("shared", "check", project=other).ret["imported"] for _ in range(2)}
+        # Then each project's calls came from a server of its own
+        assert len(mine) == 1 and len(theirs) == 1 and mine != theirs
+        assert executor.warm.size == 2 and len(servers_of(path)) == 2
