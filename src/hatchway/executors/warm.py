@@ -405,9 +405,16 @@ class WarmPool:
 
     def _start(self, server: WarmServer, invocation: Invocation) -> None:
         try:
+            began = time.monotonic()
             self._starter(server, invocation)
             server.is_usable = True
             self._ensure_reaper()
+            log.info(
+                "a warm server of action %s (version %s) is ready after %.0f ms",
+                server.key[2],
+                invocation.version,
+                (time.monotonic() - began) * 1000,
+            )
         except (OSError, WarmBroken) as exc:
             with self._lock:
                 self._failed[server.key] = time.monotonic() + RETRY_START_SECONDS
