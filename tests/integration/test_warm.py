@@ -163,6 +163,21 @@ def test_servers_are_replaced_after_max_calls_and_for_a_new_version(tmp_path: Pa
         assert executor.warm.size == 1
 
 
+def test_calls_pinned_to_an_old_version_do_not_make_the_versions_evict_each_other(tmp_path: Path, level: str) -> None:
+    path = write_action(tmp_path / "src", "pinned")
+    with gateway(tmp_path, level) as (hw, executor):
+        hw.register_action(spec("pinned", path))
+        hw.register_action(spec("pinned", path, description="version 2"))
+        # When callers alternate between the latest version and one pinned to version 1
+        latest = {hw.call_sync("pinned", "check").ret["imported"] for _ in range(3)}
+        pinned = {hw.call_sync("pinned", "check", version=1).ret["imported"] for _ in range(3)}
+        latest |= {hw.call_sync("pinned", "check").ret["imported"] for _ in range(2)}
+        pinned |= {hw.call_sync("pinned", "check", version=1).ret["imported"] for _ in range(2)}
+        # Then each version kept its one server
+        assert len(latest) == 1 and len(pinned) == 1 and latest != pinned
+        assert executor.warm.size == 2
+
+
 def test_idle_servers_stop_and_the_least_recently_used_makes_room(tmp_path: Path, level: str) -> None:
     one, two = write_action(tmp_path / "src", "one"), write_action(tmp_path / "src", "two")
     with gateway(tmp_path, level, warm_max_servers=1, warm_idle_seconds=1.0) as (hw, executor):

@@ -18,11 +18,13 @@ call waits for is one message to a process that exists: the fork and, above all,
 migration (a v1 migration waits for an RCU grace period: 1-11 ms here) are off its path.
 
 A server is never shared: its key is the project, environment, action name and digest, so a new
-version gets a new server (the old one is stopped). It is replaced after
-``HATCHWAY_WARM_MAX_CALLS`` calls, stopped after ``HATCHWAY_WARM_IDLE_SECONDS`` without one, when it
-dies, and when the gateway stops; at most ``HATCHWAY_WARM_MAX_SERVERS`` live at once (the least
-recently used idle one makes room). Secrets only ever reach a call's ``config.json``, never a
-server's environment. A server that cannot start or breaks is logged once and its calls run cold.
+version gets a new server (whose start stops the older versions' servers; a call pinned to an old
+version then starts one of its own again, and versions called side by side do not evict each
+other). It is replaced after ``HATCHWAY_WARM_MAX_CALLS`` calls, stopped after
+``HATCHWAY_WARM_IDLE_SECONDS`` without one, when it dies, and when the gateway stops; at most
+``HATCHWAY_WARM_MAX_SERVERS`` live at once (the least recently used idle one makes room). Secrets
+only ever reach a call's ``config.json``, never a server's environment. A server that cannot
+start or breaks is logged once and its calls run cold.
 """
 
 from __future__ import annotations
@@ -196,9 +198,10 @@ class Spare:
 class WarmServer:
     """One action's warm server: its process, its directory, its uid, its spare fork, its calls."""
 
-    def __init__(self, key: Key, directory: Path) -> None:
+    def __init__(self, key: Key, directory: Path, version: int = 0) -> None:
         self.key = key
         self.directory = directory
+        self.version = version
         self.proc: subprocess.Popen[bytes] | None = None
         self.confinement: Confinement | None = None
         self.control: socket.socket | None = None
@@ -341,19 +344,22 @@ class WarmPool:
                 return None
             if self._failed.get(key, 0.0) > time.monotonic():
                 return None
-            for other in list(self._servers.values()):
-                if other.key[:3] == key[:3] and other.key != key:  # a new version of the action
-                    stale += self._retire(other)
+            self._failed.pop(key, None)
             server = self._servers.get(key)
             is_new = server is None
             if server is None:
+                # a newer version's first call retires the servers of older ones (once: a call pinned
+                # to an old version later starts its own, which then lives as long as it is used)
+                for other in list(self._servers.values()):
+                    if other.key[:3] == key[:3] and other.version < invocation.version:
+                        stale += self._retire(other)
                 if len(self._servers) >= self.limits.max_servers:
                     idle = next((s for s in self._servers.values() if s.busy == 0 and s.ready.is_set()), None)
                     if idle is None:
                         self._stop_later(stale)
                         return None  # every server is busy: no room, this call runs cold
                     stale += self._retire(idle)
-                server = WarmServer(key, self.work_dir / f"warm-{uuid.uuid4().hex[:16]}")
+                server = WarmServer(key, self.work_dir / f"warm-{uuid.uuid4().hex[:16]}", invocation.version)
                 self._servers[key] = server
             self._servers.move_to_end(key)
             server.busy += 1
