@@ -46,10 +46,12 @@ ECHO = ["/bin/echo", "{}"]
 
 @contextlib.contextmanager
 def sync_sampler(
-    server: Server, name: str, argv: list[str], failed: list[bytes], limit: int
+    server: Server, name: str, argv: list[str], failed: list[bytes], limit: int, warm: bool = False
 ) -> Iterator[Callable[[], float]]:
-    """Latency (ms) of one sync call of ``argv`` through ``server`` per call, on one keep-alive connection."""
-    server.register({"name": name, "sync_actions": ["call"], "container_parameters": {"entry_point": argv}})
+    """Latency (ms) of one sync call of ``argv`` through ``server`` per call, on one keep-alive connection
+    (``warm``: the action answers from a warm server)."""
+    spec = {"name": name, "sync_actions": ["call"], "container_parameters": {"entry_point": argv}}
+    server.register({**spec, "warm": True} if warm else spec)
     raw = request_bytes("POST", f"/v1/projects/{PROJECT}/actions/{name}/sync/call", {"parameters": {}})
     conn = server.connect()
 

@@ -38,6 +38,10 @@ ENV_VARS: dict[str, str] = {
     "HATCHWAY_LAMBDA_RIE": "path of the Lambda Runtime Interface Emulator (default: found in aws-sam-cli)",
     "HATCHWAY_LAMBDA_POOL_SIZE": "warm Lambda containers per action version at most (default 4)",
     "HATCHWAY_LAMBDA_IDLE_SECONDS": "a warm Lambda container idle this long is stopped (default 300)",
+    "HATCHWAY_WARM_MAX_SERVERS": "warm Python servers kept at once for actions with warm: true (default 8; 0: off)",
+    "HATCHWAY_WARM_MAX_CALLS": "calls a warm server answers before a fresh one replaces it (default 1000)",
+    "HATCHWAY_WARM_IDLE_SECONDS": "a warm server idle this long is stopped (default 300)",
+    "HATCHWAY_WARM_START_SECONDS": "how long a warm server may take to be ready, else the call runs cold (default 10)",
     "HATCHWAY_BOOTSTRAP_TOKEN": "the global admin token; generated into $HATCHWAY_HOME/token if unset",
     "HATCHWAY_SYNC_TIMEOUT_SECONDS": "limit of a sync action call, at most 30",
     "HATCHWAY_SYNC_CONCURRENCY": "sync calls running at once before 429 answers",
@@ -339,6 +343,11 @@ class ExecutorSettings:
     lambda_rie_path: str | None = None
     lambda_pool_size: int = 4
     lambda_idle_seconds: float = 300.0
+    # warm Python servers for sync calls of actions that opt in (process executor)
+    warm_max_servers: int = 8
+    warm_max_calls: int = 1000
+    warm_idle_seconds: float = 300.0
+    warm_start_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ExecutorSettings:
@@ -354,6 +363,10 @@ class ExecutorSettings:
             lambda_rie_path=env.get("HATCHWAY_LAMBDA_RIE") or None,
             lambda_pool_size=_int(env, "HATCHWAY_LAMBDA_POOL_SIZE", 4, 1),
             lambda_idle_seconds=_float(env, "HATCHWAY_LAMBDA_IDLE_SECONDS", 300.0),
+            warm_max_servers=_int(env, "HATCHWAY_WARM_MAX_SERVERS", 8, 0),
+            warm_max_calls=_int(env, "HATCHWAY_WARM_MAX_CALLS", 1000, 1),
+            warm_idle_seconds=_float(env, "HATCHWAY_WARM_IDLE_SECONDS", 300.0),
+            warm_start_seconds=_float(env, "HATCHWAY_WARM_START_SECONDS", 10.0),
         )
 
 

@@ -164,6 +164,38 @@ class ConfinedHarness(Harness):
         return build_placement(self.settings, sync=executor)
 
 
+class WarmHarness(ConfinedHarness):
+    """Sync calls as forks of a warm server of behave.py written with ``hatchway.runtime``
+    (``"warm": true``), at the machine's default sandbox level."""
+
+    name = "process-warm"
+
+    def placement(self) -> Any:
+        placement = super().placement()
+        self.executor = placement.sync
+        return placement
+
+    def spec(self, **fields: Any) -> dict[str, Any]:
+        import sys
+
+        from tests.functional.actions import BEHAVE_HW
+
+        command = {"container_parameters": {"entry_point": [sys.executable], "command": [BEHAVE_HW]}}
+        return behave(NAME, **{"warm": True, **command, **fields})
+
+    @property
+    def warm_calls(self) -> int:
+        """Calls the warm servers took so far (a call that fell back to a cold start is not one)."""
+        return int(self.executor.warm.served)
+
+
+class UnconfinedWarmHarness(WarmHarness):
+    """Warm sync calls of unconfined host processes (``HATCHWAY_SANDBOX=none``: no prologue, no cgroups)."""
+
+    name = "process-warm-none"
+    overrides = {"sandbox": "none"}
+
+
 class AwsHarness(Harness):
     """Engines on moto: clients of one session, the infrastructure template.yaml would make."""
 
@@ -270,6 +302,8 @@ class LocalLambdaHarness(DockerHarness):
 HARNESSES: dict[str, type[Harness]] = {
     "process": Harness,
     "process-confined": ConfinedHarness,
+    "process-warm": WarmHarness,
+    "process-warm-none": UnconfinedWarmHarness,
     "lambda": LambdaHarness,
     "batch": BatchHarness,
     "ecs": EcsHarness,

@@ -22,7 +22,7 @@ import pytest
 
 from hatchway.domain.runs import Mode
 from hatchway.runtime.redact import HIDDEN
-from tests.contract.engines import HARNESSES, Harness, Outcome
+from tests.contract.engines import HARNESSES, Harness, Outcome, WarmHarness
 from tests.helpers import processes_with, wait_until
 
 SECRET = "s3cr3t/Value+with spaces&more"  # every spelling differs: raw, base64, JSON, URL
@@ -213,9 +213,12 @@ NO_SIGNAL_ON_LAMBDA = "an Invoke's function error is the exit path X04 covers"
 ONLY_SYNC = "a container Lambda answers sync calls only (runs of lambda-local go to docker)"
 ONLY_RUNS = "Batch and ECS run async runs only"
 NO_CANCEL = "an Invoke cannot be cancelled"
+ONLY_WARM_SYNC = "warm servers answer sync calls only; runs start cold (the process engines cover them)"
 NO_MEMORY_LIMIT = {
     "process": "an unconfined host process has no memory limit",
     "process-confined": "no cgroups here: nothing enforces compute_requirements.memory on host processes",
+    "process-warm": "no cgroups here: nothing enforces compute_requirements.memory on a warm call",
+    "process-warm-none": "an unconfined host process has no memory limit",
     "lambda": "moto runs no function: nothing enforces its memory",
     "lambda-local": "not measured here for warm container Lambdas (docker covers the container limit)",
     "batch": "moto runs no job: the container side here is a host process",
@@ -248,6 +251,8 @@ CASES = [
 ENGINES = [
     "process",
     "process-confined",
+    "process-warm",
+    "process-warm-none",
     pytest.param("lambda", marks=pytest.mark.aws),
     pytest.param("batch", marks=pytest.mark.aws),
     pytest.param("ecs", marks=pytest.mark.aws),
@@ -255,6 +260,9 @@ ENGINES = [
     pytest.param("lambda-local", marks=pytest.mark.docker),
 ]
 MODES = {"lambda": SYNC, "lambda-local": SYNC, "batch": RUN, "ecs": RUN}
+MODES |= {"process-warm": SYNC, "process-warm-none": SYNC}
+#: cases whose sync call cannot run warm and must fall back to a cold start (its action cannot start)
+COLD_ON_WARM = {"X16"}
 
 
 @pytest.fixture(scope="module")
@@ -302,7 +310,8 @@ def harness_for(engine: str, case: Case, mode: Mode, tmp_path: Path, request: py
         if engine == "lambda-local" and not os.environ.get("HATCHWAY_LAMBDA_RIE"):
             pytest.skip("no Lambda Runtime Interface Emulator (HATCHWAY_LAMBDA_RIE is not set)")
     if mode not in MODES.get(engine, BOTH):
-        pytest.skip({"lambda": ONLY_SYNC, "lambda-local": ONLY_SYNC, "batch": ONLY_RUNS, "ecs": ONLY_RUNS}[engine])
+        skips = {"lambda": ONLY_SYNC, "lambda-local": ONLY_SYNC, "batch": ONLY_RUNS, "ecs": ONLY_RUNS}
+        pytest.skip(skips.get(engine, ONLY_WARM_SYNC))
     if engine in case.unsupported:
         pytest.skip(case.unsupported[engine])
     context: dict[str, Any] = {}
@@ -313,7 +322,7 @@ def harness_for(engine: str, case: Case, mode: Mode, tmp_path: Path, request: py
     try:
         harness = HARNESSES[engine](tmp_path / "home", case.limits, context)
     except Exception as exc:  # the machine offers no confinement level
-        if engine != "process-confined":
+        if engine not in ("process-confined", "process-warm"):
             raise
         pytest.skip(f"no confinement level here ({exc})")
     return harness
@@ -352,6 +361,8 @@ def test_the_contract(engine: str, case: Case, mode: Mode, tmp_path: Path, reque
             outcome = harness.run(params, during, **case.request)
         # Then it ends as the contract says
         case.expect(outcome, mode)
+        if isinstance(harness, WarmHarness):  # and it really ran warm (or, where it cannot, cold)
+            assert harness.warm_calls == (0 if case.id in COLD_ON_WARM else outcome.attempts), harness.warm_calls
         if case.tree:  # and nothing of the action outlives it (SIGKILL after the grace)
             wait_until(lambda: not processes_with(f"sleep {seconds}"), timeout=10, what="the action's tree to end")
     finally:
@@ -360,7 +371,7 @@ def test_the_contract(engine: str, case: Case, mode: Mode, tmp_path: Path, reque
 
 def _memory_limited(engine: str) -> bool:
     """Whether ``engine`` enforces ``compute_requirements.memory`` here (cgroups for host processes)."""
-    if engine != "process-confined":
+    if engine not in ("process-confined", "process-warm"):
         return engine == "docker"
     from hatchway.executors.sandbox import Cgroups, cgroup_owner_name
 

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 BEHAVE = str(Path(__file__).resolve().parents[1] / "actions" / "behave.py")
+#: behave.py as a ``hatchway.runtime`` action (``hw.main()``), which may run warm
+BEHAVE_HW = str(Path(__file__).resolve().parents[1] / "actions" / "behave_hw.py")
 PARAMETERS = [
     {"name": "behaviour", "default": "ok"},
     {"name": "seconds"},

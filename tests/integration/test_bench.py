@@ -12,7 +12,7 @@ import pytest
 from tests.helpers import REPO
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-FIGURES = {"P1", "P2", "P4", "P5", "P6", "P9"}
+FIGURES = {"P1", "P2", "P3", "P4", "P5", "P6", "P9"}
 PEERS = {"P1-PEERS", "P2-PEERS", "P4-PEERS", "P5-PEERS"}
 
 

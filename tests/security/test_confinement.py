@@ -6,7 +6,8 @@ another run's workspace (its decrypted parameters) and the gateway's source, rea
 environment (the bootstrap token), signal it, and open a TCP connection without
 ``"network": true``; and a run that leaves links to the key file where the gateway collects its
 outputs. Each level of ``HATCHWAY_SANDBOX`` is held to what it promises (README, "Confinement of
-host actions"); the default level of this machine to all of it.
+host actions"); the default level of this machine to all of it, also for the Python probe as a
+warm action (each call a fork of a server started confined).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def write(path):
     with open(path, "w") as handle:
         handle.write("pwned")
 def others(folder):
-    own = os.path.basename(os.environ["HATCHWAY_DATA_DIR"])
+    # (a warm call's workspace lies inside its server's directory: that entry is its own)
+    own = os.path.relpath(os.environ["HATCHWAY_DATA_DIR"], folder).split(os.sep)[0]
     if not [name for name in os.listdir(folder) if name != own]:
         raise OSError("nothing but its own")
 def attempt(check):
@@ -85,6 +87,26 @@ printf '"read_victim":"%s","list_victim":"%s","read_source":"%s","read_gateway_e
 printf '"own_workspace":"%s","system":"%s"}\n' \
   "$(r sh -c 'echo x > "$HATCHWAY_DATA_DIR/out/mine-sh"')" "$(r cat /etc/passwd)"
 """
+#: the Python probe as a warm action (``hatchway.runtime``): each call a fork of a server that
+#: imported it; says whether it ran as a fork (else the call fell back to a cold start)
+WARM_PROBE = f"""
+import contextlib, io, json, os
+from hatchway import runtime as hw
+
+PROBE = {PYTHON_PROBE!r}
+IMPORTED_BY = os.getpid()
+
+
+@hw.sync_action("check")
+def check(ctx):
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(PROBE, {{"__name__": "probe"}})
+    return {{**json.loads(printed.getvalue()), "forked": os.getpid() != IMPORTED_BY}}
+
+
+hw.main()
+"""
 #: leaves links to the gateway's files where the gateway collects a run's outputs
 LINKER = r"""
 cd "$HATCHWAY_DATA_DIR/out" && mkdir -p files &&
@@ -120,9 +142,11 @@ def listener() -> Iterator[int]:
 class Attack:
     """Everything a tenant tries against one gateway, and what came of it."""
 
-    def __init__(self, server: LiveServer, port: int) -> None:
+    def __init__(self, server: LiveServer, port: int, warm: bool = False) -> None:
         self.server = server
         self.port = port
+        #: also attack with the Python probe as a warm action (where actions can import hatchway.runtime)
+        self.warm = warm
         self.home = str(server.home)
 
     def __call__(self) -> dict[str, dict[str, str]]:
@@ -143,6 +167,10 @@ class Attack:
                 found["shell"] = hw.call_sync("shell-probe", "check")["ret"]
                 hw.register_action({**spec, "name": "online", "metadata": {"network": True}})
                 found["online"] = hw.call_sync("online", "check", params)["ret"]
+                if self.warm:
+                    command = {"entry_point": ["python3", "-c"], "command": [WARM_PROBE]}
+                    hw.register_action({**spec, "name": "warm-probe", "warm": True, "container_parameters": command})
+                    found["warm"] = [hw.call_sync("warm-probe", "check", params)["ret"] for _ in range(2)]
                 found["outputs"] = self._links(hw)
             finally:
                 hw.cancel_run(victim_run)
@@ -191,6 +219,12 @@ def assert_outputs_kept_home(found: dict[str, Any]) -> None:
     assert found["outputs"] == {"ret": None, "exports": None, "leaked": False, "artifacts": False}
 
 
+def assert_warm_probe_reached_nothing(found: dict[str, Any]) -> None:
+    """Both calls of the warm probe ran as forks of its server and reached nothing."""
+    for call in found["warm"]:
+        assert call.pop("forked") is True and call == NOTHING
+
+
 def banner(server: LiveServer) -> list[str]:
     """The banner's two lines on the sandbox: the level, and what an action can reach."""
     lines = server.log().splitlines()
@@ -198,11 +232,11 @@ def banner(server: LiveServer) -> list[str]:
     return [lines[at].strip(), lines[at + 1].strip()]
 
 
-def attack(tmp_path: Path, port: int, sandbox: str) -> tuple[dict[str, Any], list[str]]:
+def attack(tmp_path: Path, port: int, sandbox: str, warm: bool = False) -> tuple[dict[str, Any], list[str]]:
     """The attack against a root-started gateway at ``sandbox``: what it found, and the banner."""
     server = LiveServer(tmp_path / "home", HATCHWAY_SANDBOX=sandbox, **FAST).start()
     try:
-        return Attack(server, port)(), banner(server)
+        return Attack(server, port, warm)(), banner(server)
     finally:
         server.stop()
 
@@ -213,12 +247,14 @@ def attack(tmp_path: Path, port: int, sandbox: str) -> tuple[dict[str, Any], lis
 )
 def test_the_default_level_keeps_every_secret_out_of_reach(tmp_path: Path, listener: int) -> None:
     # Given a gateway on this machine's default sandbox, when a tenant's actions attack it
-    found, (level, reach) = attack(tmp_path, listener, "auto")
+    found, (level, reach) = attack(tmp_path, listener, "auto", warm=True)
     # Then the probes reached nothing but their own workspace and the system
     assert probed(found) == expect(NOTHING), level
     # and the same probe reaches the network when its metadata allows it (the check is real)
     assert found["online"]["tcp_connect"] == "reached"
     assert_outputs_kept_home(found)
+    # and as a warm action, forked from a server that started confined, it reaches no more
+    assert_warm_probe_reached_nothing(found)
     # and the banner names the level and what an action can reach
     assert level.startswith("sandbox   ") and "none" not in level
     assert "the home" in reach and "other workspaces" in reach
@@ -227,9 +263,10 @@ def test_the_default_level_keeps_every_secret_out_of_reach(tmp_path: Path, liste
 @pytest.mark.skipif(not HAS_LANDLOCK, reason="this kernel offers no Landlock (Linux >= 5.13)")
 @pytest.mark.skipif(not IS_ROOT, reason="the gateway drops to a uid of the action's own only as root")
 def test_landlock_with_a_uid_per_attempt(tmp_path: Path, listener: int) -> None:
-    found, (level, _) = attack(tmp_path, listener, "landlock")
+    found, (level, _) = attack(tmp_path, listener, "landlock", warm=True)
     assert probed(found) == expect(NOTHING)
     assert_outputs_kept_home(found)
+    assert_warm_probe_reached_nothing(found)
     assert level.startswith("sandbox   landlock: landlock ABI") and "a uid of its own per attempt" in level
 
 

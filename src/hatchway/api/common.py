@@ -19,6 +19,7 @@ from hatchway.api.models import ENVIRONMENT_PATTERN
 from hatchway.domain.records import MAX_PAGE, Page
 from hatchway.domain.tenants import DEFAULT_ENVIRONMENT, Principal
 from hatchway.errors import InternalError, ValidationFailed
+from hatchway.runtime.contract import LAMBDA_RESPONSE_BYTES, encoded_size
 from hatchway.services.auth import Auth
 
 if TYPE_CHECKING:
@@ -68,11 +69,14 @@ def page_answer(
     page = fetch(limit)
     while True:
         parts: list[str] = []
-        size = PAGE_OVERHEAD
+        size = encoded = PAGE_OVERHEAD
         for item in page.items:
             text = dumps(present(item))
             size += (len(text) if text.isascii() else len(text.encode())) + 1
-            if size > max_bytes:
+            # the page must also fit Lambda's response once its body is a JSON string in the
+            # function's answer (escaped; the API answers alike on every backend: api.app.finished)
+            encoded += encoded_size(text) - 1
+            if size > max_bytes or encoded > LAMBDA_RESPONSE_BYTES:
                 break
             parts.append(text)
         else:

@@ -3,7 +3,7 @@
 The fields and rules are those of Roboto's ``action.json`` (compute table, ``image_uri`` xor
 ``docker_config``, ``inherits`` exclusivity, parameter defaults coerced to strings, timeout in
 minutes), where its documentation and its SDK disagree the documentation wins, plus hatchway's own
-``sync_actions`` and ``retry``. Unknown fields are refused with the field named.
+``sync_actions``, ``retry`` and ``warm``. Unknown fields are refused with the field named.
 
 A spec is *normalised* by validating it and dumping it back without ``null`` fields; its digest is
 SHA-256 over the canonical JSON (sorted keys, no whitespace, UTF-8) of that normal form, so two
@@ -238,6 +238,14 @@ class ActionSpec(_Model):
     retry: RetryPolicy | None = None
     parameters_schema: dict[str, Any] | None = None
     http: HttpCall | None = None
+    warm: bool | None = Field(
+        default=None,
+        description=(
+            "answer sync calls from a warm server: the action's process, started once, imports its code and "
+            "forks per call (a Python action ending in hatchway.runtime.main(); the process executor only - "
+            "Docker and AWS ignore it)"
+        ),
+    )
 
     @field_validator("name")
     @classmethod

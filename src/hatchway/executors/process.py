@@ -33,6 +33,7 @@ import stat
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 from hatchway.config import Settings
@@ -45,8 +46,9 @@ from hatchway.executors.journal import recover as recover_journals
 from hatchway.executors.sandbox import Confinement, Sandbox, reachable_by_others, signal_of
 from hatchway.executors.spares import Spares
 from hatchway.executors.uids import UidPool
+from hatchway.executors.warm import WarmBroken, WarmLimits, WarmPool, WarmServer, is_warm_call, start_server
 from hatchway.runtime.contract import OutputCollector, Workspace
-from hatchway.runtime.spawn import Janitor, ProcessReaper, enable_subreaper, spawn
+from hatchway.runtime.spawn import Janitor, Launch, ProcessReaper, enable_subreaper, spawn
 
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -67,6 +69,7 @@ class ProcessExecutor(BaseAttemptExecutor):
         kill_grace_seconds: float = 5.0,
         sandbox: Sandbox | None = None,
         journal_dir: Path | None = None,
+        warm: WarmLimits | None = None,
     ) -> None:
         self.work_dir = work_dir
         self.kill_grace_seconds = kill_grace_seconds
@@ -84,12 +87,18 @@ class ProcessExecutor(BaseAttemptExecutor):
         self._me = f"{os.getpid()}-{start_time(os.getpid())}"
         self.journal = Journal(self._pids, self._me)
         self.spares = Spares(work_dir, self._me)
+        self.warm = WarmPool(warm or WarmLimits(), self.sandbox, work_dir, self.journal, self._start_warm)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ProcessExecutor:
-        return cls(
-            settings.work_dir, settings.runs.kill_grace_seconds, Sandbox.from_settings(settings), settings.journal_dir
+        warm = WarmLimits(
+            settings.executors.warm_max_servers,
+            settings.executors.warm_max_calls,
+            settings.executors.warm_idle_seconds,
+            settings.executors.warm_start_seconds,
         )
+        sandbox = Sandbox.from_settings(settings)
+        return cls(settings.work_dir, settings.runs.kill_grace_seconds, sandbox, settings.journal_dir, warm)
 
     def check(self, spec: ActionSpec, invoked: str) -> None:
         if not spec.argv:
@@ -142,6 +151,18 @@ class ProcessExecutor(BaseAttemptExecutor):
         return base / workdir if workdir else base
 
     def execute(self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event) -> AttemptResult:
+        if is_warm_call(invocation):
+            server = self.warm.lease(invocation)
+            if server is not None:
+                try:
+                    return self._execute_warm(server, invocation, collector, cancel)
+                except WarmBroken:
+                    pass  # logged by the pool: this call runs cold
+        return self._execute_cold(invocation, collector, cancel)
+
+    def _execute_cold(
+        self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event
+    ) -> AttemptResult:
         workspace = Workspace(self.work_dir, f"{invocation.run_id}-{invocation.attempt}")
         started = time.monotonic()
         uids = self.sandbox.uids
@@ -150,21 +171,14 @@ class ProcessExecutor(BaseAttemptExecutor):
             return AttemptResult(platform_error="every uid of HATCHWAY_SANDBOX_UIDS is in use by an attempt")
         # the journal comes first: a gateway killed at any later point leaves nothing recovery misses
         self.journal.began(workspace.path.name)
-        is_reusable = False  # the workspace may go back to the spares: its processes are known gone
+        outcome: list[bool] = []  # whether the workspace may go back to the spares
         confinement: Confinement | None = None
         handover = UidHandover(uids, uid)
         try:
             self._prepare(workspace, invocation, uid)
-            env = invocation.environment_for(str(workspace.path))
-            env.setdefault("PATH", self._path)
-            env.setdefault("HOME", str(workspace.path))
-            env.setdefault("TMPDIR", str(workspace.tmp))
-            env.setdefault("LANG", "C.UTF-8")
-            env.setdefault("PYTHONUNBUFFERED", "1")
-            spec = invocation.spec
-            argv = self.sandbox.python.argv(spec.argv, env)
-            cwd = self._cwd(spec, workspace.path)
-            confinement = self.sandbox.confine(argv, spec, workspace.path, cwd, workspace.path.name, uid)
+            env, argv = self._environment(invocation, workspace)
+            cwd = self._cwd(invocation.spec, workspace.path)
+            confinement = self.sandbox.confine(argv, invocation.spec, workspace.path, cwd, workspace.path.name, uid)
         except OSError as exc:
             if confinement is not None:
                 confinement.release()
@@ -174,57 +188,138 @@ class ProcessExecutor(BaseAttemptExecutor):
                 uids.give(uid, is_clean=True)  # nothing ran as it
             return AttemptResult(platform_error=f"could not prepare the workspace ({exc.strerror or exc})")
         try:
-            oom: list[bool] = []
-            confined = confinement
-
-            def finished() -> None:
-                # called before spawn returns when the group ended with the action, else by the reaper
-                oom.append(confined.oom_killed())
-                confined.kill()  # what escaped the process group goes now, the cgroups a moment later
-                self.janitor.later(lambda: self._release(confined, handover))
-
-            spawned_after = boot_ticks()
-            ended = spawn(
-                confinement.argv,
-                cwd=cwd,
-                env=env,
-                seconds=invocation.seconds_left,
-                on_output=collector.feed,
-                is_cancelled=cancel.is_set,
-                on_tick=collector.tick,
-                kill_grace=self.kill_grace_seconds,
-                reaper=self.reaper,
-                on_start=lambda pid: self.journal.started(workspace.path.name, pid, spawned_after),
-                on_finished=finished,
-                launch=confinement.launch if confinement.is_confined else None,
-            )
-            is_reusable = bool(oom) and not (ended.timed_out or ended.cancelled)
-            start_error = ended.start_error or confinement.start_error(spec.argv[0])
-            if start_error:
-                collector.system(f"cannot start the action: {start_error}")
-            signal = ended.signal
-            if signal is None and confinement.is_bwrap and not start_error:
-                # bubblewrap's init reports its child's death by signal N as exit code 128+N (as a
-                # shell does) and gives nothing else to tell it apart: an action that itself exits
-                # 129..192 under bubblewrap reads as killed by a signal. The other levels exec the
-                # action in place and see its real wait status, so there the two stay apart.
-                signal = signal_of(ended.exit_code)
-            execution = AttemptResult(
-                exit_code=ended.exit_code,
-                signal=signal,
-                timed_out=ended.timed_out,
-                cancelled=ended.cancelled,
-                oom=bool(oom and oom[0]),
-            )
-            if execution.exit_code == 0 and not (execution.cancelled or execution.timed_out):
-                read_outputs(workspace, execution, invocation.output_mode)
-            execution.duration_ms = int((time.monotonic() - started) * 1000)
-            if invocation.before_cleanup is not None and not execution.timed_out:
-                invocation.before_cleanup(workspace.path)
-            return execution
+            launch = confinement.launch if confinement.is_confined else None
+            return self._run(invocation, collector, cancel, workspace, workspace.path.name, confinement, handover,
+                             env, cwd, started, launch, outcome)  # fmt: skip
         finally:
             workspace.discard_parameters()  # the decrypted parameters go at once, the directories a moment later
+            is_reusable = bool(outcome and outcome[0])
             self.janitor.later(lambda: self._clean_up(workspace, is_reusable, uid, handover))
+
+    def _execute_warm(
+        self, server: WarmServer, invocation: Invocation, collector: OutputCollector, cancel: threading.Event
+    ) -> AttemptResult:
+        """The call as a fork of ``server``, in a workspace inside the server's directory; WarmBroken
+        (the server released as broken, nothing of the call left) when the server does not take it."""
+        workspace = Workspace(server.directory, f"{invocation.run_id}-{invocation.attempt}-{uuid.uuid4().hex[:8]}")
+        started = time.monotonic()
+        # a name with a '/': recovery kills the call's group and leaves the files to the server's entry
+        name = f"{server.directory.name}/{workspace.path.name}"
+        self.journal.began(name)
+        spare = None
+        try:
+            self._prepare(workspace, invocation, server.uid)
+            env, _ = self._environment(invocation, workspace)
+            cwd = self._cwd(invocation.spec, workspace.path)
+            spare = server.take()
+            child = spare.start(cwd, env)
+        except (OSError, WarmBroken) as exc:
+            if spare is not None:
+                spare.discard()
+            workspace.remove()
+            self.journal.ended(name)
+            self.warm.release(server, is_broken=True)
+            raise WarmBroken(str(exc)) from exc
+        outcome: list[bool] = []
+        try:
+            handover = UidHandover(None, None)  # the uid is the server's
+            return self._run(invocation, collector, cancel, workspace, name, spare.confinement, handover,
+                             env, cwd, started, lambda argv, options: child, outcome)  # fmt: skip
+        finally:
+            workspace.discard_parameters()
+            is_reusable = bool(outcome and outcome[0])
+            self.janitor.later(lambda: self._clean_up(workspace, is_reusable, server.uid, journal_name=name))
+            self.warm.release(server)
+
+    def _environment(self, invocation: Invocation, workspace: Workspace) -> tuple[dict[str, str], list[str]]:
+        """A call's environment (the contract's, never parameters) and the argv that runs its command."""
+        env = invocation.environment_for(str(workspace.path))
+        env.setdefault("PATH", self._path)
+        env.setdefault("HOME", str(workspace.path))
+        env.setdefault("TMPDIR", str(workspace.tmp))
+        env.setdefault("LANG", "C.UTF-8")
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env, self.sandbox.python.argv(invocation.spec.argv, env)
+
+    def _start_warm(self, server: WarmServer, invocation: Invocation) -> None:
+        """Start the action's warm server: its command, confined as a cold attempt, with the environment
+        a cold attempt gets minus what belongs to one call (the run, the data directory, parameters)."""
+        spec = invocation.spec
+        container = spec.container_parameters
+        env = dict(container.env_vars or {}) if container else {}
+        env.setdefault("PATH", self._path)
+        env.setdefault("LANG", "C.UTF-8")
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        argv = self.sandbox.python.argv(spec.argv, env)
+        seconds = min(self.warm.limits.start_seconds, max(0.0, invocation.seconds_left / 2))
+        cwd = self._cwd(spec, server.directory)
+        start_server(server, spec, argv, cwd, env, self.sandbox, self.journal, seconds)
+
+    def _run(
+        self,
+        invocation: Invocation,
+        collector: OutputCollector,
+        cancel: threading.Event,
+        workspace: Workspace,
+        name: str,
+        confinement: Confinement,
+        handover: UidHandover,
+        env: dict[str, str],
+        cwd: Path,
+        started: float,
+        launch: Launch | None,
+        outcome: list[bool],
+    ) -> AttemptResult:
+        """Run the prepared attempt to its end; ``outcome`` gets whether its workspace may be reused."""
+        spec = invocation.spec
+        oom: list[bool] = []
+        confined = confinement
+
+        def finished() -> None:
+            # called before spawn returns when the group ended with the action, else by the reaper
+            oom.append(confined.oom_killed())
+            confined.kill()  # what escaped the process group goes now, the cgroups a moment later
+            self.janitor.later(lambda: self._release(confined, handover))
+
+        spawned_after = boot_ticks()
+        ended = spawn(
+            confinement.argv,
+            cwd=cwd,
+            env=env,
+            seconds=invocation.seconds_left,
+            on_output=collector.feed,
+            is_cancelled=cancel.is_set,
+            on_tick=collector.tick,
+            kill_grace=self.kill_grace_seconds,
+            reaper=self.reaper,
+            on_start=lambda pid: self.journal.started(name, pid, spawned_after),
+            on_finished=finished,
+            launch=launch,
+        )
+        outcome.append(bool(oom) and not (ended.timed_out or ended.cancelled))
+        start_error = ended.start_error or confinement.start_error(spec.argv[0])
+        if start_error:
+            collector.system(f"cannot start the action: {start_error}")
+        signal = ended.signal
+        if signal is None and confinement.is_bwrap and not start_error:
+            # bubblewrap's init reports its child's death by signal N as exit code 128+N (as a
+            # shell does) and gives nothing else to tell it apart: an action that itself exits
+            # 129..192 under bubblewrap reads as killed by a signal. The other levels exec the
+            # action in place and see its real wait status, so there the two stay apart.
+            signal = signal_of(ended.exit_code)
+        execution = AttemptResult(
+            exit_code=ended.exit_code,
+            signal=signal,
+            timed_out=ended.timed_out,
+            cancelled=ended.cancelled,
+            oom=bool(oom and oom[0]),
+        )
+        if execution.exit_code == 0 and not (execution.cancelled or execution.timed_out):
+            read_outputs(workspace, execution, invocation.output_mode)
+        execution.duration_ms = int((time.monotonic() - started) * 1000)
+        if invocation.before_cleanup is not None and not execution.timed_out:
+            invocation.before_cleanup(workspace.path)
+        return execution
 
     def _prepare(self, workspace: Workspace, invocation: Invocation, uid: int | None) -> None:
         """Make (or take from the spares) the attempt's workspace, owned by ``uid``, with its inputs."""
@@ -249,13 +344,14 @@ class ProcessExecutor(BaseAttemptExecutor):
         is_reusable: bool = False,
         uid: int | None = None,
         handover: UidHandover | None = None,
+        journal_name: str | None = None,
     ) -> None:
         if not (is_reusable and self.spares.give(workspace, uid)):
             workspace.remove()
         if handover is not None:
             handover.cleaned_up()
         # the journal hears last: a crash before this leaves the attempt open, and recovery removes it
-        self.journal.ended(workspace.path.name)
+        self.journal.ended(journal_name or workspace.path.name)
 
     def recover(self) -> int:
         """Kill actions left running by a gateway that died on this home; how many groups were killed."""
@@ -273,6 +369,7 @@ class ProcessExecutor(BaseAttemptExecutor):
         return killed
 
     def close(self) -> None:
+        self.warm.close()
         self.reaper.stop()
         self.janitor.close()
         self.spares.close()

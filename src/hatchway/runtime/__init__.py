@@ -151,8 +151,21 @@ def run_action(fn: F) -> F:
 
 
 def main(handlers: dict[str, Handler] | None = None) -> None:
-    """Dispatch to the handler of the invoked action and exit by the contract's codes."""
+    """Dispatch to the handler of the invoked action and exit by the contract's codes.
+
+    Started as a warm server (``"warm": true`` in ``action.json``, on a gateway that keeps them),
+    it serves calls instead, each in a fork of this process that does the same
+    (:mod:`hatchway.runtime.warm`); elsewhere - cold, in Docker, on AWS - it runs the one call.
+    """
     table = {**_handlers, **(handlers or {})}
+    if os.environ.get("HATCHWAY_WARM_FD"):  # (warm.WARM_FD; its module is imported only when warm)
+        from hatchway.runtime import warm
+
+        warm.serve(lambda: _exit_code(table))
+    _dispatch(table)
+
+
+def _dispatch(table: dict[str, Handler]) -> None:
     try:
         ctx = context()
         handler = table.get(ctx.action)
@@ -171,3 +184,18 @@ def main(handlers: dict[str, Handler] | None = None) -> None:
         traceback.print_exc()
         sys.exit(2)
     sys.exit(0)
+
+
+def _exit_code(table: dict[str, Handler]) -> int:
+    """:func:`_dispatch` as an exit code, the way the interpreter turns a ``SystemExit`` into one."""
+    try:
+        _dispatch(table)
+    except SystemExit as exc:
+        code = exc.code
+        if code is None:
+            return 0
+        if isinstance(code, int):
+            return code & 0xFF
+        print(code, file=sys.stderr)
+        return 1
+    return 0

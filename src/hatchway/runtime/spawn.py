@@ -348,7 +348,10 @@ def _collect(
     for fd, stream in streams.items():
         os.set_blocking(fd, False)
         selector.register(fd, selectors.EVENT_READ, stream)
-    pidfd = os.pidfd_open(proc.pid)
+    # a launch may return a stand-in for a process that is not our child (a fork of a warm server,
+    # which reaps it): it hands over a pidfd opened while the process was sure to exist
+    open_pidfd = getattr(proc, "open_pidfd", None)
+    pidfd = open_pidfd() if open_pidfd is not None else os.pidfd_open(proc.pid)
     selector.register(pidfd, selectors.EVENT_READ, "exit")
     open_streams = set(streams)
     exited_at: float | None = None
