@@ -2,10 +2,10 @@
 // the offline banner, and the page for the current hash route.
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
-import { ApiError, call, projectPath, watchNetwork } from "./api";
+import { ApiError, all, call, projectPath, watchNetwork } from "./api";
 import { href, navigate, useRoute } from "./router";
 import { loadSession, saveSession, type Session } from "./session";
-import { Ctx, ErrorBox, PageTitle } from "./util";
+import { Ctx, ErrorBox, PageTitle, usePoll } from "./util";
 import { Dashboard } from "./pages/dashboard";
 import { ActionList, ActionPage } from "./pages/actions";
 import { RunList, RunPage } from "./pages/runs";
@@ -94,12 +94,19 @@ function SignIn({ onSignedIn, notice }: { onSignedIn: (s: Session) => void; noti
   );
 }
 
+interface Project {
+  id: string;
+  name: string;
+}
+
+/** The project (a picker fed by GET /v1/projects: the projects this token can see) and the
+ * environment. A gateway without that list gets a text field instead. */
 function Switcher({ session, onSwitch }: { session: Session; onSwitch: (s: Session) => void }) {
   const [error, setError] = useState<string | undefined>();
-  const submit = async (event: Event) => {
-    event.preventDefault();
-    const form = new FormData(event.currentTarget as HTMLFormElement);
-    const next = { ...session, project: String(form.get("project")).trim(), environment: String(form.get("environment")).trim() };
+  const projects = usePoll(() => all<Project>(session, "/v1/projects", {}, 1000), [session.token]);
+  const listed = projects.data && projects.data.length > 0 ? projects.data : null;
+  const choices = listed && !listed.some((p) => p.id === session.project) ? [{ id: session.project, name: session.project }, ...listed] : listed;
+  const switchTo = async (next: Session) => {
     if (!PROJECT_RE.test(next.project) || !ENV_RE.test(next.environment)) return setError("Check the project and environment.");
     try {
       await verify(next);
@@ -109,11 +116,30 @@ function Switcher({ session, onSwitch }: { session: Session; onSwitch: (s: Sessi
       setError(describe(err));
     }
   };
+  const submit = (event: Event) => {
+    event.preventDefault();
+    const form = new FormData(event.currentTarget as HTMLFormElement);
+    void switchTo({ ...session, project: String(form.get("project")).trim(), environment: String(form.get("environment")).trim() });
+  };
   return (
     <form class="switcher" onSubmit={submit} aria-label="Project and environment">
       <label>
         <span>Project</span>
-        <input name="project" defaultValue={session.project} key={session.project} size={14} required />
+        {choices ? (
+          <select
+            name="project"
+            aria-label="Project"
+            value={session.project}
+            key={session.project}
+            onChange={(e) => void switchTo({ ...session, project: e.currentTarget.value })}
+          >
+            {choices.map((p) => (
+              <option value={p.id}>{p.name === p.id ? p.id : `${p.name} · ${p.id}`}</option>
+            ))}
+          </select>
+        ) : (
+          <input name="project" defaultValue={session.project} key={session.project} size={14} required />
+        )}
       </label>
       <label>
         <span>Environment</span>
@@ -162,7 +188,10 @@ function App() {
   const [notice, setNotice] = useState<string | undefined>();
   const [online, setOnline] = useState(true);
   const [hasPipelines, setHasPipelines] = useState(false);
+  const [menuOpen, setMenuOpen] = useState(false);
   const route = useRoute();
+  // on a phone the header's menu closes once the user has gone somewhere
+  useEffect(() => setMenuOpen(false), [route.parts.join("/"), session?.project, session?.environment]);
 
   useEffect(() => {
     watchNetwork(setOnline);
@@ -241,27 +270,38 @@ function App() {
           <img src="icon.svg" alt="" width={24} height={24} />
           <span>hatchway</span>
         </a>
-        <nav aria-label="Main">
-          <ul>
-            {nav.map((item) => (
-              <li>
-                <a href={href(item.key ? [item.key] : [])} aria-current={current === item.key ? "page" : undefined}>
-                  {item.label}
-                </a>
-              </li>
-            ))}
-          </ul>
-        </nav>
-        <Switcher
-          session={session}
-          onSwitch={(s) => {
-            setSession(s);
-            navigate(href(current ? [current] : []));
-          }}
-        />
-        <button type="button" class="signout" onClick={() => signOut("Signed out.")}>
-          Sign out
+        <button
+          type="button"
+          class="menu-toggle"
+          aria-expanded={menuOpen}
+          aria-controls="top-menu"
+          onClick={() => setMenuOpen(!menuOpen)}
+        >
+          {menuOpen ? "Close menu" : "Menu"}
         </button>
+        <div id="top-menu" class={menuOpen ? "top-menu open" : "top-menu"}>
+          <nav aria-label="Main">
+            <ul>
+              {nav.map((item) => (
+                <li>
+                  <a href={href(item.key ? [item.key] : [])} aria-current={current === item.key ? "page" : undefined}>
+                    {item.label}
+                  </a>
+                </li>
+              ))}
+            </ul>
+          </nav>
+          <Switcher
+            session={session}
+            onSwitch={(s) => {
+              setSession(s);
+              navigate(href(current ? [current] : []));
+            }}
+          />
+          <button type="button" class="signout" onClick={() => signOut("Signed out.")}>
+            Sign out
+          </button>
+        </div>
       </header>
       {banner}
       <main id="main" tabIndex={-1} key={`${session.project}/${session.environment}`}>
