@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from hatchway.services.actions import ActionService
     from hatchway.services.container import ContainerAttempts
     from hatchway.services.placement import Placement
+    from hatchway.store.dynamodb import Backfilled
 
 #: store backend (``HATCHWAY_BACKEND``) -> its class
 STORES: dict[str, str] = {
@@ -542,6 +543,13 @@ def aws_bootstrap(settings: Settings, aws: AwsClients | None = None) -> Bootstra
     from hatchway.store.dynamodb import DynamoDbStore
 
     return bootstrap(settings, lambda clients: DynamoDbStore.from_settings(settings, aws=clients).create_table(), aws)
+
+
+def aws_migrate(settings: Settings, aws: AwsClients | None = None) -> Backfilled:
+    """``hatchway aws migrate``: bring the table's items written by earlier versions up to date."""
+    from hatchway.store.dynamodb import DynamoDbStore
+
+    return DynamoDbStore.from_settings(settings, aws=aws).migrate()
 
 
 # ---- Lambda functions -------------------------------------------------------------------------

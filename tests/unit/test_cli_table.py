@@ -179,6 +179,12 @@ TYPER_COMMANDS: dict[tuple[str, ...], tuple[list[str], dict[Flags, Option]]] = {
             ("--bucket",): ("bucket", VALUE, "str", False, "HATCHWAY_BUCKET", None),
         },
     ),
+    ("aws", "migrate"): (
+        [],
+        {
+            ("--table",): ("table", VALUE, "str", False, "HATCHWAY_TABLE_NAME", None),
+        },
+    ),
     ("pipelines", "apply"): (
         [],
         {
