@@ -1,6 +1,6 @@
 // The dashboard: queue and workers now (and as sampled while the page is open), runs per status
-// over the last hour or day, and the p50/p95 duration of each action - refreshed every few
-// seconds while the tab is visible.
+// over the last hour or day, the p50/p95 duration and the error rate of each action, and the
+// newest failed runs - refreshed every few seconds while the tab is visible.
 import type { ChartConfiguration } from "chart.js";
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { call, projectPath, type Page, type Run, type Stats, type Status } from "../api";
@@ -104,12 +104,6 @@ function durationChart(stats: Stats): ChartConfiguration<"bar"> {
   };
 }
 
-/** Failed runs as a share of an action's finished runs (a failure that never started is counted too). */
-function errorRate(d: Stats["durations"][number]): number {
-  const finished = Math.max(d.count, d.failed);
-  return finished ? d.failed / finished : 0;
-}
-
 function percent(rate: number): string {
   return `${(rate * 100).toFixed(rate > 0 && rate < 0.1 ? 1 : 0)}%`;
 }
@@ -122,12 +116,12 @@ function Failures({ stats, windowText }: { stats: Stats; windowText: string }) {
     [session],
     5000,
   );
-  const rates = [...stats.durations].sort((a, b) => errorRate(b) - errorRate(a) || b.failed - a.failed || a.action.localeCompare(b.action));
+  const rates = [...stats.error_rates].sort((a, b) => b.error_rate - a.error_rate || b.failed - a.failed || a.action.localeCompare(b.action));
   return (
     <div class="columns failures">
       <section class="panel" aria-labelledby="rates-title">
         <h2 id="rates-title">Error rate per action</h2>
-        <p class="muted">Failed runs of the finished ones, {windowText}.</p>
+        <p class="muted">Failed runs of those that ended on their own (successful or failed; cancelled ones are not counted), {windowText}.</p>
         {rates.length === 0 ? (
           <p class="muted">No finished runs in this window.</p>
         ) : (
@@ -149,13 +143,13 @@ function Failures({ stats, windowText }: { stats: Stats; windowText: string }) {
                     </th>
                     <td>{d.invoked}</td>
                     <td>
-                      <span class="rate" role="meter" aria-label={`Error rate of ${d.action} ${d.invoked}`} aria-valuemin={0} aria-valuemax={100} aria-valuenow={Math.round(errorRate(d) * 100)}>
-                        <span class="rate-bar" style={{ width: `${errorRate(d) * 100}%` }} />
+                      <span class="rate" role="meter" aria-label={`Error rate of ${d.action} ${d.invoked}`} aria-valuemin={0} aria-valuemax={100} aria-valuenow={Math.round(d.error_rate * 100)}>
+                        <span class="rate-bar" style={{ width: `${d.error_rate * 100}%` }} />
                       </span>{" "}
-                      {percent(errorRate(d))}
+                      {percent(d.error_rate)}
                     </td>
                     <td>
-                      {d.failed} / {Math.max(d.count, d.failed)}
+                      {d.failed} / {d.finished}
                     </td>
                   </tr>
                 ))}
