@@ -328,6 +328,7 @@ def test_the_log_is_searched_shown_raw_and_timed_while_the_run_runs(console: Con
     assert len(shown) == 11 and all("line 1" in line for line in shown)
     marks = log.locator("mark")
     assert marks.count() == 11 and set(marks.all_inner_texts()) == {"line 1"}
+    console.shot("run-log-search")
     # When the search is cleared and the raw view chosen, the log is plain text, one message a line
     page.get_by_label("Search the log").fill("")
     page.get_by_label("Raw").check()
@@ -516,6 +517,8 @@ def test_on_a_phone_the_header_folds_into_a_menu(browser: Any, server: LiveServe
     console.sign_in()
     assert console.page.get_by_role("button", name="Menu").count() == 0
     sync_api.expect(console.page.get_by_role("link", name="Runs", exact=True)).to_be_visible()
+    with server.client() as hw:  # a long project name in the picker must not widen the page
+        hw.create_project(f"a-project-with-a-rather-long-name-{time.time_ns() % 10**9}")
     tab = Console(browser, server, width=360, height=740)
     page = tab.page
     try:
