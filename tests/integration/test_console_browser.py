@@ -538,6 +538,12 @@ def test_on_a_phone_the_header_folds_into_a_menu(browser: Any, server: LiveServe
         sync_api.expect(page.locator("header").get_by_label("Project", exact=True)).to_be_visible()
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         tab.shot("narrow-menu")
+        # (Escape folds it and gives the focus back to its button, as a keyboard user expects)
+        page.get_by_role("link", name="Actions", exact=True).focus()
+        page.keyboard.press("Escape")
+        sync_api.expect(page.get_by_role("button", name="Menu")).to_be_focused()
+        sync_api.expect(page.get_by_role("link", name="Runs", exact=True)).to_be_hidden()
+        page.get_by_role("button", name="Menu").click()
         # Then choosing a page goes there and folds the menu again
         page.get_by_role("link", name="Runs", exact=True).click()
         page.get_by_role("heading", name="Runs", level=1).wait_for()

@@ -1,7 +1,7 @@
 // The console's shell: sign-in, the header with navigation and the project/environment switcher,
 // the offline banner, and the page for the current hash route.
 import { render } from "preact";
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { ApiError, all, call, projectPath, watchNetwork } from "./api";
 import { href, navigate, useRoute } from "./router";
 import { loadSession, saveSession, type Session } from "./session";
@@ -189,6 +189,7 @@ function App() {
   const [online, setOnline] = useState(true);
   const [hasPipelines, setHasPipelines] = useState(false);
   const [menuOpen, setMenuOpen] = useState(false);
+  const menuButton = useRef<HTMLButtonElement>(null);
   const route = useRoute();
   // on a phone the header's menu closes once the user has gone somewhere
   useEffect(() => setMenuOpen(false), [route.parts.join("/"), session?.project, session?.environment]);
@@ -273,13 +274,23 @@ function App() {
         <button
           type="button"
           class="menu-toggle"
+          ref={menuButton}
           aria-expanded={menuOpen}
           aria-controls="top-menu"
           onClick={() => setMenuOpen(!menuOpen)}
         >
           {menuOpen ? "Close menu" : "Menu"}
         </button>
-        <div id="top-menu" class={menuOpen ? "top-menu open" : "top-menu"}>
+        <div
+          id="top-menu"
+          class={menuOpen ? "top-menu open" : "top-menu"}
+          onKeyDown={(e) => {
+            if (e.key === "Escape" && menuOpen) {
+              setMenuOpen(false);
+              menuButton.current?.focus();
+            }
+          }}
+        >
           <nav aria-label="Main">
             <ul>
               {nav.map((item) => (

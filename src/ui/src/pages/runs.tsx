@@ -437,9 +437,11 @@ export function RunPage({ id }: { id: string }) {
               {r.status_reason && <span class="muted"> {r.status_reason}</span>}
             </p>
             {/* outside the live region: a screen reader is not told every second */}
-            <p class="run-elapsed">
-              {TERMINAL.has(r.status) ? "Took" : "Elapsed"} <Elapsed run={r} />
-            </p>
+            {r.started_at && (
+              <p class="run-elapsed">
+                {TERMINAL.has(r.status) ? "Took" : "Elapsed"} <Elapsed run={r} />
+              </p>
+            )}
             <CancelButton run={r} onDone={run.reload} />
             <RunTools run={r} />
           </div>
