@@ -367,6 +367,27 @@ def test_the_project_picker_lists_the_tokens_projects_and_survives_a_reload(
     assert page.evaluate("Object.keys(localStorage).length") == 0
 
 
+def test_a_project_token_signs_in_without_typing_its_project_and_picks_only_its_own(
+    console: Console, server: LiveServer
+) -> None:
+    page = console.page
+    with server.client() as hw:
+        team = hw.create_project(f"team-{time.time_ns() % 10**9}")
+        token = hw.create_token(["runs:read", "actions:read"], project=team.id).token
+    # Given the sign-in form with the project left empty
+    console.open()
+    page.get_by_label("Token").fill(token)
+    page.get_by_label("Project").fill("")
+    page.get_by_role("button", name="Sign in").click()
+    # Then the console opens on the token's own project
+    page.get_by_role("heading", name="Dashboard", level=1).wait_for()
+    sync_api.expect(page.locator("main p.muted").first).to_have_text(f"{team.id} · development")
+    # and the picker offers the token's projects only: its own
+    picker = page.locator("header").get_by_label("Project", exact=True)
+    sync_api.expect(picker.locator("option")).to_have_count(1)
+    assert picker.locator("option").inner_text() == f"{team.name} · {team.id}"
+
+
 def test_the_dashboard_shows_error_rates_and_links_recent_failures(console: Console, server: LiveServer) -> None:
     page = console.page
     with server.client() as hw:

@@ -14,6 +14,11 @@ import { PipelineList, PipelinePage, ExecutionPage } from "./pages/pipelines";
 const PROJECT_RE = /^proj_[a-zA-Z0-9]+$/;
 const ENV_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
+interface Project {
+  id: string;
+  name: string;
+}
+
 async function verify(session: Session): Promise<void> {
   await call(session, "GET", projectPath(session));
 }
@@ -39,11 +44,17 @@ function SignIn({ onSignedIn, notice }: { onSignedIn: (s: Session) => void; noti
       project: String(form.get("project") ?? "").trim(),
       environment: String(form.get("environment") ?? "").trim() || "development",
     };
-    if (!PROJECT_RE.test(session.project)) return setError("A project id looks like proj_local.");
+    if (session.project && !PROJECT_RE.test(session.project)) return setError("A project id looks like proj_local.");
     if (!ENV_RE.test(session.environment)) return setError("An environment is lowercase letters, digits, '_' and '-'.");
     setBusy(true);
     setError(undefined);
     try {
+      if (!session.project) {
+        // no project given: the first the token can see (a project token's own)
+        const first = await call<{ items: Project[] }>(session, "GET", "/v1/projects", { query: { limit: 1 } });
+        if (!first.items.length) return setError("This token can see no project.");
+        session.project = first.items[0].id;
+      }
       await verify(session);
       onSignedIn(session);
     } catch (err) {
@@ -67,7 +78,10 @@ function SignIn({ onSignedIn, notice }: { onSignedIn: (s: Session) => void; noti
         </div>
         <div class="field">
           <label for="project">Project</label>
-          <input id="project" name="project" defaultValue="proj_local" required pattern="proj_[a-zA-Z0-9]+" />
+          <input id="project" name="project" defaultValue="proj_local" pattern="proj_[a-zA-Z0-9]+" aria-describedby="project-hint" />
+          <p class="hint" id="project-hint">
+            Empty: the first project the token can see (a project token's own).
+          </p>
         </div>
         <div class="field">
           <label for="environment">Environment</label>
@@ -92,11 +106,6 @@ function SignIn({ onSignedIn, notice }: { onSignedIn: (s: Session) => void; noti
       </p>
     </main>
   );
-}
-
-interface Project {
-  id: string;
-  name: string;
 }
 
 /** The project (a picker fed by GET /v1/projects: the projects this token can see) and the
