@@ -417,6 +417,9 @@ def test_call_a_sync_action_and_see_its_answer(console: Console) -> None:
     console.sign_in()
     console.open("#/actions/db-extractor")
     page.get_by_role("heading", name="Run db-extractor").wait_for()
+    # (its action.json's timeout, 30, is minutes: the page says so, and the run form's is seconds)
+    sync_api.expect(page.locator(".facts")).to_contain_text("30 min (1800 s)")
+    sync_api.expect(page.get_by_text("Timeout (seconds)")).to_have_count(1)
     # Given the database path typed into the generated form, and a secret typed as a password
     page.get_by_label("database").fill(SAMPLE_DB)
     secret = page.get_by_label("#password")
@@ -578,7 +581,7 @@ def test_on_a_phone_the_header_folds_into_a_menu(browser: Any, server: LiveServe
 RELEASE = {
     "variables": [{"key": "TARGET", "value": "eu", "settable": True}],
     "steps": [
-        {"name": "build", "action": "counter", "parameters": {"lines": "2"}},
+        {"name": "build", "action": "counter", "parameters": {"lines": "2"}, "timeout": 300},
         {"name": "gate", "type": "WAIT_FOR_APPROVE"},
         {"name": "ship", "action": "counter", "parameters": {"lines": "1"}},
         {"name": "clean-up", "action": "counter", "parameters": {"lines": "1"}, "trigger_time": "ON_TERMINATE"},
@@ -598,6 +601,8 @@ def test_a_gated_pipeline_is_approved_and_terminated_in_the_browser(console: Con
     assert console.unlabelled_controls() == []
     # the approval gate is labelled as one (not as a container)
     sync_api.expect(page.locator("ol.steps li").filter(has_text="gate")).to_contain_text("approval")
+    # and a step's timeout says its unit (seconds in a pipeline, where action.json's are minutes)
+    sync_api.expect(page.locator("ol.steps li").filter(has_text="build")).to_contain_text("timeout 300 s")
     # When an execution is started and reaches its gate
     page.get_by_role("button", name="Start execution").click()
     page.get_by_role("heading", name=re.compile(r"^Execution pex_")).wait_for()
