@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from hatchway.services.actions import ActionService
     from hatchway.services.container import ContainerAttempts
     from hatchway.services.placement import Placement
+    from hatchway.store.dynamodb import Backfilled
 
 #: store backend (``HATCHWAY_BACKEND``) -> its class
 STORES: dict[str, str] = {
@@ -554,6 +555,13 @@ def aws_teardown(settings: Settings, aws: AwsClients | None = None) -> Teardown:
     from hatchway.aws.teardown import Teardown
 
     return Teardown(aws or AwsClients.from_settings(settings), settings.aws.resource_prefix)
+
+
+def aws_migrate(settings: Settings, aws: AwsClients | None = None) -> Backfilled:
+    """``hatchway aws migrate``: bring the table's items written by earlier versions up to date."""
+    from hatchway.store.dynamodb import DynamoDbStore
+
+    return DynamoDbStore.from_settings(settings, aws=aws).migrate()
 
 
 # ---- Lambda functions -------------------------------------------------------------------------

@@ -142,3 +142,39 @@ def test_teardown_lists_on_dry_run_asks_without_yes_and_removes_with_it(
     assert f"{prefix}-api" in names and f"{prefix}-act-echo-0123" not in names
     again = hatchway(tmp_path, "aws", "teardown", "--yes", **env)
     assert again.returncode == 0 and "nothing made at run time" in again.stderr
+
+
+def test_migrate_lists_and_claims_projects_written_by_an_older_version(moto_server: MotoServer, tmp_path: Path) -> None:
+    import boto3
+
+    suffix = uuid.uuid4().hex[:8]
+    env = {**moto_server.env(), "HATCHWAY_TABLE_NAME": f"t-{suffix}", "HATCHWAY_BUCKET": f"b-{suffix}"}
+    assert hatchway(tmp_path, "aws", "bootstrap", "--key", f"alias/k-{suffix}", **env).returncode == 0
+    session = boto3.session.Session(region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
+    db = session.client("dynamodb", endpoint_url=moto_server.url)
+    # Given a project item as an older version wrote it: no gsi1 keys, no name claim
+    old = {"pk": {"S": "PROJECT#proj_legacy"}, "sk": {"S": "P"}, "name": {"S": "legacy"}, "created_at": {"N": "1"}}
+    db.put_item(TableName=f"t-{suffix}", Item=old)
+
+    def listed() -> list[str]:
+        found = db.query(
+            TableName=f"t-{suffix}", IndexName="gsi1", KeyConditionExpression="gsi1pk = :p",
+            ExpressionAttributeValues={":p": {"S": "PROJECTS"}},
+        )  # fmt: skip
+        return [item["gsi1sk"]["S"] for item in found["Items"]]
+
+    assert listed() == []
+    # When `hatchway aws migrate` runs
+    done = hatchway(tmp_path, "aws", "migrate", **env)
+    # Then it says what it changed, the project is on the index GET /v1/projects reads, its name claimed
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "listed project proj_legacy (GET /v1/projects)",
+        "claimed the name of project proj_legacy",
+    ]
+    assert listed() == ["proj_legacy"]
+    claim = db.get_item(TableName=f"t-{suffix}", Key={"pk": {"S": "PROJECTNAME#legacy"}, "sk": {"S": "N"}})
+    assert claim["Item"]["project_id"] == {"S": "proj_legacy"}
+    # and a second run has nothing to do
+    again = hatchway(tmp_path, "aws", "migrate", **env)
+    assert again.returncode == 0 and again.stdout.strip() == f"table t-{suffix} at {moto_server.url} is up to date"

@@ -120,6 +120,11 @@ def test_stats_for_the_dashboard(client: Client, services: Services) -> None:
     by_invoked = {d["invoked"]: d for d in stats["durations"]}
     assert set(by_invoked) == {"hello", "crash", "run"}
     assert by_invoked["crash"]["failed"] == 1
+    # each action's error rate: its failed runs of those that ended on their own
+    rates = {d["invoked"]: d for d in stats["error_rates"]}
+    assert rates["crash"] == {"action": "echo", "invoked": "crash", "finished": 1, "failed": 1, "error_rate": 1.0}
+    assert rates["hello"] == {"action": "echo", "invoked": "hello", "finished": 1, "failed": 0, "error_rate": 0.0}
+    assert rates["run"]["error_rate"] == 0.0 and set(rates) == {"hello", "crash", "run"}
     assert stats["workers"] == {"size": 2, "busy": 0}
     assert client.stats("day")["bucket_seconds"] == 1800
     with pytest.raises(ValidationErrorResponse):

@@ -100,9 +100,13 @@ def test_cancel_through_the_cli(live_server: LiveServer, tmp_path: Path) -> None
 
 
 def test_init_scaffolds_an_action_that_runs(live_server: LiveServer, tmp_path: Path) -> None:
-    cli(live_server, "init", "hello-world", cwd=tmp_path)
+    made = cli(live_server, "init", "hello-world", cwd=tmp_path)
     project = tmp_path / "hello-world"
     assert {p.name for p in project.iterdir()} == {"action.json", "main.py", "Dockerfile", "test_main.py"}
+    # the scaffold's timeout says its unit (JSON has no comments: init's output and main.py say it)
+    assert json.loads((project / "action.json").read_text())["timeout"] == 10
+    assert "timeout is in minutes" in made.stdout and "`hatchway run --timeout` is in seconds" in made.stdout
+    assert '"timeout" is in minutes' in (project / "main.py").read_text()
     created = cli(live_server, "actions", "create", "--from-file", str(project / "action.json"))
     assert "hello-world version 1" in created.stdout
     final = json.loads(

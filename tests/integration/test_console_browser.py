@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,16 @@ SLEEPER = {
         "command": ["import time\nprint('sleeping', flush=True)\ntime.sleep(120)\n"],
     },
     "tags": ["demo"],
+}
+
+#: fails with an application error (exit 3): something for the dashboard's failures
+FAILER = {
+    "name": "failer",
+    "short_description": "Always fails",
+    "container_parameters": {
+        "entry_point": [sys.executable, "-c"],
+        "command": ["import sys\nprint('about to fail', flush=True)\nsys.exit(3)\n"],
+    },
 }
 
 
@@ -122,6 +133,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         hw.register_action(COUNTER)
         hw.register_action(SLEEPER)
         hw.register_action(SCHEMA_ACTION)
+        hw.register_action(FAILER)
     yield live
     live.kill()
 
@@ -287,11 +299,127 @@ def test_from_one_run_to_another_the_log_is_the_new_runs_then_run_again_and_down
     assert len([line for line in log.inner_text().splitlines() if "of 5" in line]) == 5
 
 
+def test_the_log_is_searched_shown_raw_and_timed_while_the_run_runs(console: Console, server: LiveServer) -> None:
+    page = console.page
+    with server.client() as hw:
+        run = hw.start_run("counter", {"lines": "60"})  # 9 s of output
+    console.sign_in()
+    console.open(f"#/runs/{run.id}")
+    # Given a run in progress: its elapsed time ticks
+    elapsed = page.locator(".run-elapsed")
+    sync_api.expect(elapsed).to_contain_text("running", timeout=20_000)
+    ticking = elapsed.inner_text()
+    sync_api.expect(elapsed).not_to_have_text(ticking, timeout=5_000)
+    assert re.fullmatch(r"Elapsed \d+ s · running", elapsed.inner_text())
+    # When the run has ended, it shows the run's final duration
+    page.get_by_text("Log complete: the run ended SUCCESSFUL.").wait_for(timeout=30_000)
+    with server.client() as hw:
+        finished = hw.get_run(run.id)
+    sync_api.expect(elapsed).not_to_contain_text("running")
+    took = re.fullmatch(r"Took (\d+\.\d+) s", elapsed.inner_text())
+    assert took and abs(float(took[1]) - finished.duration_ms / 1000) < 0.1, elapsed.inner_text()
+    # When the log is searched, only matching lines remain, matches marked and counted
+    log = page.get_by_role("log", name="Run log")
+    page.get_by_label("Search the log").fill("LINE 1 ")
+    sync_api.expect(page.locator(".log-count")).to_have_text(re.compile(r"^1 of \d+ lines match"))
+    page.get_by_label("Search the log").fill("line 1")
+    sync_api.expect(page.locator(".log-count")).to_have_text(re.compile(r"^11 of \d+ lines match “line 1”$"))
+    shown = [line for line in log.inner_text().splitlines() if "of 60" in line]
+    assert len(shown) == 11 and all("line 1" in line for line in shown)
+    marks = log.locator("mark")
+    assert marks.count() == 11 and set(marks.all_inner_texts()) == {"line 1"}
+    console.shot("run-log-search")
+    # When the search is cleared and the raw view chosen, the log is plain text, one message a line
+    page.get_by_label("Search the log").fill("")
+    page.get_by_label("Raw").check()
+    raw = page.get_by_label("Run log, raw")
+    text = raw.inner_text()
+    assert [line for line in text.splitlines() if "of 60" in line] == [f"line {i} of 60" for i in range(1, 61)]
+    assert raw.evaluate("el => el.tagName") == "PRE" and "<mark>" not in raw.inner_html()
+    assert page.get_by_role("button", name="Copy the raw log").count() == 1
+    # and searching filters the raw view too
+    page.get_by_label("Search the log").fill("line 60")
+    sync_api.expect(raw).to_have_text("line 60 of 60")
+
+
+def test_the_project_picker_lists_the_tokens_projects_and_survives_a_reload(
+    console: Console, server: LiveServer
+) -> None:
+    page = console.page
+    with server.client() as hw:
+        other = hw.create_project(f"picker-{os.getpid()}-{time.time_ns() % 10**6}")
+    console.sign_in()
+    # Given the header's project picker, fed by GET /v1/projects
+    picker = page.locator("header").get_by_label("Project", exact=True)
+    sync_api.expect(picker.locator(f"option[value='{other.id}']")).to_have_count(1)
+    assert picker.evaluate("el => el.tagName") == "SELECT"
+    labels = picker.locator("option").all_inner_texts()
+    assert f"{other.name} · {other.id}" in labels and any("proj_local" in label for label in labels)
+    # When another project is picked, the console switches to it
+    picker.select_option(other.id)
+    sync_api.expect(page.locator("main p.muted").first).to_have_text(f"{other.id} · development")
+    # Then it is still the project after a reload
+    page.reload()
+    page.get_by_role("heading", name="Dashboard", level=1).wait_for()
+    sync_api.expect(page.locator("main p.muted").first).to_have_text(f"{other.id} · development")
+    sync_api.expect(page.locator("header").get_by_label("Project", exact=True)).to_have_value(other.id)
+    # and the token is still only in this tab's session storage
+    assert page.evaluate("Object.keys(localStorage).length") == 0
+
+
+def test_a_project_token_signs_in_without_typing_its_project_and_picks_only_its_own(
+    console: Console, server: LiveServer
+) -> None:
+    page = console.page
+    with server.client() as hw:
+        team = hw.create_project(f"team-{time.time_ns() % 10**9}")
+        token = hw.create_token(["runs:read", "actions:read"], project=team.id).token
+    # Given the sign-in form with the project left empty
+    console.open()
+    page.get_by_label("Token").fill(token)
+    page.get_by_label("Project").fill("")
+    page.get_by_role("button", name="Sign in").click()
+    # Then the console opens on the token's own project
+    page.get_by_role("heading", name="Dashboard", level=1).wait_for()
+    sync_api.expect(page.locator("main p.muted").first).to_have_text(f"{team.id} · development")
+    # and the picker offers the token's projects only: its own
+    picker = page.locator("header").get_by_label("Project", exact=True)
+    sync_api.expect(picker.locator("option")).to_have_count(1)
+    assert picker.locator("option").inner_text() == f"{team.name} · {team.id}"
+
+
+def test_the_dashboard_shows_error_rates_and_links_recent_failures(console: Console, server: LiveServer) -> None:
+    page = console.page
+    with server.client() as hw:
+        failed = hw.wait(hw.start_run("failer").id, timeout=30)
+        hw.wait(hw.start_run("counter", {"lines": "1"}).id, timeout=30)
+    assert failed.status == "FAILED"
+    console.sign_in()
+    # Given the dashboard: the failing action's error rate is 100%, worst first
+    rates = page.get_by_role("table", name="Error rate per action")
+    row = rates.get_by_role("row").filter(has=page.get_by_role("link", name="failer", exact=True))
+    sync_api.expect(row).to_contain_text("100%")
+    assert rates.get_by_role("row").nth(1).inner_text().startswith("failer")
+    assert page.get_by_role("meter", name="Error rate of failer run").get_attribute("aria-valuenow") == "100"
+    counter = rates.get_by_role("row").filter(has=page.get_by_role("link", name="counter", exact=True)).first
+    sync_api.expect(counter).to_contain_text("0%")
+    # and the newest failure is listed with its reason
+    recent = page.get_by_role("list", name="Recent failures")
+    sync_api.expect(recent.get_by_role("listitem").first).to_contain_text(failed.id)
+    # When it is followed, the failed run's page opens
+    recent.get_by_role("link", name=failed.id).click()
+    page.get_by_role("heading", name=f"Run {failed.id}").wait_for()
+    sync_api.expect(page.get_by_role("status").filter(has_text="Status")).to_contain_text("FAILED")
+
+
 def test_call_a_sync_action_and_see_its_answer(console: Console) -> None:
     page = console.page
     console.sign_in()
     console.open("#/actions/db-extractor")
     page.get_by_role("heading", name="Run db-extractor").wait_for()
+    # (its action.json's timeout, 30, is minutes: the page says so, and the run form's is seconds)
+    sync_api.expect(page.locator(".facts")).to_contain_text("30 min (1800 s)")
+    sync_api.expect(page.get_by_text("Timeout (seconds)")).to_have_count(1)
     # Given the database path typed into the generated form, and a secret typed as a password
     page.get_by_label("database").fill(SAMPLE_DB)
     secret = page.get_by_label("#password")
@@ -408,11 +536,52 @@ def test_narrow_screen_has_no_sideways_scrolling(browser: Any, server: LiveServe
         tab.close()
 
 
+def test_on_a_phone_the_header_folds_into_a_menu(browser: Any, server: LiveServer, console: Console) -> None:
+    # On a wide screen there is no menu button: everything is in the header
+    console.sign_in()
+    assert console.page.get_by_role("button", name="Menu").count() == 0
+    sync_api.expect(console.page.get_by_role("link", name="Runs", exact=True)).to_be_visible()
+    with server.client() as hw:  # a long project name in the picker must not widen the page
+        hw.create_project(f"a-project-with-a-rather-long-name-{time.time_ns() % 10**9}")
+    tab = Console(browser, server, width=360, height=740)
+    page = tab.page
+    try:
+        tab.sign_in()
+        # Given a phone: the header is the brand and a Menu button; navigation and switcher folded
+        menu = page.get_by_role("button", name="Menu")
+        assert menu.get_attribute("aria-expanded") == "false"
+        sync_api.expect(page.get_by_role("link", name="Runs", exact=True)).to_be_hidden()
+        sync_api.expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
+        header_height = page.locator("header").bounding_box()["height"]
+        assert header_height < 70, header_height
+        # When the menu opens
+        menu.click()
+        close = page.get_by_role("button", name="Close menu")
+        assert close.get_attribute("aria-expanded") == "true"
+        sync_api.expect(page.get_by_role("link", name="Runs", exact=True)).to_be_visible()
+        sync_api.expect(page.locator("header").get_by_label("Project", exact=True)).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        tab.shot("narrow-menu")
+        # (Escape folds it and gives the focus back to its button, as a keyboard user expects)
+        page.get_by_role("link", name="Actions", exact=True).focus()
+        page.keyboard.press("Escape")
+        sync_api.expect(page.get_by_role("button", name="Menu")).to_be_focused()
+        sync_api.expect(page.get_by_role("link", name="Runs", exact=True)).to_be_hidden()
+        page.get_by_role("button", name="Menu").click()
+        # Then choosing a page goes there and folds the menu again
+        page.get_by_role("link", name="Runs", exact=True).click()
+        page.get_by_role("heading", name="Runs", level=1).wait_for()
+        sync_api.expect(page.get_by_role("button", name="Menu")).to_have_attribute("aria-expanded", "false")
+        sync_api.expect(page.get_by_role("link", name="Runs", exact=True)).to_be_hidden()
+    finally:
+        tab.close()
+
+
 #: a pipeline with an approval gate and a step that runs when an execution is terminated
 RELEASE = {
     "variables": [{"key": "TARGET", "value": "eu", "settable": True}],
     "steps": [
-        {"name": "build", "action": "counter", "parameters": {"lines": "2"}},
+        {"name": "build", "action": "counter", "parameters": {"lines": "2"}, "timeout": 300},
         {"name": "gate", "type": "WAIT_FOR_APPROVE"},
         {"name": "ship", "action": "counter", "parameters": {"lines": "1"}},
         {"name": "clean-up", "action": "counter", "parameters": {"lines": "1"}, "trigger_time": "ON_TERMINATE"},
@@ -432,6 +601,8 @@ def test_a_gated_pipeline_is_approved_and_terminated_in_the_browser(console: Con
     assert console.unlabelled_controls() == []
     # the approval gate is labelled as one (not as a container)
     sync_api.expect(page.locator("ol.steps li").filter(has_text="gate")).to_contain_text("approval")
+    # and a step's timeout says its unit (seconds in a pipeline, where action.json's are minutes)
+    sync_api.expect(page.locator("ol.steps li").filter(has_text="build")).to_contain_text("timeout 300 s")
     # When an execution is started and reaches its gate
     page.get_by_role("button", name="Start execution").click()
     page.get_by_role("heading", name=re.compile(r"^Execution pex_")).wait_for()
@@ -447,6 +618,14 @@ def test_a_gated_pipeline_is_approved_and_terminated_in_the_browser(console: Con
     sync_api.expect(rows.filter(has_text="clean-up")).to_contain_text("NOT_EXECUTED")
     assert page.get_by_role("button", name="Terminate").count() == 0
     assert page.locator(".timeline-bar").count() >= 2  # the steps that ran are drawn as bars
+    # the gate says who approved it and when
+    sync_api.expect(rows.filter(has_text="gate")).to_contain_text(re.compile(r"approved by admin at \S"))
+    # and a step's own log opens in place: the log of the run it started
+    build = rows.filter(has_text="build")
+    build.get_by_text("Log of build").click()
+    step_log = page.get_by_role("log", name="Log of step build")
+    sync_api.expect(step_log).to_contain_text("line 2 of 2")
+    assert "line 1 of 1" not in step_log.inner_text()  # not ship's lines
     console.shot("pipeline-execution")
     approved_id = page.get_by_role("heading", name=re.compile(r"^Execution pex_")).inner_text().split()[-1]
 

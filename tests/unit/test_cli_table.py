@@ -186,6 +186,12 @@ TYPER_COMMANDS: dict[tuple[str, ...], tuple[list[str], dict[Flags, Option]]] = {
             ("--dry-run",): ("dry_run", FLAG, "bool", False, None, False),
         },
     ),
+    ("aws", "migrate"): (
+        [],
+        {
+            ("--table",): ("table", VALUE, "str", False, "HATCHWAY_TABLE_NAME", None),
+        },
+    ),
     ("pipelines", "apply"): (
         [],
         {

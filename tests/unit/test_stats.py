@@ -54,3 +54,21 @@ def test_a_day_has_half_hour_buckets() -> None:
     assert len(body["buckets"]) == 48 and body["bucket_seconds"] == 1800
     assert sum(sum(b["counts"].values()) for b in body["buckets"]) == 1
     assert body["workers"] is None
+
+
+def test_error_rates_count_every_run_that_ended_on_its_own() -> None:
+    runs = [
+        summary("a", "SUCCESSFUL", 5, 100),
+        summary("a", "FAILED", 6, 100),
+        summary("a", "FAILED", 7, None),  # failed before it started: no duration, still a failure
+        summary("a", "TERMINATED", 8, 50),  # stopped by someone: not the action's error
+        summary("a", "INPROGRESS", 1, None),  # not finished
+        summary("b", "FAILED", 9, None),  # only failures without a duration: no durations entry
+        summary("c", "SUCCESSFUL", 4000, 10),  # older than the hour
+    ]
+    body = dashboard(runs, [], WINDOWS["hour"], NOW, environment="development")
+    assert body["error_rates"] == [
+        {"action": "a", "invoked": "run", "finished": 3, "failed": 2, "error_rate": 0.6667},
+        {"action": "b", "invoked": "run", "finished": 1, "failed": 1, "error_rate": 1.0},
+    ]
+    assert [d["action"] for d in body["durations"]] == ["a"]  # the durations stay those with a duration

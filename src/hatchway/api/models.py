@@ -166,6 +166,17 @@ class _Duration(_Answer):
     max_ms: int
 
 
+class ActionErrorRate(_Answer):
+    """An action's failed runs among those that ended on their own (SUCCESSFUL or FAILED) in the
+    window; TERMINATED runs are not counted. ``error_rate`` is ``failed / finished`` (0 to 1)."""
+
+    action: str
+    invoked: str
+    finished: int
+    failed: int
+    error_rate: float
+
+
 class _Queue(_Answer):
     enqueued: int
     in_progress: int
@@ -178,7 +189,7 @@ class _Workers(_Answer):
 
 
 class Stats(_Answer):
-    """Runs per status over time, duration percentiles per action, the queue and the workers."""
+    """Runs per status over time, duration percentiles and error rates per action, the queue and the workers."""
 
     window: Literal["hour", "day"]
     since: str
@@ -188,6 +199,7 @@ class Stats(_Answer):
     buckets: list[_Bucket]
     totals: dict[str, int]
     durations: list[_Duration]
+    error_rates: list[ActionErrorRate]
     queue: _Queue
     workers: _Workers | None
     truncated: bool

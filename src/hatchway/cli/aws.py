@@ -74,3 +74,29 @@ def aws_teardown(yes: bool, dry_run: bool) -> None:
         echo(f"removed {line}")
     if done.failed:
         fail("not removed: " + "; ".join(done.failed))
+
+
+@aws_app.command(
+    "migrate",
+    Arg("--table", envvar="HATCHWAY_TABLE_NAME", help="DynamoDB table"),
+    shares_options=False,
+)
+def aws_migrate(table: str | None) -> None:
+    """Bring a table written by an earlier version up to date, after an upgrade (idempotent)."""
+    from hatchway.errors import HatchwayError
+    from hatchway.wiring import aws_migrate as migrate
+
+    aws_settings = settings(backend="aws", table_name=table)
+    where = f"table {aws_settings.store.table_name} at {aws_settings.aws.aws_endpoint_url or 'AWS'}"
+    try:
+        done = migrate(aws_settings)
+    except HatchwayError as err:
+        fail(f"{err.message} ({where})")
+    except Exception as err:  # botocore: no credentials, access denied, a bad endpoint
+        fail(f"cannot migrate {where}: {type(err).__name__}: {err}")
+    for project_id in done.indexed:
+        echo(f"listed project {project_id} (GET /v1/projects)")
+    for project_id in done.claimed:
+        echo(f"claimed the name of project {project_id}")
+    if not (done.indexed or done.claimed):
+        echo(f"{where} is up to date")

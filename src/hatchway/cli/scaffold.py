@@ -11,6 +11,8 @@ MAIN = '''"""{name}: a hatchway action.
 
 Run locally:   hatchway actions create --from-file action.json && hatchway run {name} -p greeting=hi --wait
 Sync action:   hatchway sync {name} check -p greeting=hi
+Time limits:   action.json's "timeout" is in minutes (10 = ten minutes); a run's own
+               `hatchway run --timeout` and the API's timeout_seconds are in seconds.
 """
 
 from __future__ import annotations

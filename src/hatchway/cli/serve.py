@@ -122,3 +122,4 @@ def init(name: str, directory: Path | None) -> None:
     except (ValueError, FileExistsError) as err:
         fail(str(err))
     echo(f"created {target}; register it with: hatchway actions create --from-file {target / 'action.json'}")
+    echo("action.json's timeout is in minutes (10 = ten minutes); `hatchway run --timeout` is in seconds")

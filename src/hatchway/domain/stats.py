@@ -44,6 +44,17 @@ class Durations(TypedDict):
     max_ms: int
 
 
+class ErrorRate(TypedDict):
+    """One action's failed runs among those that ended on their own (SUCCESSFUL or FAILED; a
+    TERMINATED run was stopped by someone, which is no error of the action's)."""
+
+    action: str
+    invoked: str
+    finished: int
+    failed: int
+    error_rate: float
+
+
 class Workers(TypedDict):
     size: int
     busy: int
@@ -60,6 +71,7 @@ class Dashboard(TypedDict):
     buckets: list[Bucket]
     totals: dict[str, int]
     durations: list[Durations]
+    error_rates: list[ErrorRate]
     queue: dict[str, int]
     workers: Workers | None
     truncated: bool
@@ -91,6 +103,7 @@ def dashboard(
     totals = dict.fromkeys(STATUSES, 0)
     durations: dict[tuple[str, str], list[int]] = {}
     failures: dict[tuple[str, str], int] = {}
+    finished: dict[tuple[str, str], int] = {}
     for run in summaries:
         if run.created_at < start:
             continue
@@ -100,6 +113,8 @@ def dashboard(
         key = (run.action_name, run.invoked)
         if run.status == RunStatus.FAILED:
             failures[key] = failures.get(key, 0) + 1
+        if run.status in (RunStatus.SUCCESSFUL, RunStatus.FAILED):
+            finished[key] = finished.get(key, 0) + 1
         if run.duration_ms is not None and run.status in (RunStatus.SUCCESSFUL, RunStatus.FAILED):
             durations.setdefault(key, []).append(int(run.duration_ms))
     per_action: list[Durations] = []
@@ -116,6 +131,17 @@ def dashboard(
                 "max_ms": values[-1],
             }
         )
+    # every finished run counts here, also a failure without a duration (one that never started)
+    error_rates: list[ErrorRate] = [
+        {
+            "action": action,
+            "invoked": invoked,
+            "finished": count,
+            "failed": failures.get((action, invoked), 0),
+            "error_rate": round(failures.get((action, invoked), 0) / count, 4),
+        }
+        for (action, invoked), count in sorted(finished.items())
+    ]
     queue = {"enqueued": 0, "in_progress": 0, "terminating": 0}
     field = {"ENQUEUED": "enqueued", "INPROGRESS": "in_progress", "TERMINATING": "terminating"}
     for item in active:
@@ -130,6 +156,7 @@ def dashboard(
         "buckets": [{"start": iso(start + i * bucket_ms), "counts": c} for i, c in enumerate(counts)],
         "totals": totals,
         "durations": per_action,
+        "error_rates": error_rates,
         "queue": queue,
         "workers": None if workers is None else {"size": workers[0], "busy": workers[1]},
         "truncated": truncated,

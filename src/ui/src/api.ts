@@ -116,6 +116,7 @@ export interface Stats {
   buckets: { start: string; counts: Partial<Record<Status, number>> }[];
   totals: Record<Status, number>;
   durations: { action: string; invoked: string; count: number; failed: number; p50_ms: number | null; p95_ms: number | null; max_ms: number }[];
+  error_rates: { action: string; invoked: string; finished: number; failed: number; error_rate: number }[];
   queue: { enqueued: number; in_progress: number; terminating: number };
   workers: { size: number; busy: number } | null;
   truncated: boolean;

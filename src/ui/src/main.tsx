@@ -1,11 +1,11 @@
 // The console's shell: sign-in, the header with navigation and the project/environment switcher,
 // the offline banner, and the page for the current hash route.
 import { render } from "preact";
-import { useEffect, useState } from "preact/hooks";
-import { ApiError, call, projectPath, watchNetwork } from "./api";
+import { useEffect, useRef, useState } from "preact/hooks";
+import { ApiError, all, call, projectPath, watchNetwork } from "./api";
 import { href, navigate, useRoute } from "./router";
 import { loadSession, saveSession, type Session } from "./session";
-import { Ctx, ErrorBox, PageTitle } from "./util";
+import { Ctx, ErrorBox, PageTitle, usePoll } from "./util";
 import { Dashboard } from "./pages/dashboard";
 import { ActionList, ActionPage } from "./pages/actions";
 import { RunList, RunPage } from "./pages/runs";
@@ -13,6 +13,11 @@ import { PipelineList, PipelinePage, ExecutionPage } from "./pages/pipelines";
 
 const PROJECT_RE = /^proj_[a-zA-Z0-9]+$/;
 const ENV_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+interface Project {
+  id: string;
+  name: string;
+}
 
 async function verify(session: Session): Promise<void> {
   await call(session, "GET", projectPath(session));
@@ -39,11 +44,17 @@ function SignIn({ onSignedIn, notice }: { onSignedIn: (s: Session) => void; noti
       project: String(form.get("project") ?? "").trim(),
       environment: String(form.get("environment") ?? "").trim() || "development",
     };
-    if (!PROJECT_RE.test(session.project)) return setError("A project id looks like proj_local.");
+    if (session.project && !PROJECT_RE.test(session.project)) return setError("A project id looks like proj_local.");
     if (!ENV_RE.test(session.environment)) return setError("An environment is lowercase letters, digits, '_' and '-'.");
     setBusy(true);
     setError(undefined);
     try {
+      if (!session.project) {
+        // no project given: the first the token can see (a project token's own)
+        const first = await call<{ items: Project[] }>(session, "GET", "/v1/projects", { query: { limit: 1 } });
+        if (!first.items.length) return setError("This token can see no project.");
+        session.project = first.items[0].id;
+      }
       await verify(session);
       onSignedIn(session);
     } catch (err) {
@@ -67,7 +78,10 @@ function SignIn({ onSignedIn, notice }: { onSignedIn: (s: Session) => void; noti
         </div>
         <div class="field">
           <label for="project">Project</label>
-          <input id="project" name="project" defaultValue="proj_local" required pattern="proj_[a-zA-Z0-9]+" />
+          <input id="project" name="project" defaultValue="proj_local" pattern="proj_[a-zA-Z0-9]+" aria-describedby="project-hint" />
+          <p class="hint" id="project-hint">
+            Empty: the first project the token can see (a project token's own).
+          </p>
         </div>
         <div class="field">
           <label for="environment">Environment</label>
@@ -94,12 +108,14 @@ function SignIn({ onSignedIn, notice }: { onSignedIn: (s: Session) => void; noti
   );
 }
 
+/** The project (a picker fed by GET /v1/projects: the projects this token can see) and the
+ * environment. A gateway without that list gets a text field instead. */
 function Switcher({ session, onSwitch }: { session: Session; onSwitch: (s: Session) => void }) {
   const [error, setError] = useState<string | undefined>();
-  const submit = async (event: Event) => {
-    event.preventDefault();
-    const form = new FormData(event.currentTarget as HTMLFormElement);
-    const next = { ...session, project: String(form.get("project")).trim(), environment: String(form.get("environment")).trim() };
+  const projects = usePoll(() => all<Project>(session, "/v1/projects", {}, 1000), [session.token]);
+  const listed = projects.data && projects.data.length > 0 ? projects.data : null;
+  const choices = listed && !listed.some((p) => p.id === session.project) ? [{ id: session.project, name: session.project }, ...listed] : listed;
+  const switchTo = async (next: Session) => {
     if (!PROJECT_RE.test(next.project) || !ENV_RE.test(next.environment)) return setError("Check the project and environment.");
     try {
       await verify(next);
@@ -109,11 +125,30 @@ function Switcher({ session, onSwitch }: { session: Session; onSwitch: (s: Sessi
       setError(describe(err));
     }
   };
+  const submit = (event: Event) => {
+    event.preventDefault();
+    const form = new FormData(event.currentTarget as HTMLFormElement);
+    void switchTo({ ...session, project: String(form.get("project")).trim(), environment: String(form.get("environment")).trim() });
+  };
   return (
     <form class="switcher" onSubmit={submit} aria-label="Project and environment">
       <label>
         <span>Project</span>
-        <input name="project" defaultValue={session.project} key={session.project} size={14} required />
+        {choices ? (
+          <select
+            name="project"
+            aria-label="Project"
+            value={session.project}
+            key={session.project}
+            onChange={(e) => void switchTo({ ...session, project: e.currentTarget.value })}
+          >
+            {choices.map((p) => (
+              <option value={p.id}>{p.name === p.id ? p.id : `${p.name} · ${p.id}`}</option>
+            ))}
+          </select>
+        ) : (
+          <input name="project" defaultValue={session.project} key={session.project} size={14} required />
+        )}
       </label>
       <label>
         <span>Environment</span>
@@ -162,7 +197,11 @@ function App() {
   const [notice, setNotice] = useState<string | undefined>();
   const [online, setOnline] = useState(true);
   const [hasPipelines, setHasPipelines] = useState(false);
+  const [menuOpen, setMenuOpen] = useState(false);
+  const menuButton = useRef<HTMLButtonElement>(null);
   const route = useRoute();
+  // on a phone the header's menu closes once the user has gone somewhere
+  useEffect(() => setMenuOpen(false), [route.parts.join("/"), session?.project, session?.environment]);
 
   useEffect(() => {
     watchNetwork(setOnline);
@@ -241,27 +280,48 @@ function App() {
           <img src="icon.svg" alt="" width={24} height={24} />
           <span>hatchway</span>
         </a>
-        <nav aria-label="Main">
-          <ul>
-            {nav.map((item) => (
-              <li>
-                <a href={href(item.key ? [item.key] : [])} aria-current={current === item.key ? "page" : undefined}>
-                  {item.label}
-                </a>
-              </li>
-            ))}
-          </ul>
-        </nav>
-        <Switcher
-          session={session}
-          onSwitch={(s) => {
-            setSession(s);
-            navigate(href(current ? [current] : []));
-          }}
-        />
-        <button type="button" class="signout" onClick={() => signOut("Signed out.")}>
-          Sign out
+        <button
+          type="button"
+          class="menu-toggle"
+          ref={menuButton}
+          aria-expanded={menuOpen}
+          aria-controls="top-menu"
+          onClick={() => setMenuOpen(!menuOpen)}
+        >
+          {menuOpen ? "Close menu" : "Menu"}
         </button>
+        <div
+          id="top-menu"
+          class={menuOpen ? "top-menu open" : "top-menu"}
+          onKeyDown={(e) => {
+            if (e.key === "Escape" && menuOpen) {
+              setMenuOpen(false);
+              menuButton.current?.focus();
+            }
+          }}
+        >
+          <nav aria-label="Main">
+            <ul>
+              {nav.map((item) => (
+                <li>
+                  <a href={href(item.key ? [item.key] : [])} aria-current={current === item.key ? "page" : undefined}>
+                    {item.label}
+                  </a>
+                </li>
+              ))}
+            </ul>
+          </nav>
+          <Switcher
+            session={session}
+            onSwitch={(s) => {
+              setSession(s);
+              navigate(href(current ? [current] : []));
+            }}
+          />
+          <button type="button" class="signout" onClick={() => signOut("Signed out.")}>
+            Sign out
+          </button>
+        </div>
       </header>
       {banner}
       <main id="main" tabIndex={-1} key={`${session.project}/${session.environment}`}>

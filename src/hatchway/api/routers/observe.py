@@ -50,7 +50,7 @@ def router(services: Services, compat: Compat, telemetry: Telemetry) -> Router:
     @app.get(
         "/v1/projects/<project_id>/stats",
         tags=["observability"],
-        summary="Dashboard numbers: runs per status over time, p50/p95 durations, queue depth, workers",
+        summary="Dashboard numbers: runs per status over time, p50/p95 and error rate per action, queue, workers",
         responses={
             **S.responses(200, None, "the numbers", 404),
             200: {"description": "the numbers", "content": {JSON: {"model": Stats}}},

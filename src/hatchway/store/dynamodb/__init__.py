@@ -5,7 +5,8 @@ One table, keys ``pk``/``sk``, two overloaded sparse GSIs, on-demand capacity:
 ===============  =========================  =====================  ===================================
 item             pk                         sk                     index keys
 ===============  =========================  =====================  ===================================
-project          ``PROJECT#<id>``           ``P``
+project          ``PROJECT#<id>``           ``P``                  gsi1 ``PROJECTS``, id
+project name     ``PROJECTNAME#<name>``     ``N``                  (the project's id: names are unique)
 token            ``TOKEN#<id>``             ``T``                  gsi1 ``TOKENS#<project>``, created#id
 action head      ``ACTIONS#<p>#<env>``      ``H#<name>``           (embeds the latest version)
 action version   ``ACTION#<p>#<env>#<n>``   ``V#<version:010d>``
@@ -45,12 +46,12 @@ from hatchway.store.dynamodb.documents import DynamoDbDocumentRepo
 from hatchway.store.dynamodb.idempotency import DynamoDbIdempotencyRepo
 from hatchway.store.dynamodb.pipelines import DynamoDbPipelineRepo
 from hatchway.store.dynamodb.runs import DynamoDbRunRepo
-from hatchway.store.dynamodb.tenants import DynamoDbTenantRepo
+from hatchway.store.dynamodb.tenants import Backfilled, DynamoDbTenantRepo
 
 if TYPE_CHECKING:
     from hatchway.config import Settings
 
-__all__ = ["TABLE_SCHEMA", "TTL_ATTRIBUTE", "DynamoDbStore"]
+__all__ = ["TABLE_SCHEMA", "TTL_ATTRIBUTE", "Backfilled", "DynamoDbStore"]
 
 
 class DynamoDbStore:
@@ -82,6 +83,11 @@ class DynamoDbStore:
     def create_table(self, wait: bool = True) -> bool:
         """Create the table (and enable TTL) if it does not exist; True if it was created."""
         return self.table.create(wait)
+
+    def migrate(self) -> Backfilled:
+        """Bring items written by earlier versions up to today's format (idempotent; ``hatchway aws
+        migrate``): projects gain their gsi1 keys and their name claim."""
+        return self.tenants.backfill_projects()
 
     def ping(self) -> None:
         self.table.ping()

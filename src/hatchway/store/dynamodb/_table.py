@@ -204,6 +204,18 @@ class Table:
                 return
             kwargs["ExclusiveStartKey"] = last
 
+    def scan(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a scan, page after page (for migrations only: it reads the whole table)."""
+        kwargs = {"TableName": self.name, **kwargs}
+        while True:
+            with translate(WHAT):
+                page = self.db.scan(**kwargs)
+            yield from page.get("Items", [])
+            last = page.get("LastEvaluatedKey")
+            if not last:
+                return
+            kwargs["ExclusiveStartKey"] = last
+
     def between(self, pk: str, low: str, high: str, limit: int, newest_first: bool = False) -> list[dict[str, Any]]:
         """Up to ``limit`` items of one partition with ``low <= sk <= high``, strongly consistent."""
         items = self.query(

@@ -3,16 +3,29 @@
 project  ``PROJECT#<id>`` / ``P``, on gsi1 under ``PROJECTS`` by id
 its name ``PROJECTNAME#<name>`` / ``N`` -> the project's id (names are unique per deployment)
 token    ``TOKEN#<id>`` / ``T``, on gsi1 under ``TOKENS#<project>`` by creation time
+
+Projects written by earlier versions lack their gsi1 keys (so ``GET /v1/projects`` would not list
+them) and their name claim (so a second project could take their name):
+:meth:`DynamoDbTenantRepo.backfill_projects` (``hatchway aws migrate``) adds both.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 from hatchway.domain.tenants import Project, TokenRecord
 from hatchway.store.dynamodb._table import Canceled, Table, dumps, n, num, s, string
 from hatchway.store.tenants import BaseTenantRepo
+
+
+@dataclass
+class Backfilled:
+    """What :meth:`DynamoDbTenantRepo.backfill_projects` changed: project ids."""
+
+    indexed: list[str] = field(default_factory=list)
+    claimed: list[str] = field(default_factory=list)
 
 
 class DynamoDbTenantRepo(BaseTenantRepo):
@@ -67,6 +80,43 @@ class DynamoDbTenantRepo(BaseTenantRepo):
             Project(item["gsi1sk"]["S"], item["name"]["S"], int(item["created_at"]["N"]))
             for item, _ in zip(items, range(limit), strict=False)
         ]
+
+    def backfill_projects(self) -> Backfilled:
+        """Put every project on gsi1 and claim its name, as ``_put_project`` does today (idempotent).
+
+        Oldest first, so of two projects named alike before names were unique the first created
+        keeps the name (as ``_find_project`` says); the other stays listed and usable by its id.
+        Every write is conditional: a project created or deleted meanwhile is left as it is.
+        """
+        found = self.table.scan(
+            FilterExpression="sk = :p AND begins_with(pk, :prefix)",
+            ExpressionAttributeValues={":p": s("P"), ":prefix": s("PROJECT#")},
+            ProjectionExpression="pk, #name, created_at, gsi1pk",
+            ExpressionAttributeNames={"#name": "name"},
+        )
+        projects = sorted(
+            (
+                int(item["created_at"]["N"]),
+                item["pk"]["S"].removeprefix("PROJECT#"),
+                item["name"]["S"],
+                "gsi1pk" in item,
+            )
+            for item in found
+        )
+        done = Backfilled()
+        for _, project_id, name, listed in projects:
+            if not listed and self.table.conditional(
+                "update_item",
+                Key={"pk": s(f"PROJECT#{project_id}"), "sk": s("P")},
+                UpdateExpression="SET gsi1pk = :g, gsi1sk = :id",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(gsi1pk)",
+                ExpressionAttributeValues={":g": s("PROJECTS"), ":id": s(project_id)},
+            ):
+                done.indexed.append(project_id)
+            claim = {"pk": s(f"PROJECTNAME#{name}"), "sk": s("N"), "project_id": s(project_id)}
+            if self.table.conditional("put_item", Item=claim, ConditionExpression="attribute_not_exists(pk)"):
+                done.claimed.append(project_id)
+        return done
 
     def _put_token(self, token: TokenRecord) -> None:
         item: dict[str, Any] = {

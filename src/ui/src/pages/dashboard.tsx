@@ -1,12 +1,12 @@
 // The dashboard: queue and workers now (and as sampled while the page is open), runs per status
-// over the last hour or day, and the p50/p95 duration of each action - refreshed every few
-// seconds while the tab is visible.
+// over the last hour or day, the p50/p95 duration and the error rate of each action, and the
+// newest failed runs - refreshed every few seconds while the tab is visible.
 import type { ChartConfiguration } from "chart.js";
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { call, projectPath, type Stats, type Status } from "../api";
+import { call, projectPath, type Page, type Run, type Stats, type Status } from "../api";
 import { BarChart, cssColor } from "../charts";
 import { href } from "../router";
-import { ErrorBox, Loading, PageTitle, formatDuration, useApp, usePoll } from "../util";
+import { ErrorBox, Loading, PageTitle, formatDuration, formatTime, useApp, usePoll } from "../util";
 
 const COLORS: Record<Status, [string, string]> = {
   ENQUEUED: ["--status-enqueued", "#7a8599"],
@@ -102,6 +102,81 @@ function durationChart(stats: Stats): ChartConfiguration<"bar"> {
       plugins: { legend: { position: "bottom" } },
     },
   };
+}
+
+function percent(rate: number): string {
+  return `${(rate * 100).toFixed(rate > 0 && rate < 0.1 ? 1 : 0)}%`;
+}
+
+/** The error rate of each action in the window, worst first, and the newest failed runs. */
+function Failures({ stats, windowText }: { stats: Stats; windowText: string }) {
+  const { session } = useApp();
+  const recent = usePoll(
+    (signal) => call<Page<Run>>(session, "GET", projectPath(session, "/runs"), { query: { status: "FAILED", limit: 5 }, signal }),
+    [session],
+    5000,
+  );
+  const rates = [...stats.error_rates].sort((a, b) => b.error_rate - a.error_rate || b.failed - a.failed || a.action.localeCompare(b.action));
+  return (
+    <div class="columns failures">
+      <section class="panel" aria-labelledby="rates-title">
+        <h2 id="rates-title">Error rate per action</h2>
+        <p class="muted">Failed runs of those that ended on their own (successful or failed; cancelled ones are not counted), {windowText}.</p>
+        {rates.length === 0 ? (
+          <p class="muted">No finished runs in this window.</p>
+        ) : (
+          <div class="table-wrap">
+            <table aria-labelledby="rates-title">
+              <thead>
+                <tr>
+                  <th scope="col">Action</th>
+                  <th scope="col">Invoked</th>
+                  <th scope="col">Error rate</th>
+                  <th scope="col">Failed / finished</th>
+                </tr>
+              </thead>
+              <tbody>
+                {rates.map((d) => (
+                  <tr class={d.failed ? "has-failures" : undefined}>
+                    <th scope="row">
+                      <a href={href(["runs"], { action: d.action, status: d.failed ? "FAILED" : undefined })}>{d.action}</a>
+                    </th>
+                    <td>{d.invoked}</td>
+                    <td>
+                      <span class="rate" role="meter" aria-label={`Error rate of ${d.action} ${d.invoked}`} aria-valuemin={0} aria-valuemax={100} aria-valuenow={Math.round(d.error_rate * 100)}>
+                        <span class="rate-bar" style={{ width: `${d.error_rate * 100}%` }} />
+                      </span>{" "}
+                      {percent(d.error_rate)}
+                    </td>
+                    <td>
+                      {d.failed} / {d.finished}
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        )}
+      </section>
+      <section class="panel" aria-labelledby="recent-failures-title">
+        <h2 id="recent-failures-title">Recent failures</h2>
+        <ErrorBox error={recent.error} />
+        {recent.data && recent.data.items.length === 0 && <p class="muted">No failed runs.</p>}
+        <ul class="plain recent-failures" aria-labelledby="recent-failures-title">
+          {(recent.data?.items ?? []).map((run) => (
+            <li>
+              <a href={href(["runs", run.id])}>
+                <code>{run.id}</code>
+              </a>{" "}
+              <a href={href(["actions", run.action.name])}>{run.action.name}</a> <span class="muted">{formatTime(run.finished_at ?? run.created_at)}</span>
+              {(run.error?.message || run.status_reason) && <div class="failure-reason">{run.error?.message ?? run.status_reason}</div>}
+            </li>
+          ))}
+        </ul>
+        {recent.data && recent.data.items.length > 0 && <a href={href(["runs"], { status: "FAILED" })}>All failed runs</a>}
+      </section>
+    </div>
+  );
 }
 
 export function Dashboard() {
@@ -255,6 +330,7 @@ export function Dashboard() {
               />
             )}
           </div>
+          <Failures stats={data} windowText={windowText} />
           {data.truncated && <p class="muted">Only the newest runs of this window are counted.</p>}
         </>
       )}

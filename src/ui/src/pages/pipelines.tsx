@@ -5,6 +5,7 @@ import { useState } from "preact/hooks";
 import { ApiError, all, call, projectPath, type Json } from "../api";
 import { href, navigate } from "../router";
 import { ErrorBox, Loading, PageTitle, StatusBadge, formatDuration, formatTime, useApp, usePoll } from "../util";
+import { LogLines, useLog } from "./runs";
 
 interface Variable {
   key: string;
@@ -23,6 +24,7 @@ interface PipelineStep {
   trigger_time?: string;
   run_next?: string;
   disabled?: boolean;
+  timeout?: number;
 }
 
 /** What a step does, in words: the action it runs, the container it starts, or an approval gate. */
@@ -46,6 +48,8 @@ interface StepState {
   started_at?: string | null;
   finished_at?: string | null;
   run_id?: string | null;
+  status_reason?: string | null;
+  approved_by?: string | null;
 }
 
 interface Execution {
@@ -59,6 +63,29 @@ interface Execution {
 }
 
 const FINISHED = new Set(["SUCCESSFUL", "FAILED", "TERMINATED", "WARNING"]);
+/** A step in one of these will not write to its run's log any more. */
+const STEP_DONE = new Set([...FINISHED, "SKIPPED", "NOT_EXECUTED"]);
+
+/** The log of the run a step started, followed while the step runs; read only once it is opened. */
+function StepLog({ step }: { step: StepState & { run_id: string } }) {
+  const log = useLog(step.run_id, STEP_DONE.has(step.status));
+  return (
+    <>
+      <ErrorBox error={log.error} />
+      <LogLines entries={log.entries} dropped={log.dropped} complete={log.complete} label={`Log of step ${step.name}`} emptyText="The step's run wrote nothing." />
+    </>
+  );
+}
+
+function StepLogDisclosure({ step }: { step: StepState & { run_id: string } }) {
+  const [open, setOpen] = useState(false);
+  return (
+    <details class="step-log" onToggle={(e) => setOpen((e.currentTarget as HTMLDetailsElement).open)}>
+      <summary>Log of {step.name}</summary>
+      {open && <StepLog step={step} />}
+    </details>
+  );
+}
 const base = (name: string) => `/pipelines/${encodeURIComponent(name)}`;
 
 export function PipelineList() {
@@ -122,6 +149,7 @@ export function PipelinePage({ name }: { name: string }) {
                   <br />
                   <span class="muted">
                     {s.trigger_time ?? "ON_EVERY_EXECUTION"} · {s.run_next ?? "WAIT_ON_SUCCESS"}
+                    {s.timeout ? ` · timeout ${s.timeout} s` : ""}
                     {s.disabled ? " · disabled" : ""}
                   </span>
                 </li>
@@ -192,6 +220,15 @@ function Timeline({ steps }: { steps: StepState[] }) {
                 </>
               )}
             </span>
+            {s.approved_by && (
+              <span class="timeline-note">
+                approved by <strong>{s.approved_by}</strong> at <time dateTime={s.finished_at ?? undefined}>{formatTime(s.finished_at)}</time>
+              </span>
+            )}
+            {!s.approved_by && s.status === "WAITING_FOR_APPROVE" && (
+              <span class="timeline-note">waiting for approval since {formatTime(s.started_at)}</span>
+            )}
+            {s.run_id && <StepLogDisclosure step={{ ...s, run_id: s.run_id }} />}
           </li>
         );
       })}

@@ -145,17 +145,31 @@ export function RunList({ query }: { query: URLSearchParams }) {
   );
 }
 
-function LogView({ run }: { run: Run }) {
+/** A log line's message with each match of ``needle`` (already lower-cased) marked. */
+function Highlighted({ text, needle }: { text: string; needle: string }) {
+  if (!needle) return <>{text}</>;
+  const parts = [];
+  const lower = text.toLowerCase();
+  let at = 0;
+  for (let found = lower.indexOf(needle); found >= 0; found = lower.indexOf(needle, at)) {
+    if (found > at) parts.push(text.slice(at, found));
+    parts.push(<mark>{text.slice(found, found + needle.length)}</mark>);
+    at = found + needle.length;
+  }
+  parts.push(text.slice(at));
+  return <>{parts}</>;
+}
+
+/** A run's log entries, read from the start and then followed until the run has ended. */
+export function useLog(runId: string, ended: boolean): { entries: LogEntry[]; dropped: number; complete: boolean; error?: ApiError } {
   const { session } = useApp();
   const [entries, setEntries] = useState<LogEntry[]>([]);
   const [dropped, setDropped] = useState(0);
-  const [ended, setEnded] = useState(false);
+  const [complete, setComplete] = useState(false);
   const [error, setError] = useState<ApiError | undefined>();
-  const [follow, setFollow] = useState(true);
-  const box = useRef<HTMLDivElement>(null);
   const after = useRef(0);
-  const finished = useRef(TERMINAL.has(run.status));
-  finished.current = TERMINAL.has(run.status);
+  const finished = useRef(ended);
+  finished.current = ended;
 
   useEffect(() => {
     let stopped = false;
@@ -165,7 +179,7 @@ function LogView({ run }: { run: Run }) {
         // drain what is there; once the run has ended and nothing is left, the log is complete
         for (;;) {
           const wasFinished = finished.current;
-          const page = await call<Page<LogEntry>>(session, "GET", projectPath(session, `/runs/${run.id}/logs`), {
+          const page = await call<Page<LogEntry>>(session, "GET", projectPath(session, `/runs/${encodeURIComponent(runId)}/logs`), {
             query: { after: after.current, limit: 1000 },
           });
           if (stopped) return;
@@ -179,7 +193,7 @@ function LogView({ run }: { run: Run }) {
           }
           if (!page.next) {
             if (wasFinished) {
-              setEnded(true);
+              setComplete(true);
               return;
             }
             break;
@@ -196,37 +210,111 @@ function LogView({ run }: { run: Run }) {
       stopped = true;
       window.clearTimeout(timer);
     };
-  }, [session, run.id]);
+  }, [session, runId]);
+  return { entries, dropped, complete, error };
+}
+
+/** Log lines as a reader sees them: searchable (matching lines only, matches marked, counted), or
+ * raw (the messages as the program wrote them, one per line, to select and copy). */
+export function LogLines({ entries, dropped, complete, label, emptyText }: {
+  entries: LogEntry[];
+  dropped: number;
+  complete: boolean;
+  label: string;
+  emptyText: string;
+}) {
+  const [query, setQuery] = useState("");
+  const [raw, setRaw] = useState(false);
+  const [follow, setFollow] = useState(true);
+  const box = useRef<HTMLDivElement>(null);
+  const rawBox = useRef<HTMLPreElement>(null);
+  // spaces count ("line 1 " is not "line 10"), but a query of spaces alone is no query
+  const needle = query.trim() ? query.toLowerCase() : "";
+  const shown = needle ? entries.filter((e) => e.msg.toLowerCase().includes(needle)) : entries;
+  const rawText = shown.map((e) => e.msg.replace(/\n$/, "")).join("\n");
+  const ids = useRef(`log-${Math.random().toString(36).slice(2, 8)}`).current;
 
   useEffect(() => {
-    if (follow && box.current) box.current.scrollTop = box.current.scrollHeight;
-  }, [entries, follow]);
+    const target = raw ? rawBox.current : box.current;
+    if (follow && target) target.scrollTop = target.scrollHeight;
+  }, [entries, follow, raw, needle]);
 
+  return (
+    <>
+      <div class="log-tools">
+        <div class="field log-search">
+          <label for={`${ids}-search`}>Search the log</label>
+          <input id={`${ids}-search`} type="search" value={query} onInput={(e) => setQuery(e.currentTarget.value)} placeholder="text in a line" aria-describedby={`${ids}-count`} />
+        </div>
+        <label class="inline">
+          <input type="checkbox" checked={raw} onChange={(e) => setRaw(e.currentTarget.checked)} /> Raw
+        </label>
+        <label class="inline">
+          <input type="checkbox" checked={follow} onChange={(e) => setFollow(e.currentTarget.checked)} /> Follow
+        </label>
+        {raw && <CopyButton text={rawText} label="Copy the raw log" />}
+      </div>
+      <p class="muted log-count" id={`${ids}-count`} aria-live="polite">
+        {needle ? `${shown.length} of ${entries.length} lines match “${query}”` : `${entries.length} lines`}
+      </p>
+      {raw ? (
+        <pre class="log log-raw" ref={rawBox} aria-label={`${label}, raw`} tabIndex={0}>
+          {rawText}
+        </pre>
+      ) : (
+        <div class="log" ref={box} role="log" aria-label={label} tabIndex={0}>
+          {dropped > 0 && <div class="log-line log-system">… {dropped} earlier lines are not shown here</div>}
+          {shown.map((e) => (
+            <div class={`log-line log-${e.k}`} key={e.seq}>
+              <span class="log-ts">{new Date(e.ts).toLocaleTimeString(undefined, { hour12: false })}</span>
+              <span class="log-kind">{e.k}</span>
+              <span class="log-msg">
+                <Highlighted text={e.msg} needle={needle} />
+              </span>
+            </div>
+          ))}
+          {entries.length === 0 && <div class="muted">{complete ? emptyText : "Waiting for output…"}</div>}
+          {entries.length > 0 && shown.length === 0 && <div class="muted">No line matches.</div>}
+        </div>
+      )}
+    </>
+  );
+}
+
+function LogView({ run }: { run: Run }) {
+  const log = useLog(run.id, TERMINAL.has(run.status));
   return (
     <section aria-labelledby="log-title" class="panel">
       <div class="panel-head">
         <h2 id="log-title">Log</h2>
-        <label class="inline">
-          <input type="checkbox" checked={follow} onChange={(e) => setFollow(e.currentTarget.checked)} /> Follow
-        </label>
       </div>
-      <ErrorBox error={error} />
-      <div class="log" ref={box} role="log" aria-label="Run log" tabIndex={0}>
-        {dropped > 0 && <div class="log-line log-system">… {dropped} earlier lines are not shown here</div>}
-        {entries.map((e) => (
-          <div class={`log-line log-${e.k}`} key={e.seq}>
-            <span class="log-ts">{new Date(e.ts).toLocaleTimeString(undefined, { hour12: false })}</span>
-            <span class="log-kind">{e.k}</span>
-            <span class="log-msg">{e.msg}</span>
-          </div>
-        ))}
-        {entries.length === 0 && <div class="muted">{ended ? "The run wrote nothing." : "Waiting for output…"}</div>}
-      </div>
+      <ErrorBox error={log.error} />
+      <LogLines entries={log.entries} dropped={log.dropped} complete={log.complete} label="Run log" emptyText="The run wrote nothing." />
       <p class="muted" role="status">
-        {ended ? `Log complete: the run ended ${run.status}.` : "Following the log until the run ends."}
+        {log.complete ? `Log complete: the run ended ${run.status}.` : "Following the log until the run ends."}
       </p>
     </section>
   );
+}
+
+/** How long the run has taken: ticking while it runs, its final duration once it has ended. */
+export function Elapsed({ run }: { run: Pick<Run, "status" | "started_at" | "duration_ms" | "finished_at"> }) {
+  const [now, setNow] = useState(Date.now());
+  const running = !TERMINAL.has(run.status) && run.started_at !== null;
+  useEffect(() => {
+    if (!running) return;
+    const timer = window.setInterval(() => setNow(Date.now()), 1000);
+    return () => window.clearInterval(timer);
+  }, [running]);
+  if (TERMINAL.has(run.status)) {
+    const ms = run.duration_ms ?? (run.started_at && run.finished_at ? Date.parse(run.finished_at) - Date.parse(run.started_at) : null);
+    return <span class="elapsed">{formatDuration(ms)}</span>;
+  }
+  if (!run.started_at) return <span class="elapsed muted">not started yet</span>;
+  // whole seconds while ticking (a clock skewed behind the gateway's never shows a negative time)
+  const seconds = Math.max(0, Math.floor((now - Date.parse(run.started_at)) / 1000));
+  const text = seconds < 60 ? `${seconds} s` : seconds < 3600 ? `${Math.floor(seconds / 60)} min ${seconds % 60} s` : formatDuration(seconds * 1000);
+  return <span class="elapsed">{text} · running</span>;
 }
 
 /** Run again with the same parameters, and the whole log as a file. */
@@ -348,6 +436,12 @@ export function RunPage({ id }: { id: string }) {
               Status <StatusBadge status={r.status} />
               {r.status_reason && <span class="muted"> {r.status_reason}</span>}
             </p>
+            {/* outside the live region: a screen reader is not told every second */}
+            {r.started_at && (
+              <p class="run-elapsed">
+                {TERMINAL.has(r.status) ? "Took" : "Elapsed"} <Elapsed run={r} />
+              </p>
+            )}
             <CancelButton run={r} onDone={run.reload} />
             <RunTools run={r} />
           </div>
@@ -378,7 +472,9 @@ export function RunPage({ id }: { id: string }) {
                 <dt>Finished</dt>
                 <dd>{formatTime(r.finished_at)}</dd>
                 <dt>Duration</dt>
-                <dd>{formatDuration(r.duration_ms)}</dd>
+                <dd>
+                  <Elapsed run={r} />
+                </dd>
                 <dt>User</dt>
                 <dd>{r.external_user_id ?? "—"}</dd>
               </dl>
