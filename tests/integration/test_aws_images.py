@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +77,8 @@ def aws(tmp_path: Path, docker_host: str) -> Iterator[tuple[Any, Any]]:
     """A gateway on moto whose Lambda, Batch and ECS engines have the test dockerd at hand."""
     with moto_in_process():
         session = boto3.session.Session(region_name=REGION)
-        settings = replace(
-            aws_settings(tmp_path / "home"), **make_infrastructure(session, "hwprobe"), docker_host=docker_host
+        settings = aws_settings(tmp_path / "home").with_(
+            **make_infrastructure(session, "hwprobe"), docker_host=docker_host
         )
         clients = AwsClients(REGION, None, session)
         batch, ecs = BatchEngine.from_settings(settings, clients), EcsEngine.from_settings(settings, clients)

@@ -497,6 +497,8 @@ def test_runs_list_filters_and_dashboard_charts(console: Console, server: LiveSe
     sync_api.expect(page).to_have_url(re.compile(r"#/runs\?action=counter$"))
     rows = page.locator("table.runs tbody tr")
     rows.first.wait_for()
+    # (the list asked for before the filter may still be on screen a moment: wait for the filtered one)
+    sync_api.expect(rows.filter(has_not_text="counter")).to_have_count(0)
     assert all("counter" in row for row in rows.all_inner_texts())
     console.shot("runs")
     # When the dashboard opens
