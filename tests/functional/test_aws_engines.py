@@ -188,9 +188,9 @@ def test_a_batch_run_succeeds_through_its_container_and_events(batch: Stack) -> 
     assert done is not None and done.status == RunStatus.SUCCESSFUL
     assert done.ret == {"hi": "w", "attempt": 1} and done.exports == {"rows": 3} and done.attempt == 1
     assert [e.msg for e in services.repos.runs.read_logs(run_id).items] == ["secret is [hidden]"]
-    # and a copy of the record and the log lands in the outputs bucket
+    # and a copy of the record and the log lands in the outputs bucket, under the run's project
     s3 = batch.client("s3")
-    prefix = f"runs/{run_id}/attempt-1/"
+    prefix = f"runs/{P}/{run_id}/attempt-1/"
     saved = json.loads(s3.get_object(Bucket=batch.settings.aws.outputs_bucket, Key=prefix + "run.json")["Body"].read())
     assert saved["status"] == "SUCCESSFUL" and saved["parameters"]["#token"] == "[hidden]"
     assert (
@@ -369,7 +369,17 @@ def test_an_ecs_run_succeeds_through_its_task_and_events(ecs: Stack) -> None:
     assert task is not None
     [params] = started
     assert params["startedBy"] == run_id and params["launchType"] == "FARGATE"
-    assert params["overrides"]["containerOverrides"] == [{"name": "action", "command": ["--run", run_id]}]
+    # the container learns its run's project (which leads the run's keys) from the task's variables
+    assert params["overrides"]["containerOverrides"] == [
+        {
+            "name": "action",
+            "command": ["--run", run_id],
+            "environment": [
+                {"name": "HATCHWAY_RUN_PROJECT", "value": P},
+                {"name": "HATCHWAY_LEGACY_RUN_KEYS", "value": "off"},
+            ],
+        }
+    ]
     assert params["networkConfiguration"]["awsvpcConfiguration"]["subnets"] == list(ecs.settings.aws.subnets)
     assert task.startswith("arn:aws:ecs:")
     ecs.services.remote.handle_event(ecs_event(run_id, task, "RUNNING"))

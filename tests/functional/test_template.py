@@ -246,12 +246,29 @@ def test_task_roles_reach_only_their_runs_and_their_projects_actions_in_the_tabl
         s["Sid"]: s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] for s in table_statements
     }
     assert leading_keys == {
-        "RunRecords": ["RUN#*"],
+        "RunRecords": [f"RUN#{project}#*"],
         "ReadProjectActions": [f"ACTIONS#{project}#*", f"ACTION#{project}#*"],
     }
     assert task_policy_statements()["ReadProjectActions"]["Action"] == "dynamodb:GetItem"
     for statement in table_statements:
         assert statement["Resource"] == {"Fn::GetAtt": ["Table", "Arn"]}  # no index
+
+
+def test_task_roles_reach_only_their_projects_objects_in_the_outputs_bucket() -> None:
+    # every object grant names the project (the role's tag) right after the kind of object, and a
+    # listing is limited to its project's stashes (test_task_policy.py matches the keys the container uses)
+    s3_statements = [s for s in task_policy_statements().values() if "s3:" in json.dumps(s["Action"])]
+    tag = "${!aws:PrincipalTag/hatchway-project}"
+    objects = [r["Fn::Sub"] for s in s3_statements for r in s["Resource"] if isinstance(r, dict) and "Fn::Sub" in r]
+    assert sorted(objects) == sorted(
+        f"${{OutputsBucket.Arn}}/{kind}/{tag}/*"
+        for kind in ("runs", "records/runs", "blobs/artifacts", "blobs/stashes", "blobs/files", "records/specs")
+    )
+    [listing] = [s for s in s3_statements if s["Action"] == "s3:ListBucket"]
+    assert listing["Condition"] == {
+        "StringLike": {"s3:prefix": ["blobs/stashes/${aws:PrincipalTag/hatchway-project}/*"]}
+    }
+    assert "runs/*" not in json.dumps(s3_statements) and '"RUN#*"' not in json.dumps(task_policy_statements())
 
 
 def test_the_outputs_bucket_is_sse_kms_with_a_key_every_reader_may_use_through_s3_only() -> None:

@@ -21,7 +21,15 @@ from typing import Any
 
 from hatchway.aws.aws_lambda import image_required, resource_name
 from hatchway.aws.clients import translate
-from hatchway.aws.engines import BaseAwsEngine, as_int, chunks, is_missing_definition, vcpus
+from hatchway.aws.engines import (
+    BaseAwsEngine,
+    as_int,
+    chunks,
+    is_missing_definition,
+    project_of,
+    run_environment,
+    vcpus,
+)
 from hatchway.domain.runs import Run, StateChange
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import InternalError
@@ -115,6 +123,7 @@ class BatchEngine(BaseAwsEngine):
             "jobQueue": self.job_queue,
             "jobDefinition": self.definition_name(run.project_id, spec),
             "parameters": {"run_id": run.id},
+            "containerOverrides": {"environment": run_environment(run)},
             "retryStrategy": {"attempts": self.attempts(run), "evaluateOnExit": NOT_RETRIED},
             "timeout": {"attemptDurationSeconds": self.timeout_seconds(run.timeout_seconds)},
             "tags": {"hatchway:run": run.id, "hatchway:project": run.project_id},
@@ -157,11 +166,14 @@ def state_change(detail: dict[str, Any]) -> StateChange | None:
     if not run_id or not job_id or not str(run_id).startswith("run_"):
         return None
     attempts = detail.get("attempts") or []
+    container = detail.get("container") or {}
+    project_id = project_of(container.get("environment"), detail.get("tags"))
     if status == "RUNNING":
-        return StateChange(str(run_id), str(job_id), "running", attempt=len(attempts) + 1, engine="batch")
+        return StateChange(
+            str(run_id), str(job_id), "running", attempt=len(attempts) + 1, engine="batch", project_id=project_id
+        )
     if status not in ("SUCCEEDED", "FAILED"):
         return None  # SUBMITTED, PENDING, RUNNABLE, STARTING: still queued
-    container = detail.get("container") or {}
     last = (attempts[-1].get("container") or {}) if attempts else {}
     exit_code = container.get("exitCode", last.get("exitCode"))
     reason = detail.get("statusReason") or container.get("reason") or last.get("reason")
@@ -173,4 +185,5 @@ def state_change(detail: dict[str, Any]) -> StateChange | None:
         reason=str(reason) if reason else None,
         attempt=len(attempts) or None,
         engine="batch",
+        project_id=project_id,
     )

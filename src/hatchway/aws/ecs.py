@@ -22,6 +22,8 @@ from hatchway.aws.engines import (
     chunks,
     container_exit,
     is_missing_definition,
+    project_of,
+    run_environment,
 )
 from hatchway.domain.runs import Run, StateChange
 from hatchway.domain.spec import ActionSpec
@@ -115,7 +117,11 @@ class EcsEngine(BaseAwsEngine):
             "launchType": "FARGATE",
             "count": 1,
             "startedBy": run.id,
-            "overrides": {"containerOverrides": [{"name": CONTAINER_NAME, "command": ["--run", run.id]}]},
+            "overrides": {
+                "containerOverrides": [
+                    {"name": CONTAINER_NAME, "command": ["--run", run.id], "environment": run_environment(run)}
+                ]
+            },
             "networkConfiguration": {
                 "awsvpcConfiguration": {
                     "subnets": list(self.settings.aws.subnets),
@@ -173,8 +179,10 @@ def state_change(detail: dict[str, Any]) -> StateChange | None:
     status = detail.get("lastStatus")
     if not run_id or not task_arn or not str(run_id).startswith("run_"):
         return None  # tasks hatchway did not start (Batch's own Fargate tasks say "AWS Batch")
+    overrides = (detail.get("overrides") or {}).get("containerOverrides") or []
+    project_id = project_of([variable for each in overrides for variable in each.get("environment") or []])
     if status == "RUNNING":
-        return StateChange(str(run_id), str(task_arn), "running", engine="ecs")
+        return StateChange(str(run_id), str(task_arn), "running", engine="ecs", project_id=project_id)
     if status != "STOPPED":
         return None
     exit_code, container_reason = container_exit(detail.get("containers"))
@@ -183,5 +191,5 @@ def state_change(detail: dict[str, Any]) -> StateChange | None:
     failed_to_start = detail.get("stopCode") == "TaskFailedToStart" and exit_code is None
     return StateChange(
         str(run_id), str(task_arn), "stopped", exit_code, str(reason) if reason else None, engine="ecs",
-        failed_to_start=failed_to_start,
+        failed_to_start=failed_to_start, project_id=project_id,
     )  # fmt: skip

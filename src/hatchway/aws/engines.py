@@ -31,6 +31,7 @@ from hatchway.aws.images import ImageProbe
 from hatchway.config import Settings
 from hatchway.domain.runs import Run, StateChange
 from hatchway.domain.spec import ActionSpec
+from hatchway.runtime.remote import PROJECT_VARIABLE
 
 CONTAINER_NAME = "action"
 PROJECT_TAG = "hatchway-project"
@@ -194,6 +195,28 @@ class BaseAwsEngine(ABC):
 
     def timeout_seconds(self, seconds: int) -> int:
         return max(60, seconds + TIMEOUT_GRACE_SECONDS)
+
+
+def run_environment(run: Run) -> list[dict[str, str]]:
+    """What a job or task of ``run`` gets beside its definition's variables (set at submit, so a
+    definition registered before these existed serves too): the run's project, which leads the
+    keys of its run on DynamoDB and in S3, and no look-ups under keys without one (the task role
+    reaches its own project's keys only)."""
+    return [
+        {"name": PROJECT_VARIABLE, "value": run.project_id},
+        {"name": "HATCHWAY_LEGACY_RUN_KEYS", "value": "off"},
+    ]
+
+
+def project_of(variables: list[dict[str, Any]] | None, tags: Any = None) -> str | None:
+    """The run's project a job's or task's detail names: its ``hatchway:project`` tag, else the
+    variable :func:`run_environment` set (None for jobs and tasks submitted before either)."""
+    if isinstance(tags, dict) and tags.get("hatchway:project"):
+        return str(tags["hatchway:project"])
+    for variable in variables or []:
+        if variable.get("name") == PROJECT_VARIABLE and variable.get("value"):
+            return str(variable["value"])
+    return None
 
 
 def chunks(items: list[str], size: int) -> list[list[str]]:
