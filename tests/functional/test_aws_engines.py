@@ -500,3 +500,27 @@ def test_an_ecs_task_that_never_starts_fails_the_run_past_the_allowance(ecs: Sta
     assert final is not None and final.status == RunStatus.FAILED and final.error is not None
     assert final.error.kind == "platform" and "CannotPullContainerError" in final.error.message
     assert final.lost_attempts == 3
+
+
+def test_a_task_role_is_handed_out_only_under_its_own_projects_tag(batch: Stack) -> None:
+    from hatchway.aws.clients import AwsClients
+    from hatchway.aws.engines import PROJECT_TAG, TaskRoles, hashed_role_name, task_role_name
+    from tests.awsmock import REGION
+
+    # Given a role under the name a project's role would have, made for another project (IAM names
+    # ignore case: hw-task-proj_A is also hw-task-proj_a's name; moto's do not, so it is made here)
+    iam = batch.client("iam")
+    prefix = batch.settings.aws.resource_prefix
+    taken = task_role_name(prefix, "proj_Sales")
+    iam.create_role(RoleName=taken, Path=f"/{prefix}/", AssumeRolePolicyDocument="{}",
+                    Tags=[{"Key": PROJECT_TAG, "Value": "proj_sales"}])  # fmt: skip
+    roles = TaskRoles(AwsClients(REGION, None, batch.session), prefix, batch.settings.aws.task_policy_arn, None)
+    # When the project asks for its role
+    arn = roles.arn_for("proj_Sales")
+    # Then it gets one of its own, never the other project's
+    assert arn is not None and arn.endswith("/" + hashed_role_name(prefix, "proj_Sales"))
+    tags = iam.list_role_tags(RoleName=hashed_role_name(prefix, "proj_Sales"))["Tags"]
+    assert {t["Key"]: t["Value"] for t in tags} == {PROJECT_TAG: "proj_Sales"}
+    # and a project whose role exists under its name gets that one, as made (once per process)
+    assert roles.arn_for("proj_Sales") == arn
+    assert TaskRoles(AwsClients(REGION, None, batch.session), prefix, None, "arn:fixed").arn_for("p") == "arn:fixed"

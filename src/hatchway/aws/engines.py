@@ -31,6 +31,7 @@ from hatchway.aws.images import ImageProbe
 from hatchway.config import Settings
 from hatchway.domain.runs import Run, StateChange
 from hatchway.domain.spec import ActionSpec
+from hatchway.errors import InternalError
 from hatchway.runtime.remote import PROJECT_VARIABLE
 
 CONTAINER_NAME = "action"
@@ -49,6 +50,12 @@ def task_role_name(prefix: str, project_id: str) -> str:
     name = f"{prefix}-task-{project_id}"
     if len(name) <= 64:
         return name
+    return hashed_role_name(prefix, project_id)
+
+
+def hashed_role_name(prefix: str, project_id: str) -> str:
+    """A role name no other project's can match: IAM compares role names ignoring case, project ids
+    do not (``proj_A`` and ``proj_a`` are two projects, ``hw-task-proj_A`` one role)."""
     return f"{prefix}-task-{hashlib.sha256(project_id.encode()).hexdigest()[:20]}"
 
 
@@ -78,27 +85,43 @@ class TaskRoles:
             known = self._known.get(project_id)
         if known:
             return known
+        arn = self._role(project_id, task_role_name(self.prefix, project_id))
+        if arn is None:  # the name is another project's (it differs only in case)
+            arn = self._role(project_id, hashed_role_name(self.prefix, project_id))
+        if arn is None:
+            raise InternalError(f"no task role can be named for project {project_id}")
+        with self._lock:
+            self._known[project_id] = arn
+        return arn
+
+    def _role(self, project_id: str, name: str) -> str | None:
+        """The ARN of role ``name`` (made if missing) when it is ``project_id``'s; None if another
+        project's role has that name: a role is handed out only under its own project's tag."""
         iam = self.aws.client("iam")
-        name = task_role_name(self.prefix, project_id)
         with translate("AWS IAM"):
             try:
-                arn: str = iam.get_role(RoleName=name)["Role"]["Arn"]
+                role = iam.get_role(RoleName=name)["Role"]
             except iam.exceptions.NoSuchEntityException:
                 try:
-                    arn = iam.create_role(
+                    role = iam.create_role(
                         RoleName=name,
                         Path=f"/{self.prefix}/",
                         AssumeRolePolicyDocument=json.dumps(self.TRUST),
                         PermissionsBoundary=self.policy_arn,
                         Description=f"hatchway runs of {project_id}",
                         Tags=[{"Key": PROJECT_TAG, "Value": project_id}],
-                    )["Role"]["Arn"]
+                    )["Role"]
                 except iam.exceptions.EntityAlreadyExistsException:
-                    arn = iam.get_role(RoleName=name)["Role"]["Arn"]
+                    role = iam.get_role(RoleName=name)["Role"]
+                    if not _tagged(role, project_id):
+                        return None
                 iam.attach_role_policy(RoleName=name, PolicyArn=self.policy_arn)
-        with self._lock:
-            self._known[project_id] = arn
-        return arn
+                return str(role["Arn"])
+        return str(role["Arn"]) if _tagged(role, project_id) else None
+
+
+def _tagged(role: dict[str, Any], project_id: str) -> bool:
+    return any(tag.get("Key") == PROJECT_TAG and tag.get("Value") == project_id for tag in role.get("Tags") or [])
 
 
 class BaseAwsEngine(ABC):
