@@ -47,6 +47,15 @@ from tests.functional.test_template import source
 pytestmark = pytest.mark.aws
 
 PROJECT_TAG = "${aws:PrincipalTag/hatchway-project}"
+ENVIRONMENT_TAG = "${aws:PrincipalTag/hatchway-environment}"
+
+
+def tagged(text: str, project: str, environment: str = ENV) -> str:
+    """A pattern as IAM sees it for a role tagged with ``project`` and ``environment``."""
+    text = text.replace(PROJECT_TAG, project).replace(ENVIRONMENT_TAG, environment)
+    return text.replace("${!aws:PrincipalTag/hatchway-project}", project).replace(
+        "${!aws:PrincipalTag/hatchway-environment}", environment
+    )
 
 
 def table_grants(project: str) -> list[tuple[set[str], list[str], bool]]:
@@ -64,7 +73,7 @@ def table_grants(project: str) -> list[tuple[set[str], list[str], bool]]:
         grants.append(
             (
                 {action.removeprefix("dynamodb:") for action in actions},
-                [pattern.replace(PROJECT_TAG, project) for pattern in patterns],
+                [tagged(pattern, project) for pattern in patterns],
                 any("/index/" in json.dumps(resource) for resource in resources),
             )
         )
@@ -149,15 +158,13 @@ def s3_grants(project: str, bucket: str) -> list[tuple[set[str], list[str], list
                 continue
             text = resource["Fn::Sub"]
             assert "${aws:" not in text, "in !Sub, IAM's variables are written ${!aws:...}"
-            arns.append(
-                text.replace("${OutputsBucket.Arn}", arn).replace("${!aws:PrincipalTag/hatchway-project}", project)
-            )
+            arns.append(tagged(text.replace("${OutputsBucket.Arn}", arn), project))
         prefixes = (statement.get("Condition") or {}).get("StringLike", {}).get("s3:prefix", [])
         grants.append(
             (
                 {action.removeprefix("s3:") for action in actions},
                 arns,
-                [p.replace(PROJECT_TAG, project) for p in prefixes],
+                [tagged(p, project) for p in prefixes],
             )
         )
     return grants
@@ -331,6 +338,8 @@ def test_the_task_policy_refuses_what_is_not_the_containers() -> None:
     for operation in ("GetItem", "PutItem", "UpdateItem", "Query", "ConditionCheckItem"):
         for key in (f"TOKEN#{'a' * 12}", f"PROJECT#{P}", "PROJECT#other", f"ACTIONS#other#{ENV}",
                     f"ACTION#other#{ENV}#echo", f"ACTION#{P}x#{ENV}#echo", f"IDEM#{'0' * 64}",
+                    f"ACTIONS#{P}#production", f"ACTION#{P}#production#echo", f"ACTION#{P}#{ENV}x#echo",
+                    f"ACTIONS#{P}#{ENV}x",
                     f"DOC#{P}#{ENV}#kind", "EXEC#x", f"PIPELINES#{P}#{ENV}"):  # fmt: skip
             assert not permitted(operation, key, None, P), (operation, key)
     # its own project's actions: read, never written
@@ -360,6 +369,12 @@ def test_the_task_policy_reaches_only_its_projects_objects() -> None:
         assert s3_permitted("GetObject", bucket, key, P)
         assert not s3_permitted("PutObject", bucket, key, P) and not s3_permitted("DeleteObject", bucket, key, P)
     assert s3_permitted("ListBucket", bucket, f"blobs/stashes/{P}/{ENV}/stash_1/", P)
+    # its project's files and stashes of another environment: refused (they are per environment)
+    for key in (f"blobs/files/{P}/production/data.csv", f"blobs/stashes/{P}/production/stash_1/a",
+                f"blobs/files/{P}/{ENV}x/data.csv"):  # fmt: skip
+        for action in ("GetObject", "PutObject", "DeleteObject"):
+            assert not s3_permitted(action, bucket, key, P), (action, key)
+    assert not s3_permitted("ListBucket", bucket, f"blobs/stashes/{P}/production/stash_1/", P)
     # another project's objects, objects without a project, other kinds of objects: refused
     for other in ("proj_other", f"{P}x"):
         for key in (f"runs/{other}/run_1/attempt-1/run.json", f"records/runs/{other}/run_1/x.json.z",

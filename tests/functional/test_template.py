@@ -292,9 +292,10 @@ def test_task_roles_reach_only_their_runs_and_their_projects_actions_in_the_tabl
     leading_keys = {
         s["Sid"]: s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] for s in table_statements
     }
+    environment = "${aws:PrincipalTag/hatchway-environment}"
     assert leading_keys == {
         "RunRecords": [f"RUN#{project}#*"],
-        "ReadProjectActions": [f"ACTIONS#{project}#*", f"ACTION#{project}#*"],
+        "ReadProjectActions": [f"ACTIONS#{project}#{environment}", f"ACTION#{project}#{environment}#*"],
     }
     assert task_policy_statements()["ReadProjectActions"]["Action"] == "dynamodb:GetItem"
     for statement in table_statements:
@@ -306,14 +307,22 @@ def test_task_roles_reach_only_their_projects_objects_in_the_outputs_bucket() ->
     # listing is limited to its project's stashes (test_task_policy.py matches the keys the container uses)
     s3_statements = [s for s in task_policy_statements().values() if "s3:" in json.dumps(s["Action"])]
     tag = "${!aws:PrincipalTag/hatchway-project}"
+    environment = "${!aws:PrincipalTag/hatchway-environment}"
     objects = [r["Fn::Sub"] for s in s3_statements for r in s["Resource"] if isinstance(r, dict) and "Fn::Sub" in r]
     assert sorted(objects) == sorted(
-        f"${{OutputsBucket.Arn}}/{kind}/{tag}/*"
-        for kind in ("runs", "records/runs", "blobs/artifacts", "blobs/stashes", "blobs/files", "records/specs")
+        [
+            f"${{OutputsBucket.Arn}}/{kind}/{tag}/*"
+            for kind in ("runs", "records/runs", "blobs/artifacts", "records/specs")
+        ]
+        + [f"${{OutputsBucket.Arn}}/{kind}/{tag}/{environment}/*" for kind in ("blobs/stashes", "blobs/files")]
     )
     [listing] = [s for s in s3_statements if s["Action"] == "s3:ListBucket"]
     assert listing["Condition"] == {
-        "StringLike": {"s3:prefix": ["blobs/stashes/${aws:PrincipalTag/hatchway-project}/*"]}
+        "StringLike": {
+            "s3:prefix": [
+                "blobs/stashes/${aws:PrincipalTag/hatchway-project}/${aws:PrincipalTag/hatchway-environment}/*"
+            ]
+        }
     }
     assert "runs/*" not in json.dumps(s3_statements) and '"RUN#*"' not in json.dumps(task_policy_statements())
 
