@@ -202,6 +202,28 @@ def aws_services(settings: Any, session: Any, placement: Any) -> Any:
     return services
 
 
+def container_environment(aws: Any, external_id: str) -> dict[str, str]:
+    """The variables a Batch job or ECS task was given at submit (what its container sees beside its
+    definition's), as moto answers them: ``HATCHWAY_RUN_PROJECT`` and the like."""
+    if ":task/" in external_id:
+        cluster = external_id.split(":task/", 1)[1].split("/")[0]
+        [task] = aws.client("ecs").describe_tasks(cluster=cluster, tasks=[external_id])["tasks"]
+        overrides = task.get("overrides", {}).get("containerOverrides") or []
+        variables = [variable for each in overrides for variable in each.get("environment") or []]
+    else:
+        [job] = aws.client("batch").describe_jobs(jobs=[external_id])["jobs"]
+        variables = job["container"].get("environment") or []
+    return {variable["name"]: variable["value"] for variable in variables}
+
+
+def container_settings(settings: Any, environment: dict[str, str]) -> Any:
+    """``settings`` as a run container sees them with ``environment`` (its job's or task's variables)."""
+    from hatchway.config import AwsSettings
+
+    legacy = AwsSettings.from_env(environment).is_legacy_run_keys_enabled
+    return settings.with_(is_legacy_run_keys_enabled=legacy)
+
+
 def make_infrastructure(session: Any, prefix: str) -> dict[str, Any]:
     """What template.yaml would have made for the executors: roles, a VPC, a Batch queue, an ECS
     cluster, the task policy. Returns the settings that point at them."""

@@ -1,7 +1,7 @@
 """Files the gateway keeps: uploaded inputs, run artifacts, file stashes.
 
 A blob store (:class:`hatchway.ports.BlobStore`) maps keys (``files/<project>/<env>/<path>``,
-``artifacts/<run>/<path>``, ``stashes/<project>/<env>/<id>/<path>``) to bytes, written and read as
+``artifacts/<project>/<run>/<path>``, ``stashes/<project>/<env>/<id>/<path>``) to bytes, written and read as
 streams of chunks so a blob of any size passes in bounded memory. The embedded default keeps them under
 ``$HATCHWAY_HOME/blobs``, each encrypted with the deployment's key file
 (:class:`~hatchway.secrets.box.BlobCipher`); the AWS backend keeps them in S3 under SSE-KMS. Keys

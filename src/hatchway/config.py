@@ -95,6 +95,7 @@ ENV_VARS: dict[str, str] = {
     "HATCHWAY_TASK_POLICY_ARN": "managed policy (and boundary) of the per-project task roles the gateway creates",
     "HATCHWAY_TASK_ROLE_ARN": "one task role for every project instead of per-project roles (development)",
     "HATCHWAY_LOG_GROUP": "CloudWatch log group of Batch jobs and ECS tasks",
+    "HATCHWAY_LEGACY_RUN_KEYS": "on (default): look runs up under keys written before keys carried the project",
     "HATCHWAY_PIPELINE_ENGINE": "local (the worker pool runs pipelines) or stepfunctions (default on aws)",
     "HATCHWAY_STATES_ROLE_ARN": "role the pipelines' Step Functions state machines run as",
     "HATCHWAY_PIPELINE_FUNCTION_ARN": "hatchway's pipeline Lambda, which state machines call to prepare steps",
@@ -114,6 +115,7 @@ ENV_VARS: dict[str, str] = {
     "HATCHWAY_MAX_PATH_COMPONENT_BYTES": "length of one name in a file or artifact path, in bytes (default 255)",
     "AWS_ENDPOINT_URL": "points boto3 at LocalStack or a moto server",
     "AWS_BATCH_JOB_ID": "set by AWS Batch inside a job: names the container that holds a run",
+    "HATCHWAY_RUN_PROJECT": "set on each Batch job and ECS task: the project of the run it holds",
     "AWS_BATCH_JOB_ATTEMPT": "set by AWS Batch inside a job: its attempt number",
     "ECS_CONTAINER_METADATA_URI_V4": "set by ECS inside a task: names the container that holds a run",
     "AWS_REGION": "region of the aws backend",
@@ -390,6 +392,9 @@ class AwsSettings:
     task_policy_arn: str | None = None
     task_role_arn: str | None = None
     log_group: str | None = None
+    #: runs not found under their project's key are looked for under the key they had before keys
+    #: carried the project (an upgraded deployment's old runs); run containers turn it off
+    is_legacy_run_keys_enabled: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AwsSettings:
@@ -410,6 +415,7 @@ class AwsSettings:
             task_policy_arn=env.get("HATCHWAY_TASK_POLICY_ARN") or None,
             task_role_arn=env.get("HATCHWAY_TASK_ROLE_ARN") or None,
             log_group=env.get("HATCHWAY_LOG_GROUP") or None,
+            is_legacy_run_keys_enabled=_on(env, "HATCHWAY_LEGACY_RUN_KEYS"),
         )
 
     @property

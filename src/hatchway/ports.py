@@ -333,11 +333,12 @@ class RunEngine(Protocol):
 
     def check(self, spec: ActionSpec, invoked: str) -> None: ...
 
-    def prepare(self, project_id: str, spec: ActionSpec) -> None: ...  # job/task definition, task role
+    # a job/task definition and a task role per environment (their secrets are bound to it)
+    def prepare(self, project_id: str, spec: ActionSpec, environment: str) -> None: ...
 
-    def release(self, project_id: str, spec: ActionSpec) -> None: ...  # the version was deleted; idempotent
+    def release(self, project_id: str, spec: ActionSpec, environment: str) -> None: ...  # version deleted
 
-    def definition_name(self, project_id: str, spec: ActionSpec) -> str: ...
+    def definition_name(self, project_id: str, spec: ActionSpec, environment: str) -> str: ...
 
     def submit(self, run: Run, spec: ActionSpec) -> str: ...  # the external id
 

@@ -1,7 +1,7 @@
 """The Lambda functions of a deployed stack that execute and settle runs: glue over the use cases.
 
 * The **runner function** executes runs the gateway executes itself (HTTP actions) where no worker
-  pool runs: the API function (and the sweeper) invoke it asynchronously with ``{"run_id": ...}``;
+  pool runs: the API function (and the sweeper) invoke it asynchronously with ``{"run_id": ..., "project_id": ...}``;
   the rules are :class:`hatchway.services.dispatched.DispatchedRuns`. An attempt may use the
   invocation's time up to a margin kept to record its end.
 * The **events function** applies Batch and ECS state-change events (EventBridge) to their runs;
@@ -31,7 +31,11 @@ def lambda_handler(services: Services) -> Callable[[dict[str, Any], Any], dict[s
         def seconds_left() -> float:
             return context.get_remaining_time_in_millis() / 1000 if context is not None else NO_CONTEXT_SECONDS
 
-        return services.dispatched.run_dispatched(str(event.get("run_id") or ""), seconds_left, owner)
+        run_id = str(event.get("run_id") or "")
+        project_id = event.get("project_id")
+        return services.dispatched.run_dispatched(
+            run_id, seconds_left, owner, project_id=str(project_id) if project_id else None
+        )
 
     return handle
 

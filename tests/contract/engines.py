@@ -24,7 +24,7 @@ from hatchway.config import Settings
 from hatchway.domain.runs import Run, RunError, RunRequest, StateChange
 from hatchway.domain.tenants import Principal
 from hatchway.errors import HatchwayError
-from hatchway.runtime.remote import RETRY_EXIT_CODE, run_attempt
+from hatchway.runtime.remote import PROJECT_VARIABLE, RETRY_EXIT_CODE, run_attempt
 from hatchway.wiring import (
     ENGINES,
     bootstrap,
@@ -34,6 +34,7 @@ from hatchway.wiring import (
     container_services,
     load,
 )
+from tests.awsmock import container_environment, container_settings
 from tests.conftest import make_settings
 from tests.functional.actions import behave
 
@@ -242,21 +243,30 @@ class EngineHarness(AwsHarness):
 
     def execute(self, run_id: str) -> None:
         """Play the engine: run the container side for each attempt, then the event its exit says."""
-        inside = container_services(self.settings)
+        run = self.services.repos.runs.get_run(run_id)
+        if run is None or run.external_id is None:
+            return
+        environment = container_environment(self.aws, run.external_id)  # what the engine gave the job or task
+        inside = container_services(container_settings(self.settings, environment))
         host = container_attempts(inside)
         try:
             for number in range(1, 11):
                 run = self.services.repos.runs.get_run(run_id)
                 if run is None or run.is_terminal or run.external_id is None:
                     return
-                code = run_attempt(host, run_id, f"{self.engine}/{run.external_id}/{number}")
+                code = run_attempt(
+                    host, run_id, f"{self.engine}/{run.external_id}/{number}", project_id=environment[PROJECT_VARIABLE]
+                )
                 if self.engine == "batch":
                     if code == RETRY_EXIT_CODE and number < run.max_attempts:
                         continue  # Batch starts the job's next attempt itself
                     phase = "succeeded" if code == 0 else "failed"
                 else:
                     phase = "stopped"  # one task per attempt: the gateway starts the next one
-                change = StateChange(run_id, run.external_id, phase, code, f"exit {code}", number, self.engine)
+                change = StateChange(
+                    run_id, run.external_id, phase, code, f"exit {code}", number, self.engine,
+                    project_id=environment[PROJECT_VARIABLE],
+                )  # fmt: skip
                 self.services.remote.apply_state_change(change)
         finally:
             inside.close()

@@ -180,7 +180,7 @@ def test_a_transition_from_a_known_revision_reads_nothing_and_never_undoes_a_lat
         reads.extend([run.id] if current is not None else [])
         return written, current
 
-    monkeypatch.setattr(runs, "_get_run", lambda run_id: reads.append(run_id) or read(run_id))
+    monkeypatch.setattr(runs, "_get_run", lambda run_id, *more: reads.append(run_id) or read(run_id, *more))
     monkeypatch.setattr(runs, "_replace_run", replaced)
     sync = lambda **f: make_run(mode=Mode.SYNC, status=RunStatus.INPROGRESS, attempt=1, lease_owner="gw", **f)  # noqa: E731
     # Given a run as it was created (revision 0), the end is written without reading it back
@@ -275,7 +275,7 @@ def test_a_claims_revision_saves_the_read_while_nobody_moved_the_run(runs: BaseR
     # When the attempt ends with the claim's revision, the run is not read again
     reads: list[str] = []
     original = runs._get_run
-    runs._get_run = lambda run_id: reads.append(run_id) or original(run_id)  # type: ignore[method-assign,func-returns-value]
+    runs._get_run = lambda run_id, *more: reads.append(run_id) or original(run_id, *more)  # type: ignore[method-assign,func-returns-value]
     done = runs.transition(run.id, RunStatus.INPROGRESS, RunStatus.SUCCESSFUL, known=(run, revision), finished_at=1)
     assert reads == [] and done.status == RunStatus.SUCCESSFUL
     assert runs.get_run(run.id) == done

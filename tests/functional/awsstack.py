@@ -24,7 +24,7 @@ from hatchway.domain.runs import RunRequest, RunStatus
 from hatchway.domain.tenants import Principal
 from hatchway.executors.process import ProcessExecutor
 from hatchway.runtime import adapter
-from hatchway.runtime.remote import run_attempt
+from hatchway.runtime.remote import PROJECT_VARIABLE, run_attempt
 from hatchway.services import Services
 from hatchway.wiring import build_placement, container_attempts
 from tests.awsmock import (
@@ -32,6 +32,8 @@ from tests.awsmock import (
     CallCounter,
     aws_services,
     aws_settings,
+    container_environment,
+    container_settings,
     make_infrastructure,
     moto_in_process,
     queue_lambda_result,
@@ -111,15 +113,26 @@ def _lambda_runtime(service: str, operation: str, params: dict[str, Any]) -> Non
 
 
 def container(stack: Stack, run_id: str, owner: str) -> int:
-    """One attempt of the run, as the job's container does it (``--run RUN_ID``)."""
-    settings = stack.settings
+    """One attempt of the run, as the job's container does it (``--run RUN_ID``, with the variables
+    the engine gave its job or task)."""
+    aws = AwsClients(REGION, None, stack.session)
+    environment = submitted_environment(stack, run_id)
+    settings = container_settings(stack.settings, environment)
     inside = aws_services(
         settings, stack.session, build_placement(settings, sync=ProcessExecutor.from_settings(settings))
     )
     try:
-        return run_attempt(container_attempts(inside, aws=AwsClients(REGION, None, stack.session)), run_id, owner)
+        host = container_attempts(inside, aws=aws)
+        return run_attempt(host, run_id, owner, project_id=environment.get(PROJECT_VARIABLE))
     finally:
         inside.placement.close()
+
+
+def submitted_environment(stack: Stack, run_id: str) -> dict[str, str]:
+    """The variables the engine gave the run's current job or task."""
+    run = stack.services.repos.runs.get_run(run_id)
+    assert run is not None and run.external_id is not None
+    return container_environment(AwsClients(REGION, None, stack.session), run.external_id)
 
 
 def submit(stack: Stack, **parameters: str) -> tuple[str, str]:
@@ -148,7 +161,15 @@ def batch_event(run_id: str, job_id: str, status: str, **detail: Any) -> dict[st
         "version": "0",
         "detail-type": "Batch Job State Change",
         "source": "aws.batch",
-        "detail": {"jobName": run_id, "jobId": job_id, "status": status, "parameters": {"run_id": run_id}, **detail},
+        "detail": {
+            "jobName": run_id,
+            "jobId": job_id,
+            "status": status,
+            "parameters": {"run_id": run_id},
+            # a job's detail carries its tags and its container's variables (those of submit too)
+            "tags": {"hatchway:run": run_id, "hatchway:project": P},
+            **detail,
+        },
     }
 
 
@@ -160,5 +181,15 @@ def ecs_event(run_id: str, task_arn: str, status: str, exit_code: int | None = N
         "version": "0",
         "detail-type": "ECS Task State Change",
         "source": "aws.ecs",
-        "detail": {"startedBy": run_id, "taskArn": task_arn, "lastStatus": status, "containers": containers, **detail},
+        "detail": {
+            "startedBy": run_id,
+            "taskArn": task_arn,
+            "lastStatus": status,
+            "containers": containers,
+            # a task's detail carries the overrides it was started with
+            "overrides": {
+                "containerOverrides": [{"name": "action", "environment": [{"name": PROJECT_VARIABLE, "value": P}]}]
+            },
+            **detail,
+        },
     }

@@ -61,7 +61,7 @@ def test_registration_creates_the_function_and_job_definition_with_derived_setti
         "Command": ["hatchway.runtime.adapter.lambda_handler"],
     }
 
-    name = batch_executor.definition_name(P, spec)
+    name = batch_executor.definition_name(P, spec, ENV)
     [definition] = batch.client("batch").describe_job_definitions(jobDefinitionName=name, status="ACTIVE")[
         "jobDefinitions"
     ]
@@ -78,10 +78,14 @@ def test_registration_creates_the_function_and_job_definition_with_derived_setti
     assert definition["retryStrategy"]["evaluateOnExit"][0]["onExitCode"] == "1"
     assert definition["retryStrategy"]["evaluateOnExit"][0]["action"].upper() == "EXIT"
     assert container["executionRoleArn"] == batch.settings.aws.execution_role_arn
-    # the project's own task role, tagged for the key policy's encryption-context condition
+    # the task role of the project's runs in this environment, tagged for the key policy's
+    # encryption-context conditions (and the task policy's keys)
     role_name = container["jobRoleArn"].rsplit("/", 1)[-1]
     iam = batch.client("iam")
-    assert {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=role_name)["Tags"]} == {"hatchway-project": P}
+    assert {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=role_name)["Tags"]} == {
+        "hatchway-project": P,
+        "hatchway-environment": ENV,
+    }
     assert iam.get_role(RoleName=role_name)["Role"]["PermissionsBoundary"]["PermissionsBoundaryArn"] == (
         batch.settings.aws.task_policy_arn
     )
@@ -98,7 +102,7 @@ def test_registration_creates_the_function_and_job_definition_with_derived_setti
     config2 = batch.client("lambda").get_function_configuration(FunctionName=lambda_executor.function_name(P, spec2))
     assert config2["MemorySize"] == 10240  # Lambda's maximum
     [definition2] = batch.client("batch").describe_job_definitions(
-        jobDefinitionName=batch_executor.definition_name(P, spec2), status="ACTIVE"
+        jobDefinitionName=batch_executor.definition_name(P, spec2, ENV), status="ACTIVE"
     )["jobDefinitions"]
     assert {r["type"]: r["value"] for r in definition2["containerProperties"]["resourceRequirements"]} == {
         "VCPU": "16",
@@ -132,7 +136,7 @@ def test_the_ecs_task_definition_is_derived_from_the_spec(ecs: Stack) -> None:
     executor = ecs.services.placement.engine
     assert isinstance(executor, EcsEngine)
     spec = ecs.services.actions.resolve(P, ENV, "echo").spec
-    family = executor.definition_name(P, spec)
+    family = executor.definition_name(P, spec, ENV)
     definition = ecs.client("ecs").describe_task_definition(taskDefinition=family)["taskDefinition"]
     assert definition["requiresCompatibilities"] == ["FARGATE"] and definition["networkMode"] == "awsvpc"
     assert (definition["cpu"], definition["memory"]) == ("1024", "4096")
@@ -141,7 +145,7 @@ def test_the_ecs_task_definition_is_derived_from_the_spec(ecs: Stack) -> None:
     assert container["entryPoint"] == ["python3", "-m", "hatchway.runtime.adapter"]
     assert container["workingDirectory"] == "/app" and container["image"] == IMAGE
     assert {e["name"]: e["value"] for e in container["environment"]}["GREETING"] == "hello"
-    assert definition["taskRoleArn"].endswith(f"-task-{P}")
+    assert definition["taskRoleArn"].endswith(f"-task-{P}-{ENV}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,9 +192,9 @@ def test_a_batch_run_succeeds_through_its_container_and_events(batch: Stack) -> 
     assert done is not None and done.status == RunStatus.SUCCESSFUL
     assert done.ret == {"hi": "w", "attempt": 1} and done.exports == {"rows": 3} and done.attempt == 1
     assert [e.msg for e in services.repos.runs.read_logs(run_id).items] == ["secret is [hidden]"]
-    # and a copy of the record and the log lands in the outputs bucket
+    # and a copy of the record and the log lands in the outputs bucket, under the run's project
     s3 = batch.client("s3")
-    prefix = f"runs/{run_id}/attempt-1/"
+    prefix = f"runs/{P}/{run_id}/attempt-1/"
     saved = json.loads(s3.get_object(Bucket=batch.settings.aws.outputs_bucket, Key=prefix + "run.json")["Body"].read())
     assert saved["status"] == "SUCCESSFUL" and saved["parameters"]["#token"] == "[hidden]"
     assert (
@@ -369,7 +373,17 @@ def test_an_ecs_run_succeeds_through_its_task_and_events(ecs: Stack) -> None:
     assert task is not None
     [params] = started
     assert params["startedBy"] == run_id and params["launchType"] == "FARGATE"
-    assert params["overrides"]["containerOverrides"] == [{"name": "action", "command": ["--run", run_id]}]
+    # the container learns its run's project (which leads the run's keys) from the task's variables
+    assert params["overrides"]["containerOverrides"] == [
+        {
+            "name": "action",
+            "command": ["--run", run_id],
+            "environment": [
+                {"name": "HATCHWAY_RUN_PROJECT", "value": P},
+                {"name": "HATCHWAY_LEGACY_RUN_KEYS", "value": "off"},
+            ],
+        }
+    ]
     assert params["networkConfiguration"]["awsvpcConfiguration"]["subnets"] == list(ecs.settings.aws.subnets)
     assert task.startswith("arn:aws:ecs:")
     ecs.services.remote.handle_event(ecs_event(run_id, task, "RUNNING"))
@@ -490,3 +504,32 @@ def test_an_ecs_task_that_never_starts_fails_the_run_past_the_allowance(ecs: Sta
     assert final is not None and final.status == RunStatus.FAILED and final.error is not None
     assert final.error.kind == "platform" and "CannotPullContainerError" in final.error.message
     assert final.lost_attempts == 3
+
+
+def test_a_task_role_is_handed_out_only_under_its_own_projects_and_environments_tags(batch: Stack) -> None:
+    from hatchway.aws.clients import AwsClients
+    from hatchway.aws.engines import ENVIRONMENT_TAG, PROJECT_TAG, TaskRoles, hashed_role_name, task_role_name
+    from tests.awsmock import REGION
+
+    # Given a role under the name a project's role would have, made for another project (IAM names
+    # ignore case: hw-task-proj_A-dev is also hw-task-proj_a-dev's name; moto's do not, so it is made here)
+    iam = batch.client("iam")
+    prefix = batch.settings.aws.resource_prefix
+    taken = task_role_name(prefix, "proj_Sales", "dev")
+    tags = [{"Key": PROJECT_TAG, "Value": "proj_sales"}, {"Key": ENVIRONMENT_TAG, "Value": "dev"}]
+    iam.create_role(RoleName=taken, Path=f"/{prefix}/", AssumeRolePolicyDocument="{}", Tags=tags)
+    roles = TaskRoles(AwsClients(REGION, None, batch.session), prefix, batch.settings.aws.task_policy_arn, None)
+    # When the project asks for its role in that environment
+    arn = roles.arn_for("proj_Sales", "dev")
+    # Then it gets one of its own, never the other project's
+    own = hashed_role_name(prefix, "proj_Sales", "dev")
+    assert arn is not None and arn.endswith("/" + own)
+    made = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=own)["Tags"]}
+    assert made == {PROJECT_TAG: "proj_Sales", ENVIRONMENT_TAG: "dev"}
+    assert roles.arn_for("proj_Sales", "dev") == arn  # once per process
+    # and each environment of a project has a role of its own (the key binds secrets to both)
+    other = roles.arn_for("proj_Sales", "prod")
+    assert other is not None and other != arn and other.endswith("/" + task_role_name(prefix, "proj_Sales", "prod"))
+    assert (
+        TaskRoles(AwsClients(REGION, None, batch.session), prefix, None, "arn:fixed").arn_for("p", "e") == "arn:fixed"
+    )

@@ -149,3 +149,28 @@ def test_a_download_whose_base64_is_over_lambdas_response_limit_is_a_303(stack: 
         # function's answer would be over the limit: API Gateway's 502)
         answer = http.get(f"/v1/projects/{P}/files/in/five.bin")
     assert answer.status_code == 303 and "X-Amz-Signature=" in answer.headers["location"]
+
+
+def test_artifacts_are_kept_under_their_project_and_those_kept_before_are_still_read(
+    stack: tuple[Services, CallCounter],
+) -> None:
+    from hatchway.domain.runs import Mode, RunStatus
+    from tests.contract.records import make_run
+
+    services = stack[0]
+    blobs = services.files.blobs
+    # Given a run whose artifacts were kept before keys carried the project, and one of today's
+    old = services.repos.runs.create_run(make_run(P, ENV, mode=Mode.ASYNC, status=RunStatus.SUCCESSFUL))
+    blobs.put_bytes(f"artifacts/{old.id}/files/old.txt", b"old")
+    new = services.repos.runs.create_run(make_run(P, ENV, mode=Mode.ASYNC, status=RunStatus.SUCCESSFUL))
+    blobs.put_bytes(f"{services.files.artifacts_prefix(P, new.id)}/files/new.txt", b"new")
+    # Then both are listed and read through the API's use cases
+    assert [f.path for f in services.files.artifacts(ADMIN, P, ENV, old.id)] == ["files/old.txt"]
+    assert services.files.artifact(ADMIN, P, ENV, old.id, "files/old.txt").read() == b"old"
+    assert [f.path for f in services.files.artifacts(ADMIN, P, ENV, new.id)] == ["files/new.txt"]
+    assert services.files.artifact(ADMIN, P, ENV, new.id, "files/new.txt").read() == b"new"
+    # today's object key starts with the project (a run container's role writes no other)
+    assert services.files.artifacts_prefix(P, new.id) == f"artifacts/{P}/{new.id}"
+    # and another project reads neither
+    with pytest.raises(NotFound):
+        services.files.artifacts(ADMIN, "proj_other", ENV, new.id)

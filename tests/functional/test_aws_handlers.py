@@ -75,7 +75,7 @@ def seed_run(settings: Settings, run_id: str, external_id: str) -> None:
 def stored(settings: Settings, run_id: str) -> Run:
     from hatchway.store.dynamodb import DynamoDbStore
 
-    run = DynamoDbStore.from_settings(settings).runs.get_run(run_id)
+    run = DynamoDbStore.from_settings(settings).runs.get_run(run_id, "proj_local")  # as the API reads it
     assert run is not None
     return run
 
@@ -122,7 +122,9 @@ def test_the_events_function_leaves_a_run_the_adapter_recorded_as_it_is(deployed
 
     events, run_id = started(deployed, "EventsFunction/batch-job-running.json", "jobName", "jobId")
     # the container's adapter recorded the run's end (with no result) before the job ended
-    DynamoDbStore.from_settings(deployed).runs.transition(run_id, RunStatus.INPROGRESS, RunStatus.SUCCESSFUL)
+    adapter = DynamoDbStore.from_settings(deployed).runs
+    assert adapter.get_run(run_id, "proj_local") is not None  # a container reads its run with its project first
+    adapter.transition(run_id, RunStatus.INPROGRESS, RunStatus.SUCCESSFUL)
     assert events.handler(sample("EventsFunction/batch-job-succeeded.json"), None)["status"] == "SUCCESSFUL"
     assert stored(deployed, run_id).ret is None
 
@@ -227,7 +229,7 @@ def test_a_run_of_an_http_action_goes_from_the_api_function_to_the_runner_functi
         run_id = json.loads(answer["body"])["id"]
         assert stored(deployed, run_id).status == RunStatus.ENQUEUED and received == []
         # and the runner function is invoked with its id (as the dispatch asked Lambda to)
-        summary = load("handlers.runner").handler({"run_id": run_id}, None)
+        summary = load("handlers.runner").handler({"run_id": run_id, "project_id": "proj_local"}, None)
         # Then the runner made the call and recorded the run's end
         assert summary == {"run_id": run_id, "status": "SUCCESSFUL", "attempts": 1}
         assert received == [{"to": "you"}]

@@ -81,7 +81,9 @@ class Deployed:
     def runner(self, run_id: str, seconds: float = 900.0) -> dict[str, Any]:
         """The runner function's invocation for ``run_id``, with ``seconds`` of Lambda time."""
         deadline = now_ms() / 1000 + seconds
-        return self.services.dispatched.run_dispatched(run_id, lambda: deadline - now_ms() / 1000, "runner/test")
+        return self.services.dispatched.run_dispatched(
+            run_id, lambda: deadline - now_ms() / 1000, "runner/test", project_id=P
+        )
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +160,7 @@ def test_a_run_is_dispatched_to_the_runner_and_executed_there(deployed: Deployed
     calls = deployed.counter.summary()
     assert calls == {"dynamodb.GetItem": 1, "dynamodb.PutItem": 1, "lambda.Invoke": 1}, calls
     run = stored(deployed, answer["id"])
-    assert deployed.invoked == [{"run_id": run.id}]
+    assert deployed.invoked == [{"run_id": run.id, "project_id": P}]
     # When the runner function is invoked with that id
     summary = deployed.runner(run.id)
     # Then it made the call and recorded the outcome as a worker would
@@ -198,7 +200,7 @@ def test_a_later_retry_is_left_to_the_sweep(deployed: Deployed, upstream: str) -
     # the sweep leaves it until it is due, then dispatches it again
     assert deployed.services.sweeper.sweep().dispatched == []
     report = deployed.services.sweeper.sweep(waiting.available_at + 60_000)
-    assert report.dispatched == [run.id] and deployed.invoked == [{"run_id": run.id}]
+    assert report.dispatched == [run.id] and deployed.invoked == [{"run_id": run.id, "project_id": P}]
 
 
 def test_a_runner_that_has_too_little_time_leaves_the_run(deployed: Deployed, upstream: str) -> None:
@@ -220,7 +222,7 @@ def test_a_runner_killed_mid_attempt_is_recovered_by_the_sweep(deployed: Deploye
     assert first.requeued == [run.id]
     deployed.invoked.clear()
     second = deployed.services.sweeper.sweep(now_ms() + 20_000)
-    assert second.dispatched == [run.id] and deployed.invoked == [{"run_id": run.id}]
+    assert second.dispatched == [run.id] and deployed.invoked == [{"run_id": run.id, "project_id": P}]
     # Then the next runner finishes it
     assert deployed.runner(run.id)["status"] == "SUCCESSFUL"
     assert stored(deployed, run.id).lost_attempts == 1
@@ -237,7 +239,7 @@ def test_a_dispatch_that_fails_still_accepts_the_run_and_the_sweep_dispatches_it
     assert stored(deployed, run.id).status == RunStatus.ENQUEUED
     deployed.invoked.clear()
     report = deployed.services.sweeper.sweep(now_ms() + 20_000)
-    assert report.dispatched == [run.id] and deployed.invoked == [{"run_id": run.id}]
+    assert report.dispatched == [run.id] and deployed.invoked == [{"run_id": run.id, "project_id": P}]
 
 
 def test_cancel_reaches_a_run_the_runner_is_executing(deployed: Deployed, upstream: str) -> None:

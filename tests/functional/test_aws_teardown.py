@@ -140,7 +140,7 @@ def test_deleting_an_action_deregisters_its_task_definitions(ecs: Stack) -> None
     client = ecs.client("ecs")
     engine = ecs.services.placement.engine
     assert engine is not None
-    family = engine.definition_name(P, ecs.services.actions.resolve(P, ENV, "echo").spec)
+    family = engine.definition_name(P, ecs.services.actions.resolve(P, ENV, "echo").spec, ENV)
     assert client.list_task_definitions(familyPrefix=family, status="ACTIVE")["taskDefinitionArns"]
     found = aws_teardown(ecs.settings, engine.aws).find()  # type: ignore[attr-defined]
     assert [item.name for item in found if item.kind == "ECS task definition"] == [f"{family}:1"]

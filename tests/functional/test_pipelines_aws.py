@@ -362,7 +362,7 @@ def test_async_steps_run_on_the_batch_executors_definitions(tmp_path: Any) -> No
         # Then the state machine names the executor's job definition, which the executor registered
         definition = json.loads(sfn.describe_state_machine(stateMachineArn=pipeline.engine_ref)["definition"])
         job_definition = definition["States"]["work"]["Parameters"]["JobDefinition"]
-        assert job_definition == runs.definition_name("proj_local", action)
+        assert job_definition == runs.definition_name("proj_local", action, "development")
         registered = session.client("batch").describe_job_definitions(jobDefinitionName=job_definition)
         assert registered["jobDefinitions"][0]["containerProperties"]["command"][-2:] == ["--run", "Ref::run_id"]
         assert pipeline.engine_ref.split(":stateMachine:")[1].startswith(settings.aws.resource_prefix + "-")

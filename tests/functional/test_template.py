@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from functools import cache
@@ -203,19 +204,65 @@ def test_the_table_is_the_store_schema() -> None:
     assert table["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
 
 
-def test_project_roles_decrypt_only_their_projects_secrets() -> None:
+def applies(statement: dict[str, Any], tags: dict[str, str], context: dict[str, str]) -> bool:
+    """Whether a statement's conditions hold for a principal with ``tags`` decrypting under
+    encryption ``context`` (the operators used here: Null, StringEquals, StringNotEquals; a
+    policy variable is the principal's tag; a condition on a key the request lacks does not hold)."""
+    request = {f"aws:PrincipalTag/{key}": value for key, value in tags.items()}
+    request |= {f"kms:EncryptionContext:{key}": value for key, value in context.items()}
+
+    def value(text: str) -> str | None:
+        match = re.fullmatch(r"\$\{aws:PrincipalTag/([\w-]+)\}", text)
+        return tags.get(match.group(1)) if match else text
+
+    for operator, pairs in statement.get("Condition", {}).items():
+        for key, expected in pairs.items():
+            if operator == "Null":
+                if (key not in request) != (expected == "true"):
+                    return False
+            elif operator in ("StringEquals", "StringNotEquals"):
+                wanted = value(expected)
+                if key not in request or wanted is None:
+                    return False
+                if (request[key] == wanted) != (operator == "StringEquals"):
+                    return False
+            else:
+                raise AssertionError(f"teach this test {operator}")
+    return True
+
+
+def may_decrypt(tags: dict[str, str], context: dict[str, str]) -> bool:
+    """A task role's kms:Decrypt of the secrets key: the task policy allows it and the key policy
+    denies nothing (the role's permissions boundary is the task policy itself)."""
     resources = source()["Resources"]
-    [deny] = [s for s in resources["SecretsKey"]["Properties"]["KeyPolicy"]["Statement"] if s["Effect"] == "Deny"]
-    assert deny["Action"] == "kms:Decrypt"
-    assert deny["Condition"]["StringNotEquals"] == {
-        "kms:EncryptionContext:project_id": "${aws:PrincipalTag/hatchway-project}"
-    }
-    assert deny["Condition"]["Null"] == {"aws:PrincipalTag/hatchway-project": "false"}
-    statements = resources["TaskPolicy"]["Properties"]["PolicyDocument"]["Statement"]
-    [decrypt] = [s for s in statements if s.get("Action") == "kms:Decrypt"]
-    assert decrypt["Condition"]["StringEquals"] == {
-        "kms:EncryptionContext:project_id": "${aws:PrincipalTag/hatchway-project}"
-    }
+    key_statements = resources["SecretsKey"]["Properties"]["KeyPolicy"]["Statement"]
+    denied = any(s["Effect"] == "Deny" and s["Action"] == "kms:Decrypt" and applies(s, tags, context)
+                 for s in key_statements)  # fmt: skip
+    task = resources["TaskPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    allowed = any(s.get("Action") == "kms:Decrypt" and applies(s, tags, context) for s in task)
+    return allowed and not denied
+
+
+def test_project_roles_decrypt_only_their_projects_and_environments_secrets() -> None:
+    role = {"hatchway-project": "proj_a", "hatchway-environment": "production"}
+    own = {"project_id": "proj_a", "environment": "production", "action": "etl"}
+    assert may_decrypt(role, own)
+    assert not may_decrypt(role, {**own, "project_id": "proj_b"})
+    assert not may_decrypt(role, {**own, "environment": "staging"})
+    assert not may_decrypt(role, {"project_id": "proj_a"})  # no environment in the context
+    assert not may_decrypt(role, {})
+    # a project role without an environment tag (made before roles were per environment): nothing
+    assert not may_decrypt({"hatchway-project": "proj_a"}, own)
+    resources = source()["Resources"]
+    # the key policy alone denies project roles any other context, whatever IAM policy they get
+    key_statements = resources["SecretsKey"]["Properties"]["KeyPolicy"]["Statement"]
+    denies = [s for s in key_statements if s["Effect"] == "Deny"]
+    assert all(s["Action"] == "kms:Decrypt" and s["Principal"] == {"AWS": "*"} for s in denies)
+    for context in ({**own, "project_id": "proj_b"}, {**own, "environment": "staging"}):
+        assert any(applies(s, role, context) for s in denies), context
+    assert any(applies(s, {"hatchway-project": "proj_a"}, own) for s in denies)
+    # and never principals that are not project roles (the gateway's functions)
+    assert not any(applies(s, {}, {"project_id": "proj_b", "environment": "x"}) for s in denies)
     # the gateway may create task roles only under its path and only with that policy as boundary
     api_statements = resources["ApiFunction"]["Properties"]["Policies"][-1]["Statement"]
     [create] = [s for s in api_statements if s["Sid"] == "ProjectTaskRoles"]
@@ -245,13 +292,39 @@ def test_task_roles_reach_only_their_runs_and_their_projects_actions_in_the_tabl
     leading_keys = {
         s["Sid"]: s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] for s in table_statements
     }
+    environment = "${aws:PrincipalTag/hatchway-environment}"
     assert leading_keys == {
-        "RunRecords": ["RUN#*"],
-        "ReadProjectActions": [f"ACTIONS#{project}#*", f"ACTION#{project}#*"],
+        "RunRecords": [f"RUN#{project}#*"],
+        "ReadProjectActions": [f"ACTIONS#{project}#{environment}", f"ACTION#{project}#{environment}#*"],
     }
     assert task_policy_statements()["ReadProjectActions"]["Action"] == "dynamodb:GetItem"
     for statement in table_statements:
         assert statement["Resource"] == {"Fn::GetAtt": ["Table", "Arn"]}  # no index
+
+
+def test_task_roles_reach_only_their_projects_objects_in_the_outputs_bucket() -> None:
+    # every object grant names the project (the role's tag) right after the kind of object, and a
+    # listing is limited to its project's stashes (test_task_policy.py matches the keys the container uses)
+    s3_statements = [s for s in task_policy_statements().values() if "s3:" in json.dumps(s["Action"])]
+    tag = "${!aws:PrincipalTag/hatchway-project}"
+    environment = "${!aws:PrincipalTag/hatchway-environment}"
+    objects = [r["Fn::Sub"] for s in s3_statements for r in s["Resource"] if isinstance(r, dict) and "Fn::Sub" in r]
+    assert sorted(objects) == sorted(
+        [
+            f"${{OutputsBucket.Arn}}/{kind}/{tag}/*"
+            for kind in ("runs", "records/runs", "blobs/artifacts", "records/specs")
+        ]
+        + [f"${{OutputsBucket.Arn}}/{kind}/{tag}/{environment}/*" for kind in ("blobs/stashes", "blobs/files")]
+    )
+    [listing] = [s for s in s3_statements if s["Action"] == "s3:ListBucket"]
+    assert listing["Condition"] == {
+        "StringLike": {
+            "s3:prefix": [
+                "blobs/stashes/${aws:PrincipalTag/hatchway-project}/${aws:PrincipalTag/hatchway-environment}/*"
+            ]
+        }
+    }
+    assert "runs/*" not in json.dumps(s3_statements) and '"RUN#*"' not in json.dumps(task_policy_statements())
 
 
 def test_the_outputs_bucket_is_sse_kms_with_a_key_every_reader_may_use_through_s3_only() -> None:
@@ -523,13 +596,13 @@ def test_every_iam_statement_carries_only_condition_keys_its_actions_support() -
 def test_project_task_roles_can_be_created_tagged_and_given_only_the_task_policy() -> None:
     from fnmatch import fnmatchcase
 
-    from hatchway.aws.engines import PROJECT_TAG, task_role_name
+    from hatchway.aws.engines import ENVIRONMENT_TAG, PROJECT_TAG, task_role_name
 
     statements = function_statements("ApiFunction")
     granted = {
         action: statement for statement in statements.values() for action in actions_of(statement) if "iam:" in action
     }
-    role = f"arn:aws:iam::123456789012:role/hatchway/{task_role_name('hatchway', 'proj_0123456789abcdef')}"
+    role = f"arn:aws:iam::123456789012:role/hatchway/{task_role_name('hatchway', 'proj_0123456789abcdef', 'prod')}"
     # CreateRole with Tags is authorized as CreateRole and as TagRole: both on the project roles
     for action in ("iam:CreateRole", "iam:TagRole", "iam:AttachRolePolicy", "iam:GetRole"):
         assert fnmatchcase(role, sub_with_defaults(granted[action]["Resource"])), action
@@ -539,8 +612,11 @@ def test_project_task_roles_can_be_created_tagged_and_given_only_the_task_policy
     assert granted["iam:AttachRolePolicy"]["Condition"] == {
         "StringEquals": {**boundary, "iam:PolicyARN": {"Ref": "TaskPolicy"}}
     }
-    # TagRole only the project tag (the KMS key policy reads it), never under a boundary condition
-    assert granted["iam:TagRole"]["Condition"] == {"ForAllValues:StringEquals": {"aws:TagKeys": [PROJECT_TAG]}}
+    # TagRole only the project and environment tags (the KMS key policy reads them), never under a
+    # boundary condition
+    assert granted["iam:TagRole"]["Condition"] == {
+        "ForAllValues:StringEquals": {"aws:TagKeys": [PROJECT_TAG, ENVIRONMENT_TAG]}
+    }
     for action in ("iam:CreateRole", "iam:TagRole", "iam:AttachRolePolicy"):
         assert actions_of(granted[action]) == [action], "one action per statement: its own condition keys"
 

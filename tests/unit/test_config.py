@@ -93,6 +93,7 @@ FILLS: dict[str, tuple[str, str, Any]] = {
     "HATCHWAY_TASK_POLICY_ARN": ("arn:p", "task_policy_arn", "arn:p"),
     "HATCHWAY_TASK_ROLE_ARN": ("arn:t", "task_role_arn", "arn:t"),
     "HATCHWAY_LOG_GROUP": ("/lg", "log_group", "/lg"),
+    "HATCHWAY_LEGACY_RUN_KEYS": ("off", "is_legacy_run_keys_enabled", False),
     "HATCHWAY_PIPELINE_ENGINE": ("stepfunctions", "pipeline_engine", "stepfunctions"),
     "HATCHWAY_STATES_ROLE_ARN": ("arn:s", "states_role_arn", "arn:s"),
     "HATCHWAY_PIPELINE_FUNCTION_ARN": ("arn:f", "pipeline_function_arn", "arn:f"),
@@ -116,6 +117,7 @@ FILLS: dict[str, tuple[str, str, Any]] = {
 NOT_SETTINGS = {
     "HATCHWAY_PROJECT",
     "HATCHWAY_ENVIRONMENT",
+    "HATCHWAY_RUN_PROJECT",
     "AWS_BATCH_JOB_ID",
     "AWS_BATCH_JOB_ATTEMPT",
     "ECS_CONTAINER_METADATA_URI_V4",

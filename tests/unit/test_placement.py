@@ -80,8 +80,9 @@ class Engine:
 
     def check(self, spec: ActionSpec, invoked: str) -> None: ...
 
-    def prepare(self, project_id: str, spec: ActionSpec) -> None:
+    def prepare(self, project_id: str, spec: ActionSpec, environment: str) -> None:
         self.prepared.append(spec.name)
+        self.environment = environment
 
     def close(self) -> None:
         self.closed += 1
@@ -102,8 +103,8 @@ def test_a_run_engine_takes_the_runs_of_every_action_but_http_ones() -> None:
     assert placement.engine_for(spec(http={"url": "http://x"})) is None
     with pytest.raises(Unavailable):
         placement.executor_for(boxed, Mode.ASYNC)
-    placement.prepare("p", boxed)
-    assert warm.prepared == ["a"] and batch.prepared == ["a"]
+    placement.prepare("p", boxed, "dev")
+    assert warm.prepared == ["a"] and batch.prepared == ["a"] and batch.environment == "dev"
     assert placement.engine_named("batch") is batch and made == []
     assert placement.engine_named("ecs") is placement.engine_named("ecs") is ecs and made == ["ecs"]
     assert placement.describe() == "lambda (sync), batch (runs)"
@@ -118,5 +119,5 @@ def test_without_a_sync_executor_sync_calls_are_refused_and_registration_prepare
     with pytest.raises(ValidationFailed) as err:
         placement.pick(boxed, Mode.SYNC)
     assert "async runs only" in err.value.message
-    placement.prepare("p", boxed)
+    placement.prepare("p", boxed, "dev")
     assert batch.prepared == ["a"] and placement.engine_for(boxed) is batch

@@ -22,9 +22,11 @@ class Host:
         self.current = status
         self.calls: list[tuple[Any, ...]] = []
         self.available_at_ms = 0
+        self.project_id: str | None = None
 
-    def claim(self, run_id: str, owner: str) -> Claimed | None:
+    def claim(self, run_id: str, owner: str, project_id: str | None = None) -> Claimed | None:
         self.calls.append(("claim", run_id, owner))
+        self.project_id = project_id
         return Claimed(1, self.available_at_ms) if self.claimable else None
 
     def status(self, run_id: str) -> str | None:
@@ -84,6 +86,13 @@ def test_main_loads_the_host_by_name_runs_one_attempt_and_closes_it() -> None:
     code = remote.main("run_a", {remote.HOST_VARIABLE: f"{__name__}:make_host", "AWS_BATCH_JOB_ID": "j"})
     assert code == 0
     assert HOSTS[-1].calls[0] == ("claim", "run_a", "batch/j/1") and HOSTS[-1].calls[-1] == ("close",)
+    assert HOSTS[-1].project_id is None
+
+
+def test_main_claims_the_run_of_the_project_its_job_or_task_names() -> None:
+    env = {remote.HOST_VARIABLE: f"{__name__}:make_host", remote.PROJECT_VARIABLE: "proj_a"}
+    assert remote.main("run_a", env) == 0
+    assert HOSTS[-1].project_id == "proj_a"
 
 
 def test_main_without_the_package_says_what_to_install_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:

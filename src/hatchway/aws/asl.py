@@ -252,7 +252,12 @@ class _Compiler:
         runtime adapter for the run (job parameter ``run_id``, or the task's command ``--run <id>``)."""
         targets = self.targets
         definition = targets.definitions.get(step.name, f"hatchway-step-{step.name}")
-        environment = [{"Name": "HATCHWAY_PIPELINE_EXECUTION_ID", "Value.$": "$.execution_id"}]
+        # the run's project leads its keys, and the task role reaches no others (engines.run_environment)
+        environment = [
+            {"Name": "HATCHWAY_PIPELINE_EXECUTION_ID", "Value.$": "$.execution_id"},
+            {"Name": "HATCHWAY_RUN_PROJECT", "Value.$": "$.project_id"},
+            {"Name": "HATCHWAY_LEGACY_RUN_KEYS", "Value": "off"},
+        ]
         if targets.runs_on == "ecs":
             return {
                 "Resource": ECS_SYNC,

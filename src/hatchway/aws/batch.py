@@ -1,12 +1,13 @@
 """Async runs as AWS Batch jobs on Fargate (the AWS backend's default run engine).
 
-One job definition per (project, action, effective digest): Fargate, the action's image, the
-runtime adapter as command with the run id as a parameter (``Ref::run_id``), vCPUs and memory from
-``compute_requirements``, ephemeral storage from ``storage``, the action's ``env_vars``, the
-project's task role, a timeout from ``timeout`` plus a grace, and a retry strategy whose
-``evaluateOnExit`` never retries exit code 1 (a user error). Each run is one ``SubmitJob`` whose
-attempts are Batch attempts (``retryStrategy.attempts`` = the run's attempts plus the lost-attempt
-allowance for attempts the platform fails, at most Batch's 10).
+One job definition per (project, environment, action, effective digest): Fargate, the action's
+image, the runtime adapter as command with the run id as a parameter (``Ref::run_id``), vCPUs and
+memory from ``compute_requirements``, ephemeral storage from ``storage``, the action's
+``env_vars``, the task role of the project's runs in that environment (Batch cannot change a job's
+role, hence a definition per environment), a timeout from ``timeout`` plus a grace, and a retry
+strategy whose ``evaluateOnExit`` never retries exit code 1 (a user error). Each run is one
+``SubmitJob`` whose attempts are Batch attempts (``retryStrategy.attempts`` = the run's attempts
+plus the lost-attempt allowance for attempts the platform fails, at most Batch's 10).
 Cancel is ``TerminateJob``; "Batch Job State Change" events settle the run (:mod:`hatchway.services.remote`),
 and ``DescribeJobs`` tells the remote sweeper what became of a job whose events never came.
 
@@ -19,9 +20,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from hatchway.aws.aws_lambda import image_required, resource_name
+from hatchway.aws.aws_lambda import image_required
 from hatchway.aws.clients import translate
-from hatchway.aws.engines import BaseAwsEngine, as_int, chunks, is_missing_definition, vcpus
+from hatchway.aws.engines import (
+    BaseAwsEngine,
+    as_int,
+    chunks,
+    is_missing_definition,
+    project_of,
+    run_environment,
+    vcpus,
+)
 from hatchway.domain.runs import Run, StateChange
 from hatchway.domain.spec import ActionSpec
 from hatchway.errors import InternalError
@@ -49,10 +58,7 @@ class BatchEngine(BaseAwsEngine):
             raise InternalError("HATCHWAY_BATCH_JOB_QUEUE is not set: runs cannot go to AWS Batch")
         return self.settings.aws.batch_job_queue
 
-    def definition_name(self, project_id: str, spec: ActionSpec) -> str:
-        return resource_name(self.prefix, project_id, spec, 128)
-
-    def job_definition(self, project_id: str, spec: ActionSpec) -> dict[str, Any]:
+    def job_definition(self, project_id: str, spec: ActionSpec, environment: str) -> dict[str, Any]:
         """``RegisterJobDefinition``'s arguments for ``spec``."""
         compute = spec.compute_requirements
         container: dict[str, Any] = {
@@ -67,7 +73,7 @@ class BatchEngine(BaseAwsEngine):
             "fargatePlatformConfiguration": {"platformVersion": "LATEST"},
             "networkConfiguration": {"assignPublicIp": "DISABLED"},
         }
-        role = self.roles.arn_for(project_id)
+        role = self.roles.arn_for(project_id, environment)
         if role:
             container["jobRoleArn"] = role
         if self.settings.aws.execution_role_arn:
@@ -76,7 +82,7 @@ class BatchEngine(BaseAwsEngine):
         if logs:
             container["logConfiguration"] = logs
         return {
-            "jobDefinitionName": self.definition_name(project_id, spec),
+            "jobDefinitionName": self.definition_name(project_id, spec, environment),
             "type": "container",
             "platformCapabilities": ["FARGATE"],
             "parameters": {"run_id": "none"},
@@ -84,7 +90,7 @@ class BatchEngine(BaseAwsEngine):
             "retryStrategy": {"attempts": 1, "evaluateOnExit": NOT_RETRIED},
             "timeout": {"attemptDurationSeconds": self.timeout_seconds(spec.timeout_seconds)},
             "propagateTags": True,
-            "tags": {"hatchway:project": project_id, "hatchway:action": spec.name},
+            "tags": {"hatchway:project": project_id, "hatchway:environment": environment, "hatchway:action": spec.name},
         }
 
     def attempts(self, run: Run) -> int:
@@ -94,16 +100,17 @@ class BatchEngine(BaseAwsEngine):
         retried) once they are used up, and 75 when it queued the next one."""
         return max(1, min(MAX_ATTEMPTS, run.max_attempts + self.settings.runs.max_lost_attempts))
 
-    def prepare(self, project_id: str, spec: ActionSpec) -> None:
-        """Register the version's job definition unless an active one exists (one per digest, reused)."""
-        name = self.definition_name(project_id, spec)
+    def prepare(self, project_id: str, spec: ActionSpec, environment: str) -> None:
+        """Register the version's job definition unless an active one exists (one per digest and
+        environment, reused)."""
+        name = self.definition_name(project_id, spec, environment)
         with translate("AWS Batch"):
             found = self.client.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")
             if not found.get("jobDefinitions"):
-                self.client.register_job_definition(**self.job_definition(project_id, spec))
+                self.client.register_job_definition(**self.job_definition(project_id, spec, environment))
 
-    def release(self, project_id: str, spec: ActionSpec) -> None:
-        name = self.definition_name(project_id, spec)
+    def release(self, project_id: str, spec: ActionSpec, environment: str) -> None:
+        name = self.definition_name(project_id, spec, environment)
         with translate("AWS Batch"):
             found = self.client.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")
             for definition in found.get("jobDefinitions", []):
@@ -113,8 +120,9 @@ class BatchEngine(BaseAwsEngine):
         arguments = {
             "jobName": run.id,
             "jobQueue": self.job_queue,
-            "jobDefinition": self.definition_name(run.project_id, spec),
+            "jobDefinition": self.definition_name(run.project_id, spec, run.environment),
             "parameters": {"run_id": run.id},
+            "containerOverrides": {"environment": run_environment(run)},
             "retryStrategy": {"attempts": self.attempts(run), "evaluateOnExit": NOT_RETRIED},
             "timeout": {"attemptDurationSeconds": self.timeout_seconds(run.timeout_seconds)},
             "tags": {"hatchway:run": run.id, "hatchway:project": run.project_id},
@@ -126,7 +134,7 @@ class BatchEngine(BaseAwsEngine):
             except self.client.exceptions.ClientException as exc:
                 if not is_missing_definition(exc):
                     raise
-                self.prepare(run.project_id, spec)
+                self.prepare(run.project_id, spec, run.environment)
                 job_id = self.client.submit_job(**arguments)["jobId"]
         return job_id
 
@@ -157,11 +165,14 @@ def state_change(detail: dict[str, Any]) -> StateChange | None:
     if not run_id or not job_id or not str(run_id).startswith("run_"):
         return None
     attempts = detail.get("attempts") or []
+    container = detail.get("container") or {}
+    project_id = project_of(container.get("environment"), detail.get("tags"))
     if status == "RUNNING":
-        return StateChange(str(run_id), str(job_id), "running", attempt=len(attempts) + 1, engine="batch")
+        return StateChange(
+            str(run_id), str(job_id), "running", attempt=len(attempts) + 1, engine="batch", project_id=project_id
+        )
     if status not in ("SUCCEEDED", "FAILED"):
         return None  # SUBMITTED, PENDING, RUNNABLE, STARTING: still queued
-    container = detail.get("container") or {}
     last = (attempts[-1].get("container") or {}) if attempts else {}
     exit_code = container.get("exitCode", last.get("exitCode"))
     reason = detail.get("statusReason") or container.get("reason") or last.get("reason")
@@ -173,4 +184,5 @@ def state_change(detail: dict[str, Any]) -> StateChange | None:
         reason=str(reason) if reason else None,
         attempt=len(attempts) or None,
         engine="batch",
+        project_id=project_id,
     )

@@ -32,7 +32,7 @@ class LambdaDispatcher:
                 self.aws.client("lambda").invoke(
                     FunctionName=self.function,
                     InvocationType="Event",
-                    Payload=json.dumps({"run_id": run.id}).encode(),
+                    Payload=json.dumps({"run_id": run.id, "project_id": run.project_id}).encode(),
                 )
         except Exception:
             log.exception("could not dispatch a run; the sweeper will", extra={"run_id": run.id})

@@ -1,11 +1,12 @@
 """Async runs as ECS Fargate tasks (the alternative to AWS Batch: no queue, starts at once).
 
-One task definition family per (project, action, effective digest): Fargate, ``awsvpc``, task
-cpu/memory from ``compute_requirements``, ephemeral storage from ``storage``, one essential
-container (``action``) whose entry point is the runtime adapter, with the action's ``env_vars``,
-``workdir`` and the project's task role. ECS has no attempts or time limit of its own: each attempt
-is one ``RunTask`` (``startedBy`` = the run id), the adapter inside enforces the deadline (the
-watchdog), and the events handler starts the next task when an attempt asked for a retry.
+One task definition family per (project, environment, action, effective digest): Fargate,
+``awsvpc``, task cpu/memory from ``compute_requirements``, ephemeral storage from ``storage``, one
+essential container (``action``) whose entry point is the runtime adapter, with the action's
+``env_vars``, ``workdir`` and the task role of the project's runs in that environment. ECS has no
+attempts or time limit of its own: each attempt is one ``RunTask`` (``startedBy`` = the run id),
+the adapter inside enforces the deadline (the watchdog), and the events handler starts the next
+task when an attempt asked for a retry.
 Cancel is ``StopTask``; "ECS Task State Change" events settle the run (:mod:`hatchway.services.remote`),
 and ``DescribeTasks`` tells the remote sweeper what became of a task whose events never came.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hatchway.aws.aws_lambda import image_required, resource_name
+from hatchway.aws.aws_lambda import image_required
 from hatchway.aws.clients import translate
 from hatchway.aws.engines import (
     CONTAINER_NAME,
@@ -22,6 +23,8 @@ from hatchway.aws.engines import (
     chunks,
     container_exit,
     is_missing_definition,
+    project_of,
+    run_environment,
 )
 from hatchway.domain.runs import Run, StateChange
 from hatchway.domain.spec import ActionSpec
@@ -49,10 +52,9 @@ class EcsEngine(BaseAwsEngine):
             raise InternalError("HATCHWAY_ECS_CLUSTER is not set: runs cannot go to ECS")
         return self.settings.aws.ecs_cluster
 
-    def definition_name(self, project_id: str, spec: ActionSpec) -> str:
-        return resource_name(self.prefix, project_id, spec, 255)
+    NAME_LIMIT = 255
 
-    def task_definition(self, project_id: str, spec: ActionSpec) -> dict[str, Any]:
+    def task_definition(self, project_id: str, spec: ActionSpec, environment: str) -> dict[str, Any]:
         """``RegisterTaskDefinition``'s arguments for ``spec``."""
         compute = spec.compute_requirements
         container: dict[str, Any] = {
@@ -72,35 +74,39 @@ class EcsEngine(BaseAwsEngine):
         if logs:
             container["logConfiguration"] = logs
         definition: dict[str, Any] = {
-            "family": self.definition_name(project_id, spec),
+            "family": self.definition_name(project_id, spec, environment),
             "requiresCompatibilities": ["FARGATE"],
             "networkMode": "awsvpc",
             "cpu": str(compute.vCPU),
             "memory": str(compute.memory),
             "ephemeralStorage": {"sizeInGiB": compute.storage},
             "containerDefinitions": [container],
-            "tags": [{"key": "hatchway:project", "value": project_id}, {"key": "hatchway:action", "value": spec.name}],
+            "tags": [
+                {"key": "hatchway:project", "value": project_id},
+                {"key": "hatchway:environment", "value": environment},
+                {"key": "hatchway:action", "value": spec.name},
+            ],
         }
-        role = self.roles.arn_for(project_id)
+        role = self.roles.arn_for(project_id, environment)
         if role:
             definition["taskRoleArn"] = role
         if self.settings.aws.execution_role_arn:
             definition["executionRoleArn"] = self.settings.aws.execution_role_arn
         return definition
 
-    def prepare(self, project_id: str, spec: ActionSpec) -> None:
+    def prepare(self, project_id: str, spec: ActionSpec, environment: str) -> None:
         """Register the version's task definition unless its family has an active revision."""
-        family = self.definition_name(project_id, spec)
+        family = self.definition_name(project_id, spec, environment)
         with translate("Amazon ECS"):
             try:
                 self.client.describe_task_definition(taskDefinition=family)
             except self.client.exceptions.ClientException as exc:
                 if not is_missing_definition(exc):
                     raise
-                self.client.register_task_definition(**self.task_definition(project_id, spec))
+                self.client.register_task_definition(**self.task_definition(project_id, spec, environment))
 
-    def release(self, project_id: str, spec: ActionSpec) -> None:
-        family = self.definition_name(project_id, spec)
+    def release(self, project_id: str, spec: ActionSpec, environment: str) -> None:
+        family = self.definition_name(project_id, spec, environment)
         with translate("Amazon ECS"):
             pages = self.client.get_paginator("list_task_definitions").paginate(familyPrefix=family, status="ACTIVE")
             for page in pages:
@@ -111,11 +117,15 @@ class EcsEngine(BaseAwsEngine):
     def submit(self, run: Run, spec: ActionSpec) -> str:
         arguments: dict[str, Any] = {
             "cluster": self.cluster,
-            "taskDefinition": self.definition_name(run.project_id, spec),
+            "taskDefinition": self.definition_name(run.project_id, spec, run.environment),
             "launchType": "FARGATE",
             "count": 1,
             "startedBy": run.id,
-            "overrides": {"containerOverrides": [{"name": CONTAINER_NAME, "command": ["--run", run.id]}]},
+            "overrides": {
+                "containerOverrides": [
+                    {"name": CONTAINER_NAME, "command": ["--run", run.id], "environment": run_environment(run)}
+                ]
+            },
             "networkConfiguration": {
                 "awsvpcConfiguration": {
                     "subnets": list(self.settings.aws.subnets),
@@ -131,7 +141,7 @@ class EcsEngine(BaseAwsEngine):
             except (self.client.exceptions.ClientException, self.client.exceptions.InvalidParameterException) as exc:
                 if not is_missing_definition(exc):
                     raise
-                self.prepare(run.project_id, spec)
+                self.prepare(run.project_id, spec, run.environment)
                 answer = self.client.run_task(**arguments)
         tasks = answer.get("tasks") or []
         if not tasks:
@@ -173,8 +183,10 @@ def state_change(detail: dict[str, Any]) -> StateChange | None:
     status = detail.get("lastStatus")
     if not run_id or not task_arn or not str(run_id).startswith("run_"):
         return None  # tasks hatchway did not start (Batch's own Fargate tasks say "AWS Batch")
+    overrides = (detail.get("overrides") or {}).get("containerOverrides") or []
+    project_id = project_of([variable for each in overrides for variable in each.get("environment") or []])
     if status == "RUNNING":
-        return StateChange(str(run_id), str(task_arn), "running", engine="ecs")
+        return StateChange(str(run_id), str(task_arn), "running", engine="ecs", project_id=project_id)
     if status != "STOPPED":
         return None
     exit_code, container_reason = container_exit(detail.get("containers"))
@@ -183,5 +195,5 @@ def state_change(detail: dict[str, Any]) -> StateChange | None:
     failed_to_start = detail.get("stopCode") == "TaskFailedToStart" and exit_code is None
     return StateChange(
         str(run_id), str(task_arn), "stopped", exit_code, str(reason) if reason else None, engine="ecs",
-        failed_to_start=failed_to_start,
+        failed_to_start=failed_to_start, project_id=project_id,
     )  # fmt: skip

@@ -1,7 +1,7 @@
 """What the two run engines (AWS Batch, ECS Fargate) share: :class:`BaseAwsEngine`.
 
 A run engine (:class:`hatchway.ports.RunEngine`) never runs an attempt in the gateway. At
-registration it creates one job or task definition per (project, action, effective digest),
+registration it creates one job or task definition per (project, environment, action, effective digest),
 derived from ``compute_requirements`` (vCPU units -> vCPUs, memory MiB, ephemeral storage GiB),
 ``container_parameters`` (env, workdir) and ``timeout``, and reused by every run of that version.
 A run becomes one job (Batch; its retries are Batch attempts) or one task per attempt (ECS) whose
@@ -11,10 +11,13 @@ command under the contract and records the outcome (:mod:`hatchway.runtime.remot
 state-change events, turned into :class:`StateChange` values here, settle whatever the adapter
 could not (it never started, it was killed, the run was cancelled).
 
-Task roles: with ``HATCHWAY_TASK_POLICY_ARN`` each project gets its own role (created on first
-registration, tagged ``hatchway-project``, bounded by that policy). The KMS key policy allows
-``kms:Decrypt`` only when ``kms:EncryptionContext:project_id`` equals the caller's
-``aws:PrincipalTag/hatchway-project``, so a job can decrypt only its own project's secrets.
+Task roles: with ``HATCHWAY_TASK_POLICY_ARN`` each project gets its own role per environment
+(created on first registration there, tagged ``hatchway-project`` and ``hatchway-environment``,
+bounded by that policy), so definitions are per environment too (Batch cannot change a job's role).
+The KMS key policy allows ``kms:Decrypt`` only when ``kms:EncryptionContext:project_id`` and
+``kms:EncryptionContext:environment`` equal the caller's ``aws:PrincipalTag/hatchway-project`` and
+``aws:PrincipalTag/hatchway-environment``, so a job can decrypt only its own project's and
+environment's secrets; the shared policy scopes the role's table and bucket keys to its project.
 """
 
 from __future__ import annotations
@@ -25,15 +28,19 @@ import threading
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Self
 
-from hatchway.aws.aws_lambda import image_required
+from hatchway.aws.aws_lambda import image_required, resource_name
 from hatchway.aws.clients import AwsClients, error_code, translate
 from hatchway.aws.images import ImageProbe
 from hatchway.config import Settings
 from hatchway.domain.runs import Run, StateChange
 from hatchway.domain.spec import ActionSpec
+from hatchway.errors import InternalError
+from hatchway.runtime.remote import PROJECT_VARIABLE
 
 CONTAINER_NAME = "action"
 PROJECT_TAG = "hatchway-project"
+#: a task role is per (project, environment): the KMS key binds both to the secrets' context
+ENVIRONMENT_TAG = "hatchway-environment"
 #: the engine's own time limit is a backstop beyond the adapter's deadline
 TIMEOUT_GRACE_SECONDS = 60
 
@@ -44,15 +51,21 @@ def vcpus(units: int) -> str:
     return f"{value:g}"
 
 
-def task_role_name(prefix: str, project_id: str) -> str:
-    name = f"{prefix}-task-{project_id}"
+def task_role_name(prefix: str, project_id: str, environment: str) -> str:
+    name = f"{prefix}-task-{project_id}-{environment}"
     if len(name) <= 64:
         return name
-    return f"{prefix}-task-{hashlib.sha256(project_id.encode()).hexdigest()[:20]}"
+    return hashed_role_name(prefix, project_id, environment)
+
+
+def hashed_role_name(prefix: str, project_id: str, environment: str) -> str:
+    """A role name no other (project, environment)'s can match: IAM compares role names ignoring
+    case, project ids and environments do not (``proj_A`` and ``proj_a`` are two projects)."""
+    return f"{prefix}-task-{hashlib.sha256(f'{project_id}/{environment}'.encode()).hexdigest()[:20]}"
 
 
 class TaskRoles:
-    """The IAM role a project's jobs and tasks run as."""
+    """The IAM role a project's jobs and tasks in one environment run as."""
 
     TRUST = {
         "Version": "2012-10-17",
@@ -66,44 +79,65 @@ class TaskRoles:
         self.prefix = prefix
         self.policy_arn = policy_arn
         self.fixed_role_arn = fixed_role_arn
-        self._known: dict[str, str] = {}
+        self._known: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
 
-    def arn_for(self, project_id: str) -> str | None:
-        """The project's role ARN (created, with the shared policy as boundary, on first use)."""
+    def arn_for(self, project_id: str, environment: str) -> str | None:
+        """The role ARN of the project's runs in ``environment`` (created, with the shared policy as
+        boundary and tagged with both, on first use)."""
         if self.policy_arn is None:
             return self.fixed_role_arn
         with self._lock:
-            known = self._known.get(project_id)
+            known = self._known.get((project_id, environment))
         if known:
             return known
+        arn = self._role(project_id, environment, task_role_name(self.prefix, project_id, environment))
+        if arn is None:  # the name is another's (it differs only in case)
+            arn = self._role(project_id, environment, hashed_role_name(self.prefix, project_id, environment))
+        if arn is None:
+            raise InternalError(f"no task role can be named for project {project_id} in {environment}")
+        with self._lock:
+            self._known[(project_id, environment)] = arn
+        return arn
+
+    def _role(self, project_id: str, environment: str, name: str) -> str | None:
+        """The ARN of role ``name`` (made if missing) when it is this project's and environment's;
+        None if another's role has that name: a role is handed out only under its own tags."""
+        tags = {PROJECT_TAG: project_id, ENVIRONMENT_TAG: environment}
         iam = self.aws.client("iam")
-        name = task_role_name(self.prefix, project_id)
         with translate("AWS IAM"):
             try:
-                arn: str = iam.get_role(RoleName=name)["Role"]["Arn"]
+                role = iam.get_role(RoleName=name)["Role"]
             except iam.exceptions.NoSuchEntityException:
                 try:
-                    arn = iam.create_role(
+                    role = iam.create_role(
                         RoleName=name,
                         Path=f"/{self.prefix}/",
                         AssumeRolePolicyDocument=json.dumps(self.TRUST),
                         PermissionsBoundary=self.policy_arn,
-                        Description=f"hatchway runs of {project_id}",
-                        Tags=[{"Key": PROJECT_TAG, "Value": project_id}],
-                    )["Role"]["Arn"]
+                        Description=f"hatchway runs of {project_id} in {environment}"[:1000],
+                        Tags=[{"Key": key, "Value": value} for key, value in tags.items()],
+                    )["Role"]
                 except iam.exceptions.EntityAlreadyExistsException:
-                    arn = iam.get_role(RoleName=name)["Role"]["Arn"]
+                    role = iam.get_role(RoleName=name)["Role"]
+                    if not _tagged(role, tags):
+                        return None
                 iam.attach_role_policy(RoleName=name, PolicyArn=self.policy_arn)
-        with self._lock:
-            self._known[project_id] = arn
-        return arn
+                return str(role["Arn"])
+        return str(role["Arn"]) if _tagged(role, tags) else None
+
+
+def _tagged(role: dict[str, Any], tags: dict[str, str]) -> bool:
+    found = {tag.get("Key"): tag.get("Value") for tag in role.get("Tags") or []}
+    return all(found.get(key) == value for key, value in tags.items())
 
 
 class BaseAwsEngine(ABC):
     """Base of the Batch and ECS engines: settings, roles, the container's environment."""
 
     name: str = "aws"
+    #: how long a definition's name may be
+    NAME_LIMIT = 128
 
     def __init__(self, settings: Settings, aws: AwsClients | None = None) -> None:
         self.settings = settings
@@ -125,18 +159,19 @@ class BaseAwsEngine(ABC):
         the adapter is refused (:mod:`hatchway.aws.images`)."""
         self.probe.check(image_required(spec, "a run"), self.name)
 
-    @abstractmethod
-    def definition_name(self, project_id: str, spec: ActionSpec) -> str:
-        """The job definition or task definition family a version's runs use (one per digest)."""
+    def definition_name(self, project_id: str, spec: ActionSpec, environment: str) -> str:
+        """The job definition or task definition family a version's runs in ``environment`` use (one
+        per digest and environment: each environment's runs have their own task role)."""
+        return resource_name(self.prefix, f"{project_id}/{environment}", spec, self.NAME_LIMIT)
 
     @abstractmethod
-    def prepare(self, project_id: str, spec: ActionSpec) -> None:
+    def prepare(self, project_id: str, spec: ActionSpec, environment: str) -> None:
         """Register the version's definition unless an active one exists (idempotent)."""
 
     @abstractmethod
-    def release(self, project_id: str, spec: ActionSpec) -> None:
+    def release(self, project_id: str, spec: ActionSpec, environment: str) -> None:
         """Deregister the definition of a deleted version (none left is fine). A run of it that
-        comes later (a retry, another environment's same version) registers it again at submit."""
+        comes later (a retry) registers it again at submit."""
 
     @abstractmethod
     def submit(self, run: Run, spec: ActionSpec) -> str:
@@ -194,6 +229,28 @@ class BaseAwsEngine(ABC):
 
     def timeout_seconds(self, seconds: int) -> int:
         return max(60, seconds + TIMEOUT_GRACE_SECONDS)
+
+
+def run_environment(run: Run) -> list[dict[str, str]]:
+    """What a job or task of ``run`` gets beside its definition's variables (set at submit, so a
+    definition registered before these existed serves too): the run's project, which leads the
+    keys of its run on DynamoDB and in S3, and no look-ups under keys without one (the task role
+    reaches its own project's keys only)."""
+    return [
+        {"name": PROJECT_VARIABLE, "value": run.project_id},
+        {"name": "HATCHWAY_LEGACY_RUN_KEYS", "value": "off"},
+    ]
+
+
+def project_of(variables: list[dict[str, Any]] | None, tags: Any = None) -> str | None:
+    """The run's project a job's or task's detail names: its ``hatchway:project`` tag, else the
+    variable :func:`run_environment` set (None for jobs and tasks submitted before either)."""
+    if isinstance(tags, dict) and tags.get("hatchway:project"):
+        return str(tags["hatchway:project"])
+    for variable in variables or []:
+        if variable.get("name") == PROJECT_VARIABLE and variable.get("value"):
+            return str(variable["value"])
+    return None
 
 
 def chunks(items: list[str], size: int) -> list[list[str]]:

@@ -229,8 +229,8 @@ class StepFunctionsEngine:
             )
         engine = self.bindings.engine_for(action)
         if engine is not None:
-            engine.prepare(project_id, action)
-            return str(engine.definition_name(project_id, action))
+            engine.prepare(project_id, action, environment)
+            return str(engine.definition_name(project_id, action, environment))
         # the gateway's runs go elsewhere (a local executor): register a plain definition of the image
         digest = action.digest().removeprefix("sha256:")[:16]
         name = re.sub(r"[^A-Za-z0-9_-]", "-", f"{self.bindings.resource_prefix}-step-{step.name}-{digest}")[:128]

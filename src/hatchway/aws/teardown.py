@@ -3,14 +3,15 @@ of an action's resources when it is deleted.
 
 A stack's own resources are CloudFormation's to delete. Registrations and pipelines make others
 that CloudFormation never knew: one Lambda function per action version with sync actions, one
-Batch job definition or ECS task definition per action version with runs (and per inline container
-step of a pipeline), one Step Functions state machine per pipeline, and one IAM role per project
-whose jobs run under ``HATCHWAY_TASK_POLICY_ARN``. Each carries the ``hatchway:project`` tag (the
+Batch job definition or ECS task definition per action version and environment with runs (and per
+inline container step of a pipeline), one Step Functions state machine per pipeline, and one IAM
+role per project and environment whose jobs run under ``HATCHWAY_TASK_POLICY_ARN`` (one per
+project, from before roles were per environment). Each carries the ``hatchway:project`` tag (the
 role ``hatchway-project``) and a name under the deployment's ``HATCHWAY_RESOURCE_PREFIX``; only
 what has both is touched, so another deployment in the account (another prefix), or something
 named alike by hand, is left alone. A role is found by its path ``/<prefix>/``.
 
-Run it before ``sam delete``: the per-project roles hold the task policy the stack would delete,
+Run it before ``sam delete``: the project roles hold the task policy the stack would delete,
 and the functions log to the stack's log group.
 """
 

@@ -336,6 +336,8 @@ class StateChange:
     attempt: int | None = None
     engine: str = "batch"
     failed_to_start: bool = False
+    #: the run's project, as its job or task says (runs are keyed by project on DynamoDB)
+    project_id: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------

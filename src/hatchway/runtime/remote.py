@@ -34,6 +34,9 @@ ADAPTER_MODULE = ["python3", "-m", "hatchway.runtime.adapter"]
 MAX_WAIT_SECONDS = 900.0
 #: ``module:callable`` that makes the host (tests and other packagings may name another)
 HOST_VARIABLE = "HATCHWAY_ATTEMPT_HOST"
+#: the run's project, set on each job or task at submit: run keys start with it, and the task role
+#: reaches only its own project's keys
+PROJECT_VARIABLE = "HATCHWAY_RUN_PROJECT"
 DEFAULT_HOST = "hatchway.wiring:container_host"
 MISSING_PACKAGE = (
     "Batch/ECS attempts need the hatchway package with its aws extra in the image (pip install 'hatchway[aws]')"
@@ -53,7 +56,8 @@ class Claimed:
 class AttemptHost(Protocol):
     """What the container side needs of the package: the store, the key, the executor."""
 
-    def claim(self, run_id: str, owner: str) -> Claimed | None: ...  # None: nothing to run
+    # None: nothing to run; ``project_id``: the run's project, as the job or task names it
+    def claim(self, run_id: str, owner: str, project_id: str | None = None) -> Claimed | None: ...
 
     def status(self, run_id: str) -> str | None: ...  # the run's status now (None: no such run)
 
@@ -76,11 +80,18 @@ def container_identity(env: Mapping[str, str] | None = None) -> str:
     return f"host/{os.uname().nodename}/{os.getpid()}"
 
 
-def run_attempt(host: AttemptHost, run_id: str, owner: str | None = None, stop: threading.Event | None = None) -> int:
-    """One attempt of a remote run in this container; the exit code for the engine."""
+def run_attempt(
+    host: AttemptHost,
+    run_id: str,
+    owner: str | None = None,
+    stop: threading.Event | None = None,
+    project_id: str | None = None,
+) -> int:
+    """One attempt of a remote run (of ``project_id``, where the job or task says) in this
+    container; the exit code for the engine."""
     owner = owner or container_identity()
     stop = stop or threading.Event()
-    claimed = host.claim(run_id, owner)
+    claimed = host.claim(run_id, owner, project_id)
     if claimed is None:
         status = host.status(run_id)
         log.info("nothing to run", extra={"run_id": run_id, "status": status})
@@ -115,7 +126,7 @@ def main(run_id: str, env: Mapping[str, str] | None = None) -> int:
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        return run_attempt(host, run_id, container_identity(env), stop)
+        return run_attempt(host, run_id, container_identity(env), stop, env.get(PROJECT_VARIABLE) or None)
     finally:
         host.close()
         signal.signal(signal.SIGTERM, previous)

@@ -55,7 +55,7 @@ class ActionService:
         if spec.inherits is not None:
             self._check_inherits(project_id, environment, spec)
         effective = self._effective(project_id, environment, spec)
-        self.placement.prepare(project_id, effective)  # before storing: a refusal stores nothing
+        self.placement.prepare(project_id, effective, environment)  # before storing: a refusal stores nothing
         record, created = self.repo.register_version(project_id, environment, spec.normalised(), spec.digest())
         return Registered(record, created)
 
@@ -165,7 +165,7 @@ class ActionService:
             raise NotFound(f"no action {name}")
         for spec in specs:
             try:
-                self.placement.release(project_id, spec)
+                self.placement.release(project_id, spec, environment)
             except Exception as exc:
                 log.warning(
                     "what a deleted action version had elsewhere was not removed",

@@ -355,7 +355,7 @@ class AttemptService:
             if stash_id:
                 stashes.save(run.project_id, run.environment, stash_id, workspace.files("tmp"), invocation.redactor)
             if run.invoked == RUN_ACTION:
-                self.files.keep_artifacts(run.id, workspace, invocation.redactor)
+                self.files.keep_artifacts(run.project_id, run.id, workspace, invocation.redactor)
 
         invocation.before_cleanup = keep
         return staged

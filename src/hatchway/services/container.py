@@ -25,8 +25,10 @@ log = logging.getLogger("hatchway.remote")
 class ContainerAttempts:
     """Claims, executes and records one attempt of a stored run inside its job's or task's container.
 
-    ``copies``: where a copy of the record and the whole log goes (``runs/<id>/attempt-<n>/`` in
-    the outputs bucket), None to keep none; ``on_close`` releases what the host was built on.
+    ``copies``: where a copy of the record and the whole log goes (``runs/<project>/<id>/attempt-<n>/``
+    in the outputs bucket), None to keep none; ``on_close`` releases what the host was built on.
+    The run is read with its project (the job's or task's ``HATCHWAY_RUN_PROJECT``): on DynamoDB
+    its key starts with it, and the container's task role reaches no other key.
     """
 
     def __init__(
@@ -43,9 +45,16 @@ class ContainerAttempts:
         self.copies = copies
         self.on_close = on_close
         self._held: dict[str, Run] = {}
+        self._projects: dict[str, str] = {}
 
-    def claim(self, run_id: str, owner: str) -> Claimed | None:
-        """Take the run for this container's attempt; None if there is nothing to run."""
+    def _get(self, run_id: str) -> Run | None:
+        return self.runs.get_run(run_id, self._projects.get(run_id))
+
+    def claim(self, run_id: str, owner: str, project_id: str | None = None) -> Claimed | None:
+        """Take the run (of ``project_id``, if known) for this container's attempt; None if there
+        is nothing to run."""
+        if project_id is not None:
+            self._projects[run_id] = project_id
         run = self._take(run_id, owner)
         if run is None:
             return None
@@ -55,7 +64,7 @@ class ContainerAttempts:
     def _take(self, run_id: str, owner: str) -> Run | None:
         store = self.runs
         for _ in range(20):
-            run = store.get_run(run_id)
+            run = self._get(run_id)
             if run is None or run.is_terminal:
                 return None
             now = self.clock.now_ms()
@@ -86,12 +95,12 @@ class ContainerAttempts:
         return None
 
     def status(self, run_id: str) -> str | None:
-        run = self.runs.get_run(run_id)
+        run = self._get(run_id)
         return run.status.value if run is not None else None
 
     def execute(self, run_id: str, stop: threading.Event) -> str:
         """Run the claimed attempt to its end: it stops on ``stop``, a cancel, or another holder."""
-        run = self._held.get(run_id) or self.runs.get_run(run_id)
+        run = self._held.get(run_id) or self._get(run_id)
         if run is None:
             return "gone"
         final = self.dispatched.execute_watched(run, stop)
@@ -112,7 +121,7 @@ class ContainerAttempts:
                 if page.next is None:
                     break
                 after = int(page.next)
-            prefix = f"runs/{run.id}/attempt-{run.attempt}/"
+            prefix = f"runs/{run.project_id}/{run.id}/attempt-{run.attempt}/"
             self.copies.put_bytes(prefix + "run.json", json.dumps(run.to_api()).encode())
             self.copies.put_bytes(prefix + "logs.jsonl", ("\n".join(lines) + "\n").encode())
         except Exception:

@@ -95,8 +95,10 @@ class DispatchedRuns:
         seconds_left: Callable[[], float],
         owner: str,
         sleep: Callable[[float], Any] | None = None,
+        project_id: str | None = None,
     ) -> dict[str, Any]:
-        """Execute a dispatched run here, attempt after attempt while they fit in ``seconds_left()``.
+        """Execute a dispatched run here (of ``project_id``, where the payload says), attempt after
+        attempt while they fit in ``seconds_left()``.
 
         Returns a summary for the function's log. A run that is not (or no longer) this function's to
         execute - gone, ended, held by another runner, not an HTTP action - is left alone.
@@ -104,7 +106,7 @@ class DispatchedRuns:
         sleep = sleep or self.clock.sleep
         attempts = 0
         for _ in range(100):
-            run = self.runs.get_run(run_id)
+            run = self.runs.get_run(run_id, project_id)
             if run is None:
                 return {"run_id": run_id, "ignored": "no such run"}
             if run.status != RunStatus.ENQUEUED:

@@ -192,22 +192,36 @@ class FileService:
         if self.runs.get_run(run_id, project_id, environment) is None:
             raise NotFound(f"no run {run_id}")
 
+    @staticmethod
+    def artifacts_prefix(project_id: str, run_id: str) -> str:
+        """Where a run's artifacts are: under its project, which a run container's task role
+        reaches alone (``artifacts/<run>`` before keys carried the project: still read)."""
+        return f"artifacts/{project_id}/{run_id}"
+
     def artifacts(self, principal: Principal, project_id: str, environment: str, run_id: str) -> list[StoredFile]:
         self._readable_run(principal, project_id, environment, run_id)
-        prefix = f"artifacts/{run_id}"
-        return [StoredFile(info.key[len(prefix) + 1 :], info) for info in self.blobs.list(prefix)]
+        for prefix in (self.artifacts_prefix(project_id, run_id), f"artifacts/{run_id}"):
+            found = [StoredFile(info.key[len(prefix) + 1 :], info) for info in self.blobs.list(prefix)]
+            if found:
+                return found
+        return []
 
     def artifact(self, principal: Principal, project_id: str, environment: str, run_id: str, path: str) -> Download:
         self._readable_run(principal, project_id, environment, run_id)
-        return self._download(f"artifacts/{run_id}/{self._path(path)}", f"run {run_id} has no artifact {path!r}")
+        relative = self._path(path)
+        key = f"{self.artifacts_prefix(project_id, run_id)}/{relative}"
+        if self.blobs.size(key) is None:
+            key = f"artifacts/{run_id}/{relative}"  # kept before keys carried the project
+        return self._download(key, f"run {run_id} has no artifact {path!r}")
 
-    def keep_artifacts(self, run_id: str, workspace: Workspace, redactor: RedactorLike) -> None:
+    def keep_artifacts(self, project_id: str, run_id: str, workspace: Workspace, redactor: RedactorLike) -> None:
         """Files the action left in ``out/files/`` (and Keboola's ``out/tables/``) become artifacts,
         text files with the run's secrets hidden (regular files only, never through a link the
         action made: see :meth:`Workspace.files`)."""
+        prefix = self.artifacts_prefix(project_id, run_id)
         for folder in ("files", "tables"):
             for relative, path in workspace.files("out", folder):
-                self.blobs.put_chunks(f"artifacts/{run_id}/{folder}/{relative}", redacted_text(path, redactor))
+                self.blobs.put_chunks(f"{prefix}/{folder}/{relative}", redacted_text(path, redactor))
 
     def list(self, principal: Principal, project_id: str, environment: str) -> list[StoredFile]:
         """The project's files (last in the class: its name would shadow ``list`` below it)."""

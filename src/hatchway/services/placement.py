@@ -118,9 +118,10 @@ class Placement:
         chosen.check(spec, invoked)
         return chosen
 
-    def prepare(self, project_id: str, spec: ActionSpec) -> None:
+    def prepare(self, project_id: str, spec: ActionSpec, environment: str) -> None:
         """Let the executors of both modes make what ``spec`` needs (at registration; a refusal stores
-        nothing). An executor's optional ``vet(project_id, spec)`` refuses before any of them makes anything."""
+        nothing). An executor's optional ``vet(project_id, spec)`` refuses before any of them makes anything.
+        A run engine makes its definition for ``environment`` (each has its own task role)."""
         chosen = [self._chosen(spec, mode) for mode in (Mode.SYNC, Mode.ASYNC)]
         unique = list(dict.fromkeys(executor for executor in chosen if executor is not None))
         for executor in unique:
@@ -130,16 +131,22 @@ class Placement:
             if vet is not None:
                 vet(project_id, spec)
         for executor in unique:
-            executor.prepare(project_id, spec)
+            if executor is self.engine:
+                self.engine.prepare(project_id, spec, environment)
+            else:
+                executor.prepare(project_id, spec)  # type: ignore[call-arg]
 
-    def release(self, project_id: str, spec: ActionSpec) -> None:
+    def release(self, project_id: str, spec: ActionSpec, environment: str) -> None:
         """Let the executors of both modes remove what they made for a deleted version (a function, a
         job or task definition). Each is asked even when another fails; the first failure is raised."""
         chosen = [self._chosen(spec, mode) for mode in (Mode.SYNC, Mode.ASYNC)]
         failure: Exception | None = None
         for executor in dict.fromkeys(executor for executor in chosen if executor is not None):
             try:
-                executor.release(project_id, spec)
+                if executor is self.engine:
+                    self.engine.release(project_id, spec, environment)
+                else:
+                    executor.release(project_id, spec)  # type: ignore[call-arg]
             except Exception as exc:
                 failure = failure or exc
         if failure is not None:

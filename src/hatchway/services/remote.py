@@ -76,7 +76,7 @@ class RemoteRuns:
         """Move a run as ``change`` says, by the transition rules; None if the change is not about its
         current job or task. Applying the same change twice, or an older one later, changes nothing."""
         for _ in range(20):
-            run = self.runs.get_run(change.run_id)
+            run = self.runs.get_run(change.run_id, change.project_id)
             if run is None or run.external_id != change.external_id:
                 return None
             if run.is_terminal:

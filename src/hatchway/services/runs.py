@@ -216,7 +216,7 @@ class RunService:
             return self.enqueue(project_id, environment, name, request)
 
         def work(run_id: str) -> Run:
-            return self.runs.get_run(run_id) or self.enqueue(
+            return self.runs.get_run(run_id, project_id) or self.enqueue(
                 project_id, environment, name, request, run_id=run_id, idempotency_key=idempotency_key
             )
 
@@ -226,17 +226,17 @@ class RunService:
             self.settings.idempotency.idempotency_seconds,
             work,
             encode=kept_run,
-            decode=self._replayed,
+            decode=lambda kept: self._replayed(kept, project_id),
             keep_errors=False,
             code=202,
             deadline=deadline,
         )
 
-    def _replayed(self, kept: dict[str, Any]) -> Run:
+    def _replayed(self, kept: dict[str, Any], project_id: str) -> Run:
         if kept.get("v") == 2:
             return run_from_dict(kept["run"])
         # kept by a gateway before this one (its API body): the run as it is now
-        run = self.runs.get_run(str(kept.get("id")))
+        run = self.runs.get_run(str(kept.get("id")), project_id)
         if run is None:
             raise NotFound(f"no run {kept.get('id')}")
         return run

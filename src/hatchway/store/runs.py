@@ -80,8 +80,9 @@ class BaseRunRepo(ABC):
         """Insert if absent (revision 0); False if the id exists."""
 
     @abstractmethod
-    def _get_run(self, run_id: str) -> tuple[Run, int] | None:
-        """The run and its revision."""
+    def _get_run(self, run_id: str, project_id: str | None = None) -> tuple[Run, int] | None:
+        """The run and its revision. ``project_id``: the run's project where the caller knows it (a
+        backend that keys runs by project needs it to find a run it has not seen yet)."""
 
     @abstractmethod
     def _replace_run(self, run: Run, expected_rev: int) -> tuple[bool, tuple[Run, int] | None]:
@@ -199,7 +200,7 @@ class BaseRunRepo(ABC):
 
     def get_run(self, run_id: str, project_id: str | None = None, environment: str | None = None) -> Run | None:
         """A run, or None - also when it belongs to another project or environment."""
-        found = self._get_run(run_id)
+        found = self._get_run(run_id, project_id)
         if found is None:
             return None
         run = found[0]

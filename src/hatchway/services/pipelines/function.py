@@ -65,7 +65,7 @@ class PipelineFunction:
         for name in {ref.step for template in templates for ref in references(template) if ref.step}:
             index = next(i for i, s in enumerate(spec.steps) if s.name == name)
             run_id = runs.get(f"s{index}")
-            run = self.runs.get_run(run_id) if run_id else None
+            run = self.runs.get_run(run_id, execution.project_id) if run_id else None
             if run is not None and not run.is_terminal:
                 raise StepInputsPending(f"step {name} has not recorded its outputs yet")
         return self.engine.refresh(execution)

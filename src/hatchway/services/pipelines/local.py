@@ -99,7 +99,7 @@ class LocalPipelineEngine:
             spec = spec_of(record)
             specs[:] = [spec]
             seen.clear()
-            seen.update({s.run_id: self.runs.get_run(s.run_id) for s in current.steps if s.run_id})
+            seen.update({s.run_id: self.runs.get_run(s.run_id, current.project_id) for s in current.steps if s.run_id})
             lost_allowance = self.settings.max_lost_attempts
             return plan(
                 spec, current, seen, now_ms(), lambda: previous_status(self.repo, current), new_run_id, lost_allowance
@@ -158,7 +158,7 @@ class LocalPipelineEngine:
         except Overloaded:
             retry_later = True
         except HatchwayError as exc:
-            if self.runs.get_run(run_id) is None:
+            if self.runs.get_run(run_id, execution.project_id) is None:
                 self._step_failed(execution.id, step, run_id, exc.message)
         except Exception:
             log.exception("a sync step failed inside the gateway", extra={"execution_id": execution.id})

@@ -133,7 +133,7 @@ class StepRuns:
 
     def _step_value(self, execution: Execution, ref: Reference) -> str:
         state = execution.step(ref.step or "")
-        run = self.runs.get_run(state.run_id) if state.run_id else None
+        run = self.runs.get_run(state.run_id, execution.project_id) if state.run_id else None
         if run is None or state.status not in (StepStatus.SUCCESSFUL, StepStatus.WARNING):
             raise StepProblem(f"{ref.text} has no value: step {ref.step} is {state.status.value}")
         value: Any = run.exports if ref.kind == "exports" else run.ret

@@ -11,12 +11,12 @@ token            ``TOKEN#<id>``             ``T``                  gsi1 ``TOKENS
 action head      ``ACTIONS#<p>#<env>``      ``H#<name>``           (embeds the latest version)
 action version   ``ACTION#<p>#<env>#<n>``   ``V#<version:010d>``
 digest pointer   ``ACTION#<p>#<env>#<n>``   ``D#<digest>``         (embeds that version)
-run              ``RUN#<id>``               ``R``                  gsi1 ``RUNS#<p>#<env>``, id;
+run              ``RUN#<p>#<id>``           ``R``                  gsi1 ``RUNS#<p>#<env>``, id;
                                                                    gsi2 ``READY#<s>``, available_at#id
                                                                    or ``LEASE#<s>``, lease_until#id
                                                                    or ``HELD#<s>``, id
-log sequence     ``RUN#<id>``               ``LSEQ``
-log page         ``RUN#<id>``               ``L#<last seq:012d>``  (consecutive entries, compressed)
+log sequence     ``RUN#<p>#<id>``           ``LSEQ``
+log page         ``RUN#<p>#<id>``           ``L#<last seq:012d>``  (consecutive entries, compressed)
 idempotency key  ``IDEM#<sha256(scope)>``   ``I``                  TTL attribute ``expiration``
 document         ``DOC#<p>#<env>#<kind>``   ``N#<name>``           TTL attribute ``expiration``
 pipeline head    ``PIPELINES#<p>#<env>``    ``H#<name>``
@@ -64,12 +64,13 @@ class DynamoDbStore:
         bucket: str | None = None,
         queue_shards: int = 1,
         blob_prefix: str = "",
+        legacy_run_keys: bool = True,
     ) -> None:
         self.table = Table(table_name, aws, bucket, queue_shards, blob_prefix)
         self.aws = self.table.aws
         self.tenants = DynamoDbTenantRepo(self.table)
         self.actions = DynamoDbActionRepo(self.table)
-        self.runs = DynamoDbRunRepo(self.table)
+        self.runs = DynamoDbRunRepo(self.table, legacy_run_keys)
         self.idempotency = DynamoDbIdempotencyRepo(self.table)
         self.documents = DynamoDbDocumentRepo(self.table)
         self.pipelines = DynamoDbPipelineRepo(self.table)
@@ -78,7 +79,13 @@ class DynamoDbStore:
     def from_settings(cls, settings: Settings, aws: AwsClients | None = None, **clients: Any) -> DynamoDbStore:
         session = clients.pop("session", None)
         aws = aws or AwsClients.from_settings(settings, session, **clients)
-        return cls(settings.store.table_name, aws, settings.aws.outputs_bucket, blob_prefix="records/")
+        return cls(
+            settings.store.table_name,
+            aws,
+            settings.aws.outputs_bucket,
+            blob_prefix="records/",
+            legacy_run_keys=settings.aws.is_legacy_run_keys_enabled,
+        )
 
     def create_table(self, wait: bool = True) -> bool:
         """Create the table (and enable TTL) if it does not exist; True if it was created."""

@@ -27,7 +27,8 @@ class DynamoDbActionRepo(BaseActionRepo):
             "version": n(record.version),
             "digest": s(record.digest),
             "created_at": n(record.created_at),
-            **self.table.pack(record.spec, f"specs/{record.digest.removeprefix('sha256:')}.json.z"),
+            # under its project: a run container's task role reads its own project's specs alone
+            **self.table.pack(record.spec, f"specs/{record.project_id}/{record.digest.removeprefix('sha256:')}.json.z"),
         }
 
     def _record(self, project_id: str, environment: str, name: str, item: dict[str, Any]) -> ActionRecord:

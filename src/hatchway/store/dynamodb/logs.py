@@ -1,7 +1,10 @@
 """Run logs on DynamoDB, in the run's partition.
 
-log sequence   ``RUN#<id>`` / ``LSEQ``                  the last number given
-log page       ``RUN#<id>`` / ``L#<last seq:012d>``     consecutive entries, compressed
+log sequence   ``RUN#<p>#<id>`` / ``LSEQ``                  the last number given
+log page       ``RUN#<p>#<id>`` / ``L#<last seq:012d>``     consecutive entries, compressed
+
+(``RUN#<id>`` for runs written before keys carried the project.) The methods take the run's
+partition key, which the run repository knows.
 
 Entries are numbered by the counter item moved in the same transaction that writes them, in pages
 (one item per flush, usually), so a follower never sees a gap that fills in later.
@@ -45,39 +48,39 @@ class LogPages:
         self._last_seq: OrderedDict[str, int] = OrderedDict()
         self._lock = threading.Lock()
 
-    def append(self, run_id: str, entries: list[LogEntry]) -> list[LogEntry]:
+    def append(self, pk: str, entries: list[LogEntry]) -> list[LogEntry]:
         """Number and store ``entries`` after the run's last entry."""
         # The sequence counter is its own item; each transaction moves it from the value this
         # process last saw (one write per flush) and re-reads it only when another writer moved it.
         with self._lock:
-            last = self._last_seq.get(run_id)
+            last = self._last_seq.get(pk)
         for group in self.transactions(entries, TRANSACTION_ITEMS - 1):
             chunk = [entry for page in group for entry in page]
             for _ in range(50):
                 if last is None:
-                    item = self.table.get(f"RUN#{run_id}", "LSEQ")
+                    item = self.table.get(pk, "LSEQ")
                     last = num(item or {}, "last") or 0
                 try:
-                    self.table.transact(self.writes(run_id, last, chunk))
+                    self.table.transact(self.writes(pk, last, chunk))
                 except Canceled:
                     last = None
                     continue
                 last += len(chunk)
                 break
             else:
-                self.remember(run_id, None)
+                self.remember(pk, None)
                 raise InternalError("the log of this run is contended")
-        self.remember(run_id, last)
+        self.remember(pk, last)
         return entries
 
-    def read(self, run_id: str, after: int, limit: int) -> list[LogEntry]:
+    def read(self, pk: str, after: int, limit: int) -> list[LogEntry]:
         # a page is keyed by its last entry, so the first page at or above after+1 holds after+1
         if after >= MAX_SEQ or limit <= 0:
             return []
         pages = self.table.query(
             KeyConditionExpression="pk = :p AND sk BETWEEN :lo AND :hi",
             ExpressionAttributeValues={
-                ":p": s(f"RUN#{run_id}"),
+                ":p": s(pk),
                 ":lo": s(f"L#{max(after, 0) + 1:012d}"),
                 ":hi": s(f"L#{MAX_SEQ:012d}"),
             },
@@ -105,7 +108,7 @@ class LogPages:
         if group:
             yield group
 
-    def writes(self, run_id: str, last: int, entries: list[LogEntry]) -> list[dict[str, Any]]:
+    def writes(self, pk: str, last: int, entries: list[LogEntry]) -> list[dict[str, Any]]:
         """Number ``entries`` after ``last``; the counter move and the page puts that store them."""
         for offset, entry in enumerate(entries, start=1):
             entry.seq = last + offset
@@ -113,32 +116,32 @@ class LogPages:
         counter = {
             "Update": {
                 "TableName": self.table.name,
-                "Key": {"pk": s(f"RUN#{run_id}"), "sk": s("LSEQ")},
+                "Key": {"pk": s(pk), "sk": s("LSEQ")},
                 "UpdateExpression": "SET #last = :new",
                 "ConditionExpression": condition,
                 "ExpressionAttributeNames": {"#last": "last"},
                 "ExpressionAttributeValues": {":old": n(last), ":new": n(last + len(entries))},
             }
         }
-        pages = [{"Put": {"TableName": self.table.name, "Item": _page_item(run_id, page)}} for page in _pages(entries)]
+        pages = [{"Put": {"TableName": self.table.name, "Item": _page_item(pk, page)}} for page in _pages(entries)]
         return [counter, *pages]
 
-    def remember(self, run_id: str, last: int | None) -> None:
+    def remember(self, pk: str, last: int | None) -> None:
         """The run's last number this process wrote (None: forget it, read it next time)."""
         with self._lock:
             if last is None:
-                self._last_seq.pop(run_id, None)
+                self._last_seq.pop(pk, None)
                 return
-            self._last_seq[run_id] = last
-            self._last_seq.move_to_end(run_id)
+            self._last_seq[pk] = last
+            self._last_seq.move_to_end(pk)
             while len(self._last_seq) > _REMEMBERED_RUNS:
                 self._last_seq.popitem(last=False)
 
 
-def _page_item(run_id: str, page: list[LogEntry]) -> dict[str, Any]:
+def _page_item(pk: str, page: list[LogEntry]) -> dict[str, Any]:
     rows = [[e.seq, e.k, e.ts, e.msg, e.err] for e in page]
     return {
-        "pk": s(f"RUN#{run_id}"),
+        "pk": s(pk),
         "sk": s(f"L#{page[-1].seq:012d}"),
         "first": n(page[0].seq),
         "data": {"B": zlib.compress(dumps(rows).encode(), 6)},

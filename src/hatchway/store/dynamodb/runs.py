@@ -1,6 +1,6 @@
 """Runs on DynamoDB, one partition per run (the run item and its log, see ``logs.py``).
 
-run   ``RUN#<id>`` / ``R``; gsi1 ``RUNS#<p>#<env>``, id; gsi2, while the run has not ended, one of
+run   ``RUN#<project>#<id>`` / ``R``; gsi1 ``RUNS#<p>#<env>``, id; gsi2, while the run has not ended, one of
       ``READY#<shard>``, available_at#id (claimable: ENQUEUED, async, not handed to Batch/ECS),
       ``LEASE#<shard>``, lease_until#id (leased) or ``HELD#<shard>``, id (a Batch job or ECS task holds it)
 
@@ -11,12 +11,22 @@ from. The queue, the lease sweeper, the remote sweeper and the dashboard's count
 runs read the small sparse partitions of gsi2. A run item also keeps the few fields statistics need
 as plain attributes, so the dashboard reads a tenant's recent runs with a projection instead of
 whole records. A finished sync call is written with its log in one ``TransactWriteItems``.
+
+The project leads the partition key so that one shared task policy scopes each project's task role
+to its own runs (``dynamodb:LeadingKeys`` ``RUN#${aws:PrincipalTag/hatchway-project}#*``, see
+``template.yaml``). A run is looked up with its project where the caller knows it (the API, the
+events of its job or task, the runner's payload, the container's ``HATCHWAY_RUN_PROJECT``); the
+repository remembers where each run it has read or written lives, so the rules' later reads and
+writes by id alone find it. Runs written before keys carried the project stay under ``RUN#<id>``:
+reads fall back to that key (``HATCHWAY_LEGACY_RUN_KEYS``, on by default; off in run containers,
+whose role may not read it) and such a run is written back where it is.
 """
 
 from __future__ import annotations
 
+import threading
 import uuid
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Any
 
 from hatchway.domain.runs import (
@@ -30,20 +40,63 @@ from hatchway.domain.runs import (
     run_id_floor,
     run_to_dict,
 )
-from hatchway.errors import ValidationFailed
+from hatchway.errors import InternalError, ValidationFailed
 from hatchway.store.dynamodb._table import TRANSACTION_ITEMS, Canceled, Table, n, num, s, take
 from hatchway.store.dynamodb.logs import LogPages
 from hatchway.store.runs import BaseRunRepo, Due
 
+#: how many runs' partitions a process remembers (a run read once is found again by its id alone)
+_REMEMBERED_RUNS = 50_000
+
+
+def run_key(project_id: str, run_id: str) -> str:
+    """The partition of a run and its log: its project first (a task role's ``dynamodb:LeadingKeys``)."""
+    return f"RUN#{project_id}#{run_id}"
+
+
+def legacy_run_key(run_id: str) -> str:
+    """Where a run written before keys carried the project lives."""
+    return f"RUN#{run_id}"
+
 
 class DynamoDbRunRepo(BaseRunRepo):
-    def __init__(self, table: Table) -> None:
+    """``legacy_keys``: whether a run not found under its project's key is looked for under the
+    key it had before keys carried the project (a run container's role may not read those)."""
+
+    def __init__(self, table: Table, legacy_keys: bool = True) -> None:
         self.table = table
         self.logs = LogPages(table)
+        self.legacy_keys = legacy_keys
+        self._partitions: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # ---- where a run lives -----------------------------------------------------------------
+
+    def _remember(self, run_id: str, pk: str) -> None:
+        with self._lock:
+            self._partitions[run_id] = pk
+            self._partitions.move_to_end(run_id)
+            while len(self._partitions) > _REMEMBERED_RUNS:
+                self._partitions.popitem(last=False)
+
+    def _known(self, run_id: str) -> str | None:
+        with self._lock:
+            return self._partitions.get(run_id)
+
+    def _partition(self, run_id: str, project_id: str | None = None) -> str:
+        """Where a run is (or goes): where it was found, else under its project, else the old key."""
+        known = self._known(run_id)
+        if known is not None:
+            return known
+        if project_id is not None:
+            return run_key(project_id, run_id)
+        if not self.legacy_keys:
+            raise InternalError(f"the project of run {run_id} is not known here")
+        return legacy_run_key(run_id)
 
     def _run_item(self, run: Run, rev: int) -> dict[str, Any]:
         item: dict[str, Any] = {
-            "pk": s(f"RUN#{run.id}"),
+            "pk": s(self._partition(run.id, run.project_id)),
             "sk": s("R"),
             "rev": n(rev),
             "status": s(run.status.value),
@@ -56,7 +109,7 @@ class DynamoDbRunRepo(BaseRunRepo):
             "created_at": n(run.created_at),
             "gsi1pk": s(f"RUNS#{run.project_id}#{run.environment}"),
             "gsi1sk": s(run.id),
-            **self.table.pack(run_to_dict(run), f"runs/{run.id}/{uuid.uuid4().hex}.json.z"),
+            **self.table.pack(run_to_dict(run), f"runs/{run.project_id}/{run.id}/{uuid.uuid4().hex}.json.z"),
         }
         for name in ("external_user_id", "lease_owner", "external_id"):
             value = getattr(run, name)
@@ -82,6 +135,8 @@ class DynamoDbRunRepo(BaseRunRepo):
         run = run_from_dict(self.table.unpack(item))
         # heartbeats update only the attribute; it wins over the packed copy
         run.lease_until = num(item, "lease_until")
+        if "pk" in item:
+            self._remember(run.id, item["pk"]["S"])
         return run
 
     def _insert_run(self, run: Run) -> bool:
@@ -89,13 +144,24 @@ class DynamoDbRunRepo(BaseRunRepo):
         if self.table.conditional("put_item", Item=item, ConditionExpression="attribute_not_exists(pk)") is None:
             self.table.drop_blob(item)
             return False
+        self._remember(run.id, item["pk"]["S"])
         return True
 
-    def _get_run(self, run_id: str) -> tuple[Run, int] | None:
-        item = self.table.get(f"RUN#{run_id}", "R")
-        if item is None:
-            return None
-        return self._run(item), int(item["rev"]["N"])
+    def _get_run(self, run_id: str, project_id: str | None = None) -> tuple[Run, int] | None:
+        known = self._known(run_id)
+        if known is not None:
+            keys = [known]
+        else:
+            keys = [run_key(project_id, run_id)] if project_id is not None else []
+            if self.legacy_keys:
+                keys.append(legacy_run_key(run_id))
+            elif not keys:
+                raise InternalError(f"the project of run {run_id} is not known here")
+        for pk in keys:
+            item = self.table.get(pk, "R")
+            if item is not None:
+                return self._run(item), int(item["rev"]["N"])
+        return None
 
     def _replace_run(self, run: Run, expected_rev: int) -> tuple[bool, tuple[Run, int] | None]:
         written, current = self.table.swap(self._run_item(run, expected_rev + 1), expected_rev, old=True)
@@ -181,7 +247,7 @@ class DynamoDbRunRepo(BaseRunRepo):
         )
         out: list[RunSummary] = []
         for item in items:
-            summary = self._summary(item)
+            summary = self._summary(item, project_id)
             if summary is None:
                 continue
             if summary.created_at >= since_ms:
@@ -190,10 +256,10 @@ class DynamoDbRunRepo(BaseRunRepo):
                     break
         return out
 
-    def _summary(self, item: dict[str, Any]) -> RunSummary | None:
+    def _summary(self, item: dict[str, Any], project_id: str) -> RunSummary | None:
         if "created_at" not in item or "invoked" not in item:
             # written before runs kept these attributes: read the whole record once
-            found = self._get_run(item["gsi1sk"]["S"])
+            found = self._get_run(item["gsi1sk"]["S"], project_id)
             return RunSummary.of(found[0]) if found else None
         return RunSummary(
             item["action_name"]["S"],
@@ -235,7 +301,7 @@ class DynamoDbRunRepo(BaseRunRepo):
         # the revision moves too, so a full write prepared before this heartbeat cannot undo it
         answer = self.table.conditional(
             "update_item",
-            Key={"pk": s(f"RUN#{run_id}"), "sk": s("R")},
+            Key={"pk": s(self._partition(run_id)), "sk": s("R")},
             UpdateExpression="SET lease_until = :u, gsi2pk = :gp, gsi2sk = :gs ADD rev :one",
             ConditionExpression="lease_owner = :o AND #st IN (:a, :b)",
             ExpressionAttributeNames={"#st": "status"},
@@ -258,10 +324,10 @@ class DynamoDbRunRepo(BaseRunRepo):
     # ---- logs and sync calls ---------------------------------------------------------------
 
     def _append_logs(self, run_id: str, entries: list[LogEntry]) -> list[LogEntry]:
-        return self.logs.append(run_id, entries)
+        return self.logs.append(self._partition(run_id), entries)
 
     def _read_logs(self, run_id: str, after: int, limit: int) -> list[LogEntry]:
-        return self.logs.read(run_id, after, limit)
+        return self.logs.read(self._partition(run_id), after, limit)
 
     def _begin_sync(self, run: Run) -> int | None:
         return None  # recorded once, when it ends (_end_sync): a write per call saved
@@ -271,18 +337,20 @@ class DynamoDbRunRepo(BaseRunRepo):
         groups = list(self.logs.transactions(entries, TRANSACTION_ITEMS - 2))
         first = [entry for page in groups[0] for entry in page] if groups else []
         item = self._run_item(run, 0)
+        pk = item["pk"]["S"]
         writes: list[dict[str, Any]] = [
             {"Put": {"TableName": self.table.name, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
         ]
         if first:
-            writes += self.logs.writes(run.id, 0, first)
+            writes += self.logs.writes(pk, 0, first)
         try:
             self.table.transact(writes)
         except Canceled:
             self.table.drop_blob(item)
             return False, []
-        self.logs.remember(run.id, len(first))
+        self._remember(run.id, pk)
+        self.logs.remember(pk, len(first))
         rest = [entry for group in groups[1:] for page in group for entry in page]
         if rest:
-            self.logs.append(run.id, rest)
+            self.logs.append(pk, rest)
         return True, entries

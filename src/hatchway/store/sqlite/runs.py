@@ -46,7 +46,7 @@ class SqliteRunRepo(BaseRunRepo):
             == 1
         )
 
-    def _get_run(self, run_id: str) -> tuple[Run, int] | None:
+    def _get_run(self, run_id: str, project_id: str | None = None) -> tuple[Run, int] | None:
         return self.db.one("SELECT data, lease_until, rev FROM runs WHERE id = ?", (run_id,), lambda r: (_run(r), r[2]))
 
     def _replace_run(self, run: Run, expected_rev: int) -> tuple[bool, tuple[Run, int] | None]:
