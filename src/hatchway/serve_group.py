@@ -98,6 +98,13 @@ class ServeGroup:
         share, extra = divmod(self.settings.runs.workers, self.count)
         return share + (1 if index < extra else 0)
 
+    def member_settings(self, index: int) -> Settings:
+        """Process ``index``'s settings: its share of the workers, and of each client address's
+        authentication failure budget (kept in memory per process; a client's connections are
+        spread over them all, so the gateway allows about the budget, never N times it)."""
+        budget = -(-self.settings.server.auth_failure_budget // self.count)
+        return self.settings.with_(workers=self.workers_of(index), auth_failure_budget=budget)
+
     def run(self, load_examples: bool, examples_dir: Path | None) -> None:
         import signal
 
@@ -156,7 +163,7 @@ class ServeGroup:
         orders_read, orders_write = os.pipe2(os.O_CLOEXEC)
         sock = self.sockets[member.index]
         orders = _Orders(
-            self.settings.with_(workers=self.workers_of(member.index)), self.host, self.port,
+            self.member_settings(member.index), self.host, self.port,
             self.tls_cert, self.tls_key, member.index, os.getpid(), sock.fileno(), ready_write, is_restart,
         )  # fmt: skip
         # -P: the current directory is not put on sys.path (nothing there may pass for hatchway)
