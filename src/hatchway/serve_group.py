@@ -113,7 +113,13 @@ class ServeGroup:
             banner = startup_banner(self.settings, services, self.host, self.port, self.tls_cert is not None, examples)
         finally:
             services.close()  # the parent runs nothing: its processes have services of their own
-        self.sockets = [self._listen() for _ in range(self.count)]
+        try:
+            for _ in range(self.count):
+                self._listen()
+        except OSError as err:  # taken since the command looked (not by a gateway with --processes)
+            for sock in self.sockets:
+                sock.close()
+            raise SystemExit(f"error: cannot listen on {self.host}:{self.port}: {err.strerror or err}") from None
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_write)
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -140,19 +146,18 @@ class ServeGroup:
         if self._stop_signal is None:
             self._stop_signal = signum
 
-    def _listen(self) -> Any:
+    def _listen(self) -> None:
         import socket
 
         family, kind, proto, _, address = socket.getaddrinfo(
             self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )[0]
         sock = socket.socket(family, kind, proto)
+        self.sockets.append(sock)  # closed with the others if a later one fails
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.listen(2048)  # uvicorn's default backlog
-        sock.set_inheritable(True)
-        return sock
 
     def _start(self, member: _Member, is_restart: bool) -> None:
         import pickle
@@ -272,11 +277,23 @@ def _drain(fd: int) -> None:
 def serve_member() -> None:
     """One serve process of a :class:`ServeGroup` (``python -c``): its orders come pickled on stdin."""
     import pickle
-    import socket
     import sys
 
     orders: _Orders = pickle.load(sys.stdin.buffer)  # noqa: S301 - written by the parent, on a pipe of its own
     _end_with_parent(orders.parent)
+    try:
+        _serve_member(orders)
+    except Exception as exc:  # one line, as the command line says it (no traceback on stderr)
+        from hatchway.errors import HatchwayError
+
+        why = exc.message if isinstance(exc, HatchwayError) else f"{type(exc).__name__}: {exc}"
+        sys.stderr.write(f"error: serve process {orders.index}: {why}\n")
+        raise SystemExit(1) from None
+
+
+def _serve_member(orders: _Orders) -> None:
+    import socket
+
     settings = orders.settings
     wiring.configure_observability(settings)
     tag = _ProcessTag(orders.index)

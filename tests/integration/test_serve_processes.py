@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ import httpx
 import pytest
 
 from hatchway.domain.runs import RunStatus
-from tests.helpers import LiveServer, processes_with, wait_until
+from tests.helpers import LiveServer, child_env, processes_with, wait_until
 from tests.reliability.harness import API, AUTH, FAST, read_runs, sh_spec
 
 pytestmark = pytest.mark.integration
@@ -182,3 +183,20 @@ def test_the_sync_call_limit_holds_across_processes(tmp_path: Path) -> None:
     finally:
         server.stop()
         server.kill()
+
+
+def test_a_group_whose_processes_cannot_start_exits_1_with_one_line_each(tmp_path: Path) -> None:
+    # a "certificate" the parent passes on unread and every serve process fails to load
+    bogus = tmp_path / "bogus.pem"
+    bogus.write_text("not a certificate\n")
+    server = LiveServer(tmp_path / "home", "--processes", "2", "--tls-cert", str(bogus), "--tls-key", str(bogus))
+    done = subprocess.run(
+        [*server.command, "serve", "--port", str(server.port), *server.args],
+        env=child_env(server.home), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "hatchway serving on" not in done.stdout
+    lines = [line for line in done.stderr.splitlines() if not line.startswith("{")]
+    assert lines[-1] == "error: a serve process could not start (its log lines are above)"
+    assert all(line.startswith("error: ") for line in lines), lines  # no traceback
+    assert not processes_with(f"--port {server.port}")
