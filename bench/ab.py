@@ -138,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sandbox", default="none", help="P1, P2 and P5's sandbox level (default none)")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting for both gateways (repeatable)")  # fmt: skip
+    parser.add_argument("--a-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for the A gateway only (repeatable)")  # fmt: skip
+    parser.add_argument("--b-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for the B gateway only: HATCHWAY_PROCESSES=2 against A's 1, say")  # fmt: skip
     parser.add_argument("--calls", type=int, default=100, help="sync calls per P1/P2 round (default 100)")
     parser.add_argument("--argv", default="/bin/true", help="P5's action, a command line (default /bin/true)")
     args = parser.parse_args(argv)
@@ -154,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                     workers = 0
                 pair = {}
                 for label in ("A", "B"):
-                    extra = dict(item.split("=", 1) for item in args.env)
+                    own = args.a_env if label == "A" else args.b_env
+                    extra = dict(item.split("=", 1) for item in [*args.env, *own])
                     server = Server(root / f"{figure}-{label}", workers, sandbox, src=src[label], **extra)
                     servers.append(server.start())
                     if figure == "SPLIT":  # stopped with the run (ctx-less: by its pid, below)

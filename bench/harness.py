@@ -415,7 +415,13 @@ class Server:
     @property
     def setting(self) -> str:
         level = sandbox_level(self.sandbox)
-        return f"sandbox {level}" + (" (default)" if self.sandbox == "auto" else "")
+        return f"sandbox {level}" + (" (default)" if self.sandbox == "auto" else "") + self.processes_note
+
+    @property
+    def processes_note(self) -> str:
+        """``, --processes N`` for a gateway of several serve processes (``HATCHWAY_PROCESSES``)."""
+        processes = int(self.env.get("HATCHWAY_PROCESSES") or 1)
+        return f", --processes {processes}" if processes > 1 else ""
 
     @property
     def db_path(self) -> Path:
@@ -466,19 +472,37 @@ class Server:
         finally:
             conn.close()
 
+    def pids(self) -> list[int]:
+        """The gateway's processes: ``hatchway serve``, and under ``HATCHWAY_PROCESSES`` its serve
+        processes (its children that are not actions: those are their children)."""
+        found = [self.pid]
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == self.pid:
+                        found.append(int(entry.name))
+        return found
+
     def cpu_seconds(self) -> float:
-        """CPU time the gateway process has used so far (all its threads; not its actions)."""
-        with open(f"/proc/{self.pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU time the gateway's processes have used so far (all their threads; not their actions)."""
+        total = 0
+        for pid in self.pids():
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def rss_mib(self) -> float:
-        """Resident memory of the gateway process."""
-        with open(f"/proc/{self.pid}/status") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmRSS in /proc status")
+        """Resident memory of the gateway's processes together."""
+        total = 0.0
+        for pid in self.pids():
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as handle:
+                for line in handle:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) / 1024
+        if not total:
+            raise RuntimeError("no VmRSS in /proc status")
+        return total
 
     def log(self) -> str:
         try:

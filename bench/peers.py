@@ -73,6 +73,7 @@ WORKERS = 2
 COMMANDS = {"py": PY_NOOP, "echo": ECHO}
 FULL = "hatchway at synchronous=FULL"
 HUEY_DEFAULT = "Huey (default durability)"
+TWO_PROCESSES = "hatchway, 2 processes"
 FAILED = "SELECT count(*) FROM runs WHERE external_user_id = ? AND status IN ('FAILED', 'TERMINATED')"
 DOUBLES = "SELECT count(*) FROM runs WHERE external_user_id = ? AND json_extract(data, '$.attempt') > 1"
 
@@ -395,7 +396,8 @@ def p2_peers(ctx: Context) -> list[Row]:
 def p4_peers(ctx: Context) -> list[Row | Missing]:
     """Async submit rate (4 connections) vs the bare-ASGI durable submit and Huey/Celery/RQ enqueue (4 threads)."""
     # hatchway as by default (synchronous=NORMAL) and at FULL, the durability of Huey's default
-    servers = {"hatchway": ctx.server(workers=0), FULL: ctx.server(workers=0, HATCHWAY_DB_SYNCHRONOUS="FULL")}
+    servers = {"hatchway": ctx.server(workers=0), FULL: ctx.server(workers=0, HATCHWAY_DB_SYNCHRONOUS="FULL"),
+               TWO_PROCESSES: ctx.server(workers=0, HATCHWAY_PROCESSES="2")}  # fmt: skip
     for server in servers.values():
         server.register(TRUE_ACTION)
     floor = asgi_floor(ctx)
@@ -445,11 +447,17 @@ def p4_peers(ctx: Context) -> list[Row | Missing]:
         best = max(available, key=lambda peer: rates[peer.name]).name
         compared.append(("hatchway", best, "the best peer", None))
     compared += [("hatchway", name, name, {"Huey": 1.0, "Celery": 1.5}.get(name)) for name in baselines]
+    if available:
+        compared.append((TWO_PROCESSES, best, "the best peer", None))
+    compared += [(TWO_PROCESSES, name, name, {"Huey": 1.0, "Celery": 1.5}.get(name)) for name in baselines]
+    compared.append((TWO_PROCESSES, "hatchway", "hatchway in one process", None))
+    baselines["hatchway"] = f"hatchway submit rate, one process, {CONNECTIONS} connections"
     if HUEY_DEFAULT in baselines:
         compared.append((FULL, HUEY_DEFAULT, f"{HUEY_DEFAULT}, both at synchronous=FULL", None))
     rows: list[Row | Missing] = []
     for side, name, label, target in compared:
-        setting = "API only" + (", HATCHWAY_DB_SYNCHRONOUS=FULL" if side == FULL else "")
+        extra = {FULL: ", HATCHWAY_DB_SYNCHRONOUS=FULL", TWO_PROCESSES: servers[TWO_PROCESSES].processes_note}
+        setting = "API only" + extra.get(side, "")
         note = "" if rows else "; ".join(f"{who} {rate:,.0f}/s" for who, rate in rates.items())
         rows.append(
             Row(
@@ -543,7 +551,8 @@ class PeerBatches(Batches):
 def p5_peers(ctx: Context) -> list[Row | Missing]:
     """Trivial runs (/bin/true) completed end to end with 2 workers vs Huey, Celery prefork and RQ."""
     levels = ("none",) if ctx.quick else ("none", "auto")
-    servers = [ctx.server(sandbox=level) for level in levels]
+    # hatchway at each level, then at none with two serve processes on its port (a worker each)
+    servers = [ctx.server(sandbox=level) for level in levels] + [ctx.server(sandbox="none", HATCHWAY_PROCESSES="2")]
     for server in servers:
         server.register(TRUE_ACTION)
     available, missing = peers(ctx, ctx.root / "huey-p5.db")

@@ -71,6 +71,9 @@ def p4(ctx: Context) -> list[Row]:
         return sample
 
     got, base = interleave(rounds(submit, 202), rounds(health, 200), ctx.n(4, 1), warmup=1)
+    group = ctx.server(workers=0, HATCHWAY_PROCESSES="2")  # the same, two serve processes on the port
+    group.register(TRUE_ACTION)
+    two, one = interleave(submits_to(group, seconds), submits_to(server, seconds), ctx.n(4, 1), warmup=1)
     insert = store_floor(ctx, ctx.n(300, 20))
     stored = _count(server.db_path, "SELECT count(*) FROM runs WHERE mode = 'async'")
     accepted = sum(r.statuses[202] for r in got)
@@ -96,6 +99,17 @@ def p4(ctx: Context) -> list[Row]:
                 "gateway_cpu_ms_per_submit": round(median(cpu[202]) * 1000, 3),
                 "gateway_cpu_ms_per_health": round(median(cpu[200]) * 1000, 3),
             },
+        ),
+        Row(
+            "P4",
+            "async submit rate, 4 connections",
+            f"API only{group.processes_note}",
+            median([r.rate for r in two]),
+            "/s",
+            median([r.rate for r in one]),
+            "submit rate, one process",
+            len(two),
+            note=f"rounds {_rates(two)} against {_rates(one)}",
         ),
         Row(
             "P4",
@@ -129,6 +143,16 @@ def p4(ctx: Context) -> list[Row]:
             len(insert),
         ),
     ]
+
+
+def _rates(loads: list[Load]) -> str:
+    return ", ".join(f"{r.rate:,.0f}" for r in loads)
+
+
+def submits_to(server: Server, seconds: float = 2.0) -> Callable[[], Load]:
+    """A round of submits to ``server`` over 4 connections (every one answered 202)."""
+    raw = request_bytes("POST", _submit_path(), {"parameters": {}})
+    return lambda: _expect(load(server.port, lambda _: raw, CONNECTIONS, seconds=seconds), 202, "submit")
 
 
 def store_floor(ctx: Context, count: int) -> list[float]:
@@ -232,8 +256,9 @@ def end_to_end(ctx: Context, server: Server) -> tuple[int, list[float], list[flo
 def p5(ctx: Context) -> list[Row]:
     """Trivial runs completed end to end per second with 2 workers vs raw spawns from 2 threads."""
     rows = []
-    for sandbox in ctx.sandboxes():
-        server = ctx.server(sandbox=sandbox)
+    servers = [ctx.server(sandbox=sandbox) for sandbox in ctx.sandboxes()]
+    servers.append(ctx.server(sandbox="none", HATCHWAY_PROCESSES="2"))  # two serve processes, a worker each
+    for server in servers:
         count, got, base, cpu = end_to_end(ctx, server)
         rows.append(
             Row(

@@ -71,6 +71,7 @@ ENV_VARS: dict[str, str] = {
     "HATCHWAY_HTTP_MAX_CONNECTIONS": "open connections at once; more are answered 503 and closed (default 512)",
     "HATCHWAY_HTTP_MAX_HEADER_BYTES": "request line and headers larger than this are refused with 431 (default 32768)",
     "HATCHWAY_HTTP_READ_THREADS": "threads of hatchway serve that answer reads, beside 64 for writes (default 16)",
+    "HATCHWAY_PROCESSES": "processes of hatchway serve on its one port (SO_REUSEPORT), sharing the workers (default 1)",
     "HATCHWAY_MAX_ANSWER_BYTES": "largest answer: list pages end early (with next) to stay below it (default 6 MiB)",
     "HATCHWAY_AUTH_FAILURE_BUDGET": "failed authentications a client address may make before 429 (default 30)",
     "HATCHWAY_AUTH_FAILURE_WINDOW_SECONDS": "how long a spent failure budget takes to refill completely (default 300)",
@@ -215,6 +216,8 @@ class ServerSettings:
     cors_origins: tuple[str, ...] = ()
     is_console_enabled: bool = True
     is_access_log_enabled: bool = True
+    #: ``hatchway serve`` processes on one port; the worker pool and the sync-call limit are shared
+    processes: int = 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
@@ -232,6 +235,7 @@ class ServerSettings:
             cors_origins=tuple(origin.rstrip("/") for origin in _list(env, "HATCHWAY_CORS_ORIGINS")),
             is_console_enabled=_on(env, "HATCHWAY_CONSOLE"),
             is_access_log_enabled=_on(env, "HATCHWAY_ACCESS_LOG"),
+            processes=_int(env, "HATCHWAY_PROCESSES", 1, 1),
         )
 
 
@@ -587,6 +591,8 @@ class Settings:
                     ["env", "HATCHWAY_CORS_ORIGINS"],
                     f"{origin!r} is not an origin: scheme://host[:port], no path (or * for any origin)",
                 )
+        if self.server.processes > 64:
+            raise ValidationFailed.at(["env", "HATCHWAY_PROCESSES"], "at most 64 processes")
         if self.backend not in ("embedded", "aws"):
             raise ValidationFailed.at(["env", "HATCHWAY_BACKEND"], "must be embedded or aws")
         if not re.match(r"^[A-Za-z][A-Za-z0-9-]{0,23}$", self.aws.resource_prefix):

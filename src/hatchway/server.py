@@ -438,8 +438,9 @@ def serve(
     limits: ConnectionLimits | None = None,
     keep_alive_seconds: int = 5,
     trusted_proxies: tuple[str, ...] = (),
+    sockets: list[Any] | None = None,
 ) -> None:
-    """Serve ``app`` with uvicorn until SIGINT/SIGTERM."""
+    """Serve ``app`` with uvicorn until SIGINT/SIGTERM (on ``sockets`` already bound, if given)."""
     import uvicorn
 
     try:
@@ -480,7 +481,7 @@ def serve(
                 on_ready()
 
         server.startup = startup  # type: ignore[method-assign]
-    server.run()
+    server.run(sockets=sockets)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -519,13 +520,19 @@ def run_server(
     tls_cert: str | None = None,
     tls_key: str | None = None,
 ) -> None:
-    """``hatchway serve``: the API with a worker pool (``HATCHWAY_WORKERS``) until SIGINT/SIGTERM."""
-    from hatchway.api import create_app
-    from hatchway.worker import WorkerPool, confinement_lines, refuse_unconfined
+    """``hatchway serve``: the API with a worker pool (``HATCHWAY_WORKERS``) in this process until
+    SIGINT/SIGTERM (with ``HATCHWAY_PROCESSES`` above 1, :func:`hatchway.serve_group.run_group` instead)."""
+    services, examples = start_home(settings, load_examples, examples_dir)
+    lines = startup_banner(settings, services, host, port, tls_cert is not None, examples)
+    serve_services(settings, services, host, port, tls_cert, tls_key, lambda: print(lines, flush=True))
 
+
+def start_home(settings: Settings, load_examples: bool, examples_dir: Path | None) -> tuple[Services, list[str]]:
+    """What happens once per start of a gateway on its home: its services, the master key, token
+    and default project, what a previous gateway left running stopped, the examples registered."""
     wiring.configure_observability(settings)
     services = wiring.build_services(settings, pool=settings.runs.workers > 0)
-    refuse_unconfined(services)
+    _check_confinement(services)
     wiring.bootstrap(services)
     recovered = wiring.tidy_at_rest(services)
     if recovered:
@@ -537,6 +544,54 @@ def run_server(
             log.warning("no examples directory found; pass --examples-dir")
         else:
             examples = register_examples(services, directory)
+    return services, examples
+
+
+def _check_confinement(services: Services) -> None:
+    from hatchway.worker import refuse_unconfined
+
+    refuse_unconfined(services)
+
+
+def startup_banner(
+    settings: Settings, services: Services, host: str, port: int, is_tls: bool, examples: list[str]
+) -> str:
+    """What ``hatchway serve`` prints on stdout once it answers (stderr carries only JSON log lines)."""
+    from hatchway.worker import confinement_lines
+
+    scheme = "https" if is_tls else "http"
+    workers = f"workers {settings.runs.workers}"
+    if settings.server.processes > 1:
+        workers += f" shared by {settings.server.processes} processes on the port"
+    token_source = "HATCHWAY_BOOTSTRAP_TOKEN" if settings.bootstrap_token else str(settings.token_path)
+    lines = [
+        f"hatchway serving on {scheme}://{host}:{port} (docs: {scheme}://{host}:{port}/docs)",
+        f"  home      {settings.home}",
+        f"  backend   {settings.backend}; executor {services.placement.describe()}; {workers}",
+        f"  token     admin token in {token_source}",
+        *confinement_lines(services),
+    ]
+    if settings.server.is_console_enabled:
+        lines.append(f"  console   {scheme}://{host}:{port}/ui/")
+    if examples:
+        lines.append(f"  examples  {', '.join(examples)} in {DEFAULT_PROJECT}")
+    return "\n".join(lines)
+
+
+def serve_services(
+    settings: Settings,
+    services: Services,
+    host: str,
+    port: int,
+    tls_cert: str | None,
+    tls_key: str | None,
+    on_ready: Callable[[], None],
+    sockets: list[Any] | None = None,
+) -> None:
+    """Serve the API over ``services`` with their worker pool until SIGINT/SIGTERM, then close them."""
+    from hatchway.api import create_app
+    from hatchway.worker import WorkerPool
+
     pool = WorkerPool(services) if settings.runs.workers > 0 else None
     resolver = create_app(services)
     app = AsgiGateway(
@@ -552,31 +607,12 @@ def run_server(
         settings.server.http_max_connections,
         settings.server.http_max_header_bytes,
     )
-    scheme = "https" if tls_cert else "http"
-
-    def ready() -> None:
-        token_source = "HATCHWAY_BOOTSTRAP_TOKEN" if settings.bootstrap_token else str(settings.token_path)
-        lines = [
-            f"hatchway serving on {scheme}://{host}:{port} (docs: {scheme}://{host}:{port}/docs)",
-            f"  home      {settings.home}",
-            f"  backend   {settings.backend}; executor {services.placement.describe()}; "
-            f"workers {settings.runs.workers}",
-            f"  token     admin token in {token_source}",
-            *confinement_lines(services),
-        ]
-        if settings.server.is_console_enabled:
-            lines.append(f"  console   {scheme}://{host}:{port}/ui/")
-        if examples:
-            lines.append(f"  examples  {', '.join(examples)} in {DEFAULT_PROJECT}")
-        # on stdout: stderr carries only the JSON log lines, for whatever collects them
-        print("\n".join(lines), flush=True)
-
     log_level = settings.observability.log_level
     try:
         serve(app, host, port, log_level if log_level == "DEBUG" else "warning",
-              tls_cert, tls_key, settings.runs.shutdown_grace_seconds + 5, on_ready=ready, limits=limits,
+              tls_cert, tls_key, settings.runs.shutdown_grace_seconds + 5, on_ready=on_ready, limits=limits,
               keep_alive_seconds=settings.server.http_keep_alive_seconds,
-              trusted_proxies=settings.server.trusted_proxies)  # fmt: skip
+              trusted_proxies=settings.server.trusted_proxies, sockets=sockets)  # fmt: skip
     finally:
         services.close()
 

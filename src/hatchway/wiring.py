@@ -304,7 +304,6 @@ def build_services(
     from hatchway.services.runs import RunIntake, RunService
     from hatchway.services.stats import StatsService
     from hatchway.services.sweeps import Sweeper
-    from hatchway.store.sqlite.doorbell import Doorbell
 
     # adapters
     clock = SystemClock()
@@ -317,12 +316,13 @@ def build_services(
     box = box or LazySecretBox(functools.partial(build_secret_box, settings, **clients))
     blobs = blobs or build_blobs(settings, **clients)
     sender = HttpCallbackSender(allowed_networks(settings.executors.http_allow))
-    # processes on one SQLite file wake each other's idle workers when they queue a run
-    doorbell = (
-        Doorbell(settings.db_path.with_name(settings.db_path.name + ".wake"))
-        if settings.backend == "embedded"
-        else None
-    )
+    # processes on one SQLite file wake each other's idle workers when they queue a run (imported
+    # here: the SQLite package costs the aws backend's cold start ~20 ms)
+    doorbell = None
+    if settings.backend == "embedded":
+        from hatchway.store.sqlite.doorbell import Doorbell
+
+        doorbell = Doorbell(settings.db_path.with_name(settings.db_path.name + ".wake"))
     queue = LocalQueue(doorbell) if pool else None
     runner = dispatcher or _runner_dispatcher(settings, **clients)
     placement = placement or build_placement(settings)

@@ -41,6 +41,7 @@ TYPER_COMMANDS: dict[tuple[str, ...], tuple[list[str], dict[Flags, Option]]] = {
             ("--port",): ("port", VALUE, "int", False, None, 8080),
             ("--home",): ("home", VALUE, "path", False, "HATCHWAY_HOME", None),
             ("--workers",): ("workers", VALUE, "int", False, None, None),
+            ("--processes",): ("processes", VALUE, "int", False, None, None),
             ("--executor",): ("executor", VALUE, "str", False, None, None),
             ("--backend",): ("backend", VALUE, "str", False, None, None),
             ("--examples",): ("examples", NEGATABLE, "bool", False, None, False),

@@ -73,6 +73,7 @@ FILLS: dict[str, tuple[str, str, Any]] = {
     "HATCHWAY_HTTP_MAX_CONNECTIONS": ("64", "http_max_connections", 64),
     "HATCHWAY_HTTP_MAX_HEADER_BYTES": ("4096", "http_max_header_bytes", 4096),
     "HATCHWAY_HTTP_READ_THREADS": ("3", "http_read_threads", 3),
+    "HATCHWAY_PROCESSES": ("2", "processes", 2),
     "HATCHWAY_MAX_ANSWER_BYTES": (str(MIB), "max_answer_bytes", MIB),
     "HATCHWAY_AUTH_FAILURE_BUDGET": ("4", "auth_failure_budget", 4),
     "HATCHWAY_AUTH_FAILURE_WINDOW_SECONDS": ("30", "auth_failure_window_seconds", 30.0),

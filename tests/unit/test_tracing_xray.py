@@ -56,10 +56,13 @@ def test_xray_patches_botocore_only_so_a_cold_start_does_not_import_httpx() -> N
         "import sys; from hatchway.observability.tracing import configure_tracing; "
         "from hatchway.config import Settings; configure_tracing(Settings.from_env({'HATCHWAY_TRACING': 'xray'})); "
         "from aws_xray_sdk.core.patcher import _PATCHED_MODULES as patched; "
-        "print('httpx' in sys.modules, sorted(patched))"
+        "print('httpx' in sys.modules, 'botocore.client' in sys.modules, sorted(patched)); "
+        "import boto3; call = boto3.client('s3', region_name='us-east-1')._make_api_call; "
+        "print(sorted(patched), hasattr(call, '__wrapped__'))"
     )
     done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    # Then AWS calls are subsegments, and X-Ray's patch of every library it knows (which imports
-    # httpx, and rich and click with it, at start-up) is not made
-    assert done.stdout.split() == ["False", "['botocore']"]
+    # Then X-Ray's patch of every library it knows (which imports httpx, and rich and click with it,
+    # at start-up) is not made, and botocore is patched once the first AWS client imports it (not
+    # at start-up: the patch would import it there): AWS calls are subsegments
+    assert done.stdout.split("\n")[:2] == ["False False []", "['botocore'] True"]

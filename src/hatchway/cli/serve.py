@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     Arg("--port", type=int, default=8080, help="port to bind"),
     HOME,
     Arg("--workers", type=int, help="worker threads (0: API only)"),
+    Arg("--processes", type=int, help="processes serving the port, sharing the workers (default 1)"),
     EXECUTOR,
     Arg("--backend", help="embedded or aws"),
     Arg("--examples", kind=NEGATABLE, default=False, help="register the example actions"),
@@ -32,6 +33,7 @@ def serve(
     port: int,
     home: Path | None,
     workers: int | None,
+    processes: int | None,
     executor: str | None,
     backend: str | None,
     examples: bool,
@@ -42,9 +44,11 @@ def serve(
     log_level: str | None,
 ) -> None:
     """Serve the gateway (API + worker pool): SQLite and a key file, or DynamoDB and KMS with --backend aws."""
-    from hatchway.server import run_server
-
-    gateway_settings = settings(home=home, workers=workers, executor=executor, backend=backend, log_level=log_level)
+    if processes is not None and processes < 1:
+        fail("--processes must be at least 1")
+    gateway_settings = settings(
+        home=home, workers=workers, processes=processes, executor=executor, backend=backend, log_level=log_level
+    )
     _check_port(host, port)
     if (tls_cert is None) != (tls_key is None):
         fail("give both --tls-cert and --tls-key")
@@ -60,6 +64,10 @@ def serve(
         echo(f"HTTPS with a development certificate: trust {made.ca} (curl --cacert, SSL_CERT_FILE)")
     from hatchway.errors import ValidationFailed
 
+    if gateway_settings.server.processes > 1:
+        from hatchway.serve_group import run_group as run_server
+    else:
+        from hatchway.server import run_server
     try:
         run_server(
             gateway_settings,

@@ -117,8 +117,16 @@ class _XRay(_Off):
 
         # botocore only: X-Ray's patch of everything it knows imports httpx at start-up, and httpx
         # imports rich and click where they are installed (~0.17 s of a cold start); an HTTP
-        # action's call is inside the attempt's own "executor http" subsegment anyway
-        self.tracer: Any = tracer or Tracer(service="hatchway", patch_modules=["botocore"])
+        # action's call is inside the attempt's own "executor http" subsegment anyway. And only
+        # once botocore.session is imported (every client is made from one, by boto3 or not): the
+        # patch imports botocore.client, ~90 ms of a cold start that may answer without AWS (the
+        # hook runs when botocore.session's import ends - botocore.client is whole by then; wrapt
+        # is X-Ray's own dependency)
+        self.tracer: Any = tracer or Tracer(service="hatchway", auto_patch=False)
+        if tracer is None and not self.tracer.disabled:
+            import wrapt
+
+            wrapt.register_post_import_hook(lambda _: self.tracer.patch(["botocore"]), "botocore.session")
 
     @contextlib.contextmanager
     def _subsegment(self, name: str, attributes: dict[str, Any]) -> Iterator[Any]:

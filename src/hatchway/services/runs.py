@@ -54,6 +54,7 @@ from hatchway.services.extras import CacheTags, Callbacks, SessionTypes, check_t
 from hatchway.services.files import FileService
 from hatchway.services.idempotency import Idempotency
 from hatchway.services.placement import Placement
+from hatchway.services.slots import SharedSlots
 
 
 class RunIntake:
@@ -157,6 +158,15 @@ def new_run(
     )
 
 
+def sync_slots(settings: Settings) -> threading.BoundedSemaphore | SharedSlots:
+    """The sync-call limit: this process's own, or, under ``hatchway serve --processes N``, the
+    whole gateway's - shared through lock files beside its home (README, Configuration)."""
+    limit = settings.sync.sync_concurrency
+    if settings.server.processes > 1:
+        return SharedSlots(settings.home / "sync-slots", limit)
+    return threading.BoundedSemaphore(limit)
+
+
 def kept_run(run: Run) -> dict[str, Any]:
     """A run as an idempotency record keeps it for replays: everything its API body shows (its
     options - input payload, callback - are left out: they can be large, and no answer shows them)."""
@@ -195,7 +205,7 @@ class RunService:
         self.clock = clock
         self.settings = settings
         self.node_id = node_id
-        self._sync_slots = threading.BoundedSemaphore(settings.sync.sync_concurrency)
+        self._sync_slots = sync_slots(settings)
 
     # ---- async runs ------------------------------------------------------------------------
 
