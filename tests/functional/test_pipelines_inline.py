@@ -50,8 +50,9 @@ def hw(tmp_path: Path) -> Iterator[Client]:
 
 
 def container(name: str, *commands: str, **fields: Any) -> dict[str, Any]:
+    # the stand-in runs on this host, which has no pipeline filesystem at /buddy/<pipeline> to start in
     return {"name": name, "docker_image_name": "alpine", "docker_image_tag": "3.20", "execute_commands": list(commands),
-            **fields}  # fmt: skip
+            "mount_filesystem_disable": True, **fields}  # fmt: skip
 
 
 def test_a_container_step_sees_its_variables_as_shell_variables(hw: Client) -> None:
@@ -71,7 +72,6 @@ def test_a_container_step_sees_its_variables_as_shell_variables(hw: Client) -> N
                 'echo "token=$TOKEN"',
                 "pwd",
                 'printf \'{"who": "%s"}\' "$WHO" > "$HATCHWAY_DATA_DIR/out/result.json"',
-                setup_commands=["echo setting up"],
                 working_directory="/usr",
                 variables=[{"key": "WHO", "value": "${steps.first.exports.value}"}],
             ),
@@ -85,7 +85,7 @@ def test_a_container_step_sees_its_variables_as_shell_variables(hw: Client) -> N
     # the step ran as an action of its own, named after the pipeline and the step
     assert shell["action"]["name"] == "pipeline:inline/shell" and shell["action"]["version"] == 1
     lines = [e["msg"] for e in hw.logs(shell["id"])["items"] if e["k"] == "stdout"]
-    assert lines == ["setting up", "hello 'quoted' $world / x!", "token=[hidden]", "/usr"]
+    assert lines == ["hello 'quoted' $world / x!", "token=[hidden]", "/usr"]
     assert shell["ret"] == {"who": "x!"}
     # variables travel as parameters (config.json), the secret ones hidden and never in the clear
     assert shell["parameters"]["WHO"] == "x!" and shell["parameters"]["GREETING"] == "hello 'quoted' $world"
@@ -98,7 +98,18 @@ def test_a_container_step_sees_its_variables_as_shell_variables(hw: Client) -> N
 
 
 def test_a_container_step_with_an_entrypoint_runs_it_without_a_shell(hw: Client) -> None:
-    put(hw, "entry", steps=[{"name": "direct", "docker_image_name": "alpine", "entrypoint": "echo 'a b' c"}])
+    put(
+        hw,
+        "entry",
+        steps=[
+            {
+                "name": "direct",
+                "docker_image_name": "alpine",
+                "entrypoint": "echo 'a b' c",
+                "mount_filesystem_disable": True,
+            }
+        ],
+    )
     final = finish(hw, "entry", execute(hw, "entry")["id"])
     assert final["status"] == "SUCCESSFUL", explain(final)
     run = run_of(hw, final, "direct")

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
+import os
 import re
 import threading
 import time
@@ -27,6 +29,8 @@ from typing import Any
 
 from hatchway.config import Settings
 from hatchway.domain.attempts import AttemptResult, Invocation, read_outputs
+from hatchway.domain.pipelines.filesystem import PathRefused, execution_dir, host_path
+from hatchway.domain.pipelines.inline import CONTAINER_STEP
 from hatchway.domain.spec import ActionSpec, has_image
 from hatchway.errors import Unavailable, ValidationFailed
 from hatchway.executors.base import BaseAttemptExecutor
@@ -97,6 +101,17 @@ class DockerExecutor(BaseAttemptExecutor):
             return AttemptResult(unavailable=exc.message)
         except ImageFailed as exc:
             return AttemptResult(platform_error=exc.message)
+        setup = (container_step(invocation.spec) or {}).get("setup")
+        if setup:
+            try:
+                image = self.engine.setup_image(
+                    invocation.project_id, image, setup, lambda line: collector.feed("stdout", f"{line}\n".encode())
+                )
+            except Unavailable as exc:
+                return AttemptResult(unavailable=exc.message)
+            except ImageFailed as exc:  # a setup command failed: the step's own failure, as a command's would be
+                collector.feed("stderr", f"{exc.message}\n".encode())
+                return AttemptResult(exit_code=1, duration_ms=_ms(started))
         # pulling or building the image does not count against the action's limit
         invocation = dataclasses.replace(invocation, deadline=invocation.deadline + (time.monotonic() - started))
         return self.run_container(invocation, image, collector, cancel)
@@ -118,6 +133,18 @@ class DockerExecutor(BaseAttemptExecutor):
                 platform_error=f"could not prepare the workspace ({getattr(exc, 'strerror', None) or exc})"
             )
         spec = invocation.spec
+        step = container_step(spec)
+        run_as = str(step["user"]) if step and step.get("user") else None
+        try:
+            mounts = self._filesystem(invocation, step)
+            if run_as:  # another user of the image reaches the workspace through the group
+                share_with_group(workspace.path)
+        except (OSError, PathRefused) as exc:
+            workspace.remove()
+            if isinstance(exc, PathRefused):
+                collector.feed("stderr", f"the pipeline filesystem: {exc}\n".encode())
+                return AttemptResult(exit_code=1)
+            return AttemptResult(platform_error=f"could not prepare the pipeline filesystem ({exc.strerror or exc})")
         env = invocation.environment_for(CONTAINER_DATA_DIR)
         env.setdefault("HOME", CONTAINER_DATA_DIR)
         env.setdefault("TMPDIR", CONTAINER_TMP)
@@ -129,12 +156,12 @@ class DockerExecutor(BaseAttemptExecutor):
                 image.ref,
                 entrypoint=effective_argv(spec, image) or None,
                 command=[],
-                user="{}:{}".format(*container_user()),
+                user=run_as or "{}:{}".format(*container_user()),
                 environment=env,
                 working_dir=container_workdir(spec, image),
                 name=f"hatchway-{invocation.run_id.lower()}-{invocation.attempt}",
                 labels=self.engine.labels("run", **{LABEL_RUN: invocation.run_id, LABEL_CLEANUP: str(workspace.path)}),
-                host_config=self._host_config(spec, workspace.path),
+                host_config=self._host_config(spec, workspace.path, mounts, shared=run_as is not None),
             )
         except Exception as exc:
             workspace.remove()
@@ -142,20 +169,58 @@ class DockerExecutor(BaseAttemptExecutor):
                 return AttemptResult(unavailable=self.engine.down().message)
             return AttemptResult(platform_error=f"the container could not be created ({engine_reason(exc)})")
         container_id = container["Id"]
+        if run_as and not self._user_allowed(container_id, run_as, collector):
+            self.engine.remove_later(container_id, 0.0, workspace.remove)
+            return AttemptResult(exit_code=1, duration_ms=_ms(started))
         try:
             return self._run(container_id, invocation, workspace, collector, cancel, started)
         except Exception:
             self.engine.remove_later(container_id, 0.0, workspace.remove)
             raise
 
-    def _host_config(self, spec: ActionSpec, data_dir: Path) -> Any:
+    def _filesystem(self, invocation: Invocation, step: dict[str, Any] | None) -> dict[str, str]:
+        """The pipeline filesystem's mounts of a container step: container path -> host path."""
+        if not step or not step.get("filesystem") or invocation.pipeline_execution is None:
+            return {}
+        root = self.filesystem(invocation)
+        owner = container_user() if os.getuid() == 0 else None
+        return {target: str(host_path(root, source, owner)) for source, target in step["filesystem"]}
+
+    def filesystem(self, invocation: Invocation) -> Path:
+        """The execution's filesystem, made on first use and owned by the containers' user."""
+        assert invocation.pipeline_execution is not None  # noqa: S101 - callers check
+        root = execution_dir(self.work_dir, invocation.project_id, invocation.pipeline_execution)
+        if not root.is_dir():
+            root.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with contextlib.suppress(FileExistsError):
+                root.mkdir(mode=0o770)
+                uid, gid = container_user()
+                if os.getuid() == 0:
+                    os.chown(root, uid, gid)
+                root.chmod(0o2770)  # what a step makes belongs to the containers' group
+        return root
+
+    def _user_allowed(self, container_id: str, user: str, collector: OutputCollector) -> bool:
+        """``run_as_user`` must be a user of the image, and never root (whatever its name)."""
+        uid = self.engine.user_of(container_id, user)
+        if uid is None:
+            collector.feed("stderr", f"run_as_user {user}: the image has no such user\n".encode())
+        elif uid == 0:
+            message = f"run_as_user {user} is root in this image; containers never run as root\n"
+            collector.feed("stderr", message.encode())
+        return uid not in (None, 0)
+
+    def _host_config(self, spec: ActionSpec, data_dir: Path, mounts: dict[str, str], shared: bool = False) -> Any:
         options = self.engine.run_options(spec, "run")
+        binds = [
+            f"{data_dir}:{CONTAINER_DATA_DIR}:rw",
+            # the workspace's tmp/ (a file stash's files) is the container's /tmp
+            f"{data_dir / 'tmp'}:{CONTAINER_TMP}:rw",
+            *(f"{source}:{target}:rw" for target, source in mounts.items()),
+        ]
         return self.engine.client.api.create_host_config(
-            binds={
-                str(data_dir): {"bind": CONTAINER_DATA_DIR, "mode": "rw"},
-                # the workspace's tmp/ (a file stash's files) is the container's /tmp
-                str(data_dir / "tmp"): {"bind": CONTAINER_TMP, "mode": "rw"},
-            },
+            binds=binds,
+            group_add=[str(container_user()[1])] if shared else None,
             mem_limit=options["mem_limit"],
             memswap_limit=options["memswap_limit"],
             nano_cpus=options["nano_cpus"],
@@ -240,13 +305,86 @@ class DockerExecutor(BaseAttemptExecutor):
         )
         if execution.exit_code == 0:
             read_outputs(workspace, execution, invocation.output_mode)
+            export = (container_step(invocation.spec) or {}).get("export")
+            if export and invocation.pipeline_execution is not None:
+                problem = self._export(container_id, str(export), self.filesystem(invocation))
+                if problem:
+                    collector.system(problem)
+                    execution = dataclasses.replace(execution, output_problem=problem)
         if invocation.before_cleanup is not None:
             invocation.before_cleanup(workspace.path)
         self.engine.remove_later(container_id, 0.0, workspace.remove)
         return execution
 
+    def _export(self, container_id: str, path: str, root: Path) -> str | None:
+        """Copy ``path`` of the stopped container into the filesystem's root, as ``docker cp`` does
+        (a folder lands as ``<root>/<its name>/``); what went wrong, or None.
+
+        The archive comes from the engine, written by the action: it is extracted with the
+        ``data`` filter (no absolute paths, no ``..``, no links out of the filesystem, no devices
+        or set-id bits), and each file is given to the containers' user.
+        """
+        import tarfile
+
+        import docker.errors
+
+        uid, gid = container_user()
+
+        def owned(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+            safe = tarfile.data_filter(member, dest)
+            return safe.replace(uid=uid, gid=gid, uname="", gname="", deep=False) if safe is not None else None
+
+        try:
+            stream, _ = self.engine.client.api.get_archive(container_id, path)
+            with tarfile.open(fileobj=_Chunks(stream), mode="r|") as archive:
+                archive.extractall(root, numeric_owner=True, filter=owned)  # noqa: S202 - the data filter
+        except docker.errors.NotFound:
+            return f"export_container_path {path}: the container has no such path"
+        except (tarfile.TarError, OSError) as exc:
+            return f"export_container_path {path} could not be copied into the filesystem ({engine_reason(exc)})"
+        except docker.errors.APIError as exc:
+            return f"export_container_path {path} could not be read ({engine_reason(exc)})"
+        return None
+
     def close(self) -> None:
         self.engine.close()
+
+
+class _Chunks(io.RawIOBase):
+    """A file over the engine's archive stream (an iterator of byte chunks), read once."""
+
+    def __init__(self, chunks: Any) -> None:
+        self._chunks = iter(chunks)
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        while not self._buffer:
+            try:
+                self._buffer = next(self._chunks)
+            except StopIteration:
+                return 0
+        size = min(len(target), len(self._buffer))
+        target[:size] = self._buffer[:size]
+        self._buffer = self._buffer[size:]
+        return size
+
+
+def container_step(spec: ActionSpec) -> dict[str, Any] | None:
+    """What a pipeline's Run Docker container step asks of the executor (None: any other action)."""
+    described = spec.metadata.get(CONTAINER_STEP)
+    return described if isinstance(described, dict) else None
+
+
+def share_with_group(path: Path) -> None:
+    """Open a workspace to its group (the containers' group): ``run_as_user`` runs as another uid
+    of the image, which reaches the workspace through that group (``group_add``)."""
+    for root, _dirs, files in os.walk(path):
+        Path(root).chmod(0o770)  # noqa: S103 - the group is the containers' own
+        for name in files:
+            (Path(root) / name).chmod(0o660, follow_symlinks=False)
 
 
 #: what the container's init (tini, ``init: true``) prints when it cannot exec the command

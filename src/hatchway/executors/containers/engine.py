@@ -65,6 +65,8 @@ ENGINE_DOWN = "the Docker engine does not answer; nothing was started"
 FRESH_BUILD_SECONDS = 10.0
 #: a Dockerfile naming hatchway's base image gets it built on first use (see hatchway.executors.containers.images)
 BASE_IMAGE_REF = re.compile(r"hatchway/action-base:([0-9][0-9A-Za-z_.-]*)")
+#: the classic builder's own lines ("Step 2/3 : ...", " ---> 1a2b...", "Successfully built ...")
+_BUILD_NOISE = re.compile(r"^(Step \d+/\d+ : | ---> |Successfully (built|tagged) |Removing intermediate container )")
 
 
 def engine_answers(host: str | None, timeout: float = 1.0) -> bool:
@@ -450,6 +452,75 @@ class DockerEngine:
             self._ensure_base_images(context / (config.dockerfile or "Dockerfile"), loc)
             self._build(config.dockerfile, context, config.build_args or {}, tag, loc)
             self._fresh[tag] = (time.monotonic(), stamp)
+
+    def setup_image(
+        self, project_id: str, base: ActionImage, setup: dict[str, str], on_line: Callable[[str], None]
+    ) -> ActionImage:
+        """``base`` customised by a container step's ``setup_commands``, built once and kept.
+
+        Buddy runs them "only on the first run": the image they make is tagged by the base image's
+        ID and the script, per project, so later runs find it. They run as root (they install
+        packages), with the network, and see no variables (the image outlives any one value).
+        Their output goes to ``on_line``. Raises :class:`ImageFailed` if a command fails.
+        """
+        import io
+        import json
+
+        key = hashlib.sha256(f"{base.id}\0{setup['shell']}\0{setup['script']}".encode()).hexdigest()
+        tenant = hashlib.sha256(project_id.encode()).hexdigest()[:10]
+        tag = f"{ACTION_REPOSITORY}/setup:{key[:40]}-{tenant}"
+        with self._locks_guard:
+            lock = self._build_locks.setdefault(tag, threading.Lock())
+        with lock:
+            found = self._inspect_answering(tag)
+            if found is not None:
+                return found
+            dockerfile = (
+                f"FROM {base.id or base.ref}\nUSER root\nRUN {json.dumps([setup['shell'], '-c', setup['script']])}\n"
+            )
+            error: str | None = None
+            try:
+                for chunk in self.client.api.build(
+                    fileobj=io.BytesIO(dockerfile.encode()), tag=tag, network_mode="host", rm=True, forcerm=True,
+                    decode=True, labels={LABEL_MANAGED: "1"},
+                ):  # fmt: skip
+                    for line in str(chunk.get("stream", "")).splitlines():
+                        if line.strip() and not _BUILD_NOISE.match(line):
+                            on_line(line)
+                    if "error" in chunk:
+                        error = str(chunk["error"]).strip()
+            except Exception as exc:
+                if not self._answers():
+                    raise self.down() from exc
+                error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if error is not None:
+                raise ImageFailed(f"the setup commands failed: {error[:300]}")
+            found = self._inspect_answering(tag)
+            if found is None:
+                raise ImageFailed("the setup commands made no image")
+            return found
+
+    def user_of(self, container_id: str, user: str) -> int | None:
+        """The uid ``user`` (a name or uid, optionally :group) has in a created container, or None
+        if the image has no such user (read from its /etc/passwd, as Docker reads it)."""
+        import io
+        import tarfile
+
+        name = user.partition(":")[0]
+        if name.isdigit():
+            return int(name)
+        try:
+            stream, _ = self.client.api.get_archive(container_id, "/etc/passwd")
+            with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+                member = archive.extractfile("passwd")
+                text = member.read().decode(errors="replace") if member else ""
+        except Exception:
+            return None
+        for line in text.splitlines():
+            fields = line.split(":")
+            if len(fields) > 2 and fields[0] == name and fields[2].isdigit():
+                return int(fields[2])
+        return None
 
     def _ensure_base_images(self, dockerfile: Path, loc: list[str | int]) -> None:
         """Build hatchway's base image once if the Dockerfile names it and the engine lacks it."""

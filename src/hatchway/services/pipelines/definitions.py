@@ -14,6 +14,7 @@ from hatchway.domain.parameters import ANY_ACTION, is_ciphertext
 from hatchway.domain.pipelines import inline
 from hatchway.domain.pipelines.records import BUDDY_LAST_STATUS, ExecutionStatus, PipelineRecord, StepView
 from hatchway.domain.pipelines.spec import (
+    LOCAL_CONTAINER_FIELDS,
     PIPELINE_NAME_RE,
     PipelineSpec,
     StepType,
@@ -107,6 +108,15 @@ class PipelineDefinitions:
                         "host processes; serve with HATCHWAY_EXECUTOR=docker (or auto with a Docker engine)",
                         "executor_unsupported",
                     )
+            if step.kind == StepType.RUN_DOCKER_CONTAINER and self.engine.name != "local":
+                for name in LOCAL_CONTAINER_FIELDS:
+                    if name in step.model_fields_set and getattr(step, name):
+                        raise ValidationFailed.at(
+                            [*at, name],
+                            f"{name} needs the pipeline filesystem or the Docker engine of a gateway that runs the "
+                            "pipeline itself; a Step Functions step runs its image as a Batch or ECS task",
+                            "executor_unsupported",
+                        )
             if step.kind != StepType.ACTION or step.action is None:
                 continue
             try:

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hatchway.config import RunSettings
+from hatchway.domain.pipelines import filesystem
 from hatchway.domain.pipelines.plan import plan
 from hatchway.domain.pipelines.records import Execution, PipelineRecord, StepState, StepStatus
 from hatchway.domain.pipelines.spec import PipelineSpec, Step, spec_of
@@ -46,9 +49,17 @@ class LocalPipelineEngine:
     name = "local"
 
     def __init__(
-        self, repo: PipelineRepo, runs: RunRepo, steps: StepRuns, run_service: RunService, settings: RunSettings
+        self,
+        repo: PipelineRepo,
+        runs: RunRepo,
+        steps: StepRuns,
+        run_service: RunService,
+        settings: RunSettings,
+        work_dir: Path | None = None,
     ) -> None:
         self.repo = repo
+        #: where the executions' pipeline filesystems are (removed when an execution ends)
+        self.work_dir = work_dir
         self.runs = runs
         self.steps = steps
         self.run_service = run_service
@@ -111,6 +122,10 @@ class LocalPipelineEngine:
             return None
         if specs and not execution.is_terminal:
             self._effects(execution, specs[0], seen)
+        elif specs and self.work_dir is not None:  # it has just ended: its steps need no filesystem
+            with contextlib.suppress(filesystem.PathRefused):
+                shutil.rmtree(filesystem.execution_dir(self.work_dir, execution.project_id, execution.id),
+                              ignore_errors=True)  # fmt: skip
         return execution
 
     def _effects(self, execution: Execution, spec: PipelineSpec, seen: dict[str, Run | None]) -> None:
