@@ -121,7 +121,7 @@ ECHOED = {
     "registry": "registry.example.com", "insecure_registry": False, "login": "builder", "region": "eu-west-1",
     "image_location": "PRIVATE_REGISTRY", "docker_registry": "OTHER", "ignore_image_pull_failures": True,
     "cache_base_image": True, "vt_suite": "suite-1", "unit_tests_suite": "unit", "unit_tests_path": "reports/junit.xml",
-    "integration": {"hash_id": "int-1"},
+    "integration": {"hash_id": "int-1"}, "main_service_name": "main", "target_stage": "build",
 }  # fmt: skip
 
 
