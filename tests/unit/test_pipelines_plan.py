@@ -113,6 +113,21 @@ def test_a_container_steps_paths_and_user_are_checked(fields: dict[str, Any], wh
     assert detail["loc"] == ["body", "steps", 0, *where] and says in detail["msg"], detail
 
 
+def test_a_step_opening_paths_of_the_filesystem_runs_beside_no_container_that_mounts_it() -> None:
+    box = {"docker_image_name": "alpine", "execute_commands": ["true"]}
+    parallel = {"run_next": "IN_SOFT_PARALLEL"}
+    # two steps mounting the filesystem's root side by side are fine, as is a step without it
+    spec_of({"name": "a", **box, **parallel}, {"name": "b", **box})
+    spec_of({"name": "a", **box, **parallel, "volume_mappings": ["/src:/src"]},
+            {"name": "b", **box, "mount_filesystem_disable": True}, {"name": "c", **box})  # fmt: skip
+    # a mapped folder or an export beside another container with the filesystem is refused
+    for field in ({"volume_mappings": ["/src:/src"]}, {"export_container_path": "/tmp/out"}):
+        with pytest.raises(ValidationFailed) as err:
+            spec_of({"name": "a", **box}, {"name": "b", **box, **parallel}, {"name": "c", **box, **field})
+        detail = err.value.details[0]
+        assert detail["loc"] == ["body", "steps", 2, next(iter(field))] and "to itself" in detail["msg"], detail
+
+
 # ---- the planner ------------------------------------------------------------------------------
 
 

@@ -268,6 +268,16 @@ class Step(_Model):
         return f"{name}:{self.docker_image_tag}" if self.docker_image_tag else name
 
     @property
+    def uses_filesystem(self) -> bool:
+        """A container step that mounts the pipeline filesystem (or a folder of it)."""
+        return not self.mount_filesystem_disable
+
+    @property
+    def maps_folders(self) -> bool:
+        """A container step that mounts folders of the filesystem by their paths (not only its root)."""
+        return any(mapping.partition(":")[0].strip("/.") for mapping in self.volume_mappings)
+
+    @property
     def parallel_with_next(self) -> bool:
         return self.run_next != RunNext.WAIT_ON_SUCCESS
 
@@ -524,6 +534,29 @@ def _rules(spec: PipelineSpec) -> Iterator[dict[str, Any]]:
         yield from _when_rules(spec, step, index)
     yield from _gate_rules(spec)
     yield from _reference_rules(spec)
+    yield from _filesystem_rules(spec)
+
+
+def _filesystem_rules(spec: PipelineSpec) -> Iterator[dict[str, Any]]:
+    """A step that mounts a folder of the filesystem, or copies into it, runs beside no other
+    container with the filesystem: the gateway opens those paths on its host, where a container
+    changing the filesystem at the same moment could swap a folder for a link out of it."""
+    sections = [spec.main, spec.section(TriggerTime.ON_WAIT_FOR_APPROVE)]
+    sections += [spec.section(*triggers) for triggers in SECTIONS.values()]
+    for section in sections:
+        for group in spec.groups(section):
+            sharing = [s for s in group.steps if s.kind == StepType.RUN_DOCKER_CONTAINER and s.uses_filesystem]
+            if len(sharing) < 2:
+                continue
+            for step in sharing:
+                field = "volume_mappings" if step.maps_folders else "export_container_path"
+                if step.maps_folders or step.export_container_path:
+                    yield _detail(
+                        ["steps", spec.steps.index(step), field],
+                        f"{field} needs the pipeline filesystem to itself: step {step.name} runs in parallel with "
+                        f"another container step that mounts it (run_next WAIT_ON_SUCCESS, or mount_filesystem_disable "
+                        "on the other)",
+                    )
 
 
 def _given(step: Step, fields: tuple[str, ...]) -> list[str]:

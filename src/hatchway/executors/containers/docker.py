@@ -37,6 +37,8 @@ from hatchway.executors.base import BaseAttemptExecutor
 from hatchway.executors.containers.engine import (
     CONTAINER_DATA_DIR,
     LABEL_CLEANUP,
+    LABEL_EXECUTION,
+    LABEL_HOME,
     LABEL_RUN,
     ActionImage,
     DockerEngine,
@@ -51,6 +53,10 @@ from hatchway.runtime.contract import OutputCollector, Workspace
 
 #: the container's temporary directory: the workspace's tmp/, bind-mounted
 CONTAINER_TMP = "/tmp"  # noqa: S108 - inside the container
+
+#: beyond the kill grace, how long a step that opens paths of the filesystem waits for the
+#: execution's other containers to be removed
+ALONE_SLACK_SECONDS = 10.0
 
 #: how long the output of an exited container is awaited (the attach stream closes right after)
 DRAIN_SECONDS = 5.0
@@ -151,6 +157,9 @@ class DockerExecutor(BaseAttemptExecutor):
         env.setdefault("LANG", "C.UTF-8")
         env.setdefault("PYTHONUNBUFFERED", "1")
         client = self.engine.client
+        labels = {LABEL_RUN: invocation.run_id, LABEL_CLEANUP: str(workspace.path)}
+        if mounts and invocation.pipeline_execution:
+            labels[LABEL_EXECUTION] = invocation.pipeline_execution
         try:
             container = client.api.create_container(
                 image.ref,
@@ -160,7 +169,7 @@ class DockerExecutor(BaseAttemptExecutor):
                 environment=env,
                 working_dir=container_workdir(spec, image),
                 name=f"hatchway-{invocation.run_id.lower()}-{invocation.attempt}",
-                labels=self.engine.labels("run", **{LABEL_RUN: invocation.run_id, LABEL_CLEANUP: str(workspace.path)}),
+                labels=self.engine.labels("run", **labels),
                 host_config=self._host_config(spec, workspace.path, mounts, shared=run_as is not None),
             )
         except Exception as exc:
@@ -182,9 +191,24 @@ class DockerExecutor(BaseAttemptExecutor):
         """The pipeline filesystem's mounts of a container step: container path -> host path."""
         if not step or not step.get("filesystem") or invocation.pipeline_execution is None:
             return {}
+        if step.get("export") or any(source for source, _ in step["filesystem"]):
+            self._alone_in(invocation.pipeline_execution, invocation.seconds_left)
         root = self.filesystem(invocation)
         owner = container_user() if os.getuid() == 0 else None
         return {target: str(host_path(root, source, owner)) for source, target in step["filesystem"]}
+
+    def _alone_in(self, execution: str, seconds: float) -> None:
+        """Wait until no other container mounts the execution's filesystem (one stopped by a
+        timeout or a termination is removed after the kill grace): the gateway is about to open
+        paths in it, which no container may be changing (see ``_filesystem_rules`` of the spec).
+        Raises :class:`TimeoutError` if one is still there when ``seconds`` have passed (a platform
+        error: the attempt is retried)."""
+        deadline = time.monotonic() + max(0.0, min(seconds, self.kill_grace_seconds + ALONE_SLACK_SECONDS))
+        labels = [f"{LABEL_EXECUTION}={execution}", f"{LABEL_HOME}={self.engine.home_label}"]
+        while self.engine.client.containers.list(all=True, filters={"label": labels}, ignore_removed=True):
+            if time.monotonic() >= deadline:
+                raise TimeoutError("another container of this execution still has it")
+            time.sleep(0.2)
 
     def filesystem(self, invocation: Invocation) -> Path:
         """The execution's filesystem, made on first use and owned by the containers' user."""
@@ -307,7 +331,7 @@ class DockerExecutor(BaseAttemptExecutor):
             read_outputs(workspace, execution, invocation.output_mode)
             export = (container_step(invocation.spec) or {}).get("export")
             if export and invocation.pipeline_execution is not None:
-                problem = self._export(container_id, str(export), self.filesystem(invocation))
+                problem = self._export(container_id, str(export), invocation)
                 if problem:
                     collector.system(problem)
                     execution = dataclasses.replace(execution, output_problem=problem)
@@ -316,7 +340,7 @@ class DockerExecutor(BaseAttemptExecutor):
         self.engine.remove_later(container_id, 0.0, workspace.remove)
         return execution
 
-    def _export(self, container_id: str, path: str, root: Path) -> str | None:
+    def _export(self, container_id: str, path: str, invocation: Invocation) -> str | None:
         """Copy ``path`` of the stopped container into the filesystem's root, as ``docker cp`` does
         (a folder lands as ``<root>/<its name>/``); what went wrong, or None.
 
@@ -329,6 +353,16 @@ class DockerExecutor(BaseAttemptExecutor):
         import docker.errors
 
         uid, gid = container_user()
+        assert invocation.pipeline_execution is not None  # noqa: S101 - the caller checked
+        try:  # only this step's (stopped) container may have the filesystem while it is written
+            labels = [f"{LABEL_EXECUTION}={invocation.pipeline_execution}", f"{LABEL_HOME}={self.engine.home_label}"]
+            others = [c for c in self.engine.client.containers.list(filters={"label": labels}, ignore_removed=True)
+                      if c.id != container_id]  # fmt: skip
+        except docker.errors.APIError as exc:
+            return f"export_container_path {path} could not be read ({engine_reason(exc)})"
+        if others:
+            return f"export_container_path {path}: another container of this execution has the filesystem"
+        root = self.filesystem(invocation)
 
         def owned(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
             safe = tarfile.data_filter(member, dest)

@@ -53,6 +53,8 @@ LABEL_HOME = "io.hatchway.home"
 LABEL_OWNER = "io.hatchway.owner"
 LABEL_KIND = "io.hatchway.kind"
 LABEL_RUN = "io.hatchway.run"
+#: the pipeline execution whose filesystem a container mounts
+LABEL_EXECUTION = "io.hatchway.execution"
 LABEL_RUNTIME = "io.hatchway.runtime"
 #: a host directory that belongs to the container (its workspace, its control socket's directory)
 LABEL_CLEANUP = "io.hatchway.cleanup"
