@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from hatchway.config import Settings
-from hatchway.domain.attempts import AttemptResult, Invocation, read_outputs
+from hatchway.domain.attempts import AttemptResult, Invocation, read_outputs, scrub_paths
 from hatchway.domain.pipelines.filesystem import PathRefused, execution_dir, host_path
 from hatchway.domain.pipelines.inline import CONTAINER_STEP
 from hatchway.domain.spec import ActionSpec, has_image
@@ -374,8 +374,9 @@ class DockerExecutor(BaseAttemptExecutor):
                 archive.extractall(root, numeric_owner=True, filter=owned)  # noqa: S202 - the data filter
         except docker.errors.NotFound:
             return f"export_container_path {path}: the container has no such path"
-        except (tarfile.TarError, OSError) as exc:
-            return f"export_container_path {path} could not be copied into the filesystem ({engine_reason(exc)})"
+        except (tarfile.TarError, OSError) as exc:  # the filter's reasons name the host folder: never shown
+            reason = scrub_paths(engine_reason(exc).replace(f"{root}/", "").replace(str(root), "."))
+            return f"export_container_path {path} could not be copied into the filesystem ({reason})"
         except docker.errors.APIError as exc:
             return f"export_container_path {path} could not be read ({engine_reason(exc)})"
         return None
