@@ -24,6 +24,7 @@ from hatchway.services import Services
 from hatchway.wiring import bootstrap, build_services
 from hatchway.worker import WorkerPool
 from tests.conftest import inprocess_client, make_settings
+from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -142,12 +143,26 @@ def test_the_images_entrypoint_is_kept_unless_reset(hw: Client, docker_client: A
     assert printed(hw, final, "own") == ["own entrypoint"]
 
 
-def test_a_timeout_stops_the_container(gateway: tuple[Client, Services], image: dict[str, str]) -> None:
+def test_a_timeout_stops_the_container_and_the_setup(
+    gateway: tuple[Client, Services], image: dict[str, str], docker_client: Any
+) -> None:
     hw, services = gateway
-    final = execute(hw, "slow", box(image, "sleeps", "echo start", "sleep 120", timeout=2))
-    assert statuses(final) == {"sleeps": "FAILED"}, explain(hw, final)
-    run = run_of(hw, final, "sleeps")
-    assert run["error"]["kind"] == "timeout" and "2 s" in run["error"]["message"]
+    # Given a step whose commands, and one whose setup commands, outlast its timeout
+    nonce = uuid.uuid4().hex
+    final = execute(hw, "slow", box(image, "sleeps", "echo start", "sleep 120", timeout=2, ignore_errors=True),
+                    box(image, "sets-up-slowly", "echo never", setup_commands=[f"echo {nonce}", "sleep 120"],
+                        timeout=3, ignore_errors=True))  # fmt: skip
+    # Then both fail with a timeout
+    assert statuses(final) == {"sleeps": "WARNING", "sets-up-slowly": "WARNING"}, explain(hw, final)
+    for step, seconds in (("sleeps", 2), ("sets-up-slowly", 3)):
+        run = run_of(hw, final, step)
+        assert run["error"]["kind"] == "timeout" and f"{seconds} s" in run["error"]["message"], run["error"]
+
+    # and the engine stops the abandoned setup: no container of it is left running
+    def setup_running() -> bool:
+        return any(nonce in " ".join(c.attrs["Config"]["Cmd"] or []) for c in docker_client.containers.list())
+
+    wait_until(lambda: not setup_running(), timeout=30, what="the setup build container to stop")
 
 
 # ---- the image and the user -----------------------------------------------------------------

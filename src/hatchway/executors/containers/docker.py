@@ -43,6 +43,7 @@ from hatchway.executors.containers.engine import (
     ActionImage,
     DockerEngine,
     ImageFailed,
+    SetupStopped,
     container_user,
     container_workdir,
     effective_argv,
@@ -107,19 +108,23 @@ class DockerExecutor(BaseAttemptExecutor):
             return AttemptResult(unavailable=exc.message)
         except ImageFailed as exc:
             return AttemptResult(platform_error=exc.message)
+        # pulling or building the image does not count against the action's limit
+        invocation = dataclasses.replace(invocation, deadline=invocation.deadline + (time.monotonic() - started))
         setup = (container_step(invocation.spec) or {}).get("setup")
-        if setup:
+        if setup:  # the step's own work: its timeout covers it
+            started = time.monotonic()
             try:
                 image = self.engine.setup_image(
-                    invocation.project_id, image, setup, lambda line: collector.feed("stdout", f"{line}\n".encode())
-                )
+                    invocation.project_id, image, setup, lambda line: collector.feed("stdout", f"{line}\n".encode()),
+                    invocation.seconds_left, cancel,
+                )  # fmt: skip
             except Unavailable as exc:
                 return AttemptResult(unavailable=exc.message)
+            except SetupStopped as exc:
+                return AttemptResult(cancelled=exc.cancelled, timed_out=not exc.cancelled, duration_ms=_ms(started))
             except ImageFailed as exc:  # a setup command failed: the step's own failure, as a command's would be
                 collector.feed("stderr", f"{exc.message}\n".encode())
                 return AttemptResult(exit_code=1, duration_ms=_ms(started))
-        # pulling or building the image does not count against the action's limit
-        invocation = dataclasses.replace(invocation, deadline=invocation.deadline + (time.monotonic() - started))
         return self.run_container(invocation, image, collector, cancel)
 
     def run_container(

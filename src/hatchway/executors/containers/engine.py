@@ -71,6 +71,11 @@ BASE_IMAGE_REF = re.compile(r"hatchway/action-base:([0-9][0-9A-Za-z_.-]*)")
 _BUILD_NOISE = re.compile(r"^(Step \d+/\d+ : | ---> |Successfully (built|tagged) |Removing intermediate container )")
 
 
+def _close(chunks: Any) -> None:
+    with contextlib.suppress(Exception):
+        chunks.close()
+
+
 def engine_answers(host: str | None, timeout: float = 1.0) -> bool:
     """True if a Docker engine answers ``/_ping`` at ``host`` (standard library; cheap when absent)."""
     url = urlparse(host or DEFAULT_HOST)
@@ -162,6 +167,14 @@ class ActionImage:
             workdir=config.get("WorkingDir") or "",
             labels=dict(config.get("Labels") or {}),
         )
+
+
+class SetupStopped(Exception):
+    """The setup commands were stopped: past the step's timeout, or the run was cancelled."""
+
+    def __init__(self, cancelled: bool) -> None:
+        super().__init__("cancelled" if cancelled else "timed out")
+        self.cancelled = cancelled
 
 
 class ImageFailed(Exception):
@@ -456,15 +469,24 @@ class DockerEngine:
             self._fresh[tag] = (time.monotonic(), stamp)
 
     def setup_image(
-        self, project_id: str, base: ActionImage, setup: dict[str, str], on_line: Callable[[str], None]
+        self,
+        project_id: str,
+        base: ActionImage,
+        setup: dict[str, str],
+        on_line: Callable[[str], None],
+        seconds: float,
+        cancel: threading.Event,
     ) -> ActionImage:
         """``base`` customised by a container step's ``setup_commands``, built once and kept.
 
         Buddy runs them "only on the first run": the image they make is tagged by the base image's
         ID and the script, per project, so later runs find it. They run as root (they install
         packages), with the network, and see no variables (the image outlives any one value).
-        Their output goes to ``on_line``. Raises :class:`ImageFailed` if a command fails.
+        Their output goes to ``on_line``. Raises :class:`ImageFailed` if a command fails,
+        :class:`SetupStopped` past ``seconds`` or on ``cancel`` (the build is abandoned: its
+        connection closes, which stops it).
         """
+        deadline = time.monotonic() + seconds
         import io
         import json
 
@@ -481,17 +503,27 @@ class DockerEngine:
                 f"FROM {base.id or base.ref}\nUSER root\nRUN {json.dumps([setup['shell'], '-c', setup['script']])}\n"
             )
             error: str | None = None
+            chunks: Any = iter(())
             try:
-                for chunk in self.client.api.build(
+                chunks = self.client.api.build(
                     fileobj=io.BytesIO(dockerfile.encode()), tag=tag, network_mode="host", rm=True, forcerm=True,
-                    decode=True, labels={LABEL_MANAGED: "1"},
-                ):  # fmt: skip
+                    decode=True, labels={LABEL_MANAGED: "1"}, timeout=max(1.0, seconds),
+                )  # fmt: skip
+                for chunk in chunks:
                     for line in str(chunk.get("stream", "")).splitlines():
                         if line.strip() and not _BUILD_NOISE.match(line):
                             on_line(line)
                     if "error" in chunk:
                         error = str(chunk["error"]).strip()
+                    if cancel.is_set() or time.monotonic() >= deadline:
+                        raise SetupStopped(cancelled=cancel.is_set())
+            except SetupStopped:
+                _close(chunks)  # drops the connection: the engine stops the build
+                raise
             except Exception as exc:
+                _close(chunks)
+                if time.monotonic() >= deadline - 0.5:  # the read timeout: a setup silent to the end
+                    raise SetupStopped(cancelled=False) from None
                 if not self._answers():
                     raise self.down() from exc
                 error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
