@@ -90,12 +90,15 @@ def printed(hw: Client, final: dict[str, Any], step: str, stream: str = "stdout"
 def test_shell_picks_bash_or_sh(hw: Client, image: dict[str, str]) -> None:
     # Given the same bash-only command under BASH and under SH (Debian's sh is dash)
     command = '[[ "$0" == *bash ]] && echo "in bash"'
+    inline = {"name": "inline", **image, "shell": "BASH", "inline_commands": f"cd /usr\n{command} in $PWD"}
     final = execute(hw, "shells", box(image, "bash", command, shell="BASH"),
-                    box(image, "sh", command, shell="SH", ignore_errors=True))  # fmt: skip
+                    box(image, "sh", command, shell="SH", ignore_errors=True), inline)  # fmt: skip
     # Then bash runs it and sh does not know [[
-    assert statuses(final) == {"bash": "SUCCESSFUL", "sh": "WARNING"}, explain(hw, final)
+    assert statuses(final) == {"bash": "SUCCESSFUL", "sh": "WARNING", "inline": "SUCCESSFUL"}, explain(hw, final)
     assert printed(hw, final, "bash") == ["in bash"]
     assert any("[[: not found" in line for line in printed(hw, final, "sh", "stderr"))
+    # and Buddy's inline_commands (the commands as one text) run as written when execute_commands is absent
+    assert printed(hw, final, "inline") == ["in bash in /usr"]
 
 
 def test_execute_every_command_runs_past_a_failure(hw: Client, image: dict[str, str]) -> None:

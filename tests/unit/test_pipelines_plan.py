@@ -84,6 +84,11 @@ def test_a_container_steps_fields_become_its_argv_and_the_executors_instructions
     }  # fmt: skip
     assert "apk add" not in reset.argv[2]  # setup commands customise the image instead
     assert mapped.metadata[CONTAINER_STEP] == {"filesystem": [["src", "/app"], ["", "/all"]], "export": "/tmp/out"}
+    # Buddy's view gives the commands twice, as a list and as one text: both are accepted when they agree
+    both = spec_of({**box, "execute_commands": ["make", "make test"], "inline_commands": "make\nmake test\n"})
+    alone = spec_of({**box, "execute_commands": [], "inline_commands": "make\nmake test\n"})
+    assert inline_spec(both, both.steps[0]).argv[2].endswith("set -e\nmake\nmake test\n")
+    assert inline_spec(alone, alone.steps[0]).argv[2].endswith("set -e\nmake\nmake test\n\n")
 
 
 @pytest.mark.parametrize(
@@ -104,6 +109,8 @@ def test_a_container_steps_fields_become_its_argv_and_the_executors_instructions
         ({"run_as_user": "$USER"}, ["run_as_user"], "a name or a uid"),
         ({"loop": ["a"], "execute_commands": [], "entrypoint": "run"}, ["loop"], "execute_commands"),
         ({"reset_entrypoint": True, "execute_commands": [], "entrypoint": "run"}, ["reset_entrypoint"], "drop one"),
+        ({"inline_commands": "make\nmake test"}, ["inline_commands"], "give one"),
+        ({"inline_commands": "run", "execute_commands": [], "entrypoint": "run"}, ["entrypoint"], "not both"),
     ],
 )
 def test_a_container_steps_paths_and_user_are_checked(fields: dict[str, Any], where: list[Any], says: str) -> None:

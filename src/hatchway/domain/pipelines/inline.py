@@ -75,11 +75,11 @@ def script(step: Step) -> str:
     if step.execute_every_command:
         body = "hatchway_failed=0\n"
         keep_first = '[ "$hatchway_failed" -ne 0 ] || hatchway_failed=$hatchway_status'
-        for command in step.execute_commands:
+        for command in step.commands:
             body += f"{{ {command}\n}} || {{ hatchway_status=$?; {keep_first}; }}\n"
         body += 'exit "$hatchway_failed"\n'
     else:
-        body = "set -e\n" + "".join(f"{command}\n" for command in step.execute_commands)
+        body = "set -e\n" + "".join(f"{command}\n" for command in step.commands)
     if step.loop:
         values = " ".join(shlex.quote(value) for value in step.loop)
         body = f"set -e\nfor BUDDY_LOOP_VALUE in {values}; do\nexport BUDDY_LOOP_VALUE\n(\n{body})\ndone\n"
@@ -129,7 +129,7 @@ def variables_blob(values: dict[str, str]) -> str:
 def inline_spec(pipeline: PipelineSpec, step: Step) -> ActionSpec:
     """The action spec a Run Docker container step runs as."""
     container: dict[str, object] = {}
-    if step.execute_commands:
+    if step.commands:
         argv = [shell_of(step), "-c", script(step)]
         if step.reset_entrypoint:
             container["entry_point"], container["command"] = argv, []

@@ -172,6 +172,8 @@ class Step(_Model):
     docker_image_name: Annotated[str, Field(min_length=1, max_length=255)] | None = None
     docker_image_tag: Annotated[str, Field(min_length=1, max_length=128)] | None = None
     execute_commands: list[str] = Field(default_factory=list)
+    #: Buddy's commands as one text (its view gives both): run as written when execute_commands is empty
+    inline_commands: Annotated[str, Field(max_length=65536)] | None = None
     setup_commands: list[str] = Field(default_factory=list)
     shell: Shell | None = None
     working_directory: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
@@ -266,6 +268,13 @@ class Step(_Model):
     def image(self) -> str:
         name = self.docker_image_name or ""
         return f"{name}:{self.docker_image_tag}" if self.docker_image_tag else name
+
+    @property
+    def commands(self) -> list[str]:
+        """What the shell runs: ``execute_commands``, else ``inline_commands`` as one block."""
+        if self.execute_commands:
+            return self.execute_commands
+        return [self.inline_commands] if self.inline_commands and self.inline_commands.strip() else []
 
     @property
     def uses_filesystem(self) -> bool:
@@ -496,7 +505,8 @@ def _detail(loc: list[str | int], msg: str, type_: str = "value_error") -> dict[
 
 
 _CONTAINER_FIELDS = (
-    "execute_commands", "setup_commands", "shell", "working_directory", "entrypoint", "reset_entrypoint",
+    "execute_commands", "inline_commands", "setup_commands", "shell", "working_directory", "entrypoint",
+    "reset_entrypoint",
     "execute_every_command", "run_as_user", "variables", "volume_mappings", "mount_filesystem_disable",
     "export_container_path", "loop",
 )  # fmt: skip
@@ -585,7 +595,7 @@ def _kind_rules(step: Step, index: int) -> Iterator[dict[str, Any]]:
             yield _detail([*at, "docker_image_name"], "a Run Docker container step needs docker_image_name (an image)")
         for name in action:
             yield _detail([*at, name], f"a Run Docker container step does not take {name}; use variables")
-        if step.entrypoint is not None and step.execute_commands:
+        if step.entrypoint is not None and step.commands:
             yield _detail(
                 [*at, "entrypoint"],
                 "give execute_commands (run by the shell) or entrypoint (run without a shell), not both",
@@ -608,7 +618,10 @@ def _container_rules(step: Step, at: list[str | int]) -> Iterator[dict[str, Any]
     """The rules of a Run Docker container step's own fields (paths, user, loop, entrypoint)."""
     if step.entrypoint is not None and step.reset_entrypoint:
         yield _detail([*at, "reset_entrypoint"], "entrypoint replaces the image's entrypoint already; drop one")
-    if step.loop and not step.execute_commands:
+    given_twice = step.execute_commands and step.inline_commands is not None
+    if given_twice and (step.inline_commands or "").strip() != "\n".join(step.execute_commands).strip():
+        yield _detail([*at, "inline_commands"], "inline_commands is execute_commands as one text: give one")
+    if step.loop and not step.commands:
         yield _detail([*at, "loop"], "loop runs the step's execute_commands once per value: give execute_commands")
     if step.run_as_user is not None:
         found = RUN_AS_USER_RE.match(step.run_as_user)
