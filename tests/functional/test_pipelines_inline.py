@@ -140,3 +140,34 @@ def test_buddys_fields_without_a_local_meaning_are_accepted_and_echoed(hw: Clien
     with pytest.raises(ValidationErrorResponse) as misplaced:
         put(hw, "misplaced", steps=[step("work", registry="registry.example.com")])
     assert misplaced.value.details[0]["loc"][-1] == "docker_image_name"
+
+
+def test_a_starting_gateway_removes_the_filesystems_of_ended_executions(tmp_path: Path) -> None:
+    import os
+
+    from hatchway.domain.pipelines.filesystem import execution_dir
+    from hatchway.worker import WorkerPool
+
+    # Given a gateway whose work folder holds the filesystems of an ended and of an unfinished execution
+    settings = make_settings(tmp_path / "home")
+    placement = build_placement(settings, sync=HostShellAsContainer.from_settings(settings))
+    services: Services = build_services(settings, pool=True, placement=placement)
+    bootstrap(services)
+    with inprocess_client(services) as client:
+        client.register_action(stage())
+        put(client, "gated", steps=[step("first", "x"), {"name": "approve", "type": "WAIT_FOR_APPROVE"}])
+        waiting = execute(client, "gated")["id"]
+        left = {name: execution_dir(settings.work_dir, client.project, name) for name in (waiting, "pex_ended")}
+    for folder in left.values():
+        (folder / "sub").mkdir(parents=True)
+        os.utime(folder, (1, 1))
+    # When the worker pool starts
+    pool = WorkerPool(services, size=1)
+    pool.start()
+    try:
+        # Then the ended execution's is gone and the unfinished one's is kept
+        assert not left["pex_ended"].exists()
+        assert (left[waiting] / "sub").is_dir()
+    finally:
+        pool.stop(grace_seconds=2)
+        services.close()
