@@ -231,7 +231,7 @@ class DockerExecutor(BaseAttemptExecutor):
 
     def _user_allowed(self, container_id: str, user: str, collector: OutputCollector) -> bool:
         """``run_as_user`` must be a user of the image, and never root (whatever its name)."""
-        uid = self.engine.user_of(container_id, user)
+        uid = uid_in(self.engine.client, container_id, user)
         if uid is None:
             collector.feed("stderr", f"run_as_user {user}: the image has no such user\n".encode())
         elif uid == 0:
@@ -410,6 +410,28 @@ class _Chunks(io.RawIOBase):
         target[:size] = self._buffer[:size]
         self._buffer = self._buffer[size:]
         return size
+
+
+def uid_in(client: Any, container_id: str, user: str) -> int | None:
+    """The uid ``user`` (a name or uid, optionally :group) has in a created container, or None
+    if the image has no such user (read from its /etc/passwd, as Docker reads it)."""
+    import tarfile
+
+    name = user.partition(":")[0]
+    if name.isdigit():
+        return int(name)
+    try:
+        stream, _ = client.api.get_archive(container_id, "/etc/passwd")
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+            member = archive.extractfile("passwd")
+            text = member.read().decode(errors="replace") if member else ""
+    except Exception:
+        return None
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) > 2 and fields[0] == name and fields[2].isdigit():
+            return int(fields[2])
+    return None
 
 
 def container_step(spec: ActionSpec) -> dict[str, Any] | None:

@@ -481,8 +481,8 @@ class DockerEngine:
 
         Buddy runs them "only on the first run": the image they make is tagged by the base image's
         ID and the script, per project, so later runs find it. They run as root (they install
-        packages), with the network, and see no variables (the image outlives any one value).
-        Their output goes to ``on_line``. Raises :class:`ImageFailed` if a command fails,
+        packages), with the engine's default network (not the host's), and see no variables (the
+        image outlives any one value). Their output goes to ``on_line``. Raises :class:`ImageFailed` if a command fails,
         :class:`SetupStopped` past ``seconds`` or on ``cancel`` (the build is abandoned: its
         connection closes, which stops it).
         """
@@ -506,7 +506,8 @@ class DockerEngine:
             chunks: Any = iter(())
             try:
                 chunks = self.client.api.build(
-                    fileobj=io.BytesIO(dockerfile.encode()), tag=tag, network_mode="host", rm=True, forcerm=True,
+                    # the engine's default network: the tenant's commands run as root, so not the host's
+                    fileobj=io.BytesIO(dockerfile.encode()), tag=tag, network_mode="default", rm=True, forcerm=True,
                     decode=True, labels={LABEL_MANAGED: "1"}, timeout=max(1.0, seconds),
                 )  # fmt: skip
                 for chunk in chunks:
@@ -533,28 +534,6 @@ class DockerEngine:
             if found is None:
                 raise ImageFailed("the setup commands made no image")
             return found
-
-    def user_of(self, container_id: str, user: str) -> int | None:
-        """The uid ``user`` (a name or uid, optionally :group) has in a created container, or None
-        if the image has no such user (read from its /etc/passwd, as Docker reads it)."""
-        import io
-        import tarfile
-
-        name = user.partition(":")[0]
-        if name.isdigit():
-            return int(name)
-        try:
-            stream, _ = self.client.api.get_archive(container_id, "/etc/passwd")
-            with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
-                member = archive.extractfile("passwd")
-                text = member.read().decode(errors="replace") if member else ""
-        except Exception:
-            return None
-        for line in text.splitlines():
-            fields = line.split(":")
-            if len(fields) > 2 and fields[0] == name and fields[2].isdigit():
-                return int(fields[2])
-        return None
 
     def _ensure_base_images(self, dockerfile: Path, loc: list[str | int]) -> None:
         """Build hatchway's base image once if the Dockerfile names it and the engine lacks it."""
