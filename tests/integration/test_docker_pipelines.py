@@ -203,17 +203,32 @@ def test_run_as_user_runs_as_that_user_of_the_image(hw: Client, image: dict[str,
             variables=[{"key": "WHO", "value": "ada"}]),
         box(image, "as-default", "id -u", "cat by-daemon"),
         box(image, "ghost", "id", run_as_user="ghost", ignore_errors=True),
+        # Buddy's own example: the user in a variable
+        box(image, "from-variable", "id -un", run_as_user="$containerUser",
+            variables=[{"key": "containerUser", "value": "mail"}]),
     )  # fmt: skip
-    expected = {"as-daemon": "SUCCESSFUL", "as-default": "SUCCESSFUL", "ghost": "WARNING"}
+    expected = {
+        "as-daemon": "SUCCESSFUL",
+        "as-default": "SUCCESSFUL",
+        "ghost": "WARNING",
+        "from-variable": "SUCCESSFUL",
+    }
     assert statuses(final) == expected, explain(hw, final)
     assert printed(hw, final, "as-daemon") == ["daemon", "ada"]
     assert printed(hw, final, "as-default") == ["65534", "made"]
+    assert printed(hw, final, "from-variable") == ["mail"]
     # a user the image lacks fails the step, saying so
     assert "the image has no such user" in run_of(hw, final, "ghost")["error"]["message"]
-    # and root is refused when the pipeline is defined
+    # and root is refused when the pipeline is defined, or when the variable naming it is set
     with pytest.raises(ValidationErrorResponse) as refused:
         hw.put_pipeline("rooted", {"steps": [box(image, "root", "id", run_as_user="root")]})
     assert refused.value.details[0]["loc"][-1] == "run_as_user"
+    hw.put_pipeline("settable", {"variables": [{"key": "WHO", "value": "daemon", "settable": True}],
+                                 "steps": [box(image, "who", "id -un", run_as_user="${WHO}")]})  # fmt: skip
+    started = hw.start_execution("settable", variables={"WHO": "root"})
+    final = hw.wait_execution("settable", started["id"], timeout=120)
+    assert statuses(final) == {"who": "FAILED"}
+    assert "never run as root" in run_of(hw, final, "who")["error"]["message"]
 
 
 # ---- the pipeline filesystem ----------------------------------------------------------------

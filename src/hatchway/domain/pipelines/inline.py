@@ -27,7 +27,15 @@ import re
 import shlex
 
 from hatchway.domain.pipelines import filesystem
-from hatchway.domain.pipelines.spec import VARIABLES_PARAMETER, PipelineSpec, Shell, Step, Variable
+from hatchway.domain.pipelines.spec import (
+    VARIABLE_ONLY_RE,
+    VARIABLES_PARAMETER,
+    PipelineSpec,
+    Shell,
+    Step,
+    Variable,
+    user_problem,
+)
 from hatchway.domain.spec import ActionSpec
 
 PREFIX = "pipeline"
@@ -100,6 +108,22 @@ def workdir(pipeline: PipelineSpec, step: Step) -> str | None:
     if step.working_directory:
         return step.working_directory
     return None if step.mount_filesystem_disable else filesystem.default_mount(pipeline.name or "pipeline")
+
+
+def run_as(user: str, parameters: dict[str, object]) -> str:
+    """The user a step runs as: ``run_as_user``, or the value of the variable it names (a step's
+    variables are its parameters). Raises ValueError saying why it cannot be used."""
+    found = VARIABLE_ONLY_RE.match(user)
+    if found:
+        key = found["braced"] or found["bare"]
+        value = parameters.get(key)
+        if not isinstance(value, str):
+            raise ValueError(f"run_as_user {user}: the step has no variable {key}")
+        user = value
+    problem = user_problem(user)
+    if problem:
+        raise ValueError(f"run_as_user {user!r}: {problem}")
+    return user
 
 
 def container_step(pipeline: PipelineSpec, step: Step) -> dict[str, object]:

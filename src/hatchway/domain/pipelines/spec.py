@@ -57,6 +57,8 @@ MAX_LOOP_VALUES = 100
 #: a user of the image (name or uid, optionally :group), as Docker's --user takes it
 _ID = r"[A-Za-z_][A-Za-z0-9_.-]{0,31}|[0-9]{1,10}"
 RUN_AS_USER_RE = re.compile(rf"^(?P<user>{_ID})(?::(?P<group>{_ID}))?$")
+#: a value that is one variable and nothing else (``$NAME`` or ``${NAME}``)
+VARIABLE_ONLY_RE = re.compile(r"^\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))$")
 #: the parameter of a container step that carries its variables to the shell prelude
 VARIABLES_PARAMETER = "#HATCHWAY_VARIABLES"
 
@@ -623,12 +625,10 @@ def _container_rules(step: Step, at: list[str | int]) -> Iterator[dict[str, Any]
         yield _detail([*at, "inline_commands"], "inline_commands is execute_commands as one text: give one")
     if step.loop and not step.commands:
         yield _detail([*at, "loop"], "loop runs the step's execute_commands once per value: give execute_commands")
-    if step.run_as_user is not None:
-        found = RUN_AS_USER_RE.match(step.run_as_user)
-        if found is None:
-            yield _detail([*at, "run_as_user"], "a user of the image: a name or a uid, optionally :group")
-        elif {found["user"], found["group"]} & {"root", "0"}:
-            yield _detail([*at, "run_as_user"], "containers never run as root here; name another user of the image")
+    if step.run_as_user is not None and not VARIABLE_ONLY_RE.match(step.run_as_user):  # a variable: when it runs
+        problem = user_problem(step.run_as_user)
+        if problem:
+            yield _detail([*at, "run_as_user"], problem)
     if step.mount_filesystem_disable and step.volume_mappings:
         yield _detail([*at, "volume_mappings"], "mount_filesystem_disable leaves the filesystem out: drop one")
     targets: list[str] = []
@@ -655,6 +655,16 @@ def _container_rules(step: Step, at: list[str | int]) -> Iterator[dict[str, Any]
         elif step.mount_filesystem_disable:
             yield _detail([*at, "export_container_path"], "export_container_path copies into the filesystem, "
                           "which mount_filesystem_disable leaves out")  # fmt: skip
+
+
+def user_problem(user: str) -> str | None:
+    """Why ``user`` cannot be a container step's ``run_as_user``, or None."""
+    found = RUN_AS_USER_RE.match(user)
+    if found is None:
+        return "a user of the image: a name or a uid, optionally :group (or one variable holding it)"
+    if {found["user"], found["group"]} & {"root", "0"}:
+        return "containers never run as root here; name another user of the image"
+    return None
 
 
 def _when_rules(spec: PipelineSpec, step: Step, index: int) -> Iterator[dict[str, Any]]:
@@ -728,6 +738,9 @@ def _reference_rules(spec: PipelineSpec) -> Iterator[dict[str, Any]]:
         for v_index, variable in enumerate(step.variables):
             loc = ["steps", index, "variables", v_index, "value"]
             yield from _template_rules(spec, step, before, variable.value, loc, allow_secret=variable.encrypted)
+        if step.run_as_user and VARIABLE_ONLY_RE.match(step.run_as_user):  # Buddy's "run_as_user": "$containerUser"
+            loc = ["steps", index, "run_as_user"]
+            yield from _template_rules(spec, step, before, step.run_as_user, loc, allow_secret=False)
 
 
 def check_template(spec: PipelineSpec, step_name: str, template: str, loc: list[str | int]) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 
 from hatchway.config import Settings
 from hatchway.domain.attempts import AttemptResult, Invocation, read_outputs, scrub_paths
+from hatchway.domain.pipelines import inline
 from hatchway.domain.pipelines.filesystem import PathRefused, execution_dir, host_path
 from hatchway.domain.pipelines.inline import CONTAINER_STEP
 from hatchway.domain.spec import ActionSpec, has_image
@@ -145,7 +146,12 @@ class DockerExecutor(BaseAttemptExecutor):
             )
         spec = invocation.spec
         step = container_step(spec)
-        run_as = str(step["user"]) if step and step.get("user") else None
+        try:
+            run_as = inline.run_as(str(step["user"]), invocation.parameters) if step and step.get("user") else None
+        except ValueError as exc:
+            workspace.remove()
+            collector.feed("stderr", f"{exc}\n".encode())
+            return AttemptResult(exit_code=1)
         try:
             mounts = self._filesystem(invocation, step)
             if run_as:  # another user of the image reaches the workspace through the group
