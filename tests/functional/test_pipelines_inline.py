@@ -142,6 +142,17 @@ def test_buddys_fields_without_a_local_meaning_are_accepted_and_echoed(hw: Clien
     assert misplaced.value.details[0]["loc"][-1] == "docker_image_name"
 
 
+def test_what_only_the_docker_executor_does_is_refused_on_another(hw: Client) -> None:
+    # Given this gateway's container steps run on an executor other than docker (the stand-in)
+    for field in ({"setup_commands": ["apk add jq"]}, {"run_as_user": "daemon"}, {"volume_mappings": ["/a:/a"]},
+                  {"export_container_path": "/tmp/out"}):  # fmt: skip
+        # Then a field only the Docker executor carries out is refused, not ignored
+        with pytest.raises(ValidationErrorResponse) as refused:
+            put(hw, "elsewhere", steps=[container("box", "echo hi", mount_filesystem_disable=None, **field)])
+        assert refused.value.details[0]["loc"][-1] == next(iter(field))
+        assert "not the host-shell-as-container executor" in refused.value.message
+
+
 def test_a_starting_gateway_removes_the_filesystems_of_ended_executions(tmp_path: Path) -> None:
     import os
 
