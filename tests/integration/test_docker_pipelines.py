@@ -20,6 +20,7 @@ import pytest
 
 from hatchway.client import Client, ValidationErrorResponse
 from hatchway.domain.pipelines.filesystem import execution_dir
+from hatchway.executors.containers.engine import LABEL_RUN
 from hatchway.services import Services
 from hatchway.wiring import bootstrap, build_services
 from hatchway.worker import WorkerPool
@@ -160,6 +161,11 @@ def test_a_timeout_stops_the_container_and_the_setup(
     for step, seconds in (("sleeps", 2), ("sets-up-slowly", 3)):
         run = run_of(hw, final, step)
         assert run["error"]["kind"] == "timeout" and f"{seconds} s" in run["error"]["message"], run["error"]
+
+    # and the step's container is removed (after the kill grace)
+    sleeper = run_of(hw, final, "sleeps")["id"]
+    wait_until(lambda: not docker_client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={sleeper}"}),
+               timeout=30, what="the timed-out step's container to be removed")  # fmt: skip
 
     # and the engine stops the abandoned setup: no container of it is left running
     def setup_running() -> bool:
