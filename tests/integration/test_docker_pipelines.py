@@ -174,6 +174,25 @@ def test_a_timeout_stops_the_container_and_the_setup(
     wait_until(lambda: not setup_running(), timeout=30, what="the setup build container to stop")
 
 
+def test_terminating_stops_a_silent_setup_at_once(hw: Client, image: dict[str, str], docker_client: Any) -> None:
+    # Given a step whose setup commands are silent for long, within its timeout
+    nonce = uuid.uuid4().hex
+    hw.put_pipeline("quiet", {"steps": [box(image, "use", "echo never", timeout=600,
+                                            setup_commands=[f": {nonce}", "sleep 300"])]})  # fmt: skip
+
+    def building() -> list[Any]:
+        return [c for c in docker_client.containers.list() if nonce in " ".join(c.attrs["Config"]["Cmd"] or [])]
+
+    started = hw.start_execution("quiet")
+    wait_until(building, timeout=60, what="the setup's build to start")
+    # When the execution is terminated
+    hw.terminate_execution("quiet", started["id"])
+    final = hw.wait_execution("quiet", started["id"], timeout=60)
+    # Then the step is stopped, and so is its build (not left to its 300 s)
+    assert statuses(final) == {"use": "TERMINATED"}, explain(hw, final)
+    wait_until(lambda: not building(), timeout=30, what="the setup build container to stop")
+
+
 # ---- the image and the user -----------------------------------------------------------------
 
 

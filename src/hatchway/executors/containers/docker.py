@@ -44,12 +44,12 @@ from hatchway.executors.containers.engine import (
     ActionImage,
     DockerEngine,
     ImageFailed,
-    SetupStopped,
     container_user,
     container_workdir,
     effective_argv,
     give_to,
 )
+from hatchway.executors.containers.setup import SetupStopped, setup_image
 from hatchway.executors.sandbox import signal_of
 from hatchway.runtime.contract import OutputCollector, Workspace
 
@@ -115,9 +115,9 @@ class DockerExecutor(BaseAttemptExecutor):
         if setup:  # the step's own work: its timeout covers it
             started = time.monotonic()
             try:
-                image = self.engine.setup_image(
-                    invocation.project_id, image, setup, lambda line: collector.feed("stdout", f"{line}\n".encode()),
-                    invocation.seconds_left, cancel,
+                image = setup_image(
+                    self.engine, invocation.project_id, image, setup,
+                    lambda line: collector.feed("stdout", f"{line}\n".encode()), invocation.seconds_left, cancel,
                 )  # fmt: skip
             except Unavailable as exc:
                 return AttemptResult(unavailable=exc.message)

@@ -67,13 +67,6 @@ ENGINE_DOWN = "the Docker engine does not answer; nothing was started"
 FRESH_BUILD_SECONDS = 10.0
 #: a Dockerfile naming hatchway's base image gets it built on first use (see hatchway.executors.containers.images)
 BASE_IMAGE_REF = re.compile(r"hatchway/action-base:([0-9][0-9A-Za-z_.-]*)")
-#: the classic builder's own lines ("Step 2/3 : ...", " ---> 1a2b...", "Successfully built ...")
-_BUILD_NOISE = re.compile(r"^(Step \d+/\d+ : | ---> |Successfully (built|tagged) |Removing intermediate container )")
-
-
-def _close(chunks: Any) -> None:
-    with contextlib.suppress(Exception):
-        chunks.close()
 
 
 def engine_answers(host: str | None, timeout: float = 1.0) -> bool:
@@ -167,14 +160,6 @@ class ActionImage:
             workdir=config.get("WorkingDir") or "",
             labels=dict(config.get("Labels") or {}),
         )
-
-
-class SetupStopped(Exception):
-    """The setup commands were stopped: past the step's timeout, or the run was cancelled."""
-
-    def __init__(self, cancelled: bool) -> None:
-        super().__init__("cancelled" if cancelled else "timed out")
-        self.cancelled = cancelled
 
 
 class ImageFailed(Exception):
@@ -468,72 +453,10 @@ class DockerEngine:
             self._build(config.dockerfile, context, config.build_args or {}, tag, loc)
             self._fresh[tag] = (time.monotonic(), stamp)
 
-    def setup_image(
-        self,
-        project_id: str,
-        base: ActionImage,
-        setup: dict[str, str],
-        on_line: Callable[[str], None],
-        seconds: float,
-        cancel: threading.Event,
-    ) -> ActionImage:
-        """``base`` customised by a container step's ``setup_commands``, built once and kept.
-
-        Buddy runs them "only on the first run": the image they make is tagged by the base image's
-        ID and the script, per project, so later runs find it. They run as root (they install
-        packages), with the engine's default network (not the host's), and see no variables (the
-        image outlives any one value). Their output goes to ``on_line``. Raises :class:`ImageFailed` if a command fails,
-        :class:`SetupStopped` past ``seconds`` or on ``cancel`` (the build is abandoned: its
-        connection closes, which stops it).
-        """
-        deadline = time.monotonic() + seconds
-        import io
-        import json
-
-        key = hashlib.sha256(f"{base.id}\0{setup['shell']}\0{setup['script']}".encode()).hexdigest()
-        tenant = hashlib.sha256(project_id.encode()).hexdigest()[:10]
-        tag = f"{ACTION_REPOSITORY}/setup:{key[:40]}-{tenant}"
+    def build_lock(self, tag: str) -> threading.Lock:
+        """The lock that one build of ``tag`` at a time holds."""
         with self._locks_guard:
-            lock = self._build_locks.setdefault(tag, threading.Lock())
-        with lock:
-            found = self._inspect_answering(tag)
-            if found is not None:
-                return found
-            dockerfile = (
-                f"FROM {base.id or base.ref}\nUSER root\nRUN {json.dumps([setup['shell'], '-c', setup['script']])}\n"
-            )
-            error: str | None = None
-            chunks: Any = iter(())
-            try:
-                chunks = self.client.api.build(
-                    # the engine's default network: the tenant's commands run as root, so not the host's
-                    fileobj=io.BytesIO(dockerfile.encode()), tag=tag, network_mode="default", rm=True, forcerm=True,
-                    decode=True, labels={LABEL_MANAGED: "1"}, timeout=max(1.0, seconds),
-                )  # fmt: skip
-                for chunk in chunks:
-                    for line in str(chunk.get("stream", "")).splitlines():
-                        if line.strip() and not _BUILD_NOISE.match(line):
-                            on_line(line)
-                    if "error" in chunk:
-                        error = str(chunk["error"]).strip()
-                    if cancel.is_set() or time.monotonic() >= deadline:
-                        raise SetupStopped(cancelled=cancel.is_set())
-            except SetupStopped:
-                _close(chunks)  # drops the connection: the engine stops the build
-                raise
-            except Exception as exc:
-                _close(chunks)
-                if time.monotonic() >= deadline - 0.5:  # the read timeout: a setup silent to the end
-                    raise SetupStopped(cancelled=False) from None
-                if not self._answers():
-                    raise self.down() from exc
-                error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if error is not None:
-                raise ImageFailed(f"the setup commands failed: {error[:300]}")
-            found = self._inspect_answering(tag)
-            if found is None:
-                raise ImageFailed("the setup commands made no image")
-            return found
+            return self._build_locks.setdefault(tag, threading.Lock())
 
     def _ensure_base_images(self, dockerfile: Path, loc: list[str | int]) -> None:
         """Build hatchway's base image once if the Dockerfile names it and the engine lacks it."""
