@@ -357,7 +357,7 @@ def build_services(
     local: LocalPipelineEngine | None = None
     engine: PipelineEngine
     if pipeline_engine is None and settings.pipelines.pipeline_engine == "local":
-        engine = local = LocalPipelineEngine(repos.pipelines, repos.runs, steps, runs, settings.runs)
+        engine = local = LocalPipelineEngine(repos.pipelines, repos.runs, steps, runs, settings.runs, settings.work_dir)
     else:
         engine = _step_functions(settings, repos.pipelines, actions, placement, pipeline_engine)
     pipelines = PipelineServices(

@@ -23,7 +23,7 @@ import pytest
 
 from hatchway.aws.asl import Targets
 from hatchway.aws.stepfunctions import Bindings, StepFunctionsEngine
-from hatchway.client import Client, ConflictResponse, NotFoundResponse
+from hatchway.client import Client, ConflictResponse, NotFoundResponse, ValidationErrorResponse
 from hatchway.config import Settings
 from hatchway.domain.pipelines.spec import spec_of
 from hatchway.errors import NotFound
@@ -156,6 +156,25 @@ def test_an_async_step_needs_an_image_on_aws(hw: Client) -> None:
     with pytest.raises(Exception, match="422") as err:
         put(hw, "hosted", steps=[{"name": "x", "action": "host-only"}])
     assert "image_uri" in str(err.value.args) or "image_uri" in getattr(err.value, "message", "")
+
+
+@pytest.mark.parametrize(
+    "field",
+    [{"setup_commands": ["apt-get install -y jq"]}, {"run_as_user": "daemon"}, {"volume_mappings": ["/src:/app"]},
+     {"export_container_path": "/tmp/out"}],
+)  # fmt: skip
+def test_a_container_steps_local_fields_are_refused_on_aws(hw: Client, field: dict[str, Any]) -> None:
+    # Given a Run Docker container step with a field that needs the pipeline filesystem or the local engine
+    container = {"name": "box", "docker_image_name": "public.ecr.aws/docker/library/alpine",
+                 "execute_commands": ["echo hi"], **field}  # fmt: skip
+    # Then a Step Functions pipeline refuses it, naming the field (a Batch task has no pipeline filesystem)
+    with pytest.raises(ValidationErrorResponse) as refused:
+        put(hw, "boxed", steps=[container])
+    assert refused.value.details[0]["loc"][-1] == next(iter(field))
+    assert "Batch or ECS task" in refused.value.message
+    # while the fields that live in the step's own script are accepted
+    scripted = {"loop": ["a", "b"], "execute_every_command": True, "reset_entrypoint": True}
+    assert put(hw, "boxed", steps=[{**{k: v for k, v in container.items() if k not in field}, **scripted}])
 
 
 def test_an_execution_runs_on_step_functions_through_an_approval(hw: Client, aws: Aws) -> None:

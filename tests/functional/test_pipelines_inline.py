@@ -50,8 +50,9 @@ def hw(tmp_path: Path) -> Iterator[Client]:
 
 
 def container(name: str, *commands: str, **fields: Any) -> dict[str, Any]:
+    # the stand-in runs on this host, which has no pipeline filesystem at /buddy/<pipeline> to start in
     return {"name": name, "docker_image_name": "alpine", "docker_image_tag": "3.20", "execute_commands": list(commands),
-            **fields}  # fmt: skip
+            "mount_filesystem_disable": True, **fields}  # fmt: skip
 
 
 def test_a_container_step_sees_its_variables_as_shell_variables(hw: Client) -> None:
@@ -71,7 +72,6 @@ def test_a_container_step_sees_its_variables_as_shell_variables(hw: Client) -> N
                 'echo "token=$TOKEN"',
                 "pwd",
                 'printf \'{"who": "%s"}\' "$WHO" > "$HATCHWAY_DATA_DIR/out/result.json"',
-                setup_commands=["echo setting up"],
                 working_directory="/usr",
                 variables=[{"key": "WHO", "value": "${steps.first.exports.value}"}],
             ),
@@ -85,7 +85,7 @@ def test_a_container_step_sees_its_variables_as_shell_variables(hw: Client) -> N
     # the step ran as an action of its own, named after the pipeline and the step
     assert shell["action"]["name"] == "pipeline:inline/shell" and shell["action"]["version"] == 1
     lines = [e["msg"] for e in hw.logs(shell["id"])["items"] if e["k"] == "stdout"]
-    assert lines == ["setting up", "hello 'quoted' $world / x!", "token=[hidden]", "/usr"]
+    assert lines == ["hello 'quoted' $world / x!", "token=[hidden]", "/usr"]
     assert shell["ret"] == {"who": "x!"}
     # variables travel as parameters (config.json), the secret ones hidden and never in the clear
     assert shell["parameters"]["WHO"] == "x!" and shell["parameters"]["GREETING"] == "hello 'quoted' $world"
@@ -98,7 +98,18 @@ def test_a_container_step_sees_its_variables_as_shell_variables(hw: Client) -> N
 
 
 def test_a_container_step_with_an_entrypoint_runs_it_without_a_shell(hw: Client) -> None:
-    put(hw, "entry", steps=[{"name": "direct", "docker_image_name": "alpine", "entrypoint": "echo 'a b' c"}])
+    put(
+        hw,
+        "entry",
+        steps=[
+            {
+                "name": "direct",
+                "docker_image_name": "alpine",
+                "entrypoint": "echo 'a b' c",
+                "mount_filesystem_disable": True,
+            }
+        ],
+    )
     final = finish(hw, "entry", execute(hw, "entry")["id"])
     assert final["status"] == "SUCCESSFUL", explain(final)
     run = run_of(hw, final, "direct")
@@ -110,7 +121,7 @@ ECHOED = {
     "registry": "registry.example.com", "insecure_registry": False, "login": "builder", "region": "eu-west-1",
     "image_location": "PRIVATE_REGISTRY", "docker_registry": "OTHER", "ignore_image_pull_failures": True,
     "cache_base_image": True, "vt_suite": "suite-1", "unit_tests_suite": "unit", "unit_tests_path": "reports/junit.xml",
-    "integration": {"hash_id": "int-1"},
+    "integration": {"hash_id": "int-1"}, "main_service_name": "main", "target_stage": "build",
 }  # fmt: skip
 
 
@@ -129,3 +140,45 @@ def test_buddys_fields_without_a_local_meaning_are_accepted_and_echoed(hw: Clien
     with pytest.raises(ValidationErrorResponse) as misplaced:
         put(hw, "misplaced", steps=[step("work", registry="registry.example.com")])
     assert misplaced.value.details[0]["loc"][-1] == "docker_image_name"
+
+
+def test_what_only_the_docker_executor_does_is_refused_on_another(hw: Client) -> None:
+    # Given this gateway's container steps run on an executor other than docker (the stand-in)
+    for field in ({"setup_commands": ["apk add jq"]}, {"run_as_user": "daemon"}, {"volume_mappings": ["/a:/a"]},
+                  {"export_container_path": "/tmp/out"}):  # fmt: skip
+        # Then a field only the Docker executor carries out is refused, not ignored
+        with pytest.raises(ValidationErrorResponse) as refused:
+            put(hw, "elsewhere", steps=[container("box", "echo hi", mount_filesystem_disable=None, **field)])
+        assert refused.value.details[0]["loc"][-1] == next(iter(field))
+        assert "not the host-shell-as-container executor" in refused.value.message
+
+
+def test_a_starting_gateway_removes_the_filesystems_of_ended_executions(tmp_path: Path) -> None:
+    import os
+
+    from hatchway.domain.pipelines.filesystem import execution_dir
+    from hatchway.worker import WorkerPool
+
+    # Given a gateway whose work folder holds the filesystems of an ended and of an unfinished execution
+    settings = make_settings(tmp_path / "home")
+    placement = build_placement(settings, sync=HostShellAsContainer.from_settings(settings))
+    services: Services = build_services(settings, pool=True, placement=placement)
+    bootstrap(services)
+    with inprocess_client(services) as client:
+        client.register_action(stage())
+        put(client, "gated", steps=[step("first", "x"), {"name": "approve", "type": "WAIT_FOR_APPROVE"}])
+        waiting = execute(client, "gated")["id"]
+        left = {name: execution_dir(settings.work_dir, client.project, name) for name in (waiting, "pex_ended")}
+    for folder in left.values():
+        (folder / "sub").mkdir(parents=True)
+        os.utime(folder, (1, 1))
+    # When the worker pool starts
+    pool = WorkerPool(services, size=1)
+    pool.start()
+    try:
+        # Then the ended execution's is gone and the unfinished one's is kept
+        assert not left["pex_ended"].exists()
+        assert (left[waiting] / "sub").is_dir()
+    finally:
+        pool.stop(grace_seconds=2)
+        services.close()

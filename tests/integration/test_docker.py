@@ -424,7 +424,7 @@ def test_a_pipelines_container_step_runs_in_a_real_container(hw_for: Any, base_i
                     "docker_image_name": name,
                     "docker_image_tag": tag,
                     "shell": "BASH",
-                    "working_directory": "/tmp",
+                    "working_directory": "/work",
                     "variables": [{"key": "WHO", "value": "ada"}],
                     "execute_commands": [
                         'echo "hello $WHO in $PWD"',
@@ -443,7 +443,7 @@ def test_a_pipelines_container_step_runs_in_a_real_container(hw_for: Any, base_i
     assert final["status"] == "SUCCESSFUL", final
     run = hw.get_run(final["steps"][0]["run_id"])
     lines = [e["msg"] for e in hw.logs(run["id"])["items"] if e["k"] == "stdout"]
-    assert lines == ["hello ada in /tmp", "token=[hidden]", "in a container"], lines
+    assert lines == ["hello ada in /work", "token=[hidden]", "in a container"], lines
     assert run["ret"] == {"who": "ada"}
     assert secret not in json.dumps(as_json(run))
 

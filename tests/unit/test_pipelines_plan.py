@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from hatchway.domain.pipelines.inline import PRELUDE, inline_spec, variables_blob
+from hatchway.domain.pipelines.inline import CONTAINER_STEP, PRELUDE, inline_spec, variables_blob
 from hatchway.domain.pipelines.plan import plan
 from hatchway.domain.pipelines.records import Execution, ExecutionStatus, StepState, StepStatus
 from hatchway.domain.pipelines.spec import PipelineSpec, Reference, parse_pipeline, references, render, runs_before
@@ -63,6 +63,82 @@ def test_the_container_prelude_reads_the_variables_parameter() -> None:
     assert action.argv[2].endswith("set -e\necho hi\n")
     assert [p.name for p in action.parameters] == ["#HATCHWAY_VARIABLES", "#K"]
     assert base64.b64decode(variables_blob({"A": "it's"})).decode() == "export A='it'\"'\"'s'\n"
+
+
+def test_a_container_steps_fields_become_its_argv_and_the_executors_instructions() -> None:
+    box = {"name": "s", "docker_image_name": "alpine", "execute_commands": ["make"]}
+    spec = spec_of(box, {**box, "name": "t", "reset_entrypoint": True, "mount_filesystem_disable": True,
+                         "setup_commands": ["apk add make"], "run_as_user": "builder:staff",
+                         "volume_mappings": []},
+                   {**box, "name": "u", "volume_mappings": ["/src/./:/app/", "/:/all"], "working_directory": "/w",
+                    "export_container_path": "/tmp/out"})  # fmt: skip
+    kept, reset, mapped = (inline_spec(spec, step) for step in spec.steps)
+    # the shell is the image entrypoint's command unless reset_entrypoint; it starts in the filesystem
+    assert kept.container_parameters and kept.container_parameters.entry_point is None
+    assert kept.container_parameters.workdir == "/buddy/p"
+    assert kept.metadata[CONTAINER_STEP] == {"filesystem": [["", "/buddy/p"]]}
+    assert reset.container_parameters and reset.container_parameters.entry_point == reset.argv
+    assert reset.container_parameters.workdir is None
+    assert reset.metadata[CONTAINER_STEP] == {
+        "filesystem": None, "user": "builder:staff", "setup": {"shell": "/bin/sh", "script": "set -e\napk add make\n"},
+    }  # fmt: skip
+    assert "apk add" not in reset.argv[2]  # setup commands customise the image instead
+    assert mapped.metadata[CONTAINER_STEP] == {"filesystem": [["src", "/app"], ["", "/all"]], "export": "/tmp/out"}
+    # Buddy's view gives the commands twice, as a list and as one text: both are accepted when they agree
+    both = spec_of({**box, "execute_commands": ["make", "make test"], "inline_commands": "make\nmake test\n"})
+    alone = spec_of({**box, "execute_commands": [], "inline_commands": "make\nmake test\n"})
+    assert inline_spec(both, both.steps[0]).argv[2].endswith("set -e\nmake\nmake test\n")
+    assert inline_spec(alone, alone.steps[0]).argv[2].endswith("set -e\nmake\nmake test\n\n")
+
+
+@pytest.mark.parametrize(
+    ("fields", "where", "says"),
+    [
+        ({"volume_mappings": ["../x:/y"]}, ["volume_mappings", 0], "'..'"),
+        ({"volume_mappings": ["x:relative"]}, ["volume_mappings", 0], "absolute"),
+        ({"volume_mappings": ["x"]}, ["volume_mappings", 0], "one colon"),
+        ({"volume_mappings": ["x:/tmp/y"]}, ["volume_mappings", 0], "/tmp"),
+        ({"volume_mappings": ["x:/"]}, ["volume_mappings", 0], "root"),
+        ({"volume_mappings": ["a:/y", "b:/y/"]}, ["volume_mappings", 1], "twice"),
+        ({"volume_mappings": ["a:/y"], "mount_filesystem_disable": True}, ["volume_mappings"], "drop one"),
+        ({"working_directory": "/hatchway/data"}, ["working_directory"], "/hatchway"),
+        ({"working_directory": "rel", "mount_filesystem_disable": True}, ["working_directory"], "absolute"),
+        ({"export_container_path": "out"}, ["export_container_path"], "absolute"),
+        ({"run_as_user": "root"}, ["run_as_user"], "root"),
+        ({"run_as_user": "app:0"}, ["run_as_user"], "root"),
+        ({"run_as_user": "$USER"}, ["run_as_user"], "no variable USER"),
+        ({"run_as_user": "app-$USER"}, ["run_as_user"], "a name or a uid"),
+        (
+            {"run_as_user": "$K", "variables": [{"key": "K", "value": "x", "encrypted": True}]},
+            ["run_as_user"],
+            "encrypted",
+        ),
+        ({"loop": ["a"], "execute_commands": [], "entrypoint": "run"}, ["loop"], "execute_commands"),
+        ({"reset_entrypoint": True, "execute_commands": [], "entrypoint": "run"}, ["reset_entrypoint"], "drop one"),
+        ({"inline_commands": "make\nmake test"}, ["inline_commands"], "give one"),
+        ({"inline_commands": "run", "execute_commands": [], "entrypoint": "run"}, ["entrypoint"], "not both"),
+    ],
+)
+def test_a_container_steps_paths_and_user_are_checked(fields: dict[str, Any], where: list[Any], says: str) -> None:
+    with pytest.raises(ValidationFailed) as err:
+        spec_of({"name": "s", "docker_image_name": "alpine", "execute_commands": ["true"], **fields})
+    detail = err.value.details[0]
+    assert detail["loc"] == ["body", "steps", 0, *where] and says in detail["msg"], detail
+
+
+def test_a_step_opening_paths_of_the_filesystem_runs_beside_no_container_that_mounts_it() -> None:
+    box = {"docker_image_name": "alpine", "execute_commands": ["true"]}
+    parallel = {"run_next": "IN_SOFT_PARALLEL"}
+    # two steps mounting the filesystem's root side by side are fine, as is a step without it
+    spec_of({"name": "a", **box, **parallel}, {"name": "b", **box})
+    spec_of({"name": "a", **box, **parallel, "volume_mappings": ["/src:/src"]},
+            {"name": "b", **box, "mount_filesystem_disable": True}, {"name": "c", **box})  # fmt: skip
+    # a mapped folder or an export beside another container with the filesystem is refused
+    for field in ({"volume_mappings": ["/src:/src"]}, {"export_container_path": "/tmp/out"}):
+        with pytest.raises(ValidationFailed) as err:
+            spec_of({"name": "a", **box}, {"name": "b", **box, **parallel}, {"name": "c", **box, **field})
+        detail = err.value.details[0]
+        assert detail["loc"] == ["body", "steps", 2, next(iter(field))] and "to itself" in detail["msg"], detail
 
 
 # ---- the planner ------------------------------------------------------------------------------

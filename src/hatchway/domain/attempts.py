@@ -62,6 +62,8 @@ class Invocation:
     before_cleanup: Callable[[Path], None] | None = None
     #: retries an executor may make itself within this attempt (HTTP actions)
     retries: int = 0
+    #: the pipeline execution whose step this run is (its filesystem is the execution's), or None
+    pipeline_execution: str | None = None
 
     @property
     def output_mode(self) -> Mode:

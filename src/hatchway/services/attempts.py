@@ -269,6 +269,7 @@ class AttemptService:
                 deadline=self.clock.time() + limit,
                 redactor=redactor,
                 retries=max(0, run.max_attempts - 1) if run.mode == Mode.SYNC else 0,
+                pipeline_execution=pipeline_execution_of(run),
             )
             retries_itself = False
 
@@ -555,3 +556,10 @@ def open_secrets(box: SecretBox, max_secret_bytes: int, run: Run, value: Any, wh
         else:
             opened[key] = opened_at(where, item, False)
     return opened, found
+
+
+def pipeline_execution_of(run: Run) -> str | None:
+    """The execution a pipeline step's run belongs to (the gateway set it; no client can)."""
+    link = run.options.get("pipeline")
+    execution = link.get("execution_id") if isinstance(link, dict) else None
+    return execution if isinstance(execution, str) else None

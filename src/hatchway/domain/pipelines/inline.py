@@ -1,11 +1,14 @@
 """A Run Docker container step as an action of its own, so its runs are ordinary runs.
 
 The step becomes an action spec: its image (``docker_image_name:docker_image_tag``), its
-commands run by ``shell`` (``/bin/sh -c`` or ``/bin/bash -c``, ``setup_commands`` first, the
-script stopping at the first failing command), or its ``entrypoint`` run without a shell, in
-``working_directory``. The action is named ``pipeline:<pipeline>/<step>`` (a name no registered
-action can have), versioned by the pipeline's version, and resolved from the pipeline definition
-by :class:`hatchway.services.pipelines.steps.InlineActions` (an action source of
+``execute_commands`` run by ``shell`` (``/bin/sh -c`` or ``/bin/bash -c``, given to the image's
+entrypoint unless ``reset_entrypoint``; see :func:`script`), or its ``entrypoint`` run without a
+shell, in ``working_directory``. What only the Docker executor can do - the image customised once
+by ``setup_commands``, ``run_as_user``, the pipeline filesystem's mounts, ``export_container_path``
+- travels in the spec's ``metadata[CONTAINER_STEP]``. The action is named
+``pipeline:<pipeline>/<step>`` (a name no registered action can have), versioned by the
+pipeline's version, and resolved from the pipeline definition by
+:class:`hatchway.services.pipelines.steps.InlineActions` (an action source of
 :meth:`hatchway.services.actions.ActionService.resolve`).
 
 Variables reach the commands as shell variables, like Buddy's, without ever being put in the
@@ -23,10 +26,21 @@ import math
 import re
 import shlex
 
-from hatchway.domain.pipelines.spec import VARIABLES_PARAMETER, PipelineSpec, Shell, Step, Variable
+from hatchway.domain.pipelines import filesystem
+from hatchway.domain.pipelines.spec import (
+    VARIABLE_ONLY_RE,
+    VARIABLES_PARAMETER,
+    PipelineSpec,
+    Shell,
+    Step,
+    Variable,
+    user_problem,
+)
 from hatchway.domain.spec import ActionSpec
 
 PREFIX = "pipeline"
+#: the key of an inline action's metadata that tells the Docker executor what the step needs
+CONTAINER_STEP = "hatchway_container_step"
 _NAME = re.compile(r"^pipeline:(?P<pipeline>[a-z0-9][a-z0-9-]{0,62})/(?P<step>[A-Za-z0-9][A-Za-z0-9_-]{0,62})$")
 
 PRELUDE = (
@@ -59,9 +73,75 @@ def parameter_name(variable: Variable) -> str:
 
 
 def script(step: Step) -> str:
-    """The shell script of a container step: the prelude, then its commands."""
-    lines = [*step.setup_commands, *step.execute_commands]
-    return PRELUDE + "set -e\n" + "\n".join(lines) + "\n"
+    """The shell script of a container step: the prelude, then its commands.
+
+    The commands run in one shell (a ``cd`` holds for the next command), stopping at the first that
+    fails - or, with ``execute_every_command``, all of them, the script failing with the status of
+    the first that failed. With ``loop`` they run once per value in a subshell of their own, the
+    value in ``$BUDDY_LOOP_VALUE``, stopping at the first value whose commands fail.
+    """
+    if step.execute_every_command:
+        body = "hatchway_failed=0\n"
+        keep_first = '[ "$hatchway_failed" -ne 0 ] || hatchway_failed=$hatchway_status'
+        for command in step.commands:
+            body += f"{{ {command}\n}} || {{ hatchway_status=$?; {keep_first}; }}\n"
+        body += 'exit "$hatchway_failed"\n'
+    else:
+        body = "set -e\n" + "".join(f"{command}\n" for command in step.commands)
+    if step.loop:
+        values = " ".join(shlex.quote(value) for value in step.loop)
+        body = f"set -e\nfor BUDDY_LOOP_VALUE in {values}; do\nexport BUDDY_LOOP_VALUE\n(\n{body})\ndone\n"
+    return PRELUDE + body
+
+
+def setup_script(step: Step) -> str:
+    """``setup_commands`` as the one shell script that customises the step's image."""
+    return "set -e\n" + "".join(f"{command}\n" for command in step.setup_commands)
+
+
+def shell_of(step: Step) -> str:
+    return "/bin/bash" if step.shell == Shell.BASH else "/bin/sh"
+
+
+def workdir(pipeline: PipelineSpec, step: Step) -> str | None:
+    """Where the commands start: ``working_directory``, else where Buddy mounts the filesystem."""
+    if step.working_directory:
+        return step.working_directory
+    return None if step.mount_filesystem_disable else filesystem.default_mount(pipeline.name or "pipeline")
+
+
+def run_as(user: str, parameters: dict[str, object]) -> str:
+    """The user a step runs as: ``run_as_user``, or the value of the variable it names (a step's
+    variables are its parameters). Raises ValueError saying why it cannot be used."""
+    found = VARIABLE_ONLY_RE.match(user)
+    if found:
+        key = found["braced"] or found["bare"]
+        value = parameters.get(key)
+        if not isinstance(value, str):
+            raise ValueError(f"run_as_user {user}: the step has no variable {key}")
+        user = value
+    problem = user_problem(user)
+    if problem:
+        raise ValueError(f"run_as_user {user!r}: {problem}")
+    return user
+
+
+def container_step(pipeline: PipelineSpec, step: Step) -> dict[str, object]:
+    """What the Docker executor does beyond running the argv (the spec's ``metadata[CONTAINER_STEP]``)."""
+    mounts: list[list[str]] | None = None
+    if not step.mount_filesystem_disable:
+        if step.volume_mappings:
+            mounts = [list(filesystem.parse_mapping(mapping)) for mapping in step.volume_mappings]
+        else:
+            mounts = [["", workdir(pipeline, step) or filesystem.default_mount(pipeline.name or "pipeline")]]
+    described: dict[str, object] = {"filesystem": mounts}
+    if step.setup_commands:
+        described["setup"] = {"shell": shell_of(step), "script": setup_script(step)}
+    if step.run_as_user:
+        described["user"] = step.run_as_user
+    if step.export_container_path:
+        described["export"] = step.export_container_path
+    return described
 
 
 def variables_blob(values: dict[str, str]) -> str:
@@ -72,17 +152,17 @@ def variables_blob(values: dict[str, str]) -> str:
 
 def inline_spec(pipeline: PipelineSpec, step: Step) -> ActionSpec:
     """The action spec a Run Docker container step runs as."""
-    argv: list[str] | None = None
-    if step.execute_commands or step.setup_commands:
-        argv = ["/bin/bash" if step.shell == Shell.BASH else "/bin/sh", "-c", script(step)]
-    elif step.entrypoint:
-        argv = shlex.split(step.entrypoint)
     container: dict[str, object] = {}
-    if argv:
-        container["entry_point"] = argv
-        container["command"] = []
-    if step.working_directory:
-        container["workdir"] = step.working_directory
+    if step.commands:
+        argv = [shell_of(step), "-c", script(step)]
+        if step.reset_entrypoint:
+            container["entry_point"], container["command"] = argv, []
+        else:  # Buddy keeps the image's entrypoint: the shell is its command
+            container["command"] = argv
+    elif step.entrypoint:
+        container["entry_point"], container["command"] = shlex.split(step.entrypoint), []
+    if workdir(pipeline, step):
+        container["workdir"] = workdir(pipeline, step)
     parameters = [{"name": VARIABLES_PARAMETER}]
     parameters += [{"name": parameter_name(v)} for v in step_variables(pipeline, step)]
     document: dict[str, object] = {
@@ -90,6 +170,7 @@ def inline_spec(pipeline: PipelineSpec, step: Step) -> ActionSpec:
         "description": f"step {step.name} of pipeline {pipeline.name}",
         "image_uri": step.image,
         "parameters": parameters,
+        "metadata": {CONTAINER_STEP: container_step(pipeline, step)},
     }
     if container:
         document["container_parameters"] = container

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from hatchway.domain.pipelines import filesystem
+from hatchway.domain.pipelines.filesystem import MAX_MAPPINGS
 from hatchway.domain.spec import (
     ACTION_NAME_RE,
     SYNC_ACTION_RE,
@@ -51,6 +53,12 @@ VARIABLE_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 MAX_STEPS = 100
 MAX_VARIABLES = 200
 MAX_STEP_TIMEOUT_SECONDS = 7 * 24 * 3600
+MAX_LOOP_VALUES = 100
+#: a user of the image (name or uid, optionally :group), as Docker's --user takes it
+_ID = r"[A-Za-z_][A-Za-z0-9_.-]{0,31}|[0-9]{1,10}"
+RUN_AS_USER_RE = re.compile(rf"^(?P<user>{_ID})(?::(?P<group>{_ID}))?$")
+#: a value that is one variable and nothing else (``$NAME`` or ``${NAME}``)
+VARIABLE_ONLY_RE = re.compile(r"^\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))$")
 #: the parameter of a container step that carries its variables to the shell prelude
 VARIABLES_PARAMETER = "#HATCHWAY_VARIABLES"
 
@@ -166,11 +174,22 @@ class Step(_Model):
     docker_image_name: Annotated[str, Field(min_length=1, max_length=255)] | None = None
     docker_image_tag: Annotated[str, Field(min_length=1, max_length=128)] | None = None
     execute_commands: list[str] = Field(default_factory=list)
+    #: Buddy's commands as one text (its view gives both): run as written when execute_commands is empty
+    inline_commands: Annotated[str, Field(max_length=65536)] | None = None
     setup_commands: list[str] = Field(default_factory=list)
     shell: Shell | None = None
     working_directory: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
     entrypoint: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    reset_entrypoint: bool | None = None
+    execute_every_command: bool | None = None
+    run_as_user: Annotated[str, Field(min_length=1, max_length=65)] | None = None
     variables: list[Variable] = Field(default_factory=list)
+    # the pipeline filesystem (hatchway.domain.pipelines.filesystem)
+    volume_mappings: list[str] = Field(default_factory=list, max_length=MAX_MAPPINGS)
+    mount_filesystem_disable: bool | None = None
+    export_container_path: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    #: the step's commands run once per value, as $BUDDY_LOOP_VALUE
+    loop: list[Annotated[str, Field(max_length=4096)]] = Field(default_factory=list, max_length=MAX_LOOP_VALUES)
     # Buddy's registry and test-report fields of a Run Docker container step: accepted and echoed
     # as given, with no meaning on one machine (the image comes from this gateway's engine; a
     # registry password is refused rather than stored)
@@ -192,6 +211,8 @@ class Step(_Model):
     unit_tests_suite: Annotated[str, Field(max_length=256)] | None = None
     unit_tests_path: Annotated[str, Field(max_length=1024)] | None = None
     integration: dict[str, Scalar] | None = None
+    main_service_name: Annotated[str, Field(max_length=256)] | None = None
+    target_stage: Annotated[str, Field(max_length=256)] | None = None
     # an approval gate
     comment: Annotated[str, Field(max_length=1000)] | None = None
     # when and how every step runs
@@ -215,6 +236,11 @@ class Step(_Model):
                 "a step name is letters, digits, '_' and '-', starting with a letter or digit, at most 63 characters"
             )
         return value
+
+    @field_validator("loop", mode="before")
+    @classmethod
+    def _loop(cls, value: Any) -> Any:
+        return [coerce_str(v) if isinstance(v, Scalar) else v for v in value] if isinstance(value, list) else value
 
     @field_validator("sync_action")
     @classmethod
@@ -244,6 +270,23 @@ class Step(_Model):
     def image(self) -> str:
         name = self.docker_image_name or ""
         return f"{name}:{self.docker_image_tag}" if self.docker_image_tag else name
+
+    @property
+    def commands(self) -> list[str]:
+        """What the shell runs: ``execute_commands``, else ``inline_commands`` as one block."""
+        if self.execute_commands:
+            return self.execute_commands
+        return [self.inline_commands] if self.inline_commands and self.inline_commands.strip() else []
+
+    @property
+    def uses_filesystem(self) -> bool:
+        """A container step that mounts the pipeline filesystem (or a folder of it)."""
+        return not self.mount_filesystem_disable
+
+    @property
+    def maps_folders(self) -> bool:
+        """A container step that mounts folders of the filesystem by their paths (not only its root)."""
+        return any(mapping.partition(":")[0].strip("/.") for mapping in self.volume_mappings)
 
     @property
     def parallel_with_next(self) -> bool:
@@ -463,11 +506,19 @@ def _detail(loc: list[str | int], msg: str, type_: str = "value_error") -> dict[
     return {"loc": ["body", *loc], "msg": msg, "type": type_}
 
 
-_CONTAINER_FIELDS = ("execute_commands", "setup_commands", "shell", "working_directory", "entrypoint", "variables")
+_CONTAINER_FIELDS = (
+    "execute_commands", "inline_commands", "setup_commands", "shell", "working_directory", "entrypoint",
+    "reset_entrypoint",
+    "execute_every_command", "run_as_user", "variables", "volume_mappings", "mount_filesystem_disable",
+    "export_container_path", "loop",
+)  # fmt: skip
+#: the fields that need the pipeline filesystem or this gateway's Docker engine (refused on AWS)
+LOCAL_CONTAINER_FIELDS = ("setup_commands", "run_as_user", "volume_mappings", "export_container_path")
 #: Buddy's fields without a meaning on one machine, accepted and echoed on a Run Docker container step
 ECHOED_CONTAINER_FIELDS = (
     "registry", "insecure_registry", "login", "region", "image_location", "docker_registry",
     "ignore_image_pull_failures", "cache_base_image", "vt_suite", "unit_tests_suite", "unit_tests_path", "integration",
+    "main_service_name", "target_stage",
 )  # fmt: skip
 _ACTION_FIELDS = ("action", "version", "digest", "parameters", "sync_action")
 
@@ -495,6 +546,29 @@ def _rules(spec: PipelineSpec) -> Iterator[dict[str, Any]]:
         yield from _when_rules(spec, step, index)
     yield from _gate_rules(spec)
     yield from _reference_rules(spec)
+    yield from _filesystem_rules(spec)
+
+
+def _filesystem_rules(spec: PipelineSpec) -> Iterator[dict[str, Any]]:
+    """A step that mounts a folder of the filesystem, or copies into it, runs beside no other
+    container with the filesystem: the gateway opens those paths on its host, where a container
+    changing the filesystem at the same moment could swap a folder for a link out of it."""
+    sections = [spec.main, spec.section(TriggerTime.ON_WAIT_FOR_APPROVE)]
+    sections += [spec.section(*triggers) for triggers in SECTIONS.values()]
+    for section in sections:
+        for group in spec.groups(section):
+            sharing = [s for s in group.steps if s.kind == StepType.RUN_DOCKER_CONTAINER and s.uses_filesystem]
+            if len(sharing) < 2:
+                continue
+            for step in sharing:
+                field = "volume_mappings" if step.maps_folders else "export_container_path"
+                if step.maps_folders or step.export_container_path:
+                    yield _detail(
+                        ["steps", spec.steps.index(step), field],
+                        f"{field} needs the pipeline filesystem to itself: step {step.name} runs in parallel with "
+                        f"another container step that mounts it (run_next WAIT_ON_SUCCESS, or mount_filesystem_disable "
+                        "on the other)",
+                    )
 
 
 def _given(step: Step, fields: tuple[str, ...]) -> list[str]:
@@ -523,7 +597,7 @@ def _kind_rules(step: Step, index: int) -> Iterator[dict[str, Any]]:
             yield _detail([*at, "docker_image_name"], "a Run Docker container step needs docker_image_name (an image)")
         for name in action:
             yield _detail([*at, name], f"a Run Docker container step does not take {name}; use variables")
-        if step.entrypoint is not None and step.execute_commands:
+        if step.entrypoint is not None and step.commands:
             yield _detail(
                 [*at, "entrypoint"],
                 "give execute_commands (run by the shell) or entrypoint (run without a shell), not both",
@@ -531,6 +605,7 @@ def _kind_rules(step: Step, index: int) -> Iterator[dict[str, Any]]:
         for v_index, variable in enumerate(step.variables):
             if variable.settable:
                 yield _detail([*at, "variables", v_index, "settable"], "only pipeline variables are settable")
+        yield from _container_rules(step, at)
     else:
         for name in [*action, *container, *_given(step, ("docker_image_name", "docker_image_tag"))]:
             yield _detail([*at, name], f"an approval gate does not take {name}")
@@ -539,6 +614,57 @@ def _kind_rules(step: Step, index: int) -> Iterator[dict[str, Any]]:
                 yield _detail([*at, name], f"an approval gate does not take {name}")
     if step.version is not None and step.digest is not None:
         yield _detail([*at, "digest"], "give version or digest, not both")
+
+
+def _container_rules(step: Step, at: list[str | int]) -> Iterator[dict[str, Any]]:
+    """The rules of a Run Docker container step's own fields (paths, user, loop, entrypoint)."""
+    if step.entrypoint is not None and step.reset_entrypoint:
+        yield _detail([*at, "reset_entrypoint"], "entrypoint replaces the image's entrypoint already; drop one")
+    given_twice = step.execute_commands and step.inline_commands is not None
+    if given_twice and (step.inline_commands or "").strip() != "\n".join(step.execute_commands).strip():
+        yield _detail([*at, "inline_commands"], "inline_commands is execute_commands as one text: give one")
+    if step.loop and not step.commands:
+        yield _detail([*at, "loop"], "loop runs the step's execute_commands once per value: give execute_commands")
+    if step.run_as_user is not None and not VARIABLE_ONLY_RE.match(step.run_as_user):  # a variable: when it runs
+        problem = user_problem(step.run_as_user)
+        if problem:
+            yield _detail([*at, "run_as_user"], problem)
+    if step.mount_filesystem_disable and step.volume_mappings:
+        yield _detail([*at, "volume_mappings"], "mount_filesystem_disable leaves the filesystem out: drop one")
+    targets: list[str] = []
+    for m_index, mapping in enumerate(step.volume_mappings):
+        try:
+            targets.append(filesystem.parse_mapping(mapping)[1])
+        except filesystem.PathRefused as exc:
+            yield _detail([*at, "volume_mappings", m_index], str(exc))
+            continue
+        if targets[-1] in targets[:-1]:
+            yield _detail([*at, "volume_mappings", m_index], f"{targets[-1]} is mapped twice")
+    if step.working_directory is not None:
+        if not step.mount_filesystem_disable and not step.volume_mappings:
+            try:  # the filesystem is mounted there
+                filesystem.container_path(step.working_directory, "working_directory (where the filesystem is mounted)")
+            except filesystem.PathRefused as exc:
+                yield _detail([*at, "working_directory"], str(exc))
+        elif not step.working_directory.startswith("/"):
+            yield _detail([*at, "working_directory"], "working_directory is absolute (starts with /)")
+    if step.export_container_path is not None:
+        path = step.export_container_path
+        if not path.startswith("/") or ".." in path.split("/") or "\0" in path:
+            yield _detail([*at, "export_container_path"], "an absolute path of the container, without '..'")
+        elif step.mount_filesystem_disable:
+            yield _detail([*at, "export_container_path"], "export_container_path copies into the filesystem, "
+                          "which mount_filesystem_disable leaves out")  # fmt: skip
+
+
+def user_problem(user: str) -> str | None:
+    """Why ``user`` cannot be a container step's ``run_as_user``, or None."""
+    found = RUN_AS_USER_RE.match(user)
+    if found is None:
+        return "a user of the image: a name or a uid, optionally :group (or one variable holding it)"
+    if {found["user"], found["group"]} & {"root", "0"}:
+        return "containers never run as root here; name another user of the image"
+    return None
 
 
 def _when_rules(spec: PipelineSpec, step: Step, index: int) -> Iterator[dict[str, Any]]:
@@ -612,6 +738,9 @@ def _reference_rules(spec: PipelineSpec) -> Iterator[dict[str, Any]]:
         for v_index, variable in enumerate(step.variables):
             loc = ["steps", index, "variables", v_index, "value"]
             yield from _template_rules(spec, step, before, variable.value, loc, allow_secret=variable.encrypted)
+        if step.run_as_user and VARIABLE_ONLY_RE.match(step.run_as_user):  # Buddy's "run_as_user": "$containerUser"
+            loc = ["steps", index, "run_as_user"]
+            yield from _template_rules(spec, step, before, step.run_as_user, loc, allow_secret=False)
 
 
 def check_template(spec: PipelineSpec, step_name: str, template: str, loc: list[str | int]) -> None:

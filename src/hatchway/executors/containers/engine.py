@@ -53,6 +53,8 @@ LABEL_HOME = "io.hatchway.home"
 LABEL_OWNER = "io.hatchway.owner"
 LABEL_KIND = "io.hatchway.kind"
 LABEL_RUN = "io.hatchway.run"
+#: the pipeline execution whose filesystem a container mounts
+LABEL_EXECUTION = "io.hatchway.execution"
 LABEL_RUNTIME = "io.hatchway.runtime"
 #: a host directory that belongs to the container (its workspace, its control socket's directory)
 LABEL_CLEANUP = "io.hatchway.cleanup"
@@ -450,6 +452,11 @@ class DockerEngine:
             self._ensure_base_images(context / (config.dockerfile or "Dockerfile"), loc)
             self._build(config.dockerfile, context, config.build_args or {}, tag, loc)
             self._fresh[tag] = (time.monotonic(), stamp)
+
+    def build_lock(self, tag: str) -> threading.Lock:
+        """The lock that one build of ``tag`` at a time holds."""
+        with self._locks_guard:
+            return self._build_locks.setdefault(tag, threading.Lock())
 
     def _ensure_base_images(self, dockerfile: Path, loc: list[str | int]) -> None:
         """Build hatchway's base image once if the Dockerfile names it and the engine lacks it."""

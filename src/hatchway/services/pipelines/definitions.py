@@ -14,8 +14,10 @@ from hatchway.domain.parameters import ANY_ACTION, is_ciphertext
 from hatchway.domain.pipelines import inline
 from hatchway.domain.pipelines.records import BUDDY_LAST_STATUS, ExecutionStatus, PipelineRecord, StepView
 from hatchway.domain.pipelines.spec import (
+    LOCAL_CONTAINER_FIELDS,
     PIPELINE_NAME_RE,
     PipelineSpec,
+    Step,
     StepType,
     check_template,
     concise,
@@ -93,20 +95,38 @@ class PipelineDefinitions:
         engine_ref = self.engine.deploy(project_id, environment, PipelineSpec.model_validate(stored))
         return self.repo.register_pipeline(project_id, environment, name, stored, digest, engine_ref)
 
+    def _check_container_step(self, spec: PipelineSpec, step: Step, at: list[str | int]) -> None:
+        """A Run Docker container step needs a container executor (the local engine runs it on this
+        gateway's); what only the Docker executor does is refused rather than ignored elsewhere."""
+        if self.engine.name == "local":
+            executor = self.placement.pick(inline.inline_spec(spec, step), Mode.ASYNC)
+            if executor.name == "process":
+                raise ValidationFailed.at(
+                    [*at, "docker_image_name"],
+                    "a Run Docker container step needs a container executor, and this gateway runs actions as "
+                    "host processes; serve with HATCHWAY_EXECUTOR=docker (or auto with a Docker engine)",
+                    "executor_unsupported",
+                )
+            if executor.name == "docker":
+                return
+            where = f"the {executor.name} executor, which runs this gateway's container steps"
+        else:
+            where = "a Step Functions step, which runs its image as a Batch or ECS task"
+        for name in LOCAL_CONTAINER_FIELDS:
+            if name in step.model_fields_set and getattr(step, name):
+                raise ValidationFailed.at(
+                    [*at, name],
+                    f"{name} needs the pipeline filesystem and the Docker executor of a gateway that runs the "
+                    f"pipeline itself, not {where}",
+                    "executor_unsupported",
+                )
+
     def _check_steps(self, project_id: str, environment: str, spec: PipelineSpec) -> None:
         """Refuse steps this gateway cannot run: unknown actions, versions, sync actions, parameters."""
         for index, step in enumerate(spec.steps):
             at: list[str | int] = ["body", "steps", index]
-            # the local engine runs an inline container step on this gateway's executors
-            if step.kind == StepType.RUN_DOCKER_CONTAINER and self.engine.name == "local":
-                executor = self.placement.pick(inline.inline_spec(spec, step), Mode.ASYNC)
-                if executor.name == "process":
-                    raise ValidationFailed.at(
-                        [*at, "docker_image_name"],
-                        "a Run Docker container step needs a container executor, and this gateway runs actions as "
-                        "host processes; serve with HATCHWAY_EXECUTOR=docker (or auto with a Docker engine)",
-                        "executor_unsupported",
-                    )
+            if step.kind == StepType.RUN_DOCKER_CONTAINER:
+                self._check_container_step(spec, step, at)
             if step.kind != StepType.ACTION or step.action is None:
                 continue
             try:

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hatchway.config import RunSettings
+from hatchway.domain.pipelines import filesystem
 from hatchway.domain.pipelines.plan import plan
 from hatchway.domain.pipelines.records import Execution, PipelineRecord, StepState, StepStatus
 from hatchway.domain.pipelines.spec import PipelineSpec, Step, spec_of
@@ -36,6 +39,8 @@ from hatchway.services.runs import RunService
 log = logging.getLogger("hatchway.pipelines")
 
 SCAN_SECONDS = 1.0
+#: at most this many active executions are read to sweep the filesystems of ended ones
+SWEEP_LIMIT = 10_000
 #: an execution stays cached as "known active" for the wake-ups of this many scans
 _SCAN_LIMIT = 500
 
@@ -46,9 +51,17 @@ class LocalPipelineEngine:
     name = "local"
 
     def __init__(
-        self, repo: PipelineRepo, runs: RunRepo, steps: StepRuns, run_service: RunService, settings: RunSettings
+        self,
+        repo: PipelineRepo,
+        runs: RunRepo,
+        steps: StepRuns,
+        run_service: RunService,
+        settings: RunSettings,
+        work_dir: Path | None = None,
     ) -> None:
         self.repo = repo
+        #: where the executions' pipeline filesystems are (removed when an execution ends)
+        self.work_dir = work_dir
         self.runs = runs
         self.steps = steps
         self.run_service = run_service
@@ -111,6 +124,10 @@ class LocalPipelineEngine:
             return None
         if specs and not execution.is_terminal:
             self._effects(execution, specs[0], seen)
+        elif specs and self.work_dir is not None:  # it has just ended: its steps need no filesystem
+            with contextlib.suppress(filesystem.PathRefused):
+                shutil.rmtree(filesystem.execution_dir(self.work_dir, execution.project_id, execution.id),
+                              ignore_errors=True)  # fmt: skip
         return execution
 
     def _effects(self, execution: Execution, spec: PipelineSpec, seen: dict[str, Run | None]) -> None:
@@ -191,8 +208,30 @@ class LocalPipelineEngine:
 
     # ---- the advancer --------------------------------------------------------------------------
 
+    def sweep_filesystems(self) -> int:
+        """Remove the pipeline filesystems of executions that are no longer active (a gateway
+        stopped before their end could remove them); how many were removed."""
+        if self.work_dir is None or not filesystem.filesystem_root(self.work_dir).is_dir():
+            return 0
+        since = time.time()
+        active = self.repo.active_executions("local", SWEEP_LIMIT)
+        if len(active) >= SWEEP_LIMIT:
+            return 0  # not the whole picture: leave them to the next start
+        keep = {e.id for e in active}
+        removed = 0
+        for folder in filesystem.filesystem_root(self.work_dir).glob("*/*"):
+            with contextlib.suppress(OSError):
+                # a folder made after the listing began belongs to an execution it may not show yet
+                if folder.name not in keep and folder.lstat().st_mtime < since:
+                    shutil.rmtree(folder)
+                    removed += 1
+        return removed
+
     def start_advancer(self) -> None:
         """Advance local executions in the background (the worker pool calls this)."""
+        with contextlib.suppress(Exception):
+            if self.sweep_filesystems():
+                log.info("removed the pipeline filesystems of ended executions")
         with self._lock:
             if self._advancer is None:
                 self._advancer = Advancer(self)
