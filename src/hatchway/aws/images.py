@@ -31,6 +31,7 @@ import time
 from typing import Any
 
 from hatchway.config import Settings
+from hatchway.domain.attempts import scrub_paths
 from hatchway.errors import ValidationFailed
 
 log = logging.getLogger("hatchway.aws")
@@ -93,7 +94,12 @@ class ImageProbe:
             # the engine failed us (not the image): say so in the log, let the registration go on
             log.warning(
                 "could not probe the image",
-                extra={"image": image, "engine": engine, "error": type(exc).__name__, "reason": str(exc)[:200]},
+                extra={
+                    "image": image,
+                    "engine": engine,
+                    "error": type(exc).__name__,
+                    "reason": scrub_paths(str(exc))[:200],
+                },
             )
             return None
         finally:

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hatchway.domain.attempts import Invocation
+from hatchway.domain.attempts import Invocation, scrub_paths
 from hatchway.domain.spec import ActionSpec
 from hatchway.executors.journal import Journal, boot_ticks
 from hatchway.executors.sandbox import Cgroups, Confinement, Sandbox
@@ -429,7 +429,7 @@ class WarmPool:
             log.warning(
                 "action %s could not start a warm server (%s): its sync calls run cold for %.0f s",
                 server.key[2],
-                exc,
+                scrub_paths(str(exc)),  # an OSError names the gateway's own folders
                 RETRY_START_SECONDS,
             )
             self.stop(server)
