@@ -25,6 +25,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 
 from hatchway import __version__
 from hatchway.api.common import (
+    ENCODING_GROWS_FROM,
     JSON,
     PRINCIPAL,
     PROJECT_PATH,
@@ -395,10 +396,6 @@ def finished(answer: dict[str, Any], max_bytes: int) -> dict[str, Any]:
     if len(body) > ENCODING_GROWS_FROM:
         return fit_lambda_response(answer)
     return answer
-
-
-#: a body longer than this may be over Lambda's response limit once encoded (an escape is at most 6 bytes)
-ENCODING_GROWS_FROM = LAMBDA_RESPONSE_BYTES // 6
 
 
 def fit_lambda_response(answer: dict[str, Any]) -> dict[str, Any]:

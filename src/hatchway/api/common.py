@@ -51,6 +51,8 @@ def page_of(items: list[dict[str, Any]], next_cursor: str | None) -> dict[str, A
 
 #: room for everything of a page but its items: the braces, the keys and the next cursor
 PAGE_OVERHEAD = 4096
+#: a body longer than this may be over Lambda's response limit once encoded (an escape is at most 6 bytes)
+ENCODING_GROWS_FROM = LAMBDA_RESPONSE_BYTES // 6
 T = TypeVar("T")
 
 
@@ -69,14 +71,19 @@ def page_answer(
     page = fetch(limit)
     while True:
         parts: list[str] = []
-        size = encoded = PAGE_OVERHEAD
+        size = PAGE_OVERHEAD
+        encoded: int | None = None
         for item in page.items:
             text = dumps(present(item))
             size += (len(text) if text.isascii() else len(text.encode())) + 1
             # the page must also fit Lambda's response once its body is a JSON string in the
-            # function's answer (escaped; the API answers alike on every backend: api.app.finished)
-            encoded += encoded_size(text) - 1
-            if size > max_bytes or encoded > LAMBDA_RESPONSE_BYTES:
+            # function's answer (escaped; the API answers alike on every backend: api.app.finished),
+            # which only a page past ENCODING_GROWS_FROM can miss: only such a page is measured so
+            if encoded is None and size > ENCODING_GROWS_FROM:
+                encoded = PAGE_OVERHEAD + sum(encoded_size(part) - 1 for part in parts)
+            if encoded is not None:
+                encoded += encoded_size(text) - 1
+            if size > max_bytes or (encoded is not None and encoded > LAMBDA_RESPONSE_BYTES):
                 break
             parts.append(text)
         else:
