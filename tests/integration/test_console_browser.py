@@ -491,7 +491,8 @@ def test_runs_list_filters_and_dashboard_charts(console: Console, server: LiveSe
     console.sign_in()
     # Given runs of several actions, the runs list filtered to one action
     page.get_by_role("link", name="Runs", exact=True).click()
-    page.get_by_label("Action").select_option("counter")
+    # (exact: the dashboard, still on screen a moment, has a panel "Error rate per action")
+    page.get_by_label("Action", exact=True).select_option("counter")
     page.get_by_role("button", name="Apply").click()
     # (Playwright's wait_for_function would eval() in the page, which the console's CSP forbids)
     sync_api.expect(page).to_have_url(re.compile(r"#/runs\?action=counter$"))

@@ -91,7 +91,10 @@ def test_both_processes_answer_on_one_port_and_runs_cross_between_them(group: Li
     with group.client() as hw:
         hw.register_action(sh_spec("hello", "echo hello"))
     assert len(members(group)) == 2
-    assert group.log().count("hatchway serving on") == 1  # one banner for the group
+    # one banner for the group, printed by the parent once every process is ready - which may be
+    # a moment after the first one answered the fixture's /health
+    wait_until(lambda: "hatchway serving on" in group.log(), timeout=30)
+    assert group.log().count("hatchway serving on") == 1
 
     submitted: list[str] = []
 
