@@ -177,6 +177,13 @@ class Spare:
         err_r, err_w = os.pipe()
         try:
             socket.send_fds(self.call, [message], [out_w, err_w])
+            # it says it took the call: a spare killed with its server (or killed while it waited)
+            # says nothing, or its server reports its exit, and the call runs cold instead
+            self.call.settimeout(FORK_SECONDS)
+            said = self.call.recv(16)
+            self.call.settimeout(None)
+            if said != b"go":
+                raise OSError("it ended before it took the call")
         except OSError as exc:
             for fd in (out_r, err_r):
                 os.close(fd)

@@ -11,7 +11,8 @@ process group of its own (so the gateway can kill the call's whole tree and neve
 says ``pid`` (the gateway reads the pid, translated into its PID namespace, from the kernel's
 credentials and moves the fork into the call's cgroups) - all before a call needs it. A call then
 sends the spare one message (its working directory and environment as JSON) with the write ends
-of its stdout and stderr pipes; the fork takes them, its directory and environment and runs the
+of its stdout and stderr pipes; the fork says ``go`` (so a call handed to a spare that died with
+its server runs cold instead of failing), takes them, its directory and environment and runs the
 handler exactly as a cold ``hw.main()`` would, exiting with the contract's codes. The server
 reaps it and writes its wait status (``exit N``, negative for a signal) on the same socket.
 
@@ -110,6 +111,7 @@ def _child(call: socket.socket, run_call: Callable[[], int]) -> None:
         message, fds, _, _ = socket.recv_fds(call, MAX_MESSAGE, 2)
         if not message or len(fds) != 2:
             os._exit(NOT_STARTED)  # the gateway let it go unused
+        call.sendall(b"go")  # the call is this process's now (a fork that died unused never says it)
         call.close()
         request: dict[str, Any] = json.loads(message)
         null = os.open(os.devnull, os.O_RDONLY)
