@@ -126,6 +126,8 @@ class PrometheusRecorder(MetricsRecorder):
         self._lock = threading.Lock()
         self._counters: dict[str, dict[Labels, float]] = {}
         self._histograms: dict[str, dict[Labels, _Histogram]] = {}
+        #: events recorded so far: tells a serve group's timer whether there is anything to write
+        self._changes = 0
 
     @staticmethod
     def _labels(run: Run, *extra: tuple[str, str]) -> Labels:
@@ -135,10 +137,12 @@ class PrometheusRecorder(MetricsRecorder):
         with self._lock:
             series = self._counters.setdefault(name, {})
             series[labels] = series.get(labels, 0.0) + 1
+            self._changes += 1
 
     def _observe(self, name: str, labels: Labels, value: float) -> None:
         with self._lock:
             self._histograms.setdefault(name, {}).setdefault(labels, _Histogram()).add(value)
+            self._changes += 1
 
     def started(self, run: Run) -> None:
         self._count("hatchway_runs_started_total", self._labels(run, ("mode", run.mode.value)))
@@ -309,7 +313,8 @@ class GroupRecorder(PrometheusRecorder):
         self.path = directory / f"{index}.json"
         self._capacity = capacity
         self._save_lock = threading.Lock()  # one writer at a time, so an older snapshot never lands last
-        self._saved = b""
+        self._last: _Shared | None = None  # what was last written, after ``_last_changes`` events
+        self._last_changes = 0
         self._is_failing = False
         self._stop = threading.Event()
         predecessor = _Shared.read(self.path)
@@ -336,20 +341,25 @@ class GroupRecorder(PrometheusRecorder):
         return _page(_families(counters, histograms, project_id), active, total, "of every process of this gateway")
 
     def save(self) -> _Shared:
-        """Write this process's numbers to its file (if they changed); answers what it wrote."""
+        """Write this process's numbers to its file if they changed; answers them."""
         with self._save_lock:
-            share = _Shared(os.getpid(), self._capacity(), *self._snapshot())
-            data = share.dumps()
-            if data != self._saved:
+            workers = self._capacity()
+            with self._lock:
+                changes = self._changes
+            last = self._last
+            if last is None or self._is_failing or changes != self._last_changes or workers != last.workers:
+                # the snapshot has at least ``changes`` events: at worst the next call writes again
+                last = _Shared(os.getpid(), workers, *self._snapshot())
                 try:
-                    _write(self.path, data)
+                    _write(self.path, last.dumps())
                 except OSError as err:
                     if not self._is_failing:  # once, not every second
                         log.warning("could not share this process's metrics", extra={"reason": err.strerror})
                     self._is_failing = True
                 else:
-                    self._saved, self._is_failing = data, False
-            return share
+                    self._is_failing = False
+                self._last, self._last_changes = last, changes
+            return last
 
     def close(self) -> None:
         """Stop the timer and write the last numbers (at shutdown, once the workers stopped)."""
