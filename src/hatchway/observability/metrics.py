@@ -10,7 +10,9 @@ event - exactly once per change. What is recorded:
 * queue wait: from the moment a run became claimable to the moment a worker claimed it.
 
 :class:`PrometheusRecorder` keeps them in this process for ``GET /metrics`` (the numbers of the
-runs this process saw move; scrape every gateway and worker process, as with any exporter).
+runs this process saw move). In a serve group (``hatchway serve --processes N``, one port),
+:class:`GroupRecorder` also shares them through a file per process, so that any process answers
+the group's sum.
 :class:`EmfRecorder` writes CloudWatch embedded-metric lines through powertools on AWS.
 """
 
