@@ -276,6 +276,8 @@ def build_services(
     keywords replace an adapter (tests, the Batch/ECS container); ``clients`` (``aws=AwsClients``)
     reach the AWS adapters. ``pipeline_engine`` makes the Step Functions engine (tests: on moto)
     from what it needs of the gateway; by default the settings choose (``HATCHWAY_PIPELINE_ENGINE``).
+    ``metrics_group`` (the group's directory, this process's index): a serve process of a group,
+    which shares its metrics with the others (``hatchway serve --processes N``).
     """
     from hatchway.domain.clock import SystemClock
     from hatchway.domain.pipelines.inline import PREFIX
