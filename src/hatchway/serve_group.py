@@ -47,6 +47,8 @@ class _Orders:
     socket_fd: int
     ready_fd: int
     is_restart: bool
+    #: where the group's processes share their metrics (None: no prometheus page)
+    metrics_dir: Path | None
 
 
 @dataclass
@@ -91,6 +93,7 @@ class ServeGroup:
         self.count = settings.server.processes
         self.members = [_Member(index) for index in range(self.count)]
         self.sockets: list[Any] = []
+        self.metrics_dir: Path | None = None
         self._stop_signal: int | None = None
 
     def workers_of(self, index: int) -> int:
@@ -114,11 +117,17 @@ class ServeGroup:
         finally:
             services.close()  # the parent runs nothing: its processes have services of their own
         try:
+            self.metrics_dir = wiring.metrics_group_directory(self.settings)
+        except OSError as err:
+            raise SystemExit(f"error: cannot keep the processes' metrics in the home: {err.strerror or err}") from None
+        try:
             for _ in range(self.count):
                 self._listen()
         except OSError as err:  # taken since the command looked (not by a gateway with --processes)
             for sock in self.sockets:
                 sock.close()
+            if self.metrics_dir is not None:
+                wiring.remove_metrics_group_directory(self.metrics_dir)
             raise SystemExit(f"error: cannot listen on {self.host}:{self.port}: {err.strerror or err}") from None
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_write)
@@ -133,6 +142,8 @@ class ServeGroup:
                 self._watch(wake_read)
         finally:
             self._stop_all()
+            if self.metrics_dir is not None:
+                wiring.remove_metrics_group_directory(self.metrics_dir)
             signal.set_wakeup_fd(-1)
             for sock in self.sockets:
                 sock.close()
@@ -170,6 +181,7 @@ class ServeGroup:
         orders = _Orders(
             self.member_settings(member.index), self.host, self.port,
             self.tls_cert, self.tls_key, member.index, os.getpid(), sock.fileno(), ready_write, is_restart,
+            self.metrics_dir,
         )  # fmt: skip
         # -P: the current directory is not put on sys.path (nothing there may pass for hatchway)
         command = [sys.executable, "-P", "-c", "from hatchway.serve_group import serve_member; serve_member()"]
@@ -299,7 +311,8 @@ def _serve_member(orders: _Orders) -> None:
     tag = _ProcessTag(orders.index)
     for handler in logging.getLogger("hatchway").handlers:
         handler.addFilter(tag)
-    services = wiring.build_services(settings, pool=settings.runs.workers > 0)
+    group = None if orders.metrics_dir is None else (orders.metrics_dir, orders.index)
+    services = wiring.build_services(settings, pool=settings.runs.workers > 0, metrics_group=group)
     wiring.bootstrap(services)  # the parent made the key and token; this reads them
     if orders.is_restart:  # what the process it replaces left running (the journals say whose)
         recovered = wiring.tidy_at_rest(services)
@@ -312,7 +325,10 @@ def _serve_member(orders: _Orders) -> None:
         os.write(orders.ready_fd, b"1")
         os.close(orders.ready_fd)
 
-    serve_services(settings, services, orders.host, orders.port, orders.tls_cert, orders.tls_key, ready, [sock])
+    serve_services(
+        settings, services, orders.host, orders.port, orders.tls_cert, orders.tls_key, ready, [sock],
+        on_stop=lambda: wiring.close_metrics(services),
+    )  # fmt: skip
 
 
 class _ProcessTag(logging.Filter):

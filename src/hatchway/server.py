@@ -587,8 +587,10 @@ def serve_services(
     tls_key: str | None,
     on_ready: Callable[[], None],
     sockets: list[Any] | None = None,
+    on_stop: Callable[[], None] | None = None,
 ) -> None:
-    """Serve the API over ``services`` with their worker pool until SIGINT/SIGTERM, then close them."""
+    """Serve the API over ``services`` with their worker pool until SIGINT/SIGTERM, then close them
+    (``on_stop`` is called at shutdown once the workers stopped)."""
     from hatchway.api import create_app
     from hatchway.worker import WorkerPool
 
@@ -600,7 +602,7 @@ def serve_services(
         read_threads=settings.server.http_read_threads,
         body_timeout_seconds=settings.server.http_body_timeout_seconds,
         on_startup=pool.start if pool else None,
-        on_shutdown=lambda: _shutdown(services, pool, settings.runs.shutdown_grace_seconds),
+        on_shutdown=lambda: _shutdown(services, pool, settings.runs.shutdown_grace_seconds, on_stop),
     )
     limits = ConnectionLimits(
         settings.server.http_header_timeout_seconds,
@@ -617,9 +619,11 @@ def serve_services(
         services.close()
 
 
-def _shutdown(services: Services, pool: Any, grace_seconds: float) -> None:
+def _shutdown(services: Services, pool: Any, grace_seconds: float, on_stop: Callable[[], None] | None) -> None:
     """Stop the workers, then the executors (warm containers, reapers). uvicorn re-raises the
     SIGTERM it caught once the app has shut down, so code after ``serve`` may never run."""
     if pool is not None:
         pool.stop(grace_seconds)
     services.placement.close()
+    if on_stop is not None:
+        on_stop()

@@ -24,6 +24,8 @@ from hatchway.config import Settings
 log = logging.getLogger("hatchway")
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from hatchway.aws.clients import AwsClients
     from hatchway.aws.setup import Bootstrapped
     from hatchway.aws.stepfunctions import Bindings
@@ -262,6 +264,7 @@ def build_services(
     blobs: BlobStore | None = None,
     dispatcher: RunDispatcher | None = None,
     pipeline_engine: Callable[[Bindings], PipelineEngine] | None = None,
+    metrics_group: tuple[Path, int] | None = None,
     **clients: Any,
 ) -> Services:
     """Every use case of one process over the adapters the settings name, built once (a DAG: nothing
@@ -273,6 +276,8 @@ def build_services(
     keywords replace an adapter (tests, the Batch/ECS container); ``clients`` (``aws=AwsClients``)
     reach the AWS adapters. ``pipeline_engine`` makes the Step Functions engine (tests: on moto)
     from what it needs of the gateway; by default the settings choose (``HATCHWAY_PIPELINE_ENGINE``).
+    ``metrics_group`` (the group's directory, this process's index): a serve process of a group,
+    which shares its metrics with the others (``hatchway serve --processes N``).
     """
     from hatchway.domain.clock import SystemClock
     from hatchway.domain.pipelines.inline import PREFIX
@@ -308,9 +313,6 @@ def build_services(
     # adapters
     clock = SystemClock()
     repos = repos or build_repos(settings, **clients)
-    metrics = make_recorder(settings)
-    repos.runs.observe(metrics.observe)
-    repos.runs.observe(log_run_change)
     instrument(repos)
     telemetry = TracingTelemetry()
     box = box or LazySecretBox(functools.partial(build_secret_box, settings, **clients))
@@ -324,6 +326,9 @@ def build_services(
 
         doorbell = Doorbell(settings.db_path.with_name(settings.db_path.name + ".wake"))
     queue = LocalQueue(doorbell) if pool else None
+    metrics = make_recorder(settings, metrics_group, queue.capacity if queue else _no_pool)
+    repos.runs.observe(metrics.observe)
+    repos.runs.observe(log_run_change)
     runner = dispatcher or _runner_dispatcher(settings, **clients)
     placement = placement or build_placement(settings)
     crash_points = CrashPoints(settings.crash_at)  # a test hook; unarmed unless configured
@@ -539,6 +544,29 @@ def configure_observability(settings: Settings) -> None:
     from hatchway import observability
 
     observability.configure_observability(settings)
+
+
+def metrics_group_directory(settings: Settings) -> Path | None:
+    """For the parent of a serve group: a new private directory where its processes share their
+    metrics (None when ``/metrics`` is not the prometheus page)."""
+    from hatchway.observability.metrics import chosen, group_directory
+
+    return group_directory(settings.home) if chosen(settings) == "prometheus" else None
+
+
+def remove_metrics_group_directory(directory: Path) -> None:
+    """The group ended: its metrics files go."""
+    from hatchway.observability.metrics import remove_group_directory
+
+    remove_group_directory(directory)
+
+
+def close_metrics(services: Services) -> None:
+    """At shutdown, once the workers stopped: a serve group's process writes its last numbers."""
+    from hatchway.observability.metrics import MetricsRecorder
+
+    if isinstance(services.stats.metrics, MetricsRecorder):
+        services.stats.metrics.close()
 
 
 def aws_bootstrap(settings: Settings, aws: AwsClients | None = None) -> Bootstrapped:

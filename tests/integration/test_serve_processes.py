@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -203,3 +204,134 @@ def test_a_group_whose_processes_cannot_start_exits_1_with_one_line_each(tmp_pat
     assert lines[-1] == "error: a serve process could not start (its log lines are above)"
     assert all(line.startswith("error: ") for line in lines), lines  # no traceback
     assert not processes_with(f"--port {server.port}")
+
+
+# ---- GET /metrics: the whole group's numbers, whichever process answers
+
+
+def scrape(server: LiveServer) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """One ``GET /metrics`` on a fresh connection (it may land on any process), parsed."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as http:
+        answer = http.get("/metrics")
+    assert answer.status_code == 200, answer.text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+    }
+
+
+def counted(page: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str) -> float:
+    """The sum of a counter's series (every project, action, mode and status)."""
+    return sum(value for (sample, _), value in page.items() if sample == name)
+
+
+def runs_counted(page: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> tuple[float, float]:
+    return counted(page, "hatchway_runs_started_total"), counted(page, "hatchway_runs_finished_total")
+
+
+def scrapers(server: LiveServer) -> set[int]:
+    """The processes that have answered ``GET /metrics``."""
+    return {
+        line["serve_process"]
+        for line in log_lines(server)
+        if line.get("logger") == "hatchway.access" and line.get("route") == "/metrics"
+    }
+
+
+def every_process_shows(server: LiveServer, expected: tuple[float, float]) -> None:
+    """Scrape until both processes have answered; each answer shows ``expected`` runs."""
+
+    def both_answered() -> bool:
+        page = scrape(server)
+        assert runs_counted(page) == expected
+        assert page[("hatchway_workers", ())] == 1  # the group's one worker, counted once
+        return scrapers(server) == {0, 1}
+
+    wait_until(both_answered, 60, 0.0, "/metrics answered by both processes")
+
+
+def test_metrics_of_a_group_count_the_runs_of_every_process(group: LiveServer) -> None:
+    # Given runs accepted by both processes (and all run by process 0, the one with the worker)
+    with group.client() as hw:
+        hw.register_action(sh_spec("hello", "echo hello"))
+    submitted: list[str] = []
+
+    def both_accepted() -> bool:
+        submitted.append(submit(group, "hello"))
+        return set(accepted_by(group).values()) == {0, 1}
+
+    wait_until(both_accepted, 60, 0.0, "submits answered by both processes")
+    wait_until(lambda: set(submitted) <= set(finished_by(group)), 60, 0.05, "every run to finish")
+    # Then one scrape soon counts them all, and from then on every scrape does, whoever answers it
+    every = (float(len(submitted)), float(len(submitted)))
+    wait_until(lambda: runs_counted(scrape(group)) == every, 30, 0.05, "/metrics to count every run")
+    every_process_shows(group, every)
+    # the processes share their numbers in private files, in a directory of the group's own
+    (directory,) = (group.home / "metrics").iterdir()
+    assert directory.name == f"group-{group.proc.pid if group.proc else 0}"
+    assert stat.S_IMODE((group.home / "metrics").stat().st_mode) == 0o700
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert sorted(path.name for path in directory.iterdir()) == ["0.json", "1.json"]
+    assert {stat.S_IMODE(path.stat().st_mode) for path in directory.iterdir()} == {0o600}
+    # which go with the group
+    assert group.stop() == -signal.SIGTERM
+    assert not directory.exists()
+
+
+def test_metrics_do_not_go_back_when_a_process_is_replaced(group: LiveServer) -> None:
+    with group.client() as hw:
+        hw.register_action(sh_spec("hello", "echo hello"))
+    runs = [submit(group, "hello") for _ in range(6)]
+    wait_until(lambda: set(runs) <= set(finished_by(group)), 60, 0.05, "every run to finish")
+    wait_until(lambda: runs_counted(scrape(group)) == (6, 6), 30, 0.05, "/metrics to count every run")
+    for victim in sorted(members(group)):  # each in turn: the one that ran the runs, and the other
+        _kill_and_replace(group, victim, (6, 6))
+        every_process_shows(group, (6, 6))
+    more = [submit(group, "hello") for _ in range(4)]
+    wait_until(lambda: set(more) <= set(finished_by(group)), 60, 0.05, "the new runs to finish")
+    wait_until(lambda: runs_counted(scrape(group)) == (10, 10), 30, 0.05, "/metrics to count the new runs")
+
+
+def _kill_and_replace(server: LiveServer, victim: int, counted: tuple[float, float]) -> None:
+    """SIGKILL one serve process; every scrape until its replacement is ready shows ``counted``."""
+    before, restarts = set(members(server)), _restarts(server)
+    os.kill(victim, signal.SIGKILL)
+
+    def replaced() -> bool:
+        assert runs_counted(scrape(server)) == counted  # while it is gone, and once it is back
+        return _restarts(server) > restarts and len(set(members(server)) - before) == 1
+
+    wait_until(replaced, 60, 0.05, "the killed process to be replaced")
+
+
+def _restarts(server: LiveServer) -> int:
+    return sum(1 for line in log_lines(server) if line.get("message") == "a serve process was started again")
+
+
+def test_metrics_of_a_single_process_gateway_are_its_own(tmp_path: Path) -> None:
+    server = LiveServer(tmp_path / "home", HATCHWAY_WORKERS="1", HATCHWAY_SANDBOX="none", **FAST).start()
+    try:
+        with server.client() as hw:
+            hw.register_action(sh_spec("hello", "echo hello"))
+        run = submit(server, "hello")
+        wait_until(lambda: run in finished_by_anyone(server), 60, 0.05, "the run to finish")
+        page = scrape(server)
+        assert runs_counted(page) == (1, 1)
+        assert page[("hatchway_workers", ())] == 1
+        with httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as http:
+            assert "# HELP hatchway_workers Worker threads of this process." in http.get("/metrics").text
+        assert not (server.home / "metrics").exists()  # nothing shared, nothing written
+    finally:
+        server.stop()
+        server.kill()
+
+
+def finished_by_anyone(server: LiveServer) -> set[str]:
+    return {
+        line["run_id"]
+        for line in log_lines(server)
+        if line.get("message") == "run status changed" and line.get("to_status") == "SUCCESSFUL"
+    }
