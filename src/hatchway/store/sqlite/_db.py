@@ -246,8 +246,10 @@ class Database:
             if conn is not None and conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
+            # the store's failure, whatever SQLite called it: even a constraint checked at COMMIT
+            # is no caller's own conflict to report
             for write in group:
-                write.error = exc
+                write.error = _unavailable(exc) if isinstance(exc, sqlite3.Error) else exc
 
     def close(self) -> None:
         """Close this thread's connection and those of threads that have ended. A connection of a
@@ -302,7 +304,13 @@ def _raise(exc: sqlite3.DatabaseError) -> NoReturn:
     """SQLite's failures (locked, disk full, unreadable) as 503; a broken constraint as itself."""
     if isinstance(exc, sqlite3.IntegrityError):
         raise exc
-    raise Unavailable(f"the store is unavailable ({_reason(exc)})") from exc
+    raise _unavailable(exc)
+
+
+def _unavailable(exc: sqlite3.Error) -> Unavailable:
+    failed = Unavailable(f"the store is unavailable ({_reason(exc)})")
+    failed.__cause__ = exc
+    return failed
 
 
 def _reason(exc: sqlite3.Error) -> str:
