@@ -96,6 +96,17 @@ def hold_the_lead(db: Database, callers: Callers, queued: int) -> None:
     assert leading.wait(timeout=30), "the leader never started"
 
 
+def one_group(db: Database, *calls: tuple[str, Callable[[], Any]]) -> dict[str, Any]:
+    """Make ``calls`` in this order, each from its own thread, as one group behind a held lead;
+    what each answered or raised."""
+    callers = Callers()
+    hold_the_lead(db, callers, queued=len(calls))
+    for queued, (name, call) in enumerate(calls, start=1):
+        callers.start(name, call)
+        wait_until(lambda queued=queued: db.waiting >= queued, what=f"{name} queued")
+    return callers.join()
+
+
 def stored(db: Database) -> dict[str, int]:
     return dict(db.rows("SELECT k, v FROM t", ()))
 
@@ -133,14 +144,12 @@ def test_many_threads_writing_at_once_all_commit(db: CountingDatabase) -> None:
 def test_a_conflicting_statement_fails_only_its_caller(db: CountingDatabase) -> None:
     db.write("INSERT INTO t(k) VALUES ('taken')", ())
     # Given a group in which one insert breaks the primary key
-    callers = Callers()
-    hold_the_lead(db, callers, queued=3)
-    callers.start("a", lambda: db.write("INSERT INTO t(k) VALUES ('a')", ()))
-    wait_until(lambda: db.waiting >= 1)
-    callers.start("clash", lambda: db.write("INSERT INTO t(k) VALUES ('taken')", ()))
-    wait_until(lambda: db.waiting >= 2)
-    callers.start("b", lambda: db.write("INSERT INTO t(k) VALUES ('b')", ()))
-    answers = callers.join()
+    answers = one_group(
+        db,
+        ("a", lambda: db.write("INSERT INTO t(k) VALUES ('a')", ())),
+        ("clash", lambda: db.write("INSERT INTO t(k) VALUES ('taken')", ())),
+        ("b", lambda: db.write("INSERT INTO t(k) VALUES ('b')", ())),
+    )
     # Then that caller alone gets the conflict, and the writes before and after it are committed
     assert isinstance(answers["clash"], sqlite3.IntegrityError)
     assert (answers["a"], answers["b"]) == (1, 1)
@@ -158,14 +167,12 @@ def test_a_block_that_fails_in_a_group_is_undone_alone(db: CountingDatabase) -> 
         conn.execute("INSERT INTO t(k) VALUES ('whole1')")
         return conn.execute("INSERT INTO t(k) VALUES ('whole2')").rowcount
 
-    callers = Callers()
-    hold_the_lead(db, callers, queued=3)
-    callers.start("before", lambda: db.tx(whole))
-    wait_until(lambda: db.waiting >= 1)
-    callers.start("broken", lambda: db.tx(broken))
-    wait_until(lambda: db.waiting >= 2)
-    callers.start("after", lambda: db.write("INSERT INTO t(k) VALUES ('after')", ()))
-    answers = callers.join()
+    answers = one_group(
+        db,
+        ("before", lambda: db.tx(whole)),
+        ("broken", lambda: db.tx(broken)),
+        ("after", lambda: db.write("INSERT INTO t(k) VALUES ('after')", ())),
+    )
     # Then its caller gets its own error, none of its rows stay, and the others' are committed
     assert isinstance(answers["broken"], ValueError) and str(answers["broken"]) == "changed its mind"
     assert (answers["before"], answers["after"]) == (1, 1)
@@ -231,14 +238,12 @@ def test_a_commit_that_fails_fails_the_whole_group_and_leaves_nothing(tmp_path: 
         db.write(
             "CREATE TABLE child (k TEXT PRIMARY KEY, parent TEXT REFERENCES t(k) DEFERRABLE INITIALLY DEFERRED)", ()
         )
-        callers = Callers()
-        hold_the_lead(db, callers, queued=3)
-        callers.start("fine", lambda: db.write("INSERT INTO t(k) VALUES ('fine')", ()))
-        wait_until(lambda: db.waiting >= 1)
-        callers.start("orphan", lambda: db.write("INSERT INTO child(k, parent) VALUES ('c', 'nobody')", ()))
-        wait_until(lambda: db.waiting >= 2)
-        callers.start("block", lambda: db.tx(lambda conn: conn.execute("INSERT INTO t(k) VALUES ('x')").rowcount))
-        answers = callers.join()
+        answers = one_group(
+            db,
+            ("fine", lambda: db.write("INSERT INTO t(k) VALUES ('fine')", ())),
+            ("orphan", lambda: db.write("INSERT INTO child(k, parent) VALUES ('c', 'nobody')", ())),
+            ("block", lambda: db.tx(lambda conn: conn.execute("INSERT INTO t(k) VALUES ('x')").rowcount)),
+        )
         # Then every write of the group gets the store's 503, and none of them is in the file
         assert answers["leader"] == "led"
         for name in ("fine", "orphan", "block"):
