@@ -3,6 +3,8 @@ together, in one transaction, and each caller still gets its own result or its o
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import subprocess
 import sys
@@ -292,3 +294,47 @@ def test_writers_get_503_while_another_process_holds_the_database(tmp_path: Path
     assert stored(db) == {}
     assert db.write("INSERT INTO t(k) VALUES ('later')", ()) == 1
     db.close()
+
+
+def _mount(*args: str) -> bool:
+    return subprocess.run(["mount", *args], capture_output=True).returncode == 0
+
+
+@pytest.mark.integration
+def test_a_group_on_a_full_disk_fails_whole_and_the_store_recovers(tmp_path: Path) -> None:
+    # Given the database on a small tmpfs of its own (a real full disk; needs root and mount)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or not _mount("-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)):
+        pytest.skip("needs root and permission to mount a tmpfs (a real full disk)")
+    db = Database(disk / "hatchway.db")
+    try:
+        db.write(TABLE, ())
+        # ... filled to the last byte, so the group's WAL frames have nowhere to go
+        filler = disk / "filler"
+        with contextlib.suppress(OSError), filler.open("wb") as handle:
+            while True:
+                handle.write(b"\0" * 4096)
+                handle.flush()
+        big = "x" * 200_000
+
+        def insert(i: int) -> Callable[[], Any]:
+            return lambda: db.write("INSERT INTO t(k, v) VALUES (?, ?)", (big + str(i), i))
+
+        answers = one_group(
+            db,
+            *((f"w{i}", insert(i)) for i in range(3)),
+            ("block", lambda: db.tx(lambda conn: conn.execute("INSERT INTO t(k) VALUES ('b')").rowcount)),
+        )
+        # Then every write of the group gets the store's 503 for a full disk, and none is stored
+        for name in ("w0", "w1", "w2", "block"):
+            assert isinstance(answers[name], Unavailable), (name, answers[name])
+            assert "disk is full" in str(answers[name])
+        filler.unlink()
+        assert stored(db) == {"leader": 0} or stored(db) == {}
+        # And once there is room again, writes go through
+        assert db.write("INSERT INTO t(k) VALUES ('later')", ()) == 1
+        assert "later" in stored(db)
+    finally:
+        db.close()
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
