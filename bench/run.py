@@ -33,7 +33,7 @@ from bench.harness import REPO, Context, Missing, Row, Skip, context, cpu_pressu
 
 HERE = Path(__file__).resolve().parent
 LATEST = HERE / "results" / "latest.json"
-NOT_FIGURES = {"__init__", "ab", "harness", "run"}
+NOT_FIGURES = {"__init__", "ab", "group_commit", "harness", "run"}
 
 Figure = Callable[[Context], Sequence[Row | Missing]]
 #: figure groups by name (a module's ``GROUP``), filled by :func:`discover`

@@ -1,10 +1,11 @@
 """The SQLite file every repository of the embedded default shares: connections, writes, schema.
 
-One file in WAL mode, one connection per thread, autocommit with explicit ``BEGIN IMMEDIATE``
-where a primitive writes more than one row. ``synchronous=NORMAL`` (the default) keeps every
-committed transaction across a crash of the process; ``FULL`` also across a power loss, at a cost
-per commit. Every conditional write is a single ``UPDATE ... WHERE`` on the expected revision, so
-concurrent workers, even in separate processes, never both win.
+One file in WAL mode, one connection per thread, autocommit with explicit ``BEGIN IMMEDIATE`` where
+a primitive writes more than one row; writes that queue while another is under way are committed
+together, in one transaction (group commit, see ``Database._write``). ``synchronous=NORMAL`` (the
+default) keeps every committed transaction across a crash of the process; ``FULL`` also across a
+power loss, at a cost per commit. Every conditional write is a single ``UPDATE ... WHERE`` on the
+expected revision, so concurrent workers, even in separate processes, never both win.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 from hatchway.errors import Unavailable
 
@@ -96,7 +97,7 @@ def dumps(value: Any) -> str:
 
 
 class Database:
-    """One SQLite file: a connection per thread, this process's writers taking turns, the schema."""
+    """One SQLite file: a connection per thread, this process's writers committed in groups, the schema."""
 
     def __init__(self, path: Path | str, synchronous: str = "NORMAL", busy_timeout_ms: int = 10_000) -> None:
         self.path = str(path)
@@ -106,8 +107,11 @@ class Database:
         self._all: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._all_lock = threading.Lock()
         # Writers of this process take turns here rather than in SQLite's busy handler, which
-        # sleeps 1, 2, 5, 10 ms... between retries; other processes still meet the busy timeout.
-        self._writing = threading.Lock()
+        # sleeps 1, 2, 5, 10 ms... between retries, and those that wait are committed together
+        # (see _write); other processes still meet the busy timeout.
+        self._mutex = threading.Lock()  # guards the two below, held for a few instructions only
+        self._leading = False  # a write is under way: newcomers queue
+        self._queue: list[_Write] = []
         if self.path != ":memory:":
             # private to the gateway's user: the database holds tokens' hashes and ciphertexts, and
             # SQLite gives its -wal and -shm files the database file's mode
@@ -136,36 +140,8 @@ class Database:
         """Map SQLite's operational failures (locked, disk full, unreadable) to 503."""
         try:
             yield
-        except sqlite3.OperationalError as exc:
-            raise Unavailable(f"the store is unavailable ({_reason(exc)})") from exc
         except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.IntegrityError):
-                raise
-            raise Unavailable(f"the store is unavailable ({_reason(exc)})") from exc
-
-    @contextmanager
-    def turn(self) -> Iterator[None]:
-        """This process's turn to write, waited for no longer than the busy timeout: while another
-        process holds the database, writers here must not queue behind each other's timeouts."""
-        if not self._writing.acquire(timeout=self.busy_timeout_ms / 1000):
-            raise Unavailable("the store is unavailable (database is locked)")
-        try:
-            yield
-        finally:
-            self._writing.release()
-
-    @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (``BEGIN IMMEDIATE``), rolled back if the block raises."""
-        conn = self.conn()
-        with self.turn(), self.guard():
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+            _raise(exc)
 
     def one(self, sql: str, args: tuple[Any, ...], build: Callable[[tuple[Any, ...]], T]) -> T | None:
         with self.guard():
@@ -176,10 +152,104 @@ class Database:
         with self.guard():
             return self.conn().execute(sql, args).fetchall()
 
+    @property
+    def waiting(self) -> int:
+        """Writes queued behind the one being written (for tests and curious operators)."""
+        return len(self._queue)
+
     def write(self, sql: str, args: tuple[Any, ...]) -> int:
-        """One statement in autocommit; the number of rows it changed."""
-        with self.turn(), self.guard():
-            return self.conn().execute(sql, args).rowcount
+        """One statement, committed before this returns; the number of rows it changed."""
+        return self._write(lambda conn: conn.execute(sql, args).rowcount, statement=True)
+
+    def write_row(self, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """One statement with ``RETURNING``, committed before this returns; its first row."""
+        # fetchall: a statement left unfinished would hold its transaction open past COMMIT
+        return self._write(lambda conn: next(iter(conn.execute(sql, args).fetchall()), None), statement=True)
+
+    def tx(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """``body(conn)`` as one atomic write, committed before this returns; rolled back if it raises.
+
+        ``body`` may run on another thread, on that thread's connection (see :meth:`_write`): it
+        must use only the connection it is given and must not call this database itself."""
+        return self._write(body, statement=False)
+
+    def _write(self, work: Callable[[sqlite3.Connection], T], statement: bool) -> T:
+        """Group commit: the writer that finds no write under way leads; those that come meanwhile
+        queue and wait. A leader takes every queued write and commits them in one transaction -
+        one COMMIT (one fsync at ``synchronous=FULL``) for the lot - then answers each and hands
+        the lead to the first writer queued since. A write that finds nobody ahead of it runs as
+        before (autocommit, or ``BEGIN IMMEDIATE`` ... ``COMMIT``): no added work without
+        contention. Nobody is answered before the COMMIT that holds their write returned."""
+        me = _Write(work, statement)
+        with self._mutex:
+            if self._leading:
+                self._queue.append(me)
+            else:
+                self._leading = me.lead = True
+        if not me.lead:
+            # waited for no longer than the busy timeout: while another process holds the
+            # database, writers here must not queue behind each other's timeouts
+            if not me.ready.acquire(timeout=self.busy_timeout_ms / 1000):
+                with self._mutex:
+                    if me in self._queue:  # not taken by a leader: nothing written
+                        self._queue.remove(me)
+                        raise Unavailable("the store is unavailable (database is locked)")
+                me.ready.acquire()  # taken: its outcome (bounded by SQLite's own busy timeout) is near
+            if not me.lead:
+                return cast(T, me.outcome())
+        with self._mutex:
+            group = [me, *self._queue]
+            self._queue.clear()
+        try:
+            self._commit(group)
+        finally:
+            with self._mutex:
+                if self._queue:
+                    heir = self._queue.pop(0)
+                    heir.lead = True
+                    heir.ready.release()
+                else:
+                    self._leading = False
+            for write in group[1:]:
+                write.ready.release()
+        return cast(T, me.outcome())
+
+    def _commit(self, group: list[_Write]) -> None:
+        """Write ``group`` in one transaction and set each write's outcome (this never raises)."""
+        alone = len(group) == 1
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = self.conn()
+            if alone and group[0].statement:
+                group[0].run(conn)  # in autocommit: its own transaction, as without a group
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            for write in group:
+                # One statement is atomic by itself (SQLite undoes a failed one and the transaction
+                # goes on); a block of several is undone alone through its savepoint.
+                if write.statement or alone:
+                    done = write.run(conn)
+                else:
+                    conn.execute("SAVEPOINT w")
+                    done = write.run(conn)
+                    if not done and conn.in_transaction:
+                        conn.execute("ROLLBACK TO w")
+                    if conn.in_transaction:
+                        conn.execute("RELEASE w")
+                if not conn.in_transaction:  # SQLite gave up the whole transaction (disk full, I/O)
+                    raise write.error or sqlite3.OperationalError("the transaction was rolled back")
+                if alone and not done:
+                    conn.execute("ROLLBACK")
+                    return
+            conn.execute("COMMIT")
+        except BaseException as exc:  # noqa: BLE001 - whatever stopped the transaction fails all of it
+            if conn is not None and conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            # the store's failure, whatever SQLite called it: even a constraint checked at COMMIT
+            # is no caller's own conflict to report
+            for write in group:
+                write.error = _unavailable(exc) if isinstance(exc, sqlite3.Error) else exc
 
     def close(self) -> None:
         """Close this thread's connection and those of threads that have ended. A connection of a
@@ -197,6 +267,50 @@ class Database:
 
     def ping(self) -> None:
         self.one("SELECT 1", (), lambda row: row)
+
+
+class _Write:
+    """One caller's write: its work, then its outcome, set by whichever writer led its group."""
+
+    __slots__ = ("error", "lead", "ready", "result", "statement", "work")
+
+    def __init__(self, work: Callable[[sqlite3.Connection], Any], statement: bool) -> None:
+        self.work = work
+        self.statement = statement  # one statement, atomic by itself (else a block that needs a savepoint)
+        self.ready = threading.Lock()  # released when answered or handed the lead (cheaper than an Event)
+        self.ready.acquire()
+        self.lead = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self, conn: sqlite3.Connection) -> bool:
+        """Do the work; False if it raised (the error kept for its caller)."""
+        try:
+            self.result = self.work(conn)
+        except BaseException as exc:  # noqa: BLE001 - its caller's to see, in its own thread
+            self.error = exc
+            return False
+        return True
+
+    def outcome(self) -> Any:
+        if self.error is None:
+            return self.result
+        if isinstance(self.error, sqlite3.DatabaseError):
+            _raise(self.error)
+        raise self.error
+
+
+def _raise(exc: sqlite3.DatabaseError) -> NoReturn:
+    """SQLite's failures (locked, disk full, unreadable) as 503; a broken constraint as itself."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        raise exc
+    raise _unavailable(exc)
+
+
+def _unavailable(exc: sqlite3.Error) -> Unavailable:
+    failed = Unavailable(f"the store is unavailable ({_reason(exc)})")
+    failed.__cause__ = exc
+    return failed
 
 
 def _reason(exc: sqlite3.Error) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 from hatchway.domain.actions import ActionHead, ActionRecord
@@ -43,7 +44,7 @@ class SqliteActionRepo(BaseActionRepo):
         return head
 
     def _put_version(self, record: ActionRecord, head: ActionHead, expected_latest: int | None) -> bool:
-        with self.db.tx() as conn:
+        def body(conn: sqlite3.Connection) -> bool:
             if expected_latest is None:
                 moved = conn.execute(
                     "INSERT OR IGNORE INTO action_heads(project_id, environment, name, latest_version, tags, "
@@ -77,7 +78,9 @@ class SqliteActionRepo(BaseActionRepo):
                     dumps(record.spec),
                 ),
             )
-        return True
+            return True
+
+        return self.db.tx(body)
 
     def _set_head_deleted(self, project_id: str, environment: str, name: str) -> bool:
         return (

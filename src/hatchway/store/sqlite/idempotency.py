@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 from hatchway.domain.records import IdempotencyRecord
@@ -35,7 +36,7 @@ class SqliteIdempotencyRepo(BaseIdempotencyRepo):
         self, record: IdempotencyRecord, replace_expired_before: int | None
     ) -> tuple[bool, IdempotencyRecord | None]:
         # the write and, when it fails, the read of the record in the way: one transaction
-        with self.db.tx() as conn:
+        def body(conn: sqlite3.Connection) -> tuple[bool, tuple[Any, ...] | None]:
             if replace_expired_before is None:
                 written = conn.execute(
                     "INSERT OR IGNORE INTO idempotency(scope, request_hash, run_id, status, expires_at) "
@@ -50,8 +51,12 @@ class SqliteIdempotencyRepo(BaseIdempotencyRepo):
                 ).rowcount
             if written == 1:
                 return True, None
-            row = conn.execute(f"SELECT {_COLUMNS} FROM idempotency WHERE scope = ?", (record.scope,)).fetchone()
-        return False, self._idem(row) if row else None
+            return False, conn.execute(
+                f"SELECT {_COLUMNS} FROM idempotency WHERE scope = ?", (record.scope,)
+            ).fetchone()
+
+        written, row = self.db.tx(body)
+        return written, self._idem(row) if row else None
 
     def _complete_idempotency(self, record: IdempotencyRecord) -> None:
         self.db.write(

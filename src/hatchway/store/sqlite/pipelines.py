@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 from hatchway.domain.pipelines.records import Execution, PipelineHead, PipelineRecord
@@ -33,7 +34,7 @@ class SqlitePipelineRepo(BasePipelineRepo):
         )
 
     def _put_pipeline_version(self, record: PipelineRecord, head: PipelineHead, expected_latest: int | None) -> bool:
-        with self.db.tx() as conn:
+        def body(conn: sqlite3.Connection) -> bool:
             if expected_latest is None:
                 sql = (
                     "INSERT OR IGNORE INTO pipeline_heads(latest_version, project_id, environment, name, deleted) "
@@ -55,7 +56,9 @@ class SqlitePipelineRepo(BasePipelineRepo):
                     record.created_at, dumps(record.spec), record.engine_ref,
                 ),
             )  # fmt: skip
-        return True
+            return True
+
+        return self.db.tx(body)
 
     def _get_pipeline_version(
         self, project_id: str, environment: str, name: str, version: int

@@ -58,10 +58,11 @@ class SqliteRunRepo(BaseRunRepo):
     ) -> tuple[bool, tuple[Run, int] | None]:
         # one commit for an attempt's last log lines and its end; the lines stay if the run's
         # revision moved (the rules read it and try again, without them)
-        with self.db.tx() as conn:
+        def body(conn: sqlite3.Connection) -> int:
             self._insert_logs(conn, run.id, entries)  # numbered first: the run's os shows them
-            written = conn.execute(_REPLACE, (*self._run_args(run), run.id, expected_rev)).rowcount
-        return written == 1, None
+            return conn.execute(_REPLACE, (*self._run_args(run), run.id, expected_rev)).rowcount
+
+        return self.db.tx(body) == 1, None
 
     def _runs(self, sql: str, args: tuple[Any, ...]) -> list[Run]:
         return [_run(row) for row in self.db.rows(sql.replace("SELECT data", "SELECT data, lease_until", 1), args)]
@@ -109,24 +110,18 @@ class SqliteRunRepo(BaseRunRepo):
         # One statement finds the oldest ready run and applies claim_changes to its columns and its
         # JSON copy: no candidates read and parsed, none read again, no whole document written. SQLite
         # runs it under the write lock, so two claimers (threads or processes) never take one run.
-        with self.db.turn(), self.db.guard():
-            row = self.db.conn().execute(_TAKE_READY, (owner, until, owner, until, now, now)).fetchone()
+        row = self.db.write_row(_TAKE_READY, (owner, until, owner, until, now, now))
         return (_run(row), row[2]) if row else None
 
     def _set_lease(self, run_id: str, owner: str, until: int) -> str | None:
         # The lease lives in its own columns (the JSON copy is refreshed on the next full write), so a
         # heartbeat is one small UPDATE. It moves the revision too: a full write prepared before the
         # heartbeat (the sweeper requeueing a lease it saw expire) must not undo the renewal.
-        with self.db.turn(), self.db.guard():
-            row = (
-                self.db.conn()
-                .execute(
-                    "UPDATE runs SET lease_until = ?, rev = rev + 1 WHERE id = ? AND lease_owner = ? "
-                    "AND status IN ('INPROGRESS', 'TERMINATING') RETURNING status",
-                    (until, run_id, owner),
-                )
-                .fetchone()
-            )
+        row = self.db.write_row(
+            "UPDATE runs SET lease_until = ?, rev = rev + 1 WHERE id = ? AND lease_owner = ? "
+            "AND status IN ('INPROGRESS', 'TERMINATING') RETURNING status",
+            (until, run_id, owner),
+        )
         return row[0] if row else None
 
     # ---- statistics ------------------------------------------------------------------------
@@ -156,8 +151,7 @@ class SqliteRunRepo(BaseRunRepo):
     # ---- logs ------------------------------------------------------------------------------
 
     def _append_logs(self, run_id: str, entries: list[LogEntry]) -> list[LogEntry]:
-        with self.db.tx() as conn:
-            self._insert_logs(conn, run_id, entries)
+        self.db.tx(lambda conn: self._insert_logs(conn, run_id, entries))
         return entries
 
     @staticmethod
