@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from bench.coldstart import template_environment
 
 from hatchway.api import create_app
@@ -87,7 +88,14 @@ STRAYS = [
     ("POST", "/ui/index.html"),
     ("GET", "/ui/a/b"),
     ("GET", "/nowhere"),
+    ("PATCH", "/v1/projects"),
+    ("GET", "/v1/projects/"),
+    ("PUT", "/v1/projects/proj_local"),
+    ("GET", "/v1/projects/proj_local/tokens/tok_x"),
+    ("GET", "/v1/projects/proj_local/encrypt"),
+    ("GET", "/v1/projects?limit=1&bogus=2"),
     ("GET", "/v1/projects/proj_local/stats?window=hour&bogus=1"),
+    ("GET", "/v1/projects/proj_local/runs?limit=1&bogus=1"),
     ("GET", "/v1/projects/proj_local/pipelines?limit=1"),
 ]
 
@@ -139,10 +147,14 @@ def test_a_lazy_groups_routes_answer_only_paths_under_its_own(services: Services
     rules = {route[0] for route in router._routes}
     assert rules
     for rule in rules:
-        # a dynamic part (<name>) matches one segment or less (powertools' pattern has no "/")
         template = "".join("*" if part.startswith("<") else part for part in _split(rule))
-        assert any(template == p or template.startswith(p.rstrip("/") + "/") for p in paths), rule
+        assert any(
+            template == p.removesuffix("$") or (not p.endswith("$") and template.startswith(p + "/")) for p in paths
+        ), rule
         assert pattern.match(rule.replace("<", "x").replace(">", "x")), rule
+        # a dynamic part (<name>) matches within one segment: powertools' pattern for it has no "/"
+        compiled = APIGatewayHttpResolver._compile_regex(rule)
+        assert "<" not in rule or not compiled.match(re.sub(r"<\w+>", "a/b", rule)), rule
 
 
 def _split(rule: str) -> list[str]:
@@ -167,7 +179,8 @@ def test_groups_are_included_once_and_in_order_when_many_threads_ask_at_once(tmp
         for index, (_, group, paths) in enumerate(api.groups._pending):
             counted = LazyGroup(group.name, group.paths, _counting(group, built))
             api.groups._pending = (*api.groups._pending[:index], (_, counted, paths), *api.groups._pending[index + 1 :])
-        targets = ["/v1/projects/proj_local/pipelines", "/metrics", "/v1/projects/proj_local/caches/t", "/ui/"] * 4
+        targets = ["/v1/projects/proj_local/pipelines", "/metrics", "/v1/projects/proj_local/caches/t", "/ui/",
+                   "/v1/projects/proj_local/tokens"] * 4  # fmt: skip
         answers: list[int] = []
         start = threading.Barrier(len(targets))
 
@@ -183,7 +196,7 @@ def test_groups_are_included_once_and_in_order_when_many_threads_ask_at_once(tmp
             thread.join(timeout=60)
         # Then every one was answered, each group was built once, and the routes are in the frozen order
         assert len(answers) == len(targets) and 500 not in answers
-        assert sorted(built) == ["console", "extras", "observe", "pipelines"]
+        assert sorted(built) == ["console", "extras", "observe", "pipelines", "projects"]
         api.groups.include_all()
         assert sorted(built) == sorted(LAZY)
         assert route_table(api) == (SNAPSHOTS / "routes.txt").read_text()
@@ -250,3 +263,11 @@ def test_route_groups_include_a_deferred_group_once() -> None:
     # Then it was built once, and its route sits where it was declared
     assert built == [1] and groups.pending == []
     assert [route.path for route in resolver._dynamic_routes] == ["/a/<x>", "/b/<x>", "/c/<x>"]
+
+
+def test_a_groups_paths_are_prefixes_of_whole_segments_or_exact_paths() -> None:
+    pattern = LazyGroup("g", ("/a$", "/b/*$", "/c", "/d/*/e"), lambda: None).pattern()  # type: ignore[arg-type,return-value]
+    under = ["/a", "/b/1", "/c", "/c/", "/c/x/y", "/d/1/e", "/d/1/e/f"]
+    not_under = ["/a/", "/a/x", "/ab", "/b/1/2", "/b/", "/cx", "/d//e", "/d/1/ef", "/x/c"]
+    assert [path for path in under if not pattern.match(path)] == []
+    assert [path for path in not_under if pattern.match(path)] == []

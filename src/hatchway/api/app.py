@@ -46,7 +46,7 @@ from hatchway.api.groups import LazyGroup, RouteGroups
 from hatchway.api.models import ENVIRONMENT_PATTERN
 from hatchway.api.raw import RawRoute, RawRouter, serve_raw
 from hatchway.api.resolver import ThreadSafeHttpResolver
-from hatchway.api.routers import actions, files, meta, projects, runs
+from hatchway.api.routers import actions, files, meta, runs
 from hatchway.api.scope import ROUTE, log_access, request_context
 from hatchway.api.throttle import FailureBudget
 from hatchway.api.validation import CompiledRequestValidation
@@ -298,16 +298,16 @@ class Api:
 
 
 #: the routers in the order a request is matched (tests/functional/test_api_snapshot.py freezes it), with
-#: the paths of those a lazy app includes on first use (``*`` is one segment; see hatchway.api.groups):
-#: what few requests ask for - the other platforms' dialects, cache tags and sessions, pipelines,
-#: statistics and metrics, the console
+#: the paths of those a lazy app includes on first use (``*`` is one segment, ``$`` ends an exact path;
+#: see hatchway.api.groups): what few requests ask for - the other platforms' dialects, cache tags and
+#: sessions, pipelines, projects and their tokens, statistics and metrics, the console
 ROUTERS: tuple[tuple[str, tuple[str, ...] | None], ...] = (
     ("compat", ("/v1/projects/*/actions/*/action", "/v1/ductape", "/v1/connect", "/v1/oauth/token")),
     ("files", None),
     ("extras", ("/v1/projects/*/caches", "/v1/projects/*/sessions", "/v1/projects/*/callbacks")),
     ("pipelines", ("/v1/projects/*/pipelines",)),
     ("meta", None),
-    ("projects", None),
+    ("projects", ("/v1/projects$", "/v1/projects/*$", "/v1/projects/*/tokens", "/v1/projects/*/encrypt")),
     ("actions", None),
     ("runs", None),
     ("observe", ("/metrics", "/v1/projects/*/stats")),
@@ -336,7 +336,7 @@ def create_app(
     api = Api(services, resolver, settings, telemetry, fastpath)
     _handle_errors(api)
     api.include_raw(files.raw_router(services, compat, telemetry))
-    eager = {"files": files, "meta": meta, "projects": projects, "actions": actions, "runs": runs}
+    eager = {"files": files, "meta": meta, "actions": actions, "runs": runs}
 
     def build(name: str) -> Router:
         module = eager.get(name) or _lazy_router_module(name)
@@ -370,6 +370,10 @@ def _lazy_router_module(name: str) -> Any:
         from hatchway.api.routers import pipelines
 
         return pipelines
+    if name == "projects":
+        from hatchway.api.routers import projects
+
+        return projects
     if name == "observe":
         from hatchway.api.routers import observe
 

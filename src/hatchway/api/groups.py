@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -25,22 +24,30 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler.api_gateway import Route, Router
 
 
-@dataclass(frozen=True)
 class LazyGroup:
     """Routes built by ``build`` on first use; they answer only paths under ``paths``.
 
     A path template is literal but for ``*``, one path segment; a path is under it when it is the
-    template or continues it with ``/``.
+    template or continues it with ``/`` - or, for a template that ends in ``$``, only when it is the
+    template. (A plain class: defining a dataclass compiles generated methods at import.)
     """
 
-    name: str
-    paths: tuple[str, ...]
-    build: Callable[[], Router]
+    __slots__ = ("build", "name", "paths")
+
+    def __init__(self, name: str, paths: tuple[str, ...], build: Callable[[], Router]) -> None:
+        self.name = name
+        self.paths = paths
+        self.build = build
 
     def pattern(self) -> re.Pattern[str]:
         """The paths under this group's templates."""
-        templates = "|".join(re.escape(path).replace(r"\*", "[^/]+") for path in self.paths)
-        return re.compile(f"^(?:{templates})(?:/|$)")
+
+        def regex(path: str) -> str:
+            exact = path.endswith("$")
+            literal = re.escape(path.removesuffix("$")).replace(r"\*", "[^/]+")
+            return f"{literal}$" if exact else f"{literal}(?:/|$)"
+
+        return re.compile("^(?:" + "|".join(regex(path) for path in self.paths) + ")")
 
 
 class RouteGroups:

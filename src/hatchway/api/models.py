@@ -6,10 +6,9 @@ routers, so a cold start does not build them.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 PROJECT_ID_PATTERN = r"^proj_[a-zA-Z0-9]+$"
 ENVIRONMENT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -18,37 +17,6 @@ ENVIRONMENT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 class StrictBody(BaseModel):
     # defer_build: validators are built on first use, not at import (a Lambda cold start imports them all)
     model_config = ConfigDict(defer_build=True, extra="forbid")
-
-
-class ProjectCreate(StrictBody):
-    name: Annotated[str, Field(min_length=1, max_length=128)]
-    id: Annotated[str, Field(pattern=PROJECT_ID_PATTERN, max_length=64)] | None = None
-
-
-class TokenCreate(StrictBody):
-    scopes: Annotated[list[str], Field(min_length=1)]
-    environments: list[Annotated[str, Field(pattern=ENVIRONMENT_PATTERN)]] | None = None
-    expires_at: datetime | None = None
-    expires_in_seconds: Annotated[int, Field(ge=1, le=10 * 365 * 86400)] | None = None
-    name: Annotated[str, Field(max_length=128)] | None = None
-
-    @model_validator(mode="after")
-    def _one_expiry(self) -> TokenCreate:
-        if self.expires_at is not None and self.expires_in_seconds is not None:
-            raise ValueError("give expires_at or expires_in_seconds, not both")
-        return self
-
-
-class EncryptRequest(StrictBody):
-    value: str | None = None
-    values: dict[str, str] | None = None
-    action: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")] | None = None
-
-    @model_validator(mode="after")
-    def _one_of(self) -> EncryptRequest:
-        if (self.value is None) == (self.values is None):
-            raise ValueError("give either value or values")
-        return self
 
 
 class RunInput(StrictBody):
