@@ -13,7 +13,11 @@ changes), one on this checkout's - and samples them in turn (A B, B A, ...; see
   ``none`` (``--sandbox`` to change), and the gateway's CPU per run (its submit included), then
   each gateway's RSS after all its runs;
 * P1, P2: sync calls of a ``python -S`` no-op and of ``/bin/echo '{}'`` (at ``--sandbox``) on one
-  keep-alive connection: p50 and p99 in ms per round of ``--calls`` calls.
+  keep-alive connection: p50 and p99 in ms per round of ``--calls`` calls;
+* P6: cold ``import handlers.api`` with template.yaml's environment for the API function (tracing as
+  the template says; ``--env HATCHWAY_TRACING=off`` to compare without): each round takes
+  ``--imports`` fresh interpreters of that side and as many of ``import boto3`` in turn, and gives
+  the side's p50 as a percentage of boto3's in the same round (load falls on both), and its CPU.
 
 Prints each round and the medians, B against A. Not a figure of ``run.py`` (it writes nothing).
 """
@@ -22,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
+import site
 import sqlite3
 import subprocess
 import sys
@@ -41,10 +47,10 @@ from bench.throughput import CONNECTIONS, TRUE_ACTION, _expect, _submit_path, ru
 
 
 def checkout(ref: str, into: Path) -> Path:
-    """``src/`` of ``ref`` unpacked under ``into``."""
+    """``src/`` (and ``handlers/``, for P6) of ``ref`` unpacked under ``into``."""
     into.mkdir(parents=True, exist_ok=True)
     archive = into / "src.tar"
-    subprocess.run(["git", "archive", "-o", str(archive), ref, "src"], cwd=REPO, check=True)
+    subprocess.run(["git", "archive", "-o", str(archive), ref, "src", "handlers"], cwd=REPO, check=True)
     with tarfile.open(archive) as tar:
         tar.extractall(into, filter="data")
     return into / "src"
@@ -108,6 +114,39 @@ def one_at_a_time(server: Server, count: int) -> Callable[[], tuple[float, float
     return sample
 
 
+def cold_imports(src: Path, extra: dict[str, str], count: int) -> Callable[[], tuple[float, float]]:
+    """P6: ``count`` cold imports of the Lambda handler on ``src`` (and its ``handlers/`` beside it) with
+    template.yaml's environment, each followed by one of ``import boto3``: the handler's p50 as a
+    percentage of boto3's, and the handler's p50 CPU (user + system) in ms."""
+    from bench.coldstart import template_environment
+
+    home = tempfile.mkdtemp(prefix="hatchway-ab-p6-")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HATCHWAY_", "PYTHON"))}
+    paths = [str(src), str(src.parent), *site.getsitepackages()]
+    env.update({"PYTHONPATH": os.pathsep.join(paths), "HATCHWAY_HOME": home, **template_environment(), **extra})
+
+    def one(code: str) -> tuple[float, float]:
+        began = time.perf_counter()
+        proc = subprocess.Popen([PY, "-S", "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(proc.pid, 0)
+        took = (time.perf_counter() - began) * 1000
+        error = proc.stderr.read() if proc.stderr else b""
+        if proc.stderr:
+            proc.stderr.close()
+        if status != 0:
+            raise RuntimeError(f"python -c {code!r} failed: {error[-500:]!r}")
+        return took, (usage.ru_utime + usage.ru_stime) * 1000
+
+    def sample() -> tuple[float, float]:
+        handler, boto = [], []
+        for _ in range(count):
+            handler.append(one("import handlers.api"))
+            boto.append(one("import boto3"))
+        return median([w for w, _ in handler]) * 100 / median([w for w, _ in boto]), median([c for _, c in handler])
+
+    return sample
+
+
 def compare(name: str, unit: str, a: Callable[[], tuple[float, float]], b: Callable[[], tuple[float, float]],
             rounds: int, second: str = "gateway CPU ms each") -> None:  # fmt: skip
     """Rounds of ``a`` and ``b`` in turn; each sample is (the figure in ``unit``, ``second``)."""
@@ -130,7 +169,7 @@ def compare(name: str, unit: str, a: Callable[[], tuple[float, float]], b: Calla
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("ref", help="the A side: a git ref of this repository")
-    parser.add_argument("figures", nargs="*", default=["P4", "P5"], help="P1, P2, P4, P5, SPLIT (default P4 P5)")
+    parser.add_argument("figures", nargs="*", default=["P4", "P5"], help="P1, P2, P4, P5, P6, SPLIT (default P4 P5)")
     parser.add_argument("--rounds", type=int, default=6, help="samples of each side (default 6)")
     parser.add_argument("--count", type=int, default=400, help="runs per P5 round (default 400)")
     parser.add_argument("--runs", type=int, default=30, help="runs per SPLIT round (default 30)")
@@ -142,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="a setting for the A gateway only (repeatable)")  # fmt: skip
     parser.add_argument("--b-env", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting for the B gateway only: HATCHWAY_PROCESSES=2 against A's 1, say")  # fmt: skip
+    parser.add_argument("--imports", type=int, default=5, help="cold imports of each kind per P6 round (default 5)")
     parser.add_argument("--calls", type=int, default=100, help="sync calls per P1/P2 round (default 100)")
     parser.add_argument("--argv", default="/bin/true", help="P5's action, a command line (default /bin/true)")
     args = parser.parse_args(argv)
@@ -153,6 +193,15 @@ def main(argv: list[str] | None = None) -> int:
         workers_of: list[subprocess.Popen[bytes]] = []
         try:
             for figure in (f.upper() for f in args.figures):
+                if figure == "P6":  # no gateway: fresh interpreters importing the Lambda handler
+                    both = dict(item.split("=", 1) for item in args.env)
+                    sides = [
+                        cold_imports(src[label], {**both, **dict(item.split("=", 1) for item in own)}, args.imports)
+                        for label, own in (("A", args.a_env), ("B", args.b_env))
+                    ]
+                    compare("P6 import handlers.api (template.yaml)", "% of import boto3", *sides, args.rounds,
+                            "CPU ms")  # fmt: skip
+                    continue
                 workers, sandbox = (0, "none") if figure in ("P4", "SPLIT") else (2, args.sandbox)
                 if figure in ("P1", "P2"):
                     workers = 0

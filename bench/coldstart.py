@@ -9,13 +9,16 @@ stricter, never looser: the baseline gets smaller.
 The deployed row imports the handler with the environment template.yaml gives the API function
 (read from the template at each run, so it follows the deployment: ``HATCHWAY_TRACING=xray`` and the
 aws backend) plus the variables the Lambda runtime sets in every function; a second row is the same
-with tracing off, which shows what tracing adds.
+with tracing off, which shows what tracing adds. Wall times on a shared machine move by tens of
+percent between runs, so the deployed import and ``import boto3`` are also counted in instructions
+(valgrind, where installed: the same count on a busy machine as on a calm one).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import site
 import subprocess
 import tempfile
@@ -141,6 +144,18 @@ def _python(code: str, *args: str, env: dict[str, str]) -> None:
         raise RuntimeError(f"python -c {code!r} {' '.join(args)} failed: {done.stderr[-500:]!r}")
 
 
+def instructions(code: str, env: dict[str, str]) -> float:
+    """Millions of instructions a fresh ``python -S -c code`` executes, counted by valgrind (hash
+    seed fixed: the count repeats within a fraction of a percent)."""
+    valgrind = [shutil.which("valgrind") or "valgrind", "--tool=cachegrind", "--cache-sim=no"]
+    command = [*valgrind, "--cachegrind-out-file=/dev/null", PY, "-S", "-c", code]
+    done = subprocess.run(command, env={**env, "PYTHONHASHSEED": "0"}, capture_output=True, text=True, check=False)
+    counted = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    if done.returncode != 0 or counted is None:
+        raise RuntimeError(f"valgrind python -c {code!r} failed: {done.stderr[-500:]!r}")
+    return int(counted.group(1).replace(",", "")) / 1e6
+
+
 def p6(ctx: Context) -> list[Row]:
     """Cold start: import handlers.api (as deployed) vs import boto3; hatchway --help vs python -c pass."""
     try:
@@ -165,6 +180,9 @@ def p6(ctx: Context) -> list[Row]:
             pairs,
             warmup,
         )
+        counted = None
+        if shutil.which("valgrind") and not ctx.quick:
+            counted = instructions(HANDLER, lambda_env), instructions(BOTO3, env), instructions(POWERTOOLS, env)
         cli, bare = interleave(
             timed(lambda: _python(HELP, "--help", env=env)), timed(lambda: _python("pass", env=env)), pairs, warmup
         )
@@ -188,6 +206,17 @@ def p6(ctx: Context) -> list[Row]:
     rows.extend(p50_and_p99(handler, "as deployed (template.yaml)", on_lambda, boto, "import boto3", 1.5, deployed))
     on_aws = "boto3 itself loads with the first request that reaches AWS (clients are built on first use)"
     rows.extend(p50_and_p99(handler, "template.yaml, tracing off", untraced, boto, "import boto3", None, on_aws))
+    if counted is not None:
+        handler_count, boto_count, floor_count = counted
+        rows.append(
+            Row("P6", "cold start: import handlers.api, instructions (valgrind)", "as deployed (template.yaml)",
+                handler_count, "M instr", boto_count, "import boto3 instructions", 1,
+                note="CPU work, counted: the same on a busy machine as on a calm one")
+        )  # fmt: skip
+        rows.append(
+            Row("P6", "  floor: import powertools' resolver and validation, instructions (valgrind)", "-",
+                floor_count, "M instr", boto_count, "import boto3 instructions", 1)
+        )  # fmt: skip
     rows.append(
         Row(
             "P6",

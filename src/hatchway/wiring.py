@@ -622,7 +622,8 @@ def api_handler() -> Any:
     services = lambda_services()
     if services.settings.bootstrap_token:
         services.auth.set_bootstrap_token(services.settings.bootstrap_token)
-    app = create_app(services, Compat.of(services), services.telemetry, services.settings)
+    # the rarely used routes are included on first use: a cold start answers sooner (hatchway.api.groups)
+    app = create_app(services, Compat.of(services), services.telemetry, services.settings, lazy=True)
     return lambda_entry(app.resolve, correlation_paths.API_GATEWAY_HTTP)
 
 

@@ -244,19 +244,24 @@ def comparable(result: dict[str, Any]) -> dict[str, Any]:
     return {**result, "headers": headers, "body": body}
 
 
+def assert_same_answers(first: World, second: World, method: str, route: str) -> None:
+    """``first`` and ``second`` answer alike the route's valid request and each of :data:`VARIANTS`."""
+    valid = BODIES.get((method, route))
+    valid_bytes = b"" if valid is None else valid.encode() if isinstance(valid, str) else json.dumps(valid).encode()
+    for extra, body in [({}, valid_bytes), *VARIANTS]:
+        one = first.api.resolve(event(method, first.path(route), extra, body or b""), LambdaContext())
+        other = second.api.resolve(event(method, second.path(route), extra, body or b""), LambdaContext())
+        assert comparable(one) == comparable(other), (extra, body)
+
+
 @pytest.mark.parametrize(("method", "route"), frozen_routes(), ids=[f"{m} {p}" for m, p in frozen_routes()])
 def test_every_route_answers_the_same_with_the_fast_path_on_and_off(tmp_path: Path, method: str, route: str) -> None:
     # Given two gateways alike, one answering with the fast path and one through powertools alone
     fast, general = World(tmp_path / "fast", fastpath=True), World(tmp_path / "general", fastpath=False)
     try:
-        valid = BODIES.get((method, route))
-        valid_bytes = b"" if valid is None else valid.encode() if isinstance(valid, str) else json.dumps(valid).encode()
-        for extra, body in [({}, valid_bytes), *VARIANTS]:
-            # When both answer the same request (each with the ids of its own gateway)
-            on = fast.api.resolve(event(method, fast.path(route), extra, body or b""), LambdaContext())
-            off = general.api.resolve(event(method, general.path(route), extra, body or b""), LambdaContext())
-            # Then status, headers and body are the same
-            assert comparable(on) == comparable(off), (extra, body)
+        # When both answer the same requests (each with the ids of its own gateway)
+        # Then status, headers and body are the same
+        assert_same_answers(fast, general, method, route)
         # and the fast path answered this route unless it must not (raw bytes, an answer without a type)
         assert not general.fast
         live = [r for r in (*fast.api.resolver._static_routes, *fast.api.resolver._dynamic_routes)

@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -41,11 +42,11 @@ from hatchway.api.common import (
 from hatchway.api.cors import Cors
 from hatchway.api.errors import dumps, error_answer, unexpected_answer, validation_details
 from hatchway.api.fastpath import DirectRoutes
+from hatchway.api.groups import LazyGroup, RouteGroups
 from hatchway.api.models import ENVIRONMENT_PATTERN
 from hatchway.api.raw import RawRoute, RawRouter, serve_raw
 from hatchway.api.resolver import ThreadSafeHttpResolver
-from hatchway.api.routers import actions, console, extras, files, meta, observe, pipelines, projects, runs
-from hatchway.api.routers import compat as dialects
+from hatchway.api.routers import actions, files, meta, runs
 from hatchway.api.scope import ROUTE, log_access, request_context
 from hatchway.api.throttle import FailureBudget
 from hatchway.api.validation import CompiledRequestValidation
@@ -98,13 +99,20 @@ class Api:
         self.raw: list[RawRoute] = []
         self._routes: list[tuple[re.Pattern[str], dict[str, set[str]]]] | None = None
         self.direct = DirectRoutes(resolver, telemetry, fastpath)
+        #: the resolver's routes, some included on first use (:func:`create_app`'s ``lazy``)
+        self.groups = RouteGroups(resolver)
         self.is_access_logged = settings.server.is_access_log_enabled
         self.cors = Cors(settings.server.cors_origins)
         self.failures = FailureBudget(settings.server.auth_failure_budget, settings.server.auth_failure_window_seconds)
 
     def include(self, router: Router) -> None:
         """Add ``router``'s routes after those already included (the first match wins)."""
-        self.resolver.include_router(router)
+        self.groups.include(router)
+
+    def include_later(self, group: LazyGroup) -> None:
+        """Declare ``group``'s routes here in the matching order; they are added with the first
+        request under its paths, or when anything lists the routes (:mod:`hatchway.api.groups`)."""
+        self.groups.defer(group)
 
     def include_raw(self, router: RawRouter) -> None:
         """Add ``router``'s raw routes after those already included."""
@@ -224,6 +232,7 @@ class Api:
             # `curl -d` and friends label JSON as a form or text: read the body as JSON anyway
             headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
             event = {**event, "headers": {**headers, "content-type": JSON}}
+        self.groups.ready_for(path)
         token = PRINCIPAL.set(who)
         try:
             answer = self.direct.answer(event, context) or self.resolver.resolve(event, context)
@@ -236,6 +245,7 @@ class Api:
     def openapi(self) -> dict[str, Any]:
         """The OpenAPI document (built once)."""
         if self._document is None:
+            self.groups.include_all()
             # powertools' OpenAPI models are hundreds of milliseconds of pydantic classes to import;
             # only the document needs them, so a cold start does not pay for them
             from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
@@ -287,6 +297,24 @@ class Api:
         return []
 
 
+#: the routers in the order a request is matched (tests/functional/test_api_snapshot.py freezes it), with
+#: the paths of those a lazy app includes on first use (``*`` is one segment, ``$`` ends an exact path;
+#: see hatchway.api.groups): what few requests ask for - the other platforms' dialects, cache tags and
+#: sessions, pipelines, projects and their tokens, statistics and metrics, the console
+ROUTERS: tuple[tuple[str, tuple[str, ...] | None], ...] = (
+    ("compat", ("/v1/projects/*/actions/*/action", "/v1/ductape", "/v1/connect", "/v1/oauth/token")),
+    ("files", None),
+    ("extras", ("/v1/projects/*/caches", "/v1/projects/*/sessions", "/v1/projects/*/callbacks")),
+    ("pipelines", ("/v1/projects/*/pipelines",)),
+    ("meta", None),
+    ("projects", ("/v1/projects$", "/v1/projects/*$", "/v1/projects/*/tokens", "/v1/projects/*/encrypt")),
+    ("actions", None),
+    ("runs", None),
+    ("observe", ("/metrics", "/v1/projects/*/stats")),
+    ("console", ("/", "/ui")),
+)
+
+
 def create_app(
     services: Services,
     compat: Compat | None = None,
@@ -294,10 +322,12 @@ def create_app(
     settings: Settings | None = None,
     *,
     fastpath: bool = True,
+    lazy: bool = False,
 ) -> Api:
     """The API bound to ``services``: the dialects of ``compat`` (default: built over ``services``),
     requests in the scope of ``telemetry`` (default: the services'), limits of ``settings`` (default:
-    the services'). ``fastpath=False`` answers every request through powertools (:mod:`hatchway.api.fastpath`)."""
+    the services'). ``fastpath=False`` answers every request through powertools (:mod:`hatchway.api.fastpath`);
+    ``lazy=True`` includes the rarely used routers on first use (:data:`ROUTERS`; the Lambda's cold start)."""
     compat = compat or Compat.of(services)
     telemetry = telemetry or services.telemetry
     settings = settings or services.settings
@@ -306,16 +336,53 @@ def create_app(
     api = Api(services, resolver, settings, telemetry, fastpath)
     _handle_errors(api)
     api.include_raw(files.raw_router(services, compat, telemetry))
-    # the order routes are matched in (tests/functional/test_api_snapshot.py freezes it)
-    for module in (dialects, files, extras, pipelines):
-        api.include(module.router(services, compat, telemetry))
-    api.include(meta.router(services, compat, telemetry, api.openapi))
-    for module in (projects, actions, runs, observe):
-        api.include(module.router(services, compat, telemetry))
-    if settings.server.is_console_enabled:
-        api.include(console.router(services, compat, telemetry))
+    eager = {"files": files, "meta": meta, "actions": actions, "runs": runs}
+
+    def build(name: str) -> Router:
+        module = eager.get(name) or _lazy_router_module(name)
+        if name == "meta":
+            return meta.router(services, compat, telemetry, api.openapi)
+        router: Router = module.router(services, compat, telemetry)
+        return router
+
+    for name, paths in ROUTERS:
+        if name == "console" and not settings.server.is_console_enabled:
+            continue
+        if lazy and paths is not None:
+            api.include_later(LazyGroup(name, paths, partial(build, name)))
+        else:
+            api.include(build(name))
     resolver.use([request_context(telemetry)])  # log correlation and a server span around every route
     return api
+
+
+def _lazy_router_module(name: str) -> Any:
+    """The module of a router :data:`ROUTERS` may include on first use (imported only then)."""
+    if name == "compat":
+        from hatchway.api.routers import compat
+
+        return compat
+    if name == "extras":
+        from hatchway.api.routers import extras
+
+        return extras
+    if name == "pipelines":
+        from hatchway.api.routers import pipelines
+
+        return pipelines
+    if name == "projects":
+        from hatchway.api.routers import projects
+
+        return projects
+    if name == "observe":
+        from hatchway.api.routers import observe
+
+        return observe
+    if name == "console":
+        from hatchway.api.routers import console
+
+        return console
+    raise ValueError(f"no router called {name!r}")
 
 
 def _handle_errors(api: Api) -> None:

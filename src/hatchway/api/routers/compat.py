@@ -11,15 +11,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header
+from pydantic import BaseModel, ConfigDict, Field
 
 from hatchway.api import schemas as S
 from hatchway.api.common import Environment, ProjectId, caller, env_name, json_answer, new_router, request_deadline
-from hatchway.api.models import ConnectRunBody, DuctapeRunBody, KeboolaActionBody, OAuthTokenBody
+from hatchway.api.models import RunInput, SessionRef, StrictBody
 from hatchway.compat import keboola
 from hatchway.domain.runs import RunRequest
 
@@ -27,6 +28,60 @@ if TYPE_CHECKING:
     from hatchway.compat import Compat
     from hatchway.ports import Telemetry
     from hatchway.services import Services
+
+
+class KeboolaConfigData(BaseModel):
+    """Keboola's ``configData``: the parameters and runtime a component sees in its config.json."""
+
+    model_config = ConfigDict(defer_build=True, extra="allow")
+
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    runtime: dict[str, Any] | None = None
+    image_parameters: dict[str, Any] | None = None
+
+
+class KeboolaActionBody(BaseModel):
+    model_config = ConfigDict(defer_build=True, extra="allow")
+
+    configData: KeboolaConfigData = Field(default_factory=KeboolaConfigData)  # noqa: N815 - Keboola's name
+
+
+class OAuthTokenBody(BaseModel):
+    """An OAuth client-credentials exchange, as the Pipedream SDKs send it."""
+
+    model_config = ConfigDict(defer_build=True, extra="ignore")
+
+    grant_type: Literal["client_credentials"] = "client_credentials"
+    client_id: Annotated[str, Field(min_length=1, max_length=256)]
+    client_secret: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    scope: str | None = None
+
+
+class DuctapeRunBody(StrictBody):
+    """Ductape's ``actions.run`` input (``IActionProcessorInput``), field for field."""
+
+    env: Annotated[str, Field(min_length=1, max_length=63)]
+    product: Annotated[str, Field(min_length=1, max_length=128)]
+    app: Annotated[str, Field(min_length=1, max_length=128)]
+    event: Annotated[str, Field(min_length=1, max_length=128)]
+    input: RunInput = Field(default_factory=RunInput)
+    cache: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    retries: Annotated[int, Field(ge=0, le=10)] | None = None
+    session: SessionRef | None = None
+
+
+class ConnectRunBody(BaseModel):
+    """Pipedream Connect's ``actions/run`` request."""
+
+    model_config = ConfigDict(defer_build=True, extra="ignore")
+
+    id: Annotated[str, Field(min_length=1, max_length=128)]
+    external_user_id: Annotated[str, Field(min_length=1, max_length=256)]
+    version: str | None = None
+    configured_props: dict[str, Any] | None = None
+    dynamic_props_id: str | None = None
+    stash_id: str | bool | None = None
+
 
 CONNECT_RESULT = S.obj(
     ["exports", "os", "ret", "stash_id"],

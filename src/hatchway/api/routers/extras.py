@@ -3,20 +3,34 @@ the secret that signs run callbacks (``.../callbacks/secret``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body
+from pydantic import Field
 
 from hatchway.api import schemas as S
 from hatchway.api.common import SAFE_HEADERS, Environment, ProjectId, caller, env_name, json_answer, new_router
-from hatchway.api.models import CacheTagBody, SessionTypeBody
+from hatchway.api.models import StrictBody
 
 if TYPE_CHECKING:
     from hatchway.compat import Compat
     from hatchway.ports import Telemetry
     from hatchway.services import Services
+
+
+class CacheTagBody(StrictBody):
+    ttl_seconds: Annotated[int, Field(ge=1, le=30 * 86400)]
+
+
+class SessionTypeBody(StrictBody):
+    algorithm: Literal["HS256", "RS256", "ES256"]
+    secret: Annotated[str, Field(min_length=16, max_length=4096)] | None = None
+    public_key: Annotated[str, Field(max_length=16384)] | None = None
+    issuer: Annotated[str, Field(max_length=512)] | None = None
+    audience: Annotated[str, Field(max_length=512)] | None = None
+
 
 CACHE_TAG = S.obj(["tag", "ttl_seconds"], tag=S.STRING, ttl_seconds=S.INT)
 SESSION_TYPE = S.obj(

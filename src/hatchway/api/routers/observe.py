@@ -12,16 +12,76 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
+from pydantic import BaseModel, ConfigDict
 
 from hatchway.api import schemas as S
 from hatchway.api.common import JSON, SAFE_HEADERS, Environment, ProjectId, caller, env_name, new_router
 from hatchway.api.common import json_answer as _json
-from hatchway.api.models import Stats
 
 if TYPE_CHECKING:
     from hatchway.compat import Compat
     from hatchway.ports import Telemetry
     from hatchway.services import Services
+
+
+class _Answer(BaseModel):
+    # built on first use: most processes never describe or validate the statistics answer
+    model_config = ConfigDict(defer_build=True)
+
+
+class _Bucket(_Answer):
+    start: str
+    counts: dict[str, int]
+
+
+class _Duration(_Answer):
+    action: str
+    invoked: str
+    count: int
+    failed: int
+    p50_ms: int | None
+    p95_ms: int | None
+    max_ms: int
+
+
+class ActionErrorRate(_Answer):
+    """An action's failed runs among those that ended on their own (SUCCESSFUL or FAILED) in the
+    window; TERMINATED runs are not counted. ``error_rate`` is ``failed / finished`` (0 to 1)."""
+
+    action: str
+    invoked: str
+    finished: int
+    failed: int
+    error_rate: float
+
+
+class _Queue(_Answer):
+    enqueued: int
+    in_progress: int
+    terminating: int
+
+
+class _Workers(_Answer):
+    size: int
+    busy: int
+
+
+class Stats(_Answer):
+    """Runs per status over time, duration percentiles and error rates per action, the queue and the workers."""
+
+    window: Literal["hour", "day"]
+    since: str
+    until: str
+    bucket_seconds: int
+    statuses: list[str]
+    buckets: list[_Bucket]
+    totals: dict[str, int]
+    durations: list[_Duration]
+    error_rates: list[ActionErrorRate]
+    queue: _Queue
+    workers: _Workers | None
+    truncated: bool
+
 
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 

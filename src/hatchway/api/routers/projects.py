@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body
+from pydantic import Field, model_validator
 
 from hatchway.api import schemas as S
 from hatchway.api.common import (
@@ -24,7 +25,7 @@ from hatchway.api.common import (
     page_of,
     pager,
 )
-from hatchway.api.models import EncryptRequest, ProjectCreate, TokenCreate
+from hatchway.api.models import ENVIRONMENT_PATTERN, PROJECT_ID_PATTERN, StrictBody
 from hatchway.domain.records import DEFAULT_PAGE
 from hatchway.domain.tenants import Project
 
@@ -32,6 +33,37 @@ if TYPE_CHECKING:
     from hatchway.compat import Compat
     from hatchway.ports import Telemetry
     from hatchway.services import Services
+
+
+class ProjectCreate(StrictBody):
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    id: Annotated[str, Field(pattern=PROJECT_ID_PATTERN, max_length=64)] | None = None
+
+
+class TokenCreate(StrictBody):
+    scopes: Annotated[list[str], Field(min_length=1)]
+    environments: list[Annotated[str, Field(pattern=ENVIRONMENT_PATTERN)]] | None = None
+    expires_at: datetime | None = None
+    expires_in_seconds: Annotated[int, Field(ge=1, le=10 * 365 * 86400)] | None = None
+    name: Annotated[str, Field(max_length=128)] | None = None
+
+    @model_validator(mode="after")
+    def _one_expiry(self) -> TokenCreate:
+        if self.expires_at is not None and self.expires_in_seconds is not None:
+            raise ValueError("give expires_at or expires_in_seconds, not both")
+        return self
+
+
+class EncryptRequest(StrictBody):
+    value: str | None = None
+    values: dict[str, str] | None = None
+    action: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")] | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> EncryptRequest:
+        if (self.value is None) == (self.values is None):
+            raise ValueError("give either value or values")
+        return self
 
 
 def router(services: Services, compat: Compat, telemetry: Telemetry) -> Router:
