@@ -2,7 +2,8 @@
 
 Both follow the API's conventions: a bearer token, the one error shape, and a place in the
 OpenAPI document. ``/metrics`` needs the ``admin`` scope; a project's admin token sees only its
-own project's series, the global admin token also the process-wide worker gauges.
+own project's series, the global admin token also the worker gauges (of every process of a
+``hatchway serve --processes N`` group, whose counters the page sums; see metrics.GroupRecorder).
 """
 
 from __future__ import annotations
