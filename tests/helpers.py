@@ -81,7 +81,9 @@ class LiveServer:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [*self.command, "serve", "--port", str(self.port), *self.args],
-            env=child_env(self.home, **self.env),
+            # a server stuck at shutdown is aborted by stop(): faulthandler then writes every
+            # thread's stack into the log, which names what it waited for
+            env=child_env(self.home, **{"PYTHONFAULTHANDLER": "1", **self.env}),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -111,12 +113,16 @@ class LiveServer:
             self.proc.wait(timeout=10)
 
     def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM and wait (a graceful shutdown)."""
+        """SIGTERM and wait (a graceful shutdown). A server still there after ``timeout`` is
+        aborted (its threads' stacks go to the log, see :meth:`start`), then killed."""
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 return self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGABRT)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(timeout=5)
                 self.kill()
         return self.proc.returncode if self.proc else None
 
