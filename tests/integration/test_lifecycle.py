@@ -64,7 +64,10 @@ def test_sigterm_releases_inflight_runs_to_the_next_process(tmp_path: Path) -> N
         run = hw.start_run("behave", {"behaviour": "sleep", "seconds": "2"})
         wait_until(lambda: hw.get_run(run["id"])["status"] == "INPROGRESS", 15, what="the run to start")
     # When the server is stopped gracefully while the run is in flight
-    stopped = server.stop(timeout=30)
+    # (uvicorn waits up to 30 s for open connections before the app's shutdown releases runs, as
+    # R7 allows for; once in CI this stop outlasted 30 s - a stop that outlasts 60 s is aborted and
+    # its log, below, holds every thread's stack)
+    stopped = server.stop(timeout=60)
     assert stopped in (0, -signal.SIGTERM), server.log()[-8000:]  # uvicorn re-raises the signal once stopped
     assert "releasing run at shutdown" in server.log()
     # Then the run went back to the queue, not lost and not failed
