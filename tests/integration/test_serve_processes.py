@@ -73,6 +73,19 @@ def finished_by(server: LiveServer) -> dict[str, int]:
     }
 
 
+def runs_accepted_by_both(server: LiveServer) -> list[str]:
+    """Runs of ``hello`` submitted on fresh connections until each process accepted one, all finished."""
+    submitted: list[str] = []
+
+    def both_accepted() -> bool:
+        submitted.append(submit(server, "hello"))
+        return set(accepted_by(server).values()) == {0, 1}
+
+    wait_until(both_accepted, 60, 0.0, "submits answered by both processes")
+    wait_until(lambda: set(submitted) <= set(finished_by(server)), 60, 0.05, "every run to finish")
+    return submitted
+
+
 @pytest.fixture
 def group(tmp_path: Path) -> Iterator[LiveServer]:
     # one worker for two processes: process 0 has it, process 1 serves the API only, so every run
@@ -97,14 +110,7 @@ def test_both_processes_answer_on_one_port_and_runs_cross_between_them(group: Li
     wait_until(lambda: "hatchway serving on" in group.log(), timeout=30)
     assert group.log().count("hatchway serving on") == 1
 
-    submitted: list[str] = []
-
-    def both_accepted() -> bool:
-        submitted.append(submit(group, "hello"))
-        return set(accepted_by(group).values()) == {0, 1}
-
-    wait_until(both_accepted, 60, 0.0, "submits answered by both processes")
-    wait_until(lambda: set(submitted) <= set(finished_by(group)), 60, 0.05, "every run to finish")
+    submitted = runs_accepted_by_both(group)
     accepted, finished = accepted_by(group), finished_by(group)
     crossed = [run for run in submitted if accepted[run] == 1]
     assert crossed, accepted
@@ -257,14 +263,7 @@ def test_metrics_of_a_group_count_the_runs_of_every_process(group: LiveServer) -
     # Given runs accepted by both processes (and all run by process 0, the one with the worker)
     with group.client() as hw:
         hw.register_action(sh_spec("hello", "echo hello"))
-    submitted: list[str] = []
-
-    def both_accepted() -> bool:
-        submitted.append(submit(group, "hello"))
-        return set(accepted_by(group).values()) == {0, 1}
-
-    wait_until(both_accepted, 60, 0.0, "submits answered by both processes")
-    wait_until(lambda: set(submitted) <= set(finished_by(group)), 60, 0.05, "every run to finish")
+    submitted = runs_accepted_by_both(group)
     # Then one scrape soon counts them all, and from then on every scrape does, whoever answers it
     every = (float(len(submitted)), float(len(submitted)))
     wait_until(lambda: runs_counted(scrape(group)) == every, 30, 0.05, "/metrics to count every run")
