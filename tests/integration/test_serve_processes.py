@@ -95,6 +95,9 @@ def group(tmp_path: Path) -> Iterator[LiveServer]:
         HATCHWAY_SHUTDOWN_GRACE_SECONDS="1", **FAST,
     ).start()  # fmt: skip
     try:
+        # every process is up once the parent prints its one banner (/health may come from the first
+        # one ready; a process killed before it is ready ends the group, as a start that fails does)
+        wait_until(lambda: "hatchway serving on" in server.log(), 30, 0.05, "the group's banner")
         yield server
     finally:
         server.stop()
@@ -105,9 +108,7 @@ def test_both_processes_answer_on_one_port_and_runs_cross_between_them(group: Li
     with group.client() as hw:
         hw.register_action(sh_spec("hello", "echo hello"))
     assert len(members(group)) == 2
-    # one banner for the group, printed by the parent once every process is ready - which may be
-    # a moment after the first one answered the fixture's /health
-    wait_until(lambda: "hatchway serving on" in group.log(), timeout=30)
+    # one banner for the group, printed by the parent once every process is ready (the fixture waits for it)
     assert group.log().count("hatchway serving on") == 1
 
     submitted = runs_accepted_by_both(group)
