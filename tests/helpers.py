@@ -146,3 +146,19 @@ def processes_with(marker: str) -> list[int]:
         if marker in cmdline and state != "Z":
             found.append(int(entry.name))
     return found
+
+
+def describe_processes(pids: list[int]) -> str:
+    """``pid state uid cgroups parent`` of each of ``pids`` (at most 10): what a test that waited for them to go saw."""
+    lines = []
+    for pid in pids[:10]:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            uid = next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                       if line.startswith("Uid:"))  # fmt: skip
+            groups = ",".join(line.split(":", 2)[2] for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+                              if line.split(":")[1] in ("pids", "memory", ""))  # fmt: skip
+        except (OSError, StopIteration, IndexError):
+            continue
+        lines.append(f"{pid} {fields[0]} uid={uid} ppid={fields[1]} cgroups={groups}")
+    return f"{len(pids)} left: " + "; ".join(lines)

@@ -27,7 +27,7 @@ from hatchway.runtime.contract import OutputCollector
 from hatchway.wiring import bootstrap, build_services
 from hatchway.worker import WorkerPool
 from tests.conftest import inprocess_client, make_settings
-from tests.helpers import processes_with, wait_until
+from tests.helpers import describe_processes, processes_with, wait_until
 
 pytestmark = pytest.mark.integration
 HAS_CGROUPS = Cgroups.detect("hatchway-test-probe") is not None
@@ -95,7 +95,12 @@ def test_a_fork_bomb_is_contained_and_the_gateway_keeps_answering(sandboxed: Cli
     final = sandboxed.wait(run["id"], timeout=30)
     assert final["status"] == "FAILED" and final["error"]["kind"] in ("timeout", "application")
     assert health and set(health) == {"ok"}
-    wait_until(lambda: not processes_with("os.fork()"), 15, what="every forked process to be gone")
+    # (60 s: a loaded 2-core CI machine once took longer than 15 s; should it ever take longer than
+    # 60, the message says which processes were left, as whom and in which cgroups)
+    try:
+        wait_until(lambda: not processes_with("os.fork()"), 60, what="every forked process to be gone")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {describe_processes(processes_with('os.fork()'))}") from None
 
 
 @pytest.mark.skipif(not HAS_CGROUPS, reason="this machine gives no writable memory cgroup")

@@ -200,3 +200,23 @@ def test_start_confined_returns_once_its_thread_has_left_the_kernel() -> None:
     for _ in range(50):
         tid = start_confined(threading.get_native_id)
         assert not Path(f"/proc/self/task/{tid}").exists()
+
+
+def test_recovery_skips_a_dead_gateways_cgroup_that_another_gateway_removed_first(tmp_path: Path) -> None:
+    # Given the cgroups of a dead gateway, one already removed by another gateway starting on the
+    # host (its name still listed, the directory gone: a dangling link stands for that moment)
+    from hatchway.executors.sandbox import CGROUP_PREFIX, Cgroups, Sandbox
+
+    parent = tmp_path / "pids"
+    (parent / "mine").mkdir(parents=True)
+    gone = parent / f"{CGROUP_PREFIX}-999999999-1"
+    gone.symlink_to(tmp_path / "removed")
+    dead = parent / f"{CGROUP_PREFIX}-999999998-1"
+    (dead / "attempt").mkdir(parents=True)
+    sandbox = Sandbox("limits", tmp_path / "home", Cgroups(1, pids=parent / "mine"))
+    try:
+        # When this gateway recovers, it goes on past the vanished one and removes the rest
+        sandbox.recover()
+    finally:
+        sandbox.close()
+    assert not dead.exists() and (parent / "mine").is_dir()

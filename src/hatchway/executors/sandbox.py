@@ -675,7 +675,11 @@ class Sandbox:
                     started = owner[1] if len(owner) > 1 else None
                     if _alive(int(owner[0]), started):
                         continue
-                for child in [c for c in stale.iterdir() if c.is_dir()]:
+                try:
+                    children = [c for c in stale.iterdir() if c.is_dir()]
+                except OSError:
+                    continue  # another gateway starting on this host removed it first
+                for child in children:
                     Confinement([], [child]).release()
                 with contextlib.suppress(OSError):
                     stale.rmdir()
