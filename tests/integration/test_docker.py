@@ -32,7 +32,7 @@ from hatchway.config import Settings
 from hatchway.domain.spec import resolve_local_paths
 from hatchway.executors.containers.engine import LABEL_HOME, LABEL_KIND, LABEL_MANAGED, DockerEngine, action_image_tag
 from hatchway.services import Services
-from hatchway.wiring import bootstrap, build_services
+from hatchway.wiring import bootstrap, build_services, tidy_at_rest
 from hatchway.worker import WorkerPool
 from tests.conftest import inprocess_client, make_settings
 from tests.helpers import REPO, LiveServer, wait_until
@@ -193,6 +193,49 @@ def test_a_rebuilt_image_is_not_served_by_warm_containers(hw_for: Any, tmp_path:
     # Then the version (and so the image tag) is the same, but the call runs the new image
     assert again["digest"] == first["digest"]
     assert hw.call_sync("box", "go", {})["ret"]["env"] == "edited"
+
+
+def test_an_image_a_rebuild_replaced_or_a_delete_left_is_removed(
+    hw_for: Any, services_for: Any, tmp_path: Path
+) -> None:
+    hw, services = hw_for("docker")
+    engine = engine_of(services)
+    source = tmp_path / "source"
+    shutil.copytree(ACTION_DIR, source)
+    doc = action(docker_config={"context": str(source), "dockerfile": "Dockerfile"})
+    script = source / "act.py"
+    original = script.read_text()
+    # Given an action built from its sources (made unique to this test: the engine outlives sessions)
+    script.write_text(f"{original}\n# {os.urandom(8).hex()}\n")
+    record = hw.register_action(doc)
+    tag = action_image_tag("proj_local", "box", record["digest"])
+    first = engine.inspect(tag)
+    assert first is not None and first.labels.get(LABEL_MANAGED) == "1"
+    # When its sources change and the same action.json is registered again
+    script.write_text(f"{original}\n# {os.urandom(8).hex()}\n")
+    hw.register_action(doc)
+    # Then the tag names the new image, and the one it replaced is gone from the engine
+    second = engine.inspect(tag)
+    assert second is not None and second.id != first.id
+    assert engine.inspect(first.id) is None
+    assert hw.call_sync("box", "go", {})["ret"]["env"] == "hi"
+    # Given a replaced image that a container still used when the rebuild came
+    script.write_text(f"{original}\n# {os.urandom(8).hex()}\n")
+    user = engine.client.containers.create(second.id, command=["true"])
+    hw.register_action(doc)
+    assert engine.inspect(second.id) is not None
+    user.remove()
+    # When a gateway starts (and tidies what it finds, as serve and worker do)
+    tidy_at_rest(services_for("docker"))
+    # Then that image is gone too
+    assert engine.inspect(second.id) is None
+    third = engine.inspect(tag)
+    assert third is not None
+    # When the action is deleted (once its call's container is gone)
+    wait_until(lambda: not containers(engine), 30, 0.1, "the call's container to be removed")
+    hw.delete_action("box")
+    # Then its image goes too
+    assert engine.inspect(tag) is None and engine.inspect(third.id) is None
 
 
 def test_a_stash_is_the_containers_tmp(hw_for: Any) -> None:

@@ -21,6 +21,7 @@ import pytest
 from hatchway.client import Client, ValidationErrorResponse
 from hatchway.domain.pipelines.filesystem import execution_dir
 from hatchway.executors.containers.engine import LABEL_RUN
+from hatchway.executors.containers.setup import LABEL_SETUP_STEP
 from hatchway.services import Services
 from hatchway.wiring import bootstrap, build_services
 from hatchway.worker import WorkerPool
@@ -100,6 +101,14 @@ def test_shell_picks_bash_or_sh(hw: Client, image: dict[str, str]) -> None:
     assert any("[[: not found" in line for line in printed(hw, final, "sh", "stderr"))
     # and Buddy's inline_commands (the commands as one text) run as written when execute_commands is absent
     assert printed(hw, final, "inline") == ["in bash in /usr"]
+
+
+def test_a_step_has_the_network_as_buddys_containers_do(hw: Client, image: dict[str, str]) -> None:
+    # Given a step that lists its network interfaces
+    final = execute(hw, "online", box(image, "interfaces", "ls /sys/class/net"))
+    # Then it has the engine's network, not loopback alone (an action without "network": true has only lo)
+    assert statuses(final) == {"interfaces": "SUCCESSFUL"}, explain(hw, final)
+    assert "eth0" in printed(hw, final, "interfaces")
 
 
 def test_execute_every_command_runs_past_a_failure(hw: Client, image: dict[str, str]) -> None:
@@ -218,6 +227,34 @@ def test_setup_commands_customise_the_image_once(hw: Client, image: dict[str, st
     final = execute(hw, "setup-fails", failing)
     assert statuses(final) == {"use": "WARNING"}
     assert "the setup commands failed" in run_of(hw, final, "use")["error"]["message"]
+
+
+def test_a_steps_new_setup_image_replaces_its_earlier_one(
+    hw: Client, image: dict[str, str], docker_client: Any
+) -> None:
+    def setup_images() -> set[str]:
+        return {i.id for i in docker_client.images.list(filters={"label": LABEL_SETUP_STEP})}
+
+    def marking(word: str) -> dict[str, Any]:
+        return box(image, "use", "cat /opt/mark", setup_commands=[f"echo {word} > /opt/mark"])
+
+    before = setup_images()
+    nonce = uuid.uuid4().hex
+    # Given a step whose setup commands made its image
+    first = execute(hw, "resetup", marking(f"one-{nonce}"))
+    assert printed(hw, first, "use") == [f"one-{nonce}"], explain(hw, first)
+    made = setup_images() - before
+    assert len(made) == 1
+    # When its setup commands change
+    second = execute(hw, "resetup", marking(f"two-{nonce}"))
+    assert printed(hw, second, "use") == [f"two-{nonce}"], explain(hw, second)
+    # Then the step has one setup image, the new one: the earlier one is gone from the engine
+    remade = setup_images() - before
+    assert len(remade) == 1 and remade != made
+    # and another step with the same commands gets an image of its own (removing it leaves this one)
+    other = execute(hw, "resetup-too", marking(f"two-{nonce}"))
+    assert printed(hw, other, "use") == [f"two-{nonce}"], explain(hw, other)
+    assert remade < setup_images() - before
 
 
 def test_run_as_user_runs_as_that_user_of_the_image(hw: Client, image: dict[str, str]) -> None:

@@ -84,6 +84,8 @@ def test_a_container_steps_fields_become_its_argv_and_the_executors_instructions
     }  # fmt: skip
     assert "apk add" not in reset.argv[2]  # setup commands customise the image instead
     assert mapped.metadata[CONTAINER_STEP] == {"filesystem": [["src", "/app"], ["", "/all"]], "export": "/tmp/out"}
+    # and every step reaches the network, as Buddy's containers do
+    assert all(step.metadata["network"] is True for step in (kept, reset, mapped))
     # Buddy's view gives the commands twice, as a list and as one text: both are accepted when they agree
     both = spec_of({**box, "execute_commands": ["make", "make test"], "inline_commands": "make\nmake test\n"})
     alone = spec_of({**box, "execute_commands": [], "inline_commands": "make\nmake test\n"})

@@ -3,11 +3,11 @@
 The step becomes an action spec: its image (``docker_image_name:docker_image_tag``), its
 ``execute_commands`` run by ``shell`` (``/bin/sh -c`` or ``/bin/bash -c``, given to the image's
 entrypoint unless ``reset_entrypoint``; see :func:`script`), or its ``entrypoint`` run without a
-shell, in ``working_directory``. What only the Docker executor can do - the image customised once
-by ``setup_commands``, ``run_as_user``, the pipeline filesystem's mounts, ``export_container_path``
-- travels in the spec's ``metadata[CONTAINER_STEP]``. The action is named
-``pipeline:<pipeline>/<step>`` (a name no registered action can have), versioned by the
-pipeline's version, and resolved from the pipeline definition by
+shell, in ``working_directory``, with the network (``metadata.network``) as Buddy's containers
+have. What only the Docker executor can do - the image customised once by ``setup_commands``,
+``run_as_user``, the pipeline filesystem's mounts, ``export_container_path`` - travels in the
+spec's ``metadata[CONTAINER_STEP]``. The action is named ``pipeline:<pipeline>/<step>`` (a name no
+registered action can have), versioned by the pipeline's version, and resolved from the pipeline definition by
 :class:`hatchway.services.pipelines.steps.InlineActions` (an action source of
 :meth:`hatchway.services.actions.ActionService.resolve`).
 
@@ -170,7 +170,9 @@ def inline_spec(pipeline: PipelineSpec, step: Step) -> ActionSpec:
         "description": f"step {step.name} of pipeline {pipeline.name}",
         "image_uri": step.image,
         "parameters": parameters,
-        "metadata": {CONTAINER_STEP: container_step(pipeline, step)},
+        # Buddy's containers reach the network (its services' network): a step's does too, on the
+        # engine's default (bridge) network, as an action whose metadata allows it
+        "metadata": {"network": True, CONTAINER_STEP: container_step(pipeline, step)},
     }
     if container:
         document["container_parameters"] = container

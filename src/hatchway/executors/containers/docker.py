@@ -82,8 +82,11 @@ class DockerExecutor(BaseAttemptExecutor):
         return cls(engine, settings.work_dir, settings.runs.kill_grace_seconds)
 
     def recover(self) -> int:
-        """Remove the containers (and their workspaces) of gateways on this home that are gone."""
-        return self.engine.cleanup_orphans()
+        """Remove the containers (and their workspaces) of gateways on this home that are gone, and
+        hatchway's images that a rebuild replaced."""
+        removed = self.engine.cleanup_orphans()
+        self.engine.prune_images()
+        return removed
 
     def check(self, spec: ActionSpec, invoked: str) -> None:
         if not has_image(spec):
@@ -96,6 +99,10 @@ class DockerExecutor(BaseAttemptExecutor):
     def prepare(self, project_id: str, spec: ActionSpec) -> None:
         """Build a ``docker_config`` action's image on the engine, tagged by the spec's digest."""
         self.engine.prepare(project_id, spec)
+
+    def release(self, project_id: str, spec: ActionSpec) -> None:
+        """Remove the image a deleted ``docker_config`` version was built into."""
+        self.engine.release(project_id, spec)
 
     def image(self, invocation: Invocation) -> ActionImage:
         """The attempt's image, pulled or built first if needed (raises :class:`Unavailable`)."""
@@ -116,7 +123,7 @@ class DockerExecutor(BaseAttemptExecutor):
             started = time.monotonic()
             try:
                 image = setup_image(
-                    self.engine, invocation.project_id, image, setup,
+                    self.engine, invocation, image, setup,
                     lambda line: collector.feed("stdout", f"{line}\n".encode()), invocation.seconds_left, cancel,
                 )  # fmt: skip
             except Unavailable as exc:

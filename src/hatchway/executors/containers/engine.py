@@ -390,6 +390,21 @@ class DockerEngine:
         if spec.docker_config is not None:
             self.build(spec, action_image_tag(project_id, spec.name, spec.digest()), ["body", "docker_config"])
 
+    def release(self, project_id: str, spec: ActionSpec) -> None:
+        """Remove the image a deleted ``docker_config`` version was built into (a container that
+        still uses it keeps it; a later attempt of the version builds it again)."""
+        if spec.docker_config is None:
+            return
+        tag = action_image_tag(project_id, spec.name, spec.digest())
+        with self.build_lock(tag):
+            self._fresh.pop(tag, None)
+            try:
+                self.client.images.remove(tag)
+            except Exception as exc:  # gone already, in use, or the engine does not answer
+                log.info("kept a deleted action's image", extra={"image": tag, "error": str(exc).splitlines()[0][:200]})
+                return
+        log.info("removed a deleted action's image", extra={"image": tag})
+
     def ensure_image(self, invocation: Invocation) -> ActionImage:
         """The attempt's image, pulled or built first if the engine lacks it.
 
@@ -496,6 +511,7 @@ class DockerEngine:
                 rm=True,
                 forcerm=True,
                 decode=True,
+                labels={LABEL_MANAGED: "1"},
             ):
                 if "stream" in chunk:
                     lines.extend(line for line in chunk["stream"].splitlines() if line.strip())
@@ -510,6 +526,24 @@ class DockerEngine:
             tail = tail.replace(str(context), "<context>")
             raise ValidationFailed.at(loc, f"the image build failed:\n{tail}", "build_failed")
         log.info("built an action image", extra={"image": tag, "seconds": round(time.monotonic() - started, 2)})
+        self.prune_images()
+
+    def prune_images(self) -> int:
+        """Remove hatchway's images that no tag names any more and no container uses; how many went.
+
+        A rebuild under the same tag (an action whose sources changed, re-registered) leaves the
+        image it replaces untagged: it goes here, after each build and when a gateway starts. Only
+        images built by hatchway (labelled :data:`LABEL_MANAGED`) are touched, never the user's own.
+        """
+        try:
+            answer = self.client.images.prune(filters={"dangling": True, "label": f"{LABEL_MANAGED}=1"})
+        except Exception as exc:  # an engine that does not answer, or a prune already under way
+            log.info("could not prune replaced images", extra={"error": str(exc).splitlines()[0] if str(exc) else ""})
+            return 0
+        gone = [entry for entry in answer.get("ImagesDeleted") or [] if entry.get("Deleted")]
+        if gone:
+            log.info("removed replaced images", extra={"images": len(gone)})
+        return len(gone)
 
     def _answers(self) -> bool:
         try:

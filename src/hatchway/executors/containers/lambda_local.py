@@ -147,6 +147,9 @@ class LocalLambdaExecutor(BaseAttemptExecutor):
     def prepare(self, project_id: str, spec: ActionSpec) -> None:
         self.docker.prepare(project_id, spec)
 
+    def release(self, project_id: str, spec: ActionSpec) -> None:
+        self.docker.release(project_id, spec)
+
     # ---- one call ------------------------------------------------------------------------------
 
     def execute(self, invocation: Invocation, collector: OutputCollector, cancel: threading.Event) -> AttemptResult:

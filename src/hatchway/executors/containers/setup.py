@@ -1,9 +1,12 @@
 """A Run Docker container step's ``setup_commands``: the step's image, customised once.
 
 Buddy runs them "only on the first run": here they run in an image built ``FROM`` the step's
-image, tagged by that image's ID and the script, per project, so later runs find it and skip
-them. They run as root (they install packages), on the engine's default network (not the
-host's: they are the tenant's commands), and see no variables (the image outlives any one value).
+image, tagged by that image's ID, the script and the step (of a pipeline of an environment of a
+project), so later runs find it and skip them. A step has one such image: building a new one (its
+commands or its image changed) removes the step's earlier ones, unless a container still uses them.
+
+The commands run as root (they install packages), on the engine's default network (not the host's:
+they are the tenant's commands), and see no variables (the image outlives any one value).
 
 The step's timeout covers them, and a cancel stops them: a watchdog kills the build's running
 container (labelled with the build's key, which the classic builder's intermediate containers
@@ -23,6 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from hatchway.domain.attempts import Invocation
 from hatchway.executors.containers.engine import (
     ACTION_REPOSITORY,
     LABEL_MANAGED,
@@ -33,6 +37,8 @@ from hatchway.executors.containers.engine import (
 
 #: the label of a setup build's containers (and of the image it makes)
 LABEL_SETUP = "io.hatchway.setup"
+#: the label of a setup image that names its step (a digest of project, environment and step)
+LABEL_SETUP_STEP = "io.hatchway.setup.step"
 #: the classic builder's own lines ("Step 2/3 : ...", " ---> 1a2b...", "Successfully built ...")
 _BUILD_NOISE = re.compile(r"^(Step \d+/\d+ : | ---> |Successfully (built|tagged) |Removing intermediate container )")
 
@@ -47,7 +53,7 @@ class SetupStopped(Exception):
 
 def setup_image(
     engine: DockerEngine,
-    project_id: str,
+    invocation: Invocation,
     base: ActionImage,
     setup: dict[str, str],
     on_line: Callable[[str], None],
@@ -60,15 +66,18 @@ def setup_image(
     :class:`SetupStopped` past ``seconds`` or on ``cancel``, :class:`~hatchway.errors.Unavailable`
     if the engine does not answer.
     """
-    key = hashlib.sha256(f"{base.id}\0{setup['shell']}\0{setup['script']}".encode()).hexdigest()
-    tenant = hashlib.sha256(project_id.encode()).hexdigest()[:10]
+    step = hashlib.sha256(
+        f"{invocation.project_id}\0{invocation.environment}\0{invocation.action_name}".encode()
+    ).hexdigest()[:32]
+    key = hashlib.sha256(f"{base.id}\0{setup['shell']}\0{setup['script']}\0{step}".encode()).hexdigest()
+    tenant = hashlib.sha256(invocation.project_id.encode()).hexdigest()[:10]
     tag = f"{ACTION_REPOSITORY}/setup:{key[:40]}-{tenant}"
     with engine.build_lock(tag):
         found = engine._inspect_answering(tag)
         if found is not None:
             return found
         dockerfile = (
-            f"FROM {base.id or base.ref}\nLABEL {LABEL_SETUP}={key}\nUSER root\n"
+            f"FROM {base.id or base.ref}\nLABEL {LABEL_SETUP}={key} {LABEL_SETUP_STEP}={step}\nUSER root\n"
             f"RUN {json.dumps([setup['shell'], '-c', setup['script']])}\n"
         )
         stop, expired = threading.Event(), threading.Event()
@@ -93,7 +102,21 @@ def setup_image(
         found = engine._inspect_answering(tag)
         if found is None:
             raise ImageFailed("the setup commands made no image")
+        _remove_earlier(engine, step, found)
         return found
+
+
+def _remove_earlier(engine: DockerEngine, step: str, current: ActionImage) -> None:
+    """Remove the step's setup images other than ``current`` (those a container uses stay)."""
+    try:
+        earlier = engine.client.images.list(filters={"label": f"{LABEL_SETUP_STEP}={step}"})
+    except Exception:
+        return
+    for image in earlier:
+        if image.id != current.id:
+            with contextlib.suppress(Exception):
+                engine.client.images.remove(image.id)
+    engine.prune_images()
 
 
 def _build(
