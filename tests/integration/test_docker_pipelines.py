@@ -20,8 +20,9 @@ import pytest
 
 from hatchway.client import Client, ValidationErrorResponse
 from hatchway.domain.pipelines.filesystem import execution_dir
+from hatchway.domain.tenants import DEFAULT_ENVIRONMENT
 from hatchway.executors.containers.engine import LABEL_RUN
-from hatchway.executors.containers.setup import LABEL_SETUP_STEP
+from hatchway.executors.containers.setup import LABEL_SETUP_STEP, step_key
 from hatchway.services import Services
 from hatchway.wiring import bootstrap, build_services
 from hatchway.worker import WorkerPool
@@ -229,32 +230,41 @@ def test_setup_commands_customise_the_image_once(hw: Client, image: dict[str, st
     assert "the setup commands failed" in run_of(hw, final, "use")["error"]["message"]
 
 
-def test_a_steps_new_setup_image_replaces_its_earlier_one(
+def test_a_steps_setup_image_is_replaced_by_its_next_and_goes_with_its_pipeline(
     hw: Client, image: dict[str, str], docker_client: Any
 ) -> None:
-    def setup_images() -> set[str]:
-        return {i.id for i in docker_client.images.list(filters={"label": LABEL_SETUP_STEP})}
+    def images_of(pipeline: str) -> set[str]:
+        # (by the step's label: a stopped setup of an earlier test may still leave an image of its own)
+        key = step_key("proj_local", DEFAULT_ENVIRONMENT, f"pipeline:{pipeline}/use")
+        return {i.id for i in docker_client.images.list(filters={"label": f"{LABEL_SETUP_STEP}={key}"})}
 
     def marking(word: str) -> dict[str, Any]:
         return box(image, "use", "cat /opt/mark", setup_commands=[f"echo {word} > /opt/mark"])
 
-    before = setup_images()
     nonce = uuid.uuid4().hex
     # Given a step whose setup commands made its image
     first = execute(hw, "resetup", marking(f"one-{nonce}"))
     assert printed(hw, first, "use") == [f"one-{nonce}"], explain(hw, first)
-    made = setup_images() - before
+    made = images_of("resetup")
     assert len(made) == 1
     # When its setup commands change
     second = execute(hw, "resetup", marking(f"two-{nonce}"))
     assert printed(hw, second, "use") == [f"two-{nonce}"], explain(hw, second)
     # Then the step has one setup image, the new one: the earlier one is gone from the engine
-    remade = setup_images() - before
+    remade = images_of("resetup")
     assert len(remade) == 1 and remade != made
-    # and another step with the same commands gets an image of its own (removing it leaves this one)
+    assert not made & {i.id for i in docker_client.images.list(all=True)}
+    # and another pipeline's step with the same commands gets an image of its own
     other = execute(hw, "resetup-too", marking(f"two-{nonce}"))
     assert printed(hw, other, "use") == [f"two-{nonce}"], explain(hw, other)
-    assert remade < setup_images() - before
+    kept = images_of("resetup-too")
+    assert len(kept) == 1 and kept != remade
+    # When the first pipeline is deleted
+    hw.delete_pipeline("resetup")
+    # Then its step's image goes, and the other pipeline's stays
+    assert images_of("resetup") == set() and images_of("resetup-too") == kept
+    hw.delete_pipeline("resetup-too")
+    assert images_of("resetup-too") == set()
 
 
 def test_run_as_user_runs_as_that_user_of_the_image(hw: Client, image: dict[str, str]) -> None:

@@ -152,6 +152,14 @@ class Placement:
         if failure is not None:
             raise failure
 
+    def release_step(self, project_id: str, environment: str, action_name: str, spec: ActionSpec) -> None:
+        """Let the executor of a deleted pipeline's container step (``spec``, its inline action) remove
+        what its runs left on it (a Docker engine's setup image); executors that keep nothing have no
+        ``release_step``."""
+        release = getattr(self._chosen(spec, Mode.ASYNC), "release_step", None)
+        if release is not None:
+            release(project_id, environment, action_name)
+
     def engine_named(self, name: str) -> RunEngine:
         """The run engine ``name`` (the deployment may have moved from Batch to ECS with runs still
         held by the other): today's engine when it is that one, else one made for the purpose."""

@@ -49,7 +49,7 @@ from hatchway.executors.containers.engine import (
     effective_argv,
     give_to,
 )
-from hatchway.executors.containers.setup import SetupStopped, setup_image
+from hatchway.executors.containers.setup import SetupStopped, remove_step_images, setup_image, step_key
 from hatchway.executors.sandbox import signal_of
 from hatchway.runtime.contract import OutputCollector, Workspace
 
@@ -103,6 +103,10 @@ class DockerExecutor(BaseAttemptExecutor):
     def release(self, project_id: str, spec: ActionSpec) -> None:
         """Remove the image a deleted ``docker_config`` version was built into."""
         self.engine.release(project_id, spec)
+
+    def release_step(self, project_id: str, environment: str, action_name: str) -> None:
+        """Remove the setup image of a deleted pipeline's container step (``pipeline:<p>/<s>``)."""
+        remove_step_images(self.engine, step_key(project_id, environment, action_name))
 
     def image(self, invocation: Invocation) -> ActionImage:
         """The attempt's image, pulled or built first if needed (raises :class:`Unavailable`)."""

@@ -3,7 +3,8 @@
 Buddy runs them "only on the first run": here they run in an image built ``FROM`` the step's
 image, tagged by that image's ID, the script and the step (of a pipeline of an environment of a
 project), so later runs find it and skip them. A step has one such image: building a new one (its
-commands or its image changed) removes the step's earlier ones, unless a container still uses them.
+commands or its image changed) removes the step's earlier ones, and deleting the pipeline removes
+them all (:func:`remove_step_images`), unless a container still uses them.
 
 The commands run as root (they install packages), on the engine's default network (not the host's:
 they are the tenant's commands), and see no variables (the image outlives any one value).
@@ -29,6 +30,7 @@ from typing import Any
 from hatchway.domain.attempts import Invocation
 from hatchway.executors.containers.engine import (
     ACTION_REPOSITORY,
+    LABEL_KIND,
     LABEL_MANAGED,
     ActionImage,
     DockerEngine,
@@ -51,6 +53,24 @@ class SetupStopped(Exception):
         self.cancelled = cancelled
 
 
+def step_key(project_id: str, environment: str, action_name: str) -> str:
+    """The value of :data:`LABEL_SETUP_STEP` for a step (its action name, ``pipeline:<p>/<s>``)."""
+    return hashlib.sha256(f"{project_id}\0{environment}\0{action_name}".encode()).hexdigest()[:32]
+
+
+def remove_step_images(engine: DockerEngine, step: str, keep: str | None = None) -> None:
+    """Remove the setup images of ``step`` but ``keep`` (an image ID); those a container uses stay."""
+    try:
+        images = engine.client.images.list(filters={"label": f"{LABEL_SETUP_STEP}={step}"})
+    except Exception:
+        return
+    for image in images:
+        if image.id != keep:
+            with contextlib.suppress(Exception):
+                engine.client.images.remove(image.id)
+    engine.prune_images()
+
+
 def setup_image(
     engine: DockerEngine,
     invocation: Invocation,
@@ -66,9 +86,7 @@ def setup_image(
     :class:`SetupStopped` past ``seconds`` or on ``cancel``, :class:`~hatchway.errors.Unavailable`
     if the engine does not answer.
     """
-    step = hashlib.sha256(
-        f"{invocation.project_id}\0{invocation.environment}\0{invocation.action_name}".encode()
-    ).hexdigest()[:32]
+    step = step_key(invocation.project_id, invocation.environment, invocation.action_name)
     key = hashlib.sha256(f"{base.id}\0{setup['shell']}\0{setup['script']}\0{step}".encode()).hexdigest()
     tenant = hashlib.sha256(invocation.project_id.encode()).hexdigest()[:10]
     tag = f"{ACTION_REPOSITORY}/setup:{key[:40]}-{tenant}"
@@ -77,7 +95,10 @@ def setup_image(
         if found is not None:
             return found
         dockerfile = (
-            f"FROM {base.id or base.ref}\nLABEL {LABEL_SETUP}={key} {LABEL_SETUP_STEP}={step}\nUSER root\n"
+            # (the labels in the Dockerfile, not only the build's: a stopped or failed build leaves its
+            # last layer as an untagged image, which they let prune_images and the step's next build find)
+            f"FROM {base.id or base.ref}\nLABEL {LABEL_MANAGED}=1 {LABEL_SETUP}={key} {LABEL_SETUP_STEP}={step}\n"
+            "USER root\n"
             f"RUN {json.dumps([setup['shell'], '-c', setup['script']])}\n"
         )
         stop, expired = threading.Event(), threading.Event()
@@ -102,21 +123,8 @@ def setup_image(
         found = engine._inspect_answering(tag)
         if found is None:
             raise ImageFailed("the setup commands made no image")
-        _remove_earlier(engine, step, found)
+        remove_step_images(engine, step, keep=found.id)
         return found
-
-
-def _remove_earlier(engine: DockerEngine, step: str, current: ActionImage) -> None:
-    """Remove the step's setup images other than ``current`` (those a container uses stay)."""
-    try:
-        earlier = engine.client.images.list(filters={"label": f"{LABEL_SETUP_STEP}={step}"})
-    except Exception:
-        return
-    for image in earlier:
-        if image.id != current.id:
-            with contextlib.suppress(Exception):
-                engine.client.images.remove(image.id)
-    engine.prune_images()
 
 
 def _build(
@@ -154,5 +162,5 @@ def _watch(
             expired.set()
         with contextlib.suppress(Exception):
             for container in engine.client.containers.list(filters={"label": f"{LABEL_SETUP}={key}"}):
-                if LABEL_MANAGED not in container.labels:  # a step's container of the built image: not ours
+                if LABEL_KIND not in container.labels:  # a step's container of the built image: not ours
                     container.kill()

@@ -8,6 +8,7 @@ has nothing to deploy).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from hatchway.domain.parameters import ANY_ACTION, is_ciphertext
@@ -25,10 +26,11 @@ from hatchway.domain.pipelines.spec import (
     parse_pipeline,
     put_secret,
     secret_slots,
+    spec_of,
 )
 from hatchway.domain.records import Page
 from hatchway.domain.runs import Mode
-from hatchway.domain.spec import RUN_ACTION, digest_of
+from hatchway.domain.spec import RUN_ACTION, ActionSpec, digest_of
 from hatchway.domain.tenants import Principal
 from hatchway.errors import BadRequest, Conflict, NotFound, SecretBindingError, ValidationFailed
 from hatchway.ports import PipelineEngine, PipelineRepo, SecretBox
@@ -37,6 +39,8 @@ from hatchway.services.actions import ActionService
 from hatchway.services.auth import Auth, Tenants
 from hatchway.services.pipelines.steps import PREVIOUS_SCAN
 from hatchway.services.placement import Placement
+
+log = logging.getLogger("hatchway.pipelines")
 
 
 def pipeline_record(
@@ -221,6 +225,29 @@ class PipelineDefinitions:
             self.engine.retire(record.engine_ref)
         if not self.repo.delete_pipeline(project_id, environment, name):
             raise NotFound(f"no pipeline {name}")
+        self._release_steps(project_id, environment, name, record.version)
+
+    def _release_steps(self, project_id: str, environment: str, name: str, latest: int) -> None:
+        """Let the executors remove what the container steps of every version left (a setup image each).
+        Tidying, as for a deleted action: the delete stands if it fails (logged)."""
+        steps: dict[str, ActionSpec] = {}
+        for version in range(1, latest + 1):
+            record = self.repo.get_pipeline(project_id, environment, name, version, include_deleted=True)
+            if record is None:
+                continue
+            spec = spec_of(record)
+            for step in spec.steps:
+                if step.kind == StepType.RUN_DOCKER_CONTAINER and step.setup_commands:
+                    steps[inline.action_name(name, step.name)] = inline.inline_spec(spec, step)
+        for action, step_spec in steps.items():
+            try:
+                self.placement.release_step(project_id, environment, action, step_spec)
+            except Exception as exc:
+                reason = getattr(exc, "message", type(exc).__name__)
+                log.warning(
+                    "what a deleted pipeline's step had on its engine was not removed",
+                    extra={"pipeline": name, "project_id": project_id, "reason": reason},
+                )
 
     def _unfinished(self, project_id: str, environment: str, name: str) -> bool:
         for status in ExecutionStatus:
