@@ -17,17 +17,22 @@ so the next step starts at once.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hatchway import wiring
 from hatchway.config import Settings
 from hatchway.domain.runs import Run, RunStatus
-from hatchway.errors import ValidationFailed
+from hatchway.errors import HatchwayError, NotFound, ValidationFailed
 from hatchway.services import Services
+
+if TYPE_CHECKING:
+    from http.server import ThreadingHTTPServer
 
 log = logging.getLogger("hatchway.worker")
 
@@ -205,8 +210,9 @@ def confinement_lines(services: Services) -> list[str]:
     return lines
 
 
-def run_worker(settings: Settings) -> None:
-    """``hatchway worker``: a worker pool on ``settings.home`` until SIGINT/SIGTERM."""
+def run_worker(settings: Settings, metrics: tuple[str, int] | None = None) -> None:
+    """``hatchway worker``: a worker pool on ``settings.home`` until SIGINT/SIGTERM; with ``metrics``
+    (host, port), its ``GET /metrics`` there too."""
     wiring.configure_observability(settings)
     services = wiring.build_services(settings, pool=True)
     refuse_unconfined(services)
@@ -217,10 +223,69 @@ def run_worker(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     lines = [f"hatchway worker on {settings.home}: {pool.size} threads, executor {services.placement.describe()}"]
+    server = None
+    if metrics is not None:
+        wiring.bootstrap(services)  # the admin token (and the home's token file) that /metrics accepts
+        server = serve_metrics(services, *metrics)
+        lines.append(f"metrics at http://{metrics[0]}:{server.server_port}/metrics (an admin token)")
     print("\n".join([*lines, *confinement_lines(services)]), flush=True)
     stop.wait()
+    if server is not None:
+        server.shutdown()
+        server.server_close()
     pool.stop(settings.runs.shutdown_grace_seconds)
     services.close()
 
 
-__all__ = ["WorkerPool", "confinement_lines", "refuse_unconfined", "run_worker"]
+def serve_metrics(services: Services, host: str, port: int) -> ThreadingHTTPServer:
+    """``GET /metrics`` of a worker that serves no API, on a port of its own (a thread of its own).
+
+    What the worker records - the ends of the runs it executes, their durations, queue waits, its
+    worker threads - is not on the ``/metrics`` of ``hatchway serve``: Prometheus scrapes both. The
+    page and its rules are the API's (an admin token; a project's admin token sees its project's
+    series), and so is every error's shape; anything but ``GET /metrics`` is a 404.
+    """
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from hatchway.api.common import SAFE_HEADERS
+    from hatchway.api.errors import error_answer, unexpected_answer
+    from hatchway.api.routers.observe import PROMETHEUS
+
+    class Metrics(BaseHTTPRequestHandler):
+        server_version = "hatchway-worker"
+        sys_version = ""
+
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            try:
+                if self.path.partition("?")[0] != "/metrics":
+                    raise NotFound("a worker answers GET /metrics only")
+                principal = services.auth.authenticate(self.headers.get("Authorization"))
+                self._answer(200, PROMETHEUS, services.stats.metrics_text(principal).encode(), {})
+            except HatchwayError as exc:
+                self._error(*error_answer(exc))
+            except Exception as exc:
+                self._error(*unexpected_answer(exc))
+
+        do_POST = do_PUT = do_PATCH = do_DELETE = do_GET  # noqa: N815 - all 404 but GET /metrics
+
+        def _error(self, code: int, body: dict[str, object], headers: dict[str, str]) -> None:
+            self._answer(code, "application/json", json.dumps(body).encode(), headers)
+
+        def _answer(self, code: int, kind: str, body: bytes, headers: dict[str, str]) -> None:
+            self.send_response(code)
+            fields = {"Content-Type": kind, "Content-Length": str(len(body)), **SAFE_HEADERS, **headers}
+            for name, value in fields.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
+            pass  # a scrape every few seconds is not worth a log line
+
+    server = ThreadingHTTPServer((host, port), Metrics)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="hatchway-worker-metrics", daemon=True).start()
+    return server
+
+
+__all__ = ["WorkerPool", "confinement_lines", "refuse_unconfined", "run_worker", "serve_metrics"]

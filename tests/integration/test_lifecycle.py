@@ -8,12 +8,13 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from hatchway.executors.sandbox import bwrap_works
 from tests.conftest import FAST
 from tests.functional.actions import behave
-from tests.helpers import LiveServer, child_env, processes_with, wait_until
+from tests.helpers import ADMIN_TOKEN, LiveServer, child_env, free_port, processes_with, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -86,8 +87,10 @@ def test_sigterm_releases_inflight_runs_to_the_next_process(tmp_path: Path) -> N
 def test_a_separate_worker_process_runs_the_queue(tmp_path: Path) -> None:
     home = tmp_path / "home"
     server = LiveServer(home, "--workers", "0", **FAST).start()
+    port = free_port()
+    metrics = f"http://127.0.0.1:{port}/metrics"
     worker = subprocess.Popen(
-        [sys.executable, "-m", "hatchway", "worker"],
+        [sys.executable, "-m", "hatchway", "worker", "--workers", "2", "--metrics-port", str(port)],
         env=child_env(home, **FAST),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -98,6 +101,17 @@ def test_a_separate_worker_process_runs_the_queue(tmp_path: Path) -> None:
             runs = [hw.start_run("behave", {"who": str(i)})["id"] for i in range(4)]
             finals = [hw.wait(run_id, timeout=30) for run_id in runs]
             assert [f["status"] for f in finals] == ["SUCCESSFUL"] * 4
+            # the worker's /metrics counts the runs it ended, with its own threads (the server has none)
+            page = scrape(metrics, ADMIN_TOKEN)
+            finished = {key: n for key, n in page.items() if key[0] == "hatchway_runs_finished_total"}
+            assert [(dict(labels)["status"], n) for (_, labels), n in finished.items()] == [("SUCCESSFUL", 4.0)]
+            assert page[("hatchway_workers", ())] == 2.0
+            # and answers as the API does: no token is a 401, another path a 404, in the error shape
+            refused = httpx.get(metrics, timeout=5)
+            assert refused.status_code == 401 and refused.json()["error"] == "Unauthorized"
+            assert refused.headers["WWW-Authenticate"] == "Bearer"
+            elsewhere = httpx.post(metrics.replace("/metrics", "/v1/projects"), headers=bearer(ADMIN_TOKEN), timeout=5)
+            assert elsewhere.status_code == 404 and elsewhere.json()["code"] == 404
             # a cancel issued through the server reaches the run in the worker process
             long = hw.start_run("behave", {"behaviour": "sleep", "seconds": "60"})
             wait_until(lambda: hw.get_run(long["id"])["status"] == "INPROGRESS", 15, what="the run to start")
@@ -108,6 +122,29 @@ def test_a_separate_worker_process_runs_the_queue(tmp_path: Path) -> None:
         worker.wait(timeout=30)
         server.kill()
     assert worker.returncode == 0
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def scrape(url: str, token: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The samples of a ``/metrics`` page, polled until its server answers."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def answer() -> httpx.Response | None:
+        try:
+            return httpx.get(url, headers=bearer(token), timeout=5)
+        except httpx.TransportError:
+            return None  # not listening yet
+
+    page = wait_until(answer, 30, what="the worker's /metrics to answer")
+    assert page.status_code == 200, page.text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(page.text)
+        for sample in family.samples
+    }
 
 
 def test_a_queued_run_is_cancelled_at_once(tmp_path: Path) -> None:

@@ -58,6 +58,8 @@ TYPER_COMMANDS: dict[tuple[str, ...], tuple[list[str], dict[Flags, Option]]] = {
             ("--home",): ("home", VALUE, "path", False, "HATCHWAY_HOME", None),
             ("--workers",): ("workers", VALUE, "int", False, None, None),
             ("--executor",): ("executor", VALUE, "str", False, None, None),
+            ("--metrics-port",): ("metrics_port", VALUE, "int", False, None, None),
+            ("--metrics-host",): ("metrics_host", VALUE, "str", False, None, "127.0.0.1"),
         },
     ),
     ("init",): (

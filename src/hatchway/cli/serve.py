@@ -103,14 +103,29 @@ def _check_port(host: str, port: int) -> None:
             fail(f"cannot listen on {host}:{port}: {err.strerror or err}")
 
 
-@app.command("worker", HOME, Arg("--workers", type=int, help="worker threads"), EXECUTOR, shares_options=False)
-def worker(home: Path | None, workers: int | None, executor: str | None) -> None:
-    """Run a worker pool on a gateway's home without serving HTTP."""
+@app.command(
+    "worker",
+    HOME,
+    Arg("--workers", type=int, help="worker threads"),
+    EXECUTOR,
+    Arg("--metrics-port", type=int, help="serve GET /metrics (this worker's numbers) on this port"),
+    Arg("--metrics-host", default="127.0.0.1", help="address of --metrics-port"),
+    shares_options=False,
+)
+def worker(
+    home: Path | None, workers: int | None, executor: str | None, metrics_port: int | None, metrics_host: str
+) -> None:
+    """Run a worker pool on a gateway's home without serving the API (only its metrics, if asked)."""
     from hatchway.errors import ValidationFailed
     from hatchway.worker import run_worker
 
+    if metrics_port is not None:
+        _check_port(metrics_host, metrics_port)
     try:
-        run_worker(settings(home=home, workers=workers, executor=executor))
+        run_worker(
+            settings(home=home, workers=workers, executor=executor),
+            metrics=(metrics_host, metrics_port) if metrics_port is not None else None,
+        )
     except ValidationFailed as err:
         fail(err.message)
 
