@@ -254,6 +254,7 @@ def serve_metrics(services: Services, host: str, port: int) -> ThreadingHTTPServ
     class Metrics(BaseHTTPRequestHandler):
         server_version = "hatchway-worker"
         sys_version = ""
+        timeout = 10  # seconds a connection may take to send its request: a slow one holds no thread long
 
         def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
             try:
