@@ -533,7 +533,8 @@ class DockerEngine:
 
         A rebuild under the same tag (an action whose sources changed, re-registered) leaves the
         image it replaces untagged: it goes here, after each build and when a gateway starts. Only
-        images built by hatchway (labelled :data:`LABEL_MANAGED`) are touched, never the user's own.
+        images built by hatchway are touched, never the user's own: the label :data:`LABEL_MANAGED`
+        is the build's, which only its final image carries (never the layers of a build under way).
         """
         try:
             answer = self.client.images.prune(filters={"dangling": True, "label": f"{LABEL_MANAGED}=1"})

@@ -59,13 +59,18 @@ def step_key(project_id: str, environment: str, action_name: str) -> str:
 
 
 def remove_step_images(engine: DockerEngine, step: str, keep: str | None = None) -> None:
-    """Remove the setup images of ``step`` but ``keep`` (an image ID); those a container uses stay."""
+    """Remove the setup images of ``step`` but ``keep`` (an image ID); those a container uses stay.
+
+    Only tagged ones, the images builds made: the layers of a build still under way (of another
+    version of the step) carry the step's label too, untagged, and must not go from under it. What
+    a stopped build left (untagged, metadata only: no file system of its own) stays.
+    """
     try:
         images = engine.client.images.list(filters={"label": f"{LABEL_SETUP_STEP}={step}"})
     except Exception:
         return
     for image in images:
-        if image.id != keep:
+        if image.id != keep and image.tags:
             with contextlib.suppress(Exception):
                 engine.client.images.remove(image.id)
     engine.prune_images()
@@ -95,10 +100,7 @@ def setup_image(
         if found is not None:
             return found
         dockerfile = (
-            # (the labels in the Dockerfile, not only the build's: a stopped or failed build leaves its
-            # last layer as an untagged image, which they let prune_images and the step's next build find)
-            f"FROM {base.id or base.ref}\nLABEL {LABEL_MANAGED}=1 {LABEL_SETUP}={key} {LABEL_SETUP_STEP}={step}\n"
-            "USER root\n"
+            f"FROM {base.id or base.ref}\nLABEL {LABEL_SETUP}={key} {LABEL_SETUP_STEP}={step}\nUSER root\n"
             f"RUN {json.dumps([setup['shell'], '-c', setup['script']])}\n"
         )
         stop, expired = threading.Event(), threading.Event()
