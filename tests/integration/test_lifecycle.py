@@ -101,11 +101,15 @@ def test_a_separate_worker_process_runs_the_queue(tmp_path: Path) -> None:
             runs = [hw.start_run("behave", {"who": str(i)})["id"] for i in range(4)]
             finals = [hw.wait(run_id, timeout=30) for run_id in runs]
             assert [f["status"] for f in finals] == ["SUCCESSFUL"] * 4
-            # the worker's /metrics counts the runs it ended, with its own threads (the server has none)
-            page = scrape(metrics, ADMIN_TOKEN)
-            finished = {key: n for key, n in page.items() if key[0] == "hatchway_runs_finished_total"}
-            assert [(dict(labels)["status"], n) for (_, labels), n in finished.items()] == [("SUCCESSFUL", 4.0)]
-            assert page[("hatchway_workers", ())] == 2.0
+
+            # the worker's /metrics counts the runs it ended, with its own threads (the server has none;
+            # a run's end is counted just after it is stored: polled)
+            def finished() -> list[tuple[str, float]]:
+                page = scrape(metrics, ADMIN_TOKEN)
+                assert page[("hatchway_workers", ())] == 2.0
+                return [(dict(labels)["status"], n) for (name, labels), n in page.items() if name == FINISHED]
+
+            wait_until(lambda: finished() == [("SUCCESSFUL", 4.0)], 10, what="the worker to count 4 runs")
             # and answers as the API does: no token is a 401, another path a 404, in the error shape
             refused = httpx.get(metrics, timeout=5)
             assert refused.status_code == 401 and refused.json()["error"] == "Unauthorized"
@@ -122,6 +126,9 @@ def test_a_separate_worker_process_runs_the_queue(tmp_path: Path) -> None:
         worker.wait(timeout=30)
         server.kill()
     assert worker.returncode == 0
+
+
+FINISHED = "hatchway_runs_finished_total"
 
 
 def bearer(token: str) -> dict[str, str]:
