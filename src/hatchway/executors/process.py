@@ -87,16 +87,11 @@ class ProcessExecutor(BaseAttemptExecutor):
         self._me = f"{os.getpid()}-{start_time(os.getpid())}"
         self.journal = Journal(self._pids, self._me)
         self.spares = Spares(work_dir, self._me)
-        self.warm = WarmPool(warm or WarmLimits(), self.sandbox, work_dir, self.journal, self._start_warm)
+        self.warm = WarmPool(warm or WarmLimits.of(), self.sandbox, work_dir, self.journal, self._start_warm)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ProcessExecutor:
-        warm = WarmLimits(
-            settings.executors.warm_max_servers,
-            settings.executors.warm_max_calls,
-            settings.executors.warm_idle_seconds,
-            settings.executors.warm_start_seconds,
-        )
+        warm = WarmLimits.of(settings.executors)
         sandbox = Sandbox.from_settings(settings)
         return cls(settings.work_dir, settings.runs.kill_grace_seconds, sandbox, settings.journal_dir, warm)
 

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hatchway.config import ExecutorSettings
 from hatchway.domain.attempts import Invocation, scrub_paths
 from hatchway.domain.spec import ActionSpec
 from hatchway.executors.journal import Journal, boot_ticks
@@ -70,10 +71,21 @@ Key = tuple[str, str, str, str]
 class WarmLimits:
     """How many warm servers, for how long, for how many calls (the ``HATCHWAY_WARM_*`` settings)."""
 
-    max_servers: int = 8
-    max_calls: int = 1000
-    idle_seconds: float = 300.0
-    start_seconds: float = 10.0
+    max_servers: int
+    max_calls: int
+    idle_seconds: float
+    start_seconds: float
+
+    @classmethod
+    def of(cls, executors: ExecutorSettings | None = None) -> WarmLimits:
+        """The limits ``executors`` set (by default, the defaults of the settings)."""
+        executors = executors or ExecutorSettings()
+        return cls(
+            executors.warm_max_servers,
+            executors.warm_max_calls,
+            executors.warm_idle_seconds,
+            executors.warm_start_seconds,
+        )
 
 
 def is_warm_call(invocation: Invocation) -> bool:
