@@ -95,8 +95,8 @@ def test_a_fork_bomb_is_contained_and_the_gateway_keeps_answering(sandboxed: Cli
     final = sandboxed.wait(run["id"], timeout=30)
     assert final["status"] == "FAILED" and final["error"]["kind"] in ("timeout", "application")
     assert health and set(health) == {"ok"}
-    # (60 s: a loaded 2-core CI machine once took longer than 15 s; should it ever take longer than
-    # 60, the message says which processes were left, as whom and in which cgroups)
+    # (60 s: once in CI some were still there after 15 s, cause not found; should it ever take
+    # longer than 60, the message says which processes were left, as whom and in which cgroups)
     try:
         wait_until(lambda: not processes_with("os.fork()"), 60, what="every forked process to be gone")
     except AssertionError as exc:
