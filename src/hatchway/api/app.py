@@ -10,6 +10,7 @@ leaves in the single error shape of :mod:`hatchway.api.errors`.
 from __future__ import annotations
 
 import base64
+import importlib
 import json
 import logging
 import re
@@ -358,31 +359,9 @@ def create_app(
 
 def _lazy_router_module(name: str) -> Any:
     """The module of a router :data:`ROUTERS` may include on first use (imported only then)."""
-    if name == "compat":
-        from hatchway.api.routers import compat
-
-        return compat
-    if name == "extras":
-        from hatchway.api.routers import extras
-
-        return extras
-    if name == "pipelines":
-        from hatchway.api.routers import pipelines
-
-        return pipelines
-    if name == "projects":
-        from hatchway.api.routers import projects
-
-        return projects
-    if name == "observe":
-        from hatchway.api.routers import observe
-
-        return observe
-    if name == "console":
-        from hatchway.api.routers import console
-
-        return console
-    raise ValueError(f"no router called {name!r}")
+    if not any(name == lazy and paths is not None for lazy, paths in ROUTERS):
+        raise ValueError(f"no router called {name!r}")
+    return importlib.import_module(f"hatchway.api.routers.{name}")
 
 
 def _handle_errors(api: Api) -> None:
